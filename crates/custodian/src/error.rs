@@ -1,0 +1,221 @@
+//! The one error type of the crate.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::kind::CancelReason;
+
+/// What custodian was doing when an error happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Creating the supervisor's private temp root.
+    CreateTempRoot,
+    /// Removing the supervisor's private temp root at shutdown.
+    RemoveTempRoot,
+    /// Opening (or creating) a managed file.
+    OpenFile,
+    /// Creating a managed temp file.
+    CreateTempFile,
+    /// Creating a managed temp dir.
+    CreateTempDir,
+    /// Removing a managed temp file.
+    RemoveTempFile,
+    /// Removing a managed temp dir.
+    RemoveTempDir,
+    /// Moving a temp file or dir out of the temp root.
+    Persist,
+    /// Closing a managed file.
+    CloseFile,
+    /// Querying or syncing a managed file.
+    FileIo,
+    /// Starting a scope.
+    EnterScope,
+    /// Registering a resource of another crate (such as an audio decoder).
+    Register,
+    /// Starting a managed child process.
+    Spawn,
+    /// Stopping or reaping a managed child process.
+    StopChild,
+    /// Decoding audio.
+    Decode,
+    /// Any other clean-up.
+    Cleanup,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::CreateTempRoot => "create temp root",
+            Operation::RemoveTempRoot => "remove temp root",
+            Operation::OpenFile => "open file",
+            Operation::CreateTempFile => "create temp file",
+            Operation::CreateTempDir => "create temp dir",
+            Operation::RemoveTempFile => "remove temp file",
+            Operation::RemoveTempDir => "remove temp dir",
+            Operation::Persist => "persist",
+            Operation::CloseFile => "close file",
+            Operation::FileIo => "file i/o",
+            Operation::EnterScope => "enter scope",
+            Operation::Register => "register resource",
+            Operation::Spawn => "spawn",
+            Operation::StopChild => "stop child",
+            Operation::Decode => "decode",
+            Operation::Cleanup => "clean up",
+        })
+    }
+}
+
+/// Errors returned by custodian.
+///
+/// Every variant names the operation and the path or resource it concerned. I/O failures
+/// keep the original [`io::Error`] as their [`source`](std::error::Error::source), so
+/// [`Error::io_kind`] tells `NotFound` from `PermissionDenied` from `StorageFull`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system call failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: Operation,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The supervisor is shutting down (or has shut down) and takes no new resources.
+    #[error("{op}: the supervisor is shutting down")]
+    ShuttingDown {
+        /// What was refused.
+        op: Operation,
+    },
+    /// The scope has already ended; resources can no longer be added to it.
+    #[error("{op}: scope `{scope}` has ended")]
+    ScopeClosed {
+        /// What was refused.
+        op: Operation,
+        /// The scope's name.
+        scope: String,
+    },
+    /// The scope was cancelled and its body did not finish within the grace period.
+    #[error("scope `{scope}` was cancelled ({reason})")]
+    Cancelled {
+        /// The scope's name.
+        scope: String,
+        /// Why it was cancelled.
+        reason: CancelReason,
+    },
+    /// The supervisor's temp root no longer is the directory custodian created (it was
+    /// renamed away or replaced, for example by a symlink); custodian refuses to use it.
+    #[error("{op} {}: the temp root was replaced; refusing to follow it", path.display())]
+    TempRootReplaced {
+        /// What was refused.
+        op: Operation,
+        /// The temp root's path.
+        path: PathBuf,
+    },
+    /// The call needs a Tokio runtime and was made outside one.
+    #[error("{op}: must be called from within a Tokio runtime")]
+    NoRuntime {
+        /// What was refused.
+        op: Operation,
+    },
+    /// A resource-specific failure (for example a malformed audio file), named by path.
+    #[error("{op} {}: {message}", path.display())]
+    Resource {
+        /// What was being done.
+        op: Operation,
+        /// The path or label of the resource.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(op: Operation, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The operation that failed.
+    ///
+    /// ```
+    /// # use custodian::{Error, Operation};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Error> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let err = sup.open("/no/such/file").await.unwrap_err();
+    /// assert_eq!(err.operation(), Operation::OpenFile);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn operation(&self) -> Operation {
+        match self {
+            Error::Io { op, .. }
+            | Error::ShuttingDown { op }
+            | Error::NoRuntime { op }
+            | Error::ScopeClosed { op, .. }
+            | Error::TempRootReplaced { op, .. }
+            | Error::Resource { op, .. } => *op,
+            Error::Cancelled { .. } => Operation::EnterScope,
+        }
+    }
+
+    /// The path the error concerns, when there is one.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), custodian::Error> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let err = sup.open("/no/such/file").await.unwrap_err();
+    /// assert_eq!(err.path(), Some(std::path::Path::new("/no/such/file")));
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Io { path, .. }
+            | Error::TempRootReplaced { path, .. }
+            | Error::Resource { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// The kind of the underlying I/O error, if this is one.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), custodian::Error> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let err = sup.open("/no/such/file").await.unwrap_err();
+    /// assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound));
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            Error::Io { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+
+    /// Whether this error means the work was cancelled or refused because of shutdown.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let sup = custodian::Supervisor::builder().start().unwrap();
+    /// sup.shutdown().await;
+    /// assert!(sup.temp_file().await.unwrap_err().is_cancellation());
+    /// # }
+    /// ```
+    pub fn is_cancellation(&self) -> bool {
+        matches!(
+            self,
+            Error::Cancelled { .. } | Error::ShuttingDown { .. } | Error::ScopeClosed { .. }
+        )
+    }
+}
+
+/// The result type of custodian.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

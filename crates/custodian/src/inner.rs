@@ -1,0 +1,491 @@
+//! The shared state behind every [`Supervisor`](crate::Supervisor) handle, and the one
+//! place where resources are registered and released.
+//!
+//! Invariants:
+//! - *release is decided by removing the registry entry*: `DashMap::remove` (or
+//!   `remove_if` for a scope sweep) returns the entry to exactly one caller, which alone
+//!   updates the stats, emits the release event and runs the entry's [`Reclaim`];
+//! - no registry or scope lock is held while a reclaim runs or while a task is spawned;
+//! - lock order: scope state, then a registry shard (never the reverse);
+//! - a registration racing with shutdown or with its scope's end is either swept by it or
+//!   refused and reclaimed by the registering call (see [`Inner::register`]).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::panic::Location;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
+use crate::error::{Error, Operation};
+use crate::kind::{ReleasePath, ResourceKind};
+use crate::leak::{FailureRecord, LeakRecord, LiveResource};
+use crate::registry::{Cleanup, Entry, Reclaim, Registry, ResourceId};
+use crate::scope::ScopeShared;
+use crate::shutdown::ShutdownReport;
+use crate::stats::Stats;
+use crate::sys::root::TempRoot;
+
+/// How many leak and failure records are kept (the oldest are dropped first).
+const RECORDS_KEPT: usize = 1024;
+
+pub(crate) struct Config {
+    pub(crate) grace: Duration,
+    pub(crate) leak_after: [Option<Duration>; ResourceKind::COUNT],
+}
+
+pub(crate) struct Inner {
+    pub(crate) registry: Registry,
+    pub(crate) records: Arc<Records>,
+    pub(crate) config: Config,
+    pub(crate) root_token: CancellationToken,
+    pub(crate) root_scope: Arc<ScopeShared>,
+    pub(crate) temp_root: Arc<TempRoot>,
+    pub(crate) handle: Handle,
+    /// Every background clean-up, so that shutdown can wait for them.
+    pub(crate) cleanups: TaskTracker,
+    /// Every running scope, so that shutdown can wait for them.
+    pub(crate) scopes: TaskTracker,
+    pub(crate) report: tokio::sync::OnceCell<ShutdownReport>,
+    shutting_down: AtomicBool,
+    next_scope: AtomicU64,
+}
+
+/// Counters and records, shared with background clean-ups (which must not keep the
+/// whole supervisor alive).
+#[derive(Default)]
+pub(crate) struct Records {
+    pub(crate) stats: Stats,
+    leaks: Mutex<VecDeque<LeakRecord>>,
+    failures: Mutex<VecDeque<FailureRecord>>,
+}
+
+/// What a registration needs.
+pub(crate) struct Spec {
+    pub(crate) kind: ResourceKind,
+    pub(crate) label: Box<str>,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) site: &'static Location<'static>,
+    pub(crate) op: Operation,
+}
+
+/// A released entry whose clean-up has not run yet.
+pub(crate) struct Pending {
+    id: ResourceId,
+    kind: ResourceKind,
+    label: Box<str>,
+    path: Option<PathBuf>,
+    scope: Arc<ScopeShared>,
+    cleanup: Option<Cleanup>,
+}
+
+impl Inner {
+    pub(crate) fn new(
+        config: Config,
+        temp_root: TempRoot,
+        handle: Handle,
+        root_token: CancellationToken,
+    ) -> Self {
+        let root_scope = ScopeShared::root(root_token.clone(), config.grace);
+        Inner {
+            registry: Registry::default(),
+            records: Arc::default(),
+            config,
+            root_token,
+            root_scope,
+            temp_root: Arc::new(temp_root),
+            handle,
+            cleanups: TaskTracker::new(),
+            scopes: TaskTracker::new(),
+            report: tokio::sync::OnceCell::new(),
+            shutting_down: AtomicBool::new(false),
+            next_scope: AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn next_scope_id(&self) -> u64 {
+        // Uniqueness only.
+        self.next_scope.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        // SeqCst pairs with the store in `begin_shutdown` and the registry insert in
+        // `register`: either shutdown's sweep sees the entry, or `register` sees the flag.
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Fails fast before a resource is created, so that nothing is created in vain.
+    pub(crate) fn admit(&self, scope: &ScopeShared, op: Operation) -> Result<(), Error> {
+        if self.is_shutting_down() {
+            return Err(Error::ShuttingDown { op });
+        }
+        if scope.is_closed() {
+            return Err(Error::ScopeClosed {
+                op,
+                scope: scope.name.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Registers a resource in `scope`. On refusal the resource is reclaimed at once.
+    pub(crate) fn register(
+        &self,
+        scope: &Arc<ScopeShared>,
+        spec: Spec,
+        reclaim: Box<dyn Reclaim>,
+    ) -> Result<ResourceId, Error> {
+        let id = self.registry.next_id();
+        let Spec {
+            kind,
+            label,
+            path,
+            site,
+            op,
+        } = spec;
+        tracing::debug!(id = id.get(), kind = kind.as_str(), label = &*label, path = ?path, scope = &*scope.name, "acquired");
+        self.registry.map.insert(
+            id,
+            Entry {
+                kind,
+                label,
+                scope: scope.clone(),
+                site,
+                born: Instant::now(),
+                path,
+                reclaim,
+                warned: AtomicBool::new(false),
+            },
+        );
+        self.records.stats.created(kind);
+        scope.live.fetch_add(1, Ordering::Relaxed);
+        let refused = if self.is_shutting_down() {
+            Some(Error::ShuttingDown { op })
+        } else if !scope.push(id, &self.registry) {
+            Some(Error::ScopeClosed {
+                op,
+                scope: scope.name.to_string(),
+            })
+        } else {
+            None
+        };
+        match refused {
+            None => Ok(id),
+            Some(err) => {
+                // Whoever removes the entry first releases it; if a sweep got there first
+                // it has already been reclaimed.
+                if let Some(p) = self.release(id, Some(ReleasePath::Cancelled)) {
+                    p.spawn(self);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Releases `id` if it is still registered. `path` is `None` for a guard drop, whose
+    /// path is derived from the state of the scope and thread.
+    pub(crate) fn release(&self, id: ResourceId, path: Option<ReleasePath>) -> Option<Pending> {
+        let (_, entry) = self.registry.map.remove(&id)?;
+        let path = path.unwrap_or_else(|| entry.scope.drop_path());
+        Some(self.finish(id, entry, path))
+    }
+
+    /// Releases `id` if it is still registered *to `scope`* (a scope sweep must not
+    /// release a resource that was transferred elsewhere).
+    pub(crate) fn release_in(
+        &self,
+        id: ResourceId,
+        scope: &Arc<ScopeShared>,
+        path: ReleasePath,
+    ) -> Option<Pending> {
+        let (_, entry) = self
+            .registry
+            .map
+            .remove_if(&id, |_, e| Arc::ptr_eq(&e.scope, scope))?;
+        Some(self.finish(id, entry, path))
+    }
+
+    fn finish(&self, id: ResourceId, entry: Entry, path: ReleasePath) -> Pending {
+        let Entry {
+            kind,
+            label,
+            scope,
+            site,
+            born,
+            path: res_path,
+            reclaim,
+            ..
+        } = entry;
+        self.records.stats.released(kind, path);
+        scope.live.fetch_sub(1, Ordering::Relaxed);
+        if path.is_leak() {
+            let record = LeakRecord {
+                id,
+                kind,
+                label: label.to_string(),
+                scope: scope.name.to_string(),
+                site: site.into(),
+                age: born.elapsed(),
+                path: res_path.clone(),
+                released_by: path,
+            };
+            tracing::warn!(id = id.get(), kind = kind.as_str(), label = &*label, site = %record.site, released_by = path.as_str(), "leaked resource reclaimed");
+            push_bounded(&self.records.leaks, record);
+        } else {
+            tracing::debug!(
+                id = id.get(),
+                kind = kind.as_str(),
+                label = &*label,
+                path = path.as_str(),
+                "released"
+            );
+        }
+        let cleanup = if path == ReleasePath::Detached {
+            // The guard keeps the resource; dropping the reclaim data only drops shared
+            // handles.
+            drop(reclaim);
+            None
+        } else {
+            Some(reclaim.reclaim())
+        };
+        Pending {
+            id,
+            kind,
+            label,
+            path: res_path,
+            scope,
+            cleanup,
+        }
+    }
+
+    /// Live resources, in acquisition order.
+    pub(crate) fn live(&self) -> Vec<LiveResource> {
+        let mut v: Vec<LiveResource> = self
+            .registry
+            .map
+            .iter()
+            .map(|e| live_resource(*e.key(), e.value()))
+            .collect();
+        v.sort_by_key(|r| r.id);
+        v
+    }
+
+    pub(crate) fn leak_records(&self) -> Vec<LeakRecord> {
+        lock(&self.records.leaks).iter().cloned().collect()
+    }
+
+    pub(crate) fn failure_records(&self) -> Vec<FailureRecord> {
+        lock(&self.records.failures).iter().cloned().collect()
+    }
+
+    /// Warns once about every resource older than its kind's threshold.
+    pub(crate) fn scan_leaks(&self) {
+        for e in self.registry.map.iter() {
+            let Some(limit) = self.config.leak_after[e.kind.index()] else {
+                continue;
+            };
+            // Relaxed: the flag only deduplicates warnings.
+            if e.born.elapsed() >= limit && !e.warned.swap(true, Ordering::Relaxed) {
+                let r = live_resource(*e.key(), e.value());
+                tracing::warn!(id = r.id.get(), kind = r.kind.as_str(), label = %r.label, site = %r.site, age = ?r.age, "resource alive longer than its leak threshold");
+            }
+        }
+    }
+}
+
+impl Records {
+    fn record_failure(&self, p: &PendingInfo, error: &std::io::Error) {
+        self.stats.failed(p.kind);
+        tracing::warn!(id = p.id.get(), kind = p.kind.as_str(), label = &*p.label, path = ?p.path, %error, "clean-up failed");
+        push_bounded(
+            &self.failures,
+            FailureRecord {
+                id: p.id,
+                kind: p.kind,
+                label: p.label.to_string(),
+                path: p.path.clone(),
+                error: error.to_string(),
+            },
+        );
+    }
+}
+
+pub(crate) fn live_resource(id: ResourceId, e: &Entry) -> LiveResource {
+    LiveResource {
+        id,
+        kind: e.kind,
+        label: e.label.to_string(),
+        scope: e.scope.name.to_string(),
+        site: e.site.into(),
+        age: e.born.elapsed(),
+        path: e.path.clone(),
+    }
+}
+
+struct PendingInfo {
+    id: ResourceId,
+    kind: ResourceKind,
+    label: Box<str>,
+    path: Option<PathBuf>,
+}
+
+impl Pending {
+    fn split(self) -> (PendingInfo, Arc<ScopeShared>, Option<Cleanup>) {
+        (
+            PendingInfo {
+                id: self.id,
+                kind: self.kind,
+                label: self.label,
+                path: self.path,
+            },
+            self.scope,
+            self.cleanup,
+        )
+    }
+
+    /// Finishes the clean-up without waiting: inline if it is done, otherwise on the
+    /// runtime, tracked by the owning scope and the supervisor. Never blocks.
+    pub(crate) fn spawn(self, inner: &Inner) {
+        let (info, scope, cleanup) = self.split();
+        let tokens = (inner.cleanups.token(), scope.tracker.token());
+        match cleanup {
+            None | Some(Cleanup::Done(Ok(()))) => {}
+            Some(Cleanup::Done(Err(e))) => inner.records.record_failure(&info, &e),
+            Some(Cleanup::Blocking(work)) => {
+                let records = inner.records.clone();
+                let job = Deferred::new(move || {
+                    let _tokens = tokens;
+                    if let Err(e) = work() {
+                        records.record_failure(&info, &e);
+                    }
+                });
+                // If the runtime is gone the closure is dropped unrun, and `Deferred`
+                // runs it inline: the only case where clean-up blocks the dropping thread.
+                drop(inner.handle.spawn_blocking(move || job.run()));
+            }
+            Some(Cleanup::Async(fut)) => {
+                let records = inner.records.clone();
+                drop(inner.handle.spawn(async move {
+                    let _tokens: (TaskTrackerToken, TaskTrackerToken) = tokens;
+                    if let Err(e) = fut.await {
+                        records.record_failure(&info, &e);
+                    }
+                }));
+            }
+        }
+    }
+
+    /// Finishes the clean-up and reports its outcome (explicit `close().await`).
+    pub(crate) async fn wait(self, inner: &Inner) -> Result<(), Error> {
+        let op = match self.kind {
+            ResourceKind::File => Operation::CloseFile,
+            ResourceKind::TempFile => Operation::RemoveTempFile,
+            ResourceKind::TempDir => Operation::RemoveTempDir,
+            ResourceKind::Child => Operation::StopChild,
+            _ => Operation::Cleanup,
+        };
+        let (info, _scope, cleanup) = self.split();
+        let result = match cleanup {
+            None => Ok(()),
+            Some(Cleanup::Done(r)) => r,
+            Some(Cleanup::Blocking(work)) => {
+                let _token = inner.cleanups.token();
+                match inner.handle.spawn_blocking(work).await {
+                    Ok(r) => r,
+                    Err(e) => Err(std::io::Error::other(e)),
+                }
+            }
+            Some(Cleanup::Async(fut)) => fut.await,
+        };
+        result.map_err(|e| {
+            inner.records.record_failure(&info, &e);
+            let path = info
+                .path
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(&*info.label));
+            Error::io(op, path, e)
+        })
+    }
+}
+
+/// A blocking job that runs when dropped if it never ran, so that clean-up handed to a
+/// runtime that has shut down still happens.
+struct Deferred<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> Deferred<F> {
+    fn new(f: F) -> Self {
+        Deferred(Some(f))
+    }
+    fn run(mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+impl<F: FnOnce()> Drop for Deferred<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+fn push_bounded<T>(m: &Mutex<VecDeque<T>>, item: T) {
+    let mut q = lock(m);
+    if q.len() == RECORDS_KEPT {
+        q.pop_front();
+    }
+    q.push_back(item);
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The protected data are plain records: a panic while holding the lock cannot leave
+    // them inconsistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Drop for Inner {
+    /// The last handle is gone without `shutdown()` (or while it ran): emergency clean-up,
+    /// synchronous because no runtime may be left to run anything.
+    fn drop(&mut self) {
+        if self.report.initialized() && self.registry.map.is_empty() {
+            return;
+        }
+        self.begin_shutdown();
+        let mut ids: Vec<ResourceId> = self.registry.map.iter().map(|e| *e.key()).collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        for id in ids {
+            if let Some((_, e)) = self.registry.map.remove(&id) {
+                self.records.stats.released(e.kind, ReleasePath::Shutdown);
+                if let Err(err) = e.reclaim.reclaim_now() {
+                    self.records.stats.failed(e.kind);
+                    tracing::warn!(id = id.get(), kind = e.kind.as_str(), %err, "emergency clean-up failed");
+                }
+            }
+        }
+        if let Err(err) = self.temp_root.remove() {
+            tracing::warn!(%err, "could not remove the temp root");
+        }
+    }
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("temp_root", &self.temp_root.path())
+            .field("live", &self.registry.map.len())
+            .field("shutting_down", &self.is_shutting_down())
+            .finish()
+    }
+}

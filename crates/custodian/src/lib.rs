@@ -1,0 +1,67 @@
+//! # custodian
+//!
+//! Every file, temp file, temp dir (and, through companion modules, child process and
+//! audio decoder) that an async Tokio service acquires gets an owner, and is released
+//! exactly once on every path: explicit `close().await`, guard drop, scope end, panic,
+//! task cancellation (a dropped future, an aborted task), and shutdown.
+//!
+//! * A [`Supervisor`] owns a registry of live resources, a private temp root (mode 0700,
+//!   locked) and a cancellation tree of [`Scope`]s.
+//! * Guards ([`ManagedFile`], [`TempFile`], [`TempDir`]) release on drop without ever
+//!   blocking: constant work inline, the rest (a recursive removal) on the blocking pool,
+//!   tracked so that the owning scope does not end before it is done.
+//! * The registry entry alone can reclaim a resource, so an escaped or forgotten guard is
+//!   still released at scope end or shutdown, and reported as a leak with its creation
+//!   site.
+//! * [`Supervisor::stats`], [`Supervisor::live`], [`Supervisor::leaks`] and the
+//!   [`ShutdownReport`] tell what happened, as text or JSON; `tracing` events mark every
+//!   acquisition and release.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+//! use tokio::io::AsyncWriteExt;
+//!
+//! let sup = custodian::Supervisor::builder().start()?;
+//! let bytes = sup
+//!     .scope("transcode", async |s| {
+//!         let work = s.temp_dir().await?;
+//!         let mut out = s.temp_file().await?;
+//!         out.write_all(b"RIFF....WAVE").await.unwrap();
+//!         out.flush().await.unwrap();
+//!         custodian::Result::Ok(work.path().is_dir())
+//!     })
+//!     .await??;
+//! assert!(bytes);
+//! let report = sup.shutdown().await;
+//! assert!(report.is_clean(), "{report}");
+//! # Ok(()) }
+//! ```
+//!
+//! See `docs/architecture.md` in the repository for the promises, the flow of one
+//! resource and what is not guaranteed.
+
+#![deny(unsafe_code)]
+
+mod error;
+mod inner;
+mod kind;
+mod leak;
+mod registry;
+mod resource;
+mod scope;
+mod shutdown;
+mod stats;
+mod supervisor;
+mod sys;
+
+pub use error::{Error, Operation, Result};
+pub use kind::{CancelReason, ReleasePath, ResourceKind};
+pub use leak::{FailureRecord, LeakRecord, LiveResource, Site};
+pub use registry::{Cleanup, Reclaim, ResourceId};
+pub use resource::{
+    ManagedFile, OpenOptions, PersistError, Registration, TempBuilder, TempDir, TempFile,
+};
+pub use scope::Scope;
+pub use shutdown::{Phase, ShutdownReport};
+pub use stats::{KindStats, StatsSnapshot};
+pub use supervisor::{Builder, Supervisor};

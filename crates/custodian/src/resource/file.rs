@@ -1,0 +1,470 @@
+//! Managed files: `tokio::fs::File` with an owner.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::io::SeekFrom;
+use std::os::fd::{AsFd, OwnedFd};
+use std::panic::Location;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::error::{Error, Operation, Result};
+use crate::inner::Spec;
+use crate::kind::ResourceKind;
+use crate::registry::{Cleanup, Reclaim};
+use crate::resource::Registration;
+use crate::resource::slot::Slot;
+use crate::scope::Scope;
+
+/// A file opened through custodian: a [`tokio::fs::File`] registered in a scope.
+///
+/// Reads, writes and seeks like the file it wraps ([`AsyncRead`], [`AsyncWrite`],
+/// [`AsyncSeek`]). Dropping it closes the file; [`close`](Self::close) also flushes
+/// pending writes and reports their errors.
+///
+/// # Resource leaking
+///
+/// The file descriptor is shared with the registry entry, so a guard that escapes its
+/// scope or is forgotten with `mem::forget` is still closed at scope end or shutdown (the
+/// guard's operations then fail). Only the guard's small allocation leaks.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// let sup = custodian::Supervisor::builder().start()?;
+/// let path = sup.temp_root().join("notes.txt");
+/// let mut f = sup.create(&path).await?;
+/// f.write_all(b"hello").await.unwrap();
+/// f.close().await?;
+/// let mut s = String::new();
+/// sup.open(&path).await?.read_to_string(&mut s).await.unwrap();
+/// assert_eq!(s, "hello");
+/// # sup.shutdown().await; Ok(()) }
+/// ```
+#[must_use = "dropping a ManagedFile closes it"]
+pub struct ManagedFile {
+    reg: Registration,
+    file: Arc<Slot<tokio::fs::File>>,
+    path: PathBuf,
+}
+
+struct FileReclaim(Arc<Slot<tokio::fs::File>>);
+
+impl Reclaim for FileReclaim {
+    fn reclaim(self: Box<Self>) -> Cleanup {
+        // Closing an fd is constant work; an operation in flight on the blocking pool
+        // keeps its own handle until it finishes.
+        drop(self.0.take());
+        Cleanup::Done(Ok(()))
+    }
+}
+
+impl ManagedFile {
+    pub(crate) fn register(
+        scope: &Scope,
+        file: tokio::fs::File,
+        path: PathBuf,
+        site: &'static Location<'static>,
+    ) -> Result<Self> {
+        let slot = Slot::new(file);
+        let spec = Spec {
+            kind: ResourceKind::File,
+            label: label_of(&path),
+            path: Some(path.clone()),
+            site,
+            op: Operation::OpenFile,
+        };
+        let reg = scope.register_boxed(spec, Box::new(FileReclaim(slot.clone())))?;
+        Ok(ManagedFile {
+            reg,
+            file: slot,
+            path,
+        })
+    }
+
+    /// The path the file was opened at.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let f = sup.open("/dev/null").await?;
+    /// assert_eq!(f.path(), std::path::Path::new("/dev/null"));
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's id in the registry.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let f = sup.open("/dev/null").await?;
+    /// assert_eq!(sup.live()[0].id, f.id());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn id(&self) -> crate::ResourceId {
+        self.reg.id()
+    }
+
+    /// The file's registration (to check it is still live or move it to another scope).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// assert!(sup.open("/dev/null").await?.registration().is_live());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn registration(&self) -> &Registration {
+        &self.reg
+    }
+
+    /// Flushes pending writes, closes the file and releases it.
+    ///
+    /// # Errors
+    ///
+    /// The error of a pending write, naming the path. The file is closed either way.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: if the future is dropped while flushing, the guard is dropped
+    /// with it (the file is closed, a pending write may be lost).
+    pub async fn close(mut self) -> Result<()> {
+        let flushed = self.flush().await;
+        let closed = self.reg.close().await;
+        flushed.map_err(|e| Error::io(Operation::CloseFile, &self.path, e))?;
+        closed
+    }
+
+    /// Stops managing the file and returns it: custodian no longer closes it.
+    ///
+    /// # Errors
+    ///
+    /// If the file had already been reclaimed by its scope's end or by shutdown.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let raw: tokio::fs::File = sup.open("/dev/null").await?.into_inner()?;
+    /// assert_eq!(sup.stats().live(), 0);
+    /// # drop(raw); sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn into_inner(self) -> Result<tokio::fs::File> {
+        let ManagedFile { reg, file, path } = self;
+        let taken = file.take();
+        reg.detach();
+        taken.ok_or_else(|| Error::io(Operation::FileIo, path, super::slot::revoked()))
+    }
+
+    /// The file's metadata.
+    ///
+    /// # Errors
+    ///
+    /// The OS error, naming the path.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// assert!(!sup.open("/dev/null").await?.metadata().await?.is_dir());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub async fn metadata(&self) -> Result<std::fs::Metadata> {
+        let fd = self.dup()?;
+        self.blocking(move || std::fs::File::from(fd).metadata())
+            .await
+    }
+
+    /// Flushes pending writes and syncs data and metadata to disk (`fsync`).
+    ///
+    /// # Errors
+    ///
+    /// The OS error, naming the path.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// use tokio::io::AsyncWriteExt;
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let mut f = sup.create(sup.temp_root().join("x")).await?;
+    /// f.write_all(b"durable").await.unwrap();
+    /// f.sync_all().await?;
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub async fn sync_all(&mut self) -> Result<()> {
+        self.flush()
+            .await
+            .map_err(|e| Error::io(Operation::FileIo, &self.path, e))?;
+        let fd = self.dup()?;
+        self.blocking(move || rustix::fs::fsync(fd).map_err(io::Error::from))
+            .await
+    }
+
+    /// Flushes pending writes and truncates or extends the file to `len` bytes.
+    ///
+    /// # Errors
+    ///
+    /// The OS error, naming the path.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let mut f = sup.create(sup.temp_root().join("x")).await?;
+    /// f.set_len(10).await?;
+    /// assert_eq!(f.metadata().await?.len(), 10);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub async fn set_len(&mut self, len: u64) -> Result<()> {
+        self.flush()
+            .await
+            .map_err(|e| Error::io(Operation::FileIo, &self.path, e))?;
+        let fd = self.dup()?;
+        self.blocking(move || rustix::fs::ftruncate(fd, len).map_err(io::Error::from))
+            .await
+    }
+
+    fn dup(&self) -> Result<OwnedFd> {
+        self.file
+            .with(|f| f.as_fd().try_clone_to_owned())
+            .and_then(|r| r)
+            .map_err(|e| Error::io(Operation::FileIo, &self.path, e))
+    }
+
+    async fn blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> io::Result<R> + Send + 'static,
+    ) -> Result<R> {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r)
+            .map_err(|e| Error::io(Operation::FileIo, &self.path, e))
+    }
+}
+
+pub(crate) fn label_of(path: &Path) -> Box<str> {
+    path.file_name()
+        .map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy())
+        .into()
+}
+
+fn ready<T>(r: io::Result<Poll<io::Result<T>>>) -> Poll<io::Result<T>> {
+    r.unwrap_or_else(|e| Poll::Ready(Err(e)))
+}
+
+impl AsyncRead for ManagedFile {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        ready(self.file.with(|f| Pin::new(f).poll_read(cx, buf)))
+    }
+}
+
+impl AsyncWrite for ManagedFile {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        ready(self.file.with(|f| Pin::new(f).poll_write(cx, buf)))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready(self.file.with(|f| Pin::new(f).poll_flush(cx)))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready(self.file.with(|f| Pin::new(f).poll_shutdown(cx)))
+    }
+}
+
+impl AsyncSeek for ManagedFile {
+    fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
+        self.file.with(|f| Pin::new(f).start_seek(position))?
+    }
+
+    fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        ready(self.file.with(|f| Pin::new(f).poll_complete(cx)))
+    }
+}
+
+impl fmt::Debug for ManagedFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagedFile")
+            .field("id", &self.reg.id())
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// Options for opening a [`ManagedFile`], like [`std::fs::OpenOptions`]. Made by
+/// [`Scope::file_options`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+/// let sup = custodian::Supervisor::builder().start()?;
+/// let root = sup.root();
+/// let path = sup.temp_root().join("log");
+/// let f = root.file_options().append(true).create(true).open(&path).await?;
+/// assert_eq!(f.path(), path);
+/// # sup.shutdown().await; Ok(()) }
+/// ```
+#[derive(Clone)]
+#[must_use = "options do nothing until `open` is called"]
+pub struct OpenOptions {
+    scope: Scope,
+    opts: tokio::fs::OpenOptions,
+}
+
+macro_rules! flag {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub fn $name(mut self, on: bool) -> Self {
+            self.opts.$name(on);
+            self
+        }
+    };
+}
+
+impl OpenOptions {
+    flag!(
+        /// Open for reading.
+        read
+    );
+    flag!(
+        /// Open for writing.
+        write
+    );
+    flag!(
+        /// Open for appending (implies writing).
+        append
+    );
+    flag!(
+        /// Truncate the file to zero length when opening it.
+        truncate
+    );
+    flag!(
+        /// Create the file if it does not exist.
+        create
+    );
+    flag!(
+        /// Create the file, failing if it exists (`O_EXCL`).
+        create_new
+    );
+
+    /// The permission bits of a newly created file (before the umask).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.opts.mode(mode);
+        self
+    }
+
+    /// Opens the file at `path` and registers it in the scope.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the path with [`Operation::OpenFile`]: the file does not
+    /// exist, is a directory, is not permitted...; [`Error::ShuttingDown`] or
+    /// [`Error::ScopeClosed`]. Nothing is left registered or open on error.
+    #[track_caller]
+    pub fn open<P: AsRef<Path>>(
+        &self,
+        path: P,
+    ) -> impl Future<Output = Result<ManagedFile>> + use<P> {
+        let site = Location::caller();
+        let this = self.clone();
+        let path = path.as_ref().to_path_buf();
+        async move {
+            let op = Operation::OpenFile;
+            this.scope.inner().admit(&this.scope.shared, op)?;
+            let file = this
+                .opts
+                .open(&path)
+                .await
+                .map_err(|e| Error::io(op, &path, e))?;
+            // open(2) happily opens a directory read-only; a managed *file* must not be one.
+            let st = rustix::fs::fstat(&file).map_err(|e| Error::io(op, &path, e.into()))?;
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
+                let e = io::Error::new(io::ErrorKind::IsADirectory, "is a directory");
+                return Err(Error::io(op, &path, e));
+            }
+            ManagedFile::register(&this.scope, file, path, site)
+        }
+    }
+}
+
+impl fmt::Debug for OpenOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenOptions")
+            .field("scope", &self.scope.name())
+            .field("options", &self.opts)
+            .finish()
+    }
+}
+
+impl Scope {
+    /// Options for opening a file in this scope. Nothing is set: call `read`, `write`...
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let f = sup.root().file_options().read(true).open("/dev/null").await?;
+    /// # drop(f); sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn file_options(&self) -> OpenOptions {
+        OpenOptions {
+            scope: self.clone(),
+            opts: tokio::fs::OpenOptions::new(),
+        }
+    }
+
+    /// Opens a file for reading.
+    ///
+    /// # Errors
+    ///
+    /// See [`OpenOptions::open`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let err = sup.root().open("/no/such").await.unwrap_err();
+    /// assert_eq!(err.to_string().contains("/no/such"), true);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn open<P: AsRef<Path>>(
+        &self,
+        path: P,
+    ) -> impl Future<Output = Result<ManagedFile>> + use<P> {
+        self.file_options().read(true).open(path)
+    }
+
+    /// Creates (or truncates) a file for writing.
+    ///
+    /// # Errors
+    ///
+    /// See [`OpenOptions::open`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let f = sup.root().create(sup.temp_root().join("out")).await?;
+    /// # drop(f); sup.shutdown().await; Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn create<P: AsRef<Path>>(
+        &self,
+        path: P,
+    ) -> impl Future<Output = Result<ManagedFile>> + use<P> {
+        self.file_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+    }
+}

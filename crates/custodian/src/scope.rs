@@ -1,0 +1,571 @@
+//! Scopes: the unit of ownership users think in, and the cancellation tree.
+//!
+//! Invariants:
+//! - each scope has one `CancellationToken`, a child of its parent's (tokens per scope,
+//!   never per resource, so acquisitions never contend on a shared parent token);
+//! - a scope's resource list is LIFO in acquisition order; when the scope ends it is
+//!   closed (no more registrations) and every id still registered *to this scope* is
+//!   released in reverse order;
+//! - `scope()` does not return before the clean-ups of everything it owned have finished;
+//! - lock order: the scope's state, then a registry shard.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, Location};
+use std::path::PathBuf;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::error::{Error, Operation, Result};
+use crate::inner::{Inner, Spec};
+use crate::kind::{CancelReason, ReleasePath, ResourceKind};
+use crate::registry::{Reclaim, Registry, ResourceId};
+use crate::resource::Registration;
+use crate::supervisor::Supervisor;
+
+/// Compact a scope's id list when it holds more than this many ids and over half of them
+/// were already released by their guards.
+const COMPACT_AT: usize = 64;
+
+pub(crate) struct ScopeShared {
+    pub(crate) id: u64,
+    pub(crate) name: Box<str>,
+    pub(crate) token: CancellationToken,
+    parent: Option<Arc<ScopeShared>>,
+    reason: OnceLock<CancelReason>,
+    state: Mutex<State>,
+    /// Resources registered to this scope now.
+    pub(crate) live: AtomicUsize,
+    /// Background clean-ups of this scope's resources; the scope's end waits for them.
+    pub(crate) tracker: TaskTracker,
+    panicked: AtomicBool,
+    pub(crate) grace: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    closed: bool,
+    resources: Vec<ResourceId>,
+}
+
+impl ScopeShared {
+    pub(crate) fn root(token: CancellationToken, grace: Duration) -> Arc<Self> {
+        Arc::new(ScopeShared {
+            id: 0,
+            name: "root".into(),
+            token,
+            parent: None,
+            reason: OnceLock::new(),
+            state: Mutex::default(),
+            live: AtomicUsize::new(0),
+            tracker: TaskTracker::new(),
+            panicked: AtomicBool::new(false),
+            grace,
+        })
+    }
+
+    fn child(self: &Arc<Self>, id: u64, name: &str, grace: Duration) -> Arc<Self> {
+        Arc::new(ScopeShared {
+            id,
+            name: name.into(),
+            token: self.token.child_token(),
+            parent: Some(self.clone()),
+            reason: OnceLock::new(),
+            state: Mutex::default(),
+            live: AtomicUsize::new(0),
+            tracker: TaskTracker::new(),
+            panicked: AtomicBool::new(false),
+            grace,
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // State is a flag and a list of ids: a panic while it is locked cannot leave it
+        // inconsistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state().closed
+    }
+
+    /// Adds `id` to the scope's list; `false` if the scope has closed.
+    pub(crate) fn push(&self, id: ResourceId, registry: &Registry) -> bool {
+        let mut st = self.state();
+        if st.closed {
+            return false;
+        }
+        let len = st.resources.len();
+        // Relaxed: a stale count only makes compaction a little early or late.
+        if len >= COMPACT_AT && len > 2 * self.live.load(Ordering::Relaxed) {
+            st.resources.retain(|id| registry.map.contains_key(id));
+        }
+        st.resources.push(id);
+        true
+    }
+
+    /// Closes the scope and returns its ids, oldest first.
+    fn close(&self) -> Vec<ResourceId> {
+        let mut st = self.state();
+        st.closed = true;
+        std::mem::take(&mut st.resources)
+    }
+
+    pub(crate) fn cancel(&self, reason: CancelReason) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+
+    /// Why this scope was cancelled: its own reason, or the nearest ancestor's.
+    pub(crate) fn reason(&self) -> Option<CancelReason> {
+        let mut s = Some(self);
+        while let Some(scope) = s {
+            if let Some(r) = scope.reason.get() {
+                return Some(*r);
+            }
+            s = scope.parent.as_deref();
+        }
+        self.token.is_cancelled().then_some(CancelReason::Requested)
+    }
+
+    /// The release path of a guard dropped now.
+    pub(crate) fn drop_path(&self) -> ReleasePath {
+        // Relaxed: set by the scope runner on the same task before it drops the body.
+        if std::thread::panicking() || self.panicked.load(Ordering::Relaxed) {
+            ReleasePath::Panic
+        } else if self.token.is_cancelled() {
+            ReleasePath::Cancelled
+        } else {
+            ReleasePath::Drop
+        }
+    }
+}
+
+/// Releases, in reverse acquisition order, everything still registered to `scope`.
+fn sweep(inner: &Inner, scope: &Arc<ScopeShared>, path: ReleasePath) {
+    for id in scope.close().into_iter().rev() {
+        if let Some(p) = inner.release_in(id, scope, path) {
+            p.spawn(inner);
+        }
+    }
+}
+
+/// A handle to a scope: acquire resources in it, nest scopes, observe cancellation.
+///
+/// Cheap to clone. Resources acquired through a scope are released when the scope ends,
+/// if their guards have not released them before. A handle that outlives its scope can
+/// no longer acquire anything: acquisitions fail with [`Error::ScopeClosed`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+/// let sup = custodian::Supervisor::builder().start()?;
+/// let n = sup
+///     .scope("job", async |s| {
+///         let dir = s.temp_dir().await?;
+///         tokio::fs::write(dir.path().join("a"), b"1").await.unwrap();
+///         custodian::Result::Ok(s.live_count())
+///     })
+///     .await??;
+/// assert_eq!(n, 1);
+/// assert_eq!(sup.stats().live(), 0); // the dir is gone with its scope
+/// # sup.shutdown().await; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Scope {
+    pub(crate) shared: Arc<ScopeShared>,
+    pub(crate) sup: Supervisor,
+}
+
+impl Scope {
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.sup.inner
+    }
+
+    /// The scope's name.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// assert_eq!(sup.root().name(), "root");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The supervisor this scope belongs to.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// assert_eq!(sup.root().supervisor().temp_root(), sup.temp_root());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.sup
+    }
+
+    /// How many resources are registered to this scope now.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let root = sup.root();
+    /// let f = root.temp_file().await?;
+    /// assert_eq!(root.live_count(), 1);
+    /// drop(f);
+    /// assert_eq!(root.live_count(), 0);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn live_count(&self) -> usize {
+        // Relaxed: a gauge for people; no memory is published through it.
+        self.shared.live.load(Ordering::Relaxed)
+    }
+
+    /// Cancels this scope and every scope nested in it. Bodies observe it through
+    /// [`cancelled`](Self::cancelled); a body still running after the grace period is
+    /// dropped, which releases its guards.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// use custodian::CancelReason;
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let r = sup
+    ///     .scope("s", async |s| {
+    ///         s.cancel();
+    ///         s.cancelled().await;
+    ///         s.cancel_reason()
+    ///     })
+    ///     .await?;
+    /// assert_eq!(r, Some(CancelReason::Requested));
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn cancel(&self) {
+        self.shared.cancel(CancelReason::Requested);
+    }
+
+    /// Completes when this scope (or an ancestor, or the supervisor) is cancelled.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future loses nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let root = sup.root();
+    /// root.cancel();
+    /// root.cancelled().await;
+    /// assert!(root.is_cancelled());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.shared.token.cancelled()
+    }
+
+    /// Whether this scope has been cancelled.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// assert!(!sup.root().is_cancelled());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        self.shared.token.is_cancelled()
+    }
+
+    /// Why this scope was cancelled, once it has been.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// assert_eq!(sup.root().cancel_reason(), None);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        self.shared.reason()
+    }
+
+    /// A child token of this scope's token, to hand to code that speaks
+    /// `tokio_util::sync::CancellationToken`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let t = sup.root().token();
+    /// sup.root().cancel();
+    /// assert!(t.is_cancelled());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn token(&self) -> CancellationToken {
+        self.shared.token.child_token()
+    }
+
+    /// Runs `body` in a scope nested in this one. See [`Supervisor::scope`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Supervisor::scope`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let inner_name = sup
+    ///     .scope("outer", async |outer| {
+    ///         outer.scope("inner", async |inner| inner.name().to_owned()).await
+    ///     })
+    ///     .await??;
+    /// assert_eq!(inner_name, "inner");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn scope<F, T>(&self, name: &str, body: F) -> impl Future<Output = Result<T>> + use<F, T>
+    where
+        F: AsyncFnOnce(Scope) -> T,
+    {
+        let grace = self.sup.inner.config.grace;
+        self.scope_with_grace(name, grace, body)
+    }
+
+    /// Like [`scope`](Self::scope), with its own grace period: how long the body may keep
+    /// running after the scope is cancelled before it is dropped.
+    ///
+    /// # Errors
+    ///
+    /// As [`Supervisor::scope`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// use std::time::Duration;
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let root = sup.root();
+    /// let r = root
+    ///     .scope_with_grace("stubborn", Duration::from_millis(10), async |s| {
+    ///         s.cancel();
+    ///         std::future::pending::<()>().await // ignores cancellation
+    ///     })
+    ///     .await;
+    /// assert!(matches!(r, Err(custodian::Error::Cancelled { .. })));
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn scope_with_grace<F, T>(
+        &self,
+        name: &str,
+        grace: Duration,
+        body: F,
+    ) -> impl Future<Output = Result<T>> + use<F, T>
+    where
+        F: AsyncFnOnce(Scope) -> T,
+    {
+        let site = Location::caller();
+        let parent = self.clone();
+        let name: Box<str> = name.into();
+        async move {
+            let inner = parent.sup.inner.clone();
+            inner.admit(&parent.shared, Operation::EnterScope)?;
+            let id = inner.next_scope_id();
+            let scope = Scope {
+                shared: parent.shared.child(id, &name, grace),
+                sup: parent.sup.clone(),
+            };
+            let span = tracing::info_span!("scope", name = &*name, id, site = %site);
+            let token = inner.scopes.token();
+            let result = run(scope, body).instrument(span).await;
+            drop(token);
+            result
+        }
+    }
+
+    /// Registers a resource of another crate (for example an audio decoder) in this
+    /// scope. The returned [`Registration`] releases it when dropped; `reclaim` releases
+    /// it if the guard escapes or is forgotten, at scope end or shutdown.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShuttingDown`] or [`Error::ScopeClosed`]; `reclaim` has then already run.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// use custodian::{Cleanup, Reclaim, ResourceKind};
+    /// struct Nothing;
+    /// impl Reclaim for Nothing {
+    ///     fn reclaim(self: Box<Self>) -> Cleanup {
+    ///         Cleanup::Done(Ok(()))
+    ///     }
+    /// }
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let reg = sup.root().register(ResourceKind::Lock, "demo lock", None, Nothing)?;
+    /// assert_eq!(sup.live().len(), 1);
+    /// drop(reg);
+    /// assert!(sup.live().is_empty());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn register(
+        &self,
+        kind: ResourceKind,
+        label: impl Into<String>,
+        path: Option<PathBuf>,
+        reclaim: impl Reclaim,
+    ) -> Result<Registration> {
+        self.register_at(kind, label, path, reclaim, Location::caller())
+    }
+
+    /// Like [`register`](Self::register), with an explicit creation site (for acquiring
+    /// functions that captured `Location::caller()` before an `.await`).
+    ///
+    /// # Errors
+    ///
+    /// As [`register`](Self::register).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # use custodian::{Cleanup, Reclaim, ResourceKind};
+    /// # struct Nothing;
+    /// # impl Reclaim for Nothing { fn reclaim(self: Box<Self>) -> Cleanup { Cleanup::Done(Ok(())) } }
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let site = std::panic::Location::caller();
+    /// let reg = sup.root().register_at(ResourceKind::Lock, "l", None, Nothing, site)?;
+    /// assert_eq!(sup.live()[0].site.line, site.line());
+    /// # drop(reg); sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn register_at(
+        &self,
+        kind: ResourceKind,
+        label: impl Into<String>,
+        path: Option<PathBuf>,
+        reclaim: impl Reclaim,
+        site: &'static Location<'static>,
+    ) -> Result<Registration> {
+        let spec = Spec {
+            kind,
+            label: label.into().into_boxed_str(),
+            path,
+            site,
+            op: Operation::Register,
+        };
+        self.register_boxed(spec, Box::new(reclaim))
+    }
+
+    pub(crate) fn register_boxed(
+        &self,
+        spec: Spec,
+        reclaim: Box<dyn Reclaim>,
+    ) -> Result<Registration> {
+        let inner = self.inner();
+        let id = inner.register(&self.shared, spec, reclaim)?;
+        Ok(Registration::new(inner, id))
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("name", &self.shared.name)
+            .field("id", &self.shared.id)
+            .field("live", &self.live_count())
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+/// Runs a scope body to its end, whatever that end is.
+async fn run<F, T>(scope: Scope, body: F) -> Result<T>
+where
+    F: AsyncFnOnce(Scope) -> T,
+{
+    let shared = scope.shared.clone();
+    let inner = scope.sup.inner.clone();
+    // Declared first, dropped last: if this future is dropped mid-body, the body is
+    // dropped (its guards release as `Cancelled`) before the sweep runs.
+    let mut end = EndOnDrop {
+        inner: inner.clone(),
+        shared: shared.clone(),
+        armed: true,
+    };
+    let outcome = {
+        let body = pin!(CatchUnwind(body(scope)));
+        let mut cancel = CancelOnDrop(Some(&shared));
+        let grace_over = async {
+            shared.token.cancelled().await;
+            tokio::time::sleep(shared.grace).await;
+        };
+        let out = tokio::select! {
+            biased;
+            r = body => Some(r),
+            () = grace_over => None,
+        };
+        cancel.0 = None;
+        if matches!(out, Some(Err(_))) {
+            // Guards still held by the body are dropped below, after the unwind: tell
+            // them they are released by a panic.
+            shared.panicked.store(true, Ordering::Relaxed);
+        }
+        out
+    };
+    end.armed = false;
+    sweep(&inner, &shared, ReleasePath::ScopeEnd);
+    // Escaped handles and nested scopes must not outlive the scope.
+    shared.token.cancel();
+    shared.tracker.close();
+    shared.tracker.wait().await;
+    match outcome {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(panic)) => std::panic::resume_unwind(panic),
+        None => Err(Error::Cancelled {
+            scope: shared.name.to_string(),
+            reason: shared.reason().unwrap_or(CancelReason::Requested),
+        }),
+    }
+}
+
+struct EndOnDrop {
+    inner: Arc<Inner>,
+    shared: Arc<ScopeShared>,
+    armed: bool,
+}
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            sweep(&self.inner, &self.shared, ReleasePath::ScopeEnd);
+            self.shared.token.cancel();
+        }
+    }
+}
+
+struct CancelOnDrop<'a>(Option<&'a ScopeShared>);
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0 {
+            s.cancel(CancelReason::Dropped);
+        }
+    }
+}
+
+/// Catches a panic of the inner future so that the scope can clean up before resuming it.
+#[pin_project::pin_project]
+struct CatchUnwind<F>(#[pin] F);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let f = self.project().0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| f.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Lock-free per-kind counters and their serialisable snapshot.
+//!
+//! Every counter is an independent `Relaxed` atomic: each is a monotonic tally or a gauge
+//! that no other memory access is ordered against. A snapshot taken while resources are
+//! being acquired may therefore see `created` of one resource before its `live`; once the
+//! system is quiescent every identity below holds exactly.
+//!
+//! Identity (per kind, when quiescent): `created == released.total() + live`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::kind::{ReleasePath, ResourceKind};
+
+#[derive(Debug, Default)]
+struct KindCounters {
+    created: AtomicU64,
+    released: [AtomicU64; ReleasePath::COUNT],
+    failures: AtomicU64,
+    live: AtomicU64,
+    peak: AtomicU64,
+}
+
+/// The live counters of one supervisor.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    kinds: [KindCounters; ResourceKind::COUNT],
+}
+
+impl Stats {
+    pub(crate) fn created(&self, kind: ResourceKind) {
+        let c = &self.kinds[kind.index()];
+        c.created.fetch_add(1, Ordering::Relaxed);
+        let live = c.live.fetch_add(1, Ordering::Relaxed) + 1;
+        c.peak.fetch_max(live, Ordering::Relaxed);
+    }
+
+    pub(crate) fn released(&self, kind: ResourceKind, path: ReleasePath) {
+        let c = &self.kinds[kind.index()];
+        c.released[path.index()].fetch_add(1, Ordering::Relaxed);
+        c.live.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn failed(&self, kind: ResourceKind) {
+        self.kinds[kind.index()]
+            .failures
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+        let kinds = ResourceKind::ALL
+            .iter()
+            .map(|&kind| {
+                let c = &self.kinds[kind.index()];
+                let released = ReleasePath::ALL
+                    .iter()
+                    .map(|&p| (p, c.released[p.index()].load(Ordering::Relaxed)))
+                    .collect();
+                let stats = KindStats {
+                    created: c.created.load(Ordering::Relaxed),
+                    released,
+                    failures: c.failures.load(Ordering::Relaxed),
+                    live: c.live.load(Ordering::Relaxed),
+                    peak: c.peak.load(Ordering::Relaxed),
+                };
+                (kind, stats)
+            })
+            .collect();
+        StatsSnapshot { kinds }
+    }
+}
+
+/// Counters of one resource kind at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct KindStats {
+    /// Resources of this kind ever registered.
+    pub created: u64,
+    /// Releases, by the path that released them.
+    pub released: BTreeMap<ReleasePath, u64>,
+    /// Clean-ups that failed (the resource still counts as released: custodian gave up
+    /// ownership and reported the failure).
+    pub failures: u64,
+    /// Resources registered now.
+    pub live: u64,
+    /// The most resources of this kind registered at once.
+    pub peak: u64,
+}
+
+impl KindStats {
+    /// All releases, whatever the path.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// drop(sup.temp_file().await?);
+    /// let s = sup.stats().kind(custodian::ResourceKind::TempFile);
+    /// assert_eq!((s.created, s.released_total(), s.live), (1, 1, 0));
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn released_total(&self) -> u64 {
+        self.released.values().sum()
+    }
+
+    /// Releases by one path.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// use custodian::{ReleasePath, ResourceKind};
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// sup.temp_file().await?.close().await?;
+    /// assert_eq!(sup.stats().kind(ResourceKind::TempFile).released(ReleasePath::Close), 1);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn released(&self, path: ReleasePath) -> u64 {
+        self.released.get(&path).copied().unwrap_or(0)
+    }
+
+    /// Releases that happened without the guard: escaped or forgotten at scope end, or
+    /// still alive at shutdown.
+    pub fn leaked(&self) -> u64 {
+        self.released
+            .iter()
+            .filter(|(p, _)| p.is_leak())
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// A serialisable snapshot of a supervisor's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StatsSnapshot {
+    /// Counters per resource kind.
+    pub kinds: BTreeMap<ResourceKind, KindStats>,
+}
+
+impl StatsSnapshot {
+    /// The counters of one kind (all zero if it never occurred).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// assert_eq!(sup.stats().kind(custodian::ResourceKind::Child).created, 0);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn kind(&self, kind: ResourceKind) -> KindStats {
+        self.kinds.get(&kind).cloned().unwrap_or_default()
+    }
+
+    /// Whether `created == released + live` holds for every kind. True whenever no
+    /// acquisition or release is in flight.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let _t = sup.temp_file().await?;
+    /// assert!(sup.stats().is_consistent());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn is_consistent(&self) -> bool {
+        self.kinds
+            .values()
+            .all(|k| k.created == k.released_total() + k.live)
+    }
+
+    /// Resources registered now, all kinds together.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let _t = sup.temp_dir().await?;
+    /// assert_eq!(sup.stats().live(), 1);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn live(&self) -> u64 {
+        self.kinds.values().map(|k| k.live).sum()
+    }
+}
+
+impl fmt::Display for StatsSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<14} {:>8} {:>8} {:>6} {:>6} {:>8} {:>7}",
+            "kind", "created", "released", "live", "peak", "failures", "leaked"
+        )?;
+        for (kind, k) in &self.kinds {
+            if k.created == 0 {
+                continue;
+            }
+            writeln!(
+                f,
+                "{:<14} {:>8} {:>8} {:>6} {:>6} {:>8} {:>7}",
+                kind.as_str(),
+                k.created,
+                k.released_total(),
+                k.live,
+                k.peak,
+                k.failures,
+                k.leaked()
+            )?;
+        }
+        Ok(())
+    }
+}
