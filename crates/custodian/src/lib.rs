@@ -65,3 +65,8 @@ pub use scope::Scope;
 pub use shutdown::{Phase, ShutdownReport};
 pub use stats::{KindStats, StatsSnapshot};
 pub use supervisor::{Builder, Supervisor};
+
+/// The README's example, compiled and run as a doctest so that it stays true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctest;
