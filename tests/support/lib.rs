@@ -157,6 +157,7 @@ where
     static WARM_UP: std::sync::Once = std::sync::Once::new();
     WARM_UP.call_once(|| drop(runtime(Rt::Current)));
     let base = scratch_dir(tag);
+    let _tidy = Tidy(base.clone());
     let fds = open_fds();
     let runtime = runtime(rt);
     let out = runtime.block_on(f(base.clone()));
@@ -166,6 +167,17 @@ where
     assert!(left.is_empty(), "{tag}: left in the scratch dir: {left:?}");
     std::fs::remove_dir(&base).expect("remove scratch dir");
     out
+}
+
+/// Removes a failed scenario's scratch directory, so that failures do not litter /tmp.
+struct Tidy(std::path::PathBuf);
+
+impl Drop for Tidy {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// Polls `cond` until it holds, for up to 10 s of real time (clean-ups handed to the
