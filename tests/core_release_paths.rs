@@ -345,3 +345,36 @@ fn last_handle_dropped_without_shutdown() {
         drop((t, d));
     });
 }
+
+/// `transfer` is the one way out of a scope: the resource survives its first scope's end
+/// and is released by its guard later, by its new owner's path.
+#[test]
+fn a_transferred_guard_outlives_its_scope() {
+    scenario(Rt::Current, "transfer", async |base| {
+        for kind in KINDS {
+            let c = Case::start(&base, kind);
+            let root = c.sup.root();
+            let g = c
+                .sup
+                .scope("s", async |s| {
+                    let g = c.acquire(&s).await;
+                    match &g {
+                        Guard::File(f) => f.registration().transfer(&root),
+                        Guard::Temp(t) => t.registration().transfer(&root),
+                        Guard::Dir(d) => d.registration().transfer(&root),
+                    }
+                    .unwrap();
+                    g
+                })
+                .await
+                .unwrap();
+            assert!(g.is_live() && exists(&g.path()));
+            assert_eq!(c.sup.live()[0].scope, "root");
+            assert!(c.sup.leaked().is_empty());
+            let path = g.path();
+            drop(g);
+            c.released(&path, ReleasePath::Drop, false).await;
+            assert!(c.finish().await.is_clean());
+        }
+    });
+}
