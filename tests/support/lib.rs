@@ -69,3 +69,131 @@ pub fn fd_targets() -> Vec<String> {
     v.sort();
     v
 }
+
+/// Serialises the tests of one test binary.
+///
+/// Fd counts are per process and the tests of a binary run on parallel threads, so every
+/// test that counts fds (all of them, in this suite) holds this lock for its whole run,
+/// including the creation and the drop of its runtime. A test that failed while holding it
+/// does not poison the others.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A fresh, empty directory under the system temp dir, unique to this process and call.
+pub fn scratch_dir(tag: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "custodian-suite-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// The runtime a scenario runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rt {
+    /// A current-thread runtime.
+    Current,
+    /// A current-thread runtime with paused time (auto-advancing).
+    Paused,
+    /// A multi-thread runtime with this many workers.
+    Multi(usize),
+}
+
+fn runtime(rt: Rt) -> tokio::runtime::Runtime {
+    let mut b = match rt {
+        Rt::Current | Rt::Paused => tokio::runtime::Builder::new_current_thread(),
+        Rt::Multi(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    b.enable_all();
+    if rt == Rt::Paused {
+        b.start_paused(true);
+    }
+    b.build().expect("build runtime")
+}
+
+/// Waits (up to 10 s) for the fd count to come back to `expected`: a runtime's threads may
+/// close their last fds a moment after the runtime is dropped. Panics with the list of
+/// open fds if it does not.
+pub fn assert_fds_settle(expected: usize, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = open_fds();
+        if now == expected {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "{what}: {now} fds open, expected {expected}:\n{}",
+                fd_targets().join("\n")
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Runs one scenario: takes the [`serial`] lock, records the fd count, gives `f` a fresh
+/// scratch directory, runs it on a new runtime, drops the runtime, then asserts that the
+/// fd count is back to its baseline and that the scratch directory is empty (and removes
+/// it).
+pub fn scenario<F, Fut, T>(rt: Rt, tag: &str, f: F) -> T
+where
+    F: FnOnce(std::path::PathBuf) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let _serial = serial();
+    // Tokio's signal driver opens a process-wide socket pair the first time a runtime is
+    // built and keeps it for the life of the process: build one before the baseline.
+    static WARM_UP: std::sync::Once = std::sync::Once::new();
+    WARM_UP.call_once(|| drop(runtime(Rt::Current)));
+    let base = scratch_dir(tag);
+    let _tidy = Tidy(base.clone());
+    let fds = open_fds();
+    let runtime = runtime(rt);
+    let out = runtime.block_on(f(base.clone()));
+    drop(runtime);
+    assert_fds_settle(fds, tag);
+    let left = entries(&base);
+    assert!(left.is_empty(), "{tag}: left in the scratch dir: {left:?}");
+    std::fs::remove_dir(&base).expect("remove scratch dir");
+    out
+}
+
+/// Removes a failed scenario's scratch directory, so that failures do not litter /tmp.
+struct Tidy(std::path::PathBuf);
+
+impl Drop for Tidy {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Polls `cond` until it holds, for up to 10 s of real time (clean-ups handed to the
+/// blocking pool finish a moment after the release). Panics naming `what` if it never does.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
+/// Whether anything (a file, a dir, a dangling symlink) exists at `path`.
+pub fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}

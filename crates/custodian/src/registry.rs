@@ -16,7 +16,8 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+// Tokio's clock, like the leak scanner's interval: ages follow paused test time too.
+use tokio::time::Instant;
 
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};

@@ -64,15 +64,18 @@ impl TempBuilder {
         let this = self.clone();
         async move {
             let op = Operation::CreateTempFile;
-            let root = this.checked_root(op)?;
-            let created = async_tempfile::TempFile::builder()
-                .dir(root.path())
-                .prefix(this.prefix.clone())
-                .suffix(this.suffix.clone())
-                .create()
-                .await
-                .map_err(|e| convert(op, root.path().to_path_buf(), e))?;
-            TempFile::adopt(&this.scope, created, this.label.clone(), site)
+            let made = async {
+                let root = this.checked_root(op)?;
+                let created = async_tempfile::TempFile::builder()
+                    .dir(root.path())
+                    .prefix(this.prefix.clone())
+                    .suffix(this.suffix.clone())
+                    .create()
+                    .await
+                    .map_err(|e| convert(op, root.path().to_path_buf(), e))?;
+                TempFile::adopt(&this.scope, created, this.label.clone(), site)
+            };
+            made.await.map_err(|e| this.lost_to_shutdown(op, e))
         }
     }
 
@@ -87,18 +90,32 @@ impl TempBuilder {
         let this = self.clone();
         async move {
             let op = Operation::CreateTempDir;
-            let root = this.checked_root(op)?;
-            let created = async_tempfile::TempDir::builder()
-                .dir(root.path())
-                .prefix(this.prefix.clone())
-                .suffix(this.suffix.clone())
-                .create()
-                .await
-                .map_err(|e| convert(op, root.path().to_path_buf(), e))?;
-            // From here custodian removes it, off the async threads; async-tempfile's own
-            // drop would remove it recursively on the dropping thread.
-            let path = created.keep();
-            TempDir::adopt(&this.scope, path, this.label.clone(), site)
+            let made = async {
+                let root = this.checked_root(op)?;
+                let created = async_tempfile::TempDir::builder()
+                    .dir(root.path())
+                    .prefix(this.prefix.clone())
+                    .suffix(this.suffix.clone())
+                    .create()
+                    .await
+                    .map_err(|e| convert(op, root.path().to_path_buf(), e))?;
+                // From here custodian removes it, off the async threads; async-tempfile's
+                // own drop would remove it recursively on the dropping thread.
+                let path = created.keep();
+                TempDir::adopt(&this.scope, path, this.label.clone(), site)
+            };
+            made.await.map_err(|e| this.lost_to_shutdown(op, e))
+        }
+    }
+
+    /// An acquisition that passed `admit` but then lost a race with shutdown, which
+    /// removes the temp root, trips over the missing root (`NotFound`, or "replaced" when
+    /// the new entry is not found inside it): report the shutdown, not the symptom.
+    fn lost_to_shutdown(&self, op: Operation, e: Error) -> Error {
+        if !e.is_cancellation() && self.scope.inner().is_shutting_down() {
+            Error::ShuttingDown { op }
+        } else {
+            e
         }
     }
 

@@ -1,0 +1,391 @@
+//! Many tasks on a 2-worker runtime acquiring and releasing thousands of resources by
+//! every path; acquisitions racing with shutdown; and a property test over random
+//! sequences of operations against a model of what the counters must say.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use common::{Guard, KINDS, Kind};
+use custodian::{ReleasePath, ResourceKind, Scope, Supervisor};
+use custodian_suite::{Rt, entries, eventually, exists, open_fds, scenario};
+use proptest::prelude::*;
+
+async fn acquire(s: &Scope, kind: Kind) -> custodian::Result<Guard> {
+    Ok(match kind {
+        Kind::File => Guard::File(s.open("/dev/null").await?),
+        Kind::Temp => Guard::Temp(s.temp_file().await?),
+        Kind::Dir => Guard::Dir(s.temp_dir().await?),
+    })
+}
+
+const TASKS: usize = 24;
+const OPS: usize = 96;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum How {
+    Drop,
+    Close,
+    Escape,
+    Forget,
+}
+
+fn plan(i: usize) -> (Kind, How) {
+    let how = [How::Drop, How::Close, How::Escape, How::Forget][(i / 3) % 4];
+    (KINDS[i % 3], how)
+}
+
+#[test]
+fn thousands_of_resources_from_many_tasks() {
+    scenario(Rt::Multi(2), "stress", async |base| {
+        let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        let fds = open_fds();
+        // A reader listing the registry while it changes.
+        let stop = Arc::new(AtomicBool::new(false));
+        let reads = Arc::new(AtomicU64::new(0));
+        let reader = {
+            let (sup, stop, reads) = (sup.clone(), stop.clone(), reads.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = (
+                        sup.live(),
+                        sup.stats(),
+                        sup.leaks(std::time::Duration::ZERO),
+                    );
+                    reads.fetch_add(1, Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let mut tasks = Vec::new();
+        for t in 0..TASKS {
+            let sup = sup.clone();
+            tasks.push(tokio::spawn(async move {
+                let escaped = sup
+                    .scope(&format!("task-{t}"), async |s| {
+                        let mut escaped = Vec::new();
+                        for i in 0..OPS {
+                            let (kind, how) = plan(t + i);
+                            let g = acquire(&s, kind).await.unwrap();
+                            match how {
+                                How::Drop => drop(g),
+                                How::Close => g.close().await.unwrap(),
+                                How::Escape => escaped.push(g),
+                                How::Forget => std::mem::forget(g),
+                            }
+                            if i % 8 == 0 {
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                        escaped
+                    })
+                    .await
+                    .unwrap();
+                for g in &escaped {
+                    assert!(!g.is_live());
+                    assert!(matches!(g, Guard::File(_)) || !exists(&g.path()), "{g:?}");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        reader.await.unwrap();
+        assert!(reads.load(Ordering::Relaxed) > 0);
+
+        let mut want: BTreeMap<(ResourceKind, ReleasePath), u64> = BTreeMap::new();
+        for t in 0..TASKS {
+            for i in 0..OPS {
+                let (kind, how) = plan(t + i);
+                let by = match how {
+                    How::Drop => ReleasePath::Drop,
+                    How::Close => ReleasePath::Close,
+                    How::Escape | How::Forget => ReleasePath::ScopeEnd,
+                };
+                *want.entry((kind.resource(), by)).or_default() += 1;
+            }
+        }
+        let stats = sup.stats();
+        assert!(stats.is_consistent(), "{stats}");
+        assert_eq!(stats.live(), 0, "{stats}");
+        for kind in KINDS {
+            let k = stats.kind(kind.resource());
+            assert_eq!(k.created, (TASKS * OPS / 3) as u64, "{stats}");
+            assert_eq!(k.failures, 0);
+            for by in ReleasePath::ALL {
+                let w = want.get(&(kind.resource(), by)).copied().unwrap_or(0);
+                assert_eq!(k.released(by), w, "{kind:?} by {by}: {stats}");
+            }
+        }
+        assert!(sup.live().is_empty());
+        assert!(entries(sup.temp_root()).is_empty());
+        assert_eq!(open_fds(), fds, "{:?}", custodian_suite::fd_targets());
+        let report = sup.shutdown().await;
+        assert!(report.alive_at_shutdown.is_empty() && report.failures.is_empty());
+        assert_eq!(report.stats, stats);
+    });
+}
+
+/// Tasks keep acquiring while shutdown runs: each acquisition either succeeds and is
+/// released exactly once, or is refused with a cancellation error; nothing is left.
+#[test]
+fn acquisitions_racing_with_shutdown() {
+    scenario(Rt::Multi(2), "race-shutdown", async |base| {
+        for round in 0..4 {
+            let sup = Supervisor::builder()
+                .temp_base(&base)
+                .grace(std::time::Duration::from_secs(10))
+                .start()
+                .unwrap();
+            let fds = open_fds();
+            let mut tasks = Vec::new();
+            for t in 0..8 {
+                let sup = sup.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut ok = 0u64;
+                    for i in 0.. {
+                        let kind = KINDS[(t + i) % 3];
+                        let r = if i % 2 == 0 {
+                            acquire(&sup.root(), kind).await.map(drop)
+                        } else {
+                            sup.scope("s", async |s| acquire(&s, kind).await.map(drop))
+                                .await
+                                .and_then(|r| r)
+                        };
+                        match r {
+                            Ok(()) => ok += 1,
+                            Err(e) if e.is_cancellation() => return ok,
+                            Err(e) => panic!("task {t}: {e:?}"),
+                        }
+                    }
+                    ok
+                }));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5 + 10 * round)).await;
+            let report = sup.shutdown().await;
+            let mut ok = 0;
+            for t in tasks {
+                ok += t.await.unwrap();
+            }
+            let stats = sup.stats();
+            assert!(stats.is_consistent(), "{stats}");
+            assert_eq!(stats.live(), 0, "{stats}");
+            let created: u64 = stats.kinds.values().map(|k| k.created).sum();
+            assert!(created >= ok, "{created} < {ok}");
+            assert!(report.failures.is_empty(), "{report}");
+            assert_eq!(report.temp_root_error, None, "{report}");
+            assert!(!exists(sup.temp_root()), "{report}");
+            assert_eq!(open_fds(), fds, "{:?}", custodian_suite::fd_targets());
+        }
+    });
+}
+
+// ---- property test: random operation trees against a model ----
+
+#[derive(Clone, Copy, Debug)]
+enum Release {
+    Drop,
+    Close,
+    Forget,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Acquire(Kind),
+    Release(usize, Release),
+    Nest(Vec<Op>),
+    Cancel,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let kind = prop_oneof![Just(Kind::File), Just(Kind::Temp), Just(Kind::Dir)];
+    let how = prop_oneof![
+        Just(Release::Drop),
+        Just(Release::Close),
+        Just(Release::Forget)
+    ];
+    let leaf = prop_oneof![
+        4 => kind.prop_map(Op::Acquire),
+        4 => (any::<usize>(), how).prop_map(|(i, h)| Op::Release(i, h)),
+        1 => Just(Op::Cancel),
+    ];
+    leaf.prop_recursive(3, 48, 8, |inner| {
+        prop::collection::vec(inner, 0..8).prop_map(Op::Nest)
+    })
+}
+
+struct Res {
+    kind: Kind,
+    scope: usize,
+    live: bool,
+}
+
+struct Model {
+    sup: Supervisor,
+    fds: usize,
+    /// Scopes running now, innermost last: (uid, cancelled).
+    stack: Vec<(usize, bool)>,
+    next_uid: usize,
+    res: Vec<Res>,
+    held: Vec<(Guard, usize)>,
+    want: BTreeMap<(ResourceKind, ReleasePath), u64>,
+}
+
+impl Model {
+    fn released(&mut self, r: usize, by: ReleasePath) {
+        self.res[r].live = false;
+        *self
+            .want
+            .entry((self.res[r].kind.resource(), by))
+            .or_default() += 1;
+    }
+
+    fn cancelled(&self, scope: usize) -> bool {
+        self.stack.iter().find(|(u, _)| *u == scope).unwrap().1
+    }
+
+    async fn release(&mut self, i: usize, how: Release) {
+        if self.held.is_empty() {
+            return;
+        }
+        let (g, r) = self.held.swap_remove(i % self.held.len());
+        let live = self.res[r].live;
+        match how {
+            Release::Forget => std::mem::forget(g),
+            Release::Close => {
+                let closed = g.close().await;
+                if live {
+                    closed.unwrap();
+                    self.released(r, ReleasePath::Close);
+                }
+            }
+            Release::Drop => {
+                drop(g);
+                if live {
+                    let by = if self.cancelled(self.res[r].scope) {
+                        ReleasePath::Cancelled
+                    } else {
+                        ReleasePath::Drop
+                    };
+                    self.released(r, by);
+                }
+            }
+        }
+    }
+
+    /// Every invariant, against the model.
+    async fn check(&self, what: &str) {
+        let stats = self.sup.stats();
+        assert!(stats.is_consistent(), "{what}: {stats}");
+        let live: Vec<&Res> = self.res.iter().filter(|r| r.live).collect();
+        assert_eq!(self.sup.live().len(), live.len(), "{what}");
+        for kind in KINDS {
+            let k = stats.kind(kind.resource());
+            let n = self.res.iter().filter(|r| r.kind == kind).count() as u64;
+            assert_eq!(k.created, n, "{what}: {kind:?} created");
+            for by in ReleasePath::ALL {
+                let w = self.want.get(&(kind.resource(), by)).copied().unwrap_or(0);
+                assert_eq!(k.released(by), w, "{what}: {kind:?} by {by}: {stats}");
+            }
+        }
+        let on_disk = live.iter().filter(|r| r.kind != Kind::File).count();
+        let fds = self.fds + live.iter().filter(|r| r.kind != Kind::Dir).count();
+        let root = self.sup.temp_root().to_path_buf();
+        // A dropped temp dir is removed on the blocking pool, a moment later.
+        eventually(what, || {
+            entries(&root).len() == on_disk && open_fds() == fds
+        })
+        .await;
+    }
+}
+
+fn run<'a>(s: Scope, ops: &'a [Op], m: &'a mut Model) -> Pin<Box<dyn Future<Output = ()> + 'a>> {
+    Box::pin(async move {
+        for op in ops {
+            match op {
+                Op::Acquire(kind) => {
+                    let g = acquire(&s, *kind).await.unwrap();
+                    let scope = m.stack.last().unwrap().0;
+                    m.res.push(Res {
+                        kind: *kind,
+                        scope,
+                        live: true,
+                    });
+                    m.held.push((g, m.res.len() - 1));
+                }
+                Op::Release(i, how) => m.release(*i, *how).await,
+                Op::Cancel => {
+                    s.cancel();
+                    m.stack.last_mut().unwrap().1 = true;
+                }
+                Op::Nest(sub) => {
+                    let uid = m.next_uid;
+                    m.next_uid += 1;
+                    let cancelled = m.stack.last().unwrap().1;
+                    m.stack.push((uid, cancelled));
+                    let mm = &mut *m;
+                    s.scope("nested", async move |inner| run(inner, sub, mm).await)
+                        .await
+                        .unwrap();
+                    m.stack.pop();
+                    // Everything still registered to the scope (forgotten or escaped
+                    // into `held`) was reclaimed at its end.
+                    for r in 0..m.res.len() {
+                        if m.res[r].scope == uid && m.res[r].live {
+                            m.released(r, ReleasePath::ScopeEnd);
+                        }
+                    }
+                }
+            }
+            m.check(&format!("after {op:?}")).await;
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_operations_keep_every_invariant(ops in prop::collection::vec(op(), 0..16)) {
+        scenario(Rt::Current, "prop", async |base| {
+            let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+            let mut m = Model {
+                fds: open_fds(),
+                sup: sup.clone(),
+                stack: vec![(0, false)],
+                next_uid: 1,
+                res: Vec::new(),
+                held: Vec::new(),
+                want: BTreeMap::new(),
+            };
+            run(sup.root(), &ops, &mut m).await;
+            while !m.held.is_empty() {
+                m.release(0, Release::Drop).await;
+            }
+            m.check("after dropping everything").await;
+            let alive = m.res.iter().filter(|r| r.live).count();
+            let report = sup.shutdown().await;
+            for r in 0..m.res.len() {
+                if m.res[r].live {
+                    m.released(r, ReleasePath::Shutdown);
+                }
+            }
+            assert_eq!(report.alive_at_shutdown.len(), alive, "forgotten in the root scope");
+            assert!(report.stats.is_consistent());
+            assert_eq!(report.stats.live(), 0);
+            for kind in KINDS {
+                for by in ReleasePath::ALL {
+                    let w = m.want.get(&(kind.resource(), by)).copied().unwrap_or(0);
+                    assert_eq!(report.stats.kind(kind.resource()).released(by), w, "{kind:?} {by}");
+                }
+            }
+            assert!(report.failures.is_empty(), "{report}");
+            assert!(!exists(sup.temp_root()));
+        });
+    }
+}
