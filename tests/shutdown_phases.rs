@@ -160,6 +160,7 @@ async fn scoped_tasks_are_awaited_by_shutdown_and_aborted_after_grace() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::async_yields_async)] // the scope returns the task's handle on purpose
 async fn a_scoped_task_is_cancelled_when_its_scope_ends() {
     let sup = Supervisor::builder()
         .grace(Duration::from_millis(50))
