@@ -17,14 +17,16 @@ async fn scopes_and_hooks_observe_the_graceful_reason() {
     })
     .unwrap();
     let s = sup.clone();
+    let (in_tx, entered) = oneshot::channel();
     let scope = tokio::spawn(async move {
-        s.scope("body", async |s| {
+        s.scope("body", async move |s| {
+            let _ = in_tx.send(());
             s.cancelled().await;
             s.cancel_reason()
         })
         .await
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    entered.await.unwrap();
     let report = sup.shutdown().await;
     assert_eq!(scope.await.unwrap().unwrap(), Some(CancelReason::Shutdown));
     assert_eq!(rx.await.unwrap(), CancelReason::Shutdown);
@@ -53,16 +55,18 @@ async fn a_scope_cut_at_the_deadline_sees_the_deadline_reason() {
     let seen = Arc::new(std::sync::Mutex::new(None));
     let s = sup.clone();
     let seen2 = seen.clone();
+    let (in_tx, entered) = oneshot::channel();
     let scope = tokio::spawn(async move {
         s.root()
             .scope_with_grace("stubborn", Duration::from_secs(60), async move |s| {
                 let _guard = ReadsReasonOnDrop(s.clone(), seen2);
                 let _t = s.temp_file().await;
+                let _ = in_tx.send(());
                 std::future::pending::<()>().await
             })
             .await
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    entered.await.unwrap();
     let report = sup.shutdown().await;
     assert!(matches!(
         scope.await.unwrap(),
@@ -90,15 +94,17 @@ async fn force_during_a_graceful_shutdown_cuts_every_wait_short() {
     })
     .unwrap();
     let s = sup.clone();
+    let (in_tx, entered) = oneshot::channel();
     let stuck = tokio::spawn(async move {
-        s.scope("stuck", async |s| {
+        s.scope("stuck", async move |s| {
             let _d = s.temp_dir().await;
+            let _ = in_tx.send(());
             std::future::pending::<()>().await
         })
         .await
     });
     let t = sup.temp_file().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    entered.await.unwrap();
     let start = Instant::now();
     let s = sup.clone();
     let graceful = tokio::spawn(async move { s.shutdown().await });

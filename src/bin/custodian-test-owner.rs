@@ -3,7 +3,8 @@
 //! It starts a supervisor, acquires temp files and dirs as the scenario says, prints
 //! `ROOT <temp root>`, `PID <pid>` and `READY`, then waits (for a signal, or does what the
 //! scenario says). Lines the tests read: `HOOK_STARTED`, `HOOK_REASON <r>`,
-//! `SCOPE_REASON <r>`, `REPORT <json>`, `LEFT <n>`.
+//! `SCOPE_REASON <r>`, `REPORT <json>`, `BEFORE <n>` and `LEFT <n>` (whether the temp
+//! root exists before and after).
 
 use std::io::Write;
 use std::time::Duration;
@@ -63,11 +64,13 @@ async fn signalled(scenario: &str) {
     let sup = start(grace).await;
     let held = acquire(&sup).await;
     let s = sup.clone();
+    let (entered, worker_in) = tokio::sync::oneshot::channel();
     let worker = tokio::spawn(async move {
         s.scope("worker", async |s| -> custodian::Result<()> {
             let _t = s.temp_file().await?;
             let task_scope = s.clone();
             let _task = s.spawn(async move { task_scope.cancelled().await })?;
+            let _ = entered.send(());
             s.cancelled().await;
             let r = s
                 .cancel_reason()
@@ -92,16 +95,21 @@ async fn signalled(scenario: &str) {
     }
     if matches!(scenario, "stubborn" | "term-twice") {
         let s = sup.clone();
+        let (entered, stubborn_in) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             s.root()
                 .scope_with_grace("stubborn", Duration::from_secs(60), async |s| {
                     let t = s.temp_file().await.expect("temp file");
                     std::mem::forget(t); // only a sweep can release it
+                    let _ = entered.send(());
                     std::future::pending::<()>().await // ignores cancellation
                 })
                 .await
         });
+        stubborn_in.await.expect("stubborn scope entered");
     }
+    // Signalled only once every scope is running, so that each one sees the shutdown.
+    worker_in.await.expect("worker scope entered");
     say("READY");
     let report = sup.wait_for_shutdown().await;
     drop(held);
@@ -132,6 +140,7 @@ fn drop_runtime(rt: tokio::runtime::Runtime) {
         sup
     });
     let root = sup.temp_root().to_path_buf();
+    say(&format!("BEFORE {}", usize::from(root.is_dir())));
     say("READY");
     drop(rt);
     drop(sup);
@@ -145,6 +154,7 @@ async fn panic_unwind() {
     sup.install_panic_hook(PanicCleanup::OnAbort);
     say(&format!("ROOT {}", sup.temp_root().display()));
     let _held = acquire(&sup).await;
+    say(&format!("BEFORE {}", usize::from(sup.temp_root().is_dir())));
     say("READY");
     panic!("owner panics while holding temp files");
 }
@@ -158,6 +168,7 @@ async fn panic_hook() {
     sup.install_panic_hook(PanicCleanup::OnAnyPanic); // twice: harmless
     say(&format!("ROOT {}", sup.temp_root().display()));
     let _held = acquire(&sup).await;
+    say(&format!("BEFORE {}", usize::from(sup.temp_root().is_dir())));
     say("READY");
     let _ = std::thread::spawn(|| panic!("fatal in worker")).join();
     std::process::abort();
