@@ -42,6 +42,12 @@ pub enum Operation {
     Decode,
     /// Any other clean-up.
     Cleanup,
+    /// Spawning a task in a scope.
+    SpawnTask,
+    /// Registering a shutdown hook.
+    RegisterHook,
+    /// Installing signal handlers.
+    InstallSignalHandlers,
 }
 
 impl fmt::Display for Operation {
@@ -63,6 +69,9 @@ impl fmt::Display for Operation {
             Operation::StopChild => "stop child",
             Operation::Decode => "decode",
             Operation::Cleanup => "clean up",
+            Operation::SpawnTask => "spawn task",
+            Operation::RegisterHook => "register shutdown hook",
+            Operation::InstallSignalHandlers => "install signal handlers",
         })
     }
 }

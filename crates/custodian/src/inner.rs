@@ -26,11 +26,12 @@ use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::error::{Error, Operation};
+use crate::hook::Hook;
 use crate::kind::{ReleasePath, ResourceKind};
 use crate::leak::{FailureRecord, LeakRecord, LiveResource};
 use crate::registry::{Cleanup, Entry, Reclaim, Registry, ResourceId};
+use crate::report::ShutdownReport;
 use crate::scope::ScopeShared;
-use crate::shutdown::ShutdownReport;
 use crate::stats::Stats;
 use crate::sys::root::TempRoot;
 
@@ -55,6 +56,17 @@ pub(crate) struct Inner {
     /// Every running scope, so that shutdown can wait for them.
     pub(crate) scopes: TaskTracker,
     pub(crate) report: tokio::sync::OnceCell<ShutdownReport>,
+    /// Fires when shutdown stops waiting: a forced request or the grace deadline. Every
+    /// graceful wait (scope grace, hook budget, shutdown's scope wait) selects on it.
+    pub(crate) cut: CancellationToken,
+    /// Whether a forced shutdown was requested.
+    pub(crate) forced: AtomicBool,
+    /// Fires when shutdown (or emergency clean-up) has finished.
+    pub(crate) done: CancellationToken,
+    /// Shutdown hooks, in registration order.
+    pub(crate) hooks: Mutex<Vec<Hook>>,
+    /// Set by whoever removes the temp root first (shutdown or emergency clean-up).
+    root_removed: AtomicBool,
     shutting_down: AtomicBool,
     next_scope: AtomicU64,
 }
@@ -106,6 +118,11 @@ impl Inner {
             cleanups: TaskTracker::new(),
             scopes: TaskTracker::new(),
             report: tokio::sync::OnceCell::new(),
+            cut: CancellationToken::new(),
+            forced: AtomicBool::new(false),
+            done: CancellationToken::new(),
+            hooks: Mutex::default(),
+            root_removed: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             next_scope: AtomicU64::new(1),
         }
@@ -218,6 +235,40 @@ impl Inner {
     }
 
     fn finish(&self, id: ResourceId, entry: Entry, path: ReleasePath) -> Pending {
+        let (mut pending, reclaim) = self.retire(id, entry, path);
+        pending.cleanup = if path == ReleasePath::Detached {
+            // The guard keeps the resource; dropping the reclaim data only drops shared
+            // handles.
+            drop(reclaim);
+            None
+        } else {
+            Some(reclaim.reclaim())
+        };
+        pending
+    }
+
+    /// Releases `id`, if still registered, synchronously with [`Reclaim::reclaim_now`]
+    /// (forced shutdown, emergency clean-up). Blocking: never call it on a worker thread
+    /// of the runtime. `Some(ok)` if this call released it.
+    pub(crate) fn release_now(&self, id: ResourceId, path: ReleasePath) -> Option<bool> {
+        let (_, entry) = self.registry.map.remove(&id)?;
+        let (pending, reclaim) = self.retire(id, entry, path);
+        match reclaim.reclaim_now() {
+            Ok(()) => Some(true),
+            Err(e) => {
+                self.records.record_failure(&pending.split().0, &e);
+                Some(false)
+            }
+        }
+    }
+
+    /// The bookkeeping of a release: stats, scope count, leak record, tracing.
+    fn retire(
+        &self,
+        id: ResourceId,
+        entry: Entry,
+        path: ReleasePath,
+    ) -> (Pending, Box<dyn Reclaim>) {
         let Entry {
             kind,
             label,
@@ -252,22 +303,25 @@ impl Inner {
                 "released"
             );
         }
-        let cleanup = if path == ReleasePath::Detached {
-            // The guard keeps the resource; dropping the reclaim data only drops shared
-            // handles.
-            drop(reclaim);
-            None
-        } else {
-            Some(reclaim.reclaim())
-        };
-        Pending {
+        let pending = Pending {
             id,
             kind,
             label,
             path: res_path,
             scope,
-            cleanup,
+            cleanup: None,
+        };
+        (pending, reclaim)
+    }
+
+    /// Removes the temp root unless it was already removed (or being removed). Blocking.
+    /// `None` if someone else did it.
+    pub(crate) fn remove_temp_root(&self) -> Option<std::io::Result<()>> {
+        // AcqRel: exactly one caller wins; nothing else is published through the flag.
+        if self.root_removed.swap(true, Ordering::AcqRel) {
+            return None;
         }
+        Some(self.temp_root.remove().map(drop))
     }
 
     /// Live resources, in acquisition order.
@@ -458,26 +512,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Drop for Inner {
-    /// The last handle is gone without `shutdown()` (or while it ran): emergency clean-up,
-    /// synchronous because no runtime may be left to run anything.
+    /// The last handle is gone without `shutdown()` (or while it ran, or the runtime was
+    /// dropped): emergency clean-up, synchronous because no runtime may be left.
     fn drop(&mut self) {
         if self.report.initialized() && self.registry.map.is_empty() {
             return;
         }
-        self.begin_shutdown();
-        let mut ids: Vec<ResourceId> = self.registry.map.iter().map(|e| *e.key()).collect();
-        ids.sort_unstable_by(|a, b| b.cmp(a));
-        for id in ids {
-            if let Some((_, e)) = self.registry.map.remove(&id) {
-                self.records.stats.released(e.kind, ReleasePath::Shutdown);
-                if let Err(err) = e.reclaim.reclaim_now() {
-                    self.records.stats.failed(e.kind);
-                    tracing::warn!(id = id.get(), kind = e.kind.as_str(), %err, "emergency clean-up failed");
-                }
-            }
-        }
-        if let Err(err) = self.temp_root.remove() {
-            tracing::warn!(%err, "could not remove the temp root");
+        let done = self.emergency();
+        if done.released > 0 {
+            tracing::warn!(
+                released = done.released,
+                failed = done.failed,
+                "supervisor dropped without shutdown: emergency clean-up ran"
+            );
         }
     }
 }

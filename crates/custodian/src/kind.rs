@@ -153,6 +153,28 @@ pub enum CancelReason {
     Dropped,
     /// The supervisor is shutting down gracefully.
     Shutdown,
+    /// The supervisor's shutdown was forced ([`Supervisor::force`](crate::Supervisor::force),
+    /// [`Supervisor::shutdown_now`](crate::Supervisor::shutdown_now), or a second
+    /// SIGINT/SIGTERM): nothing is waited for.
+    ForcedShutdown,
+    /// A graceful shutdown's grace period ran out: what is still running is cut off.
+    Deadline,
+}
+
+impl CancelReason {
+    /// Whether the reason is one of the supervisor's shutdown reasons.
+    ///
+    /// ```
+    /// use custodian::CancelReason;
+    /// assert!(CancelReason::ForcedShutdown.is_shutdown());
+    /// assert!(!CancelReason::Requested.is_shutdown());
+    /// ```
+    pub fn is_shutdown(self) -> bool {
+        matches!(
+            self,
+            CancelReason::Shutdown | CancelReason::ForcedShutdown | CancelReason::Deadline
+        )
+    }
 }
 
 impl fmt::Display for CancelReason {
@@ -161,6 +183,8 @@ impl fmt::Display for CancelReason {
             CancelReason::Requested => "cancel requested",
             CancelReason::Dropped => "scope future dropped",
             CancelReason::Shutdown => "supervisor shutting down",
+            CancelReason::ForcedShutdown => "supervisor shutdown forced",
+            CancelReason::Deadline => "shutdown grace period over",
         })
     }
 }

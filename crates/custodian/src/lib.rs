@@ -42,27 +42,34 @@
 
 #![deny(unsafe_code)]
 
+mod emergency;
 mod error;
+mod hook;
 mod inner;
 mod kind;
 mod leak;
 mod registry;
+mod report;
 mod resource;
 mod scope;
 mod shutdown;
+mod signal;
 mod stats;
 mod supervisor;
 mod sys;
+mod task;
 
+pub use emergency::{EmergencyCleanup, PanicCleanup};
 pub use error::{Error, Operation, Result};
+pub use hook::{HookOutcome, HookReport};
 pub use kind::{CancelReason, ReleasePath, ResourceKind};
 pub use leak::{FailureRecord, LeakRecord, LiveResource, Site};
 pub use registry::{Cleanup, Reclaim, ResourceId};
+pub use report::{Phase, ShutdownReport};
 pub use resource::{
     ManagedFile, OpenOptions, PersistError, Registration, TempBuilder, TempDir, TempFile,
 };
 pub use scope::Scope;
-pub use shutdown::{Phase, ShutdownReport};
 pub use stats::{KindStats, StatsSnapshot};
 pub use supervisor::{Builder, Supervisor};
 

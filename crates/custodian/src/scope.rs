@@ -15,7 +15,7 @@ use std::panic::{AssertUnwindSafe, Location};
 use std::path::PathBuf;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -39,7 +39,8 @@ pub(crate) struct ScopeShared {
     pub(crate) name: Box<str>,
     pub(crate) token: CancellationToken,
     parent: Option<Arc<ScopeShared>>,
-    reason: OnceLock<CancelReason>,
+    /// Set once by the first cancel; only the root's is raised later (by shutdown).
+    reason: Mutex<Option<CancelReason>>,
     state: Mutex<State>,
     /// Resources registered to this scope now.
     pub(crate) live: AtomicUsize,
@@ -62,7 +63,7 @@ impl ScopeShared {
             name: "root".into(),
             token,
             parent: None,
-            reason: OnceLock::new(),
+            reason: Mutex::new(None),
             state: Mutex::default(),
             live: AtomicUsize::new(0),
             tracker: TaskTracker::new(),
@@ -77,7 +78,7 @@ impl ScopeShared {
             name: name.into(),
             token: self.token.child_token(),
             parent: Some(self.clone()),
-            reason: OnceLock::new(),
+            reason: Mutex::new(None),
             state: Mutex::default(),
             live: AtomicUsize::new(0),
             tracker: TaskTracker::new(),
@@ -119,7 +120,17 @@ impl ScopeShared {
     }
 
     pub(crate) fn cancel(&self, reason: CancelReason) {
-        let _ = self.reason.set(reason);
+        self.reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(reason);
+        self.token.cancel();
+    }
+
+    /// Sets the reason even if one is set (shutdown raising `Shutdown` to
+    /// `ForcedShutdown` or `Deadline`), and cancels.
+    pub(crate) fn raise(&self, reason: CancelReason) {
+        *self.reason.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
         self.token.cancel();
     }
 
@@ -127,8 +138,8 @@ impl ScopeShared {
     pub(crate) fn reason(&self) -> Option<CancelReason> {
         let mut s = Some(self);
         while let Some(scope) = s {
-            if let Some(r) = scope.reason.get() {
-                return Some(*r);
+            if let Some(r) = *scope.reason.lock().unwrap_or_else(PoisonError::into_inner) {
+                return Some(r);
             }
             s = scope.parent.as_deref();
         }
@@ -495,10 +506,7 @@ where
     let outcome = {
         let body = pin!(CatchUnwind(body(scope)));
         let mut cancel = CancelOnDrop(Some(&shared));
-        let grace_over = async {
-            shared.token.cancelled().await;
-            tokio::time::sleep(shared.grace).await;
-        };
+        let grace_over = grace_over(&shared.token, shared.grace, &inner.cut);
         let out = tokio::select! {
             biased;
             r = body => Some(r),
@@ -525,6 +533,22 @@ where
             scope: shared.name.to_string(),
             reason: shared.reason().unwrap_or(CancelReason::Requested),
         }),
+    }
+}
+
+/// Completes `grace` after `token` is cancelled, or as soon as shutdown stops waiting
+/// (`force`: a forced shutdown or the shutdown's deadline).
+pub(crate) async fn grace_over(
+    token: &CancellationToken,
+    grace: Duration,
+    force: &CancellationToken,
+) {
+    tokio::select! {
+        () = async {
+            token.cancelled().await;
+            tokio::time::sleep(grace).await;
+        } => {}
+        () = force.cancelled() => {}
     }
 }
 

@@ -1,112 +1,110 @@
-//! Shutdown: its phases and its report.
+//! Shutdown: its phases, and forcing it.
+//!
+//! Phases, each timed in the report:
+//! 1. *refuse and cancel*: new acquisitions are refused; the root token is cancelled
+//!    with [`CancelReason::Shutdown`] (or `ForcedShutdown`);
+//! 2. *run hooks*: last registered first, each within its budget (skipped when forced);
+//! 3. *wait for scopes*: until every scope and scoped task has ended, or the grace period
+//!    (counted from phase 1) is over — then the reason is raised to `Deadline` — or a
+//!    forced request arrives;
+//! 4. *release remaining*: everything still registered, newest first; graceful: through
+//!    `reclaim`, then wait for the clean-ups up to the grace period; forced: through
+//!    `reclaim_now` on the blocking pool;
+//! 5. *remove temp root*.
+//!
+//! Every wait selects on `Inner::cut`, which a forced request (or the deadline) fires,
+//! so a forced request arriving mid-shutdown cuts the graceful waits short.
 
-use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
+use crate::hook::run_hooks;
 use crate::inner::Inner;
 use crate::kind::{CancelReason, ReleasePath};
-use crate::leak::{FailureRecord, LeakRecord, LiveResource, duration_ms};
 use crate::registry::ResourceId;
-use crate::stats::StatsSnapshot;
+use crate::report::{Phase, ShutdownReport};
+use crate::supervisor::Supervisor;
 
-/// How long one phase of shutdown took.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Phase {
-    /// The phase's name.
-    pub name: String,
-    /// How long it took.
-    #[serde(with = "duration_ms")]
-    pub took: Duration,
+impl Inner {
+    pub(crate) fn is_forced(&self) -> bool {
+        // Relaxed: a flag for the report; `cut` publishes the cancellation itself.
+        self.forced.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn force(&self) {
+        self.forced.store(true, Ordering::Relaxed);
+        self.root_scope.raise(CancelReason::ForcedShutdown);
+        self.cut.cancel();
+    }
 }
 
-/// What [`Supervisor::shutdown`](crate::Supervisor::shutdown) did: readable as a table
-/// (`Display`), serialisable for machines.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct ShutdownReport {
-    /// The whole shutdown.
-    #[serde(with = "duration_ms")]
-    pub took: Duration,
-    /// Each phase, in order.
-    pub phases: Vec<Phase>,
-    /// Whether every scope finished within the grace period.
-    pub scopes_finished: bool,
-    /// Whether every background clean-up finished within the grace period.
-    pub cleanups_finished: bool,
-    /// Resources still registered when shutdown began sweeping, with their creation sites.
-    pub alive_at_shutdown: Vec<LiveResource>,
-    /// Every resource released without its guard during the supervisor's life.
-    pub leaks: Vec<LeakRecord>,
-    /// Every clean-up that failed during the supervisor's life.
-    pub failures: Vec<FailureRecord>,
-    /// The counters after shutdown.
-    pub stats: StatsSnapshot,
-    /// The temp root.
-    pub temp_root: PathBuf,
-    /// Why the temp root could not be removed, if it could not.
-    pub temp_root_error: Option<String>,
-}
-
-impl ShutdownReport {
-    /// Nothing leaked, nothing failed, nothing was left over.
+impl Supervisor {
+    /// Forces shutdown: a shutdown that is running stops waiting (hooks are cut, scopes
+    /// are not waited for, what is left is released at once with
+    /// [`reclaim_now`](crate::Reclaim::reclaim_now)), and one that starts later is
+    /// forced from the start. Every scope is cancelled with
+    /// [`CancelReason::ForcedShutdown`] and its body dropped without a grace period.
+    /// Does not itself run the shutdown; see [`shutdown_now`](Self::shutdown_now).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
     /// let sup = custodian::Supervisor::builder().start()?;
-    /// drop(sup.temp_file().await?);
-    /// assert!(sup.shutdown().await.is_clean());
+    /// sup.force();
+    /// let report = sup.shutdown().await;
+    /// assert!(report.forced);
+    /// assert_eq!(report.reason, custodian::CancelReason::ForcedShutdown);
     /// # Ok(()) }
     /// ```
-    pub fn is_clean(&self) -> bool {
-        self.alive_at_shutdown.is_empty()
-            && self.leaks.is_empty()
-            && self.failures.is_empty()
-            && self.scopes_finished
-            && self.cleanups_finished
-            && self.temp_root_error.is_none()
-            && self.stats.live() == 0
+    pub fn force(&self) {
+        self.inner.force();
     }
-}
 
-impl fmt::Display for ShutdownReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "shutdown took {:.3?}", self.took)?;
-        for p in &self.phases {
-            writeln!(f, "  {:<24} {:>10.3?}", p.name, p.took)?;
-        }
-        writeln!(f)?;
-        write!(f, "{}", self.stats)?;
-        if !self.alive_at_shutdown.is_empty() {
-            writeln!(f, "\nalive at shutdown ({}):", self.alive_at_shutdown.len())?;
-            for r in &self.alive_at_shutdown {
-                writeln!(f, "  {r}")?;
-            }
-        }
-        if !self.leaks.is_empty() {
-            writeln!(f, "\nleaked ({}):", self.leaks.len())?;
-            for r in &self.leaks {
-                writeln!(f, "  {r}")?;
-            }
-        }
-        if !self.failures.is_empty() {
-            writeln!(f, "\nclean-up failures ({}):", self.failures.len())?;
-            for r in &self.failures {
-                writeln!(f, "  {r}")?;
-            }
-        }
-        match &self.temp_root_error {
-            None => writeln!(f, "\ntemp root {} removed", self.temp_root.display()),
-            Some(e) => writeln!(
-                f,
-                "\ntemp root {} NOT removed: {e}",
-                self.temp_root.display()
-            ),
-        }
+    /// A forced shutdown: [`force`](Self::force), then [`shutdown`](Self::shutdown).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`shutdown`](Self::shutdown).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// use std::time::Duration;
+    /// let sup = custodian::Supervisor::builder().grace(Duration::from_secs(60)).start()?;
+    /// let s = sup.clone();
+    /// let stuck = tokio::spawn(async move {
+    ///     s.scope("stuck", async |_| std::future::pending::<()>().await).await
+    /// });
+    /// tokio::task::yield_now().await;
+    /// let report = sup.shutdown_now().await; // does not wait 60 s
+    /// assert!(report.took < Duration::from_secs(30));
+    /// assert!(stuck.await.unwrap().is_err());
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown_now(&self) -> ShutdownReport {
+        self.force();
+        self.shutdown().await
+    }
+
+    /// Completes with the report once a shutdown started elsewhere (for example by a
+    /// signal, see [`install_signal_handlers`](Self::install_signal_handlers)) has
+    /// finished. Does not start one.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let s = sup.clone();
+    /// tokio::spawn(async move { s.shutdown().await });
+    /// let report = sup.wait_for_shutdown().await;
+    /// assert!(report.is_clean());
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for_shutdown(&self) -> ShutdownReport {
+        self.inner.done.cancelled().await;
+        self.shutdown().await
     }
 }
 
@@ -121,43 +119,77 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
         });
         Instant::now()
     };
-    tracing::info!("shutdown: refusing new acquisitions");
+    tracing::info!(
+        forced = inner.is_forced(),
+        "shutdown: refusing new acquisitions"
+    );
     let t = Instant::now();
     inner.begin_shutdown();
-    inner.root_scope.cancel(CancelReason::Shutdown);
+    let reason = if inner.is_forced() {
+        CancelReason::ForcedShutdown
+    } else {
+        CancelReason::Shutdown
+    };
+    inner.root_scope.cancel(reason);
+    let deadline = tokio::time::Instant::now() + grace;
     let t = phase("refuse and cancel", t);
 
+    let hooks = run_hooks(&inner).await;
+    let t = phase("run hooks", t);
+
     inner.scopes.close();
-    let scopes_finished = tokio::time::timeout(grace, inner.scopes.wait())
-        .await
-        .is_ok();
+    let scopes_finished = tokio::select! {
+        biased;
+        () = inner.scopes.wait() => true,
+        () = inner.cut.cancelled() => inner.scopes.is_empty(),
+        () = tokio::time::sleep_until(deadline) => {
+            tracing::warn!(running = inner.scopes.len(), "shutdown: grace period over, cutting scopes off");
+            inner.root_scope.raise(CancelReason::Deadline);
+            inner.cut.cancel();
+            false
+        }
+    };
     let t = phase("wait for scopes", t);
 
     let alive_at_shutdown = inner.live();
     let mut ids: Vec<ResourceId> = alive_at_shutdown.iter().map(|r| r.id).collect();
     ids.sort_unstable_by(|a, b| b.cmp(a));
-    for id in ids {
-        if let Some(p) = inner.release(id, Some(ReleasePath::Shutdown)) {
-            p.spawn(&inner);
+    if inner.is_forced() {
+        let i = inner.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in ids {
+                i.release_now(id, ReleasePath::Shutdown);
+            }
+        })
+        .await;
+    } else {
+        for id in ids {
+            if let Some(p) = inner.release(id, Some(ReleasePath::Shutdown)) {
+                p.spawn(&inner);
+            }
         }
     }
     inner.cleanups.close();
+    // Clean-ups are the releases themselves: they get the grace period even when forced.
     let cleanups_finished = tokio::time::timeout(grace, inner.cleanups.wait())
         .await
         .is_ok();
     let t = phase("release remaining", t);
 
-    let root = inner.temp_root.clone();
-    let removed = tokio::task::spawn_blocking(move || root.remove())
+    let i = inner.clone();
+    let removed = tokio::task::spawn_blocking(move || i.remove_temp_root())
         .await
         .map_err(|e| e.to_string())
-        .and_then(|r| r.map(drop).map_err(|e| e.to_string()));
+        .and_then(|r| r.unwrap_or(Ok(())).map_err(|e| e.to_string()));
     let temp_root_error = removed.err();
     phase("remove temp root", t);
 
     let report = ShutdownReport {
         took: start.elapsed(),
         phases,
+        reason: inner.root_scope.reason().unwrap_or(reason),
+        forced: inner.is_forced(),
+        hooks,
         scopes_finished,
         cleanups_finished,
         alive_at_shutdown,
@@ -167,6 +199,6 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
         temp_root: inner.temp_root.path().to_path_buf(),
         temp_root_error,
     };
-    tracing::info!(took = ?report.took, clean = report.is_clean(), "shutdown complete");
+    tracing::info!(took = ?report.took, clean = report.is_clean(), forced = report.forced, "shutdown complete");
     report
 }

@@ -12,9 +12,9 @@ use crate::error::{Error, Operation, Result};
 use crate::inner::{Config, Inner};
 use crate::kind::ResourceKind;
 use crate::leak::{FailureRecord, LeakRecord, LiveResource};
+use crate::report::ShutdownReport;
 use crate::resource::{ManagedFile, OpenOptions, TempBuilder, TempDir, TempFile};
 use crate::scope::Scope;
-use crate::shutdown::ShutdownReport;
 use crate::stats::StatsSnapshot;
 use crate::sys::root::TempRoot;
 
@@ -65,6 +65,7 @@ pub struct Builder {
     grace: Duration,
     leak_after: [Option<Duration>; ResourceKind::COUNT],
     scan_every: Duration,
+    signals: bool,
 }
 
 impl Default for Builder {
@@ -75,6 +76,7 @@ impl Default for Builder {
             grace: Duration::from_secs(5),
             leak_after: [None; ResourceKind::COUNT],
             scan_every: Duration::from_secs(1),
+            signals: false,
         }
     }
 }
@@ -119,12 +121,20 @@ impl Builder {
         self
     }
 
+    /// Whether to listen for SIGINT and SIGTERM: the first starts a graceful shutdown,
+    /// the second forces it. Default: off. See [`Supervisor::install_signal_handlers`].
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.signals = on;
+        self
+    }
+
     /// Creates the private temp root and spawns the supervisor task.
     ///
     /// # Errors
     ///
     /// [`Error::NoRuntime`] outside a Tokio runtime; [`Error::Io`] with
-    /// [`Operation::CreateTempRoot`] if the temp root cannot be created.
+    /// [`Operation::CreateTempRoot`] if the temp root cannot be created, or with
+    /// [`Operation::InstallSignalHandlers`] (see [`Builder::handle_signals`]).
     ///
     /// ```
     /// let err = custodian::Supervisor::builder().start().unwrap_err();
@@ -147,7 +157,11 @@ impl Builder {
         if self.leak_after.iter().any(Option::is_some) {
             handle.spawn(watch(Arc::downgrade(&inner), token, self.scan_every));
         }
-        Ok(Supervisor { inner })
+        let sup = Supervisor { inner };
+        if self.signals {
+            sup.install_signal_handlers()?;
+        }
+        Ok(sup)
     }
 }
 
@@ -470,11 +484,15 @@ impl Supervisor {
     /// ```
     pub async fn shutdown(&self) -> ShutdownReport {
         let inner = self.inner.clone();
-        self.inner
+        let report = self
+            .inner
             .report
             .get_or_init(|| crate::shutdown::run(inner))
             .await
-            .clone()
+            .clone();
+        // After the report is stored: `wait_for_shutdown` reads it.
+        self.inner.done.cancel();
+        report
     }
 }
 

@@ -1,0 +1,213 @@
+//! The shutdown report: what shutdown did, for people (`Display`, tables) and machines
+//! (serde).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hook::{HookOutcome, HookReport};
+use crate::kind::{CancelReason, ReleasePath};
+use crate::leak::{FailureRecord, LeakRecord, LiveResource, duration_ms};
+use crate::stats::StatsSnapshot;
+
+/// How long one phase of shutdown took.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Phase {
+    /// The phase's name.
+    pub name: String,
+    /// How long it took.
+    #[serde(with = "duration_ms")]
+    pub took: Duration,
+}
+
+/// What [`Supervisor::shutdown`](crate::Supervisor::shutdown) did: readable as a table
+/// (`Display`), serialisable for machines.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// The whole shutdown.
+    #[serde(with = "duration_ms")]
+    pub took: Duration,
+    /// Each phase, in order.
+    pub phases: Vec<Phase>,
+    /// Why the root was cancelled, as scopes saw it last: [`CancelReason::Shutdown`],
+    /// raised to [`CancelReason::ForcedShutdown`] or [`CancelReason::Deadline`].
+    #[serde(default = "default_reason")]
+    pub reason: CancelReason,
+    /// Whether a forced shutdown was requested (before or during shutdown).
+    #[serde(default)]
+    pub forced: bool,
+    /// Each shutdown hook, in the order they ran.
+    #[serde(default)]
+    pub hooks: Vec<HookReport>,
+    /// Whether every scope finished within the grace period.
+    pub scopes_finished: bool,
+    /// Whether every background clean-up finished within the grace period.
+    pub cleanups_finished: bool,
+    /// Resources still registered when shutdown began sweeping, with their creation sites.
+    /// Shutdown released them ([`ReleasePath::Shutdown`]).
+    pub alive_at_shutdown: Vec<LiveResource>,
+    /// Every resource released without its guard during the supervisor's life.
+    pub leaks: Vec<LeakRecord>,
+    /// Every clean-up that failed during the supervisor's life, with its error.
+    pub failures: Vec<FailureRecord>,
+    /// The counters after shutdown.
+    pub stats: StatsSnapshot,
+    /// The temp root.
+    pub temp_root: PathBuf,
+    /// Why the temp root could not be removed, if it could not.
+    pub temp_root_error: Option<String>,
+}
+
+fn default_reason() -> CancelReason {
+    CancelReason::Shutdown
+}
+
+impl ShutdownReport {
+    /// Nothing leaked, nothing failed, nothing was left over, no hook overran.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// drop(sup.temp_file().await?);
+    /// assert!(sup.shutdown().await.is_clean());
+    /// # Ok(()) }
+    /// ```
+    pub fn is_clean(&self) -> bool {
+        self.alive_at_shutdown.is_empty()
+            && self.leaks.is_empty()
+            && self.failures.is_empty()
+            && self.scopes_finished
+            && self.cleanups_finished
+            && self.temp_root_error.is_none()
+            && self.stats.live() == 0
+            && self
+                .hooks
+                .iter()
+                .all(|h| h.outcome == HookOutcome::Completed)
+    }
+
+    /// Releases during the supervisor's life, all kinds together, by release path.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// use custodian::ReleasePath;
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// drop(sup.temp_file().await?);
+    /// let _kept = sup.temp_file().await?;
+    /// let r = sup.shutdown().await;
+    /// assert_eq!(r.released_by_path()[&ReleasePath::Drop], 1);
+    /// assert_eq!(r.released_by_path()[&ReleasePath::Shutdown], 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn released_by_path(&self) -> BTreeMap<ReleasePath, u64> {
+        let mut m = BTreeMap::new();
+        for k in self.stats.kinds.values() {
+            for (p, n) in &k.released {
+                if *n > 0 {
+                    *m.entry(*p).or_insert(0) += n;
+                }
+            }
+        }
+        m
+    }
+
+    /// The hooks that did not complete within their budget (overran, were cut or
+    /// skipped by a forced shutdown, or panicked).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// use std::time::Duration;
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// sup.on_shutdown("slow", Duration::from_millis(10), |_| async {
+    ///     tokio::time::sleep(Duration::from_secs(60)).await;
+    /// })?;
+    /// let r = sup.shutdown().await;
+    /// assert_eq!(r.failed_hooks()[0].name, "slow");
+    /// # Ok(()) }
+    /// ```
+    pub fn failed_hooks(&self) -> Vec<&HookReport> {
+        self.hooks
+            .iter()
+            .filter(|h| h.outcome != HookOutcome::Completed)
+            .collect()
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = if self.forced { "forced" } else { "graceful" };
+        writeln!(
+            f,
+            "shutdown ({mode}, {}) took {:.3?}",
+            self.reason, self.took
+        )?;
+        writeln!(f, "  {:<24} {:>12}", "phase", "took")?;
+        for p in &self.phases {
+            writeln!(f, "  {:<24} {:>12.3?}", p.name, p.took)?;
+        }
+        if !self.hooks.is_empty() {
+            writeln!(
+                f,
+                "\n  {:<24} {:>12} {:>12}  outcome",
+                "hook", "budget", "took"
+            )?;
+            for h in &self.hooks {
+                writeln!(
+                    f,
+                    "  {:<24} {:>12.3?} {:>12.3?}  {}",
+                    h.name, h.budget, h.took, h.outcome
+                )?;
+            }
+        }
+        writeln!(
+            f,
+            "\nscopes finished in time: {}, clean-ups finished in time: {}",
+            yes_no(self.scopes_finished),
+            yes_no(self.cleanups_finished)
+        )?;
+        writeln!(f)?;
+        write!(f, "{}", self.stats)?;
+        let by_path = self.released_by_path();
+        if !by_path.is_empty() {
+            writeln!(f, "\n  {:<24} {:>8}", "released by", "count")?;
+            for (p, n) in by_path {
+                writeln!(f, "  {:<24} {:>8}", p.as_str(), n)?;
+            }
+        }
+        if !self.alive_at_shutdown.is_empty() {
+            writeln!(f, "\nalive at shutdown ({}):", self.alive_at_shutdown.len())?;
+            for r in &self.alive_at_shutdown {
+                writeln!(f, "  {r}")?;
+            }
+        }
+        if !self.leaks.is_empty() {
+            writeln!(f, "\nleaked ({}):", self.leaks.len())?;
+            for r in &self.leaks {
+                writeln!(f, "  {r}")?;
+            }
+        }
+        if !self.failures.is_empty() {
+            writeln!(f, "\nclean-up failures ({}):", self.failures.len())?;
+            for r in &self.failures {
+                writeln!(f, "  {r}")?;
+            }
+        }
+        match &self.temp_root_error {
+            None => writeln!(f, "\ntemp root {} removed", self.temp_root.display()),
+            Some(e) => writeln!(
+                f,
+                "\ntemp root {} NOT removed: {e}",
+                self.temp_root.display()
+            ),
+        }
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "NO" }
+}
