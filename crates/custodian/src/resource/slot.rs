@@ -3,6 +3,7 @@
 
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 
 /// `Some(handle)` while the resource is held; taken (and dropped) on release.
 ///
@@ -33,3 +34,81 @@ impl<T> Slot<T> {
 pub(crate) fn revoked() -> io::Error {
     io::Error::other("the resource was reclaimed by its scope's end or by shutdown")
 }
+
+/// Flattens "slot gone" and "operation failed" into one poll result.
+pub(crate) fn ready<T>(r: io::Result<Poll<io::Result<T>>>) -> Poll<io::Result<T>> {
+    r.unwrap_or_else(|e| Poll::Ready(Err(e)))
+}
+
+/// Implements `AsyncRead`, `AsyncWrite` and `AsyncSeek` for a guard by delegating each
+/// poll to the handle in its `Arc<Slot<_>>` field (one short lock per poll).
+macro_rules! delegate_async_io {
+    ($guard:ty, $field:ident) => {
+        impl tokio::io::AsyncRead for $guard {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                $crate::resource::slot::ready(
+                    self.$field
+                        .with(|f| std::pin::Pin::new(f).poll_read(cx, buf)),
+                )
+            }
+        }
+
+        impl tokio::io::AsyncWrite for $guard {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                $crate::resource::slot::ready(
+                    self.$field
+                        .with(|f| std::pin::Pin::new(f).poll_write(cx, buf)),
+                )
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                $crate::resource::slot::ready(
+                    self.$field.with(|f| std::pin::Pin::new(f).poll_flush(cx)),
+                )
+            }
+
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                $crate::resource::slot::ready(
+                    self.$field
+                        .with(|f| std::pin::Pin::new(f).poll_shutdown(cx)),
+                )
+            }
+        }
+
+        impl tokio::io::AsyncSeek for $guard {
+            fn start_seek(
+                self: std::pin::Pin<&mut Self>,
+                position: std::io::SeekFrom,
+            ) -> std::io::Result<()> {
+                self.$field
+                    .with(|f| std::pin::Pin::new(f).start_seek(position))?
+            }
+
+            fn poll_complete(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<u64>> {
+                $crate::resource::slot::ready(
+                    self.$field
+                        .with(|f| std::pin::Pin::new(f).poll_complete(cx)),
+                )
+            }
+        }
+    };
+}
+
+pub(crate) use delegate_async_io;

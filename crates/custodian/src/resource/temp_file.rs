@@ -4,15 +4,12 @@ use std::ffi::OsString;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::io::SeekFrom;
 use std::os::fd::AsFd;
 use std::panic::Location;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Operation, Result};
 use crate::inner::Spec;
@@ -318,47 +315,7 @@ impl TempFile {
     }
 }
 
-fn ready<T>(r: io::Result<Poll<io::Result<T>>>) -> Poll<io::Result<T>> {
-    r.unwrap_or_else(|e| Poll::Ready(Err(e)))
-}
-
-impl AsyncRead for TempFile {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        ready(self.file.with(|f| Pin::new(f).poll_read(cx, buf)))
-    }
-}
-
-impl AsyncWrite for TempFile {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        ready(self.file.with(|f| Pin::new(f).poll_write(cx, buf)))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready(self.file.with(|f| Pin::new(f).poll_flush(cx)))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready(self.file.with(|f| Pin::new(f).poll_shutdown(cx)))
-    }
-}
-
-impl AsyncSeek for TempFile {
-    fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
-        self.file.with(|f| Pin::new(f).start_seek(position))?
-    }
-
-    fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
-        ready(self.file.with(|f| Pin::new(f).poll_complete(cx)))
-    }
-}
+crate::resource::slot::delegate_async_io!(TempFile, file);
 
 impl fmt::Debug for TempFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
