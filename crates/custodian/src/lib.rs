@@ -42,6 +42,7 @@
 
 #![deny(unsafe_code)]
 
+mod builder;
 mod emergency;
 mod error;
 mod hook;
@@ -59,6 +60,7 @@ mod supervisor;
 mod sys;
 mod task;
 
+pub use builder::Builder;
 pub use emergency::{EmergencyCleanup, PanicCleanup};
 pub use error::{Error, Operation, Result};
 pub use hook::{HookOutcome, HookReport};
@@ -71,7 +73,7 @@ pub use resource::{
 };
 pub use scope::Scope;
 pub use stats::{KindStats, StatsSnapshot};
-pub use supervisor::{Builder, Supervisor};
+pub use supervisor::Supervisor;
 
 /// The README's example, compiled and run as a doctest so that it stays true.
 #[doc = include_str!("../../../README.md")]

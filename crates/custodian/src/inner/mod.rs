@@ -10,12 +10,11 @@
 //! - a registration racing with shutdown or with its scope's end is either swept by it or
 //!   refused and reclaimed by the registering call (see [`Inner::register`]).
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::panic::Location;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -23,20 +22,22 @@ use tokio::runtime::Handle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::error::{Error, Operation};
 use crate::hook::Hook;
 use crate::kind::{ReleasePath, ResourceKind};
 use crate::leak::{FailureRecord, LeakRecord, LiveResource};
-use crate::registry::{Cleanup, Entry, Reclaim, Registry, ResourceId};
+use crate::registry::{Entry, Reclaim, Registry, ResourceId};
 use crate::report::ShutdownReport;
 use crate::scope::ScopeShared;
-use crate::stats::Stats;
 use crate::sys::root::TempRoot;
 
-/// How many leak and failure records are kept (the oldest are dropped first).
-const RECORDS_KEPT: usize = 1024;
+mod pending;
+mod records;
+
+pub(crate) use pending::Pending;
+pub(crate) use records::Records;
+use records::{lock, push_bounded};
 
 pub(crate) struct Config {
     pub(crate) grace: Duration,
@@ -71,15 +72,6 @@ pub(crate) struct Inner {
     next_scope: AtomicU64,
 }
 
-/// Counters and records, shared with background clean-ups (which must not keep the
-/// whole supervisor alive).
-#[derive(Default)]
-pub(crate) struct Records {
-    pub(crate) stats: Stats,
-    leaks: Mutex<VecDeque<LeakRecord>>,
-    failures: Mutex<VecDeque<FailureRecord>>,
-}
-
 /// What a registration needs.
 pub(crate) struct Spec {
     pub(crate) kind: ResourceKind,
@@ -87,16 +79,6 @@ pub(crate) struct Spec {
     pub(crate) path: Option<PathBuf>,
     pub(crate) site: &'static Location<'static>,
     pub(crate) op: Operation,
-}
-
-/// A released entry whose clean-up has not run yet.
-pub(crate) struct Pending {
-    id: ResourceId,
-    kind: ResourceKind,
-    label: Box<str>,
-    path: Option<PathBuf>,
-    scope: Arc<ScopeShared>,
-    cleanup: Option<Cleanup>,
 }
 
 impl Inner {
@@ -359,23 +341,6 @@ impl Inner {
     }
 }
 
-impl Records {
-    fn record_failure(&self, p: &PendingInfo, error: &std::io::Error) {
-        self.stats.failed(p.kind);
-        tracing::warn!(id = p.id.get(), kind = p.kind.as_str(), label = &*p.label, path = ?p.path, %error, "clean-up failed");
-        push_bounded(
-            &self.failures,
-            FailureRecord {
-                id: p.id,
-                kind: p.kind,
-                label: p.label.to_string(),
-                path: p.path.clone(),
-                error: error.to_string(),
-            },
-        );
-    }
-}
-
 pub(crate) fn live_resource(id: ResourceId, e: &Entry) -> LiveResource {
     LiveResource {
         id,
@@ -386,129 +351,6 @@ pub(crate) fn live_resource(id: ResourceId, e: &Entry) -> LiveResource {
         age: e.born.elapsed(),
         path: e.path.clone(),
     }
-}
-
-struct PendingInfo {
-    id: ResourceId,
-    kind: ResourceKind,
-    label: Box<str>,
-    path: Option<PathBuf>,
-}
-
-impl Pending {
-    fn split(self) -> (PendingInfo, Arc<ScopeShared>, Option<Cleanup>) {
-        (
-            PendingInfo {
-                id: self.id,
-                kind: self.kind,
-                label: self.label,
-                path: self.path,
-            },
-            self.scope,
-            self.cleanup,
-        )
-    }
-
-    /// Finishes the clean-up without waiting: inline if it is done, otherwise on the
-    /// runtime, tracked by the owning scope and the supervisor. Never blocks.
-    pub(crate) fn spawn(self, inner: &Inner) {
-        let (info, scope, cleanup) = self.split();
-        let tokens = (inner.cleanups.token(), scope.tracker.token());
-        match cleanup {
-            None | Some(Cleanup::Done(Ok(()))) => {}
-            Some(Cleanup::Done(Err(e))) => inner.records.record_failure(&info, &e),
-            Some(Cleanup::Blocking(work)) => {
-                let records = inner.records.clone();
-                let job = Deferred::new(move || {
-                    let _tokens = tokens;
-                    if let Err(e) = work() {
-                        records.record_failure(&info, &e);
-                    }
-                });
-                // If the runtime is gone the closure is dropped unrun, and `Deferred`
-                // runs it inline: the only case where clean-up blocks the dropping thread.
-                drop(inner.handle.spawn_blocking(move || job.run()));
-            }
-            Some(Cleanup::Async(fut)) => {
-                let records = inner.records.clone();
-                drop(inner.handle.spawn(async move {
-                    let _tokens: (TaskTrackerToken, TaskTrackerToken) = tokens;
-                    if let Err(e) = fut.await {
-                        records.record_failure(&info, &e);
-                    }
-                }));
-            }
-        }
-    }
-
-    /// Finishes the clean-up and reports its outcome (explicit `close().await`).
-    pub(crate) async fn wait(self, inner: &Inner) -> Result<(), Error> {
-        let op = match self.kind {
-            ResourceKind::File => Operation::CloseFile,
-            ResourceKind::TempFile => Operation::RemoveTempFile,
-            ResourceKind::TempDir => Operation::RemoveTempDir,
-            ResourceKind::Child => Operation::StopChild,
-            _ => Operation::Cleanup,
-        };
-        let (info, _scope, cleanup) = self.split();
-        let result = match cleanup {
-            None => Ok(()),
-            Some(Cleanup::Done(r)) => r,
-            Some(Cleanup::Blocking(work)) => {
-                let _token = inner.cleanups.token();
-                match inner.handle.spawn_blocking(work).await {
-                    Ok(r) => r,
-                    Err(e) => Err(std::io::Error::other(e)),
-                }
-            }
-            Some(Cleanup::Async(fut)) => fut.await,
-        };
-        result.map_err(|e| {
-            inner.records.record_failure(&info, &e);
-            let path = info
-                .path
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(&*info.label));
-            Error::io(op, path, e)
-        })
-    }
-}
-
-/// A blocking job that runs when dropped if it never ran, so that clean-up handed to a
-/// runtime that has shut down still happens.
-struct Deferred<F: FnOnce()>(Option<F>);
-
-impl<F: FnOnce()> Deferred<F> {
-    fn new(f: F) -> Self {
-        Deferred(Some(f))
-    }
-    fn run(mut self) {
-        if let Some(f) = self.0.take() {
-            f();
-        }
-    }
-}
-
-impl<F: FnOnce()> Drop for Deferred<F> {
-    fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
-            f();
-        }
-    }
-}
-
-fn push_bounded<T>(m: &Mutex<VecDeque<T>>, item: T) {
-    let mut q = lock(m);
-    if q.len() == RECORDS_KEPT {
-        q.pop_front();
-    }
-    q.push_back(item);
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The protected data are plain records: a panic while holding the lock cannot leave
-    // them inconsistent.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Drop for Inner {

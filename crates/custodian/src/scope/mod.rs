@@ -9,164 +9,30 @@
 //! - `scope()` does not return before the clean-ups of everything it owned have finished;
 //! - lock order: the scope's state, then a registry shard.
 
+mod run;
+mod shared;
+
+pub(crate) use run::grace_over;
+use run::run;
+pub(crate) use shared::ScopeShared;
+
 use std::fmt;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, Location};
+use std::panic::Location;
 use std::path::PathBuf;
-use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
-use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::error::{Error, Operation, Result};
+use crate::error::{Operation, Result};
 use crate::inner::{Inner, Spec};
-use crate::kind::{CancelReason, ReleasePath, ResourceKind};
-use crate::registry::{Reclaim, Registry, ResourceId};
+use crate::kind::{CancelReason, ResourceKind};
+use crate::registry::Reclaim;
 use crate::resource::Registration;
 use crate::supervisor::Supervisor;
-
-/// Compact a scope's id list when it holds more than this many ids and over half of them
-/// were already released by their guards.
-const COMPACT_AT: usize = 64;
-
-pub(crate) struct ScopeShared {
-    pub(crate) id: u64,
-    pub(crate) name: Box<str>,
-    pub(crate) token: CancellationToken,
-    parent: Option<Arc<ScopeShared>>,
-    /// Set once by the first cancel; only the root's is raised later (by shutdown).
-    reason: Mutex<Option<CancelReason>>,
-    state: Mutex<State>,
-    /// Resources registered to this scope now.
-    pub(crate) live: AtomicUsize,
-    /// Background clean-ups of this scope's resources; the scope's end waits for them.
-    pub(crate) tracker: TaskTracker,
-    panicked: AtomicBool,
-    pub(crate) grace: Duration,
-}
-
-#[derive(Default)]
-struct State {
-    closed: bool,
-    resources: Vec<ResourceId>,
-}
-
-impl ScopeShared {
-    pub(crate) fn root(token: CancellationToken, grace: Duration) -> Arc<Self> {
-        Arc::new(ScopeShared {
-            id: 0,
-            name: "root".into(),
-            token,
-            parent: None,
-            reason: Mutex::new(None),
-            state: Mutex::default(),
-            live: AtomicUsize::new(0),
-            tracker: TaskTracker::new(),
-            panicked: AtomicBool::new(false),
-            grace,
-        })
-    }
-
-    fn child(self: &Arc<Self>, id: u64, name: &str, grace: Duration) -> Arc<Self> {
-        Arc::new(ScopeShared {
-            id,
-            name: name.into(),
-            token: self.token.child_token(),
-            parent: Some(self.clone()),
-            reason: Mutex::new(None),
-            state: Mutex::default(),
-            live: AtomicUsize::new(0),
-            tracker: TaskTracker::new(),
-            panicked: AtomicBool::new(false),
-            grace,
-        })
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // State is a flag and a list of ids: a panic while it is locked cannot leave it
-        // inconsistent.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.state().closed
-    }
-
-    /// Adds `id` to the scope's list; `false` if the scope has closed.
-    pub(crate) fn push(&self, id: ResourceId, registry: &Registry) -> bool {
-        let mut st = self.state();
-        if st.closed {
-            return false;
-        }
-        let len = st.resources.len();
-        // Relaxed: a stale count only makes compaction a little early or late.
-        if len >= COMPACT_AT && len > 2 * self.live.load(Ordering::Relaxed) {
-            st.resources.retain(|id| registry.map.contains_key(id));
-        }
-        st.resources.push(id);
-        true
-    }
-
-    /// Closes the scope and returns its ids, oldest first.
-    fn close(&self) -> Vec<ResourceId> {
-        let mut st = self.state();
-        st.closed = true;
-        std::mem::take(&mut st.resources)
-    }
-
-    pub(crate) fn cancel(&self, reason: CancelReason) {
-        self.reason
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_or_insert(reason);
-        self.token.cancel();
-    }
-
-    /// Sets the reason even if one is set (shutdown raising `Shutdown` to
-    /// `ForcedShutdown` or `Deadline`), and cancels.
-    pub(crate) fn raise(&self, reason: CancelReason) {
-        *self.reason.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
-        self.token.cancel();
-    }
-
-    /// Why this scope was cancelled: its own reason, or the nearest ancestor's.
-    pub(crate) fn reason(&self) -> Option<CancelReason> {
-        let mut s = Some(self);
-        while let Some(scope) = s {
-            if let Some(r) = *scope.reason.lock().unwrap_or_else(PoisonError::into_inner) {
-                return Some(r);
-            }
-            s = scope.parent.as_deref();
-        }
-        self.token.is_cancelled().then_some(CancelReason::Requested)
-    }
-
-    /// The release path of a guard dropped now.
-    pub(crate) fn drop_path(&self) -> ReleasePath {
-        // Relaxed: set by the scope runner on the same task before it drops the body.
-        if std::thread::panicking() || self.panicked.load(Ordering::Relaxed) {
-            ReleasePath::Panic
-        } else if self.token.is_cancelled() {
-            ReleasePath::Cancelled
-        } else {
-            ReleasePath::Drop
-        }
-    }
-}
-
-/// Releases, in reverse acquisition order, everything still registered to `scope`.
-fn sweep(inner: &Inner, scope: &Arc<ScopeShared>, path: ReleasePath) {
-    for id in scope.close().into_iter().rev() {
-        if let Some(p) = inner.release_in(id, scope, path) {
-            p.spawn(inner);
-        }
-    }
-}
 
 /// A handle to a scope: acquire resources in it, nest scopes, observe cancellation.
 ///
@@ -486,110 +352,5 @@ impl fmt::Debug for Scope {
             .field("live", &self.live_count())
             .field("cancelled", &self.is_cancelled())
             .finish()
-    }
-}
-
-/// Runs a scope body to its end, whatever that end is.
-async fn run<F, T>(scope: Scope, body: F) -> Result<T>
-where
-    F: AsyncFnOnce(Scope) -> T,
-{
-    let shared = scope.shared.clone();
-    let inner = scope.sup.inner.clone();
-    // Declared first, dropped last: if this future is dropped mid-body, the body is
-    // dropped (its guards release as `Cancelled`) before the sweep runs.
-    let mut end = EndOnDrop {
-        inner: inner.clone(),
-        shared: shared.clone(),
-        armed: true,
-    };
-    let outcome = {
-        let body = pin!(CatchUnwind(body(scope)));
-        let mut cancel = CancelOnDrop(Some(&shared));
-        let grace_over = grace_over(&shared.token, shared.grace, &inner.cut);
-        let out = tokio::select! {
-            biased;
-            r = body => Some(r),
-            () = grace_over => None,
-        };
-        cancel.0 = None;
-        if matches!(out, Some(Err(_))) {
-            // Guards still held by the body are dropped below, after the unwind: tell
-            // them they are released by a panic.
-            shared.panicked.store(true, Ordering::Relaxed);
-        }
-        out
-    };
-    end.armed = false;
-    sweep(&inner, &shared, ReleasePath::ScopeEnd);
-    // Escaped handles and nested scopes must not outlive the scope.
-    shared.token.cancel();
-    shared.tracker.close();
-    shared.tracker.wait().await;
-    match outcome {
-        Some(Ok(v)) => Ok(v),
-        Some(Err(panic)) => std::panic::resume_unwind(panic),
-        None => Err(Error::Cancelled {
-            scope: shared.name.to_string(),
-            reason: shared.reason().unwrap_or(CancelReason::Requested),
-        }),
-    }
-}
-
-/// Completes `grace` after `token` is cancelled, or as soon as shutdown stops waiting
-/// (`force`: a forced shutdown or the shutdown's deadline).
-pub(crate) async fn grace_over(
-    token: &CancellationToken,
-    grace: Duration,
-    force: &CancellationToken,
-) {
-    tokio::select! {
-        () = async {
-            token.cancelled().await;
-            tokio::time::sleep(grace).await;
-        } => {}
-        () = force.cancelled() => {}
-    }
-}
-
-struct EndOnDrop {
-    inner: Arc<Inner>,
-    shared: Arc<ScopeShared>,
-    armed: bool,
-}
-
-impl Drop for EndOnDrop {
-    fn drop(&mut self) {
-        if self.armed {
-            sweep(&self.inner, &self.shared, ReleasePath::ScopeEnd);
-            self.shared.token.cancel();
-        }
-    }
-}
-
-struct CancelOnDrop<'a>(Option<&'a ScopeShared>);
-
-impl Drop for CancelOnDrop<'_> {
-    fn drop(&mut self) {
-        if let Some(s) = self.0 {
-            s.cancel(CancelReason::Dropped);
-        }
-    }
-}
-
-/// Catches a panic of the inner future so that the scope can clean up before resuming it.
-#[pin_project::pin_project]
-struct CatchUnwind<F>(#[pin] F);
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = std::thread::Result<F::Output>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let f = self.project().0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| f.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Err(panic) => Poll::Ready(Err(panic)),
-        }
     }
 }

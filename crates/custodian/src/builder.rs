@@ -1,0 +1,151 @@
+//! Configuring and starting a supervisor, and the supervisor task.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Operation, Result};
+use crate::inner::{Config, Inner};
+use crate::kind::ResourceKind;
+use crate::sys::root::TempRoot;
+
+use crate::supervisor::Supervisor;
+
+/// Configures and starts a [`Supervisor`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+/// use std::time::Duration;
+/// use custodian::{ResourceKind, Supervisor};
+/// let sup = Supervisor::builder()
+///     .temp_base(std::env::temp_dir())
+///     .grace(Duration::from_secs(2))
+///     .leak_after(ResourceKind::TempFile, Duration::from_secs(60))
+///     .start()?;
+/// # sup.shutdown().await; Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `start` is called"]
+pub struct Builder {
+    temp_base: Option<PathBuf>,
+    prefix: String,
+    grace: Duration,
+    leak_after: [Option<Duration>; ResourceKind::COUNT],
+    scan_every: Duration,
+    signals: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            temp_base: None,
+            prefix: "custodian-".into(),
+            grace: Duration::from_secs(5),
+            leak_after: [None; ResourceKind::COUNT],
+            scan_every: Duration::from_secs(1),
+            signals: false,
+        }
+    }
+}
+
+impl Builder {
+    /// The directory the private temp root is created in. Default:
+    /// [`std::env::temp_dir`].
+    pub fn temp_base(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.temp_base = Some(dir.into());
+        self
+    }
+
+    /// The start of the temp root's name. Default: `custodian-`.
+    pub fn temp_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long a cancelled scope's body may keep running before it is dropped, and how
+    /// long shutdown waits for scopes and clean-ups. Default: 5 s.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Warn (a `tracing` event) about resources of `kind` alive longer than `age`.
+    pub fn leak_after(mut self, kind: ResourceKind, age: Duration) -> Self {
+        self.leak_after[kind.index()] = Some(age);
+        self
+    }
+
+    /// Warn about resources of any kind alive longer than `age`.
+    pub fn leak_after_all(mut self, age: Duration) -> Self {
+        self.leak_after = [Some(age); ResourceKind::COUNT];
+        self
+    }
+
+    /// How often the supervisor task looks for resources past their leak threshold.
+    /// Default: 1 s.
+    pub fn leak_scan_interval(mut self, every: Duration) -> Self {
+        self.scan_every = every;
+        self
+    }
+
+    /// Whether to listen for SIGINT and SIGTERM: the first starts a graceful shutdown,
+    /// the second forces it. Default: off. See [`Supervisor::install_signal_handlers`].
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.signals = on;
+        self
+    }
+
+    /// Creates the private temp root and spawns the supervisor task.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoRuntime`] outside a Tokio runtime; [`Error::Io`] with
+    /// [`Operation::CreateTempRoot`] if the temp root cannot be created, or with
+    /// [`Operation::InstallSignalHandlers`] (see [`Builder::handle_signals`]).
+    ///
+    /// ```
+    /// let err = custodian::Supervisor::builder().start().unwrap_err();
+    /// assert!(matches!(err, custodian::Error::NoRuntime { .. }));
+    /// ```
+    pub fn start(self) -> Result<Supervisor> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime {
+            op: Operation::CreateTempRoot,
+        })?;
+        let base = self.temp_base.unwrap_or_else(std::env::temp_dir);
+        let root = TempRoot::create(&base, &self.prefix)
+            .map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
+        let token = CancellationToken::new();
+        let config = Config {
+            grace: self.grace,
+            leak_after: self.leak_after,
+        };
+        let inner = Arc::new(Inner::new(config, root, handle.clone(), token.clone()));
+        tracing::info!(temp_root = %inner.temp_root.path().display(), "supervisor started");
+        if self.leak_after.iter().any(Option::is_some) {
+            handle.spawn(watch(Arc::downgrade(&inner), token, self.scan_every));
+        }
+        let sup = Supervisor { inner };
+        if self.signals {
+            sup.install_signal_handlers()?;
+        }
+        Ok(sup)
+    }
+}
+
+/// The supervisor task: periodic leak scans until shutdown. It holds only a weak
+/// reference, so it never keeps the supervisor alive.
+async fn watch(inner: Weak<Inner>, token: CancellationToken, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = token.cancelled() => return,
+            _ = tick.tick() => match inner.upgrade() {
+                Some(inner) => inner.scan_leaks(),
+                None => return,
+            },
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! A released entry whose clean-up has not run yet, and the two ways to finish it:
+//! in the background (guard drop, sweeps) or awaited (`close().await`).
+
+use crate::error::{Error, Operation};
+use crate::kind::ResourceKind;
+use crate::registry::{Cleanup, ResourceId};
+use crate::scope::ScopeShared;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
+use super::Inner;
+
+/// A released entry whose clean-up has not run yet.
+pub(crate) struct Pending {
+    pub(super) id: ResourceId,
+    pub(super) kind: ResourceKind,
+    pub(super) label: Box<str>,
+    pub(super) path: Option<PathBuf>,
+    pub(super) scope: Arc<ScopeShared>,
+    pub(super) cleanup: Option<Cleanup>,
+}
+
+pub(super) struct PendingInfo {
+    pub(super) id: ResourceId,
+    pub(super) kind: ResourceKind,
+    pub(super) label: Box<str>,
+    pub(super) path: Option<PathBuf>,
+}
+
+impl Pending {
+    pub(super) fn split(self) -> (PendingInfo, Arc<ScopeShared>, Option<Cleanup>) {
+        (
+            PendingInfo {
+                id: self.id,
+                kind: self.kind,
+                label: self.label,
+                path: self.path,
+            },
+            self.scope,
+            self.cleanup,
+        )
+    }
+
+    /// Finishes the clean-up without waiting: inline if it is done, otherwise on the
+    /// runtime, tracked by the owning scope and the supervisor. Never blocks.
+    pub(crate) fn spawn(self, inner: &Inner) {
+        let (info, scope, cleanup) = self.split();
+        let tokens = (inner.cleanups.token(), scope.tracker.token());
+        match cleanup {
+            None | Some(Cleanup::Done(Ok(()))) => {}
+            Some(Cleanup::Done(Err(e))) => inner.records.record_failure(&info, &e),
+            Some(Cleanup::Blocking(work)) => {
+                let records = inner.records.clone();
+                let job = Deferred::new(move || {
+                    let _tokens = tokens;
+                    if let Err(e) = work() {
+                        records.record_failure(&info, &e);
+                    }
+                });
+                // If the runtime is gone the closure is dropped unrun, and `Deferred`
+                // runs it inline: the only case where clean-up blocks the dropping thread.
+                drop(inner.handle.spawn_blocking(move || job.run()));
+            }
+            Some(Cleanup::Async(fut)) => {
+                let records = inner.records.clone();
+                drop(inner.handle.spawn(async move {
+                    let _tokens: (TaskTrackerToken, TaskTrackerToken) = tokens;
+                    if let Err(e) = fut.await {
+                        records.record_failure(&info, &e);
+                    }
+                }));
+            }
+        }
+    }
+
+    /// Finishes the clean-up and reports its outcome (explicit `close().await`).
+    pub(crate) async fn wait(self, inner: &Inner) -> Result<(), Error> {
+        let op = match self.kind {
+            ResourceKind::File => Operation::CloseFile,
+            ResourceKind::TempFile => Operation::RemoveTempFile,
+            ResourceKind::TempDir => Operation::RemoveTempDir,
+            ResourceKind::Child => Operation::StopChild,
+            _ => Operation::Cleanup,
+        };
+        let (info, _scope, cleanup) = self.split();
+        let result = match cleanup {
+            None => Ok(()),
+            Some(Cleanup::Done(r)) => r,
+            Some(Cleanup::Blocking(work)) => {
+                let _token = inner.cleanups.token();
+                match inner.handle.spawn_blocking(work).await {
+                    Ok(r) => r,
+                    Err(e) => Err(std::io::Error::other(e)),
+                }
+            }
+            Some(Cleanup::Async(fut)) => fut.await,
+        };
+        result.map_err(|e| {
+            inner.records.record_failure(&info, &e);
+            let path = info
+                .path
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(&*info.label));
+            Error::io(op, path, e)
+        })
+    }
+}
+
+/// A blocking job that runs when dropped if it never ran, so that clean-up handed to a
+/// runtime that has shut down still happens.
+struct Deferred<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> Deferred<F> {
+    fn new(f: F) -> Self {
+        Deferred(Some(f))
+    }
+    fn run(mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+impl<F: FnOnce()> Drop for Deferred<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}

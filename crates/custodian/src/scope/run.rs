@@ -1,0 +1,122 @@
+//! The scope runner: runs a body to its end, whatever that end is, then sweeps.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Scope;
+use super::shared::{ScopeShared, sweep};
+use crate::error::{Error, Result};
+use crate::inner::Inner;
+use crate::kind::{CancelReason, ReleasePath};
+
+/// Runs a scope body to its end, whatever that end is.
+pub(super) async fn run<F, T>(scope: Scope, body: F) -> Result<T>
+where
+    F: AsyncFnOnce(Scope) -> T,
+{
+    let shared = scope.shared.clone();
+    let inner = scope.sup.inner.clone();
+    // Declared first, dropped last: if this future is dropped mid-body, the body is
+    // dropped (its guards release as `Cancelled`) before the sweep runs.
+    let mut end = EndOnDrop {
+        inner: inner.clone(),
+        shared: shared.clone(),
+        armed: true,
+    };
+    let outcome = {
+        let body = pin!(CatchUnwind(body(scope)));
+        let mut cancel = CancelOnDrop(Some(&shared));
+        let grace_over = grace_over(&shared.token, shared.grace, &inner.cut);
+        let out = tokio::select! {
+            biased;
+            r = body => Some(r),
+            () = grace_over => None,
+        };
+        cancel.0 = None;
+        if matches!(out, Some(Err(_))) {
+            // Guards still held by the body are dropped below, after the unwind: tell
+            // them they are released by a panic.
+            shared.panicked.store(true, Ordering::Relaxed);
+        }
+        out
+    };
+    end.armed = false;
+    sweep(&inner, &shared, ReleasePath::ScopeEnd);
+    // Escaped handles and nested scopes must not outlive the scope.
+    shared.token.cancel();
+    shared.tracker.close();
+    shared.tracker.wait().await;
+    match outcome {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(panic)) => std::panic::resume_unwind(panic),
+        None => Err(Error::Cancelled {
+            scope: shared.name.to_string(),
+            reason: shared.reason().unwrap_or(CancelReason::Requested),
+        }),
+    }
+}
+
+/// Completes `grace` after `token` is cancelled, or as soon as shutdown stops waiting
+/// (`force`: a forced shutdown or the shutdown's deadline).
+pub(crate) async fn grace_over(
+    token: &CancellationToken,
+    grace: Duration,
+    force: &CancellationToken,
+) {
+    tokio::select! {
+        () = async {
+            token.cancelled().await;
+            tokio::time::sleep(grace).await;
+        } => {}
+        () = force.cancelled() => {}
+    }
+}
+
+struct EndOnDrop {
+    inner: Arc<Inner>,
+    shared: Arc<ScopeShared>,
+    armed: bool,
+}
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            sweep(&self.inner, &self.shared, ReleasePath::ScopeEnd);
+            self.shared.token.cancel();
+        }
+    }
+}
+
+struct CancelOnDrop<'a>(Option<&'a ScopeShared>);
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0 {
+            s.cancel(CancelReason::Dropped);
+        }
+    }
+}
+
+/// Catches a panic of the inner future so that the scope can clean up before resuming it.
+#[pin_project::pin_project]
+struct CatchUnwind<F>(#[pin] F);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let f = self.project().0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| f.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The state behind a scope handle: token, reason, LIFO list of resource ids.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::inner::Inner;
+use crate::kind::{CancelReason, ReleasePath};
+use crate::registry::{Registry, ResourceId};
+
+/// Compact a scope's id list when it holds more than this many ids and over half of them
+/// were already released by their guards.
+const COMPACT_AT: usize = 64;
+
+pub(crate) struct ScopeShared {
+    pub(crate) id: u64,
+    pub(crate) name: Box<str>,
+    pub(crate) token: CancellationToken,
+    parent: Option<Arc<ScopeShared>>,
+    /// Set once by the first cancel; only the root's is raised later (by shutdown).
+    reason: Mutex<Option<CancelReason>>,
+    state: Mutex<State>,
+    /// Resources registered to this scope now.
+    pub(crate) live: AtomicUsize,
+    /// Background clean-ups of this scope's resources; the scope's end waits for them.
+    pub(crate) tracker: TaskTracker,
+    pub(super) panicked: AtomicBool,
+    pub(crate) grace: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    closed: bool,
+    resources: Vec<ResourceId>,
+}
+
+impl ScopeShared {
+    pub(crate) fn root(token: CancellationToken, grace: Duration) -> Arc<Self> {
+        Arc::new(ScopeShared {
+            id: 0,
+            name: "root".into(),
+            token,
+            parent: None,
+            reason: Mutex::new(None),
+            state: Mutex::default(),
+            live: AtomicUsize::new(0),
+            tracker: TaskTracker::new(),
+            panicked: AtomicBool::new(false),
+            grace,
+        })
+    }
+
+    pub(super) fn child(self: &Arc<Self>, id: u64, name: &str, grace: Duration) -> Arc<Self> {
+        Arc::new(ScopeShared {
+            id,
+            name: name.into(),
+            token: self.token.child_token(),
+            parent: Some(self.clone()),
+            reason: Mutex::new(None),
+            state: Mutex::default(),
+            live: AtomicUsize::new(0),
+            tracker: TaskTracker::new(),
+            panicked: AtomicBool::new(false),
+            grace,
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // State is a flag and a list of ids: a panic while it is locked cannot leave it
+        // inconsistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state().closed
+    }
+
+    /// Adds `id` to the scope's list; `false` if the scope has closed.
+    pub(crate) fn push(&self, id: ResourceId, registry: &Registry) -> bool {
+        let mut st = self.state();
+        if st.closed {
+            return false;
+        }
+        let len = st.resources.len();
+        // Relaxed: a stale count only makes compaction a little early or late.
+        if len >= COMPACT_AT && len > 2 * self.live.load(Ordering::Relaxed) {
+            st.resources.retain(|id| registry.map.contains_key(id));
+        }
+        st.resources.push(id);
+        true
+    }
+
+    /// Closes the scope and returns its ids, oldest first.
+    fn close(&self) -> Vec<ResourceId> {
+        let mut st = self.state();
+        st.closed = true;
+        std::mem::take(&mut st.resources)
+    }
+
+    pub(crate) fn cancel(&self, reason: CancelReason) {
+        self.reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(reason);
+        self.token.cancel();
+    }
+
+    /// Sets the reason even if one is set (shutdown raising `Shutdown` to
+    /// `ForcedShutdown` or `Deadline`), and cancels.
+    pub(crate) fn raise(&self, reason: CancelReason) {
+        *self.reason.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
+        self.token.cancel();
+    }
+
+    /// Why this scope was cancelled: its own reason, or the nearest ancestor's.
+    pub(crate) fn reason(&self) -> Option<CancelReason> {
+        let mut s = Some(self);
+        while let Some(scope) = s {
+            if let Some(r) = *scope.reason.lock().unwrap_or_else(PoisonError::into_inner) {
+                return Some(r);
+            }
+            s = scope.parent.as_deref();
+        }
+        self.token.is_cancelled().then_some(CancelReason::Requested)
+    }
+
+    /// The release path of a guard dropped now.
+    pub(crate) fn drop_path(&self) -> ReleasePath {
+        // Relaxed: set by the scope runner on the same task before it drops the body.
+        if std::thread::panicking() || self.panicked.load(Ordering::Relaxed) {
+            ReleasePath::Panic
+        } else if self.token.is_cancelled() {
+            ReleasePath::Cancelled
+        } else {
+            ReleasePath::Drop
+        }
+    }
+}
+
+/// Releases, in reverse acquisition order, everything still registered to `scope`.
+pub(super) fn sweep(inner: &Inner, scope: &Arc<ScopeShared>, path: ReleasePath) {
+    for id in scope.close().into_iter().rev() {
+        if let Some(p) = inner.release_in(id, scope, path) {
+            p.spawn(inner);
+        }
+    }
+}
