@@ -61,9 +61,19 @@ pub(crate) fn sniff(file: &File, len: u64, limits: &Limits) -> Result<Sniffed, F
             limit: limits.bytes,
         });
     }
+    sniff_at(file, 0, len, limits, true)
+}
+
+fn sniff_at(
+    file: &File,
+    base: u64,
+    len: u64,
+    limits: &Limits,
+    first: bool,
+) -> Result<Sniffed, Fail> {
     let mut head = [0u8; 12];
-    let n = head.len().min(len as usize);
-    read_at(file, &mut head[..n], 0)?;
+    let n = head.len().min((len - base) as usize);
+    read_at(file, &mut head[..n], base)?;
     let other = |container| Sniffed {
         container,
         patches: Vec::new(),
@@ -71,22 +81,38 @@ pub(crate) fn sniff(file: &File, len: u64, limits: &Limits) -> Result<Sniffed, F
     };
     Ok(match &head[..n] {
         [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'A', b'V', b'E'] => {
-            riff_wave(file, len, limits)?
+            riff_wave(file, base, len, limits)?
         }
         [b'R', b'I', b'F', b'F', ..] if n < 12 => {
             return Err(Fail::malformed("truncated RIFF header"));
         }
         [b'f', b'L', b'a', b'C', ..] => other(Container::Flac),
         [b'O', b'g', b'g', b'S', ..] => other(Container::Ogg),
-        [b'I', b'D', b'3', ..] => other(Container::Mp3),
+        [b'I', b'D', b'3', _, _, flags, s0, s1, s2, s3] if first => {
+            // An ID3v2 tag: a syncsafe size, plus a footer when flag 0x10 is set.
+            let size = [*s0, *s1, *s2, *s3]
+                .iter()
+                .fold(0u64, |acc, b| (acc << 7) | u64::from(b & 0x7F));
+            let end = 10 + size + if flags & 0x10 != 0 { 10 } else { 0 };
+            if end >= len {
+                return Err(Fail::malformed("ID3v2 tag runs to the end of the file"));
+            }
+            match sniff_at(file, end, len, limits, false)? {
+                Sniffed {
+                    container: Container::Other,
+                    ..
+                } => other(Container::Mp3),
+                found => found,
+            }
+        }
         [0xFF, b, ..] if b & 0xE0 == 0xE0 => other(Container::Mp3),
         _ => other(Container::Other),
     })
 }
 
-fn riff_wave(file: &File, len: u64, limits: &Limits) -> Result<Sniffed, Fail> {
+fn riff_wave(file: &File, base: u64, len: u64, limits: &Limits) -> Result<Sniffed, Fail> {
     let mut patches = Vec::new();
-    let mut pos = 12u64;
+    let mut pos = base + 12;
     let mut fmt: Option<(u16, u16)> = None; // (channels, block_align)
     for _ in 0..MAX_CHUNKS {
         if pos + 8 > len {
@@ -100,7 +126,7 @@ fn riff_wave(file: &File, len: u64, limits: &Limits) -> Result<Sniffed, Fail> {
         let clen = u64::from(u32_at(&hdr, 4));
         let body = pos + 8;
         let avail = len - body;
-        let name = String::from_utf8_lossy(&tag).into_owned();
+        let name = tag.escape_ascii().to_string();
         match &tag {
             b"fmt " => {
                 if fmt.is_some() {
@@ -128,10 +154,11 @@ fn riff_wave(file: &File, len: u64, limits: &Limits) -> Result<Sniffed, Fail> {
                 if real != clen {
                     patches.push((pos + 4, real as u32));
                 }
-                let riff_len = u64::from(u32_at(&read_head(file)?, 4));
-                let needed = body + real - 8;
-                if riff_len < needed || riff_len + 8 > len {
-                    patches.push((4, u32::try_from(len - 8).unwrap_or(u32::MAX)));
+                let riff_len = u64::from(u32_at(&read_head(file, base)?, 4));
+                let needed = body + real - base - 8;
+                if riff_len < needed || base + riff_len + 8 > len {
+                    let fixed = u32::try_from(len - base - 8).unwrap_or(u32::MAX);
+                    patches.push((base + 4, fixed));
                 }
                 return Ok(Sniffed {
                     container: Container::Wav,
@@ -140,18 +167,17 @@ fn riff_wave(file: &File, len: u64, limits: &Limits) -> Result<Sniffed, Fail> {
                 });
             }
             _ => {
+                if clen > avail {
+                    return Err(Fail::malformed(format!(
+                        "chunk `{name}` of {clen} bytes runs past the end of the file"
+                    )));
+                }
                 if clen > limits.chunk_bytes {
                     return Err(Fail::Limit {
                         what: "RIFF chunk size",
                         value: clen,
                         limit: limits.chunk_bytes,
                     });
-                }
-                if clen > avail {
-                    return Err(Fail::malformed(format!(
-                        "chunk `{}` of {clen} bytes runs past the end of the file",
-                        name.escape_debug()
-                    )));
                 }
             }
         }
@@ -164,9 +190,9 @@ fn riff_wave(file: &File, len: u64, limits: &Limits) -> Result<Sniffed, Fail> {
     })
 }
 
-fn read_head(file: &File) -> Result<[u8; 8], Fail> {
+fn read_head(file: &File, base: u64) -> Result<[u8; 8], Fail> {
     let mut h = [0u8; 8];
-    read_at(file, &mut h, 0)?;
+    read_at(file, &mut h, base)?;
     Ok(h)
 }
 

@@ -169,3 +169,44 @@ pub fn peak_rss_kib() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Open fds of this process that point into `dir` (immune to other tests' runtimes).
+pub fn fds_under(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.starts_with(dir)))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Waits (up to 10 s) until no fd points into `dir`; returns how many are left.
+pub async fn settle_fds(dir: &Path) -> usize {
+    for _ in 0..1000 {
+        if fds_under(dir) == 0 {
+            return 0;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    fds_under(dir)
+}
+
+/// A long 16-bit stereo 48 kHz WAV (`secs` seconds) at `dir/name`.
+pub fn long_wav(dir: &Dir, name: &str, secs: usize) -> PathBuf {
+    let frames = 48_000 * secs;
+    let mut data = Vec::with_capacity(frames * 4);
+    for i in 0..frames {
+        let s = ((i % 200) as i16 - 100) * 300;
+        data.extend(s.to_le_bytes());
+        data.extend((-s).to_le_bytes());
+    }
+    let bytes = riff(
+        &[
+            chunk(b"fmt ", fmt_body(1, 2, 48_000, 4, 16)),
+            chunk(b"data", data),
+        ],
+        None,
+    );
+    dir.file(name, &bytes)
+}
