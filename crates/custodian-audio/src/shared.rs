@@ -96,3 +96,70 @@ impl Reclaim for DecoderReclaim {
         Cleanup::Done(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::Limits;
+
+    /// A minimal 16-bit mono WAV of `frames` silent frames.
+    fn wav(frames: u32) -> Vec<u8> {
+        let mut b = b"RIFF".to_vec();
+        b.extend((36 + 2 * frames).to_le_bytes());
+        b.extend(b"WAVEfmt ");
+        b.extend(16u32.to_le_bytes());
+        for v in [1u16, 1] {
+            b.extend(v.to_le_bytes());
+        }
+        b.extend(8_000u32.to_le_bytes());
+        b.extend(16_000u32.to_le_bytes());
+        for v in [2u16, 16] {
+            b.extend(v.to_le_bytes());
+        }
+        b.extend(b"data");
+        b.extend((2 * frames).to_le_bytes());
+        b.extend(vec![0; 2 * frames as usize]);
+        b
+    }
+
+    #[test]
+    fn a_panic_under_the_lock_becomes_an_error_and_drops_the_state() {
+        let path = std::env::temp_dir().join(format!("ca-panic-{}.wav", std::process::id()));
+        std::fs::write(&path, wav(100)).unwrap();
+        let (state, _) = crate::engine::open(&path, &Limits::default()).unwrap();
+        let shared = Shared::default();
+        shared.install(state).unwrap();
+        let r: Result<(), Fail> = shared.with(|_, _| panic!("decoder bug"));
+        assert!(
+            matches!(r, Err(Fail::Panicked(ref m)) if m == "decoder bug"),
+            "{r:?}"
+        );
+        // The state (and its file) is gone; the lock is usable.
+        assert!(matches!(shared.with(|_, _| Ok(())), Err(Fail::Released)));
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn reclaim_while_a_hop_holds_the_lock_hands_the_close_to_the_blocking_pool() {
+        let path = std::env::temp_dir().join(format!("ca-busy-{}.wav", std::process::id()));
+        std::fs::write(&path, wav(100)).unwrap();
+        let (state, _) = crate::engine::open(&path, &Limits::default()).unwrap();
+        let shared = Arc::new(Shared::default());
+        shared.install(state).unwrap();
+        let held = shared.lock();
+        let cleanup = Box::new(DecoderReclaim(shared.clone())).reclaim();
+        assert!(matches!(cleanup, Cleanup::Blocking(_)));
+        // A hop holding the lock now sees the flag and stops.
+        assert!(shared.released.load(Ordering::Acquire));
+        drop(held);
+        let Cleanup::Blocking(work) = cleanup else {
+            unreachable!()
+        };
+        work().unwrap();
+        assert!(shared.lock().is_none());
+        // A state opened after the release is refused and dropped.
+        let (late, _) = crate::engine::open(&path, &Limits::default()).unwrap();
+        assert!(matches!(shared.install(late), Err(Fail::Released)));
+        std::fs::remove_file(path).unwrap();
+    }
+}

@@ -106,8 +106,27 @@ fn sniff_at(
             }
         }
         [0xFF, b, ..] if b & 0xE0 == 0xE0 => other(Container::Mp3),
-        _ => other(Container::Other),
+        // The library's probe scans this far for a marker: a WAV header it would find
+        // behind leading junk gets the same checks as one at the start.
+        _ => match find_riff_wave(file, base, len)? {
+            Some(at) => riff_wave(file, at, len, limits)?,
+            None => other(Container::Other),
+        },
     })
+}
+
+/// How far the decoding library's probe searches for a container marker.
+const PROBE_SEARCH: u64 = 1 << 20;
+
+/// The offset of the first `RIFF....WAVE` within the probe's search window.
+fn find_riff_wave(file: &File, base: u64, len: u64) -> Result<Option<u64>, Fail> {
+    let n = (len - base).min(PROBE_SEARCH + 12) as usize;
+    let mut buf = vec![0u8; n];
+    read_at(file, &mut buf, base)?;
+    Ok(buf
+        .windows(12)
+        .position(|w| &w[..4] == b"RIFF" && &w[8..] == b"WAVE")
+        .map(|i| base + i as u64))
 }
 
 fn riff_wave(file: &File, base: u64, len: u64, limits: &Limits) -> Result<Sniffed, Fail> {
