@@ -414,6 +414,13 @@ impl AudioDecoder {
         cx: &mut Context<'_>,
         frames: usize,
     ) -> Poll<Result<Vec<S>>> {
+        if self.inflight.is_none() {
+            // Served from the read-ahead of an earlier hop: no trip to the blocking pool.
+            if let Some(v) = self.shared.try_queued::<S>(frames) {
+                self.position += (v.len() / usize::from(self.info.channels)) as u64;
+                return Poll::Ready(Ok(v));
+            }
+        }
         let mut carry = None;
         loop {
             if self.inflight.is_some() {

@@ -18,13 +18,16 @@ use symphonia::core::probe::Hint;
 use crate::error::{Fail, Op};
 use crate::info::{AudioInfo, Container};
 use crate::limits::Limits;
-use crate::sample::{Buffers, Sample, Samples};
+use crate::sample::{Buffers, Queue, Sample, Samples};
 use crate::sniff::{Patched, sniff};
 
 /// Largest packet (in frames) a codec may announce before its buffers are sized.
 const MAX_PACKET_FRAMES: u64 = 1 << 20;
 /// Initial reservation for reads of unknown length, in samples.
 const RESERVE_UNKNOWN: usize = 1 << 22;
+/// A read smaller than this (in samples) decodes ahead up to it, so that the next small
+/// reads are served from the queue without a hop to the blocking pool.
+pub(crate) const READ_AHEAD: usize = 1 << 16;
 /// Undecodable packets in a row before decoding gives up.
 const MAX_BAD_PACKETS: u32 = 8;
 
@@ -39,8 +42,8 @@ pub(crate) struct State {
     exact: bool,
     max_frames: u64,
     bufs: Buffers,
-    /// Decoded samples not handed out yet (less than one packet).
-    queue: Option<Samples>,
+    /// Decoded samples not handed out yet (read-ahead, or the rest of a packet).
+    queue: Queue,
     /// Frames to drop after an accurate seek that landed early.
     skip: u64,
     /// Frame position of the next frame handed out.
@@ -141,7 +144,7 @@ pub(crate) fn open(path: &Path, limits: &Limits) -> Result<(State, AudioInfo), (
             exact,
             max_frames: limits.frames,
             bufs: Buffers::default(),
-            queue: None,
+            queue: Queue::default(),
             skip: 0,
             position: 0,
             eof: false,
@@ -167,15 +170,10 @@ impl State {
             None => RESERVE_UNKNOWN,
         };
         let mut out: Vec<S> = Vec::with_capacity(want.min(hint));
-        if let Some(q) = self.queue.take() {
-            let mut q = S::convert(q);
-            let k = q.len().min(want);
-            out.extend(q.drain(..k));
-            if !q.is_empty() {
-                self.queue = Some(S::wrap(q));
-            }
-        }
-        while out.len() < want && !self.eof {
+        self.queue.take(want, &mut out);
+        // Small reads decode ahead into the queue.
+        let ahead = if want < READ_AHEAD { READ_AHEAD } else { 0 };
+        while (out.len() < want || self.queue.len() < ahead) && !self.eof {
             // Acquire pairs with the Release store of the reclaim: stop promptly once the
             // decoder has been given up.
             if released.load(Ordering::Acquire) {
@@ -228,7 +226,7 @@ impl State {
             let k = (want - out.len()).min(s.len());
             out.extend_from_slice(&s[..k]);
             if k < s.len() {
-                self.queue = Some(S::wrap(s[k..].to_vec()));
+                self.queue.push(&s[k..]);
             }
             if self.position + (out.len() / ch) as u64 > self.max_frames {
                 return Err(Fail::Limit {
@@ -244,7 +242,7 @@ impl State {
 
     /// Moves to frame `ts`; returns the new position.
     pub(crate) fn seek(&mut self, ts: u64) -> Result<u64, Fail> {
-        self.queue = None;
+        self.queue.clear();
         self.skip = 0;
         if let Some(total) = self.total.filter(|&t| ts >= t) {
             self.eof = true;
@@ -277,20 +275,20 @@ pub(crate) struct Batch {
 impl State {
     /// Puts samples handed out but never received back in front of the queue.
     pub(crate) fn unread(&mut self, carry: Samples) {
-        if carry.len() == 0 {
-            return;
-        }
         self.position -= (carry.len() / self.channels) as u64;
-        self.queue = Some(match (carry, self.queue.take()) {
-            (c, None) => c,
-            (Samples::I16(mut c), Some(q)) => {
-                c.extend(i16::convert(q));
-                Samples::I16(c)
-            }
-            (Samples::F32(mut c), Some(q)) => {
-                c.extend(f32::convert(q));
-                Samples::F32(c)
-            }
-        });
+        self.queue.unread(carry);
+    }
+
+    /// Serves `frames` frames from the queue alone, if it holds them (or the stream has
+    /// ended): constant work, no decoding, safe on an async thread.
+    pub(crate) fn read_queued<S: Sample>(&mut self, frames: usize) -> Option<Vec<S>> {
+        let want = frames.saturating_mul(self.channels);
+        if self.queue.len() < want && !self.eof {
+            return None;
+        }
+        let mut out = Vec::with_capacity(want.min(self.queue.len()));
+        self.queue.take(want, &mut out);
+        self.position += (out.len() / self.channels) as u64;
+        Some(out)
     }
 }

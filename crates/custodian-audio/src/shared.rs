@@ -17,6 +17,7 @@ use custodian::{Cleanup, Reclaim};
 
 use crate::engine::State;
 use crate::error::{Fail, panic_message};
+use crate::sample::Sample;
 
 #[derive(Default)]
 pub(crate) struct Shared {
@@ -42,6 +43,17 @@ impl Shared {
         }
         *g = Some(state);
         Ok(())
+    }
+
+    /// Frames already decoded, without waiting: `None` if a hop holds the lock or the
+    /// queue does not hold enough. Constant work (a copy), fit for an async thread.
+    pub(crate) fn try_queued<S: Sample>(&self, frames: usize) -> Option<Vec<S>> {
+        let mut g = match self.state.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        g.as_mut()?.read_queued(frames)
     }
 
     /// Runs `f` on the state, catching panics; a panic drops the state.
