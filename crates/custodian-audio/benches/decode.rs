@@ -78,6 +78,43 @@ fn raw(path: &Path) -> Vec<i16> {
     out
 }
 
+/// The managed decoder's `read_all`, as a user would call it.
+fn managed(rt: &tokio::runtime::Runtime, root: &custodian::Scope, path: &Path) -> Vec<i16> {
+    rt.block_on(async {
+        let mut dec = custodian_audio::AudioDecoder::open(root, path)
+            .await
+            .unwrap();
+        let v: Vec<i16> = dec.read_all().await.unwrap();
+        dec.close().await.unwrap();
+        v
+    })
+}
+
+/// Alternates raw and managed runs so that drift of a shared VM hits both alike; prints
+/// the median of the per-pair ratios (raw time / managed time).
+fn interleaved(rt: &tokio::runtime::Runtime, root: &custodian::Scope, path: &Path) {
+    let mut ratios = Vec::new();
+    for i in 0..41 {
+        let t = std::time::Instant::now();
+        std::hint::black_box(raw(path));
+        let r = t.elapsed();
+        let t = std::time::Instant::now();
+        std::hint::black_box(managed(rt, root, path));
+        let m = t.elapsed();
+        if i > 0 {
+            ratios.push(r.as_secs_f64() / m.as_secs_f64());
+        }
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "interleaved raw/managed read_all ratio over {} pairs: median {:.3} (p25 {:.3}, p75 {:.3})",
+        ratios.len(),
+        ratios[ratios.len() / 2],
+        ratios[ratios.len() / 4],
+        ratios[3 * ratios.len() / 4],
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let path = fixture();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -88,11 +125,19 @@ fn bench(c: &mut Criterion) {
     let sup = rt.block_on(async { custodian::Supervisor::builder().start().unwrap() });
     let root = sup.root();
     assert_eq!(raw(&path).len(), FRAMES * 2);
+    interleaved(&rt, &root, &path);
 
     let mut g = c.benchmark_group("decode_60s_s16_stereo_48k");
     g.throughput(Throughput::Elements(FRAMES as u64));
     g.sample_size(30);
     g.bench_function("raw_symphonia", |b| b.iter(|| raw(&path)));
+    // Control: the same raw work, moved to the blocking pool as the managed decoder does.
+    g.bench_function("raw_symphonia_on_blocking_pool", |b| {
+        b.iter(|| {
+            let p = path.clone();
+            rt.block_on(rt.spawn_blocking(move || raw(&p))).unwrap()
+        })
+    });
     g.bench_function("managed_read_all", |b| {
         b.iter(|| {
             rt.block_on(async {

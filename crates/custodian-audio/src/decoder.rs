@@ -259,6 +259,12 @@ impl AudioDecoder {
     /// Decodes the next `frames` frames as interleaved samples (`i16` or `f32`). Returns
     /// fewer only at the end of the stream, and an empty vector after it.
     ///
+    /// Reads of fewer than 64 Ki samples decode ahead to that size in the same hop, and
+    /// the following reads are served from what was decoded, without leaving the async
+    /// thread. Switching the sample type mid-stream converts what was decoded ahead from
+    /// the other type (exact for 16-bit sources; from deeper sources, samples decoded
+    /// ahead as `i16` keep only 16 bits).
+    ///
     /// # Errors
     ///
     /// [`Error::Malformed`], [`Error::Unsupported`], [`Error::Io`] or [`Error::Panicked`]

@@ -5,6 +5,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// What the decoder was doing when an error happened.
+///
+/// ```
+/// assert_eq!(custodian_audio::Op::Read.to_string(), "decode audio");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Op {
@@ -237,11 +241,7 @@ impl Fail {
             S::DecodeError(m) => Fail::malformed(m),
             S::SeekError(k) => Fail::malformed(format!("seek: {k:?}")),
             S::Unsupported(m) => Fail::Unsupported(m.to_owned()),
-            S::LimitError(m) => Fail::Limit {
-                what: m,
-                value: 0,
-                limit: 0,
-            },
+            S::LimitError(m) => Fail::malformed(format!("decoder limit reached: {m}")),
             S::ResetRequired => Fail::malformed("stream parameters changed mid-stream"),
         }
     }

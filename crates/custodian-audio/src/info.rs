@@ -4,6 +4,10 @@ use std::fmt;
 use std::time::Duration;
 
 /// The container format, recognised from the file's first bytes.
+///
+/// ```
+/// assert_eq!(custodian_audio::Container::Wav.to_string(), "wav");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Container {

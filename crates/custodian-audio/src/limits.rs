@@ -49,36 +49,67 @@ impl Default for Limits {
 
 impl Limits {
     /// Sets [`channels`](Self::channels).
+    ///
+    /// ```
+    /// let l = custodian_audio::Limits::default().max_channels(2);
+    /// assert_eq!(l.channels, 2);
+    /// ```
     pub fn max_channels(mut self, n: u32) -> Self {
         self.channels = n;
         self
     }
 
     /// Sets [`sample_rate`](Self::sample_rate).
+    ///
+    /// ```
+    /// let l = custodian_audio::Limits::default().max_sample_rate(48_000);
+    /// assert_eq!(l.sample_rate, 48_000);
+    /// ```
     pub fn max_sample_rate(mut self, hz: u32) -> Self {
         self.sample_rate = hz;
         self
     }
 
     /// Sets [`frames`](Self::frames).
+    ///
+    /// ```
+    /// let l = custodian_audio::Limits::default().max_frames(1_000);
+    /// assert_eq!(l.frames, 1_000);
+    /// ```
     pub fn max_frames(mut self, n: u64) -> Self {
         self.frames = n;
         self
     }
 
     /// Sets [`duration`](Self::duration).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let l = custodian_audio::Limits::default().max_duration(Duration::from_secs(60));
+    /// assert_eq!(l.duration, Duration::from_secs(60));
+    /// ```
     pub fn max_duration(mut self, d: Duration) -> Self {
         self.duration = d;
         self
     }
 
     /// Sets [`bytes`](Self::bytes).
+    ///
+    /// ```
+    /// let l = custodian_audio::Limits::default().max_bytes(1 << 20);
+    /// assert_eq!(l.bytes, 1 << 20);
+    /// ```
     pub fn max_bytes(mut self, n: u64) -> Self {
         self.bytes = n;
         self
     }
 
     /// Sets [`chunk_bytes`](Self::chunk_bytes).
+    ///
+    /// ```
+    /// let l = custodian_audio::Limits::default().max_chunk_bytes(4096);
+    /// assert_eq!(l.chunk_bytes, 4096);
+    /// ```
     pub fn max_chunk_bytes(mut self, n: u64) -> Self {
         self.chunk_bytes = n;
         self
