@@ -61,72 +61,49 @@ pub(crate) fn sniff(file: &File, len: u64, limits: &Limits) -> Result<Sniffed, F
             limit: limits.bytes,
         });
     }
-    sniff_at(file, 0, len, limits, true)
-}
-
-fn sniff_at(
-    file: &File,
-    base: u64,
-    len: u64,
-    limits: &Limits,
-    first: bool,
-) -> Result<Sniffed, Fail> {
     let mut head = [0u8; 12];
-    let n = head.len().min((len - base) as usize);
-    read_at(file, &mut head[..n], base)?;
+    let n = head.len().min(len as usize);
+    read_at(file, &mut head[..n], 0)?;
     let other = |container| Sniffed {
         container,
         patches: Vec::new(),
         wav_frames: None,
     };
-    Ok(match &head[..n] {
+    let guess = match &head[..n] {
         [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'A', b'V', b'E'] => {
-            riff_wave(file, base, len, limits)?
+            return riff_wave(file, 0, len, limits);
         }
         [b'R', b'I', b'F', b'F', ..] if n < 12 => {
             return Err(Fail::malformed("truncated RIFF header"));
         }
-        [b'f', b'L', b'a', b'C', ..] => other(Container::Flac),
-        [b'O', b'g', b'g', b'S', ..] => other(Container::Ogg),
-        [b'I', b'D', b'3', _, _, flags, s0, s1, s2, s3] if first => {
-            // An ID3v2 tag: a syncsafe size, plus a footer when flag 0x10 is set.
-            let size = [*s0, *s1, *s2, *s3]
-                .iter()
-                .fold(0u64, |acc, b| (acc << 7) | u64::from(b & 0x7F));
-            let end = 10 + size + if flags & 0x10 != 0 { 10 } else { 0 };
-            if end >= len {
-                return Err(Fail::malformed("ID3v2 tag runs to the end of the file"));
-            }
-            match sniff_at(file, end, len, limits, false)? {
-                Sniffed {
-                    container: Container::Other,
-                    ..
-                } => other(Container::Mp3),
-                found => found,
-            }
-        }
-        [0xFF, b, ..] if b & 0xE0 == 0xE0 => other(Container::Mp3),
-        // The library's probe scans this far for a marker: a WAV header it would find
-        // behind leading junk gets the same checks as one at the start.
-        _ => match find_riff_wave(file, base, len)? {
-            Some(at) => riff_wave(file, at, len, limits)?,
-            None => other(Container::Other),
-        },
-    })
+        // The library reads these in place, without searching further.
+        [b'f', b'L', b'a', b'C', ..] => return Ok(other(Container::Flac)),
+        [b'O', b'g', b'g', b'S', ..] => return Ok(other(Container::Ogg)),
+        [b'I', b'D', b'3', ..] => Container::Mp3,
+        [0xFF, b, ..] if b & 0xE0 == 0xE0 => Container::Mp3,
+        _ => Container::Other,
+    };
+    // Otherwise the library's probe searches up to 1 MiB for a marker (skipping an ID3v2
+    // tag, or junk): a WAV header it may find there gets the same checks as one at the
+    // start.
+    match find_riff_wave(file, len)? {
+        Some(at) => riff_wave(file, at, len, limits),
+        None => Ok(other(guess)),
+    }
 }
 
 /// How far the decoding library's probe searches for a container marker.
 const PROBE_SEARCH: u64 = 1 << 20;
 
 /// The offset of the first `RIFF....WAVE` within the probe's search window.
-fn find_riff_wave(file: &File, base: u64, len: u64) -> Result<Option<u64>, Fail> {
-    let n = (len - base).min(PROBE_SEARCH + 12) as usize;
+fn find_riff_wave(file: &File, len: u64) -> Result<Option<u64>, Fail> {
+    let n = len.min(PROBE_SEARCH + 12) as usize;
     let mut buf = vec![0u8; n];
-    read_at(file, &mut buf, base)?;
+    read_at(file, &mut buf, 0)?;
     Ok(buf
         .windows(12)
         .position(|w| &w[..4] == b"RIFF" && &w[8..] == b"WAVE")
-        .map(|i| base + i as u64))
+        .map(|i| i as u64))
 }
 
 fn riff_wave(file: &File, base: u64, len: u64, limits: &Limits) -> Result<Sniffed, Fail> {

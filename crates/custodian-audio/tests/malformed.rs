@@ -238,6 +238,19 @@ fn corpus(dir: &Dir) -> Vec<(&'static str, PathBuf, Want)> {
             id3_prefixed(&good),
             Want::Frames(1000),
         ),
+        // symphonia's probe searches from the start: a header inside the tag is checked.
+        (
+            "bad WAV hidden inside an ID3 tag",
+            [
+                id3_tag(&riff(
+                    &[chunk(b"fmt ", fmt_body(1, 0, 16_000, 4, 16)), data(2)],
+                    None,
+                )),
+                good.clone(),
+            ]
+            .concat(),
+            Want::Malformed(Op::Open),
+        ),
         (
             "RIFF but not WAVE",
             [&b"RIFF\x04\0\0\0AVI "[..], &[0; 32]].concat(),
@@ -268,12 +281,22 @@ fn corpus(dir: &Dir) -> Vec<(&'static str, PathBuf, Want)> {
     out
 }
 
+/// A 16-byte ID3v2.4 padding tag, then `wav`.
 fn id3_prefixed(wav: &[u8]) -> Vec<u8> {
-    // ID3v2.4 header with a 16-byte (syncsafe) tag of padding.
-    let mut b = b"ID3\x04\x00\x00\x00\x00\x00\x10".to_vec();
-    b.extend([0u8; 16]);
-    b.extend(wav);
-    b
+    [id3_tag(&[0; 16]), wav.to_vec()].concat()
+}
+
+/// An ID3v2.4 tag whose body is `body` (syncsafe size).
+fn id3_tag(body: &[u8]) -> Vec<u8> {
+    let n = body.len() as u32;
+    let size = [
+        (n >> 21) & 0x7F,
+        (n >> 14) & 0x7F,
+        (n >> 7) & 0x7F,
+        n & 0x7F,
+    ]
+    .map(|b| b as u8);
+    [&b"ID3\x04\x00\x00"[..], &size, body].concat()
 }
 
 fn check(name: &str, want: Want, got: &Result<usize, Error>) -> bool {

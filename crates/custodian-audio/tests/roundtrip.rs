@@ -145,3 +145,19 @@ async fn chunked_reads_match_read_all_and_seek_is_frame_exact() {
     drop(dec);
     assert!(sup.shutdown().await.is_clean());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wav_behind_an_id3_tag_is_recognised_and_exact() {
+    let dir = Dir::new("rt-id3");
+    let (wav, want) = common::wav16(1, 8_000, 777);
+    // ID3v2.3 header, 20 bytes of (syncsafe-sized) tag, then the WAV.
+    let bytes = [&b"ID3\x03\x00\x00\x00\x00\x00\x14"[..], &[0u8; 20], &wav].concat();
+    let path = dir.file("tagged.wav", &bytes);
+    let sup = Supervisor::builder().start().unwrap();
+    let mut dec = AudioDecoder::open(&sup.root(), &path).await.unwrap();
+    assert_eq!(dec.info().container, Container::Wav);
+    assert_eq!(dec.info().total_frames, Some(777));
+    assert_eq!(dec.read_all::<i16>().await.unwrap(), want);
+    drop(dec);
+    assert!(sup.shutdown().await.is_clean());
+}
