@@ -4,29 +4,19 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+
 use std::time::Duration;
 
 use custodian::{Registration, ResourceId, ResourceKind, Scope};
-use tokio::task::JoinHandle;
 
-use crate::engine::{self, Batch};
+use crate::engine;
 use crate::error::{Error, Fail, Op, Result, panic_message};
+use crate::hop::{Hop, Outcome, join_fail};
 use crate::info::AudioInfo;
 use crate::limits::Limits;
 use crate::sample::Sample;
 use crate::shared::{DecoderReclaim, Shared};
-
-/// What one blocking hop produced.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    Batch(Batch),
-    Seeked(u64),
-}
-
-type Hop = JoinHandle<Result<Outcome, Fail>>;
 
 /// An audio decoder owned by a custodian [`Scope`]: probing and decoding run on Tokio's
 /// blocking pool, many packets per hop; the file is closed on every path.
@@ -77,12 +67,12 @@ type Hop = JoinHandle<Result<Outcome, Fail>>;
 /// ```
 #[must_use = "dropping an AudioDecoder closes it"]
 pub struct AudioDecoder {
-    reg: Registration,
-    shared: Arc<Shared>,
-    info: AudioInfo,
-    path: Arc<Path>,
-    inflight: Option<Hop>,
-    position: u64,
+    pub(crate) reg: Registration,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) info: AudioInfo,
+    pub(crate) path: Arc<Path>,
+    pub(crate) inflight: Option<Hop>,
+    pub(crate) position: u64,
 }
 
 impl AudioDecoder {
@@ -413,78 +403,6 @@ impl AudioDecoder {
     pub async fn close(self) -> Result<()> {
         let AudioDecoder { reg, .. } = self;
         reg.close().await.map_err(Error::Custodian)
-    }
-
-    pub(crate) fn poll_read<S: Sample>(
-        &mut self,
-        cx: &mut Context<'_>,
-        frames: usize,
-    ) -> Poll<Result<Vec<S>>> {
-        if self.inflight.is_none() {
-            // Served from the read-ahead of an earlier hop: no trip to the blocking pool.
-            if let Some(v) = self.shared.try_queued::<S>(frames) {
-                self.position += (v.len() / usize::from(self.info.channels)) as u64;
-                return Poll::Ready(Ok(v));
-            }
-        }
-        let mut carry = None;
-        loop {
-            if self.inflight.is_some() {
-                match ready!(self.poll_hop(cx)) {
-                    Ok(Outcome::Batch(b)) if b.frames == frames => match S::unwrap(b.samples) {
-                        Ok(v) => {
-                            self.position += (v.len() / usize::from(self.info.channels)) as u64;
-                            return Poll::Ready(Ok(v));
-                        }
-                        Err(other) => carry = Some(other),
-                    },
-                    // A read of another size or type, whose future was dropped: its
-                    // frames go back in front of the queue.
-                    Ok(Outcome::Batch(b)) => carry = Some(b.samples),
-                    Ok(Outcome::Seeked(pos)) => self.position = pos,
-                    Err(f) => return Poll::Ready(Err(f.at(Op::Read, &self.path))),
-                }
-            }
-            let shared = self.shared.clone();
-            let carry = carry.take();
-            self.inflight = Some(tokio::task::spawn_blocking(move || {
-                shared.with(|st, released| {
-                    if let Some(c) = carry {
-                        st.unread(c);
-                    }
-                    let samples = S::wrap(st.read::<S>(frames, released)?);
-                    Ok(Outcome::Batch(Batch { frames, samples }))
-                })
-            }));
-        }
-    }
-
-    /// Waits for the hop in flight, if any, and discards a batch it produced.
-    fn poll_settle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.inflight.is_some() {
-            if let Ok(Outcome::Seeked(pos)) = ready!(self.poll_hop(cx)) {
-                self.position = pos;
-            }
-        }
-        Poll::Ready(())
-    }
-
-    fn poll_hop(&mut self, cx: &mut Context<'_>) -> Poll<Result<Outcome, Fail>> {
-        let Some(h) = self.inflight.as_mut() else {
-            return Poll::Ready(Err(Fail::Released));
-        };
-        let joined = ready!(Pin::new(h).poll(cx));
-        self.inflight = None;
-        Poll::Ready(joined.unwrap_or_else(|e| Err(join_fail(e))))
-    }
-}
-
-fn join_fail(e: tokio::task::JoinError) -> Fail {
-    if e.is_panic() {
-        Fail::Panicked(panic_message(&*e.into_panic()))
-    } else {
-        // The runtime is shutting down.
-        Fail::Released
     }
 }
 

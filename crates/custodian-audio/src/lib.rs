@@ -49,6 +49,7 @@
 mod decoder;
 mod engine;
 mod error;
+mod hop;
 mod info;
 mod limits;
 mod sample;
