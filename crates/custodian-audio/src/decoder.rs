@@ -5,7 +5,6 @@ use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use custodian::{Registration, ResourceId, ResourceKind, Scope};
