@@ -1,0 +1,294 @@
+//! The decoding library's side: runs only on blocking threads, never on async workers.
+//!
+//! Every entry point here is called inside `catch_unwind` by the guard (see
+//! `decoder.rs`), so a panic in the library becomes an error and the state is dropped.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use symphonia::core::codecs::{CODEC_TYPE_NULL, Decoder, DecoderOptions};
+use symphonia::core::errors::Error as SymError;
+use symphonia::core::formats::{FormatOptions, FormatReader, SeekMode, SeekTo};
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::{Limit, MetadataOptions};
+use symphonia::core::probe::Hint;
+
+use crate::error::{Fail, Op};
+use crate::info::{AudioInfo, Container};
+use crate::limits::Limits;
+use crate::sample::{Buffers, Queue, Sample, Samples};
+use crate::sniff::{Patched, sniff};
+
+/// Largest packet (in frames) a codec may announce before its buffers are sized.
+const MAX_PACKET_FRAMES: u64 = 1 << 20;
+/// Initial reservation for reads of unknown length, in samples.
+const RESERVE_UNKNOWN: usize = 1 << 22;
+/// A read smaller than this (in samples) decodes ahead up to it, so that the next small
+/// reads are served from the queue without a hop to the blocking pool.
+pub(crate) const READ_AHEAD: usize = 1 << 16;
+/// Undecodable packets in a row before decoding gives up.
+const MAX_BAD_PACKETS: u32 = 8;
+
+/// An open stream: reader, decoder and what has been decoded but not handed out.
+pub(crate) struct State {
+    format: Box<dyn FormatReader>,
+    decoder: Box<dyn Decoder>,
+    track: u32,
+    channels: usize,
+    total: Option<u64>,
+    /// Whether `total` is exact (counted from the file, not declared by it).
+    exact: bool,
+    max_frames: u64,
+    bufs: Buffers,
+    /// Decoded samples not handed out yet (read-ahead, or the rest of a packet).
+    queue: Queue,
+    /// Frames to drop after an accurate seek that landed early.
+    skip: u64,
+    /// Frame position of the next frame handed out.
+    pub(crate) position: u64,
+    eof: bool,
+    bad: u32,
+}
+
+/// Opens, checks and probes `path`, and makes a decoder for its first audio track.
+pub(crate) fn open(path: &Path, limits: &Limits) -> Result<(State, AudioInfo), (Op, Fail)> {
+    let open = |f| (Op::Open, f);
+    let file = File::open(path).map_err(|e| open(Fail::Io(e)))?;
+    let meta = file.metadata().map_err(|e| open(Fail::Io(e)))?;
+    if !meta.is_file() {
+        return Err(open(Fail::NotAFile));
+    }
+    let len = meta.len();
+    let sniffed = sniff(&file, len, limits).map_err(open)?;
+    let probe = |f| (Op::Probe, f);
+    let source = Patched::new(file, len, sniffed.patches);
+    let mss = MediaSourceStream::new(Box::new(source), Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    let meta_opts = MetadataOptions {
+        limit_metadata_bytes: Limit::Maximum(limits.chunk_bytes as usize),
+        limit_visual_bytes: Limit::Maximum(limits.chunk_bytes as usize),
+    };
+    let probed = symphonia::default::get_probe()
+        .format(&hint, mss, &FormatOptions::default(), &meta_opts)
+        .map_err(|e| probe(Fail::from_symphonia(e)))?;
+    let format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or_else(|| probe(Fail::malformed("no audio track")))?;
+    let p = &track.codec_params;
+    let channels = p
+        .channels
+        .map(|c| c.count())
+        .ok_or_else(|| probe(Fail::malformed("channel count not declared")))?;
+    let limit = |what, value: u64, limit: u64| {
+        if value > limit {
+            Err(probe(Fail::Limit { what, value, limit }))
+        } else {
+            Ok(())
+        }
+    };
+    if channels == 0 {
+        return Err(probe(Fail::malformed("zero channels")));
+    }
+    limit("channels", channels as u64, limits.channels.into())?;
+    let rate = p.sample_rate.unwrap_or(0);
+    if rate == 0 {
+        return Err(probe(Fail::malformed("zero sample rate")));
+    }
+    limit("sample rate", rate.into(), limits.sample_rate.into())?;
+    let exact = sniffed.wav_frames.is_some();
+    let total = sniffed.wav_frames.or(p.n_frames);
+    if let Some(n) = total {
+        limit("declared frames", n, limits.frames)?;
+        let secs = n / u64::from(rate);
+        limit("declared seconds", secs, limits.duration.as_secs())?;
+    }
+    if let Some(m) = p.max_frames_per_packet {
+        limit("frames per packet", m, MAX_PACKET_FRAMES)?;
+    }
+    let codecs = symphonia::default::get_codecs();
+    let codec = codecs
+        .get_codec(p.codec)
+        .map_or("unknown", |d| d.short_name)
+        .to_owned();
+    let decoder = codecs
+        .make(p, &DecoderOptions::default())
+        .map_err(|e| probe(Fail::from_symphonia(e)))?;
+    let info = AudioInfo {
+        container: match sniffed.container {
+            Container::Other => Container::Other,
+            c => c,
+        },
+        codec,
+        sample_rate: rate,
+        channels: channels as u16,
+        bits_per_sample: p.bits_per_sample,
+        total_frames: total,
+        duration: total.map(|n| AudioInfo::duration_of(n, rate)),
+    };
+    let track = track.id;
+    Ok((
+        State {
+            format,
+            decoder,
+            track,
+            channels,
+            total,
+            exact,
+            max_frames: limits.frames,
+            bufs: Buffers::default(),
+            queue: Queue::default(),
+            skip: 0,
+            position: 0,
+            eof: false,
+            bad: 0,
+        },
+        info,
+    ))
+}
+
+impl State {
+    /// Decodes up to `frames` frames (fewer only at the end of the stream) as interleaved
+    /// samples. Stops early with `Released` once `released` is set.
+    pub(crate) fn read<S: Sample>(
+        &mut self,
+        frames: usize,
+        released: &AtomicBool,
+    ) -> Result<Vec<S>, Fail> {
+        let ch = self.channels;
+        let want = frames.saturating_mul(ch);
+        let hint = match self.total {
+            Some(t) if self.exact => t.saturating_sub(self.position) as usize * ch + ch,
+            Some(t) => (t.saturating_sub(self.position) as usize * ch).min(RESERVE_UNKNOWN),
+            None => RESERVE_UNKNOWN,
+        };
+        let mut out: Vec<S> = Vec::with_capacity(want.min(hint));
+        self.queue.take(want, &mut out);
+        // Small reads decode ahead into the queue.
+        let ahead = if want < READ_AHEAD { READ_AHEAD } else { 0 };
+        while (out.len() < want || self.queue.len() < ahead) && !self.eof {
+            // Acquire pairs with the Release store of the reclaim: stop promptly once the
+            // decoder has been given up.
+            if released.load(Ordering::Acquire) {
+                return Err(Fail::Released);
+            }
+            let packet = match self.format.next_packet() {
+                Ok(p) => p,
+                Err(SymError::IoError(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.eof = true;
+                    break;
+                }
+                Err(e) => return Err(Fail::from_symphonia(e)),
+            };
+            if packet.track_id() != self.track {
+                continue;
+            }
+            let decoded = match self.decoder.decode(&packet) {
+                Ok(d) => d,
+                Err(SymError::DecodeError(m)) => {
+                    self.bad += 1;
+                    if self.bad > MAX_BAD_PACKETS {
+                        return Err(Fail::malformed(m));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(Fail::from_symphonia(e)),
+            };
+            self.bad = 0;
+            if decoded.spec().channels.count() != ch {
+                return Err(Fail::malformed("channel count changed mid-stream"));
+            }
+            if decoded.frames() == 0 {
+                continue;
+            }
+            let slot = S::buffer(&mut self.bufs);
+            let buf = match slot {
+                Some(b) if b.capacity() >= decoded.capacity() * ch => b,
+                _ => slot.insert(symphonia::core::audio::SampleBuffer::new(
+                    decoded.capacity() as u64,
+                    *decoded.spec(),
+                )),
+            };
+            buf.copy_interleaved_ref(decoded);
+            let mut s = buf.samples();
+            if self.skip > 0 {
+                let k = (self.skip as usize).saturating_mul(ch).min(s.len());
+                s = &s[k..];
+                self.skip -= (k / ch) as u64;
+            }
+            let k = (want - out.len()).min(s.len());
+            out.extend_from_slice(&s[..k]);
+            if k < s.len() {
+                self.queue.push(&s[k..]);
+            }
+            if self.position + (out.len() / ch) as u64 > self.max_frames {
+                return Err(Fail::Limit {
+                    what: "decoded frames",
+                    value: self.position + (out.len() / ch) as u64,
+                    limit: self.max_frames,
+                });
+            }
+        }
+        self.position += (out.len() / ch) as u64;
+        Ok(out)
+    }
+
+    /// Moves to frame `ts`; returns the new position.
+    pub(crate) fn seek(&mut self, ts: u64) -> Result<u64, Fail> {
+        self.queue.clear();
+        self.skip = 0;
+        if let Some(total) = self.total.filter(|&t| ts >= t) {
+            self.eof = true;
+            self.position = total;
+            return Ok(total);
+        }
+        let to = SeekTo::TimeStamp {
+            ts,
+            track_id: self.track,
+        };
+        let seeked = self
+            .format
+            .seek(SeekMode::Accurate, to)
+            .map_err(Fail::from_symphonia)?;
+        self.decoder.reset();
+        self.eof = false;
+        self.skip = seeked.required_ts.saturating_sub(seeked.actual_ts);
+        self.position = seeked.required_ts;
+        Ok(self.position)
+    }
+}
+
+/// The outcome of one blocking hop, with the request it answers.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) frames: usize,
+    pub(crate) samples: Samples,
+}
+
+impl State {
+    /// Puts samples handed out but never received back in front of the queue.
+    pub(crate) fn unread(&mut self, carry: Samples) {
+        self.position -= (carry.len() / self.channels) as u64;
+        self.queue.unread(carry);
+    }
+
+    /// Serves `frames` frames from the queue alone, if it holds them (or the stream has
+    /// ended): constant work, no decoding, safe on an async thread.
+    pub(crate) fn read_queued<S: Sample>(&mut self, frames: usize) -> Option<Vec<S>> {
+        let want = frames.saturating_mul(self.channels);
+        if self.queue.len() < want && !self.eof {
+            return None;
+        }
+        let mut out = Vec::with_capacity(want.min(self.queue.len()));
+        self.queue.take(want, &mut out);
+        self.position += (out.len() / self.channels) as u64;
+        Some(out)
+    }
+}

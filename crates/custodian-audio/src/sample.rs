@@ -1,0 +1,205 @@
+//! The sample types a decoder hands out, and the buffers that carry them between threads.
+
+use symphonia::core::audio::SampleBuffer;
+use symphonia::core::conv::{ConvertibleSample, FromSample};
+
+/// A sample type decoders can produce: `i16` or `f32`. Sealed.
+///
+/// ```
+/// fn width<S: custodian_audio::Sample>() -> usize { std::mem::size_of::<S>() }
+/// assert_eq!(width::<i16>(), 2);
+/// ```
+pub trait Sample:
+    ConvertibleSample + symphonia::core::sample::Sample + Send + Sync + 'static + sealed::Sealed
+{
+    #[doc(hidden)]
+    fn wrap(v: Vec<Self>) -> Samples;
+    #[doc(hidden)]
+    fn unwrap(s: Samples) -> Result<Vec<Self>, Samples>;
+    #[doc(hidden)]
+    fn buffer(b: &mut Buffers) -> &mut Option<SampleBuffer<Self>>;
+    /// This type's queue, after converting what the other type's queue held.
+    #[doc(hidden)]
+    fn queue(q: &mut Queue) -> &mut Vec<Self>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for i16 {}
+    impl Sealed for f32 {}
+}
+
+/// Interleaved samples of either type.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Samples {
+    /// 16-bit integers.
+    I16(Vec<i16>),
+    /// 32-bit floats.
+    F32(Vec<f32>),
+}
+
+/// One conversion buffer per sample type, reused across packets.
+#[doc(hidden)]
+#[derive(Default)]
+pub struct Buffers {
+    i16: Option<SampleBuffer<i16>>,
+    f32: Option<SampleBuffer<f32>>,
+}
+
+impl std::fmt::Debug for Buffers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Buffers")
+    }
+}
+
+/// Decoded samples not handed out yet, in the type last asked for; `head` is the first
+/// one not handed out. At most one of the two vectors is non-empty.
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct Queue {
+    i16: Vec<i16>,
+    f32: Vec<f32>,
+    head: usize,
+}
+
+impl Queue {
+    /// Samples queued.
+    pub(crate) fn len(&self) -> usize {
+        self.i16.len() + self.f32.len() - self.head
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.i16.clear();
+        self.f32.clear();
+        self.head = 0;
+    }
+
+    /// Moves up to `max` samples to `out`.
+    pub(crate) fn take<S: Sample>(&mut self, max: usize, out: &mut Vec<S>) {
+        S::queue(self); // converts first, which resets `head`
+        let head = self.head;
+        let v = S::queue(self);
+        let k = (v.len() - head).min(max);
+        out.extend_from_slice(&v[head..head + k]);
+        if head + k == v.len() {
+            v.clear();
+            self.head = 0;
+        } else {
+            self.head = head + k;
+        }
+    }
+
+    /// Appends samples.
+    pub(crate) fn push<S: Sample>(&mut self, s: &[S]) {
+        S::queue(self); // converts first, which resets `head`
+        let head = self.head;
+        let v = S::queue(self);
+        if head > 0 && head * 2 >= v.len() {
+            v.drain(..head);
+            self.head = 0;
+        }
+        S::queue(self).extend_from_slice(s);
+    }
+
+    /// Puts `carry` in front of what is queued.
+    pub(crate) fn unread(&mut self, carry: Samples) {
+        match carry {
+            Samples::I16(c) => self.prepend(c),
+            Samples::F32(c) => self.prepend(c),
+        }
+    }
+
+    fn prepend<S: Sample>(&mut self, mut c: Vec<S>) {
+        S::queue(self); // converts first, which resets `head`
+        let head = self.head;
+        let v = S::queue(self);
+        c.extend_from_slice(&v[head..]);
+        *v = c;
+        self.head = 0;
+    }
+}
+
+impl Samples {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Samples::I16(v) => v.len(),
+            Samples::F32(v) => v.len(),
+        }
+    }
+}
+
+/// Converts the rest of `from` (from `head` on) into `to`, emptying `from`.
+fn convert<A: Copy, B: FromSample<A>>(from: &mut Vec<A>, head: usize, to: &mut Vec<B>) {
+    to.clear();
+    to.extend(from[head..].iter().map(|&s| B::from_sample(s)));
+    from.clear();
+}
+
+impl Sample for i16 {
+    fn wrap(v: Vec<Self>) -> Samples {
+        Samples::I16(v)
+    }
+    fn unwrap(s: Samples) -> Result<Vec<Self>, Samples> {
+        match s {
+            Samples::I16(v) => Ok(v),
+            other => Err(other),
+        }
+    }
+    fn buffer(b: &mut Buffers) -> &mut Option<SampleBuffer<Self>> {
+        &mut b.i16
+    }
+    fn queue(q: &mut Queue) -> &mut Vec<Self> {
+        if !q.f32.is_empty() {
+            convert(&mut q.f32, q.head, &mut q.i16);
+            q.head = 0;
+        }
+        &mut q.i16
+    }
+}
+
+impl Sample for f32 {
+    fn wrap(v: Vec<Self>) -> Samples {
+        Samples::F32(v)
+    }
+    fn unwrap(s: Samples) -> Result<Vec<Self>, Samples> {
+        match s {
+            Samples::F32(v) => Ok(v),
+            other => Err(other),
+        }
+    }
+    fn buffer(b: &mut Buffers) -> &mut Option<SampleBuffer<Self>> {
+        &mut b.f32
+    }
+    fn queue(q: &mut Queue) -> &mut Vec<Self> {
+        if !q.i16.is_empty() {
+            convert(&mut q.i16, q.head, &mut q.f32);
+            q.head = 0;
+        }
+        &mut q.f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_keeps_order_across_take_push_unread_and_type_switches() {
+        let mut q = Queue::default();
+        q.push::<i16>(&[1, 2, 3, 4]);
+        let mut out = Vec::new();
+        q.take::<i16>(3, &mut out);
+        assert_eq!((out.as_slice(), q.len()), (&[1, 2, 3][..], 1));
+        q.push::<i16>(&[5, 6]);
+        q.unread(Samples::I16(vec![-1, 0]));
+        let mut f = Vec::new();
+        q.take::<f32>(10, &mut f);
+        let back: Vec<i16> = f.iter().map(|&s| i16::from_sample(s)).collect();
+        assert_eq!(back, [-1, 0, 4, 5, 6]);
+        assert_eq!(q.len(), 0);
+        q.push::<f32>(&[0.5]);
+        q.clear();
+        assert_eq!(q.len(), 0);
+    }
+}

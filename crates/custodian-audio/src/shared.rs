@@ -1,0 +1,177 @@
+//! The decoder state shared by the guard, its blocking hops and its registry entry.
+//!
+//! Invariants:
+//! - `state` is `Some` from a successful open until the first of: the reclaim runs, a
+//!   panic inside the decoding library. Taking it drops the reader, which closes the file;
+//! - `released` is set (Release) by the reclaim *before* it tries the lock, and read
+//!   (Acquire) by a hop under the lock before it stores a freshly opened state and between
+//!   packets, so a hop never installs or keeps decoding a state the registry gave up;
+//! - the reclaim never waits for the lock: if a hop holds it, the take is handed to the
+//!   blocking pool (`Cleanup::Blocking`), where it waits at most one packet.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+
+use custodian::{Cleanup, Reclaim};
+
+use crate::engine::State;
+use crate::error::{Fail, panic_message};
+use crate::sample::Sample;
+
+#[derive(Default)]
+pub(crate) struct Shared {
+    state: Mutex<Option<State>>,
+    released: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Option<State>> {
+        // A panic under the lock is caught inside it and the state dropped; a poisoned
+        // lock holds either `None` or an untouched state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Installs a freshly opened state, unless the decoder was released meanwhile (the
+    /// state is then dropped here, closing its file).
+    pub(crate) fn install(&self, state: State) -> Result<(), Fail> {
+        let mut g = self.lock();
+        if self.released.load(Ordering::Acquire) {
+            drop(g);
+            drop(state);
+            return Err(Fail::Released);
+        }
+        *g = Some(state);
+        Ok(())
+    }
+
+    /// Frames already decoded, without waiting: `None` if a hop holds the lock or the
+    /// queue does not hold enough. Constant work (a copy), fit for an async thread.
+    pub(crate) fn try_queued<S: Sample>(&self, frames: usize) -> Option<Vec<S>> {
+        let mut g = match self.state.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        g.as_mut()?.read_queued(frames)
+    }
+
+    /// Runs `f` on the state, catching panics; a panic drops the state.
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut State, &AtomicBool) -> Result<T, Fail>,
+    ) -> Result<T, Fail> {
+        let mut g = self.lock();
+        let Some(st) = g.as_mut() else {
+            return Err(Fail::Released);
+        };
+        match catch_unwind(AssertUnwindSafe(|| f(st, &self.released))) {
+            Ok(r) => r,
+            Err(p) => {
+                let dead = g.take();
+                drop(g);
+                // Dropping a half-updated reader must not unwind either.
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(dead)));
+                Err(Fail::Panicked(panic_message(&*p)))
+            }
+        }
+    }
+}
+
+/// What the registry holds: enough to close the decoder without its guard.
+pub(crate) struct DecoderReclaim(pub(crate) Arc<Shared>);
+
+impl Reclaim for DecoderReclaim {
+    fn reclaim(self: Box<Self>) -> Cleanup {
+        let shared = self.0;
+        // Release: a hop that sees the flag also sees that nobody owns the state any more.
+        shared.released.store(true, Ordering::Release);
+        let busy = match shared.state.try_lock() {
+            Ok(mut g) => {
+                drop(g.take());
+                false
+            }
+            Err(TryLockError::Poisoned(p)) => {
+                drop(p.into_inner().take());
+                false
+            }
+            Err(TryLockError::WouldBlock) => true,
+        };
+        if busy {
+            // A hop is decoding; it stops at its next packet.
+            return Cleanup::Blocking(Box::new(move || {
+                let st = shared.lock().take();
+                drop(st);
+                Ok(())
+            }));
+        }
+        Cleanup::Done(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::Limits;
+
+    /// A minimal 16-bit mono WAV of `frames` silent frames.
+    fn wav(frames: u32) -> Vec<u8> {
+        let mut b = b"RIFF".to_vec();
+        b.extend((36 + 2 * frames).to_le_bytes());
+        b.extend(b"WAVEfmt ");
+        b.extend(16u32.to_le_bytes());
+        for v in [1u16, 1] {
+            b.extend(v.to_le_bytes());
+        }
+        b.extend(8_000u32.to_le_bytes());
+        b.extend(16_000u32.to_le_bytes());
+        for v in [2u16, 16] {
+            b.extend(v.to_le_bytes());
+        }
+        b.extend(b"data");
+        b.extend((2 * frames).to_le_bytes());
+        b.extend(vec![0; 2 * frames as usize]);
+        b
+    }
+
+    #[test]
+    fn a_panic_under_the_lock_becomes_an_error_and_drops_the_state() {
+        let path = std::env::temp_dir().join(format!("ca-panic-{}.wav", std::process::id()));
+        std::fs::write(&path, wav(100)).unwrap();
+        let (state, _) = crate::engine::open(&path, &Limits::default()).unwrap();
+        let shared = Shared::default();
+        shared.install(state).unwrap();
+        let r: Result<(), Fail> = shared.with(|_, _| panic!("decoder bug"));
+        assert!(
+            matches!(r, Err(Fail::Panicked(ref m)) if m == "decoder bug"),
+            "{r:?}"
+        );
+        // The state (and its file) is gone; the lock is usable.
+        assert!(matches!(shared.with(|_, _| Ok(())), Err(Fail::Released)));
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn reclaim_while_a_hop_holds_the_lock_hands_the_close_to_the_blocking_pool() {
+        let path = std::env::temp_dir().join(format!("ca-busy-{}.wav", std::process::id()));
+        std::fs::write(&path, wav(100)).unwrap();
+        let (state, _) = crate::engine::open(&path, &Limits::default()).unwrap();
+        let shared = Arc::new(Shared::default());
+        shared.install(state).unwrap();
+        let held = shared.lock();
+        let cleanup = Box::new(DecoderReclaim(shared.clone())).reclaim();
+        assert!(matches!(cleanup, Cleanup::Blocking(_)));
+        // A hop holding the lock now sees the flag and stops.
+        assert!(shared.released.load(Ordering::Acquire));
+        drop(held);
+        let Cleanup::Blocking(work) = cleanup else {
+            unreachable!()
+        };
+        work().unwrap();
+        assert!(shared.lock().is_none());
+        // A state opened after the release is refused and dropped.
+        let (late, _) = crate::engine::open(&path, &Limits::default()).unwrap();
+        assert!(matches!(shared.install(late), Err(Fail::Released)));
+        std::fs::remove_file(path).unwrap();
+    }
+}
