@@ -82,6 +82,15 @@ impl ManagedChild {
     }
 
     /// The program, as given to the command.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let c = sup.command("true").spawn()?;
+    /// assert_eq!(c.program(), std::path::Path::new("true"));
+    /// # drop(c);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn program(&self) -> &Path {
         &self.program
     }
@@ -100,21 +109,61 @@ impl ManagedChild {
     }
 
     /// The child's registration (to check it is still live or move it to another scope).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let c = sup.command("true").spawn()?;
+    /// assert!(c.registration().is_live());
+    /// # drop(c);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn registration(&self) -> &Registration {
         &self.reg
     }
 
     /// Takes the child's stdin, if it was piped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// use tokio::io::AsyncWriteExt;
+    /// let mut c = sup.command("cat").stdin(std::process::Stdio::piped()).spawn()?;
+    /// c.take_stdin().unwrap().write_all(b"x").await.unwrap();
+    /// assert!(c.wait().await?.success()); // the pipe was closed when dropped
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn take_stdin(&mut self) -> Option<ChildStdin> {
         self.stdin.take()
     }
 
     /// Takes the child's stdout, if it was piped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// use tokio::io::AsyncReadExt;
+    /// let mut c = sup.command("echo").arg("hi").stdout(std::process::Stdio::piped()).spawn()?;
+    /// let mut s = String::new();
+    /// c.take_stdout().unwrap().read_to_string(&mut s).await.unwrap();
+    /// assert_eq!(s, "hi\n");
+    /// # drop(c);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn take_stdout(&mut self) -> Option<ChildStdout> {
         self.stdout.take()
     }
 
     /// Takes the child's stderr, if it was piped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let mut c = sup.command("true").spawn()?;
+    /// assert!(c.take_stderr().is_none()); // inherited, not piped
+    /// # drop(c);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn take_stderr(&mut self) -> Option<ChildStderr> {
         self.stderr.take()
     }
@@ -238,6 +287,15 @@ impl ManagedChild {
     /// # Errors
     ///
     /// The signal's error, naming the program.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let mut c = sup.command("sleep").arg("1000").spawn()?;
+    /// c.start_kill()?;
+    /// assert!(!c.wait().await?.success());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn start_kill(&self) -> Result<()> {
         self.core.signal(Sig::KILL).map_err(|e| self.err(e))
     }
@@ -279,6 +337,14 @@ impl ManagedChild {
     ///
     /// The release happens at the first poll; if dropped after that, the stop finishes
     /// in the background.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let c = sup.command("sh").args(["-c", "exit 0"]).spawn()?;
+    /// let _ = c.close().await?; // exit 0, or SIGTERM if it had not exited yet
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub async fn close(mut self) -> Result<ExitStatus> {
         drop(self.stdin.take());
         let core = self.core.clone();

@@ -20,6 +20,10 @@ use crate::supervisor::Supervisor;
 use crate::sys::process::{death_signal_hook, pidfd_open};
 
 /// The grace period between SIGTERM and SIGKILL unless [`Command::grace`] sets one.
+///
+/// ```
+/// assert_eq!(custodian::DEFAULT_CHILD_GRACE, std::time::Duration::from_secs(2));
+/// ```
 pub const DEFAULT_CHILD_GRACE: Duration = Duration::from_secs(2);
 
 /// A managed child process to start: the options of [`tokio::process::Command`] plus an
@@ -62,24 +66,56 @@ impl Command {
     }
 
     /// Adds an argument.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let out = sup.command("echo").arg("-n").arg("x").output().await?;
+    /// assert_eq!(out.stdout, b"x");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
         self.cmd.arg(arg);
         self
     }
 
     /// Adds arguments.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let out = sup.command("echo").args(["a", "b"]).output().await?;
+    /// assert_eq!(out.stdout, b"a b\n");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(mut self, args: I) -> Self {
         self.cmd.args(args);
         self
     }
 
     /// Sets an environment variable.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let out = sup.command("sh").args(["-c", "echo $X"]).env("X", "1").output().await?;
+    /// assert_eq!(out.stdout, b"1\n");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn env(mut self, key: impl AsRef<OsStr>, val: impl AsRef<OsStr>) -> Self {
         self.cmd.env(key, val);
         self
     }
 
     /// Sets environment variables.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let out = sup.command("sh").args(["-c", "echo $A$B"]).envs([("A", "1"), ("B", "2")]).output().await?;
+    /// assert_eq!(out.stdout, b"12\n");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn envs<I, K, V>(mut self, vars: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
@@ -91,36 +127,87 @@ impl Command {
     }
 
     /// Removes an environment variable.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let out = sup.command("sh").args(["-c", "echo ${HOME-unset}"]).env_remove("HOME").output().await?;
+    /// assert_eq!(out.stdout, b"unset\n");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
         self.cmd.env_remove(key);
         self
     }
 
     /// Clears the environment.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let out = sup.command("/usr/bin/env").env_clear().output().await?;
+    /// assert!(out.stdout.is_empty());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn env_clear(mut self) -> Self {
         self.cmd.env_clear();
         self
     }
 
     /// Sets the working directory.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let out = sup.command("pwd").current_dir("/").output().await?;
+    /// assert_eq!(out.stdout, b"/\n");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.cmd.current_dir(dir);
         self
     }
 
     /// Sets the child's stdin (inherited by default).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let mut c = sup.command("cat").stdin(std::process::Stdio::piped()).spawn()?;
+    /// assert!(c.take_stdin().is_some());
+    /// # drop(c);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn stdin(mut self, cfg: impl Into<Stdio>) -> Self {
         self.cmd.stdin(cfg);
         self
     }
 
     /// Sets the child's stdout (inherited by default).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let mut c = sup.command("true").stdout(std::process::Stdio::piped()).spawn()?;
+    /// assert!(c.take_stdout().is_some());
+    /// # drop(c);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn stdout(mut self, cfg: impl Into<Stdio>) -> Self {
         self.cmd.stdout(cfg);
         self
     }
 
     /// Sets the child's stderr (inherited by default).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let mut c = sup.command("true").stderr(std::process::Stdio::piped()).spawn()?;
+    /// assert!(c.take_stderr().is_some());
+    /// # drop(c);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn stderr(mut self, cfg: impl Into<Stdio>) -> Self {
         self.cmd.stderr(cfg);
         self
@@ -128,6 +215,15 @@ impl Command {
 
     /// The label shown in [`live`](crate::Supervisor::live) listings and reports (the
     /// program by default).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let c = sup.command("sleep").arg("1000").label("transcoder").spawn()?;
+    /// assert_eq!(sup.live()[0].label, "transcoder");
+    /// # drop(c);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn label(mut self, label: impl Into<String>) -> Self {
         self.label = Some(label.into());
         self
@@ -135,6 +231,14 @@ impl Command {
 
     /// How long the child's group gets between SIGTERM and SIGKILL when it is stopped
     /// ([`DEFAULT_CHILD_GRACE`] unless set).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let c = sup.command("sleep").arg("1000").grace(std::time::Duration::from_millis(100)).spawn()?;
+    /// c.close().await?;
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
@@ -161,6 +265,14 @@ impl Command {
     /// as long as the process, since the signal fires when the forking *thread* exits.
     /// It reaches the direct child only, not its descendants, and a set-user-id program
     /// clears it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let st = sup.command("true").kill_on_parent_death(true).status().await?;
+    /// assert!(st.success());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn kill_on_parent_death(mut self, on: bool) -> Self {
         self.death_signal = on;
         self
@@ -261,6 +373,14 @@ impl Command {
     ///
     /// Dropping the future releases the child as a drop does (SIGTERM, then the rest in
     /// the background).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let out = sup.command("sh").args(["-c", "echo e >&2"]).output().await?;
+    /// assert_eq!(out.stderr, b"e\n");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub async fn output(self) -> Result<Output> {
         let this = self
             .stdin(Stdio::null())
