@@ -318,7 +318,14 @@ impl Command {
         };
         let mut child = spawned.map_err(|e| Error::io(op, &self.program, e))?;
         let started = Instant::now();
-        let pid = child.id().expect("a child that was just spawned has a pid");
+        // A child that was just spawned and never waited for always has a pid.
+        let Some(pid) = child.id() else {
+            return Err(Error::io(
+                op,
+                &self.program,
+                std::io::Error::other("no pid"),
+            ));
+        };
         // Safe against reuse: the child is ours and unreaped.
         let pidfd = match pidfd_open(pid) {
             Ok(fd) => fd,

@@ -86,8 +86,9 @@ impl ChildCore {
         }
         // The group first: it holds the leader too; the direct signal reaches a leader
         // that moved itself to another group.
-        signal_group(self.pid, sig)?;
-        signal_process(fd, self.pid, sig)
+        // Both are tried even if one fails (EPERM from a member that changed user).
+        let group = signal_group(self.pid, sig);
+        signal_process(fd, self.pid, sig).and(group)
     }
 
     /// `Some(status)` if reaped; otherwise whether the child has exited, and its pidfd.
@@ -143,13 +144,14 @@ impl ChildCore {
             return Ok(*s);
         };
         // The leader is a zombie, so the group id is still ours: sweep it once more.
-        signal_group(self.pid, Sig::KILL)?;
+        // A failed sweep must not keep the leader unreaped: reap, then report it.
+        let swept = signal_group(self.pid, Sig::KILL);
         match child.try_wait()? {
             Some(status) => {
                 // Drops the tokio child (already reaped, so it leaves no orphan) and
                 // the pidfd.
                 *st = State::Reaped(status);
-                Ok(status)
+                swept.map(|()| status)
             }
             None => Err(io::Error::other("child has not exited yet")),
         }
@@ -164,8 +166,9 @@ impl ChildCore {
         if let Some(s) = self.status() {
             return Ok(s);
         }
-        if !term_sent {
-            self.signal(Sig::TERM)?;
+        if !term_sent && let Err(e) = self.signal(Sig::TERM) {
+            // SIGKILL after the grace period may still work; if not, it reports.
+            tracing::debug!(pid = self.pid, error = %e, "SIGTERM failed");
         }
         if tokio::time::timeout(grace, self.exited()).await.is_err() {
             self.signal(Sig::KILL)?;
