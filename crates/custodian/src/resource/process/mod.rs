@@ -32,6 +32,7 @@
 mod child;
 mod command;
 mod core;
+mod entry;
 mod reclaim;
 mod spawner;
 
