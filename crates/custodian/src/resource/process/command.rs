@@ -27,7 +27,7 @@ pub const DEFAULT_CHILD_GRACE: Duration = Duration::from_secs(2);
 
 /// A managed child process to start: the options of [`tokio::process::Command`] plus an
 /// owner scope, a label, a grace period, a deadline and an optional parent-death signal.
-/// Made by [`Scope::command`] or [`Supervisor::command`].
+/// Made by [`Scope::command`] or [`Supervisor::command`](crate::Supervisor::command).
 ///
 /// Every child starts in a process group of its own, which is what custodian stops.
 ///
