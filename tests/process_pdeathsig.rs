@@ -10,7 +10,7 @@ use custodian_suite::{pid_running, wait_groups_gone};
 
 /// Starts the owner, returns it and its child's pid once the owner's blocking-pool
 /// thread that forked the child has retired.
-fn start_owner(args: &[&str]) -> (std::process::Child, u32) {
+fn start_owner(args: &[&str]) -> (Owner, u32) {
     let mut owner = Command::new(env!("CARGO_BIN_EXE_process-owner"))
         .args(args)
         .stdout(Stdio::piped())
@@ -19,12 +19,23 @@ fn start_owner(args: &[&str]) -> (std::process::Child, u32) {
     let mut lines = BufReader::new(owner.stdout.take().unwrap()).lines();
     let pid: u32 = lines.next().unwrap().unwrap().parse().unwrap();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
-    (owner, pid)
+    (Owner(owner), pid)
 }
 
-fn sigkill(owner: &mut std::process::Child) {
-    owner.kill().unwrap(); // SIGKILL
-    owner.wait().unwrap();
+/// The owner process, SIGKILLed and reaped when dropped, so that a failed assertion
+/// does not leave it running.
+struct Owner(std::process::Child);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sigkill(owner: &mut Owner) {
+    owner.0.kill().unwrap(); // SIGKILL
+    owner.0.wait().unwrap();
 }
 
 #[test]
