@@ -197,3 +197,127 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 pub fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
+
+/// Fields of `/proc/PID/stat` after the command name: state, ppid, pgrp.
+fn stat_of(pid: u32) -> Option<(String, u32, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.to_owned();
+    let ppid = f.next()?.parse().ok()?;
+    let pgrp = f.next()?.parse().ok()?;
+    Some((state, ppid, pgrp))
+}
+
+/// Every pid in `/proc`.
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Running (not zombie) processes whose process group is one of `pgids`, as
+/// `(pid, pgid)`. One scan of `/proc` for all groups.
+pub fn group_members(pgids: &[u32]) -> Vec<(u32, u32)> {
+    all_pids()
+        .into_iter()
+        .filter_map(|pid| {
+            let (state, _, pgrp) = stat_of(pid)?;
+            (state != "Z" && pgids.contains(&pgrp)).then_some((pid, pgrp))
+        })
+        .collect()
+}
+
+/// Whether any process of group `pgid` is still running (zombies count as gone).
+pub fn group_alive(pgid: u32) -> bool {
+    !group_members(&[pgid]).is_empty()
+}
+
+/// Whether `pid` exists at all, zombie or not.
+pub fn pid_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Whether `pid` is running (exists and is not a zombie).
+pub fn pid_running(pid: u32) -> bool {
+    stat_of(pid).is_some_and(|(state, _, _)| state != "Z")
+}
+
+/// Polls until no process of the groups runs, up to `timeout`; returns what is left.
+/// (A SIGKILLed grandchild may need a few milliseconds to die after custodian returns.)
+pub fn wait_groups_gone(pgids: &[u32], timeout: std::time::Duration) -> Vec<(u32, u32)> {
+    let until = std::time::Instant::now() + timeout;
+    loop {
+        let left = group_members(pgids);
+        if left.is_empty() || std::time::Instant::now() >= until {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Polls until group `pgid` has at least `n` running processes, up to `timeout`.
+pub fn wait_group_size(pgid: u32, n: usize, timeout: std::time::Duration) -> bool {
+    let until = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < until {
+        if group_members(&[pgid]).len() >= n {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    false
+}
+
+/// The checks every process test ends with: no process of `pgids` left (after a short
+/// settle for SIGKILLed grandchildren), no zombie children of this process, and the fd
+/// count back to `fd_baseline`.
+pub fn assert_clean_after(pgids: &[u32], fd_baseline: usize) {
+    let left = wait_groups_gone(pgids, std::time::Duration::from_secs(5));
+    assert!(
+        left.is_empty(),
+        "processes left in managed groups: {left:?}"
+    );
+    let z = zombie_children();
+    assert!(z.is_empty(), "zombie children: {z:?}");
+    let fds = open_fds();
+    assert_eq!(fds, fd_baseline, "fd count changed: {:#?}", fd_targets());
+}
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static WARM: std::sync::Once = std::sync::Once::new();
+
+/// Runs one process test alone (tests of one binary run on parallel threads, and fd
+/// counts are process-wide), on a fresh current-thread runtime. The fd baseline is
+/// taken before the runtime exists and checked after it is dropped, with the groups the
+/// body returns and the zombie check of [`assert_clean_after`].
+pub fn serial_process_test<F, Fut>(body: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Vec<u32>>,
+{
+    let _g = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    // Tokio's SIGCHLD machinery is process-wide and keeps its fds once set up.
+    WARM.call_once(|| {
+        rt().block_on(async {
+            let st = tokio::process::Command::new("true").status().await;
+            assert!(st.expect("spawn true").success());
+        });
+    });
+    let fds = open_fds();
+    let rt = rt();
+    let pgids = rt.block_on(body());
+    drop(rt);
+    assert_clean_after(&pgids, fds);
+}

@@ -68,6 +68,7 @@ pub use kind::{CancelReason, ReleasePath, ResourceKind};
 pub use leak::{FailureRecord, LeakRecord, LiveResource, Site};
 pub use registry::{Cleanup, Reclaim, ResourceId};
 pub use report::{Phase, ShutdownReport};
+pub use resource::{Command, DEFAULT_CHILD_GRACE, ManagedChild};
 pub use resource::{
     ManagedFile, OpenOptions, PersistError, Registration, TempBuilder, TempDir, TempFile,
 };

@@ -12,3 +12,5 @@ pub use registration::Registration;
 pub use temp::TempBuilder;
 pub use temp_dir::TempDir;
 pub use temp_file::{PersistError, TempFile};
+mod process;
+pub use process::{Command, DEFAULT_CHILD_GRACE, ManagedChild};

@@ -1,0 +1,429 @@
+//! The command builder: `tokio::process::Command` plus an owner, a grace period, a
+//! deadline and an optional parent-death signal.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::panic::Location;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::child::ManagedChild;
+use super::core::ChildCore;
+use super::reclaim::ChildReclaim;
+use super::spawner::spawn_on_thread;
+use crate::error::{Error, Operation, Result};
+use crate::inner::Spec;
+use crate::kind::ResourceKind;
+use crate::scope::Scope;
+use crate::sys::process::{death_signal_hook, pidfd_open};
+
+/// The grace period between SIGTERM and SIGKILL unless [`Command::grace`] sets one.
+///
+/// ```
+/// assert_eq!(custodian::DEFAULT_CHILD_GRACE, std::time::Duration::from_secs(2));
+/// ```
+pub const DEFAULT_CHILD_GRACE: Duration = Duration::from_secs(2);
+
+/// A managed child process to start: the options of [`tokio::process::Command`] plus an
+/// owner scope, a label, a grace period, a deadline and an optional parent-death signal.
+/// Made by [`Scope::command`] or [`Supervisor::command`](crate::Supervisor::command).
+///
+/// Every child starts in a process group of its own, which is what custodian stops.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+/// let sup = custodian::Supervisor::builder().start()?;
+/// let out = sup.command("echo").arg("hello").label("greeter").output().await?;
+/// assert_eq!(out.stdout, b"hello\n");
+/// # sup.shutdown().await; Ok(()) }
+/// ```
+#[must_use = "a command does nothing until it is spawned"]
+pub struct Command {
+    scope: Scope,
+    cmd: tokio::process::Command,
+    program: PathBuf,
+    label: Option<String>,
+    grace: Duration,
+    deadline: Option<Duration>,
+    death_signal: bool,
+    site: &'static Location<'static>,
+}
+
+impl Command {
+    pub(crate) fn new(scope: Scope, program: &OsStr, site: &'static Location<'static>) -> Self {
+        Command {
+            scope,
+            cmd: tokio::process::Command::new(program),
+            program: PathBuf::from(program),
+            label: None,
+            grace: DEFAULT_CHILD_GRACE,
+            deadline: None,
+            death_signal: false,
+            site,
+        }
+    }
+
+    /// Adds an argument.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let out = sup.command("echo").arg("-n").arg("x").output().await?;
+    /// assert_eq!(out.stdout, b"x");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.cmd.arg(arg);
+        self
+    }
+
+    /// Adds arguments.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let out = sup.command("echo").args(["a", "b"]).output().await?;
+    /// assert_eq!(out.stdout, b"a b\n");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(mut self, args: I) -> Self {
+        self.cmd.args(args);
+        self
+    }
+
+    /// Sets an environment variable.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let out = sup.command("sh").args(["-c", "echo $X"]).env("X", "1").output().await?;
+    /// assert_eq!(out.stdout, b"1\n");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn env(mut self, key: impl AsRef<OsStr>, val: impl AsRef<OsStr>) -> Self {
+        self.cmd.env(key, val);
+        self
+    }
+
+    /// Sets environment variables.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let out = sup.command("sh").args(["-c", "echo $A$B"]).envs([("A", "1"), ("B", "2")]).output().await?;
+    /// assert_eq!(out.stdout, b"12\n");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        self.cmd.envs(vars);
+        self
+    }
+
+    /// Removes an environment variable.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let out = sup.command("sh").args(["-c", "echo ${HOME-unset}"]).env_remove("HOME").output().await?;
+    /// assert_eq!(out.stdout, b"unset\n");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.cmd.env_remove(key);
+        self
+    }
+
+    /// Clears the environment.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let out = sup.command("/usr/bin/env").env_clear().output().await?;
+    /// assert!(out.stdout.is_empty());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn env_clear(mut self) -> Self {
+        self.cmd.env_clear();
+        self
+    }
+
+    /// Sets the working directory.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let out = sup.command("pwd").current_dir("/").output().await?;
+    /// assert_eq!(out.stdout, b"/\n");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    /// Sets the child's stdin (inherited by default).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let mut c = sup.command("cat").stdin(std::process::Stdio::piped()).spawn()?;
+    /// assert!(c.take_stdin().is_some());
+    /// # drop(c);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn stdin(mut self, cfg: impl Into<Stdio>) -> Self {
+        self.cmd.stdin(cfg);
+        self
+    }
+
+    /// Sets the child's stdout (inherited by default).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let mut c = sup.command("true").stdout(std::process::Stdio::piped()).spawn()?;
+    /// assert!(c.take_stdout().is_some());
+    /// # drop(c);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn stdout(mut self, cfg: impl Into<Stdio>) -> Self {
+        self.cmd.stdout(cfg);
+        self
+    }
+
+    /// Sets the child's stderr (inherited by default).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let mut c = sup.command("true").stderr(std::process::Stdio::piped()).spawn()?;
+    /// assert!(c.take_stderr().is_some());
+    /// # drop(c);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn stderr(mut self, cfg: impl Into<Stdio>) -> Self {
+        self.cmd.stderr(cfg);
+        self
+    }
+
+    /// The label shown in [`live`](crate::Supervisor::live) listings and reports (the
+    /// program by default).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let c = sup.command("sleep").arg("1000").label("transcoder").spawn()?;
+    /// assert_eq!(sup.live()[0].label, "transcoder");
+    /// # drop(c);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// How long the child's group gets between SIGTERM and SIGKILL when it is stopped
+    /// ([`DEFAULT_CHILD_GRACE`] unless set).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let c = sup.command("sleep").arg("1000").grace(std::time::Duration::from_millis(100)).spawn()?;
+    /// c.close().await?;
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// How long the child may run, counted from `spawn`. Waiting on it past this stops
+    /// it (SIGTERM, grace, SIGKILL) and fails with [`std::io::ErrorKind::TimedOut`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// use std::time::Duration;
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let err = sup.command("sleep").arg("1000").deadline(Duration::from_millis(50)).status().await;
+    /// assert_eq!(err.unwrap_err().io_kind(), Some(std::io::ErrorKind::TimedOut));
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn deadline(mut self, timeout: Duration) -> Self {
+        self.deadline = Some(timeout);
+        self
+    }
+
+    /// Asks the kernel to SIGKILL the child when this process dies, even by SIGKILL
+    /// (`PR_SET_PDEATHSIG`). The child is then forked by a dedicated thread that lives
+    /// as long as the process, since the signal fires when the forking *thread* exits.
+    /// It reaches the direct child only, not its descendants, and a set-user-id program
+    /// clears it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let st = sup.command("true").kill_on_parent_death(true).status().await?;
+    /// assert!(st.success());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn kill_on_parent_death(mut self, on: bool) -> Self {
+        self.death_signal = on;
+        self
+    }
+
+    /// Starts the child in its own process group and registers it with the scope.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] with [`Operation::Spawn`] naming the program if it is not found,
+    /// not executable or fails to start; [`Error::ShuttingDown`] or
+    /// [`Error::ScopeClosed`] (the child is then stopped). Nothing stays registered on
+    /// error.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let err = sup.command("/no/such/program").spawn().unwrap_err();
+    /// assert_eq!(err.operation(), custodian::Operation::Spawn);
+    /// assert_eq!(err.path(), Some(std::path::Path::new("/no/such/program")));
+    /// assert_eq!(sup.stats().live(), 0);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn spawn(mut self) -> Result<ManagedChild> {
+        let op = Operation::Spawn;
+        let inner = self.scope.inner().clone();
+        inner.admit(&self.scope.shared, op)?;
+        self.cmd.process_group(0);
+        let spawned = if self.death_signal {
+            let hook = death_signal_hook(rustix::process::getpid());
+            // SAFETY: the hook runs between fork and exec and only makes
+            // async-signal-safe raw system calls (prctl, getppid); it neither allocates
+            // nor takes locks (see `death_signal_hook`). Covered by
+            // tests/process_pdeathsig.rs.
+            #[allow(unsafe_code)]
+            unsafe {
+                self.cmd.pre_exec(hook);
+            }
+            spawn_on_thread(self.cmd, inner.handle.clone())
+        } else {
+            let _rt = inner.handle.enter();
+            self.cmd.spawn()
+        };
+        let mut child = spawned.map_err(|e| Error::io(op, &self.program, e))?;
+        let started = Instant::now();
+        // A child that was just spawned and never waited for always has a pid.
+        let Some(pid) = child.id() else {
+            return Err(Error::io(
+                op,
+                &self.program,
+                std::io::Error::other("no pid"),
+            ));
+        };
+        // Safe against reuse: the child is ours and unreaped.
+        let pidfd = match pidfd_open(pid) {
+            Ok(fd) => fd,
+            Err(e) => {
+                // Out of fds: do not leave the child running.
+                let _ = child.start_kill();
+                drop(inner.handle.spawn(async move { child.wait().await }));
+                return Err(Error::io(op, &self.program, e));
+            }
+        };
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let core = {
+            let _rt = inner.handle.enter();
+            ChildCore::new(child, pid, pidfd)
+        };
+        let spec = Spec {
+            kind: ResourceKind::Child,
+            label: self
+                .label
+                .unwrap_or_else(|| self.program.display().to_string())
+                .into(),
+            path: Some(self.program.clone()),
+            site: self.site,
+            op,
+        };
+        let reclaim = ChildReclaim {
+            core: core.clone(),
+            grace: self.grace,
+        };
+        let reg = self.scope.register_boxed(spec, Box::new(reclaim))?;
+        Ok(ManagedChild {
+            reg,
+            core,
+            program: self.program,
+            grace: self.grace,
+            deadline: self.deadline.map(|d| started + d),
+            stdin,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Runs the child to completion and collects its stdout and stderr (piped unless set
+    /// otherwise; stdin is null unless set).
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn) and [`ManagedChild::wait_with_output`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future releases the child as a drop does (SIGTERM, then the rest in
+    /// the background).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let out = sup.command("sh").args(["-c", "echo e >&2"]).output().await?;
+    /// assert_eq!(out.stderr, b"e\n");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub async fn output(self) -> Result<Output> {
+        let this = self
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        this.spawn()?.wait_with_output().await
+    }
+
+    /// Runs the child to completion (stdin null unless set) and returns its status.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn) and [`ManagedChild::wait`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let st = sup.command("sh").args(["-c", "exit 3"]).status().await?;
+    /// assert_eq!(st.code(), Some(3));
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub async fn status(self) -> Result<ExitStatus> {
+        let mut child = self.spawn()?;
+        let status = child.wait().await?;
+        child.close().await?;
+        Ok(status)
+    }
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Command")
+            .field("cmd", &self.cmd)
+            .field("scope", &self.scope.name())
+            .field("grace", &self.grace)
+            .field("deadline", &self.deadline)
+            .field("kill_on_parent_death", &self.death_signal)
+            .finish()
+    }
+}

@@ -1,0 +1,203 @@
+//! The state a child shares between its guard and its registry entry, and the stop
+//! escalation both of them run.
+//!
+//! Invariants:
+//! - the child is reaped in exactly one place, [`ChildCore::reap`], under the state lock,
+//!   and only after its exit has been observed *without* reaping it (`waitid` with
+//!   `WNOWAIT`, or the pidfd turning readable);
+//! - every signal is sent under the state lock and only while the child is unreaped: the
+//!   pidfd (or pid) and the process-group id cannot name another process until the reap,
+//!   because the kernel does not reuse a pid, nor let another group take its id, while
+//!   the process exists, even as a zombie;
+//! - the last group SIGKILL happens right before the reap, with the leader a zombie, so
+//!   members forked while the earlier signals were in flight are caught, and no signal
+//!   is ever sent to the group after its id may have been reused;
+//! - the reap drops the pidfd, so a guard forgotten with `mem::forget` keeps no fd open.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
+use tokio::process::Child;
+
+use crate::sys::process::{Sig, has_exited, signal_group, signal_process};
+
+/// How often an exit is polled for where the kernel has no pidfd (before Linux 5.3).
+const POLL_WITHOUT_PIDFD: Duration = Duration::from_millis(10);
+/// How long the emergency path waits for a SIGKILLed child to exit.
+const EMERGENCY_WAIT: Duration = Duration::from_millis(200);
+
+pub(crate) struct ChildCore {
+    pub(crate) pid: u32,
+    state: Mutex<State>,
+}
+
+enum State {
+    Live {
+        child: Child,
+        pidfd: Option<Arc<AsyncFd<OwnedFd>>>,
+    },
+    Reaped(ExitStatus),
+}
+
+impl ChildCore {
+    /// Takes a freshly spawned (unreaped) child; `pidfd` is its pidfd if the kernel has
+    /// one. Must be called inside a runtime (to register the pidfd with the reactor).
+    pub(crate) fn new(child: Child, pid: u32, pidfd: Option<OwnedFd>) -> Arc<Self> {
+        // A pidfd that epoll refuses is still useful for signals and `waitid`, but then
+        // exits are polled.
+        // `AsyncFd::new` is deprecated because a generic `AsRawFd` may change or close its
+        // fd while registered; an `OwnedFd` moved into the `AsyncFd` cannot, which is
+        // exactly the contract of the unsafe `register`, so the safe call is sound here.
+        #[allow(deprecated)]
+        let pidfd = pidfd.and_then(|fd| AsyncFd::new(fd).ok()).map(Arc::new);
+        Arc::new(ChildCore {
+            pid,
+            state: Mutex::new(State::Live { child, pidfd }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every transition is a single assignment: a panic cannot leave it half-made.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The exit status, once reaped.
+    pub(crate) fn status(&self) -> Option<ExitStatus> {
+        match &*self.lock() {
+            State::Reaped(s) => Some(*s),
+            State::Live { .. } => None,
+        }
+    }
+
+    /// Signals the child and its group, unless it has exited (a zombie needs no signal)
+    /// or been reaped (its ids may belong to others now).
+    pub(crate) fn signal(&self, sig: Sig) -> io::Result<()> {
+        let st = self.lock();
+        let State::Live { pidfd, .. } = &*st else {
+            return Ok(());
+        };
+        let fd = pidfd.as_ref().map(|a| a.get_ref().as_fd());
+        if has_exited(fd, self.pid)? {
+            return Ok(());
+        }
+        // The group first: it holds the leader too; the direct signal reaches a leader
+        // that moved itself to another group.
+        // Both are tried even if one fails (EPERM from a member that changed user).
+        let group = signal_group(self.pid, sig);
+        signal_process(fd, self.pid, sig).and(group)
+    }
+
+    /// `Some(status)` if reaped; otherwise whether the child has exited, and its pidfd.
+    fn poll(&self) -> io::Result<Poll> {
+        let st = self.lock();
+        match &*st {
+            State::Reaped(_) => Ok(Poll::Reaped),
+            State::Live { pidfd, .. } => {
+                let fd = pidfd.as_ref().map(|a| a.get_ref().as_fd());
+                if has_exited(fd, self.pid)? {
+                    Ok(Poll::Exited)
+                } else {
+                    Ok(Poll::Running(pidfd.clone()))
+                }
+            }
+        }
+    }
+
+    /// Whether the child has exited (reaped or not), without waiting.
+    pub(crate) fn try_exited(&self) -> io::Result<bool> {
+        Ok(!matches!(self.poll()?, Poll::Running(_)))
+    }
+
+    /// Completes once the child has exited. Does not reap.
+    ///
+    /// Cancel safe: it only observes.
+    pub(crate) async fn exited(&self) -> io::Result<()> {
+        loop {
+            match self.poll()? {
+                Poll::Reaped | Poll::Exited => return Ok(()),
+                Poll::Running(None) => tokio::time::sleep(POLL_WITHOUT_PIDFD).await,
+                Poll::Running(Some(afd)) => {
+                    let mut ready = afd.readable().await?;
+                    if self.try_exited()? {
+                        return Ok(());
+                    }
+                    // An exit between the check and this clear is seen by the next
+                    // check at the top of the loop.
+                    ready.clear_ready();
+                }
+            }
+        }
+    }
+
+    /// Kills what is left of the group and reaps the leader, which must have exited.
+    /// Idempotent: later calls return the same status.
+    pub(crate) fn reap(&self) -> io::Result<ExitStatus> {
+        let mut st = self.lock();
+        let State::Live { child, .. } = &mut *st else {
+            let State::Reaped(s) = &*st else {
+                unreachable!()
+            };
+            return Ok(*s);
+        };
+        // The leader is a zombie, so the group id is still ours: sweep it once more.
+        // A failed sweep must not keep the leader unreaped: reap, then report it.
+        let swept = signal_group(self.pid, Sig::KILL);
+        match child.try_wait()? {
+            Some(status) => {
+                // Drops the tokio child (already reaped, so it leaves no orphan) and
+                // the pidfd.
+                *st = State::Reaped(status);
+                swept.map(|()| status)
+            }
+            None => Err(io::Error::other("child has not exited yet")),
+        }
+    }
+
+    /// The whole release: SIGTERM to the group, up to `grace` for it to exit, SIGKILL to
+    /// the group, wait, final group sweep, reap. `term_sent` skips the first signal.
+    ///
+    /// Cancel safe in the sense that a later call resumes it; the child stays
+    /// registered with its owner until one call completes.
+    pub(crate) async fn stop(&self, grace: Duration, term_sent: bool) -> io::Result<ExitStatus> {
+        if let Some(s) = self.status() {
+            return Ok(s);
+        }
+        if !term_sent && let Err(e) = self.signal(Sig::TERM) {
+            // SIGKILL after the grace period may still work; if not, it reports.
+            tracing::debug!(pid = self.pid, error = %e, "SIGTERM failed");
+        }
+        if tokio::time::timeout(grace, self.exited()).await.is_err() {
+            self.signal(Sig::KILL)?;
+            self.exited().await?;
+        }
+        self.reap()
+    }
+
+    /// Emergency release without a runtime: SIGKILL the group, wait briefly for the
+    /// leader to exit, sweep and reap. A leader stuck in the kernel longer than that is
+    /// left a zombie (until this process exits) and reported.
+    pub(crate) fn kill_now(&self) -> io::Result<()> {
+        self.signal(Sig::KILL)?;
+        let until = Instant::now() + EMERGENCY_WAIT;
+        while !self.try_exited()? {
+            if Instant::now() >= until {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "child did not exit after SIGKILL",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.reap().map(drop)
+    }
+}
+
+enum Poll {
+    Reaped,
+    Exited,
+    Running(Option<Arc<AsyncFd<OwnedFd>>>),
+}

@@ -1,0 +1,45 @@
+//! The entry points: `Scope::command` and `Supervisor::command`.
+
+use std::ffi::OsStr;
+use std::panic::Location;
+
+use super::command::Command;
+use crate::scope::Scope;
+use crate::supervisor::Supervisor;
+
+impl Scope {
+    /// A managed child process to start in this scope: stopped (with its whole process
+    /// group) when its guard is dropped or closed, or when the scope ends.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// sup.scope("job", async |s| {
+    ///     let child = s.command("sleep").arg("1000").spawn()?;
+    ///     assert!(child.id().is_some());
+    ///     custodian::Result::Ok(())
+    /// })
+    /// .await??; // the sleep is stopped and reaped before `scope` returns
+    /// assert_eq!(sup.stats().live(), 0);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        Command::new(self.clone(), program.as_ref(), Location::caller())
+    }
+}
+
+impl Supervisor {
+    /// A managed child process to start in the root scope. See [`Scope::command`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// assert!(sup.command("true").status().await?.success());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        Command::new(self.root(), program.as_ref(), Location::caller())
+    }
+}
