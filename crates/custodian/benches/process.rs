@@ -3,9 +3,12 @@
 //!
 //! The managed path adds: the process group, a pidfd (open, epoll registration), the
 //! registry entry, waiting on the pidfd instead of SIGCHLD, the pre-reap group sweep,
-//! and the release.
+//! and the release. Each managed iteration also runs one raw spawn untimed, and vice
+//! versa, so both sides see the same machine state (this VM is shared and noisy).
 
 #![allow(missing_docs)]
+
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -16,32 +19,61 @@ fn spawn_wait(c: &mut Criterion) {
         .build()
         .unwrap();
     let sup = rt.block_on(async { custodian::Supervisor::builder().start().unwrap() });
+    let raw = || async {
+        let mut child = tokio::process::Command::new("true").spawn().unwrap();
+        assert!(child.wait().await.unwrap().success());
+    };
+    let raw_group = || async {
+        let mut child = tokio::process::Command::new("true")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        assert!(child.wait().await.unwrap().success());
+    };
+    let managed = || async {
+        let mut child = sup.command("true").spawn().unwrap();
+        assert!(child.wait().await.unwrap().success());
+    };
     let mut g = c.benchmark_group("spawn_wait_true");
-    // Interleaved in one group, so both see the same machine state.
     g.bench_function("raw_tokio", |b| {
-        b.iter(|| {
+        b.iter_custom(|n| {
             rt.block_on(async {
-                let mut child = tokio::process::Command::new("true").spawn().unwrap();
-                assert!(child.wait().await.unwrap().success());
-            })
-        })
-    });
-    g.bench_function("managed", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let mut child = sup.command("true").spawn().unwrap();
-                assert!(child.wait().await.unwrap().success());
+                let mut total = Duration::ZERO;
+                for _ in 0..n {
+                    managed().await;
+                    let t = Instant::now();
+                    raw().await;
+                    total += t.elapsed();
+                }
+                total
             })
         })
     });
     g.bench_function("raw_tokio_process_group", |b| {
-        b.iter(|| {
+        b.iter_custom(|n| {
             rt.block_on(async {
-                let mut child = tokio::process::Command::new("true")
-                    .process_group(0)
-                    .spawn()
-                    .unwrap();
-                assert!(child.wait().await.unwrap().success());
+                let mut total = Duration::ZERO;
+                for _ in 0..n {
+                    managed().await;
+                    let t = Instant::now();
+                    raw_group().await;
+                    total += t.elapsed();
+                }
+                total
+            })
+        })
+    });
+    g.bench_function("managed", |b| {
+        b.iter_custom(|n| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..n {
+                    raw().await;
+                    let t = Instant::now();
+                    managed().await;
+                    total += t.elapsed();
+                }
+                total
             })
         })
     });
@@ -49,5 +81,12 @@ fn spawn_wait(c: &mut Criterion) {
     rt.block_on(sup.shutdown());
 }
 
-criterion_group!(benches, spawn_wait);
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(30);
+    targets = spawn_wait
+}
 criterion_main!(benches);
