@@ -84,9 +84,10 @@ impl Builder {
     }
 
     /// How often the supervisor task looks for resources past their leak threshold.
-    /// Default: 1 s.
+    /// Default: 1 s; at least 1 ms.
     pub fn leak_scan_interval(mut self, every: Duration) -> Self {
-        self.scan_every = every;
+        // A zero period would make the scanner's interval panic.
+        self.scan_every = every.max(Duration::from_millis(1));
         self
     }
 

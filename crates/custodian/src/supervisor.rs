@@ -333,7 +333,8 @@ impl Supervisor {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe in the sense that a later call resumes the same shutdown.
+    /// Cancel safe: the shutdown runs as its own task, so dropping this future does not
+    /// stop it, and a later call waits for the same run.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
@@ -345,16 +346,44 @@ impl Supervisor {
     /// # drop(t); Ok(()) }
     /// ```
     pub async fn shutdown(&self) -> ShutdownReport {
-        let inner = self.inner.clone();
-        let report = self
+        // The shutdown runs once, as its own task: a caller that stops waiting (its future
+        // dropped) does not cancel it, and every later call waits for the same run.
+        let mut rx = self
             .inner
-            .report
-            .get_or_init(|| crate::shutdown::run(inner))
-            .await
+            .shutdown_run
+            .get_or_init(|| {
+                let (tx, rx) = tokio::sync::watch::channel(None);
+                let inner = self.inner.clone();
+                drop(self.inner.handle.spawn(async move {
+                    let report = crate::shutdown::run(inner.clone()).await;
+                    let _ = inner.report.set(report.clone());
+                    // After the report is stored: `wait_for_shutdown` reads it.
+                    inner.done.cancel();
+                    let _ = tx.send(Some(report));
+                }));
+                rx
+            })
             .clone();
-        // After the report is stored: `wait_for_shutdown` reads it.
-        self.inner.done.cancel();
-        report
+        let finished = rx
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|r| r.clone());
+        match finished {
+            Some(report) => report,
+            // The runtime dropped the task unrun (it is shutting down): run it here.
+            None => {
+                let inner = self.inner.clone();
+                let report = self
+                    .inner
+                    .report
+                    .get_or_init(|| crate::shutdown::run(inner))
+                    .await
+                    .clone();
+                self.inner.done.cancel();
+                report
+            }
+        }
     }
 }
 

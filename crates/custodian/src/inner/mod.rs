@@ -57,6 +57,9 @@ pub(crate) struct Inner {
     /// Every running scope, so that shutdown can wait for them.
     pub(crate) scopes: TaskTracker,
     pub(crate) report: tokio::sync::OnceCell<ShutdownReport>,
+    /// The one shutdown run, started by the first `shutdown()` call.
+    pub(crate) shutdown_run:
+        std::sync::OnceLock<tokio::sync::watch::Receiver<Option<ShutdownReport>>>,
     /// Fires when shutdown stops waiting: a forced request or the grace deadline. Every
     /// graceful wait (scope grace, hook budget, shutdown's scope wait) selects on it.
     pub(crate) cut: CancellationToken,
@@ -100,6 +103,7 @@ impl Inner {
             cleanups: TaskTracker::new(),
             scopes: TaskTracker::new(),
             report: tokio::sync::OnceCell::new(),
+            shutdown_run: std::sync::OnceLock::new(),
             cut: CancellationToken::new(),
             forced: AtomicBool::new(false),
             done: CancellationToken::new(),
@@ -328,15 +332,19 @@ impl Inner {
 
     /// Warns once about every resource older than its kind's threshold.
     pub(crate) fn scan_leaks(&self) {
+        let mut old = Vec::new();
         for e in self.registry.map.iter() {
             let Some(limit) = self.config.leak_after[e.kind.index()] else {
                 continue;
             };
             // Relaxed: the flag only deduplicates warnings.
             if e.born.elapsed() >= limit && !e.warned.swap(true, Ordering::Relaxed) {
-                let r = live_resource(*e.key(), e.value());
-                tracing::warn!(id = r.id.get(), kind = r.kind.as_str(), label = %r.label, site = %r.site, age = ?r.age, "resource alive longer than its leak threshold");
+                old.push(live_resource(*e.key(), e.value()));
             }
+        }
+        // Logged after the iteration: no registry lock is held while the subscriber runs.
+        for r in old {
+            tracing::warn!(id = r.id.get(), kind = r.kind.as_str(), label = %r.label, site = %r.site, age = ?r.age, "resource alive longer than its leak threshold");
         }
     }
 }

@@ -21,6 +21,7 @@ pub(crate) struct Pending {
     pub(super) cleanup: Option<Cleanup>,
 }
 
+#[derive(Clone)]
 pub(super) struct PendingInfo {
     pub(super) id: ResourceId,
     pub(super) kind: ResourceKind,
@@ -83,28 +84,54 @@ impl Pending {
             ResourceKind::Child => Operation::StopChild,
             _ => Operation::Cleanup,
         };
-        let (info, _scope, cleanup) = self.split();
-        let result = match cleanup {
-            None => Ok(()),
-            Some(Cleanup::Done(r)) => r,
-            Some(Cleanup::Blocking(work)) => {
-                let _token = inner.cleanups.token();
-                match inner.handle.spawn_blocking(work).await {
-                    Ok(r) => r,
-                    Err(e) => Err(std::io::Error::other(e)),
-                }
+        let (info, scope, cleanup) = self.split();
+        // The clean-up runs as its own tracked task, and the caller only awaits its
+        // handle: if the caller's future is dropped (a `close()` that lost a race), the
+        // clean-up still finishes, and the scope and shutdown still wait for it.
+        let tokens = (inner.cleanups.token(), scope.tracker.token());
+        let records = inner.records.clone();
+        let joined = match cleanup {
+            None => return Ok(()),
+            Some(Cleanup::Done(Ok(()))) => return Ok(()),
+            Some(Cleanup::Done(Err(e))) => {
+                records.record_failure(&info, &e);
+                return Err(error_of(op, &info, e));
             }
-            Some(Cleanup::Async(fut)) => fut.await,
+            Some(Cleanup::Blocking(work)) => {
+                let info = info.clone();
+                inner
+                    .handle
+                    .spawn_blocking(move || {
+                        let _tokens = tokens;
+                        work().inspect_err(|e| records.record_failure(&info, e))
+                    })
+                    .await
+            }
+            Some(Cleanup::Async(fut)) => {
+                let info = info.clone();
+                inner
+                    .handle
+                    .spawn(async move {
+                        let _tokens = tokens;
+                        fut.await.inspect_err(|e| records.record_failure(&info, e))
+                    })
+                    .await
+            }
         };
-        result.map_err(|e| {
-            inner.records.record_failure(&info, &e);
-            let path = info
-                .path
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(&*info.label));
-            Error::io(op, path, e)
-        })
+        match joined {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(error_of(op, &info, e)),
+            Err(join) => Err(error_of(op, &info, std::io::Error::other(join))),
+        }
     }
+}
+
+fn error_of(op: Operation, info: &PendingInfo, e: std::io::Error) -> Error {
+    let path = info
+        .path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&*info.label));
+    Error::io(op, path, e)
 }
 
 /// A blocking job that runs when dropped if it never ran, so that clean-up handed to a

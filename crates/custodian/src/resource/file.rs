@@ -59,6 +59,11 @@ impl Reclaim for FileReclaim {
         drop(self.0.take());
         Cleanup::Done(Ok(()))
     }
+
+    fn reclaim_now(self: Box<Self>) -> io::Result<()> {
+        drop(self.0.try_take());
+        Ok(())
+    }
 }
 
 impl ManagedFile {
@@ -154,8 +159,8 @@ impl ManagedFile {
     /// ```
     pub fn into_inner(self) -> Result<tokio::fs::File> {
         let ManagedFile { reg, file, path } = self;
-        let taken = file.take();
-        reg.detach();
+        // Detach first: if a sweep got there first, it owns (and closed) the file.
+        let taken = if reg.detach() { file.take() } else { None };
         taken.ok_or_else(|| Error::io(Operation::FileIo, path, super::slot::revoked()))
     }
 

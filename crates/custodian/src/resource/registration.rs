@@ -155,15 +155,8 @@ impl Registration {
         if !Arc::ptr_eq(&to.sup.inner, &inner) {
             return Err(closed());
         }
-        // Scope lock first (push), then the registry shard (get_mut): the lock order.
-        if !to.shared.push(self.id, &inner.registry) {
+        let Some(old) = to.shared.adopt(self.id, &inner.registry) else {
             return Err(closed());
-        }
-        let old = {
-            let Some(mut e) = inner.registry.map.get_mut(&self.id) else {
-                return Err(closed());
-            };
-            std::mem::replace(&mut e.scope, to.shared.clone())
         };
         // Relaxed: gauges only.
         old.live.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);

@@ -23,6 +23,17 @@ impl<T> Slot<T> {
         g.as_mut().map(f).ok_or_else(revoked)
     }
 
+    /// Takes the handle out without waiting: `None` if it was already taken or the lock
+    /// is held (the emergency path, which may run in a panic hook on the thread that
+    /// holds it; the handle is then closed when its guard drops).
+    pub(crate) fn try_take(&self) -> Option<T> {
+        match self.0.try_lock() {
+            Ok(mut g) => g.take(),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().take(),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Takes the handle out; `None` if it was already taken.
     pub(crate) fn take(&self) -> Option<T> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).take()

@@ -178,7 +178,8 @@ impl TempDir {
     ///
     /// # Errors
     ///
-    /// On failure the temp dir is handed back, unchanged and still managed.
+    /// On failure the temp dir is handed back, unchanged and still managed (in its own
+    /// scope, or in the root scope if its scope ended meanwhile).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
@@ -196,10 +197,26 @@ impl TempDir {
     ) -> impl Future<Output = std::result::Result<PathBuf, (Error, TempDir)>> + use<P> {
         let target = target.as_ref().to_path_buf();
         async move {
-            let Some(root) = self.root.upgrade() else {
-                let e = io::Error::other("the supervisor is gone");
-                return Err((Error::io(Operation::Persist, &target, e), self));
+            let op = Operation::Persist;
+            let gone = || Error::ShuttingDown { op };
+            let (Some(root), Some(sup)) = (self.root.upgrade(), self.reg.supervisor()) else {
+                return Err((gone(), self));
             };
+            let Some(home) = sup
+                .inner
+                .registry
+                .map
+                .get(&self.reg.id())
+                .map(|e| e.scope.clone())
+            else {
+                let e = crate::resource::slot::revoked();
+                return Err((Error::io(op, &target, e), self));
+            };
+            // Park it in the root scope while it moves, so that the end of its own scope
+            // cannot start emptying it mid-rename.
+            if let Err(e) = self.reg.transfer(&sup.root()) {
+                return Err((e, self));
+            }
             let name = self.name.clone();
             let fid = self.fid;
             let to = target.clone();
@@ -218,7 +235,12 @@ impl TempDir {
                     self.reg.detach();
                     Ok(target)
                 }
-                Err(e) => Err((Error::io(Operation::Persist, &target, e), self)),
+                Err(e) => {
+                    // Back home if that scope is still open; otherwise it stays in the
+                    // root scope, still managed.
+                    let _ = self.reg.transfer(&Scope { shared: home, sup });
+                    Err((Error::io(op, &target, e), self))
+                }
             }
         }
     }

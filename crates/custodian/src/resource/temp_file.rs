@@ -81,7 +81,25 @@ struct TempFileReclaim {
 
 impl Reclaim for TempFileReclaim {
     fn reclaim(self: Box<Self>) -> Cleanup {
-        if let Some(f) = self.file.take() {
+        (*self).release(false)
+    }
+
+    fn reclaim_now(self: Box<Self>) -> io::Result<()> {
+        match (*self).release(true) {
+            Cleanup::Done(r) => r,
+            _ => Ok(()),
+        }
+    }
+}
+
+impl TempFileReclaim {
+    fn release(self, emergency: bool) -> Cleanup {
+        let file = if emergency {
+            self.file.try_take()
+        } else {
+            self.file.take()
+        };
+        if let Some(f) = file {
             // Disarm async-tempfile's own path-based removal and close the fd: custodian
             // removes the name below, relative to the root and checked by inode.
             drop(f.keep());
@@ -304,8 +322,8 @@ impl TempFile {
     /// Unregisters without removing the file, and returns its open handle.
     fn detach_file(self) -> io::Result<tokio::fs::File> {
         let TempFile { reg, file, .. } = self;
-        let inner = file.take();
-        reg.detach();
+        // Detach first: if a sweep got there first, it owns (and removed) the file.
+        let inner = if reg.detach() { file.take() } else { None };
         let inner = inner.ok_or_else(revoked)?;
         // A second handle on the same open file; `keep` then disarms async-tempfile's
         // removal and closes the original.

@@ -93,6 +93,27 @@ impl ScopeShared {
         true
     }
 
+    /// Moves the registered resource `id` into this scope, under this scope's lock so
+    /// that a concurrent close either sweeps it or refuses it. Returns its old scope;
+    /// `None` if this scope has closed or the resource is no longer registered.
+    pub(crate) fn adopt(
+        self: &Arc<Self>,
+        id: ResourceId,
+        registry: &Registry,
+    ) -> Option<Arc<Self>> {
+        let mut st = self.state();
+        if st.closed {
+            return None;
+        }
+        // Lock order: this scope's state, then the registry shard.
+        let old = {
+            let mut e = registry.map.get_mut(&id)?;
+            std::mem::replace(&mut e.scope, self.clone())
+        };
+        st.resources.push(id);
+        Some(old)
+    }
+
     /// Closes the scope and returns its ids, oldest first.
     fn close(&self) -> Vec<ResourceId> {
         let mut st = self.state();

@@ -31,6 +31,13 @@ pub(crate) struct TempRoot {
 impl TempRoot {
     /// Creates `<base>/<prefix><random>` with mode 0700 and locks it.
     pub(crate) fn create(base: &Path, prefix: &str) -> io::Result<Self> {
+        // A name fragment, never a path: a separator would create the root elsewhere.
+        if prefix.contains(['/', '\0']) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the temp root prefix contains a path separator or NUL",
+            ));
+        }
         let parent = rustix::fs::open(
             base,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -40,7 +47,12 @@ impl TempRoot {
         for _ in 0..NAME_ATTEMPTS {
             let name = OsString::from(format!("{prefix}{}", random_suffix()?));
             match rustix::fs::mkdirat(&parent, name.as_os_str(), Mode::RWXU) {
-                Ok(()) => return Self::adopt(base, parent, name),
+                Ok(()) => {
+                    return Self::adopt(base, &parent, &name).inspect_err(|_| {
+                        // Do not leave the directory we just made behind.
+                        let _ = rustix::fs::unlinkat(&parent, name.as_os_str(), AtFlags::REMOVEDIR);
+                    });
+                }
                 Err(Errno::EXIST) => last = Some(Errno::EXIST),
                 Err(e) => return Err(e.into()),
             }
@@ -48,8 +60,8 @@ impl TempRoot {
         Err(last.unwrap_or(Errno::EXIST).into())
     }
 
-    fn adopt(base: &Path, parent: OwnedFd, name: OsString) -> io::Result<Self> {
-        let fd = remove::open_dir_nofollow(&parent, name.as_os_str())?;
+    fn adopt(base: &Path, parent: &OwnedFd, name: &OsString) -> io::Result<Self> {
+        let fd = remove::open_dir_nofollow(parent, name.as_os_str())?;
         // The umask can only clear bits; set the mode explicitly so it is exactly 0700.
         rustix::fs::fchmod(&fd, Mode::RWXU)?;
         let st = rustix::fs::fstat(&fd)?;
@@ -60,9 +72,9 @@ impl TempRoot {
         }
         rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive)?;
         Ok(TempRoot {
-            path: base.join(&name),
-            parent,
-            name,
+            path: base.join(name),
+            parent: parent.try_clone()?,
+            name: name.clone(),
             fd,
             id: FileId::of_stat(&st),
         })

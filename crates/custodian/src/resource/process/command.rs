@@ -329,7 +329,9 @@ impl Command {
         let pidfd = match pidfd_open(pid) {
             Ok(fd) => fd,
             Err(e) => {
-                // Out of fds: do not leave the child running.
+                // Out of fds: do not leave the child or anything it forked running. The
+                // group id is safe to signal: its leader is ours and unreaped.
+                let _ = crate::sys::process::signal_group(pid, crate::sys::process::Sig::KILL);
                 let _ = child.start_kill();
                 drop(inner.handle.spawn(async move { child.wait().await }));
                 return Err(Error::io(op, &self.program, e));

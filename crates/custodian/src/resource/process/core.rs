@@ -170,9 +170,15 @@ impl ChildCore {
             // SIGKILL after the grace period may still work; if not, it reports.
             tracing::debug!(pid = self.pid, error = %e, "SIGTERM failed");
         }
-        if tokio::time::timeout(grace, self.exited()).await.is_err() {
-            self.signal(Sig::KILL)?;
-            self.exited().await?;
+        // Anything but a clean exit within the grace period escalates: a failed wait
+        // must not leave the child unkilled or unreaped (its entry is already gone).
+        if !matches!(tokio::time::timeout(grace, self.exited()).await, Ok(Ok(()))) {
+            let killed = self.signal(Sig::KILL);
+            let waited = self.exited().await;
+            let reaped = self.reap();
+            killed?;
+            waited?;
+            return reaped;
         }
         self.reap()
     }

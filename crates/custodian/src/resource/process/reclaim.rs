@@ -22,8 +22,13 @@ impl Reclaim for ChildReclaim {
         }
         // On failure the task sends it again and reports the error.
         let sent = self.core.signal(Sig::TERM).is_ok();
+        // Captured before the first poll: if the runtime is gone and drops the task
+        // unrun (or mid-way), the child is still killed and reaped.
+        let mut backstop = KillOnDrop(Some(self.core.clone()));
         Cleanup::Async(Box::pin(async move {
-            self.core.stop(self.grace, sent).await.map(drop)
+            let stopped = self.core.stop(self.grace, sent).await.map(drop);
+            backstop.disarm();
+            stopped
         }))
     }
 
@@ -32,5 +37,26 @@ impl Reclaim for ChildReclaim {
             return Ok(());
         }
         self.core.kill_now()
+    }
+}
+
+/// Kills and reaps the child if the stop task is dropped before it finished (only happens
+/// when the runtime shuts down under it). Blocks up to the emergency wait.
+struct KillOnDrop(Option<Arc<ChildCore>>);
+
+impl KillOnDrop {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(core) = self.0.take()
+            && core.status().is_none()
+            && let Err(e) = core.kill_now()
+        {
+            tracing::warn!(error = %e, "could not stop a child whose stop task was dropped");
+        }
     }
 }
