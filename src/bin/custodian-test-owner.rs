@@ -4,13 +4,17 @@
 //! `ROOT <temp root>`, `PID <pid>` and `READY`, then waits (for a signal, or does what the
 //! scenario says). Lines the tests read: `HOOK_STARTED`, `HOOK_REASON <r>`,
 //! `SCOPE_REASON <r>`, `REPORT <json>`, `BEFORE <n>` and `LEFT <n>` (whether the temp
-//! root exists before and after).
+//! root exists before and after). The `children-*` and `audio-term` scenarios (in
+//! `custodian-test-owner/children.rs`) hold managed child processes too.
 
 use std::io::Write;
 use std::time::Duration;
 
 use custodian::{PanicCleanup, Supervisor};
 use tokio::io::AsyncWriteExt;
+
+#[path = "custodian-test-owner/children.rs"]
+mod children;
 
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
@@ -29,6 +33,11 @@ fn main() {
         "drop-runtime" => drop_runtime(rt),
         "panic-unwind" => rt.block_on(panic_unwind()),
         "panic-hook" => rt.block_on(panic_hook()),
+        "children-term" => rt.block_on(children::signalled(false)),
+        "children-term-twice" => rt.block_on(children::signalled(true)),
+        "children-panic-hook" => rt.block_on(children::panic_hook()),
+        "children-drop-runtime" => children::drop_runtime(rt),
+        "audio-term" => rt.block_on(children::audio()),
         other => rt.block_on(signalled(other)),
     }
 }

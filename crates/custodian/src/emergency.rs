@@ -2,8 +2,8 @@
 //! can run (a dropped runtime, a panic that aborts, an explicit last-ditch call).
 //!
 //! One function, [`Inner::emergency`], serves all of them: it refuses new acquisitions,
-//! cancels the root, releases every registered entry with [`Reclaim::reclaim_now`]
-//! (newest first) and removes the temp root. It is idempotent: the registry decides each
+//! releases every registered entry with [`Reclaim::reclaim_now`] (newest first), then
+//! cancels the root, and removes the temp root. It is idempotent: the registry decides each
 //! release exactly once, and the temp root is removed by whoever sets its flag first.
 //!
 //! [`Reclaim::reclaim_now`]: crate::Reclaim::reclaim_now
@@ -49,8 +49,9 @@ impl Inner {
         self.begin_shutdown();
         // Relaxed: `forced` is a report flag; the tokens below publish the cancellation.
         self.forced.store(true, Ordering::Relaxed);
-        self.root_scope.raise(CancelReason::ForcedShutdown);
-        self.cut.cancel();
+        // Release before cancelling: a scope woken by the cancellation would drop its
+        // guards on another thread, and a dropped child guard only sends SIGTERM inline,
+        // leaving the SIGKILL to a task that an abort right after this never runs.
         let mut out = EmergencyCleanup::default();
         let mut ids: Vec<ResourceId> = self.registry.map.iter().map(|e| *e.key()).collect();
         ids.sort_unstable_by(|a, b| b.cmp(a));
@@ -60,6 +61,8 @@ impl Inner {
                 out.failed += usize::from(!ok);
             }
         }
+        self.root_scope.raise(CancelReason::ForcedShutdown);
+        self.cut.cancel();
         match self.remove_temp_root() {
             Some(Ok(())) => out.temp_root_removed = true,
             Some(Err(err)) => tracing::warn!(%err, "could not remove the temp root"),
