@@ -60,3 +60,28 @@ async fn old_resources_are_reported_once_with_their_site() {
     drop((old, young, dir));
     assert!(sup.shutdown().await.is_clean());
 }
+
+/// A zero scan interval is clamped (a zero `tokio::time::interval` would panic the
+/// scanner task and silently stop leak detection).
+#[tokio::test]
+async fn a_zero_scan_interval_still_scans() {
+    let out = Capture::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let sup = Supervisor::builder()
+        .leak_after(ResourceKind::TempDir, Duration::from_millis(20))
+        .leak_scan_interval(Duration::ZERO)
+        .start()
+        .unwrap();
+    let dir = sup.temp().label("zero-interval").dir().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("zero-interval"), "no warning:\n{text}");
+    drop(dir);
+    assert!(sup.shutdown().await.is_clean());
+}
