@@ -21,8 +21,9 @@ impl Write for Capture {
     }
 }
 
-#[tokio::test]
-async fn old_resources_are_reported_once_with_their_site() {
+/// Captures WARN events on this thread (the scanner task runs on it: current-thread
+/// runtime) until the guard drops.
+fn capture_warnings() -> (Capture, tracing::subscriber::DefaultGuard) {
     let out = Capture::default();
     let writer = out.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -30,7 +31,12 @@ async fn old_resources_are_reported_once_with_their_site() {
         .with_ansi(false)
         .with_max_level(tracing::Level::WARN)
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    (out, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test]
+async fn old_resources_are_reported_once_with_their_site() {
+    let (out, _guard) = capture_warnings();
 
     let sup = Supervisor::builder()
         .leak_after(ResourceKind::TempFile, Duration::from_millis(50))
@@ -65,14 +71,7 @@ async fn old_resources_are_reported_once_with_their_site() {
 /// scanner task and silently stop leak detection).
 #[tokio::test]
 async fn a_zero_scan_interval_still_scans() {
-    let out = Capture::default();
-    let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (out, _guard) = capture_warnings();
     let sup = Supervisor::builder()
         .leak_after(ResourceKind::TempDir, Duration::from_millis(20))
         .leak_scan_interval(Duration::ZERO)

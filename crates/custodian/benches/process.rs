@@ -12,6 +12,24 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
+/// Times `timed` and runs `other` untimed before it, `n` times.
+async fn interleaved<A, B, FA, FB>(n: u64, timed: A, other: B) -> Duration
+where
+    A: Fn() -> FA,
+    B: Fn() -> FB,
+    FA: Future<Output = ()>,
+    FB: Future<Output = ()>,
+{
+    let mut total = Duration::ZERO;
+    for _ in 0..n {
+        other().await;
+        let t = Instant::now();
+        timed().await;
+        total += t.elapsed();
+    }
+    total
+}
+
 fn spawn_wait(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -36,46 +54,13 @@ fn spawn_wait(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("spawn_wait_true");
     g.bench_function("raw_tokio", |b| {
-        b.iter_custom(|n| {
-            rt.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..n {
-                    managed().await;
-                    let t = Instant::now();
-                    raw().await;
-                    total += t.elapsed();
-                }
-                total
-            })
-        })
+        b.iter_custom(|n| rt.block_on(interleaved(n, raw, managed)))
     });
     g.bench_function("raw_tokio_process_group", |b| {
-        b.iter_custom(|n| {
-            rt.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..n {
-                    managed().await;
-                    let t = Instant::now();
-                    raw_group().await;
-                    total += t.elapsed();
-                }
-                total
-            })
-        })
+        b.iter_custom(|n| rt.block_on(interleaved(n, raw_group, managed)))
     });
     g.bench_function("managed", |b| {
-        b.iter_custom(|n| {
-            rt.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..n {
-                    raw().await;
-                    let t = Instant::now();
-                    managed().await;
-                    total += t.elapsed();
-                }
-                total
-            })
-        })
+        b.iter_custom(|n| rt.block_on(interleaved(n, managed, raw)))
     });
     g.finish();
     rt.block_on(sup.shutdown());
