@@ -34,6 +34,8 @@ pub struct Builder {
     grace: Duration,
     leak_after: [Option<Duration>; ResourceKind::COUNT],
     scan_every: Duration,
+    reap_abandoned: bool,
+    abandoned_min_age: Duration,
     signals: bool,
 }
 
@@ -45,6 +47,8 @@ impl Default for Builder {
             grace: Duration::from_secs(5),
             leak_after: [None; ResourceKind::COUNT],
             scan_every: Duration::from_secs(1),
+            reap_abandoned: true,
+            abandoned_min_age: Duration::from_secs(10),
             signals: false,
         }
     }
@@ -98,6 +102,22 @@ impl Builder {
         self
     }
 
+    /// Whether `start` removes the temp roots of dead supervisors (same temp base and
+    /// prefix, same user, mode 0700, not locked by a live owner, older than
+    /// [`abandoned_min_age`](Self::abandoned_min_age)): what a SIGKILLed or aborted
+    /// process left behind. Default: on. [`Supervisor::reaped_at_start`] lists them.
+    pub fn reap_abandoned(mut self, on: bool) -> Self {
+        self.reap_abandoned = on;
+        self
+    }
+
+    /// How old an unlocked root must be before it counts as abandoned (a concurrent start
+    /// creates its root a moment before locking it). Default: 10 s.
+    pub fn abandoned_min_age(mut self, age: Duration) -> Self {
+        self.abandoned_min_age = age;
+        self
+    }
+
     /// Creates the private temp root and spawns the supervisor task.
     ///
     /// # Errors
@@ -115,6 +135,16 @@ impl Builder {
             op: Operation::CreateTempRoot,
         })?;
         let base = self.temp_base.unwrap_or_else(std::env::temp_dir);
+        let reaped = if self.reap_abandoned {
+            // Best effort: a base we cannot list fails below, with a clear error.
+            crate::sys::abandoned::reap(&base, &self.prefix, self.abandoned_min_age)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        for path in &reaped {
+            tracing::info!(root = %path.display(), "removed the temp root of a dead supervisor");
+        }
         let root = TempRoot::create(&base, &self.prefix)
             .map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
         let token = CancellationToken::new();
@@ -122,7 +152,9 @@ impl Builder {
             grace: self.grace,
             leak_after: self.leak_after,
         };
-        let inner = Arc::new(Inner::new(config, root, handle.clone(), token.clone()));
+        let mut inner = Inner::new(config, root, handle.clone(), token.clone());
+        inner.reaped_at_start = reaped;
+        let inner = Arc::new(inner);
         tracing::info!(temp_root = %inner.temp_root.path().display(), "supervisor started");
         if self.leak_after.iter().any(Option::is_some) {
             handle.spawn(watch(Arc::downgrade(&inner), token, self.scan_every));

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -224,6 +224,21 @@ impl Supervisor {
         self.inner.temp_root.path()
     }
 
+    /// The temp roots of dead supervisors (SIGKILLed, aborted) that `start` removed. See
+    /// [`Builder::reap_abandoned`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// for path in sup.reaped_at_start() {
+    ///     println!("cleaned up after a crash: {}", path.display());
+    /// }
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn reaped_at_start(&self) -> &[PathBuf] {
+        &self.inner.reaped_at_start
+    }
+
     /// A snapshot of the counters.
     ///
     /// ```
@@ -359,6 +374,9 @@ impl Supervisor {
                     let _ = inner.report.set(report.clone());
                     // After the report is stored: `wait_for_shutdown` reads it.
                     inner.done.cancel();
+                    // Before the waiters wake: a caller that drops its last handle right
+                    // after `shutdown()` returns must find the supervisor gone, fds closed.
+                    drop(inner);
                     let _ = tx.send(Some(report));
                 }));
                 rx

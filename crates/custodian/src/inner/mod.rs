@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     /// Every running scope, so that shutdown can wait for them.
     pub(crate) scopes: TaskTracker,
     pub(crate) report: tokio::sync::OnceCell<ShutdownReport>,
+    /// Temp roots of dead supervisors removed by `start`.
+    pub(crate) reaped_at_start: Vec<PathBuf>,
     /// The one shutdown run, started by the first `shutdown()` call.
     pub(crate) shutdown_run:
         std::sync::OnceLock<tokio::sync::watch::Receiver<Option<ShutdownReport>>>,
@@ -103,6 +105,7 @@ impl Inner {
             cleanups: TaskTracker::new(),
             scopes: TaskTracker::new(),
             report: tokio::sync::OnceCell::new(),
+            reaped_at_start: Vec::new(),
             shutdown_run: std::sync::OnceLock::new(),
             cut: CancellationToken::new(),
             forced: AtomicBool::new(false),

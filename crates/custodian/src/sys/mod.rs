@@ -4,6 +4,7 @@
 //! swap under us: removal is relative to a directory fd and never follows a symlink, the
 //! private temp root is created exclusively and held with a `flock`.
 
+pub(crate) mod abandoned;
 pub(crate) mod process;
 pub(crate) mod remove;
 pub(crate) mod root;

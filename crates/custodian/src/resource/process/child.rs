@@ -326,7 +326,9 @@ impl ManagedChild {
 
     /// Stops the child gracefully (SIGTERM to its group, up to the grace period, then
     /// SIGKILL), reaps it and releases it; returns its exit status. If it has already
-    /// exited, only reaps it.
+    /// exited, only reaps it. When it returns, every member of the child's group has been
+    /// sent SIGKILL; members other than the child itself (grandchildren, which are not
+    /// ours to wait for) finish dying a moment later.
     ///
     /// # Errors
     ///
