@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use custodian::{Error, Supervisor};
+use custodian::{Cleanup, Error, Reclaim, ResourceKind, Supervisor};
 
 /// A `close()` that the caller gives up on (a timeout) must not leave the child running:
 /// the stop continues as its own task, and the scope and shutdown still wait for it.
@@ -68,33 +68,49 @@ async fn a_temp_prefix_with_a_separator_is_refused() {
 }
 
 /// `transfer` into a scope that is ending at the same moment either lands before the
-/// sweep (and is swept) or is refused: never left registered to an ended scope.
+/// sweep (and is swept) or is refused: never left registered to an ended scope. (Before
+/// the fix, about 1 round in 1000 left it registered.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfer_racing_a_scope_end_never_outlives_the_scope() {
+    struct Nothing;
+    impl Reclaim for Nothing {
+        fn reclaim(self: Box<Self>) -> Cleanup {
+            Cleanup::Done(Ok(()))
+        }
+    }
     let sup = Supervisor::builder().start().unwrap();
-    for round in 0..400 {
+    let mut stuck = 0;
+    for _ in 0..20_000 {
+        let reg = sup
+            .root()
+            .register(ResourceKind::Lock, "moving", None, Nothing)
+            .unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let target = sup.clone();
         let ending = tokio::spawn(async move {
             target
                 .scope("T", async |t| {
                     let _ = tx.send(t.clone());
-                    tokio::task::yield_now().await;
                 })
                 .await
                 .unwrap();
         });
         let t = rx.await.unwrap();
-        let f = sup.temp_file().await.unwrap();
-        let moved = f.registration().transfer(&t);
+        let moved = reg.transfer(&t).is_ok();
         ending.await.unwrap();
-        let stuck: Vec<_> = sup.live().into_iter().filter(|r| r.scope == "T").collect();
-        assert!(
-            stuck.is_empty(),
-            "round {round}: {stuck:?} (transfer: {moved:?})"
-        );
-        assert_eq!(t.live_count(), 0, "round {round}");
-        drop(f);
+        if moved && sup.live().iter().any(|r| r.scope == "T") {
+            stuck += 1;
+        }
+        drop(reg);
     }
-    assert!(sup.shutdown().await.is_clean());
+    assert_eq!(stuck, 0, "resources left registered to an ended scope");
+    // A transfer that landed before the sweep is reclaimed by it (a leak record, by
+    // design); nothing may be left registered or fail.
+    let report = sup.shutdown().await;
+    assert!(report.alive_at_shutdown.is_empty(), "{report}");
+    assert!(report.failures.is_empty(), "{report}");
+    assert!(
+        report.stats.is_consistent() && report.stats.live() == 0,
+        "{report}"
+    );
 }
