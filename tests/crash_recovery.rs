@@ -2,12 +2,12 @@
 //! temp dir leaves its private root behind (nothing in the process could run); the next
 //! supervisor started on the same temp base removes it, and only it.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use custodian::Supervisor;
+use custodian_suite::LineChild;
 
 const OWNER: &str = env!("CARGO_BIN_EXE_custodian-test-owner");
 
@@ -19,28 +19,18 @@ async fn the_next_start_reaps_what_a_sigkilled_owner_left() {
     let stranger = base.join("custodian-0123456789abcdef0123456789abcdef");
     std::fs::create_dir(&stranger).unwrap();
 
-    let mut owner = Command::new(OWNER)
-        .arg("term")
-        .env("TMPDIR", &base)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut root = None;
-    for line in BufReader::new(owner.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if let Some(r) = line.strip_prefix("ROOT ") {
-            root = Some(PathBuf::from(r));
-        }
-        if line == "READY" {
-            break;
-        }
-    }
-    let root = root.expect("the owner printed its root");
+    let mut owner = LineChild::spawn(
+        Command::new(OWNER)
+            .arg("term")
+            .env("TMPDIR", &base)
+            .stdin(Stdio::null()),
+    );
+    let slow = Duration::from_secs(30);
+    let root = PathBuf::from(owner.wait_line("ROOT ", slow).unwrap());
+    owner.wait_line("READY", slow).unwrap();
     assert!(root.starts_with(&base));
-    owner.kill().unwrap(); // SIGKILL: no destructor, no hook runs
-    owner.wait().unwrap();
+    owner.kill(); // SIGKILL: no destructor, no hook runs
+    assert!(owner.wait_exit(slow).is_some());
     assert!(
         root.exists(),
         "SIGKILL cannot clean up: the root is left behind"

@@ -5,14 +5,12 @@
 //! without shutdown, no process of any child's group runs, the owner left no child (not
 //! even a zombie), and no temp path remains.
 
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use custodian_suite::{group_members, wait_groups_gone, zombie_children};
+use custodian_suite::{LineChild, group_members, wait_groups_gone, zombie_children};
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::Value;
 
@@ -21,12 +19,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_custodian-test-owner");
 const SLOW: Duration = Duration::from_secs(30);
 
 struct Owner {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    stderr: std::thread::JoinHandle<String>,
+    proc: LineChild,
     root: PathBuf,
     pgids: Vec<u32>,
-    seen: Vec<String>,
 }
 
 /// What the owner printed and how it ended.
@@ -41,42 +36,21 @@ impl Owner {
     /// Starts the scenario and waits for `READY` (the owner prints it once every child
     /// started, the SIGTERM trap is set and the grandchild runs).
     fn start(scenario: &str) -> Owner {
-        let mut child = Command::new(BIN)
-            .arg(scenario)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the owner");
-        let (tx, lines) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        let mut err = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
+        let proc = LineChild::spawn(Command::new(BIN).arg(scenario).stdin(Stdio::null()));
         let mut o = Owner {
-            child,
-            lines,
-            stderr,
+            proc,
             root: PathBuf::new(),
             pgids: Vec::new(),
-            seen: Vec::new(),
         };
         o.root = PathBuf::from(o.expect_line("ROOT "));
         o.expect_line("READY");
         o.pgids = o
+            .proc
             .seen
             .iter()
             .filter_map(|l| l.strip_prefix("PGID ")?.parse().ok())
             .collect();
-        assert!(o.pgids.len() >= 3, "children's groups: {:?}", o.seen);
+        assert!(o.pgids.len() >= 3, "children's groups: {:?}", o.proc.seen);
         o
     }
 
@@ -97,33 +71,15 @@ impl Owner {
 
     /// Waits for a line starting with `prefix`; returns the rest of it.
     fn expect_line(&mut self, prefix: &str) -> String {
-        if let Some(l) = self.seen.iter().find(|l| l.starts_with(prefix)) {
-            return l[prefix.len()..].to_owned();
-        }
-        let deadline = Instant::now() + SLOW;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if let Some(rest) = l.strip_prefix(prefix) {
-                        return rest.to_owned();
-                    }
-                }
-                Err(e) => {
-                    let _ = self.child.kill();
-                    kill_groups(&self.pgids);
-                    panic!(
-                        "no line `{prefix}` from the owner ({e}); seen {:?}",
-                        self.seen
-                    )
-                }
-            }
-        }
+        self.proc.wait_line(prefix, SLOW).unwrap_or_else(|e| {
+            self.proc.kill();
+            kill_groups(&self.pgids);
+            panic!("owner: {e}")
+        })
     }
 
     fn signal(&self, sig: Signal) {
-        let pid = Pid::from_raw(self.child.id() as i32).unwrap();
+        let pid = Pid::from_raw(self.proc.pid() as i32).unwrap();
         kill_process(pid, sig).expect("signal the owner");
     }
 
@@ -132,33 +88,24 @@ impl Owner {
     /// root. Kills what is left before failing, so a failure does not leak `sleep 1000`s.
     fn finish(mut self) -> Ended {
         let start = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if start.elapsed() > SLOW {
-                let _ = self.child.kill();
-                kill_groups(&self.pgids);
-                panic!("the owner did not exit within {SLOW:?}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let Some(status) = self.proc.wait_exit(SLOW) else {
+            self.proc.kill();
+            kill_groups(&self.pgids);
+            panic!("the owner did not exit within {SLOW:?}");
         };
         let took = start.elapsed();
         // Every writer of the pipe is gone (the children's stdio is /dev/null).
-        while let Ok(l) = self.lines.recv_timeout(SLOW) {
-            self.seen.push(l);
-        }
-        let stderr = self.stderr.join().unwrap();
+        let stderr = self.proc.drain(SLOW);
         let left = wait_groups_gone(&self.pgids, Duration::from_secs(5));
         kill_groups(&self.pgids);
         assert!(
             left.is_empty(),
             "processes left in the children's groups {:?}: {left:?}\n{:?}\n{stderr}",
             self.pgids,
-            self.seen
+            self.proc.seen
         );
         // Tests run in parallel: other owners may be zombies for a moment; not this one.
-        let pid = self.child.id();
+        let pid = self.proc.pid();
         assert!(!zombie_children().contains(&pid), "the owner was reaped");
         assert!(
             !self.root.exists(),
@@ -169,7 +116,7 @@ impl Owner {
         Ended {
             status,
             took,
-            lines: self.seen,
+            lines: self.proc.seen,
             stderr,
         }
     }

@@ -2,13 +2,12 @@
 //! signal, hooks past their budget, scopes that ignore cancellation, panics, a dropped
 //! runtime. Each test checks that no temp path and no zombie is left.
 
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
+use custodian_suite::LineChild;
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::Value;
 
@@ -17,45 +16,21 @@ const BIN: &str = env!("CARGO_BIN_EXE_custodian-test-owner");
 const SLOW: Duration = Duration::from_secs(30);
 
 struct Owner {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    stderr: std::thread::JoinHandle<String>,
+    proc: LineChild,
     root: PathBuf,
-    seen: Vec<String>,
 }
 
 impl Owner {
     fn start(scenario: &str) -> Owner {
-        let mut child = Command::new(BIN)
-            .arg(scenario)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the owner");
-        let (tx, lines) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        let mut err = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
+        let proc = LineChild::spawn(Command::new(BIN).arg(scenario));
         let mut o = Owner {
-            child,
-            lines,
-            stderr,
+            proc,
             root: PathBuf::new(),
-            seen: Vec::new(),
         };
         let root = o.expect_line("ROOT ");
         o.root = PathBuf::from(root);
         o.expect_line("READY");
-        if o.seen.iter().any(|l| l.starts_with("BEFORE ")) {
+        if o.proc.seen.iter().any(|l| l.starts_with("BEFORE ")) {
             // The scenario goes on at once: it reported the root itself.
             assert_eq!(o.expect_line("BEFORE "), "1", "the root existed");
         } else {
@@ -69,32 +44,14 @@ impl Owner {
 
     /// Waits for a line starting with `prefix`; returns the rest of it.
     fn expect_line(&mut self, prefix: &str) -> String {
-        if let Some(l) = self.seen.iter().find(|l| l.starts_with(prefix)) {
-            return l[prefix.len()..].to_owned();
-        }
-        let deadline = Instant::now() + SLOW;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if let Some(rest) = l.strip_prefix(prefix) {
-                        return rest.to_owned();
-                    }
-                }
-                Err(e) => {
-                    let _ = self.child.kill();
-                    panic!(
-                        "no line `{prefix}` from the owner ({e}); seen {:?}",
-                        self.seen
-                    )
-                }
-            }
-        }
+        self.proc.wait_line(prefix, SLOW).unwrap_or_else(|e| {
+            self.proc.kill();
+            panic!("owner: {e}")
+        })
     }
 
     fn signal(&self, sig: Signal) {
-        let pid = Pid::from_raw(self.child.id() as i32).unwrap();
+        let pid = Pid::from_raw(self.proc.pid() as i32).unwrap();
         kill_process(pid, sig).expect("signal the owner");
     }
 
@@ -102,20 +59,13 @@ impl Owner {
     /// it took, every stdout line and its stderr.
     fn finish(mut self) -> (ExitStatus, Duration, Vec<String>, String) {
         let start = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if start.elapsed() > SLOW {
-                let _ = self.child.kill();
-                panic!("the owner did not exit within {SLOW:?}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let Some(status) = self.proc.wait_exit(SLOW) else {
+            self.proc.kill();
+            panic!("the owner did not exit within {SLOW:?}");
         };
         let took = start.elapsed();
-        self.seen.extend(self.lines.iter());
-        let stderr = self.stderr.join().unwrap();
-        let pid = self.child.id();
+        let stderr = self.proc.drain(SLOW);
+        let pid = self.proc.pid();
         assert!(
             !custodian_suite::zombie_children().contains(&pid),
             "the owner was reaped"
@@ -126,7 +76,7 @@ impl Owner {
             self.root.display(),
             custodian_suite::entries(&self.root)
         );
-        (status, took, self.seen, stderr)
+        (status, took, self.proc.seen, stderr)
     }
 }
 
