@@ -78,12 +78,12 @@ impl Supervisor {
     ///
     /// If the scope is cancelled (by [`Scope::cancel`], a parent, or shutdown), the body
     /// may finish on its own within the grace period; after it, the body is dropped and
-    /// the result is [`Error::Cancelled`]. A panic in the body is resumed after clean-up.
+    /// the result is [`Error::Cancelled`](crate::Error::Cancelled). A panic in the body is resumed after clean-up.
     ///
     /// # Errors
     ///
-    /// [`Error::Cancelled`] if the body was dropped after the grace period;
-    /// [`Error::ShuttingDown`] if the supervisor is shutting down. The body's own result,
+    /// [`Error::Cancelled`](crate::Error::Cancelled) if the body was dropped after the grace period;
+    /// [`Error::ShuttingDown`](crate::Error::ShuttingDown) if the supervisor is shutting down. The body's own result,
     /// `T`, is returned as it is (often a `Result` itself).
     ///
     /// # Cancel safety

@@ -20,8 +20,8 @@ use crate::scope::Scope;
 
 /// A file opened through custodian: a [`tokio::fs::File`] registered in a scope.
 ///
-/// Reads, writes and seeks like the file it wraps ([`AsyncRead`], [`AsyncWrite`],
-/// [`AsyncSeek`]). Dropping it closes the file; [`close`](Self::close) also flushes
+/// Reads, writes and seeks like the file it wraps ([`AsyncRead`](tokio::io::AsyncRead),
+/// [`AsyncWrite`](tokio::io::AsyncWrite), [`AsyncSeek`](tokio::io::AsyncSeek)). Dropping it closes the file; [`close`](Self::close) also flushes
 /// pending writes and reports their errors.
 ///
 /// # Resource leaking

@@ -38,7 +38,7 @@ use crate::supervisor::Supervisor;
 ///
 /// Cheap to clone. Resources acquired through a scope are released when the scope ends,
 /// if their guards have not released them before. A handle that outlives its scope can
-/// no longer acquire anything: acquisitions fail with [`Error::ScopeClosed`].
+/// no longer acquire anything: acquisitions fail with [`Error::ScopeClosed`](crate::Error::ScopeClosed).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
@@ -268,7 +268,7 @@ impl Scope {
     ///
     /// # Errors
     ///
-    /// [`Error::ShuttingDown`] or [`Error::ScopeClosed`]; `reclaim` has then already run.
+    /// [`Error::ShuttingDown`](crate::Error::ShuttingDown) or [`Error::ScopeClosed`](crate::Error::ScopeClosed); `reclaim` has then already run.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
