@@ -51,6 +51,30 @@ where
     total
 }
 
+/// One group with the raw operation and the managed one, each interleaved with the other.
+fn pair<A, B, FA, FB>(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    group: impl Into<String>,
+    raw_name: &str,
+    raw: A,
+    managed: B,
+) where
+    A: FnMut() -> FA + Copy,
+    B: FnMut() -> FB + Copy,
+    FA: Future<Output = ()>,
+    FB: Future<Output = ()>,
+{
+    let mut g = c.benchmark_group(group);
+    g.bench_function(raw_name, |b| {
+        b.to_async(rt).iter_custom(|n| interleaved(n, raw, managed))
+    });
+    g.bench_function("managed", |b| {
+        b.to_async(rt).iter_custom(|n| interleaved(n, managed, raw))
+    });
+    g.finish();
+}
+
 fn temp_files(c: &mut Criterion, label: &str, base: PathBuf) {
     let rt = runtime();
     let sup = rt.block_on(async { Supervisor::builder().temp_base(&base).start().unwrap() });
@@ -66,16 +90,14 @@ fn temp_files(c: &mut Criterion, label: &str, base: PathBuf) {
             .unwrap();
         drop(black_box(f));
     };
-    let mut g = c.benchmark_group(format!("temp_file_create_drop/{label}"));
-    g.bench_function("raw_async_tempfile", |b| {
-        b.to_async(&rt)
-            .iter_custom(|n| interleaved(n, raw, managed))
-    });
-    g.bench_function("managed", |b| {
-        b.to_async(&rt)
-            .iter_custom(|n| interleaved(n, managed, raw))
-    });
-    g.finish();
+    pair(
+        c,
+        &rt,
+        format!("temp_file_create_drop/{label}"),
+        "raw_async_tempfile",
+        raw,
+        managed,
+    );
     drop(raw_dir);
     rt.block_on(sup.shutdown());
 }
@@ -111,16 +133,14 @@ fn temp_dirs(c: &mut Criterion) {
         }
         d.drop_async().await;
     };
-    let mut g = c.benchmark_group("temp_dir_4_files_create_remove/shm");
-    g.bench_function("raw_async_tempfile", |b| {
-        b.to_async(&rt)
-            .iter_custom(|n| interleaved(n, raw, managed))
-    });
-    g.bench_function("managed", |b| {
-        b.to_async(&rt)
-            .iter_custom(|n| interleaved(n, managed, raw))
-    });
-    g.finish();
+    pair(
+        c,
+        &rt,
+        "temp_dir_4_files_create_remove/shm",
+        "raw_async_tempfile",
+        raw,
+        managed,
+    );
     drop(raw_dir);
     rt.block_on(sup.shutdown());
 }
@@ -136,16 +156,7 @@ fn open_files(c: &mut Criterion) {
         let f = tokio::fs::File::open("/dev/null").await.unwrap();
         drop(black_box(f));
     };
-    let mut g = c.benchmark_group("file_open_drop");
-    g.bench_function("raw_tokio", |b| {
-        b.to_async(&rt)
-            .iter_custom(|n| interleaved(n, raw, managed))
-    });
-    g.bench_function("managed", |b| {
-        b.to_async(&rt)
-            .iter_custom(|n| interleaved(n, managed, raw))
-    });
-    g.finish();
+    pair(c, &rt, "file_open_drop", "raw_tokio", raw, managed);
     rt.block_on(sup.shutdown());
 }
 

@@ -39,26 +39,31 @@ struct State {
 
 impl ScopeShared {
     pub(crate) fn root(token: CancellationToken, grace: Duration) -> Arc<Self> {
-        Arc::new(ScopeShared {
-            id: 0,
-            name: "root".into(),
-            token,
-            parent: None,
-            reason: Mutex::new(None),
-            state: Mutex::default(),
-            live: AtomicUsize::new(0),
-            tracker: TaskTracker::new(),
-            panicked: AtomicBool::new(false),
-            grace,
-        })
+        Self::new(0, "root", token, None, grace)
     }
 
     pub(super) fn child(self: &Arc<Self>, id: u64, name: &str, grace: Duration) -> Arc<Self> {
+        Self::new(
+            id,
+            name,
+            self.token.child_token(),
+            Some(self.clone()),
+            grace,
+        )
+    }
+
+    fn new(
+        id: u64,
+        name: &str,
+        token: CancellationToken,
+        parent: Option<Arc<Self>>,
+        grace: Duration,
+    ) -> Arc<Self> {
         Arc::new(ScopeShared {
             id,
             name: name.into(),
-            token: self.token.child_token(),
-            parent: Some(self.clone()),
+            token,
+            parent,
             reason: Mutex::new(None),
             state: Mutex::default(),
             live: AtomicUsize::new(0),
