@@ -164,6 +164,8 @@ fn emfile_child() {
     }
     scenario(Rt::Current, "emfile-child", async |base| {
         let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        // The start-up reap runs on the blocking pool: let it close its fds first.
+        sup.reaped_at_start().await;
         let fds = open_fds();
         let old = getrlimit(Resource::Nofile);
         let mut low = old;

@@ -13,7 +13,7 @@ use custodian_suite::{Rt, entries, exists, open_fds, scenario};
 fn a_forgotten_guard_is_reclaimed_at_scope_end_with_its_site() {
     scenario(Rt::Current, "forget-scope", async |base| {
         for kind in KINDS {
-            let c = Case::start(&base, kind);
+            let c = Case::start(&base, kind).await;
             let files = c.files.clone();
             let (path, id, line) = c
                 .sup

@@ -48,7 +48,7 @@ async fn the_next_start_reaps_what_a_sigkilled_owner_left() {
         .abandoned_min_age(Duration::ZERO)
         .start()
         .unwrap();
-    assert_eq!(next.reaped_at_start(), std::slice::from_ref(&root));
+    assert_eq!(next.reaped_at_start().await, vec![root.clone()]);
     assert!(!root.exists());
     assert!(live.temp_root().exists());
     assert!(stranger.exists());

@@ -211,16 +211,19 @@ fn shutdown_releases_a_child_alive_in_the_root() {
 }
 
 #[test]
-fn dropping_the_last_handle_kills_and_reaps_inline() {
+fn dropping_the_last_handle_kills_and_reaps() {
     serial_process_test(async || {
         let sup = Supervisor::builder().start().unwrap();
         let child = sup.command("sleep").arg("1000").spawn().unwrap();
         let pid = child.id().unwrap();
         std::mem::forget(child);
         let t = Instant::now();
-        drop(sup); // emergency clean-up: `reclaim_now`, SIGKILL and reap inline
-        assert!(t.elapsed() < Duration::from_secs(1));
-        assert!(!pid_exists(pid));
+        // Emergency clean-up: `reclaim_now` (SIGKILL and reap) on the blocking pool.
+        drop(sup);
+        while pid_exists(pid) {
+            assert!(t.elapsed() < Duration::from_secs(5), "{pid} still alive");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         vec![pid]
     });
 }

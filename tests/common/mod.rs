@@ -102,12 +102,15 @@ pub struct Case {
 }
 
 impl Case {
-    pub fn start(base: &Path, kind: Kind) -> Case {
-        Self::start_with(base, kind, custodian::Supervisor::builder())
+    pub async fn start(base: &Path, kind: Kind) -> Case {
+        Self::start_with(base, kind, custodian::Supervisor::builder()).await
     }
 
-    pub fn start_with(base: &Path, kind: Kind, b: custodian::Builder) -> Case {
+    pub async fn start_with(base: &Path, kind: Kind, b: custodian::Builder) -> Case {
         let sup = b.temp_base(base).start().unwrap();
+        // The start-up reap runs on the blocking pool: let it close its fds before the
+        // fd baseline is taken.
+        sup.reaped_at_start().await;
         let files = base.join("files");
         std::fs::create_dir_all(&files).unwrap();
         Case {

@@ -172,11 +172,29 @@ impl Error {
 }
 
 impl From<Error> for custodian::Error {
-    /// Folds an audio error into custodian's error (as [`custodian::Error::Resource`] with
-    /// [`custodian::Operation::Decode`]), so that `?` works in scope bodies.
+    /// Folds an audio error into custodian's error, so that `?` works in scope bodies:
+    /// an I/O failure stays [`custodian::Error::Io`] with its path and `io::ErrorKind`
+    /// (`EMFILE` at open is not "bad audio"); the others become
+    /// [`custodian::Error::Resource`]; all with [`custodian::Operation::Decode`].
+    ///
+    /// ```
+    /// let e = custodian_audio::Error::Io {
+    ///     op: custodian_audio::Op::Open,
+    ///     path: "a.wav".into(),
+    ///     source: std::io::Error::from_raw_os_error(24), // EMFILE
+    /// };
+    /// let e = custodian::Error::from(e);
+    /// assert_eq!(e.path(), Some(std::path::Path::new("a.wav")));
+    /// assert_eq!(e.io_kind(), Some(std::io::Error::from_raw_os_error(24).kind()));
+    /// ```
     fn from(e: Error) -> Self {
         match e {
             Error::Custodian(e) => e,
+            Error::Io { path, source, .. } => custodian::Error::Io {
+                op: custodian::Operation::Decode,
+                path,
+                source,
+            },
             other => custodian::Error::Resource {
                 op: custodian::Operation::Decode,
                 path: other.path().map(Path::to_path_buf).unwrap_or_default(),

@@ -107,6 +107,26 @@ impl Reclaim for DecoderReclaim {
         }
         Cleanup::Done(Ok(()))
     }
+
+    /// Emergency: never waits for the lock. A decode holding it (or a thread that
+    /// panicked while holding it) sees `released` and drops the state itself when it
+    /// lets go; the busy decoder is reported, not waited for.
+    fn reclaim_now(self: Box<Self>) -> std::io::Result<()> {
+        let shared = self.0;
+        // Release: as in `reclaim`.
+        shared.released.store(true, Ordering::Release);
+        match shared.state.try_lock() {
+            Ok(mut g) => drop(g.take()),
+            Err(TryLockError::Poisoned(p)) => drop(p.into_inner().take()),
+            Err(TryLockError::WouldBlock) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ResourceBusy,
+                    "the decoder was busy (its lock held); it closes when the holder lets go",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -164,7 +184,7 @@ mod tests {
         // A hop holding the lock now sees the flag and stops.
         assert!(shared.released.load(Ordering::Acquire));
         drop(held);
-        let Cleanup::Blocking(work) = cleanup else {
+        let Cleanup::Blocking(mut work) = cleanup else {
             unreachable!()
         };
         work().unwrap();

@@ -63,13 +63,20 @@ impl Builder {
     }
 
     /// The start of the temp root's name. Default: `custodian-`.
+    ///
+    /// It also names what the start-up reaper may remove (see
+    /// [`reap_abandoned`](Self::reap_abandoned)), so [`start`](Self::start) refuses a prefix
+    /// shorter than 4 bytes, one made of hex digits only, or one with a `/` or NUL.
     pub fn temp_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
     }
 
-    /// How long a cancelled scope's body may keep running before it is dropped, and how
-    /// long shutdown waits for scopes and clean-ups. Default: 5 s.
+    /// How long a cancelled scope's body may keep running before it is dropped, and the
+    /// **total** bound of a graceful shutdown: hooks, scopes and clean-ups (a child's own
+    /// stop grace included) all end by this much after shutdown begins; then children
+    /// get SIGKILL and what is left is reclaimed at once. Default: 5 s.
+    /// `Duration::MAX` means "wait for ever".
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
@@ -135,16 +142,7 @@ impl Builder {
             op: Operation::CreateTempRoot,
         })?;
         let base = self.temp_base.unwrap_or_else(std::env::temp_dir);
-        let reaped = if self.reap_abandoned {
-            // Best effort: a base we cannot list fails below, with a clear error.
-            crate::sys::abandoned::reap(&base, &self.prefix, self.abandoned_min_age)
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        for path in &reaped {
-            tracing::info!(root = %path.display(), "removed the temp root of a dead supervisor");
-        }
+        check_prefix(&self.prefix).map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
         let root = TempRoot::create(&base, &self.prefix)
             .map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
         let token = CancellationToken::new();
@@ -153,7 +151,23 @@ impl Builder {
             leak_after: self.leak_after,
         };
         let mut inner = Inner::new(config, root, handle.clone(), token.clone());
-        inner.reaped_at_start = reaped;
+        if self.reap_abandoned {
+            // On the blocking pool: a dead owner may have left millions of files, and
+            // `start` runs on a runtime thread.
+            let (tx, rx) = tokio::sync::watch::channel(None);
+            let (prefix, min_age) = (self.prefix.clone(), self.abandoned_min_age);
+            let base = base.clone();
+            drop(handle.spawn_blocking(move || {
+                // Best effort: a base we cannot list fails `TempRoot::create` above.
+                let reaped = crate::sys::abandoned::reap(&base, &prefix, min_age)
+                    .unwrap_or_default();
+                for path in &reaped {
+                    tracing::info!(root = %path.display(), "removed the temp root of a dead supervisor");
+                }
+                let _ = tx.send(Some(reaped));
+            }));
+            inner.reaped_at_start = rx;
+        }
         let inner = Arc::new(inner);
         tracing::info!(temp_root = %inner.temp_root.path().display(), "supervisor started");
         if self.leak_after.iter().any(Option::is_some) {
@@ -165,6 +179,30 @@ impl Builder {
         }
         Ok(sup)
     }
+}
+
+/// Shortest temp root prefix `start` accepts.
+const MIN_PREFIX: usize = 4;
+
+/// The prefix names the roots the start-up reaper may remove (`<prefix><32 hex digits>`):
+/// a short or all-hex prefix would let it match directories that are not custodian's.
+fn check_prefix(prefix: &str) -> std::io::Result<()> {
+    let bad = |why: &str| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("temp root prefix {prefix:?}: {why}"),
+        ))
+    };
+    if prefix.len() < MIN_PREFIX {
+        return bad("shorter than 4 bytes");
+    }
+    if prefix.contains(['/', '\0']) {
+        return bad("contains a path separator or NUL");
+    }
+    if prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return bad("only hex digits, indistinguishable from the random part");
+    }
+    Ok(())
 }
 
 /// The supervisor task: periodic leak scans until shutdown. It holds only a weak

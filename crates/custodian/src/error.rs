@@ -132,6 +132,29 @@ pub enum Error {
         /// What was refused.
         op: Operation,
     },
+    /// The clean-up of a resource without a path (a child process, a decoder, a resource
+    /// of another crate) failed. `resource` names it: its label and id.
+    #[error("{op} {resource}: {source}")]
+    ResourceIo {
+        /// What was being done.
+        op: Operation,
+        /// The resource: its label and id, such as `child \`sox\` #12`.
+        resource: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A clean-up panicked. The resource was released (custodian no longer tracks it);
+    /// what the clean-up did before the panic is unknown.
+    #[error("{op} {resource}: the clean-up panicked: {message}")]
+    CleanupPanicked {
+        /// What was being done.
+        op: Operation,
+        /// The resource: its path, or its label and id.
+        resource: String,
+        /// The panic's message.
+        message: String,
+    },
     /// A resource-specific failure (for example a malformed audio file), named by path.
     #[error("{op} {}: {message}", path.display())]
     Resource {
@@ -170,6 +193,8 @@ impl Error {
             | Error::NoRuntime { op }
             | Error::ScopeClosed { op, .. }
             | Error::TempRootReplaced { op, .. }
+            | Error::ResourceIo { op, .. }
+            | Error::CleanupPanicked { op, .. }
             | Error::Resource { op, .. } => *op,
             Error::Cancelled { .. } => Operation::EnterScope,
         }
@@ -204,7 +229,7 @@ impl Error {
     /// ```
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
         match self {
-            Error::Io { source, .. } => Some(source.kind()),
+            Error::Io { source, .. } | Error::ResourceIo { source, .. } => Some(source.kind()),
             _ => None,
         }
     }

@@ -134,6 +134,46 @@ impl fmt::Display for FailureRecord {
     }
 }
 
+/// A clean-up that failed with a transient error (out of fds or memory, `EINTR`,
+/// `EAGAIN`, `EBUSY`) and is retried with backoff while the supervisor runs, as listed by
+/// [`Supervisor::pending_cleanups`](crate::Supervisor::pending_cleanups). If it still fails
+/// when shutdown stops waiting, it becomes a [`FailureRecord`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PendingCleanup {
+    /// The resource's id.
+    pub id: ResourceId,
+    /// Its kind.
+    pub kind: ResourceKind,
+    /// Its label.
+    pub label: String,
+    /// Its path, if it had one.
+    pub path: Option<PathBuf>,
+    /// The last attempt's error, as text.
+    pub error: String,
+    /// The [`io::ErrorKind`](std::io::ErrorKind) of the last attempt's error, as text.
+    pub error_kind: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Since the first failure.
+    #[serde(with = "duration_ms")]
+    pub failing_for: Duration,
+}
+
+impl fmt::Display for PendingCleanup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} `{}`: {} attempt(s) over {:.3?}, last: {}",
+            self.id, self.kind, self.label, self.attempts, self.failing_for, self.error
+        )?;
+        if let Some(p) = &self.path {
+            write!(f, " ({})", p.display())?;
+        }
+        Ok(())
+    }
+}
+
 pub(crate) mod duration_ms {
     //! Durations as fractional milliseconds in JSON.
     use serde::{Deserialize, Deserializer, Serializer};

@@ -65,7 +65,7 @@ pub use emergency::{EmergencyCleanup, PanicCleanup};
 pub use error::{Error, Operation, Result};
 pub use hook::{HookOutcome, HookReport};
 pub use kind::{CancelReason, ReleasePath, ResourceKind};
-pub use leak::{FailureRecord, LeakRecord, LiveResource, Site};
+pub use leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Site};
 pub use registry::{Cleanup, Reclaim, ResourceId};
 pub use report::{Phase, ShutdownReport};
 pub use resource::{Command, DEFAULT_CHILD_GRACE, ManagedChild};

@@ -60,12 +60,18 @@ impl fmt::Display for ResourceId {
 /// pool and an `Async` part as a task, both tracked so that the owning scope and
 /// [`shutdown`](crate::Supervisor::shutdown) wait for them; an explicit `close().await`
 /// awaits it and reports its error.
+///
+/// A `Blocking` part that fails with a *transient* error (out of fds or memory,
+/// `EINTR`, `EAGAIN`, `EBUSY`) is not given up: it stays visible in
+/// [`Supervisor::pending_cleanups`](crate::Supervisor::pending_cleanups) and is run again
+/// with backoff while the supervisor runs, so it must be idempotent.
 #[non_exhaustive]
 pub enum Cleanup {
     /// Everything was done inline.
     Done(io::Result<()>),
-    /// Blocking work left (for example a recursive directory removal).
-    Blocking(Box<dyn FnOnce() -> io::Result<()> + Send + 'static>),
+    /// Blocking work left (for example a recursive directory removal). Called again
+    /// after a transient failure, so it must be idempotent.
+    Blocking(Box<dyn FnMut() -> io::Result<()> + Send + 'static>),
     /// Asynchronous work left (for example waiting for a child to exit).
     Async(Pin<Box<dyn Future<Output = io::Result<()>> + Send + 'static>>),
 }
@@ -99,10 +105,16 @@ pub trait Reclaim: Send + Sync + 'static {
     /// # Errors
     ///
     /// The clean-up's error, if any.
+    ///
+    /// It runs on a thread custodian does not control (a panic hook, a dropping thread)
+    /// and must never wait for a lock the resource's users may hold: try the lock, and
+    /// report a busy resource as an error instead. custodian runs the emergency path of a
+    /// panic hook on a thread of its own with a deadline, so a `reclaim_now` that does
+    /// block delays the hook but cannot hang it.
     fn reclaim_now(self: Box<Self>) -> io::Result<()> {
         match self.reclaim() {
             Cleanup::Done(r) => r,
-            Cleanup::Blocking(work) => work(),
+            Cleanup::Blocking(mut work) => work(),
             Cleanup::Async(_) => Ok(()),
         }
     }

@@ -48,9 +48,15 @@ pub struct ShutdownReport {
     pub scopes_finished: bool,
     /// Whether every background clean-up finished within the grace period.
     pub cleanups_finished: bool,
-    /// Resources still registered when shutdown began sweeping, with their creation sites.
-    /// Shutdown released them ([`ReleasePath::Shutdown`]).
+    /// Resources shutdown had to reclaim that nobody else would have released: held by
+    /// the root scope ([`ReleasePath::Shutdown`]) or left behind by a scope that had
+    /// ended ([`ReleasePath::ScopeEnd`]). Leaks, with their creation sites.
     pub alive_at_shutdown: Vec<LiveResource>,
+    /// Resources held by scopes that were still running when shutdown cut them off (the
+    /// grace period ran out, or the shutdown was forced), reclaimed by shutdown as
+    /// [`ReleasePath::Cancelled`]: not leaks, but work that did not finish in time.
+    #[serde(default)]
+    pub cut_off: Vec<LiveResource>,
     /// Every resource released without its guard during the supervisor's life.
     pub leaks: Vec<LeakRecord>,
     /// Every clean-up that failed during the supervisor's life, with its error.
@@ -79,6 +85,7 @@ impl ShutdownReport {
     /// ```
     pub fn is_clean(&self) -> bool {
         self.alive_at_shutdown.is_empty()
+            && self.cut_off.is_empty()
             && self.leaks.is_empty()
             && self.failures.is_empty()
             && self.scopes_finished
@@ -177,6 +184,12 @@ impl fmt::Display for ShutdownReport {
             writeln!(f, "\n  {:<24} {:>8}", "released by", "count")?;
             for (p, n) in by_path {
                 writeln!(f, "  {:<24} {:>8}", p.as_str(), n)?;
+            }
+        }
+        if !self.cut_off.is_empty() {
+            writeln!(f, "\ncut off by the deadline ({}):", self.cut_off.len())?;
+            for r in &self.cut_off {
+                writeln!(f, "  {r}")?;
             }
         }
         if !self.alive_at_shutdown.is_empty() {

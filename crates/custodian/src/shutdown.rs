@@ -15,13 +15,15 @@
 //! Every wait selects on `Inner::cut`, which a forced request (or the deadline) fires,
 //! so a forced request arriving mid-shutdown cuts the graceful waits short.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::hook::run_hooks;
 use crate::inner::Inner;
 use crate::kind::{CancelReason, ReleasePath};
+use crate::leak::LiveResource;
 use crate::registry::ResourceId;
 use crate::report::{Phase, ShutdownReport};
 use crate::supervisor::Supervisor;
@@ -131,7 +133,9 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
         CancelReason::Shutdown
     };
     inner.root_scope.cancel(reason);
-    let deadline = tokio::time::Instant::now() + grace;
+    // The grace bounds the whole graceful shutdown: hooks, scopes and clean-ups all end
+    // by this instant. `Duration::MAX` means "never cut": saturate instead of panicking.
+    let deadline = saturating_deadline(grace);
     let t = phase("refuse and cancel", t);
 
     let hooks = run_hooks(&inner).await;
@@ -144,36 +148,72 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
         () = inner.cut.cancelled() => inner.scopes.is_empty(),
         () = tokio::time::sleep_until(deadline) => {
             tracing::warn!(running = inner.scopes.len(), "shutdown: grace period over, cutting scopes off");
-            inner.root_scope.raise(CancelReason::Deadline);
-            inner.cut.cancel();
+            cut(&inner, CancelReason::Deadline);
             false
         }
     };
+    // Scopes cut off drop their bodies and sweep as soon as they are polled. Let them:
+    // what a scope releases itself gets the scope's own path, and what shutdown reclaims
+    // below gets the path the scope would have given it (`ScopeShared::shutdown_path`).
+    inner.unswept.close();
+    if !scopes_finished {
+        let _ = tokio::time::timeout(SWEEP_WAIT, inner.unswept.wait()).await;
+    }
     let t = phase("wait for scopes", t);
 
-    let alive_at_shutdown = inner.live();
-    let mut ids: Vec<ResourceId> = alive_at_shutdown.iter().map(|r| r.id).collect();
+    let mut ids: Vec<ResourceId> = inner.registry.map.iter().map(|e| *e.key()).collect();
     ids.sort_unstable_by(|a, b| b.cmp(a));
-    if inner.is_forced() {
+    let snapshot: HashMap<ResourceId, LiveResource> = inner
+        .live()
+        .into_iter()
+        .map(|r| (r.id, r))
+        .collect();
+    let released: Vec<(ResourceId, ReleasePath)> = if inner.is_forced() {
         let i = inner.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            for id in ids {
-                i.release_now(id, ReleasePath::Shutdown);
-            }
+        tokio::task::spawn_blocking(move || {
+            ids.into_iter()
+                .filter_map(|id| i.release_now(id, None).map(|(_, path)| (id, path)))
+                .collect()
         })
-        .await;
+        .await
+        .unwrap_or_default()
     } else {
-        for id in ids {
-            if let Some(p) = inner.release(id, Some(ReleasePath::Shutdown)) {
+        ids.into_iter()
+            .filter_map(|id| {
+                let (p, path) = inner.release_for_shutdown(id)?;
                 p.spawn(&inner);
+                Some((id, path))
+            })
+            .collect()
+    };
+    let (mut alive_at_shutdown, mut cut_off) = (Vec::new(), Vec::new());
+    for (id, path) in released {
+        if let Some(r) = snapshot.get(&id).cloned() {
+            if path.is_leak() {
+                alive_at_shutdown.push(r);
+            } else {
+                cut_off.push(r);
             }
         }
     }
+    alive_at_shutdown.sort_by_key(|r| r.id);
+    cut_off.sort_by_key(|r| r.id);
     inner.cleanups.close();
-    // Clean-ups are the releases themselves: they get the grace period even when forced.
-    let cleanups_finished = tokio::time::timeout(grace, inner.cleanups.wait())
-        .await
-        .is_ok();
+    // Graceful: clean-ups (a child's TERM and grace, a recursive removal, a retry) run
+    // until the deadline; then `cut` makes children go straight to SIGKILL and pending
+    // retries make their last attempt, and what that takes is bounded by `AFTER_CUT`.
+    let mut cleanups_finished = tokio::select! {
+        biased;
+        () = inner.cleanups.wait() => true,
+        () = inner.cut.cancelled() => false,
+        () = tokio::time::sleep_until(deadline) => false,
+    };
+    if !cleanups_finished {
+        cut(&inner, CancelReason::Deadline);
+        cleanups_finished = tokio::time::timeout(AFTER_CUT, inner.cleanups.wait())
+            .await
+            .is_ok();
+    }
     let t = phase("release remaining", t);
 
     let i = inner.clone();
@@ -193,6 +233,7 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
         scopes_finished,
         cleanups_finished,
         alive_at_shutdown,
+        cut_off,
         leaks: inner.leak_records(),
         failures: inner.failure_records(),
         stats: inner.records.stats.snapshot(),
@@ -201,4 +242,29 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
     };
     tracing::info!(took = ?report.took, clean = report.is_clean(), forced = report.forced, "shutdown complete");
     report
+}
+
+/// How long shutdown lets scopes that were cut off sweep their own resources.
+const SWEEP_WAIT: Duration = Duration::from_millis(250);
+
+/// How long shutdown waits, after cutting, for clean-ups to finish: children killed
+/// with SIGKILL and reaped, last attempts of pending retries.
+const AFTER_CUT: Duration = Duration::from_secs(1);
+
+/// `now + grace`, or a point decades away if that overflows.
+pub(crate) fn saturating_deadline(grace: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(grace)
+        .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365 * 30)))
+        .unwrap_or(now)
+}
+
+/// Stops waiting: raises the root's reason (unless forced) and fires `cut`.
+fn cut(inner: &Inner, reason: CancelReason) {
+    if !inner.cut.is_cancelled() {
+        if !inner.is_forced() {
+            inner.root_scope.raise(reason);
+        }
+        inner.cut.cancel();
+    }
 }

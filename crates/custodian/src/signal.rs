@@ -19,7 +19,11 @@ impl Supervisor {
     ///
     /// Once Tokio listens for a signal, its default action (terminating the process) is
     /// gone for the life of the process: the program must end itself, typically after
-    /// [`wait_for_shutdown`](Self::wait_for_shutdown) returns.
+    /// [`wait_for_shutdown`](Self::wait_for_shutdown) returns. This holds *after*
+    /// shutdown too: the listener ends with the shutdown, but Tokio keeps swallowing
+    /// SIGINT and SIGTERM, so a program that goes on running after its supervisor has
+    /// shut down no longer dies of them. It must watch for them itself (for example
+    /// with its own `tokio::signal` listener) or exit.
     ///
     /// # Errors
     ///

@@ -20,6 +20,7 @@ struct KindCounters {
     created: AtomicU64,
     released: [AtomicU64; ReleasePath::COUNT],
     failures: AtomicU64,
+    pending: AtomicU64,
     live: AtomicU64,
     peak: AtomicU64,
 }
@@ -44,6 +45,17 @@ impl Stats {
         c.live.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// A clean-up failed transiently and waits for a retry (`+1`), or its retry ended
+    /// (`-1`, then either nothing more or [`failed`](Self::failed)).
+    pub(crate) fn retrying(&self, kind: ResourceKind, waiting: bool) {
+        let c = &self.kinds[kind.index()].pending;
+        if waiting {
+            c.fetch_add(1, Ordering::Relaxed);
+        } else {
+            c.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn failed(&self, kind: ResourceKind) {
         self.kinds[kind.index()]
             .failures
@@ -63,6 +75,7 @@ impl Stats {
                     created: c.created.load(Ordering::Relaxed),
                     released,
                     failures: c.failures.load(Ordering::Relaxed),
+                    pending: c.pending.load(Ordering::Relaxed),
                     live: c.live.load(Ordering::Relaxed),
                     peak: c.peak.load(Ordering::Relaxed),
                 };
@@ -81,9 +94,14 @@ pub struct KindStats {
     pub created: u64,
     /// Releases, by the path that released them.
     pub released: BTreeMap<ReleasePath, u64>,
-    /// Clean-ups that failed (the resource still counts as released: custodian gave up
-    /// ownership and reported the failure).
+    /// Clean-ups that failed for good (the resource still counts as released: custodian
+    /// gave up ownership and reported the failure).
     pub failures: u64,
+    /// Clean-ups that failed with a transient error (out of fds or memory, busy) and wait
+    /// for a retry: released by their guard, not yet cleaned up. See
+    /// [`Supervisor::pending_cleanups`](crate::Supervisor::pending_cleanups).
+    #[serde(default)]
+    pub pending: u64,
     /// Resources registered now.
     pub live: u64,
     /// The most resources of this kind registered at once.
@@ -179,14 +197,27 @@ impl StatsSnapshot {
     pub fn live(&self) -> u64 {
         self.kinds.values().map(|k| k.live).sum()
     }
+
+    /// Clean-ups waiting for a retry, all kinds together (see [`KindStats::pending`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// sup.temp_dir().await?.close().await?;
+    /// assert_eq!(sup.stats().pending(), 0);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn pending(&self) -> u64 {
+        self.kinds.values().map(|k| k.pending).sum()
+    }
 }
 
 impl fmt::Display for StatsSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<14} {:>8} {:>8} {:>6} {:>6} {:>8} {:>7}",
-            "kind", "created", "released", "live", "peak", "failures", "leaked"
+            "{:<14} {:>8} {:>8} {:>6} {:>6} {:>8} {:>8} {:>7}",
+            "kind", "created", "released", "live", "peak", "pending", "failures", "leaked"
         )?;
         for (kind, k) in &self.kinds {
             if k.created == 0 {
@@ -194,12 +225,13 @@ impl fmt::Display for StatsSnapshot {
             }
             writeln!(
                 f,
-                "{:<14} {:>8} {:>8} {:>6} {:>6} {:>8} {:>7}",
+                "{:<14} {:>8} {:>8} {:>6} {:>6} {:>8} {:>8} {:>7}",
                 kind.as_str(),
                 k.created,
                 k.released_total(),
                 k.live,
                 k.peak,
+                k.pending,
                 k.failures,
                 k.leaked()
             )?;

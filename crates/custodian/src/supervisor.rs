@@ -11,7 +11,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use crate::builder::Builder;
 use crate::error::Result;
 use crate::inner::Inner;
-use crate::leak::{FailureRecord, LeakRecord, LiveResource};
+use crate::leak::{FailureRecord, PendingCleanup, LeakRecord, LiveResource};
 use crate::report::ShutdownReport;
 use crate::resource::{ManagedFile, OpenOptions, TempBuilder, TempDir, TempFile};
 use crate::scope::Scope;
@@ -224,19 +224,32 @@ impl Supervisor {
         self.inner.temp_root.path()
     }
 
-    /// The temp roots of dead supervisors (SIGKILLed, aborted) that `start` removed. See
-    /// [`Builder::reap_abandoned`].
+    /// The temp roots of dead supervisors (SIGKILLed, aborted) that `start` removed,
+    /// once that removal has finished. See [`Builder::reap_abandoned`].
+    ///
+    /// `start` hands the removal to the blocking pool (a dead owner may have left
+    /// millions of files), so it may still be running when `start` returns; this waits
+    /// for it. Empty if reaping was off.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the removal runs on its own; dropping this future only stops waiting.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
     /// let sup = custodian::Supervisor::builder().start()?;
-    /// for path in sup.reaped_at_start() {
+    /// for path in sup.reaped_at_start().await {
     ///     println!("cleaned up after a crash: {}", path.display());
     /// }
     /// # sup.shutdown().await; Ok(()) }
     /// ```
-    pub fn reaped_at_start(&self) -> &[PathBuf] {
-        &self.inner.reaped_at_start
+    pub async fn reaped_at_start(&self) -> Vec<PathBuf> {
+        let mut rx = self.inner.reaped_at_start.clone();
+        match rx.wait_for(Option::is_some).await {
+            Ok(paths) => paths.clone().unwrap_or_default(),
+            // The removal was dropped unrun (the runtime is shutting down).
+            Err(_) => Vec::new(),
+        }
     }
 
     /// A snapshot of the counters.
@@ -310,6 +323,24 @@ impl Supervisor {
     /// ```
     pub fn failures(&self) -> Vec<FailureRecord> {
         self.inner.failure_records()
+    }
+
+    /// Clean-ups that failed with a transient error (out of fds or memory, busy) and are
+    /// being retried with backoff: released by their guard but not yet cleaned up. They
+    /// are counted in [`KindStats::pending`](crate::KindStats::pending), not as failures;
+    /// one that still fails when shutdown stops waiting becomes a [`FailureRecord`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// drop(sup.temp_dir().await?);
+    /// for p in sup.pending_cleanups() {
+    ///     eprintln!("still trying: {p}");
+    /// }
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn pending_cleanups(&self) -> Vec<PendingCleanup> {
+        self.inner.pending_cleanups()
     }
 
     /// Completes when the supervisor starts shutting down: the future to hand to a

@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::error::{Error, Operation};
 use crate::hook::Hook;
 use crate::kind::{ReleasePath, ResourceKind};
-use crate::leak::{FailureRecord, LeakRecord, LiveResource};
+use crate::leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup};
 use crate::registry::{Entry, Reclaim, Registry, ResourceId};
 use crate::report::ShutdownReport;
 use crate::scope::ScopeShared;
@@ -34,10 +34,12 @@ use crate::sys::root::TempRoot;
 
 mod pending;
 mod records;
+mod retry;
 
-pub(crate) use pending::Pending;
+pub(crate) use pending::{Deferred, Pending};
 pub(crate) use records::Records;
-use records::{lock, push_bounded};
+use retry::Retrier;
+use records::lock;
 
 pub(crate) struct Config {
     pub(crate) grace: Duration,
@@ -47,6 +49,8 @@ pub(crate) struct Config {
 pub(crate) struct Inner {
     pub(crate) registry: Registry,
     pub(crate) records: Arc<Records>,
+    /// Retries of clean-ups that failed transiently, and the fds reserved for them.
+    retrier: Arc<Retrier>,
     pub(crate) config: Config,
     pub(crate) root_token: CancellationToken,
     pub(crate) root_scope: Arc<ScopeShared>,
@@ -56,9 +60,13 @@ pub(crate) struct Inner {
     pub(crate) cleanups: TaskTracker,
     /// Every running scope, so that shutdown can wait for them.
     pub(crate) scopes: TaskTracker,
+    /// Every scope that has not swept its resources yet: after cutting scopes off,
+    /// shutdown lets them sweep before it reclaims what is left (see
+    /// `ScopeShared::shutdown_path`).
+    pub(crate) unswept: TaskTracker,
     pub(crate) report: tokio::sync::OnceCell<ShutdownReport>,
-    /// Temp roots of dead supervisors removed by `start`.
-    pub(crate) reaped_at_start: Vec<PathBuf>,
+    /// Temp roots of dead supervisors removed by `start`'s background reap, once done.
+    pub(crate) reaped_at_start: tokio::sync::watch::Receiver<Option<Vec<PathBuf>>>,
     /// The one shutdown run, started by the first `shutdown()` call.
     pub(crate) shutdown_run:
         std::sync::OnceLock<tokio::sync::watch::Receiver<Option<ShutdownReport>>>,
@@ -94,9 +102,12 @@ impl Inner {
         root_token: CancellationToken,
     ) -> Self {
         let root_scope = ScopeShared::root(root_token.clone(), config.grace);
+        let records = Arc::<Records>::default();
+        let cut = CancellationToken::new();
         Inner {
             registry: Registry::default(),
-            records: Arc::default(),
+            retrier: Arc::new(Retrier::new(records.clone(), cut.clone(), handle.clone())),
+            records,
             config,
             root_token,
             root_scope,
@@ -104,10 +115,11 @@ impl Inner {
             handle,
             cleanups: TaskTracker::new(),
             scopes: TaskTracker::new(),
+            unswept: TaskTracker::new(),
             report: tokio::sync::OnceCell::new(),
-            reaped_at_start: Vec::new(),
+            reaped_at_start: tokio::sync::watch::channel(Some(Vec::new())).1,
             shutdown_run: std::sync::OnceLock::new(),
-            cut: CancellationToken::new(),
+            cut,
             forced: AtomicBool::new(false),
             done: CancellationToken::new(),
             hooks: Mutex::default(),
@@ -162,6 +174,10 @@ impl Inner {
             op,
         } = spec;
         tracing::debug!(id = id.get(), kind = kind.as_str(), label = &*label, path = ?path, scope = &*scope.name, "acquired");
+        // Counted before the entry is published: a sweep that removes it at once must
+        // find the counts it decrements already raised (never `live` below zero).
+        self.records.stats.created(kind);
+        scope.live.fetch_add(1, Ordering::Relaxed);
         self.registry.map.insert(
             id,
             Entry {
@@ -175,8 +191,6 @@ impl Inner {
                 warned: AtomicBool::new(false),
             },
         );
-        self.records.stats.created(kind);
-        scope.live.fetch_add(1, Ordering::Relaxed);
         let refused = if self.is_shutting_down() {
             Some(Error::ShuttingDown { op })
         } else if !scope.push(id, &self.registry) {
@@ -224,7 +238,7 @@ impl Inner {
     }
 
     fn finish(&self, id: ResourceId, entry: Entry, path: ReleasePath) -> Pending {
-        let (mut pending, reclaim) = self.retire(id, entry, path);
+        let (mut pending, reclaim) = self.records.retire(id, entry, path);
         pending.cleanup = if path == ReleasePath::Detached {
             // The guard keeps the resource; dropping the reclaim data only drops shared
             // handles.
@@ -236,81 +250,36 @@ impl Inner {
         pending
     }
 
-    /// Releases `id`, if still registered, synchronously with [`Reclaim::reclaim_now`]
-    /// (forced shutdown, emergency clean-up). Blocking: never call it on a worker thread
-    /// of the runtime. `Some(ok)` if this call released it.
-    pub(crate) fn release_now(&self, id: ResourceId, path: ReleasePath) -> Option<bool> {
+    /// Releases `id` for shutdown, if still registered, with the path its scope would
+    /// give it now (see `ScopeShared::shutdown_path`).
+    pub(crate) fn release_for_shutdown(&self, id: ResourceId) -> Option<(Pending, ReleasePath)> {
         let (_, entry) = self.registry.map.remove(&id)?;
-        let (pending, reclaim) = self.retire(id, entry, path);
-        match reclaim.reclaim_now() {
-            Ok(()) => Some(true),
-            Err(e) => {
-                self.records.record_failure(&pending.split().0, &e);
-                Some(false)
-            }
-        }
+        let path = entry.scope.shutdown_path();
+        Some((self.finish(id, entry, path), path))
     }
 
-    /// The bookkeeping of a release: stats, scope count, leak record, tracing.
-    fn retire(
+    /// Releases `id`, if still registered, synchronously with [`Reclaim::reclaim_now`]
+    /// (forced shutdown, emergency clean-up), by `path` or, if `None`, by the path its
+    /// scope would give it now. Blocking: never call it on a worker thread of the
+    /// runtime. `Some((ok, path))` if this call released it.
+    pub(crate) fn release_now(
         &self,
         id: ResourceId,
-        entry: Entry,
-        path: ReleasePath,
-    ) -> (Pending, Box<dyn Reclaim>) {
-        let Entry {
-            kind,
-            label,
-            scope,
-            site,
-            born,
-            path: res_path,
-            reclaim,
-            ..
-        } = entry;
-        self.records.stats.released(kind, path);
-        scope.live.fetch_sub(1, Ordering::Relaxed);
-        if path.is_leak() {
-            let record = LeakRecord {
-                id,
-                kind,
-                label: label.to_string(),
-                scope: scope.name.to_string(),
-                site: site.into(),
-                age: born.elapsed(),
-                path: res_path.clone(),
-                released_by: path,
-            };
-            tracing::warn!(id = id.get(), kind = kind.as_str(), label = &*label, site = %record.site, released_by = path.as_str(), "leaked resource reclaimed");
-            push_bounded(&self.records.leaks, record);
-        } else {
-            tracing::debug!(
-                id = id.get(),
-                kind = kind.as_str(),
-                label = &*label,
-                path = path.as_str(),
-                "released"
-            );
-        }
-        let pending = Pending {
-            id,
-            kind,
-            label,
-            path: res_path,
-            scope,
-            cleanup: None,
-        };
-        (pending, reclaim)
+        path: Option<ReleasePath>,
+    ) -> Option<(bool, ReleasePath)> {
+        release_now(&self.registry, &self.records, id, path)
     }
 
     /// Removes the temp root unless it was already removed (or being removed). Blocking.
     /// `None` if someone else did it.
     pub(crate) fn remove_temp_root(&self) -> Option<std::io::Result<()>> {
+        Some(self.take_temp_root()?.remove().map(drop))
+    }
+
+    /// The temp root, to remove, unless someone already took it.
+    pub(crate) fn take_temp_root(&self) -> Option<Arc<TempRoot>> {
         // AcqRel: exactly one caller wins; nothing else is published through the flag.
-        if self.root_removed.swap(true, Ordering::AcqRel) {
-            return None;
-        }
-        Some(self.temp_root.remove().map(drop))
+        (!self.root_removed.swap(true, Ordering::AcqRel)).then(|| self.temp_root.clone())
     }
 
     /// Live resources, in acquisition order.
@@ -333,6 +302,10 @@ impl Inner {
         lock(&self.records.failures).iter().cloned().collect()
     }
 
+    pub(crate) fn pending_cleanups(&self) -> Vec<PendingCleanup> {
+        self.records.retrying()
+    }
+
     /// Warns once about every resource older than its kind's threshold.
     pub(crate) fn scan_leaks(&self) {
         let mut old = Vec::new();
@@ -352,6 +325,26 @@ impl Inner {
     }
 }
 
+/// [`Inner::release_now`] on the parts it needs, for the emergency path of a supervisor
+/// being dropped (which moves them out of `Inner`).
+pub(crate) fn release_now(
+    registry: &Registry,
+    records: &Records,
+    id: ResourceId,
+    path: Option<ReleasePath>,
+) -> Option<(bool, ReleasePath)> {
+    let (_, entry) = registry.map.remove(&id)?;
+    let path = path.unwrap_or_else(|| entry.scope.shutdown_path());
+    let (pending, reclaim) = records.retire(id, entry, path);
+    match reclaim.reclaim_now() {
+        Ok(()) => Some((true, path)),
+        Err(e) => {
+            records.record_failure(&pending.split().0, &e);
+            Some((false, path))
+        }
+    }
+}
+
 pub(crate) fn live_resource(id: ResourceId, e: &Entry) -> LiveResource {
     LiveResource {
         id,
@@ -366,19 +359,12 @@ pub(crate) fn live_resource(id: ResourceId, e: &Entry) -> LiveResource {
 
 impl Drop for Inner {
     /// The last handle is gone without `shutdown()` (or while it ran, or the runtime was
-    /// dropped): emergency clean-up, synchronous because no runtime may be left.
+    /// dropped): emergency clean-up, off this thread when a runtime can take it.
     fn drop(&mut self) {
         if self.report.initialized() && self.registry.map.is_empty() {
             return;
         }
-        let done = self.emergency();
-        if done.released > 0 {
-            tracing::warn!(
-                released = done.released,
-                failed = done.failed,
-                "supervisor dropped without shutdown: emergency clean-up ran"
-            );
-        }
+        self.emergency_on_drop();
     }
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::Inner;
+use super::retry::PanickedCleanup;
 
 /// A released entry whose clean-up has not run yet.
 pub(crate) struct Pending {
@@ -22,11 +23,33 @@ pub(crate) struct Pending {
 }
 
 #[derive(Clone)]
-pub(super) struct PendingInfo {
+pub(crate) struct PendingInfo {
     pub(super) id: ResourceId,
     pub(super) kind: ResourceKind,
     pub(super) label: Box<str>,
     pub(super) path: Option<PathBuf>,
+}
+
+impl PendingInfo {
+    /// The error of a failed clean-up: the path when there is one, else the label and id
+    /// (never a label where a path belongs); the `io::ErrorKind` is kept.
+    fn error(&self, op: Operation, e: std::io::Error) -> Error {
+        match &self.path {
+            Some(path) => Error::io(op, path, e),
+            None => Error::ResourceIo {
+                op,
+                resource: self.name(),
+                source: e,
+            },
+        }
+    }
+
+    fn name(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => format!("{} `{}` {}", self.kind, self.label, self.id),
+        }
+    }
 }
 
 impl Pending {
@@ -52,12 +75,11 @@ impl Pending {
             None | Some(Cleanup::Done(Ok(()))) => {}
             Some(Cleanup::Done(Err(e))) => inner.records.record_failure(&info, &e),
             Some(Cleanup::Blocking(work)) => {
-                let records = inner.records.clone();
+                let retrier = inner.retrier.clone();
                 let job = Deferred::new(move || {
-                    let _tokens = tokens;
-                    if let Err(e) = work() {
-                        records.record_failure(&info, &e);
-                    }
+                    let (cleanups, scope) = tokens;
+                    let _ = retrier.first_attempt(work, info, cleanups);
+                    drop(scope);
                 });
                 // If the runtime is gone the closure is dropped unrun, and `Deferred`
                 // runs it inline: the only case where clean-up blocks the dropping thread.
@@ -75,7 +97,8 @@ impl Pending {
         }
     }
 
-    /// Finishes the clean-up and reports its outcome (explicit `close().await`).
+    /// Finishes the clean-up and reports its outcome (explicit `close().await`). A
+    /// transient failure is reported *and* retried in the background.
     pub(crate) async fn wait(self, inner: &Inner) -> Result<(), Error> {
         let op = match self.kind {
             ResourceKind::File => Operation::CloseFile,
@@ -95,15 +118,18 @@ impl Pending {
             Some(Cleanup::Done(Ok(()))) => return Ok(()),
             Some(Cleanup::Done(Err(e))) => {
                 records.record_failure(&info, &e);
-                return Err(error_of(op, &info, e));
+                return Err(info.error(op, e));
             }
             Some(Cleanup::Blocking(work)) => {
+                let retrier = inner.retrier.clone();
                 let info = info.clone();
                 inner
                     .handle
                     .spawn_blocking(move || {
-                        let _tokens = tokens;
-                        work().inspect_err(|e| records.record_failure(&info, e))
+                        let (cleanups, scope) = tokens;
+                        let r = retrier.first_attempt(work, info, cleanups);
+                        drop(scope);
+                        r
                     })
                     .await
             }
@@ -120,29 +146,33 @@ impl Pending {
         };
         match joined {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(error_of(op, &info, e)),
-            Err(join) => Err(error_of(op, &info, std::io::Error::other(join))),
+            Ok(Err(e)) => match e.get_ref().and_then(|e| e.downcast_ref::<PanickedCleanup>()) {
+                Some(p) => Err(Error::CleanupPanicked {
+                    op,
+                    resource: info.name(),
+                    message: p.0.clone(),
+                }),
+                None => Err(info.error(op, e)),
+            },
+            Err(join) if join.is_panic() => Err(Error::CleanupPanicked {
+                op,
+                resource: info.name(),
+                message: crate::hook::panic_message(join.into_panic()),
+            }),
+            Err(join) => Err(info.error(op, std::io::Error::other(join))),
         }
     }
 }
 
-fn error_of(op: Operation, info: &PendingInfo, e: std::io::Error) -> Error {
-    let path = info
-        .path
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&*info.label));
-    Error::io(op, path, e)
-}
-
 /// A blocking job that runs when dropped if it never ran, so that clean-up handed to a
 /// runtime that has shut down still happens.
-struct Deferred<F: FnOnce()>(Option<F>);
+pub(crate) struct Deferred<F: FnOnce()>(Option<F>);
 
 impl<F: FnOnce()> Deferred<F> {
-    fn new(f: F) -> Self {
+    pub(crate) fn new(f: F) -> Self {
         Deferred(Some(f))
     }
-    fn run(mut self) {
+    pub(crate) fn run(mut self) {
         if let Some(f) = self.0.take() {
             f();
         }

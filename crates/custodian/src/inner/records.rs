@@ -1,11 +1,16 @@
-//! Counters and the bounded leak and failure records.
+//! Counters and the bounded leak and failure records, and the clean-ups waiting for a
+//! retry.
 
-use crate::leak::{FailureRecord, LeakRecord};
+use crate::kind::ReleasePath;
+use crate::leak::{FailureRecord, LeakRecord, PendingCleanup};
+use crate::registry::{Entry, Reclaim, ResourceId};
+use std::sync::atomic::Ordering;
 use crate::stats::Stats;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use super::pending::PendingInfo;
+use super::pending::{Pending, PendingInfo};
 
 /// How many leak and failure records are kept (the oldest are dropped first).
 const RECORDS_KEPT: usize = 1024;
@@ -17,6 +22,8 @@ pub(crate) struct Records {
     pub(crate) stats: Stats,
     pub(super) leaks: Mutex<VecDeque<LeakRecord>>,
     pub(super) failures: Mutex<VecDeque<FailureRecord>>,
+    /// Clean-ups that failed transiently, with the time of their first failure.
+    retrying: Mutex<BTreeMap<ResourceId, (PendingCleanup, Instant)>>,
 }
 
 impl Records {
@@ -33,6 +40,107 @@ impl Records {
                 error: error.to_string(),
             },
         );
+    }
+
+    /// A clean-up failed transiently (`attempts` so far): listed as pending until
+    /// [`end_retry`](Self::end_retry).
+    pub(super) fn retry(&self, p: &PendingInfo, error: &std::io::Error, attempts: u32) {
+        let mut map = lock(&self.retrying);
+        let first = !map.contains_key(&p.id);
+        if first {
+            self.stats.retrying(p.kind, true);
+            tracing::warn!(id = p.id.get(), kind = p.kind.as_str(), label = &*p.label, path = ?p.path, %error, "clean-up failed; retrying");
+        }
+        let since = map.get(&p.id).map_or_else(Instant::now, |(_, t)| *t);
+        let record = PendingCleanup {
+            id: p.id,
+            kind: p.kind,
+            label: p.label.to_string(),
+            path: p.path.clone(),
+            error: error.to_string(),
+            error_kind: error.kind().to_string(),
+            attempts,
+            failing_for: Duration::ZERO,
+        };
+        map.insert(p.id, (record, since));
+    }
+
+    /// A retried clean-up ended: it succeeded, or failed for good with `error`.
+    pub(super) fn end_retry(&self, p: &PendingInfo, attempts: u32, error: Option<&std::io::Error>) {
+        if lock(&self.retrying).remove(&p.id).is_some() {
+            self.stats.retrying(p.kind, false);
+        }
+        match error {
+            None => {
+                tracing::info!(id = p.id.get(), kind = p.kind.as_str(), label = &*p.label, attempts, "clean-up succeeded on a retry");
+            }
+            Some(e) => {
+                let e = std::io::Error::new(e.kind(), format!("{e} (gave up after {attempts} attempts)"));
+                self.record_failure(p, &e);
+            }
+        }
+    }
+
+    /// The bookkeeping of a release: stats, scope count, leak record, tracing.
+    pub(super) fn retire(
+        &self,
+        id: ResourceId,
+        entry: Entry,
+        path: ReleasePath,
+    ) -> (Pending, Box<dyn Reclaim>) {
+        let Entry {
+            kind,
+            label,
+            scope,
+            site,
+            born,
+            path: res_path,
+            reclaim,
+            ..
+        } = entry;
+        self.stats.released(kind, path);
+        scope.live.fetch_sub(1, Ordering::Relaxed);
+        if path.is_leak() {
+            let record = LeakRecord {
+                id,
+                kind,
+                label: label.to_string(),
+                scope: scope.name.to_string(),
+                site: site.into(),
+                age: born.elapsed(),
+                path: res_path.clone(),
+                released_by: path,
+            };
+            tracing::warn!(id = id.get(), kind = kind.as_str(), label = &*label, site = %record.site, released_by = path.as_str(), "leaked resource reclaimed");
+            push_bounded(&self.leaks, record);
+        } else {
+            tracing::debug!(
+                id = id.get(),
+                kind = kind.as_str(),
+                label = &*label,
+                path = path.as_str(),
+                "released"
+            );
+        }
+        let pending = Pending {
+            id,
+            kind,
+            label,
+            path: res_path,
+            scope,
+            cleanup: None,
+        };
+        (pending, reclaim)
+    }
+
+    pub(super) fn retrying(&self) -> Vec<PendingCleanup> {
+        lock(&self.retrying)
+            .values()
+            .map(|(r, since)| PendingCleanup {
+                failing_for: since.elapsed(),
+                ..r.clone()
+            })
+            .collect()
     }
 }
 

@@ -155,15 +155,10 @@ impl Registration {
         if !Arc::ptr_eq(&to.sup.inner, &inner) {
             return Err(closed());
         }
-        let Some(old) = to.shared.adopt(self.id, &inner.registry) else {
-            return Err(closed());
-        };
-        // Relaxed: gauges only.
-        old.live.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        to.shared
-            .live
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
+        match to.shared.adopt(self.id, &inner.registry) {
+            Some(_) => Ok(()),
+            None => Err(closed()),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::Scope;
 use super::shared::{ScopeShared, sweep};
@@ -28,7 +29,7 @@ where
     let mut end = EndOnDrop {
         inner: inner.clone(),
         shared: shared.clone(),
-        armed: true,
+        unswept: Some(inner.unswept.token()),
     };
     let outcome = {
         let body = pin!(CatchUnwind(body(scope)));
@@ -47,8 +48,9 @@ where
         }
         out
     };
-    end.armed = false;
+    let unswept = end.unswept.take();
     sweep(&inner, &shared, ReleasePath::ScopeEnd);
+    drop(unswept);
     // Escaped handles and nested scopes must not outlive the scope.
     shared.token.cancel();
     shared.tracker.close();
@@ -79,17 +81,20 @@ pub(crate) async fn grace_over(
     }
 }
 
+/// Sweeps the scope if the runner is dropped before it could. Holds the scope's
+/// `unswept` token until the sweep is done (`None` once the runner swept itself).
 struct EndOnDrop {
     inner: Arc<Inner>,
     shared: Arc<ScopeShared>,
-    armed: bool,
+    unswept: Option<TaskTrackerToken>,
 }
 
 impl Drop for EndOnDrop {
     fn drop(&mut self) {
-        if self.armed {
+        if let Some(token) = self.unswept.take() {
             sweep(&self.inner, &self.shared, ReleasePath::ScopeEnd);
             self.shared.token.cancel();
+            drop(token);
         }
     }
 }

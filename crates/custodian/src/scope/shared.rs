@@ -23,6 +23,9 @@ pub(crate) struct ScopeShared {
     /// Set once by the first cancel; only the root's is raised later (by shutdown).
     reason: Mutex<Option<CancelReason>>,
     state: Mutex<State>,
+    /// `state.closed`, readable without the state lock (from inside a registry shard lock,
+    /// where taking the state lock would invert the lock order).
+    closed: AtomicBool,
     /// Resources registered to this scope now.
     pub(crate) live: AtomicUsize,
     /// Background clean-ups of this scope's resources; the scope's end waits for them.
@@ -66,6 +69,7 @@ impl ScopeShared {
             parent,
             reason: Mutex::new(None),
             state: Mutex::default(),
+            closed: AtomicBool::new(false),
             live: AtomicUsize::new(0),
             tracker: TaskTracker::new(),
             panicked: AtomicBool::new(false),
@@ -110,10 +114,15 @@ impl ScopeShared {
         if st.closed {
             return None;
         }
-        // Lock order: this scope's state, then the registry shard.
+        // Lock order: this scope's state, then the registry shard. The gauges move while
+        // the shard is locked, so no release can see the entry under a scope whose
+        // count does not include it yet. Relaxed: gauges only.
         let old = {
             let mut e = registry.map.get_mut(&id)?;
-            std::mem::replace(&mut e.scope, self.clone())
+            self.live.fetch_add(1, Ordering::Relaxed);
+            let old = std::mem::replace(&mut e.scope, self.clone());
+            old.live.fetch_sub(1, Ordering::Relaxed);
+            old
         };
         st.resources.push(id);
         Some(old)
@@ -123,6 +132,8 @@ impl ScopeShared {
     fn close(&self) -> Vec<ResourceId> {
         let mut st = self.state();
         st.closed = true;
+        // Release: pairs with the Acquire in `shutdown_path`.
+        self.closed.store(true, Ordering::Release);
         std::mem::take(&mut st.resources)
     }
 
@@ -151,6 +162,25 @@ impl ScopeShared {
             s = scope.parent.as_deref();
         }
         self.token.is_cancelled().then_some(CancelReason::Requested)
+    }
+
+    /// The release path of a resource of this scope that shutdown reclaims now: the path
+    /// the scope itself would give it at this point, so that the outcome does not depend
+    /// on whether shutdown or the scope's own runner gets there first.
+    /// - root scope: nobody else will release it, so it was alive at shutdown (a leak);
+    /// - a scope that has ended (its runner is sweeping): the sweep's `ScopeEnd` (a leak);
+    /// - a scope still running, cut off by the deadline or a forced shutdown: held
+    ///   normally, `Cancelled` (or `Panic`), not a leak.
+    pub(crate) fn shutdown_path(&self) -> ReleasePath {
+        if self.closed.load(Ordering::Acquire) {
+            ReleasePath::ScopeEnd
+        } else if self.parent.is_none() {
+            ReleasePath::Shutdown
+        } else if self.panicked.load(Ordering::Relaxed) {
+            ReleasePath::Panic
+        } else {
+            ReleasePath::Cancelled
+        }
     }
 
     /// The release path of a guard dropped now.
