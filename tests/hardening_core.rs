@@ -1,0 +1,398 @@
+//! Regression tests for the core's edges (issue 8): failed clean-ups are retried, not
+//! forgotten; shutdown's accounting at the deadline is deterministic; `Duration::MAX`
+//! saturates; the last handle's drop and `start`'s reap stay off the calling thread;
+//! errors keep their kind and never put a label where a path belongs; the temp prefix
+//! cannot widen the start-up reaper.
+
+use std::io;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use custodian::{Cleanup, Error, Operation, Reclaim, ReleasePath, ResourceKind, Supervisor};
+use custodian_suite::{Rt, entries, eventually, exists, open_fds, scenario};
+
+/// A resource whose clean-up is whatever the test says.
+struct Scripted(Box<dyn FnOnce() -> Cleanup + Send + Sync>);
+
+impl Reclaim for Scripted {
+    fn reclaim(self: Box<Self>) -> Cleanup {
+        (self.0)()
+    }
+}
+
+fn scripted(f: impl FnOnce() -> Cleanup + Send + Sync + 'static) -> Scripted {
+    Scripted(Box::new(f))
+}
+
+#[test]
+fn a_pathless_clean_up_error_keeps_its_kind_and_names_the_resource() {
+    scenario(Rt::Current, "pathless-error", async |base| {
+        let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        let reg = sup
+            .root()
+            .register(ResourceKind::Lock, "db-lock", None, scripted(|| {
+                Cleanup::Done(Err(io::Error::from_raw_os_error(24)))
+            }))
+            .unwrap();
+        let e = reg.close().await.unwrap_err();
+        // No label dressed up as a path, and EMFILE stays EMFILE.
+        assert_eq!(e.path(), None, "{e}");
+        assert_eq!(e.io_kind(), Some(io::Error::from_raw_os_error(24).kind()), "{e}");
+        assert!(matches!(e, Error::ResourceIo { .. }), "{e:?}");
+        assert!(e.to_string().contains("db-lock"), "{e}");
+        assert_eq!(sup.failures().len(), 1);
+        sup.shutdown().await;
+    });
+}
+
+#[test]
+fn a_panicking_clean_up_is_reported_as_a_panic() {
+    scenario(Rt::Multi(2), "panicking-cleanup", async |base| {
+        let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        let path = base.join("x");
+        let reg = sup
+            .root()
+            .register(ResourceKind::TempDir, "boom", Some(path.clone()), scripted(|| {
+                Cleanup::Blocking(Box::new(|| panic!("clean-up bug")))
+            }))
+            .unwrap();
+        let e = reg.close().await.unwrap_err();
+        match &e {
+            Error::CleanupPanicked { op, resource, message } => {
+                assert_eq!(*op, Operation::RemoveTempDir);
+                assert_eq!(resource, &path.display().to_string());
+                assert!(message.contains("clean-up bug"), "{message}");
+            }
+            other => panic!("not a panic: {other:?}"),
+        }
+        assert_eq!(sup.failures().len(), 1, "a panicking clean-up is a failure");
+        sup.shutdown().await;
+    });
+}
+
+#[test]
+fn audio_io_errors_keep_their_kind_when_folded_into_custodian_errors() {
+    let e = custodian_audio::Error::Io {
+        op: custodian_audio::Op::Open,
+        path: "in.wav".into(),
+        source: io::Error::from_raw_os_error(24),
+    };
+    let e = custodian::Error::from(e);
+    assert_eq!(e.io_kind(), Some(io::Error::from_raw_os_error(24).kind()));
+    assert_eq!(e.path(), Some(std::path::Path::new("in.wav")));
+}
+
+#[test]
+fn grace_duration_max_saturates() {
+    scenario(Rt::Multi(2), "grace-max", async |base| {
+        let sup = Supervisor::builder()
+            .temp_base(&base)
+            .grace(Duration::MAX)
+            .start()
+            .unwrap();
+        let s = sup.clone();
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        let t = tokio::spawn(async move {
+            s.scope("short", async |s| {
+                let _f = s.temp_file().await.unwrap();
+                ready_tx.send(()).unwrap();
+                s.cancelled().await;
+            })
+            .await
+        });
+        ready.await.unwrap();
+        let first = sup.shutdown().await;
+        let second = sup.shutdown().await;
+        assert_eq!(first, second);
+        assert!(first.is_clean(), "{first}");
+        t.await.unwrap().unwrap();
+    });
+}
+
+#[test]
+fn short_or_hex_only_temp_prefixes_are_refused() {
+    scenario(Rt::Current, "prefix", async |base| {
+        for bad in ["", "x", "tmp", "abcd1234", "DEADBEEF", "a/b-c", "nul\0x"] {
+            let e = Supervisor::builder()
+                .temp_base(&base)
+                .temp_prefix(bad)
+                .start()
+                .unwrap_err();
+            assert_eq!(e.operation(), Operation::CreateTempRoot, "{bad:?}");
+            assert_eq!(e.io_kind(), Some(io::ErrorKind::InvalidInput), "{bad:?}: {e}");
+            assert_eq!(e.path(), Some(base.as_path()));
+        }
+        assert!(entries(&base).is_empty(), "nothing created for a refused prefix");
+        let ok = Supervisor::builder()
+            .temp_base(&base)
+            .temp_prefix("job-")
+            .start()
+            .unwrap();
+        ok.shutdown().await;
+    });
+}
+
+/// Resources held normally by scopes that are still running at the deadline are cut off,
+/// not leaked, whoever gets to them first (shutdown or the scope's own runner); a guard
+/// forgotten in such a scope is a leak. Many rounds, on a multi-threaded runtime, so that
+/// both orders happen.
+#[test]
+fn the_deadline_tells_cut_off_scopes_from_leaks() {
+    scenario(Rt::Multi(2), "deadline", async |base| {
+        for round in 0..30 {
+            let sup = Supervisor::builder()
+                .temp_base(&base)
+                .grace(Duration::from_millis(30))
+                .start()
+                .unwrap();
+            let (ready_tx, mut ready) = tokio::sync::mpsc::channel(16);
+            let mut tasks = Vec::new();
+            for i in 0..6 {
+                let s = sup.clone();
+                let ready_tx = ready_tx.clone();
+                tasks.push(tokio::spawn(async move {
+                    // A grace of its own far longer than the supervisor's: only the
+                    // shutdown deadline cuts it off.
+                    s.root().scope_with_grace("stubborn", Duration::from_secs(60), async |s| {
+                        let _held = s.temp_file().await.unwrap();
+                        if i == 0 {
+                            std::mem::forget(s.temp_file().await.unwrap());
+                        }
+                        ready_tx.send(()).await.unwrap();
+                        // Ignores cancellation: cut off at the deadline.
+                        std::future::pending::<()>().await;
+                    })
+                    .await
+                }));
+            }
+            for _ in 0..6 {
+                ready.recv().await.unwrap();
+            }
+            let report = sup.shutdown().await;
+            let stats = &report.stats;
+            let leaked: u64 = stats.kinds.values().map(|k| k.leaked()).sum();
+            let cancelled: u64 = stats
+                .kinds
+                .values()
+                .map(|k| k.released(ReleasePath::Cancelled))
+                .sum();
+            let shutdown: u64 = stats
+                .kinds
+                .values()
+                .map(|k| k.released(ReleasePath::Shutdown))
+                .sum();
+            assert_eq!(
+                (leaked, cancelled, shutdown),
+                (1, 6, 0),
+                "round {round}: exactly the forgotten guard leaked\n{report}"
+            );
+            assert_eq!(report.leaks.len(), 1, "round {round}\n{report}");
+            assert!(report.alive_at_shutdown.len() <= 1, "round {round}\n{report}");
+            assert!(!report.scopes_finished, "round {round}: cut off by the deadline");
+            for t in tasks {
+                assert!(t.await.unwrap().is_err());
+            }
+        }
+    });
+}
+
+/// A reclaim that blocks until the test lets it go, and says on which thread it ran.
+struct Blocks {
+    go: Mutex<mpsc::Receiver<()>>,
+    ran_on: mpsc::Sender<std::thread::ThreadId>,
+}
+
+impl Reclaim for Blocks {
+    fn reclaim(self: Box<Self>) -> Cleanup {
+        Cleanup::Done(Ok(()))
+    }
+
+    fn reclaim_now(self: Box<Self>) -> io::Result<()> {
+        let _ = self.ran_on.send(std::thread::current().id());
+        let _ = self.go.lock().unwrap().recv_timeout(Duration::from_secs(5));
+        Ok(())
+    }
+}
+
+/// Dropping the last handle inside a runtime must not run the emergency work on the
+/// dropping thread (often a runtime worker).
+#[test]
+fn dropping_the_last_handle_does_not_block_the_dropping_thread() {
+    scenario(Rt::Multi(2), "drop-off-thread", async |base| {
+        let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        let (go_tx, go_rx) = mpsc::channel();
+        let (ran_tx, ran_rx) = mpsc::channel();
+        let reg = sup
+            .root()
+            .register(ResourceKind::Lock, "slow", None, Blocks {
+                go: Mutex::new(go_rx),
+                ran_on: ran_tx,
+            })
+            .unwrap();
+        std::mem::forget(reg);
+        let root = sup.temp_root().to_path_buf();
+        let t = Instant::now();
+        drop(sup);
+        let took = t.elapsed();
+        let _ = go_tx.send(());
+        assert!(took < Duration::from_secs(1), "drop blocked for {took:?}");
+        let ran_on = ran_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_ne!(ran_on, std::thread::current().id());
+        eventually("temp root removed", || !exists(&root)).await;
+    });
+}
+
+/// `start` must not remove a dead owner's files on the calling runtime thread.
+#[test]
+fn start_reaps_abandoned_roots_off_the_calling_thread() {
+    scenario(Rt::Current, "reap-off-thread", async |base| {
+        // A root as a SIGKILLed owner leaves it: the generated name, 0700, unlocked.
+        let dead = base.join(format!("custodian-{}", "ab".repeat(16)));
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::set_permissions(
+            &dead,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        for i in 0..20_000 {
+            std::fs::write(dead.join(format!("f{i}")), b"").unwrap();
+        }
+        let t = Instant::now();
+        let sup = Supervisor::builder()
+            .temp_base(&base)
+            .abandoned_min_age(Duration::ZERO)
+            .start()
+            .unwrap();
+        let took = t.elapsed();
+        let still_there = exists(&dead);
+        let reaped = sup.reaped_at_start().await;
+        assert_eq!(reaped, vec![dead.clone()]);
+        assert!(!exists(&dead));
+        assert!(
+            still_there,
+            "start() removed 20,000 files on the calling thread ({took:?})"
+        );
+        sup.shutdown().await;
+    });
+}
+
+const EMFILE_RETRY_CHILD: &str = "CUSTODIAN_SUITE_EMFILE_RETRY_CHILD";
+
+/// Runs [`emfile_retry_child`] in a child process (it lowers its own fd limit).
+#[test]
+fn a_removal_failing_with_emfile_is_retried_not_forgotten() {
+    // Under the serial lock: the pipes of the child's output count as this process's fds.
+    scenario(Rt::Current, "emfile-retry-parent", async |_| {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "emfile_retry_child", "--nocapture", "--test-threads=1"])
+            .env(EMFILE_RETRY_CHILD, "1")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "child failed:\n{text}");
+        assert!(text.contains("EMFILE-RETRY-OK"), "child did not run:\n{text}");
+    });
+}
+
+/// The body of [`a_removal_failing_with_emfile_is_retried_not_forgotten`].
+#[test]
+fn emfile_retry_child() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    if std::env::var_os(EMFILE_RETRY_CHILD).is_none() {
+        return;
+    }
+    scenario(Rt::Multi(2), "emfile-retry", async |base| {
+        let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        sup.reaped_at_start().await;
+        let dirs: Vec<custodian::TempDir> = {
+            let mut v = Vec::new();
+            for _ in 0..8 {
+                let d = sup.temp_dir().await.unwrap();
+                std::fs::create_dir_all(d.path().join("a/b")).unwrap();
+                std::fs::write(d.path().join("a/b/f"), b"x").unwrap();
+                v.push(d);
+            }
+            v
+        };
+        let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+        let old = getrlimit(Resource::Nofile);
+        let mut low = old;
+        low.current = Some(u64::try_from(open_fds() + 16).unwrap());
+        setrlimit(Resource::Nofile, low).unwrap();
+        let mut fillers = Vec::new();
+        while let Ok(fd) = rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        ) {
+            fillers.push(fd);
+        }
+        // Out of fds: every removal's first attempt fails with EMFILE.
+        drop(dirs);
+        eventually("the failures show as pending", || {
+            sup.pending_cleanups().len() == paths.len()
+        })
+        .await;
+        let stats = sup.stats();
+        assert_eq!(stats.pending(), paths.len() as u64, "{stats}");
+        assert!(sup.failures().is_empty(), "{:?}", sup.failures());
+        let p = &sup.pending_cleanups()[0];
+        assert_eq!(p.kind, ResourceKind::TempDir);
+        assert!(p.path.is_some() && p.attempts >= 1, "{p}");
+        // Still out of fds: the retries run on the fds kept in reserve.
+        eventually("every dir removed while still out of fds", || {
+            paths.iter().all(|p| !exists(p))
+        })
+        .await;
+        eventually("nothing pending", || sup.pending_cleanups().is_empty()).await;
+        drop(fillers);
+        setrlimit(Resource::Nofile, old).unwrap();
+        let report = sup.shutdown().await;
+        assert!(report.is_clean(), "{report}");
+        assert_eq!(report.stats.pending(), 0);
+    });
+    println!("EMFILE-RETRY-OK");
+}
+
+/// A clean-up that keeps failing transiently is retried until shutdown stops waiting,
+/// then reported as a failure with its attempts; the shutdown stays bounded.
+#[test]
+fn a_clean_up_that_never_recovers_becomes_a_failure_at_the_deadline() {
+    scenario(Rt::Multi(2), "retry-gives-up", async |base| {
+        let sup = Supervisor::builder()
+            .temp_base(&base)
+            .grace(Duration::from_millis(300))
+            .start()
+            .unwrap();
+        let attempts = Arc::new(Mutex::new(0u32));
+        let a = attempts.clone();
+        drop(
+            sup.root()
+                .register(ResourceKind::TempDir, "busy", Some(base.join("busy")), scripted(
+                    move || {
+                        Cleanup::Blocking(Box::new(move || {
+                            *a.lock().unwrap() += 1;
+                            Err(io::Error::from_raw_os_error(16)) // EBUSY
+                        }))
+                    },
+                ))
+                .unwrap(),
+        );
+        eventually("retried", || *attempts.lock().unwrap() >= 3).await;
+        assert_eq!(sup.stats().pending(), 1);
+        let t = Instant::now();
+        let report = sup.shutdown().await;
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert_eq!(report.stats.pending(), 0);
+        assert_eq!(report.failures.len(), 1, "{report}");
+        assert!(report.failures[0].error.contains("gave up after"), "{report}");
+        assert!(!report.is_clean());
+    });
+}
