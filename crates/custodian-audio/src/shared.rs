@@ -171,6 +171,34 @@ mod tests {
         std::fs::remove_file(path).unwrap();
     }
 
+    /// The emergency path runs where a panic left the decoder's lock held (a panic hook
+    /// on the decoding thread): it must report the busy decoder, never wait for the lock.
+    #[test]
+    fn emergency_reclaim_never_waits_for_the_lock() {
+        let path = std::env::temp_dir().join(format!("ca-now-{}.wav", std::process::id()));
+        std::fs::write(&path, wav(100)).unwrap();
+        let (state, _) = crate::engine::open(&path, &Limits::default()).unwrap();
+        let shared = Arc::new(Shared::default());
+        shared.install(state).unwrap();
+        let held = shared.lock();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reclaim = Box::new(DecoderReclaim(shared.clone()));
+        std::thread::spawn(move || tx.send(reclaim.reclaim_now()).unwrap());
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(2))
+            .expect("reclaim_now waited for the lock");
+        assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::ResourceBusy);
+        assert!(shared.released.load(Ordering::Acquire));
+        drop(held);
+        // Not busy: the state is dropped at once.
+        let (state, _) = crate::engine::open(&path, &Limits::default()).unwrap();
+        let fresh = Arc::new(Shared::default());
+        fresh.install(state).unwrap();
+        Box::new(DecoderReclaim(fresh.clone())).reclaim_now().unwrap();
+        assert!(fresh.lock().is_none());
+        std::fs::remove_file(path).unwrap();
+    }
+
     #[test]
     fn reclaim_while_a_hop_holds_the_lock_hands_the_close_to_the_blocking_pool() {
         let path = std::env::temp_dir().join(format!("ca-busy-{}.wav", std::process::id()));
