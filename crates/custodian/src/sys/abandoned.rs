@@ -87,7 +87,7 @@ fn reap_one(parent: &std::os::fd::OwnedFd, name: &OsString, min_age: Duration) -
         return Ok(false);
     }
     let id = FileId::of_stat(&st);
-    remove::clear_dir(&fd, id.dev)?;
+    remove::clear_dir(&fd, id)?;
     Ok(remove::remove_tree_at(parent, name, id)? == Outcome::Removed)
 }
 
