@@ -7,16 +7,21 @@
 //! without following symlinks:
 //! - its name is the supervisor's prefix followed by exactly the 32 lower-case hex digits
 //!   `root.rs` generates, and it is a directory (not a symlink);
+//! - it is on the same mount as the temp base: a directory mounted over a root's name
+//!   (however private it looks) is someone else's;
 //! - it belongs to this effective uid and its mode is exactly 0700;
 //! - it is older than `min_age` (a root a concurrent start has made but not locked yet
 //!   is young);
 //! - an exclusive `flock` on it succeeds *now*, and is held while it is removed, so two
 //!   supervisors starting together never race on one root.
 //!
-//! Removal reuses the dirfd-relative, inode-checked code of `remove.rs`.
+//! Removal reuses the dirfd-relative, inode-checked code of `remove.rs`, which never
+//! enters a mount point inside the root: such a root is emptied around it, left in place
+//! and reported (a warning), never counted as reaped.
 
 use std::ffi::OsString;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -24,6 +29,7 @@ use std::time::{Duration, SystemTime};
 use rustix::fs::{Dir, FileType, FlockOperation, Mode, OFlags};
 
 use super::FileId;
+use super::mount::place_of;
 use super::remove::{self, Outcome};
 
 /// Removes every abandoned root named `<prefix>*` in `base`; returns the removed paths.
@@ -47,8 +53,9 @@ pub(crate) fn reap(base: &Path, prefix: &str, min_age: Duration) -> io::Result<V
         match reap_one(&parent, &name, min_age) {
             Ok(true) => reaped.push(base.join(&name)),
             Ok(false) => {}
+            // The root was taken (locked) but not fully removed: worth a warning.
             Err(e) => {
-                tracing::debug!(root = %base.join(&name).display(), error = %e, "abandoned root not removed")
+                tracing::warn!(root = %base.join(&name).display(), error = %e, "abandoned root not removed")
             }
         }
     }
@@ -69,6 +76,9 @@ fn reap_one(parent: &std::os::fd::OwnedFd, name: &OsString, min_age: Duration) -
     let Ok(fd) = remove::open_dir_nofollow(parent, name.as_os_str()) else {
         return Ok(false);
     };
+    if place_of(fd.as_fd())?.crosses_from(&place_of(parent.as_fd())?) {
+        return Ok(false);
+    }
     let st = rustix::fs::fstat(&fd)?;
     let mode = st.st_mode & 0o7777;
     if st.st_uid != rustix::process::geteuid().as_raw() || mode != 0o700 {
@@ -87,7 +97,7 @@ fn reap_one(parent: &std::os::fd::OwnedFd, name: &OsString, min_age: Duration) -
         return Ok(false);
     }
     let id = FileId::of_stat(&st);
-    remove::clear_dir(&fd, id.dev)?;
+    remove::clear_dir(&fd, id)?;
     Ok(remove::remove_tree_at(parent, name, id)? == Outcome::Removed)
 }
 

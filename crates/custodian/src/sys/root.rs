@@ -121,7 +121,7 @@ impl TempRoot {
     /// Empties the root through its fd, then removes the root itself if its name still
     /// refers to it. Blocking: call from the blocking pool or a non-async context.
     pub(crate) fn remove(&self) -> io::Result<Outcome> {
-        remove::clear_dir(&self.fd, self.id.dev)?;
+        remove::clear_dir(&self.fd, self.id)?;
         remove::remove_tree_at(&self.parent, &self.name, self.id)
     }
 }
