@@ -23,27 +23,33 @@ use tokio::sync::oneshot;
 
 const SETTLE: Duration = Duration::from_secs(5);
 
-/// A member that handles SIGTERM: writes `$MARK` and exits. Its `sleep` dies of the
-/// group's SIGTERM, which also ends the `wait` and runs the trap.
-const HANDLES_TERM: &str =
-    r#"sh -c 'trap "touch \"$MARK\"; exit 0" TERM; sleep 1000 & wait' >/dev/null 2>&1 &"#;
-/// A member that ignores SIGTERM (its `sleep` inherits the ignored disposition).
-const IGNORES_TERM: &str = r#"sh -c 'trap "" TERM; sleep 1000' >/dev/null 2>&1 &"#;
+/// A member that handles SIGTERM: writes `$DIR/got-term` and exits. Its `sleep` dies of
+/// the group's SIGTERM, which also ends the `wait` and runs the trap. Writes `ready-h`
+/// once the trap is set and the `sleep` forked.
+const HANDLES_TERM: (&str, &str) = (
+    r#"sh -c 'trap "touch \"$DIR/got-term\"; exit 0" TERM; sleep 1000 & touch "$DIR/ready-h"; wait' >/dev/null 2>&1 &"#,
+    "ready-h",
+);
+/// A member that ignores SIGTERM (the `sleep` it becomes keeps the ignored disposition).
+const IGNORES_TERM: (&str, &str) = (
+    r#"sh -c 'trap "" TERM; touch "$DIR/ready-i"; exec sleep 1000' >/dev/null 2>&1 &"#,
+    "ready-i",
+);
 
-/// Spawns `sh -c "<members> echo started"`: a leader that starts the members in its
-/// group, says so, and exits 0. Returns once the leader is an (unreaped) zombie and the
-/// group has `members` running processes.
+/// Spawns `sh -c "<members> echo started"` with `DIR=dir`: a leader that starts the
+/// members in its group, says so, and exits 0. Returns once every member is ready (its
+/// file exists in `dir`) and the leader is an (unreaped) zombie.
 async fn leader_exits_first(
     scope: &Scope,
-    members: &str,
-    running: usize,
-    mark: &Path,
+    members: &[(&str, &str)],
+    dir: &Path,
     grace: Duration,
 ) -> ManagedChild {
+    let script: String = members.iter().map(|(m, _)| format!("{m} ")).collect();
     let mut child = scope
         .command("sh")
-        .args(["-c", &format!("{members} echo started")])
-        .env("MARK", mark)
+        .args(["-c", &format!("{script}echo started")])
+        .env("DIR", dir)
         .stdout(Stdio::piped())
         .grace(grace)
         .spawn()
@@ -57,14 +63,13 @@ async fn leader_exits_first(
         .await
         .unwrap();
     assert_eq!(line, "started\n");
-    // Traps are set and `sleep`s started once every member runs.
-    assert!(
-        wait_group_size(pid, running, SETTLE),
-        "{:?}",
-        group_members(&[pid])
-    );
+    await_until("every member is ready", || {
+        members.iter().all(|(_, ready)| dir.join(ready).exists())
+    })
+    .await;
     await_until("the leader is a zombie", || !pid_running(pid)).await;
     assert!(pid_exists(pid), "nobody may reap it but custodian");
+    assert!(!group_members(&[pid]).is_empty(), "its group lives on");
     child
 }
 
@@ -87,7 +92,7 @@ fn a_group_whose_leader_exited_gets_sigterm_and_is_not_held_for_the_whole_grace(
         let mark = dir.join("got-term");
         let sup = Supervisor::builder().start().unwrap();
         let grace = Duration::from_secs(5);
-        let child = leader_exits_first(&sup.root(), HANDLES_TERM, 2, &mark, grace).await;
+        let child = leader_exits_first(&sup.root(), &[HANDLES_TERM], &dir, grace).await;
         let pid = child.process_group();
         let t = Instant::now();
         let st = child.close().await.unwrap();
@@ -116,11 +121,11 @@ fn a_member_ignoring_sigterm_gets_the_grace_then_sigkill_after_its_leader_exited
         let mark = dir.join("got-term");
         let sup = Supervisor::builder().start().unwrap();
         let grace = Duration::from_millis(400);
-        let members = format!("{HANDLES_TERM} {IGNORES_TERM}");
         let t = std::sync::Mutex::new(None);
         let pid = sup
             .scope("s", async |s| {
-                let child = leader_exits_first(&s, &members, 4, &mark, grace).await;
+                let child =
+                    leader_exits_first(&s, &[HANDLES_TERM, IGNORES_TERM], &dir, grace).await;
                 let pid = child.process_group();
                 // Released by the drop; the scope waits for the stop.
                 *t.lock().unwrap() = Some(Instant::now());
