@@ -73,6 +73,15 @@ async fn leader_exits_first(
     child
 }
 
+/// A scratch directory removed when dropped, a failed test's too.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Polls `cond` on the runtime (the stop tasks keep running) for up to 10 s.
 async fn await_until(what: &str, mut cond: impl FnMut() -> bool) {
     let until = Instant::now() + Duration::from_secs(10);
@@ -88,7 +97,8 @@ async fn await_until(what: &str, mut cond: impl FnMut() -> bool) {
 #[test]
 fn a_group_whose_leader_exited_gets_sigterm_and_is_not_held_for_the_whole_grace() {
     serial_process_test(async || {
-        let dir = scratch_dir("leader-exited");
+        let scratch = Scratch(scratch_dir("leader-exited"));
+        let dir = scratch.0.clone();
         let mark = dir.join("got-term");
         let sup = Supervisor::builder().start().unwrap();
         let grace = Duration::from_secs(5);
@@ -105,7 +115,6 @@ fn a_group_whose_leader_exited_gets_sigterm_and_is_not_held_for_the_whole_grace(
         );
         assert!(group_members(&[pid]).is_empty());
         assert!(sup.shutdown().await.is_clean());
-        std::fs::remove_dir_all(&dir).unwrap();
         eprintln!("leader exited, TERM handled: close took {took:?}");
         vec![pid]
     });
@@ -117,7 +126,8 @@ fn a_group_whose_leader_exited_gets_sigterm_and_is_not_held_for_the_whole_grace(
 #[test]
 fn a_member_ignoring_sigterm_gets_the_grace_then_sigkill_after_its_leader_exited() {
     serial_process_test(async || {
-        let dir = scratch_dir("leader-exited-ignore");
+        let scratch = Scratch(scratch_dir("leader-exited-ignore"));
+        let dir = scratch.0.clone();
         let mark = dir.join("got-term");
         let sup = Supervisor::builder().start().unwrap();
         let grace = Duration::from_millis(400);
@@ -139,7 +149,6 @@ fn a_member_ignoring_sigterm_gets_the_grace_then_sigkill_after_its_leader_exited
         assert!(took >= grace, "SIGKILL before the grace was over: {took:?}");
         assert!(took < grace + Duration::from_secs(3), "took {took:?}");
         assert!(sup.shutdown().await.is_clean());
-        std::fs::remove_dir_all(&dir).unwrap();
         eprintln!("leader exited, TERM ignored: stop took {took:?} (grace {grace:?})");
         vec![pid]
     });
