@@ -4,9 +4,14 @@
 //! Nothing here reaps. The callers (`resource::process`) keep the child unreaped while
 //! they signal its group, because a pid (and so a process-group id equal to it) can only
 //! be reused once its process has been reaped.
+//!
+//! Kernel differences handled here: no pidfd (before Linux 5.3: signals go by pid), and
+//! no `waitid(P_PIDFD)` (Linux 5.3: it fails with `EINVAL`; the pid is used instead,
+//! which is as safe for an unreaped child of ours).
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
@@ -57,14 +62,161 @@ fn ignore_gone(r: rustix::io::Result<()>) -> io::Result<()> {
     }
 }
 
+/// Set once `waitid(P_PIDFD)` has failed with `EINVAL` (Linux 5.3 has pidfds but not
+/// `P_PIDFD`, which came in 5.4), so that later calls go straight to `P_PID`.
+static NO_P_PIDFD: AtomicBool = AtomicBool::new(false);
+
+#[cfg(test)]
+thread_local! {
+    /// Test switch: on this thread, `waitid(P_PIDFD)` fails with `EINVAL` as on Linux 5.3,
+    /// without touching the process-wide [`NO_P_PIDFD`].
+    pub(crate) static SIMULATE_LINUX_5_3: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+fn simulate_linux_5_3() -> bool {
+    SIMULATE_LINUX_5_3.get()
+}
+
+#[cfg(not(test))]
+fn simulate_linux_5_3() -> bool {
+    false
+}
+
 /// Whether the child has exited (is a zombie), *without* reaping it (`WNOWAIT`).
+///
+/// Through the pidfd where the kernel takes one (`P_PIDFD`), else through the pid
+/// (`P_PID`): the same answer for an unreaped child of ours, whose pid cannot be reused.
+/// `ECHILD` (the child was reaped by someone else) is an error: its ids may be reused.
 pub(crate) fn has_exited(pidfd: Option<BorrowedFd<'_>>, raw: u32) -> io::Result<bool> {
-    let id = match pidfd {
-        Some(fd) => WaitId::PidFd(fd),
-        None => WaitId::Pid(pid(raw)?),
-    };
     let opts = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG;
-    Ok(rustix::process::waitid(id, opts)?.is_some())
+    // Relaxed: a cache of a kernel property; a stale read costs one extra `EINVAL`.
+    if let Some(fd) = pidfd
+        && !NO_P_PIDFD.load(Ordering::Relaxed)
+    {
+        let simulated = simulate_linux_5_3();
+        let r = if simulated {
+            Err(Errno::INVAL)
+        } else {
+            rustix::process::waitid(WaitId::PidFd(fd), opts)
+        };
+        match r {
+            // The options are fixed and valid: EINVAL means the kernel has no P_PIDFD.
+            Err(Errno::INVAL) => {
+                if !simulated {
+                    NO_P_PIDFD.store(true, Ordering::Relaxed);
+                }
+                tracing::debug!("waitid(P_PIDFD) unsupported (Linux < 5.4): using P_PID");
+            }
+            r => return Ok(r?.is_some()),
+        }
+    }
+    Ok(rustix::process::waitid(WaitId::Pid(pid(raw)?), opts)?.is_some())
+}
+
+/// Finds running members of one process group, for a leader that has exited (a zombie)
+/// while its group may live on. `kill(-pgid, 0)` cannot tell: it succeeds as long as the
+/// zombie leader is unreaped, which is exactly when custodian asks. So `/proc` is read:
+/// first the members found last time (one `stat` each while any of them runs), then,
+/// once none does, every process (a member may have forked a new one meanwhile).
+///
+/// Only meaningful while the leader is unreaped (until then no other group can take the
+/// id, so a pid found in the group now is a member, whoever had it before). Blocking:
+/// one full scan costs a few hundred microseconds to milliseconds, with the number of
+/// processes.
+#[derive(Debug)]
+pub(crate) struct GroupScan {
+    pgid: u32,
+    members: Vec<u32>,
+}
+
+impl GroupScan {
+    pub(crate) fn new(pgid: u32) -> Self {
+        GroupScan {
+            pgid,
+            members: Vec::new(),
+        }
+    }
+
+    /// Whether any process of the group still runs (zombies do not count). Processes
+    /// that vanish during the scan are skipped.
+    ///
+    /// # Errors
+    ///
+    /// `/proc` cannot be opened or listed.
+    pub(crate) fn any_running(&mut self) -> io::Result<bool> {
+        use rustix::fs::{Mode, OFlags};
+        let proc = rustix::fs::open(
+            "/proc",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let pgid = self.pgid;
+        if self
+            .members
+            .iter()
+            .any(|p| member_running(&proc, p.to_string().as_bytes(), pgid))
+        {
+            return Ok(true);
+        }
+        self.members.clear();
+        for e in rustix::fs::Dir::read_from(&proc)? {
+            let e = e?;
+            let name = e.file_name().to_bytes();
+            if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
+                continue;
+            }
+            if member_running(&proc, name, pgid)
+                && let Some(p) = std::str::from_utf8(name).ok().and_then(|n| n.parse().ok())
+            {
+                self.members.push(p);
+            }
+        }
+        Ok(!self.members.is_empty())
+    }
+}
+
+/// Whether `/proc/<pid>/stat` shows a running (not zombie) process of group `pgid`.
+fn member_running(proc: &OwnedFd, pid: &[u8], pgid: u32) -> bool {
+    use rustix::fs::{Mode, OFlags};
+    let mut path = [0u8; 32];
+    let Some(len) = pid.len().checked_add(5).filter(|&l| l <= path.len()) else {
+        return false;
+    };
+    path[..pid.len()].copy_from_slice(pid);
+    path[pid.len()..len].copy_from_slice(b"/stat");
+    let Ok(fd) = rustix::fs::openat(
+        proc,
+        &path[..len],
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    // One read returns the whole line (a few hundred bytes; the command name is at most
+    // 64 bytes).
+    let mut buf = [0u8; 1024];
+    match rustix::io::read(&fd, &mut buf) {
+        Ok(n) => stat_is_running_member(&buf[..n], pgid),
+        Err(_) => false,
+    }
+}
+
+/// Whether a `/proc/PID/stat` line is of a process in group `pgid` that is not a zombie
+/// (or dead). Fields after the command name, which is in parentheses and may contain
+/// anything: state, ppid, pgrp.
+fn stat_is_running_member(stat: &[u8], pgid: u32) -> bool {
+    let Some(close) = stat.iter().rposition(|&b| b == b')') else {
+        return false;
+    };
+    let Ok(rest) = std::str::from_utf8(&stat[close + 1..]) else {
+        return false;
+    };
+    let mut f = rest.split_ascii_whitespace();
+    let (Some(state), Some(_ppid), Some(pgrp)) = (f.next(), f.next(), f.next()) else {
+        return false;
+    };
+    pgrp.parse::<u32>() == Ok(pgid) && !matches!(state, "Z" | "X" | "x")
 }
 
 /// The body of the `pre_exec` hook that asks for SIGKILL when the forking thread dies.
@@ -80,5 +232,79 @@ pub(crate) fn death_signal_hook(parent: Pid) -> impl FnMut() -> io::Result<()> +
             return Err(Errno::SRCH.into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+
+    fn sleeper() -> std::process::Child {
+        std::process::Command::new("sleep")
+            .arg("1000")
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Polls `f` until it returns true, for up to 10 s.
+    fn poll(what: &str, mut f: impl FnMut() -> bool) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < until, "never happened: {what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn has_exited_falls_back_to_p_pid_where_waitid_has_no_p_pidfd() {
+        SIMULATE_LINUX_5_3.set(true);
+        let mut child = sleeper();
+        let pid = child.id();
+        let fd = pidfd_open(pid).unwrap().expect("pidfd");
+        assert!(!has_exited(Some(fd.as_fd()), pid).unwrap());
+        signal_process(Some(fd.as_fd()), pid, Sig::KILL).unwrap();
+        poll("exit seen through P_PID", || {
+            has_exited(Some(fd.as_fd()), pid).unwrap()
+        });
+        // Observed without reaping: the child is still ours to reap.
+        assert!(child.try_wait().unwrap().is_some());
+        // Reaped: the pid may be reused now, and `waitid` says so (ECHILD).
+        let err = has_exited(Some(fd.as_fd()), pid).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(Errno::CHILD.raw_os_error()));
+        SIMULATE_LINUX_5_3.set(false);
+        // The simulation did not switch the real kernel path off for everyone.
+        assert!(!NO_P_PIDFD.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_group_with_only_its_zombie_leader_has_no_running_member() {
+        let mut child = sleeper();
+        let pid = child.id();
+        let mut scan = GroupScan::new(pid);
+        assert!(scan.any_running().unwrap());
+        assert_eq!(scan.members, [pid]);
+        assert!(scan.any_running().unwrap(), "from the members found before");
+        signal_group(pid, Sig::KILL).unwrap();
+        poll("the leader is a zombie", || has_exited(None, pid).unwrap());
+        // `kill(-pgid, 0)` still finds the zombie leader; the scan does not count it.
+        assert!(rustix::process::test_kill_process_group(super::pid(pid).unwrap()).is_ok());
+        assert!(!scan.any_running().unwrap());
+        assert!(scan.members.is_empty());
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn stat_lines_are_parsed_past_any_command_name() {
+        assert!(stat_is_running_member(b"12 (sh) S 1 12 12 0", 12));
+        assert!(stat_is_running_member(b"13 (a) Z 1 12 (b)) S 1 12 0", 12));
+        assert!(!stat_is_running_member(b"12 (sh) Z 1 12 12 0", 12));
+        assert!(!stat_is_running_member(b"12 (sh) S 1 13 13 0", 12));
+        assert!(!stat_is_running_member(b"12 (sh) X 1 12 12 0", 12));
+        assert!(!stat_is_running_member(b"garbage", 12));
+        assert!(!stat_is_running_member(b"12 (sh) S", 12));
     }
 }

@@ -19,10 +19,13 @@ use crate::sys::process::Sig;
 ///
 /// Released exactly once, by whichever comes first: [`close`](Self::close) (graceful
 /// stop, returns the exit status), drop, the end of its scope, cancellation, shutdown.
-/// Release sends SIGTERM to the group, waits up to the grace period, sends SIGKILL to
-/// the group, waits for the leader to exit, kills the group once more, and reaps the
-/// leader. A drop does only the first signal and leaves the rest to a tracked task, so
-/// the scope does not end before the child is reaped.
+/// Release sends SIGTERM to the group, waits up to the grace period for the leader to
+/// exit and the group to empty, sends SIGKILL to the group, waits for the leader to
+/// exit, kills the group once more, and reaps the leader. A leader that already exited
+/// on its own (but was not waited for) still has its group stopped this way. The grace
+/// ends at once when shutdown stops waiting (forced, or at its deadline). A drop does
+/// only the first signal and leaves the rest to a tracked task, so the scope does not
+/// end before the child is reaped.
 ///
 /// # Resource leaking
 ///
@@ -282,7 +285,8 @@ impl ManagedChild {
     }
 
     /// Sends SIGKILL to the child's group without waiting. Does nothing once the child
-    /// has exited.
+    /// has been reaped (by [`wait`](Self::wait) or [`try_wait`](Self::try_wait)); a child
+    /// that has exited but is not reaped yet still has its group signalled.
     ///
     /// # Errors
     ///
@@ -324,11 +328,13 @@ impl ManagedChild {
         self.core.reap().map_err(|e| self.err(e))
     }
 
-    /// Stops the child gracefully (SIGTERM to its group, up to the grace period, then
-    /// SIGKILL), reaps it and releases it; returns its exit status. If it has already
-    /// exited, only reaps it. When it returns, every member of the child's group has been
-    /// sent SIGKILL; members other than the child itself (grandchildren, which are not
-    /// ours to wait for) finish dying a moment later.
+    /// Stops the child gracefully (SIGTERM to its group, up to the grace period for the
+    /// group to empty, then SIGKILL), reaps it and releases it; returns its exit status.
+    /// If it has already been reaped, only returns its status; if it exited on its own
+    /// but was not reaped, what it left in its group is stopped the same way. When it
+    /// returns, every member of the child's group has been sent SIGKILL; members other
+    /// than the child itself (grandchildren, which are not ours to wait for) finish
+    /// dying a moment later.
     ///
     /// # Errors
     ///

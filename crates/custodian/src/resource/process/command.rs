@@ -229,7 +229,10 @@ impl Command {
     }
 
     /// How long the child's group gets between SIGTERM and SIGKILL when it is stopped
-    /// ([`DEFAULT_CHILD_GRACE`] unless set).
+    /// ([`DEFAULT_CHILD_GRACE`] unless set). The stop ends early once the group is
+    /// empty, and at once when shutdown stops waiting (a forced shutdown, or the
+    /// builder's grace deadline): a child's grace never extends shutdown.
+    /// `Duration::MAX` waits for the group as long as it takes, short of that.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
@@ -245,6 +248,7 @@ impl Command {
 
     /// How long the child may run, counted from `spawn`. Waiting on it past this stops
     /// it (SIGTERM, grace, SIGKILL) and fails with [`std::io::ErrorKind::TimedOut`].
+    /// A deadline too far to represent (`Duration::MAX`) is no deadline.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
@@ -341,7 +345,8 @@ impl Command {
             (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let core = {
             let _rt = inner.handle.enter();
-            ChildCore::new(child, pid, pidfd)
+            // The stop's grace ends when shutdown stops waiting, whoever runs the stop.
+            ChildCore::new(child, pid, pidfd, inner.cut.clone())
         };
         let spec = Spec {
             kind: ResourceKind::Child,
@@ -363,7 +368,8 @@ impl Command {
             core,
             program: self.program,
             grace: self.grace,
-            deadline: self.deadline.map(|d| started + d),
+            // A deadline past the clock's range (`Duration::MAX`) is no deadline.
+            deadline: self.deadline.and_then(|d| started.checked_add(d)),
             stdin,
             stdout,
             stderr,

@@ -12,7 +12,13 @@
 //! - the last group SIGKILL happens right before the reap, with the leader a zombie, so
 //!   members forked while the earlier signals were in flight are caught, and no signal
 //!   is ever sent to the group after its id may have been reused;
-//! - the reap drops the pidfd, so a guard forgotten with `mem::forget` keeps no fd open.
+//! - the reap drops the pidfd, so a guard forgotten with `mem::forget` keeps no fd open;
+//! - a stop's grace covers the whole group, not only the leader: a leader that exits
+//!   (or had exited, `sh -c 'worker & exit 0'`) still has its group sent SIGTERM and
+//!   waited for, up to the grace, before SIGKILL;
+//! - the grace ends early when shutdown stops waiting (`cut`: a forced shutdown or the
+//!   builder's grace deadline), so no stop outlasts shutdown's own bound;
+//! - every deadline is computed with `checked_add`: an overflow means "never".
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -22,17 +28,25 @@ use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
+use tokio_util::sync::CancellationToken;
 
-use crate::sys::process::{Sig, has_exited, signal_group, signal_process};
+use crate::sys::process::{GroupScan, Sig, has_exited, signal_group, signal_process};
 
 /// How often an exit is polled for where the kernel has no pidfd (before Linux 5.3).
 const POLL_WITHOUT_PIDFD: Duration = Duration::from_millis(10);
 /// How long the emergency path waits for a SIGKILLed child to exit.
 const EMERGENCY_WAIT: Duration = Duration::from_millis(200);
+/// The first and the longest pause between two scans for members of a group whose
+/// leader has exited (doubling from one to the other).
+const GROUP_POLL_FIRST: Duration = Duration::from_millis(5);
+const GROUP_POLL_MAX: Duration = Duration::from_millis(50);
 
 pub(crate) struct ChildCore {
     pub(crate) pid: u32,
     state: Mutex<State>,
+    /// The supervisor's `Inner::cut`: fires when shutdown stops waiting (forced, or its
+    /// grace deadline), and ends any stop's grace at once.
+    cut: CancellationToken,
 }
 
 enum State {
@@ -45,8 +59,14 @@ enum State {
 
 impl ChildCore {
     /// Takes a freshly spawned (unreaped) child; `pidfd` is its pidfd if the kernel has
-    /// one. Must be called inside a runtime (to register the pidfd with the reactor).
-    pub(crate) fn new(child: Child, pid: u32, pidfd: Option<OwnedFd>) -> Arc<Self> {
+    /// one; `cut` is the supervisor's shutdown cut. Must be called inside a runtime (to
+    /// register the pidfd with the reactor).
+    pub(crate) fn new(
+        child: Child,
+        pid: u32,
+        pidfd: Option<OwnedFd>,
+        cut: CancellationToken,
+    ) -> Arc<Self> {
         // A pidfd that epoll refuses is still useful for signals and `waitid`, but then
         // exits are polled.
         // `AsyncFd::new` is deprecated because a generic `AsRawFd` may change or close its
@@ -57,6 +77,7 @@ impl ChildCore {
         Arc::new(ChildCore {
             pid,
             state: Mutex::new(State::Live { child, pidfd }),
+            cut,
         })
     }
 
@@ -73,21 +94,25 @@ impl ChildCore {
         }
     }
 
-    /// Signals the child and its group, unless it has exited (a zombie needs no signal)
-    /// or been reaped (its ids may belong to others now).
+    /// Signals the child's group, and the child itself unless it has exited, as long as
+    /// it is unreaped: an exited leader (a zombie) still reserves the group's id, and
+    /// what it left in the group must get the signal too. Nothing once reaped (its ids
+    /// may belong to others now), nor when someone else reaped it (`ECHILD`, an error).
     pub(crate) fn signal(&self, sig: Sig) -> io::Result<()> {
         let st = self.lock();
         let State::Live { pidfd, .. } = &*st else {
             return Ok(());
         };
         let fd = pidfd.as_ref().map(|a| a.get_ref().as_fd());
-        if has_exited(fd, self.pid)? {
-            return Ok(());
-        }
+        // Also proves the child is still ours and unreaped (`ECHILD` otherwise).
+        let exited = has_exited(fd, self.pid)?;
         // The group first: it holds the leader too; the direct signal reaches a leader
         // that moved itself to another group.
         // Both are tried even if one fails (EPERM from a member that changed user).
         let group = signal_group(self.pid, sig);
+        if exited {
+            return group;
+        }
         signal_process(fd, self.pid, sig).and(group)
     }
 
@@ -133,6 +158,41 @@ impl ChildCore {
         }
     }
 
+    /// Completes once the child has exited and no running process is left in its group,
+    /// scanned on the blocking pool every few milliseconds (there is no event for it;
+    /// see [`GroupScan`]). Does not reap. A group that cannot be scanned (no `/proc`)
+    /// counts as empty once the leader has exited.
+    ///
+    /// Cancel safe: it only observes.
+    async fn group_gone(&self) -> io::Result<()> {
+        self.exited().await?;
+        let mut scan = GroupScan::new(self.pid);
+        let mut pause = GROUP_POLL_FIRST;
+        loop {
+            // After the reap the id may name another group: nothing left to wait for.
+            if self.status().is_some() {
+                return Ok(());
+            }
+            let (s, running) = tokio::task::spawn_blocking(move || {
+                let running = scan.any_running();
+                (scan, running)
+            })
+            .await
+            .map_err(io::Error::other)?;
+            scan = s;
+            match running {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(e) => {
+                    tracing::debug!(pgid = self.pid, error = %e, "cannot scan the process group");
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = pause.saturating_mul(2).min(GROUP_POLL_MAX);
+        }
+    }
+
     /// Kills what is left of the group and reaps the leader, which must have exited.
     /// Idempotent: later calls return the same status.
     pub(crate) fn reap(&self) -> io::Result<ExitStatus> {
@@ -157,8 +217,11 @@ impl ChildCore {
         }
     }
 
-    /// The whole release: SIGTERM to the group, up to `grace` for it to exit, SIGKILL to
-    /// the group, wait, final group sweep, reap. `term_sent` skips the first signal.
+    /// The whole release: SIGTERM to the group, up to `grace` for the leader to exit
+    /// and the group to empty, SIGKILL to the group, wait, final group sweep, reap.
+    /// `term_sent` skips the first signal. The grace ends at once when shutdown's `cut`
+    /// fires (already fired: no grace at all). A grace too long to add to the clock
+    /// (`Duration::MAX`) never ends by itself.
     ///
     /// Cancel safe in the sense that a later call resumes it; the child stays
     /// registered with its owner until one call completes.
@@ -170,9 +233,18 @@ impl ChildCore {
             // SIGKILL after the grace period may still work; if not, it reports.
             tracing::debug!(pid = self.pid, error = %e, "SIGTERM failed");
         }
+        // `timeout` adds with `checked_add` and waits forever on overflow.
+        let graceful = tokio::select! {
+            biased;
+            () = self.cut.cancelled() => {
+                tracing::debug!(pid = self.pid, "shutdown cut the grace short: SIGKILL");
+                false
+            }
+            r = tokio::time::timeout(grace, self.group_gone()) => matches!(r, Ok(Ok(()))),
+        };
         // Anything but a clean exit within the grace period escalates: a failed wait
         // must not leave the child unkilled or unreaped (its entry is already gone).
-        if !matches!(tokio::time::timeout(grace, self.exited()).await, Ok(Ok(()))) {
+        if !graceful {
             let killed = self.signal(Sig::KILL);
             let waited = self.exited().await;
             let reaped = self.reap();
@@ -188,9 +260,11 @@ impl ChildCore {
     /// left a zombie (until this process exits) and reported.
     pub(crate) fn kill_now(&self) -> io::Result<()> {
         self.signal(Sig::KILL)?;
-        let until = Instant::now() + EMERGENCY_WAIT;
+        // This wait must stay bounded: an end past the clock's range (it cannot happen
+        // with 200 ms) gives up at the first check rather than waiting forever.
+        let until = Instant::now().checked_add(EMERGENCY_WAIT);
         while !self.try_exited()? {
-            if Instant::now() >= until {
+            if until.is_none_or(|u| Instant::now() >= u) {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "child did not exit after SIGKILL",
@@ -206,4 +280,38 @@ enum Poll {
     Reaped,
     Exited,
     Running(Option<Arc<AsyncFd<OwnedFd>>>),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use crate::sys::process::SIMULATE_LINUX_5_3;
+
+    /// Linux 5.3 has pidfds but `waitid(P_PIDFD)` fails there with `EINVAL`: every wait,
+    /// stop and reap must still work, through `P_PID`.
+    #[test]
+    fn children_are_waited_for_stopped_and_reaped_without_waitid_p_pidfd() {
+        // The runtime runs every task on this thread, where the simulation is on.
+        SIMULATE_LINUX_5_3.set(true);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let sup = crate::Supervisor::builder().start().unwrap();
+            let mut quick = sup.command("sh").args(["-c", "exit 3"]).spawn().unwrap();
+            assert_eq!(quick.wait().await.unwrap().code(), Some(3));
+            drop(quick);
+            let mut slow = sup.command("sleep").arg("1000").spawn().unwrap();
+            assert_eq!(slow.try_wait().unwrap(), None);
+            assert_eq!(slow.close().await.unwrap().signal(), Some(15));
+            let dropped = sup.command("sleep").arg("1000").spawn().unwrap();
+            drop(dropped);
+            let report = sup.shutdown().await;
+            assert!(report.is_clean(), "{report}");
+            assert!(report.cleanups_finished);
+        });
+        SIMULATE_LINUX_5_3.set(false);
+    }
 }
