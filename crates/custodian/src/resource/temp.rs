@@ -258,6 +258,11 @@ impl Scope {
     ///
     /// See [`TempBuilder::file`].
     ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a file created for a dropped future is registered, then released.
+    /// See [`TempBuilder::file`].
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
     /// let sup = custodian::Supervisor::builder().start()?;
@@ -279,6 +284,11 @@ impl Scope {
     ///
     /// # Errors
     ///
+    /// See [`TempBuilder::dir`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a dir created for a dropped future is registered, then released.
     /// See [`TempBuilder::dir`].
     ///
     /// ```

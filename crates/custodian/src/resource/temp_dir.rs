@@ -209,6 +209,8 @@ impl TempDir {
     /// assert!(kept.join("a").exists());
     /// # std::fs::remove_dir_all(&target).unwrap(); sup.shutdown().await; Ok(()) }
     /// ```
+    // The public error type (the guard handed back) passes through the unit once.
+    #[allow(clippy::result_large_err)]
     pub fn persist<P: AsRef<Path>>(
         self,
         target: P,
@@ -219,20 +221,43 @@ impl TempDir {
             let Some(sup) = self.reg.supervisor() else {
                 return Err((Error::ShuttingDown { op }, self));
             };
-            // Kept to hand a (no longer live) guard back if the unit itself fails.
-            let ghost = self.ghost(&sup);
-            let handle = sup.inner.handle.clone();
+            let inner = sup.inner.clone();
+            // What it takes to hand a guard back if the unit itself fails.
+            let (id, path, name, fid, root) = (
+                self.reg.id(),
+                self.path.clone(),
+                self.name.clone(),
+                self.fid,
+                self.root.clone(),
+            );
             let to = target.clone();
             // One unit: it owns the guard, so dropping this future cannot interrupt it.
-            match handle.spawn_blocking(move || self.move_to(&sup, to)).await {
+            match inner
+                .handle
+                .spawn_blocking(move || self.move_to(&sup, to))
+                .await
+            {
                 Ok(r) => r,
-                Err(join) => Err((Error::io(op, &target, io::Error::other(join)), ghost)),
+                Err(join) => {
+                    // The unit panicked or never ran: the guard it owned was dropped, and
+                    // so released. Hand back one that is no longer live (same id).
+                    let ghost = TempDir {
+                        reg: Registration::new(&inner, id),
+                        path,
+                        name,
+                        fid,
+                        root,
+                    };
+                    Err((Error::io(op, &target, io::Error::other(join)), ghost))
+                }
             }
         }
     }
 
     /// The move itself, run as one unit on the blocking pool: out of the registry, rename,
     /// and back into the registry if the rename failed.
+    // The public error type (the guard handed back) passes through the unit once.
+    #[allow(clippy::result_large_err)]
     fn move_to(
         mut self,
         sup: &Supervisor,
@@ -277,18 +302,6 @@ impl TempDir {
             self.reg = reg;
         }
         Err((error, self))
-    }
-
-    /// A copy of this guard whose registration is not live (same id, no entry once this
-    /// guard has been released or moved).
-    fn ghost(&self, sup: &Supervisor) -> TempDir {
-        TempDir {
-            reg: Registration::new(&sup.inner, self.reg.id()),
-            path: self.path.clone(),
-            name: self.name.clone(),
-            fid: self.fid,
-            root: self.root.clone(),
-        }
     }
 
     /// Stops managing the dir and returns its path. It stays inside the supervisor's

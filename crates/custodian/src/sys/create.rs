@@ -42,7 +42,8 @@ pub(crate) struct Created {
 }
 
 /// Checks that `prefix` and `suffix` are name fragments: a `/` would create the object
-/// outside the directory, a NUL would truncate the name.
+/// outside the directory, a NUL would truncate the name. (A whole name can never be `.`
+/// or `..`: it always holds the random hex digits.)
 pub(crate) fn check_affixes(prefix: &str, suffix: &str) -> io::Result<()> {
     if prefix.contains(['/', '\0']) || suffix.contains(['/', '\0']) {
         return Err(io::Error::new(
