@@ -420,3 +420,49 @@ fn keep_on_a_full_tmpfs_child() {
     assert!(unmounted.success());
     std::fs::remove_dir(&mnt).unwrap();
 }
+
+// ---------------------------------------------------------------------------------------
+// Item 10, the failure side: the guard comes back still managed, in its own scope.
+
+#[test]
+fn a_failed_persist_hands_the_guard_back_still_managed_in_its_scope() {
+    scenario(Rt::Multi(2), "persist-fails", async |base| {
+        let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        let nowhere = base.join("missing-dir").join("target");
+        let root = sup.temp_root().to_path_buf();
+        let paths = sup
+            .scope("job", async |s| {
+                let mut f = s.temp().label("report").file().await?;
+                f.write_all(b"data").await.unwrap();
+                let e = f.persist(&nowhere).await.unwrap_err();
+                assert_eq!(e.error.io_kind(), Some(std::io::ErrorKind::NotFound));
+                assert_eq!(e.error.path(), Some(nowhere.as_path()));
+                let f = e.file.expect("the temp file is handed back");
+                let d = s.temp_dir().await?;
+                fill(d.path());
+                let (e, d) = d.persist(&nowhere).await.unwrap_err();
+                assert_eq!(e.io_kind(), Some(std::io::ErrorKind::NotFound));
+                for (id, path) in [(f.id(), f.path()), (d.id(), d.path())] {
+                    let live = sup.live();
+                    let r = live.iter().find(|r| r.id == id).expect("still registered");
+                    assert_eq!(r.scope, "job");
+                    assert_eq!(r.path.as_deref(), Some(path));
+                    assert!(exists(path));
+                }
+                assert_eq!(sup.live()[0].label, "report", "the label is kept");
+                assert!(complete(d.path()), "the dir is untouched");
+                Ok::<_, custodian::Error>((f.path().to_path_buf(), d.path().to_path_buf()))
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        // Dropped with the body: removed before `scope` returned.
+        assert!(!exists(&paths.0) && !exists(&paths.1));
+        assert!(entries(&root).is_empty());
+        let s = sup.stats();
+        assert!(s.is_consistent(), "{s:?}");
+        assert_eq!(s.live(), 0);
+        assert!(!exists(&nowhere));
+        sup.shutdown().await;
+    });
+}
