@@ -123,14 +123,12 @@ impl TempBuilder {
         inner.admit(&self.scope.shared, op)?;
         let root_path = || inner.temp_root.path().to_path_buf();
         check_affixes(&self.prefix, &self.suffix).map_err(|e| Error::io(op, root_path(), e))?;
-        let joined = inner
-            .handle
-            .spawn_blocking(move || {
-                let root = self.checked_root(op)?;
-                let scope = self.scope.clone();
-                make(&scope, &root, &mut self).map_err(|e| self.lost_to_shutdown(op, e))
-            })
-            .await;
+        let joined = spawn_unit(&inner, move || {
+            let root = self.checked_root(op)?;
+            let scope = self.scope.clone();
+            make(&scope, &root, &mut self).map_err(|e| self.lost_to_shutdown(op, e))
+        })
+        .await;
         // A panic or a runtime shutting down: nothing was handed out.
         joined.unwrap_or_else(|e| Err(Error::io(op, root_path(), io::Error::other(e))))
     }
@@ -163,6 +161,21 @@ impl TempBuilder {
         })?;
         Ok(root)
     }
+}
+
+/// Runs `unit` on the blocking pool, where it completes even if the returned handle is
+/// dropped, in the caller's `tracing` context (its subscriber and current span): the
+/// unit's `acquired` / `released` events are the caller's, as if emitted inline.
+pub(crate) fn spawn_unit<R, F>(inner: &Inner, unit: F) -> tokio::task::JoinHandle<R>
+where
+    R: Send + 'static,
+    F: FnOnce() -> R + Send + 'static,
+{
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    let span = tracing::Span::current();
+    inner.handle.spawn_blocking(move || {
+        tracing::dispatcher::with_default(&dispatch, || span.in_scope(unit))
+    })
 }
 
 /// A temp file or dir taken out of the registry while it is moved out of the root

@@ -20,7 +20,7 @@ use crate::kind::ResourceKind;
 use crate::registry::{Cleanup, Reclaim};
 use crate::resource::Registration;
 use crate::resource::slot::revoked;
-use crate::resource::temp::Parked;
+use crate::resource::temp::{Parked, spawn_unit};
 use crate::scope::Scope;
 use crate::supervisor::Supervisor;
 use crate::sys::FileId;
@@ -232,11 +232,7 @@ impl TempDir {
             );
             let to = target.clone();
             // One unit: it owns the guard, so dropping this future cannot interrupt it.
-            match inner
-                .handle
-                .spawn_blocking(move || self.move_to(&sup, to))
-                .await
-            {
+            match spawn_unit(&inner, move || self.move_to(&sup, to)).await {
                 Ok(r) => r,
                 Err(join) => {
                     // The unit panicked or never ran: the guard it owned was dropped, and

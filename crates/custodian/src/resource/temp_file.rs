@@ -20,7 +20,7 @@ use crate::inner::Spec;
 use crate::kind::ResourceKind;
 use crate::registry::{Cleanup, Reclaim};
 use crate::resource::slot::{Slot, revoked};
-use crate::resource::temp::Parked;
+use crate::resource::temp::{Parked, spawn_unit};
 use crate::resource::{ManagedFile, Registration};
 use crate::scope::Scope;
 use crate::supervisor::Supervisor;
@@ -266,13 +266,10 @@ impl TempFile {
             let Some(sup) = this.reg.supervisor() else {
                 return Err(PersistError::new(Error::ShuttingDown { op }, this));
             };
-            let handle = sup.inner.handle.clone();
+            let inner = sup.inner.clone();
             let to = target.clone();
             // One unit: it owns the guard, so dropping this future cannot interrupt it.
-            match handle
-                .spawn_blocking(move || this.move_to(&sup, &to, site))
-                .await
-            {
+            match spawn_unit(&inner, move || this.move_to(&sup, &to, site)).await {
                 Ok(r) => r,
                 Err(join) => Err(PersistError::lost(Error::io(
                     op,
