@@ -124,9 +124,11 @@ impl TempBuilder {
         let root_path = || inner.temp_root.path().to_path_buf();
         check_affixes(&self.prefix, &self.suffix).map_err(|e| Error::io(op, root_path(), e))?;
         let joined = spawn_unit(&inner, move || {
-            let root = self.checked_root(op)?;
-            let scope = self.scope.clone();
-            make(&scope, &root, &mut self).map_err(|e| self.lost_to_shutdown(op, e))
+            let made = self.checked_root(op).and_then(|root| {
+                let scope = self.scope.clone();
+                make(&scope, &root, &mut self)
+            });
+            made.map_err(|e| self.lost_to_shutdown(op, e))
         })
         .await;
         // A panic or a runtime shutting down: nothing was handed out.

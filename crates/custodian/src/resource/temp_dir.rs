@@ -39,10 +39,10 @@ use crate::sys::root::TempRoot;
 ///
 /// The dir is created exclusively, relative to the root's directory fd, with mode
 /// exactly 0700 whatever the umask (so it stays private after
-/// [`persist`](Self::persist)). Removal works relative to directory fds and never follows a symlink: a link inside
-/// the dir is unlinked, its target untouched; a symlink planted at the dir's own name is
-/// unlinked; a directory put in its place is left alone and reported. It never crosses
-/// into another file system.
+/// [`persist`](Self::persist)). Removal works relative to directory fds and never
+/// follows a symlink: a link inside the dir is unlinked, its target untouched; a symlink
+/// planted at the dir's own name is unlinked; a directory put in its place is left alone
+/// and reported. It never crosses into another file system.
 ///
 /// # Resource leaking
 ///
@@ -187,8 +187,9 @@ impl TempDir {
     ///
     /// # Errors
     ///
-    /// On failure the temp dir is handed back, still managed: in its own scope, or in
-    /// the root scope if its scope ended meanwhile (then with a new [`id`](Self::id)). If
+    /// On failure the temp dir is handed back, still managed (registered again, under a
+    /// new [`id`](Self::id)): in its own scope, or in the root scope if its scope ended
+    /// meanwhile. If
     /// it cannot be managed any more (shutting down), it is removed and the guard handed
     /// back is no longer [live](Registration::is_live).
     ///

@@ -221,13 +221,14 @@ impl TempFile {
     ///
     /// # Errors
     ///
-    /// On failure (`target`'s directory missing, another file system (`EXDEV`), no
-    /// permission, a pending write's error...) the temp file is handed back inside the
-    /// [`PersistError`], still managed: in its own scope, or in the root scope if its
-    /// scope ended meanwhile (then with a new [`id`](Self::id)). If it can no longer be
-    /// managed (shutting down) it is removed and [`PersistError::file`] is `None`. If
-    /// shutdown begins between the rename and the new file's registration, the file
-    /// stays at `target`, closed, and the error is [`Error::ShuttingDown`] without a file.
+    /// On failure the temp file is handed back inside the [`PersistError`], still
+    /// managed: unchanged if a pending write failed; registered again (under a new
+    /// [`id`](Self::id), in its own scope, or in the root scope if that ended meanwhile)
+    /// if the rename failed (`target`'s directory missing, another file system
+    /// (`EXDEV`), no permission...). If it cannot be managed any more (shutting down) it
+    /// is removed and [`PersistError::file`] is `None`. If shutdown begins between the
+    /// rename and the new file's registration, the file stays at `target`, closed, and
+    /// the error is [`Error::ShuttingDown`] without a file.
     ///
     /// # Cancel safety
     ///
