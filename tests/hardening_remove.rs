@@ -355,11 +355,8 @@ fn scenario_bind_mount_abandoned() {
             .abandoned_min_age(Duration::ZERO)
             .start()
             .unwrap();
-        assert!(
-            next.reaped_at_start().is_empty(),
-            "{:?}",
-            next.reaped_at_start()
-        );
+        let reaped = next.reaped_at_start().await;
+        assert!(reaped.is_empty(), "{reaped:?}");
         assert_user_tree_intact(&src);
         assert_only_the_mount_point_left(&root);
         assert!(is_mount_root(&mnt));
@@ -399,11 +396,8 @@ fn scenario_mounted_over_root_name() {
             .abandoned_min_age(Duration::ZERO)
             .start()
             .unwrap();
-        assert!(
-            next.reaped_at_start().is_empty(),
-            "{:?}",
-            next.reaped_at_start()
-        );
+        let reaped = next.reaped_at_start().await;
+        assert!(reaped.is_empty(), "{reaped:?}");
         assert_user_tree_intact(&src);
         next.shutdown().await;
     });

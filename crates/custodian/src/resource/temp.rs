@@ -1,15 +1,21 @@
 //! Creating temp files and temp dirs inside the supervisor's private root.
 
-use std::ffi::OsString;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::panic::Location;
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 
 use crate::error::{Error, Operation, Result};
-use crate::resource::{TempDir, TempFile};
-use crate::scope::Scope;
+use crate::inner::{Inner, Spec};
+use crate::kind::{ReleasePath, ResourceKind};
+use crate::registry::Reclaim;
+use crate::resource::{Registration, TempDir, TempFile};
+use crate::scope::{Scope, ScopeShared};
+use crate::supervisor::Supervisor;
+use crate::sys::create::check_affixes;
+use crate::sys::root::TempRoot;
 
 /// Options for a temp file or temp dir: name prefix and suffix, and the label shown in
 /// reports. Made by [`Scope::temp`].
@@ -51,66 +57,87 @@ impl TempBuilder {
         self
     }
 
-    /// Creates the temp file (exclusively, with a random name) and registers it.
+    /// Creates the temp file (exclusively, with a random name, mode 0600 whatever the
+    /// umask) and registers it.
     ///
     /// # Errors
     ///
     /// [`Error::Io`] with [`Operation::CreateTempFile`] naming the temp root (full disk,
-    /// too many open files...), [`Error::TempRootReplaced`], [`Error::ShuttingDown`] or
-    /// [`Error::ScopeClosed`]. Nothing is left on disk or registered on error.
+    /// too many open files, a prefix or suffix containing `/` or NUL:
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput)...), [`Error::TempRootReplaced`],
+    /// [`Error::ShuttingDown`] or [`Error::ScopeClosed`]. Nothing is left on disk or
+    /// registered on error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. The creation and the registration run as one unit on the blocking
+    /// pool, which finishes even if this future is dropped: the file is then registered
+    /// and, its guard being dropped with the unit's output, released (counted as
+    /// created and released; nothing is left unregistered in the root).
     #[track_caller]
     pub fn file(&self) -> impl Future<Output = Result<TempFile>> + use<> {
         let site = Location::caller();
         let this = self.clone();
         async move {
-            let op = Operation::CreateTempFile;
-            let made = async {
-                let root = this.checked_root(op)?;
-                let created = async_tempfile::TempFile::builder()
-                    .dir(root.path())
-                    .prefix(this.prefix.clone())
-                    .suffix(this.suffix.clone())
-                    .create()
-                    .await
-                    .map_err(|e| convert(op, root.path().to_path_buf(), e))?;
-                TempFile::adopt(&this.scope, created, this.label.clone(), site)
-            };
-            made.await.map_err(|e| this.lost_to_shutdown(op, e))
+            this.create(Operation::CreateTempFile, move |scope, root, b| {
+                TempFile::create(scope, root, &b.prefix, &b.suffix, b.label.take(), site)
+            })
+            .await
         }
     }
 
-    /// Creates the temp dir (exclusively, with a random name) and registers it.
+    /// Creates the temp dir (exclusively, with a random name, mode 0700 whatever the
+    /// umask) and registers it.
     ///
     /// # Errors
     ///
     /// As [`file`](Self::file), with [`Operation::CreateTempDir`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`file`](Self::file): a dir created for a dropped future is
+    /// registered and then released (removed).
     #[track_caller]
     pub fn dir(&self) -> impl Future<Output = Result<TempDir>> + use<> {
         let site = Location::caller();
         let this = self.clone();
         async move {
-            let op = Operation::CreateTempDir;
-            let made = async {
-                let root = this.checked_root(op)?;
-                let created = async_tempfile::TempDir::builder()
-                    .dir(root.path())
-                    .prefix(this.prefix.clone())
-                    .suffix(this.suffix.clone())
-                    .create()
-                    .await
-                    .map_err(|e| convert(op, root.path().to_path_buf(), e))?;
-                // From here custodian removes it, off the async threads; async-tempfile's
-                // own drop would remove it recursively on the dropping thread.
-                let path = created.keep();
-                TempDir::adopt(&this.scope, path, this.label.clone(), site)
-            };
-            made.await.map_err(|e| this.lost_to_shutdown(op, e))
+            this.create(Operation::CreateTempDir, move |scope, root, b| {
+                TempDir::create(scope, root, &b.prefix, &b.suffix, b.label.take(), site)
+            })
+            .await
         }
     }
 
+    /// Runs `make` (create relative to the root's fd, then register) as one unit on the
+    /// blocking pool. The unit owns everything it needs, so it completes even if the
+    /// awaiting future is dropped, and then its output (the registered guard) is dropped
+    /// and so released: an acquisition never leaves an unregistered name in the root.
+    async fn create<T, F>(mut self, op: Operation, make: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Scope, &Arc<TempRoot>, &mut TempBuilder) -> Result<T> + Send + 'static,
+    {
+        let inner = self.scope.inner().clone();
+        // Fail fast, before anything is spawned; the unit checks again.
+        inner.admit(&self.scope.shared, op)?;
+        let root_path = || inner.temp_root.path().to_path_buf();
+        check_affixes(&self.prefix, &self.suffix).map_err(|e| Error::io(op, root_path(), e))?;
+        let joined = spawn_unit(&inner, move || {
+            let made = self.checked_root(op).and_then(|root| {
+                let scope = self.scope.clone();
+                make(&scope, &root, &mut self)
+            });
+            made.map_err(|e| self.lost_to_shutdown(op, e))
+        })
+        .await;
+        // A panic or a runtime shutting down: nothing was handed out.
+        joined.unwrap_or_else(|e| Err(Error::io(op, root_path(), io::Error::other(e))))
+    }
+
     /// An acquisition that passed `admit` but then lost a race with shutdown, which
-    /// removes the temp root, trips over the missing root (`NotFound`, or "replaced" when
-    /// the new entry is not found inside it): report the shutdown, not the symptom.
+    /// removes the temp root, trips over the missing root (`NotFound`): report the
+    /// shutdown, not the symptom.
     fn lost_to_shutdown(&self, op: Operation, e: Error) -> Error {
         if !e.is_cancellation() && self.scope.inner().is_shutting_down() {
             Error::ShuttingDown { op }
@@ -119,7 +146,11 @@ impl TempBuilder {
         }
     }
 
-    fn checked_root(&self, op: Operation) -> Result<std::sync::Arc<crate::sys::root::TempRoot>> {
+    /// Admits the acquisition and checks that the root's path still names the root
+    /// (renamed away or swapped for a symlink: [`Error::TempRootReplaced`]). Creation is
+    /// relative to the root's fd anyway; the check refuses a root the user can no
+    /// longer see at its path.
+    fn checked_root(&self, op: Operation) -> Result<Arc<TempRoot>> {
         let inner = self.scope.inner();
         inner.admit(&self.scope.shared, op)?;
         let root = inner.temp_root.clone();
@@ -134,24 +165,76 @@ impl TempBuilder {
     }
 }
 
-/// The name of `path` inside the temp root.
-pub(crate) fn name_in_root(path: &std::path::Path) -> OsString {
-    path.file_name().map(OsString::from).unwrap_or_default()
+/// Runs `unit` on the blocking pool, where it completes even if the returned handle is
+/// dropped, in the caller's `tracing` context (its subscriber and current span): the
+/// unit's `acquired` / `released` events are the caller's, as if emitted inline.
+pub(crate) fn spawn_unit<R, F>(inner: &Inner, unit: F) -> tokio::task::JoinHandle<R>
+where
+    R: Send + 'static,
+    F: FnOnce() -> R + Send + 'static,
+{
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    let span = tracing::Span::current();
+    inner.handle.spawn_blocking(move || {
+        tracing::dispatcher::with_default(&dispatch, || span.in_scope(unit))
+    })
 }
 
-fn convert(op: Operation, path: PathBuf, e: async_tempfile::Error) -> Error {
-    let source = match e {
-        async_tempfile::Error::Io(e) => e,
-        async_tempfile::Error::InvalidDirectory => {
-            io::Error::new(io::ErrorKind::NotFound, "the temp root is not a directory")
+/// A temp file or dir taken out of the registry while it is moved out of the root
+/// (`persist`): no sweep (scope end, shutdown) can run its clean-up meanwhile. What is
+/// needed to register it again if the move fails.
+pub(crate) struct Parked {
+    home: Arc<ScopeShared>,
+    label: Box<str>,
+    site: &'static Location<'static>,
+}
+
+impl Parked {
+    /// Removes `reg`'s entry from the registry without running its clean-up (the release
+    /// decision, as `Detached`). `None` if a sweep had already released it.
+    pub(crate) fn take(inner: &Inner, reg: &Registration) -> Option<Parked> {
+        let id = reg.id();
+        // The map's read guard is dropped inside `map`, before the removal below.
+        let (home, label, site) = inner
+            .registry
+            .map
+            .get(&id)
+            .map(|e| (e.scope.clone(), e.label.clone(), e.site))?;
+        inner.release(id, Some(ReleasePath::Detached))?;
+        Some(Parked { home, label, site })
+    }
+
+    /// Where to live now: its own scope if still open, else the root scope.
+    pub(crate) fn scope(&self, sup: &Supervisor) -> Scope {
+        let shared = if self.home.is_closed() {
+            sup.inner.root_scope.clone()
+        } else {
+            self.home.clone()
+        };
+        Scope {
+            shared,
+            sup: sup.clone(),
         }
-        async_tempfile::Error::InvalidAffix => io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "a prefix or suffix contains a path separator",
-        ),
-        other => io::Error::other(other.to_string()),
-    };
-    Error::io(op, path, source)
+    }
+
+    /// Registers it again, in [`scope`](Self::scope). On refusal (shutting down, or the
+    /// scope ended meanwhile) the registry reclaims it at once (removes it).
+    pub(crate) fn register(
+        self,
+        sup: &Supervisor,
+        kind: ResourceKind,
+        path: &Path,
+        reclaim: Box<dyn Reclaim>,
+    ) -> Result<Registration> {
+        let spec = Spec {
+            kind,
+            label: self.label.clone(),
+            path: Some(path.to_path_buf()),
+            site: self.site,
+            op: Operation::Persist,
+        };
+        self.scope(sup).register_boxed(spec, reclaim)
+    }
 }
 
 impl fmt::Debug for TempBuilder {
@@ -190,6 +273,11 @@ impl Scope {
     ///
     /// See [`TempBuilder::file`].
     ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a file created for a dropped future is registered, then released.
+    /// See [`TempBuilder::file`].
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
     /// let sup = custodian::Supervisor::builder().start()?;
@@ -211,6 +299,11 @@ impl Scope {
     ///
     /// # Errors
     ///
+    /// See [`TempBuilder::dir`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a dir created for a dropped future is registered, then released.
     /// See [`TempBuilder::dir`].
     ///
     /// ```

@@ -1,4 +1,10 @@
-//! Managed temp dirs inside the private temp root; removal runs off the async threads.
+//! Managed temp dirs inside the private temp root (mode 0700); removal runs off the async
+//! threads.
+//!
+//! The registry entry's clean-up ([`TempDirReclaim`]) only borrows what it captured, so
+//! it can be run again if a first attempt failed. `persist` takes the entry out of the
+//! registry before renaming (see [`Parked`]), so no recursive removal can be emptying
+//! the directory at its new place.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -13,10 +19,13 @@ use crate::inner::Spec;
 use crate::kind::ResourceKind;
 use crate::registry::{Cleanup, Reclaim};
 use crate::resource::Registration;
-use crate::resource::temp::name_in_root;
+use crate::resource::slot::revoked;
+use crate::resource::temp::{Parked, spawn_unit};
 use crate::scope::Scope;
+use crate::supervisor::Supervisor;
 use crate::sys::FileId;
-use crate::sys::remove::remove_tree_at;
+use crate::sys::create::create_dir_at;
+use crate::sys::remove::{remove_tree_at, replaced_error};
 use crate::sys::root::TempRoot;
 
 /// A temp dir inside the supervisor's private temp root, removed with everything in it
@@ -28,10 +37,12 @@ use crate::sys::root::TempRoot;
 ///
 /// # Security
 ///
-/// Removal works relative to directory fds and never follows a symlink: a link inside
-/// the dir is unlinked, its target untouched; a symlink planted at the dir's own name is
-/// unlinked; a directory put in its place is left alone and reported. It never crosses
-/// into another file system.
+/// The dir is created exclusively, relative to the root's directory fd, with mode
+/// exactly 0700 whatever the umask (so it stays private after
+/// [`persist`](Self::persist)). Removal works relative to directory fds and never
+/// follows a symlink: a link inside the dir is unlinked, its target untouched; a symlink
+/// planted at the dir's own name is unlinked; a directory put in its place is left alone
+/// and reported. It never crosses into another file system.
 ///
 /// # Resource leaking
 ///
@@ -69,6 +80,8 @@ struct TempDirReclaim {
 
 impl Reclaim for TempDirReclaim {
     fn reclaim(self: Box<Self>) -> Cleanup {
+        // Borrows what it captured, never moves it out: the clean-up can be run again
+        // if a first attempt failed.
         Cleanup::Blocking(Box::new(move || {
             remove_tree_at(self.root.fd(), &self.name, self.fid).map(drop)
         }))
@@ -76,34 +89,26 @@ impl Reclaim for TempDirReclaim {
 }
 
 impl TempDir {
-    pub(crate) fn adopt(
+    /// Creates the dir relative to the root's fd and registers it. Blocking (runs in the
+    /// creation unit on the blocking pool). On refusal the registry removes it.
+    pub(crate) fn create(
         scope: &Scope,
-        path: PathBuf,
+        root: &Arc<TempRoot>,
+        prefix: &str,
+        suffix: &str,
         label: Option<String>,
         site: &'static Location<'static>,
     ) -> Result<Self> {
         let op = Operation::CreateTempDir;
-        let root = scope.inner().temp_root.clone();
-        let name = name_in_root(&path);
-        let fid = match root.id_of(&name) {
-            Ok(fid) => fid,
-            Err(e) => {
-                // Not inside the root: it was created through a root swapped after the
-                // check. Remove the empty dir we made and refuse.
-                let _ = std::fs::remove_dir(&path);
-                return Err(match e.kind() {
-                    io::ErrorKind::NotFound => Error::TempRootReplaced {
-                        op,
-                        path: root.path().to_path_buf(),
-                    },
-                    _ => Error::io(op, &path, e),
-                });
-            }
-        };
+        let made =
+            create_dir_at(root.fd(), prefix, suffix).map_err(|e| Error::io(op, root.path(), e))?;
+        // The guard holds no fd: removal goes by name and identity.
+        drop(made.fd);
+        let path = root.path().join(&made.name);
         let reclaim = TempDirReclaim {
             root: root.clone(),
-            name: name.clone(),
-            fid,
+            name: made.name.clone(),
+            fid: made.id,
         };
         let spec = Spec {
             kind: ResourceKind::TempDir,
@@ -116,9 +121,9 @@ impl TempDir {
         Ok(TempDir {
             reg,
             path,
-            name,
-            fid,
-            root: Arc::downgrade(&root),
+            name: made.name,
+            fid: made.id,
+            root: Arc::downgrade(root),
         })
     }
 
@@ -176,10 +181,24 @@ impl TempDir {
 
     /// Moves the dir to `target` (same file system) and stops managing it.
     ///
+    /// The dir is taken out of the registry *before* it is renamed, so neither its
+    /// scope's end, nor shutdown, nor anything else can be emptying it while it moves:
+    /// when this returns `Ok`, everything that was in the dir is at `target`.
+    ///
     /// # Errors
     ///
-    /// On failure the temp dir is handed back, unchanged and still managed (in its own
-    /// scope, or in the root scope if its scope ended meanwhile).
+    /// On failure the temp dir is handed back, still managed (registered again, under a
+    /// new [`id`](Self::id)): in its own scope, or in the root scope if its scope ended
+    /// meanwhile. If
+    /// it cannot be managed any more (shutting down), it is removed and the guard handed
+    /// back is no longer [live](Registration::is_live).
+    ///
+    /// # Cancel safety
+    ///
+    /// Once polled, the move runs as one unit on the blocking pool and completes even if
+    /// this future is dropped: the dir may then be at `target`, or, if the move failed,
+    /// removed. A future dropped before its first poll does nothing (and drops the guard:
+    /// the dir is removed).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
@@ -191,6 +210,8 @@ impl TempDir {
     /// assert!(kept.join("a").exists());
     /// # std::fs::remove_dir_all(&target).unwrap(); sup.shutdown().await; Ok(()) }
     /// ```
+    // The public error type (the guard handed back) passes through the unit once.
+    #[allow(clippy::result_large_err)]
     pub fn persist<P: AsRef<Path>>(
         self,
         target: P,
@@ -198,51 +219,86 @@ impl TempDir {
         let target = target.as_ref().to_path_buf();
         async move {
             let op = Operation::Persist;
-            let gone = || Error::ShuttingDown { op };
-            let (Some(root), Some(sup)) = (self.root.upgrade(), self.reg.supervisor()) else {
-                return Err((gone(), self));
+            let Some(sup) = self.reg.supervisor() else {
+                return Err((Error::ShuttingDown { op }, self));
             };
-            let Some(home) = sup
-                .inner
-                .registry
-                .map
-                .get(&self.reg.id())
-                .map(|e| e.scope.clone())
-            else {
-                let e = crate::resource::slot::revoked();
-                return Err((Error::io(op, &target, e), self));
-            };
-            // Park it in the root scope while it moves, so that the end of its own scope
-            // cannot start emptying it mid-rename.
-            if let Err(e) = self.reg.transfer(&sup.root()) {
-                return Err((e, self));
-            }
-            let name = self.name.clone();
-            let fid = self.fid;
+            let inner = sup.inner.clone();
+            // What it takes to hand a guard back if the unit itself fails.
+            let (id, path, name, fid, root) = (
+                self.reg.id(),
+                self.path.clone(),
+                self.name.clone(),
+                self.fid,
+                self.root.clone(),
+            );
             let to = target.clone();
-            let moved = tokio::task::spawn_blocking(move || {
-                if !root.contains(&name, fid)? {
-                    return Err(crate::sys::remove::replaced_error());
-                }
-                rustix::fs::renameat(root.fd(), &name, rustix::fs::CWD, &to)?;
-                Ok(())
-            })
-            .await
-            .map_err(io::Error::other)
-            .and_then(|r| r);
-            match moved {
-                Ok(()) => {
-                    self.reg.detach();
-                    Ok(target)
-                }
-                Err(e) => {
-                    // Back home if that scope is still open; otherwise it stays in the
-                    // root scope, still managed.
-                    let _ = self.reg.transfer(&Scope { shared: home, sup });
-                    Err((Error::io(op, &target, e), self))
+            // One unit: it owns the guard, so dropping this future cannot interrupt it.
+            match spawn_unit(&inner, move || self.move_to(&sup, to)).await {
+                Ok(r) => r,
+                Err(join) => {
+                    // The unit panicked or never ran: the guard it owned was dropped, and
+                    // so released. Hand back one that is no longer live (same id).
+                    let ghost = TempDir {
+                        reg: Registration::new(&inner, id),
+                        path,
+                        name,
+                        fid,
+                        root,
+                    };
+                    Err((Error::io(op, &target, io::Error::other(join)), ghost))
                 }
             }
         }
+    }
+
+    /// The move itself, run as one unit on the blocking pool: out of the registry, rename,
+    /// and back into the registry if the rename failed.
+    // The public error type (the guard handed back) passes through the unit once.
+    #[allow(clippy::result_large_err)]
+    fn move_to(
+        mut self,
+        sup: &Supervisor,
+        target: PathBuf,
+    ) -> std::result::Result<PathBuf, (Error, TempDir)> {
+        let op = Operation::Persist;
+        let inner = &sup.inner;
+        // Shutdown waits for tracked clean-ups before it removes the temp root; taken
+        // before the entry leaves the registry, so that either shutdown's sweep finds
+        // the entry or its wait finds this token.
+        let _token = inner.cleanups.token();
+        if inner.is_shutting_down() {
+            return Err((Error::ShuttingDown { op }, self));
+        }
+        let Some(root) = self.root.upgrade() else {
+            return Err((Error::io(op, &target, revoked()), self));
+        };
+        let Some(parked) = Parked::take(inner, &self.reg) else {
+            return Err((Error::io(op, &target, revoked()), self));
+        };
+        // Out of the registry: no sweep can start removing it now. Still check the name
+        // is the dir we created before moving it.
+        let moved = match root.contains(&self.name, self.fid) {
+            Ok(true) => rustix::fs::renameat(root.fd(), &self.name, rustix::fs::CWD, &target)
+                .map_err(io::Error::from),
+            Ok(false) => Err(replaced_error()),
+            Err(e) => Err(e),
+        };
+        let Err(e) = moved else {
+            return Ok(target);
+        };
+        let error = Error::io(op, &target, e);
+        let reclaim = TempDirReclaim {
+            root,
+            name: self.name.clone(),
+            fid: self.fid,
+        };
+        // Back under management; if refused, the registry removes it, and the guard
+        // handed back is the old, no longer live one.
+        if let Ok(reg) = parked.register(sup, ResourceKind::TempDir, &self.path, Box::new(reclaim))
+        {
+            self.reg = reg;
+        }
+        Err((error, self))
     }
 
     /// Stops managing the dir and returns its path. It stays inside the supervisor's

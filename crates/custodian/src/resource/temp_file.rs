@@ -1,10 +1,14 @@
-//! Managed temp files, created by async-tempfile inside the private temp root.
+//! Managed temp files, created relative to the private temp root's fd (mode 0600).
+//!
+//! The open file lives in a [`Slot`] shared by the guard and the registry entry, so a
+//! sweep can close it without the guard. Moving the file out (`persist`) takes the entry
+//! out of the registry first and runs as one unit on the blocking pool (see
+//! [`Parked`]).
 
 use std::ffi::OsString;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::os::fd::AsFd;
 use std::panic::Location;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -16,14 +20,16 @@ use crate::inner::Spec;
 use crate::kind::ResourceKind;
 use crate::registry::{Cleanup, Reclaim};
 use crate::resource::slot::{Slot, revoked};
-use crate::resource::temp::name_in_root;
+use crate::resource::temp::{Parked, spawn_unit};
 use crate::resource::{ManagedFile, Registration};
 use crate::scope::Scope;
+use crate::supervisor::Supervisor;
 use crate::sys::FileId;
-use crate::sys::remove::remove_file_at;
+use crate::sys::create::create_file_at;
+use crate::sys::remove::{remove_file_at, replaced_error};
 use crate::sys::root::TempRoot;
 
-type Inner = async_tempfile::TempFile;
+type Handle = tokio::fs::File;
 
 /// A temp file inside the supervisor's private temp root, removed when released.
 ///
@@ -34,9 +40,11 @@ type Inner = async_tempfile::TempFile;
 ///
 /// # Security
 ///
-/// The file is created exclusively (`O_EXCL`) with an unpredictable name inside a root
-/// only the owner can enter (mode 0700), so another user can neither read it nor race
-/// its name. Removal is relative to the root's directory fd and checks the device and
+/// The file is created exclusively (`O_EXCL`, relative to the root's directory fd) with
+/// an unpredictable name inside a root only the owner can enter (mode 0700), so another
+/// user can neither read it nor race its name. Its own mode is exactly 0600 whatever the
+/// umask, so it stays private after [`persist`](Self::persist) or [`keep`](Self::keep)
+/// too. Removal is relative to the root's directory fd and checks the device and
 /// inode recorded at creation: a symlink planted at its name is unlinked, never followed;
 /// a different file put in its place is left alone and reported as a clean-up failure.
 ///
@@ -64,7 +72,7 @@ type Inner = async_tempfile::TempFile;
 #[must_use = "dropping a TempFile removes it"]
 pub struct TempFile {
     reg: Registration,
-    file: Arc<Slot<Inner>>,
+    file: Arc<Slot<Handle>>,
     path: PathBuf,
     name: OsString,
     fid: FileId,
@@ -73,7 +81,7 @@ pub struct TempFile {
 }
 
 struct TempFileReclaim {
-    file: Arc<Slot<Inner>>,
+    file: Arc<Slot<Handle>>,
     root: Arc<TempRoot>,
     name: OsString,
     fid: FileId,
@@ -99,41 +107,34 @@ impl TempFileReclaim {
         } else {
             self.file.take()
         };
-        if let Some(f) = file {
-            // Disarm async-tempfile's own path-based removal and close the fd: custodian
-            // removes the name below, relative to the root and checked by inode.
-            drop(f.keep());
-        }
+        // Close the fd (an operation in flight on the blocking pool keeps its own handle
+        // until it finishes), then remove the name relative to the root, checked by inode.
+        drop(file);
         Cleanup::Done(remove_file_at(self.root.fd(), &self.name, self.fid).map(drop))
     }
 }
 
 impl TempFile {
-    pub(crate) fn adopt(
+    /// Creates the file relative to the root's fd and registers it. Blocking (runs in
+    /// the creation unit on the blocking pool). On refusal the registry removes it.
+    pub(crate) fn create(
         scope: &Scope,
-        file: Inner,
+        root: &Arc<TempRoot>,
+        prefix: &str,
+        suffix: &str,
         label: Option<String>,
         site: &'static Location<'static>,
     ) -> Result<Self> {
         let op = Operation::CreateTempFile;
-        let root = scope.inner().temp_root.clone();
-        let path = file.file_path().clone();
-        let name = name_in_root(&path);
-        let fid = FileId::of_fd(&*file).map_err(|e| Error::io(op, &path, e))?;
-        // Prove the new file landed inside the root (not through a root swapped after the
-        // check); if not, async-tempfile's drop removes what it created.
-        if !root.contains(&name, fid).unwrap_or(false) {
-            return Err(Error::TempRootReplaced {
-                op,
-                path: root.path().to_path_buf(),
-            });
-        }
-        let slot = Slot::new(file);
+        let made =
+            create_file_at(root.fd(), prefix, suffix).map_err(|e| Error::io(op, root.path(), e))?;
+        let path = root.path().join(&made.name);
+        let slot = Slot::new(Handle::from_std(std::fs::File::from(made.fd)));
         let reclaim = TempFileReclaim {
             file: slot.clone(),
             root: root.clone(),
-            name: name.clone(),
-            fid,
+            name: made.name.clone(),
+            fid: made.id,
         };
         let spec = Spec {
             kind: ResourceKind::TempFile,
@@ -147,9 +148,9 @@ impl TempFile {
             reg,
             file: slot,
             path,
-            name,
-            fid,
-            root: Arc::downgrade(&root),
+            name: made.name,
+            fid: made.id,
+            root: Arc::downgrade(root),
         })
     }
 
@@ -201,7 +202,8 @@ impl TempFile {
     /// # Cancel safety
     ///
     /// Not cancel safe: dropped while flushing, the guard is dropped with it (the file is
-    /// still removed).
+    /// still removed, a pending write's error is lost). Once the release has started,
+    /// it completes.
     pub async fn close(mut self) -> Result<()> {
         let flushed = self.flush().await;
         let closed = self.reg.close().await;
@@ -211,12 +213,28 @@ impl TempFile {
 
     /// Moves the file to `target` (same file system) and keeps it there, returned as a
     /// [`ManagedFile`] registered in the same scope (closed when dropped, never deleted).
+    /// The file keeps its mode, 0600.
+    ///
+    /// Pending writes are flushed first. The file is then taken out of the registry
+    /// *before* it is renamed, so that neither its scope's end nor shutdown can unlink
+    /// it mid-move.
     ///
     /// # Errors
     ///
-    /// On failure (`target`'s directory missing, another file system (`EXDEV`), no
-    /// permission...) the temp file is handed back inside the [`PersistError`],
-    /// unchanged and still managed.
+    /// On failure the temp file is handed back inside the [`PersistError`], still
+    /// managed: unchanged if a pending write failed; registered again (under a new
+    /// [`id`](Self::id), in its own scope, or in the root scope if that ended meanwhile)
+    /// if the rename failed (`target`'s directory missing, another file system
+    /// (`EXDEV`), no permission...). If it cannot be managed any more (shutting down) it
+    /// is removed and [`PersistError::file`] is `None`. If shutdown begins between the
+    /// rename and the new file's registration, the file stays at `target`, closed, and
+    /// the error is [`Error::ShuttingDown`] without a file.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped while flushing, the guard is dropped with it (the temp file is removed).
+    /// Once the move has started it runs to completion even if this future is dropped:
+    /// the file may then be at `target` (and closed), or, if the move failed, removed.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
@@ -231,6 +249,8 @@ impl TempFile {
     /// assert_eq!(std::fs::read(dir.join("result.txt")).unwrap(), b"final");
     /// # std::fs::remove_dir_all(&dir).unwrap(); sup.shutdown().await; Ok(()) }
     /// ```
+    // The public error type (the guard handed back) passes through the unit once.
+    #[allow(clippy::result_large_err)]
     #[track_caller]
     pub fn persist<P: AsRef<Path>>(
         self,
@@ -244,92 +264,130 @@ impl TempFile {
             if let Err(e) = this.flush().await {
                 return Err(PersistError::new(Error::io(op, &target, e), this));
             }
-            match this.move_out(&target).await {
-                Ok(()) => {}
-                Err(e) => return Err(PersistError::new(Error::io(op, &target, e), this)),
-            }
             let Some(sup) = this.reg.supervisor() else {
-                let e = Error::ShuttingDown { op };
-                return Err(PersistError::new(e, this));
+                return Err(PersistError::new(Error::ShuttingDown { op }, this));
             };
-            let scope = Scope {
-                shared: this.scope_of(&sup),
-                sup,
-            };
-            let file = this.detach_file().map_err(|e| Error::io(op, &target, e));
-            match file {
-                Ok(file) => {
-                    ManagedFile::register(&scope, file, target, site).map_err(PersistError::lost)
-                }
-                Err(error) => Err(PersistError::lost(error)),
+            let inner = sup.inner.clone();
+            let to = target.clone();
+            // One unit: it owns the guard, so dropping this future cannot interrupt it.
+            match spawn_unit(&inner, move || this.move_to(&sup, &to, site)).await {
+                Ok(r) => r,
+                Err(join) => Err(PersistError::lost(Error::io(
+                    op,
+                    &target,
+                    io::Error::other(join),
+                ))),
             }
         }
     }
 
-    /// Stops managing the file: it is no longer removed when the guard drops or its
-    /// scope ends, and the open file and its path are returned.
+    /// Flushes pending writes, then stops managing the file: it is no longer removed
+    /// when the guard drops or its scope ends, and the open file and its path are
+    /// returned.
     ///
     /// The file stays inside the supervisor's private temp root, which is removed at
     /// shutdown; [`persist`](Self::persist) it to keep it longer.
     ///
+    /// It is `async` because a write may still be in flight on the blocking pool (a
+    /// `tokio::fs::File` reports a write's error only on the next operation or flush):
+    /// flushing here is the only way such an error is not lost — like
+    /// [`tokio::fs::File::into_std`], which waits for in-flight operations too.
+    ///
     /// # Errors
     ///
-    /// If the file had already been reclaimed by its scope's end or by shutdown.
+    /// A pending write's error, with the temp file handed back in the [`PersistError`],
+    /// still managed. If the file had already been reclaimed by its scope's end or by
+    /// shutdown, an error without a file.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: dropped while flushing, the guard is dropped with it (the file
+    /// is removed).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
     /// let sup = custodian::Supervisor::builder().start()?;
-    /// let (file, path) = sup.temp_file().await?.keep()?;
+    /// let (file, path) = sup.temp_file().await?.keep().await.map_err(|e| e.error)?;
     /// assert!(path.exists());
     /// assert_eq!(sup.stats().live(), 0);
     /// # drop(file); sup.shutdown().await; Ok(()) }
     /// ```
-    pub fn keep(self) -> Result<(tokio::fs::File, PathBuf)> {
-        let path = self.path.clone();
-        let file = self
-            .detach_file()
-            .map_err(|e| Error::io(Operation::Persist, &path, e))?;
-        Ok((file, path))
-    }
-
-    fn scope_of(&self, sup: &crate::Supervisor) -> Arc<crate::scope::ScopeShared> {
-        let inner = &sup.inner;
-        inner
-            .registry
-            .map
-            .get(&self.reg.id())
-            .map(|e| e.scope.clone())
-            .unwrap_or_else(|| inner.root_scope.clone())
-    }
-
-    /// Renames the file out of the root, checking it is still the file we created.
-    async fn move_out(&self, target: &Path) -> io::Result<()> {
-        let root = self.root.upgrade().ok_or_else(revoked)?;
-        let name = self.name.clone();
-        let fid = self.fid;
-        let target = target.to_path_buf();
-        tokio::task::spawn_blocking(move || {
-            if !root.contains(&name, fid)? {
-                return Err(crate::sys::remove::replaced_error());
-            }
-            rustix::fs::renameat(root.fd(), &name, rustix::fs::CWD, &target)?;
-            Ok(())
-        })
-        .await
-        .map_err(io::Error::other)?
-    }
-
-    /// Unregisters without removing the file, and returns its open handle.
-    fn detach_file(self) -> io::Result<tokio::fs::File> {
-        let TempFile { reg, file, .. } = self;
+    pub async fn keep(mut self) -> std::result::Result<(tokio::fs::File, PathBuf), PersistError> {
+        let op = Operation::Persist;
+        if let Err(e) = self.flush().await {
+            return Err(PersistError::new(Error::io(op, &self.path, e), self));
+        }
+        let TempFile {
+            reg, file, path, ..
+        } = self;
         // Detach first: if a sweep got there first, it owns (and removed) the file.
-        let inner = if reg.detach() { file.take() } else { None };
-        let inner = inner.ok_or_else(revoked)?;
-        // A second handle on the same open file; `keep` then disarms async-tempfile's
-        // removal and closes the original.
-        let std = std::fs::File::from(inner.as_fd().try_clone_to_owned()?);
-        drop(inner.keep());
-        Ok(tokio::fs::File::from_std(std))
+        let taken = if reg.detach() { file.take() } else { None };
+        match taken {
+            Some(f) => Ok((f, path)),
+            None => Err(PersistError::lost(Error::io(op, &path, revoked()))),
+        }
+    }
+
+    /// The move itself, run as one unit on the blocking pool: out of the registry, rename,
+    /// then registered as a `ManagedFile`, or back as a temp file if the rename failed.
+    // The public error type (the guard handed back) passes through the unit once.
+    #[allow(clippy::result_large_err)]
+    fn move_to(
+        mut self,
+        sup: &Supervisor,
+        target: &Path,
+        site: &'static Location<'static>,
+    ) -> std::result::Result<ManagedFile, PersistError> {
+        let op = Operation::Persist;
+        let inner = &sup.inner;
+        // Shutdown waits for tracked clean-ups before it removes the temp root; taken
+        // before the entry leaves the registry, so that either shutdown's sweep finds
+        // the entry or its wait finds this token.
+        let _token = inner.cleanups.token();
+        if inner.is_shutting_down() {
+            return Err(PersistError::new(Error::ShuttingDown { op }, self));
+        }
+        let Some(root) = self.root.upgrade() else {
+            return Err(PersistError::new(Error::io(op, target, revoked()), self));
+        };
+        let Some(parked) = Parked::take(inner, &self.reg) else {
+            return Err(PersistError::new(Error::io(op, target, revoked()), self));
+        };
+        // Out of the registry: no sweep can close or unlink it now. Still check the name
+        // is the file we created before moving it.
+        let moved = match root.contains(&self.name, self.fid) {
+            Ok(true) => rustix::fs::renameat(root.fd(), &self.name, rustix::fs::CWD, target)
+                .map_err(io::Error::from),
+            Ok(false) => Err(replaced_error()),
+            Err(e) => Err(e),
+        };
+        match moved {
+            Ok(()) => {
+                let Some(file) = self.file.take() else {
+                    return Err(PersistError::lost(Error::io(op, target, revoked())));
+                };
+                let scope = parked.scope(sup);
+                ManagedFile::register(&scope, file, target.to_path_buf(), site)
+                    .map_err(PersistError::lost)
+            }
+            Err(e) => {
+                let error = Error::io(op, target, e);
+                let reclaim = TempFileReclaim {
+                    file: self.file.clone(),
+                    root,
+                    name: self.name.clone(),
+                    fid: self.fid,
+                };
+                match parked.register(sup, ResourceKind::TempFile, &self.path, Box::new(reclaim)) {
+                    Ok(reg) => {
+                        self.reg = reg;
+                        Err(PersistError::new(error, self))
+                    }
+                    // Refused: the registry has closed and removed it.
+                    Err(_) => Err(PersistError::lost(error)),
+                }
+            }
+        }
     }
 }
 
@@ -344,8 +402,8 @@ impl fmt::Debug for TempFile {
     }
 }
 
-/// A failed [`TempFile::persist`]: the error, and the temp file handed back unchanged
-/// when it could be.
+/// A failed [`TempFile::persist`] or [`TempFile::keep`]: the error, and the temp file
+/// handed back, still managed, when it could be.
 #[derive(Debug, thiserror::Error)]
 #[error("{error}")]
 #[non_exhaustive]
@@ -353,7 +411,8 @@ pub struct PersistError {
     /// What went wrong, naming the target path.
     #[source]
     pub error: Error,
-    /// The temp file, still managed, unless the failure happened after it had been moved.
+    /// The temp file, still managed; `None` if the failure happened after it had been
+    /// moved, or if it could not be managed any more (reclaimed, or shutting down).
     pub file: Option<TempFile>,
 }
 

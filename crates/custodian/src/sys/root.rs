@@ -112,12 +112,6 @@ impl TempRoot {
         Ok(FileId::of_stat(&st) == id)
     }
 
-    /// Identity of `name` inside the root, without following a symlink.
-    pub(crate) fn id_of(&self, name: &OsStr) -> io::Result<FileId> {
-        let st = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)?;
-        Ok(FileId::of_stat(&st))
-    }
-
     /// Empties the root through its fd, then removes the root itself if its name still
     /// refers to it. Blocking: call from the blocking pool or a non-async context.
     pub(crate) fn remove(&self) -> io::Result<Outcome> {
