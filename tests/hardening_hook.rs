@@ -26,7 +26,12 @@ fn a_panic_under_a_lock_the_emergency_needs_does_not_hang_the_hook() {
         let lock = Arc::new(Mutex::new(()));
         let reg = sup
             .root()
-            .register(ResourceKind::AudioDecoder, "decoder", None, NeedsLock(lock.clone()))
+            .register(
+                ResourceKind::AudioDecoder,
+                "decoder",
+                None,
+                NeedsLock(lock.clone()),
+            )
             .unwrap();
         let t = sup.temp_file().await.unwrap();
         let (path, root) = (t.path().to_path_buf(), sup.temp_root().to_path_buf());

@@ -316,15 +316,9 @@ fn graceful_shutdown_bounds_a_scoped_childs_grace_by_the_builders_grace() {
 }
 
 /// Item 15, graceful, a child released by shutdown itself (held outside any scope, so
-/// the scope wait ends at once and never fires the cut).
-///
-/// INTEGRATOR: needs the `shutdown.rs` half (its clean-up wait ends at the builder's
-/// deadline and then fires `Inner::cut`); on this branch alone the clean-up wait gives
-/// up after 1 s and the child runs on for its 5 s grace. Run after the merge with
-/// `cargo test -p custodian-suite --test hardening_process -- --ignored`, then remove
-/// the `#[ignore]`.
+/// the scope wait ends at once and never fires the cut): shutdown's clean-up wait ends
+/// at the builder's deadline and fires `Inner::cut`, which sends the child SIGKILL.
 #[test]
-#[ignore = "needs the shutdown.rs half of item 15 (cut fired at the clean-up deadline)"]
 fn graceful_shutdown_bounds_a_released_childs_grace_by_the_builders_grace() {
     serial_process_test(async || {
         let grace = Duration::from_secs(1);

@@ -194,7 +194,9 @@ mod tests {
         let (state, _) = crate::engine::open(&path, &Limits::default()).unwrap();
         let fresh = Arc::new(Shared::default());
         fresh.install(state).unwrap();
-        Box::new(DecoderReclaim(fresh.clone())).reclaim_now().unwrap();
+        Box::new(DecoderReclaim(fresh.clone()))
+            .reclaim_now()
+            .unwrap();
         assert!(fresh.lock().is_none());
         std::fs::remove_file(path).unwrap();
     }

@@ -56,7 +56,9 @@ fn reclaim_all_now(registry: &Registry, records: &Records, progress: &Progress) 
         if let Some((ok, _)) = release_now(registry, records, id, Some(ReleasePath::Shutdown)) {
             // Relaxed: plain tallies, read after a join or a channel receive.
             progress.released.fetch_add(1, Ordering::Relaxed);
-            progress.failed.fetch_add(usize::from(!ok), Ordering::Relaxed);
+            progress
+                .failed
+                .fetch_add(usize::from(!ok), Ordering::Relaxed);
         }
     }
 }

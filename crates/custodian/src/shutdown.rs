@@ -163,11 +163,8 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
 
     let mut ids: Vec<ResourceId> = inner.registry.map.iter().map(|e| *e.key()).collect();
     ids.sort_unstable_by(|a, b| b.cmp(a));
-    let snapshot: HashMap<ResourceId, LiveResource> = inner
-        .live()
-        .into_iter()
-        .map(|r| (r.id, r))
-        .collect();
+    let snapshot: HashMap<ResourceId, LiveResource> =
+        inner.live().into_iter().map(|r| (r.id, r)).collect();
     let released: Vec<(ResourceId, ReleasePath)> = if inner.is_forced() {
         let i = inner.clone();
         tokio::task::spawn_blocking(move || {

@@ -11,7 +11,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use crate::builder::Builder;
 use crate::error::Result;
 use crate::inner::Inner;
-use crate::leak::{FailureRecord, PendingCleanup, LeakRecord, LiveResource};
+use crate::leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup};
 use crate::report::ShutdownReport;
 use crate::resource::{ManagedFile, OpenOptions, TempBuilder, TempDir, TempFile};
 use crate::scope::Scope;

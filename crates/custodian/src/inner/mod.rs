@@ -38,8 +38,8 @@ mod retry;
 
 pub(crate) use pending::{Deferred, Pending};
 pub(crate) use records::Records;
-use retry::Retrier;
 use records::lock;
+use retry::Retrier;
 
 pub(crate) struct Config {
     pub(crate) grace: Duration,

@@ -146,7 +146,10 @@ impl Pending {
         };
         match joined {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => match e.get_ref().and_then(|e| e.downcast_ref::<PanickedCleanup>()) {
+            Ok(Err(e)) => match e
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<PanickedCleanup>())
+            {
                 Some(p) => Err(Error::CleanupPanicked {
                     op,
                     resource: info.name(),

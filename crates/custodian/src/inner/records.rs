@@ -4,9 +4,9 @@
 use crate::kind::ReleasePath;
 use crate::leak::{FailureRecord, LeakRecord, PendingCleanup};
 use crate::registry::{Entry, Reclaim, ResourceId};
-use std::sync::atomic::Ordering;
 use crate::stats::Stats;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -72,10 +72,19 @@ impl Records {
         }
         match error {
             None => {
-                tracing::info!(id = p.id.get(), kind = p.kind.as_str(), label = &*p.label, attempts, "clean-up succeeded on a retry");
+                tracing::info!(
+                    id = p.id.get(),
+                    kind = p.kind.as_str(),
+                    label = &*p.label,
+                    attempts,
+                    "clean-up succeeded on a retry"
+                );
             }
             Some(e) => {
-                let e = std::io::Error::new(e.kind(), format!("{e} (gave up after {attempts} attempts)"));
+                let e = std::io::Error::new(
+                    e.kind(),
+                    format!("{e} (gave up after {attempts} attempts)"),
+                );
                 self.record_failure(p, &e);
             }
         }

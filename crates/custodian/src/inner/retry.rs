@@ -24,9 +24,9 @@ use super::Records;
 use super::pending::PendingInfo;
 use super::records::lock;
 
-/// Descriptors held in reserve for retries (a removal walk needs a directory and its
-/// child open at once).
-pub(crate) const RESERVED_FDS: usize = 2;
+/// Descriptors held in reserve for retries. A removal walk at its narrowest holds the
+/// directory it was given, the level it is in, the one it opens below, and a listing.
+pub(crate) const RESERVED_FDS: usize = 4;
 const FIRST_DELAY: Duration = Duration::from_millis(10);
 const MAX_DELAY: Duration = Duration::from_secs(5);
 
@@ -125,26 +125,32 @@ impl Retrier {
         drop(handle.spawn(job.run(token)));
     }
 
-    /// Closes the reserved fds for the length of `f`, then opens them again.
+    /// Closes the reserved fds for the length of `f`, then opens them again. One retry
+    /// at a time: concurrent retries would race each other for the same few fds.
     fn with_reserve<T>(&self, f: impl FnOnce() -> T) -> T {
-        drop(std::mem::take(&mut *lock(&self.reserve)));
+        let mut fds = lock(&self.reserve);
+        fds.clear();
         let out = f();
-        self.refill();
+        refill(&mut fds);
         out
     }
 
     fn refill(&self) {
-        let mut fds = lock(&self.reserve);
-        while fds.len() < RESERVED_FDS {
-            match rustix::fs::open(
-                "/dev/null",
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            ) {
-                Ok(fd) => fds.push(fd),
-                // Out of fds ourselves: try again after the next retry.
-                Err(_) => break,
-            }
+        refill(&mut lock(&self.reserve));
+    }
+}
+
+/// Opens reserve fds up to [`RESERVED_FDS`]; stops at the first failure (out of fds
+/// ourselves: the next retry tries again).
+fn refill(fds: &mut Vec<OwnedFd>) {
+    while fds.len() < RESERVED_FDS {
+        match rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        ) {
+            Ok(fd) => fds.push(fd),
+            Err(_) => break,
         }
     }
 }
@@ -236,10 +242,23 @@ mod tests {
 
     #[test]
     fn only_exhaustion_interruption_and_busy_are_transient() {
-        for e in [Errno::MFILE, Errno::NFILE, Errno::NOMEM, Errno::AGAIN, Errno::INTR, Errno::BUSY] {
+        for e in [
+            Errno::MFILE,
+            Errno::NFILE,
+            Errno::NOMEM,
+            Errno::AGAIN,
+            Errno::INTR,
+            Errno::BUSY,
+        ] {
             assert!(is_transient(&e.into()), "{e:?}");
         }
-        for e in [Errno::NOENT, Errno::ACCESS, Errno::IO, Errno::NOSPC, Errno::ROFS] {
+        for e in [
+            Errno::NOENT,
+            Errno::ACCESS,
+            Errno::IO,
+            Errno::NOSPC,
+            Errno::ROFS,
+        ] {
             assert!(!is_transient(&e.into()), "{e:?}");
         }
         assert!(!is_transient(&io::Error::other("replaced")));
