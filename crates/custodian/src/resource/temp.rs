@@ -154,12 +154,17 @@ impl TempBuilder {
         let inner = self.scope.inner();
         inner.admit(&self.scope.shared, op)?;
         let root = inner.temp_root.clone();
-        root.check().map_err(|e| match e.kind() {
-            io::ErrorKind::Other => Error::TempRootReplaced {
-                op,
-                path: root.path().to_path_buf(),
-            },
-            _ => Error::io(op, root.path(), e),
+        root.check().map_err(|e| {
+            if crate::sys::remove::is_replaced(&e) {
+                // Another object at its name (a symlink, a directory renamed in).
+                Error::TempRootReplaced {
+                    op,
+                    path: root.path().to_path_buf(),
+                }
+            } else {
+                // The check itself failed (`EMFILE`, `EACCES`...): keep its kind.
+                Error::io(op, root.path(), e)
+            }
         })?;
         Ok(root)
     }

@@ -63,9 +63,27 @@ pub(crate) enum Outcome {
     SymlinkRemoved,
 }
 
+/// A name that no longer refers to the object custodian created.
+#[derive(Debug)]
+struct Replaced;
+
+impl fmt::Display for Replaced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the entry was replaced by another file; it was left in place")
+    }
+}
+
+impl std::error::Error for Replaced {}
+
 /// The error reported when a name no longer refers to the object custodian created.
 pub(crate) fn replaced_error() -> io::Error {
-    io::Error::other("the entry was replaced by another file; it was left in place")
+    io::Error::other(Replaced)
+}
+
+/// Whether `e` is [`replaced_error`], as opposed to a failure of the check itself (a
+/// `stat` failing with `EMFILE` is not a replaced root).
+pub(crate) fn is_replaced(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|e| e.is::<Replaced>())
 }
 
 /// A mount point found inside a managed directory, left in place; the path is relative
