@@ -43,6 +43,8 @@ fn plan(i: usize) -> (Kind, How) {
 fn thousands_of_resources_from_many_tasks() {
     scenario(Rt::Multi(2), "stress", async |base| {
         let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        // The start-up reap runs on the blocking pool: let it close its fds first.
+        sup.reaped_at_start().await;
         let fds = open_fds();
         // A reader listing the registry while it changes.
         let stop = Arc::new(AtomicBool::new(false));

@@ -32,6 +32,8 @@ fn assert_typed(sup: &Supervisor, e: &Error, op: Operation, path: &Path) {
 fn opening_bad_paths_gives_typed_errors_and_leaves_nothing() {
     scenario(Rt::Current, "bad-open", async |base| {
         let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        // The start-up reap runs on the blocking pool: let it close its fds first.
+        sup.reaped_at_start().await;
         let fds = open_fds();
         let missing = base.join("missing/file");
         let e = sup.open(&missing).await.unwrap_err();
@@ -255,6 +257,8 @@ fn a_full_file_system_gives_typed_errors_and_leaves_nothing() {
             }
         };
         let sup = Supervisor::builder().temp_base(&fs.0).start().unwrap();
+        // The start-up reap runs on the blocking pool: let it close its fds first.
+        sup.reaped_at_start().await;
         let fds = open_fds();
 
         // Data: writing past the size fails, and close reports it naming the file. The

@@ -59,6 +59,8 @@ fn a_forgotten_guard_in_the_root_scope_is_reclaimed_at_shutdown() {
     scenario(Rt::Current, "forget-root", async |base| {
         let fds = open_fds();
         let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        // The start-up reap runs on the blocking pool: let it close its fds first.
+        sup.reaped_at_start().await;
         let fds_running = open_fds();
         let (t, line) = (sup.temp_file().await.unwrap(), line!());
         let (d, dline) = (sup.temp().label("frames").dir().await.unwrap(), line!());
@@ -99,6 +101,8 @@ fn a_guard_kept_alive_by_a_cycle_is_reclaimed() {
     }
     scenario(Rt::Current, "cycle", async |base| {
         let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        // The start-up reap runs on the blocking pool: let it close its fds first.
+        sup.reaped_at_start().await;
         let fds = open_fds();
         let path = sup
             .scope("cyclic", async |s| {

@@ -512,6 +512,8 @@ fn scenario_deep_tree() {
     let base = tmpfs.0.clone();
     runtime().block_on(async {
         let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        // The start-up reap runs on the blocking pool: let it close its fds first.
+        sup.reaped_at_start().await;
         let fds = open_fds();
         // close(): the removal runs on a blocking-pool thread (2 MiB stack).
         let d = sup.temp_dir().await.unwrap();
@@ -555,6 +557,8 @@ fn scenario_deep_tree_low_fd_limit() {
     let base = tmpfs.0.clone();
     runtime().block_on(async {
         let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        // The start-up reap runs on the blocking pool: let it close its fds first.
+        sup.reaped_at_start().await;
         let fds = open_fds();
         let d = sup.temp_dir().await.unwrap();
         let path = d.path().to_path_buf();
