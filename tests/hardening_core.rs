@@ -445,3 +445,39 @@ fn a_clean_up_that_never_recovers_becomes_a_failure_at_the_deadline() {
         assert!(!report.is_clean());
     });
 }
+
+/// The grace bounds the whole graceful shutdown, hooks included: a hook whose own budget
+/// is far longer is cut at the deadline.
+#[test]
+fn a_hook_budget_longer_than_the_grace_is_cut_at_the_deadline() {
+    scenario(Rt::Multi(2), "hook-deadline", async |base| {
+        let sup = Supervisor::builder()
+            .temp_base(&base)
+            .grace(Duration::from_millis(300))
+            .start()
+            .unwrap();
+        sup.on_shutdown("slow", Duration::from_secs(30), |_| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        })
+        .unwrap();
+        sup.on_shutdown("later", Duration::from_secs(30), |_| async {})
+            .unwrap();
+        let t = Instant::now();
+        let report = sup.shutdown().await;
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_millis(1500),
+            "shutdown took {took:?}\n{report}"
+        );
+        let outcomes: Vec<String> = report.hooks.iter().map(|h| h.outcome.to_string()).collect();
+        // Hooks run last registered first: `later` completes, `slow` is cut.
+        assert_eq!(report.hooks[0].name, "later");
+        assert_eq!(report.hooks[1].name, "slow");
+        assert_eq!(
+            report.hooks[1].outcome,
+            custodian::HookOutcome::Cut,
+            "{outcomes:?}"
+        );
+        assert_eq!(report.reason, custodian::CancelReason::Deadline);
+    });
+}

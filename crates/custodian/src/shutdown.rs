@@ -1,19 +1,23 @@
 //! Shutdown: its phases, and forcing it.
 //!
+//! The builder's grace is the **total** bound of a graceful shutdown: one deadline,
+//! counted from phase 1, cuts every graceful wait (hooks whatever their budgets, scopes,
+//! clean-ups, a child's own stop grace) by firing `Inner::cut`, as a forced request does
+//! at once. After the cut, shutdown waits at most [`SWEEP_WAIT`] for cut-off scopes to
+//! sweep and [`AFTER_CUT`] for clean-ups (SIGKILLed children reaped, last retries).
+//!
 //! Phases, each timed in the report:
 //! 1. *refuse and cancel*: new acquisitions are refused; the root token is cancelled
 //!    with [`CancelReason::Shutdown`] (or `ForcedShutdown`);
-//! 2. *run hooks*: last registered first, each within its budget (skipped when forced);
-//! 3. *wait for scopes*: until every scope and scoped task has ended, or the grace period
-//!    (counted from phase 1) is over — then the reason is raised to `Deadline` — or a
-//!    forced request arrives;
-//! 4. *release remaining*: everything still registered, newest first; graceful: through
-//!    `reclaim`, then wait for the clean-ups up to the grace period; forced: through
-//!    `reclaim_now` on the blocking pool;
+//! 2. *run hooks*: last registered first, each within its budget (cut at the deadline,
+//!    skipped when forced);
+//! 3. *wait for scopes*: until every scope and scoped task has ended, or the cut (the
+//!    deadline raises the reason to `Deadline`); scopes cut off then sweep their own;
+//! 4. *release remaining*: everything still registered, newest first, by the path its
+//!    scope would give it (`ScopeShared::shutdown_path`); graceful: through `reclaim`,
+//!    forced: through `reclaim_now` on the blocking pool; then wait for the clean-ups until
+//!    the cut, and [`AFTER_CUT`] after it;
 //! 5. *remove temp root*.
-//!
-//! Every wait selects on `Inner::cut`, which a forced request (or the deadline) fires,
-//! so a forced request arriving mid-shutdown cuts the graceful waits short.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -136,6 +140,15 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
     // The grace bounds the whole graceful shutdown: hooks, scopes and clean-ups all end
     // by this instant. `Duration::MAX` means "never cut": saturate instead of panicking.
     let deadline = saturating_deadline(grace);
+    // One watcher cuts every graceful wait at the deadline: hooks (whatever their own
+    // budgets), scopes and clean-ups alike.
+    let watcher = {
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            cut(&inner, CancelReason::Deadline);
+        })
+    };
     let t = phase("refuse and cancel", t);
 
     let hooks = run_hooks(&inner).await;
@@ -146,12 +159,13 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
         biased;
         () = inner.scopes.wait() => true,
         () = inner.cut.cancelled() => inner.scopes.is_empty(),
-        () = tokio::time::sleep_until(deadline) => {
-            tracing::warn!(running = inner.scopes.len(), "shutdown: grace period over, cutting scopes off");
-            cut(&inner, CancelReason::Deadline);
-            false
-        }
     };
+    if !scopes_finished {
+        tracing::warn!(
+            running = inner.scopes.len(),
+            "shutdown: scopes cut off (grace period over, or forced)"
+        );
+    }
     // Scopes cut off drop their bodies and sweep as soon as they are polled. Let them:
     // what a scope releases itself gets the scope's own path, and what shutdown reclaims
     // below gets the path the scope would have given it (`ScopeShared::shutdown_path`).
@@ -203,14 +217,13 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
         biased;
         () = inner.cleanups.wait() => true,
         () = inner.cut.cancelled() => false,
-        () = tokio::time::sleep_until(deadline) => false,
     };
     if !cleanups_finished {
-        cut(&inner, CancelReason::Deadline);
         cleanups_finished = tokio::time::timeout(AFTER_CUT, inner.cleanups.wait())
             .await
             .is_ok();
     }
+    watcher.abort();
     let t = phase("release remaining", t);
 
     let i = inner.clone();
