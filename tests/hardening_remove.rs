@@ -30,64 +30,9 @@ const DEPTH: usize = 10_000;
 // ---------------------------------------------------------------------------------------
 // Running a scenario in a child process
 
-/// Runs the ignored test `name` of this binary in a child process (in a new private
-/// mount namespace if `private_mounts`) and fails with its output if it fails.
+/// Runs the ignored test `name` of this binary alone in a child process.
 fn in_child(name: &str, private_mounts: bool) {
-    if private_mounts && !rustix::process::geteuid().is_root() {
-        eprintln!("skipped {name}: mounting needs root");
-        return;
-    }
-    let exe = std::env::current_exe().expect("this test binary");
-    let mut cmd = if private_mounts {
-        let mut c = Command::new("unshare");
-        c.args(["--mount", "--propagation", "private", "--"])
-            .arg(&exe);
-        c
-    } else {
-        Command::new(&exe)
-    };
-    cmd.args([
-        "--exact",
-        name,
-        "--ignored",
-        "--nocapture",
-        "--test-threads",
-        "1",
-    ])
-    .env(CHILD, "1")
-    .stdin(Stdio::null());
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the child test");
-    // `unshare` execs the test binary in its own process: the pid names its scratch dirs.
-    let pid = child.id();
-    let out = child.wait_with_output().expect("wait for the child test");
-    remove_scratch_dirs_of(pid);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "child `{name}` failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Removes what a failed child left in the temp dir. Its mounts went with its mount
-/// namespace when it exited, so nothing here leads outside its scratch dirs.
-fn remove_scratch_dirs_of(pid: u32) {
-    let tail = format!("-{pid}-");
-    for e in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let ours = name.starts_with("custodian-suite-")
-            && name.rsplit_once('-').is_some_and(|(head, n)| {
-                n.bytes().all(|b| b.is_ascii_digit()) && format!("{head}-").ends_with(&tail)
-            });
-        if ours {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
+    custodian_suite::run_isolated(name, CHILD, private_mounts);
 }
 
 /// Whether this process is the child run of a scenario (run by hand with `--ignored`,

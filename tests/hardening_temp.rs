@@ -13,49 +13,18 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use custodian::{Operation, ResourceKind, Supervisor, TempDir, TempFile};
-use custodian_suite::{Rt, entries, eventually, exists, scenario, scratch_dir, serial};
+use custodian_suite::{Rt, entries, eventually, exists, scenario, scratch_dir};
 use tokio::io::AsyncWriteExt;
 
 /// Set (to the test's name) in the child process that runs one isolated test.
 const CHILD: &str = "CUSTODIAN_HARDENING_TEMP_CHILD";
 
-/// Runs the `#[ignore]`d test `name` alone in a new process of this test binary, with
-/// [`CHILD`] set; inside a private mount namespace if `private_mounts`. Panics with the
-/// child's output unless it ran exactly that test and it passed.
 fn run_isolated(name: &str, private_mounts: bool) {
-    // Spawning opens pipes in this process: keep out of the fd-counting scenarios.
-    let _serial = serial();
-    let exe = std::env::current_exe().expect("current exe");
-    let mut cmd = if private_mounts {
-        let mut c = Command::new("unshare");
-        c.args(["-m", "--propagation", "private"]).arg(&exe);
-        c
-    } else {
-        Command::new(&exe)
-    };
-    cmd.args([
-        "--exact",
-        name,
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(CHILD, name);
-    let out = cmd.output().expect("run the isolated test");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "isolated test {name} failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    custodian_suite::run_isolated(name, CHILD, private_mounts);
 }
 
-/// Whether this process is the child started to run `name`. An isolated test run
-/// directly (`--ignored` without the variable) does nothing: it would change the umask
-/// or mount a file system in the test runner's own process.
 fn in_child(name: &str) -> bool {
-    std::env::var(CHILD).is_ok_and(|v| v == name)
+    custodian_suite::is_isolated(CHILD, name)
 }
 
 /// Removes an isolated test's directories if it fails (unmounting first), so that a

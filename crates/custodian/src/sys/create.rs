@@ -118,7 +118,7 @@ fn create_at(
 ) -> io::Result<(OsString, OwnedFd)> {
     check_affixes(prefix, suffix)?;
     for _ in 0..NAME_ATTEMPTS {
-        let name = OsString::from(format!("{prefix}{}{suffix}", random_hex()?));
+        let name = OsString::from(format!("{prefix}{}{suffix}", random_hex(RANDOM_BYTES)?));
         match make(&name) {
             Ok(fd) => return Ok((name, fd)),
             Err(Fresh::Taken(Errno::EXIST)) => continue,
@@ -158,9 +158,9 @@ fn finish(
     }
 }
 
-/// `RANDOM_BYTES` from the kernel's random source, in hex.
-fn random_hex() -> io::Result<String> {
-    let mut buf = [0u8; RANDOM_BYTES];
+/// `bytes` bytes from the kernel's random source, in hex (twice as many digits).
+pub(crate) fn random_hex(bytes: usize) -> io::Result<String> {
+    let mut buf = vec![0u8; bytes];
     let mut filled = 0;
     while filled < buf.len() {
         filled +=
@@ -178,7 +178,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "custodian-create-unit-{}-{}",
             std::process::id(),
-            random_hex().unwrap()
+            random_hex(RANDOM_BYTES).unwrap()
         ));
         std::fs::create_dir(&dir).unwrap();
         let fd = rustix::fs::open(

@@ -45,7 +45,7 @@ impl TempRoot {
         )?;
         let mut last = None;
         for _ in 0..NAME_ATTEMPTS {
-            let name = OsString::from(format!("{prefix}{}", random_suffix()?));
+            let name = OsString::from(format!("{prefix}{}", super::create::random_hex(16)?));
             match rustix::fs::mkdirat(&parent, name.as_os_str(), Mode::RWXU) {
                 Ok(()) => {
                     return Self::adopt(base, &parent, &name).inspect_err(|_| {
@@ -118,17 +118,6 @@ impl TempRoot {
         remove::clear_dir(&self.fd, self.id)?;
         remove::remove_tree_at(&self.parent, &self.name, self.id)
     }
-}
-
-/// 128 bits from the kernel's random source, in hex.
-fn random_suffix() -> io::Result<String> {
-    let mut buf = [0u8; 16];
-    let mut filled = 0;
-    while filled < buf.len() {
-        filled +=
-            rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty())?;
-    }
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]
