@@ -72,6 +72,7 @@ pub use resource::{Command, DEFAULT_CHILD_GRACE, ManagedChild};
 pub use resource::{
     ManagedFile, OpenOptions, PersistError, Registration, TempBuilder, TempDir, TempFile,
 };
+pub use resource::{CreateTempDir, CreateTempFile};
 pub use scope::Scope;
 pub use stats::{KindStats, StatsSnapshot};
 pub use supervisor::Supervisor;
