@@ -97,7 +97,12 @@ fn persist_replaces_a_file_and_an_empty_dir_like_rename() {
         // ... but not a full one: the guard comes back, the target is untouched.
         let d = sup.temp_dir().await.unwrap();
         let e = d.persist(&empty).await.unwrap_err();
-        assert_eq!(e.error.io_kind(), Some(ErrorKind::DirectoryNotEmpty), "{}", e.error);
+        assert_eq!(
+            e.error.io_kind(),
+            Some(ErrorKind::DirectoryNotEmpty),
+            "{}",
+            e.error
+        );
         let d = e.into_guard().expect("handed back");
         assert!(d.registration().is_live());
         assert_eq!(entries(&empty), ["a"]);

@@ -7,7 +7,7 @@ mod temp;
 mod temp_dir;
 mod temp_file;
 
-pub use file::{ManagedFile, OpenOptions};
+pub use file::{ManagedFile, OpenFile, OpenOptions};
 pub use registration::Registration;
 pub use temp::{CreateTempDir, CreateTempFile, PersistError, TempBuilder};
 pub use temp_dir::TempDir;

@@ -1,4 +1,17 @@
-//! Creating temp files and temp dirs inside the supervisor's private root.
+//! Creating temp files and temp dirs inside the supervisor's private root, and the one
+//! model their escape hatches share.
+//!
+//! Creation: [`TempBuilder::file`] / [`TempBuilder::dir`] return named futures
+//! ([`CreateTempFile`], [`CreateTempDir`]) that admit the acquisition at their first poll,
+//! then create and register as one unit on the blocking pool (cancel safe: the unit
+//! finishes, and a guard nobody awaits is dropped, so released).
+//!
+//! Escape hatches (tempfile's model, the same on both guards): `keep()` moves the entry
+//! to the temp base (the root's parent) under its own name, no-clobber; `persist(path)`
+//! renames like `rename(2)`; `persist_noclobber(path)` uses `RENAME_NOREPLACE`. All go
+//! through [`move_out`]: the entry leaves the registry first ([`Parked`]), so no sweep
+//! can unlink or empty it mid-move; the move runs as one unit on the blocking pool; a
+//! failed rename registers it again and hands the guard back in a [`PersistError`].
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -17,10 +30,10 @@ use crate::error::{Error, Operation, Result};
 use crate::inner::{Inner, Spec};
 use crate::kind::{ReleasePath, ResourceKind};
 use crate::registry::Reclaim;
+use crate::resource::slot::revoked;
 use crate::resource::{Registration, TempDir, TempFile};
 use crate::scope::{Scope, ScopeShared};
 use crate::supervisor::Supervisor;
-use crate::resource::slot::revoked;
 use crate::sys::FileId;
 use crate::sys::create::check_affixes;
 use crate::sys::remove::replaced_error;
@@ -387,8 +400,9 @@ impl Parked {
 /// [`persist_noclobber`](TempFile::persist_noclobber), the same on [`TempDir`]): the
 /// error, and the guard handed back, still managed, when it could be.
 ///
-/// Converts into [`Error`] with `?` (the guard handed back is then dropped, so
-/// released).
+/// `.map_err(|e| e.error)` turns it into an [`Error`] (dropping the guard handed back,
+/// so releasing it). There is no `From` impl on purpose: a generic one would break type
+/// inference of `?` in closures that return `custodian::Result`.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
@@ -440,12 +454,6 @@ impl<T: fmt::Debug> fmt::Debug for PersistError<T> {
     }
 }
 
-impl<T> From<PersistError<T>> for Error {
-    fn from(e: PersistError<T>) -> Self {
-        e.error
-    }
-}
-
 /// Whether a move may replace what is at its target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Clobber {
@@ -471,7 +479,10 @@ pub(crate) trait Movable: Sized + Send + 'static {
 /// Where [`keep`](TempFile::keep) puts an entry: the temp base (the root's parent, same
 /// file system), under the same name.
 pub(crate) fn kept_path(path: &Path) -> PathBuf {
-    let base = path.parent().and_then(Path::parent).unwrap_or(Path::new("/"));
+    let base = path
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("/"));
     base.join(path.file_name().unwrap_or_default())
 }
 
@@ -540,8 +551,9 @@ fn move_unit<T: Movable>(
         Clobber::Refuse => RenameFlags::NOREPLACE,
     };
     let moved = match root.contains(guard.name(), guard.fid()) {
-        Ok(true) => renameat_with(root.fd(), guard.name(), CWD, target, flags)
-            .map_err(io::Error::from),
+        Ok(true) => {
+            renameat_with(root.fd(), guard.name(), CWD, target, flags).map_err(io::Error::from)
+        }
         Ok(false) => Err(replaced_error()),
         Err(e) => Err(e),
     };

@@ -2,9 +2,9 @@
 //! threads.
 //!
 //! The registry entry's clean-up ([`TempDirReclaim`]) only borrows what it captured, so
-//! it can be run again if a first attempt failed. `persist` takes the entry out of the
-//! registry before renaming (see [`Parked`]), so no recursive removal can be emptying
-//! the directory at its new place.
+//! it can be run again if a first attempt failed. `keep` and `persist` go through the
+//! shared move unit (see [`move_out`]), which takes the entry out of the registry before
+//! renaming, so no recursive removal can be emptying the directory at its new place.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -205,7 +205,7 @@ impl TempDir {
     /// let target = std::env::temp_dir().join(format!("persist-dir-doc-{}", std::process::id()));
     /// let d = sup.temp_dir().await?;
     /// std::fs::write(d.path().join("a"), b"1").unwrap();
-    /// let kept = d.persist(&target).await?;
+    /// let kept = d.persist(&target).await.map_err(|e| e.error)?;
     /// assert!(kept.join("a").exists());
     /// # std::fs::remove_dir_all(&target).unwrap(); sup.shutdown().await; Ok(()) }
     /// ```
@@ -269,7 +269,7 @@ impl TempDir {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
     /// let sup = custodian::Supervisor::builder().start()?;
-    /// let path = sup.temp_dir().await?.keep().await?;
+    /// let path = sup.temp_dir().await?.keep().await.map_err(|e| e.error)?;
     /// assert_eq!(path.parent(), sup.temp_root().parent());
     /// sup.shutdown().await;
     /// assert!(path.is_dir()); // out of custodian's reach: ours to delete

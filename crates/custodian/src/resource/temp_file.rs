@@ -1,9 +1,9 @@
 //! Managed temp files, created relative to the private temp root's fd (mode 0600).
 //!
 //! The open file lives in a [`Slot`] shared by the guard and the registry entry, so a
-//! sweep can close it without the guard. Moving the file out (`persist`) takes the entry
-//! out of the registry first and runs as one unit on the blocking pool (see
-//! [`Parked`]).
+//! sweep can close it without the guard. Moving the file out (`keep`, `persist`,
+//! `persist_noclobber`) flushes, then goes through the shared move unit (see
+//! [`move_out`]), which takes the entry out of the registry first.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -244,7 +244,7 @@ impl TempFile {
     /// std::fs::create_dir_all(&dir).unwrap();
     /// let mut t = sup.temp_file().await?;
     /// t.write_all(b"final").await.unwrap();
-    /// let kept = t.persist(dir.join("result.txt")).await?;
+    /// let kept = t.persist(dir.join("result.txt")).await.map_err(|e| e.error)?;
     /// drop(kept);
     /// assert_eq!(std::fs::read(dir.join("result.txt")).unwrap(), b"final");
     /// # std::fs::remove_dir_all(&dir).unwrap(); sup.shutdown().await; Ok(()) }
@@ -307,7 +307,11 @@ impl TempFile {
             let to = target.clone();
             move_out(this, target, clobber, move |this, sup, parked| {
                 let Some(file) = this.file.take() else {
-                    return Err(PersistError::lost(Error::io(Operation::Persist, &to, revoked())));
+                    return Err(PersistError::lost(Error::io(
+                        Operation::Persist,
+                        &to,
+                        revoked(),
+                    )));
                 };
                 ManagedFile::register(&parked.scope(sup), file, to, site)
                     .map_err(PersistError::lost)
@@ -346,7 +350,7 @@ impl TempFile {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
     /// let sup = custodian::Supervisor::builder().start()?;
-    /// let (file, path) = sup.temp_file().await?.keep().await?;
+    /// let (file, path) = sup.temp_file().await?.keep().await.map_err(|e| e.error)?;
     /// assert_eq!(path.parent(), sup.temp_root().parent());
     /// sup.shutdown().await;
     /// assert!(path.exists()); // out of custodian's reach: ours to delete
@@ -361,12 +365,19 @@ impl TempFile {
         // A write's error names the file where it is, as it was not moved.
         let this = self.flushed(&here).await?;
         let to = target.clone();
-        move_out(this, target, Clobber::Refuse, move |this, _, _| {
-            match this.file.take() {
+        move_out(
+            this,
+            target,
+            Clobber::Refuse,
+            move |this, _, _| match this.file.take() {
                 Some(file) => Ok((file, to)),
-                None => Err(PersistError::lost(Error::io(Operation::Persist, &to, revoked()))),
-            }
-        })
+                None => Err(PersistError::lost(Error::io(
+                    Operation::Persist,
+                    &to,
+                    revoked(),
+                ))),
+            },
+        )
         .await
     }
 
@@ -374,7 +385,10 @@ impl TempFile {
     async fn flushed(mut self, target: &Path) -> std::result::Result<Self, PersistError<Self>> {
         match self.flush().await {
             Ok(()) => Ok(self),
-            Err(e) => Err(PersistError::new(Error::io(Operation::Persist, target, e), self)),
+            Err(e) => Err(PersistError::new(
+                Error::io(Operation::Persist, target, e),
+                self,
+            )),
         }
     }
 }
