@@ -7,6 +7,7 @@
 use std::io::ErrorKind;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::task::Poll;
 
 use custodian::{
     CreateTempDir, CreateTempFile, PersistError, ResourceKind, Supervisor, TempDir, TempFile,
@@ -284,4 +285,85 @@ fn creation_futures_are_named_lazy_and_debug() {
         drop(t);
         assert!(sup.shutdown().await.stats.is_consistent());
     });
+}
+
+#[test]
+fn keep_never_replaces_a_name_taken_in_the_base() {
+    scenario(Rt::Multi(2), "keep-noclobber", async |base| {
+        let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        let t = sup.temp_file().await.unwrap();
+        let d = sup.temp_dir().await.unwrap();
+        // Someone else's entries at the names `keep` would take.
+        let (ft, dt) = (
+            base.join(t.path().file_name().unwrap()),
+            base.join(d.path().file_name().unwrap()),
+        );
+        std::fs::write(&ft, b"theirs").unwrap();
+        std::fs::create_dir(&dt).unwrap();
+        let e = t.keep().await.unwrap_err();
+        assert_eq!(e.error.io_kind(), Some(ErrorKind::AlreadyExists));
+        let t = e.into_guard().expect("file handed back");
+        let e = d.keep().await.unwrap_err();
+        assert_eq!(e.error.io_kind(), Some(ErrorKind::AlreadyExists));
+        let d = e.into_guard().expect("dir handed back");
+        assert!(t.registration().is_live() && d.registration().is_live());
+        assert_eq!(std::fs::read(&ft).unwrap(), b"theirs");
+        assert!(entries(&dt).is_empty());
+        let report = sup.shutdown().await;
+        assert!(report.stats.is_consistent(), "{report}");
+        assert!(!t.registration().is_live() && !exists(t.path()) && !exists(d.path()));
+        std::fs::remove_file(&ft).unwrap();
+        std::fs::remove_dir(&dt).unwrap();
+    });
+}
+
+#[test]
+fn keep_dropped_at_any_point_leaves_it_kept_or_removed_never_half_managed() {
+    scenario(Rt::Multi(2), "keep-cancel", async |base| {
+        let (mut kept, mut removed) = (0, 0);
+        for round in 0..60u64 {
+            let sup = Supervisor::builder()
+                .temp_base(&base)
+                .reap_abandoned(false)
+                .start()
+                .unwrap();
+            let root = sup.temp_root().to_path_buf();
+            let mut t = sup.temp_file().await.unwrap();
+            t.write_all(b"x").await.unwrap();
+            let d = sup.temp_dir().await.unwrap();
+            let names = [t.path(), d.path()].map(|p| base.join(p.file_name().unwrap()));
+            // Polled `n` times (0: never), then dropped, wherever it is.
+            let n = (round % 5) as usize;
+            poll_then_drop(t.keep(), n).await;
+            poll_then_drop(d.keep(), n).await;
+            let report = sup.shutdown().await;
+            assert!(report.stats.is_consistent(), "{report}");
+            assert_eq!(report.stats.live(), 0, "{report}");
+            assert!(!exists(&root), "round {round}: the root is gone");
+            for name in &names {
+                if exists(name) {
+                    kept += 1;
+                    std::fs::remove_dir_all(name)
+                        .or_else(|_| std::fs::remove_file(name))
+                        .unwrap();
+                } else {
+                    removed += 1;
+                }
+            }
+            assert!(entries(&base).is_empty(), "{:?}", entries(&base));
+        }
+        println!("kept {kept}, removed {removed}");
+    });
+}
+
+/// Polls `fut` up to `n` times, yielding to the runtime in between, then drops it.
+async fn poll_then_drop<F: std::future::Future>(fut: F, n: usize) {
+    let mut fut = std::pin::pin!(fut);
+    for _ in 0..n {
+        let ready = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_ready())).await;
+        if ready {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
 }
