@@ -239,8 +239,10 @@ fn scenario_bind_mount_shutdown() {
     runtime().block_on(async {
         let sup = Supervisor::builder().temp_base(&base).start().unwrap();
         let root = sup.temp_root().to_path_buf();
-        // Kept: no longer managed, so only the root's removal at shutdown meets it.
-        let kept = sup.temp_dir().await.unwrap().keep();
+        // Not managed (made behind custodian's back, as `keep` no longer leaves one in
+        // the root), so only the root's removal at shutdown meets it.
+        let kept = root.join("unmanaged-dir");
+        std::fs::create_dir(&kept).unwrap();
         let mnt = populate(&kept);
         let _held = sup.temp_file().await.unwrap();
         let bind = Bind::new(&src, &mnt);

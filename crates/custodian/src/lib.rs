@@ -69,6 +69,7 @@ pub use leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Site};
 pub use registry::{Cleanup, Reclaim, ResourceId};
 pub use report::{Phase, ShutdownReport};
 pub use resource::{Command, DEFAULT_CHILD_GRACE, ManagedChild};
+pub use resource::{CreateTempDir, CreateTempFile, OpenFile};
 pub use resource::{
     ManagedFile, OpenOptions, PersistError, Registration, TempBuilder, TempDir, TempFile,
 };

@@ -1,14 +1,24 @@
 //! Managed files: `tokio::fs::File` with an owner.
+//!
+//! Opening returns a named future, [`OpenFile`]: it admits the acquisition at its first
+//! poll, runs `open(2)` and the directory check on the blocking pool, and registers the
+//! file in the poll that returns it (so a dropped future leaves nothing registered, and
+//! the file is closed when the open finishes). The other `async fn`s here are method
+//! calls on a guard the caller already owns; they stay `async fn`.
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::panic::Location;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tokio::io::AsyncWriteExt;
+use tokio::task::JoinHandle;
 
 use crate::error::{Error, Operation, Result};
 use crate::inner::Spec;
@@ -170,6 +180,11 @@ impl ManagedFile {
     ///
     /// The OS error, naming the path.
     ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads. The `fstat` runs on the blocking pool on a duplicate
+    /// of the fd, which is closed when it finishes.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
     /// let sup = custodian::Supervisor::builder().start()?;
@@ -187,6 +202,13 @@ impl ManagedFile {
     /// # Errors
     ///
     /// The OS error, naming the path.
+    ///
+    /// # Cancel safety
+    ///
+    /// The guard stays usable. Dropped while flushing, the write in flight completes in
+    /// the background and its error surfaces at the next operation (as with
+    /// [`flush`](tokio::io::AsyncWriteExt::flush)); once the `fsync` has started on the
+    /// blocking pool it completes, unreported.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
@@ -211,6 +233,13 @@ impl ManagedFile {
     /// # Errors
     ///
     /// The OS error, naming the path.
+    ///
+    /// # Cancel safety
+    ///
+    /// The guard stays usable. Dropped while flushing, the write in flight completes in
+    /// the background and its error surfaces at the next operation; once the
+    /// `ftruncate` has started on the blocking pool it completes, unreported: the file
+    /// may or may not have its new length.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
@@ -281,7 +310,7 @@ impl fmt::Debug for ManagedFile {
 #[must_use = "options do nothing until `open` is called"]
 pub struct OpenOptions {
     scope: Scope,
-    opts: tokio::fs::OpenOptions,
+    opts: std::fs::OpenOptions,
 }
 
 macro_rules! flag {
@@ -333,30 +362,105 @@ impl OpenOptions {
     /// [`Error::Io`] naming the path with [`Operation::OpenFile`]: the file does not
     /// exist, is a directory, is not permitted...; [`Error::ShuttingDown`] or
     /// [`Error::ScopeClosed`]. Nothing is left registered or open on error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Nothing happens before the first poll. The `open(2)` then runs on
+    /// the blocking pool; if the future is dropped meanwhile, the file is closed when
+    /// the open finishes and is never registered. Registration happens in the poll that
+    /// returns the guard.
     #[track_caller]
-    pub fn open<P: AsRef<Path>>(
-        &self,
-        path: P,
-    ) -> impl Future<Output = Result<ManagedFile>> + use<P> {
-        let site = Location::caller();
-        let this = self.clone();
-        let path = path.as_ref().to_path_buf();
-        async move {
-            let op = Operation::OpenFile;
-            this.scope.inner().admit(&this.scope.shared, op)?;
-            let file = this
-                .opts
-                .open(&path)
-                .await
-                .map_err(|e| Error::io(op, &path, e))?;
-            // open(2) happily opens a directory read-only; a managed *file* must not be one.
-            let st = rustix::fs::fstat(&file).map_err(|e| Error::io(op, &path, e.into()))?;
-            if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
-                let e = io::Error::new(io::ErrorKind::IsADirectory, "is a directory");
-                return Err(Error::io(op, &path, e));
-            }
-            ManagedFile::register(&this.scope, file, path, site)
+    pub fn open<P: AsRef<Path>>(&self, path: P) -> OpenFile {
+        OpenFile {
+            site: Location::caller(),
+            path: path.as_ref().to_path_buf(),
+            state: OpenState::Start(self.clone()),
         }
+    }
+}
+
+/// The future of [`OpenOptions::open`], [`Scope::open`] and [`Scope::create`]: resolves
+/// to the opened, registered [`ManagedFile`].
+///
+/// Nothing happens before its first poll. See [`OpenOptions::open`] for its cancel
+/// safety.
+#[must_use = "futures do nothing unless polled; a dropped one opens nothing"]
+pub struct OpenFile {
+    site: &'static Location<'static>,
+    path: PathBuf,
+    state: OpenState,
+}
+
+enum OpenState {
+    Start(OpenOptions),
+    /// `open(2)` and the directory check run on the blocking pool.
+    Running {
+        scope: Scope,
+        unit: JoinHandle<io::Result<std::fs::File>>,
+    },
+    Done,
+}
+
+impl Future for OpenFile {
+    type Output = Result<ManagedFile>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<ManagedFile>> {
+        let op = Operation::OpenFile;
+        loop {
+            match std::mem::replace(&mut self.state, OpenState::Done) {
+                OpenState::Start(this) => {
+                    let inner = this.scope.inner().clone();
+                    inner.admit(&this.scope.shared, op)?;
+                    let (opts, path) = (this.opts, self.path.clone());
+                    let unit = inner.handle.spawn_blocking(move || open_file(&opts, &path));
+                    self.state = OpenState::Running {
+                        scope: this.scope,
+                        unit,
+                    };
+                }
+                OpenState::Running { scope, mut unit } => {
+                    let Poll::Ready(joined) = Pin::new(&mut unit).poll(cx) else {
+                        self.state = OpenState::Running { scope, unit };
+                        return Poll::Pending;
+                    };
+                    let path = std::mem::take(&mut self.path);
+                    let file = match joined.map_err(io::Error::other).and_then(|r| r) {
+                        Ok(file) => tokio::fs::File::from_std(file),
+                        Err(e) => return Poll::Ready(Err(Error::io(op, path, e))),
+                    };
+                    return Poll::Ready(ManagedFile::register(&scope, file, path, self.site));
+                }
+                OpenState::Done => panic!("`OpenFile` polled after completion"),
+            }
+        }
+    }
+}
+
+/// Opens `path` (blocking). `open(2)` happily opens a directory read-only; a managed
+/// *file* must not be one.
+fn open_file(opts: &std::fs::OpenOptions, path: &Path) -> io::Result<std::fs::File> {
+    let file = opts.open(path)?;
+    let st = rustix::fs::fstat(&file)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "is a directory",
+        ));
+    }
+    Ok(file)
+}
+
+impl fmt::Debug for OpenFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            OpenState::Start(_) => "start",
+            OpenState::Running { .. } => "running",
+            OpenState::Done => "done",
+        };
+        f.debug_struct("OpenFile")
+            .field("path", &self.path)
+            .field("state", &state)
+            .finish()
     }
 }
 
@@ -381,7 +485,7 @@ impl Scope {
     pub fn file_options(&self) -> OpenOptions {
         OpenOptions {
             scope: self.clone(),
-            opts: tokio::fs::OpenOptions::new(),
+            opts: std::fs::OpenOptions::new(),
         }
     }
 
@@ -391,6 +495,10 @@ impl Scope {
     ///
     /// See [`OpenOptions::open`].
     ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe; see [`OpenOptions::open`].
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
     /// let sup = custodian::Supervisor::builder().start()?;
@@ -399,10 +507,7 @@ impl Scope {
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     #[track_caller]
-    pub fn open<P: AsRef<Path>>(
-        &self,
-        path: P,
-    ) -> impl Future<Output = Result<ManagedFile>> + use<P> {
+    pub fn open<P: AsRef<Path>>(&self, path: P) -> OpenFile {
         self.file_options().read(true).open(path)
     }
 
@@ -412,6 +517,12 @@ impl Scope {
     ///
     /// See [`OpenOptions::open`].
     ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in the sense of [`OpenOptions::open`]: nothing is left open or
+    /// registered. The file may have been created or truncated by the time the future is
+    /// dropped.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
     /// let sup = custodian::Supervisor::builder().start()?;
@@ -419,10 +530,7 @@ impl Scope {
     /// # drop(f); sup.shutdown().await; Ok(()) }
     /// ```
     #[track_caller]
-    pub fn create<P: AsRef<Path>>(
-        &self,
-        path: P,
-    ) -> impl Future<Output = Result<ManagedFile>> + use<P> {
+    pub fn create<P: AsRef<Path>>(&self, path: P) -> OpenFile {
         self.file_options()
             .write(true)
             .create(true)

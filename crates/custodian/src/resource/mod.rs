@@ -7,10 +7,10 @@ mod temp;
 mod temp_dir;
 mod temp_file;
 
-pub use file::{ManagedFile, OpenOptions};
+pub use file::{ManagedFile, OpenFile, OpenOptions};
 pub use registration::Registration;
-pub use temp::TempBuilder;
+pub use temp::{CreateTempDir, CreateTempFile, PersistError, TempBuilder};
 pub use temp_dir::TempDir;
-pub use temp_file::{PersistError, TempFile};
+pub use temp_file::TempFile;
 mod process;
 pub use process::{Command, DEFAULT_CHILD_GRACE, ManagedChild};

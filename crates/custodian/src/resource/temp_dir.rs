@@ -2,14 +2,13 @@
 //! threads.
 //!
 //! The registry entry's clean-up ([`TempDirReclaim`]) only borrows what it captured, so
-//! it can be run again if a first attempt failed. `persist` takes the entry out of the
-//! registry before renaming (see [`Parked`]), so no recursive removal can be emptying
-//! the directory at its new place.
+//! it can be run again if a first attempt failed. `keep` and `persist` go through the
+//! shared move unit (see [`move_out`]), which takes the entry out of the registry before
+//! renaming, so no recursive removal can be emptying the directory at its new place.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::future::Future;
-use std::io;
 use std::panic::Location;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -19,13 +18,11 @@ use crate::inner::Spec;
 use crate::kind::ResourceKind;
 use crate::registry::{Cleanup, Reclaim};
 use crate::resource::Registration;
-use crate::resource::slot::revoked;
-use crate::resource::temp::{Parked, spawn_unit};
+use crate::resource::temp::{Clobber, Movable, PersistError, kept_path, move_out};
 use crate::scope::Scope;
-use crate::supervisor::Supervisor;
 use crate::sys::FileId;
 use crate::sys::create::create_dir_at;
-use crate::sys::remove::{remove_tree_at, replaced_error};
+use crate::sys::remove::remove_tree_at;
 use crate::sys::root::TempRoot;
 
 /// A temp dir inside the supervisor's private temp root, removed with everything in it
@@ -179,19 +176,21 @@ impl TempDir {
         self.reg.close().await
     }
 
-    /// Moves the dir to `target` (same file system) and stops managing it.
+    /// Moves the dir to `target` (same file system) and stops managing it; returns
+    /// `target`. Follows `rename(2)`'s rules: an existing *empty* dir at `target` is
+    /// replaced, anything else there fails the move.
     ///
     /// The dir is taken out of the registry *before* it is renamed, so neither its
     /// scope's end, nor shutdown, nor anything else can be emptying it while it moves:
-    /// when this returns `Ok`, everything that was in the dir is at `target`.
+    /// when this returns `Ok`, everything that was in the dir is at `target`. It keeps
+    /// its mode, 0700. From then on **the caller must delete it**.
     ///
     /// # Errors
     ///
-    /// On failure the temp dir is handed back, still managed (registered again, under a
-    /// new [`id`](Self::id)): in its own scope, or in the root scope if its scope ended
-    /// meanwhile. If
-    /// it cannot be managed any more (shutting down), it is removed and the guard handed
-    /// back is no longer [live](Registration::is_live).
+    /// On failure the temp dir is handed back inside the [`PersistError`], still
+    /// managed (registered again, under a new [`id`](Self::id)): in its own scope, or in
+    /// the root scope if its scope ended meanwhile. If it cannot be managed any more
+    /// (shutting down), it is removed and [`PersistError::guard`] is `None`.
     ///
     /// # Cancel safety
     ///
@@ -206,115 +205,128 @@ impl TempDir {
     /// let target = std::env::temp_dir().join(format!("persist-dir-doc-{}", std::process::id()));
     /// let d = sup.temp_dir().await?;
     /// std::fs::write(d.path().join("a"), b"1").unwrap();
-    /// let kept = d.persist(&target).await.map_err(|(e, _)| e)?;
+    /// let kept = d.persist(&target).await.map_err(|e| e.error)?;
     /// assert!(kept.join("a").exists());
     /// # std::fs::remove_dir_all(&target).unwrap(); sup.shutdown().await; Ok(()) }
     /// ```
-    // The public error type (the guard handed back) passes through the unit once.
-    #[allow(clippy::result_large_err)]
     pub fn persist<P: AsRef<Path>>(
         self,
         target: P,
-    ) -> impl Future<Output = std::result::Result<PathBuf, (Error, TempDir)>> + use<P> {
-        let target = target.as_ref().to_path_buf();
-        async move {
-            let op = Operation::Persist;
-            let Some(sup) = self.reg.supervisor() else {
-                return Err((Error::ShuttingDown { op }, self));
-            };
-            let inner = sup.inner.clone();
-            // What it takes to hand a guard back if the unit itself fails.
-            let (id, path, name, fid, root) = (
-                self.reg.id(),
-                self.path.clone(),
-                self.name.clone(),
-                self.fid,
-                self.root.clone(),
-            );
-            let to = target.clone();
-            // One unit: it owns the guard, so dropping this future cannot interrupt it.
-            match spawn_unit(&inner, move || self.move_to(&sup, to)).await {
-                Ok(r) => r,
-                Err(join) => {
-                    // The unit panicked or never ran: the guard it owned was dropped, and
-                    // so released. Hand back one that is no longer live (same id).
-                    let ghost = TempDir {
-                        reg: Registration::new(&inner, id),
-                        path,
-                        name,
-                        fid,
-                        root,
-                    };
-                    Err((Error::io(op, &target, io::Error::other(join)), ghost))
-                }
-            }
-        }
+    ) -> impl Future<Output = std::result::Result<PathBuf, PersistError<TempDir>>> + use<P> {
+        self.move_to(target.as_ref().to_path_buf(), Clobber::Replace)
     }
 
-    /// The move itself, run as one unit on the blocking pool: out of the registry, rename,
-    /// and back into the registry if the rename failed.
-    // The public error type (the guard handed back) passes through the unit once.
-    #[allow(clippy::result_large_err)]
-    fn move_to(
-        mut self,
-        sup: &Supervisor,
-        target: PathBuf,
-    ) -> std::result::Result<PathBuf, (Error, TempDir)> {
-        let op = Operation::Persist;
-        let inner = &sup.inner;
-        // Shutdown waits for tracked clean-ups before it removes the temp root; taken
-        // before the entry leaves the registry, so that either shutdown's sweep finds
-        // the entry or its wait finds this token.
-        let _token = inner.cleanups.token();
-        if inner.is_shutting_down() {
-            return Err((Error::ShuttingDown { op }, self));
-        }
-        let Some(root) = self.root.upgrade() else {
-            return Err((Error::io(op, &target, revoked()), self));
-        };
-        let Some(parked) = Parked::take(inner, &self.reg) else {
-            return Err((Error::io(op, &target, revoked()), self));
-        };
-        // Out of the registry: no sweep can start removing it now. Still check the name
-        // is the dir we created before moving it.
-        let moved = match root.contains(&self.name, self.fid) {
-            Ok(true) => rustix::fs::renameat(root.fd(), &self.name, rustix::fs::CWD, &target)
-                .map_err(io::Error::from),
-            Ok(false) => Err(replaced_error()),
-            Err(e) => Err(e),
-        };
-        let Err(e) = moved else {
-            return Ok(target);
-        };
-        let error = Error::io(op, &target, e);
-        let reclaim = TempDirReclaim {
-            root,
-            name: self.name.clone(),
-            fid: self.fid,
-        };
-        // Back under management; if refused, the registry removes it, and the guard
-        // handed back is the old, no longer live one.
-        if let Ok(reg) = parked.register(sup, ResourceKind::TempDir, &self.path, Box::new(reclaim))
-        {
-            self.reg = reg;
-        }
-        Err((error, self))
-    }
-
-    /// Stops managing the dir and returns its path. It stays inside the supervisor's
-    /// private temp root, which is removed at shutdown; [`persist`](Self::persist) it to
-    /// keep it longer.
+    /// As [`persist`](Self::persist), but never replaces anything: if `target` exists
+    /// (even an empty dir, or a dangling symlink) it fails with
+    /// [`AlreadyExists`](std::io::ErrorKind::AlreadyExists) and leaves it unchanged. The
+    /// check and the move are one atomic `renameat2(RENAME_NOREPLACE)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`persist`](Self::persist); also `AlreadyExists`, with the temp dir handed
+    /// back still managed. A file system without `RENAME_NOREPLACE` support fails with
+    /// `InvalidInput` (nothing is moved).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`persist`](Self::persist).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
     /// let sup = custodian::Supervisor::builder().start()?;
-    /// let path = sup.temp_dir().await?.keep();
-    /// assert!(path.is_dir());
+    /// let taken = sup.temp_dir().await?;
+    /// let e = sup.temp_dir().await?.persist_noclobber(taken.path()).await.unwrap_err();
+    /// assert_eq!(e.error.io_kind(), Some(std::io::ErrorKind::AlreadyExists));
+    /// assert!(e.into_guard().unwrap().registration().is_live());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
-    pub fn keep(self) -> PathBuf {
-        self.reg.detach();
-        self.path
+    pub fn persist_noclobber<P: AsRef<Path>>(
+        self,
+        target: P,
+    ) -> impl Future<Output = std::result::Result<PathBuf, PersistError<TempDir>>> + use<P> {
+        self.move_to(target.as_ref().to_path_buf(), Clobber::Refuse)
+    }
+
+    /// Moves the dir out of the supervisor's reach: into the temp base (the directory
+    /// that holds the private temp root, so the same file system), under the same name,
+    /// never replacing anything there. Returns its new path.
+    ///
+    /// From then on custodian neither tracks nor removes it, not even at shutdown: **the
+    /// caller must delete it**. It keeps its mode, 0700. Use [`persist`](Self::persist)
+    /// to choose where it goes.
+    ///
+    /// # Errors
+    ///
+    /// As [`persist_noclobber`](Self::persist_noclobber), the dir handed back still
+    /// managed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Once polled, the move completes even if this future is dropped: the dir is then
+    /// kept at the base under its name, unknown to custodian. Dropped before its first
+    /// poll, it drops the guard (the dir is removed).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_dir().await?.keep().await.map_err(|e| e.error)?;
+    /// assert_eq!(path.parent(), sup.temp_root().parent());
+    /// sup.shutdown().await;
+    /// assert!(path.is_dir()); // out of custodian's reach: ours to delete
+    /// # std::fs::remove_dir(&path).unwrap(); Ok(()) }
+    /// ```
+    pub fn keep(
+        self,
+    ) -> impl Future<Output = std::result::Result<PathBuf, PersistError<TempDir>>> + use<> {
+        let target = kept_path(&self.path);
+        self.move_to(target, Clobber::Refuse)
+    }
+
+    // The public error type (the guard handed back) passes through the unit once.
+    #[allow(clippy::result_large_err)]
+    fn move_to(
+        self,
+        target: PathBuf,
+        clobber: Clobber,
+    ) -> impl Future<Output = std::result::Result<PathBuf, PersistError<TempDir>>> + use<> {
+        let to = target.clone();
+        move_out(self, target, clobber, move |_, _, _| Ok(to))
+    }
+}
+
+impl Movable for TempDir {
+    const KIND: ResourceKind = ResourceKind::TempDir;
+
+    fn reg(&self) -> &Registration {
+        &self.reg
+    }
+
+    fn set_reg(&mut self, reg: Registration) {
+        self.reg = reg;
+    }
+
+    fn root(&self) -> Option<Arc<TempRoot>> {
+        self.root.upgrade()
+    }
+
+    fn name(&self) -> &OsStr {
+        &self.name
+    }
+
+    fn fid(&self) -> FileId {
+        self.fid
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn reclaim(&self, root: Arc<TempRoot>) -> Box<dyn Reclaim> {
+        Box::new(TempDirReclaim {
+            root,
+            name: self.name.clone(),
+            fid: self.fid,
+        })
     }
 }
 

@@ -1,11 +1,11 @@
 //! Managed temp files, created relative to the private temp root's fd (mode 0600).
 //!
 //! The open file lives in a [`Slot`] shared by the guard and the registry entry, so a
-//! sweep can close it without the guard. Moving the file out (`persist`) takes the entry
-//! out of the registry first and runs as one unit on the blocking pool (see
-//! [`Parked`]).
+//! sweep can close it without the guard. Moving the file out (`keep`, `persist`,
+//! `persist_noclobber`) flushes, then goes through the shared move unit (see
+//! [`move_out`]), which takes the entry out of the registry first.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -20,13 +20,12 @@ use crate::inner::Spec;
 use crate::kind::ResourceKind;
 use crate::registry::{Cleanup, Reclaim};
 use crate::resource::slot::{Slot, revoked};
-use crate::resource::temp::{Parked, spawn_unit};
+use crate::resource::temp::{Clobber, Movable, PersistError, kept_path, move_out};
 use crate::resource::{ManagedFile, Registration};
 use crate::scope::Scope;
-use crate::supervisor::Supervisor;
 use crate::sys::FileId;
 use crate::sys::create::create_file_at;
-use crate::sys::remove::{remove_file_at, replaced_error};
+use crate::sys::remove::remove_file_at;
 use crate::sys::root::TempRoot;
 
 type Handle = tokio::fs::File;
@@ -211,9 +210,9 @@ impl TempFile {
         closed
     }
 
-    /// Moves the file to `target` (same file system) and keeps it there, returned as a
-    /// [`ManagedFile`] registered in the same scope (closed when dropped, never deleted).
-    /// The file keeps its mode, 0600.
+    /// Moves the file to `target` (same file system), replacing a file already there as
+    /// `rename(2)` does, and keeps it there, returned as a [`ManagedFile`] registered in
+    /// the same scope (closed when dropped, never deleted). The file keeps its mode, 0600.
     ///
     /// Pending writes are flushed first. The file is then taken out of the registry
     /// *before* it is renamed, so that neither its scope's end nor shutdown can unlink
@@ -225,10 +224,11 @@ impl TempFile {
     /// managed: unchanged if a pending write failed; registered again (under a new
     /// [`id`](Self::id), in its own scope, or in the root scope if that ended meanwhile)
     /// if the rename failed (`target`'s directory missing, another file system
-    /// (`EXDEV`), no permission...). If it cannot be managed any more (shutting down) it
-    /// is removed and [`PersistError::file`] is `None`. If shutdown begins between the
-    /// rename and the new file's registration, the file stays at `target`, closed, and
-    /// the error is [`Error::ShuttingDown`] without a file.
+    /// ([`CrossesDevices`](io::ErrorKind::CrossesDevices)), a directory at `target`...).
+    /// If it cannot be managed any more (shutting down) it is removed and
+    /// [`PersistError::guard`] is `None`. If shutdown begins between the rename and the
+    /// new file's registration, the file stays at `target`, closed, and the error is
+    /// [`Error::ShuttingDown`] without a guard.
     ///
     /// # Cancel safety
     ///
@@ -249,44 +249,85 @@ impl TempFile {
     /// assert_eq!(std::fs::read(dir.join("result.txt")).unwrap(), b"final");
     /// # std::fs::remove_dir_all(&dir).unwrap(); sup.shutdown().await; Ok(()) }
     /// ```
-    // The public error type (the guard handed back) passes through the unit once.
-    #[allow(clippy::result_large_err)]
     #[track_caller]
     pub fn persist<P: AsRef<Path>>(
         self,
         target: P,
-    ) -> impl Future<Output = std::result::Result<ManagedFile, PersistError>> + use<P> {
+    ) -> impl Future<Output = std::result::Result<ManagedFile, PersistError<TempFile>>> + use<P>
+    {
+        self.persist_with(target.as_ref().to_path_buf(), Clobber::Replace)
+    }
+
+    /// As [`persist`](Self::persist), but never replaces anything: if `target` exists
+    /// (a file, a dir, a dangling symlink) it fails with
+    /// [`AlreadyExists`](io::ErrorKind::AlreadyExists) and leaves it unchanged. The
+    /// check and the move are one atomic `renameat2(RENAME_NOREPLACE)`, never a check
+    /// followed by a rename.
+    ///
+    /// # Errors
+    ///
+    /// As [`persist`](Self::persist); also `AlreadyExists`, with the temp file handed
+    /// back still managed. A file system without `RENAME_NOREPLACE` support fails with
+    /// `InvalidInput` (nothing is moved).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`persist`](Self::persist).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let taken = sup.temp_file().await?;
+    /// let e = sup.temp_file().await?.persist_noclobber(taken.path()).await.unwrap_err();
+    /// assert_eq!(e.error.io_kind(), Some(std::io::ErrorKind::AlreadyExists));
+    /// assert!(e.into_guard().unwrap().registration().is_live());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn persist_noclobber<P: AsRef<Path>>(
+        self,
+        target: P,
+    ) -> impl Future<Output = std::result::Result<ManagedFile, PersistError<TempFile>>> + use<P>
+    {
+        self.persist_with(target.as_ref().to_path_buf(), Clobber::Refuse)
+    }
+
+    // The public error type (the guard handed back) passes through the unit once.
+    #[allow(clippy::result_large_err)]
+    #[track_caller]
+    fn persist_with(
+        self,
+        target: PathBuf,
+        clobber: Clobber,
+    ) -> impl Future<Output = std::result::Result<ManagedFile, PersistError<TempFile>>> + use<>
+    {
         let site = Location::caller();
-        let target = target.as_ref().to_path_buf();
         async move {
-            let mut this = self;
-            let op = Operation::Persist;
-            if let Err(e) = this.flush().await {
-                return Err(PersistError::new(Error::io(op, &target, e), this));
-            }
-            let Some(sup) = this.reg.supervisor() else {
-                return Err(PersistError::new(Error::ShuttingDown { op }, this));
-            };
-            let inner = sup.inner.clone();
+            let this = self.flushed(&target).await?;
             let to = target.clone();
-            // One unit: it owns the guard, so dropping this future cannot interrupt it.
-            match spawn_unit(&inner, move || this.move_to(&sup, &to, site)).await {
-                Ok(r) => r,
-                Err(join) => Err(PersistError::lost(Error::io(
-                    op,
-                    &target,
-                    io::Error::other(join),
-                ))),
-            }
+            move_out(this, target, clobber, move |this, sup, parked| {
+                let Some(file) = this.file.take() else {
+                    return Err(PersistError::lost(Error::io(
+                        Operation::Persist,
+                        &to,
+                        revoked(),
+                    )));
+                };
+                ManagedFile::register(&parked.scope(sup), file, to, site)
+                    .map_err(PersistError::lost)
+            })
+            .await
         }
     }
 
-    /// Flushes pending writes, then stops managing the file: it is no longer removed
-    /// when the guard drops or its scope ends, and the open file and its path are
-    /// returned.
+    /// Flushes pending writes, then moves the file out of the supervisor's reach: into
+    /// the temp base (the directory that holds the private temp root, so the same file
+    /// system), under the same name, never replacing anything there. Returns the open
+    /// file and its new path.
     ///
-    /// The file stays inside the supervisor's private temp root, which is removed at
-    /// shutdown; [`persist`](Self::persist) it to keep it longer.
+    /// From then on custodian neither tracks nor removes it, not even at shutdown: **the
+    /// caller must delete it**. It keeps its mode, 0600. Use [`persist`](Self::persist)
+    /// to choose where it goes.
     ///
     /// It is `async` because a write may still be in flight on the blocking pool (a
     /// `tokio::fs::File` reports a write's error only on the next operation or flush):
@@ -295,99 +336,97 @@ impl TempFile {
     ///
     /// # Errors
     ///
-    /// A pending write's error, with the temp file handed back in the [`PersistError`],
-    /// still managed. If the file had already been reclaimed by its scope's end or by
-    /// shutdown, an error without a file.
+    /// A pending write's error, or the move's (a name already taken in the base:
+    /// [`AlreadyExists`](io::ErrorKind::AlreadyExists)), with the temp file handed back
+    /// in the [`PersistError`], still managed. If the file had already been reclaimed by
+    /// its scope's end or by shutdown, an error without a guard.
     ///
     /// # Cancel safety
     ///
-    /// Not cancel safe: dropped while flushing, the guard is dropped with it (the file
-    /// is removed).
+    /// Dropped while flushing, the guard is dropped with it (the file is removed). Once
+    /// the move has started it completes even if this future is dropped: the file is
+    /// then kept (closed) at the base under its name, unknown to custodian.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
     /// let sup = custodian::Supervisor::builder().start()?;
     /// let (file, path) = sup.temp_file().await?.keep().await.map_err(|e| e.error)?;
-    /// assert!(path.exists());
-    /// assert_eq!(sup.stats().live(), 0);
-    /// # drop(file); sup.shutdown().await; Ok(()) }
+    /// assert_eq!(path.parent(), sup.temp_root().parent());
+    /// sup.shutdown().await;
+    /// assert!(path.exists()); // out of custodian's reach: ours to delete
+    /// # drop(file); std::fs::remove_file(&path).unwrap(); Ok(()) }
     /// ```
-    pub async fn keep(mut self) -> std::result::Result<(tokio::fs::File, PathBuf), PersistError> {
-        let op = Operation::Persist;
-        if let Err(e) = self.flush().await {
-            return Err(PersistError::new(Error::io(op, &self.path, e), self));
-        }
-        let TempFile {
-            reg, file, path, ..
-        } = self;
-        // Detach first: if a sweep got there first, it owns (and removed) the file.
-        let taken = if reg.detach() { file.take() } else { None };
-        match taken {
-            Some(f) => Ok((f, path)),
-            None => Err(PersistError::lost(Error::io(op, &path, revoked()))),
-        }
-    }
-
-    /// The move itself, run as one unit on the blocking pool: out of the registry, rename,
-    /// then registered as a `ManagedFile`, or back as a temp file if the rename failed.
     // The public error type (the guard handed back) passes through the unit once.
     #[allow(clippy::result_large_err)]
-    fn move_to(
-        mut self,
-        sup: &Supervisor,
-        target: &Path,
-        site: &'static Location<'static>,
-    ) -> std::result::Result<ManagedFile, PersistError> {
-        let op = Operation::Persist;
-        let inner = &sup.inner;
-        // Shutdown waits for tracked clean-ups before it removes the temp root; taken
-        // before the entry leaves the registry, so that either shutdown's sweep finds
-        // the entry or its wait finds this token.
-        let _token = inner.cleanups.token();
-        if inner.is_shutting_down() {
-            return Err(PersistError::new(Error::ShuttingDown { op }, self));
+    pub async fn keep(
+        self,
+    ) -> std::result::Result<(tokio::fs::File, PathBuf), PersistError<TempFile>> {
+        let (here, target) = (self.path.clone(), kept_path(&self.path));
+        // A write's error names the file where it is, as it was not moved.
+        let this = self.flushed(&here).await?;
+        let to = target.clone();
+        move_out(
+            this,
+            target,
+            Clobber::Refuse,
+            move |this, _, _| match this.file.take() {
+                Some(file) => Ok((file, to)),
+                None => Err(PersistError::lost(Error::io(
+                    Operation::Persist,
+                    &to,
+                    revoked(),
+                ))),
+            },
+        )
+        .await
+    }
+
+    /// Flushes pending writes; on error hands the guard back, the error naming `target`.
+    async fn flushed(mut self, target: &Path) -> std::result::Result<Self, PersistError<Self>> {
+        match self.flush().await {
+            Ok(()) => Ok(self),
+            Err(e) => Err(PersistError::new(
+                Error::io(Operation::Persist, target, e),
+                self,
+            )),
         }
-        let Some(root) = self.root.upgrade() else {
-            return Err(PersistError::new(Error::io(op, target, revoked()), self));
-        };
-        let Some(parked) = Parked::take(inner, &self.reg) else {
-            return Err(PersistError::new(Error::io(op, target, revoked()), self));
-        };
-        // Out of the registry: no sweep can close or unlink it now. Still check the name
-        // is the file we created before moving it.
-        let moved = match root.contains(&self.name, self.fid) {
-            Ok(true) => rustix::fs::renameat(root.fd(), &self.name, rustix::fs::CWD, target)
-                .map_err(io::Error::from),
-            Ok(false) => Err(replaced_error()),
-            Err(e) => Err(e),
-        };
-        match moved {
-            Ok(()) => {
-                let Some(file) = self.file.take() else {
-                    return Err(PersistError::lost(Error::io(op, target, revoked())));
-                };
-                let scope = parked.scope(sup);
-                ManagedFile::register(&scope, file, target.to_path_buf(), site)
-                    .map_err(PersistError::lost)
-            }
-            Err(e) => {
-                let error = Error::io(op, target, e);
-                let reclaim = TempFileReclaim {
-                    file: self.file.clone(),
-                    root,
-                    name: self.name.clone(),
-                    fid: self.fid,
-                };
-                match parked.register(sup, ResourceKind::TempFile, &self.path, Box::new(reclaim)) {
-                    Ok(reg) => {
-                        self.reg = reg;
-                        Err(PersistError::new(error, self))
-                    }
-                    // Refused: the registry has closed and removed it.
-                    Err(_) => Err(PersistError::lost(error)),
-                }
-            }
-        }
+    }
+}
+
+impl Movable for TempFile {
+    const KIND: ResourceKind = ResourceKind::TempFile;
+
+    fn reg(&self) -> &Registration {
+        &self.reg
+    }
+
+    fn set_reg(&mut self, reg: Registration) {
+        self.reg = reg;
+    }
+
+    fn root(&self) -> Option<Arc<TempRoot>> {
+        self.root.upgrade()
+    }
+
+    fn name(&self) -> &OsStr {
+        &self.name
+    }
+
+    fn fid(&self) -> FileId {
+        self.fid
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn reclaim(&self, root: Arc<TempRoot>) -> Box<dyn Reclaim> {
+        Box::new(TempFileReclaim {
+            file: self.file.clone(),
+            root,
+            name: self.name.clone(),
+            fid: self.fid,
+        })
     }
 }
 
@@ -399,32 +438,5 @@ impl fmt::Debug for TempFile {
             .field("id", &self.reg.id())
             .field("path", &self.path)
             .finish()
-    }
-}
-
-/// A failed [`TempFile::persist`] or [`TempFile::keep`]: the error, and the temp file
-/// handed back, still managed, when it could be.
-#[derive(Debug, thiserror::Error)]
-#[error("{error}")]
-#[non_exhaustive]
-pub struct PersistError {
-    /// What went wrong, naming the target path.
-    #[source]
-    pub error: Error,
-    /// The temp file, still managed; `None` if the failure happened after it had been
-    /// moved, or if it could not be managed any more (reclaimed, or shutting down).
-    pub file: Option<TempFile>,
-}
-
-impl PersistError {
-    fn new(error: Error, file: TempFile) -> Self {
-        PersistError {
-            error,
-            file: Some(file),
-        }
-    }
-
-    fn lost(error: Error) -> Self {
-        PersistError { error, file: None }
     }
 }
