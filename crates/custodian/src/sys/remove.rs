@@ -13,7 +13,7 @@
 //!   directory, or a single file bind-mounted onto a file) is neither entered nor
 //!   unlinked, everything around it is removed, and the removal fails with
 //!   [`io::ErrorKind::ResourceBusy`] "a mount point inside a managed directory was left in
-//!   place: <path>" ([`is_mount_point_error`] tells it from other failures);
+//!   place: PATH" ([`is_mount_point_error`] tells it from other failures);
 //! - the walk is iterative, with an explicit stack of frames (identity, remaining names):
 //!   no recursion, so no depth can overflow a thread's stack. Only the deepest
 //!   [`MAX_OPEN`] levels keep an fd (fewer when the process runs out: `EMFILE` closes
