@@ -53,6 +53,8 @@ use super::FileId;
 use super::mount::Place;
 
 mod fs;
+#[cfg(test)]
+mod mock_tests;
 
 pub(crate) use fs::{RealDir, RealFs, WalkFs};
 
