@@ -47,6 +47,9 @@ pub(crate) trait WalkFs {
 #[derive(Debug, Default)]
 pub(crate) struct RealFs<'a>(PhantomData<BorrowedFd<'a>>);
 
+// Passed by reference through every walk: it must cost nothing.
+const _: () = assert!(size_of::<RealFs<'static>>() == 0);
+
 /// A directory held by a real walk.
 #[derive(Debug)]
 pub(crate) enum RealDir<'a> {

@@ -75,6 +75,9 @@ pub(crate) trait ProcessOs: Send + Sync + 'static {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct RealOs;
 
+// Held in every `ChildCore`: it must cost nothing.
+const _: () = assert!(size_of::<RealOs>() == 0);
+
 /// A spawned, unreaped tokio child and its pidfd (registered with the reactor).
 #[derive(Debug)]
 pub(crate) struct LiveChild {
