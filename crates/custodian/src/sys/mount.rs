@@ -69,6 +69,18 @@ impl Place {
         }
     }
 
+    /// A place as a kernel that reports mounts (Linux 5.8+) would see it: for the mock
+    /// file system of the removal walk's tests.
+    #[cfg(test)]
+    pub(crate) fn reported(id: FileId, kind: FileType, mnt_id: u64, mount_root: bool) -> Self {
+        Place {
+            id,
+            kind,
+            mnt_id: Some(mnt_id),
+            mount_root: Some(mount_root),
+        }
+    }
+
     /// Whether this object, found inside the directory `parent`, is on another mount:
     /// a mount root, another mount id, or another device.
     pub(crate) fn crosses_from(&self, parent: &Place) -> bool {

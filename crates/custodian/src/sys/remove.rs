@@ -36,17 +36,27 @@
 //! retry later). When several entries fail, the first failure is reported, except that a
 //! mount point left in place yields to any other failure: that one may be transient, and
 //! a retry finds the mount point again.
+//!
+//! The walk's file-system calls go through [`WalkFs`] (`remove/fs.rs`): [`RealFs`] here,
+//! an in-memory mock in the unit tests (`remove/mock_tests.rs`).
 
 use std::ffi::{CStr, CString, OsStr};
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::FileId;
-use super::mount::{Place, place_at, place_of};
+use super::mount::Place;
+
+mod fs;
+#[cfg(test)]
+mod mock_tests;
+
+pub(crate) use fs::{RealDir, RealFs, WalkFs};
 
 /// How many directory fds one walk holds open at most, besides the caller's: enough to
 /// make wide trees cheap, few enough for a process close to its fd limit.
@@ -143,51 +153,66 @@ pub(crate) fn remove_file_at(dir: impl AsFd, name: &OsStr, expect: FileId) -> io
 /// Removes the directory `name` in `dir` and everything below it, if it is still the
 /// directory `expect` and on the same mount as `dir`.
 pub(crate) fn remove_tree_at(dir: impl AsFd, name: &OsStr, expect: FileId) -> io::Result<Outcome> {
-    let dir = dir.as_fd();
-    let at = match place_at(dir, name) {
+    // A name with a NUL byte names nothing: `EINVAL`, as the system call would say.
+    let name = CString::new(name.as_bytes()).map_err(|_| Errno::INVAL)?;
+    tree_at(
+        &RealFs::default(),
+        &RealDir::Borrowed(dir.as_fd()),
+        &name,
+        expect,
+    )
+}
+
+/// [`remove_tree_at`] through `fs`.
+fn tree_at<F: WalkFs>(fs: &F, dir: &F::Dir, name: &CStr, expect: FileId) -> io::Result<Outcome> {
+    let at = match fs.place_at(dir, name) {
         Ok(p) => p,
         Err(Errno::NOENT) => return Ok(Outcome::AlreadyGone),
         Err(e) => return Err(e.into()),
     };
     if at.kind == FileType::Symlink {
-        return unlink_missing_ok(dir, name, AtFlags::empty(), Outcome::SymlinkRemoved);
+        return unlink_gone_ok(fs, dir, name, AtFlags::empty(), Outcome::SymlinkRemoved);
     }
     if at.id != expect {
         return Err(replaced_error());
     }
-    let parent = place_of(dir)?;
+    let parent = fs.place_of(dir)?;
     let mount_point = || mount_point_error(name.to_string_lossy().into_owned());
     if at.crosses_from(&parent) {
         return Err(mount_point());
     }
-    let sub = match open_dir_nofollow(dir, name) {
-        Ok(fd) => fd,
+    let sub = match fs.open_below(dir, name) {
+        Ok(d) => d,
         Err(Errno::NOENT) => return Ok(Outcome::AlreadyGone),
         Err(e) => return Err(e.into()),
     };
     // The name may have been swapped (or mounted on) between the stat and the open:
     // check what we opened.
-    let top = place_of(sub.as_fd())?;
+    let top = fs.place_of(&sub)?;
     if top.id != expect {
         return Err(replaced_error());
     }
     if top.crosses_from(&parent) {
         return Err(mount_point());
     }
-    Walk::new(sub.as_fd(), top)?.run()?;
-    drop(sub);
-    unlink_missing_ok(dir, name, AtFlags::REMOVEDIR, Outcome::Removed)
+    // The walk closes `sub` when it ends, before the `rmdir`.
+    Walk::new(fs, sub, top)?.run()?;
+    unlink_gone_ok(fs, dir, name, AtFlags::REMOVEDIR, Outcome::Removed)
 }
 
 /// Removes everything inside the open directory `dir`, which must be the directory
 /// `expect`, without leaving its mount.
 pub(crate) fn clear_dir(dir: impl AsFd, expect: FileId) -> io::Result<()> {
-    let dir = dir.as_fd();
-    let top = place_of(dir)?;
+    clear(&RealFs::default(), RealDir::Borrowed(dir.as_fd()), expect)
+}
+
+/// [`clear_dir`] through `fs`.
+fn clear<F: WalkFs>(fs: &F, dir: F::Dir, expect: FileId) -> io::Result<()> {
+    let top = fs.place_of(&dir)?;
     if top.id != expect {
         return Err(replaced_error());
     }
-    Walk::new(dir, top)?.run()
+    Walk::new(fs, dir, top)?.run()
 }
 
 /// Opens a directory relative to `dir` without following a symlink at the last component.
@@ -204,8 +229,10 @@ pub(crate) fn open_dir_nofollow(
 }
 
 /// One directory on the walk's current path, from the top one down.
-struct Frame<'a> {
-    fd: Handle<'a>,
+struct Frame<D> {
+    /// `None` once closed to stay within [`MAX_OPEN`]; reopened through `..` on the way
+    /// back up. The top frame (the caller's directory) is never closed nor removed.
+    dir: Option<D>,
     /// Identity and mount recorded when it was entered.
     place: Place,
     /// Its name in the frame above (empty for the top).
@@ -216,40 +243,22 @@ struct Frame<'a> {
     incomplete: bool,
 }
 
-enum Handle<'a> {
-    /// The caller's directory: never closed, never removed by the walk.
-    Top(BorrowedFd<'a>),
-    /// An open directory (the stream only served to list it).
-    Open(Dir),
-    /// Closed to stay within [`MAX_OPEN`]; reopened through `..` on the way back up.
-    Closed,
-}
-
-impl Handle<'_> {
-    fn fd(&self) -> Result<BorrowedFd<'_>, Errno> {
-        match self {
-            Handle::Top(fd) => Ok(*fd),
-            Handle::Open(dir) => dir.fd(),
-            // The top frame is always open: a frame is reopened before it becomes the top.
-            Handle::Closed => Err(Errno::BADF),
-        }
-    }
-}
-
 /// An iterative depth-first removal of everything below one directory.
-struct Walk<'a> {
-    stack: Vec<Frame<'a>>,
+struct Walk<'f, F: WalkFs> {
+    fs: &'f F,
+    stack: Vec<Frame<F::Dir>>,
     /// Frames `1..first_open` are closed, the others open (frame 0 is the caller's).
     first_open: usize,
     error: Option<io::Error>,
 }
 
-impl<'a> Walk<'a> {
-    fn new(top: BorrowedFd<'a>, place: Place) -> io::Result<Self> {
-        let todo = list(&mut Dir::read_from(top)?)?;
+impl<'f, F: WalkFs> Walk<'f, F> {
+    fn new(fs: &'f F, mut top: F::Dir, place: Place) -> io::Result<Self> {
+        let todo = fs.list(&mut top)?;
         Ok(Walk {
+            fs,
             stack: vec![Frame {
-                fd: Handle::Top(top),
+                dir: Some(top),
                 place,
                 name: CString::default(),
                 todo,
@@ -278,25 +287,28 @@ impl<'a> Walk<'a> {
         self.error.map_or(Ok(()), Err)
     }
 
-    fn top(&mut self) -> &mut Frame<'a> {
+    fn top(&mut self) -> &mut Frame<F::Dir> {
         self.stack
             .last_mut()
             .expect("the top frame is never popped")
     }
 
-    fn top_fd(&self) -> Result<BorrowedFd<'_>, Errno> {
+    fn top_dir(&self) -> Result<&F::Dir, Errno> {
+        // The top frame is always open: a frame is reopened before it becomes the top.
         self.stack
             .last()
             .expect("the top frame is never popped")
-            .fd
-            .fd()
+            .dir
+            .as_ref()
+            .ok_or(Errno::BADF)
     }
 
     /// Removes `name` from the current directory, or enters it if it is a directory.
     fn entry(&mut self, name: CString, kind: FileType) -> io::Result<()> {
+        let fs = self.fs;
         if kind != FileType::Directory {
             // Most entries are files: one syscall. `readdir` may not know the type.
-            match rustix::fs::unlinkat(self.top_fd()?, &name, AtFlags::empty()) {
+            match fs.unlink(self.top_dir()?, &name, AtFlags::empty()) {
                 Ok(()) | Err(Errno::NOENT) => return Ok(()),
                 // A directory after all (EPERM is POSIX's code for it).
                 Err(Errno::ISDIR | Errno::PERM) => {}
@@ -305,7 +317,7 @@ impl<'a> Walk<'a> {
             }
         }
         let here = self.top().place;
-        let at = match place_at(self.top_fd()?, name.as_c_str()) {
+        let at = match fs.place_at(self.top_dir()?, &name) {
             Ok(p) => p,
             Err(Errno::NOENT) => return Ok(()),
             Err(e) => return Err(e.into()),
@@ -318,22 +330,21 @@ impl<'a> Walk<'a> {
         if at.crosses_from(&here) {
             return Err(self.mount_point(&name));
         }
-        let sub = match self.open_below(&name) {
-            Ok(fd) => fd,
+        let mut sub = match self.open_below(&name) {
+            Ok(d) => d,
             Err(Errno::NOENT) => return Ok(()),
             // Swapped for a symlink or a file since the stat: unlink that instead.
             Err(Errno::NOTDIR | Errno::LOOP) => return self.unlink_other(&name),
             Err(e) => return Err(e.into()),
         };
         // What was opened decides: a mount may have appeared since the stat.
-        let place = place_of(sub.as_fd())?;
+        let place = fs.place_of(&sub)?;
         if place.crosses_from(&here) {
             return Err(self.mount_point(&name));
         }
-        let mut sub = Dir::new(sub)?;
-        let todo = list(&mut sub)?;
+        let todo = fs.list(&mut sub)?;
         self.push(Frame {
-            fd: Handle::Open(sub),
+            dir: Some(sub),
             place,
             name,
             todo,
@@ -344,7 +355,7 @@ impl<'a> Walk<'a> {
 
     /// Unlinks a non-directory (a symlink is unlinked, not followed).
     fn unlink_other(&self, name: &CStr) -> io::Result<()> {
-        match rustix::fs::unlinkat(self.top_fd()?, name, AtFlags::empty()) {
+        match self.fs.unlink(self.top_dir()?, name, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(Errno::BUSY) => Err(self.busy(name)),
             Err(e) => Err(e.into()),
@@ -355,7 +366,7 @@ impl<'a> Walk<'a> {
     /// or busy for another reason (reported as it is).
     fn busy(&self, name: &CStr) -> io::Error {
         let here = self.stack.last().expect("the top frame").place;
-        match self.top_fd().and_then(|dir| place_at(dir, name)) {
+        match self.top_dir().and_then(|dir| self.fs.place_at(dir, name)) {
             Ok(at) if at.crosses_from(&here) => self.mount_point(name),
             _ => Errno::BUSY.into(),
         }
@@ -373,9 +384,9 @@ impl<'a> Walk<'a> {
 
     /// Opens the directory `name` below the top, closing shallower levels if the process
     /// is out of fds.
-    fn open_below(&mut self, name: &CStr) -> Result<OwnedFd, Errno> {
+    fn open_below(&mut self, name: &CStr) -> Result<F::Dir, Errno> {
         loop {
-            match open_dir_nofollow(self.top_fd()?, name) {
+            match self.fs.open_below(self.top_dir()?, name) {
                 Err(Errno::MFILE | Errno::NFILE) if self.close_shallowest() => {}
                 r => return r,
             }
@@ -387,12 +398,12 @@ impl<'a> Walk<'a> {
         if self.first_open + 1 >= self.stack.len() {
             return false;
         }
-        self.stack[self.first_open].fd = Handle::Closed;
+        self.stack[self.first_open].dir = None;
         self.first_open += 1;
         true
     }
 
-    fn push(&mut self, frame: Frame<'a>) {
+    fn push(&mut self, frame: Frame<F::Dir>) {
         if self.stack.len() - self.first_open >= MAX_OPEN {
             self.close_shallowest();
         }
@@ -408,35 +419,36 @@ impl<'a> Walk<'a> {
     /// The top directory is done: go back to its parent (reopening and verifying it if
     /// it was closed) and remove it there, unless something inside was left.
     fn ascend(&mut self) -> io::Result<()> {
+        let fs = self.fs;
         let child = self
             .stack
             .pop()
             .expect("ascend is never called on the top frame");
         let up = self.stack.len() - 1;
         if up >= 1 && self.first_open > up {
-            let fd = open_dir_nofollow(child.fd.fd()?, c"..")?;
-            if !place_of(fd.as_fd())?.same_as(&self.stack[up].place) {
+            let parent = fs.open_parent(child.dir.as_ref().ok_or(Errno::BADF)?)?;
+            if !fs.place_of(&parent)?.same_as(&self.stack[up].place) {
                 return Err(moved_error());
             }
-            self.stack[up].fd = Handle::Open(Dir::new(fd)?);
+            self.stack[up].dir = Some(parent);
             self.first_open = up;
         }
         if child.incomplete {
             self.top().incomplete = true;
             return Ok(());
         }
-        drop(child.fd);
+        drop(child.dir);
         // The name must still be the directory just emptied.
-        let removed = match place_at(self.top_fd()?, child.name.as_c_str()) {
-            Ok(p) if p.same_as(&child.place) => {
-                rustix::fs::unlinkat(self.top_fd()?, &child.name, AtFlags::REMOVEDIR).or_else(|e| {
+        let removed = match fs.place_at(self.top_dir()?, child.name.as_c_str()) {
+            Ok(p) if p.same_as(&child.place) => fs
+                .unlink(self.top_dir()?, &child.name, AtFlags::REMOVEDIR)
+                .or_else(|e| {
                     if e == Errno::NOENT {
                         Ok(())
                     } else {
                         Err(e.into())
                     }
-                })
-            }
+                }),
             Ok(_) => Err(replaced_error()),
             Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(e.into()),
@@ -461,18 +473,19 @@ impl<'a> Walk<'a> {
     }
 }
 
-/// The entries of a directory, without `.` and `..`. Collected first so that removal
-/// does not mutate the directory while it is being read.
-fn list(dir: &mut Dir) -> Result<Vec<(CString, FileType)>, Errno> {
-    let mut names = Vec::new();
-    while let Some(entry) = dir.read() {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name != c"." && name != c".." {
-            names.push((name.to_owned(), entry.file_type()));
-        }
+/// `unlinkat` through `fs`, a missing name being [`Outcome::AlreadyGone`].
+fn unlink_gone_ok<F: WalkFs>(
+    fs: &F,
+    dir: &F::Dir,
+    name: &CStr,
+    flags: AtFlags,
+    ok: Outcome,
+) -> io::Result<Outcome> {
+    match fs.unlink(dir, name, flags) {
+        Ok(()) => Ok(ok),
+        Err(Errno::NOENT) => Ok(Outcome::AlreadyGone),
+        Err(e) => Err(e.into()),
     }
-    Ok(names)
 }
 
 fn unlink_missing_ok(

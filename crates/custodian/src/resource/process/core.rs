@@ -19,18 +19,27 @@
 //! - the grace ends early when shutdown stops waiting (`cut`: a forced shutdown or the
 //!   builder's grace deadline), so no stop outlasts shutdown's own bound;
 //! - every deadline is computed with `checked_add`: an overflow means "never".
+//!
+//! The OS calls go through [`ProcessOs`] (`core/os.rs`): [`RealOs`] in the crate, a mock
+//! in the unit tests (`core/tests.rs`), which check the order and timing above on paused
+//! time.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
-use crate::sys::process::{GroupScan, Sig, has_exited, signal_group, signal_process};
+use crate::sys::process::Sig;
+
+mod os;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use os::{LiveChild, ProcessOs, RealOs};
 
 /// How often an exit is polled for where the kernel has no pidfd (before Linux 5.3).
 const POLL_WITHOUT_PIDFD: Duration = Duration::from_millis(10);
@@ -41,23 +50,21 @@ const EMERGENCY_WAIT: Duration = Duration::from_millis(200);
 const GROUP_POLL_FIRST: Duration = Duration::from_millis(5);
 const GROUP_POLL_MAX: Duration = Duration::from_millis(50);
 
-pub(crate) struct ChildCore {
+pub(crate) struct ChildCore<O: ProcessOs = RealOs> {
     pub(crate) pid: u32,
-    state: Mutex<State>,
+    state: Mutex<State<O::Child>>,
     /// The supervisor's `Inner::cut`: fires when shutdown stops waiting (forced, or its
     /// grace deadline), and ends any stop's grace at once.
     cut: CancellationToken,
+    os: O,
 }
 
-enum State {
-    Live {
-        child: Child,
-        pidfd: Option<Arc<AsyncFd<OwnedFd>>>,
-    },
+enum State<C> {
+    Live(C),
     Reaped(ExitStatus),
 }
 
-impl ChildCore {
+impl ChildCore<RealOs> {
     /// Takes a freshly spawned (unreaped) child; `pidfd` is its pidfd if the kernel has
     /// one; `cut` is the supervisor's shutdown cut. Must be called inside a runtime (to
     /// register the pidfd with the reactor).
@@ -67,21 +74,22 @@ impl ChildCore {
         pidfd: Option<OwnedFd>,
         cut: CancellationToken,
     ) -> Arc<Self> {
-        // A pidfd that epoll refuses is still useful for signals and `waitid`, but then
-        // exits are polled.
-        // `AsyncFd::new` is deprecated because a generic `AsRawFd` may change or close its
-        // fd while registered; an `OwnedFd` moved into the `AsyncFd` cannot, which is
-        // exactly the contract of the unsafe `register`, so the safe call is sound here.
-        #[allow(deprecated)]
-        let pidfd = pidfd.and_then(|fd| AsyncFd::new(fd).ok()).map(Arc::new);
+        Self::with_os(RealOs, LiveChild::new(child, pidfd), pid, cut)
+    }
+}
+
+impl<O: ProcessOs> ChildCore<O> {
+    /// Takes an unreaped child as `os` names it.
+    pub(crate) fn with_os(os: O, child: O::Child, pid: u32, cut: CancellationToken) -> Arc<Self> {
         Arc::new(ChildCore {
             pid,
-            state: Mutex::new(State::Live { child, pidfd }),
+            state: Mutex::new(State::Live(child)),
             cut,
+            os,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State<O::Child>> {
         // Every transition is a single assignment: a panic cannot leave it half-made.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -90,7 +98,7 @@ impl ChildCore {
     pub(crate) fn status(&self) -> Option<ExitStatus> {
         match &*self.lock() {
             State::Reaped(s) => Some(*s),
-            State::Live { .. } => None,
+            State::Live(_) => None,
         }
     }
 
@@ -100,33 +108,32 @@ impl ChildCore {
     /// may belong to others now), nor when someone else reaped it (`ECHILD`, an error).
     pub(crate) fn signal(&self, sig: Sig) -> io::Result<()> {
         let st = self.lock();
-        let State::Live { pidfd, .. } = &*st else {
+        let State::Live(child) = &*st else {
             return Ok(());
         };
-        let fd = pidfd.as_ref().map(|a| a.get_ref().as_fd());
         // Also proves the child is still ours and unreaped (`ECHILD` otherwise).
-        let exited = has_exited(fd, self.pid)?;
+        let exited = self.os.has_exited(child, self.pid)?;
         // The group first: it holds the leader too; the direct signal reaches a leader
         // that moved itself to another group.
         // Both are tried even if one fails (EPERM from a member that changed user).
-        let group = signal_group(self.pid, sig);
+        let group = self.os.signal_group(self.pid, sig);
         if exited {
             return group;
         }
-        signal_process(fd, self.pid, sig).and(group)
+        self.os.signal_process(child, self.pid, sig).and(group)
     }
 
-    /// `Some(status)` if reaped; otherwise whether the child has exited, and its pidfd.
-    fn poll(&self) -> io::Result<Poll> {
+    /// `Some(status)` if reaped; otherwise whether the child has exited, and what its
+    /// exit can be awaited on.
+    fn poll(&self) -> io::Result<Poll<O::ExitEvent>> {
         let st = self.lock();
         match &*st {
             State::Reaped(_) => Ok(Poll::Reaped),
-            State::Live { pidfd, .. } => {
-                let fd = pidfd.as_ref().map(|a| a.get_ref().as_fd());
-                if has_exited(fd, self.pid)? {
+            State::Live(child) => {
+                if self.os.has_exited(child, self.pid)? {
                     Ok(Poll::Exited)
                 } else {
-                    Ok(Poll::Running(pidfd.clone()))
+                    Ok(Poll::Running(self.os.exit_event(child)))
                 }
             }
         }
@@ -145,40 +152,37 @@ impl ChildCore {
             match self.poll()? {
                 Poll::Reaped | Poll::Exited => return Ok(()),
                 Poll::Running(None) => tokio::time::sleep(POLL_WITHOUT_PIDFD).await,
-                Poll::Running(Some(afd)) => {
-                    let mut ready = afd.readable().await?;
-                    if self.try_exited()? {
+                Poll::Running(Some(event)) => {
+                    // Not fired or not an exit yet: the next check at the top of the loop
+                    // sees an exit that came meanwhile.
+                    if self
+                        .os
+                        .exit_event_fired(&event, || self.try_exited())
+                        .await?
+                    {
                         return Ok(());
                     }
-                    // An exit between the check and this clear is seen by the next
-                    // check at the top of the loop.
-                    ready.clear_ready();
                 }
             }
         }
     }
 
     /// Completes once the child has exited and no running process is left in its group,
-    /// scanned on the blocking pool every few milliseconds (there is no event for it;
-    /// see [`GroupScan`]). Does not reap. A group that cannot be scanned (no `/proc`)
-    /// counts as empty once the leader has exited.
+    /// scanned every few milliseconds (there is no event for it; see
+    /// [`GroupScan`](crate::sys::process::GroupScan)). Does not reap. A group that cannot
+    /// be scanned (no `/proc`) counts as empty once the leader has exited.
     ///
     /// Cancel safe: it only observes.
     async fn group_gone(&self) -> io::Result<()> {
         self.exited().await?;
-        let mut scan = GroupScan::new(self.pid);
+        let mut scan = self.os.group_scan(self.pid);
         let mut pause = GROUP_POLL_FIRST;
         loop {
             // After the reap the id may name another group: nothing left to wait for.
             if self.status().is_some() {
                 return Ok(());
             }
-            let (s, running) = tokio::task::spawn_blocking(move || {
-                let running = scan.any_running();
-                (scan, running)
-            })
-            .await
-            .map_err(io::Error::other)?;
+            let (s, running) = self.os.group_running(scan).await?;
             scan = s;
             match running {
                 Ok(true) => {}
@@ -197,19 +201,16 @@ impl ChildCore {
     /// Idempotent: later calls return the same status.
     pub(crate) fn reap(&self) -> io::Result<ExitStatus> {
         let mut st = self.lock();
-        let State::Live { child, .. } = &mut *st else {
-            let State::Reaped(s) = &*st else {
-                unreachable!()
-            };
-            return Ok(*s);
+        let child = match &mut *st {
+            State::Reaped(s) => return Ok(*s),
+            State::Live(child) => child,
         };
         // The leader is a zombie, so the group id is still ours: sweep it once more.
         // A failed sweep must not keep the leader unreaped: reap, then report it.
-        let swept = signal_group(self.pid, Sig::KILL);
-        match child.try_wait()? {
+        let swept = self.os.signal_group(self.pid, Sig::KILL);
+        match self.os.try_reap(child)? {
             Some(status) => {
-                // Drops the tokio child (already reaped, so it leaves no orphan) and
-                // the pidfd.
+                // Drops the child (already reaped, so it leaves no orphan) and the pidfd.
                 *st = State::Reaped(status);
                 swept.map(|()| status)
             }
@@ -276,42 +277,8 @@ impl ChildCore {
     }
 }
 
-enum Poll {
+enum Poll<E> {
     Reaped,
     Exited,
-    Running(Option<Arc<AsyncFd<OwnedFd>>>),
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::process::ExitStatusExt;
-
-    use crate::sys::process::SIMULATE_LINUX_5_3;
-
-    /// Linux 5.3 has pidfds but `waitid(P_PIDFD)` fails there with `EINVAL`: every wait,
-    /// stop and reap must still work, through `P_PID`.
-    #[test]
-    fn children_are_waited_for_stopped_and_reaped_without_waitid_p_pidfd() {
-        // The runtime runs every task on this thread, where the simulation is on.
-        SIMULATE_LINUX_5_3.set(true);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let sup = crate::Supervisor::builder().start().unwrap();
-            let mut quick = sup.command("sh").args(["-c", "exit 3"]).spawn().unwrap();
-            assert_eq!(quick.wait().await.unwrap().code(), Some(3));
-            drop(quick);
-            let mut slow = sup.command("sleep").arg("1000").spawn().unwrap();
-            assert_eq!(slow.try_wait().unwrap(), None);
-            assert_eq!(slow.close().await.unwrap().signal(), Some(15));
-            let dropped = sup.command("sleep").arg("1000").spawn().unwrap();
-            drop(dropped);
-            let report = sup.shutdown().await;
-            assert!(report.is_clean(), "{report}");
-            assert!(report.cleanups_finished);
-        });
-        SIMULATE_LINUX_5_3.set(false);
-    }
+    Running(Option<Arc<E>>),
 }
