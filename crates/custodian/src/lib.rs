@@ -42,39 +42,44 @@
 
 #![deny(unsafe_code)]
 
-mod builder;
-mod emergency;
+// The layers, lowest first (`.ci/layers.py` checks that `crate::` paths only point down).
+// 1. OS primitives.
+mod sys;
+// 2. Vocabulary: kinds, errors, ids, sites and records, counters, the shutdown report.
 mod error;
-mod hook;
-mod inner;
+mod id;
 mod kind;
 mod leak;
-mod registry;
 mod report;
-mod resource;
+mod stats;
+// 3. The registry, its extension API (`Reclaim`, `Cleanup`) and per-scope state.
+mod registry;
+// 4. The supervisor's shared state (and the handle type pointing to it).
+mod inner;
+// 5. Scopes (and `Registration`, the handle a registration returns).
 mod scope;
+// 6. Resources: one module per kind of guard.
+mod resource;
+// 7. Shutdown, hooks, signals, emergency clean-up.
+mod emergency;
+mod hook;
 mod shutdown;
 mod signal;
-mod stats;
+// 8. The public handle's methods and its builder.
 mod supervisor;
-mod sys;
-mod task;
 
-pub use builder::Builder;
 pub use emergency::{EmergencyCleanup, PanicCleanup};
 pub use error::{Error, Operation, Result};
-pub use hook::{HookOutcome, HookReport};
+pub use id::ResourceId;
 pub use kind::{CancelReason, ReleasePath, ResourceKind};
 pub use leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Site};
-pub use registry::{Cleanup, Reclaim, ResourceId};
-pub use report::{Phase, ShutdownReport};
+pub use registry::{Cleanup, Reclaim};
+pub use report::{HookOutcome, HookReport, Phase, ShutdownReport};
 pub use resource::{Command, DEFAULT_CHILD_GRACE, ManagedChild};
-pub use resource::{
-    ManagedFile, OpenOptions, PersistError, Registration, TempBuilder, TempDir, TempFile,
-};
-pub use scope::Scope;
+pub use resource::{ManagedFile, OpenOptions, PersistError, TempBuilder, TempDir, TempFile};
+pub use scope::{Registration, Scope};
 pub use stats::{KindStats, StatsSnapshot};
-pub use supervisor::Supervisor;
+pub use supervisor::{Builder, Supervisor};
 
 /// The README's example, compiled and run as a doctest so that it stays true.
 #[doc = include_str!("../../../README.md")]

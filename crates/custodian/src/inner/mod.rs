@@ -1,5 +1,5 @@
-//! The shared state behind every [`Supervisor`](crate::Supervisor) handle, and the one
-//! place where resources are registered and released.
+//! The supervisor's shared state (layer 4): what every [`Supervisor`] handle, scope and
+//! guard points to, and the one place where resources are registered and released.
 //!
 //! Invariants:
 //! - *release is decided by removing the registry entry*: `DashMap::remove` (or
@@ -24,18 +24,21 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Operation};
-use crate::hook::Hook;
-use crate::kind::{ReleasePath, ResourceKind};
+use crate::id::ResourceId;
+use crate::kind::{CancelReason, ReleasePath, ResourceKind};
 use crate::leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup};
-use crate::registry::{Entry, Reclaim, Registry, ResourceId};
+use crate::registry::{Entry, Reclaim, Registry, ScopeShared};
 use crate::report::ShutdownReport;
-use crate::scope::ScopeShared;
 use crate::sys::root::TempRoot;
 
+mod handle;
+mod hooks;
 mod pending;
 mod records;
 mod retry;
 
+pub use handle::Supervisor;
+pub(crate) use hooks::Hook;
 pub(crate) use pending::{Deferred, Pending};
 pub(crate) use records::Records;
 use records::lock;
@@ -44,6 +47,9 @@ use retry::Retrier;
 pub(crate) struct Config {
     pub(crate) grace: Duration,
     pub(crate) leak_after: [Option<Duration>; ResourceKind::COUNT],
+    /// Run by `Inner`'s `Drop` when the last handle goes without a finished shutdown:
+    /// the emergency path, passed down by the builder (it lives above this layer).
+    pub(crate) on_last_drop: fn(&mut Inner),
 }
 
 pub(crate) struct Inner {
@@ -142,6 +148,18 @@ impl Inner {
 
     pub(crate) fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_forced(&self) -> bool {
+        // Relaxed: a flag for the report; `cut` publishes the cancellation itself.
+        self.forced.load(Ordering::Relaxed)
+    }
+
+    /// Forces shutdown: raises the root's reason and fires `cut`.
+    pub(crate) fn force(&self) {
+        self.forced.store(true, Ordering::Relaxed);
+        self.root_scope.raise(CancelReason::ForcedShutdown);
+        self.cut.cancel();
     }
 
     /// Fails fast before a resource is created, so that nothing is created in vain.
@@ -364,7 +382,7 @@ impl Drop for Inner {
         if self.report.initialized() && self.registry.map.is_empty() {
             return;
         }
-        self.emergency_on_drop();
+        (self.config.on_last_drop)(self);
     }
 }
 

@@ -2,9 +2,9 @@
 //! in the background (guard drop, sweeps) or awaited (`close().await`).
 
 use crate::error::{Error, Operation};
+use crate::id::ResourceId;
 use crate::kind::ResourceKind;
-use crate::registry::{Cleanup, ResourceId};
-use crate::scope::ScopeShared;
+use crate::registry::{Cleanup, ScopeShared};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -160,7 +160,7 @@ impl Pending {
             Err(join) if join.is_panic() => Err(Error::CleanupPanicked {
                 op,
                 resource: info.name(),
-                message: crate::hook::panic_message(join.into_panic()),
+                message: crate::error::panic_message(join.into_panic()),
             }),
             Err(join) => Err(info.error(op, std::io::Error::other(join))),
         }

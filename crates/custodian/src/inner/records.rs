@@ -1,9 +1,10 @@
 //! Counters and the bounded leak and failure records, and the clean-ups waiting for a
 //! retry.
 
+use crate::id::ResourceId;
 use crate::kind::ReleasePath;
 use crate::leak::{FailureRecord, LeakRecord, PendingCleanup};
-use crate::registry::{Entry, Reclaim, ResourceId};
+use crate::registry::{Entry, Reclaim};
 use crate::stats::Stats;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;

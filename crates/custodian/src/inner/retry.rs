@@ -48,7 +48,7 @@ pub(crate) struct PanickedCleanup(pub(crate) String);
 
 impl PanickedCleanup {
     fn error(p: Box<dyn std::any::Any + Send>) -> io::Error {
-        io::Error::other(PanickedCleanup(crate::hook::panic_message(p)))
+        io::Error::other(PanickedCleanup(crate::error::panic_message(p)))
     }
 }
 

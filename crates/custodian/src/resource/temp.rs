@@ -8,12 +8,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Operation, Result};
-use crate::inner::{Inner, Spec};
+use crate::inner::{Inner, Spec, Supervisor};
 use crate::kind::{ReleasePath, ResourceKind};
 use crate::registry::Reclaim;
-use crate::resource::{Registration, TempDir, TempFile};
-use crate::scope::{Scope, ScopeShared};
-use crate::supervisor::Supervisor;
+use crate::registry::ScopeShared;
+use crate::resource::{TempDir, TempFile};
+use crate::scope::{Registration, Scope};
 use crate::sys::create::check_affixes;
 use crate::sys::root::TempRoot;
 

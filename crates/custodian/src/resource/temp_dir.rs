@@ -16,13 +16,12 @@ use std::sync::{Arc, Weak};
 
 use crate::error::{Error, Operation, Result};
 use crate::inner::Spec;
+use crate::inner::Supervisor;
 use crate::kind::ResourceKind;
 use crate::registry::{Cleanup, Reclaim};
-use crate::resource::Registration;
 use crate::resource::slot::revoked;
 use crate::resource::temp::{Parked, spawn_unit};
-use crate::scope::Scope;
-use crate::supervisor::Supervisor;
+use crate::scope::{Registration, Scope};
 use crate::sys::FileId;
 use crate::sys::create::create_dir_at;
 use crate::sys::remove::{remove_tree_at, replaced_error};

@@ -17,13 +17,13 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Operation, Result};
 use crate::inner::Spec;
+use crate::inner::Supervisor;
 use crate::kind::ResourceKind;
 use crate::registry::{Cleanup, Reclaim};
+use crate::resource::ManagedFile;
 use crate::resource::slot::{Slot, revoked};
 use crate::resource::temp::{Parked, spawn_unit};
-use crate::resource::{ManagedFile, Registration};
-use crate::scope::Scope;
-use crate::supervisor::Supervisor;
+use crate::scope::{Registration, Scope};
 use crate::sys::FileId;
 use crate::sys::create::create_file_at;
 use crate::sys::remove::{remove_file_at, replaced_error};

@@ -4,11 +4,10 @@ use std::fmt;
 use std::sync::{Arc, Weak};
 
 use crate::error::{Error, Result};
-use crate::inner::Inner;
+use crate::id::ResourceId;
+use crate::inner::{Inner, Supervisor};
 use crate::kind::ReleasePath;
-use crate::registry::ResourceId;
 use crate::scope::Scope;
-use crate::supervisor::Supervisor;
 
 /// A resource's place in its supervisor's registry.
 ///
