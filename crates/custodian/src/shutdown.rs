@@ -136,7 +136,7 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
         ids.into_iter()
             .filter_map(|id| {
                 let (p, path) = inner.release_for_shutdown(id)?;
-                p.spawn(&inner);
+                p.clean_up_in_background(&inner);
                 Some((id, path))
             })
             .collect()

@@ -9,6 +9,26 @@
 //! - lock order: scope state, then a registry shard (never the reverse);
 //! - a registration racing with shutdown or with its scope's end is either swept by it or
 //!   refused and reclaimed by the registering call (see [`Inner::register`]).
+//!
+//! Glossary: one act, *releasing a resource*, in named steps, each with one name in the
+//! code (the public names `Reclaim`, `Cleanup`, `ReleasePath` follow it):
+//! - **release**: the decision. Removing the registry entry (`Inner::release`,
+//!   `release_in`, `release_for_shutdown`, `release_now`); exactly one caller wins, by a
+//!   [`ReleasePath`].
+//! - **retire**: the bookkeeping of a release: counters, the scope's gauge, the leak
+//!   record, the `released` tracing event (its field `by` is the release path)
+//!   (`Records::retire`).
+//! - **reclaim**: the resource-specific, constant-time part ([`Reclaim::reclaim`]: close
+//!   an fd, unlink a name, signal a group), or all of it at once without a runtime
+//!   ([`Reclaim::reclaim_now`]: forced shutdown, emergency).
+//! - **clean-up**: the work a reclaim leaves ([`Cleanup`](crate::Cleanup)), run in the
+//!   background (`Released::clean_up_in_background`: drops, sweeps) or awaited
+//!   (`Released::clean_up_and_wait`: `close().await`); a transient failure is retried
+//!   (`retry`).
+//! - **sweep**: releasing every entry of a scope (`scope::run::sweep`, at scope end) or of
+//!   the supervisor (shutdown's last phase, `emergency::sweep_now`).
+//!
+//! A *spawn* or *wait* is never a release step: they name tasks and child processes.
 
 use std::fmt;
 use std::panic::Location;
@@ -31,15 +51,15 @@ use crate::registry::{Entry, Reclaim, Registry, ScopeShared};
 use crate::report::ShutdownReport;
 use crate::sys::root::TempRoot;
 
+mod clean_up;
 mod handle;
 mod hooks;
-mod pending;
 mod records;
 mod retry;
 
+pub(crate) use clean_up::{Deferred, Released};
 pub use handle::Supervisor;
 pub(crate) use hooks::Hook;
-pub(crate) use pending::{Deferred, Pending};
 pub(crate) use records::Records;
 use records::lock;
 use retry::Retrier;
@@ -225,7 +245,7 @@ impl Inner {
                 // Whoever removes the entry first releases it; if a sweep got there first
                 // it has already been reclaimed.
                 if let Some(p) = self.release(id, Some(ReleasePath::Cancelled)) {
-                    p.spawn(self);
+                    p.clean_up_in_background(self);
                 }
                 Err(err)
             }
@@ -234,10 +254,10 @@ impl Inner {
 
     /// Releases `id` if it is still registered. `path` is `None` for a guard drop, whose
     /// path is derived from the state of the scope and thread.
-    pub(crate) fn release(&self, id: ResourceId, path: Option<ReleasePath>) -> Option<Pending> {
+    pub(crate) fn release(&self, id: ResourceId, path: Option<ReleasePath>) -> Option<Released> {
         let (_, entry) = self.registry.map.remove(&id)?;
         let path = path.unwrap_or_else(|| entry.scope.drop_path());
-        Some(self.finish(id, entry, path))
+        Some(self.retire_and_reclaim(id, entry, path))
     }
 
     /// Releases `id` if it is still registered *to `scope`* (a scope sweep must not
@@ -247,17 +267,17 @@ impl Inner {
         id: ResourceId,
         scope: &Arc<ScopeShared>,
         path: ReleasePath,
-    ) -> Option<Pending> {
+    ) -> Option<Released> {
         let (_, entry) = self
             .registry
             .map
             .remove_if(&id, |_, e| Arc::ptr_eq(&e.scope, scope))?;
-        Some(self.finish(id, entry, path))
+        Some(self.retire_and_reclaim(id, entry, path))
     }
 
-    fn finish(&self, id: ResourceId, entry: Entry, path: ReleasePath) -> Pending {
-        let (mut pending, reclaim) = self.records.retire(id, entry, path);
-        pending.cleanup = if path == ReleasePath::Detached {
+    fn retire_and_reclaim(&self, id: ResourceId, entry: Entry, path: ReleasePath) -> Released {
+        let (mut released, reclaim) = self.records.retire(id, entry, path);
+        released.cleanup = if path == ReleasePath::Detached {
             // The guard keeps the resource; dropping the reclaim data only drops shared
             // handles.
             drop(reclaim);
@@ -265,15 +285,15 @@ impl Inner {
         } else {
             Some(reclaim.reclaim())
         };
-        pending
+        released
     }
 
     /// Releases `id` for shutdown, if still registered, with the path its scope would
     /// give it now (see `ScopeShared::shutdown_path`).
-    pub(crate) fn release_for_shutdown(&self, id: ResourceId) -> Option<(Pending, ReleasePath)> {
+    pub(crate) fn release_for_shutdown(&self, id: ResourceId) -> Option<(Released, ReleasePath)> {
         let (_, entry) = self.registry.map.remove(&id)?;
         let path = entry.scope.shutdown_path();
-        Some((self.finish(id, entry, path), path))
+        Some((self.retire_and_reclaim(id, entry, path), path))
     }
 
     /// Releases `id`, if still registered, synchronously with [`Reclaim::reclaim_now`]
@@ -353,11 +373,11 @@ pub(crate) fn release_now(
 ) -> Option<(bool, ReleasePath)> {
     let (_, entry) = registry.map.remove(&id)?;
     let path = path.unwrap_or_else(|| entry.scope.shutdown_path());
-    let (pending, reclaim) = records.retire(id, entry, path);
+    let (released, reclaim) = records.retire(id, entry, path);
     match reclaim.reclaim_now() {
         Ok(()) => Some((true, path)),
         Err(e) => {
-            records.record_failure(&pending.split().0, &e);
+            records.record_failure(&released.split().0, &e);
             Some((false, path))
         }
     }

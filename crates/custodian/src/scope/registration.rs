@@ -106,7 +106,7 @@ impl Registration {
             return Ok(());
         };
         match inner.release(self.id, Some(ReleasePath::Close)) {
-            Some(p) => p.wait(&inner).await,
+            Some(p) => p.clean_up_and_wait(&inner).await,
             None => Ok(()),
         }
     }
@@ -168,7 +168,7 @@ impl Drop for Registration {
         }
         if let Some(inner) = self.inner.upgrade() {
             if let Some(p) = inner.release(self.id, None) {
-                p.spawn(&inner);
+                p.clean_up_in_background(&inner);
             }
         }
     }

@@ -131,7 +131,7 @@ impl<F: Future> Future for CatchUnwind<F> {
 pub(super) fn sweep(inner: &Inner, scope: &Arc<ScopeShared>, path: ReleasePath) {
     for id in scope.close().into_iter().rev() {
         if let Some(p) = inner.release_in(id, scope, path) {
-            p.spawn(inner);
+            p.clean_up_in_background(inner);
         }
     }
 }
