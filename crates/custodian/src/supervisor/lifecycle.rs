@@ -140,14 +140,14 @@ impl Supervisor {
     /// [`shutdown`](Self::shutdown), after every scope has been cancelled and before
     /// shutdown waits for them, as its own task. Hooks run one after another, the last
     /// registered first; each may take up to `budget`, after which it is aborted and
-    /// reported as [`HookOutcome::Overran`]. A forced shutdown skips hooks.
+    /// reported as [`HookOutcome::Overran`](crate::HookOutcome::Overran). A forced shutdown skips hooks.
     ///
     /// The hook should not hold a [`Supervisor`] clone (that would keep the supervisor
     /// alive until shutdown runs); it receives the reason instead.
     ///
     /// # Errors
     ///
-    /// [`Error::ShuttingDown`] if shutdown has begun.
+    /// [`Error::ShuttingDown`](crate::Error::ShuttingDown) if shutdown has begun.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
@@ -185,7 +185,7 @@ impl Supervisor {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] with [`Operation::InstallSignalHandlers`] if a handler cannot be
+    /// [`Error::Io`](crate::Error::Io) with [`Operation::InstallSignalHandlers`](crate::Operation::InstallSignalHandlers) if a handler cannot be
     /// registered (for example when the runtime has no I/O driver).
     ///
     /// ```no_run
