@@ -46,7 +46,6 @@ use tokio_util::task::TaskTracker;
 use crate::error::{Error, Operation};
 use crate::id::ResourceId;
 use crate::kind::{CancelReason, ReleasePath, ResourceKind};
-use crate::leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup};
 use crate::registry::{Entry, Reclaim, Registry, ScopeShared};
 use crate::report::ShutdownReport;
 use crate::sys::root::TempRoot;
@@ -54,6 +53,7 @@ use crate::sys::root::TempRoot;
 mod clean_up;
 mod handle;
 mod hooks;
+mod observe;
 mod records;
 mod retry;
 
@@ -61,7 +61,6 @@ pub(crate) use clean_up::{Deferred, Released};
 pub use handle::Supervisor;
 pub(crate) use hooks::Hook;
 pub(crate) use records::Records;
-use records::lock;
 use retry::Retrier;
 
 pub(crate) struct Config {
@@ -319,48 +318,6 @@ impl Inner {
         // AcqRel: exactly one caller wins; nothing else is published through the flag.
         (!self.root_removed.swap(true, Ordering::AcqRel)).then(|| self.temp_root.clone())
     }
-
-    /// Live resources, in acquisition order.
-    pub(crate) fn live(&self) -> Vec<LiveResource> {
-        let mut v: Vec<LiveResource> = self
-            .registry
-            .map
-            .iter()
-            .map(|e| live_resource(*e.key(), e.value()))
-            .collect();
-        v.sort_by_key(|r| r.id);
-        v
-    }
-
-    pub(crate) fn leak_records(&self) -> Vec<LeakRecord> {
-        lock(&self.records.leaks).iter().cloned().collect()
-    }
-
-    pub(crate) fn failure_records(&self) -> Vec<FailureRecord> {
-        lock(&self.records.failures).iter().cloned().collect()
-    }
-
-    pub(crate) fn pending_cleanups(&self) -> Vec<PendingCleanup> {
-        self.records.retrying()
-    }
-
-    /// Warns once about every resource older than its kind's threshold.
-    pub(crate) fn scan_leaks(&self) {
-        let mut old = Vec::new();
-        for e in self.registry.map.iter() {
-            let Some(limit) = self.config.leak_after[e.kind.index()] else {
-                continue;
-            };
-            // Relaxed: the flag only deduplicates warnings.
-            if e.born.elapsed() >= limit && !e.warned.swap(true, Ordering::Relaxed) {
-                old.push(live_resource(*e.key(), e.value()));
-            }
-        }
-        // Logged after the iteration: no registry lock is held while the subscriber runs.
-        for r in old {
-            tracing::warn!(id = r.id.get(), kind = r.kind.as_str(), label = %r.label, site = %r.site, age = ?r.age, "resource alive longer than its leak threshold");
-        }
-    }
 }
 
 /// [`Inner::release_now`] on the parts it needs, for the emergency path of a supervisor
@@ -380,18 +337,6 @@ pub(crate) fn release_now(
             records.record_failure(&released.split().0, &e);
             Some((false, path))
         }
-    }
-}
-
-pub(crate) fn live_resource(id: ResourceId, e: &Entry) -> LiveResource {
-    LiveResource {
-        id,
-        kind: e.kind,
-        label: e.label.to_string(),
-        scope: e.scope.name.to_string(),
-        site: e.site.into(),
-        age: e.born.elapsed(),
-        path: e.path.clone(),
     }
 }
 
