@@ -199,6 +199,12 @@ impl Scope {
     ///
     /// As [`Supervisor::scope`].
     ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future cancels the scope ([`CancelReason::Dropped`]): the body is
+    /// dropped, its resources are released at once (a temp dir's removal finishes in the
+    /// background).
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
     /// let sup = custodian::Supervisor::builder().start()?;

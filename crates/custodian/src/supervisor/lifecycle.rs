@@ -20,6 +20,10 @@ impl Supervisor {
     /// Completes when the supervisor starts shutting down: the future to hand to a
     /// server's graceful shutdown.
     ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future only stops waiting.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
     /// let sup = custodian::Supervisor::builder().start()?;
