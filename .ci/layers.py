@@ -23,6 +23,12 @@ lower one:
 Where a lower layer must reach up, a callback or a narrow trait is passed down (for
 example `inner::Config::on_last_drop`, set by the builder to the emergency path).
 
+Where the coming features go: locks and atomic writers are resources (layer 6, built
+on guards); quotas are an admission check of the shared state (layer 4, `Inner::admit`
+and `register`); the journal is a file primitive in `sys` (1) with its record types in
+the vocabulary (2), written by `inner` (4) when it registers and releases, and read
+back by the start-up recovery (7, beside `emergency`).
+
 What is checked: every `crate::NAME` in a file under src/ (outside its `#[cfg(test)] mod
 tests` block: unit tests may drive a module through the public handle), where NAME is a
 module or a name lib.rs re-exports (resolved to the module it comes from), and every
