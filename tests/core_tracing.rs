@@ -99,13 +99,13 @@ fn acquire_and_release_events_carry_id_kind_and_label() {
                 field(r, "id"),
                 field(r, "kind"),
                 field(r, "label"),
-                field(r, "path")
+                field(r, "by")
             ),
             (id.as_str(), "temp_file", "upload", "close")
         );
         let r = &released[1];
         assert_eq!(
-            (field(r, "id"), field(r, "kind"), field(r, "path")),
+            (field(r, "id"), field(r, "kind"), field(r, "by")),
             (did.as_str(), "temp_dir", "drop")
         );
 

@@ -1,7 +1,7 @@
 //! Emergency clean-up: synchronous, without a runtime, for the paths where no shutdown
 //! can run (a dropped runtime, a panic that aborts, an explicit last-ditch call).
 //!
-//! One function, [`Inner::emergency`], serves all of them: it refuses new acquisitions,
+//! One sequence serves all of them (`run`, `from_hook`, `on_last_drop`): it refuses new acquisitions,
 //! releases every registered entry with [`Reclaim::reclaim_now`] (newest first), then
 //! cancels the root, and removes the temp root. It is idempotent: the registry decides each
 //! release exactly once, and the temp root is removed by whoever sets its flag first.
@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::id::ResourceId;
 use crate::inner::{Deferred, Inner, Records, release_now};
 use crate::kind::{CancelReason, ReleasePath};
-use crate::registry::{Registry, ResourceId};
-use crate::supervisor::Supervisor;
+use crate::registry::Registry;
 
 /// How long a panic hook waits for the emergency releases before it lets the panic go on
 /// (and, with `panic = "abort"`, the process end).
@@ -47,9 +47,9 @@ struct Progress {
     failed: AtomicUsize,
 }
 
-/// Releases every registered entry with `reclaim_now`, newest first, by
-/// [`ReleasePath::Shutdown`].
-fn reclaim_all_now(registry: &Registry, records: &Records, progress: &Progress) {
+/// Sweeps the registry: releases every registered entry with `reclaim_now`, newest
+/// first, by [`ReleasePath::Shutdown`].
+fn sweep_now(registry: &Registry, records: &Records, progress: &Progress) {
     let mut ids: Vec<ResourceId> = registry.map.iter().map(|e| *e.key()).collect();
     ids.sort_unstable_by(|a, b| b.cmp(a));
     for id in ids {
@@ -63,103 +63,101 @@ fn reclaim_all_now(registry: &Registry, records: &Records, progress: &Progress) 
     }
 }
 
-impl Inner {
-    /// Emergency clean-up on the calling thread (`emergency_cleanup()`).
-    pub(crate) fn emergency(&self) -> EmergencyCleanup {
-        self.refuse_all();
-        let progress = Progress::default();
-        reclaim_all_now(&self.registry, &self.records, &progress);
-        self.end_emergency(&progress, false)
-    }
-
-    /// Emergency clean-up from a panic hook: the thread that panicked may hold a lock a
-    /// clean-up needs (a decoder's, a file slot's), so the releases run on a thread of
-    /// their own and the hook waits for them at most [`HOOK_BUDGET`]. The temp root is
-    /// removed either way (through its fd; no lock involved).
-    fn emergency_from_hook(self: &Arc<Self>) -> EmergencyCleanup {
-        self.refuse_all();
-        let progress = Arc::new(Progress::default());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (me, p) = (self.clone(), progress.clone());
-        let spawned = std::thread::Builder::new()
-            .name("custodian-emergency".into())
-            .spawn(move || {
-                reclaim_all_now(&me.registry, &me.records, &p);
-                let _ = tx.send(());
-            });
-        let unfinished = match spawned {
-            Ok(_) => rx.recv_timeout(HOOK_BUDGET).is_err(),
-            // No thread to be had: do it here, the best that is left.
-            Err(_) => {
-                reclaim_all_now(&self.registry, &self.records, &progress);
-                false
-            }
-        };
-        if unfinished {
-            tracing::warn!(budget = ?HOOK_BUDGET, "emergency clean-up: releases still running when the panic hook's budget ran out");
-        }
-        self.end_emergency(&progress, unfinished)
-    }
-
-    fn refuse_all(&self) {
-        self.begin_shutdown();
-        // Relaxed: `forced` is a report flag; the tokens publish the cancellation.
-        self.forced.store(true, Ordering::Relaxed);
-    }
-
-    /// Cancels after releasing: a scope woken by the cancellation would drop its guards
-    /// on another thread, and a dropped child guard only sends SIGTERM inline, leaving
-    /// the SIGKILL to a task that an abort right after this never runs.
-    fn end_emergency(&self, progress: &Progress, unfinished: bool) -> EmergencyCleanup {
-        self.root_scope.raise(CancelReason::ForcedShutdown);
-        self.cut.cancel();
-        let mut out = EmergencyCleanup {
-            released: progress.released.load(Ordering::Relaxed),
-            failed: progress.failed.load(Ordering::Relaxed),
-            temp_root_removed: false,
-            unfinished,
-        };
-        match self.remove_temp_root() {
-            Some(Ok(())) => out.temp_root_removed = true,
-            Some(Err(err)) => tracing::warn!(%err, "could not remove the temp root"),
-            None => {}
-        }
-        self.done.cancel();
-        out
-    }
-
-    /// The last handle is gone without `shutdown()`: release what is left. The work
-    /// (recursive removals, a child's SIGKILL and reap) goes to the supervisor's blocking
-    /// pool, so that the dropping thread, often a runtime worker, does not block; if the
-    /// runtime is gone, the pool drops the job unrun and it runs here instead.
-    pub(crate) fn emergency_on_drop(&mut self) {
-        self.refuse_all();
-        self.root_scope.raise(CancelReason::ForcedShutdown);
-        self.cut.cancel();
-        self.done.cancel();
-        let registry = std::mem::take(&mut self.registry);
-        let records = self.records.clone();
-        let root = self.take_temp_root();
-        let job = Deferred::new(move || {
-            let progress = Progress::default();
-            reclaim_all_now(&registry, &records, &progress);
-            if let Some(Err(err)) = root.map(|r| r.remove()) {
-                tracing::warn!(%err, "could not remove the temp root");
-            }
-            let released = progress.released.load(Ordering::Relaxed);
-            if released > 0 {
-                tracing::warn!(
-                    released,
-                    failed = progress.failed.load(Ordering::Relaxed),
-                    "supervisor dropped without shutdown: emergency clean-up ran"
-                );
-            }
-        });
-        drop(self.handle.spawn_blocking(move || job.run()));
-    }
+/// Emergency clean-up on the calling thread (`emergency_cleanup()`).
+pub(crate) fn run(inner: &Inner) -> EmergencyCleanup {
+    refuse_all(inner);
+    let progress = Progress::default();
+    sweep_now(&inner.registry, &inner.records, &progress);
+    end(inner, &progress, false)
 }
 
-/// When the panic hook installed by [`Supervisor::install_panic_hook`] cleans up.
+/// Emergency clean-up from a panic hook: the thread that panicked may hold a lock a
+/// clean-up needs (a decoder's, a file slot's), so the releases run on a thread of
+/// their own and the hook waits for them at most [`HOOK_BUDGET`]. The temp root is
+/// removed either way (through its fd; no lock involved).
+fn from_hook(inner: &Arc<Inner>) -> EmergencyCleanup {
+    refuse_all(inner);
+    let progress = Arc::new(Progress::default());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (me, p) = (inner.clone(), progress.clone());
+    let spawned = std::thread::Builder::new()
+        .name("custodian-emergency".into())
+        .spawn(move || {
+            sweep_now(&me.registry, &me.records, &p);
+            let _ = tx.send(());
+        });
+    let unfinished = match spawned {
+        Ok(_) => rx.recv_timeout(HOOK_BUDGET).is_err(),
+        // No thread to be had: do it here, the best that is left.
+        Err(_) => {
+            sweep_now(&inner.registry, &inner.records, &progress);
+            false
+        }
+    };
+    if unfinished {
+        tracing::warn!(budget = ?HOOK_BUDGET, "emergency clean-up: releases still running when the panic hook's budget ran out");
+    }
+    end(inner, &progress, unfinished)
+}
+
+fn refuse_all(inner: &Inner) {
+    inner.begin_shutdown();
+    // Relaxed: `forced` is a report flag; the tokens publish the cancellation.
+    inner.forced.store(true, Ordering::Relaxed);
+}
+
+/// Cancels after releasing: a scope woken by the cancellation would drop its guards
+/// on another thread, and a dropped child guard only sends SIGTERM inline, leaving
+/// the SIGKILL to a task that an abort right after this never runs.
+fn end(inner: &Inner, progress: &Progress, unfinished: bool) -> EmergencyCleanup {
+    inner.root_scope.raise(CancelReason::ForcedShutdown);
+    inner.cut.cancel();
+    let mut out = EmergencyCleanup {
+        released: progress.released.load(Ordering::Relaxed),
+        failed: progress.failed.load(Ordering::Relaxed),
+        temp_root_removed: false,
+        unfinished,
+    };
+    match inner.remove_temp_root() {
+        Some(Ok(())) => out.temp_root_removed = true,
+        Some(Err(err)) => tracing::warn!(%err, "could not remove the temp root"),
+        None => {}
+    }
+    inner.done.cancel();
+    out
+}
+
+/// The last handle is gone without `shutdown()`: release what is left. The work
+/// (recursive removals, a child's SIGKILL and reap) goes to the supervisor's blocking
+/// pool, so that the dropping thread, often a runtime worker, does not block; if the
+/// runtime is gone, the pool drops the job unrun and it runs here instead.
+pub(crate) fn on_last_drop(inner: &mut Inner) {
+    refuse_all(inner);
+    inner.root_scope.raise(CancelReason::ForcedShutdown);
+    inner.cut.cancel();
+    inner.done.cancel();
+    let registry = std::mem::take(&mut inner.registry);
+    let records = inner.records.clone();
+    let root = inner.take_temp_root();
+    let job = Deferred::new(move || {
+        let progress = Progress::default();
+        sweep_now(&registry, &records, &progress);
+        if let Some(Err(err)) = root.map(|r| r.remove()) {
+            tracing::warn!(%err, "could not remove the temp root");
+        }
+        let released = progress.released.load(Ordering::Relaxed);
+        if released > 0 {
+            tracing::warn!(
+                released,
+                failed = progress.failed.load(Ordering::Relaxed),
+                "supervisor dropped without shutdown: emergency clean-up ran"
+            );
+        }
+    });
+    drop(inner.handle.spawn_blocking(move || job.run()));
+}
+
+/// When the panic hook installed by [`Supervisor::install_panic_hook`](crate::Supervisor::install_panic_hook) cleans up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PanicCleanup {
@@ -173,64 +171,24 @@ pub enum PanicCleanup {
     OnAnyPanic,
 }
 
-impl Supervisor {
-    /// Releases everything still registered *now*, synchronously and without a runtime
-    /// ([`Reclaim::reclaim_now`](crate::Reclaim::reclaim_now) on each entry, newest
-    /// first), removes the temp root, and refuses new acquisitions. Safe to call more
-    /// than once, and from any thread; later calls find nothing left to do.
-    ///
-    /// This is the last resort (a panic hook, a fatal error path). It blocks the calling
-    /// thread for as long as the removals take; prefer [`shutdown`](Self::shutdown).
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
-    /// let t = sup.temp_file().await?;
-    /// let done = sup.emergency_cleanup();
-    /// assert_eq!((done.released, done.failed, done.temp_root_removed), (1, 0, true));
-    /// assert!(!t.path().exists() && !sup.temp_root().exists());
-    /// assert_eq!(sup.emergency_cleanup().released, 0); // idempotent
-    /// # Ok(()) }
-    /// ```
-    pub fn emergency_cleanup(&self) -> EmergencyCleanup {
-        self.inner.emergency()
-    }
-
-    /// Installs a process-wide panic hook that runs
-    /// [`emergency_cleanup`](Self::emergency_cleanup) (see [`PanicCleanup`] for when),
-    /// then the hook that was installed before. Nothing is installed unless this is
-    /// called. The hook holds only a weak reference: it never keeps the supervisor alive,
-    /// and does nothing once the supervisor is gone. Installing it twice is harmless.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// use custodian::PanicCleanup;
-    /// let sup = custodian::Supervisor::builder().start()?;
-    /// sup.install_panic_hook(PanicCleanup::OnAnyPanic);
-    /// let t = sup.temp_file().await?;
-    /// let path = t.path().to_path_buf();
-    /// std::thread::spawn(|| panic!("fatal")).join().unwrap_err();
-    /// assert!(!path.exists() && sup.is_shutting_down());
-    /// # Ok(()) }
-    /// ```
-    pub fn install_panic_hook(&self, when: PanicCleanup) {
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        let active = match when {
-            PanicCleanup::OnAbort => cfg!(panic = "abort"),
-            PanicCleanup::OnAnyPanic => true,
-        };
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if active && let Some(inner) = weak.upgrade() {
-                let done = inner.emergency_from_hook();
-                if done.released > 0 || done.temp_root_removed {
-                    eprintln!(
-                        "custodian: panic: emergency clean-up released {} resource(s), {} failed",
-                        done.released, done.failed
-                    );
-                }
+/// Installs the process-wide panic hook (see `Supervisor::install_panic_hook`).
+pub(crate) fn install_panic_hook(inner: &Arc<Inner>, when: PanicCleanup) {
+    let weak: Weak<Inner> = Arc::downgrade(inner);
+    let active = match when {
+        PanicCleanup::OnAbort => cfg!(panic = "abort"),
+        PanicCleanup::OnAnyPanic => true,
+    };
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if active && let Some(inner) = weak.upgrade() {
+            let done = from_hook(&inner);
+            if done.released > 0 || done.temp_root_removed {
+                eprintln!(
+                    "custodian: panic: emergency clean-up released {} resource(s), {} failed",
+                    done.released, done.failed
+                );
             }
-            previous(info);
-        }));
-    }
+        }
+        previous(info);
+    }));
 }

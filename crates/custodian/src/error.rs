@@ -253,3 +253,11 @@ impl Error {
 
 /// The result type of custodian.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The message of a caught panic, if it was a string.
+pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".to_owned())
+}

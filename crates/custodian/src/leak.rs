@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::id::ResourceId;
 use crate::kind::{ReleasePath, ResourceKind};
-use crate::registry::ResourceId;
 
 /// Where a resource was acquired: the caller of the acquiring function
 /// (`#[track_caller]`).

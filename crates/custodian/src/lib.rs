@@ -39,43 +39,66 @@
 //!
 //! See `docs/architecture.md` in the repository for the promises, the flow of one
 //! resource and what is not guaranteed.
+//!
+//! ## Layout (for maintainers)
+//!
+//! The modules form layers, lowest first: `sys` (OS primitives); the vocabulary (`kind`,
+//! `error`, `id`, `leak`, `stats`, `report`); `registry` (entries, the `Reclaim`/`Cleanup`
+//! extension API, per-scope state); `inner` (the supervisor's shared state, where every
+//! release is decided; its header has the release glossary); `scope`; `resource` (one
+//! module per kind of guard); `shutdown`, `hook`, `signal`, `emergency`; `supervisor`
+//! (the public handle's methods and its builder). `crate::` paths only point down:
+//! `.ci/layers.py` checks it, and a lower layer that must reach up is handed a callback.
+//!
+//! Each type's inherent methods live in its own module, with two stated exceptions:
+//! - the acquisition methods of a resource kind stay with the kind (`Scope::temp_file`,
+//!   `Scope::temp`, `Scope::open`, `Scope::command`... in `resource/`), so that a new
+//!   kind is one new module;
+//! - [`Supervisor`] is declared in `inner` (so that scopes and guards, below the handle,
+//!   can hold one) while all its methods live in `supervisor/`; its shortcuts to the root
+//!   scope's acquisitions are together in `supervisor/shortcuts.rs`.
 
 #![deny(unsafe_code)]
 
-mod builder;
-mod emergency;
+// The layers, lowest first (`.ci/layers.py` checks that `crate::` paths only point down).
+// 1. OS primitives.
+mod sys;
+// 2. Vocabulary: kinds, errors, ids, sites and records, counters, the shutdown report.
 mod error;
-mod hook;
-mod inner;
+mod id;
 mod kind;
 mod leak;
-mod registry;
 mod report;
-mod resource;
+mod stats;
+// 3. The registry, its extension API (`Reclaim`, `Cleanup`) and per-scope state.
+mod registry;
+// 4. The supervisor's shared state (and the handle type pointing to it).
+mod inner;
+// 5. Scopes (and `Registration`, the handle a registration returns).
 mod scope;
+// 6. Resources: one module per kind of guard.
+mod resource;
+// 7. Shutdown, hooks, signals, emergency clean-up.
+mod emergency;
+mod hook;
 mod shutdown;
 mod signal;
-mod stats;
+// 8. The public handle's methods and its builder.
 mod supervisor;
-mod sys;
-mod task;
 
-pub use builder::Builder;
 pub use emergency::{EmergencyCleanup, PanicCleanup};
 pub use error::{Error, Operation, Result};
-pub use hook::{HookOutcome, HookReport};
+pub use id::ResourceId;
 pub use kind::{CancelReason, ReleasePath, ResourceKind};
 pub use leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Site};
-pub use registry::{Cleanup, Reclaim, ResourceId};
-pub use report::{Phase, ShutdownReport};
+pub use registry::{Cleanup, Reclaim};
+pub use report::{HookOutcome, HookReport, Phase, ShutdownReport};
 pub use resource::{Command, DEFAULT_CHILD_GRACE, ManagedChild};
 pub use resource::{CreateTempDir, CreateTempFile, OpenFile};
-pub use resource::{
-    ManagedFile, OpenOptions, PersistError, Registration, TempBuilder, TempDir, TempFile,
-};
-pub use scope::Scope;
+pub use resource::{ManagedFile, OpenOptions, PersistError, TempBuilder, TempDir, TempFile};
+pub use scope::{Registration, Scope};
 pub use stats::{KindStats, StatsSnapshot};
-pub use supervisor::Supervisor;
+pub use supervisor::{Builder, Supervisor};
 
 /// The README's example, compiled and run as a doctest so that it stays true.
 #[doc = include_str!("../../../README.md")]

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hook::{HookOutcome, HookReport};
 use crate::kind::{CancelReason, ReleasePath};
-use crate::leak::{FailureRecord, LeakRecord, LiveResource, duration_ms};
+use crate::leak::{FailureRecord, LeakRecord, LiveResource, Site, duration_ms};
 use crate::stats::StatsSnapshot;
 
 /// How long one phase of shutdown took.
@@ -223,4 +222,52 @@ impl fmt::Display for ShutdownReport {
 
 fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "NO" }
+}
+
+/// How a shutdown hook ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum HookOutcome {
+    /// It finished within its budget.
+    Completed,
+    /// It was still running when its budget ran out, and was aborted.
+    Overran,
+    /// It panicked (the message, if it was a string).
+    Panicked(String),
+    /// A forced shutdown aborted it while it ran.
+    Cut,
+    /// A forced shutdown skipped it: it never ran.
+    Skipped,
+}
+
+/// One shutdown hook's run, as listed in the
+/// [`ShutdownReport`](crate::ShutdownReport).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HookReport {
+    /// The name it was registered with.
+    pub name: String,
+    /// Its budget.
+    #[serde(with = "duration_ms")]
+    pub budget: Duration,
+    /// How long it ran.
+    #[serde(with = "duration_ms")]
+    pub took: Duration,
+    /// How it ended.
+    pub outcome: HookOutcome,
+    /// Where it was registered.
+    pub site: Site,
+}
+
+impl fmt::Display for HookOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HookOutcome::Completed => f.write_str("completed"),
+            HookOutcome::Overran => f.write_str("OVERRAN, aborted"),
+            HookOutcome::Panicked(m) => write!(f, "PANICKED: {m}"),
+            HookOutcome::Cut => f.write_str("cut by forced shutdown"),
+            HookOutcome::Skipped => f.write_str("skipped (forced)"),
+        }
+    }
 }

@@ -21,96 +21,54 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::hook::run_hooks;
+use crate::id::ResourceId;
 use crate::inner::Inner;
 use crate::kind::{CancelReason, ReleasePath};
 use crate::leak::LiveResource;
-use crate::registry::ResourceId;
 use crate::report::{Phase, ShutdownReport};
-use crate::supervisor::Supervisor;
 
-impl Inner {
-    pub(crate) fn is_forced(&self) -> bool {
-        // Relaxed: a flag for the report; `cut` publishes the cancellation itself.
-        self.forced.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn force(&self) {
-        self.forced.store(true, Ordering::Relaxed);
-        self.root_scope.raise(CancelReason::ForcedShutdown);
-        self.cut.cancel();
-    }
-}
-
-impl Supervisor {
-    /// Forces shutdown: a shutdown that is running stops waiting (hooks are cut, scopes
-    /// are not waited for, what is left is released at once with
-    /// [`reclaim_now`](crate::Reclaim::reclaim_now)), and one that starts later is
-    /// forced from the start. Every scope is cancelled with
-    /// [`CancelReason::ForcedShutdown`] and its body dropped without a grace period.
-    /// Does not itself run the shutdown; see [`shutdown_now`](Self::shutdown_now).
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
-    /// sup.force();
-    /// let report = sup.shutdown().await;
-    /// assert!(report.forced);
-    /// assert_eq!(report.reason, custodian::CancelReason::ForcedShutdown);
-    /// # Ok(()) }
-    /// ```
-    pub fn force(&self) {
-        self.inner.force();
-    }
-
-    /// A forced shutdown: [`force`](Self::force), then [`shutdown`](Self::shutdown).
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`shutdown`](Self::shutdown).
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// use std::time::Duration;
-    /// let sup = custodian::Supervisor::builder().grace(Duration::from_secs(60)).start()?;
-    /// let s = sup.clone();
-    /// let stuck = tokio::spawn(async move {
-    ///     s.scope("stuck", async |_| std::future::pending::<()>().await).await
-    /// });
-    /// tokio::task::yield_now().await;
-    /// let report = sup.shutdown_now().await; // does not wait 60 s
-    /// assert!(report.took < Duration::from_secs(30));
-    /// assert!(stuck.await.unwrap().is_err());
-    /// # Ok(()) }
-    /// ```
-    pub async fn shutdown_now(&self) -> ShutdownReport {
-        self.force();
-        self.shutdown().await
-    }
-
-    /// Completes with the report once a shutdown started elsewhere (for example by a
-    /// signal, see [`install_signal_handlers`](Self::install_signal_handlers)) has
-    /// finished. Does not start one.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
-    /// let s = sup.clone();
-    /// tokio::spawn(async move { s.shutdown().await });
-    /// let report = sup.wait_for_shutdown().await;
-    /// assert!(report.is_clean());
-    /// # Ok(()) }
-    /// ```
-    pub async fn wait_for_shutdown(&self) -> ShutdownReport {
-        self.inner.done.cancelled().await;
-        self.shutdown().await
+/// The one shutdown run of `inner`: started by the first call, as its own task, so that
+/// a caller that stops waiting (its future dropped) does not cancel it; every later call
+/// waits for the same run and gets the same report.
+pub(crate) async fn shutdown_once(inner: &Arc<Inner>) -> ShutdownReport {
+    let mut rx = inner
+        .shutdown_run
+        .get_or_init(|| {
+            let (tx, rx) = tokio::sync::watch::channel(None);
+            let inner = inner.clone();
+            drop(inner.handle.clone().spawn(async move {
+                let report = run(inner.clone()).await;
+                let _ = inner.report.set(report.clone());
+                // After the report is stored: `wait_for_shutdown` reads it.
+                inner.done.cancel();
+                // Before the waiters wake: a caller that drops its last handle right
+                // after `shutdown()` returns must find the supervisor gone, fds closed.
+                drop(inner);
+                let _ = tx.send(Some(report));
+            }));
+            rx
+        })
+        .clone();
+    let finished = rx
+        .wait_for(Option::is_some)
+        .await
+        .ok()
+        .and_then(|r| r.clone());
+    match finished {
+        Some(report) => report,
+        // The runtime dropped the task unrun (it is shutting down): run it here.
+        None => {
+            let report = inner
+                .report
+                .get_or_init(|| run(inner.clone()))
+                .await
+                .clone();
+            inner.done.cancel();
+            report
+        }
     }
 }
 
@@ -192,7 +150,7 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
         ids.into_iter()
             .filter_map(|id| {
                 let (p, path) = inner.release_for_shutdown(id)?;
-                p.spawn(&inner);
+                p.clean_up_in_background(&inner);
                 Some((id, path))
             })
             .collect()

@@ -3,7 +3,7 @@
 //! every interleaving loom explores.
 //!
 //! The model mirrors `Inner::register` / `Inner::release` / `Inner::release_in`
-//! (`inner/mod.rs`), `ScopeShared::{push, close, adopt}` (`scope/shared.rs`) and the stats
+//! (`inner/mod.rs`), `ScopeShared::{push, close, adopt}` (`registry/scope_state.rs`) and the stats
 //! gauges (`stats.rs`) step for step, with loom's mutexes and atomics standing in for
 //! std's and one mutex-guarded map standing in for a `DashMap` shard (a shard is a lock
 //! around a map). It is a model, not the code itself: `DashMap` and Tokio cannot run

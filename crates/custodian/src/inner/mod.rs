@@ -1,5 +1,5 @@
-//! The shared state behind every [`Supervisor`](crate::Supervisor) handle, and the one
-//! place where resources are registered and released.
+//! The supervisor's shared state (layer 4): what every [`Supervisor`] handle, scope and
+//! guard points to, and the one place where resources are registered and released.
 //!
 //! Invariants:
 //! - *release is decided by removing the registry entry*: `DashMap::remove` (or
@@ -9,6 +9,26 @@
 //! - lock order: scope state, then a registry shard (never the reverse);
 //! - a registration racing with shutdown or with its scope's end is either swept by it or
 //!   refused and reclaimed by the registering call (see [`Inner::register`]).
+//!
+//! Glossary: one act, *releasing a resource*, in named steps, each with one name in the
+//! code (the public names `Reclaim`, `Cleanup`, `ReleasePath` follow it):
+//! - **release**: the decision. Removing the registry entry (`Inner::release`,
+//!   `release_in`, `release_for_shutdown`, `release_now`); exactly one caller wins, by a
+//!   [`ReleasePath`].
+//! - **retire**: the bookkeeping of a release: counters, the scope's gauge, the leak
+//!   record, the `released` tracing event (its field `by` is the release path)
+//!   (`Records::retire`).
+//! - **reclaim**: the resource-specific, constant-time part ([`Reclaim::reclaim`]: close
+//!   an fd, unlink a name, signal a group), or all of it at once without a runtime
+//!   ([`Reclaim::reclaim_now`]: forced shutdown, emergency).
+//! - **clean-up**: the work a reclaim leaves ([`Cleanup`](crate::Cleanup)), run in the
+//!   background (`Released::clean_up_in_background`: drops, sweeps) or awaited
+//!   (`Released::clean_up_and_wait`: `close().await`); a transient failure is retried
+//!   (`retry`).
+//! - **sweep**: releasing every entry of a scope (`scope::run::sweep`, at scope end) or of
+//!   the supervisor (shutdown's last phase, `emergency::sweep_now`).
+//!
+//! A *spawn* or *wait* is never a release step: they name tasks and child processes.
 
 use std::fmt;
 use std::panic::Location;
@@ -24,26 +44,31 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Operation};
-use crate::hook::Hook;
-use crate::kind::{ReleasePath, ResourceKind};
-use crate::leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup};
-use crate::registry::{Entry, Reclaim, Registry, ResourceId};
+use crate::id::ResourceId;
+use crate::kind::{CancelReason, ReleasePath, ResourceKind};
+use crate::registry::{Entry, Reclaim, Registry, ScopeShared};
 use crate::report::ShutdownReport;
-use crate::scope::ScopeShared;
 use crate::sys::root::TempRoot;
 
-mod pending;
+mod clean_up;
+mod handle;
+mod hooks;
+mod observe;
 mod records;
 mod retry;
 
-pub(crate) use pending::{Deferred, Pending};
+pub(crate) use clean_up::{Deferred, Released};
+pub use handle::Supervisor;
+pub(crate) use hooks::Hook;
 pub(crate) use records::Records;
-use records::lock;
 use retry::Retrier;
 
 pub(crate) struct Config {
     pub(crate) grace: Duration,
     pub(crate) leak_after: [Option<Duration>; ResourceKind::COUNT],
+    /// Run by `Inner`'s `Drop` when the last handle goes without a finished shutdown:
+    /// the emergency path, passed down by the builder (it lives above this layer).
+    pub(crate) on_last_drop: fn(&mut Inner),
 }
 
 pub(crate) struct Inner {
@@ -144,6 +169,18 @@ impl Inner {
         self.shutting_down.store(true, Ordering::SeqCst);
     }
 
+    pub(crate) fn is_forced(&self) -> bool {
+        // Relaxed: a flag for the report; `cut` publishes the cancellation itself.
+        self.forced.load(Ordering::Relaxed)
+    }
+
+    /// Forces shutdown: raises the root's reason and fires `cut`.
+    pub(crate) fn force(&self) {
+        self.forced.store(true, Ordering::Relaxed);
+        self.root_scope.raise(CancelReason::ForcedShutdown);
+        self.cut.cancel();
+    }
+
     /// Fails fast before a resource is created, so that nothing is created in vain.
     pub(crate) fn admit(&self, scope: &ScopeShared, op: Operation) -> Result<(), Error> {
         if self.is_shutting_down() {
@@ -207,7 +244,7 @@ impl Inner {
                 // Whoever removes the entry first releases it; if a sweep got there first
                 // it has already been reclaimed.
                 if let Some(p) = self.release(id, Some(ReleasePath::Cancelled)) {
-                    p.spawn(self);
+                    p.clean_up_in_background(self);
                 }
                 Err(err)
             }
@@ -216,10 +253,10 @@ impl Inner {
 
     /// Releases `id` if it is still registered. `path` is `None` for a guard drop, whose
     /// path is derived from the state of the scope and thread.
-    pub(crate) fn release(&self, id: ResourceId, path: Option<ReleasePath>) -> Option<Pending> {
+    pub(crate) fn release(&self, id: ResourceId, path: Option<ReleasePath>) -> Option<Released> {
         let (_, entry) = self.registry.map.remove(&id)?;
         let path = path.unwrap_or_else(|| entry.scope.drop_path());
-        Some(self.finish(id, entry, path))
+        Some(self.retire_and_reclaim(id, entry, path))
     }
 
     /// Releases `id` if it is still registered *to `scope`* (a scope sweep must not
@@ -229,17 +266,17 @@ impl Inner {
         id: ResourceId,
         scope: &Arc<ScopeShared>,
         path: ReleasePath,
-    ) -> Option<Pending> {
+    ) -> Option<Released> {
         let (_, entry) = self
             .registry
             .map
             .remove_if(&id, |_, e| Arc::ptr_eq(&e.scope, scope))?;
-        Some(self.finish(id, entry, path))
+        Some(self.retire_and_reclaim(id, entry, path))
     }
 
-    fn finish(&self, id: ResourceId, entry: Entry, path: ReleasePath) -> Pending {
-        let (mut pending, reclaim) = self.records.retire(id, entry, path);
-        pending.cleanup = if path == ReleasePath::Detached {
+    fn retire_and_reclaim(&self, id: ResourceId, entry: Entry, path: ReleasePath) -> Released {
+        let (mut released, reclaim) = self.records.retire(id, entry, path);
+        released.cleanup = if path == ReleasePath::Detached {
             // The guard keeps the resource; dropping the reclaim data only drops shared
             // handles.
             drop(reclaim);
@@ -247,15 +284,15 @@ impl Inner {
         } else {
             Some(reclaim.reclaim())
         };
-        pending
+        released
     }
 
     /// Releases `id` for shutdown, if still registered, with the path its scope would
     /// give it now (see `ScopeShared::shutdown_path`).
-    pub(crate) fn release_for_shutdown(&self, id: ResourceId) -> Option<(Pending, ReleasePath)> {
+    pub(crate) fn release_for_shutdown(&self, id: ResourceId) -> Option<(Released, ReleasePath)> {
         let (_, entry) = self.registry.map.remove(&id)?;
         let path = entry.scope.shutdown_path();
-        Some((self.finish(id, entry, path), path))
+        Some((self.retire_and_reclaim(id, entry, path), path))
     }
 
     /// Releases `id`, if still registered, synchronously with [`Reclaim::reclaim_now`]
@@ -281,48 +318,6 @@ impl Inner {
         // AcqRel: exactly one caller wins; nothing else is published through the flag.
         (!self.root_removed.swap(true, Ordering::AcqRel)).then(|| self.temp_root.clone())
     }
-
-    /// Live resources, in acquisition order.
-    pub(crate) fn live(&self) -> Vec<LiveResource> {
-        let mut v: Vec<LiveResource> = self
-            .registry
-            .map
-            .iter()
-            .map(|e| live_resource(*e.key(), e.value()))
-            .collect();
-        v.sort_by_key(|r| r.id);
-        v
-    }
-
-    pub(crate) fn leak_records(&self) -> Vec<LeakRecord> {
-        lock(&self.records.leaks).iter().cloned().collect()
-    }
-
-    pub(crate) fn failure_records(&self) -> Vec<FailureRecord> {
-        lock(&self.records.failures).iter().cloned().collect()
-    }
-
-    pub(crate) fn pending_cleanups(&self) -> Vec<PendingCleanup> {
-        self.records.retrying()
-    }
-
-    /// Warns once about every resource older than its kind's threshold.
-    pub(crate) fn scan_leaks(&self) {
-        let mut old = Vec::new();
-        for e in self.registry.map.iter() {
-            let Some(limit) = self.config.leak_after[e.kind.index()] else {
-                continue;
-            };
-            // Relaxed: the flag only deduplicates warnings.
-            if e.born.elapsed() >= limit && !e.warned.swap(true, Ordering::Relaxed) {
-                old.push(live_resource(*e.key(), e.value()));
-            }
-        }
-        // Logged after the iteration: no registry lock is held while the subscriber runs.
-        for r in old {
-            tracing::warn!(id = r.id.get(), kind = r.kind.as_str(), label = %r.label, site = %r.site, age = ?r.age, "resource alive longer than its leak threshold");
-        }
-    }
 }
 
 /// [`Inner::release_now`] on the parts it needs, for the emergency path of a supervisor
@@ -335,25 +330,13 @@ pub(crate) fn release_now(
 ) -> Option<(bool, ReleasePath)> {
     let (_, entry) = registry.map.remove(&id)?;
     let path = path.unwrap_or_else(|| entry.scope.shutdown_path());
-    let (pending, reclaim) = records.retire(id, entry, path);
+    let (released, reclaim) = records.retire(id, entry, path);
     match reclaim.reclaim_now() {
         Ok(()) => Some((true, path)),
         Err(e) => {
-            records.record_failure(&pending.split().0, &e);
+            records.record_failure(&released.split().0, &e);
             Some((false, path))
         }
-    }
-}
-
-pub(crate) fn live_resource(id: ResourceId, e: &Entry) -> LiveResource {
-    LiveResource {
-        id,
-        kind: e.kind,
-        label: e.label.to_string(),
-        scope: e.scope.name.to_string(),
-        site: e.site.into(),
-        age: e.born.elapsed(),
-        path: e.path.clone(),
     }
 }
 
@@ -364,7 +347,7 @@ impl Drop for Inner {
         if self.report.initialized() && self.registry.map.is_empty() {
             return;
         }
-        self.emergency_on_drop();
+        (self.config.on_last_drop)(self);
     }
 }
 

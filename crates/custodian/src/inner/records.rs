@@ -1,16 +1,17 @@
 //! Counters and the bounded leak and failure records, and the clean-ups waiting for a
 //! retry.
 
+use crate::id::ResourceId;
 use crate::kind::ReleasePath;
 use crate::leak::{FailureRecord, LeakRecord, PendingCleanup};
-use crate::registry::{Entry, Reclaim, ResourceId};
+use crate::registry::{Entry, Reclaim};
 use crate::stats::Stats;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::pending::{Pending, PendingInfo};
+use super::clean_up::{Released, ReleasedInfo};
 
 /// How many leak and failure records are kept (the oldest are dropped first).
 const RECORDS_KEPT: usize = 1024;
@@ -27,7 +28,7 @@ pub(crate) struct Records {
 }
 
 impl Records {
-    pub(super) fn record_failure(&self, p: &PendingInfo, error: &std::io::Error) {
+    pub(super) fn record_failure(&self, p: &ReleasedInfo, error: &std::io::Error) {
         self.stats.failed(p.kind);
         tracing::warn!(id = p.id.get(), kind = p.kind.as_str(), label = &*p.label, path = ?p.path, %error, "clean-up failed");
         push_bounded(
@@ -42,9 +43,9 @@ impl Records {
         );
     }
 
-    /// A clean-up failed transiently (`attempts` so far): listed as pending until
+    /// A clean-up failed transiently (`attempts` so far): listed as released until
     /// [`end_retry`](Self::end_retry).
-    pub(super) fn retry(&self, p: &PendingInfo, error: &std::io::Error, attempts: u32) {
+    pub(super) fn retry(&self, p: &ReleasedInfo, error: &std::io::Error, attempts: u32) {
         let mut map = lock(&self.retrying);
         let first = !map.contains_key(&p.id);
         if first {
@@ -66,7 +67,12 @@ impl Records {
     }
 
     /// A retried clean-up ended: it succeeded, or failed for good with `error`.
-    pub(super) fn end_retry(&self, p: &PendingInfo, attempts: u32, error: Option<&std::io::Error>) {
+    pub(super) fn end_retry(
+        &self,
+        p: &ReleasedInfo,
+        attempts: u32,
+        error: Option<&std::io::Error>,
+    ) {
         if lock(&self.retrying).remove(&p.id).is_some() {
             self.stats.retrying(p.kind, false);
         }
@@ -96,7 +102,7 @@ impl Records {
         id: ResourceId,
         entry: Entry,
         path: ReleasePath,
-    ) -> (Pending, Box<dyn Reclaim>) {
+    ) -> (Released, Box<dyn Reclaim>) {
         let Entry {
             kind,
             label,
@@ -127,11 +133,11 @@ impl Records {
                 id = id.get(),
                 kind = kind.as_str(),
                 label = &*label,
-                path = path.as_str(),
+                by = path.as_str(),
                 "released"
             );
         }
-        let pending = Pending {
+        let released = Released {
             id,
             kind,
             label,
@@ -139,7 +145,7 @@ impl Records {
             scope,
             cleanup: None,
         };
-        (pending, reclaim)
+        (released, reclaim)
     }
 
     pub(super) fn retrying(&self) -> Vec<PendingCleanup> {

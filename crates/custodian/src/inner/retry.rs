@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::Records;
-use super::pending::PendingInfo;
+use super::clean_up::ReleasedInfo;
 use super::records::lock;
 
 /// Descriptors held in reserve for retries. A removal walk at its narrowest holds the
@@ -48,7 +48,7 @@ pub(crate) struct PanickedCleanup(pub(crate) String);
 
 impl PanickedCleanup {
     fn error(p: Box<dyn std::any::Any + Send>) -> io::Error {
-        io::Error::other(PanickedCleanup(crate::hook::panic_message(p)))
+        io::Error::other(PanickedCleanup(crate::error::panic_message(p)))
     }
 }
 
@@ -91,7 +91,7 @@ impl Retrier {
     pub(super) fn first_attempt(
         self: Arc<Self>,
         mut work: Work,
-        info: PendingInfo,
+        info: ReleasedInfo,
         token: TaskTrackerToken,
     ) -> io::Result<()> {
         let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut work));
@@ -111,7 +111,7 @@ impl Retrier {
         result
     }
 
-    fn retry_later(self: Arc<Self>, work: Work, info: PendingInfo, token: TaskTrackerToken) {
+    fn retry_later(self: Arc<Self>, work: Work, info: ReleasedInfo, token: TaskTrackerToken) {
         let handle = self.handle.clone();
         let job = RetryJob {
             work: Some(work),
@@ -159,7 +159,7 @@ fn refill(fds: &mut Vec<OwnedFd>) {
 /// last attempt inline, so the work is never silently lost.
 struct RetryJob {
     work: Option<Work>,
-    info: PendingInfo,
+    info: ReleasedInfo,
     attempts: u32,
     retrier: Arc<Retrier>,
     done: bool,
@@ -195,25 +195,25 @@ impl RetryJob {
             .await;
             let (work, result) = match joined {
                 Ok((work, Ok(result))) => (work, result),
-                Ok((_, Err(p))) => return self.finish(Some(&PanickedCleanup::error(p))),
+                Ok((_, Err(p))) => return self.end(Some(&PanickedCleanup::error(p))),
                 Err(join) => {
                     let e = io::Error::other(format!("the retry task failed: {join}"));
-                    return self.finish(Some(&e));
+                    return self.end(Some(&e));
                 }
             };
             match result {
-                Ok(()) => return self.finish(None),
+                Ok(()) => return self.end(None),
                 Err(e) if is_transient(&e) && !last => {
                     self.retrier.records.retry(&self.info, &e, self.attempts);
                     self.work = Some(work);
                     delay = delay.saturating_mul(2).min(MAX_DELAY);
                 }
-                Err(e) => return self.finish(Some(&e)),
+                Err(e) => return self.end(Some(&e)),
             }
         }
     }
 
-    fn finish(&mut self, error: Option<&io::Error>) {
+    fn end(&mut self, error: Option<&io::Error>) {
         self.work = None;
         self.done = true;
         self.retrier
@@ -227,11 +227,11 @@ impl Drop for RetryJob {
         if let Some(mut work) = self.work.take() {
             self.attempts = self.attempts.saturating_add(1);
             let result = self.retrier.with_reserve(&mut work);
-            self.finish(result.as_ref().err());
+            self.end(result.as_ref().err());
         } else if !self.done {
             // Dropped mid-attempt: the attempt's outcome is lost with the runtime.
             let e = io::Error::other("the retry was abandoned: the runtime shut down");
-            self.finish(Some(&e));
+            self.end(Some(&e));
         }
     }
 }

@@ -24,9 +24,8 @@ use crate::error::{Error, Operation, Result};
 use crate::inner::Spec;
 use crate::kind::ResourceKind;
 use crate::registry::{Cleanup, Reclaim};
-use crate::resource::Registration;
 use crate::resource::slot::Slot;
-use crate::scope::Scope;
+use crate::scope::{Registration, Scope};
 
 /// A file opened through custodian: a [`tokio::fs::File`] registered in a scope.
 ///

@@ -1,14 +1,12 @@
 //! Every kind of resource that hands out a guard.
 
 mod file;
-mod registration;
 mod slot;
 mod temp;
 mod temp_dir;
 mod temp_file;
 
 pub use file::{ManagedFile, OpenFile, OpenOptions};
-pub use registration::Registration;
 pub use temp::{CreateTempDir, CreateTempFile, PersistError, TempBuilder};
 pub use temp_dir::TempDir;
 pub use temp_file::TempFile;

@@ -27,13 +27,13 @@ use rustix::fs::{CWD, RenameFlags, renameat_with};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Operation, Result};
-use crate::inner::{Inner, Spec};
+use crate::inner::{Inner, Spec, Supervisor};
 use crate::kind::{ReleasePath, ResourceKind};
 use crate::registry::Reclaim;
+use crate::registry::ScopeShared;
 use crate::resource::slot::revoked;
-use crate::resource::{Registration, TempDir, TempFile};
-use crate::scope::{Scope, ScopeShared};
-use crate::supervisor::Supervisor;
+use crate::resource::{TempDir, TempFile};
+use crate::scope::{Registration, Scope};
 use crate::sys::FileId;
 use crate::sys::create::check_affixes;
 use crate::sys::remove::replaced_error;

@@ -9,12 +9,13 @@
 //! - `scope()` does not return before the clean-ups of everything it owned have finished;
 //! - lock order: the scope's state, then a registry shard.
 
+mod registration;
 mod run;
-mod shared;
+mod task;
 
+pub use registration::Registration;
 pub(crate) use run::grace_over;
 use run::run;
-pub(crate) use shared::ScopeShared;
 
 use std::fmt;
 use std::future::Future;
@@ -28,11 +29,9 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tracing::Instrument;
 
 use crate::error::{Operation, Result};
-use crate::inner::{Inner, Spec};
+use crate::inner::{Inner, Spec, Supervisor};
 use crate::kind::{CancelReason, ResourceKind};
-use crate::registry::Reclaim;
-use crate::resource::Registration;
-use crate::supervisor::Supervisor;
+use crate::registry::{Reclaim, ScopeShared};
 
 /// A handle to a scope: acquire resources in it, nest scopes, observe cancellation.
 ///
@@ -61,6 +60,14 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// The root scope of `sup`.
+    pub(crate) fn root_of(sup: &Supervisor) -> Scope {
+        Scope {
+            shared: sup.inner.root_scope.clone(),
+            sup: sup.clone(),
+        }
+    }
+
     pub(crate) fn inner(&self) -> &Arc<Inner> {
         &self.sup.inner
     }
@@ -191,6 +198,12 @@ impl Scope {
     /// # Errors
     ///
     /// As [`Supervisor::scope`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future cancels the scope ([`CancelReason::Dropped`]): the body is
+    /// dropped, its resources are released at once (a temp dir's removal finishes in the
+    /// background).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {

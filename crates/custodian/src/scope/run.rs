@@ -12,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::Scope;
-use super::shared::{ScopeShared, sweep};
 use crate::error::{Error, Result};
 use crate::inner::Inner;
 use crate::kind::{CancelReason, ReleasePath};
+use crate::registry::ScopeShared;
 
 /// Runs a scope body to its end, whatever that end is.
 pub(super) async fn run<F, T>(scope: Scope, body: F) -> Result<T>
@@ -122,6 +122,16 @@ impl<F: Future> Future for CatchUnwind<F> {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+/// Sweeps `scope`: releases, in reverse acquisition order, everything still registered
+/// to it, and closes it to new registrations.
+pub(super) fn sweep(inner: &Inner, scope: &Arc<ScopeShared>, path: ReleasePath) {
+    for id in scope.close().into_iter().rev() {
+        if let Some(p) = inner.release_in(id, scope, path) {
+            p.clean_up_in_background(inner);
         }
     }
 }

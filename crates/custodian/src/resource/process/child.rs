@@ -12,7 +12,7 @@ use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
 
 use super::core::ChildCore;
 use crate::error::{Error, Operation, Result};
-use crate::resource::Registration;
+use crate::scope::Registration;
 use crate::sys::process::Sig;
 
 /// A running child process owned by a scope, in a process group of its own.

@@ -1,11 +1,11 @@
-//! The entry points: `Scope::command` and `Supervisor::command`.
+//! The entry point of the kind: `Scope::command` (the root scope's shortcut,
+//! `Supervisor::command`, is in `supervisor/shortcuts.rs`).
 
 use std::ffi::OsStr;
 use std::panic::Location;
 
 use super::command::Command;
 use crate::scope::Scope;
-use crate::supervisor::Supervisor;
 
 impl Scope {
     /// A managed child process to start in this scope: stopped (with its whole process
@@ -26,20 +26,5 @@ impl Scope {
     #[track_caller]
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
         Command::new(self.clone(), program.as_ref(), Location::caller())
-    }
-}
-
-impl Supervisor {
-    /// A managed child process to start in the root scope. See [`Scope::command`].
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
-    /// assert!(sup.command("true").status().await?.success());
-    /// # sup.shutdown().await; Ok(()) }
-    /// ```
-    #[track_caller]
-    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
-        Command::new(self.root(), program.as_ref(), Location::caller())
     }
 }

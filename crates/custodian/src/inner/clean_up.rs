@@ -1,10 +1,10 @@
-//! A released entry whose clean-up has not run yet, and the two ways to finish it:
-//! in the background (guard drop, sweeps) or awaited (`close().await`).
+//! A released entry whose clean-up has not run yet ([`Released`]), and the two ways to
+//! run its clean-up: in the background (guard drop, sweeps) or awaited (`close().await`).
 
 use crate::error::{Error, Operation};
+use crate::id::ResourceId;
 use crate::kind::ResourceKind;
-use crate::registry::{Cleanup, ResourceId};
-use crate::scope::ScopeShared;
+use crate::registry::{Cleanup, ScopeShared};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -12,8 +12,9 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use super::Inner;
 use super::retry::PanickedCleanup;
 
-/// A released entry whose clean-up has not run yet.
-pub(crate) struct Pending {
+/// A released entry whose clean-up has not run yet: what the release decision hands its
+/// caller, who must run the clean-up one way or the other.
+pub(crate) struct Released {
     pub(super) id: ResourceId,
     pub(super) kind: ResourceKind,
     pub(super) label: Box<str>,
@@ -23,14 +24,14 @@ pub(crate) struct Pending {
 }
 
 #[derive(Clone)]
-pub(crate) struct PendingInfo {
+pub(crate) struct ReleasedInfo {
     pub(super) id: ResourceId,
     pub(super) kind: ResourceKind,
     pub(super) label: Box<str>,
     pub(super) path: Option<PathBuf>,
 }
 
-impl PendingInfo {
+impl ReleasedInfo {
     /// The error of a failed clean-up: the path when there is one, else the label and id
     /// (never a label where a path belongs); the `io::ErrorKind` is kept.
     fn error(&self, op: Operation, e: std::io::Error) -> Error {
@@ -52,10 +53,10 @@ impl PendingInfo {
     }
 }
 
-impl Pending {
-    pub(super) fn split(self) -> (PendingInfo, Arc<ScopeShared>, Option<Cleanup>) {
+impl Released {
+    pub(super) fn split(self) -> (ReleasedInfo, Arc<ScopeShared>, Option<Cleanup>) {
         (
-            PendingInfo {
+            ReleasedInfo {
                 id: self.id,
                 kind: self.kind,
                 label: self.label,
@@ -66,9 +67,9 @@ impl Pending {
         )
     }
 
-    /// Finishes the clean-up without waiting: inline if it is done, otherwise on the
+    /// Runs the clean-up without waiting: inline if it is done, otherwise on the
     /// runtime, tracked by the owning scope and the supervisor. Never blocks.
-    pub(crate) fn spawn(self, inner: &Inner) {
+    pub(crate) fn clean_up_in_background(self, inner: &Inner) {
         let (info, scope, cleanup) = self.split();
         let tokens = (inner.cleanups.token(), scope.tracker.token());
         match cleanup {
@@ -97,9 +98,9 @@ impl Pending {
         }
     }
 
-    /// Finishes the clean-up and reports its outcome (explicit `close().await`). A
+    /// Runs the clean-up and reports its outcome (explicit `close().await`). A
     /// transient failure is reported *and* retried in the background.
-    pub(crate) async fn wait(self, inner: &Inner) -> Result<(), Error> {
+    pub(crate) async fn clean_up_and_wait(self, inner: &Inner) -> Result<(), Error> {
         let op = match self.kind {
             ResourceKind::File => Operation::CloseFile,
             ResourceKind::TempFile => Operation::RemoveTempFile,
@@ -160,7 +161,7 @@ impl Pending {
             Err(join) if join.is_panic() => Err(Error::CleanupPanicked {
                 op,
                 resource: info.name(),
-                message: crate::hook::panic_message(join.into_panic()),
+                message: crate::error::panic_message(join.into_panic()),
             }),
             Err(join) => Err(info.error(op, std::io::Error::other(join))),
         }

@@ -1,58 +1,13 @@
-//! The registry: one entry per live resource, and the reclaim data that releases it.
+//! The registry's extension API: how a resource is released without its guard.
 //!
-//! Invariants:
-//! - an entry is inserted before the acquiring call returns and removed exactly once;
-//!   *removing the entry is the release decision*: whoever removes it (guard drop, close,
-//!   scope sweep, shutdown) runs its [`Reclaim`], everyone else finds nothing to do;
-//! - the entry alone is enough to reclaim the resource, so a forgotten guard is still
-//!   released;
-//! - no lock of the registry is held while a reclaim runs.
+//! Implemented by every guard kind of custodian and by extension crates; the registry
+//! owns the boxed [`Reclaim`] of each entry and calls exactly one of its methods exactly
+//! once, when the entry is released.
 
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::panic::Location;
-use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-// Tokio's clock, like the leak scanner's interval: ages follow paused test time too.
-use tokio::time::Instant;
-
-use dashmap::DashMap;
-use serde::{Deserialize, Serialize};
-
-use crate::kind::ResourceKind;
-use crate::scope::ScopeShared;
-
-/// The identity of one registered resource, unique within its supervisor.
-///
-/// Ids increase with acquisition order, so sorting by id gives acquisition order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ResourceId(u64);
-
-impl ResourceId {
-    /// The number behind the id.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
-    /// let a = sup.temp_file().await?;
-    /// let b = sup.temp_file().await?;
-    /// assert!(a.id().get() < b.id().get());
-    /// # sup.shutdown().await; Ok(()) }
-    /// ```
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for ResourceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
-    }
-}
 
 /// What is left to do after a release's constant-time part.
 ///
@@ -117,40 +72,5 @@ pub trait Reclaim: Send + Sync + 'static {
             Cleanup::Blocking(mut work) => work(),
             Cleanup::Async(_) => Ok(()),
         }
-    }
-}
-
-/// One registered resource.
-pub(crate) struct Entry {
-    pub(crate) kind: ResourceKind,
-    pub(crate) label: Box<str>,
-    pub(crate) scope: Arc<ScopeShared>,
-    pub(crate) site: &'static Location<'static>,
-    pub(crate) born: Instant,
-    pub(crate) path: Option<PathBuf>,
-    pub(crate) reclaim: Box<dyn Reclaim>,
-    /// Set once the leak scanner has warned about this entry.
-    pub(crate) warned: AtomicBool,
-}
-
-/// The map of live resources.
-#[derive(Default)]
-pub(crate) struct Registry {
-    pub(crate) map: DashMap<ResourceId, Entry>,
-    next: AtomicU64,
-}
-
-impl Registry {
-    pub(crate) fn next_id(&self) -> ResourceId {
-        // Only uniqueness and monotonicity per thread matter; no data is published by it.
-        ResourceId(self.next.fetch_add(1, Ordering::Relaxed) + 1)
-    }
-}
-
-impl fmt::Debug for Registry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry")
-            .field("live", &self.map.len())
-            .finish()
     }
 }

@@ -11,7 +11,7 @@ use crate::inner::{Config, Inner};
 use crate::kind::ResourceKind;
 use crate::sys::root::TempRoot;
 
-use crate::supervisor::Supervisor;
+use super::Supervisor;
 
 /// Configures and starts a [`Supervisor`].
 ///
@@ -149,6 +149,7 @@ impl Builder {
         let config = Config {
             grace: self.grace,
             leak_after: self.leak_after,
+            on_last_drop: crate::emergency::on_last_drop,
         };
         let mut inner = Inner::new(config, root, handle.clone(), token.clone());
         if self.reap_abandoned {

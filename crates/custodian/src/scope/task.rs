@@ -7,8 +7,8 @@ use std::panic::Location;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::{Scope, grace_over};
 use crate::error::{Operation, Result};
-use crate::scope::{Scope, grace_over};
 
 impl Scope {
     /// Spawns `fut` as a Tokio task owned by this scope. The task is tracked by the

@@ -1,4 +1,12 @@
-//! The state behind a scope handle: token, reason, LIFO list of resource ids.
+//! The state of one scope that the registry needs: its token and cancel reason, its
+//! LIFO list of resource ids, its closed flag, its live gauge and clean-up tracker.
+//!
+//! It lives with the registry (below the supervisor's state and the `Scope` handle)
+//! because every entry points to its scope, and the release decision reads it (the
+//! release path of a drop or a shutdown, the gauge, the tracker). The scope runner that
+//! sweeps it is in `scope::run`.
+//!
+//! Lock order: the scope's state, then a registry shard (never the reverse).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -7,9 +15,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::inner::Inner;
+use crate::id::ResourceId;
 use crate::kind::{CancelReason, ReleasePath};
-use crate::registry::{Registry, ResourceId};
+use crate::registry::Registry;
 
 /// Compact a scope's id list when it holds more than this many ids and over half of them
 /// were already released by their guards.
@@ -30,7 +38,7 @@ pub(crate) struct ScopeShared {
     pub(crate) live: AtomicUsize,
     /// Background clean-ups of this scope's resources; the scope's end waits for them.
     pub(crate) tracker: TaskTracker,
-    pub(super) panicked: AtomicBool,
+    pub(crate) panicked: AtomicBool,
     pub(crate) grace: Duration,
 }
 
@@ -45,7 +53,7 @@ impl ScopeShared {
         Self::new(0, "root", token, None, grace)
     }
 
-    pub(super) fn child(self: &Arc<Self>, id: u64, name: &str, grace: Duration) -> Arc<Self> {
+    pub(crate) fn child(self: &Arc<Self>, id: u64, name: &str, grace: Duration) -> Arc<Self> {
         Self::new(
             id,
             name,
@@ -129,7 +137,7 @@ impl ScopeShared {
     }
 
     /// Closes the scope and returns its ids, oldest first.
-    fn close(&self) -> Vec<ResourceId> {
+    pub(crate) fn close(&self) -> Vec<ResourceId> {
         let mut st = self.state();
         st.closed = true;
         // Release: pairs with the Acquire in `shutdown_path`.
@@ -192,15 +200,6 @@ impl ScopeShared {
             ReleasePath::Cancelled
         } else {
             ReleasePath::Drop
-        }
-    }
-}
-
-/// Releases, in reverse acquisition order, everything still registered to `scope`.
-pub(super) fn sweep(inner: &Inner, scope: &Arc<ScopeShared>, path: ReleasePath) {
-    for id in scope.close().into_iter().rev() {
-        if let Some(p) = inner.release_in(id, scope, path) {
-            p.spawn(inner);
         }
     }
 }

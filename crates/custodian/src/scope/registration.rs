@@ -4,11 +4,10 @@ use std::fmt;
 use std::sync::{Arc, Weak};
 
 use crate::error::{Error, Result};
-use crate::inner::Inner;
+use crate::id::ResourceId;
+use crate::inner::{Inner, Supervisor};
 use crate::kind::ReleasePath;
-use crate::registry::ResourceId;
 use crate::scope::Scope;
-use crate::supervisor::Supervisor;
 
 /// A resource's place in its supervisor's registry.
 ///
@@ -107,7 +106,7 @@ impl Registration {
             return Ok(());
         };
         match inner.release(self.id, Some(ReleasePath::Close)) {
-            Some(p) => p.wait(&inner).await,
+            Some(p) => p.clean_up_and_wait(&inner).await,
             None => Ok(()),
         }
     }
@@ -169,7 +168,7 @@ impl Drop for Registration {
         }
         if let Some(inner) = self.inner.upgrade() {
             if let Some(p) = inner.release(self.id, None) {
-                p.spawn(&inner);
+                p.clean_up_in_background(&inner);
             }
         }
     }

@@ -1,0 +1,65 @@
+//! The registry (layer 3): one entry per live resource, the reclaim data that releases
+//! it ([`reclaim`], the public extension API), and the per-scope state the entries
+//! point to ([`scope_state`]).
+//!
+//! Invariants:
+//! - an entry is inserted before the acquiring call returns and removed exactly once;
+//!   *removing the entry is the release decision*: whoever removes it (guard drop, close,
+//!   scope sweep, shutdown) runs its [`Reclaim`], everyone else finds nothing to do;
+//! - the entry alone is enough to reclaim the resource, so a forgotten guard is still
+//!   released;
+//! - no lock of the registry is held while a reclaim runs.
+
+use std::fmt;
+use std::panic::Location;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+// Tokio's clock, like the leak scanner's interval: ages follow paused test time too.
+use tokio::time::Instant;
+
+use dashmap::DashMap;
+
+use crate::id::ResourceId;
+use crate::kind::ResourceKind;
+
+pub(crate) mod reclaim;
+pub(crate) mod scope_state;
+
+pub use reclaim::{Cleanup, Reclaim};
+pub(crate) use scope_state::ScopeShared;
+
+/// One registered resource.
+pub(crate) struct Entry {
+    pub(crate) kind: ResourceKind,
+    pub(crate) label: Box<str>,
+    pub(crate) scope: Arc<ScopeShared>,
+    pub(crate) site: &'static Location<'static>,
+    pub(crate) born: Instant,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) reclaim: Box<dyn Reclaim>,
+    /// Set once the leak scanner has warned about this entry.
+    pub(crate) warned: AtomicBool,
+}
+
+/// The map of live resources.
+#[derive(Default)]
+pub(crate) struct Registry {
+    pub(crate) map: DashMap<ResourceId, Entry>,
+    next: AtomicU64,
+}
+
+impl Registry {
+    pub(crate) fn next_id(&self) -> ResourceId {
+        // Only uniqueness and monotonicity per thread matter; no data is published by it.
+        ResourceId::new(self.next.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("live", &self.map.len())
+            .finish()
+    }
+}
