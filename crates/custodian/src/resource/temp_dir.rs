@@ -17,7 +17,7 @@ use crate::error::{Error, Operation, Result};
 use crate::inner::Spec;
 use crate::kind::ResourceKind;
 use crate::registry::{Cleanup, Reclaim};
-use crate::resource::temp::{Clobber, Movable, PersistError, kept_path, move_out};
+use crate::resource::persist::{Clobber, Movable, PersistError, kept_path, move_out};
 use crate::scope::{Registration, Scope};
 use crate::sys::FileId;
 use crate::sys::create::create_dir_at;
