@@ -83,8 +83,8 @@ impl Parked {
     }
 }
 
-/// A failed escape hatch ([`keep`](TempFile::keep), [`persist`](TempFile::persist),
-/// [`persist_noclobber`](TempFile::persist_noclobber), the same on [`TempDir`]): the
+/// A failed escape hatch ([`keep`](crate::TempFile::keep), [`persist`](crate::TempFile::persist),
+/// [`persist_noclobber`](crate::TempFile::persist_noclobber), the same on [`TempDir`]): the
 /// error, and the guard handed back, still managed, when it could be.
 ///
 /// `.map_err(|e| e.error)` turns it into an [`Error`] (dropping the guard handed back,
@@ -163,7 +163,7 @@ pub(crate) trait Movable: Sized + Send + 'static {
     fn reclaim(&self, root: Arc<TempRoot>) -> Box<dyn Reclaim>;
 }
 
-/// Where [`keep`](TempFile::keep) puts an entry: the temp base (the root's parent, same
+/// Where [`keep`](crate::TempFile::keep) puts an entry: the temp base (the root's parent, same
 /// file system), under the same name.
 pub(crate) fn kept_path(path: &Path) -> PathBuf {
     let base = path
