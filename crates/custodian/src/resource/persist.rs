@@ -84,7 +84,7 @@ impl Parked {
 }
 
 /// A failed escape hatch ([`keep`](crate::TempFile::keep), [`persist`](crate::TempFile::persist),
-/// [`persist_noclobber`](crate::TempFile::persist_noclobber), the same on [`TempDir`]): the
+/// [`persist_noclobber`](crate::TempFile::persist_noclobber), the same on [`TempDir`](crate::TempDir)): the
 /// error, and the guard handed back, still managed, when it could be.
 ///
 /// `.map_err(|e| e.error)` turns it into an [`Error`] (dropping the guard handed back,
