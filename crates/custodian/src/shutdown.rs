@@ -113,11 +113,14 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
     let t = phase("run hooks", t);
 
     inner.scopes.close();
-    let scopes_finished = tokio::select! {
+    // Finished in time unless some were still running when `cut` fired: once cut, they
+    // end at once, and may do so before this task wakes up.
+    tokio::select! {
         biased;
-        () = inner.scopes.wait() => true,
-        () = inner.cut.cancelled() => inner.scopes.is_empty(),
-    };
+        () = inner.scopes.wait() => {}
+        () = inner.cut.cancelled() => {}
+    }
+    let scopes_finished = inner.scopes_cut_off() == 0;
     if !scopes_finished {
         tracing::warn!(
             running = inner.scopes.len(),
@@ -233,6 +236,6 @@ fn cut(inner: &Inner, reason: CancelReason) {
         if !inner.is_forced() {
             inner.root_scope.raise(reason);
         }
-        inner.cut.cancel();
+        inner.fire_cut();
     }
 }

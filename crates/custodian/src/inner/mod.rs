@@ -33,7 +33,7 @@
 use std::fmt;
 use std::panic::Location;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -98,6 +98,8 @@ pub(crate) struct Inner {
     /// Fires when shutdown stops waiting: a forced request or the grace deadline. Every
     /// graceful wait (scope grace, hook budget, shutdown's scope wait) selects on it.
     pub(crate) cut: CancellationToken,
+    /// Scopes running when `cut` fired; `usize::MAX` until it has (see `fire_cut`).
+    scopes_at_cut: AtomicUsize,
     /// Whether a forced shutdown was requested.
     pub(crate) forced: AtomicBool,
     /// Fires when shutdown (or emergency clean-up) has finished.
@@ -145,6 +147,7 @@ impl Inner {
             reaped_at_start: tokio::sync::watch::channel(Some(Vec::new())).1,
             shutdown_run: std::sync::OnceLock::new(),
             cut,
+            scopes_at_cut: AtomicUsize::new(usize::MAX),
             forced: AtomicBool::new(false),
             done: CancellationToken::new(),
             hooks: Mutex::default(),
@@ -178,7 +181,30 @@ impl Inner {
     pub(crate) fn force(&self) {
         self.forced.store(true, Ordering::Relaxed);
         self.root_scope.raise(CancelReason::ForcedShutdown);
-        self.cut.cancel();
+        self.fire_cut();
+    }
+
+    /// Fires `cut` (once), first noting how many scopes were still running: those are
+    /// the ones cut off, whatever the order in which they and shutdown wake up after it.
+    pub(crate) fn fire_cut(&self) {
+        if !self.cut.is_cancelled() {
+            // Relaxed: read after `cut` is observed cancelled, which orders it.
+            let _ = self.scopes_at_cut.compare_exchange(
+                usize::MAX,
+                self.scopes.len(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            self.cut.cancel();
+        }
+    }
+
+    /// How many scopes were running when `cut` fired (0 if it has not).
+    pub(crate) fn scopes_cut_off(&self) -> usize {
+        match self.scopes_at_cut.load(Ordering::Relaxed) {
+            usize::MAX => 0,
+            n => n,
+        }
     }
 
     /// Fails fast before a resource is created, so that nothing is created in vain.
