@@ -138,10 +138,15 @@ fn thousands_of_resources_from_many_tasks() {
 #[test]
 fn acquisitions_racing_with_shutdown() {
     scenario(Rt::Multi(2), "race-shutdown", async |base| {
-        // Taken before any supervisor of this test exists. A refused acquisition's
+        // Taken once the process-wide, lazily created fds exist (a first supervisor's
+        // start, shutdown and drop) and the count has settled. A refused acquisition's
         // clean-up may still be finishing on the blocking pool when its task returns the
         // refusal, so each round waits for the count to come back rather than sampling it.
-        let fds = open_fds();
+        let warm = Supervisor::builder().temp_base(&base).start().unwrap();
+        drop(warm.temp_file().await.unwrap());
+        warm.shutdown().await;
+        drop(warm);
+        let fds = custodian_suite::settled_fds().await;
         for round in 0..4 {
             let sup = Supervisor::builder()
                 .temp_base(&base)

@@ -502,3 +502,22 @@ fn remove_scratch_dirs_of(pid: u32) {
         }
     }
 }
+
+/// The open fd count once it has not changed for 100 ms (at most 5 s): a baseline that
+/// does not catch a background clean-up half-way.
+pub async fn settled_fds() -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut last = open_fds();
+    let mut since = std::time::Instant::now();
+    while since.elapsed() < std::time::Duration::from_millis(100)
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let now = open_fds();
+        if now != last {
+            last = now;
+            since = std::time::Instant::now();
+        }
+    }
+    last
+}
