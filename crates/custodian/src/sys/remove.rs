@@ -62,6 +62,10 @@ pub(crate) use fs::{RealDir, RealFs, WalkFs};
 /// make wide trees cheap, few enough for a process close to its fd limit.
 pub(crate) const MAX_OPEN: usize = 16;
 
+/// Entries removed between two checks that the open levels have not moved (besides the
+/// check at every return to a parent).
+const CHECK_EVERY: usize = 64;
+
 /// What a removal found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -272,19 +276,45 @@ impl<'f, F: WalkFs> Walk<'f, F> {
     /// Removes everything it can; fails with the first failure (see the module header),
     /// or at once if a directory reopened on the way up is not the one left there.
     fn run(mut self) -> io::Result<()> {
+        let mut since_check = 0usize;
         loop {
             let next = self.top().todo.pop();
             match next {
                 Some((name, kind)) => {
+                    // A directory with many entries is re-checked as it is emptied.
+                    since_check += 1;
+                    if since_check == CHECK_EVERY {
+                        since_check = 0;
+                        self.verify_open_levels()?;
+                    }
                     if let Err(e) = self.entry(name, kind) {
                         self.fail(e);
                     }
                 }
                 None if self.stack.len() == 1 => break,
-                None => self.ascend()?,
+                None => {
+                    self.ascend()?;
+                    since_check = 0;
+                    self.verify_open_levels()?;
+                }
             }
         }
         self.error.map_or(Ok(()), Err)
+    }
+
+    /// Checks that every open level below the top still sits in the level recorded
+    /// above it: a directory moved out of the tree (by a process of the same user, say a
+    /// child moving its results away at SIGTERM) is not emptied any further where it
+    /// landed. Closed levels are checked when they are reopened. One `statx` per open
+    /// level (at most [`MAX_OPEN`]).
+    fn verify_open_levels(&self) -> io::Result<()> {
+        for i in self.first_open.max(1)..self.stack.len() {
+            let dir = self.stack[i].dir.as_ref().ok_or(Errno::BADF)?;
+            if !self.fs.parent_place(dir)?.same_as(&self.stack[i - 1].place) {
+                return Err(moved_error());
+            }
+        }
+        Ok(())
     }
 
     fn top(&mut self) -> &mut Frame<F::Dir> {

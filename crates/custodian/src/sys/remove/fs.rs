@@ -35,6 +35,9 @@ pub(crate) trait WalkFs {
     /// Identity, type and mount of `dir` itself.
     fn place_of(&self, dir: &Self::Dir) -> Result<Place, Errno>;
 
+    /// Identity, type and mount of `dir`'s `..` (whatever holds it now), without opening it.
+    fn parent_place(&self, dir: &Self::Dir) -> Result<Place, Errno>;
+
     /// Identity, type and mount of `name` in `dir`, without following a symlink or
     /// triggering an automount.
     fn place_at(&self, dir: &Self::Dir, name: &CStr) -> Result<Place, Errno>;
@@ -89,6 +92,10 @@ impl<'a> WalkFs for RealFs<'a> {
 
     fn place_of(&self, dir: &RealDir<'a>) -> Result<Place, Errno> {
         place_of(dir.fd()?)
+    }
+
+    fn parent_place(&self, dir: &RealDir<'a>) -> Result<Place, Errno> {
+        place_at(dir.fd()?, c"..")
     }
 
     fn place_at(&self, dir: &RealDir<'a>, name: &CStr) -> Result<Place, Errno> {
