@@ -458,3 +458,126 @@ fn a_hook_budget_longer_than_the_grace_is_cut_at_the_deadline() {
         assert_eq!(report.reason, custodian::CancelReason::Deadline);
     });
 }
+
+/// The last handle dropped without `shutdown()`, then `process::exit` at once (review
+/// finding): the deferred emergency work never runs, but the children's groups got their
+/// SIGKILL inline (`Reclaim::reclaim_urgent`), so nothing keeps running.
+#[test]
+fn a_process_exiting_right_after_the_last_drop_leaves_no_child_running() {
+    // The owner's pipes are fds of this process: keep out of the fd-counting scenarios.
+    let _serial = custodian_suite::serial();
+    let mut owner = custodian_suite::LineChild::spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_custodian-test-owner"))
+            .arg("children-drop-exit")
+            .stdin(std::process::Stdio::null()),
+    );
+    let slow = Duration::from_secs(30);
+    let pgid: u32 = owner
+        .wait_line("PGID ", slow)
+        .expect("the owner's child group")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(owner.wait_exit(slow).is_some(), "the owner did not exit");
+    let t = Instant::now();
+    while custodian_suite::group_alive(pgid) {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "group {pgid} still running after its owner exited"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Its temp root may be left (the exit beat the blocking pool): the next start's
+    // reaper takes it. Remove it here so as not to litter.
+    if let Some(root) = owner.seen.iter().find_map(|l| l.strip_prefix("ROOT ")) {
+        let _ = std::fs::remove_dir_all(root);
+    }
+}
+
+/// A panicking `reclaim_now` (the trait is public) does not abandon the rest of a forced
+/// shutdown: it is recorded as a failure, and everything else is still released (review
+/// finding).
+#[test]
+fn a_panicking_emergency_release_does_not_stop_the_others() {
+    struct Boom;
+    impl Reclaim for Boom {
+        fn reclaim(self: Box<Self>) -> Cleanup {
+            Cleanup::Done(Ok(()))
+        }
+        fn reclaim_now(self: Box<Self>) -> io::Result<()> {
+            panic!("reclaim_now bug")
+        }
+    }
+    scenario(Rt::Multi(2), "boom-now", async |base| {
+        let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        let t = sup.temp_file().await.unwrap();
+        let path = t.path().to_path_buf();
+        std::mem::forget(t);
+        std::mem::forget(
+            sup.root()
+                .register(ResourceKind::Lock, "boom", None, Boom)
+                .unwrap(),
+        );
+        let d = sup.temp_dir().await.unwrap();
+        let dir = d.path().to_path_buf();
+        std::mem::forget(d);
+        let report = sup.shutdown_now().await;
+        assert!(!exists(&path) && !exists(&dir), "{report}");
+        assert!(sup.live().is_empty(), "{:?}", sup.live());
+        assert_eq!(report.failures.len(), 1, "{report}");
+        assert!(report.failures[0].error.contains("panicked"), "{report}");
+        assert_eq!(report.alive_at_shutdown.len(), 3, "{report}");
+    });
+}
+
+/// A scope's sweep stops its children before it removes its dirs (review finding): a
+/// child that uses its grace to flush into its temp dir finds the dir still there.
+#[test]
+fn a_sweep_stops_children_before_removing_their_dirs() {
+    scenario(Rt::Multi(2), "sweep-order", async |base| {
+        let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        let out = base.join("outcome");
+        let dir_path = sup
+            .scope("job", async |s| {
+                let dir = s.temp_dir().await.unwrap();
+                let d = dir.path().display().to_string();
+                let script = format!(
+                    "trap 'sleep 0.3; if echo x > {d}/flushed; then echo ok > {o}; \
+                     else echo lost > {o}; fi; exit 0' TERM; \
+                     echo up > {o}.up; while :; do sleep 0.05; done",
+                    o = out.display()
+                );
+                let child = s
+                    .command("sh")
+                    .args(["-c", &script])
+                    .grace(Duration::from_secs(5))
+                    .spawn()
+                    .unwrap();
+                let up = out.with_extension("up");
+                let t = Instant::now();
+                while !exists(&up) {
+                    assert!(
+                        t.elapsed() < Duration::from_secs(10),
+                        "the child never started"
+                    );
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let path = dir.path().to_path_buf();
+                // Both left to the scope's sweep.
+                std::mem::forget(dir);
+                std::mem::forget(child);
+                path
+            })
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "ok");
+        assert!(
+            !exists(&dir_path),
+            "the dir is removed after the child stopped"
+        );
+        assert!(sup.failures().is_empty(), "{:?}", sup.failures());
+        std::fs::remove_file(&out).unwrap();
+        std::fs::remove_file(out.with_extension("up")).unwrap();
+        sup.shutdown().await;
+    });
+}

@@ -37,6 +37,7 @@ fn main() {
         "children-term-twice" => rt.block_on(children::signalled(true)),
         "children-panic-hook" => rt.block_on(children::panic_hook()),
         "children-drop-runtime" => children::drop_runtime(rt),
+        "children-drop-exit" => rt.block_on(children::drop_then_exit()),
         "audio-term" => rt.block_on(children::audio()),
         other => rt.block_on(signalled(other)),
     }

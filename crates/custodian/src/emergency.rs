@@ -127,15 +127,27 @@ fn end(inner: &Inner, progress: &Progress, unfinished: bool) -> EmergencyCleanup
     out
 }
 
-/// The last handle is gone without `shutdown()`: release what is left. The work
-/// (recursive removals, a child's SIGKILL and reap) goes to the supervisor's blocking
-/// pool, so that the dropping thread, often a runtime worker, does not block; if the
-/// runtime is gone, the pool drops the job unrun and it runs here instead.
+/// The last handle is gone without `shutdown()`: release what is left. The urgent,
+/// constant-time part runs here (`Reclaim::reclaim_urgent`: a child's SIGKILL to its
+/// group), because the process may exit right after this drop; the rest (the wait and
+/// reap, recursive removals, the temp root) goes to the supervisor's blocking pool, so
+/// that the dropping thread, often a runtime worker, does not block; if the runtime is
+/// gone, the pool drops the job unrun and it runs here instead. A process that exits
+/// before the pool runs it leaves its temp root to the next start's reaper.
 pub(crate) fn on_last_drop(inner: &mut Inner) {
     refuse_all(inner);
     inner.root_scope.raise(CancelReason::ForcedShutdown);
     inner.cut.cancel();
     inner.done.cancel();
+    for e in inner.registry.map.iter() {
+        // Constant work under a shard's read lock; it must not touch the registry.
+        let urgent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            e.reclaim.reclaim_urgent();
+        }));
+        if urgent.is_err() {
+            tracing::warn!(id = e.key().get(), "reclaim_urgent panicked");
+        }
+    }
     let registry = std::mem::take(&mut inner.registry);
     let records = inner.records.clone();
     let root = inner.take_temp_root();

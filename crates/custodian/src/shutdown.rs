@@ -150,13 +150,18 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
         .await
         .unwrap_or_default()
     } else {
-        ids.into_iter()
+        let mut cleanups = Vec::new();
+        let released = ids
+            .into_iter()
             .filter_map(|id| {
                 let (p, path) = inner.release_for_shutdown(id)?;
-                p.clean_up_in_background(&inner);
+                cleanups.push(p);
                 Some((id, path))
             })
-            .collect()
+            .collect();
+        // Children stopped before dirs are removed (see `clean_up_sweep`).
+        crate::inner::clean_up_sweep(&inner, cleanups);
+        released
     };
     let (mut alive_at_shutdown, mut cut_off) = (Vec::new(), Vec::new());
     for (id, path) in released {
@@ -188,11 +193,13 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
     let t = phase("release remaining", t);
 
     let i = inner.clone();
-    let removed = tokio::task::spawn_blocking(move || i.remove_temp_root())
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.unwrap_or(Ok(())).map_err(|e| e.to_string()));
-    let temp_root_error = removed.err();
+    let removed = match tokio::task::spawn_blocking(move || i.remove_temp_root()).await {
+        Ok(r) => r,
+        // The blocking pool is shutting down and dropped the job unrun (its flag is
+        // still unset): the runtime is going away, so do it here.
+        Err(_) => inner.remove_temp_root(),
+    };
+    let temp_root_error = removed.and_then(Result::err).map(|e| e.to_string());
     phase("remove temp root", t);
 
     let report = ShutdownReport {

@@ -247,3 +247,21 @@ pub(crate) async fn audio() {
     ));
     say_children("CHILDREN");
 }
+
+/// `children-drop-exit`: a forgotten child (a group with a grandchild), the last handle
+/// dropped without `shutdown()`, then `process::exit` at once: the blocking pool never
+/// gets to the emergency work, so only what the drop did inline counts.
+pub(crate) async fn drop_then_exit() {
+    let sup = Supervisor::builder().start().expect("supervisor");
+    say(&format!("ROOT {}", sup.temp_root().display()));
+    let child = sup
+        .command("sh")
+        .args(["-c", "sleep 1000 & sleep 1000"])
+        .spawn()
+        .expect("child");
+    say(&format!("PGID {}", child.id().expect("pid")));
+    std::mem::forget(child);
+    say("READY");
+    drop(sup);
+    std::process::exit(0);
+}

@@ -9,8 +9,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::Inner;
-use super::retry::PanickedCleanup;
+use tokio::runtime::Handle;
+use tokio_util::task::TaskTracker;
+
+use super::retry::{PanickedCleanup, Retrier};
+use super::{Inner, Records};
 
 /// A released entry whose clean-up has not run yet: what the release decision hands its
 /// caller, who must run the clean-up one way or the other.
@@ -70,13 +73,19 @@ impl Released {
     /// Runs the clean-up without waiting: inline if it is done, otherwise on the
     /// runtime, tracked by the owning scope and the supervisor. Never blocks.
     pub(crate) fn clean_up_in_background(self, inner: &Inner) {
+        self.run_in_background(&Janitor::borrow(inner), None);
+    }
+
+    /// [`clean_up_in_background`](Self::clean_up_in_background); an asynchronous clean-up
+    /// also holds `extra` until it ends (a sweep's stops, see [`clean_up_sweep`]).
+    fn run_in_background(self, j: &Janitor<'_>, extra: Option<TaskTrackerToken>) {
         let (info, scope, cleanup) = self.split();
-        let tokens = (inner.cleanups.token(), scope.tracker.token());
+        let tokens = (j.cleanups.token(), scope.tracker.token());
         match cleanup {
             None | Some(Cleanup::Done(Ok(()))) => {}
-            Some(Cleanup::Done(Err(e))) => inner.records.record_failure(&info, &e),
+            Some(Cleanup::Done(Err(e))) => j.records.record_failure(&info, &e),
             Some(Cleanup::Blocking(work)) => {
-                let retrier = inner.retrier.clone();
+                let retrier = Arc::clone(j.retrier);
                 let job = Deferred::new(move || {
                     let (cleanups, scope) = tokens;
                     let _ = retrier.first_attempt(work, info, cleanups);
@@ -84,12 +93,13 @@ impl Released {
                 });
                 // If the runtime is gone the closure is dropped unrun, and `Deferred`
                 // runs it inline: the only case where clean-up blocks the dropping thread.
-                drop(inner.handle.spawn_blocking(move || job.run()));
+                drop(j.handle.spawn_blocking(move || job.run()));
             }
             Some(Cleanup::Async(fut)) => {
-                let records = inner.records.clone();
-                drop(inner.handle.spawn(async move {
+                let records = Arc::clone(j.records);
+                drop(j.handle.spawn(async move {
                     let _tokens: (TaskTrackerToken, TaskTrackerToken) = tokens;
+                    let _extra = extra;
                     if let Err(e) = fut.await {
                         records.record_failure(&info, &e);
                     }
@@ -187,6 +197,112 @@ impl<F: FnOnce()> Drop for Deferred<F> {
     fn drop(&mut self) {
         if let Some(f) = self.0.take() {
             f();
+        }
+    }
+}
+
+/// What running a clean-up in the background needs, borrowed from `Inner` or from an
+/// [`OwnedJanitor`].
+struct Janitor<'a> {
+    cleanups: &'a TaskTracker,
+    records: &'a Arc<Records>,
+    retrier: &'a Arc<Retrier>,
+    handle: &'a Handle,
+}
+
+impl<'a> Janitor<'a> {
+    fn borrow(inner: &'a Inner) -> Self {
+        Janitor {
+            cleanups: &inner.cleanups,
+            records: &inner.records,
+            retrier: &inner.retrier,
+            handle: &inner.handle,
+        }
+    }
+}
+
+/// A [`Janitor`] a task can own (it must not keep the whole supervisor alive).
+struct OwnedJanitor {
+    cleanups: TaskTracker,
+    records: Arc<Records>,
+    retrier: Arc<Retrier>,
+    handle: Handle,
+}
+
+impl OwnedJanitor {
+    fn of(inner: &Inner) -> Self {
+        OwnedJanitor {
+            cleanups: inner.cleanups.clone(),
+            records: inner.records.clone(),
+            retrier: inner.retrier.clone(),
+            handle: inner.handle.clone(),
+        }
+    }
+
+    fn get(&self) -> Janitor<'_> {
+        Janitor {
+            cleanups: &self.cleanups,
+            records: &self.records,
+            retrier: &self.retrier,
+            handle: &self.handle,
+        }
+    }
+}
+
+/// Runs the clean-ups of one sweep (a scope's end, shutdown's release of what is left):
+/// processes are stopped before directories are removed, so that a child using its grace
+/// to flush into its temp dir, or to move its results out of it, never races that dir's
+/// removal. The rest runs at once. Never blocks.
+pub(crate) fn clean_up_sweep(inner: &Inner, released: Vec<Released>) {
+    let is = |r: &Released, blocking: bool| match &r.cleanup {
+        Some(Cleanup::Async(_)) => !blocking,
+        Some(Cleanup::Blocking(_)) => blocking,
+        _ => false,
+    };
+    let any_stop = released.iter().any(|r| is(r, false));
+    let j = Janitor::borrow(inner);
+    if !any_stop {
+        for r in released {
+            r.run_in_background(&j, None);
+        }
+        return;
+    }
+    let stops = TaskTracker::new();
+    let mut removals = Vec::new();
+    for r in released {
+        if is(&r, true) {
+            removals.push(r);
+        } else {
+            let extra = is(&r, false).then(|| stops.token());
+            r.run_in_background(&j, extra);
+        }
+    }
+    stops.close();
+    if removals.is_empty() {
+        return;
+    }
+    // Held until the removals are spawned: the scopes and shutdown keep waiting.
+    let hold: Vec<_> = removals
+        .iter()
+        .map(|r| (inner.cleanups.token(), r.scope.tracker.token()))
+        .collect();
+    let later = Later(removals, OwnedJanitor::of(inner));
+    drop(inner.handle.spawn(async move {
+        stops.wait().await;
+        drop(later);
+        drop(hold);
+    }));
+}
+
+/// A sweep's removals, waiting for its stops. Run when dropped: after the stops, or at
+/// once if the runtime drops the waiting task unrun.
+struct Later(Vec<Released>, OwnedJanitor);
+
+impl Drop for Later {
+    fn drop(&mut self) {
+        let j = self.1.get();
+        for r in self.0.drain(..) {
+            r.run_in_background(&j, None);
         }
     }
 }

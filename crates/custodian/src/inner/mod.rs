@@ -57,7 +57,7 @@ mod observe;
 mod records;
 mod retry;
 
-pub(crate) use clean_up::{Deferred, Released};
+pub(crate) use clean_up::{Deferred, Released, clean_up_sweep};
 pub use handle::Supervisor;
 pub(crate) use hooks::Hook;
 pub(crate) use records::Records;
@@ -357,7 +357,16 @@ pub(crate) fn release_now(
     let (_, entry) = registry.map.remove(&id)?;
     let path = path.unwrap_or_else(|| entry.scope.shutdown_path());
     let (released, reclaim) = records.retire(id, entry, path);
-    match reclaim.reclaim_now() {
+    // A panicking `reclaim_now` (the trait is public) must not abandon the releases
+    // after it: it is recorded as a failure, and the sweep goes on.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reclaim.reclaim_now()))
+        .unwrap_or_else(|p| {
+            Err(std::io::Error::other(format!(
+                "the emergency release panicked: {}",
+                crate::error::panic_message(p)
+            )))
+        });
+    match outcome {
         Ok(()) => Some((true, path)),
         Err(e) => {
             records.record_failure(&released.split().0, &e);

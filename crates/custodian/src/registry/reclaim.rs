@@ -73,4 +73,12 @@ pub trait Reclaim: Send + Sync + 'static {
             Cleanup::Async(_) => Ok(()),
         }
     }
+
+    /// Constant-time work that must happen at once when the last supervisor handle is
+    /// dropped without `shutdown()`: the rest of that emergency release
+    /// ([`reclaim_now`](Self::reclaim_now)) is handed to the blocking pool, which never
+    /// runs it if the process exits right after the drop. A child sends SIGKILL to its
+    /// group here. Called on the dropping thread, under a registry read lock: must not
+    /// block or touch the registry. Default: nothing.
+    fn reclaim_urgent(&self) {}
 }

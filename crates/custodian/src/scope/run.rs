@@ -129,9 +129,12 @@ impl<F: Future> Future for CatchUnwind<F> {
 /// Sweeps `scope`: releases, in reverse acquisition order, everything still registered
 /// to it, and closes it to new registrations.
 pub(super) fn sweep(inner: &Inner, scope: &Arc<ScopeShared>, path: ReleasePath) {
-    for id in scope.close().into_iter().rev() {
-        if let Some(p) = inner.release_in(id, scope, path) {
-            p.clean_up_in_background(inner);
-        }
-    }
+    let released: Vec<_> = scope
+        .close()
+        .into_iter()
+        .rev()
+        .filter_map(|id| inner.release_in(id, scope, path))
+        .collect();
+    // Children stopped before dirs are removed (see `clean_up_sweep`).
+    crate::inner::clean_up_sweep(inner, released);
 }

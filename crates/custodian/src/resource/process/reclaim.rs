@@ -38,6 +38,14 @@ impl Reclaim for ChildReclaim {
         }
         self.core.kill_now()
     }
+
+    /// SIGKILL to the group at once (constant work); the wait and the reap follow in
+    /// `reclaim_now`, if the process lives long enough to run it.
+    fn reclaim_urgent(&self) {
+        if self.core.status().is_none() {
+            let _ = self.core.signal(Sig::KILL);
+        }
+    }
 }
 
 /// Kills and reaps the child if the stop task is dropped before it finished (only happens
