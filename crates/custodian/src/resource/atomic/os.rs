@@ -54,13 +54,15 @@ pub(crate) fn split(target: &Path) -> io::Result<(&Path, &OsStr)> {
 
 /// Opens the target's directory and a 0600 temp file in it.
 pub(crate) fn open_temp(target: &Path) -> io::Result<Opened> {
-    let (dir, _) = split(target)?;
+    let (dir, name) = split(target)?;
     let dir = rustix::fs::openat(
         CWD,
         dir,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
+    // Refuse early what the commit would refuse (it checks again).
+    existing(&dir, name)?;
     let private = Mode::RUSR | Mode::WUSR;
     match rustix::fs::openat(
         &dir,
@@ -128,11 +130,8 @@ pub(crate) fn commit(
 /// `File::create` would give a new file (0666 & !umask). A symlink at the target is
 /// replaced, not followed: the new file gets the new-file mode.
 fn give_final_mode(dir: &OwnedFd, file: &std::fs::File, target: &OsStr) -> io::Result<()> {
-    match rustix::fs::statat(dir, target, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => Err(
-            io::Error::new(io::ErrorKind::IsADirectory, "the target is a directory"),
-        ),
-        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
+    match existing(dir, target)? {
+        Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
             let uid = rustix::fs::Uid::from_raw(st.st_uid);
             let gid = rustix::fs::Gid::from_raw(st.st_gid);
             // Only root (or the owner, for a group it belongs to) may chown: keep going.
@@ -144,11 +143,33 @@ fn give_final_mode(dir: &OwnedFd, file: &std::fs::File, target: &OsStr) -> io::R
             rustix::fs::fchmod(file, Mode::from_raw_mode(st.st_mode & 0o7777))?;
             Ok(())
         }
-        Ok(_) | Err(Errno::NOENT) => {
+        _ => {
             rustix::fs::fchmod(file, Mode::from_raw_mode(0o666 & !umask()))?;
             Ok(())
         }
-        Err(e) => Err(e.into()),
+    }
+}
+
+/// What is at the target now (`None`: nothing), if an atomic write may replace it: a
+/// regular file or a symlink (the link is replaced, never its target). A directory, a
+/// device (`/dev/full`), a fifo or a socket is refused: renaming over it would destroy
+/// it, not write to it.
+fn existing(dir: &OwnedFd, target: &OsStr) -> io::Result<Option<rustix::fs::Stat>> {
+    let st = match rustix::fs::statat(dir, target, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile | FileType::Symlink => Ok(Some(st)),
+        FileType::Directory => Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "the target is a directory",
+        )),
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("the target is not a regular file ({other:?}); refusing to replace it"),
+        )),
     }
 }
 
