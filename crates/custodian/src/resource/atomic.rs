@@ -283,6 +283,29 @@ impl AtomicFile {
         matches!(err, Error::Io { source, .. } if FsyncFailed::is(source))
     }
 
+    /// Removes the temp names that atomic writes killed mid-way left in `dir`: names
+    /// starting with [`ATOMIC_TEMP_PREFIX`], regular files, older than `min_age`, whose
+    /// writer is gone (every live writer holds an `flock` on its temp file, and the
+    /// kernel drops it when the writer dies). Blocking: call it from
+    /// [`spawn_blocking`](tokio::task::spawn_blocking) in async code. Returns how many
+    /// names it removed.
+    ///
+    /// `min_age` guards the instant between a writer's `O_EXCL` creation and its
+    /// `flock`: a minute is plenty; zero is only safe when no writer is running.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] with [`Operation::Cleanup`] naming `dir` if it cannot be read.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir();
+    /// let n = custodian::AtomicFile::sweep(&dir, std::time::Duration::from_secs(600)).unwrap();
+    /// # let _ = n;
+    /// ```
+    pub fn sweep(dir: &Path, min_age: std::time::Duration) -> Result<usize> {
+        os::sweep(dir, min_age).map_err(|e| Error::io(Operation::Cleanup, dir, e))
+    }
+
     async fn finish(self, bytes: Option<Vec<u8>>, d: Durability, replace: bool) -> Result<()> {
         let op = Operation::AtomicCommit;
         let AtomicFile {

@@ -20,11 +20,12 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
-use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, RenameFlags};
+use rustix::fs::{AtFlags, CWD, FileType, FlockOperation, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
 use crate::sys::FileId;
 use crate::sys::create::{create_file_at, random_hex};
+use crate::sys::remove::remove_file_at;
 
 use super::ATOMIC_TEMP_PREFIX as TEMP_PREFIX;
 
@@ -72,6 +73,9 @@ pub(crate) fn open_temp(target: &Path) -> io::Result<Opened> {
     ) {
         Ok(file) => {
             rustix::fs::fchmod(&file, private)?;
+            // Held while the file lives: a sweep skips a temp name whose lock is taken
+            // (the name exists only between `linkat` and `renameat` of a commit).
+            rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive)?;
             Ok(Opened {
                 dir,
                 file,
@@ -81,6 +85,12 @@ pub(crate) fn open_temp(target: &Path) -> io::Result<Opened> {
         // The file system (or kernel) has no `O_TMPFILE`: fall back to a named file.
         Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => {
             let made = create_file_at(dir.as_fd(), TEMP_PREFIX, "")?;
+            // A sweep only takes names it can lock, and only old ones (a fresh name is
+            // not old enough to be swept in the instant before this lock).
+            if let Err(e) = rustix::fs::flock(&made.fd, FlockOperation::NonBlockingLockExclusive) {
+                let _ = rustix::fs::unlinkat(&dir, &made.name, AtFlags::empty());
+                return Err(e.into());
+            }
             Ok(Opened {
                 dir,
                 file: made.fd,
@@ -229,6 +239,49 @@ fn link_fd(dir: &OwnedFd, file: &std::fs::File, name: &OsStr) -> io::Result<()> 
         )?),
         r => Ok(r?),
     }
+}
+
+/// Removes the atomic-write temp names in `dir` older than `min_age` whose writer is
+/// gone (their `flock` can be taken). Returns how many it removed.
+pub(crate) fn sweep(dir: &Path, min_age: std::time::Duration) -> io::Result<usize> {
+    let dirfd = rustix::fs::openat(
+        CWD,
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if !name.as_encoded_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
+            continue;
+        }
+        let fd = match rustix::fs::openat(
+            &dirfd,
+            &name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            // Gone meanwhile, or not a file we may open (a symlink): not ours to judge.
+            Err(_) => continue,
+        };
+        let st = rustix::fs::fstat(&fd)?;
+        let mtime = std::time::UNIX_EPOCH
+            + std::time::Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec as u32);
+        let old = now.duration_since(mtime).is_ok_and(|age| age >= min_age);
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || !old {
+            continue;
+        }
+        if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue; // a live writer holds it
+        }
+        if matches!(remove_file_at(&dirfd, &name, FileId::of_stat(&st)), Ok(_)) {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// The process umask, read from `/proc/self/status` (setting it to read it back would
