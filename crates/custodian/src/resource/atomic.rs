@@ -33,6 +33,9 @@ use crate::sys::FileId;
 use crate::sys::remove::remove_file_at;
 
 pub(crate) use os::FsyncFailed;
+
+/// What `atomic_write` writes, whatever holds it.
+type Bytes = Box<dyn AsRef<[u8]> + Send>;
 /// The name prefix of an atomic write's named temp file, in the target's directory: used
 /// on a file system without `O_TMPFILE`, and for the instant between `linkat` and
 /// `renameat` of a replacing commit.
@@ -306,7 +309,7 @@ impl AtomicFile {
         os::sweep(dir, min_age).map_err(|e| Error::io(Operation::Cleanup, dir, e))
     }
 
-    async fn finish(self, bytes: Option<Vec<u8>>, d: Durability, replace: bool) -> Result<()> {
+    async fn finish(self, bytes: Option<Bytes>, d: Durability, replace: bool) -> Result<()> {
         let op = Operation::AtomicCommit;
         let AtomicFile {
             reg,
@@ -332,7 +335,13 @@ impl AtomicFile {
                 replace,
             };
             let temp = named.as_ref().map(|(n, _)| n.as_os_str());
-            os::commit(&dir, file, temp, bytes.as_deref(), plan)
+            os::commit(
+                &dir,
+                file,
+                temp,
+                bytes.as_ref().map(|b| (**b).as_ref()),
+                plan,
+            )
         });
         let done = unit.await.map_err(io::Error::other).and_then(|r| r);
         // Committed or not, the temp file's name (if any) is removed by the release.
@@ -453,14 +462,17 @@ impl Scope {
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     #[track_caller]
-    pub fn atomic_write<P: AsRef<Path>>(&self, path: P, bytes: impl Into<Vec<u8>>) -> AtomicWrite {
+    pub fn atomic_write<P, B>(&self, path: P, bytes: B) -> AtomicWrite
+    where
+        P: AsRef<Path>,
+        B: AsRef<[u8]> + Send + 'static,
+    {
         let create = self.atomic_file(path);
-        let bytes = bytes.into();
+        // Boxed, not copied: an `Arc<[u8]>` or a `Vec` is written where it is.
+        let bytes: Bytes = Box::new(bytes);
         AtomicWrite(Box::pin(async move {
-            create
-                .await?
-                .finish(Some(bytes), Durability::Durable, true)
-                .await
+            let f = create.await?;
+            f.finish(Some(bytes), Durability::Durable, true).await
         }))
     }
 }

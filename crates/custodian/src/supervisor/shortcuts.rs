@@ -216,7 +216,11 @@ impl Supervisor {
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     #[track_caller]
-    pub fn atomic_write<P: AsRef<Path>>(&self, path: P, bytes: impl Into<Vec<u8>>) -> AtomicWrite {
+    pub fn atomic_write<P, B>(&self, path: P, bytes: B) -> AtomicWrite
+    where
+        P: AsRef<Path>,
+        B: AsRef<[u8]> + Send + 'static,
+    {
         self.root().atomic_write(path, bytes)
     }
 
