@@ -55,6 +55,11 @@ pub(crate) fn split(target: &Path) -> io::Result<(&Path, &OsStr)> {
 
 /// Opens the target's directory and a 0600 temp file in it.
 pub(crate) fn open_temp(target: &Path) -> io::Result<Opened> {
+    open_temp_with(target, true)
+}
+
+/// [`open_temp`], with `O_TMPFILE` tried only if `unnamed` (tests force a named file).
+pub(crate) fn open_temp_with(target: &Path, unnamed: bool) -> io::Result<Opened> {
     let (dir, name) = split(target)?;
     let dir = rustix::fs::openat(
         CWD,
@@ -65,12 +70,17 @@ pub(crate) fn open_temp(target: &Path) -> io::Result<Opened> {
     // Refuse early what the commit would refuse (it checks again).
     existing(&dir, name)?;
     let private = Mode::RUSR | Mode::WUSR;
-    match rustix::fs::openat(
-        &dir,
-        ".",
-        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
-        private,
-    ) {
+    let tmpfile = if unnamed {
+        rustix::fs::openat(
+            &dir,
+            ".",
+            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+            private,
+        )
+    } else {
+        Err(Errno::OPNOTSUPP)
+    };
+    match tmpfile {
         Ok(file) => {
             rustix::fs::fchmod(&file, private)?;
             // Held while the file lives: a sweep skips a temp name whose lock is taken
