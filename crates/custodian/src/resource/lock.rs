@@ -1,5 +1,9 @@
-//! File locks as resources: `flock(2)` through std's `File::lock` family, held by a
-//! registered guard.
+//! File locks as resources: `flock(2)`, held by a registered guard.
+//!
+//! The calls are rustix's `flock`, the very system call behind std's `File::lock` family
+//! on Linux (same semantics: per open file description, dropped on close), because std's
+//! methods need Rust 1.89 and the crate's MSRV is 1.85. Moving to `File::try_lock` is a
+//! one-line change once the MSRV is raised.
 //!
 //! Acquisition never parks a runtime thread: it opens the file on the blocking pool, then
 //! polls `try_lock` with exponential backoff and jitter (1 ms up to 50 ms) on the async
@@ -13,7 +17,6 @@
 //! path) unlocks it; the kernel drops it when the owner dies.
 
 use std::fmt;
-use std::fs::TryLockError;
 use std::future::Future;
 use std::io;
 use std::panic::Location;
@@ -22,6 +25,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+use rustix::fs::FlockOperation;
+use rustix::io::Errno;
 
 use crate::error::{Error, Operation, Result};
 use crate::inner::Spec;
@@ -205,17 +211,17 @@ impl LockOptions {
             let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
             let mut delay = Duration::from_millis(1);
             loop {
-                let tried = match mode {
-                    LockMode::Shared => file.try_lock_shared(),
-                    LockMode::Exclusive => file.try_lock(),
+                let how = match mode {
+                    LockMode::Shared => FlockOperation::NonBlockingLockShared,
+                    LockMode::Exclusive => FlockOperation::NonBlockingLockExclusive,
                 };
-                match tried {
+                match rustix::fs::flock(&file, how) {
                     Ok(()) => break,
-                    Err(TryLockError::Error(e)) => return Err(Error::io(op, &path, e)),
-                    Err(TryLockError::WouldBlock) if !wait => {
+                    Err(Errno::WOULDBLOCK) if !wait => {
                         return Err(Error::io(op, &path, io::ErrorKind::WouldBlock.into()));
                     }
-                    Err(TryLockError::WouldBlock) => {}
+                    Err(Errno::WOULDBLOCK | Errno::INTR) => {}
+                    Err(e) => return Err(Error::io(op, &path, e.into())),
                 }
                 let mut pause = jittered(delay);
                 if let Some(d) = deadline {

@@ -287,7 +287,7 @@ pub(crate) fn sweep(dir: &Path, min_age: std::time::Duration) -> io::Result<usiz
         if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err() {
             continue; // a live writer holds it
         }
-        if matches!(remove_file_at(&dirfd, &name, FileId::of_stat(&st)), Ok(_)) {
+        if remove_file_at(&dirfd, &name, FileId::of_stat(&st)).is_ok() {
             removed += 1;
         }
     }
