@@ -60,6 +60,28 @@ fn holder(mode: &str, path: &Path) -> Child {
     child
 }
 
+/// Asserts that another process can take an exclusive lock on `path`, polling for up
+/// to 5 s (a loaded machine may run the `flock(1)` process late; a lock that is really
+/// held fails every poll). The panic lists `/proc/locks` lines for the file's inode.
+fn assert_free_for_others(path: &Path, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !free_for_others(path) {
+        if Instant::now() > deadline {
+            let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap());
+            let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+            let held: Vec<_> = locks
+                .lines()
+                .filter(|l| l.contains(&format!(":{ino} ")))
+                .collect();
+            panic!(
+                "{what}: still locked (test pid {}): {held:#?}",
+                std::process::id()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Whether another process can take an exclusive lock on `path` right now.
 fn free_for_others(path: &Path) -> bool {
     Command::new("flock")
@@ -116,7 +138,7 @@ fn exclusive_excludes_shared_shares_and_a_killed_holder_frees_it() {
         );
         assert!(!free_for_others(&path));
         held.unlock().await.unwrap();
-        assert!(free_for_others(&path));
+        assert_free_for_others(&path, "after unlock");
         // Shared shares, and excludes an exclusive one.
         let mut other = holder("shared", &path);
         let mine = sup.file_lock(&path).shared().try_acquire().await.unwrap();
@@ -125,7 +147,7 @@ fn exclusive_excludes_shared_shares_and_a_killed_holder_frees_it() {
         other.kill().unwrap();
         other.wait().unwrap();
         drop(mine);
-        assert!(free_for_others(&path));
+        assert_free_for_others(&path, "after the shared holders");
         assert!(sup.shutdown().await.is_clean());
         std::fs::remove_file(&path).unwrap();
     });
@@ -156,7 +178,7 @@ fn cancelled_acquire_holds_nothing_and_children_do_not_inherit() {
         // A child started while the lock is held does not keep it.
         let mut child = Command::new("sleep").arg("30").spawn().unwrap();
         first.unlock().await.unwrap();
-        assert!(free_for_others(&path), "a lock outlived its guard");
+        assert_free_for_others(&path, "a lock outlived its guard");
         assert_eq!(sup.stats().live(), 0);
         assert_eq!(sup.stats().kind(ResourceKind::Lock).created, 1);
         child.kill().unwrap();
