@@ -28,7 +28,8 @@ fn bench_dir() -> PathBuf {
     dir
 }
 
-/// The raw sequence; returns the time of each step: write, fsync, rename, dir fsync.
+/// The raw sequence; returns the time of each step: create and write, fsync, rename,
+/// dir fsync.
 fn raw(dir: &Path, target: &Path, bytes: &[u8]) -> [Duration; 4] {
     let t0 = Instant::now();
     let tmp = dir.join(".raw-tmp");
@@ -122,7 +123,7 @@ fn interleaved(s: &Setup) {
             );
         }
         let total: Duration = steps.iter().sum();
-        let label = ["write", "fsync file", "rename", "fsync dir"];
+        let label = ["create+write", "fsync file", "rename", "fsync dir"];
         let parts: Vec<String> = label
             .iter()
             .zip(steps)

@@ -208,7 +208,8 @@ impl LockOptions {
                 .map_err(io::Error::other)
                 .and_then(|r| r)
                 .map_err(|e| Error::io(op, &path, e))?;
-            let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+            // A timeout too far to represent is no timeout (saturating, never a panic).
+            let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
             let mut delay = Duration::from_millis(1);
             loop {
                 let how = match mode {

@@ -221,15 +221,19 @@ impl std::error::Error for RetryError {
     }
 }
 
-/// A random duration in `[0, d]` ("full jitter": contenders spread out).
+/// A random duration in `[0, d]` ("full jitter": contenders spread out). Integer
+/// arithmetic, so that no `Duration` can overflow (a delay beyond `u64::MAX` ns, 584
+/// years, is capped there).
 pub(crate) fn jittered(d: Duration) -> Duration {
+    let n = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
     let mut b = [0u8; 8];
     // Without randomness, wait the whole delay: still bounded, only less spread.
     if rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).is_err() {
-        return d;
+        return Duration::from_nanos(n);
     }
-    let frac = u64::from_ne_bytes(b) as f64 / u64::MAX as f64;
-    d.mul_f64(frac)
+    let r = u128::from(u64::from_ne_bytes(b));
+    // n * r / 2^64 <= n: fits in a u64.
+    Duration::from_nanos(((u128::from(n) * r) >> 64) as u64)
 }
 
 /// Sleeps `d`; `false` if `cancel` fired first.
@@ -242,6 +246,20 @@ pub(crate) async fn sleep_or_cancel(d: Duration, cancel: Option<&CancellationTok
         None => {
             tokio::time::sleep(d).await;
             true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_the_delay_and_saturates() {
+        for d in [Duration::ZERO, Duration::from_millis(7), Duration::MAX] {
+            for _ in 0..100 {
+                assert!(jittered(d) <= d);
+            }
         }
     }
 }
