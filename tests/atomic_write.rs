@@ -211,3 +211,46 @@ fn keeps_the_mode_replaces_symlinks_and_refuses_devices() {
         std::fs::create_dir(&dir).unwrap();
     });
 }
+
+#[test]
+fn a_batch_renames_only_after_every_file_is_ready() {
+    scenario(Rt::Multi(2), "atomic-batch", async |dir| {
+        let sup = Supervisor::builder().start().unwrap();
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        let names = ["a", "b", "sub/c"];
+        for n in names {
+            std::fs::write(dir.join(n), b"old").unwrap();
+        }
+        let open_all = async |tag: &str| {
+            let mut files = Vec::new();
+            for n in names {
+                let mut f = sup.atomic_file(dir.join(n)).await.unwrap();
+                f.write_all(format!("{tag} {n}").as_bytes()).await.unwrap();
+                files.push(f);
+            }
+            files
+        };
+        // `b` turns into a directory before the commit: nothing is replaced.
+        let files = open_all("first").await;
+        std::fs::remove_file(dir.join("b")).unwrap();
+        std::fs::create_dir(dir.join("b")).unwrap();
+        let err = AtomicFile::commit_batch(files).await.unwrap_err();
+        assert_eq!(err.io_kind(), Some(std::io::ErrorKind::IsADirectory), "{err}");
+        assert_eq!(err.path(), Some(dir.join("b").as_path()));
+        assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"old");
+        assert_eq!(std::fs::read(dir.join("sub/c")).unwrap(), b"old");
+        std::fs::remove_dir(dir.join("b")).unwrap();
+        // Then the whole batch, two directories.
+        let files = open_all("second").await;
+        AtomicFile::commit_batch(files).await.unwrap();
+        for n in names {
+            assert_eq!(std::fs::read(dir.join(n)).unwrap(), format!("second {n}").as_bytes());
+        }
+        assert!(temps(&dir).is_empty() && temps(&dir.join("sub")).is_empty());
+        assert_eq!(sup.stats().live(), 0);
+        assert!(sup.shutdown().await.is_clean());
+        std::fs::remove_dir_all(dir.join("sub")).unwrap();
+        std::fs::remove_file(dir.join("a")).unwrap();
+        std::fs::remove_file(dir.join("b")).unwrap();
+    });
+}

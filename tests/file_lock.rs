@@ -108,8 +108,15 @@ fn exclusive_excludes_shared_shares_and_a_killed_holder_frees_it() {
             assert_eq!(err.path(), Some(path.as_path()));
         }
         // A timeout too far to represent saturates (no panic).
-        let far = sup.file_lock(&path).timeout(Duration::MAX).try_acquire().await;
-        assert_eq!(far.unwrap_err().io_kind(), Some(std::io::ErrorKind::WouldBlock));
+        let far = sup
+            .file_lock(&path)
+            .timeout(Duration::MAX)
+            .try_acquire()
+            .await;
+        assert_eq!(
+            far.unwrap_err().io_kind(),
+            Some(std::io::ErrorKind::WouldBlock)
+        );
         let t0 = Instant::now();
         let err = sup
             .file_lock(&path)

@@ -10,6 +10,7 @@
 //! unit on the blocking pool.
 
 mod acquire;
+mod batch;
 mod os;
 #[cfg(test)]
 mod tests;

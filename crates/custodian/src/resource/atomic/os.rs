@@ -128,7 +128,22 @@ pub(crate) fn commit(
     bytes: Option<&[u8]>,
     plan: Plan<'_>,
 ) -> io::Result<()> {
-    let mut file = file;
+    let file = prepare(dir, file, bytes, plan)?;
+    place(dir, &file, named, plan)?;
+    if plan.sync_dir {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Before the target is touched: writes `bytes` (if any), fsyncs if asked, and gives
+/// the file its final mode and owner.
+pub(crate) fn prepare(
+    dir: &OwnedFd,
+    mut file: std::fs::File,
+    bytes: Option<&[u8]>,
+    plan: Plan<'_>,
+) -> io::Result<std::fs::File> {
     if let Some(bytes) = bytes {
         io::Write::write_all(&mut file, bytes)?;
     }
@@ -136,14 +151,25 @@ pub(crate) fn commit(
         rustix::fs::fsync(&file).map_err(|e| FsyncFailed::wrap("temp file", e.into()))?;
     }
     give_final_mode(dir, &file, plan.target)?;
+    Ok(file)
+}
+
+/// The one step that touches the target: rename (or link) the temp file there.
+pub(crate) fn place(
+    dir: &OwnedFd,
+    file: &std::fs::File,
+    named: Option<&OsStr>,
+    plan: Plan<'_>,
+) -> io::Result<()> {
     match named {
-        Some(temp) => place_named(dir, temp, plan)?,
-        None => place_unnamed(dir, &file, plan)?,
+        Some(temp) => place_named(dir, temp, plan),
+        None => place_unnamed(dir, file, plan),
     }
-    if plan.sync_dir {
-        rustix::fs::fsync(dir).map_err(|e| FsyncFailed::wrap("directory", e.into()))?;
-    }
-    Ok(())
+}
+
+/// Makes the directory's new entries durable.
+pub(crate) fn sync_dir(dir: &OwnedFd) -> io::Result<()> {
+    rustix::fs::fsync(dir).map_err(|e| FsyncFailed::wrap("directory", e.into()))
 }
 
 /// The existing target's mode and owner (owner only where permitted), or the mode
