@@ -235,7 +235,11 @@ fn a_batch_renames_only_after_every_file_is_ready() {
         std::fs::remove_file(dir.join("b")).unwrap();
         std::fs::create_dir(dir.join("b")).unwrap();
         let err = AtomicFile::commit_batch(files).await.unwrap_err();
-        assert_eq!(err.io_kind(), Some(std::io::ErrorKind::IsADirectory), "{err}");
+        assert_eq!(
+            err.io_kind(),
+            Some(std::io::ErrorKind::IsADirectory),
+            "{err}"
+        );
         assert_eq!(err.path(), Some(dir.join("b").as_path()));
         assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"old");
         assert_eq!(std::fs::read(dir.join("sub/c")).unwrap(), b"old");
@@ -244,7 +248,10 @@ fn a_batch_renames_only_after_every_file_is_ready() {
         let files = open_all("second").await;
         AtomicFile::commit_batch(files).await.unwrap();
         for n in names {
-            assert_eq!(std::fs::read(dir.join(n)).unwrap(), format!("second {n}").as_bytes());
+            assert_eq!(
+                std::fs::read(dir.join(n)).unwrap(),
+                format!("second {n}").as_bytes()
+            );
         }
         assert!(temps(&dir).is_empty() && temps(&dir.join("sub")).is_empty());
         assert_eq!(sup.stats().live(), 0);

@@ -204,8 +204,8 @@ impl AtomicFile {
         self.finish(None, Durability::Durable, true).await
     }
 
-    /// Flushes, then (on the blocking pool, as one unit) fsyncs the temp file if
-    /// `durability` asks for it, gives it the target's mode and owner, renames it over
+    /// Flushes, then (on the blocking pool, as one unit) gives the temp file the
+    /// target's mode and owner, fsyncs it if `durability` asks for it, renames it over
     /// the target, and fsyncs the directory if asked.
     ///
     /// # Errors

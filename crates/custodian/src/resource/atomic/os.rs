@@ -136,8 +136,8 @@ pub(crate) fn commit(
     Ok(())
 }
 
-/// Before the target is touched: writes `bytes` (if any), fsyncs if asked, and gives
-/// the file its final mode and owner.
+/// Before the target is touched: writes `bytes` (if any), gives the file its final mode
+/// and owner, and fsyncs it if asked (after the mode, so that the mode is durable too).
 pub(crate) fn prepare(
     dir: &OwnedFd,
     mut file: std::fs::File,
@@ -147,10 +147,11 @@ pub(crate) fn prepare(
     if let Some(bytes) = bytes {
         io::Write::write_all(&mut file, bytes)?;
     }
+    // Mode and owner first: a change after the fsync would not be durable with it.
+    give_final_mode(dir, &file, plan.target)?;
     if plan.sync_file {
         rustix::fs::fsync(&file).map_err(|e| FsyncFailed::wrap("temp file", e.into()))?;
     }
-    give_final_mode(dir, &file, plan.target)?;
     Ok(file)
 }
 
