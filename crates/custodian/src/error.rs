@@ -48,6 +48,12 @@ pub enum Operation {
     RegisterHook,
     /// Installing signal handlers.
     InstallSignalHandlers,
+    /// Creating or writing the temp file of an atomic write.
+    AtomicWrite,
+    /// Committing an atomic write (fsync, rename or link, directory fsync).
+    AtomicCommit,
+    /// Opening or locking a file lock.
+    Lock,
 }
 
 impl fmt::Display for Operation {
@@ -72,6 +78,9 @@ impl fmt::Display for Operation {
             Operation::SpawnTask => "spawn task",
             Operation::RegisterHook => "register shutdown hook",
             Operation::InstallSignalHandlers => "install signal handlers",
+            Operation::AtomicWrite => "atomic write",
+            Operation::AtomicCommit => "atomic commit",
+            Operation::Lock => "lock file",
         })
     }
 }

@@ -93,6 +93,8 @@ pub use kind::{CancelReason, ReleasePath, ResourceKind};
 pub use leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Site};
 pub use registry::{Cleanup, Reclaim};
 pub use report::{HookOutcome, HookReport, Phase, ShutdownReport};
+pub use resource::{ATOMIC_TEMP_PREFIX, AtomicFile, AtomicWrite, CreateAtomicFile, Durability};
+pub use resource::{AcquireLock, FileLock, GaveUp, LockMode, LockOptions, Retry, RetryError};
 pub use resource::{Command, DEFAULT_CHILD_GRACE, ManagedChild};
 pub use resource::{CreateTempDir, CreateTempFile, OpenFile};
 pub use resource::{ManagedFile, OpenOptions, PersistError, TempBuilder, TempDir, TempFile};

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::path::Path;
 
 use crate::error::Result;
+use crate::resource::{AtomicWrite, CreateAtomicFile, LockOptions};
 use crate::resource::{Command, CreateTempDir, CreateTempFile, OpenFile, OpenOptions, TempBuilder};
 use crate::scope::Scope;
 
@@ -173,5 +174,65 @@ impl Supervisor {
     #[track_caller]
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
         self.root().command(program)
+    }
+
+    /// Opens an atomic writer in the root scope. See [`Scope::atomic_file`].
+    ///
+    /// # Errors
+    ///
+    /// See [`Scope::atomic_file`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Scope::atomic_file`], which it forwards to.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let f = sup.atomic_file(sup.temp_root().join("out")).await?;
+    /// f.commit().await?;
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn atomic_file<P: AsRef<Path>>(&self, path: P) -> CreateAtomicFile {
+        self.root().atomic_file(path)
+    }
+
+    /// Writes a file atomically and durably in the root scope. See
+    /// [`Scope::atomic_write`].
+    ///
+    /// # Errors
+    ///
+    /// See [`Scope::atomic_write`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Scope::atomic_write`], which it forwards to.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// sup.atomic_write(sup.temp_root().join("out"), "done").await?;
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn atomic_write<P, B>(&self, path: P, bytes: B) -> AtomicWrite
+    where
+        P: AsRef<Path>,
+        B: AsRef<[u8]> + Send + 'static,
+    {
+        self.root().atomic_write(path, bytes)
+    }
+
+    /// File lock options in the root scope. See [`Scope::file_lock`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let l = sup.file_lock(sup.temp_root().join("l")).acquire().await?;
+    /// # drop(l); sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn file_lock<P: AsRef<Path>>(&self, path: P) -> LockOptions {
+        self.root().file_lock(path)
     }
 }
