@@ -409,6 +409,11 @@ impl Command {
     ///
     /// As [`spawn`](Self::spawn) and [`ManagedChild::wait`].
     ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the child's guard: the child is stopped (SIGTERM to its
+    /// group, the grace, SIGKILL) and reaped in the background, and its status is lost.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
     /// let sup = custodian::Supervisor::builder().start()?;
