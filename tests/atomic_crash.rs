@@ -2,8 +2,8 @@
 //!
 //! - A child process (this test binary, re-run on its ignored `writer_child` test)
 //!   replaces one target in a loop with `atomic_write`; the parent SIGKILLs it at a
-//!   random point, over and over (50 kills by default, `CUSTODIAN_ATOMIC_KILLS=200` for
-//!   the full run). After every kill the target must be, byte for byte, one
+//!   random point, over and over (200 kills, the full run; the
+//!   `CUSTODIAN_ATOMIC_KILLS` variable changes the count). After every kill the target must be, byte for byte, one
 //!   complete version the child wrote, never empty, never a mix; a temp name the kill
 //!   left behind must carry the atomic prefix, and `sweep_atomic_temps` must remove it.
 //! - Two writers and four reader threads share one target for 2 s
@@ -81,7 +81,7 @@ fn sigkill_at_random_points_leaves_a_whole_version() {
     let kills: u64 = std::env::var("CUSTODIAN_ATOMIC_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
+        .unwrap_or(200);
     let dir = scratch_dir("atomic-crash");
     std::fs::create_dir(dir.join("roots")).unwrap();
     let target = dir.join("target");
