@@ -53,7 +53,19 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // `run` exits as coreutils `timeout`: its own usage errors are 125.
+            let run = std::env::args().nth(1).is_some_and(|a| a == "run");
+            return ExitCode::from(match e.exit_code() {
+                0 => 0,
+                _ if run => 125,
+                _ => 2,
+            });
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
