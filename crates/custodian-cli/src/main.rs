@@ -107,7 +107,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => 60.0,
         "h" => 3600.0,
         "d" => 86400.0,
-        _ => return Err(format!("invalid duration unit {unit:?} in {s:?} (ms, s, m, h, d)")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit {unit:?} in {s:?} (ms, s, m, h, d)"
+            ));
+        }
     };
     let secs = n * scale;
     if !secs.is_finite() || secs < 0.0 {
@@ -140,7 +144,10 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("1e400").ok(), None);
-        assert_eq!(parse_duration("99999999999999999999999d").unwrap(), Duration::MAX);
+        assert_eq!(
+            parse_duration("99999999999999999999999d").unwrap(),
+            Duration::MAX
+        );
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("").is_err());

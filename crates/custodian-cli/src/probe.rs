@@ -94,7 +94,9 @@ impl Probed {
 async fn probe(sup: &Supervisor, path: PathBuf, header_only: bool) -> Probed {
     let p = path.clone();
     let body = sup.scope("probe", async move |s| {
-        let mut dec = AudioDecoder::open(&s, &p).await.map_err(|e| e.to_string())?;
+        let mut dec = AudioDecoder::open(&s, &p)
+            .await
+            .map_err(|e| e.to_string())?;
         let info = dec.info().clone();
         let channels = u64::from(info.channels.max(1));
         let mut frames = None;
@@ -149,7 +151,10 @@ pub(crate) async fn main(args: ProbeArgs) -> u8 {
         let shown = path.display().to_string();
         let r = tokio::time::timeout(args.timeout, probe(&sup, path.clone(), args.header_only));
         let p = r.await.unwrap_or_else(|_| {
-            Probed::failed(path, format!("probe {shown}: timed out after {:?}", args.timeout))
+            Probed::failed(
+                path,
+                format!("probe {shown}: timed out after {:?}", args.timeout),
+            )
         });
         if !args.json {
             println!("{}", p.line());

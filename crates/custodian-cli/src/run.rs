@@ -114,7 +114,11 @@ struct Ran {
 pub(crate) async fn main(args: RunArgs) -> u8 {
     let started = Instant::now();
     let mut report = RunReport {
-        command: args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        command: args
+            .command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
         pid: None,
         exit_code: None,
         signal: None,
@@ -134,7 +138,11 @@ pub(crate) async fn main(args: RunArgs) -> u8 {
     if let Some(e) = &report.error {
         eprintln!("custodian run: {e}");
     }
-    let format = if args.json { Some(ReportFormat::Json) } else { args.report };
+    let format = if args.json {
+        Some(ReportFormat::Json)
+    } else {
+        args.report
+    };
     let text = match format {
         None => None,
         Some(ReportFormat::Json) => serde_json::to_string_pretty(&report).ok(),
@@ -156,7 +164,11 @@ fn text_report(r: &RunReport) -> String {
         (None, None) => "did not run".to_owned(),
     };
     let stop = r.stop.as_ref().map_or(String::new(), |s| {
-        let k = if s.kill_needed { "SIGKILL needed" } else { "SIGTERM honoured" };
+        let k = if s.kill_needed {
+            "SIGKILL needed"
+        } else {
+            "SIGTERM honoured"
+        };
         format!(", stopped by {} ({k})", s.trigger)
     });
     format!(
@@ -272,7 +284,11 @@ async fn supervise(args: &RunArgs) -> Result<Ran, String> {
                     let _ = rustix::process::kill_process_group(g, got);
                 }
                 if ran.stop.is_none() {
-                    let trigger = if ran.timed_out { "timeout" } else { sig_name(got) };
+                    let trigger = if ran.timed_out {
+                        "timeout"
+                    } else {
+                        sig_name(got)
+                    };
                     ran.stop = Some(Stop {
                         trigger: trigger.to_owned(),
                         term_honoured: false,

@@ -32,12 +32,42 @@ fn demo_with_every_fault_leaves_nothing() {
     assert_eq!(jobs.len(), 8);
     let job = |fault: &str| jobs.iter().find(|j| j["fault"] == fault).unwrap().clone();
     // Each fault did go wrong, the way it was meant to.
-    assert!(job("panic")["detail"].as_str().unwrap().contains("panicked"));
-    assert!(job("malformed")["detail"].as_str().unwrap().contains("upload-"), "names the path");
-    assert!(job("disk-full")["detail"].as_str().unwrap().contains("No space left"));
-    assert!(job("deadline")["detail"].as_str().unwrap().contains("deadline"));
-    assert!(job("stubborn-child")["detail"].as_str().unwrap().contains("SIGKILL"));
-    assert_eq!(jobs.iter().filter(|j| j["ok"] == true).count(), 3, "clean, stubborn, forget");
+    assert!(
+        job("panic")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("panicked")
+    );
+    assert!(
+        job("malformed")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("upload-"),
+        "names the path"
+    );
+    assert!(
+        job("disk-full")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("No space left")
+    );
+    assert!(
+        job("deadline")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("deadline")
+    );
+    assert!(
+        job("stubborn-child")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("SIGKILL")
+    );
+    assert_eq!(
+        jobs.iter().filter(|j| j["ok"] == true).count(),
+        3,
+        "clean, stubborn, forget"
+    );
     // The forgotten guards were caught at scope end, with their creation sites.
     let leaks = r["leaks"].as_array().unwrap();
     assert_eq!(leaks.len(), 2, "{leaks:?}");
@@ -58,15 +88,32 @@ fn demo_with_every_fault_leaves_nothing() {
 #[test]
 fn demo_text_report_reads_at_a_glance() {
     let t = FreshTmp::new("demo-text");
-    let out = t.cmd(&["demo", "--jobs", "3", "--faults", "forget,malformed", "--seed", "7"]);
-    let out = { let mut c = out; c.output().unwrap() };
+    let out = t.cmd(&[
+        "demo",
+        "--jobs",
+        "3",
+        "--faults",
+        "forget,malformed",
+        "--seed",
+        "7",
+    ]);
+    let out = {
+        let mut c = out;
+        c.output().unwrap()
+    };
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("nothing left behind"), "{text}");
     assert!(text.contains("forgotten child"), "{text}");
-    assert!(text.contains("leftovers: live resources 0, fds 0, children 0"), "{text}");
+    assert!(
+        text.contains("leftovers: live resources 0, fds 0, children 0"),
+        "{text}"
+    );
     assert_eq!(
-        t.cmd(&["demo", "--faults", "nosuch"]).status().unwrap().code(),
+        t.cmd(&["demo", "--faults", "nosuch"])
+            .status()
+            .unwrap()
+            .code(),
         Some(2),
         "an unknown fault is a usage error"
     );
@@ -88,7 +135,10 @@ fn ctrl_c_shuts_down_gracefully_with_the_same_report() {
     err.read_line(&mut line).unwrap();
     assert!(line.contains("temp root"), "{line}");
     let sleeping = || t.processes().iter().any(|(_, c)| c == "sleep");
-    assert!(poll(Duration::from_secs(10), sleeping), "the slow tool started");
+    assert!(
+        poll(Duration::from_secs(10), sleeping),
+        "the slow tool started"
+    );
     let pid = rustix::process::Pid::from_child(&child);
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -96,7 +146,11 @@ fn ctrl_c_shuts_down_gracefully_with_the_same_report() {
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["interrupted"], true);
     leftovers_zero(&r);
-    assert_eq!(r["leaks"].as_array().unwrap().len(), 0, "cut-off work is not a leak");
+    assert_eq!(
+        r["leaks"].as_array().unwrap().len(),
+        0,
+        "cut-off work is not a leak"
+    );
     assert!(t.entries().is_empty(), "left in TMPDIR: {:?}", t.entries());
     assert!(t.processes().is_empty(), "{:?}", t.processes());
 }

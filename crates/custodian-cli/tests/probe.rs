@@ -33,8 +33,18 @@ fn good_files_give_their_metadata() {
     let (a, b) = (dir.join("mono.wav"), dir.join("stereo.wav"));
     std::fs::write(&a, wav(16_000, 1, 8_000)).unwrap();
     std::fs::write(&b, wav(44_100, 2, 44_100)).unwrap();
-    let out = t.cmd(&["probe", "--json"]).arg(&a).arg(&b).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = t
+        .cmd(&["probe", "--json"])
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r[0]["sample_rate"], 16_000);
     assert_eq!(r[0]["channels"], 1);
@@ -47,7 +57,10 @@ fn good_files_give_their_metadata() {
     assert_eq!(r[1]["duration_s"], 1.0);
     let line = t.cmd(&["probe"]).arg(&a).output().unwrap();
     let line = String::from_utf8(line.stdout).unwrap();
-    assert!(line.contains("16000 Hz 1 ch 16 bit 8000 frames 0.500 s"), "{line}");
+    assert!(
+        line.contains("16000 Hz 1 ch 16 bit 8000 frames 0.500 s"),
+        "{line}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(t.entries().is_empty(), "left in TMPDIR: {:?}", t.entries());
 }
@@ -62,7 +75,13 @@ fn bad_files_are_errors_naming_the_file_and_the_exit_is_non_zero() {
     let malformed = dir.join("malformed.wav");
     std::fs::write(&malformed, b"RIFF\x24\0\0\0WAVEfmt \x10\0\0\0junk").unwrap();
     let garbage = dir.join("garbage.wav");
-    std::fs::write(&garbage, (0..65_536u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect::<Vec<_>>()).unwrap();
+    std::fs::write(
+        &garbage,
+        (0..65_536u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
     // A header declaring 65535 channels and an absurd rate: refused before allocating.
     let mut absurd = wav(8_000, 1, 100);
     absurd[22..24].copy_from_slice(&u16::MAX.to_le_bytes());
@@ -84,7 +103,10 @@ fn bad_files_are_errors_naming_the_file_and_the_exit_is_non_zero() {
     let text = t.cmd(&["probe"]).arg(&missing).output().unwrap();
     assert_eq!(text.status.code(), Some(1));
     let text = String::from_utf8(text.stdout).unwrap();
-    assert!(text.contains("missing.wav: error:") && text.contains("No such file"), "{text}");
+    assert!(
+        text.contains("missing.wav: error:") && text.contains("No such file"),
+        "{text}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(t.entries().is_empty(), "left in TMPDIR: {:?}", t.entries());
 }

@@ -18,17 +18,43 @@ fn exit_codes_follow_coreutils_timeout() {
     let t = FreshTmp::new("codes");
     assert_eq!(code(&t, &["run", "--", "true"]), 0);
     assert_eq!(code(&t, &["run", "--", "sh", "-c", "exit 7"]), 7);
-    assert_eq!(code(&t, &["run", "--timeout", "200ms", "--", "sleep", "30"]), 124);
+    assert_eq!(
+        code(&t, &["run", "--timeout", "200ms", "--", "sleep", "30"]),
+        124
+    );
     let ignores = ["run", "--timeout", "200ms", "--kill-after", "200ms", "--"];
     let ignores = [&ignores[..], &["sh", "-c", "trap '' TERM; sleep 30"]].concat();
     assert_eq!(code(&t, &ignores), 137, "SIGKILL needed after the timeout");
-    let preserve = ["run", "--timeout", "200ms", "--preserve-status", "--", "sleep", "30"];
-    assert_eq!(code(&t, &preserve), 128 + 15, "killed by the timeout's SIGTERM");
-    assert_eq!(code(&t, &["run", "--", "/etc/passwd"]), 126, "not executable");
+    let preserve = [
+        "run",
+        "--timeout",
+        "200ms",
+        "--preserve-status",
+        "--",
+        "sleep",
+        "30",
+    ];
+    assert_eq!(
+        code(&t, &preserve),
+        128 + 15,
+        "killed by the timeout's SIGTERM"
+    );
+    assert_eq!(
+        code(&t, &["run", "--", "/etc/passwd"]),
+        126,
+        "not executable"
+    );
     assert_eq!(code(&t, &["run", "--", "/"]), 126, "a directory");
     assert_eq!(code(&t, &["run", "--", "/no/such/cmd"]), 127);
-    assert_eq!(code(&t, &["run", "--", "sh", "-c", "kill -USR1 $$"]), 128 + 10);
-    assert_eq!(code(&t, &["run", "--timeout", "bogus", "--", "true"]), 125, "usage error");
+    assert_eq!(
+        code(&t, &["run", "--", "sh", "-c", "kill -USR1 $$"]),
+        128 + 10
+    );
+    assert_eq!(
+        code(&t, &["run", "--timeout", "bogus", "--", "true"]),
+        125,
+        "usage error"
+    );
     assert!(t.entries().is_empty(), "left in TMPDIR: {:?}", t.entries());
     assert!(t.processes().is_empty(), "{:?}", t.processes());
 }
@@ -45,20 +71,29 @@ fn sigterm_with_a_term_ignoring_group_leaves_no_process() {
         .spawn()
         .unwrap();
     let sleeps = || t.processes().iter().filter(|(_, c)| c == "sleep").count();
-    assert!(poll(Duration::from_secs(10), || sleeps() == 2), "both sleeps started");
+    assert!(
+        poll(Duration::from_secs(10), || sleeps() == 2),
+        "both sleeps started"
+    );
     let pid = rustix::process::Pid::from_child(&child);
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let sent = Instant::now();
     let st = child.wait().unwrap();
     // Only the runner's own process is allowed to still show the TMPDIR before reaped.
     assert!(
-        poll(Duration::from_secs(3).saturating_sub(sent.elapsed()), || t.processes().is_empty()),
+        poll(
+            Duration::from_secs(3).saturating_sub(sent.elapsed()),
+            || t.processes().is_empty()
+        ),
         "survivors 3 s after SIGTERM: {:?}",
         t.processes()
     );
     assert_eq!(st.code(), Some(137), "the grace ran out: SIGKILL");
     let took = sent.elapsed();
-    assert!(took >= Duration::from_millis(900), "the grace was given: {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "the grace was given: {took:?}"
+    );
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(r["stop"]["trigger"], "SIGTERM");
     assert_eq!(r["stop"]["kill_needed"], true);
@@ -97,7 +132,12 @@ fn the_private_tmpdir_is_inside_the_root_and_removed() {
         .cmd(&["run", "--json", "--", "sh", "-c", script])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tmpdir = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(tmpdir.starts_with(&t.0.display().to_string()), "{tmpdir}");
     assert!(!std::path::Path::new(&tmpdir).exists(), "{tmpdir} is gone");

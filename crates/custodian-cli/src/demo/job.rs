@@ -70,10 +70,16 @@ impl fmt::Display for Fault {
 impl FromStr for Fault {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Fault::ALL.into_iter().find(|f| f.name() == s).ok_or_else(|| {
-            let names: Vec<_> = Fault::ALL.iter().map(|f| f.name()).collect();
-            format!("unknown fault {s:?} (known: {}, all, none)", names.join(", "))
-        })
+        Fault::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Fault::ALL.iter().map(|f| f.name()).collect();
+                format!(
+                    "unknown fault {s:?} (known: {}, all, none)",
+                    names.join(", ")
+                )
+            })
     }
 }
 
@@ -96,18 +102,36 @@ fn err(what: &str, path: &Path, e: impl fmt::Display) -> String {
 
 /// Runs one job in scope `s`; the text says what it produced.
 pub(crate) async fn run(s: Scope, job: JobSpec) -> JobResult {
-    let JobSpec { n, fault, input, out, sox } = job;
+    let JobSpec {
+        n,
+        fault,
+        input,
+        out,
+        sox,
+    } = job;
     // 1. Spool the upload.
     let upload = s.temp().prefix("upload-").suffix(".wav").label("upload");
     let mut upload = upload.file().await.map_err(|e| e.to_string())?;
-    let input = if fault == Some(Fault::Malformed) { crate::wav::malformed() } else { input };
-    upload.write_all(&input).await.map_err(|e| err("write", upload.path(), e))?;
-    upload.flush().await.map_err(|e| err("write", upload.path(), e))?;
+    let input = if fault == Some(Fault::Malformed) {
+        crate::wav::malformed()
+    } else {
+        input
+    };
+    upload
+        .write_all(&input)
+        .await
+        .map_err(|e| err("write", upload.path(), e))?;
+    upload
+        .flush()
+        .await
+        .map_err(|e| err("write", upload.path(), e))?;
     let work = s.temp().prefix("work-").label("workdir").dir().await;
     let work = work.map_err(|e| e.to_string())?;
 
     // 2. Decode in 20 ms frames; a frame above the threshold is speech.
-    let mut dec = AudioDecoder::open(&s, upload.path()).await.map_err(|e| e.to_string())?;
+    let mut dec = AudioDecoder::open(&s, upload.path())
+        .await
+        .map_err(|e| e.to_string())?;
     let rate = dec.info().sample_rate.max(1);
     let channels = usize::from(dec.info().channels.max(1));
     let hop = (rate / 50).max(1) as usize;
@@ -132,25 +156,50 @@ pub(crate) async fn run(s: Scope, job: JobSpec) -> JobResult {
     let vtt = work.path().join("captions.vtt");
     let cues = captions(&voiced);
     let mut file = s.create(&vtt).await.map_err(|e| e.to_string())?;
-    file.write_all(webvtt(&cues).as_bytes()).await.map_err(|e| err("write", &vtt, e))?;
+    file.write_all(webvtt(&cues).as_bytes())
+        .await
+        .map_err(|e| err("write", &vtt, e))?;
     file.close().await.map_err(|e| e.to_string())?;
 
     // 4. External tools as managed children: each in its own group, TERM then KILL.
     let ten = Duration::from_secs(10);
-    let gz = s.command("gzip").arg("-kf").arg(&vtt).deadline(ten).status().await;
+    let gz = s
+        .command("gzip")
+        .arg("-kf")
+        .arg(&vtt)
+        .deadline(ten)
+        .status()
+        .await;
     check("gzip", gz)?;
     let clip = if sox {
         let clip = work.path().join("clip.wav");
-        let st = s.command("sox").arg(upload.path()).args(["-r", "8000"]).arg(&clip);
+        let st = s
+            .command("sox")
+            .arg(upload.path())
+            .args(["-r", "8000"])
+            .arg(&clip);
         check("sox", st.deadline(ten).status().await)?;
         clip
     } else {
         upload.path().to_path_buf()
     };
-    let enc = s.command("gzip").args(["-1", "-c"]).arg(&clip).deadline(ten).output().await;
+    let enc = s
+        .command("gzip")
+        .args(["-1", "-c"])
+        .arg(&clip)
+        .deadline(ten)
+        .output()
+        .await;
     let enc = enc.map_err(|e| e.to_string())?;
-    let listing = s.command("sh").args(["-c", "ls \"$1\" | wc -l", "sh"]).arg(work.path());
-    let listing = listing.deadline(ten).output().await.map_err(|e| e.to_string())?;
+    let listing = s
+        .command("sh")
+        .args(["-c", "ls \"$1\" | wc -l", "sh"])
+        .arg(work.path());
+    let listing = listing
+        .deadline(ten)
+        .output()
+        .await
+        .map_err(|e| e.to_string())?;
     let files = String::from_utf8_lossy(&listing.stdout).trim().to_owned();
 
     let mut note = String::new();
@@ -174,8 +223,14 @@ pub(crate) async fn run(s: Scope, job: JobSpec) -> JobResult {
         }
         Some(Fault::StubbornChild) => {
             let script = "trap '' TERM; sleep 1000";
-            let c = s.command("sh").args(["-c", script]).label("stubborn encoder");
-            let c = c.grace(Duration::from_millis(300)).spawn().map_err(|e| e.to_string())?;
+            let c = s
+                .command("sh")
+                .args(["-c", script])
+                .label("stubborn encoder");
+            let c = c
+                .grace(Duration::from_millis(300))
+                .spawn()
+                .map_err(|e| e.to_string())?;
             tokio::time::sleep(Duration::from_millis(100)).await;
             let st = c.close().await.map_err(|e| e.to_string())?;
             note = format!("; stubborn child stopped: {st} (SIGTERM ignored, 300 ms grace)");
@@ -183,7 +238,11 @@ pub(crate) async fn run(s: Scope, job: JobSpec) -> JobResult {
         Some(Fault::Forget) => {
             let t = s.temp().label("forgotten temp").file().await;
             std::mem::forget(t.map_err(|e| e.to_string())?);
-            let c = s.command("sleep").arg("1000").label("forgotten child").spawn();
+            let c = s
+                .command("sleep")
+                .arg("1000")
+                .label("forgotten child")
+                .spawn();
             std::mem::forget(c.map_err(|e| e.to_string())?);
             note = "; forgot a temp file and a child (injected)".to_owned();
         }
@@ -191,7 +250,9 @@ pub(crate) async fn run(s: Scope, job: JobSpec) -> JobResult {
             let full = Path::new("/dev/full");
             let mut f = s.file_options().write(true).open(full).await;
             let f = f.as_mut().map_err(|e| e.to_string())?;
-            f.write_all(&enc.stdout).await.map_err(|e| err("write clip to", full, e))?;
+            f.write_all(&enc.stdout)
+                .await
+                .map_err(|e| err("write clip to", full, e))?;
             f.flush().await.map_err(|e| err("write clip to", full, e))?;
         }
         _ => {}
@@ -205,11 +266,21 @@ pub(crate) async fn run(s: Scope, job: JobSpec) -> JobResult {
     );
     let mut summary = s.temp().suffix(".json").label("summary").file().await;
     let summary_ref = summary.as_mut().map_err(|e| e.to_string())?;
-    summary_ref.write_all(text.as_bytes()).await.map_err(|e| err("write", summary_ref.path(), e))?;
+    summary_ref
+        .write_all(text.as_bytes())
+        .await
+        .map_err(|e| err("write", summary_ref.path(), e))?;
     let summary = summary.map_err(|e| e.to_string())?;
     let kept = summary.persist(out.join(format!("job-{n}.json"))).await;
-    kept.map_err(|e| e.error.to_string())?.close().await.map_err(|e| e.to_string())?;
-    Ok(format!("{} captions, {} clip bytes{note}", cues.len(), enc.stdout.len()))
+    kept.map_err(|e| e.error.to_string())?
+        .close()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{} captions, {} clip bytes{note}",
+        cues.len(),
+        enc.stdout.len()
+    ))
 }
 
 fn check(tool: &str, st: custodian::Result<std::process::ExitStatus>) -> Result<(), String> {
@@ -243,11 +314,22 @@ fn captions(voiced: &[bool]) -> Vec<(usize, usize)> {
 fn webvtt(cues: &[(usize, usize)]) -> String {
     let ts = |f: usize| {
         let ms = f * 20;
-        format!("00:{:02}:{:02}.{:03}", ms / 60_000, ms / 1000 % 60, ms % 1000)
+        format!(
+            "00:{:02}:{:02}.{:03}",
+            ms / 60_000,
+            ms / 1000 % 60,
+            ms % 1000
+        )
     };
     let mut s = String::from("WEBVTT\n");
     for (i, (a, b)) in cues.iter().enumerate() {
-        s.push_str(&format!("\n{}\n{} --> {}\nword {}\n", i + 1, ts(*a), ts(*b), i + 1));
+        s.push_str(&format!(
+            "\n{}\n{} --> {}\nword {}\n",
+            i + 1,
+            ts(*a),
+            ts(*b),
+            i + 1
+        ));
     }
     s
 }

@@ -73,7 +73,10 @@ fn inputs(args: &DemoArgs) -> Result<Vec<Vec<u8>>, String> {
         let e = |e: std::io::Error| format!("read input {}: {e}", p.display());
         let len = std::fs::metadata(p).map_err(e)?.len();
         if len > MAX_INPUT {
-            return Err(format!("read input {}: {len} bytes, over {MAX_INPUT}", p.display()));
+            return Err(format!(
+                "read input {}: {len} bytes, over {MAX_INPUT}",
+                p.display()
+            ));
         }
         std::fs::read(p).map_err(e)
     };
@@ -86,7 +89,11 @@ fn inputs(args: &DemoArgs) -> Result<Vec<Vec<u8>>, String> {
     if files.is_empty() {
         return Err(format!("read inputs dir {}: no .wav file", dir.display()));
     }
-    files.iter().take(usize::from(args.jobs)).map(|p| read(p)).collect()
+    files
+        .iter()
+        .take(usize::from(args.jobs))
+        .map(|p| read(p))
+        .collect()
 }
 
 fn outside(base: &Path) -> Outside {
@@ -118,8 +125,10 @@ pub(crate) async fn main(args: DemoArgs) -> u8 {
     // The injected panic is part of the demo: one line, not a backtrace hint.
     std::panic::set_hook(Box::new(|info| eprintln!("(injected) panic: {info}")));
     let base = std::env::temp_dir();
-    let ours_before: Vec<String> =
-        os::entries(&base).into_iter().filter(|e| e.starts_with(PREFIX)).collect();
+    let ours_before: Vec<String> = os::entries(&base)
+        .into_iter()
+        .filter(|e| e.starts_with(PREFIX))
+        .collect();
     let before = outside(&base);
     let started = Instant::now();
     let sup = match Supervisor::builder()
@@ -137,9 +146,14 @@ pub(crate) async fn main(args: DemoArgs) -> u8 {
     let temp_root = sup.temp_root().to_path_buf();
     let jobs = inputs.len();
     let progress = Arc::new(Progress::new(jobs));
-    progress.note(&format!("custodian demo: {jobs} jobs, temp root {}", temp_root.display()));
+    progress.note(&format!(
+        "custodian demo: {jobs} jobs, temp root {}",
+        temp_root.display()
+    ));
     if jobs < faults.len() {
-        progress.note(&format!("only {jobs} jobs: the last faults are not injected"));
+        progress.note(&format!(
+            "only {jobs} jobs: the last faults are not injected"
+        ));
     }
     let outcomes = Arc::new(Mutex::new(Vec::new()));
     let factory = {
@@ -167,7 +181,9 @@ pub(crate) async fn main(args: DemoArgs) -> u8 {
                 let t0 = Instant::now();
                 let h = set.spawn(async move {
                     match tokio::time::timeout(limit, body).await {
-                        Err(_) => Err(format!("deadline of {limit:?} exceeded: its future was dropped")),
+                        Err(_) => Err(format!(
+                            "deadline of {limit:?} exceeded: its future was dropped"
+                        )),
                         Ok(Err(e)) => Err(e.to_string()),
                         Ok(Ok(r)) => r,
                     }
@@ -193,7 +209,9 @@ pub(crate) async fn main(args: DemoArgs) -> u8 {
                     Ok((id, r)) => (id, r),
                     Err(e) => (e.id(), Err(panic_text(e))),
                 };
-                let Some(&(n, fault, t0)) = meta.get(&id) else { continue };
+                let Some(&(n, fault, t0)) = meta.get(&id) else {
+                    continue;
+                };
                 let o = JobOutcome {
                     job: n,
                     fault: fault.map(|f| f.to_string()),
@@ -222,7 +240,9 @@ pub(crate) async fn main(args: DemoArgs) -> u8 {
     let shutdown = sup.shutdown().await;
     drop(sup);
     let after = outside(&base);
-    let ours_after = os::entries(&base).into_iter().filter(|e| e.starts_with(PREFIX));
+    let ours_after = os::entries(&base)
+        .into_iter()
+        .filter(|e| e.starts_with(PREFIX));
     let mut jobs_out = std::mem::take(&mut *outcomes.lock().unwrap_or_else(|e| e.into_inner()));
     jobs_out.sort_by_key(|j| j.job);
     let leftovers = Leftovers {

@@ -22,7 +22,11 @@ pub(crate) fn live_by_kind(sup: &Supervisor) -> String {
         .filter(|(_, k)| k.live > 0)
         .map(|(kind, k)| format!("{} {}", kind.as_str(), k.live))
         .collect();
-    if parts.is_empty() { "none".to_owned() } else { parts.join(", ") }
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
 }
 
 impl Progress {

@@ -122,14 +122,29 @@ impl DemoReport {
             self.jobs.len() - ok,
             self.wall_ms as f64 / 1000.0,
             self.seed,
-            if self.faults.is_empty() { "none".to_owned() } else { self.faults.join(", ") },
-            if self.interrupted { " (interrupted: graceful shutdown)" } else { "" },
+            if self.faults.is_empty() {
+                "none".to_owned()
+            } else {
+                self.faults.join(", ")
+            },
+            if self.interrupted {
+                " (interrupted: graceful shutdown)"
+            } else {
+                ""
+            },
         );
         let _ = writeln!(s, "\njobs");
         for j in &self.jobs {
-            let fault = j.fault.as_deref().map_or(String::new(), |f| format!(" [{f}]"));
+            let fault = j
+                .fault
+                .as_deref()
+                .map_or(String::new(), |f| format!(" [{f}]"));
             let verdict = if j.ok { "ok    " } else { "FAILED" };
-            let _ = writeln!(s, "  job {:>2}{fault:<17} {verdict} {:>5} ms  {}", j.job, j.ms, j.detail);
+            let _ = writeln!(
+                s,
+                "  job {:>2}{fault:<17} {verdict} {:>5} ms  {}",
+                j.job, j.ms, j.detail
+            );
         }
         let _ = writeln!(
             s,
@@ -150,7 +165,11 @@ impl DemoReport {
             );
         }
         if !self.leaks.is_empty() {
-            let _ = writeln!(s, "\nleaks caught and reclaimed ({}), with creation sites:", self.leaks.len());
+            let _ = writeln!(
+                s,
+                "\nleaks caught and reclaimed ({}), with creation sites:",
+                self.leaks.len()
+            );
             for l in &self.leaks {
                 let _ = writeln!(
                     s,
@@ -165,19 +184,42 @@ impl DemoReport {
             }
         }
         for f in &self.failures {
-            let _ = writeln!(s, "clean-up failure: {} {:?}: {}", f.kind.as_str(), f.label, f.error);
+            let _ = writeln!(
+                s,
+                "clean-up failure: {} {:?}: {}",
+                f.kind.as_str(),
+                f.label,
+                f.error
+            );
         }
         let (b, a) = (&self.before, &self.after);
-        let _ = writeln!(s, "\n  {:<26} {:>6} {:>6}", "outside counts", "before", "after");
+        let _ = writeln!(
+            s,
+            "\n  {:<26} {:>6} {:>6}",
+            "outside counts", "before", "after"
+        );
         let _ = writeln!(s, "  {:<26} {:>6} {:>6}", "open fds", b.fds, a.fds);
-        let _ = writeln!(s, "  {:<26} {:>6} {:>6}", "child processes", b.children, a.children);
+        let _ = writeln!(
+            s,
+            "  {:<26} {:>6} {:>6}",
+            "child processes", b.children, a.children
+        );
         let _ = writeln!(s, "  {:<26} {:>6} {:>6}", "zombies", b.zombies, a.zombies);
-        let _ = writeln!(s, "  {:<26} {:>6} {:>6}", "entries in the temp base", b.temp_entries, a.temp_entries);
+        let _ = writeln!(
+            s,
+            "  {:<26} {:>6} {:>6}",
+            "entries in the temp base", b.temp_entries, a.temp_entries
+        );
         let l = &self.leftovers;
         let _ = writeln!(
             s,
             "\nleftovers: live resources {}, fds {}, children {}, temp root {}, new temp entries {}, failed clean-ups {}",
-            l.live_resources, l.fds, l.children, l.temp_root_exists, l.temp_entries, l.failed_cleanups
+            l.live_resources,
+            l.fds,
+            l.children,
+            l.temp_root_exists,
+            l.temp_entries,
+            l.failed_cleanups
         );
         if self.clean {
             let _ = writeln!(
@@ -186,7 +228,11 @@ impl DemoReport {
                 self.temp_root.display()
             );
         } else {
-            let _ = writeln!(s, "LEFT BEHIND: see the leftovers above\n\n{}", self.shutdown);
+            let _ = writeln!(
+                s,
+                "LEFT BEHIND: see the leftovers above\n\n{}",
+                self.shutdown
+            );
         }
         s
     }
