@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod adopt;
 mod demo;
 mod os;
 mod probe;
@@ -24,7 +25,7 @@ mod wav;
 /// Give every file, temp file, child process and decoder an owner, and release each
 /// exactly once on every path.
 #[derive(Debug, Parser)]
-#[command(name = "custodian", version, about, long_about = None)]
+#[command(name = "custodian", version)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -40,6 +41,9 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Run CMD in its own process group with a private TMPDIR, forward SIGINT, SIGTERM and
     /// SIGHUP to the group, and SIGKILL it when the grace runs out.
+    ///
+    /// Descendants that leave the group (`setsid`, double fork) are adopted (the runner
+    /// is their child subreaper) and stopped the same way once CMD has ended.
     ///
     /// Exit codes as coreutils `timeout`: CMD's own code; 124 timed out; 125 custodian
     /// failed; 126 CMD found but not executable; 127 CMD not found; 128+N CMD killed by

@@ -8,8 +8,8 @@
 //!
 //! Signals reach the group only while its leader is unreaped (the select below polls the
 //! wait first, and only a finished wait reaps), so a group id is never reused under us.
-//! Escaped descendants (`setsid`, double fork) leave the group and are not found: the
-//! child-subreaper part of issue 11 is not built.
+//! Descendants that left the group (`setsid`, double fork) are adopted by the runner as
+//! child subreaper and stopped once CMD has ended (`adopt.rs`).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -86,6 +86,8 @@ struct RunReport {
     stop: Option<Stop>,
     tmpdir: Option<PathBuf>,
     temp_bytes_removed: u64,
+    /// Descendants that had left CMD's group, adopted, stopped and reaped by the runner.
+    processes_adopted: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -107,6 +109,7 @@ struct Ran {
     timed_out: bool,
     tmpdir: Option<PathBuf>,
     bytes: u64,
+    adopted: usize,
     spawn_error: Option<(u8, String)>,
 }
 
@@ -128,6 +131,7 @@ pub(crate) async fn main(args: RunArgs) -> u8 {
         stop: None,
         tmpdir: None,
         temp_bytes_removed: 0,
+        processes_adopted: 0,
         error: None,
     };
     match supervise(&args).await {
@@ -172,12 +176,13 @@ fn text_report(r: &RunReport) -> String {
         format!(", stopped by {} ({k})", s.trigger)
     });
     format!(
-        "custodian run: {} {how} ({}) after {:.0} ms{stop}; exit {}; {} temp bytes removed",
+        "custodian run: {} {how} ({}) after {:.0} ms{stop}; exit {}; {} temp bytes removed; {} processes adopted",
         r.command.first().map_or("", String::as_str),
         r.reason,
         r.duration_ms,
         r.custodian_exit,
-        r.temp_bytes_removed
+        r.temp_bytes_removed,
+        r.processes_adopted
     )
 }
 
@@ -187,6 +192,7 @@ fn decide(args: &RunArgs, ran: Ran, r: &mut RunReport) {
     r.pid = ran.pid;
     r.tmpdir = ran.tmpdir;
     r.temp_bytes_removed = ran.bytes;
+    r.processes_adopted = ran.adopted;
     if let Some((code, e)) = ran.spawn_error {
         r.reason = match code {
             127 => "not_found",
@@ -229,6 +235,7 @@ async fn supervise(args: &RunArgs) -> Result<Ran, String> {
         (Signal::TERM, listen(SignalKind::terminate())?),
         (Signal::HUP, listen(SignalKind::hangup())?),
     ];
+    crate::adopt::become_subreaper().map_err(|e| format!("become child subreaper: {e}"))?;
     let sup = Supervisor::builder()
         .grace(args.grace.saturating_add(Duration::from_secs(1)))
         .start()
@@ -317,6 +324,11 @@ async fn supervise(args: &RunArgs) -> Result<Ran, String> {
             };
             ran.status = Some(status);
             drop(child);
+            let grace = args.grace;
+            let adopted = tokio::task::spawn_blocking(move || crate::adopt::reap_adopted(grace));
+            ran.adopted = adopted
+                .await
+                .map_err(|e| format!("reap adopted processes: {e}"))?;
             ran.bytes = crate::os::tree_bytes(tmp.path());
             tmp.close().await.map_err(|e| e.to_string())?;
             Ok::<_, String>(ran)

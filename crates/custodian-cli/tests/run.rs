@@ -146,3 +146,30 @@ fn the_private_tmpdir_is_inside_the_root_and_removed() {
     assert_eq!(r["reason"], "completed");
     assert!(t.entries().is_empty(), "left in TMPDIR: {:?}", t.entries());
 }
+
+#[test]
+fn a_setsid_escapee_is_adopted_stopped_and_reaped() {
+    let t = FreshTmp::new("setsid");
+    // The escapee leaves the group and the session; its parent exits at once.
+    let script = "setsid sh -c 'trap \"\" TERM; sleep 1000' & sleep 0.2; exit 3";
+    let out = t
+        .cmd(&[
+            "run", "--grace", "500ms", "--json", "--", "sh", "-c", script,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert!(r["processes_adopted"].as_u64().unwrap() >= 1, "{r}");
+    assert!(
+        t.processes().is_empty(),
+        "escapees left: {:?}",
+        t.processes()
+    );
+    assert!(t.entries().is_empty(), "left in TMPDIR: {:?}", t.entries());
+}
