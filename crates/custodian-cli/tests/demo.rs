@@ -154,3 +154,50 @@ fn ctrl_c_shuts_down_gracefully_with_the_same_report() {
     assert!(t.entries().is_empty(), "left in TMPDIR: {:?}", t.entries());
     assert!(t.processes().is_empty(), "{:?}", t.processes());
 }
+
+#[test]
+fn demo_takes_its_uploads_from_a_dir() {
+    let t = FreshTmp::new("demo-inputs");
+    let dir = std::env::temp_dir().join(format!("cli-test-inputs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // One second of a 200 Hz tone at 8 kHz, and a file that is not a .wav (ignored).
+    let data: Vec<u8> = (0..8_000u32)
+        .flat_map(|i| (((i as f64 * 0.157).sin() * 8000.0) as i16).to_le_bytes())
+        .collect();
+    let mut wav = b"RIFF".to_vec();
+    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(
+        b"WAVEfmt \x10\0\0\0\x01\0\x01\0\x40\x1f\0\0\x80\x3e\0\0\x02\0\x10\0data",
+    );
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    std::fs::write(dir.join("tone.wav"), wav).unwrap();
+    std::fs::write(dir.join("notes.txt"), "not audio").unwrap();
+    let out = t
+        .cmd(&[
+            "demo", "--jobs", "3", "--faults", "none", "--json", "--inputs",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    leftovers_zero(&r);
+    let jobs = r["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 3, "the one upload repeats");
+    assert!(jobs.iter().all(|j| j["ok"] == true), "{jobs:?}");
+    assert_eq!(r["leaks"].as_array().unwrap().len(), 0);
+    let missing = t
+        .cmd(&["demo", "--inputs", "/no/such/dir"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/dir"));
+    assert!(t.entries().is_empty(), "left in TMPDIR: {:?}", t.entries());
+}

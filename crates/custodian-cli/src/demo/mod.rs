@@ -35,7 +35,8 @@ pub(crate) struct DemoArgs {
     /// How many jobs (uploads) to run at once; faults go to the first ones.
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u16).range(1..=500))]
     jobs: u16,
-    /// Take the uploads from the `.wav` files of DIR instead of generating them.
+    /// Take the uploads from the `.wav` files of DIR (in name order, repeated if there are
+    /// fewer than the jobs) instead of generating them.
     #[arg(long, value_name = "DIR")]
     inputs: Option<PathBuf>,
     /// Faults to inject, comma-separated: panic, cancel, deadline, stubborn-child,
@@ -89,11 +90,14 @@ fn inputs(args: &DemoArgs) -> Result<Vec<Vec<u8>>, String> {
     if files.is_empty() {
         return Err(format!("read inputs dir {}: no .wav file", dir.display()));
     }
-    files
+    let jobs = usize::from(args.jobs);
+    let uploads: Vec<Vec<u8>> = files
         .iter()
-        .take(usize::from(args.jobs))
+        .take(jobs)
         .map(|p| read(p))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // Fewer files than jobs: the uploads repeat.
+    Ok(uploads.iter().cycle().take(jobs).cloned().collect())
 }
 
 fn outside(base: &Path) -> Outside {
