@@ -201,3 +201,34 @@ fn demo_takes_its_uploads_from_a_dir() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/dir"));
     assert!(t.entries().is_empty(), "left in TMPDIR: {:?}", t.entries());
 }
+
+#[test]
+fn a_second_ctrl_c_forces_and_still_leaves_nothing() {
+    let t = FreshTmp::new("demo-int2");
+    let mut child = t
+        .cmd(&["demo", "--jobs", "2", "--faults", "deadline", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sleeping = || t.processes().iter().any(|(_, c)| c == "sleep");
+    assert!(
+        poll(Duration::from_secs(10), sleeping),
+        "the slow tool started"
+    );
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    // Press again once the demo says it is shutting down (two signals, not one merged).
+    let err = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = err.lines();
+    assert!(lines.any(|l| l.unwrap().contains("Ctrl-C again")));
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    std::thread::spawn(move || lines.for_each(drop));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["shutdown"]["forced"], true, "{}", r["shutdown"]);
+    leftovers_zero(&r);
+    assert!(t.entries().is_empty(), "left in TMPDIR: {:?}", t.entries());
+    assert!(t.processes().is_empty(), "{:?}", t.processes());
+}
