@@ -88,3 +88,19 @@ pub(crate) fn on_path(program: &str) -> bool {
         })
     })
 }
+
+/// What each open fd of this process points to (`/proc/self/fd` links), by fd number.
+pub(crate) fn fd_targets() -> Vec<(String, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                target.display().to_string(),
+            ))
+        })
+        .collect()
+}

@@ -142,8 +142,14 @@ fn ctrl_c_shuts_down_gracefully_with_the_same_report() {
     let pid = rustix::process::Pid::from_child(&child);
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{:#} {}",
+        r["leftovers"],
+        r["extra_fds"]
+    );
     assert_eq!(r["interrupted"], true);
     leftovers_zero(&r);
     assert_eq!(
@@ -225,8 +231,14 @@ fn a_second_ctrl_c_forces_and_still_leaves_nothing() {
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     std::thread::spawn(move || lines.for_each(drop));
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{:#} {}",
+        r["leftovers"],
+        r["extra_fds"]
+    );
     assert_eq!(r["shutdown"]["forced"], true, "{}", r["shutdown"]);
     leftovers_zero(&r);
     assert!(t.entries().is_empty(), "left in TMPDIR: {:?}", t.entries());

@@ -134,6 +134,7 @@ pub(crate) async fn main(args: DemoArgs) -> u8 {
         .filter(|e| e.starts_with(PREFIX))
         .collect();
     let before = outside(&base);
+    let fds_before = os::fd_targets();
     let started = Instant::now();
     let sup = match Supervisor::builder()
         .temp_prefix(PREFIX)
@@ -243,7 +244,18 @@ pub(crate) async fn main(args: DemoArgs) -> u8 {
     let interrupted = sup.is_shutting_down();
     let shutdown = sup.shutdown().await;
     drop(sup);
+    // A clean-up handed to the blocking pool may close its fd just after shutdown
+    // returns: give the count a moment to settle (a real leak stays).
+    let settle = Instant::now() + Duration::from_secs(2);
+    while os::open_fds() > before.fds && Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let after = outside(&base);
+    let extra_fds: Vec<String> = os::fd_targets()
+        .into_iter()
+        .filter(|fd| !fds_before.contains(fd))
+        .map(|(n, t)| format!("{n} -> {t}"))
+        .collect();
     let ours_after = os::entries(&base)
         .into_iter()
         .filter(|e| e.starts_with(PREFIX));
@@ -270,6 +282,7 @@ pub(crate) async fn main(args: DemoArgs) -> u8 {
         before,
         after,
         temp_root,
+        extra_fds,
         leftovers,
         clean,
         shutdown,

@@ -77,6 +77,8 @@ pub(crate) struct DemoReport {
     pub(crate) before: Outside,
     pub(crate) after: Outside,
     pub(crate) temp_root: PathBuf,
+    /// Fds open after the run that were not before (`fd -> target`).
+    pub(crate) extra_fds: Vec<String>,
     pub(crate) leftovers: Leftovers,
     pub(crate) clean: bool,
     pub(crate) shutdown: ShutdownReport,
@@ -221,6 +223,9 @@ impl DemoReport {
             l.temp_entries,
             l.failed_cleanups
         );
+        if self.leftovers.fds > 0 {
+            let _ = writeln!(s, "extra fds: {}", self.extra_fds.join(", "));
+        }
         if self.clean {
             let _ = writeln!(
                 s,
