@@ -5,19 +5,39 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_custodian");
 
 /// A fresh, empty directory to use as `TMPDIR`, removed when dropped.
-pub struct FreshTmp(pub PathBuf);
+///
+/// A watchdog SIGKILLs every process that carries this `TMPDIR` (custodian itself
+/// included) once the test has run for [`WATCHDOG`]: a broken runner fails its test
+/// instead of hanging the suite.
+pub struct FreshTmp(pub PathBuf, Arc<AtomicBool>);
+
+/// How long a test may run before the watchdog kills what it started.
+pub const WATCHDOG: Duration = Duration::from_secs(60);
 
 impl FreshTmp {
     pub fn new(name: &str) -> Self {
         let p = std::env::temp_dir().join(format!("cli-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
-        Self(p)
+        let done = Arc::new(AtomicBool::new(false));
+        let (dir, over) = (p.clone(), done.clone());
+        std::thread::spawn(move || {
+            let finished = poll(WATCHDOG, || over.load(Ordering::Relaxed));
+            if !finished {
+                for (pid, _) in processes_with_tmpdir(&dir) {
+                    let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+        });
+        Self(p, done)
     }
 
     /// `custodian ARGS` with `TMPDIR` set to this directory.
@@ -44,6 +64,7 @@ impl FreshTmp {
 
 impl Drop for FreshTmp {
     fn drop(&mut self) {
+        self.1.store(true, Ordering::Relaxed);
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
