@@ -1,0 +1,55 @@
+//! The runner as child subreaper: descendants of CMD that left its process group
+//! (`setsid`, double fork) are re-parented to the runner when their parent dies, and
+//! stopped and reaped here once CMD has ended: SIGTERM, up to the grace, SIGKILL, reap.
+//!
+//! Safety of the signals: every pid acted on is a child of this process that it has not
+//! reaped yet, so the kernel cannot reuse it. The runner's only other child, CMD, is
+//! reaped by custodian before this runs, and nothing else here reaps with `waitpid(-1)`.
+//! What is not covered: a descendant still attached to a live parent outside the group
+//! is not a child of the runner and is not found; one that escapes while CMD runs gets
+//! its SIGTERM only after CMD ended, not with the forwarded signal.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, WaitOptions};
+
+/// Makes this process the subreaper of its descendants.
+pub(crate) fn become_subreaper() -> std::io::Result<()> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+    Ok(())
+}
+
+/// Stops and reaps every child this process has now, and those that become its children
+/// while it does (an adopted daemon's own children). Returns how many were adopted.
+/// Bounded: gives up `grace` + 5 s after it started (what a SIGKILL cannot stop, a
+/// process stuck in the kernel, is then left to the init process).
+pub(crate) fn reap_adopted(grace: Duration) -> usize {
+    let start = Instant::now();
+    let give_up = start.checked_add(grace.saturating_add(Duration::from_secs(5)));
+    let mut seen = HashSet::new();
+    loop {
+        let kids = crate::os::children();
+        if kids.is_empty() {
+            break;
+        }
+        let past_grace = start.elapsed() >= grace;
+        for (pid, _) in kids {
+            let Some(p) = Pid::from_raw(pid as i32) else {
+                continue;
+            };
+            // Unreaped child: the pid is still ours (see the header).
+            if seen.insert(pid) {
+                let _ = rustix::process::kill_process(p, Signal::TERM);
+            } else if past_grace {
+                let _ = rustix::process::kill_process(p, Signal::KILL);
+            }
+            let _ = rustix::process::waitpid(Some(p), WaitOptions::NOHANG);
+        }
+        if give_up.is_some_and(|g| Instant::now() >= g) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    seen.len()
+}

@@ -1,0 +1,105 @@
+//! Helpers for the tests of the real `custodian` binary: a fresh `TMPDIR` per test, and
+//! the processes that inherited it (so "no process of it survives" needs no pid list).
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_custodian");
+
+/// A fresh, empty directory to use as `TMPDIR`, removed when dropped.
+///
+/// A watchdog SIGKILLs every process that carries this `TMPDIR` (custodian itself
+/// included) once the test has run for [`WATCHDOG`]: a broken runner fails its test
+/// instead of hanging the suite.
+pub struct FreshTmp(pub PathBuf, Arc<AtomicBool>);
+
+/// How long a test may run before the watchdog kills what it started.
+pub const WATCHDOG: Duration = Duration::from_secs(60);
+
+impl FreshTmp {
+    pub fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("cli-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let (dir, over) = (p.clone(), done.clone());
+        std::thread::spawn(move || {
+            let finished = poll(WATCHDOG, || over.load(Ordering::Relaxed));
+            if !finished {
+                for (pid, _) in processes_with_tmpdir(&dir) {
+                    let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+        });
+        Self(p, done)
+    }
+
+    /// `custodian ARGS` with `TMPDIR` set to this directory.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args).env("TMPDIR", &self.0);
+        c
+    }
+
+    pub fn entries(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Processes (pid, command name) whose `TMPDIR` is this directory or inside it.
+    pub fn processes(&self) -> Vec<(u32, String)> {
+        processes_with_tmpdir(&self.0)
+    }
+}
+
+impl Drop for FreshTmp {
+    fn drop(&mut self) {
+        self.1.store(true, Ordering::Relaxed);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn processes_with_tmpdir(dir: &Path) -> Vec<(u32, String)> {
+    let want = format!("TMPDIR={}", dir.display());
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let hit = env
+            .split(|b| *b == 0)
+            .any(|var| String::from_utf8_lossy(var).starts_with(&want));
+        if hit {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            v.push((pid, comm.trim().to_owned()));
+        }
+    }
+    v
+}
+
+/// Polls `f` until it returns true or `limit` passes; returns whether it did.
+pub fn poll(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
