@@ -48,6 +48,10 @@ pub enum Operation {
     RegisterHook,
     /// Installing signal handlers.
     InstallSignalHandlers,
+    /// Opening or creating the crash journal in the state dir.
+    OpenJournal,
+    /// Sweeping a state dir for what dead owners left.
+    Sweep,
 }
 
 impl fmt::Display for Operation {
@@ -72,6 +76,8 @@ impl fmt::Display for Operation {
             Operation::SpawnTask => "spawn task",
             Operation::RegisterHook => "register shutdown hook",
             Operation::InstallSignalHandlers => "install signal handlers",
+            Operation::OpenJournal => "open crash journal",
+            Operation::Sweep => "sweep state dir",
         })
     }
 }

@@ -85,6 +85,11 @@ impl TempRoot {
         &self.path
     }
 
+    /// The root's device and inode, as created (recorded in the crash journal).
+    pub(crate) fn id(&self) -> FileId {
+        self.id
+    }
+
     /// The open, locked directory; names inside the root are resolved relative to it.
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()

@@ -348,6 +348,10 @@ impl Command {
             // The stop's grace ends when shutdown stops waiting, whoever runs the stop.
             ChildCore::new(child, pid, pidfd, inner.cut.clone())
         };
+        // Before `spawn` returns, without `fsync` (see `journal`): one `write`.
+        if let Some(ticket) = inner.journal.as_ref().and_then(|j| j.child_started(pid)) {
+            let _ = core.journal.set(ticket);
+        }
         let spec = Spec {
             kind: ResourceKind::Child,
             label: self
