@@ -3,8 +3,10 @@
 //!
 //! One append-only file per supervisor, `<pid>-<start time>-<random>.journal`, written
 //! through `sys/journal.rs` (one framed, checksummed record per `write`):
-//! 1. at start, in one write then `fsync` of the file and the directory: [`Record::Owner`]
-//!    (pid, start time, boot id) and [`Record::Root`] (temp root path, device, inode);
+//! 1. at start, before the temp root exists: [`Record::Owner`] (pid, start time, boot
+//!    id), then `fsync` of the file and the directory; [`Record::RootIntent`] (the
+//!    root's path, 128 random bits in its name) right before its `mkdir`, and
+//!    [`Record::Root`] (path, device, inode) right after;
 //! 2. at each spawn, before `spawn` returns, *without* `fsync`: [`Record::Child`] (pid,
 //!    start time, process group). The page cache keeps it across a crash of the process;
 //!    only a crash of the machine can lose it, and a reboot kills the child anyway;
@@ -40,6 +42,9 @@ pub(crate) enum Record {
         pid: u32,
         start: u64,
         boot_id: String,
+    },
+    RootIntent {
+        path: PathBuf,
     },
     Root {
         path: PathBuf,
@@ -87,6 +92,10 @@ impl Record {
                 b.extend(pid.to_le_bytes());
                 b.extend(start.to_le_bytes());
             }
+            Record::RootIntent { path } => {
+                b.push(5);
+                b.extend(path.as_os_str().as_bytes());
+            }
         }
         b
     }
@@ -122,18 +131,24 @@ impl Record {
                     start: u64_at(5)?,
                 })
             }),
+            5 => Some(Record::RootIntent {
+                path: PathBuf::from(OsString::from_vec(p.get(1..)?.to_vec())),
+            }),
             _ => None,
         }
     }
 }
 
-/// The identity of this process, as the journal records it.
-pub(crate) fn own_identity() -> io::Result<Record> {
-    Ok(Record::Owner {
-        pid: std::process::id(),
-        start: sys::self_start()?,
-        boot_id: sys::boot_id()?,
-    })
+/// The environment variable every child of a journalled supervisor carries, valued
+/// [`Journal::marker`]: a sweep finds a dead owner's descendants by it, including a
+/// child killed with its owner before its record was written, and descendants that
+/// left its process group (as long as they kept the environment).
+pub(crate) const MARKER_VAR: &str = "CUSTODIAN_JOURNAL";
+
+/// The marker of the journal file `name`: its stem (`<pid>-<start>-<random>`).
+pub(crate) fn marker_of(name: &OsStr) -> &[u8] {
+    let b = name.as_bytes();
+    b.strip_suffix(sys::SUFFIX.as_bytes()).unwrap_or(b)
 }
 
 /// A supervisor's open journal.
@@ -141,13 +156,14 @@ pub(crate) struct Journal {
     dir: OwnedFd,
     name: OsString,
     path: PathBuf,
-    /// Owner and root records, framed: the start of every compacted file.
-    header: Vec<u8>,
     state: Mutex<State>,
 }
 
 struct State {
     fd: OwnedFd,
+    /// Owner and root records, framed: the start of every compacted file.
+    header: Vec<u8>,
+    /// Records in the file (for the compaction threshold).
     written: usize,
     /// Live children by pid: their start time and group.
     live: HashMap<u32, (u64, u32)>,
@@ -155,26 +171,21 @@ struct State {
 
 impl Journal {
     /// Creates this supervisor's journal in `state_dir` (created 0700 if missing) and
-    /// makes its owner and root records durable. Blocking (two `fsync`s).
-    pub(crate) fn create(state_dir: &Path, root: &Path, root_id: FileId) -> io::Result<Self> {
+    /// makes its owner record durable. Blocking (two `fsync`s, once per supervisor).
+    pub(crate) fn create(state_dir: &Path) -> io::Result<Self> {
         let dir = sys::open_state_dir(state_dir, true)?;
-        let owner = own_identity()?;
-        let Record::Owner { pid, start, .. } = &owner else {
-            unreachable!("own_identity")
+        let (pid, start) = (std::process::id(), sys::self_start()?);
+        let owner = Record::Owner {
+            pid,
+            start,
+            boot_id: sys::boot_id()?,
         };
         let name = OsString::from(format!(
             "{pid}-{start}-{}{}",
             crate::sys::create::random_hex(8)?,
             sys::SUFFIX
         ));
-        let mut header = sys::frame(&owner.encode());
-        header.extend(sys::frame(
-            &Record::Root {
-                path: root.to_path_buf(),
-                id: root_id,
-            }
-            .encode(),
-        ));
+        let header = sys::frame(&owner.encode());
         let fd = sys::create_journal(dir.as_fd(), &name)?;
         let durable = sys::append(fd.as_fd(), &header)
             .and_then(|()| rustix::fs::fsync(&fd).map_err(io::Error::from))
@@ -187,13 +198,43 @@ impl Journal {
             path: state_dir.join(&name),
             dir,
             name,
-            header,
             state: Mutex::new(State {
                 fd,
-                written: 2,
+                header,
+                written: 1,
                 live: HashMap::new(),
             }),
         })
+    }
+
+    /// Records the temp root's path right before it is created.
+    pub(crate) fn root_intent(&self, path: &Path) -> io::Result<()> {
+        let state = self.lock();
+        let rec = Record::RootIntent {
+            path: path.to_path_buf(),
+        };
+        sys::append(state.fd.as_fd(), &sys::frame(&rec.encode()))
+    }
+
+    /// Records the temp root, created, with its identity.
+    pub(crate) fn root_created(&self, path: &Path, id: FileId) -> io::Result<()> {
+        let mut state = self.lock();
+        let frame = sys::frame(
+            &Record::Root {
+                path: path.to_path_buf(),
+                id,
+            }
+            .encode(),
+        );
+        sys::append(state.fd.as_fd(), &frame)?;
+        state.header.extend(frame);
+        state.written += 2;
+        Ok(())
+    }
+
+    /// The value of [`MARKER_VAR`] in this supervisor's children.
+    pub(crate) fn marker(&self) -> &OsStr {
+        OsStr::from_bytes(marker_of(&self.name))
     }
 
     /// The journal file's path.
@@ -251,7 +292,7 @@ impl Journal {
         tmp.push(&self.name);
         let _ = rustix::fs::unlinkat(&self.dir, &tmp, rustix::fs::AtFlags::empty());
         let fd = sys::create_journal(self.dir.as_fd(), &tmp)?;
-        let mut bytes = self.header.clone();
+        let mut bytes = state.header.clone();
         for (&pid, &(start, pgid)) in &state.live {
             bytes.extend(sys::frame(&Record::Child { pid, start, pgid }.encode()));
         }
@@ -325,7 +366,14 @@ mod tests {
     #[test]
     fn records_round_trip_and_junk_is_refused() {
         let recs = [
-            own_identity().unwrap(),
+            Record::Owner {
+                pid: 1,
+                start: 2,
+                boot_id: sys::boot_id().unwrap(),
+            },
+            Record::RootIntent {
+                path: "/tmp/custodian-y".into(),
+            },
             Record::Root {
                 path: "/tmp/custodian-x".into(),
                 id: FileId { dev: 1, ino: 2 },

@@ -98,8 +98,10 @@ pub enum DeathProof {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StoppedGroup {
-    /// The group id (the recorded child's pid).
-    pub pgid: u32,
+    /// The group id (the recorded child's pid); `None` for the processes found by the
+    /// dead owner's marker in their environment outside any recorded group (a child
+    /// killed with its owner before its record was written, or one that left its group).
+    pub pgid: Option<u32>,
     /// How many processes were signalled, each proven a member by its start time.
     pub processes: usize,
     /// Whether SIGKILL was needed after the grace period.
@@ -203,11 +205,11 @@ impl fmt::Display for SweepReport {
         }
         for g in &self.stopped {
             let how = if g.kill_needed { "SIGKILL" } else { "SIGTERM" };
-            writeln!(
-                f,
-                "  stopped group {} ({} process(es), {how})",
-                g.pgid, g.processes
-            )?;
+            match g.pgid {
+                Some(pgid) => write!(f, "  stopped group {pgid}")?,
+                None => f.write_str("  stopped unrecorded descendants")?,
+            }
+            writeln!(f, " ({} process(es), {how})", g.processes)?;
         }
         for p in &self.removed {
             writeln!(f, "  removed {}", p.display())?;

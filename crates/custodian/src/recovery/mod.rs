@@ -27,11 +27,12 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Operation, Result};
 use crate::journal::{
-    DeadOwner, DeathProof, Record, SkipReason, Skipped, StoppedGroup, SweepReport,
+    DeadOwner, DeathProof, MARKER_VAR, Record, SkipReason, Skipped, StoppedGroup, SweepReport,
+    marker_of,
 };
 use crate::sys::FileId;
 use crate::sys::journal::{self as sys, Opened};
-use crate::sys::orphans::{self, Fate, Recorded};
+use crate::sys::orphans::{self, Fate, Marker, Recorded};
 
 mod root;
 
@@ -98,8 +99,23 @@ pub fn sweep_with_grace(state_dir: impl AsRef<Path>, grace: Duration) -> Result<
         .iter()
         .flat_map(|d| d.children.iter().copied())
         .collect();
-    let fates = orphans::stop(&groups, grace).map_err(fail)?;
-    let mut fates = fates.into_iter();
+    let markers: Vec<Marker> = dead.iter().filter_map(|d| d.marker.clone()).collect();
+    let fates = orphans::stop(&groups, &markers, grace).map_err(fail)?;
+    let (group_fates, marker_fates) = fates.split_at(groups.len());
+    let mut fates = group_fates.iter().copied();
+    for fate in marker_fates {
+        if let Fate::Stopped {
+            processes,
+            kill_needed,
+        } = *fate
+        {
+            report.stopped.push(StoppedGroup {
+                pgid: None,
+                processes,
+                kill_needed,
+            });
+        }
+    }
     for d in dead {
         let mut ok = true;
         for (c, fate) in d.children.iter().zip(fates.by_ref()) {
@@ -111,7 +127,7 @@ pub fn sweep_with_grace(state_dir: impl AsRef<Path>, grace: Duration) -> Result<
                     kill_needed,
                 } => {
                     report.stopped.push(StoppedGroup {
-                        pgid: c.pgid,
+                        pgid: Some(c.pgid),
                         processes,
                         kill_needed,
                     });
@@ -141,8 +157,11 @@ pub fn sweep_with_grace(state_dir: impl AsRef<Path>, grace: Duration) -> Result<
 struct Dead {
     name: std::ffi::OsString,
     fd: std::os::fd::OwnedFd,
-    root: Option<(PathBuf, FileId)>,
+    /// The root's path, and its identity once it was created.
+    root: Option<(PathBuf, Option<FileId>)>,
     children: Vec<Recorded>,
+    /// Its children's environment marker (`None` after a reboot).
+    marker: Option<Marker>,
 }
 
 fn skip(report: &mut SweepReport, what: String, reason: SkipReason) {
@@ -221,6 +240,10 @@ fn examine(
         boot_id,
     }) = records.next()
     else {
+        if torn_at_birth(name, bytes.len()) {
+            unlink_locked(dir, dir_path, name, &fd, report);
+            return None;
+        }
         return skipped(report, shown, SkipReason::NoOwner);
     };
     let proof = if boot_id != boot {
@@ -246,7 +269,8 @@ fn examine(
     let mut live = BTreeMap::new();
     for r in records {
         match r {
-            Record::Root { path, id } => root = Some((path, id)),
+            Record::Root { path, id } => root = Some((path, Some(id))),
+            Record::RootIntent { path } => root = Some((path, None)),
             Record::Child { pid, start, pgid } => drop(live.insert((pid, start), pgid)),
             Record::Gone { pid, start } => drop(live.remove(&(pid, start))),
             // A second owner record: not a journal this version writes.
@@ -266,7 +290,15 @@ fn examine(
         .into_iter()
         .map(|((pid, start), pgid)| Recorded { pid, start, pgid })
         .collect();
+    let mut needle = format!("\0{MARKER_VAR}=").into_bytes();
+    needle.extend(marker_of(name));
+    needle.push(0);
+    let mut marker = Some(Marker {
+        needle,
+        owner_start: start,
+    });
     if proof == DeathProof::OtherBoot {
+        marker = None;
         for c in children.drain(..) {
             skip(report, format!("pid {}", c.pid), SkipReason::OtherBoot);
         }
@@ -284,25 +316,55 @@ fn examine(
         fd,
         root,
         children,
+        marker,
     })
 }
 
 /// Step 6: unlinks the journal if its name still refers to the file this sweep locked.
 fn drop_journal(dir: BorrowedFd<'_>, dir_path: &Path, d: &Dead, report: &mut SweepReport) {
-    let path = dir_path.join(&d.name);
+    unlink_locked(dir, dir_path, &d.name, &d.fd, report);
+}
+
+/// Unlinks `name` if it still refers to `fd` (the file this sweep locked).
+fn unlink_locked(
+    dir: BorrowedFd<'_>,
+    dir_path: &Path,
+    name: &OsStr,
+    fd: &std::os::fd::OwnedFd,
+    report: &mut SweepReport,
+) {
     let same = match (
-        FileId::of_fd(&d.fd),
-        rustix::fs::statat(
-            dir,
-            d.name.as_os_str(),
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        ),
+        FileId::of_fd(fd),
+        rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW),
     ) {
         (Ok(a), Ok(st)) => a == FileId::of_stat(&st),
         _ => false,
     };
-    if same && rustix::fs::unlinkat(dir, d.name.as_os_str(), rustix::fs::AtFlags::empty()).is_ok() {
-        report.dropped.push(path);
+    if same && rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty()).is_ok() {
+        report.dropped.push(dir_path.join(name));
+    }
+}
+
+/// Whether a journal without an owner record was torn at birth: shorter than one owner
+/// record, and its name's owner (`<pid>-<start>-...`) is not running. It recorded
+/// nothing (the owner record is the first write), so dropping it loses nothing.
+fn torn_at_birth(name: &OsStr, len: usize) -> bool {
+    // An owner frame: 8 bytes of header, 13 + a 36-byte boot id, 8 of checksum.
+    if len >= 8 + 13 + 36 + 8 {
+        return false;
+    }
+    let stem = String::from_utf8_lossy(marker_of(name)).into_owned();
+    let mut parts = stem.split('-');
+    let (Some(Ok(pid)), Some(Ok(start))) = (
+        parts.next().map(str::parse::<u32>),
+        parts.next().map(str::parse::<u64>),
+    ) else {
+        return false;
+    };
+    match sys::proc_stat(pid) {
+        Ok(None) => true,
+        Ok(Some(st)) => st.start != start || st.state == b'Z',
+        Err(_) => false,
     }
 }
 

@@ -40,7 +40,9 @@ fn failed(e: impl std::fmt::Display) -> SkipReason {
 }
 
 /// Removes the recorded root. `Ok(true)`: removed; `Ok(false)`: nothing was there.
-pub(super) fn remove(path: &Path, id: FileId) -> Result<bool, SkipReason> {
+/// `id` is `None` when only the intent was recorded (the owner died between its record
+/// and the `mkdir`'s): the name's 128 random bits are then the proof.
+pub(super) fn remove(path: &Path, id: Option<FileId>) -> Result<bool, SkipReason> {
     let bytes = path.as_os_str().as_bytes();
     let Some(rel) = bytes.strip_prefix(b"/") else {
         return Err(unsafe_path("not an absolute path"));
@@ -88,7 +90,9 @@ pub(super) fn remove(path: &Path, id: FileId) -> Result<bool, SkipReason> {
         Err(e) => return Err(failed(e)),
     };
     let st = rustix::fs::fstat(&fd).map_err(failed)?;
-    if FileId::of_stat(&st) != id {
+    let found = FileId::of_stat(&st);
+    let id = id.unwrap_or(found);
+    if found != id {
         return Err(unsafe_path(
             "another directory than the recorded one is at this path",
         ));

@@ -184,19 +184,25 @@ impl Builder {
         })?;
         let base = self.temp_base.unwrap_or_else(std::env::temp_dir);
         check_prefix(&self.prefix).map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
-        let root = TempRoot::create(&base, &self.prefix)
-            .map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
+        // The journal comes first, so that the root is recorded before it exists.
         let journal = match &self.state_dir {
             None => None,
-            Some(dir) => match Journal::create(dir, root.path(), root.id()) {
-                Ok(j) => Some(Arc::new(j)),
-                Err(e) => {
-                    // Nothing owns the root yet: do not leave it behind.
-                    let _ = root.remove();
-                    return Err(Error::io(Operation::OpenJournal, dir, e));
-                }
-            },
+            Some(dir) => Some(Arc::new(
+                Journal::create(dir).map_err(|e| Error::io(Operation::OpenJournal, dir, e))?,
+            )),
         };
+        let root = TempRoot::create_with(&base, &self.prefix, |path| match &journal {
+            Some(j) => j.root_intent(path),
+            None => Ok(()),
+        })
+        .map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
+        if let (Some(j), Some(dir)) = (&journal, &self.state_dir)
+            && let Err(e) = j.root_created(root.path(), root.id())
+        {
+            // Nothing owns the root yet: do not leave it behind.
+            let _ = root.remove();
+            return Err(Error::io(Operation::OpenJournal, dir, e));
+        }
         let token = CancellationToken::new();
         let config = Config {
             grace: self.grace,

@@ -37,7 +37,15 @@ pub(crate) struct Recorded {
     pub(crate) pgid: u32,
 }
 
-/// What became of one recorded group.
+/// A dead owner's environment marker: a running process whose environment holds
+/// `needle` (`\0NAME=VALUE\0`) and that started no earlier than the owner descends from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Marker {
+    pub(crate) needle: Vec<u8>,
+    pub(crate) owner_start: u64,
+}
+
+/// What became of one recorded group (or marker).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fate {
     /// Nothing of it was running.
@@ -61,25 +69,32 @@ struct Member {
     group: usize,
 }
 
-/// Stops every recorded group: SIGTERM to every proven member, up to `grace` for them to
-/// exit, then SIGKILL rounds until no member runs. One `/proc` scan serves all groups.
-pub(crate) fn stop(groups: &[Recorded], grace: Duration) -> io::Result<Vec<Fate>> {
-    let mut fates = vec![Fate::Gone; groups.len()];
-    let mut members = members_of(groups, &mut fates, &[])?;
+/// Stops every recorded group, and every process carrying one of the `markers`:
+/// SIGTERM to every proven member, up to `grace` for them to exit, then SIGKILL rounds
+/// until none runs. One `/proc` scan per round serves all. The fates are the groups'
+/// then the markers', in order.
+pub(crate) fn stop(
+    groups: &[Recorded],
+    markers: &[Marker],
+    grace: Duration,
+) -> io::Result<Vec<Fate>> {
+    let n = groups.len() + markers.len();
+    let mut fates = vec![Fate::Gone; n];
+    let mut members = members_of(groups, markers, &mut fates, &[])?;
     for m in &members {
         let _ = signal_process(m.fd.as_ref().map(AsFd::as_fd), m.pid, Sig::TERM);
     }
-    let mut count = vec![0usize; groups.len()];
+    let mut count = vec![0usize; n];
     for m in &members {
         count[m.group] += 1;
     }
     // `checked_add`: a grace too long to represent waits as long as it takes.
     let until = Instant::now().checked_add(grace);
     wait_gone(&mut members, until);
-    let mut killed = vec![false; groups.len()];
+    let mut killed = vec![false; n];
     for _ in 0..KILL_ROUNDS {
         // Forks in flight during the grace join the group: scan again.
-        let mut more = members_of(groups, &mut fates, &members)?;
+        let mut more = members_of(groups, markers, &mut fates, &members)?;
         for m in &more {
             count[m.group] += 1;
         }
@@ -108,6 +123,7 @@ pub(crate) fn stop(groups: &[Recorded], grace: Duration) -> io::Result<Vec<Fate>
 /// The running, proven members of every group not known to be reused, minus `known`.
 fn members_of(
     groups: &[Recorded],
+    markers: &[Marker],
     fates: &mut [Fate],
     known: &[Member],
 ) -> io::Result<Vec<Member>> {
@@ -128,12 +144,43 @@ fn members_of(
             if st.state == b'Z' || !(is_leader || is_member) {
                 continue;
             }
-            if known.iter().any(|m| m.pid == pid && m.start == st.start) {
+            if known
+                .iter()
+                .chain(&out)
+                .any(|m| m.pid == pid && m.start == st.start)
+            {
                 continue;
             }
             if let Some(m) = open_proven(pid, st.start, i) {
                 out.push(m);
             }
+        }
+    }
+    if markers.is_empty() {
+        return Ok(out);
+    }
+    for &(pid, st) in &procs {
+        if st.state == b'Z'
+            || known
+                .iter()
+                .chain(&out)
+                .any(|m| m.pid == pid && m.start == st.start)
+        {
+            continue;
+        }
+        // A leading NUL, so that a needle (`\0NAME=VALUE\0`) matches a whole entry.
+        let mut env = vec![0u8];
+        match std::fs::File::open(format!("/proc/{pid}/environ")) {
+            Ok(mut f) => drop(std::io::Read::read_to_end(&mut f, &mut env)),
+            Err(_) => continue,
+        }
+        let found = markers.iter().position(|m| {
+            st.start >= m.owner_start && env.windows(m.needle.len()).any(|w| w == m.needle)
+        });
+        if let Some(j) = found
+            && let Some(m) = open_proven(pid, st.start, groups.len() + j)
+        {
+            out.push(m);
         }
     }
     Ok(out)
