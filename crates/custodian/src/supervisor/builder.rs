@@ -136,7 +136,10 @@ impl Builder {
     ///
     /// The journal records this process's identity (pid, start time, boot id), its temp
     /// root and each live child; see `docs/crash-recovery.md` for when each record is
-    /// durable and what the sweep proves before it acts.
+    /// durable and what the sweep proves before it acts. `start` then blocks for two
+    /// `fsync`s (the owner record); a spawn costs one `write` more, a reap another.
+    /// Children get `CUSTODIAN_JOURNAL` in their environment (the sweep finds their
+    /// descendants by it).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {

@@ -190,7 +190,9 @@ pub(crate) fn create_journal(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Ow
     )?;
     let set_up = (|| {
         rustix::fs::fchmod(&fd, Mode::RUSR | Mode::WUSR)?;
-        rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive)?;
+        // Waiting: a sweep may hold it for a moment between our `openat` and this (it
+        // finds the owner alive and lets go); nobody else ever holds a new file's lock.
+        rustix::fs::flock(&fd, FlockOperation::LockExclusive)?;
         io::Result::Ok(())
     })();
     if let Err(e) = set_up {
