@@ -96,6 +96,7 @@ pub use id::ResourceId;
 pub use journal::{DeadOwner, DeathProof, SkipReason, Skipped, StoppedGroup, SweepReport};
 pub use kind::{CancelReason, ReleasePath, ResourceKind};
 pub use leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Site};
+pub use recovery::{AgeKept, AgeKeptReason, AgeReport, clean_older_than};
 pub use recovery::{default_state_dir, sweep, sweep_with_grace};
 pub use registry::{Cleanup, Reclaim};
 pub use report::{HookOutcome, HookReport, Phase, ShutdownReport};

@@ -34,7 +34,10 @@ use crate::sys::FileId;
 use crate::sys::journal::{self as sys, Opened};
 use crate::sys::orphans::{self, Fate, Marker, Recorded};
 
+mod age;
 mod root;
+
+pub use age::{AgeKept, AgeKeptReason, AgeReport, clean_older_than};
 
 /// Sweeps `state_dir` with the default grace ([`DEFAULT_CHILD_GRACE`](crate::DEFAULT_CHILD_GRACE))
 /// between SIGTERM and SIGKILL. See [`sweep_with_grace`].
