@@ -409,3 +409,38 @@ fn forged_root_paths_are_refused_and_canaries_survive() {
     assert_eq!(report.removed, vec![canary.clone()], "{report}");
     std::fs::remove_dir_all(&scratch).unwrap();
 }
+
+#[test]
+fn unrecorded_descendants_are_found_by_the_marker_and_only_they() {
+    let _s = serial();
+    let (scratch, state, _) = dirs("journal-marker");
+    let journal = write_journal(&state, &dead_owner());
+    let id = journal.file_stem().unwrap().to_str().unwrap().to_owned();
+    // Left its group (its own), unrecorded: only the marker in its environment says whose.
+    let mut escaped = Command::new("sleep")
+        .arg("1000")
+        .process_group(0)
+        .env("CUSTODIAN_JOURNAL", &id)
+        .spawn()
+        .unwrap();
+    let mut stranger = Command::new("sleep")
+        .arg("1000")
+        .process_group(0)
+        .env("CUSTODIAN_JOURNAL", format!("{id}0"))
+        .spawn()
+        .unwrap();
+    let report = sweep(&state);
+    assert_eq!(report.stopped.len(), 1, "{report}");
+    assert_eq!(report.stopped[0].pgid, None);
+    assert!(
+        escaped.wait().unwrap().code().is_none(),
+        "stopped by a signal"
+    );
+    assert!(
+        pid_running(stranger.id()),
+        "another marker's process was signalled: {report}"
+    );
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+    std::fs::remove_dir_all(&scratch).unwrap();
+}

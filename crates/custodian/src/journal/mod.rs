@@ -392,4 +392,39 @@ mod tests {
         assert_eq!(Record::decode(&[9, 0, 0]), None);
         assert_eq!(Record::decode(&[3, 1, 2]), None);
     }
+
+    #[test]
+    fn compaction_keeps_owner_root_and_live_children_and_the_lock() {
+        let dir =
+            std::env::temp_dir().join(format!("custodian-journal-unit-{}", std::process::id()));
+        let j = Arc::new(Journal::create(&dir).unwrap());
+        j.root_created(Path::new("/tmp/custodian-r"), FileId { dev: 1, ino: 2 })
+            .unwrap();
+        let me = std::process::id();
+        let kept = j.child_started(me).unwrap();
+        for _ in 0..COMPACT_AFTER {
+            // This process stands in for a child: started and reaped again and again.
+            j.child_started(me).unwrap().reaped();
+        }
+        let bytes = std::fs::read(j.path()).unwrap();
+        let (frames, bad) = sys::frames(&bytes);
+        assert_eq!(bad, None);
+        let recs: Vec<Record> = frames
+            .iter()
+            .map(|(_, p)| Record::decode(p).unwrap())
+            .collect();
+        assert!(recs.len() < 64, "compacted: {} records", recs.len());
+        assert!(matches!(recs[0], Record::Owner { pid, .. } if pid == me));
+        assert!(matches!(recs[1], Record::Root { .. }));
+        // The compacted file is locked as the journal was.
+        let other = std::fs::File::open(j.path()).unwrap();
+        assert!(
+            rustix::fs::flock(&other, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                .is_err()
+        );
+        let path = j.path().to_path_buf();
+        drop((kept, j));
+        assert!(!path.exists(), "dropped with the supervisor");
+        std::fs::remove_dir(&dir).unwrap();
+    }
 }
