@@ -103,7 +103,12 @@ pub fn sweep_with_grace(state_dir: impl AsRef<Path>, grace: Duration) -> Result<
         .flat_map(|d| d.children.iter().copied())
         .collect();
     let markers: Vec<Marker> = dead.iter().filter_map(|d| d.marker.clone()).collect();
-    let fates = orphans::stop(&groups, &markers, grace).map_err(fail)?;
+    // Nothing to look for (no dead owner of this boot): no `/proc` scan.
+    let fates = if groups.is_empty() && markers.is_empty() {
+        Vec::new()
+    } else {
+        orphans::stop(&groups, &markers, grace).map_err(fail)?
+    };
     let (group_fates, marker_fates) = fates.split_at(groups.len());
     let mut fates = group_fates.iter().copied();
     for fate in marker_fates {
