@@ -48,12 +48,12 @@ import sys
 
 LAYERS = [
     ("sys", ["sys"]),
-    ("vocabulary", ["kind", "error", "id", "leak", "stats", "report"]),
+    ("vocabulary", ["kind", "error", "id", "leak", "stats", "report", "journal"]),
     ("registry", ["registry"]),
     ("inner", ["inner"]),
     ("scope", ["scope"]),
     ("resource", ["resource"]),
-    ("lifecycle", ["shutdown", "hook", "signal", "emergency"]),
+    ("lifecycle", ["shutdown", "hook", "signal", "emergency", "recovery"]),
     ("handle", ["supervisor"]),
 ]
 

@@ -54,6 +54,10 @@ pub enum Operation {
     AtomicCommit,
     /// Opening or locking a file lock.
     Lock,
+    /// Opening or creating the crash journal in the state dir.
+    OpenJournal,
+    /// Sweeping a state dir for what dead owners left.
+    Sweep,
 }
 
 impl fmt::Display for Operation {
@@ -81,6 +85,8 @@ impl fmt::Display for Operation {
             Operation::AtomicWrite => "atomic write",
             Operation::AtomicCommit => "atomic commit",
             Operation::Lock => "lock file",
+            Operation::OpenJournal => "open crash journal",
+            Operation::Sweep => "sweep state dir",
         })
     }
 }

@@ -70,6 +70,8 @@ mod kind;
 mod leak;
 mod report;
 mod stats;
+// The crash journal's records and the sweep report.
+mod journal;
 // 3. The registry, its extension API (`Reclaim`, `Cleanup`) and per-scope state.
 mod registry;
 // 4. The supervisor's shared state (and the handle type pointing to it).
@@ -83,14 +85,19 @@ mod emergency;
 mod hook;
 mod shutdown;
 mod signal;
+// Crash recovery: the sweep of a state dir.
+mod recovery;
 // 8. The public handle's methods and its builder.
 mod supervisor;
 
 pub use emergency::{EmergencyCleanup, PanicCleanup};
 pub use error::{Error, Operation, Result};
 pub use id::ResourceId;
+pub use journal::{DeadOwner, DeathProof, SkipReason, Skipped, StoppedGroup, SweepReport};
 pub use kind::{CancelReason, ReleasePath, ResourceKind};
 pub use leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Site};
+pub use recovery::{AgeKept, AgeKeptReason, AgeReport, clean_older_than};
+pub use recovery::{default_state_dir, sweep, sweep_with_grace};
 pub use registry::{Cleanup, Reclaim};
 pub use report::{HookOutcome, HookReport, Phase, ShutdownReport};
 pub use resource::{ATOMIC_TEMP_PREFIX, AtomicFile, AtomicWrite, CreateAtomicFile, Durability};

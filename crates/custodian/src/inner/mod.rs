@@ -92,6 +92,10 @@ pub(crate) struct Inner {
     pub(crate) report: tokio::sync::OnceCell<ShutdownReport>,
     /// Temp roots of dead supervisors removed by `start`'s background reap, once done.
     pub(crate) reaped_at_start: tokio::sync::watch::Receiver<Option<Vec<PathBuf>>>,
+    /// The crash journal, when a state dir is set (removed when this is dropped).
+    pub(crate) journal: Option<Arc<crate::journal::Journal>>,
+    /// The report of `start`'s crash sweep, once done (`None` inside until then).
+    pub(crate) swept_at_start: tokio::sync::watch::Receiver<Option<crate::journal::SweepReport>>,
     /// The one shutdown run, started by the first `shutdown()` call.
     pub(crate) shutdown_run:
         std::sync::OnceLock<tokio::sync::watch::Receiver<Option<ShutdownReport>>>,
@@ -145,6 +149,8 @@ impl Inner {
             unswept: TaskTracker::new(),
             report: tokio::sync::OnceCell::new(),
             reaped_at_start: tokio::sync::watch::channel(Some(Vec::new())).1,
+            journal: None,
+            swept_at_start: tokio::sync::watch::channel(Some(Default::default())).1,
             shutdown_run: std::sync::OnceLock::new(),
             cut,
             scopes_at_cut: AtomicUsize::new(usize::MAX),

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Operation, Result};
 use crate::inner::{Config, Inner};
+use crate::journal::Journal;
 use crate::kind::ResourceKind;
 use crate::sys::root::TempRoot;
 
@@ -37,6 +38,7 @@ pub struct Builder {
     reap_abandoned: bool,
     abandoned_min_age: Duration,
     signals: bool,
+    state_dir: Option<PathBuf>,
 }
 
 impl Default for Builder {
@@ -50,6 +52,7 @@ impl Default for Builder {
             reap_abandoned: true,
             abandoned_min_age: Duration::from_secs(10),
             signals: false,
+            state_dir: None,
         }
     }
 }
@@ -125,13 +128,54 @@ impl Builder {
         self
     }
 
+    /// Keeps a crash journal in `dir` (created with mode 0700 if missing; a symlink, or a
+    /// directory of another user or open to others, is refused by `start`), and sweeps
+    /// it at `start`: what supervisors that died there (SIGKILL, abort, power loss) left
+    /// is reaped — their children's process groups stopped, their temp roots removed —
+    /// on the blocking pool; [`Supervisor::swept_at_start`] reports it. Default: none.
+    ///
+    /// The journal records this process's identity (pid, start time, boot id), its temp
+    /// root and each live child; see `docs/crash-recovery.md` for when each record is
+    /// durable and what the sweep proves before it acts. `start` then blocks for two
+    /// `fsync`s (the owner record); a spawn costs one `write` more, a reap another.
+    /// Children get `CUSTODIAN_JOURNAL` in their environment (the sweep finds their
+    /// descendants by it).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let dir = std::env::temp_dir().join(format!("custodian-state-doc-{}", std::process::id()));
+    /// let sup = custodian::Supervisor::builder().state_dir(&dir).start()?;
+    /// let report = sup.swept_at_start().await;
+    /// assert!(report.dead_owners.is_empty());
+    /// # sup.shutdown().await; drop(sup); std::fs::remove_dir(&dir).unwrap(); Ok(()) }
+    /// ```
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// [`state_dir`](Self::state_dir) at [`default_state_dir`](crate::default_state_dir)
+    /// (`$XDG_RUNTIME_DIR/custodian`, or `/run/custodian` for root) if there is one;
+    /// otherwise no journal.
+    ///
+    /// ```
+    /// let b = custodian::Supervisor::builder().default_state_dir();
+    /// # drop(b);
+    /// ```
+    pub fn default_state_dir(mut self) -> Self {
+        self.state_dir = crate::recovery::default_state_dir();
+        self
+    }
+
     /// Creates the private temp root and spawns the supervisor task.
     ///
     /// # Errors
     ///
     /// [`Error::NoRuntime`] outside a Tokio runtime; [`Error::Io`] with
     /// [`Operation::CreateTempRoot`] if the temp root cannot be created, or with
-    /// [`Operation::InstallSignalHandlers`] (see [`Builder::handle_signals`]).
+    /// [`Operation::InstallSignalHandlers`] (see [`Builder::handle_signals`]), or with
+    /// [`Operation::OpenJournal`] naming the state dir if the journal cannot be created
+    /// there (see [`Builder::state_dir`]).
     ///
     /// ```
     /// let err = custodian::Supervisor::builder().start().unwrap_err();
@@ -143,8 +187,25 @@ impl Builder {
         })?;
         let base = self.temp_base.unwrap_or_else(std::env::temp_dir);
         check_prefix(&self.prefix).map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
-        let root = TempRoot::create(&base, &self.prefix)
-            .map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
+        // The journal comes first, so that the root is recorded before it exists.
+        let journal = match &self.state_dir {
+            None => None,
+            Some(dir) => Some(Arc::new(
+                Journal::create(dir).map_err(|e| Error::io(Operation::OpenJournal, dir, e))?,
+            )),
+        };
+        let root = TempRoot::create_with(&base, &self.prefix, |path| match &journal {
+            Some(j) => j.root_intent(path),
+            None => Ok(()),
+        })
+        .map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
+        if let (Some(j), Some(dir)) = (&journal, &self.state_dir)
+            && let Err(e) = j.root_created(root.path(), root.id())
+        {
+            // Nothing owns the root yet: do not leave it behind.
+            let _ = root.remove();
+            return Err(Error::io(Operation::OpenJournal, dir, e));
+        }
         let token = CancellationToken::new();
         let config = Config {
             grace: self.grace,
@@ -169,6 +230,23 @@ impl Builder {
             }));
             inner.reaped_at_start = rx;
         }
+        if let Some(dir) = &self.state_dir {
+            // On the blocking pool: stopping a dead owner's children waits for them.
+            let (tx, rx) = tokio::sync::watch::channel(None);
+            let dir = dir.clone();
+            drop(handle.spawn_blocking(move || {
+                let report = crate::recovery::sweep(&dir).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "crash sweep at start failed");
+                    crate::journal::SweepReport {
+                        state_dir: dir.clone(),
+                        ..Default::default()
+                    }
+                });
+                let _ = tx.send(Some(report));
+            }));
+            inner.swept_at_start = rx;
+        }
+        inner.journal = journal;
         let inner = Arc::new(inner);
         tracing::info!(temp_root = %inner.temp_root.path().display(), "supervisor started");
         if self.leak_after.iter().any(Option::is_some) {

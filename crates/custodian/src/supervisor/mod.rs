@@ -5,7 +5,8 @@
 //! - `mod.rs`: the root scope, the temp root, and observation (stats, live, leaks);
 //! - `lifecycle.rs`: shutdown, forcing, hooks, signals, emergency clean-up;
 //! - `shortcuts.rs`: acquisitions that forward to [`Supervisor::root`];
-//! - `builder.rs`: configuration, `start`, and the leak scanner task.
+//! - `builder.rs`: configuration, `start`, and the leak scanner task;
+//! - `recovery.rs`: the crash journal's sweeps.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use crate::stats::StatsSnapshot;
 
 mod builder;
 mod lifecycle;
+mod recovery;
 mod shortcuts;
 
 pub use crate::inner::Supervisor;

@@ -29,8 +29,21 @@ pub(crate) struct TempRoot {
 }
 
 impl TempRoot {
-    /// Creates `<base>/<prefix><random>` with mode 0700 and locks it.
+    /// Creates `<base>/<prefix><random>` with mode 0700 and locks it (the builder uses
+    /// [`create_with`](Self::create_with)).
+    #[cfg(test)]
     pub(crate) fn create(base: &Path, prefix: &str) -> io::Result<Self> {
+        Self::create_with(base, prefix, |_| Ok(()))
+    }
+
+    /// [`create`](Self::create), calling `before` with each path it is about to create
+    /// (the crash journal records it first, so a crash right after the `mkdir` still
+    /// leaves a record of it).
+    pub(crate) fn create_with(
+        base: &Path,
+        prefix: &str,
+        mut before: impl FnMut(&Path) -> io::Result<()>,
+    ) -> io::Result<Self> {
         // A name fragment, never a path: a separator would create the root elsewhere.
         if prefix.contains(['/', '\0']) {
             return Err(io::Error::new(
@@ -46,6 +59,7 @@ impl TempRoot {
         let mut last = None;
         for _ in 0..NAME_ATTEMPTS {
             let name = OsString::from(format!("{prefix}{}", super::create::random_hex(16)?));
+            before(&base.join(&name))?;
             match rustix::fs::mkdirat(&parent, name.as_os_str(), Mode::RWXU) {
                 Ok(()) => {
                     return Self::adopt(base, &parent, &name).inspect_err(|_| {
@@ -83,6 +97,11 @@ impl TempRoot {
     /// The root's path, as created.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The root's device and inode, as created (recorded in the crash journal).
+    pub(crate) fn id(&self) -> FileId {
+        self.id
     }
 
     /// The open, locked directory; names inside the root are resolved relative to it.

@@ -304,6 +304,10 @@ impl Command {
         let inner = self.scope.inner().clone();
         inner.admit(&self.scope.shared, op)?;
         self.cmd.process_group(0);
+        if let Some(j) = &inner.journal {
+            // How a sweep finds descendants that no record names (see `journal`).
+            self.cmd.env(crate::journal::MARKER_VAR, j.marker());
+        }
         let spawned = if self.death_signal {
             let hook = death_signal_hook(rustix::process::getpid());
             // SAFETY: the hook runs between fork and exec and only makes
@@ -348,6 +352,10 @@ impl Command {
             // The stop's grace ends when shutdown stops waiting, whoever runs the stop.
             ChildCore::new(child, pid, pidfd, inner.cut.clone())
         };
+        // Before `spawn` returns, without `fsync` (see `journal`): one `write`.
+        if let Some(ticket) = inner.journal.as_ref().and_then(|j| j.child_started(pid)) {
+            let _ = core.journal.set(ticket);
+        }
         let spec = Spec {
             kind: ResourceKind::Child,
             label: self

@@ -57,6 +57,8 @@ pub(crate) struct ChildCore<O: ProcessOs = RealOs> {
     /// grace deadline), and ends any stop's grace at once.
     cut: CancellationToken,
     os: O,
+    /// The child's line in the crash journal, if there is one: the reap records its end.
+    pub(crate) journal: std::sync::OnceLock<crate::journal::ChildTicket>,
 }
 
 enum State<C> {
@@ -86,6 +88,7 @@ impl<O: ProcessOs> ChildCore<O> {
             state: Mutex::new(State::Live(child)),
             cut,
             os,
+            journal: std::sync::OnceLock::new(),
         })
     }
 
@@ -212,6 +215,10 @@ impl<O: ProcessOs> ChildCore<O> {
             Some(status) => {
                 // Drops the child (already reaped, so it leaves no orphan) and the pidfd.
                 *st = State::Reaped(status);
+                // Its pid may be reused from now on: a sweep must not look for it.
+                if let Some(ticket) = self.journal.get() {
+                    ticket.reaped();
+                }
                 swept.map(|()| status)
             }
             None => Err(io::Error::other("child has not exited yet")),

@@ -1,0 +1,430 @@
+//! The crash journal's records (layer 2): what a supervisor with a state dir writes so
+//! that the next start (or `custodian sweep`) can reap what it leaves if it dies.
+//!
+//! One append-only file per supervisor, `<pid>-<start time>-<random>.journal`, written
+//! through `sys/journal.rs` (one framed, checksummed record per `write`):
+//! 1. at start, before the temp root exists: [`Record::Owner`] (pid, start time, boot
+//!    id), then `fsync` of the file and the directory; [`Record::RootIntent`] (the
+//!    root's path, 128 random bits in its name) right before its `mkdir`, and
+//!    [`Record::Root`] (path, device, inode) right after;
+//! 2. at each spawn, before `spawn` returns, *without* `fsync`: [`Record::Child`] (pid,
+//!    start time, process group). The page cache keeps it across a crash of the process;
+//!    only a crash of the machine can lose it, and a reboot kills the child anyway;
+//! 3. at each reap: [`Record::Gone`]. Once [`COMPACT_AFTER`] records are written and most
+//!    children are gone, the file is rewritten (owner, root, live children) under a new
+//!    name and renamed over the old one.
+//!
+//! The file is removed when the supervisor's shared state is dropped. Invariant: the
+//! writer's lock is only held for one `write` (or one compaction), never across an await.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::sys::FileId;
+use crate::sys::journal as sys;
+
+mod report;
+
+pub use report::{DeadOwner, DeathProof, SkipReason, Skipped, StoppedGroup, SweepReport};
+
+/// How many records a journal takes before it may be compacted.
+pub(crate) const COMPACT_AFTER: usize = 4096;
+
+/// One journal record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Record {
+    Owner {
+        pid: u32,
+        start: u64,
+        boot_id: String,
+    },
+    RootIntent {
+        path: PathBuf,
+    },
+    Root {
+        path: PathBuf,
+        id: FileId,
+    },
+    Child {
+        pid: u32,
+        start: u64,
+        pgid: u32,
+    },
+    Gone {
+        pid: u32,
+        start: u64,
+    },
+}
+
+impl Record {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(32);
+        match self {
+            Record::Owner {
+                pid,
+                start,
+                boot_id,
+            } => {
+                b.push(1);
+                b.extend(pid.to_le_bytes());
+                b.extend(start.to_le_bytes());
+                b.extend(boot_id.as_bytes());
+            }
+            Record::Root { path, id } => {
+                b.push(2);
+                b.extend(id.dev.to_le_bytes());
+                b.extend(id.ino.to_le_bytes());
+                b.extend(path.as_os_str().as_bytes());
+            }
+            Record::Child { pid, start, pgid } => {
+                b.push(3);
+                b.extend(pid.to_le_bytes());
+                b.extend(start.to_le_bytes());
+                b.extend(pgid.to_le_bytes());
+            }
+            Record::Gone { pid, start } => {
+                b.push(4);
+                b.extend(pid.to_le_bytes());
+                b.extend(start.to_le_bytes());
+            }
+            Record::RootIntent { path } => {
+                b.push(5);
+                b.extend(path.as_os_str().as_bytes());
+            }
+        }
+        b
+    }
+
+    /// The record in `p`, or `None` if it is not one this version writes.
+    pub(crate) fn decode(p: &[u8]) -> Option<Record> {
+        let u32_at = |at: usize| Some(u32::from_le_bytes(p.get(at..at + 4)?.try_into().ok()?));
+        let u64_at = |at: usize| Some(u64::from_le_bytes(p.get(at..at + 8)?.try_into().ok()?));
+        let exact = |len: usize| (p.len() == len).then_some(());
+        match *p.first()? {
+            1 => Some(Record::Owner {
+                pid: u32_at(1)?,
+                start: u64_at(5)?,
+                boot_id: String::from_utf8(p.get(13..)?.to_vec()).ok()?,
+            }),
+            2 => Some(Record::Root {
+                id: FileId {
+                    dev: u64_at(1)?,
+                    ino: u64_at(9)?,
+                },
+                path: PathBuf::from(OsString::from_vec(p.get(17..)?.to_vec())),
+            }),
+            3 => exact(17).and_then(|()| {
+                Some(Record::Child {
+                    pid: u32_at(1)?,
+                    start: u64_at(5)?,
+                    pgid: u32_at(13)?,
+                })
+            }),
+            4 => exact(13).and_then(|()| {
+                Some(Record::Gone {
+                    pid: u32_at(1)?,
+                    start: u64_at(5)?,
+                })
+            }),
+            5 => Some(Record::RootIntent {
+                path: PathBuf::from(OsString::from_vec(p.get(1..)?.to_vec())),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The environment variable every child of a journalled supervisor carries, valued
+/// [`Journal::marker`]: a sweep finds a dead owner's descendants by it, including a
+/// child killed with its owner before its record was written, and descendants that
+/// left its process group (as long as they kept the environment).
+pub(crate) const MARKER_VAR: &str = "CUSTODIAN_JOURNAL";
+
+/// The marker of the journal file `name`: its stem (`<pid>-<start>-<random>`).
+pub(crate) fn marker_of(name: &OsStr) -> &[u8] {
+    let b = name.as_bytes();
+    b.strip_suffix(sys::SUFFIX.as_bytes()).unwrap_or(b)
+}
+
+/// A supervisor's open journal.
+pub(crate) struct Journal {
+    dir: OwnedFd,
+    name: OsString,
+    path: PathBuf,
+    state: Mutex<State>,
+}
+
+struct State {
+    fd: OwnedFd,
+    /// Owner and root records, framed: the start of every compacted file.
+    header: Vec<u8>,
+    /// Records in the file (for the compaction threshold).
+    written: usize,
+    /// Live children by pid: their start time and group.
+    live: HashMap<u32, (u64, u32)>,
+}
+
+impl Journal {
+    /// Creates this supervisor's journal in `state_dir` (created 0700 if missing) and
+    /// makes its owner record durable. Blocking (two `fsync`s, once per supervisor).
+    pub(crate) fn create(state_dir: &Path) -> io::Result<Self> {
+        let dir = sys::open_state_dir(state_dir, true)?;
+        let (pid, start) = (std::process::id(), sys::self_start()?);
+        let owner = Record::Owner {
+            pid,
+            start,
+            boot_id: sys::boot_id()?,
+        };
+        let name = OsString::from(format!(
+            "{pid}-{start}-{}{}",
+            crate::sys::create::random_hex(8)?,
+            sys::SUFFIX
+        ));
+        let header = sys::frame(&owner.encode());
+        let fd = sys::create_journal(dir.as_fd(), &name)?;
+        let durable = sys::append(fd.as_fd(), &header)
+            .and_then(|()| rustix::fs::fsync(&fd).map_err(io::Error::from))
+            .and_then(|()| rustix::fs::fsync(&dir).map_err(io::Error::from));
+        if let Err(e) = durable {
+            let _ = rustix::fs::unlinkat(&dir, &name, rustix::fs::AtFlags::empty());
+            return Err(e);
+        }
+        Ok(Journal {
+            path: state_dir.join(&name),
+            dir,
+            name,
+            state: Mutex::new(State {
+                fd,
+                header,
+                written: 1,
+                live: HashMap::new(),
+            }),
+        })
+    }
+
+    /// Records the temp root's path right before it is created.
+    pub(crate) fn root_intent(&self, path: &Path) -> io::Result<()> {
+        let state = self.lock();
+        let rec = Record::RootIntent {
+            path: path.to_path_buf(),
+        };
+        sys::append(state.fd.as_fd(), &sys::frame(&rec.encode()))
+    }
+
+    /// Records the temp root, created, with its identity.
+    pub(crate) fn root_created(&self, path: &Path, id: FileId) -> io::Result<()> {
+        let mut state = self.lock();
+        let frame = sys::frame(
+            &Record::Root {
+                path: path.to_path_buf(),
+                id,
+            }
+            .encode(),
+        );
+        sys::append(state.fd.as_fd(), &frame)?;
+        state.header.extend(frame);
+        state.written += 2;
+        Ok(())
+    }
+
+    /// The value of [`MARKER_VAR`] in this supervisor's children.
+    pub(crate) fn marker(&self) -> &OsStr {
+        OsStr::from_bytes(marker_of(&self.name))
+    }
+
+    /// The journal file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records a child just spawned (unreaped, so its `/proc` entry is its own). A
+    /// failed write is logged, never fatal: the child still runs and is still owned.
+    pub(crate) fn child_started(self: &Arc<Self>, pid: u32) -> Option<ChildTicket> {
+        let st = match sys::proc_stat(pid) {
+            Ok(Some(st)) => st,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(pid, error = %e, "crash journal: cannot read the child's start time");
+                return None;
+            }
+        };
+        let rec = Record::Child {
+            pid,
+            start: st.start,
+            pgid: st.pgid,
+        };
+        let mut state = self.lock();
+        state.live.insert(pid, (st.start, st.pgid));
+        self.write(&mut state, &rec);
+        Some(ChildTicket {
+            journal: self.clone(),
+            pid,
+            start: st.start,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every update is a single insert/remove or a whole-file swap.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self, state: &mut State, rec: &Record) {
+        if let Err(e) = sys::append(state.fd.as_fd(), &sys::frame(&rec.encode())) {
+            tracing::warn!(journal = %self.path.display(), error = %e, "crash journal write failed");
+        }
+        state.written += 1;
+        if state.written >= COMPACT_AFTER && state.live.len() * 4 < state.written {
+            if let Err(e) = self.compact(state) {
+                tracing::warn!(journal = %self.path.display(), error = %e, "crash journal compaction failed");
+            }
+        }
+    }
+
+    /// Writes the header and the live children to a new locked file, fsyncs it, and
+    /// renames it over the journal. A crash at any point leaves one whole journal.
+    fn compact(&self, state: &mut State) -> io::Result<()> {
+        let mut tmp = OsString::from(".compact-");
+        tmp.push(&self.name);
+        let _ = rustix::fs::unlinkat(&self.dir, &tmp, rustix::fs::AtFlags::empty());
+        let fd = sys::create_journal(self.dir.as_fd(), &tmp)?;
+        let mut bytes = state.header.clone();
+        for (&pid, &(start, pgid)) in &state.live {
+            bytes.extend(sys::frame(&Record::Child { pid, start, pgid }.encode()));
+        }
+        let done = sys::append(fd.as_fd(), &bytes)
+            .and_then(|()| rustix::fs::fsync(&fd).map_err(io::Error::from))
+            .and_then(|()| {
+                rustix::fs::renameat(&self.dir, &tmp, &self.dir, &self.name)
+                    .map_err(io::Error::from)
+            });
+        if let Err(e) = done {
+            let _ = rustix::fs::unlinkat(&self.dir, &tmp, rustix::fs::AtFlags::empty());
+            return Err(e);
+        }
+        state.fd = fd;
+        state.written = 2 + state.live.len();
+        Ok(())
+    }
+}
+
+impl Drop for Journal {
+    /// Everything it recorded has been released (or the process is exiting): drop it.
+    fn drop(&mut self) {
+        let _ = rustix::fs::unlinkat(
+            &self.dir,
+            OsStr::new(&self.name),
+            rustix::fs::AtFlags::empty(),
+        );
+    }
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A child's line in the journal; [`reaped`](Self::reaped) writes its removal record.
+pub(crate) struct ChildTicket {
+    journal: Arc<Journal>,
+    pid: u32,
+    start: u64,
+}
+
+impl ChildTicket {
+    /// The child was reaped: its pid may be reused from now on.
+    pub(crate) fn reaped(&self) {
+        let mut state = self.journal.lock();
+        state.live.remove(&self.pid);
+        let rec = Record::Gone {
+            pid: self.pid,
+            start: self.start,
+        };
+        self.journal.write(&mut state, &rec);
+    }
+}
+
+impl std::fmt::Debug for ChildTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildTicket")
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_junk_is_refused() {
+        let recs = [
+            Record::Owner {
+                pid: 1,
+                start: 2,
+                boot_id: sys::boot_id().unwrap(),
+            },
+            Record::RootIntent {
+                path: "/tmp/custodian-y".into(),
+            },
+            Record::Root {
+                path: "/tmp/custodian-x".into(),
+                id: FileId { dev: 1, ino: 2 },
+            },
+            Record::Child {
+                pid: 7,
+                start: 8,
+                pgid: 7,
+            },
+            Record::Gone { pid: 7, start: 8 },
+        ];
+        for r in &recs {
+            assert_eq!(Record::decode(&r.encode()).as_ref(), Some(r));
+        }
+        assert_eq!(Record::decode(&[]), None);
+        assert_eq!(Record::decode(&[9, 0, 0]), None);
+        assert_eq!(Record::decode(&[3, 1, 2]), None);
+    }
+
+    #[test]
+    fn compaction_keeps_owner_root_and_live_children_and_the_lock() {
+        let dir =
+            std::env::temp_dir().join(format!("custodian-journal-unit-{}", std::process::id()));
+        let j = Arc::new(Journal::create(&dir).unwrap());
+        j.root_created(Path::new("/tmp/custodian-r"), FileId { dev: 1, ino: 2 })
+            .unwrap();
+        let me = std::process::id();
+        let kept = j.child_started(me).unwrap();
+        for _ in 0..COMPACT_AFTER {
+            // This process stands in for a child: started and reaped again and again.
+            j.child_started(me).unwrap().reaped();
+        }
+        let bytes = std::fs::read(j.path()).unwrap();
+        let (frames, bad) = sys::frames(&bytes);
+        assert_eq!(bad, None);
+        let recs: Vec<Record> = frames
+            .iter()
+            .map(|(_, p)| Record::decode(p).unwrap())
+            .collect();
+        assert!(recs.len() < 64, "compacted: {} records", recs.len());
+        assert!(matches!(recs[0], Record::Owner { pid, .. } if pid == me));
+        assert!(matches!(recs[1], Record::Root { .. }));
+        // The compacted file is locked as the journal was.
+        let other = std::fs::File::open(j.path()).unwrap();
+        assert!(
+            rustix::fs::flock(&other, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                .is_err()
+        );
+        let path = j.path().to_path_buf();
+        drop((kept, j));
+        assert!(!path.exists(), "dropped with the supervisor");
+        std::fs::remove_dir(&dir).unwrap();
+    }
+}

@@ -1,0 +1,222 @@
+//! What a crash sweep did: readable as text (`Display`), serialisable for machines.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::leak::duration_ms;
+
+/// What [`custodian::sweep`](crate::sweep) or
+/// [`Supervisor::sweep`](crate::Supervisor::sweep) found in a state directory and did.
+///
+/// ```
+/// let report = custodian::SweepReport::default();
+/// assert!(report.is_clean());
+/// let json = serde_json::to_string(&report).unwrap();
+/// assert!(json.contains("\"found\":0"));
+/// println!("{report}");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SweepReport {
+    /// The state directory swept.
+    pub state_dir: PathBuf,
+    /// How many journals it held (this process's own included).
+    pub found: usize,
+    /// Owners proven dead, whose journals were acted on.
+    pub dead_owners: Vec<DeadOwner>,
+    /// Process groups of dead owners that were stopped.
+    pub stopped: Vec<StoppedGroup>,
+    /// Temp roots of dead owners that were removed.
+    pub removed: Vec<PathBuf>,
+    /// Journals dropped after everything they recorded was dealt with.
+    pub dropped: Vec<PathBuf>,
+    /// What was left alone, and why.
+    pub skipped: Vec<Skipped>,
+    /// How long the sweep took.
+    #[serde(with = "duration_ms")]
+    pub took: Duration,
+}
+
+impl SweepReport {
+    /// Groups that ended within the grace period after SIGTERM.
+    pub fn term_honoured(&self) -> usize {
+        self.stopped.iter().filter(|g| !g.kill_needed).count()
+    }
+
+    /// Groups that needed SIGKILL.
+    pub fn kill_needed(&self) -> usize {
+        self.stopped.iter().filter(|g| g.kill_needed).count()
+    }
+
+    /// Whether nothing was skipped for a reason worth a look: skips because an owner is
+    /// alive (or its journal locked) and children assumed gone after a reboot are normal.
+    pub fn is_clean(&self) -> bool {
+        self.skipped.iter().all(|s| {
+            matches!(
+                s.reason,
+                SkipReason::OwnerAlive | SkipReason::Locked | SkipReason::OtherBoot
+            )
+        })
+    }
+}
+
+/// An owner proven dead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DeadOwner {
+    /// Its journal.
+    pub journal: PathBuf,
+    /// Its pid.
+    pub pid: u32,
+    /// Its start time, in clock ticks since boot (`/proc/PID/stat` field 22).
+    pub start_time: u64,
+    /// The boot it ran in.
+    pub boot_id: String,
+    /// How its death was proven.
+    pub proof: DeathProof,
+}
+
+/// How an owner's death was proven.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DeathProof {
+    /// No process has its pid.
+    PidGone,
+    /// Its pid belongs to a process with another start time.
+    StartTimeDiffers,
+    /// It ran in another boot.
+    OtherBoot,
+    /// It has exited and waits to be reaped (a zombie): its files and locks are closed.
+    Exited,
+}
+
+/// A process group of a dead owner's child, stopped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StoppedGroup {
+    /// The group id (the recorded child's pid); `None` for the processes found by the
+    /// dead owner's marker in their environment outside any recorded group (a child
+    /// killed with its owner before its record was written, or one that left its group).
+    pub pgid: Option<u32>,
+    /// How many processes were signalled, each proven a member by its start time.
+    pub processes: usize,
+    /// Whether SIGKILL was needed after the grace period.
+    pub kill_needed: bool,
+}
+
+/// Something a sweep left alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Skipped {
+    /// What: a journal or temp root path, or `pid N`.
+    pub what: String,
+    /// Why.
+    pub reason: SkipReason,
+}
+
+/// Why a sweep left something alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// The journal's owner is alive (same pid, start time and boot).
+    OwnerAlive,
+    /// The journal is locked: its owner is alive, or another sweep has it.
+    Locked,
+    /// The recorded pid now belongs to another process (another start time).
+    PidReused,
+    /// The record is from another boot: its processes are gone with that boot.
+    OtherBoot,
+    /// A record does not check out (torn, truncated, flipped, unknown); it and every
+    /// record after it are ignored. The journal is kept.
+    Corrupt {
+        /// Byte offset of the bad record.
+        offset: usize,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The journal has no valid owner record: nothing can be proven, nothing is done.
+    NoOwner,
+    /// A recorded path is not one custodian would have made (relative, `..`, a
+    /// symlinked component, another object at the name, another user's, on another
+    /// mount).
+    UnsafePath {
+        /// Why.
+        detail: String,
+    },
+    /// The journal itself is not ours (another user's, readable by others, not a
+    /// regular file).
+    NotOurs {
+        /// Why.
+        detail: String,
+    },
+    /// An operation failed; the journal is kept for the next sweep.
+    Failed {
+        /// The error.
+        detail: String,
+    },
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::OwnerAlive => f.write_str("owner alive"),
+            SkipReason::Locked => f.write_str("locked by a live owner or another sweep"),
+            SkipReason::PidReused => f.write_str("pid reused by another process"),
+            SkipReason::OtherBoot => f.write_str("from another boot: assumed gone"),
+            SkipReason::Corrupt { offset, detail } => {
+                write!(f, "corrupt record at byte {offset}: {detail}")
+            }
+            SkipReason::NoOwner => f.write_str("no valid owner record"),
+            SkipReason::UnsafePath { detail } => write!(f, "unsafe path: {detail}"),
+            SkipReason::NotOurs { detail } => write!(f, "not ours: {detail}"),
+            SkipReason::Failed { detail } => write!(f, "failed: {detail}"),
+        }
+    }
+}
+
+impl fmt::Display for SweepReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "sweep of {}: {} journal(s), {} dead owner(s), {} group(s) stopped \
+             ({} on SIGTERM, {} needed SIGKILL), {} temp root(s) removed, in {:?}",
+            self.state_dir.display(),
+            self.found,
+            self.dead_owners.len(),
+            self.stopped.len(),
+            self.term_honoured(),
+            self.kill_needed(),
+            self.removed.len(),
+            self.took,
+        )?;
+        for o in &self.dead_owners {
+            writeln!(
+                f,
+                "  dead owner pid {} ({:?}): {}",
+                o.pid,
+                o.proof,
+                o.journal.display()
+            )?;
+        }
+        for g in &self.stopped {
+            let how = if g.kill_needed { "SIGKILL" } else { "SIGTERM" };
+            match g.pgid {
+                Some(pgid) => write!(f, "  stopped group {pgid}")?,
+                None => f.write_str("  stopped unrecorded descendants")?,
+            }
+            writeln!(f, " ({} process(es), {how})", g.processes)?;
+        }
+        for p in &self.removed {
+            writeln!(f, "  removed {}", p.display())?;
+        }
+        for s in &self.skipped {
+            writeln!(f, "  skipped {}: {}", s.what, s.reason)?;
+        }
+        Ok(())
+    }
+}
