@@ -122,14 +122,16 @@ fn runtime(rt: Rt) -> tokio::runtime::Runtime {
     b.build().expect("build runtime")
 }
 
-/// Waits (up to 10 s) for the fd count to come back to `expected`: a runtime's threads may
-/// close their last fds a moment after the runtime is dropped. Panics with the list of
-/// open fds if it does not.
+/// Waits (up to 10 s) for the fd count to come back to `expected` or below: a runtime's
+/// threads may close their last fds a moment after the runtime is dropped. Below is
+/// fine: an fd that was open when the baseline was taken (another test's clean-up
+/// finishing late) has closed meanwhile; a leak keeps the count above. Panics with the
+/// list of open fds if it stays above.
 pub fn assert_fds_settle(expected: usize, what: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let now = open_fds();
-        if now == expected {
+        if now <= expected {
             return;
         }
         if std::time::Instant::now() > deadline {
