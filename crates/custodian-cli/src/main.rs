@@ -8,6 +8,8 @@
 //!   period, and exits like coreutils `timeout`.
 //! - `custodian probe FILE...`: opens each file through the managed decoder and prints
 //!   its format, or the typed error naming the file.
+//! - `custodian sweep`: reaps what crashed owners left (the crash journal of a state dir)
+//!   and, optionally, the old entries of a temp base.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +22,7 @@ mod demo;
 mod os;
 mod probe;
 mod run;
+mod sweep;
 mod wav;
 
 /// Give every file, temp file, child process and decoder an owner, and release each
@@ -54,6 +57,13 @@ enum Cmd {
     ///
     /// Exits 1 when any file failed.
     Probe(probe::ProbeArgs),
+    /// Reap what crashed owners left: for each journal in the state dir whose owner is
+    /// proven dead, stop its children and remove its temp root; optionally remove a base
+    /// directory's entries older than an age.
+    ///
+    /// Exit 0 when clean, 1 when something was skipped or could not be removed, 2 when a
+    /// directory could not be swept.
+    Sweep(sweep::SweepArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +96,7 @@ fn main() -> ExitCode {
             Cmd::Demo(a) => demo::main(a).await,
             Cmd::Run(a) => run::main(a).await,
             Cmd::Probe(a) => probe::main(a).await,
+            Cmd::Sweep(a) => sweep::main(a).await,
         }
     });
     // Background clean-ups were awaited by each command's shutdown; do not wait for
