@@ -7,7 +7,7 @@
 //! them; a deadline stops a hung tool; a missing program is a typed error. Afterwards the
 //! program checks that no process of any of their groups is left and prints the stats.
 //!
-//! Run it with `cargo run --example subprocess`.
+//! Run it with `cargo run --example 03_child_processes`.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -9,7 +9,7 @@
 //! root is removed. A second SIGTERM would force it. The program then prints the report
 //! as a table and as JSON, and checks that nothing is left.
 //!
-//! Run it with `cargo run --example graceful_shutdown`.
+//! Run it with `cargo run --example 04_graceful_shutdown`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

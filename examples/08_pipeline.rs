@@ -11,7 +11,7 @@
 //! no file descriptor, no child process and no zombie is left, and prints the stats and the
 //! shutdown report.
 //!
-//! Run it with `cargo run --example pipeline`.
+//! Run it with `cargo run --example 08_pipeline`.
 
 use std::path::PathBuf;
 use std::time::Duration;

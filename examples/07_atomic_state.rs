@@ -7,7 +7,7 @@
 //! writer is dropped half-way: its temp file disappears and the state file is untouched.
 //! At the end no temp name is left in the directory and the shutdown report is clean.
 //!
-//! Run it with `cargo run --example atomic_state`.
+//! Run it with `cargo run --example 07_atomic_state`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
