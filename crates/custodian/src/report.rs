@@ -66,6 +66,10 @@ pub struct ShutdownReport {
     pub temp_root: PathBuf,
     /// Why the temp root could not be removed, if it could not.
     pub temp_root_error: Option<String>,
+    /// What the child-subreaper opt-in adopted, stopped and reaped during the
+    /// supervisor's life (all zero without it).
+    #[serde(default)]
+    pub adopted: crate::reaper::AdoptionStats,
 }
 
 fn default_reason() -> CancelReason {
@@ -90,6 +94,7 @@ impl ShutdownReport {
             && self.scopes_finished
             && self.cleanups_finished
             && self.temp_root_error.is_none()
+            && self.adopted.live == 0
             && self.stats.live() == 0
             && self
                 .hooks

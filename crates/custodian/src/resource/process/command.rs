@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::child::ManagedChild;
 use super::core::ChildCore;
+use super::escapees::Escapees;
 use super::reclaim::ChildReclaim;
 use super::spawner::spawn_on_thread;
 use crate::error::{Error, Operation, Result};
@@ -308,6 +309,20 @@ impl Command {
             // How a sweep finds descendants that no record names (see `journal`).
             self.cmd.env(crate::journal::MARKER_VAR, j.marker());
         }
+        // Under the child-subreaper opt-in: how adopted descendants are proven ours.
+        let reaper = inner.reaper.clone();
+        let seq = reaper.as_ref().map(|r| {
+            let (seq, marker) = r.marker(self.grace);
+            self.cmd.env(crate::reaper::OWNER_VAR, marker);
+            seq
+        });
+        // Held until the child is recorded: a scan never takes it for an adopted one.
+        let gate = reaper.as_ref().map(|r| r.spawn_gate());
+        let forget_seq = || {
+            if let (Some(r), Some(seq)) = (&reaper, seq) {
+                r.released(seq);
+            }
+        };
         let spawned = if self.death_signal {
             let hook = death_signal_hook(rustix::process::getpid());
             // SAFETY: the hook runs between fork and exec and only makes
@@ -323,16 +338,27 @@ impl Command {
             let _rt = inner.handle.enter();
             self.cmd.spawn()
         };
-        let mut child = spawned.map_err(|e| Error::io(op, &self.program, e))?;
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                forget_seq();
+                return Err(Error::io(op, &self.program, e));
+            }
+        };
         let started = Instant::now();
         // A child that was just spawned and never waited for always has a pid.
         let Some(pid) = child.id() else {
+            forget_seq();
             return Err(Error::io(
                 op,
                 &self.program,
                 std::io::Error::other("no pid"),
             ));
         };
+        if let (Some(r), Some(seq)) = (&reaper, seq) {
+            r.managed(pid, seq);
+        }
+        drop(gate);
         // Safe against reuse: the child is ours and unreaped.
         let pidfd = match pidfd_open(pid) {
             Ok(fd) => fd,
@@ -341,7 +367,15 @@ impl Command {
                 // group id is safe to signal: its leader is ours and unreaped.
                 let _ = crate::sys::process::signal_group(pid, crate::sys::process::Sig::KILL);
                 let _ = child.start_kill();
-                drop(inner.handle.spawn(async move { child.wait().await }));
+                forget_seq();
+                let r = reaper.clone();
+                drop(inner.handle.spawn(async move {
+                    let _ = child.wait().await;
+                    // Reaped: a scan may take the pid's next owner for adopted again.
+                    if let Some(r) = r {
+                        r.managed_reaped(pid);
+                    }
+                }));
                 return Err(Error::io(op, &self.program, e));
             }
         };
@@ -356,6 +390,9 @@ impl Command {
         if let Some(ticket) = inner.journal.as_ref().and_then(|j| j.child_started(pid)) {
             let _ = core.journal.set(ticket);
         }
+        if let Some(r) = &reaper {
+            let _ = core.reaper.set(r.clone());
+        }
         let spec = Spec {
             kind: ResourceKind::Child,
             label: self
@@ -369,6 +406,12 @@ impl Command {
         let reclaim = ChildReclaim {
             core: core.clone(),
             grace: self.grace,
+            escapees: reaper.zip(seq).map(|(reaper, seq)| Escapees {
+                reaper,
+                seq,
+                grace: self.grace,
+                cut: inner.cut.clone(),
+            }),
         };
         let reg = self.scope.register_boxed(spec, Box::new(reclaim))?;
         Ok(ManagedChild {

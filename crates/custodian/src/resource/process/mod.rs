@@ -41,6 +41,7 @@ mod child;
 mod command;
 mod core;
 mod entry;
+mod escapees;
 mod reclaim;
 mod spawner;
 

@@ -1,0 +1,48 @@
+//! A managed child's escapees under the child-subreaper opt-in: the descendants it left
+//! adopted by this process (see `crate::reaper`), stopped when the child is released,
+//! with the child's grace, whether or not the child itself was reaped already.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::reaper::Reaper;
+
+/// What a child's release needs to stop what its descendants left adopted.
+#[derive(Clone, Debug)]
+pub(super) struct Escapees {
+    pub(super) reaper: Arc<Reaper>,
+    pub(super) seq: u64,
+    pub(super) grace: Duration,
+    /// The supervisor's `Inner::cut`: ends the grace when shutdown stops waiting.
+    pub(super) cut: CancellationToken,
+}
+
+impl Escapees {
+    /// SIGTERM, the grace, SIGKILL, the reaps, on the blocking pool (it scans `/proc`).
+    ///
+    /// Cancel safe in the sense that the stop runs to its end on the blocking pool.
+    pub(super) async fn stop(&self) -> io::Result<()> {
+        self.reaper.released(self.seq);
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            this.reaper
+                .stop(Some(this.seq), this.grace, Some(&this.cut))
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    /// Emergency: SIGKILL, a brief wait, the reaps. Blocking, bounded.
+    pub(super) fn kill_now(&self) -> io::Result<()> {
+        self.reaper.released(self.seq);
+        self.reaper.kill_now(Some(self.seq))
+    }
+
+    /// SIGKILL to what is adopted now (constant work per process).
+    pub(super) fn kill_urgent(&self) {
+        self.reaper.kill_urgent(self.seq);
+    }
+}
