@@ -244,7 +244,8 @@ async fn supervise(args: &RunArgs) -> Result<Ran, String> {
         (Signal::HUP, listen(SignalKind::hangup())?),
     ];
     crate::adopt::become_subreaper().map_err(|e| format!("become child subreaper: {e}"))?;
-    let mut builder = Supervisor::builder().grace(args.grace.saturating_add(Duration::from_secs(1)));
+    let mut builder =
+        Supervisor::builder().grace(args.grace.saturating_add(Duration::from_secs(1)));
     if let Some(dir) = &args.state_dir {
         builder = builder.state_dir(dir);
     }

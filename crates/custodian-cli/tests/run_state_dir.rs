@@ -28,7 +28,9 @@ fn gone(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return true;
     };
-    let zombie = stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+    let zombie = stat
+        .rsplit_once(')')
+        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
     if zombie {
         let p = rustix::process::Pid::from_raw(pid as i32).unwrap();
         let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::NOHANG);
@@ -52,7 +54,11 @@ fn sweep_after_a_sigkilled_runner_stops_the_tree_and_removes_the_tmpdir() {
         .spawn()
         .unwrap();
     let sleeps = || t.processes().iter().filter(|(_, c)| c == "sleep").count();
-    assert!(poll(Duration::from_secs(10), || sleeps() == 2), "{:?}", t.processes());
+    assert!(
+        poll(Duration::from_secs(10), || sleeps() == 2),
+        "{:?}",
+        t.processes()
+    );
     let tree: Vec<u32> = t
         .processes()
         .into_iter()
@@ -61,12 +67,19 @@ fn sweep_after_a_sigkilled_runner_stops_the_tree_and_removes_the_tmpdir() {
         .collect();
     assert_eq!(tree.len(), 3, "sh and two sleeps: {:?}", t.processes());
     let tmpdir = PathBuf::from(env_of(tree[0], "TMPDIR").unwrap());
-    assert!(tmpdir.starts_with(&t.0) && tmpdir.exists(), "{}", tmpdir.display());
+    assert!(
+        tmpdir.starts_with(&t.0) && tmpdir.exists(),
+        "{}",
+        tmpdir.display()
+    );
     let root = tmpdir.parent().unwrap().to_path_buf();
 
     runner.kill().unwrap(); // SIGKILL: nothing of the runner's clean-up runs
     runner.wait().unwrap();
-    assert!(tree.iter().all(|&p| !gone(p)), "the tree outlives its runner");
+    assert!(
+        tree.iter().all(|&p| !gone(p)),
+        "the tree outlives its runner"
+    );
     assert!(tmpdir.exists());
 
     let out = t
@@ -75,7 +88,12 @@ fn sweep_after_a_sigkilled_runner_stops_the_tree_and_removes_the_tmpdir() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_str(&text).unwrap();
     let j = &v["journals"];
     assert_eq!(j["dead_owners"].as_array().unwrap().len(), 1, "{text}");
@@ -91,9 +109,21 @@ fn sweep_after_a_sigkilled_runner_stops_the_tree_and_removes_the_tmpdir() {
     assert_eq!(Path::new(removed[0].as_str().unwrap()), root, "{text}");
     assert_eq!(j["dropped"].as_array().unwrap().len(), 1, "{text}");
 
-    let left = || tree.iter().copied().filter(|&p| !gone(p)).collect::<Vec<_>>();
-    assert!(poll(Duration::from_secs(10), || left().is_empty()), "left: {:?}", left());
-    assert!(!tmpdir.exists() && !root.exists(), "the TMPDIR and root are gone");
+    let left = || {
+        tree.iter()
+            .copied()
+            .filter(|&p| !gone(p))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        poll(Duration::from_secs(10), || left().is_empty()),
+        "left: {:?}",
+        left()
+    );
+    assert!(
+        !tmpdir.exists() && !root.exists(),
+        "the TMPDIR and root are gone"
+    );
     assert!(t.processes().is_empty(), "{:?}", t.processes());
     assert!(
         std::fs::read_dir(&state).unwrap().next().is_none(),

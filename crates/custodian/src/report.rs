@@ -214,6 +214,14 @@ impl fmt::Display for ShutdownReport {
                 writeln!(f, "  {r}")?;
             }
         }
+        let a = &self.adopted;
+        if a.adopted > 0 || a.unproven_zombies > 0 {
+            writeln!(
+                f,
+                "\nadopted (child subreaper): {} adopted, {} reaped, {} needed SIGKILL, {} left, {} unproven zombies left alone",
+                a.adopted, a.reaped, a.kill_needed, a.live, a.unproven_zombies
+            )?;
+        }
         match &self.temp_root_error {
             None => writeln!(f, "\ntemp root {} removed", self.temp_root.display()),
             Some(e) => writeln!(
