@@ -160,8 +160,20 @@ fn release_isolated() {
         // The second: released by drop (its escapee reaped in the background).
         drop(two);
         assert_nothing_left(&[&a, &b], "after drop");
+        // A group member orphaned by its shell is adopted too (by its group): `wait()`
+        // kills it and reaps the leader; its zombie, proven by the group of a leader
+        // reaped in the meantime, is reaped as well.
+        let c = secs(7);
+        let st = sup
+            .command("sh")
+            .args(["-c", &format!("sleep {c} & exit 4")])
+            .status()
+            .await
+            .unwrap();
+        assert_eq!(st.code(), Some(4));
+        assert_nothing_left(&[&c], "after a member orphaned in the group");
         let s = sup.adopted();
-        assert!(s.adopted >= 2, "{s:?}");
+        assert!(s.adopted >= 3, "{s:?}");
         assert_eq!((s.reaped, s.live), (s.adopted, 0), "{s:?}");
         let report = sup.shutdown().await;
         assert!(report.is_clean(), "{report}");
