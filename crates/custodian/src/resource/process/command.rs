@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::child::ManagedChild;
 use super::core::ChildCore;
-use super::escapees::Escapees;
+use super::escapees::Adopting;
 use super::reclaim::ChildReclaim;
 use super::spawner::spawn_on_thread;
 use crate::error::{Error, Operation, Result};
@@ -310,17 +310,12 @@ impl Command {
             self.cmd.env(crate::journal::MARKER_VAR, j.marker());
         }
         // Under the child-subreaper opt-in: how adopted descendants are proven ours.
-        let reaper = inner.reaper.clone();
-        let seq = reaper.as_ref().map(|r| {
-            let (seq, marker) = r.marker(self.grace);
-            self.cmd.env(crate::reaper::OWNER_VAR, marker);
-            seq
-        });
-        // Held until the child is recorded: a scan never takes it for an adopted one.
-        let gate = reaper.as_ref().map(|r| r.spawn_gate());
-        let forget_seq = || {
-            if let (Some(r), Some(seq)) = (&reaper, seq) {
-                r.released(seq);
+        let adopting = inner.reaper.as_ref();
+        let adopting = adopting.map(|r| Adopting::new(r, &mut self.cmd, self.grace));
+        let gate = adopting.as_ref().map(Adopting::gate);
+        let failed = || {
+            if let Some(a) = &adopting {
+                a.failed();
             }
         };
         let spawned = if self.death_signal {
@@ -341,22 +336,22 @@ impl Command {
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
-                forget_seq();
+                failed();
                 return Err(Error::io(op, &self.program, e));
             }
         };
         let started = Instant::now();
         // A child that was just spawned and never waited for always has a pid.
         let Some(pid) = child.id() else {
-            forget_seq();
+            failed();
             return Err(Error::io(
                 op,
                 &self.program,
                 std::io::Error::other("no pid"),
             ));
         };
-        if let (Some(r), Some(seq)) = (&reaper, seq) {
-            r.managed(pid, seq);
+        if let Some(a) = &adopting {
+            a.spawned(pid);
         }
         drop(gate);
         // Safe against reuse: the child is ours and unreaped.
@@ -367,13 +362,12 @@ impl Command {
                 // group id is safe to signal: its leader is ours and unreaped.
                 let _ = crate::sys::process::signal_group(pid, crate::sys::process::Sig::KILL);
                 let _ = child.start_kill();
-                forget_seq();
-                let r = reaper.clone();
+                failed();
                 drop(inner.handle.spawn(async move {
                     let _ = child.wait().await;
-                    // Reaped: a scan may take the pid's next owner for adopted again.
-                    if let Some(r) = r {
-                        r.managed_reaped(pid);
+                    // Reaped: the pid is no longer a managed child's.
+                    if let Some(a) = adopting {
+                        a.reaped(pid);
                     }
                 }));
                 return Err(Error::io(op, &self.program, e));
@@ -390,8 +384,8 @@ impl Command {
         if let Some(ticket) = inner.journal.as_ref().and_then(|j| j.child_started(pid)) {
             let _ = core.journal.set(ticket);
         }
-        if let Some(r) = &reaper {
-            let _ = core.reaper.set(r.clone());
+        if let Some(a) = &adopting {
+            let _ = core.reaper.set(a.reaper());
         }
         let spec = Spec {
             kind: ResourceKind::Child,
@@ -406,12 +400,7 @@ impl Command {
         let reclaim = ChildReclaim {
             core: core.clone(),
             grace: self.grace,
-            escapees: reaper.zip(seq).map(|(reaper, seq)| Escapees {
-                reaper,
-                seq,
-                grace: self.grace,
-                cut: inner.cut.clone(),
-            }),
+            escapees: adopting.map(|a| a.escapees(self.grace, inner.cut.clone())),
         };
         let reg = self.scope.register_boxed(spec, Box::new(reclaim))?;
         Ok(ManagedChild {

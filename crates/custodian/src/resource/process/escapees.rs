@@ -3,7 +3,7 @@
 //! with the child's grace, whether or not the child itself was reaped already.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, RwLockReadGuard};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -44,5 +44,63 @@ impl Escapees {
     /// SIGKILL to what is adopted now (constant work per process).
     pub(super) fn kill_urgent(&self) {
         self.reaper.kill_urgent(self.seq);
+    }
+}
+
+/// The opt-in's part of one spawn: the child's number and marker, set before the fork.
+pub(super) struct Adopting {
+    reaper: Arc<Reaper>,
+    seq: u64,
+}
+
+impl Adopting {
+    /// Numbers the child and puts the marker in its environment.
+    pub(super) fn new(
+        reaper: &Arc<Reaper>,
+        cmd: &mut tokio::process::Command,
+        grace: Duration,
+    ) -> Self {
+        let (seq, marker) = reaper.marker(grace);
+        cmd.env(crate::reaper::OWNER_VAR, marker);
+        Adopting {
+            reaper: reaper.clone(),
+            seq,
+        }
+    }
+
+    /// Held from before the fork until [`spawned`](Self::spawned): a scan never takes
+    /// the new child for an adopted one.
+    pub(super) fn gate(&self) -> RwLockReadGuard<'_, ()> {
+        self.reaper.spawn_gate()
+    }
+
+    /// The child was spawned as `pid` (unreaped).
+    pub(super) fn spawned(&self, pid: u32) {
+        self.reaper.managed(pid, self.seq);
+    }
+
+    /// The spawn failed: nothing will be adopted from this number.
+    pub(super) fn failed(&self) {
+        self.reaper.released(self.seq);
+    }
+
+    /// A child recorded by [`spawned`](Self::spawned) was reaped outside `ChildCore`.
+    pub(super) fn reaped(&self, pid: u32) {
+        self.reaper.managed_reaped(pid);
+    }
+
+    /// The reaper, for the child's core (told of its reap).
+    pub(super) fn reaper(&self) -> Arc<Reaper> {
+        self.reaper.clone()
+    }
+
+    /// What the child's release stops.
+    pub(super) fn escapees(self, grace: Duration, cut: CancellationToken) -> Escapees {
+        Escapees {
+            reaper: self.reaper,
+            seq: self.seq,
+            grace,
+            cut,
+        }
     }
 }
