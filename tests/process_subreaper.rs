@@ -172,8 +172,21 @@ fn release_isolated() {
             .unwrap();
         assert_eq!(st.code(), Some(4));
         assert_nothing_left(&[&c], "after a member orphaned in the group");
+        // An escapee deaf to SIGTERM gets the child's grace, then SIGKILL.
+        let d = secs(8);
+        let deaf = format!(
+            "setsid sh -c \"trap '' TERM; while :; do sleep {d}; done\" </dev/null >/dev/null 2>&1 & exit 0"
+        );
+        let stubborn = sup.command("sh").args(["-c", &deaf]).grace(grace).spawn();
+        let stubborn = stubborn.unwrap();
+        wait_adopted(&d);
+        let t = Instant::now();
+        stubborn.close().await.unwrap();
+        assert!(t.elapsed() >= grace, "the grace was given: {:?}", t.elapsed());
+        assert_nothing_left(&[&d], "after a TERM-deaf escapee");
+        assert!(sup.adopted().kill_needed >= 1, "{:?}", sup.adopted());
         let s = sup.adopted();
-        assert!(s.adopted >= 3, "{s:?}");
+        assert!(s.adopted >= 4, "{s:?}");
         assert_eq!((s.reaped, s.live), (s.adopted, 0), "{s:?}");
         let report = sup.shutdown().await;
         assert!(report.is_clean(), "{report}");

@@ -151,8 +151,8 @@ impl Reaper {
         retire(&mut st, pid);
     }
 
-    /// A managed child was released (or failed to start): what is adopted from it from
-    /// now on is a stray, stopped by the next scan's caller.
+    /// A managed child's release has stopped what was adopted from it (or it failed to
+    /// start): what is adopted from it from now on is a stray, stopped by the scan task.
     pub(crate) fn released(&self, seq: u64) {
         self.lock().live.remove(&seq);
     }

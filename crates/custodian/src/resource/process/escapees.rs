@@ -24,21 +24,28 @@ impl Escapees {
     /// SIGTERM, the grace, SIGKILL, the reaps, on the blocking pool (it scans `/proc`).
     ///
     /// Cancel safe in the sense that the stop runs to its end on the blocking pool.
+    /// Until it ends, what is adopted from the child is this stop's (with the child's
+    /// grace), not a stray for the scan task (with its own).
     pub(super) async fn stop(&self) -> io::Result<()> {
-        self.reaper.released(self.seq);
         let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            this.reaper
-                .stop(Some(this.seq), this.grace, Some(&this.cut))
+        let stopped = tokio::task::spawn_blocking(move || {
+            let r = this
+                .reaper
+                .stop(Some(this.seq), this.grace, Some(&this.cut));
+            this.reaper.released(this.seq);
+            r
         })
-        .await
-        .map_err(io::Error::other)?
+        .await;
+        // The blocking pool dropped it unrun (the runtime is going): strays from now on.
+        self.reaper.released(self.seq);
+        stopped.map_err(io::Error::other)?
     }
 
     /// Emergency: SIGKILL, a brief wait, the reaps. Blocking, bounded.
     pub(super) fn kill_now(&self) -> io::Result<()> {
+        let r = self.reaper.kill_now(Some(self.seq));
         self.reaper.released(self.seq);
-        self.reaper.kill_now(Some(self.seq))
+        r
     }
 
     /// SIGKILL to what is adopted now (constant work per process).
