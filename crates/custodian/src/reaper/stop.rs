@@ -90,6 +90,11 @@ impl Reaper {
         grace: Duration,
         cut: Option<&CancellationToken>,
     ) -> io::Result<()> {
+        // Nothing adopted from it: nothing of ours was killed that could re-parent more.
+        self.scan()?;
+        if self.count(seq) == 0 {
+            return Ok(());
+        }
         let mut termed = HashSet::new();
         let until = Instant::now().checked_add(grace);
         if self.wait_empty(seq, until, cut, |r| r.term_new(seq, &mut termed))? {
