@@ -18,7 +18,9 @@
 //!    allocated cyclically, so a reuse within the tick of the reap takes a full wrap.
 //!
 //! A zombie matching neither was never seen alive and is left (it may be a child that
-//! other code spawned and will wait for); so is a live child without either proof.
+//! other code spawned and will wait for); so is a live child without either proof. The
+//! one way to fool proof 2: other code spawning its own child *into* a managed child's
+//! process group (`process_group(pgid)`); documented in `docs/processes.md`.
 //!
 //! Invariants:
 //! - a spawn holds `gate` shared from before the fork until the child is recorded in
@@ -164,7 +166,6 @@ impl Reaper {
         let kids = sys::children_of(self.me)?;
         let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
         let mut st = self.lock();
-        let now = sys::now_ticks();
         let mut unproven = 0;
         let seen: HashSet<(u32, u64)> = kids.iter().map(|k| (k.pid, k.start)).collect();
         st.unmarked.retain(|k| seen.contains(k));
@@ -182,7 +183,7 @@ impl Reaper {
                 }
                 continue;
             }
-            match self.prove(&mut st, k, now) {
+            match self.prove(&mut st, k) {
                 Some(seq) => {
                     st.adopted.insert(k.pid, (k.start, seq));
                     let leader = Leader {
@@ -217,7 +218,7 @@ impl Reaper {
     /// The sequence number of the managed child `k` (a child of ours, not managed)
     /// provably descends from, if any. Re-reads its stat after its environment, so both
     /// are of the process scanned.
-    fn prove(&self, st: &mut State, k: Proc, now: u64) -> Option<u64> {
+    fn prove(&self, st: &mut State, k: Proc) -> Option<u64> {
         // Still our child, and the same process (same start time), after the scan.
         let same = || sys::stat(k.pid).is_some_and(|p| p.ppid == self.me && p.start == k.start);
         let by_group = st.leaders.get(&k.pgid).and_then(|l| {
@@ -245,8 +246,7 @@ impl Reaper {
         let seq = marker
             .as_deref()
             .and_then(|m| m.strip_prefix(&self.prefix[..]))
-            .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u64>().ok())
-            .filter(|_| k.start <= now.saturating_add(1));
+            .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u64>().ok());
         if seq.is_none() {
             st.unmarked.insert((k.pid, k.start));
         }
