@@ -5,6 +5,10 @@
 //! Safety of the signals: every pid acted on is a child of this process that it has not
 //! reaped yet, so the kernel cannot reuse it. The runner's only other child, CMD, is
 //! reaped by custodian before this runs, and nothing else here reaps with `waitpid(-1)`.
+//! Why not the library's opt-in (`Builder::child_subreaper`): it must prove a child was
+//! adopted from one of its managed children (other code in a library's process may wait
+//! for its own children), so an escapee that cleared its environment and left its group
+//! is not its to reap. The runner spawns no other child: everything it has is CMD's.
 //! What is not covered: a descendant still attached to a live parent outside the group
 //! is not a child of the runner and is not found; one that escapes while CMD runs gets
 //! its SIGTERM only after CMD ended, not with the forwarded signal.

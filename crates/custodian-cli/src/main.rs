@@ -46,7 +46,9 @@ enum Cmd {
     /// SIGHUP to the group, and SIGKILL it when the grace runs out.
     ///
     /// Descendants that leave the group (`setsid`, double fork) are adopted (the runner
-    /// is their child subreaper) and stopped the same way once CMD has ended.
+    /// is their child subreaper) and stopped the same way once CMD has ended. With
+    /// `--state-dir DIR` the run is journalled: if the runner itself is SIGKILLed,
+    /// `custodian sweep --state-dir DIR` stops CMD's tree and removes its TMPDIR.
     ///
     /// Exit codes as coreutils `timeout`: CMD's own code; 124 timed out; 125 custodian
     /// failed; 126 CMD found but not executable; 127 CMD not found; 128+N CMD killed by

@@ -9,7 +9,9 @@
 //! Signals reach the group only while its leader is unreaped (the select below polls the
 //! wait first, and only a finished wait reaps), so a group id is never reused under us.
 //! Descendants that left the group (`setsid`, double fork) are adopted by the runner as
-//! child subreaper and stopped once CMD has ended (`adopt.rs`).
+//! child subreaper and stopped once CMD has ended (`adopt.rs`). With `--state-dir`, the
+//! supervisor journals the run (its temp root, CMD, and `CUSTODIAN_JOURNAL` in every
+//! descendant's environment), so `custodian sweep` cleans up after a SIGKILLed runner.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -46,6 +48,12 @@ pub(crate) struct RunArgs {
     /// Write the report to this file instead of standard error.
     #[arg(long, value_name = "PATH")]
     report_file: Option<PathBuf>,
+    /// Journal the run in this state directory (created 0700 if missing), so that
+    /// `custodian sweep --state-dir DIR` stops CMD's whole tree and removes its private
+    /// TMPDIR if the runner itself is killed (SIGKILL, OOM). Starting also sweeps what
+    /// dead runners left there.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -236,10 +244,12 @@ async fn supervise(args: &RunArgs) -> Result<Ran, String> {
         (Signal::HUP, listen(SignalKind::hangup())?),
     ];
     crate::adopt::become_subreaper().map_err(|e| format!("become child subreaper: {e}"))?;
-    let sup = Supervisor::builder()
-        .grace(args.grace.saturating_add(Duration::from_secs(1)))
-        .start()
-        .map_err(|e| e.to_string())?;
+    let mut builder =
+        Supervisor::builder().grace(args.grace.saturating_add(Duration::from_secs(1)));
+    if let Some(dir) = &args.state_dir {
+        builder = builder.state_dir(dir);
+    }
+    let sup = builder.start().map_err(|e| e.to_string())?;
     let ran = sup
         .scope("run", async |s| {
             let mut ran = Ran::default();

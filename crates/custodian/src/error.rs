@@ -58,6 +58,8 @@ pub enum Operation {
     OpenJournal,
     /// Sweeping a state dir for what dead owners left.
     Sweep,
+    /// Making the process a child subreaper (`Builder::child_subreaper`).
+    ChildSubreaper,
 }
 
 impl fmt::Display for Operation {
@@ -87,6 +89,7 @@ impl fmt::Display for Operation {
             Operation::Lock => "lock file",
             Operation::OpenJournal => "open crash journal",
             Operation::Sweep => "sweep state dir",
+            Operation::ChildSubreaper => "become child subreaper",
         })
     }
 }

@@ -72,6 +72,8 @@ mod report;
 mod stats;
 // The crash journal's records and the sweep report.
 mod journal;
+// The child-subreaper opt-in: what a supervisor adopted, proven, stopped and reaped.
+mod reaper;
 // 3. The registry, its extension API (`Reclaim`, `Cleanup`) and per-scope state.
 mod registry;
 // 4. The supervisor's shared state (and the handle type pointing to it).
@@ -96,6 +98,7 @@ pub use id::ResourceId;
 pub use journal::{DeadOwner, DeathProof, SkipReason, Skipped, StoppedGroup, SweepReport};
 pub use kind::{CancelReason, ReleasePath, ResourceKind};
 pub use leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Site};
+pub use reaper::AdoptionStats;
 pub use recovery::{AgeKept, AgeKeptReason, AgeReport, clean_older_than};
 pub use recovery::{default_state_dir, sweep, sweep_with_grace};
 pub use registry::{Cleanup, Reclaim};

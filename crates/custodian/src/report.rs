@@ -66,6 +66,10 @@ pub struct ShutdownReport {
     pub temp_root: PathBuf,
     /// Why the temp root could not be removed, if it could not.
     pub temp_root_error: Option<String>,
+    /// What the child-subreaper opt-in adopted, stopped and reaped during the
+    /// supervisor's life (all zero without it).
+    #[serde(default)]
+    pub adopted: crate::reaper::AdoptionStats,
 }
 
 fn default_reason() -> CancelReason {
@@ -90,6 +94,7 @@ impl ShutdownReport {
             && self.scopes_finished
             && self.cleanups_finished
             && self.temp_root_error.is_none()
+            && self.adopted.live == 0
             && self.stats.live() == 0
             && self
                 .hooks
@@ -208,6 +213,14 @@ impl fmt::Display for ShutdownReport {
             for r in &self.failures {
                 writeln!(f, "  {r}")?;
             }
+        }
+        let a = &self.adopted;
+        if a.adopted > 0 || a.unproven_zombies > 0 {
+            writeln!(
+                f,
+                "\nadopted (child subreaper): {} adopted, {} reaped, {} needed SIGKILL, {} left, {} unproven zombies left alone",
+                a.adopted, a.reaped, a.kill_needed, a.live, a.unproven_zombies
+            )?;
         }
         match &self.temp_root_error {
             None => writeln!(f, "\ntemp root {} removed", self.temp_root.display()),

@@ -189,6 +189,15 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
             .await
             .is_ok();
     }
+    // Under the child-subreaper opt-in: what was adopted after its child's release.
+    if let Some(r) = inner.reaper.clone() {
+        let cut = inner.cut.clone();
+        let stray = crate::reaper::STRAY_GRACE;
+        let stopped = tokio::task::spawn_blocking(move || r.stop(None, stray, Some(&cut))).await;
+        if let Ok(Err(e)) = stopped {
+            tracing::warn!(error = %e, "shutdown: adopted processes not stopped");
+        }
+    }
     watcher.abort();
     let t = phase("release remaining", t);
 
@@ -217,6 +226,7 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
         stats: inner.records.stats.snapshot(),
         temp_root: inner.temp_root.path().to_path_buf(),
         temp_root_error,
+        adopted: inner.reaper.as_ref().map(|r| r.stats()).unwrap_or_default(),
     };
     tracing::info!(took = ?report.took, clean = report.is_clean(), forced = report.forced, "shutdown complete");
     report

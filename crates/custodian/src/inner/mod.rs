@@ -94,6 +94,8 @@ pub(crate) struct Inner {
     pub(crate) reaped_at_start: tokio::sync::watch::Receiver<Option<Vec<PathBuf>>>,
     /// The crash journal, when a state dir is set (removed when this is dropped).
     pub(crate) journal: Option<Arc<crate::journal::Journal>>,
+    /// The child-subreaper opt-in's reaper (`Builder::child_subreaper`).
+    pub(crate) reaper: Option<Arc<crate::reaper::Reaper>>,
     /// The report of `start`'s crash sweep, once done (`None` inside until then).
     pub(crate) swept_at_start: tokio::sync::watch::Receiver<Option<crate::journal::SweepReport>>,
     /// The one shutdown run, started by the first `shutdown()` call.
@@ -150,6 +152,7 @@ impl Inner {
             report: tokio::sync::OnceCell::new(),
             reaped_at_start: tokio::sync::watch::channel(Some(Vec::new())).1,
             journal: None,
+            reaper: None,
             swept_at_start: tokio::sync::watch::channel(Some(Default::default())).1,
             shutdown_run: std::sync::OnceLock::new(),
             cut,

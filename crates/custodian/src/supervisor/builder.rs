@@ -39,6 +39,7 @@ pub struct Builder {
     abandoned_min_age: Duration,
     signals: bool,
     state_dir: Option<PathBuf>,
+    child_subreaper: bool,
 }
 
 impl Default for Builder {
@@ -53,6 +54,7 @@ impl Default for Builder {
             abandoned_min_age: Duration::from_secs(10),
             signals: false,
             state_dir: None,
+            child_subreaper: false,
         }
     }
 }
@@ -167,6 +169,34 @@ impl Builder {
         self
     }
 
+    /// Makes this process a child subreaper (`PR_SET_CHILD_SUBREAPER`) while the
+    /// supervisor lives, so that descendants of managed children that leave their
+    /// process group (`setsid`, a double fork) and are orphaned become children of this
+    /// process; those proven to descend from this supervisor's children are stopped
+    /// with the child that spawned them (SIGTERM, its grace, SIGKILL) and reaped, and
+    /// counted in [`Supervisor::adopted`] and the shutdown report. Default: off.
+    ///
+    /// The setting is process-wide and changes who reaps orphans, so it is opt-in.
+    /// Nothing is reaped that is not proven adopted, always by pid, never with
+    /// `waitpid(-1)`: children spawned outside custodian keep their exit statuses. Every
+    /// managed child gets `CUSTODIAN_OWNER` in its environment (the proof). See
+    /// `docs/processes.md` for the contract and what is not caught.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().child_subreaper(true).start()?;
+    /// // `setsid` leaves the group; the shell exits at once, so the sleep is adopted.
+    /// let child = sup.command("sh").args(["-c", "setsid sleep 1000 & exit 0"]).spawn()?;
+    /// child.close().await?; // the adopted sleep is stopped and reaped too
+    /// let report = sup.shutdown().await;
+    /// assert_eq!(report.adopted.live, 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn child_subreaper(mut self, on: bool) -> Self {
+        self.child_subreaper = on;
+        self
+    }
+
     /// Creates the private temp root and spawns the supervisor task.
     ///
     /// # Errors
@@ -175,7 +205,8 @@ impl Builder {
     /// [`Operation::CreateTempRoot`] if the temp root cannot be created, or with
     /// [`Operation::InstallSignalHandlers`] (see [`Builder::handle_signals`]), or with
     /// [`Operation::OpenJournal`] naming the state dir if the journal cannot be created
-    /// there (see [`Builder::state_dir`]).
+    /// there (see [`Builder::state_dir`]), or with [`Operation::ChildSubreaper`] if the
+    /// process cannot become a child subreaper (see [`Builder::child_subreaper`]).
     ///
     /// ```
     /// let err = custodian::Supervisor::builder().start().unwrap_err();
@@ -247,7 +278,17 @@ impl Builder {
             inner.swept_at_start = rx;
         }
         inner.journal = journal;
+        if self.child_subreaper {
+            let r = crate::reaper::Reaper::start().map_err(|e| {
+                let me = PathBuf::from(format!("/proc/{}", std::process::id()));
+                Error::io(Operation::ChildSubreaper, &me, e)
+            })?;
+            inner.reaper = Some(Arc::new(r));
+        }
         let inner = Arc::new(inner);
+        if let Some(r) = &inner.reaper {
+            super::adoption::drive(r, &handle, inner.done.clone())?;
+        }
         tracing::info!(temp_root = %inner.temp_root.path().display(), "supervisor started");
         if self.leak_after.iter().any(Option::is_some) {
             handle.spawn(watch(Arc::downgrade(&inner), token, self.scan_every));

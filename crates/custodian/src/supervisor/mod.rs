@@ -6,7 +6,8 @@
 //! - `lifecycle.rs`: shutdown, forcing, hooks, signals, emergency clean-up;
 //! - `shortcuts.rs`: acquisitions that forward to [`Supervisor::root`];
 //! - `builder.rs`: configuration, `start`, and the leak scanner task;
-//! - `recovery.rs`: the crash journal's sweeps.
+//! - `recovery.rs`: the crash journal's sweeps;
+//! - `adoption.rs`: the child-subreaper opt-in's counters and its scan task.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use crate::leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup};
 use crate::scope::Scope;
 use crate::stats::StatsSnapshot;
 
+mod adoption;
 mod builder;
 mod lifecycle;
 mod recovery;

@@ -12,6 +12,7 @@ pub(crate) mod orphans;
 pub(crate) mod process;
 pub(crate) mod remove;
 pub(crate) mod root;
+pub(crate) mod subreaper;
 
 use std::os::fd::AsFd;
 

@@ -32,7 +32,9 @@ use crate::sys::process::Sig;
 /// The registry entry holds the child itself (its pidfd and process group), so a
 /// forgotten guard's child is still stopped and reaped at scope end or shutdown, and
 /// reported as a leak. Descendants that leave the group (`setsid`, `setpgid`) are not
-/// tracked; see `docs/processes.md`.
+/// tracked, unless the supervisor is a child subreaper
+/// ([`Builder::child_subreaper`](crate::Builder::child_subreaper)): then those orphaned
+/// are adopted and stopped with the child; see `docs/processes.md`.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {

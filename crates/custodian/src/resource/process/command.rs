@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::child::ManagedChild;
 use super::core::ChildCore;
+use super::escapees::Adopting;
 use super::reclaim::ChildReclaim;
 use super::spawner::spawn_on_thread;
 use crate::error::{Error, Operation, Result};
@@ -308,6 +309,15 @@ impl Command {
             // How a sweep finds descendants that no record names (see `journal`).
             self.cmd.env(crate::journal::MARKER_VAR, j.marker());
         }
+        // Under the child-subreaper opt-in: how adopted descendants are proven ours.
+        let adopting = inner.reaper.as_ref();
+        let adopting = adopting.map(|r| Adopting::new(r, &mut self.cmd, self.grace));
+        let gate = adopting.as_ref().map(Adopting::gate);
+        let failed = || {
+            if let Some(a) = &adopting {
+                a.failed();
+            }
+        };
         let spawned = if self.death_signal {
             let hook = death_signal_hook(rustix::process::getpid());
             // SAFETY: the hook runs between fork and exec and only makes
@@ -323,16 +333,27 @@ impl Command {
             let _rt = inner.handle.enter();
             self.cmd.spawn()
         };
-        let mut child = spawned.map_err(|e| Error::io(op, &self.program, e))?;
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                failed();
+                return Err(Error::io(op, &self.program, e));
+            }
+        };
         let started = Instant::now();
         // A child that was just spawned and never waited for always has a pid.
         let Some(pid) = child.id() else {
+            failed();
             return Err(Error::io(
                 op,
                 &self.program,
                 std::io::Error::other("no pid"),
             ));
         };
+        if let Some(a) = &adopting {
+            a.spawned(pid);
+        }
+        drop(gate);
         // Safe against reuse: the child is ours and unreaped.
         let pidfd = match pidfd_open(pid) {
             Ok(fd) => fd,
@@ -341,7 +362,14 @@ impl Command {
                 // group id is safe to signal: its leader is ours and unreaped.
                 let _ = crate::sys::process::signal_group(pid, crate::sys::process::Sig::KILL);
                 let _ = child.start_kill();
-                drop(inner.handle.spawn(async move { child.wait().await }));
+                failed();
+                drop(inner.handle.spawn(async move {
+                    let _ = child.wait().await;
+                    // Reaped: the pid is no longer a managed child's.
+                    if let Some(a) = adopting {
+                        a.reaped(pid);
+                    }
+                }));
                 return Err(Error::io(op, &self.program, e));
             }
         };
@@ -356,6 +384,9 @@ impl Command {
         if let Some(ticket) = inner.journal.as_ref().and_then(|j| j.child_started(pid)) {
             let _ = core.journal.set(ticket);
         }
+        if let Some(a) = &adopting {
+            let _ = core.reaper.set(a.reaper());
+        }
         let spec = Spec {
             kind: ResourceKind::Child,
             label: self
@@ -369,6 +400,7 @@ impl Command {
         let reclaim = ChildReclaim {
             core: core.clone(),
             grace: self.grace,
+            escapees: adopting.map(|a| a.escapees(self.grace, inner.cut.clone())),
         };
         let reg = self.scope.register_boxed(spec, Box::new(reclaim))?;
         Ok(ManagedChild {

@@ -59,6 +59,8 @@ pub(crate) struct ChildCore<O: ProcessOs = RealOs> {
     os: O,
     /// The child's line in the crash journal, if there is one: the reap records its end.
     pub(crate) journal: std::sync::OnceLock<crate::journal::ChildTicket>,
+    /// Under the child-subreaper opt-in: told of the reap (the pid is no longer ours).
+    pub(crate) reaper: std::sync::OnceLock<Arc<crate::reaper::Reaper>>,
 }
 
 enum State<C> {
@@ -89,6 +91,7 @@ impl<O: ProcessOs> ChildCore<O> {
             cut,
             os,
             journal: std::sync::OnceLock::new(),
+            reaper: std::sync::OnceLock::new(),
         })
     }
 
@@ -218,6 +221,9 @@ impl<O: ProcessOs> ChildCore<O> {
                 // Its pid may be reused from now on: a sweep must not look for it.
                 if let Some(ticket) = self.journal.get() {
                     ticket.reaped();
+                }
+                if let Some(r) = self.reaper.get() {
+                    r.managed_reaped(self.pid);
                 }
                 swept.map(|()| status)
             }

@@ -35,12 +35,14 @@
 //! even when a spawn panics (`spawner.rs`): its exit would SIGKILL all of them.
 //!
 //! Not guaranteed: descendants that leave the group (`setsid`, `setpgid`, daemons) are
-//! not found; the parent-death signal reaches the direct child only.
+//! not found, unless the child-subreaper opt-in adopts them once orphaned (`escapees.rs`,
+//! `crate::reaper`); the parent-death signal reaches the direct child only.
 
 mod child;
 mod command;
 mod core;
 mod entry;
+mod escapees;
 mod reclaim;
 mod spawner;
 

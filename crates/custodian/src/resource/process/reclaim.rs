@@ -5,20 +5,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::core::ChildCore;
+use super::escapees::Escapees;
 use crate::registry::{Cleanup, Reclaim};
 use crate::sys::process::Sig;
 
 pub(super) struct ChildReclaim {
     pub(super) core: Arc<ChildCore>,
     pub(super) grace: Duration,
+    /// Under the child-subreaper opt-in: what its descendants left adopted.
+    pub(super) escapees: Option<Escapees>,
 }
 
 impl Reclaim for ChildReclaim {
     /// Constant work inline (one SIGTERM to the group), the escalation and the reap as a
     /// task that the owning scope and shutdown wait for.
+    /// Under the child-subreaper opt-in, what the child's descendants left adopted is
+    /// stopped alongside (the same grace), even if the child itself was reaped already.
     fn reclaim(self: Box<Self>) -> Cleanup {
         if self.core.status().is_some() {
-            return Cleanup::Done(Ok(()));
+            return match self.escapees {
+                None => Cleanup::Done(Ok(())),
+                Some(e) => Cleanup::Async(Box::pin(async move { e.stop().await })),
+            };
         }
         // On failure the task sends it again and reports the error.
         let sent = self.core.signal(Sig::TERM).is_ok();
@@ -26,17 +34,25 @@ impl Reclaim for ChildReclaim {
         // unrun (or mid-way), the child is still killed and reaped.
         let mut backstop = KillOnDrop(Some(self.core.clone()));
         Cleanup::Async(Box::pin(async move {
-            let stopped = self.core.stop(self.grace, sent).await.map(drop);
+            let Some(e) = &self.escapees else {
+                let stopped = self.core.stop(self.grace, sent).await.map(drop);
+                backstop.disarm();
+                return stopped;
+            };
+            let (stopped, escaped) = tokio::join!(self.core.stop(self.grace, sent), e.stop());
             backstop.disarm();
-            stopped
+            // What escaped while the group had its grace.
+            let late = e.stop().await;
+            stopped.map(drop).and(escaped).and(late)
         }))
     }
 
     fn reclaim_now(self: Box<Self>) -> io::Result<()> {
+        let escaped = self.escapees.as_ref().map_or(Ok(()), Escapees::kill_now);
         if self.core.status().is_some() {
-            return Ok(());
+            return escaped;
         }
-        self.core.kill_now()
+        self.core.kill_now().and(escaped)
     }
 
     /// SIGKILL to the group at once (constant work); the wait and the reap follow in
@@ -44,6 +60,9 @@ impl Reclaim for ChildReclaim {
     fn reclaim_urgent(&self) {
         if self.core.status().is_none() {
             let _ = self.core.signal(Sig::KILL);
+        }
+        if let Some(e) = &self.escapees {
+            e.kill_urgent();
         }
     }
 }

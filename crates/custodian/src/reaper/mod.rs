@@ -1,0 +1,337 @@
+//! The child-subreaper opt-in (`Builder::child_subreaper`): processes that left a
+//! managed child's process group (`setsid`, a double fork) and were orphaned become
+//! children of this process; this module finds the ones it can *prove* descend from this
+//! supervisor's children, stops them with the managed child that spawned them, and reaps
+//! them by pid. It never reaps anything else: never `waitpid(-1)`.
+//!
+//! Every managed child gets `CUSTODIAN_OWNER=<pid>-<start>-<16 hex>-<seq>` (this
+//! process's pid and start time, 64 random bits naming the supervisor, the child's
+//! sequence number), inherited by what it forks. A child of this process (`PPid` us) is
+//! *adopted* by this supervisor when it is not a managed child and:
+//! 1. alive, its environment carries this supervisor's marker; or
+//! 2. alive or a zombie, its process group is that of a *leader* this supervisor owns (a
+//!    managed child, or an adopted process), it is not that leader itself, it started no
+//!    earlier than the leader, and, if the leader has been reaped, no later than the
+//!    tick of that reap. Why it holds: a pid (so a group id) is only reused once nothing
+//!    uses it as a pid or group; a zombie (or live) member still in group `g` proves `g`
+//!    has been in use since it joined, and joining needs the group to exist; pids are
+//!    allocated cyclically, so a reuse within the tick of the reap takes a full wrap.
+//!
+//! A zombie matching neither was never seen alive and is left (it may be a child that
+//! other code spawned and will wait for); so is a live child without either proof. The
+//! one way to fool proof 2: other code spawning its own child *into* a managed child's
+//! process group (`process_group(pgid)`); documented in `docs/processes.md`.
+//!
+//! Invariants:
+//! - a spawn holds `gate` shared from before the fork until the child is recorded in
+//!   `leaders`; a scan decides under `gate` exclusively, so it never takes a managed child
+//!   (which carries the marker) for an adopted one;
+//! - adopted processes are signalled and reaped under `state`, and only while recorded:
+//!   they are unreaped children of ours, so their pids (and group ids) are theirs;
+//! - lock order: `gate`, then `state`; neither is held across a sleep.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use crate::sys::process::{Sig, signal_group};
+use crate::sys::subreaper::{self as sys, Proc, SubreaperHold};
+
+mod stats;
+mod stop;
+
+pub use stats::AdoptionStats;
+pub(crate) use stop::STRAY_GRACE;
+
+/// The environment variable every managed child of a supervisor with the opt-in carries.
+pub(crate) const OWNER_VAR: &str = "CUSTODIAN_OWNER";
+/// How many reaped leaders are remembered for the group proof of late zombies.
+const RETIRED_KEPT: usize = 4096;
+
+/// A supervisor's reaper: its marker, what it owns, and the process-wide setting's hold.
+pub(crate) struct Reaper {
+    me: u32,
+    /// `<pid>-<start>-<16 hex>-`: the marker before the child's sequence number.
+    prefix: Vec<u8>,
+    next_seq: AtomicU64,
+    gate: RwLock<()>,
+    state: Mutex<State>,
+    counts: Counts,
+    _hold: SubreaperHold,
+}
+
+#[derive(Default)]
+struct Counts {
+    // Relaxed: independent tallies for the report.
+    adopted: AtomicU64,
+    reaped: AtomicU64,
+    kill_needed: AtomicU64,
+    unproven: AtomicU64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Leader {
+    seq: u64,
+    start: u64,
+    managed: bool,
+    /// The tick at which it was reaped, once it was.
+    reaped_at: Option<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Managed children and adopted processes by pid: the groups they lead prove
+    /// membership.
+    leaders: HashMap<u32, Leader>,
+    /// Reaped leaders, oldest first, dropped past [`RETIRED_KEPT`].
+    retired: VecDeque<u32>,
+    /// Adopted processes not reaped yet: pid → (start, seq).
+    adopted: HashMap<u32, (u64, u64)>,
+    /// Sequence numbers of managed children not released yet, with their grace.
+    live: HashMap<u64, Duration>,
+    /// Children of ours already found to carry no marker (pid, start): not read again.
+    unmarked: HashSet<(u32, u64)>,
+}
+
+impl Reaper {
+    /// Makes this process a child subreaper and names this supervisor.
+    pub(crate) fn start() -> io::Result<Self> {
+        let hold = sys::hold()?;
+        let me = std::process::id();
+        let start = sys::stat(me).map(|p| p.start).unwrap_or(0);
+        let prefix = format!("{me}-{start}-{}-", crate::sys::create::random_hex(8)?);
+        Ok(Reaper {
+            me,
+            prefix: prefix.into_bytes(),
+            next_seq: AtomicU64::new(1),
+            gate: RwLock::new(()),
+            state: Mutex::new(State::default()),
+            counts: Counts::default(),
+            _hold: hold,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update is a single insert or remove.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new child's sequence number and marker value; `grace` is how long its adopted
+    /// descendants get between SIGTERM and SIGKILL.
+    pub(crate) fn marker(&self, grace: Duration) -> (u64, std::ffi::OsString) {
+        use std::os::unix::ffi::OsStringExt;
+        // Relaxed: uniqueness only.
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        self.lock().live.insert(seq, grace);
+        let mut v = self.prefix.clone();
+        v.extend(seq.to_string().bytes());
+        (seq, std::ffi::OsString::from_vec(v))
+    }
+
+    /// Held from before a managed child's fork until [`managed`](Self::managed).
+    pub(crate) fn spawn_gate(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a managed child just spawned (unreaped).
+    pub(crate) fn managed(&self, pid: u32, seq: u64) {
+        let start = sys::stat(pid).map_or(0, |p| p.start);
+        let leader = Leader {
+            seq,
+            start,
+            managed: true,
+            reaped_at: None,
+        };
+        self.lock().leaders.insert(pid, leader);
+    }
+
+    /// A managed child was reaped: its pid may be reused from now on.
+    pub(crate) fn managed_reaped(&self, pid: u32) {
+        let mut st = self.lock();
+        retire(&mut st, pid);
+    }
+
+    /// A managed child's release has stopped what was adopted from it (or it failed to
+    /// start): what is adopted from it from now on is a stray, stopped by the scan task.
+    pub(crate) fn released(&self, seq: u64) {
+        self.lock().live.remove(&seq);
+    }
+
+    /// Finds and records adopted children, and reaps adopted zombies. Returns the
+    /// sequence numbers of adopted processes whose managed child was released already
+    /// (strays to stop). Blocking: one `/proc` walk.
+    pub(crate) fn scan(&self) -> io::Result<Vec<(u64, Duration)>> {
+        let kids = sys::children_of(self.me)?;
+        let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        let mut st = self.lock();
+        let mut unproven = 0;
+        let seen: HashSet<(u32, u64)> = kids.iter().map(|k| (k.pid, k.start)).collect();
+        st.unmarked.retain(|k| seen.contains(k));
+        for k in kids {
+            if st
+                .leaders
+                .get(&k.pid)
+                .is_some_and(|l| l.managed && l.reaped_at.is_none())
+            {
+                continue;
+            }
+            if let Some(&(start, _)) = st.adopted.get(&k.pid) {
+                if start == k.start && k.zombie {
+                    self.reap_adopted(&mut st, k.pid);
+                }
+                continue;
+            }
+            match self.prove(&mut st, k) {
+                Some(seq) => {
+                    st.adopted.insert(k.pid, (k.start, seq));
+                    let leader = Leader {
+                        seq,
+                        start: k.start,
+                        managed: false,
+                        reaped_at: None,
+                    };
+                    st.leaders.insert(k.pid, leader);
+                    self.counts.adopted.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(pid = k.pid, seq, "adopted a descendant of a managed child");
+                    if k.zombie {
+                        self.reap_adopted(&mut st, k.pid);
+                    }
+                }
+                None if k.zombie => unproven += 1,
+                None => {}
+            }
+        }
+        self.counts.unproven.store(unproven, Ordering::Relaxed);
+        let mut strays: Vec<(u64, Duration)> = st
+            .adopted
+            .values()
+            .filter(|(_, seq)| !st.live.contains_key(seq))
+            .map(|&(_, seq)| (seq, STRAY_GRACE))
+            .collect();
+        strays.sort_unstable_by_key(|s| s.0);
+        strays.dedup_by_key(|s| s.0);
+        Ok(strays)
+    }
+
+    /// The sequence number of the managed child `k` (a child of ours, not managed)
+    /// provably descends from, if any. Re-reads its stat after its environment, so both
+    /// are of the process scanned.
+    fn prove(&self, st: &mut State, k: Proc) -> Option<u64> {
+        // Still our child, and the same process (same start time), after the scan.
+        let same = || sys::stat(k.pid).is_some_and(|p| p.ppid == self.me && p.start == k.start);
+        let by_group = st.leaders.get(&k.pgid).and_then(|l| {
+            let joined_ours = k.pid != k.pgid
+                && k.start >= l.start
+                && l.reaped_at.is_none_or(|r| k.start <= r.saturating_add(1));
+            joined_ours.then_some(l.seq)
+        });
+        if by_group.is_some() {
+            return by_group.filter(|_| same());
+        }
+        if k.zombie || st.unmarked.contains(&(k.pid, k.start)) {
+            return None;
+        }
+        let marker = sys::env_var(k.pid, OWNER_VAR.as_bytes());
+        // Read after the environment: it was this process's.
+        let same = same();
+        if !same {
+            return None;
+        }
+        let Ok(marker) = marker else {
+            // Unknown (mid-`execve`, or unreadable): asked again at the next scan.
+            return None;
+        };
+        let seq = marker
+            .as_deref()
+            .and_then(|m| m.strip_prefix(&self.prefix[..]))
+            .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u64>().ok());
+        if seq.is_none() {
+            st.unmarked.insert((k.pid, k.start));
+        }
+        seq
+    }
+
+    /// Reaps a recorded adopted process if it has exited. Under `state`.
+    fn reap_adopted(&self, st: &mut State, pid: u32) -> bool {
+        match sys::reap(pid) {
+            Ok(false) => false,
+            r => {
+                // Reaped, or reaped by someone else (`ECHILD`): either way no longer ours.
+                if let Err(e) = r {
+                    tracing::warn!(pid, error = %e, "an adopted process was reaped elsewhere");
+                } else {
+                    self.counts.reaped.fetch_add(1, Ordering::Relaxed);
+                }
+                st.adopted.remove(&pid);
+                retire(st, pid);
+                true
+            }
+        }
+    }
+
+    /// Signals every adopted process of `seq` (every one if `None`) and the group it
+    /// leads, if any. Returns how many are still recorded.
+    fn signal(&self, seq: Option<u64>, sig: Sig) -> usize {
+        let st = self.lock();
+        let mut n = 0;
+        for (&pid, &(_, s)) in &st.adopted {
+            if seq.is_none_or(|q| q == s) {
+                n += 1;
+                // Unreaped children of ours: the pid, and a group with its id, are theirs.
+                let _ = signal_group(pid, sig);
+                if let Some(p) = i32::try_from(pid)
+                    .ok()
+                    .and_then(rustix::process::Pid::from_raw)
+                {
+                    let _ = rustix::process::kill_process(p, sig);
+                }
+            }
+        }
+        n
+    }
+
+    /// Counters for the stats and the shutdown report.
+    pub(crate) fn stats(&self) -> AdoptionStats {
+        let live = self.lock().adopted.len() as u64;
+        AdoptionStats {
+            adopted: self.counts.adopted.load(Ordering::Relaxed),
+            reaped: self.counts.reaped.load(Ordering::Relaxed),
+            kill_needed: self.counts.kill_needed.load(Ordering::Relaxed),
+            live,
+            unproven_zombies: self.counts.unproven.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Marks `pid` reaped in `leaders` and remembers it for late zombies' group proof.
+fn retire(st: &mut State, pid: u32) {
+    if let Some(l) = st.leaders.get_mut(&pid) {
+        l.reaped_at = Some(sys::now_ticks());
+        st.retired.push_back(pid);
+    }
+    while st.retired.len() > RETIRED_KEPT {
+        if let Some(old) = st.retired.pop_front()
+            && st.leaders.get(&old).is_some_and(|l| l.reaped_at.is_some())
+        {
+            st.leaders.remove(&old);
+        }
+    }
+}
+
+impl Drop for Reaper {
+    /// The supervisor is gone: SIGKILL what is still adopted (constant work per process;
+    /// nothing waits). The hold, dropped after this, gives up the setting.
+    fn drop(&mut self) {
+        self.signal(None, Sig::KILL);
+    }
+}
+
+impl std::fmt::Debug for Reaper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reaper")
+            .field("marker", &String::from_utf8_lossy(&self.prefix))
+            .finish_non_exhaustive()
+    }
+}

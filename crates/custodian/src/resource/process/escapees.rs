@@ -1,0 +1,113 @@
+//! A managed child's escapees under the child-subreaper opt-in: the descendants it left
+//! adopted by this process (see `crate::reaper`), stopped when the child is released,
+//! with the child's grace, whether or not the child itself was reaped already.
+
+use std::io;
+use std::sync::{Arc, RwLockReadGuard};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::reaper::Reaper;
+
+/// What a child's release needs to stop what its descendants left adopted.
+#[derive(Clone, Debug)]
+pub(super) struct Escapees {
+    pub(super) reaper: Arc<Reaper>,
+    pub(super) seq: u64,
+    pub(super) grace: Duration,
+    /// The supervisor's `Inner::cut`: ends the grace when shutdown stops waiting.
+    pub(super) cut: CancellationToken,
+}
+
+impl Escapees {
+    /// SIGTERM, the grace, SIGKILL, the reaps, on the blocking pool (it scans `/proc`).
+    ///
+    /// Cancel safe in the sense that the stop runs to its end on the blocking pool.
+    /// Until it ends, what is adopted from the child is this stop's (with the child's
+    /// grace), not a stray for the scan task (with its own).
+    pub(super) async fn stop(&self) -> io::Result<()> {
+        let this = self.clone();
+        let stopped = tokio::task::spawn_blocking(move || {
+            let r = this
+                .reaper
+                .stop(Some(this.seq), this.grace, Some(&this.cut));
+            this.reaper.released(this.seq);
+            r
+        })
+        .await;
+        // The blocking pool dropped it unrun (the runtime is going): strays from now on.
+        self.reaper.released(self.seq);
+        stopped.map_err(io::Error::other)?
+    }
+
+    /// Emergency: SIGKILL, a brief wait, the reaps. Blocking, bounded.
+    pub(super) fn kill_now(&self) -> io::Result<()> {
+        let r = self.reaper.kill_now(Some(self.seq));
+        self.reaper.released(self.seq);
+        r
+    }
+
+    /// SIGKILL to what is adopted now (constant work per process).
+    pub(super) fn kill_urgent(&self) {
+        self.reaper.kill_urgent(self.seq);
+    }
+}
+
+/// The opt-in's part of one spawn: the child's number and marker, set before the fork.
+pub(super) struct Adopting {
+    reaper: Arc<Reaper>,
+    seq: u64,
+}
+
+impl Adopting {
+    /// Numbers the child and puts the marker in its environment.
+    pub(super) fn new(
+        reaper: &Arc<Reaper>,
+        cmd: &mut tokio::process::Command,
+        grace: Duration,
+    ) -> Self {
+        let (seq, marker) = reaper.marker(grace);
+        cmd.env(crate::reaper::OWNER_VAR, marker);
+        Adopting {
+            reaper: reaper.clone(),
+            seq,
+        }
+    }
+
+    /// Held from before the fork until [`spawned`](Self::spawned): a scan never takes
+    /// the new child for an adopted one.
+    pub(super) fn gate(&self) -> RwLockReadGuard<'_, ()> {
+        self.reaper.spawn_gate()
+    }
+
+    /// The child was spawned as `pid` (unreaped).
+    pub(super) fn spawned(&self, pid: u32) {
+        self.reaper.managed(pid, self.seq);
+    }
+
+    /// The spawn failed: nothing will be adopted from this number.
+    pub(super) fn failed(&self) {
+        self.reaper.released(self.seq);
+    }
+
+    /// A child recorded by [`spawned`](Self::spawned) was reaped outside `ChildCore`.
+    pub(super) fn reaped(&self, pid: u32) {
+        self.reaper.managed_reaped(pid);
+    }
+
+    /// The reaper, for the child's core (told of its reap).
+    pub(super) fn reaper(&self) -> Arc<Reaper> {
+        self.reaper.clone()
+    }
+
+    /// What the child's release stops.
+    pub(super) fn escapees(self, grace: Duration, cut: CancellationToken) -> Escapees {
+        Escapees {
+            reaper: self.reaper,
+            seq: self.seq,
+            grace,
+            cut,
+        }
+    }
+}
