@@ -204,15 +204,22 @@ fn room_comes_back_on_every_release_path() {
             .start()
             .unwrap();
         let free = |sup: &Supervisor| sup.quotas().iter().all(|q| q.in_use == 0);
+        let held = |sup: &Supervisor| sup.quotas().iter().all(|q| q.in_use == 1);
         // close
-        sup.temp_file().await.unwrap().close().await.unwrap();
+        let t = sup.temp_file().await.unwrap();
+        assert!(held(&sup));
+        t.close().await.unwrap();
         assert!(free(&sup));
         // drop
-        drop(sup.temp_file().await.unwrap());
+        let t = sup.temp_file().await.unwrap();
+        assert!(held(&sup));
+        drop(t);
         assert!(free(&sup));
         // scope end, with the guard forgotten (a leak, reclaimed by the sweep)
-        sup.scope("s", async |s| {
-            std::mem::forget(s.temp_file().await.unwrap())
+        let s2 = sup.clone();
+        sup.scope("s", async move |s| {
+            std::mem::forget(s.temp_file().await.unwrap());
+            assert!(held(&s2));
         })
         .await
         .unwrap();
@@ -230,6 +237,7 @@ fn room_comes_back_on_every_release_path() {
         assert!(free(&sup));
         // a child: its room returns once it is reaped
         let child = sup.command("sleep").arg("30").spawn().unwrap();
+        assert_eq!(sup.quotas()[1].in_use, 1);
         drop(child);
         let s = sup.clone();
         eventually("the child's fd returned", move || free(&s)).await;
@@ -241,6 +249,7 @@ fn room_comes_back_on_every_release_path() {
         std::fs::remove_file(path).unwrap();
         // shutdown, with a root-scope file alive
         let alive = sup.temp_file().await.unwrap();
+        assert!(held(&sup));
         let report = sup.shutdown().await;
         assert_eq!(report.alive_at_shutdown.len(), 1);
         assert!(free(&sup));
