@@ -387,3 +387,44 @@ fn fd_quota_under_a_low_rlimit() {
         assert!(with.shutdown().await.is_clean());
     });
 }
+
+/// Errors shown to a service's clients leave out the private temp root's random path.
+#[test]
+fn public_error_texts_leave_paths_out() {
+    scenario(Rt::Multi(2), "quota-public", async |base| {
+        let sup = Supervisor::builder()
+            .temp_base(&base)
+            .quota(one_temp_file())
+            .start()
+            .unwrap();
+        let root = sup.temp_root().to_string_lossy().into_owned();
+        let dir = sup.temp_dir().await.unwrap();
+        let errors = [
+            sup.open(sup.temp_root().join("upload.wav"))
+                .await
+                .unwrap_err(),
+            // A directory is not a managed file.
+            sup.open(dir.path()).await.unwrap_err(),
+        ];
+        for e in &errors {
+            assert!(
+                e.to_string().contains(&root),
+                "the full text names the path: {e}"
+            );
+            let public = e.public().to_string();
+            assert!(!public.contains(&root) && !public.contains('/'), "{public}");
+        }
+        assert_eq!(
+            errors[0].public().to_string(),
+            "open file: entity not found"
+        );
+        let held = sup.temp_file().await.unwrap();
+        let busy = sup.temp().no_wait().file().await.unwrap_err();
+        assert_eq!(
+            busy.public().to_string(),
+            "create temp file: busy (live temp_file ≤ 1 reached); retry later"
+        );
+        drop((held, dir));
+        assert!(sup.shutdown().await.is_clean());
+    });
+}
