@@ -41,9 +41,9 @@ fn a_waiting_acquisition_proceeds_when_room_frees() {
         assert!(c.path().exists());
         let q = &sup.quotas()[0];
         assert_eq!((q.in_use, q.waiting, q.waited, q.refused), (2, 0, 1, 0));
-        let json = serde_json::to_value(sup.quotas()).unwrap();
-        assert_eq!(json[0]["quota"]["on"]["live"], "temp_file");
-        assert_eq!(json[0]["waited"], 1);
+        let json = serde_json::to_value(sup.stats()).unwrap();
+        assert_eq!(json["quotas"][0]["quota"]["on"]["live"], "temp_file");
+        assert_eq!(json["quotas"][0]["waited"], 1);
         drop((b, c));
         assert!(sup.shutdown().await.is_clean());
     });
