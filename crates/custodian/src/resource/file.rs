@@ -450,12 +450,15 @@ impl Future for OpenFile {
                     let kind = ResourceKind::File;
                     let mut permits = None;
                     if let Some(q) = inner.quotas.as_ref().filter(|q| q.applies(kind)) {
-                        if this.wait {
+                        permits = q.take_if_room(kind);
+                        if permits.is_none() && this.wait {
                             let take = Box::pin(q.take(kind, op, inner.root_token.clone()));
                             self.state = OpenState::Waiting { this, take };
                             continue;
                         }
-                        permits = Some(q.try_take(kind, op)?);
+                        if permits.is_none() {
+                            permits = Some(q.try_take(kind, op)?);
+                        }
                     }
                     self.state = self.run(this, permits);
                 }
