@@ -19,6 +19,11 @@ use super::Error;
 /// | `ScopeClosed` | `{operation}: the request has ended` |
 /// | `Resource` | `{operation}: {message}` (a decoder's message: `malformed WAV...`) |
 /// | the others | `{operation}: internal error` |
+///
+/// ```
+/// let err = custodian::Error::Draining { op: custodian::Operation::EnterScope };
+/// assert_eq!(err.public().to_string(), "enter scope: the service is draining; retry elsewhere");
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct PublicError<'a>(&'a Error);
 

@@ -359,6 +359,14 @@ impl OpenOptions {
 
     /// Fail fast with [`Error::QuotaExceeded`] instead of waiting when a
     /// [`Quota`](crate::Quota) has no room (see [`TempBuilder::no_wait`](crate::TempBuilder::no_wait)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().quota(custodian::Quota::fds(0)).start()?;
+    /// let err = sup.root().file_options().read(true).no_wait().open("/dev/null").await;
+    /// assert!(matches!(err, Err(custodian::Error::QuotaExceeded { .. })));
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn no_wait(mut self) -> Self {
         self.wait = false;
         self
