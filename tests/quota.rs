@@ -143,7 +143,7 @@ fn fail_fast_forms_refuse_with_a_typed_error() {
             "create temp file: quota live temp_file ≤ 1 exceeded"
         );
         assert_eq!(entries(sup.temp_root()).len(), 1, "nothing created");
-        // A spawn cannot wait: the second child is refused, and stopped.
+        // `spawn` does not wait: the second child is refused before the fork.
         let mut first = sup.command("sleep").arg("30").spawn().unwrap();
         let err = sup.command("sleep").arg("30").spawn().unwrap_err();
         assert!(
@@ -185,11 +185,43 @@ fn fail_fast_forms_refuse_with_a_typed_error() {
         let report = sup.shutdown().await;
         assert!(report.stats.is_consistent(), "{report}");
         assert_eq!(report.stats.live(), 0);
-        let child = report.stats.kind(ResourceKind::Child);
+        // Nothing was started for the refused spawn; the refused registration was
+        // created and released at once.
+        assert_eq!(report.stats.kind(ResourceKind::Child).created, 1);
+        let decoder = report.stats.kind(ResourceKind::AudioDecoder);
         assert_eq!(
-            (child.created, child.released(ReleasePath::Cancelled)),
-            (2, 1)
+            (decoder.created, decoder.released(ReleasePath::Cancelled)),
+            (1, 1)
         );
+        assert!(custodian_suite::zombie_children().is_empty());
+    });
+}
+
+#[test]
+fn a_child_waits_for_room_until_the_one_before_is_reaped() {
+    scenario(Rt::Multi(2), "quota-child", async |base| {
+        let sup = Supervisor::builder()
+            .temp_base(&base)
+            .quota(Quota::live(ResourceKind::Child, 1))
+            .start()
+            .unwrap();
+        let first = sup.command("sleep").arg("30").spawn().unwrap();
+        let pid = first.id().unwrap();
+        let s = sup.clone();
+        let second = tokio::spawn(async move { s.command("echo").arg("hi").output().await });
+        waiting(&sup, 1).await;
+        assert_eq!(
+            sup.stats().kind(ResourceKind::Child).created,
+            1,
+            "nothing forked yet"
+        );
+        drop(first);
+        let out = second.await.unwrap().unwrap();
+        assert_eq!(out.stdout, b"hi\n");
+        // Room came back only once the first was reaped.
+        assert!(!custodian_suite::pid_exists(pid));
+        assert_eq!(sup.quotas()[0].waited, 1);
+        assert!(sup.shutdown().await.is_clean());
         assert!(custodian_suite::zombie_children().is_empty());
     });
 }

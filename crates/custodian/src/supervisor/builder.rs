@@ -142,14 +142,18 @@ impl Builder {
     ///
     /// An asynchronous acquisition — [`Scope::temp_file`](crate::Scope::temp_file),
     /// [`Scope::temp_dir`](crate::Scope::temp_dir), [`Scope::open`](crate::Scope::open),
-    /// [`Scope::create`](crate::Scope::create) — **waits** for room, first come first
+    /// [`Scope::create`](crate::Scope::create),
+    /// [`Command::spawn_when_room`](crate::Command::spawn_when_room),
+    /// [`Command::output`](crate::Command::output) and
+    /// [`Command::status`](crate::Command::status) — **waits** for room, first come first
     /// served, before creating anything; dropping it while it waits takes nothing. It
     /// stops waiting with [`Error::ShuttingDown`] when shutdown cancels the root.
     /// [`TempBuilder::no_wait`](crate::TempBuilder::no_wait) makes it fail fast
-    /// instead. Synchronous acquisitions — [`Command::spawn`](crate::Command::spawn),
+    /// instead. Synchronous acquisitions cannot wait: [`Command::spawn`](crate::Command::spawn)
+    /// is refused with [`Error::QuotaExceeded`] before it forks;
     /// [`Scope::register`](crate::Scope::register) (custodian-audio's decoders), locks and
-    /// atomic writes — cannot wait: they are refused with [`Error::QuotaExceeded`] (what
-    /// they created is released at once, counted as created and released `Cancelled`).
+    /// atomic writes are refused at registration (what they created is released at once,
+    /// counted as created and released `Cancelled`).
     /// Room returns when a resource's release has
     /// finished (a child reaped, a dir removed), on every release path.
     /// [`Supervisor::quotas`] counts use, waits and refusals. Without quotas an
