@@ -146,7 +146,8 @@ impl Builder {
     /// [`Command::spawn_when_room`](crate::Command::spawn_when_room),
     /// [`Command::output`](crate::Command::output) and
     /// [`Command::status`](crate::Command::status) — **waits** for room, first come first
-    /// served, before creating anything; dropping it while it waits takes nothing. It
+    /// served, before creating anything; dropping it while it waits takes nothing (a
+    /// resource that can never fit, under a limit of 0, is refused at once). It
     /// stops waiting with [`Error::ShuttingDown`] when shutdown cancels the root.
     /// [`TempBuilder::no_wait`](crate::TempBuilder::no_wait) makes it fail fast
     /// instead. Synchronous acquisitions cannot wait: [`Command::spawn`](crate::Command::spawn)
