@@ -48,12 +48,12 @@ import sys
 
 LAYERS = [
     ("sys", ["sys"]),
-    ("vocabulary", ["kind", "error", "id", "leak", "stats", "report", "journal", "reaper"]),
+    ("vocabulary", ["kind", "error", "id", "leak", "stats", "report", "journal", "reaper", "quota"]),
     ("registry", ["registry"]),
     ("inner", ["inner"]),
     ("scope", ["scope"]),
     ("resource", ["resource"]),
-    ("lifecycle", ["shutdown", "hook", "signal", "emergency", "recovery"]),
+    ("lifecycle", ["shutdown", "hook", "signal", "emergency", "recovery", "drain"]),
     ("handle", ["supervisor"]),
 ]
 

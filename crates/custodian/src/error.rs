@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::kind::CancelReason;
 
+mod public;
+pub use public::PublicError;
+
 /// What custodian was doing when an error happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -119,6 +122,27 @@ pub enum Error {
         /// What was refused.
         op: Operation,
     },
+    /// The supervisor is draining (the first phase of a shutdown with
+    /// [`Builder::drain`](crate::Builder::drain)): scopes already running keep acquiring
+    /// until they end, but new top-level scopes, and new resources and tasks of the root
+    /// scope, are refused. A service answers it like [`Error::ShuttingDown`] (503: try
+    /// another instance); it was never started, so it is safe to retry elsewhere.
+    #[error("{op}: the supervisor is draining and takes no new work")]
+    Draining {
+        /// What was refused.
+        op: Operation,
+    },
+    /// A [`Quota`](crate::Quota) had no room: a fail-fast acquisition (a spawn, a
+    /// registration, [`TempBuilder::no_wait`](crate::TempBuilder::no_wait)) was
+    /// refused instead of waiting. [`io_kind`](Error::io_kind) is
+    /// [`io::ErrorKind::QuotaExceeded`]. Nothing was kept: what was created is released.
+    #[error("{op}: quota {quota} exceeded")]
+    QuotaExceeded {
+        /// What was refused.
+        op: Operation,
+        /// The quota that had no room.
+        quota: crate::quota::Quota,
+    },
     /// The scope has already ended; resources can no longer be added to it.
     #[error("{op}: scope `{scope}` has ended")]
     ScopeClosed {
@@ -208,6 +232,8 @@ impl Error {
         match self {
             Error::Io { op, .. }
             | Error::ShuttingDown { op }
+            | Error::Draining { op }
+            | Error::QuotaExceeded { op, .. }
             | Error::NoRuntime { op }
             | Error::ScopeClosed { op, .. }
             | Error::TempRootReplaced { op, .. }
@@ -236,7 +262,8 @@ impl Error {
         }
     }
 
-    /// The kind of the underlying I/O error, if this is one.
+    /// The kind of the underlying I/O error, if this is one (`QuotaExceeded` for
+    /// [`Error::QuotaExceeded`]).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), custodian::Error> {
@@ -248,6 +275,7 @@ impl Error {
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
         match self {
             Error::Io { source, .. } | Error::ResourceIo { source, .. } => Some(source.kind()),
+            Error::QuotaExceeded { .. } => Some(io::ErrorKind::QuotaExceeded),
             _ => None,
         }
     }
@@ -264,7 +292,10 @@ impl Error {
     pub fn is_cancellation(&self) -> bool {
         matches!(
             self,
-            Error::Cancelled { .. } | Error::ShuttingDown { .. } | Error::ScopeClosed { .. }
+            Error::Cancelled { .. }
+                | Error::ShuttingDown { .. }
+                | Error::Draining { .. }
+                | Error::ScopeClosed { .. }
         )
     }
 }

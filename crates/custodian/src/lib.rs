@@ -70,6 +70,8 @@ mod kind;
 mod leak;
 mod report;
 mod stats;
+// Quotas: what they limit and count.
+mod quota;
 // The crash journal's records and the sweep report.
 mod journal;
 // The child-subreaper opt-in: what a supervisor adopted, proven, stopped and reaped.
@@ -87,22 +89,25 @@ mod emergency;
 mod hook;
 mod shutdown;
 mod signal;
+// Shutdown's drain phase.
+mod drain;
 // Crash recovery: the sweep of a state dir.
 mod recovery;
 // 8. The public handle's methods and its builder.
 mod supervisor;
 
 pub use emergency::{EmergencyCleanup, PanicCleanup};
-pub use error::{Error, Operation, Result};
+pub use error::{Error, Operation, PublicError, Result};
 pub use id::ResourceId;
 pub use journal::{DeadOwner, DeathProof, SkipReason, Skipped, StoppedGroup, SweepReport};
 pub use kind::{CancelReason, ReleasePath, ResourceKind};
 pub use leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Site};
+pub use quota::{Quota, QuotaOn, QuotaUsage};
 pub use reaper::AdoptionStats;
 pub use recovery::{AgeKept, AgeKeptReason, AgeReport, clean_older_than};
 pub use recovery::{default_state_dir, sweep, sweep_with_grace};
 pub use registry::{Cleanup, Reclaim};
-pub use report::{HookOutcome, HookReport, Phase, ShutdownReport};
+pub use report::{DrainReport, HookOutcome, HookReport, Phase, ShutdownReport};
 pub use resource::{ATOMIC_TEMP_PREFIX, AtomicFile, AtomicWrite, CreateAtomicFile, Durability};
 pub use resource::{AcquireLock, FileLock, GaveUp, LockMode, LockOptions, Retry, RetryError};
 pub use resource::{Command, DEFAULT_CHILD_GRACE, ManagedChild};

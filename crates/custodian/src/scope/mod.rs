@@ -31,7 +31,7 @@ use tracing::Instrument;
 use crate::error::{Operation, Result};
 use crate::inner::{Inner, Spec, Supervisor};
 use crate::kind::{CancelReason, ResourceKind};
-use crate::registry::{Reclaim, ScopeShared};
+use crate::registry::{Permits, Reclaim, ScopeShared};
 
 /// A handle to a scope: acquire resources in it, nest scopes, observe cancellation.
 ///
@@ -261,6 +261,9 @@ impl Scope {
         let name: Box<str> = name.into();
         async move {
             let inner = parent.sup.inner.clone();
+            // Taken before the admission check: a drain that begins in between either
+            // waits for this scope or refuses it (see `inner::DrainState`).
+            let top = parent.shared.is_root().then(|| inner.drain.top.token());
             inner.admit(&parent.shared, Operation::EnterScope)?;
             let id = inner.next_scope_id();
             let scope = Scope {
@@ -271,6 +274,10 @@ impl Scope {
             let token = inner.scopes.token();
             let result = run(scope, body).instrument(span).await;
             drop(token);
+            if let Some(top) = top {
+                inner.drain.top_scope_ended(inner.cut.is_cancelled());
+                drop(top);
+            }
             result
         }
     }
@@ -351,8 +358,19 @@ impl Scope {
         spec: Spec,
         reclaim: Box<dyn Reclaim>,
     ) -> Result<Registration> {
+        self.register_with(spec, reclaim, None)
+    }
+
+    /// Registers with the quota permits an acquisition already took (see
+    /// `Inner::register`).
+    pub(crate) fn register_with(
+        &self,
+        spec: Spec,
+        reclaim: Box<dyn Reclaim>,
+        permits: Option<Permits>,
+    ) -> Result<Registration> {
         let inner = self.inner();
-        let id = inner.register(&self.shared, spec, reclaim)?;
+        let id = inner.register(&self.shared, spec, reclaim, permits)?;
         Ok(Registration::new(inner, id))
     }
 }

@@ -40,6 +40,8 @@ pub struct Builder {
     signals: bool,
     state_dir: Option<PathBuf>,
     child_subreaper: bool,
+    drain: Duration,
+    quotas: Vec<crate::quota::Quota>,
 }
 
 impl Default for Builder {
@@ -55,6 +57,8 @@ impl Default for Builder {
             signals: false,
             state_dir: None,
             child_subreaper: false,
+            drain: Duration::ZERO,
+            quotas: Vec::new(),
         }
     }
 }
@@ -84,6 +88,99 @@ impl Builder {
     /// `Duration::MAX` means "wait for ever".
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
+        self
+    }
+
+    /// Makes shutdown begin with a **drain** of at most `budget`: new top-level scopes
+    /// ([`Supervisor::scope`] and [`Scope::scope`](crate::Scope::scope) on the root), and
+    /// new resources and tasks of the root scope, are refused with
+    /// [`Error::Draining`], while scopes already running are *not* cancelled and keep
+    /// acquiring (temp files, children, nested scopes...) until they end. The drain ends
+    /// when every top-level scope has ended, when `budget` runs out, or when shutdown is
+    /// forced (a second signal, [`Supervisor::force`]); then shutdown goes on as without
+    /// a drain: cancel every scope, run hooks, wait, force.
+    ///
+    /// The drain is part of the [`grace`](Self::grace), which stays the **total** bound:
+    /// a drain that uses it all leaves scopes no time to wind down once cancelled. Keep
+    /// `budget` below the grace (for example 2/3 of it). [`Supervisor::draining`]
+    /// completes when the drain begins: hand it to a server's graceful shutdown so that
+    /// it stops accepting. The [`ShutdownReport::drain`](crate::ShutdownReport::drain)
+    /// says how it went.
+    ///
+    /// Default: no drain (`Duration::ZERO`), shutdown cancels every scope at once, as
+    /// it always did: a scope that runs until cancelled (a worker loop) would otherwise
+    /// hold every shutdown for the whole budget. A service whose scopes are requests
+    /// should turn it on. Saturating: `Duration::MAX` drains until the grace runs out.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// use std::time::Duration;
+    /// let sup = custodian::Supervisor::builder()
+    ///     .grace(Duration::from_secs(10))
+    ///     .drain(Duration::from_secs(6))
+    ///     .start()?;
+    /// let s = sup.clone();
+    /// let request = tokio::spawn(async move {
+    ///     s.scope("request", async |s| {
+    ///         tokio::time::sleep(Duration::from_millis(50)).await;
+    ///         s.temp_file().await.map(drop) // still admitted: the scope was running
+    ///     })
+    ///     .await
+    /// });
+    /// tokio::task::yield_now().await; // the request's scope starts
+    /// let report = sup.shutdown().await;
+    /// assert!(request.await.unwrap()?.is_ok());
+    /// assert_eq!(report.drain.unwrap().scopes_finished, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn drain(mut self, budget: Duration) -> Self {
+        self.drain = budget;
+        self
+    }
+
+    /// Adds a [`Quota`](crate::Quota): a limit on live resources of a kind, open files,
+    /// fds or temp bytes (call it once per quota; a resource takes room in every quota
+    /// that counts it, in the order they were added).
+    ///
+    /// An asynchronous acquisition — [`Scope::temp_file`](crate::Scope::temp_file),
+    /// [`Scope::temp_dir`](crate::Scope::temp_dir), [`Scope::open`](crate::Scope::open),
+    /// [`Scope::create`](crate::Scope::create),
+    /// [`Command::spawn_when_room`](crate::Command::spawn_when_room),
+    /// [`Command::output`](crate::Command::output) and
+    /// [`Command::status`](crate::Command::status) — **waits** for room, first come first
+    /// served, before creating anything; dropping it while it waits takes nothing (a
+    /// resource that can never fit, under a limit of 0, is refused at once). It
+    /// stops waiting with [`Error::ShuttingDown`] when shutdown cancels the root.
+    /// [`TempBuilder::no_wait`](crate::TempBuilder::no_wait) makes it fail fast
+    /// instead. Synchronous acquisitions cannot wait: [`Command::spawn`](crate::Command::spawn)
+    /// is refused with [`Error::QuotaExceeded`] before it forks;
+    /// [`Scope::register`](crate::Scope::register) (custodian-audio's decoders), locks and
+    /// atomic writes are refused at registration (what they created is released at once,
+    /// counted as created and released `Cancelled`).
+    /// Room returns when a resource's release has
+    /// finished (a child reaped, a dir removed), on every release path.
+    /// [`Supervisor::quotas`] counts use, waits and refusals. Without quotas an
+    /// acquisition pays one branch.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// use custodian::{Quota, ResourceKind};
+    /// let sup = custodian::Supervisor::builder()
+    ///     .quota(Quota::live(ResourceKind::TempFile, 1))
+    ///     .start()?;
+    /// let first = sup.temp_file().await?;
+    /// let refused = sup.temp().no_wait().file().await.unwrap_err();
+    /// assert_eq!(refused.io_kind(), Some(std::io::ErrorKind::QuotaExceeded));
+    /// let s = sup.clone();
+    /// let second = tokio::spawn(async move { s.temp_file().await }); // waits
+    /// tokio::task::yield_now().await;
+    /// assert_eq!(sup.quotas()[0].waiting, 1);
+    /// drop(first); // room: the waiting acquisition proceeds
+    /// assert!(second.await.unwrap().is_ok());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn quota(mut self, quota: crate::quota::Quota) -> Self {
+        self.quotas.push(quota);
         self
     }
 
@@ -240,6 +337,8 @@ impl Builder {
         let token = CancellationToken::new();
         let config = Config {
             grace: self.grace,
+            drain: self.drain,
+            quotas: self.quotas,
             leak_after: self.leak_after,
             on_last_drop: crate::emergency::on_last_drop,
         };

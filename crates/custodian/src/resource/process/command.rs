@@ -1,6 +1,9 @@
 //! The command builder: `tokio::process::Command` plus an owner, a grace period, a
 //! deadline and an optional parent-death signal.
 
+// Quota room: taken before the fork, or waited for.
+mod room;
+
 use std::ffi::OsStr;
 use std::fmt;
 use std::panic::Location;
@@ -16,6 +19,7 @@ use super::spawner::spawn_on_thread;
 use crate::error::{Error, Operation, Result};
 use crate::inner::Spec;
 use crate::kind::ResourceKind;
+use crate::registry::Permits;
 use crate::scope::Scope;
 use crate::sys::process::{death_signal_hook, pidfd_open};
 
@@ -288,8 +292,11 @@ impl Command {
     ///
     /// [`Error::Io`] with [`Operation::Spawn`] naming the program if it is not found,
     /// not executable or fails to start; [`Error::ShuttingDown`] or
-    /// [`Error::ScopeClosed`] (the child is then stopped). Nothing stays registered on
-    /// error.
+    /// [`Error::ScopeClosed`] (the child is then stopped);
+    /// [`Error::QuotaExceeded`](crate::Error::QuotaExceeded) if a [`Quota`](crate::Quota)
+    /// that counts children has no room (checked before the fork: nothing is started;
+    /// [`spawn_when_room`](Self::spawn_when_room) waits instead). Nothing stays
+    /// registered on error.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
@@ -300,7 +307,13 @@ impl Command {
     /// assert_eq!(sup.stats().live(), 0);
     /// # sup.shutdown().await; Ok(()) }
     /// ```
-    pub fn spawn(mut self) -> Result<ManagedChild> {
+    pub fn spawn(self) -> Result<ManagedChild> {
+        let permits = self.room_now()?;
+        self.spawn_with(permits)
+    }
+
+    /// Spawns with the quota permits already taken for the child.
+    fn spawn_with(mut self, permits: Option<Permits>) -> Result<ManagedChild> {
         let op = Operation::Spawn;
         let inner = self.scope.inner().clone();
         inner.admit(&self.scope.shared, op)?;
@@ -402,7 +415,7 @@ impl Command {
             grace: self.grace,
             escapees: adopting.map(|a| a.escapees(self.grace, inner.cut.clone())),
         };
-        let reg = self.scope.register_boxed(spec, Box::new(reclaim))?;
+        let reg = self.scope.register_with(spec, Box::new(reclaim), permits)?;
         Ok(ManagedChild {
             reg,
             core,
@@ -417,7 +430,8 @@ impl Command {
     }
 
     /// Runs the child to completion and collects its stdout and stderr (piped unless set
-    /// otherwise; stdin is null unless set).
+    /// otherwise; stdin is null unless set). Waits for quota room first, as
+    /// [`spawn_when_room`](Self::spawn_when_room).
     ///
     /// # Errors
     ///
@@ -425,8 +439,9 @@ impl Command {
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future releases the child as a drop does (SIGTERM, then the rest in
-    /// the background).
+    /// Dropped while it waits for quota room, it takes nothing and starts nothing. Once
+    /// the child runs, dropping the future releases the child as a drop does (SIGTERM,
+    /// then the rest in the background).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
@@ -440,10 +455,11 @@ impl Command {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        this.spawn()?.wait_with_output().await
+        this.spawn_when_room().await?.wait_with_output().await
     }
 
-    /// Runs the child to completion (stdin null unless set) and returns its status.
+    /// Runs the child to completion (stdin null unless set) and returns its status. Waits
+    /// for quota room first, as [`spawn_when_room`](Self::spawn_when_room).
     ///
     /// # Errors
     ///
@@ -451,8 +467,10 @@ impl Command {
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future drops the child's guard: the child is stopped (SIGTERM to its
-    /// group, the grace, SIGKILL) and reaped in the background, and its status is lost.
+    /// Dropped while it waits for quota room, it takes nothing and starts nothing. Once
+    /// the child runs, dropping the future drops the child's guard: the child is stopped
+    /// (SIGTERM to its group, the grace, SIGKILL) and reaped in the background, and its
+    /// status is lost.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
@@ -462,7 +480,7 @@ impl Command {
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub async fn status(self) -> Result<ExitStatus> {
-        let mut child = self.spawn()?;
+        let mut child = self.spawn_when_room().await?;
         let status = child.wait().await?;
         child.close().await?;
         Ok(status)
