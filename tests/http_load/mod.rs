@@ -168,14 +168,27 @@ pub struct Record {
     pub outcome: Outcome,
 }
 
-/// Sends `n` requests to `path`, `concurrency` at a time; `on_done(completed)` runs after
-/// each (the caller's hook for a mid-load signal).
+/// Sends `n` requests to `path`, `concurrency` at a time, of the kinds [`kind_of`] picks;
+/// `on_done(completed)` runs after each (the caller's hook for a mid-load signal).
 pub async fn load(
     addr: SocketAddr,
     path: &'static str,
     n: usize,
     concurrency: usize,
     good: Arc<Vec<u8>>,
+    on_done: Arc<dyn Fn(usize) + Send + Sync>,
+) -> Vec<Record> {
+    load_mix(addr, path, n, concurrency, good, kind_of, on_done).await
+}
+
+/// [`load`] with another mix of kinds.
+pub async fn load_mix(
+    addr: SocketAddr,
+    path: &'static str,
+    n: usize,
+    concurrency: usize,
+    good: Arc<Vec<u8>>,
+    kind_of: fn(usize) -> Kind,
     on_done: Arc<dyn Fn(usize) + Send + Sync>,
 ) -> Vec<Record> {
     let next = Arc::new(AtomicUsize::new(0));
@@ -214,6 +227,15 @@ pub async fn load(
         w.await.expect("load worker");
     }
     std::mem::take(&mut *records.lock().unwrap())
+}
+
+/// A field of `/proc/PID/status` in its own unit (kB for memory), 0 if missing.
+pub fn status_field(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Open fds of process `pid`.
