@@ -118,8 +118,10 @@ async fn managed_against_raw() {
     for (name, svc) in [("managed", &managed), ("raw", &raw)] {
         let pid = svc.child.pid();
         println!(
-            "{name}: after {n} requests RSS {} kB (peak {} kB), {} threads, {} fds",
+            "{name}: after {n} requests RSS {} kB (anon {} kB, file {} kB; peak {} kB), {} threads, {} fds",
             status_field(pid, "VmRSS"),
+            status_field(pid, "RssAnon"),
+            status_field(pid, "RssFile"),
             status_field(pid, "VmHWM"),
             status_field(pid, "Threads"),
             http_load::fds_of(pid)
