@@ -116,6 +116,16 @@ pub enum Error {
         /// What was refused.
         op: Operation,
     },
+    /// The supervisor is draining (the first phase of a shutdown with
+    /// [`Builder::drain`](crate::Builder::drain)): scopes already running keep acquiring
+    /// until they end, but new top-level scopes, and new resources and tasks of the root
+    /// scope, are refused. A service answers it like [`Error::ShuttingDown`] (503: try
+    /// another instance); it was never started, so it is safe to retry elsewhere.
+    #[error("{op}: the supervisor is draining and takes no new work")]
+    Draining {
+        /// What was refused.
+        op: Operation,
+    },
     /// The scope has already ended; resources can no longer be added to it.
     #[error("{op}: scope `{scope}` has ended")]
     ScopeClosed {
@@ -205,6 +215,7 @@ impl Error {
         match self {
             Error::Io { op, .. }
             | Error::ShuttingDown { op }
+            | Error::Draining { op }
             | Error::NoRuntime { op }
             | Error::ScopeClosed { op, .. }
             | Error::TempRootReplaced { op, .. }
@@ -261,7 +272,10 @@ impl Error {
     pub fn is_cancellation(&self) -> bool {
         matches!(
             self,
-            Error::Cancelled { .. } | Error::ShuttingDown { .. } | Error::ScopeClosed { .. }
+            Error::Cancelled { .. }
+                | Error::ShuttingDown { .. }
+                | Error::Draining { .. }
+                | Error::ScopeClosed { .. }
         )
     }
 }

@@ -85,6 +85,8 @@ mod emergency;
 mod hook;
 mod shutdown;
 mod signal;
+// Shutdown's drain phase.
+mod drain;
 // Crash recovery: the sweep of a state dir.
 mod recovery;
 // 8. The public handle's methods and its builder.
@@ -99,7 +101,7 @@ pub use leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Site};
 pub use recovery::{AgeKept, AgeKeptReason, AgeReport, clean_older_than};
 pub use recovery::{default_state_dir, sweep, sweep_with_grace};
 pub use registry::{Cleanup, Reclaim};
-pub use report::{HookOutcome, HookReport, Phase, ShutdownReport};
+pub use report::{DrainReport, HookOutcome, HookReport, Phase, ShutdownReport};
 pub use resource::{ATOMIC_TEMP_PREFIX, AtomicFile, AtomicWrite, CreateAtomicFile, Durability};
 pub use resource::{AcquireLock, FileLock, GaveUp, LockMode, LockOptions, Retry, RetryError};
 pub use resource::{Command, DEFAULT_CHILD_GRACE, ManagedChild};

@@ -66,6 +66,32 @@ pub struct ShutdownReport {
     pub temp_root: PathBuf,
     /// Why the temp root could not be removed, if it could not.
     pub temp_root_error: Option<String>,
+    /// How the drain went; `None` without one ([`Builder::drain`](crate::Builder::drain)
+    /// off, or the shutdown forced before it began).
+    #[serde(default)]
+    pub drain: Option<DrainReport>,
+}
+
+/// How shutdown's drain phase went (see [`Builder::drain`](crate::Builder::drain)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DrainReport {
+    /// Its budget.
+    #[serde(with = "duration_ms")]
+    pub budget: Duration,
+    /// How long it took.
+    #[serde(with = "duration_ms")]
+    pub took: Duration,
+    /// Top-level scopes running when it began.
+    pub scopes_at_start: usize,
+    /// Top-level scopes that ended during it (by themselves: none was cancelled).
+    pub scopes_finished: usize,
+    /// Whether it ended before every top-level scope had: its budget or the grace ran
+    /// out, or shutdown was forced. The scopes left were then cancelled.
+    pub ran_out: bool,
+    /// New top-level scopes, root-scope resources and tasks refused with
+    /// [`Error::Draining`](crate::Error::Draining) during the drain.
+    pub refused: u64,
 }
 
 fn default_reason() -> CancelReason {
@@ -169,6 +195,18 @@ impl fmt::Display for ShutdownReport {
                     h.name, h.budget, h.took, h.outcome
                 )?;
             }
+        }
+        if let Some(d) = &self.drain {
+            writeln!(
+                f,
+                "\ndrain: {} of {} top-level scopes finished in {:.3?} (budget {:.3?}){}, {} refused",
+                d.scopes_finished,
+                d.scopes_at_start,
+                d.took,
+                d.budget,
+                if d.ran_out { ", RAN OUT" } else { "" },
+                d.refused
+            )?;
         }
         writeln!(
             f,

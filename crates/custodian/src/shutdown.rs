@@ -7,6 +7,9 @@
 //! sweep and [`AFTER_CUT`] for clean-ups (SIGKILLed children reaped, last retries).
 //!
 //! Phases, each timed in the report:
+//! 0. *drain* (only with `Builder::drain`, see `crate::drain`): the root scope refuses
+//!    new work while running top-level scopes finish on their own, within its budget
+//!    and the grace;
 //! 1. *refuse and cancel*: new acquisitions are refused; the root token is cancelled
 //!    with [`CancelReason::Shutdown`] (or `ForcedShutdown`);
 //! 2. *run hooks*: last registered first, each within its budget (cut at the deadline,
@@ -83,23 +86,12 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
         });
         Instant::now()
     };
-    tracing::info!(
-        forced = inner.is_forced(),
-        "shutdown: refusing new acquisitions"
-    );
-    let t = Instant::now();
-    inner.begin_shutdown();
-    let reason = if inner.is_forced() {
-        CancelReason::ForcedShutdown
-    } else {
-        CancelReason::Shutdown
-    };
-    inner.root_scope.cancel(reason);
-    // The grace bounds the whole graceful shutdown: hooks, scopes and clean-ups all end
-    // by this instant. `Duration::MAX` means "never cut": saturate instead of panicking.
+    // The grace bounds the whole graceful shutdown, the drain included: hooks, scopes
+    // and clean-ups all end by this instant. `Duration::MAX` means "never cut": saturate
+    // instead of panicking.
     let deadline = saturating_deadline(grace);
-    // One watcher cuts every graceful wait at the deadline: hooks (whatever their own
-    // budgets), scopes and clean-ups alike.
+    // One watcher cuts every graceful wait at the deadline: the drain, hooks (whatever
+    // their own budgets), scopes and clean-ups alike.
     let watcher = {
         let inner = inner.clone();
         tokio::spawn(async move {
@@ -107,6 +99,24 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
             cut(&inner, CancelReason::Deadline);
         })
     };
+    let t = Instant::now();
+    let drain = crate::drain::run(&inner, saturating_deadline(inner.config.drain)).await;
+    let t = if drain.is_some() {
+        phase("drain", t)
+    } else {
+        t
+    };
+    tracing::info!(
+        forced = inner.is_forced(),
+        "shutdown: refusing new acquisitions"
+    );
+    inner.begin_shutdown();
+    let reason = if inner.is_forced() {
+        CancelReason::ForcedShutdown
+    } else {
+        CancelReason::Shutdown
+    };
+    inner.root_scope.cancel(reason);
     let t = phase("refuse and cancel", t);
 
     let hooks = run_hooks(&inner).await;
@@ -217,6 +227,7 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
         stats: inner.records.stats.snapshot(),
         temp_root: inner.temp_root.path().to_path_buf(),
         temp_root_error,
+        drain,
     };
     tracing::info!(took = ?report.took, clean = report.is_clean(), forced = report.forced, "shutdown complete");
     report

@@ -51,6 +51,7 @@ use crate::report::ShutdownReport;
 use crate::sys::root::TempRoot;
 
 mod clean_up;
+mod drain;
 mod handle;
 mod hooks;
 mod observe;
@@ -58,6 +59,7 @@ mod records;
 mod retry;
 
 pub(crate) use clean_up::{Deferred, Released, clean_up_sweep};
+pub(crate) use drain::DrainState;
 pub use handle::Supervisor;
 pub(crate) use hooks::Hook;
 pub(crate) use records::Records;
@@ -65,6 +67,8 @@ use retry::Retrier;
 
 pub(crate) struct Config {
     pub(crate) grace: Duration,
+    /// The drain phase's budget (`Builder::drain`); zero: no drain.
+    pub(crate) drain: Duration,
     pub(crate) leak_after: [Option<Duration>; ResourceKind::COUNT],
     /// Run by `Inner`'s `Drop` when the last handle goes without a finished shutdown:
     /// the emergency path, passed down by the builder (it lives above this layer).
@@ -108,6 +112,8 @@ pub(crate) struct Inner {
     pub(crate) forced: AtomicBool,
     /// Fires when shutdown (or emergency clean-up) has finished.
     pub(crate) done: CancellationToken,
+    /// Shutdown's drain phase: its flag, the top-level scopes it waits for.
+    pub(crate) drain: DrainState,
     /// Shutdown hooks, in registration order.
     pub(crate) hooks: Mutex<Vec<Hook>>,
     /// Set by whoever removes the temp root first (shutdown or emergency clean-up).
@@ -156,6 +162,7 @@ impl Inner {
             scopes_at_cut: AtomicUsize::new(usize::MAX),
             forced: AtomicBool::new(false),
             done: CancellationToken::new(),
+            drain: DrainState::default(),
             hooks: Mutex::default(),
             root_removed: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
@@ -176,6 +183,8 @@ impl Inner {
 
     pub(crate) fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+        // Without a drain (or after it), `draining()` waiters wake now.
+        self.drain.begin();
     }
 
     pub(crate) fn is_forced(&self) -> bool {
@@ -218,11 +227,22 @@ impl Inner {
         if self.is_shutting_down() {
             return Err(Error::ShuttingDown { op });
         }
+        self.admit_while_draining(scope, op)?;
         if scope.is_closed() {
             return Err(Error::ScopeClosed {
                 op,
                 scope: scope.name.to_string(),
             });
+        }
+        Ok(())
+    }
+
+    /// During the drain only scopes already running take new work: the root scope (new
+    /// top-level scopes, root-scope resources and tasks) is refused.
+    fn admit_while_draining(&self, scope: &ScopeShared, op: Operation) -> Result<(), Error> {
+        if scope.is_root() && self.drain.is_draining() {
+            self.drain.refused();
+            return Err(Error::Draining { op });
         }
         Ok(())
     }
@@ -262,6 +282,8 @@ impl Inner {
         );
         let refused = if self.is_shutting_down() {
             Some(Error::ShuttingDown { op })
+        } else if let Err(e) = self.admit_while_draining(scope, op) {
+            Some(e)
         } else if !scope.push(id, &self.registry) {
             Some(Error::ScopeClosed {
                 op,

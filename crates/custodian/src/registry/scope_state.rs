@@ -91,6 +91,11 @@ impl ScopeShared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether this is the supervisor's root scope.
+    pub(crate) fn is_root(&self) -> bool {
+        self.parent.is_none()
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.state().closed
     }

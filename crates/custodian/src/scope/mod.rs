@@ -261,6 +261,9 @@ impl Scope {
         let name: Box<str> = name.into();
         async move {
             let inner = parent.sup.inner.clone();
+            // Taken before the admission check: a drain that begins in between either
+            // waits for this scope or refuses it (see `inner::DrainState`).
+            let top = parent.shared.is_root().then(|| inner.drain.top.token());
             inner.admit(&parent.shared, Operation::EnterScope)?;
             let id = inner.next_scope_id();
             let scope = Scope {
@@ -271,6 +274,10 @@ impl Scope {
             let token = inner.scopes.token();
             let result = run(scope, body).instrument(span).await;
             drop(token);
+            if let Some(top) = top {
+                inner.drain.top_scope_ended(inner.cut.is_cancelled());
+                drop(top);
+            }
             result
         }
     }

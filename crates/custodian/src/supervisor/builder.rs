@@ -39,6 +39,7 @@ pub struct Builder {
     abandoned_min_age: Duration,
     signals: bool,
     state_dir: Option<PathBuf>,
+    drain: Duration,
 }
 
 impl Default for Builder {
@@ -53,6 +54,7 @@ impl Default for Builder {
             abandoned_min_age: Duration::from_secs(10),
             signals: false,
             state_dir: None,
+            drain: Duration::ZERO,
         }
     }
 }
@@ -82,6 +84,53 @@ impl Builder {
     /// `Duration::MAX` means "wait for ever".
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
+        self
+    }
+
+    /// Makes shutdown begin with a **drain** of at most `budget`: new top-level scopes
+    /// ([`Supervisor::scope`] and [`Scope::scope`](crate::Scope::scope) on the root), and
+    /// new resources and tasks of the root scope, are refused with
+    /// [`Error::Draining`], while scopes already running are *not* cancelled and keep
+    /// acquiring (temp files, children, nested scopes...) until they end. The drain ends
+    /// when every top-level scope has ended, when `budget` runs out, or when shutdown is
+    /// forced (a second signal, [`Supervisor::force`]); then shutdown goes on as without
+    /// a drain: cancel every scope, run hooks, wait, force.
+    ///
+    /// The drain is part of the [`grace`](Self::grace), which stays the **total** bound:
+    /// a drain that uses it all leaves scopes no time to wind down once cancelled. Keep
+    /// `budget` below the grace (for example 2/3 of it). [`Supervisor::draining`]
+    /// completes when the drain begins: hand it to a server's graceful shutdown so that
+    /// it stops accepting. The [`ShutdownReport::drain`](crate::ShutdownReport::drain)
+    /// says how it went.
+    ///
+    /// Default: no drain (`Duration::ZERO`), shutdown cancels every scope at once, as
+    /// it always did: a scope that runs until cancelled (a worker loop) would otherwise
+    /// hold every shutdown for the whole budget. A service whose scopes are requests
+    /// should turn it on. Saturating: `Duration::MAX` drains until the grace runs out.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// use std::time::Duration;
+    /// let sup = custodian::Supervisor::builder()
+    ///     .grace(Duration::from_secs(10))
+    ///     .drain(Duration::from_secs(6))
+    ///     .start()?;
+    /// let s = sup.clone();
+    /// let request = tokio::spawn(async move {
+    ///     s.scope("request", async |s| {
+    ///         tokio::time::sleep(Duration::from_millis(50)).await;
+    ///         s.temp_file().await.map(drop) // still admitted: the scope was running
+    ///     })
+    ///     .await
+    /// });
+    /// tokio::task::yield_now().await; // the request's scope starts
+    /// let report = sup.shutdown().await;
+    /// assert!(request.await.unwrap()?.is_ok());
+    /// assert_eq!(report.drain.unwrap().scopes_finished, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn drain(mut self, budget: Duration) -> Self {
+        self.drain = budget;
         self
     }
 
@@ -209,6 +258,7 @@ impl Builder {
         let token = CancellationToken::new();
         let config = Config {
             grace: self.grace,
+            drain: self.drain,
             leak_after: self.leak_after,
             on_last_drop: crate::emergency::on_last_drop,
         };

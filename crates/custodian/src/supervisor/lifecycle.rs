@@ -17,8 +17,10 @@ use crate::shutdown::shutdown_once;
 use super::Supervisor;
 
 impl Supervisor {
-    /// Completes when the supervisor starts shutting down: the future to hand to a
-    /// server's graceful shutdown.
+    /// Completes when shutdown cancels the root scope (and so every scope): when
+    /// shutdown begins, or, with a [drain](crate::Builder::drain), when the drain ends.
+    /// To stop a server accepting before its requests are cancelled, hand it
+    /// [`draining`](Self::draining) instead (the same instant without a drain).
     ///
     /// # Cancel safety
     ///
@@ -36,7 +38,8 @@ impl Supervisor {
         self.inner.root_token.clone().cancelled_owned()
     }
 
-    /// Whether shutdown has begun (new acquisitions are refused).
+    /// Whether shutdown has begun: its drain (new top-level scopes refused), or, after
+    /// it or without one, the phase where every new acquisition is refused.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
@@ -47,7 +50,61 @@ impl Supervisor {
     /// # Ok(()) }
     /// ```
     pub fn is_shutting_down(&self) -> bool {
-        self.inner.is_shutting_down()
+        self.inner.is_shutting_down() || self.inner.drain.is_draining()
+    }
+
+    /// Completes when the supervisor stops taking new work: when the drain begins
+    /// (see [`Builder::drain`](crate::Builder::drain)), or when shutdown begins if there
+    /// is no drain (at once if that has already happened). Made for a server's graceful
+    /// shutdown, which stops accepting connections and lets requests in flight finish:
+    /// `axum::serve(listener, app).with_graceful_shutdown(sup.draining())`. Unlike
+    /// [`cancelled`](Self::cancelled), which fires only once the drain is over and
+    /// every scope is being cancelled.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future only stops waiting. It holds no reference to the
+    /// supervisor.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// use std::time::Duration;
+    /// let sup = custodian::Supervisor::builder().drain(Duration::from_secs(5)).start()?;
+    /// let (done, finish) = tokio::sync::oneshot::channel::<()>();
+    /// let s = sup.clone();
+    /// let in_flight = tokio::spawn(async move {
+    ///     s.scope("request", async |_| finish.await).await
+    /// });
+    /// tokio::task::yield_now().await; // the request's scope starts
+    /// let stop_accepting = sup.draining();
+    /// let s = sup.clone();
+    /// let shutdown = tokio::spawn(async move { s.shutdown().await });
+    /// stop_accepting.await;
+    /// assert!(sup.is_draining());
+    /// let refused = sup.scope("late request", async |_| ()).await.unwrap_err();
+    /// assert!(matches!(refused, custodian::Error::Draining { .. }));
+    /// done.send(()).unwrap(); // the request in flight finishes
+    /// assert!(in_flight.await.unwrap().is_ok());
+    /// assert_eq!(shutdown.await.unwrap().drain.unwrap().refused, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn draining(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
+        self.inner.drain.begun.clone().cancelled_owned()
+    }
+
+    /// Whether the supervisor has stopped taking new work: the drain (or, without one,
+    /// shutdown) has begun. Stays `true` for the rest of its life.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().start()?;
+    /// assert!(!sup.is_draining());
+    /// sup.shutdown().await;
+    /// assert!(sup.is_draining());
+    /// # Ok(()) }
+    /// ```
+    pub fn is_draining(&self) -> bool {
+        self.inner.drain.is_draining()
     }
 
     /// Shuts down: refuses new acquisitions, cancels every scope, waits for them up to
