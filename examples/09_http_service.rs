@@ -35,8 +35,10 @@ mod raw;
 const MAX_UPLOAD: usize = 16 << 20;
 /// The external tool gets this long; then custodian stops its process group.
 const TOOL_DEADLINE: Duration = Duration::from_secs(5);
-/// The whole graceful shutdown's bound (keep it inside `TimeoutStopSec` and co).
+/// The whole graceful shutdown's bound (keep it inside `TimeoutStopSec` and co), and the
+/// drain within it: requests in flight get 6 s to finish before they are cancelled.
 const GRACE: Duration = Duration::from_secs(10);
+const DRAIN: Duration = Duration::from_secs(6);
 
 #[derive(Clone)]
 struct App {
@@ -121,7 +123,7 @@ async fn ingest(State(app): State<App>, body: Body) -> Response {
         Ok(Err(failure)) => failure.into_response(),
         // The scope was refused before the work began (the service is stopping): safe to
         // retry elsewhere. A scope cut off later is `cut off`, from `internal`.
-        Err(custodian::Error::ShuttingDown { .. }) => {
+        Err(custodian::Error::Draining { .. } | custodian::Error::ShuttingDown { .. }) => {
             let f = Failure(StatusCode::SERVICE_UNAVAILABLE, "refused", String::new());
             ([("retry-after", "1")], f).into_response()
         }
@@ -190,9 +192,11 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .or_else(|| std::env::var("CUSTODIAN_HTTP_ADDR").ok());
     let addr = addr.unwrap_or_else(|| "127.0.0.1:0".to_owned());
-    // The first SIGTERM/SIGINT starts the graceful shutdown, a second one forces it.
+    // The first SIGTERM/SIGINT starts the graceful shutdown (drain first), a second one
+    // forces it.
     let sup = Supervisor::builder()
         .grace(GRACE)
+        .drain(DRAIN)
         .handle_signals(true)
         .start()?;
     let sox = std::process::Command::new("sox")
@@ -211,9 +215,9 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on {}", listener.local_addr()?);
     println!("temp root: {}", sup.temp_root().display());
-    // Stop accepting once the shutdown begins; requests in flight finish their answer.
+    // Stop accepting once the drain begins; requests in flight finish their answer.
     axum::serve(listener, router)
-        .with_graceful_shutdown(sup.cancelled())
+        .with_graceful_shutdown(sup.draining())
         .await?;
     let report = sup.shutdown().await;
     println!("{report}");
