@@ -33,6 +33,8 @@ const SCOPES: usize = 10_000;
 
 #[test]
 fn bytes_per_live_entry_and_per_finished_scope() {
+    // The allocator's counters are process-wide: one measuring test at a time.
+    let _serial = custodian_suite::serial();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -98,4 +100,91 @@ fn bytes_per_live_entry_and_per_finished_scope() {
         let report = sup.shutdown().await;
         assert!(report.is_clean(), "{report}");
     });
+}
+
+/// What one `/ingest` of the example does, in a scope: spool, decode, a child.
+async fn ingest_like(sup: &Supervisor, wav: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    sup.scope("ingest", async |s| {
+        let mut t = s.temp().suffix(".wav").file().await.unwrap();
+        t.write_all(wav).await.unwrap();
+        t.flush().await.unwrap();
+        let mut d = custodian_audio::AudioDecoder::open(&s, t.path())
+            .await
+            .unwrap();
+        assert_eq!(d.read_all::<i16>().await.unwrap().len(), 4000);
+        d.close().await.unwrap();
+        let out = s
+            .command("gzip")
+            .arg("-c")
+            .arg(t.path())
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success());
+        t.close().await.unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+/// Heap that custodian keeps after a burst of service-like requests, 32 at a time: what
+/// the managed service's RSS could owe to custodian rather than to malloc's free lists.
+#[test]
+fn heap_retained_after_a_burst_of_requests() {
+    let _serial = custodian_suite::serial();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sup = Supervisor::builder().start().unwrap();
+        let wav = std::sync::Arc::new(wav(4000));
+        let burst = async |n: usize| {
+            let tasks: Vec<_> = (0..32)
+                .map(|_| {
+                    let (sup, wav) = (sup.clone(), wav.clone());
+                    tokio::spawn(async move {
+                        for _ in 0..n {
+                            ingest_like(&sup, &wav).await;
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+        };
+        burst(2).await; // warm up: runtime, pool threads, the map's first capacity
+        let settled =
+            |sup: &Supervisor| sup.stats().live() == 0 && sup.pending_cleanups().is_empty();
+        let (mut kept, mut allocs) = (Vec::new(), (0, 0));
+        for _ in 0..3 {
+            let region = Region::new(GLOBAL);
+            burst(20).await;
+            assert!(settled(&sup), "{}", sup.stats());
+            kept.push(net(&region));
+            let c = region.change();
+            allocs = (c.allocations / 640, c.bytes_allocated / 640);
+        }
+        println!(
+            "heap kept after each of 3 bursts of 640 service-like requests: {kept:?} B; \
+             per request: {} allocations, {} B allocated",
+            allocs.0, allocs.1
+        );
+        // The map and the lists may grow past the warm-up's peak once; nothing per request.
+        assert!(kept.iter().all(|&k| k < 64 * 1024), "{kept:?} B kept");
+        sup.shutdown().await;
+    });
+}
+
+/// A 16-bit mono 16 kHz WAV of `frames` samples.
+fn wav(frames: u32) -> Vec<u8> {
+    let mut v = b"RIFF".to_vec();
+    v.extend_from_slice(&(36 + 2 * frames).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt \x10\0\0\0\x01\0\x01\0\x80\x3e\0\0\0\x7d\0\0\x02\0\x10\0data");
+    v.extend_from_slice(&(2 * frames).to_le_bytes());
+    v.extend((0..frames).flat_map(|i| ((i % 200) as i16 * 100).to_le_bytes()));
+    v
 }
