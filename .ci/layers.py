@@ -48,7 +48,7 @@ import sys
 
 LAYERS = [
     ("sys", ["sys"]),
-    ("vocabulary", ["kind", "error", "id", "leak", "stats", "report", "journal"]),
+    ("vocabulary", ["kind", "error", "id", "leak", "stats", "report", "journal", "quota"]),
     ("registry", ["registry"]),
     ("inner", ["inner"]),
     ("scope", ["scope"]),

@@ -126,6 +126,17 @@ pub enum Error {
         /// What was refused.
         op: Operation,
     },
+    /// A [`Quota`](crate::Quota) had no room: a fail-fast acquisition (a spawn, a
+    /// registration, [`TempBuilder::no_wait`](crate::TempBuilder::no_wait)) was
+    /// refused instead of waiting. [`io_kind`](Error::io_kind) is
+    /// [`io::ErrorKind::QuotaExceeded`]. Nothing was kept: what was created is released.
+    #[error("{op}: quota {quota} exceeded")]
+    QuotaExceeded {
+        /// What was refused.
+        op: Operation,
+        /// The quota that had no room.
+        quota: crate::quota::Quota,
+    },
     /// The scope has already ended; resources can no longer be added to it.
     #[error("{op}: scope `{scope}` has ended")]
     ScopeClosed {
@@ -216,6 +227,7 @@ impl Error {
             Error::Io { op, .. }
             | Error::ShuttingDown { op }
             | Error::Draining { op }
+            | Error::QuotaExceeded { op, .. }
             | Error::NoRuntime { op }
             | Error::ScopeClosed { op, .. }
             | Error::TempRootReplaced { op, .. }
@@ -244,7 +256,8 @@ impl Error {
         }
     }
 
-    /// The kind of the underlying I/O error, if this is one.
+    /// The kind of the underlying I/O error, if this is one (`QuotaExceeded` for
+    /// [`Error::QuotaExceeded`]).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), custodian::Error> {
@@ -256,6 +269,7 @@ impl Error {
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
         match self {
             Error::Io { source, .. } | Error::ResourceIo { source, .. } => Some(source.kind()),
+            Error::QuotaExceeded { .. } => Some(io::ErrorKind::QuotaExceeded),
             _ => None,
         }
     }

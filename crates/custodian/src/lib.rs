@@ -70,6 +70,8 @@ mod kind;
 mod leak;
 mod report;
 mod stats;
+// Quotas: what they limit and count.
+mod quota;
 // The crash journal's records and the sweep report.
 mod journal;
 // 3. The registry, its extension API (`Reclaim`, `Cleanup`) and per-scope state.
@@ -98,6 +100,7 @@ pub use id::ResourceId;
 pub use journal::{DeadOwner, DeathProof, SkipReason, Skipped, StoppedGroup, SweepReport};
 pub use kind::{CancelReason, ReleasePath, ResourceKind};
 pub use leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Site};
+pub use quota::{Quota, QuotaOn, QuotaUsage};
 pub use recovery::{AgeKept, AgeKeptReason, AgeReport, clean_older_than};
 pub use recovery::{default_state_dir, sweep, sweep_with_grace};
 pub use registry::{Cleanup, Reclaim};

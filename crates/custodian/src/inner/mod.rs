@@ -46,7 +46,7 @@ use tokio_util::task::TaskTracker;
 use crate::error::{Error, Operation};
 use crate::id::ResourceId;
 use crate::kind::{CancelReason, ReleasePath, ResourceKind};
-use crate::registry::{Entry, Reclaim, Registry, ScopeShared};
+use crate::registry::{Entry, Permits, Reclaim, Registry, ScopeShared, hold_until_done};
 use crate::report::ShutdownReport;
 use crate::sys::root::TempRoot;
 
@@ -55,6 +55,7 @@ mod drain;
 mod handle;
 mod hooks;
 mod observe;
+mod quota;
 mod records;
 mod retry;
 
@@ -62,6 +63,7 @@ pub(crate) use clean_up::{Deferred, Released, clean_up_sweep};
 pub(crate) use drain::DrainState;
 pub use handle::Supervisor;
 pub(crate) use hooks::Hook;
+pub(crate) use quota::Quotas;
 pub(crate) use records::Records;
 use retry::Retrier;
 
@@ -69,6 +71,8 @@ pub(crate) struct Config {
     pub(crate) grace: Duration,
     /// The drain phase's budget (`Builder::drain`); zero: no drain.
     pub(crate) drain: Duration,
+    /// `Builder::quota`s, in the order given.
+    pub(crate) quotas: Vec<crate::quota::Quota>,
     pub(crate) leak_after: [Option<Duration>; ResourceKind::COUNT],
     /// Run by `Inner`'s `Drop` when the last handle goes without a finished shutdown:
     /// the emergency path, passed down by the builder (it lives above this layer).
@@ -114,6 +118,8 @@ pub(crate) struct Inner {
     pub(crate) done: CancellationToken,
     /// Shutdown's drain phase: its flag, the top-level scopes it waits for.
     pub(crate) drain: DrainState,
+    /// The quotas; `None` without any (an acquisition then pays one branch).
+    pub(crate) quotas: Option<Arc<Quotas>>,
     /// Shutdown hooks, in registration order.
     pub(crate) hooks: Mutex<Vec<Hook>>,
     /// Set by whoever removes the temp root first (shutdown or emergency clean-up).
@@ -141,6 +147,7 @@ impl Inner {
         let root_scope = ScopeShared::root(root_token.clone(), config.grace);
         let records = Arc::<Records>::default();
         let cut = CancellationToken::new();
+        let quotas = Quotas::new(&config.quotas);
         Inner {
             registry: Registry::default(),
             retrier: Arc::new(Retrier::new(records.clone(), cut.clone(), handle.clone())),
@@ -163,6 +170,7 @@ impl Inner {
             forced: AtomicBool::new(false),
             done: CancellationToken::new(),
             drain: DrainState::default(),
+            quotas,
             hooks: Mutex::default(),
             root_removed: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
@@ -248,12 +256,24 @@ impl Inner {
     }
 
     /// Registers a resource in `scope`. On refusal the resource is reclaimed at once.
+    /// `permits`: the quota permits a waiting acquisition took before creating the
+    /// resource; without them, they are taken now or the registration is refused
+    /// (`QuotaExceeded`).
     pub(crate) fn register(
         &self,
         scope: &Arc<ScopeShared>,
         spec: Spec,
         reclaim: Box<dyn Reclaim>,
+        permits: Option<Permits>,
     ) -> Result<ResourceId, Error> {
+        let (permits, over_quota) = match (permits, &self.quotas) {
+            (Some(p), _) => (Some(Box::new(p)), None),
+            (None, Some(q)) if q.applies(spec.kind) => match q.try_take(spec.kind, spec.op) {
+                Ok(p) => (Some(Box::new(p)), None),
+                Err(e) => (None, Some(e)),
+            },
+            (None, _) => (None, None),
+        };
         let id = self.registry.next_id();
         let Spec {
             kind,
@@ -278,9 +298,12 @@ impl Inner {
                 path,
                 reclaim,
                 warned: AtomicBool::new(false),
+                permits,
             },
         );
-        let refused = if self.is_shutting_down() {
+        let refused = if let Some(e) = over_quota {
+            Some(e)
+        } else if self.is_shutting_down() {
             Some(Error::ShuttingDown { op })
         } else if let Err(e) = self.admit_while_draining(scope, op) {
             Some(e)
@@ -328,15 +351,16 @@ impl Inner {
         Some(self.retire_and_reclaim(id, entry, path))
     }
 
-    fn retire_and_reclaim(&self, id: ResourceId, entry: Entry, path: ReleasePath) -> Released {
+    fn retire_and_reclaim(&self, id: ResourceId, mut entry: Entry, path: ReleasePath) -> Released {
+        let permits = entry.permits.take();
         let (mut released, reclaim) = self.records.retire(id, entry, path);
         released.cleanup = if path == ReleasePath::Detached {
             // The guard keeps the resource; dropping the reclaim data only drops shared
-            // handles.
+            // handles. It is no longer ours: its quota permits return now.
             drop(reclaim);
             None
         } else {
-            Some(reclaim.reclaim())
+            Some(hold_until_done(reclaim.reclaim(), permits))
         };
         released
     }
@@ -382,8 +406,10 @@ pub(crate) fn release_now(
     id: ResourceId,
     path: Option<ReleasePath>,
 ) -> Option<(bool, ReleasePath)> {
-    let (_, entry) = registry.map.remove(&id)?;
+    let (_, mut entry) = registry.map.remove(&id)?;
     let path = path.unwrap_or_else(|| entry.scope.shutdown_path());
+    // Returned once the resource is gone, below.
+    let _permits = entry.permits.take();
     let (released, reclaim) = records.retire(id, entry, path);
     // A panicking `reclaim_now` (the trait is public) must not abandon the releases
     // after it: it is recorded as a failure, and the sweep goes on.

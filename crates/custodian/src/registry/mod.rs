@@ -23,9 +23,11 @@ use dashmap::DashMap;
 use crate::id::ResourceId;
 use crate::kind::ResourceKind;
 
+pub(crate) mod permits;
 pub(crate) mod reclaim;
 pub(crate) mod scope_state;
 
+pub(crate) use permits::{ByteCharge, Permits, Rule, hold_until_done};
 pub use reclaim::{Cleanup, Reclaim};
 pub(crate) use scope_state::ScopeShared;
 
@@ -40,6 +42,9 @@ pub(crate) struct Entry {
     pub(crate) reclaim: Box<dyn Reclaim>,
     /// Set once the leak scanner has warned about this entry.
     pub(crate) warned: AtomicBool,
+    /// Quota permits, returned when the release has finished (boxed: one word when
+    /// there are no quotas).
+    pub(crate) permits: Option<Box<Permits>>,
 }
 
 /// The map of live resources.

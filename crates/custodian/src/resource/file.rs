@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Operation, Result};
 use crate::inner::Spec;
 use crate::kind::ResourceKind;
-use crate::registry::{Cleanup, Reclaim};
+use crate::registry::{Cleanup, Permits, Reclaim};
 use crate::resource::slot::Slot;
 use crate::scope::{Registration, Scope};
 
@@ -81,6 +81,7 @@ impl ManagedFile {
         file: tokio::fs::File,
         path: PathBuf,
         site: &'static Location<'static>,
+        permits: Option<Permits>,
     ) -> Result<Self> {
         let slot = Slot::new(file);
         let spec = Spec {
@@ -90,7 +91,7 @@ impl ManagedFile {
             site,
             op: Operation::OpenFile,
         };
-        let reg = scope.register_boxed(spec, Box::new(FileReclaim(slot.clone())))?;
+        let reg = scope.register_with(spec, Box::new(FileReclaim(slot.clone())), permits)?;
         Ok(ManagedFile {
             reg,
             file: slot,
@@ -310,6 +311,8 @@ impl fmt::Debug for ManagedFile {
 pub struct OpenOptions {
     scope: Scope,
     opts: std::fs::OpenOptions,
+    /// Wait for quota room (the default) rather than fail fast.
+    wait: bool,
 }
 
 macro_rules! flag {
@@ -354,17 +357,28 @@ impl OpenOptions {
         self
     }
 
-    /// Opens the file at `path` and registers it in the scope.
+    /// Fail fast with [`Error::QuotaExceeded`] instead of waiting when a
+    /// [`Quota`](crate::Quota) has no room (see [`TempBuilder::no_wait`](crate::TempBuilder::no_wait)).
+    pub fn no_wait(mut self) -> Self {
+        self.wait = false;
+        self
+    }
+
+    /// Opens the file at `path` and registers it in the scope. With a
+    /// [`Quota`](crate::Quota) that counts files, it first waits for room (see
+    /// [`Builder::quota`](crate::Builder::quota)).
     ///
     /// # Errors
     ///
     /// [`Error::Io`] naming the path with [`Operation::OpenFile`]: the file does not
     /// exist, is a directory, is not permitted...; [`Error::ShuttingDown`] or
-    /// [`Error::ScopeClosed`]. Nothing is left registered or open on error.
+    /// [`Error::ScopeClosed`]; [`Error::QuotaExceeded`] with
+    /// [`no_wait`](Self::no_wait). Nothing is left registered or open on error.
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe. Nothing happens before the first poll. The `open(2)` then runs on
+    /// Cancel safe. Nothing happens before the first poll; dropped while it waits for
+    /// quota room, it takes nothing. The `open(2)` then runs on
     /// the blocking pool; if the future is dropped meanwhile, the file is closed when
     /// the open finishes and is never registered. Registration happens in the poll that
     /// returns the guard.
@@ -392,12 +406,35 @@ pub struct OpenFile {
 
 enum OpenState {
     Start(OpenOptions),
+    /// Admitted, waiting for quota room: dropping it returns what it took.
+    Waiting {
+        this: OpenOptions,
+        take: Pin<Box<dyn Future<Output = Result<Permits>> + Send>>,
+    },
     /// `open(2)` and the directory check run on the blocking pool.
     Running {
         scope: Scope,
         unit: JoinHandle<io::Result<std::fs::File>>,
+        permits: Option<Permits>,
     },
     Done,
+}
+
+impl OpenFile {
+    /// Starts `open(2)` on the blocking pool.
+    fn run(&self, this: OpenOptions, permits: Option<Permits>) -> OpenState {
+        let (opts, path) = (this.opts, self.path.clone());
+        let unit = this
+            .scope
+            .inner()
+            .handle
+            .spawn_blocking(move || open_file(&opts, &path));
+        OpenState::Running {
+            scope: this.scope,
+            unit,
+            permits,
+        }
+    }
 }
 
 impl Future for OpenFile {
@@ -410,16 +447,39 @@ impl Future for OpenFile {
                 OpenState::Start(this) => {
                     let inner = this.scope.inner().clone();
                     inner.admit(&this.scope.shared, op)?;
-                    let (opts, path) = (this.opts, self.path.clone());
-                    let unit = inner.handle.spawn_blocking(move || open_file(&opts, &path));
-                    self.state = OpenState::Running {
-                        scope: this.scope,
-                        unit,
-                    };
+                    let kind = ResourceKind::File;
+                    let mut permits = None;
+                    if let Some(q) = inner.quotas.as_ref().filter(|q| q.applies(kind)) {
+                        if this.wait {
+                            let take = Box::pin(q.take(kind, op, inner.root_token.clone()));
+                            self.state = OpenState::Waiting { this, take };
+                            continue;
+                        }
+                        permits = Some(q.try_take(kind, op)?);
+                    }
+                    self.state = self.run(this, permits);
                 }
-                OpenState::Running { scope, mut unit } => {
+                OpenState::Waiting { this, mut take } => {
+                    let Poll::Ready(taken) = take.as_mut().poll(cx) else {
+                        self.state = OpenState::Waiting { this, take };
+                        return Poll::Pending;
+                    };
+                    // Admitted again: shutdown or the scope's end may have come meanwhile.
+                    let permits = taken?;
+                    this.scope.inner().admit(&this.scope.shared, op)?;
+                    self.state = self.run(this, Some(permits));
+                }
+                OpenState::Running {
+                    scope,
+                    mut unit,
+                    permits,
+                } => {
                     let Poll::Ready(joined) = Pin::new(&mut unit).poll(cx) else {
-                        self.state = OpenState::Running { scope, unit };
+                        self.state = OpenState::Running {
+                            scope,
+                            unit,
+                            permits,
+                        };
                         return Poll::Pending;
                     };
                     let path = std::mem::take(&mut self.path);
@@ -427,7 +487,9 @@ impl Future for OpenFile {
                         Ok(file) => tokio::fs::File::from_std(file),
                         Err(e) => return Poll::Ready(Err(Error::io(op, path, e))),
                     };
-                    return Poll::Ready(ManagedFile::register(&scope, file, path, self.site));
+                    return Poll::Ready(ManagedFile::register(
+                        &scope, file, path, self.site, permits,
+                    ));
                 }
                 OpenState::Done => panic!("`OpenFile` polled after completion"),
             }
@@ -453,6 +515,7 @@ impl fmt::Debug for OpenFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             OpenState::Start(_) => "start",
+            OpenState::Waiting { .. } => "waiting for quota room",
             OpenState::Running { .. } => "running",
             OpenState::Done => "done",
         };
@@ -485,6 +548,7 @@ impl Scope {
         OpenOptions {
             scope: self.clone(),
             opts: std::fs::OpenOptions::new(),
+            wait: true,
         }
     }
 

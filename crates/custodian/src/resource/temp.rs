@@ -18,6 +18,8 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Operation, Result};
 use crate::inner::Inner;
+use crate::kind::ResourceKind;
+use crate::registry::Permits;
 use crate::resource::{TempDir, TempFile};
 use crate::scope::Scope;
 use crate::sys::create::check_affixes;
@@ -42,9 +44,30 @@ pub struct TempBuilder {
     prefix: String,
     suffix: String,
     label: Option<String>,
+    /// Wait for quota room (the default) rather than fail fast.
+    wait: bool,
 }
 
 impl TempBuilder {
+    /// Fail fast instead of waiting when a [`Quota`](crate::Quota) has no room: the
+    /// creation is refused with [`Error::QuotaExceeded`] (`io_kind()`:
+    /// [`QuotaExceeded`](io::ErrorKind::QuotaExceeded)) and nothing is created. Without
+    /// quotas it changes nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// use custodian::{Error, Quota, QuotaOn};
+    /// let sup = custodian::Supervisor::builder().quota(Quota::open_files(0)).start()?;
+    /// let err = sup.temp().no_wait().file().await.unwrap_err();
+    /// assert!(matches!(err, Error::QuotaExceeded { quota, .. } if quota.on() == QuotaOn::OpenFiles));
+    /// assert!(std::fs::read_dir(sup.temp_root()).unwrap().next().is_none());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn no_wait(mut self) -> Self {
+        self.wait = false;
+        self
+    }
+
     /// The start of the random name (no path separator allowed).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -87,8 +110,10 @@ impl TempBuilder {
             self.clone(),
             Operation::CreateTempFile,
             Location::caller(),
-            |scope, root, b, site| {
-                TempFile::create(scope, root, &b.prefix, &b.suffix, b.label.take(), site)
+            ResourceKind::TempFile,
+            |scope, root, b, site, permits| {
+                let label = b.label.take();
+                TempFile::create(scope, root, &b.prefix, &b.suffix, label, site, permits)
             },
         ))
     }
@@ -110,8 +135,10 @@ impl TempBuilder {
             self.clone(),
             Operation::CreateTempDir,
             Location::caller(),
-            |scope, root, b, site| {
-                TempDir::create(scope, root, &b.prefix, &b.suffix, b.label.take(), site)
+            ResourceKind::TempDir,
+            |scope, root, b, site, permits| {
+                let label = b.label.take();
+                TempDir::create(scope, root, &b.prefix, &b.suffix, label, site, permits)
             },
         ))
     }
@@ -197,19 +224,36 @@ impl fmt::Debug for CreateTempDir {
     }
 }
 
-/// Creates the entry relative to the root's fd and registers it (blocking).
-type Make<T> =
-    fn(&Scope, &Arc<TempRoot>, &mut TempBuilder, &'static Location<'static>) -> Result<T>;
+/// Creates the entry relative to the root's fd and registers it (blocking), with the
+/// quota permits taken for it.
+type Make<T> = fn(
+    &Scope,
+    &Arc<TempRoot>,
+    &mut TempBuilder,
+    &'static Location<'static>,
+    Option<Permits>,
+) -> Result<T>;
+
+/// Waiting for quota room.
+type TakePermits = Pin<Box<dyn Future<Output = Result<Permits>> + Send>>;
 
 /// The state machine behind both creation futures. `Unpin`: every state is.
 struct Create<T> {
     op: Operation,
+    kind: ResourceKind,
     state: State<T>,
 }
 
 enum State<T> {
     /// Not polled yet: nothing admitted, nothing spawned.
     Start {
+        builder: TempBuilder,
+        site: &'static Location<'static>,
+        make: Make<T>,
+    },
+    /// Admitted, waiting for quota room: dropping it returns what it took.
+    Waiting {
+        take: TakePermits,
         builder: TempBuilder,
         site: &'static Location<'static>,
         make: Make<T>,
@@ -227,10 +271,12 @@ impl<T: Send + 'static> Create<T> {
         builder: TempBuilder,
         op: Operation,
         site: &'static Location<'static>,
+        kind: ResourceKind,
         make: Make<T>,
     ) -> Self {
         Create {
             op,
+            kind,
             state: State::Start {
                 builder,
                 site,
@@ -246,19 +292,35 @@ impl<T: Send + 'static> Create<T> {
     /// name in the root.
     fn start(
         op: Operation,
+        kind: ResourceKind,
         mut builder: TempBuilder,
         site: &'static Location<'static>,
         make: Make<T>,
+        mut permits: Option<Permits>,
     ) -> std::result::Result<State<T>, Error> {
         let inner = builder.scope.inner().clone();
-        // Fail fast, before anything is spawned; the unit checks again.
+        // Fail fast, before anything is spawned (or waited for); the unit checks again.
         inner.admit(&builder.scope.shared, op)?;
         let root = inner.temp_root.path().to_path_buf();
         check_affixes(&builder.prefix, &builder.suffix).map_err(|e| Error::io(op, &root, e))?;
+        if permits.is_none()
+            && let Some(q) = inner.quotas.as_ref().filter(|q| q.applies(kind))
+        {
+            if builder.wait {
+                let take = Box::pin(q.take(kind, op, inner.root_token.clone()));
+                return Ok(State::Waiting {
+                    take,
+                    builder,
+                    site,
+                    make,
+                });
+            }
+            permits = Some(q.try_take(kind, op)?);
+        }
         let unit = spawn_unit(&inner, move || {
             let made = builder.checked_root(op).and_then(|root| {
                 let scope = builder.scope.clone();
-                make(&scope, &root, &mut builder, site)
+                make(&scope, &root, &mut builder, site, permits)
             });
             made.map_err(|e| builder.lost_to_shutdown(op, e))
         });
@@ -270,17 +332,38 @@ impl<T: Send + 'static> Future for Create<T> {
     type Output = Result<T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let op = self.op;
+        let (op, kind) = (self.op, self.kind);
         loop {
             match std::mem::replace(&mut self.state, State::Done) {
                 State::Start {
                     builder,
                     site,
                     make,
-                } => match Self::start(op, builder, site, make) {
-                    Ok(running) => self.state = running,
+                } => match Self::start(op, kind, builder, site, make, None) {
+                    Ok(next) => self.state = next,
                     Err(e) => return Poll::Ready(Err(e)),
                 },
+                State::Waiting {
+                    mut take,
+                    builder,
+                    site,
+                    make,
+                } => {
+                    let Poll::Ready(taken) = take.as_mut().poll(cx) else {
+                        self.state = State::Waiting {
+                            take,
+                            builder,
+                            site,
+                            make,
+                        };
+                        return Poll::Pending;
+                    };
+                    // Admitted again: shutdown or the scope's end may have come meanwhile.
+                    match taken.and_then(|p| Self::start(op, kind, builder, site, make, Some(p))) {
+                        Ok(next) => self.state = next,
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
+                }
                 State::Running { mut unit, root } => {
                     let Poll::Ready(joined) = Pin::new(&mut unit).poll(cx) else {
                         self.state = State::Running { unit, root };
@@ -301,6 +384,7 @@ impl<T> fmt::Debug for Create<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Start { builder, .. } => return builder.fmt(f),
+            State::Waiting { .. } => "waiting for quota room",
             State::Running { .. } => "running",
             State::Done => "done",
         };
@@ -350,6 +434,7 @@ impl Scope {
             prefix: "tmp-".into(),
             suffix: String::new(),
             label: None,
+            wait: true,
         }
     }
 

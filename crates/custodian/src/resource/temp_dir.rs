@@ -16,7 +16,7 @@ use std::sync::{Arc, Weak};
 use crate::error::{Error, Operation, Result};
 use crate::inner::Spec;
 use crate::kind::ResourceKind;
-use crate::registry::{Cleanup, Reclaim};
+use crate::registry::{Cleanup, Permits, Reclaim};
 use crate::resource::persist::{Clobber, Movable, PersistError, kept_path, move_out};
 use crate::scope::{Registration, Scope};
 use crate::sys::FileId;
@@ -94,6 +94,7 @@ impl TempDir {
         suffix: &str,
         label: Option<String>,
         site: &'static Location<'static>,
+        permits: Option<Permits>,
     ) -> Result<Self> {
         let op = Operation::CreateTempDir;
         let made =
@@ -113,7 +114,7 @@ impl TempDir {
             site,
             op,
         };
-        let reg = scope.register_boxed(spec, Box::new(reclaim))?;
+        let reg = scope.register_with(spec, Box::new(reclaim), permits)?;
         Ok(TempDir {
             reg,
             path,

@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use crate::error::{Error, Operation, Result};
 use crate::inner::Spec;
 use crate::kind::ResourceKind;
-use crate::registry::{Cleanup, Reclaim};
+use crate::registry::{ByteCharge, Cleanup, Permits, Reclaim};
 use crate::resource::ManagedFile;
 use crate::resource::persist::{Clobber, Movable, PersistError, kept_path, move_out};
 use crate::resource::slot::{Slot, revoked};
@@ -77,6 +77,10 @@ pub struct TempFile {
     fid: FileId,
     // Weak: a forgotten guard must not keep the root's fds open.
     root: Weak<TempRoot>,
+    /// The temp bytes this file holds against a quota (shared with its entry, which
+    /// returns them on release), and the file position its writes are charged from.
+    bytes: Option<Arc<ByteCharge>>,
+    pos: u64,
 }
 
 struct TempFileReclaim {
@@ -123,6 +127,7 @@ impl TempFile {
         suffix: &str,
         label: Option<String>,
         site: &'static Location<'static>,
+        permits: Option<Permits>,
     ) -> Result<Self> {
         let op = Operation::CreateTempFile;
         let made =
@@ -142,8 +147,11 @@ impl TempFile {
             site,
             op,
         };
-        let reg = scope.register_boxed(spec, Box::new(reclaim))?;
+        let bytes = permits.as_ref().and_then(|p| p.bytes.clone());
+        let reg = scope.register_with(spec, Box::new(reclaim), permits)?;
         Ok(TempFile {
+            bytes,
+            pos: 0,
             reg,
             file: slot,
             path,
@@ -313,7 +321,7 @@ impl TempFile {
                         revoked(),
                     )));
                 };
-                ManagedFile::register(&parked.scope(sup), file, to, site)
+                ManagedFile::register(&parked.scope(sup), file, to, site, None)
                     .map_err(PersistError::lost)
             })
             .await
@@ -430,7 +438,8 @@ impl Movable for TempFile {
     }
 }
 
-crate::resource::slot::delegate_async_io!(TempFile, file);
+// `AsyncRead`, `AsyncWrite`, `AsyncSeek`, with the temp bytes quota's accounting.
+mod async_io;
 
 impl fmt::Debug for TempFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

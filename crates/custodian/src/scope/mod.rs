@@ -31,7 +31,7 @@ use tracing::Instrument;
 use crate::error::{Operation, Result};
 use crate::inner::{Inner, Spec, Supervisor};
 use crate::kind::{CancelReason, ResourceKind};
-use crate::registry::{Reclaim, ScopeShared};
+use crate::registry::{Permits, Reclaim, ScopeShared};
 
 /// A handle to a scope: acquire resources in it, nest scopes, observe cancellation.
 ///
@@ -358,8 +358,19 @@ impl Scope {
         spec: Spec,
         reclaim: Box<dyn Reclaim>,
     ) -> Result<Registration> {
+        self.register_with(spec, reclaim, None)
+    }
+
+    /// Registers with the quota permits an acquisition already took (see
+    /// `Inner::register`).
+    pub(crate) fn register_with(
+        &self,
+        spec: Spec,
+        reclaim: Box<dyn Reclaim>,
+        permits: Option<Permits>,
+    ) -> Result<Registration> {
         let inner = self.inner();
-        let id = inner.register(&self.shared, spec, reclaim)?;
+        let id = inner.register(&self.shared, spec, reclaim, permits)?;
         Ok(Registration::new(inner, id))
     }
 }

@@ -40,6 +40,7 @@ pub struct Builder {
     signals: bool,
     state_dir: Option<PathBuf>,
     drain: Duration,
+    quotas: Vec<crate::quota::Quota>,
 }
 
 impl Default for Builder {
@@ -55,6 +56,7 @@ impl Default for Builder {
             signals: false,
             state_dir: None,
             drain: Duration::ZERO,
+            quotas: Vec::new(),
         }
     }
 }
@@ -131,6 +133,46 @@ impl Builder {
     /// ```
     pub fn drain(mut self, budget: Duration) -> Self {
         self.drain = budget;
+        self
+    }
+
+    /// Adds a [`Quota`](crate::Quota): a limit on live resources of a kind, open files,
+    /// fds or temp bytes (call it once per quota; a resource takes room in every quota
+    /// that counts it, in the order they were added).
+    ///
+    /// An asynchronous acquisition — [`Scope::temp_file`](crate::Scope::temp_file),
+    /// [`Scope::temp_dir`](crate::Scope::temp_dir), [`Scope::open`](crate::Scope::open),
+    /// [`Scope::create`](crate::Scope::create) — **waits** for room, first come first
+    /// served, before creating anything; dropping it while it waits takes nothing. It
+    /// stops waiting with [`Error::ShuttingDown`] when shutdown cancels the root.
+    /// [`TempBuilder::no_wait`](crate::TempBuilder::no_wait) makes it fail fast
+    /// instead. Synchronous acquisitions — [`Command::spawn`](crate::Command::spawn),
+    /// [`Scope::register`](crate::Scope::register) (custodian-audio's decoders), locks and
+    /// atomic writes — cannot wait: they are refused with [`Error::QuotaExceeded`] (and
+    /// what they created released at once). Room returns when a resource's release has
+    /// finished (a child reaped, a dir removed), on every release path.
+    /// [`Supervisor::quotas`] counts use, waits and refusals. Without quotas an
+    /// acquisition pays one branch.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// use custodian::{Quota, ResourceKind};
+    /// let sup = custodian::Supervisor::builder()
+    ///     .quota(Quota::live(ResourceKind::TempFile, 1))
+    ///     .start()?;
+    /// let first = sup.temp_file().await?;
+    /// let refused = sup.temp().no_wait().file().await.unwrap_err();
+    /// assert_eq!(refused.io_kind(), Some(std::io::ErrorKind::QuotaExceeded));
+    /// let s = sup.clone();
+    /// let second = tokio::spawn(async move { s.temp_file().await }); // waits
+    /// tokio::task::yield_now().await;
+    /// assert_eq!(sup.quotas()[0].waiting, 1);
+    /// drop(first); // room: the waiting acquisition proceeds
+    /// assert!(second.await.unwrap().is_ok());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn quota(mut self, quota: crate::quota::Quota) -> Self {
+        self.quotas.push(quota);
         self
     }
 
@@ -259,6 +301,7 @@ impl Builder {
         let config = Config {
             grace: self.grace,
             drain: self.drain,
+            quotas: self.quotas,
             leak_after: self.leak_after,
             on_last_drop: crate::emergency::on_last_drop,
         };

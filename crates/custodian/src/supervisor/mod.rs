@@ -106,6 +106,26 @@ impl Supervisor {
         self.inner.records.stats.snapshot()
     }
 
+    /// Each [`Quota`](crate::Quota)'s use: taken now, waiting now, waited and refused
+    /// since start, in the order they were added (empty without quotas).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().quota(custodian::Quota::fds(8)).start()?;
+    /// let _t = sup.temp_file().await?;
+    /// let q = sup.quotas();
+    /// assert_eq!((q[0].in_use, q[0].refused), (1, 0));
+    /// println!("{}", serde_json::to_string(&q).unwrap());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn quotas(&self) -> Vec<crate::quota::QuotaUsage> {
+        self.inner
+            .quotas
+            .as_ref()
+            .map(|q| q.usage())
+            .unwrap_or_default()
+    }
+
     /// Every live resource, in acquisition order: kind, label, scope, creation site, age.
     ///
     /// ```

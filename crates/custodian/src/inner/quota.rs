@@ -1,0 +1,153 @@
+//! The supervisor's quotas (layer 4): which rules count each kind, and taking their
+//! permits, waiting or not.
+//!
+//! Invariants:
+//! - permits are taken before the resource is created (waiting acquisitions) or before
+//!   its entry is inserted (the others), and are held by the entry (`Permits`) until
+//!   its release has finished: never returned twice, never kept after;
+//! - the rules of one acquisition are taken in one fixed order (the builder's), so that
+//!   two waiting acquisitions never hold each other's permits;
+//! - a waiting acquisition dropped at any point returns what it took (owned permits),
+//!   and counts itself out of `waiting`;
+//! - without quotas, `Inner::quotas` is `None` and an acquisition pays one branch.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::TryAcquireError;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Operation};
+use crate::kind::ResourceKind;
+use crate::quota::{Quota, QuotaOn, QuotaUsage};
+use crate::registry::{ByteCharge, Permits, Rule};
+
+pub(crate) struct Quotas {
+    rules: Vec<Arc<Rule>>,
+    /// For each kind, the rules that count it and what one resource costs in each.
+    by_kind: [Vec<(usize, u32)>; ResourceKind::COUNT],
+    /// The temp bytes rule, charged by temp files' writes.
+    bytes: Option<Arc<Rule>>,
+}
+
+impl Quotas {
+    /// `None` without quotas: the fast path.
+    pub(crate) fn new(quotas: &[Quota]) -> Option<Arc<Quotas>> {
+        if quotas.is_empty() {
+            return None;
+        }
+        let rules: Vec<Arc<Rule>> = quotas.iter().map(|q| Arc::new(Rule::new(*q))).collect();
+        let by_kind = ResourceKind::ALL.map(|kind| {
+            rules
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| Some((i, r.quota.cost(kind))).filter(|(_, c)| *c > 0))
+                .collect()
+        });
+        let bytes = rules
+            .iter()
+            .find(|r| r.quota.on() == QuotaOn::TempBytes)
+            .cloned();
+        Some(Arc::new(Quotas {
+            rules,
+            by_kind,
+            bytes,
+        }))
+    }
+
+    /// Whether acquiring a resource of `kind` takes anything.
+    pub(crate) fn applies(&self, kind: ResourceKind) -> bool {
+        !self.by_kind[kind.index()].is_empty()
+            || (kind == ResourceKind::TempFile && self.bytes.is_some())
+    }
+
+    fn empty_permits(&self, kind: ResourceKind) -> Permits {
+        Permits {
+            counts: Vec::new(),
+            bytes: (kind == ResourceKind::TempFile)
+                .then(|| self.bytes.clone().map(ByteCharge::new))
+                .flatten(),
+        }
+    }
+
+    fn refused(&self, rule: &Rule, op: Operation) -> Error {
+        // Relaxed: a counter.
+        rule.refused.fetch_add(1, Ordering::Relaxed);
+        Error::QuotaExceeded {
+            op,
+            quota: rule.quota,
+        }
+    }
+
+    /// Takes `kind`'s permits now, or refuses with the first quota that has no room.
+    pub(crate) fn try_take(&self, kind: ResourceKind, op: Operation) -> Result<Permits, Error> {
+        let mut permits = self.empty_permits(kind);
+        for &(i, cost) in &self.by_kind[kind.index()] {
+            let rule = &self.rules[i];
+            match rule.sem.clone().try_acquire_many_owned(cost) {
+                Ok(p) => permits.counts.push(p),
+                // What was taken returns as `permits` drops.
+                Err(_) => return Err(self.refused(rule, op)),
+            }
+        }
+        Ok(permits)
+    }
+
+    /// Takes `kind`'s permits, waiting for room in each rule in turn (first come, first
+    /// served), until `stop` fires (shutdown cancelling the root: `ShuttingDown`). A
+    /// resource that can never fit (its cost above the limit) is refused at once.
+    pub(crate) fn take(
+        self: &Arc<Self>,
+        kind: ResourceKind,
+        op: Operation,
+        stop: CancellationToken,
+    ) -> impl Future<Output = Result<Permits, Error>> + Send + 'static {
+        let this = self.clone();
+        async move {
+            let mut permits = this.empty_permits(kind);
+            for &(i, cost) in &this.by_kind[kind.index()] {
+                let rule = &this.rules[i];
+                if u64::from(cost) > rule.quota.limit() {
+                    return Err(this.refused(rule, op));
+                }
+                let p = match rule.sem.clone().try_acquire_many_owned(cost) {
+                    Ok(p) => p,
+                    Err(TryAcquireError::NoPermits) => {
+                        let _waiting = Waiting::new(rule);
+                        tokio::select! {
+                            p = rule.sem.clone().acquire_many_owned(cost) => p.map_err(|_| Error::ShuttingDown { op })?,
+                            () = stop.cancelled() => return Err(Error::ShuttingDown { op }),
+                        }
+                    }
+                    // Never closed: it lives as long as the supervisor.
+                    Err(TryAcquireError::Closed) => return Err(Error::ShuttingDown { op }),
+                };
+                permits.counts.push(p);
+            }
+            Ok(permits)
+        }
+    }
+
+    pub(crate) fn usage(&self) -> Vec<QuotaUsage> {
+        self.rules.iter().map(|r| r.usage()).collect()
+    }
+}
+
+/// Counts one acquisition in `waiting` while it waits (and in `waited` once).
+struct Waiting<'a>(&'a Rule);
+
+impl<'a> Waiting<'a> {
+    fn new(rule: &'a Rule) -> Self {
+        // Relaxed: counters.
+        rule.waited.fetch_add(1, Ordering::Relaxed);
+        rule.waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(rule)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}

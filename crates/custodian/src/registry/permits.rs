@@ -1,0 +1,189 @@
+//! Quota permits held by a registry entry (layer 3): taken before the entry is
+//! inserted, returned when its release has finished, exactly once, whatever the path
+//! (the entry is removed once; see `inner::Inner::retire_and_reclaim`).
+//!
+//! - [`Rule`]: one quota's semaphore and counters (built by `inner::quota`);
+//! - [`Permits`]: what one entry holds: a permit of each rule that counts its kind, and
+//!   for a temp file its [`ByteCharge`];
+//! - [`ByteCharge`]: the temp bytes a temp file holds, shared with its guard, which
+//!   charges its writes; cleared (returned) when the entry's permits drop, so that a
+//!   forgotten guard cannot keep bytes charged.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::quota::{Quota, QuotaUsage};
+use crate::registry::Cleanup;
+
+/// One quota: its semaphore (one permit per unit of the limit) and its counters.
+pub(crate) struct Rule {
+    pub(crate) quota: Quota,
+    pub(crate) sem: Arc<Semaphore>,
+    /// Acquisitions waiting now.
+    pub(crate) waiting: AtomicU64,
+    pub(crate) waited: AtomicU64,
+    pub(crate) refused: AtomicU64,
+}
+
+impl Rule {
+    pub(crate) fn new(quota: Quota) -> Rule {
+        Rule {
+            quota,
+            // `Quota` saturates its limit to the semaphore's maximum.
+            sem: Arc::new(Semaphore::new(
+                usize::try_from(quota.limit()).unwrap_or(usize::MAX >> 3),
+            )),
+            waiting: AtomicU64::new(0),
+            waited: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn usage(&self) -> QuotaUsage {
+        let free = self.sem.available_permits() as u64;
+        // Relaxed: counters for people and /stats.
+        QuotaUsage {
+            quota: self.quota,
+            in_use: self.quota.limit().saturating_sub(free),
+            waiting: self.waiting.load(Ordering::Relaxed),
+            waited: self.waited.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The quota permits of one registry entry.
+#[derive(Default)]
+pub(crate) struct Permits {
+    pub(crate) counts: Vec<OwnedSemaphorePermit>,
+    pub(crate) bytes: Option<Arc<ByteCharge>>,
+}
+
+impl Drop for Permits {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bytes {
+            b.release();
+        }
+    }
+}
+
+/// The bytes one temp file holds against the temp bytes quota.
+pub(crate) struct ByteCharge {
+    rule: Arc<Rule>,
+    /// `None` once released: the guard's later writes are not charged (they fail anyway,
+    /// the file being reclaimed).
+    held: Mutex<Option<Held>>,
+}
+
+struct Held {
+    permit: Option<OwnedSemaphorePermit>,
+    bytes: u64,
+}
+
+impl ByteCharge {
+    pub(crate) fn new(rule: Arc<Rule>) -> Arc<ByteCharge> {
+        Arc::new(ByteCharge {
+            rule,
+            held: Mutex::new(Some(Held {
+                permit: None,
+                bytes: 0,
+            })),
+        })
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<Held>> {
+        // A permit and a count: a panic cannot leave them inconsistent.
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes sure `end` bytes are charged; refuses (never waits) if the quota has no room.
+    pub(crate) fn charge_to(&self, end: u64) -> io::Result<()> {
+        let mut g = self.held();
+        let Some(h) = g.as_mut() else {
+            return Ok(());
+        };
+        if self.try_charge(h, end) {
+            return Ok(());
+        }
+        // Relaxed: a counter.
+        self.rule.refused.fetch_add(1, Ordering::Relaxed);
+        Err(io::Error::new(
+            io::ErrorKind::QuotaExceeded,
+            format!(
+                "quota {} exceeded: this temp file holds {} bytes, a write needs {} more",
+                self.rule.quota,
+                h.bytes,
+                end - h.bytes
+            ),
+        ))
+    }
+
+    /// Charges up to `end` if there is room; `false` if not (nothing changed).
+    fn try_charge(&self, h: &mut Held, end: u64) -> bool {
+        if end <= h.bytes {
+            return true;
+        }
+        let got = u32::try_from(end - h.bytes)
+            .ok()
+            .and_then(|n| self.rule.sem.clone().try_acquire_many_owned(n).ok());
+        let Some(p) = got else {
+            return false;
+        };
+        match &mut h.permit {
+            Some(held) => held.merge(p),
+            slot @ None => *slot = Some(p),
+        }
+        h.bytes = end;
+        true
+    }
+
+    /// Settles the charge to `size` (the file's `fstat` size): returns what it holds
+    /// beyond, and charges what it lacks if there is room (bytes already on disk are never
+    /// refused; they stay uncounted until a later settle finds room).
+    pub(crate) fn settle(&self, size: u64) {
+        let mut g = self.held();
+        let Some(h) = g.as_mut() else {
+            return;
+        };
+        if size < h.bytes {
+            if let (Some(p), Ok(n)) = (h.permit.as_mut(), usize::try_from(h.bytes - size)) {
+                drop(p.split(n));
+                h.bytes = size;
+            }
+        } else {
+            self.try_charge(h, size);
+        }
+    }
+
+    fn release(&self) {
+        drop(self.held().take());
+    }
+}
+
+/// Keeps `permits` until `cleanup` has finished: a quota's room returns only once the
+/// resource is gone (a child reaped, a dir removed), not when its release was decided.
+pub(crate) fn hold_until_done(cleanup: Cleanup, permits: Option<Box<Permits>>) -> Cleanup {
+    let Some(permits) = permits else {
+        return cleanup;
+    };
+    match cleanup {
+        Cleanup::Done(r) => Cleanup::Done(r),
+        Cleanup::Blocking(mut work) => {
+            let mut held = Some(permits);
+            Cleanup::Blocking(Box::new(move || {
+                let r = work();
+                // After the first attempt: a retried clean-up does not hold the quota.
+                drop(held.take());
+                r
+            }))
+        }
+        Cleanup::Async(fut) => Cleanup::Async(Box::pin(async move {
+            let r = fut.await;
+            drop(permits);
+            r
+        })),
+    }
+}
