@@ -22,7 +22,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use custodian::{Scope, Supervisor};
+use custodian::{Quota, ResourceKind, Scope, Supervisor};
 use custodian_audio::AudioDecoder;
 use futures_core::Stream;
 use serde_json::{Value, json};
@@ -39,6 +39,10 @@ const TOOL_DEADLINE: Duration = Duration::from_secs(5);
 /// drain within it: requests in flight get 6 s to finish before they are cancelled.
 const GRACE: Duration = Duration::from_secs(10);
 const DRAIN: Duration = Duration::from_secs(6);
+/// Backpressure: at most this many uploads spool at once (more wait their turn, first come
+/// first served); each holds one file, then one decoder and one child, so those and the
+/// fds stay bounded too, and the spool files may take 256 MiB of disk together.
+const IN_FLIGHT: usize = 16;
 
 #[derive(Clone)]
 struct App {
@@ -63,6 +67,9 @@ impl IntoResponse for Failure {
 /// sent: a stop in progress is a 503, anything else a 500.
 fn internal(e: custodian::Error) -> Failure {
     eprintln!("ingest: {e}");
+    if let custodian::Error::QuotaExceeded { .. } = e {
+        return Failure(StatusCode::SERVICE_UNAVAILABLE, "busy", String::new());
+    }
     if e.is_cancellation() || matches!(e, custodian::Error::ShuttingDown { .. }) {
         return Failure(StatusCode::SERVICE_UNAVAILABLE, "cut off", String::new());
     }
@@ -72,6 +79,9 @@ fn internal(e: custodian::Error) -> Failure {
 /// A failed write to the spool file: logged, a 500.
 pub(crate) fn io_failed(e: std::io::Error) -> Failure {
     eprintln!("ingest: spool: {e}");
+    if e.kind() == std::io::ErrorKind::QuotaExceeded {
+        return Failure(StatusCode::SERVICE_UNAVAILABLE, "busy", String::new());
+    }
     Failure(StatusCode::INTERNAL_SERVER_ERROR, "internal", String::new())
 }
 
@@ -183,7 +193,10 @@ async fn work(s: &Scope, body: Body, sox: bool) -> Result<Value, Failure> {
 
 async fn stats(State(app): State<App>) -> Json<Value> {
     let st = app.sup.stats();
-    Json(json!({"consistent": st.is_consistent(), "live": st.live(), "stats": st}))
+    let quotas = app.sup.quotas();
+    Json(
+        json!({"consistent": st.is_consistent(), "live": st.live(), "stats": st, "quotas": quotas}),
+    )
 }
 
 #[tokio::main]
@@ -197,6 +210,11 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sup = Supervisor::builder()
         .grace(GRACE)
         .drain(DRAIN)
+        .quota(Quota::open_files(IN_FLIGHT))
+        .quota(Quota::live(ResourceKind::AudioDecoder, IN_FLIGHT))
+        .quota(Quota::live(ResourceKind::Child, IN_FLIGHT))
+        .quota(Quota::fds(3 * IN_FLIGHT))
+        .quota(Quota::temp_bytes(256 << 20))
         .handle_signals(true)
         .start()?;
     let sox = std::process::Command::new("sox")
