@@ -158,10 +158,10 @@ async fn load_then_sigterm_mid_load_leaves_nothing() {
                 refused += 1
             }
             (Outcome::NoResponse(_), _) if r.ended >= term => unread += 1,
-            (_, Err(e)) => bad.push(format!(
-                "{e} (started {:?} after SIGTERM)",
-                r.started.checked_duration_since(term)
-            )),
+            (_, Err(e)) => bad.push(match r.started.checked_duration_since(term) {
+                Some(d) => format!("{e} (started {d:?} after SIGTERM)"),
+                None => format!("{e} (started {:?} before SIGTERM)", term - r.started),
+            }),
         }
     }
     let after = second
