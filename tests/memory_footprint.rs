@@ -188,3 +188,39 @@ fn wav(frames: u32) -> Vec<u8> {
     v.extend((0..frames).flat_map(|i| ((i % 200) as i16 * 100).to_le_bytes()));
     v
 }
+
+/// Leak records (a guard forgotten, reclaimed at its scope's end) are kept for the
+/// report, at most 1,024 of them: what a leaking service keeps is bounded.
+#[test]
+fn leak_records_are_bounded() {
+    let _serial = custodian_suite::serial();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sup = Supervisor::builder().start().unwrap();
+        let leak = async |n: usize| {
+            for _ in 0..n {
+                sup.scope("leaky", async |s| {
+                    std::mem::forget(s.register(ResourceKind::Lock, "forgotten", None, Nothing));
+                })
+                .await
+                .unwrap();
+            }
+        };
+        let region = Region::new(GLOBAL);
+        leak(1024).await;
+        let first = net(&region);
+        let region = Region::new(GLOBAL);
+        leak(4096).await;
+        let more = net(&region);
+        println!(
+            "leak records: {first} B for the first 1,024 ({} B each), {more} B kept by 4,096 more",
+            first / 1024
+        );
+        assert_eq!(sup.leaked().len(), 1024);
+        assert!(more < 16 * 1024, "{more} B kept past the bound");
+        sup.shutdown().await;
+    });
+}
