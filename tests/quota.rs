@@ -41,9 +41,9 @@ fn a_waiting_acquisition_proceeds_when_room_frees() {
         assert!(c.path().exists());
         let q = &sup.quotas()[0];
         assert_eq!((q.in_use, q.waiting, q.waited, q.refused), (2, 0, 1, 0));
-        let json = serde_json::to_value(sup.quotas()).unwrap();
-        assert_eq!(json[0]["quota"]["on"]["live"], "temp_file");
-        assert_eq!(json[0]["waited"], 1);
+        let json = serde_json::to_value(sup.stats()).unwrap();
+        assert_eq!(json["quotas"][0]["quota"]["on"]["live"], "temp_file");
+        assert_eq!(json["quotas"][0]["waited"], 1);
         drop((b, c));
         assert!(sup.shutdown().await.is_clean());
     });
@@ -204,15 +204,22 @@ fn room_comes_back_on_every_release_path() {
             .start()
             .unwrap();
         let free = |sup: &Supervisor| sup.quotas().iter().all(|q| q.in_use == 0);
+        let held = |sup: &Supervisor| sup.quotas().iter().all(|q| q.in_use == 1);
         // close
-        sup.temp_file().await.unwrap().close().await.unwrap();
+        let t = sup.temp_file().await.unwrap();
+        assert!(held(&sup));
+        t.close().await.unwrap();
         assert!(free(&sup));
         // drop
-        drop(sup.temp_file().await.unwrap());
+        let t = sup.temp_file().await.unwrap();
+        assert!(held(&sup));
+        drop(t);
         assert!(free(&sup));
         // scope end, with the guard forgotten (a leak, reclaimed by the sweep)
-        sup.scope("s", async |s| {
-            std::mem::forget(s.temp_file().await.unwrap())
+        let s2 = sup.clone();
+        sup.scope("s", async move |s| {
+            std::mem::forget(s.temp_file().await.unwrap());
+            assert!(held(&s2));
         })
         .await
         .unwrap();
@@ -230,6 +237,7 @@ fn room_comes_back_on_every_release_path() {
         assert!(free(&sup));
         // a child: its room returns once it is reaped
         let child = sup.command("sleep").arg("30").spawn().unwrap();
+        assert_eq!(sup.quotas()[1].in_use, 1);
         drop(child);
         let s = sup.clone();
         eventually("the child's fd returned", move || free(&s)).await;
@@ -241,6 +249,7 @@ fn room_comes_back_on_every_release_path() {
         std::fs::remove_file(path).unwrap();
         // shutdown, with a root-scope file alive
         let alive = sup.temp_file().await.unwrap();
+        assert!(held(&sup));
         let report = sup.shutdown().await;
         assert_eq!(report.alive_at_shutdown.len(), 1);
         assert!(free(&sup));
@@ -376,5 +385,46 @@ fn fd_quota_under_a_low_rlimit() {
         assert!(with.quotas()[0].waited > 0);
         assert!(without.shutdown().await.is_clean());
         assert!(with.shutdown().await.is_clean());
+    });
+}
+
+/// Errors shown to a service's clients leave out the private temp root's random path.
+#[test]
+fn public_error_texts_leave_paths_out() {
+    scenario(Rt::Multi(2), "quota-public", async |base| {
+        let sup = Supervisor::builder()
+            .temp_base(&base)
+            .quota(one_temp_file())
+            .start()
+            .unwrap();
+        let root = sup.temp_root().to_string_lossy().into_owned();
+        let dir = sup.temp_dir().await.unwrap();
+        let errors = [
+            sup.open(sup.temp_root().join("upload.wav"))
+                .await
+                .unwrap_err(),
+            // A directory is not a managed file.
+            sup.open(dir.path()).await.unwrap_err(),
+        ];
+        for e in &errors {
+            assert!(
+                e.to_string().contains(&root),
+                "the full text names the path: {e}"
+            );
+            let public = e.public().to_string();
+            assert!(!public.contains(&root) && !public.contains('/'), "{public}");
+        }
+        assert_eq!(
+            errors[0].public().to_string(),
+            "open file: entity not found"
+        );
+        let held = sup.temp_file().await.unwrap();
+        let busy = sup.temp().no_wait().file().await.unwrap_err();
+        assert_eq!(
+            busy.public().to_string(),
+            "create temp file: busy (live temp_file ≤ 1 reached); retry later"
+        );
+        drop((held, dir));
+        assert!(sup.shutdown().await.is_clean());
     });
 }

@@ -84,6 +84,10 @@ fn requests_in_flight_acquire_during_the_drain_and_new_work_is_refused() {
             "{refused}"
         );
         assert!(refused.is_cancellation());
+        assert_eq!(
+            refused.public().to_string(),
+            "enter scope: the service is draining; retry elsewhere"
+        );
         let refused = sup.temp_file().await.unwrap_err();
         assert!(matches!(refused, Error::Draining { .. }), "{refused}");
         // The requests acquire after shutdown began, and finish without being cancelled.

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::kind::CancelReason;
 
+mod public;
+pub use public::PublicError;
+
 /// What custodian was doing when an error happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]

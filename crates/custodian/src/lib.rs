@@ -95,7 +95,7 @@ mod recovery;
 mod supervisor;
 
 pub use emergency::{EmergencyCleanup, PanicCleanup};
-pub use error::{Error, Operation, Result};
+pub use error::{Error, Operation, PublicError, Result};
 pub use id::ResourceId;
 pub use journal::{DeadOwner, DeathProof, SkipReason, Skipped, StoppedGroup, SweepReport};
 pub use kind::{CancelReason, ReleasePath, ResourceKind};

@@ -224,7 +224,11 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
         cut_off,
         leaks: inner.leak_records(),
         failures: inner.failure_records(),
-        stats: inner.records.stats.snapshot(),
+        stats: {
+            let mut s = inner.records.stats.snapshot();
+            s.quotas = inner.quotas.as_ref().map(|q| q.usage()).unwrap_or_default();
+            s
+        },
         temp_root: inner.temp_root.path().to_path_buf(),
         temp_root_error,
         drain,

@@ -82,7 +82,10 @@ impl Stats {
                 (kind, stats)
             })
             .collect();
-        StatsSnapshot { kinds }
+        StatsSnapshot {
+            kinds,
+            quotas: Vec::new(),
+        }
     }
 }
 
@@ -154,6 +157,10 @@ impl KindStats {
 pub struct StatsSnapshot {
     /// Counters per resource kind.
     pub kinds: BTreeMap<ResourceKind, KindStats>,
+    /// Each [`Quota`](crate::Quota)'s use, waits and refusals (empty without quotas); as
+    /// [`Supervisor::quotas`](crate::Supervisor::quotas).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quotas: Vec<crate::quota::QuotaUsage>,
 }
 
 impl StatsSnapshot {
@@ -235,6 +242,9 @@ impl fmt::Display for StatsSnapshot {
                 k.failures,
                 k.leaked()
             )?;
+        }
+        for q in &self.quotas {
+            writeln!(f, "quota {q}")?;
         }
         Ok(())
     }

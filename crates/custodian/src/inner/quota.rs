@@ -82,13 +82,25 @@ impl Quotas {
 
     /// Takes `kind`'s permits now, or refuses with the first quota that has no room.
     pub(crate) fn try_take(&self, kind: ResourceKind, op: Operation) -> Result<Permits, Error> {
+        self.take_now(kind)
+            .map_err(|i| self.refused(&self.rules[i], op))
+    }
+
+    /// Takes `kind`'s permits now if every quota has room, counting nothing: the fast
+    /// path of a waiting acquisition.
+    pub(crate) fn take_if_room(&self, kind: ResourceKind) -> Option<Permits> {
+        self.take_now(kind).ok()
+    }
+
+    /// `Err(i)`: rule `i` had no room (what was taken returns as it drops).
+    fn take_now(&self, kind: ResourceKind) -> Result<Permits, usize> {
+        let rules = &self.by_kind[kind.index()];
         let mut permits = self.empty_permits(kind);
-        for &(i, cost) in &self.by_kind[kind.index()] {
-            let rule = &self.rules[i];
-            match rule.sem.clone().try_acquire_many_owned(cost) {
+        permits.counts.reserve_exact(rules.len());
+        for &(i, cost) in rules {
+            match self.rules[i].sem.clone().try_acquire_many_owned(cost) {
                 Ok(p) => permits.counts.push(p),
-                // What was taken returns as `permits` drops.
-                Err(_) => return Err(self.refused(rule, op)),
+                Err(_) => return Err(i),
             }
         }
         Ok(permits)

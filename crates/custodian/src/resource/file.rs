@@ -359,6 +359,14 @@ impl OpenOptions {
 
     /// Fail fast with [`Error::QuotaExceeded`] instead of waiting when a
     /// [`Quota`](crate::Quota) has no room (see [`TempBuilder::no_wait`](crate::TempBuilder::no_wait)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// let sup = custodian::Supervisor::builder().quota(custodian::Quota::fds(0)).start()?;
+    /// let err = sup.root().file_options().read(true).no_wait().open("/dev/null").await;
+    /// assert!(matches!(err, Err(custodian::Error::QuotaExceeded { .. })));
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn no_wait(mut self) -> Self {
         self.wait = false;
         self
@@ -450,12 +458,15 @@ impl Future for OpenFile {
                     let kind = ResourceKind::File;
                     let mut permits = None;
                     if let Some(q) = inner.quotas.as_ref().filter(|q| q.applies(kind)) {
-                        if this.wait {
+                        permits = q.take_if_room(kind);
+                        if permits.is_none() && this.wait {
                             let take = Box::pin(q.take(kind, op, inner.root_token.clone()));
                             self.state = OpenState::Waiting { this, take };
                             continue;
                         }
-                        permits = Some(q.try_take(kind, op)?);
+                        if permits.is_none() {
+                            permits = Some(q.try_take(kind, op)?);
+                        }
                     }
                     self.state = self.run(this, permits);
                 }

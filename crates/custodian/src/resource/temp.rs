@@ -306,7 +306,8 @@ impl<T: Send + 'static> Create<T> {
         if permits.is_none()
             && let Some(q) = inner.quotas.as_ref().filter(|q| q.applies(kind))
         {
-            if builder.wait {
+            permits = q.take_if_room(kind);
+            if permits.is_none() && builder.wait {
                 let take = Box::pin(q.take(kind, op, inner.root_token.clone()));
                 return Ok(State::Waiting {
                     take,
@@ -315,7 +316,9 @@ impl<T: Send + 'static> Create<T> {
                     make,
                 });
             }
-            permits = Some(q.try_take(kind, op)?);
+            if permits.is_none() {
+                permits = Some(q.try_take(kind, op)?);
+            }
         }
         let unit = spawn_unit(&inner, move || {
             let made = builder.checked_root(op).and_then(|root| {

@@ -148,8 +148,9 @@ impl Builder {
     /// [`TempBuilder::no_wait`](crate::TempBuilder::no_wait) makes it fail fast
     /// instead. Synchronous acquisitions — [`Command::spawn`](crate::Command::spawn),
     /// [`Scope::register`](crate::Scope::register) (custodian-audio's decoders), locks and
-    /// atomic writes — cannot wait: they are refused with [`Error::QuotaExceeded`] (and
-    /// what they created released at once). Room returns when a resource's release has
+    /// atomic writes — cannot wait: they are refused with [`Error::QuotaExceeded`] (what
+    /// they created is released at once, counted as created and released `Cancelled`).
+    /// Room returns when a resource's release has
     /// finished (a child reaped, a dir removed), on every release path.
     /// [`Supervisor::quotas`] counts use, waits and refusals. Without quotas an
     /// acquisition pays one branch.

@@ -103,7 +103,9 @@ impl Supervisor {
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub fn stats(&self) -> StatsSnapshot {
-        self.inner.records.stats.snapshot()
+        let mut s = self.inner.records.stats.snapshot();
+        s.quotas = self.quotas();
+        s
     }
 
     /// Each [`Quota`](crate::Quota)'s use: taken now, waiting now, waited and refused

@@ -25,7 +25,9 @@ impl Supervisor {
     /// # Errors
     ///
     /// [`Error::Cancelled`](crate::Error::Cancelled) if the body was dropped after the grace period;
-    /// [`Error::ShuttingDown`](crate::Error::ShuttingDown) if the supervisor is shutting down. The body's own result,
+    /// [`Error::ShuttingDown`](crate::Error::ShuttingDown) if the supervisor is shutting down, or
+    /// [`Error::Draining`](crate::Error::Draining) during its drain (see
+    /// [`Builder::drain`](crate::Builder::drain)). The body's own result,
     /// `T`, is returned as it is (often a `Result` itself).
     ///
     /// # Cancel safety
