@@ -63,17 +63,18 @@ impl IntoResponse for Failure {
     }
 }
 
-/// Maps a custodian error to a response. Its full text (paths included) is logged, never
-/// sent: a stop in progress is a 503, anything else a 500.
+/// Maps a custodian error to a response. Its full text (paths included) is logged; the
+/// client gets `Error::public()`, which names no path: a quota or a stop in progress is
+/// a 503, anything else a 500.
 fn internal(e: custodian::Error) -> Failure {
     eprintln!("ingest: {e}");
-    if let custodian::Error::QuotaExceeded { .. } = e {
-        return Failure(StatusCode::SERVICE_UNAVAILABLE, "busy", String::new());
-    }
-    if e.is_cancellation() || matches!(e, custodian::Error::ShuttingDown { .. }) {
-        return Failure(StatusCode::SERVICE_UNAVAILABLE, "cut off", String::new());
-    }
-    Failure(StatusCode::INTERNAL_SERVER_ERROR, "internal", String::new())
+    let (status, what) = match e {
+        custodian::Error::QuotaExceeded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        custodian::Error::ShuttingDown { .. } => (StatusCode::SERVICE_UNAVAILABLE, "cut off"),
+        _ if e.is_cancellation() => (StatusCode::SERVICE_UNAVAILABLE, "cut off"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    Failure(status, what, e.public().to_string())
 }
 
 /// A failed write to the spool file: logged, a 500.
@@ -133,8 +134,12 @@ async fn ingest(State(app): State<App>, body: Body) -> Response {
         Ok(Err(failure)) => failure.into_response(),
         // The scope was refused before the work began (the service is stopping): safe to
         // retry elsewhere. A scope cut off later is `cut off`, from `internal`.
-        Err(custodian::Error::Draining { .. } | custodian::Error::ShuttingDown { .. }) => {
-            let f = Failure(StatusCode::SERVICE_UNAVAILABLE, "refused", String::new());
+        Err(e @ (custodian::Error::Draining { .. } | custodian::Error::ShuttingDown { .. })) => {
+            let f = Failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "refused",
+                e.public().to_string(),
+            );
             ([("retry-after", "1")], f).into_response()
         }
         Err(e) => internal(e).into_response(),
@@ -193,10 +198,7 @@ async fn work(s: &Scope, body: Body, sox: bool) -> Result<Value, Failure> {
 
 async fn stats(State(app): State<App>) -> Json<Value> {
     let st = app.sup.stats();
-    let quotas = app.sup.quotas();
-    Json(
-        json!({"consistent": st.is_consistent(), "live": st.live(), "stats": st, "quotas": quotas}),
-    )
+    Json(json!({"consistent": st.is_consistent(), "live": st.live(), "stats": st}))
 }
 
 #[tokio::main]

@@ -106,7 +106,7 @@ async fn load_then_sigterm_mid_load_leaves_nothing() {
     stats_ok(&stats["stats"]).unwrap();
     // Backpressure held the uploads (16 spool at once for 32 clients): some waited, none
     // was refused, and nothing is held now.
-    let quotas = stats["quotas"].as_array().expect("quotas");
+    let quotas = stats["stats"]["quotas"].as_array().expect("quotas");
     let sum = |f: &str| quotas.iter().map(|q| q[f].as_u64().unwrap()).sum::<u64>();
     assert_eq!(
         (sum("refused"), sum("in_use"), sum("waiting")),
