@@ -43,6 +43,8 @@ const DRAIN: Duration = Duration::from_secs(6);
 /// first served); each holds one file, then one decoder and one child, so those and the
 /// fds stay bounded too, and the spool files may take 256 MiB of disk together.
 const IN_FLIGHT: usize = 16;
+/// An upload that sends nothing for this long is cut off (408).
+const STALL: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 struct App {
@@ -108,11 +110,20 @@ fn bad_audio(e: custodian_audio::Error) -> Failure {
     Failure(StatusCode::UNPROCESSABLE_ENTITY, "bad audio", detail)
 }
 
-/// The next chunk of a request body; an error means the client went away mid-upload.
+/// The next chunk of a request body; an error means the client went away mid-upload. A
+/// client that stalls is cut off after `STALL`: it would hold a spool slot of the quota.
 pub(crate) async fn next_chunk(
     body: &mut (impl Stream<Item = Result<Bytes, axum::Error>> + Unpin),
 ) -> Result<Option<Bytes>, Failure> {
-    match std::future::poll_fn(|cx| Pin::new(&mut *body).poll_next(cx)).await {
+    let next = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_next(cx));
+    let Ok(next) = tokio::time::timeout(STALL, next).await else {
+        return Err(Failure(
+            StatusCode::REQUEST_TIMEOUT,
+            "upload stalled",
+            String::new(),
+        ));
+    };
+    match next {
         Some(Ok(b)) => Ok(Some(b)),
         Some(Err(_)) => Err(Failure(
             StatusCode::BAD_REQUEST,
