@@ -4,9 +4,11 @@
 //! managed temp file, decoded by a managed `custodian_audio` decoder, and handed to a
 //! managed child (`sox FILE -n stat` when `sox` is installed, else `gzip -c FILE`) with a
 //! deadline; the answer is the audio's metadata as JSON. A malformed WAV is a 422 whose
-//! message names no path (the private temp root stays private). `GET /stats` is the
-//! supervisor's counters. On SIGTERM the service stops accepting, lets the requests in
-//! flight finish, then `shutdown()` releases what is left and its report is printed.
+//! message names no path (the private temp root stays private). Quotas are the
+//! backpressure: 16 uploads spool at once, the others wait their turn. `GET /stats` is the
+//! supervisor's counters and quotas. On SIGTERM the service drains: it stops accepting,
+//! lets the requests in flight finish (within 6 s of a 10 s grace), then `shutdown()`
+//! releases what is left and its report is printed.
 //! `POST /raw/ingest` does the same work without custodian: the benchmark's baseline.
 //!
 //! Run it with `cargo run --example 09_http_service [ADDR]` (or set `CUSTODIAN_HTTP_ADDR`;
