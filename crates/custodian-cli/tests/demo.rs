@@ -22,14 +22,14 @@ fn leftovers_zero(r: &Value) {
 #[test]
 fn demo_with_every_fault_leaves_nothing() {
     let t = FreshTmp::new("demo");
-    let out = t.cmd(&["demo", "--jobs", "8", "--json"]).output().unwrap();
+    let out = t.cmd(&["demo", "--jobs", "9", "--json"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     leftovers_zero(&r);
     assert_eq!(r["interrupted"], false);
     let jobs = r["jobs"].as_array().unwrap();
-    assert_eq!(jobs.len(), 8);
+    assert_eq!(jobs.len(), 9);
     let job = |fault: &str| jobs.iter().find(|j| j["fault"] == fault).unwrap().clone();
     // Each fault did go wrong, the way it was meant to.
     assert!(
@@ -51,6 +51,8 @@ fn demo_with_every_fault_leaves_nothing() {
             .unwrap()
             .contains("No space left")
     );
+    let quota = job("temp-quota")["detail"].as_str().unwrap().to_owned();
+    assert!(quota.contains("quota"), "{quota}");
     assert!(
         job("deadline")["detail"]
             .as_str()
@@ -80,7 +82,7 @@ fn demo_with_every_fault_leaves_nothing() {
         assert_eq!(k["created"], k["released"], "{kind}");
         assert_eq!(k["live"], 0, "{kind}");
     }
-    assert_eq!(r["kinds"]["audio_decoder"]["created"], 8);
+    assert_eq!(r["kinds"]["audio_decoder"]["created"], 9);
     assert!(t.entries().is_empty(), "left in TMPDIR: {:?}", t.entries());
     assert!(t.processes().is_empty(), "{:?}", t.processes());
 }

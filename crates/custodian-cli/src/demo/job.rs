@@ -15,7 +15,7 @@ use std::time::Duration;
 use custodian::Scope;
 use custodian_audio::AudioDecoder;
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 /// A fault injected into one job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -35,10 +35,13 @@ pub(crate) enum Fault {
     Malformed,
     /// Writes its clip to a full disk (`/dev/full`): ENOSPC as a typed error.
     DiskFull,
+    /// Renders more temp data than the demo's temp bytes quota allows: the write is
+    /// refused (`QuotaExceeded`) before anything reaches the disk.
+    TempQuota,
 }
 
 impl Fault {
-    pub(crate) const ALL: [Fault; 7] = [
+    pub(crate) const ALL: [Fault; 8] = [
         Fault::Panic,
         Fault::Cancel,
         Fault::Deadline,
@@ -46,6 +49,7 @@ impl Fault {
         Fault::Forget,
         Fault::Malformed,
         Fault::DiskFull,
+        Fault::TempQuota,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -57,6 +61,7 @@ impl Fault {
             Fault::Forget => "forget",
             Fault::Malformed => "malformed",
             Fault::DiskFull => "disk-full",
+            Fault::TempQuota => "temp-quota",
         }
     }
 }
@@ -95,6 +100,10 @@ pub(crate) struct JobSpec {
 }
 
 type JobResult = Result<String, String>;
+
+/// The demo's temp bytes quota, across all jobs: far above what the healthy jobs spool
+/// at once, far below what the `temp-quota` job tries to render.
+pub(crate) const TEMP_QUOTA: u64 = 512 << 20;
 
 fn err(what: &str, path: &Path, e: impl fmt::Display) -> String {
     format!("{what} {}: {e}", path.display())
@@ -254,6 +263,21 @@ pub(crate) async fn run(s: Scope, job: JobSpec) -> JobResult {
                 .await
                 .map_err(|e| err("write clip to", full, e))?;
             f.flush().await.map_err(|e| err("write clip to", full, e))?;
+        }
+        Some(Fault::TempQuota) => {
+            // An uncompressed render past the supervisor's temp bytes quota: seek there
+            // and write one byte. The quota charges up to the end of the write, so the
+            // write is refused and the file stays empty.
+            let render = s.temp().suffix(".raw").label("render").file().await;
+            let mut render = render.map_err(|e| e.to_string())?;
+            render
+                .seek(std::io::SeekFrom::Start(TEMP_QUOTA))
+                .await
+                .map_err(|e| err("seek", render.path(), e))?;
+            render
+                .write_all(b"\0")
+                .await
+                .map_err(|e| err("write render to", render.path(), e))?;
         }
         _ => {}
     }

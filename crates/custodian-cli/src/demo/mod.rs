@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use custodian::Supervisor;
+use custodian::{Quota, Supervisor};
 use tokio::task::JoinSet;
 
 use self::job::{Fault, JobSpec};
@@ -40,7 +40,7 @@ pub(crate) struct DemoArgs {
     #[arg(long, value_name = "DIR")]
     inputs: Option<PathBuf>,
     /// Faults to inject, comma-separated: panic, cancel, deadline, stubborn-child,
-    /// forget, malformed, disk-full; or `all`, or `none`.
+    /// forget, malformed, disk-full, temp-quota; or `all`, or `none`.
     #[arg(long, default_value = "all", value_name = "LIST")]
     faults: String,
     /// Seed for the generated inputs.
@@ -140,6 +140,7 @@ pub(crate) async fn main(args: DemoArgs) -> u8 {
         .temp_prefix(PREFIX)
         .grace(Duration::from_secs(3))
         .handle_signals(true)
+        .quota(Quota::temp_bytes(job::TEMP_QUOTA))
         .start()
     {
         Ok(s) => s,
