@@ -48,11 +48,14 @@ impl Reclaim for ChildReclaim {
     }
 
     fn reclaim_now(self: Box<Self>) -> io::Result<()> {
+        // The group first: its death orphans (to us) what it left outside the group,
+        // which the escapees' scan then finds; the other way round it would be left.
+        let killed = match self.core.status() {
+            Some(_) => Ok(()),
+            None => self.core.kill_now(),
+        };
         let escaped = self.escapees.as_ref().map_or(Ok(()), Escapees::kill_now);
-        if self.core.status().is_some() {
-            return escaped;
-        }
-        self.core.kill_now().and(escaped)
+        killed.and(escaped)
     }
 
     /// SIGKILL to the group at once (constant work); the wait and the reap follow in

@@ -1,0 +1,107 @@
+//! Regression tests from a review of the child-subreaper opt-in
+//! (`Builder::child_subreaper`), each for a defect found and fixed:
+//! - the emergency path stopped a child's adopted descendants *before* killing its group,
+//!   so what the group's death orphaned was left running.
+//!
+//! Each runs isolated (a child process of the test binary): the setting is process-wide.
+//! Sleep lengths unique to each run tell the processes apart in `/proc`.
+
+use std::time::{Duration, Instant};
+
+use custodian::Supervisor;
+use custodian_suite::{is_isolated, run_isolated, zombie_children};
+
+const ISOLATED: &str = "CUSTODIAN_REVIEW_SUBREAPER_ISOLATED";
+
+/// Pids of running `sleep n` processes (zombies included, not the shells naming them).
+fn sleeps(n: &str) -> Vec<u32> {
+    let needle = format!("sleep {n}");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if comm.trim() == "sleep" && cmd.contains(&needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn ppid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn poll(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while !f() {
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+/// A unique sleep length for this run and `n`.
+fn secs(n: u32) -> String {
+    format!("{}", 200_000 + std::process::id() * 10 + n)
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn emergency_cleanup_stops_what_the_groups_death_orphans() {
+    run_isolated("emergency_isolated", ISOLATED, false);
+}
+
+#[test]
+#[ignore = "run isolated by emergency_cleanup_stops_what_the_groups_death_orphans"]
+fn emergency_isolated() {
+    if !is_isolated(ISOLATED, "emergency_isolated") {
+        return;
+    }
+    let n = secs(1);
+    let rt = rt();
+    let sup = rt.block_on(async { Supervisor::builder().child_subreaper(true).start() });
+    let sup = sup.unwrap();
+    // The shell stays (it waits); its `setsid` sleep is its child in a session of its
+    // own: nothing is adopted until the shell dies with its group.
+    let script = format!("setsid sleep {n} </dev/null >/dev/null 2>&1 & wait");
+    let child = rt.block_on(async { sup.command("sh").args(["-c", &script]).spawn() });
+    let child = child.unwrap();
+    let shell = child.id().unwrap();
+    let under_shell = || sleeps(&n).iter().any(|&p| ppid(p) == Some(shell));
+    assert!(
+        poll(Duration::from_secs(10), under_shell),
+        "sleep {n} started"
+    );
+    // No runtime left (the path emergency clean-up is for): no scan task to rescue it.
+    drop(rt);
+    let done = sup.emergency_cleanup();
+    assert_eq!(done.failed, 0, "{done:?}");
+    // The group's SIGKILL orphaned the sleep to us: it must be stopped and reaped too.
+    let clean = poll(Duration::from_secs(5), || {
+        sleeps(&n).is_empty() && zombie_children().is_empty()
+    });
+    assert!(
+        clean,
+        "left after emergency clean-up: sleeps {:?} (parent {:?}), zombies {:?}",
+        sleeps(&n),
+        sleeps(&n).first().and_then(|&p| ppid(p)),
+        zombie_children()
+    );
+    drop(child);
+    drop(sup);
+}
