@@ -1,14 +1,16 @@
 //! Regression tests from a review of the child-subreaper opt-in
 //! (`Builder::child_subreaper`), each for a defect found and fixed:
 //! - the emergency path stopped a child's adopted descendants *before* killing its group,
-//!   so what the group's death orphaned was left running.
+//!   so what the group's death orphaned was left running;
+//! - without a usable `/proc` the opt-in started and its scans silently found
+//!   nothing (orphans re-parented to us were left).
 //!
 //! Each runs isolated (a child process of the test binary): the setting is process-wide.
 //! Sleep lengths unique to each run tell the processes apart in `/proc`.
 
 use std::time::{Duration, Instant};
 
-use custodian::Supervisor;
+use custodian::{Operation, Supervisor};
 use custodian_suite::{is_isolated, run_isolated, zombie_children};
 
 const ISOLATED: &str = "CUSTODIAN_REVIEW_SUBREAPER_ISOLATED";
@@ -104,4 +106,47 @@ fn emergency_isolated() {
     );
     drop(child);
     drop(sup);
+}
+
+#[test]
+fn without_proc_the_opt_in_fails_at_start() {
+    run_isolated("no_proc_isolated", ISOLATED, true);
+}
+
+#[test]
+#[ignore = "run isolated by without_proc_the_opt_in_fails_at_start"]
+fn no_proc_isolated() {
+    if !is_isolated(ISOLATED, "no_proc_isolated") {
+        return;
+    }
+    // A private mount namespace: hide `/proc` under an empty tmpfs.
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "none", "/proc"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(std::fs::read_dir("/proc").unwrap().next().is_none());
+    rt().block_on(async {
+        let started = Supervisor::builder().child_subreaper(true).start();
+        match started {
+            Err(e) => {
+                assert_eq!(e.operation(), Operation::ChildSubreaper, "{e}");
+                assert_eq!(e.io_kind(), Some(std::io::ErrorKind::NotFound), "{e}");
+                assert!(e.path().is_some_and(|p| p.starts_with("/proc")), "{e}");
+            }
+            Ok(sup) => {
+                // What a user got: a reaper that scans an empty `/proc`, blind to escapees.
+                let child = sup.command("true").spawn().unwrap();
+                let closed = child.close().await;
+                let report = sup.shutdown().await;
+                panic!("started without /proc; a child's close: {closed:?}; then {report}");
+            }
+        }
+        // The failed start gave the process-wide setting back.
+        assert!(rustix::process::child_subreaper().unwrap().is_none());
+        // Without the opt-in nothing needs /proc for it.
+        let sup = Supervisor::builder().start().unwrap();
+        sup.command("true").spawn().unwrap().close().await.unwrap();
+        assert!(sup.shutdown().await.is_clean());
+    });
 }

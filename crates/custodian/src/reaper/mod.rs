@@ -100,7 +100,9 @@ impl Reaper {
     pub(crate) fn start() -> io::Result<Self> {
         let hold = sys::hold()?;
         let me = std::process::id();
-        let start = sys::stat(me).map(|p| p.start).unwrap_or(0);
+        // Without a readable `/proc` (unmounted, an empty dir) every scan would find
+        // nothing: orphans re-parented to us would be left, silently. Refuse instead.
+        let start = sys::stat_of(me)?.start;
         let prefix = format!("{me}-{start}-{}-", crate::sys::create::random_hex(8)?);
         Ok(Reaper {
             me,

@@ -82,8 +82,18 @@ pub(crate) fn parse(pid: u32, line: &[u8]) -> Option<Proc> {
 
 /// `pid` as `/proc` shows it now, or `None` if it is gone (or unreadable).
 pub(crate) fn stat(pid: u32) -> Option<Proc> {
-    let line = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    parse(pid, &line)
+    stat_of(pid).ok()
+}
+
+/// `pid` as `/proc` shows it now, or why not (`NotFound` when `/proc` is not mounted).
+pub(crate) fn stat_of(pid: u32) -> io::Result<Proc> {
+    let line = std::fs::read(format!("/proc/{pid}/stat"))?;
+    parse(pid, &line).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("/proc/{pid}/stat unparsable"),
+        )
+    })
 }
 
 /// Every process whose parent is `parent`, zombies included. Processes that vanish
