@@ -2,8 +2,9 @@
 //! (`Builder::child_subreaper`), each for a defect found and fixed:
 //! - the emergency path stopped a child's adopted descendants *before* killing its group,
 //!   so what the group's death orphaned was left running;
-//! - without a usable `/proc` the opt-in started and its scans silently found
-//!   nothing (orphans re-parented to us were left).
+//! - without a usable `/proc` the opt-in started, then every child's release failed;
+//! - a child guard kept (or forgotten) past the supervisor kept the process a child
+//!   subreaper.
 //!
 //! Each runs isolated (a child process of the test binary): the setting is process-wide.
 //! Sleep lengths unique to each run tell the processes apart in `/proc`.
@@ -149,4 +150,37 @@ fn no_proc_isolated() {
         sup.command("true").spawn().unwrap().close().await.unwrap();
         assert!(sup.shutdown().await.is_clean());
     });
+}
+
+#[test]
+fn a_guard_kept_past_the_supervisor_gives_the_setting_back() {
+    run_isolated("kept_guard_isolated", ISOLATED, false);
+}
+
+#[test]
+#[ignore = "run isolated by a_guard_kept_past_the_supervisor_gives_the_setting_back"]
+fn kept_guard_isolated() {
+    if !is_isolated(ISOLATED, "kept_guard_isolated") {
+        return;
+    }
+    let rt = rt();
+    let (kept, forgotten) = rt.block_on(async {
+        let sup = Supervisor::builder().child_subreaper(true).start().unwrap();
+        let kept = sup.command("sleep").arg(secs(2)).spawn().unwrap();
+        let forgotten = sup.command("sleep").arg(secs(3)).spawn().unwrap();
+        let report = sup.shutdown().await;
+        assert!(report.adopted.live == 0, "{report}");
+        drop(sup);
+        (kept, forgotten)
+    });
+    std::mem::forget(forgotten);
+    // The supervisor is gone; its guards live on (one of them forever).
+    let off = poll(Duration::from_secs(5), || {
+        rustix::process::child_subreaper().unwrap().is_none()
+    });
+    assert!(
+        off,
+        "still a child subreaper after the supervisor was dropped"
+    );
+    drop(kept);
 }

@@ -97,8 +97,8 @@ impl Adopting {
     }
 
     /// The reaper, for the child's core (told of its reap).
-    pub(super) fn reaper(&self) -> Arc<Reaper> {
-        self.reaper.clone()
+    pub(super) fn reaper(&self) -> std::sync::Weak<Reaper> {
+        Arc::downgrade(&self.reaper)
     }
 
     /// What the child's release stops.
