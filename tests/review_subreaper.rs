@@ -4,7 +4,9 @@
 //!   so what the group's death orphaned was left running;
 //! - without a usable `/proc` the opt-in started, then every child's release failed;
 //! - a child guard kept (or forgotten) past the supervisor kept the process a child
-//!   subreaper.
+//!   subreaper;
+//! - a child's release dropped unrun with the runtime killed the child but left what it
+//!   had adopted from it running (and a zombie once the supervisor went).
 //!
 //! Each runs isolated (a child process of the test binary): the setting is process-wide.
 //! Sleep lengths unique to each run tell the processes apart in `/proc`.
@@ -183,4 +185,51 @@ fn kept_guard_isolated() {
         "still a child subreaper after the supervisor was dropped"
     );
     drop(kept);
+}
+
+#[test]
+fn a_release_dropped_with_the_runtime_still_stops_the_escapees() {
+    run_isolated("dropped_release_isolated", ISOLATED, false);
+}
+
+#[test]
+#[ignore = "run isolated by a_release_dropped_with_the_runtime_still_stops_the_escapees"]
+fn dropped_release_isolated() {
+    if !is_isolated(ISOLATED, "dropped_release_isolated") {
+        return;
+    }
+    // One thread: nothing runs outside `block_on`, so the release task below is
+    // dropped unpolled with the runtime.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let n = secs(4);
+    let me = std::process::id();
+    let (sup, child) = rt.block_on(async {
+        let sup = Supervisor::builder().child_subreaper(true).start().unwrap();
+        let script = format!("setsid sleep {n} </dev/null >/dev/null 2>&1 & exit 0");
+        let child = sup.command("sh").args(["-c", &script]).spawn().unwrap();
+        // Adopted: the shell exited, the sleep is ours and the scan task found it.
+        let end = Instant::now() + Duration::from_secs(10);
+        while sup.adopted().adopted == 0 || !sleeps(&n).iter().any(|&p| ppid(p) == Some(me)) {
+            assert!(Instant::now() < end, "never adopted: {:?}", sup.adopted());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (sup, child)
+    });
+    // The release's task is spawned, then dropped unrun with the runtime.
+    drop(child);
+    drop(rt);
+    let clean = poll(Duration::from_secs(5), || {
+        sleeps(&n).is_empty() && zombie_children().is_empty()
+    });
+    assert!(
+        clean,
+        "left after the runtime dropped the release: sleeps {:?}, zombies {:?}, {:?}",
+        sleeps(&n),
+        zombie_children(),
+        sup.adopted()
+    );
+    drop(sup);
 }
