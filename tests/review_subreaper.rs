@@ -6,7 +6,10 @@
 //! - a child guard kept (or forgotten) past the supervisor kept the process a child
 //!   subreaper;
 //! - a child's release dropped unrun with the runtime killed the child but left what it
-//!   had adopted from it running (and a zombie once the supervisor went).
+//!   had adopted from it running (and a zombie once the supervisor went);
+//! - a descendant orphaned only by the group's death, after the release's first look,
+//!   was taken for a stray between the release's two stops and got 2 s, not the
+//!   child's grace.
 //!
 //! Each runs isolated (a child process of the test binary): the setting is process-wide.
 //! Sleep lengths unique to each run tell the processes apart in `/proc`.
@@ -232,4 +235,42 @@ fn dropped_release_isolated() {
         sup.adopted()
     );
     drop(sup);
+}
+
+#[test]
+fn an_escapee_orphaned_late_in_a_release_gets_the_childs_grace() {
+    run_isolated("late_grace_isolated", ISOLATED, false);
+}
+
+#[test]
+#[ignore = "run isolated by an_escapee_orphaned_late_in_a_release_gets_the_childs_grace"]
+fn late_grace_isolated() {
+    if !is_isolated(ISOLATED, "late_grace_isolated") {
+        return;
+    }
+    let n = secs(5);
+    rt().block_on(async {
+        let sup = Supervisor::builder().child_subreaper(true).start().unwrap();
+        // The shell takes 1 s to die of SIGTERM; only then is its TERM-deaf `setsid`
+        // child orphaned to us: after the release's first look for escapees.
+        let script = format!(
+            "trap 'sleep 1; exit 0' TERM; setsid sh -c \"trap '' TERM; sleep {n}\" </dev/null >/dev/null 2>&1 & wait"
+        );
+        let grace = Duration::from_secs(4);
+        let child = sup.command("sh").args(["-c", &script]);
+        let child = child.grace(grace).spawn().unwrap();
+        let shell = child.id().unwrap();
+        let started = || sleeps(&n).iter().any(|&p| ppid(p).and_then(ppid) == Some(shell));
+        assert!(poll(Duration::from_secs(10), started), "sleep {n} started");
+        let t = Instant::now();
+        child.close().await.unwrap();
+        // Its SIGTERM ignored, the escapee is owed the child's grace once orphaned, not
+        // the 2 s a process adopted after its child's release gets.
+        let took = t.elapsed();
+        assert!(took >= grace + Duration::from_millis(900), "took {took:?}");
+        assert!(sleeps(&n).is_empty() && zombie_children().is_empty());
+        let s = sup.adopted();
+        assert_eq!((s.live, s.kill_needed), (0, 1), "{s:?}");
+        assert!(sup.shutdown().await.is_clean());
+    });
 }

@@ -29,7 +29,7 @@ impl Reclaim for ChildReclaim {
                     // Dropped unrun with the runtime: the escapees are killed all the same.
                     let mut backstop = KillOnDrop(None, Some(e.clone()));
                     Cleanup::Async(Box::pin(async move {
-                        let stopped = e.stop().await;
+                        let stopped = e.stop(true).await;
                         backstop.disarm();
                         stopped
                     }))
@@ -47,9 +47,9 @@ impl Reclaim for ChildReclaim {
                 backstop.disarm();
                 return stopped;
             };
-            let (stopped, escaped) = tokio::join!(self.core.stop(self.grace, sent), e.stop());
+            let (stopped, escaped) = tokio::join!(self.core.stop(self.grace, sent), e.stop(false));
             // What escaped while the group had its grace.
-            let late = e.stop().await;
+            let late = e.stop(true).await;
             backstop.disarm();
             stopped.map(drop).and(escaped).and(late)
         }))
