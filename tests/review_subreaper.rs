@@ -9,7 +9,9 @@
 //!   had adopted from it running (and a zombie once the supervisor went);
 //! - a descendant orphaned only by the group's death, after the release's first look,
 //!   was taken for a stray between the release's two stops and got 2 s, not the
-//!   child's grace.
+//!   child's grace;
+//! - an adopted process reaped by other code stayed recorded: every later stop SIGKILLed
+//!   its (free, maybe reused) pid for 4 s, then failed, and the report was not clean.
 //!
 //! Each runs isolated (a child process of the test binary): the setting is process-wide.
 //! Sleep lengths unique to each run tell the processes apart in `/proc`.
@@ -272,5 +274,60 @@ fn late_grace_isolated() {
         let s = sup.adopted();
         assert_eq!((s.live, s.kill_needed), (0, 1), "{s:?}");
         assert!(sup.shutdown().await.is_clean());
+    });
+}
+
+#[test]
+fn an_adopted_process_reaped_by_other_code_is_forgotten() {
+    run_isolated("reaped_elsewhere_isolated", ISOLATED, false);
+}
+
+#[test]
+#[ignore = "run isolated by an_adopted_process_reaped_by_other_code_is_forgotten"]
+fn reaped_elsewhere_isolated() {
+    if !is_isolated(ISOLATED, "reaped_elsewhere_isolated") {
+        return;
+    }
+    // One thread: the scan task runs only inside `block_on`, so the reap below is other
+    // code's (a PID 1 zombie reaper, a `waitpid(-1)` loop), not the supervisor's.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let n = secs(6);
+    let me = std::process::id();
+    let sup = rt.block_on(async { Supervisor::builder().child_subreaper(true).start() });
+    let sup = sup.unwrap();
+    let script = format!("setsid sleep {n} </dev/null >/dev/null 2>&1 & exit 0");
+    let grace = Duration::from_millis(300);
+    let (child, pid) = rt.block_on(async {
+        let child = sup.command("sh").args(["-c", &script]).grace(grace).spawn();
+        let child = child.unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ours = sleeps(&n).into_iter().find(|&p| ppid(p) == Some(me));
+            if let Some(p) = ours
+                && sup.adopted().adopted == 1
+            {
+                return (child, p);
+            }
+            assert!(Instant::now() < end, "never adopted: {:?}", sup.adopted());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let p = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    rustix::process::kill_process(p, rustix::process::Signal::KILL).unwrap();
+    let reaped = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty());
+    assert!(reaped.unwrap().is_some(), "other code reaped {pid}");
+    rt.block_on(async {
+        let t = Instant::now();
+        let closed = child.close().await;
+        let took = t.elapsed();
+        // Nothing of it is left: no wait for SIGKILL rounds on a pid that is not ours.
+        assert!(closed.is_ok(), "{closed:?}");
+        assert!(took < grace + Duration::from_secs(2), "close took {took:?}");
+        assert_eq!(sup.adopted().live, 0, "{:?}", sup.adopted());
+        let report = sup.shutdown().await;
+        assert!(report.is_clean(), "{report}");
     });
 }

@@ -171,6 +171,7 @@ impl Reaper {
         let mut unproven = 0;
         let seen: HashSet<(u32, u64)> = kids.iter().map(|k| (k.pid, k.start)).collect();
         st.unmarked.retain(|k| seen.contains(k));
+        self.forget_reaped_elsewhere(&mut st, &seen);
         for k in kids {
             if st
                 .leaders
@@ -253,6 +254,30 @@ impl Reaper {
             st.unmarked.insert((k.pid, k.start));
         }
         seq
+    }
+
+    /// Forgets adopted processes that are no longer our children: other code reaped
+    /// them (a `waitpid(-1)` loop, `SIGCHLD` ignored), so their pids may name others now
+    /// and must not be signalled or waited for. Checked again by pid, as a `/proc` walk
+    /// skips what it cannot read. Under `gate` and `state`: our adopted children do not
+    /// come and go meanwhile, except by exiting.
+    fn forget_reaped_elsewhere(&self, st: &mut State, seen: &HashSet<(u32, u64)>) {
+        let gone: Vec<u32> = st
+            .adopted
+            .iter()
+            .filter(|&(&pid, &(start, _))| !seen.contains(&(pid, start)))
+            .filter(|&(&pid, &(start, _))| match sys::stat_of(pid) {
+                Ok(p) => p.ppid != self.me || p.start != start,
+                Err(e) => e.kind() == io::ErrorKind::NotFound,
+            })
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in gone {
+            tracing::warn!(pid, "an adopted process was reaped by other code");
+            st.adopted.remove(&pid);
+            // Not `retire`: when it was reaped is unknown, so its group proves nothing.
+            st.leaders.remove(&pid);
+        }
     }
 
     /// Reaps a recorded adopted process if it has exited. Under `state`.
