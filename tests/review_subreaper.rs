@@ -11,7 +11,9 @@
 //!   was taken for a stray between the release's two stops and got 2 s, not the
 //!   child's grace;
 //! - an adopted process reaped by other code stayed recorded: every later stop SIGKILLed
-//!   its (free, maybe reused) pid for 4 s, then failed, and the report was not clean.
+//!   its (free, maybe reused) pid for 4 s, then failed, and the report was not clean;
+//! - every scan walked all of `/proc`, once per child in an emergency clean-up: 400
+//!   children took 7.8 s, past the 3 s a panic hook waits.
 //!
 //! Each runs isolated (a child process of the test binary): the setting is process-wide.
 //! Sleep lengths unique to each run tell the processes apart in `/proc`.
@@ -330,4 +332,38 @@ fn reaped_elsewhere_isolated() {
         let report = sup.shutdown().await;
         assert!(report.is_clean(), "{report}");
     });
+}
+
+#[test]
+fn emergency_clean_up_of_many_children_fits_the_panic_hooks_budget() {
+    run_isolated("many_children_isolated", ISOLATED, false);
+}
+
+#[test]
+#[ignore = "run isolated by emergency_clean_up_of_many_children_fits_the_panic_hooks_budget"]
+fn many_children_isolated() {
+    if !is_isolated(ISOLATED, "many_children_isolated") {
+        return;
+    }
+    const CHILDREN: usize = 400;
+    // What a panic hook waits for the emergency releases before the process may end
+    // (`emergency::HOOK_BUDGET`); without the opt-in these take a fraction of it.
+    const HOOK_BUDGET: Duration = Duration::from_secs(3);
+    let n = secs(7);
+    let rt = rt();
+    let sup = rt.block_on(async { Supervisor::builder().child_subreaper(true).start() });
+    let sup = sup.unwrap();
+    let kids: Vec<_> = (0..CHILDREN)
+        .map(|_| sup.command("sleep").arg(&n).spawn().unwrap())
+        .collect();
+    assert!(poll(Duration::from_secs(20), || sleeps(&n).len() == CHILDREN));
+    let t = Instant::now();
+    let done = sup.emergency_cleanup();
+    let took = t.elapsed();
+    println!("emergency clean-up of {CHILDREN} children took {took:?}");
+    assert_eq!((done.released, done.failed), (CHILDREN, 0), "{done:?}");
+    // One `/proc` walk per child made this O(children x processes).
+    assert!(took < HOOK_BUDGET, "emergency clean-up took {took:?}");
+    assert!(sleeps(&n).is_empty() && zombie_children().is_empty());
+    drop(kids);
 }

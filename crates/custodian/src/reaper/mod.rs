@@ -165,7 +165,12 @@ impl Reaper {
     /// sequence numbers of adopted processes whose managed child was released already
     /// (strays to stop). Blocking: one `/proc` walk.
     pub(crate) fn scan(&self) -> io::Result<Vec<(u64, Duration)>> {
-        let kids = sys::children_of(self.me)?;
+        // Managed children are not even read: with many, each scan would be O(them).
+        let managed: HashSet<u32> = (self.lock().leaders.iter())
+            .filter(|(_, l)| l.managed && l.reaped_at.is_none())
+            .map(|(&pid, _)| pid)
+            .collect();
+        let kids = sys::children_of(self.me, |pid| managed.contains(&pid))?;
         let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
         let mut st = self.lock();
         let mut unproven = 0;
