@@ -100,7 +100,9 @@ impl Reaper {
     pub(crate) fn start() -> io::Result<Self> {
         let hold = sys::hold()?;
         let me = std::process::id();
-        let start = sys::stat(me).map(|p| p.start).unwrap_or(0);
+        // Without a readable `/proc` (unmounted, an empty dir) every scan would find
+        // nothing: orphans re-parented to us would be left, silently. Refuse instead.
+        let start = sys::stat_of(me)?.start;
         let prefix = format!("{me}-{start}-{}-", crate::sys::create::random_hex(8)?);
         Ok(Reaper {
             me,
@@ -163,12 +165,18 @@ impl Reaper {
     /// sequence numbers of adopted processes whose managed child was released already
     /// (strays to stop). Blocking: one `/proc` walk.
     pub(crate) fn scan(&self) -> io::Result<Vec<(u64, Duration)>> {
-        let kids = sys::children_of(self.me)?;
+        // Managed children are not even read: with many, each scan would be O(them).
+        let managed: HashSet<u32> = (self.lock().leaders.iter())
+            .filter(|(_, l)| l.managed && l.reaped_at.is_none())
+            .map(|(&pid, _)| pid)
+            .collect();
+        let kids = sys::children_of(self.me, |pid| managed.contains(&pid))?;
         let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
         let mut st = self.lock();
         let mut unproven = 0;
         let seen: HashSet<(u32, u64)> = kids.iter().map(|k| (k.pid, k.start)).collect();
         st.unmarked.retain(|k| seen.contains(k));
+        self.forget_reaped_elsewhere(&mut st, &seen);
         for k in kids {
             if st
                 .leaders
@@ -251,6 +259,30 @@ impl Reaper {
             st.unmarked.insert((k.pid, k.start));
         }
         seq
+    }
+
+    /// Forgets adopted processes that are no longer our children: other code reaped
+    /// them (a `waitpid(-1)` loop, `SIGCHLD` ignored), so their pids may name others now
+    /// and must not be signalled or waited for. Checked again by pid, as a `/proc` walk
+    /// skips what it cannot read. Under `gate` and `state`: our adopted children do not
+    /// come and go meanwhile, except by exiting.
+    fn forget_reaped_elsewhere(&self, st: &mut State, seen: &HashSet<(u32, u64)>) {
+        let gone: Vec<u32> = st
+            .adopted
+            .iter()
+            .filter(|&(&pid, &(start, _))| !seen.contains(&(pid, start)))
+            .filter(|&(&pid, &(start, _))| match sys::stat_of(pid) {
+                Ok(p) => p.ppid != self.me || p.start != start,
+                Err(e) => e.kind() == io::ErrorKind::NotFound,
+            })
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in gone {
+            tracing::warn!(pid, "an adopted process was reaped by other code");
+            st.adopted.remove(&pid);
+            // Not `retire`: when it was reaped is unknown, so its group proves nothing.
+            st.leaders.remove(&pid);
+        }
     }
 
     /// Reaps a recorded adopted process if it has exited. Under `state`.

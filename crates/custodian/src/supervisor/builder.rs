@@ -303,7 +303,8 @@ impl Builder {
     /// [`Operation::InstallSignalHandlers`] (see [`Builder::handle_signals`]), or with
     /// [`Operation::OpenJournal`] naming the state dir if the journal cannot be created
     /// there (see [`Builder::state_dir`]), or with [`Operation::ChildSubreaper`] if the
-    /// process cannot become a child subreaper (see [`Builder::child_subreaper`]).
+    /// process cannot become a child subreaper or cannot read its own `/proc/PID/stat`
+    /// (`/proc` not mounted: the reaper would see nothing; see [`Builder::child_subreaper`]).
     ///
     /// ```
     /// let err = custodian::Supervisor::builder().start().unwrap_err();

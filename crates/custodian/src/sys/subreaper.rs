@@ -82,22 +82,73 @@ pub(crate) fn parse(pid: u32, line: &[u8]) -> Option<Proc> {
 
 /// `pid` as `/proc` shows it now, or `None` if it is gone (or unreadable).
 pub(crate) fn stat(pid: u32) -> Option<Proc> {
-    let line = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    parse(pid, &line)
+    stat_of(pid).ok()
 }
 
-/// Every process whose parent is `parent`, zombies included. Processes that vanish
-/// during the scan are skipped. Blocking: one `/proc` walk (about 1 ms per 100
-/// processes).
-pub(crate) fn children_of(parent: u32) -> io::Result<Vec<Proc>> {
+/// `pid` as `/proc` shows it now, or why not (`NotFound` when `/proc` is not mounted).
+pub(crate) fn stat_of(pid: u32) -> io::Result<Proc> {
+    let line = std::fs::read(format!("/proc/{pid}/stat"))?;
+    parse(pid, &line).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("/proc/{pid}/stat unparsable"),
+        )
+    })
+}
+
+/// Every process whose parent is `parent`, zombies included, except those `skip` names
+/// (not read at all). Processes that vanish meanwhile are skipped. Blocking: it reads
+/// the kernel's lists of the threads' children (`/proc/PARENT/task/*/children`), so the
+/// cost grows with the children, not with every process on the machine; without them
+/// (a kernel built without), one walk of all of `/proc` (about 1 ms per 100 processes).
+pub(crate) fn children_of(parent: u32, skip: impl Fn(u32) -> bool) -> io::Result<Vec<Proc>> {
+    let pids = match listed_children(parent) {
+        Ok(Some(pids)) => pids,
+        Ok(None) | Err(_) => all_pids()?,
+    };
+    Ok(pids
+        .into_iter()
+        .filter(|&pid| !skip(pid))
+        .filter_map(stat)
+        .filter(|p| p.ppid == parent)
+        .collect())
+}
+
+/// The pids in `parent`'s threads' `children` files, or `None` if a thread came or went
+/// while they were read (its children move to another thread, maybe one read already).
+fn listed_children(parent: u32) -> io::Result<Option<Vec<u32>>> {
+    let tasks = |dir: &str| -> io::Result<Vec<std::ffi::OsString>> {
+        let mut t: Vec<_> = std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()?;
+        t.sort_unstable();
+        Ok(t)
+    };
+    let dir = format!("/proc/{parent}/task");
+    let before = tasks(&dir)?;
+    let mut pids = Vec::new();
+    for t in &before {
+        let list = match std::fs::read(format!("{dir}/{}/children", t.to_string_lossy())) {
+            Ok(list) => list,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let list = String::from_utf8_lossy(&list);
+        pids.extend(
+            list.split_ascii_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    Ok((tasks(&dir)? == before).then_some(pids))
+}
+
+/// Every pid in `/proc`.
+fn all_pids() -> io::Result<Vec<u32>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc")? {
         let Ok(e) = e else { continue };
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        if let Some(p) = stat(pid).filter(|p| p.ppid == parent) {
-            out.push(p);
+        if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
+            out.push(pid);
         }
     }
     Ok(out)
@@ -166,7 +217,7 @@ mod tests {
         // Started after `now` was read, in the same clock.
         assert!(kid.start + 1 >= now, "{} vs {now}", kid.start);
         assert!(
-            children_of(std::process::id())
+            children_of(std::process::id(), |_| false)
                 .unwrap()
                 .iter()
                 .any(|p| p.pid == child.id())

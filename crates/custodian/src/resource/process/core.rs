@@ -60,7 +60,8 @@ pub(crate) struct ChildCore<O: ProcessOs = RealOs> {
     /// The child's line in the crash journal, if there is one: the reap records its end.
     pub(crate) journal: std::sync::OnceLock<crate::journal::ChildTicket>,
     /// Under the child-subreaper opt-in: told of the reap (the pid is no longer ours).
-    pub(crate) reaper: std::sync::OnceLock<Arc<crate::reaper::Reaper>>,
+    /// Weak: a guard kept past its supervisor must not keep the process a subreaper.
+    pub(crate) reaper: std::sync::OnceLock<std::sync::Weak<crate::reaper::Reaper>>,
 }
 
 enum State<C> {
@@ -222,7 +223,7 @@ impl<O: ProcessOs> ChildCore<O> {
                 if let Some(ticket) = self.journal.get() {
                     ticket.reaped();
                 }
-                if let Some(r) = self.reaper.get() {
+                if let Some(r) = self.reaper.get().and_then(std::sync::Weak::upgrade) {
                     r.managed_reaped(self.pid);
                 }
                 swept.map(|()| status)

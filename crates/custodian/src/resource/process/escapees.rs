@@ -24,20 +24,24 @@ impl Escapees {
     /// SIGTERM, the grace, SIGKILL, the reaps, on the blocking pool (it scans `/proc`).
     ///
     /// Cancel safe in the sense that the stop runs to its end on the blocking pool.
-    /// Until it ends, what is adopted from the child is this stop's (with the child's
-    /// grace), not a stray for the scan task (with its own).
-    pub(super) async fn stop(&self) -> io::Result<()> {
+    /// Until the `last` stop of the release ends, what is adopted from the child is the
+    /// release's (with the child's grace), not a stray for the scan task (with its own).
+    pub(super) async fn stop(&self, last: bool) -> io::Result<()> {
         let this = self.clone();
         let stopped = tokio::task::spawn_blocking(move || {
             let r = this
                 .reaper
                 .stop(Some(this.seq), this.grace, Some(&this.cut));
-            this.reaper.released(this.seq);
+            if last {
+                this.reaper.released(this.seq);
+            }
             r
         })
         .await;
         // The blocking pool dropped it unrun (the runtime is going): strays from now on.
-        self.reaper.released(self.seq);
+        if last || stopped.is_err() {
+            self.reaper.released(self.seq);
+        }
         stopped.map_err(io::Error::other)?
     }
 
@@ -97,8 +101,8 @@ impl Adopting {
     }
 
     /// The reaper, for the child's core (told of its reap).
-    pub(super) fn reaper(&self) -> Arc<Reaper> {
-        self.reaper.clone()
+    pub(super) fn reaper(&self) -> std::sync::Weak<Reaper> {
+        Arc::downgrade(&self.reaper)
     }
 
     /// What the child's release stops.

@@ -25,34 +25,45 @@ impl Reclaim for ChildReclaim {
         if self.core.status().is_some() {
             return match self.escapees {
                 None => Cleanup::Done(Ok(())),
-                Some(e) => Cleanup::Async(Box::pin(async move { e.stop().await })),
+                Some(e) => {
+                    // Dropped unrun with the runtime: the escapees are killed all the same.
+                    let mut backstop = KillOnDrop(None, Some(e.clone()));
+                    Cleanup::Async(Box::pin(async move {
+                        let stopped = e.stop(true).await;
+                        backstop.disarm();
+                        stopped
+                    }))
+                }
             };
         }
         // On failure the task sends it again and reports the error.
         let sent = self.core.signal(Sig::TERM).is_ok();
         // Captured before the first poll: if the runtime is gone and drops the task
-        // unrun (or mid-way), the child is still killed and reaped.
-        let mut backstop = KillOnDrop(Some(self.core.clone()));
+        // unrun (or mid-way), the child is still killed and reaped, and its escapees.
+        let mut backstop = KillOnDrop(Some(self.core.clone()), self.escapees.clone());
         Cleanup::Async(Box::pin(async move {
             let Some(e) = &self.escapees else {
                 let stopped = self.core.stop(self.grace, sent).await.map(drop);
                 backstop.disarm();
                 return stopped;
             };
-            let (stopped, escaped) = tokio::join!(self.core.stop(self.grace, sent), e.stop());
-            backstop.disarm();
+            let (stopped, escaped) = tokio::join!(self.core.stop(self.grace, sent), e.stop(false));
             // What escaped while the group had its grace.
-            let late = e.stop().await;
+            let late = e.stop(true).await;
+            backstop.disarm();
             stopped.map(drop).and(escaped).and(late)
         }))
     }
 
     fn reclaim_now(self: Box<Self>) -> io::Result<()> {
+        // The group first: its death orphans (to us) what it left outside the group,
+        // which the escapees' scan then finds; the other way round it would be left.
+        let killed = match self.core.status() {
+            Some(_) => Ok(()),
+            None => self.core.kill_now(),
+        };
         let escaped = self.escapees.as_ref().map_or(Ok(()), Escapees::kill_now);
-        if self.core.status().is_some() {
-            return escaped;
-        }
-        self.core.kill_now().and(escaped)
+        killed.and(escaped)
     }
 
     /// SIGKILL to the group at once (constant work); the wait and the reap follow in
@@ -67,13 +78,15 @@ impl Reclaim for ChildReclaim {
     }
 }
 
-/// Kills and reaps the child if the stop task is dropped before it finished (only happens
-/// when the runtime shuts down under it). Blocks up to the emergency wait.
-struct KillOnDrop(Option<Arc<ChildCore>>);
+/// Kills and reaps the child, then what its descendants left adopted, if the stop task
+/// is dropped before it finished (only happens when the runtime shuts down under it).
+/// Blocks up to the emergency waits.
+struct KillOnDrop(Option<Arc<ChildCore>>, Option<Escapees>);
 
 impl KillOnDrop {
     fn disarm(&mut self) {
         self.0 = None;
+        self.1 = None;
     }
 }
 
@@ -84,6 +97,12 @@ impl Drop for KillOnDrop {
             && let Err(e) = core.kill_now()
         {
             tracing::warn!(error = %e, "could not stop a child whose stop task was dropped");
+        }
+        // After the group's kill, which may have orphaned more of them to us.
+        if let Some(e) = self.1.take()
+            && let Err(err) = e.kill_now()
+        {
+            tracing::warn!(error = %err, "could not stop the escapees of a dropped stop task");
         }
     }
 }
