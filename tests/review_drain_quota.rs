@@ -1,0 +1,75 @@
+//! Regression tests from a review of drain and quotas (issue 13): each one failed before
+//! the fix committed with it.
+//!
+//! - a temp file whose `persist` fails keeps its quota share: the guard is handed back
+//!   even when a waiter queued for that share, and its temp bytes stay counted (and its
+//!   later writes charged).
+
+use custodian::{Quota, ResourceKind, Supervisor};
+use custodian_suite::{Rt, entries, eventually, scenario};
+use tokio::io::AsyncWriteExt;
+
+async fn waiting(sup: &Supervisor, n: u64) {
+    let s = sup.clone();
+    eventually(&format!("{n} waiting"), move || s.quotas()[0].waiting == n).await;
+}
+
+#[test]
+fn a_failed_persist_keeps_its_room_when_a_waiter_is_queued() {
+    scenario(Rt::Multi(2), "review-persist-wait", async |base| {
+        let sup = Supervisor::builder()
+            .temp_base(&base)
+            .quota(Quota::live(ResourceKind::TempFile, 1))
+            .start()
+            .unwrap();
+        let mut t = sup.temp_file().await.unwrap();
+        t.write_all(b"precious").await.unwrap();
+        let s = sup.clone();
+        let waiter = tokio::spawn(async move { s.temp_file().await });
+        waiting(&sup, 1).await;
+        // The rename fails: the promise is the guard back, still managed.
+        let e = t
+            .persist(base.join("no-such-dir").join("out"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.error.io_kind(), Some(std::io::ErrorKind::NotFound));
+        let t = e
+            .into_guard()
+            .expect("the guard is handed back after a failed rename");
+        assert_eq!(std::fs::read(t.path()).unwrap(), b"precious");
+        // The waiter still waits: the failed move never gave the room away.
+        assert_eq!(sup.quotas()[0].in_use, 1);
+        assert!(!waiter.is_finished());
+        drop(t);
+        let other = waiter.await.unwrap().unwrap();
+        assert_eq!(entries(sup.temp_root()).len(), 1);
+        drop(other);
+        assert!(sup.shutdown().await.is_clean());
+    });
+}
+
+#[test]
+fn a_failed_persist_keeps_its_temp_bytes_counted() {
+    scenario(Rt::Multi(2), "review-persist-bytes", async |base| {
+        let sup = Supervisor::builder()
+            .temp_base(&base)
+            .quota(Quota::temp_bytes(1000))
+            .start()
+            .unwrap();
+        let in_use = |sup: &Supervisor| sup.quotas()[0].in_use;
+        let mut t = sup.temp_file().await.unwrap();
+        t.write_all(&[1; 600]).await.unwrap();
+        t.flush().await.unwrap();
+        assert_eq!(in_use(&sup), 600);
+        let e = t.persist(base.join("no-such-dir").join("out")).await;
+        let mut t = e.unwrap_err().into_guard().expect("handed back");
+        // Its 600 bytes are still on disk in the temp root: still counted.
+        assert_eq!(in_use(&sup), 600);
+        // And its writes are still charged: 600 more would go past 1000.
+        let err = t.write_all(&[2; 600]).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::QuotaExceeded, "{err}");
+        drop(t);
+        assert_eq!(in_use(&sup), 0);
+        assert!(sup.shutdown().await.is_clean());
+    });
+}
