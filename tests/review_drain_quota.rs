@@ -4,6 +4,9 @@
 //! - a temp file whose `persist` fails keeps its quota share: the guard is handed back
 //!   even when a waiter queued for that share, and its temp bytes stay counted (and its
 //!   later writes charged).
+//! - a successful `persist` hands the same open fd's open-files share over to the
+//!   managed file it returns: a waiter queued on that quota cannot take it in between
+//!   (which made `persist` fail with `QuotaExceeded` after moving the file).
 
 use custodian::{Quota, ResourceKind, Supervisor};
 use custodian_suite::{Rt, entries, eventually, scenario};
@@ -71,5 +74,32 @@ fn a_failed_persist_keeps_its_temp_bytes_counted() {
         drop(t);
         assert_eq!(in_use(&sup), 0);
         assert!(sup.shutdown().await.is_clean());
+    });
+}
+
+#[test]
+fn a_persisted_file_keeps_its_open_files_share() {
+    scenario(Rt::Multi(2), "review-persist-share", async |base| {
+        let sup = Supervisor::builder()
+            .temp_base(&base)
+            .quota(Quota::open_files(1))
+            .start()
+            .unwrap();
+        let mut t = sup.temp_file().await.unwrap();
+        t.write_all(b"kept").await.unwrap();
+        let s = sup.clone();
+        let waiter = tokio::spawn(async move { s.temp_file().await });
+        waiting(&sup, 1).await;
+        let target = base.join("out");
+        let kept = t.persist(&target).await.expect("persisted");
+        assert_eq!(std::fs::read(&target).unwrap(), b"kept");
+        assert!(kept.registration().is_live());
+        // Still one open file, the same fd: the waiter waits for it to close.
+        assert_eq!(sup.quotas()[0].in_use, 1);
+        assert!(!waiter.is_finished());
+        drop(kept);
+        drop(waiter.await.unwrap().unwrap());
+        assert!(sup.shutdown().await.is_clean());
+        std::fs::remove_file(&target).unwrap();
     });
 }

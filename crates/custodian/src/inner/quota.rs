@@ -141,6 +141,32 @@ impl Quotas {
         }
     }
 
+    /// What a resource of `from` holds, as a resource of `to` (a temp file persisted as
+    /// a managed file, the same open fd): the shares of rules that count both at the
+    /// same cost carry over (never handed to a waiter in between), `from`'s others
+    /// return, and those only `to` needs are taken now, or refused.
+    pub(crate) fn convert(
+        &self,
+        mut held: Permits,
+        from: ResourceKind,
+        to: ResourceKind,
+        op: Operation,
+    ) -> Result<Permits, Error> {
+        let counts = std::mem::take(&mut held.counts);
+        let mut old: Vec<_> = self.by_kind[from.index()].iter().zip(counts).collect();
+        let mut out = self.empty_permits(to);
+        for &(i, cost) in &self.by_kind[to.index()] {
+            let p = match old.iter().position(|(rc, _)| **rc == (i, cost)) {
+                Some(k) => old.swap_remove(k).1,
+                None => (self.rules[i].sem.clone())
+                    .try_acquire_many_owned(cost)
+                    .map_err(|_| self.refused(&self.rules[i], op))?,
+            };
+            out.counts.push(p);
+        }
+        Ok(out)
+    }
+
     pub(crate) fn usage(&self) -> Vec<QuotaUsage> {
         self.rules.iter().map(|r| r.usage()).collect()
     }

@@ -58,9 +58,21 @@ impl Parked {
         })
     }
 
-    /// The move succeeded: the file left the root, its quota share returns now.
-    fn moved_out(&mut self) {
-        self.permits = None;
+    /// After a successful move: the permits the moved file, registered again as `kind`,
+    /// takes over from the temp entry (see `Quotas::convert`); what it does not need
+    /// returns when `self` drops. `None`: nothing to carry over (no quota applies).
+    pub(crate) fn carry_over(
+        &mut self,
+        sup: &Supervisor,
+        kind: ResourceKind,
+        from: ResourceKind,
+    ) -> Result<Option<Permits>> {
+        match (sup.inner.quotas.as_ref(), self.permits.take()) {
+            (Some(q), Some(held)) if q.applies(kind) => {
+                q.convert(*held, from, kind, Operation::Persist).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Where to live now: its own scope if still open, else the root scope.
@@ -242,7 +254,7 @@ fn move_unit<T: Movable>(
     let Some(root) = guard.root() else {
         return Err(PersistError::new(Error::io(op, target, revoked()), guard));
     };
-    let Some(mut parked) = Parked::take(inner, guard.reg()) else {
+    let Some(parked) = Parked::take(inner, guard.reg()) else {
         return Err(PersistError::new(Error::io(op, target, revoked()), guard));
     };
     // Out of the registry: no sweep can close, unlink or empty it now. Still check the
@@ -259,7 +271,6 @@ fn move_unit<T: Movable>(
         Err(e) => Err(e),
     };
     let Err(e) = moved else {
-        parked.moved_out();
         return Ok((guard, parked));
     };
     let error = Error::io(op, target, e);
