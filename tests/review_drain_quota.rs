@@ -7,6 +7,10 @@
 //! - a successful `persist` hands the same open fd's open-files share over to the
 //!   managed file it returns: a waiter queued on that quota cannot take it in between
 //!   (which made `persist` fail with `QuotaExceeded` after moving the file).
+//! - a waiting acquisition holds no quota's room while it waits for another's: one
+//!   that counts two quotas (an fds quota and a live temp files quota) used to take the
+//!   first and wait for the second, starving a holder of the second that needed the
+//!   first: a deadlock.
 
 use custodian::{Quota, ResourceKind, Supervisor};
 use custodian_suite::{Rt, entries, eventually, scenario};
@@ -101,5 +105,37 @@ fn a_persisted_file_keeps_its_open_files_share() {
         drop(waiter.await.unwrap().unwrap());
         assert!(sup.shutdown().await.is_clean());
         std::fs::remove_file(&target).unwrap();
+    });
+}
+
+#[test]
+fn a_waiting_acquisition_holds_no_room_while_it_waits() {
+    scenario(Rt::Multi(2), "review-hold-and-wait", async |base| {
+        let sup = Supervisor::builder()
+            .temp_base(&base)
+            .quota(Quota::fds(2))
+            .quota(Quota::live(ResourceKind::TempFile, 1))
+            .start()
+            .unwrap();
+        // A request holds the only temp file (1 of 2 fds)...
+        let upload = sup.temp_file().await.unwrap();
+        // ...another waits for a temp file...
+        let s = sup.clone();
+        let waiter = tokio::spawn(async move { s.temp_file().await });
+        let s = sup.clone();
+        eventually("the second request waits", move || {
+            s.quotas()[1].waiting == 1
+        })
+        .await;
+        // ...and the first opens one more file: one fd is free, it must get it.
+        let opened =
+            tokio::time::timeout(std::time::Duration::from_secs(5), sup.open(upload.path()))
+                .await
+                .expect("opening with a free fd never waits for a waiter's partial hold")
+                .unwrap();
+        assert_eq!(sup.quotas()[0].in_use, 2);
+        drop((opened, upload));
+        drop(waiter.await.unwrap().unwrap());
+        assert!(sup.shutdown().await.is_clean());
     });
 }
