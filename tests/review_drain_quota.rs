@@ -11,6 +11,9 @@
 //!   that counts two quotas (an fds quota and a live temp files quota) used to take the
 //!   first and wait for the second, starving a holder of the second that needed the
 //!   first: a deadlock.
+//! - `Error::public()` of a decoder's error (custodian-audio's, converted into
+//!   `custodian::Error::Resource`) names no path: the conversion put the audio error's
+//!   full text, path included, in the message that `public()` prints.
 
 use custodian::{Quota, ResourceKind, Supervisor};
 use custodian_suite::{Rt, entries, eventually, scenario};
@@ -136,6 +139,40 @@ fn a_waiting_acquisition_holds_no_room_while_it_waits() {
         assert_eq!(sup.quotas()[0].in_use, 2);
         drop((opened, upload));
         drop(waiter.await.unwrap().unwrap());
+        assert!(sup.shutdown().await.is_clean());
+    });
+}
+
+#[test]
+fn a_decoder_error_made_public_names_no_path() {
+    scenario(Rt::Multi(2), "review-public-decoder", async |base| {
+        let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        let root = sup.temp_root().to_string_lossy().into_owned();
+        let mut upload = sup.temp_file().await.unwrap();
+        upload
+            .write_all(b"RIFF\x10\0\0\0WAVEjunkjunkjunk")
+            .await
+            .unwrap();
+        upload.flush().await.unwrap();
+        let name = upload
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let e = custodian_audio::AudioDecoder::open(&sup.root(), upload.path())
+            .await
+            .map(drop)
+            .expect_err("not a WAV");
+        let e = custodian::Error::from(e);
+        assert!(e.to_string().contains(&root), "the full text names it: {e}");
+        let public = e.public().to_string();
+        assert!(
+            !public.contains(&root) && !public.contains(&name) && !public.contains('/'),
+            "{public}"
+        );
+        assert!(public.starts_with("decode: "), "{public}");
+        drop(upload);
         assert!(sup.shutdown().await.is_clean());
     });
 }
