@@ -14,6 +14,9 @@
 //! - `Error::public()` of a decoder's error (custodian-audio's, converted into
 //!   `custodian::Error::Resource`) names no path: the conversion put the audio error's
 //!   full text, path included, in the message that `public()` prints.
+//! - `Supervisor::draining()` completes on `force()` too: forcing cancels every scope,
+//!   so a server must stop accepting then, and new top-level work is refused rather
+//!   than admitted into an already cancelled supervisor.
 
 use custodian::{Quota, ResourceKind, Supervisor};
 use custodian_suite::{Rt, entries, eventually, scenario};
@@ -174,5 +177,26 @@ fn a_decoder_error_made_public_names_no_path() {
         assert!(public.starts_with("decode: "), "{public}");
         drop(upload);
         assert!(sup.shutdown().await.is_clean());
+    });
+}
+
+#[test]
+fn force_alone_fires_draining() {
+    scenario(Rt::Multi(2), "review-force-draining", async |base| {
+        let sup = Supervisor::builder()
+            .temp_base(&base)
+            .drain(std::time::Duration::from_secs(30))
+            .start()
+            .unwrap();
+        let stop_accepting = sup.draining();
+        sup.force();
+        tokio::time::timeout(std::time::Duration::from_secs(5), stop_accepting)
+            .await
+            .expect("draining() completes once the supervisor is forced");
+        assert!(sup.is_draining());
+        let r = sup.scope("late", async |_| ()).await;
+        assert!(matches!(r, Err(custodian::Error::Draining { .. })), "{r:?}");
+        let report = sup.shutdown().await;
+        assert!(report.forced && report.drain.is_none());
     });
 }
