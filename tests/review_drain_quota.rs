@@ -17,6 +17,8 @@
 //! - `Supervisor::draining()` completes on `force()` too: forcing cancels every scope,
 //!   so a server must stop accepting then, and new top-level work is refused rather
 //!   than admitted into an already cancelled supervisor.
+//! - a temp bytes charge of more than `u32::MAX` bytes at once (a write after a seek
+//!   far past the end) is charged, not refused, when the quota has room.
 
 use custodian::{Quota, ResourceKind, Supervisor};
 use custodian_suite::{Rt, entries, eventually, scenario};
@@ -198,5 +200,36 @@ fn force_alone_fires_draining() {
         assert!(matches!(r, Err(custodian::Error::Draining { .. })), "{r:?}");
         let report = sup.shutdown().await;
         assert!(report.forced && report.drain.is_none());
+    });
+}
+
+#[test]
+fn a_write_far_past_the_end_is_charged_not_refused() {
+    use tokio::io::AsyncSeekExt;
+    scenario(Rt::Multi(2), "review-far-write", async |base| {
+        let sup = Supervisor::builder()
+            .temp_base(&base)
+            .quota(Quota::temp_bytes(u64::MAX))
+            .start()
+            .unwrap();
+        let far = 5u64 << 30; // 5 GiB: a sparse file, nothing much on disk
+        let mut t = sup.temp_file().await.unwrap();
+        t.seek(std::io::SeekFrom::Start(far)).await.unwrap();
+        t.write_all(b"x").await.expect("the quota has room for it");
+        t.flush().await.unwrap();
+        assert_eq!(std::fs::metadata(t.path()).unwrap().len(), far + 1);
+        assert_eq!(sup.quotas()[0].in_use, far + 1);
+        // A shrink by other means settles back below u32::MAX.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(t.path())
+            .unwrap()
+            .set_len(10)
+            .unwrap();
+        t.flush().await.unwrap();
+        assert_eq!(sup.quotas()[0].in_use, 10);
+        drop(t);
+        assert_eq!(sup.quotas()[0].in_use, 0);
+        assert!(sup.shutdown().await.is_clean());
     });
 }
