@@ -171,6 +171,28 @@ impl Error {
     }
 }
 
+impl Error {
+    /// What went wrong, without the path (custodian's `Error::Resource` names it, and
+    /// its `public()` form prints this message to clients: it must hold no path).
+    fn detail(&self) -> String {
+        let op = self.op();
+        match self {
+            Error::NotAFile { .. } => format!("{op}: not a regular file"),
+            Error::Unsupported { what, .. } => format!("{op}: unsupported: {what}"),
+            Error::Malformed { message, .. } => format!("{op}: malformed: {message}"),
+            Error::Limit {
+                what, value, limit, ..
+            } => format!("{op}: {what} is {value}, above the limit of {limit}"),
+            Error::Panicked { message, .. } => {
+                format!("{op}: the decoder panicked ({message}); it was released")
+            }
+            Error::Released { .. } => format!("{op}: the decoder was released"),
+            Error::Io { source, .. } => format!("{op}: {source}"),
+            Error::Custodian(e) => e.public().to_string(),
+        }
+    }
+}
+
 impl From<Error> for custodian::Error {
     /// Folds an audio error into custodian's error, so that `?` works in scope bodies:
     /// an I/O failure stays [`custodian::Error::Io`] with its path and `io::ErrorKind`
@@ -197,8 +219,8 @@ impl From<Error> for custodian::Error {
             },
             other => custodian::Error::Resource {
                 op: custodian::Operation::Decode,
+                message: other.detail(),
                 path: other.path().map(Path::to_path_buf).unwrap_or_default(),
-                message: other.to_string(),
             },
         }
     }

@@ -64,7 +64,12 @@ impl fmt::Display for PublicError<'_> {
             }
             Error::Cancelled { reason, .. } => write!(f, "cancelled ({reason})"),
             Error::ScopeClosed { .. } => write!(f, "{op}: the request has ended"),
-            Error::Resource { message, .. } => write!(f, "{op}: {message}"),
+            // The message is meant to hold no path; its own path is scrubbed anyway, in
+            // case another crate's message repeats it.
+            Error::Resource { message, path, .. } => match path.to_string_lossy() {
+                p if p.is_empty() => write!(f, "{op}: {message}"),
+                p => write!(f, "{op}: {}", message.replace(&*p, "the file")),
+            },
             Error::TempRootReplaced { .. }
             | Error::NoRuntime { .. }
             | Error::CleanupPanicked { .. } => write!(f, "{op}: internal error"),

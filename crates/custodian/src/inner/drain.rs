@@ -3,7 +3,7 @@
 //!
 //! Invariants:
 //! - `begun` fires once, when the drain begins, or when shutdown (or emergency clean-up)
-//!   begins without one: it is what `Supervisor::draining` waits for;
+//!   begins without one, or on `force`: it is what `Supervisor::draining` waits for;
 //! - `draining` is set before `begun` fires and never cleared: from then on the root
 //!   scope admits nothing new (no top-level scope, no root-scope resource or task);
 //! - a top-level scope holds a `top` token from before its admission check to its end, so

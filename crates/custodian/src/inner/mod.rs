@@ -206,6 +206,9 @@ impl Inner {
     /// Forces shutdown: raises the root's reason and fires `cut`.
     pub(crate) fn force(&self) {
         self.forced.store(true, Ordering::Relaxed);
+        // Every scope is being cancelled: stop taking new work now (and wake
+        // `draining()`), even before a shutdown runs.
+        self.drain.begin();
         self.root_scope.raise(CancelReason::ForcedShutdown);
         self.fire_cut();
     }

@@ -5,8 +5,8 @@
 //! - permits are taken before the resource is created (waiting acquisitions) or before
 //!   its entry is inserted (the others), and are held by the entry (`Permits`) until
 //!   its release has finished: never returned twice, never kept after;
-//! - the rules of one acquisition are taken in one fixed order (the builder's), so that
-//!   two waiting acquisitions never hold each other's permits;
+//! - a waiting acquisition holds no permit while it waits (see `Quotas::take`), so that
+//!   it never keeps room that a holder of what it waits for needs;
 //! - a waiting acquisition dropped at any point returns what it took (owned permits),
 //!   and counts itself out of `waiting`;
 //! - without quotas, `Inner::quotas` is `None` and an acquisition pays one branch.
@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::sync::TryAcquireError;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Operation};
@@ -94,21 +94,39 @@ impl Quotas {
 
     /// `Err(i)`: rule `i` had no room (what was taken returns as it drops).
     fn take_now(&self, kind: ResourceKind) -> Result<Permits, usize> {
+        self.take_now_with(kind, None)
+    }
+
+    /// As `take_now`, with rule `got.0`'s permit already in hand (a waiting acquisition
+    /// that was just served by that rule's queue).
+    fn take_now_with(
+        &self,
+        kind: ResourceKind,
+        mut got: Option<(usize, OwnedSemaphorePermit)>,
+    ) -> Result<Permits, usize> {
         let rules = &self.by_kind[kind.index()];
         let mut permits = self.empty_permits(kind);
         permits.counts.reserve_exact(rules.len());
         for &(i, cost) in rules {
-            match self.rules[i].sem.clone().try_acquire_many_owned(cost) {
-                Ok(p) => permits.counts.push(p),
-                Err(_) => return Err(i),
-            }
+            let p = match got.take_if(|(j, _)| *j == i) {
+                Some((_, p)) => p,
+                None => (self.rules[i].sem.clone())
+                    .try_acquire_many_owned(cost)
+                    .map_err(|_| i)?,
+            };
+            permits.counts.push(p);
         }
         Ok(permits)
     }
 
-    /// Takes `kind`'s permits, waiting for room in each rule in turn (first come, first
-    /// served), until `stop` fires (shutdown cancelling the root: `ShuttingDown`). A
+    /// Takes `kind`'s permits, waiting for room (first come, first served in each
+    /// quota), until `stop` fires (shutdown cancelling the root: `ShuttingDown`). A
     /// resource that can never fit (its cost above the limit) is refused at once.
+    ///
+    /// It holds nothing while it waits: it waits in the queue of one quota that has no
+    /// room, then takes the others at once or gives that one back and waits again. A
+    /// waiter holding one quota's room while it waits for another's would starve a
+    /// holder of the second that needs the first (a deadlock).
     pub(crate) fn take(
         self: &Arc<Self>,
         kind: ResourceKind,
@@ -117,28 +135,55 @@ impl Quotas {
     ) -> impl Future<Output = Result<Permits, Error>> + Send + 'static {
         let this = self.clone();
         async move {
-            let mut permits = this.empty_permits(kind);
-            for &(i, cost) in &this.by_kind[kind.index()] {
-                let rule = &this.rules[i];
-                if u64::from(cost) > rule.quota.limit() {
-                    return Err(this.refused(rule, op));
-                }
-                let p = match rule.sem.clone().try_acquire_many_owned(cost) {
-                    Ok(p) => p,
-                    Err(TryAcquireError::NoPermits) => {
-                        let _waiting = Waiting::new(rule);
-                        tokio::select! {
-                            p = rule.sem.clone().acquire_many_owned(cost) => p.map_err(|_| Error::ShuttingDown { op })?,
-                            () = stop.cancelled() => return Err(Error::ShuttingDown { op }),
-                        }
-                    }
-                    // Never closed: it lives as long as the supervisor.
-                    Err(TryAcquireError::Closed) => return Err(Error::ShuttingDown { op }),
-                };
-                permits.counts.push(p);
+            let rules = &this.by_kind[kind.index()];
+            if let Some(&(i, _)) = rules
+                .iter()
+                .find(|&&(i, cost)| u64::from(cost) > this.rules[i].quota.limit())
+            {
+                return Err(this.refused(&this.rules[i], op));
             }
-            Ok(permits)
+            let mut got = None;
+            let mut waited = false;
+            loop {
+                let i = match this.take_now_with(kind, got.take()) {
+                    Ok(p) => return Ok(p),
+                    Err(i) => i,
+                };
+                let (rule, cost) = (&this.rules[i], this.rules[i].quota.cost(kind));
+                let _waiting = Waiting::new(rule, !std::mem::replace(&mut waited, true));
+                let p = tokio::select! {
+                    p = rule.sem.clone().acquire_many_owned(cost) => p.map_err(|_| Error::ShuttingDown { op })?,
+                    () = stop.cancelled() => return Err(Error::ShuttingDown { op }),
+                };
+                got = Some((i, p));
+            }
         }
+    }
+
+    /// What a resource of `from` holds, as a resource of `to` (a temp file persisted as
+    /// a managed file, the same open fd): the shares of rules that count both at the
+    /// same cost carry over (never handed to a waiter in between), `from`'s others
+    /// return, and those only `to` needs are taken now, or refused.
+    pub(crate) fn convert(
+        &self,
+        mut held: Permits,
+        from: ResourceKind,
+        to: ResourceKind,
+        op: Operation,
+    ) -> Result<Permits, Error> {
+        let counts = std::mem::take(&mut held.counts);
+        let mut old: Vec<_> = self.by_kind[from.index()].iter().zip(counts).collect();
+        let mut out = self.empty_permits(to);
+        for &(i, cost) in &self.by_kind[to.index()] {
+            let p = match old.iter().position(|(rc, _)| **rc == (i, cost)) {
+                Some(k) => old.swap_remove(k).1,
+                None => (self.rules[i].sem.clone())
+                    .try_acquire_many_owned(cost)
+                    .map_err(|_| self.refused(&self.rules[i], op))?,
+            };
+            out.counts.push(p);
+        }
+        Ok(out)
     }
 
     pub(crate) fn usage(&self) -> Vec<QuotaUsage> {
@@ -146,13 +191,16 @@ impl Quotas {
     }
 }
 
-/// Counts one acquisition in `waiting` while it waits (and in `waited` once).
+/// Counts one acquisition in `waiting` while it waits (and in `waited` if `first`: an
+/// acquisition that waits again, in another quota's queue, counts once).
 struct Waiting<'a>(&'a Rule);
 
 impl<'a> Waiting<'a> {
-    fn new(rule: &'a Rule) -> Self {
+    fn new(rule: &'a Rule, first: bool) -> Self {
         // Relaxed: counters.
-        rule.waited.fetch_add(1, Ordering::Relaxed);
+        if first {
+            rule.waited.fetch_add(1, Ordering::Relaxed);
+        }
         rule.waiting.fetch_add(1, Ordering::Relaxed);
         Waiting(rule)
     }

@@ -126,9 +126,21 @@ impl ByteCharge {
         if end <= h.bytes {
             return true;
         }
-        let got = u32::try_from(end - h.bytes)
-            .ok()
-            .and_then(|n| self.rule.sem.clone().try_acquire_many_owned(n).ok());
+        // A semaphore hands out at most `u32::MAX` permits at a time: a larger charge (a
+        // write after a far seek) is taken in chunks, all or nothing (a partial one
+        // returns as `got` drops).
+        let (mut need, mut got) = (end - h.bytes, None::<OwnedSemaphorePermit>);
+        while need > 0 {
+            let n = u32::try_from(need).unwrap_or(u32::MAX);
+            let Ok(p) = self.rule.sem.clone().try_acquire_many_owned(n) else {
+                return false;
+            };
+            match &mut got {
+                Some(g) => g.merge(p),
+                None => got = Some(p),
+            }
+            need -= u64::from(n);
+        }
         let Some(p) = got else {
             return false;
         };

@@ -18,7 +18,7 @@ use rustix::fs::{CWD, RenameFlags, renameat_with};
 use crate::error::{Error, Operation, Result};
 use crate::inner::{Inner, Spec, Supervisor};
 use crate::kind::{ReleasePath, ResourceKind};
-use crate::registry::{Reclaim, ScopeShared};
+use crate::registry::{Permits, Reclaim, ScopeShared};
 use crate::resource::slot::revoked;
 use crate::resource::temp::spawn_unit;
 use crate::scope::{Registration, Scope};
@@ -33,6 +33,10 @@ pub(crate) struct Parked {
     home: Arc<ScopeShared>,
     label: Box<str>,
     site: &'static Location<'static>,
+    /// The entry's quota permits, kept while the file is still in the root: a failed
+    /// move registers it again with them (never refused for room a waiter took
+    /// meanwhile, its temp bytes still charged to the same guard).
+    permits: Option<Box<Permits>>,
 }
 
 impl Parked {
@@ -40,14 +44,35 @@ impl Parked {
     /// decision, as `Detached`). `None` if a sweep had already released it.
     pub(crate) fn take(inner: &Inner, reg: &Registration) -> Option<Parked> {
         let id = reg.id();
-        // The map's read guard is dropped inside `map`, before the removal below.
-        let (home, label, site) = inner
-            .registry
-            .map
-            .get(&id)
-            .map(|e| (e.scope.clone(), e.label.clone(), e.site))?;
+        // The map's write guard is dropped inside `map`, before the removal below.
+        let (home, label, site, permits) = inner.registry.map.get_mut(&id).map(|mut e| {
+            let permits = e.permits.take();
+            (e.scope.clone(), e.label.clone(), e.site, permits)
+        })?;
         inner.release(id, Some(ReleasePath::Detached))?;
-        Some(Parked { home, label, site })
+        Some(Parked {
+            home,
+            label,
+            site,
+            permits,
+        })
+    }
+
+    /// After a successful move: the permits the moved file, registered again as `kind`,
+    /// takes over from the temp entry (see `Quotas::convert`); what it does not need
+    /// returns when `self` drops. `None`: nothing to carry over (no quota applies).
+    pub(crate) fn carry_over(
+        &mut self,
+        sup: &Supervisor,
+        kind: ResourceKind,
+        from: ResourceKind,
+    ) -> Result<Option<Permits>> {
+        match (sup.inner.quotas.as_ref(), self.permits.take()) {
+            (Some(q), Some(held)) if q.applies(kind) => {
+                q.convert(*held, from, kind, Operation::Persist).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Where to live now: its own scope if still open, else the root scope.
@@ -66,7 +91,7 @@ impl Parked {
     /// Registers it again, in [`scope`](Self::scope). On refusal (shutting down, or the
     /// scope ended meanwhile) the registry reclaims it at once (removes it).
     pub(crate) fn register(
-        self,
+        mut self,
         sup: &Supervisor,
         kind: ResourceKind,
         path: &Path,
@@ -79,7 +104,8 @@ impl Parked {
             site: self.site,
             op: Operation::Persist,
         };
-        self.scope(sup).register_boxed(spec, reclaim)
+        let permits = self.permits.take().map(|p| *p);
+        self.scope(sup).register_with(spec, reclaim, permits)
     }
 }
 

@@ -313,7 +313,7 @@ impl TempFile {
         async move {
             let this = self.flushed(&target).await?;
             let to = target.clone();
-            move_out(this, target, clobber, move |this, sup, parked| {
+            move_out(this, target, clobber, move |this, sup, mut parked| {
                 let Some(file) = this.file.take() else {
                     return Err(PersistError::lost(Error::io(
                         Operation::Persist,
@@ -321,7 +321,12 @@ impl TempFile {
                         revoked(),
                     )));
                 };
-                ManagedFile::register(&parked.scope(sup), file, to, site, None)
+                // The same open fd: its open files and fds shares carry over.
+                let (kind, from) = (ResourceKind::File, ResourceKind::TempFile);
+                let permits = parked
+                    .carry_over(sup, kind, from)
+                    .map_err(PersistError::lost)?;
+                ManagedFile::register(&parked.scope(sup), file, to, site, permits)
                     .map_err(PersistError::lost)
             })
             .await

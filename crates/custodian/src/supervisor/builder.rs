@@ -148,7 +148,8 @@ impl Builder {
     /// [`Command::spawn_when_room`](crate::Command::spawn_when_room),
     /// [`Command::output`](crate::Command::output) and
     /// [`Command::status`](crate::Command::status) — **waits** for room, first come first
-    /// served, before creating anything; dropping it while it waits takes nothing (a
+    /// served in each quota and holding no quota's room while it waits for another's,
+    /// before creating anything; dropping it while it waits takes nothing (a
     /// resource that can never fit, under a limit of 0, is refused at once). It
     /// stops waiting with [`Error::ShuttingDown`] when shutdown cancels the root.
     /// [`TempBuilder::no_wait`](crate::TempBuilder::no_wait) makes it fail fast

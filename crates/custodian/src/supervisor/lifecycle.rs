@@ -54,8 +54,9 @@ impl Supervisor {
     }
 
     /// Completes when the supervisor stops taking new work: when the drain begins
-    /// (see [`Builder::drain`](crate::Builder::drain)), or when shutdown begins if there
-    /// is no drain (at once if that has already happened). Made for a server's graceful
+    /// (see [`Builder::drain`](crate::Builder::drain)), when shutdown begins if there
+    /// is no drain, or when it is [forced](Self::force) (at once if that has already
+    /// happened). Made for a server's graceful
     /// shutdown, which stops accepting connections and lets requests in flight finish:
     /// `axum::serve(listener, app).with_graceful_shutdown(sup.draining())`. Unlike
     /// [`cancelled`](Self::cancelled), which fires only once the drain is over and
@@ -134,8 +135,10 @@ impl Supervisor {
     /// are not waited for, what is left is released at once with
     /// [`reclaim_now`](crate::Reclaim::reclaim_now)), and one that starts later is
     /// forced from the start. Every scope is cancelled with
-    /// [`CancelReason::ForcedShutdown`] and its body dropped without a grace period.
-    /// Does not itself run the shutdown; see [`shutdown_now`](Self::shutdown_now).
+    /// [`CancelReason::ForcedShutdown`] and its body dropped without a grace period, and
+    /// the root scope takes no new work ([`Error::Draining`](crate::Error::Draining);
+    /// [`draining`](Self::draining) completes). Does not itself run the shutdown; see
+    /// [`shutdown_now`](Self::shutdown_now).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
