@@ -17,6 +17,9 @@
 //! - `Supervisor::draining()` completes on `force()` too: forcing cancels every scope,
 //!   so a server must stop accepting then, and new top-level work is refused rather
 //!   than admitted into an already cancelled supervisor.
+//! - a root-scope temp file persisted during a drain is handed back managed: its
+//!   registration as a file is a change of form, not new work (the drain refused it:
+//!   the file was moved, the guard lost, and the call failed with `Draining`).
 //! - a temp bytes charge of more than `u32::MAX` bytes at once (a write after a seek
 //!   far past the end) is charged, not refused, when the quota has room.
 
@@ -231,5 +234,44 @@ fn a_write_far_past_the_end_is_charged_not_refused() {
         drop(t);
         assert_eq!(sup.quotas()[0].in_use, 0);
         assert!(sup.shutdown().await.is_clean());
+    });
+}
+
+/// A root-scope temp file persisted during a drain is moved AND handed back managed: the
+/// re-registration of a resource changing form is not new work, so the drain does not
+/// refuse it (it used to: the file was moved, the guard lost, the call an error).
+#[test]
+fn a_persist_during_the_drain_hands_the_file_back() {
+    scenario(Rt::Multi(2), "review-persist-drain", async |base| {
+        let sup = Supervisor::builder()
+            .temp_base(&base)
+            .grace(std::time::Duration::from_secs(5))
+            .drain(std::time::Duration::from_secs(5))
+            .start()
+            .unwrap();
+        let mut t = sup.temp_file().await.unwrap();
+        t.write_all(b"result").await.unwrap();
+        // A request in flight keeps the drain open.
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        let request = tokio::spawn(sup.scope("request", async move |_s| {
+            let _ = started_tx.send(());
+            let _ = done_rx.await;
+        }));
+        started_rx.await.unwrap();
+        let s = sup.clone();
+        let shutdown = tokio::spawn(async move { s.shutdown().await });
+        let s = sup.clone();
+        eventually("the drain began", move || s.is_draining()).await;
+        let target = base.join("kept.bin");
+        let kept = t.persist(&target).await.map_err(|e| e.error).unwrap();
+        assert_eq!(std::fs::read(kept.path()).unwrap(), b"result");
+        drop(kept);
+        done_tx.send(()).unwrap();
+        request.await.unwrap().unwrap();
+        let report = shutdown.await.unwrap();
+        assert!(report.leaks.is_empty(), "{report}");
+        assert!(target.exists(), "a persisted file is the caller's");
+        std::fs::remove_file(&target).unwrap();
     });
 }

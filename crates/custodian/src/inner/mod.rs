@@ -311,7 +311,11 @@ impl Inner {
             Some(e)
         } else if self.is_shutting_down() {
             Some(Error::ShuttingDown { op })
-        } else if let Err(e) = self.admit_while_draining(scope, op) {
+        // A persisted temp file or dir registered again is a resource changing form, not
+        // new work: the drain lets it through (refused, it would be moved but lost).
+        } else if op != Operation::Persist
+            && let Err(e) = self.admit_while_draining(scope, op)
+        {
             Some(e)
         } else if !scope.push(id, &self.registry) {
             Some(Error::ScopeClosed {

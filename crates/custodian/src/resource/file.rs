@@ -76,12 +76,16 @@ impl Reclaim for FileReclaim {
 }
 
 impl ManagedFile {
+    /// Registers an open file. `op` is [`Operation::OpenFile`] for a new one,
+    /// [`Operation::Persist`] for a temp file that became this file (not new work: a
+    /// drain does not refuse it).
     pub(crate) fn register(
         scope: &Scope,
         file: tokio::fs::File,
         path: PathBuf,
         site: &'static Location<'static>,
         permits: Option<Permits>,
+        op: Operation,
     ) -> Result<Self> {
         let slot = Slot::new(file);
         let spec = Spec {
@@ -89,7 +93,7 @@ impl ManagedFile {
             label: label_of(&path),
             path: Some(path.clone()),
             site,
-            op: Operation::OpenFile,
+            op,
         };
         let reg = scope.register_with(spec, Box::new(FileReclaim(slot.clone())), permits)?;
         Ok(ManagedFile {
@@ -499,7 +503,7 @@ impl Future for OpenFile {
                         Err(e) => return Poll::Ready(Err(Error::io(op, path, e))),
                     };
                     return Poll::Ready(ManagedFile::register(
-                        &scope, file, path, self.site, permits,
+                        &scope, file, path, self.site, permits, op,
                     ));
                 }
                 OpenState::Done => panic!("`OpenFile` polled after completion"),

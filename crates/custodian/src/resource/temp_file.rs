@@ -326,8 +326,15 @@ impl TempFile {
                 let permits = parked
                     .carry_over(sup, kind, from)
                     .map_err(PersistError::lost)?;
-                ManagedFile::register(&parked.scope(sup), file, to, site, permits)
-                    .map_err(PersistError::lost)
+                ManagedFile::register(
+                    &parked.scope(sup),
+                    file,
+                    to,
+                    site,
+                    permits,
+                    Operation::Persist,
+                )
+                .map_err(PersistError::lost)
             })
             .await
         }
