@@ -50,7 +50,8 @@ audio_exe=$(exe custodian-audio pairs_audio)
 memory_exe=$(exe custodian memory)
 
 if ((${#pairs[@]} == 0)); then
-  echo "== 1. criterion (interleaved per operation)" | tee -a "$summary"
+  echo "== 1. criterion (interleaved per operation), ratio of medians" | tee -a "$summary"
+  rm -rf target/criterion # no stale groups from older runs in the summary
   cargo bench -q -p custodian --bench core --bench process -- "${crit[@]}" >"$report/criterion.txt" 2>&1
   cargo bench -q -p custodian-audio --bench decode -- "${crit[@]}" >>"$report/criterion.txt" 2>&1
   python3 - <<'PY' | tee -a "$summary"
@@ -58,6 +59,8 @@ import json, pathlib
 root = pathlib.Path("target/criterion")
 for group in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "report"):
     med = {}
+    if (group / "new/estimates.json").exists():
+        med[group.name] = json.loads((group / "new/estimates.json").read_text())["median"]["point_estimate"]
     for f in group.glob("*/new/estimates.json"):
         med[f.parent.parent.name] = json.loads(f.read_text())["median"]["point_estimate"]
     managed = [k for k in med if k.startswith("managed") or k in ("journal_on",)]
