@@ -83,8 +83,11 @@ fi
 echo "== 3. instructions per operation (callgrind, all threads), managed/raw" | tee -a "$summary"
 count() { # exe pair side n -> instructions
   local out=$work/cg.$2.$3.$4
-  # A fresh pid namespace: children left by a run without teardown die with it.
-  unshare --fork --pid --mount-proc -- valgrind --tool=callgrind --callgrind-out-file="$out" \
+  # A fresh directory and a fresh pid namespace per run: what a run without teardown
+  # leaves (temp roots, journals, children) must not become the next run's work, and in
+  # the namespace every run is pid 1, so the names would collide.
+  mkdir -p "$work/run.$2.$3.$4"
+  CUSTODIAN_BENCH_DIR=$work/run.$2.$3.$4 unshare --fork --pid --mount-proc -- valgrind --tool=callgrind --callgrind-out-file="$out" \
     "$1" count "$2" "$3" "$4" 2>"$out.log" >/dev/null </dev/null
   if [[ "$4" != 0 ]]; then cp "$out" "$report/callgrind.$2.$3.out"; fi
   grep -o 'Collected : [0-9]*' "$out.log" | grep -o '[0-9]*$'

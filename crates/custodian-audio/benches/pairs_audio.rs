@@ -105,7 +105,13 @@ fn main() {
     let rt = harness::runtime();
     let path = Arc::new(fixture());
     assert_eq!(raw_chunks(&path), FRAMES * 2);
-    let sup = rt.block_on(async { custodian::Supervisor::builder().start().unwrap() });
+    let base = path.parent().unwrap().to_path_buf();
+    let sup = rt.block_on(async {
+        custodian::Supervisor::builder()
+            .temp_base(base)
+            .start()
+            .unwrap()
+    });
     let root = sup.root();
     let build = |name: &str| {
         (name == "audio_100ms").then(|| harness::Pair {

@@ -208,7 +208,14 @@ fn registration(c: &mut Criterion) {
             .unwrap();
         drop(black_box(r));
     };
-    pair(c, &rt, "register_drop", "raw_dashmap_insert_remove", raw, managed);
+    pair(
+        c,
+        &rt,
+        "register_drop",
+        "raw_dashmap_insert_remove",
+        raw,
+        managed,
+    );
     let token = tokio_util::sync::CancellationToken::new();
     let token = &token;
     let sup_ref = &sup;

@@ -259,7 +259,10 @@ fn build(rt: &tokio::runtime::Runtime, name: &str) -> Option<Pair> {
             // A state dir must be private to its user.
             let private = std::os::unix::fs::PermissionsExt::from_mode(0o700);
             std::fs::set_permissions(&state, private).unwrap();
-            let on = start(rt, Supervisor::builder().state_dir(&state));
+            let on = start(
+                rt,
+                Supervisor::builder().temp_base(base()).state_dir(&state),
+            );
             let run = |s: Supervisor| {
                 per_op!(s, |s| {
                     let mut c = s.command("true").spawn().unwrap();
