@@ -26,12 +26,15 @@ use tokio::sync::watch;
 
 use crate::sys::process::running_members;
 
-/// The outcome of one pass: its number, and the running members of each group asked
-/// about that has any (or the pass's error).
+/// The running members of each group a pass was asked about that has any.
+type Members = Arc<HashMap<u32, Vec<u32>>>;
+
+/// The outcome of one pass: its number, and what it found (or its error, as kind and
+/// message: `io::Error` is not `Clone`).
 #[derive(Clone, Default)]
 struct Pass {
     number: u64,
-    found: Option<Result<Arc<HashMap<u32, Vec<u32>>>, (io::ErrorKind, String)>>,
+    found: Option<Result<Members, (io::ErrorKind, String)>>,
 }
 
 #[derive(Default)]
