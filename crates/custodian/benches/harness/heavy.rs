@@ -1,7 +1,8 @@
 //! The pairs of `pairs.rs` whose operation needs a setup of its own per batch (shutdown,
 //! mass release, a stubborn child, a journal sweep) or a long-lived background load
 //! (leak scanning). In `count` mode with `N` = 0 a one-shot side does its setup and
-//! exits the process at once, so the measured operation is the only difference.
+//! exits the process at once, and with `N` = 1 it exits right after the operation
+//! (`exit_if_counting`), so the measured operation is the only difference.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use custodian::{ResourceKind, Supervisor};
 use tokio::io::AsyncBufReadExt;
 
-use super::harness::{Batch, Pair, Unit};
+use super::harness::{Batch, Pair, Unit, exit_if_counting};
 use super::{Nothing, base, one_shot, raw_dir};
 
 const FILES: usize = 10_000;
@@ -46,6 +47,7 @@ pub(crate) fn shutdown_10k(name: &'static str) -> Pair {
         let t = Instant::now();
         let report = sup.shutdown().await;
         let d = t.elapsed();
+        exit_if_counting();
         assert_eq!(
             report.released_by_path().values().sum::<u64>(),
             FILES as u64
@@ -72,6 +74,7 @@ pub(crate) fn shutdown_10k(name: &'static str) -> Pair {
         .await
         .unwrap();
         let d = t.elapsed();
+        exit_if_counting();
         std::fs::remove_dir(dir).unwrap();
         d
     });
@@ -103,6 +106,7 @@ pub(crate) fn children_200(name: &'static str) -> Pair {
         };
         let (escaped, t) = tokio::join!(scope, go);
         let d = t.elapsed();
+        exit_if_counting();
         assert!(escaped.unwrap().iter().all(|c| !c.registration().is_live()));
         sup.shutdown().await;
         d
@@ -126,7 +130,9 @@ pub(crate) fn children_200(name: &'static str) -> Pair {
         for c in &mut v {
             black_box(c.wait().await.unwrap());
         }
-        t.elapsed()
+        let d = t.elapsed();
+        exit_if_counting();
+        d
     });
     one_shot(name, vec![("managed", managed), ("raw_kill_reap", raw)])
 }
@@ -189,6 +195,7 @@ pub(crate) fn sweep_1000() -> Pair {
             let t = Instant::now();
             let report = custodian::sweep(&state).unwrap();
             let d = t.elapsed();
+            exit_if_counting();
             assert_eq!(report.dead_owners.len(), 1);
             d
         }

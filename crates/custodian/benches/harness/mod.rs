@@ -74,6 +74,16 @@ macro_rules! per_op {
     }};
 }
 
+static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// In `count` mode, exits at once: a one-shot side calls it right after its measured
+/// operation, so that its teardown (dropping 10k guards, say) is not counted with it.
+pub(crate) fn exit_if_counting() {
+    if COUNTING.load(std::sync::atomic::Ordering::Relaxed) {
+        std::process::exit(0);
+    }
+}
+
 /// The multi-thread runtime every side runs on (two workers, like the CI machine).
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -96,6 +106,7 @@ pub(crate) fn main(
         .collect();
     match args.first().map(String::as_str) {
         Some("count") => {
+            COUNTING.store(true, std::sync::atomic::Ordering::Relaxed);
             let [_, pair, side, n] = &args[..] else {
                 panic!("usage: count PAIR SIDE N");
             };
