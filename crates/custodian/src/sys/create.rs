@@ -185,7 +185,10 @@ mod tests {
     fn random_hex_is_lowercase_hex_of_twice_the_length_and_varies() {
         let a = random_hex(RANDOM_BYTES).unwrap();
         assert_eq!(a.len(), 2 * RANDOM_BYTES);
-        assert!(a.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')), "{a}");
+        assert!(
+            a.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
+            "{a}"
+        );
         assert_ne!(a, random_hex(RANDOM_BYTES).unwrap());
         assert_eq!(random_hex(0).unwrap(), "");
     }
