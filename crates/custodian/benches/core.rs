@@ -7,7 +7,8 @@
 //! custodian's own cost rather than the disk's, and to `std::env::temp_dir()` in the
 //! `tmp` variants.
 //!
-//! Run: `cargo bench -p custodian --bench core`
+//! Run: `cargo bench -p custodian --bench core` (or every pair, with instruction counts:
+//! `scripts/bench.sh`).
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -98,6 +99,24 @@ fn temp_files(c: &mut Criterion, label: &str, base: PathBuf) {
         raw,
         managed,
     );
+    // The other common raw way: tempfile's blocking create on the blocking pool, and its
+    // drop (one unlink) where it falls, like custodian's guard.
+    let raw_blocking = || async {
+        let d = raw_path.clone();
+        let f = tokio::task::spawn_blocking(move || tempfile::NamedTempFile::new_in(d))
+            .await
+            .unwrap()
+            .unwrap();
+        drop(black_box(f));
+    };
+    pair(
+        c,
+        &rt,
+        format!("temp_file_create_drop/{label}/vs_tempfile"),
+        "raw_tempfile_spawn_blocking",
+        raw_blocking,
+        managed,
+    );
     drop(raw_dir);
     rt.block_on(sup.shutdown());
 }
@@ -174,15 +193,38 @@ fn registration(c: &mut Criterion) {
     let rt = runtime();
     let sup = rt.block_on(async { Supervisor::builder().start().unwrap() });
     let root = sup.root();
+    // Interleaved against the raw map operation a registry needs at least.
+    let map = dashmap::DashMap::<u64, u64>::new();
+    let next = std::sync::atomic::AtomicU64::new(0);
+    let (map, next, root_ref) = (&map, &next, &root);
+    let raw = || async move {
+        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        map.insert(k, k);
+        black_box(map.remove(&k));
+    };
+    let managed = || async move {
+        let r = root_ref
+            .register(ResourceKind::Lock, "bench", None, Nothing)
+            .unwrap();
+        drop(black_box(r));
+    };
+    pair(
+        c,
+        &rt,
+        "register_drop",
+        "raw_dashmap_insert_remove",
+        raw,
+        managed,
+    );
+    let token = tokio_util::sync::CancellationToken::new();
+    let token = &token;
+    let sup_ref = &sup;
+    let raw = || async move { drop(black_box(token.child_token())) };
+    let managed = || async move {
+        black_box(sup_ref.scope("bench", async |_s| 1).await.unwrap());
+    };
+    pair(c, &rt, "scope_enter_exit", "raw_child_token", raw, managed);
     let mut g = c.benchmark_group("registration");
-    g.bench_function("register_drop_1_thread", |b| {
-        b.iter(|| {
-            let r = root
-                .register(ResourceKind::Lock, "bench", None, Nothing)
-                .unwrap();
-            drop(black_box(r));
-        })
-    });
     g.bench_function("register_drop_2_threads_one_scope", |b| {
         b.iter_custom(|n| {
             let t = Instant::now();
@@ -202,10 +244,6 @@ fn registration(c: &mut Criterion) {
             // Per operation: two threads did n each in the elapsed time.
             t.elapsed() / 2
         })
-    });
-    g.bench_function("scope_enter_exit", |b| {
-        b.to_async(&rt)
-            .iter(|| async { sup.scope("bench", async |_s| black_box(1)).await.unwrap() })
     });
     g.finish();
     rt.block_on(sup.shutdown());

@@ -148,7 +148,7 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
 
     let mut ids: Vec<ResourceId> = inner.registry.map.iter().map(|e| *e.key()).collect();
     ids.sort_unstable_by(|a, b| b.cmp(a));
-    let snapshot: HashMap<ResourceId, LiveResource> =
+    let mut snapshot: HashMap<ResourceId, LiveResource> =
         inner.live().into_iter().map(|r| (r.id, r)).collect();
     let released: Vec<(ResourceId, ReleasePath)> = if inner.is_forced() {
         let i = inner.clone();
@@ -175,7 +175,8 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
     };
     let (mut alive_at_shutdown, mut cut_off) = (Vec::new(), Vec::new());
     for (id, path) in released {
-        if let Some(r) = snapshot.get(&id).cloned() {
+        // Each id is released once: its record moves into the report, no copy.
+        if let Some(r) = snapshot.remove(&id) {
             if path.is_leak() {
                 alive_at_shutdown.push(r);
             } else {

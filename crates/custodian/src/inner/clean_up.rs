@@ -80,11 +80,14 @@ impl Released {
     /// also holds `extra` until it ends (a sweep's stops, see [`clean_up_sweep`]).
     fn run_in_background(self, j: &Janitor<'_>, extra: Option<TaskTrackerToken>) {
         let (info, scope, cleanup) = self.split();
-        let tokens = (j.cleanups.token(), scope.tracker.token());
+        // Taken only for work that outlives this call: each token is two atomic writes
+        // on counters every thread shares, and most releases are done inline.
+        let tokens = || (j.cleanups.token(), scope.tracker.token());
         match cleanup {
             None | Some(Cleanup::Done(Ok(()))) => {}
             Some(Cleanup::Done(Err(e))) => j.records.record_failure(&info, &e),
             Some(Cleanup::Blocking(work)) => {
+                let tokens = tokens();
                 let retrier = Arc::clone(j.retrier);
                 let job = Deferred::new(move || {
                     let (cleanups, scope) = tokens;
@@ -96,6 +99,7 @@ impl Released {
                 drop(j.handle.spawn_blocking(move || job.run()));
             }
             Some(Cleanup::Async(fut)) => {
+                let tokens = tokens();
                 let records = Arc::clone(j.records);
                 drop(j.handle.spawn(async move {
                     let _tokens: (TaskTrackerToken, TaskTrackerToken) = tokens;

@@ -342,6 +342,8 @@ impl Inner {
     /// path is derived from the state of the scope and thread.
     pub(crate) fn release(&self, id: ResourceId, path: Option<ReleasePath>) -> Option<Released> {
         let (_, entry) = self.registry.map.remove(&id)?;
+        // No shard lock is held any more (lock order: scope state, then shard).
+        entry.scope.forget_top(id);
         let path = path.unwrap_or_else(|| entry.scope.drop_path());
         Some(self.retire_and_reclaim(id, entry, path))
     }

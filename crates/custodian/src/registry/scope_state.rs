@@ -50,10 +50,10 @@ struct State {
 
 impl ScopeShared {
     pub(crate) fn root(token: CancellationToken, grace: Duration) -> Arc<Self> {
-        Self::new(0, "root", token, None, grace)
+        Self::new(0, "root".into(), token, None, grace)
     }
 
-    pub(crate) fn child(self: &Arc<Self>, id: u64, name: &str, grace: Duration) -> Arc<Self> {
+    pub(crate) fn child(self: &Arc<Self>, id: u64, name: Box<str>, grace: Duration) -> Arc<Self> {
         Self::new(
             id,
             name,
@@ -65,14 +65,14 @@ impl ScopeShared {
 
     fn new(
         id: u64,
-        name: &str,
+        name: Box<str>,
         token: CancellationToken,
         parent: Option<Arc<Self>>,
         grace: Duration,
     ) -> Arc<Self> {
         Arc::new(ScopeShared {
             id,
-            name: name.into(),
+            name,
             token,
             parent,
             reason: Mutex::new(None),
@@ -113,6 +113,21 @@ impl ScopeShared {
         }
         st.resources.push(id);
         true
+    }
+
+    /// Drops `id` from the top of the list, where a guard released in acquisition order
+    /// (the common case) finds it, so that the list does not grow until compaction has
+    /// to look every id up in the registry. Never waits: if the state is busy, or `id`
+    /// is not on top, it stays until compaction or the sweep, which skip released ids.
+    pub(crate) fn forget_top(&self, id: ResourceId) {
+        let mut st = match self.state.try_lock() {
+            Ok(st) => st,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
+        if st.resources.last() == Some(&id) {
+            st.resources.pop();
+        }
     }
 
     /// Moves the registered resource `id` into this scope, under this scope's lock so

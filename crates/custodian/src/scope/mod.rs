@@ -267,10 +267,10 @@ impl Scope {
             inner.admit(&parent.shared, Operation::EnterScope)?;
             let id = inner.next_scope_id();
             let scope = Scope {
-                shared: parent.shared.child(id, &name, grace),
+                shared: parent.shared.child(id, name, grace),
                 sup: parent.sup.clone(),
             };
-            let span = tracing::info_span!("scope", name = &*name, id, site = %site);
+            let span = tracing::info_span!("scope", name = &*scope.shared.name, id, site = %site);
             let token = inner.scopes.token();
             let result = run(scope, body).instrument(span).await;
             drop(token);

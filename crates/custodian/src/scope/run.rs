@@ -129,8 +129,13 @@ impl<F: Future> Future for CatchUnwind<F> {
 /// Sweeps `scope`: releases, in reverse acquisition order, everything still registered
 /// to it, and closes it to new registrations.
 pub(super) fn sweep(inner: &Inner, scope: &Arc<ScopeShared>, path: ReleasePath) {
-    let released: Vec<_> = scope
-        .close()
+    let ids = scope.close();
+    if ids.is_empty() {
+        // Most scopes end with every guard already released (and popped, see
+        // `ScopeShared::forget_top`): nothing to release, nothing to clean up.
+        return;
+    }
+    let released: Vec<_> = ids
         .into_iter()
         .rev()
         .filter_map(|id| inner.release_in(id, scope, path))

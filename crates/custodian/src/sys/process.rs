@@ -138,85 +138,146 @@ impl GroupScan {
         }
     }
 
-    /// Whether any process of the group still runs (zombies do not count). Processes
-    /// that vanish during the scan are skipped.
+    /// The group's id.
+    pub(crate) fn pgid(&self) -> u32 {
+        self.pgid
+    }
+
+    /// Whether a running member was found last time.
+    pub(crate) fn knows_members(&self) -> bool {
+        !self.members.is_empty()
+    }
+
+    /// Takes the running members that a pass over `/proc` found (see [`running_members`]).
+    pub(crate) fn set_members(&mut self, members: Vec<u32>) {
+        self.members = members;
+    }
+
+    /// Whether a member found last time still runs (one `stat` each). Clears the list
+    /// once none does: the next look must be a full pass.
+    ///
+    /// # Errors
+    ///
+    /// `/proc` cannot be opened.
+    pub(crate) fn known_member_running(&mut self) -> io::Result<bool> {
+        if self.members.is_empty() {
+            return Ok(false);
+        }
+        let proc = open_proc()?;
+        let pgid = self.pgid;
+        let running = self
+            .members
+            .iter()
+            .any(|p| member_running(&proc, p.to_string().as_bytes(), pgid));
+        if !running {
+            self.members.clear();
+        }
+        Ok(running)
+    }
+
+    /// Whether any process of the group still runs (zombies do not count): the members
+    /// found last time, else a full pass. Processes that vanish during the scan are
+    /// skipped.
     ///
     /// # Errors
     ///
     /// `/proc` cannot be opened or listed.
+    #[cfg(test)]
     pub(crate) fn any_running(&mut self) -> io::Result<bool> {
-        use rustix::fs::{Mode, OFlags};
-        let proc = rustix::fs::open(
-            "/proc",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        let pgid = self.pgid;
-        if self
-            .members
-            .iter()
-            .any(|p| member_running(&proc, p.to_string().as_bytes(), pgid))
-        {
+        if self.known_member_running()? {
             return Ok(true);
         }
-        self.members.clear();
-        for e in rustix::fs::Dir::read_from(&proc)? {
-            let e = e?;
-            let name = e.file_name().to_bytes();
-            if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
-                continue;
-            }
-            if member_running(&proc, name, pgid)
-                && let Some(p) = std::str::from_utf8(name).ok().and_then(|n| n.parse().ok())
-            {
-                self.members.push(p);
-            }
-        }
+        self.members = running_members(&[self.pgid])?
+            .remove(&self.pgid)
+            .unwrap_or_default();
         Ok(!self.members.is_empty())
     }
 }
 
+fn open_proc() -> io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    Ok(rustix::fs::open(
+        "/proc",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// One pass over `/proc` for several groups at once: the running (not zombie) members
+/// of each of `pgids` that has any. Many children released together (a scope's end, a
+/// shutdown) share one pass instead of one each: a pass reads every process's `stat`,
+/// which is what costs, whatever the number of groups asked for.
+///
+/// # Errors
+///
+/// `/proc` cannot be opened or listed.
+pub(crate) fn running_members(
+    pgids: &[u32],
+) -> io::Result<std::collections::HashMap<u32, Vec<u32>>> {
+    let proc = open_proc()?;
+    let mut found = std::collections::HashMap::<u32, Vec<u32>>::new();
+    for e in rustix::fs::Dir::read_from(&proc)? {
+        let e = e?;
+        let name = e.file_name().to_bytes();
+        if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        if let Some(pgrp) = running_group(&proc, name).filter(|g| pgids.contains(g))
+            && let Some(p) = std::str::from_utf8(name).ok().and_then(|n| n.parse().ok())
+        {
+            found.entry(pgrp).or_default().push(p);
+        }
+    }
+    Ok(found)
+}
+
 /// Whether `/proc/<pid>/stat` shows a running (not zombie) process of group `pgid`.
 fn member_running(proc: &OwnedFd, pid: &[u8], pgid: u32) -> bool {
+    running_group(proc, pid) == Some(pgid)
+}
+
+/// The group of process `pid` (decimal digits) if it runs (is not a zombie).
+fn running_group(proc: &OwnedFd, pid: &[u8]) -> Option<u32> {
     use rustix::fs::{Mode, OFlags};
     let mut path = [0u8; 32];
-    let Some(len) = pid.len().checked_add(5).filter(|&l| l <= path.len()) else {
-        return false;
-    };
+    let len = pid.len().checked_add(5).filter(|&l| l <= path.len())?;
     path[..pid.len()].copy_from_slice(pid);
     path[pid.len()..len].copy_from_slice(b"/stat");
-    let Ok(fd) = rustix::fs::openat(
+    let fd = rustix::fs::openat(
         proc,
         &path[..len],
         OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
-    ) else {
-        return false;
-    };
+    )
+    .ok()?;
     // One read returns the whole line (a few hundred bytes; the command name is at most
     // 64 bytes).
     let mut buf = [0u8; 1024];
-    match rustix::io::read(&fd, &mut buf) {
-        Ok(n) => stat_is_running_member(&buf[..n], pgid),
-        Err(_) => false,
-    }
+    let n = rustix::io::read(&fd, &mut buf).ok()?;
+    stat_running_group(&buf[..n])
 }
 
 /// Whether a `/proc/PID/stat` line is of a process in group `pgid` that is not a zombie
 /// (or dead). Fields after the command name, which is in parentheses and may contain
 /// anything: state, ppid, pgrp.
+#[cfg(test)]
 fn stat_is_running_member(stat: &[u8], pgid: u32) -> bool {
-    let Some(close) = stat.iter().rposition(|&b| b == b')') else {
-        return false;
-    };
-    let Ok(rest) = std::str::from_utf8(&stat[close + 1..]) else {
-        return false;
-    };
+    stat_running_group(stat) == Some(pgid)
+}
+
+/// The group (`pgrp`) of a `/proc/PID/stat` line's process, if it is not a zombie (or
+/// dead).
+fn stat_running_group(stat: &[u8]) -> Option<u32> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
     let mut f = rest.split_ascii_whitespace();
     let (Some(state), Some(_ppid), Some(pgrp)) = (f.next(), f.next(), f.next()) else {
-        return false;
+        return None;
     };
-    pgrp.parse::<u32>() == Ok(pgid) && !matches!(state, "Z" | "X" | "x")
+    if matches!(state, "Z" | "X" | "x") {
+        return None;
+    }
+    pgrp.parse().ok()
 }
 
 /// The body of the `pre_exec` hook that asks for SIGKILL when the forking thread dies.

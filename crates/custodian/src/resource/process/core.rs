@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::sys::process::Sig;
 
+mod census;
 mod os;
 #[cfg(test)]
 mod tests;

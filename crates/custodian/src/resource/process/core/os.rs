@@ -152,12 +152,26 @@ impl ProcessOs for RealOs {
         &self,
         mut scan: GroupScan,
     ) -> io::Result<(GroupScan, io::Result<bool>)> {
-        // Reading `/proc` blocks: on the blocking pool.
-        tokio::task::spawn_blocking(move || {
-            let running = scan.any_running();
-            (scan, running)
-        })
-        .await
-        .map_err(io::Error::other)
+        // Reading `/proc` blocks: on the blocking pool. The members found last time
+        // first (a few `stat`s), then a full pass shared with every group asked about
+        // meanwhile (a scope's end releases its children together).
+        if scan.knows_members() {
+            let known;
+            (scan, known) = tokio::task::spawn_blocking(move || {
+                let running = scan.known_member_running();
+                (scan, running)
+            })
+            .await
+            .map_err(io::Error::other)?;
+            if !matches!(known, Ok(false)) {
+                return Ok((scan, known));
+            }
+        }
+        let found = super::census::running(scan.pgid()).await.map(|members| {
+            let any = !members.is_empty();
+            scan.set_members(members);
+            any
+        });
+        Ok((scan, found))
     }
 }
