@@ -28,6 +28,10 @@ const RESERVE_UNKNOWN: usize = 1 << 22;
 /// A read smaller than this (in samples) decodes ahead up to it, so that the next small
 /// reads are served from the queue without a hop to the blocking pool.
 pub(crate) const READ_AHEAD: usize = 1 << 16;
+/// The read-ahead doubles at each hop of a sequential reader up to this (in samples:
+/// 512 KiB as `i16`, 1 MiB as `f32`), so that a long run of small reads (100 ms frames)
+/// makes one hop per few seconds of audio; a seek starts again from [`READ_AHEAD`].
+const READ_AHEAD_MAX: usize = 1 << 18;
 /// Undecodable packets in a row before decoding gives up.
 const MAX_BAD_PACKETS: u32 = 8;
 
@@ -50,6 +54,8 @@ pub(crate) struct State {
     pub(crate) position: u64,
     eof: bool,
     bad: u32,
+    /// The current read-ahead, in samples (see [`READ_AHEAD_MAX`]).
+    ahead: usize,
 }
 
 /// Opens, checks and probes `path`, and makes a decoder for its first audio track.
@@ -149,6 +155,7 @@ pub(crate) fn open(path: &Path, limits: &Limits) -> Result<(State, AudioInfo), (
             position: 0,
             eof: false,
             bad: 0,
+            ahead: READ_AHEAD,
         },
         info,
     ))
@@ -171,8 +178,14 @@ impl State {
         };
         let mut out: Vec<S> = Vec::with_capacity(want.min(hint));
         self.queue.take(want, &mut out);
-        // Small reads decode ahead into the queue.
-        let ahead = if want < READ_AHEAD { READ_AHEAD } else { 0 };
+        // Small reads decode ahead into the queue, more at each hop of a sequential run.
+        let ahead = if want < READ_AHEAD {
+            let now = self.ahead;
+            self.ahead = (now * 2).min(READ_AHEAD_MAX);
+            now
+        } else {
+            0
+        };
         while (out.len() < want || self.queue.len() < ahead) && !self.eof {
             // Acquire pairs with the Release store of the reclaim: stop promptly once the
             // decoder has been given up.
@@ -243,6 +256,7 @@ impl State {
     /// Moves to frame `ts`; returns the new position.
     pub(crate) fn seek(&mut self, ts: u64) -> Result<u64, Fail> {
         self.queue.clear();
+        self.ahead = READ_AHEAD;
         self.skip = 0;
         if let Some(total) = self.total.filter(|&t| ts >= t) {
             self.eof = true;
