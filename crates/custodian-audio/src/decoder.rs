@@ -248,9 +248,10 @@ impl AudioDecoder {
     /// Decodes the next `frames` frames as interleaved samples (`i16` or `f32`). Returns
     /// fewer only at the end of the stream, and an empty vector after it.
     ///
-    /// Reads of fewer than 64 Ki samples decode ahead to that size in the same hop, and
-    /// the following reads are served from what was decoded, without leaving the async
-    /// thread. Switching the sample type mid-stream converts what was decoded ahead from
+    /// Reads of fewer than 64 Ki samples decode ahead in the same hop (64 Ki samples,
+    /// doubling at each further hop of a sequential run up to 256 Ki; a seek starts again
+    /// from 64 Ki), and the following reads are served from what was decoded, without
+    /// leaving the async thread. Switching the sample type mid-stream converts what was decoded ahead from
     /// the other type (exact for 16-bit sources; from deeper sources, samples decoded
     /// ahead as `i16` keep only 16 bits).
     ///
