@@ -232,6 +232,11 @@ impl Scope {
     ///
     /// As [`Supervisor::scope`].
     ///
+    /// # Cancel safety
+    ///
+    /// As [`scope`](Self::scope): dropping the future cancels the scope and releases
+    /// what it owns.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
     /// use std::time::Duration;
