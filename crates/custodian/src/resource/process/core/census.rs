@@ -8,79 +8,64 @@
 //! which answers all of them.
 //!
 //! Invariants:
-//! - an ask is answered by a pass that *started after* it was made (the same freshness as
-//!   a pass of its own): a pass takes the pgids asked so far when it starts, and an ask
-//!   waits for the first pass numbered after the last one started when it asked;
+//! - an ask is answered by the pass that took it, which *started after* it was made
+//!   (the same freshness as a pass of its own), through the ask's own channel: never by
+//!   another pass, which was not asked about its group (a later pass's "no member"
+//!   would be a wrong "the group is gone");
 //! - at most one pass runs at a time, on the blocking pool; it loops while asks came in
 //!   during it, and `scanning` is cleared under the lock by whoever ends the loop;
-//! - a pass dropped unrun (its runtime shut down) publishes an error for its asks and
-//!   clears `scanning`, so no later ask waits for a pass that never comes.
+//! - a pass dropped unrun (its runtime shut down) drops its asks' channels (they fail)
+//!   and clears `scanning`, so no later ask waits for a pass that never comes.
 //!
 //! Lock order: only `STATE`, never held across a pass or an await.
 
-use std::collections::HashMap;
 use std::io;
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
 use crate::sys::process::running_members;
 
-/// The running members of each group a pass was asked about that has any.
-type Members = Arc<HashMap<u32, Vec<u32>>>;
-
-/// The outcome of one pass: its number, and what it found (or its error, as kind and
-/// message: `io::Error` is not `Clone`).
-#[derive(Clone, Default)]
-struct Pass {
-    number: u64,
-    found: Option<Result<Members, (io::ErrorKind, String)>>,
-}
+/// An ask: its group, and where its pass sends the group's running members.
+type Ask = (u32, oneshot::Sender<io::Result<Vec<u32>>>);
 
 #[derive(Default)]
 struct State {
-    /// Groups asked about since the last pass started.
-    asked: Vec<u32>,
+    /// Asks made since the last pass started.
+    asked: Vec<Ask>,
     /// Passes started so far.
     started: u64,
     scanning: bool,
 }
 
 static STATE: LazyLock<Mutex<State>> = LazyLock::new(Mutex::default);
-static DONE: LazyLock<watch::Sender<Pass>> = LazyLock::new(|| watch::Sender::new(Pass::default()));
 
 fn lock() -> MutexGuard<'static, State> {
-    // A list of ids and two counters, consistent at every unlock.
+    // A list of asks, a counter and a flag, consistent at every unlock.
     STATE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The running members of group `pgid` (empty: none runs), from a pass over `/proc`
 /// that started after this call. Must run inside a Tokio runtime.
 ///
-/// Cancel safe: dropping the future only stops waiting.
+/// Cancel safe: dropping the future only stops waiting (the pass's answer is dropped).
 pub(crate) async fn running(pgid: u32) -> io::Result<Vec<u32>> {
-    let mut done = DONE.subscribe();
-    let (want, start) = {
+    let (tx, rx) = oneshot::channel();
+    let start = {
         let mut st = lock();
-        st.asked.push(pgid);
-        let start = !st.scanning;
-        st.scanning = true;
-        (st.started + 1, start)
+        st.asked.push((pgid, tx));
+        !std::mem::replace(&mut st.scanning, true)
     };
     if start {
         let run = PassRun { ran: false };
         drop(tokio::task::spawn_blocking(move || run.run()));
     }
-    let pass = done
-        .wait_for(|p| p.number >= want)
-        .await
-        .map_err(|_| io::Error::other("the group scan has stopped"))?
-        .clone();
-    match pass.found {
-        Some(Ok(found)) => Ok(found.get(&pgid).cloned().unwrap_or_default()),
-        Some(Err((kind, msg))) => Err(io::Error::new(kind, msg)),
-        None => Err(io::Error::other("no group scan ran")),
-    }
+    rx.await.map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::Interrupted,
+            "the group scan was dropped unrun",
+        )
+    })?
 }
 
 /// The passes, run on the blocking pool until no ask is left.
@@ -92,22 +77,25 @@ impl PassRun {
     fn run(mut self) {
         self.ran = true;
         loop {
-            let (number, asked) = {
+            let asked = {
                 let mut st = lock();
                 if st.asked.is_empty() {
                     st.scanning = false;
                     return;
                 }
                 st.started += 1;
-                (st.started, std::mem::take(&mut st.asked))
+                std::mem::take(&mut st.asked)
             };
-            let found = running_members(&asked)
-                .map(Arc::new)
-                .map_err(|e| (e.kind(), e.to_string()));
-            DONE.send_replace(Pass {
-                number,
-                found: Some(found),
-            });
+            let pgids: Vec<u32> = asked.iter().map(|(pgid, _)| *pgid).collect();
+            let found = running_members(&pgids);
+            for (pgid, tx) in asked {
+                let answer = match &found {
+                    Ok(found) => Ok(found.get(&pgid).cloned().unwrap_or_default()),
+                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                };
+                // The asker may have stopped waiting: nothing to tell.
+                let _ = tx.send(answer);
+            }
         }
     }
 }
@@ -118,20 +106,13 @@ impl Drop for PassRun {
         if self.ran {
             return;
         }
-        let number = {
+        let asked = {
             let mut st = lock();
             st.scanning = false;
-            st.asked.clear();
-            st.started += 1;
-            st.started
+            std::mem::take(&mut st.asked)
         };
-        DONE.send_replace(Pass {
-            number,
-            found: Some(Err((
-                io::ErrorKind::Interrupted,
-                "the group scan was dropped unrun".into(),
-            ))),
-        });
+        // Dropped outside the lock: each drop wakes an asker.
+        drop(asked);
     }
 }
 
