@@ -158,3 +158,121 @@ fn load_runtime(stop: &Arc<AtomicBool>) -> usize {
         stopped
     })
 }
+
+/// The LIFO pop (`try_lock`, never waits) racing scope ends, transfers and drops on
+/// two worker threads; scopes that end "empty" skip their sweep. Every temp dir must
+/// still be released exactly once: created = released, none live, none left on disk,
+/// and exactly the forgotten ones are reported, as leaks swept by their scope's end.
+#[test]
+fn lifo_pops_racing_sweeps_and_transfers_release_each_resource_once() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sup = Supervisor::builder().start().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // Drops, on another task, the dirs the scopes moved to the root.
+        let dropper = tokio::spawn(async move {
+            while let Some(d) = rx.recv().await {
+                drop::<custodian::TempDir>(d);
+                tokio::task::yield_now().await;
+            }
+        });
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let (sup, tx) = (sup.clone(), tx.clone());
+                tokio::spawn(async move {
+                    for round in 0..25 {
+                        let root = sup.root();
+                        let tx = tx.clone();
+                        sup.scope("race", async move |s| {
+                            let mut dirs = Vec::new();
+                            for _ in 0..6 {
+                                dirs.push(s.temp_dir().await.unwrap());
+                            }
+                            // Pops in acquisition order (the top each time)...
+                            drop(dirs.pop());
+                            drop(dirs.pop());
+                            // ...one moved out (every other round; its id stays
+                            // in this scope's list, released elsewhere)...
+                            if round % 2 == 1 {
+                                let moved = dirs.remove(0);
+                                moved.registration().transfer(&root).unwrap();
+                                tx.send(moved).unwrap();
+                            }
+                            // ...one forgotten: only the scope's sweep releases it...
+                            if (w + round) % 3 == 0 {
+                                std::mem::forget(dirs.remove(0));
+                            }
+                            // ...the rest dropped newest first: a scope with nothing
+                            // moved or forgotten ends with an empty list (no sweep).
+                            while let Some(d) = dirs.pop() {
+                                drop(d);
+                            }
+                            tokio::task::yield_now().await;
+                        })
+                        .await
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.await.unwrap();
+        }
+        drop(tx);
+        dropper.await.unwrap();
+        let s = sup.stats().kind(custodian::ResourceKind::TempDir);
+        assert_eq!(s.created, 4 * 25 * 6);
+        assert_eq!((s.released_total(), s.live), (s.created, 0), "{s:?}");
+        let report = sup.shutdown().await;
+        let forgotten = (0..4)
+            .flat_map(|w| (0..25).map(move |r| (w + r) % 3))
+            .filter(|&x| x == 0)
+            .count();
+        assert_eq!(report.leaks.len(), forgotten, "{report}");
+        assert!(
+            report
+                .leaks
+                .iter()
+                .all(|l| l.released_by == custodian::ReleasePath::ScopeEnd
+                    && l.path.as_ref().is_some_and(|p| !p.exists())),
+            "{report}"
+        );
+        assert!(report.alive_at_shutdown.is_empty() && report.failures.is_empty());
+        assert!(report.cleanups_finished, "{report}");
+        assert!(!report.temp_root.exists(), "temp root left behind");
+    });
+}
+
+/// A temp dir dropped just before shutdown: shutdown's report and temp root removal
+/// wait for its background removal (its tracker token is taken before the drop
+/// returns, since the perf pass takes it only for work that outlives the call).
+#[test]
+fn a_temp_dir_dropped_just_before_shutdown_is_removed_before_the_report() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sup = Supervisor::builder().start().unwrap();
+        let d = sup.temp_dir().await.unwrap();
+        for i in 0..200 {
+            std::fs::write(d.path().join(i.to_string()), b"x").unwrap();
+        }
+        let path = d.path().to_path_buf();
+        drop(d);
+        let report = sup.shutdown().await;
+        assert!(report.is_clean() && report.cleanups_finished, "{report}");
+        assert!(report.temp_root_error.is_none(), "{report}");
+        assert!(!path.exists() && !report.temp_root.exists());
+        let s = report.stats.kind(custodian::ResourceKind::TempDir);
+        assert_eq!(
+            (s.created, s.released_total(), s.live, s.failures),
+            (1, 1, 0, 0)
+        );
+    });
+}
