@@ -14,8 +14,10 @@
 //!   would be a wrong "the group is gone");
 //! - at most one pass runs at a time, on the blocking pool; it loops while asks came in
 //!   during it, and `scanning` is cleared under the lock by whoever ends the loop;
-//! - a pass dropped unrun (its runtime shut down) drops its asks' channels (they fail)
-//!   and clears `scanning`, so no later ask waits for a pass that never comes.
+//! - a run dropped unfinished (its runtime shut down before it ran, or a pass panicked)
+//!   drops its asks' channels and clears `scanning`, so no later ask waits for a pass
+//!   that never comes; the askers ask again (another runtime's shutdown must not fail
+//!   this runtime's stops: a failed scan ends a stop's grace).
 //!
 //! Lock order: only `STATE`, never held across a pass or an await.
 
@@ -50,6 +52,22 @@ fn lock() -> MutexGuard<'static, State> {
 ///
 /// Cancel safe: dropping the future only stops waiting (the pass's answer is dropped).
 pub(crate) async fn running(pgid: u32) -> io::Result<Vec<u32>> {
+    // A run dropped unfinished (another runtime shut down under it, or a pass panicked)
+    // drops the asks it held: ask again, with a run on this runtime if none is going. A
+    // few times only: this runtime may be the one shutting down.
+    for _ in 0..3 {
+        if let Ok(answer) = ask(pgid).await {
+            return answer;
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::Interrupted,
+        "the group scan was dropped unrun",
+    ))
+}
+
+/// One ask: `Err` if the run that held it was dropped unfinished.
+async fn ask(pgid: u32) -> Result<io::Result<Vec<u32>>, oneshot::error::RecvError> {
     let (tx, rx) = oneshot::channel();
     let start = {
         let mut st = lock();
@@ -57,36 +75,34 @@ pub(crate) async fn running(pgid: u32) -> io::Result<Vec<u32>> {
         !std::mem::replace(&mut st.scanning, true)
     };
     if start {
-        let run = PassRun { ran: false };
+        let run = PassRun { finished: false };
         drop(tokio::task::spawn_blocking(move || run.run()));
     }
-    rx.await.map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::Interrupted,
-            "the group scan was dropped unrun",
-        )
-    })?
+    rx.await
 }
 
 /// The passes, run on the blocking pool until no ask is left.
 struct PassRun {
-    ran: bool,
+    /// Set when the loop ends normally; otherwise `Drop` clears `scanning`.
+    finished: bool,
 }
 
 impl PassRun {
     fn run(mut self) {
-        self.ran = true;
         loop {
             let asked = {
                 let mut st = lock();
                 if st.asked.is_empty() {
                     st.scanning = false;
+                    self.finished = true;
                     return;
                 }
                 st.started += 1;
                 std::mem::take(&mut st.asked)
             };
             let pgids: Vec<u32> = asked.iter().map(|(pgid, _)| *pgid).collect();
+            #[cfg(test)]
+            assert!(!pgids.contains(&tests::PANIC_PGID), "a pass panics (test)");
             let found = running_members(&pgids);
             for (pgid, tx) in asked {
                 let answer = match &found {
@@ -101,9 +117,12 @@ impl PassRun {
 }
 
 impl Drop for PassRun {
-    /// Dropped unrun (its runtime shut down): fail its asks, let the next ask start one.
+    /// Dropped unrun (its runtime shut down) or by a panic in a pass (its own asks'
+    /// channels are dropped by the unwind): drop the waiting asks (their askers ask
+    /// again) and let the next ask start a run. Left set, `scanning` would make every
+    /// later ask of the process wait forever, and every stop wait out its whole grace.
     fn drop(&mut self) {
-        if self.ran {
+        if self.finished {
             return;
         }
         let asked = {
@@ -129,8 +148,32 @@ mod tests {
             .unwrap()
     }
 
+    /// An ask for this group makes its pass panic.
+    pub(super) const PANIC_PGID: u32 = u32::MAX;
+
+    /// The census is process-wide: a pass made to panic fails every ask it took.
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pass_that_panics_fails_its_asks_and_the_next_ask_gets_a_pass() {
+        let _serial = SERIAL.lock().await;
+        // Before: `scanning` stayed set after the panic, and every ask (this one's
+        // second try included) waited forever.
+        let bounded =
+            |pgid| tokio::time::timeout(std::time::Duration::from_secs(10), running(pgid));
+        let asked = bounded(PANIC_PGID)
+            .await
+            .expect("no pass runs after a panic");
+        assert!(asked.is_err(), "the panicking pass answered: {asked:?}");
+        let next = bounded(std::process::id())
+            .await
+            .expect("no pass runs after a panic");
+        assert!(next.is_ok(), "{next:?}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_asks_share_passes_and_each_gets_its_own_group() {
+        let _serial = SERIAL.lock().await;
         let mut live = sleeper();
         let mut dead: Vec<_> = (0..20).map(|_| sleeper()).collect();
         for c in &mut dead {
