@@ -8,130 +8,130 @@
 //! which answers all of them.
 //!
 //! Invariants:
-//! - an ask is answered by a pass that *started after* it was made (the same freshness as
-//!   a pass of its own): a pass takes the pgids asked so far when it starts, and an ask
-//!   waits for the first pass numbered after the last one started when it asked;
+//! - an ask is answered by the pass that took it, which *started after* it was made
+//!   (the same freshness as a pass of its own), through the ask's own channel: never by
+//!   another pass, which was not asked about its group (a later pass's "no member"
+//!   would be a wrong "the group is gone");
 //! - at most one pass runs at a time, on the blocking pool; it loops while asks came in
 //!   during it, and `scanning` is cleared under the lock by whoever ends the loop;
-//! - a pass dropped unrun (its runtime shut down) publishes an error for its asks and
-//!   clears `scanning`, so no later ask waits for a pass that never comes.
+//! - a run dropped unfinished (its runtime shut down before it ran, or a pass panicked)
+//!   drops its asks' channels and clears `scanning`, so no later ask waits for a pass
+//!   that never comes; the askers ask again (another runtime's shutdown must not fail
+//!   this runtime's stops: a failed scan ends a stop's grace).
 //!
 //! Lock order: only `STATE`, never held across a pass or an await.
 
-use std::collections::HashMap;
 use std::io;
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
 use crate::sys::process::running_members;
 
-/// The running members of each group a pass was asked about that has any.
-type Members = Arc<HashMap<u32, Vec<u32>>>;
-
-/// The outcome of one pass: its number, and what it found (or its error, as kind and
-/// message: `io::Error` is not `Clone`).
-#[derive(Clone, Default)]
-struct Pass {
-    number: u64,
-    found: Option<Result<Members, (io::ErrorKind, String)>>,
-}
+/// An ask: its group, and where its pass sends the group's running members.
+type Ask = (u32, oneshot::Sender<io::Result<Vec<u32>>>);
 
 #[derive(Default)]
 struct State {
-    /// Groups asked about since the last pass started.
-    asked: Vec<u32>,
+    /// Asks made since the last pass started.
+    asked: Vec<Ask>,
     /// Passes started so far.
     started: u64,
     scanning: bool,
 }
 
 static STATE: LazyLock<Mutex<State>> = LazyLock::new(Mutex::default);
-static DONE: LazyLock<watch::Sender<Pass>> = LazyLock::new(|| watch::Sender::new(Pass::default()));
 
 fn lock() -> MutexGuard<'static, State> {
-    // A list of ids and two counters, consistent at every unlock.
+    // A list of asks, a counter and a flag, consistent at every unlock.
     STATE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The running members of group `pgid` (empty: none runs), from a pass over `/proc`
 /// that started after this call. Must run inside a Tokio runtime.
 ///
-/// Cancel safe: dropping the future only stops waiting.
+/// Cancel safe: dropping the future only stops waiting (the pass's answer is dropped).
 pub(crate) async fn running(pgid: u32) -> io::Result<Vec<u32>> {
-    let mut done = DONE.subscribe();
-    let (want, start) = {
+    // A run dropped unfinished (another runtime shut down under it, or a pass panicked)
+    // drops the asks it held: ask again, with a run on this runtime if none is going. A
+    // few times only: this runtime may be the one shutting down.
+    for _ in 0..3 {
+        if let Ok(answer) = ask(pgid).await {
+            return answer;
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::Interrupted,
+        "the group scan was dropped unrun",
+    ))
+}
+
+/// One ask: `Err` if the run that held it was dropped unfinished.
+async fn ask(pgid: u32) -> Result<io::Result<Vec<u32>>, oneshot::error::RecvError> {
+    let (tx, rx) = oneshot::channel();
+    let start = {
         let mut st = lock();
-        st.asked.push(pgid);
-        let start = !st.scanning;
-        st.scanning = true;
-        (st.started + 1, start)
+        st.asked.push((pgid, tx));
+        !std::mem::replace(&mut st.scanning, true)
     };
     if start {
-        let run = PassRun { ran: false };
+        let run = PassRun { finished: false };
         drop(tokio::task::spawn_blocking(move || run.run()));
     }
-    let pass = done
-        .wait_for(|p| p.number >= want)
-        .await
-        .map_err(|_| io::Error::other("the group scan has stopped"))?
-        .clone();
-    match pass.found {
-        Some(Ok(found)) => Ok(found.get(&pgid).cloned().unwrap_or_default()),
-        Some(Err((kind, msg))) => Err(io::Error::new(kind, msg)),
-        None => Err(io::Error::other("no group scan ran")),
-    }
+    rx.await
 }
 
 /// The passes, run on the blocking pool until no ask is left.
 struct PassRun {
-    ran: bool,
+    /// Set when the loop ends normally; otherwise `Drop` clears `scanning`.
+    finished: bool,
 }
 
 impl PassRun {
     fn run(mut self) {
-        self.ran = true;
         loop {
-            let (number, asked) = {
+            let asked = {
                 let mut st = lock();
                 if st.asked.is_empty() {
                     st.scanning = false;
+                    self.finished = true;
                     return;
                 }
                 st.started += 1;
-                (st.started, std::mem::take(&mut st.asked))
+                std::mem::take(&mut st.asked)
             };
-            let found = running_members(&asked)
-                .map(Arc::new)
-                .map_err(|e| (e.kind(), e.to_string()));
-            DONE.send_replace(Pass {
-                number,
-                found: Some(found),
-            });
+            let pgids: Vec<u32> = asked.iter().map(|(pgid, _)| *pgid).collect();
+            #[cfg(test)]
+            assert!(!pgids.contains(&tests::PANIC_PGID), "a pass panics (test)");
+            let found = running_members(&pgids);
+            for (pgid, tx) in asked {
+                let answer = match &found {
+                    Ok(found) => Ok(found.get(&pgid).cloned().unwrap_or_default()),
+                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                };
+                // The asker may have stopped waiting: nothing to tell.
+                let _ = tx.send(answer);
+            }
         }
     }
 }
 
 impl Drop for PassRun {
-    /// Dropped unrun (its runtime shut down): fail its asks, let the next ask start one.
+    /// Dropped unrun (its runtime shut down) or by a panic in a pass (its own asks'
+    /// channels are dropped by the unwind): drop the waiting asks (their askers ask
+    /// again) and let the next ask start a run. Left set, `scanning` would make every
+    /// later ask of the process wait forever, and every stop wait out its whole grace.
     fn drop(&mut self) {
-        if self.ran {
+        if self.finished {
             return;
         }
-        let number = {
+        let asked = {
             let mut st = lock();
             st.scanning = false;
-            st.asked.clear();
-            st.started += 1;
-            st.started
+            std::mem::take(&mut st.asked)
         };
-        DONE.send_replace(Pass {
-            number,
-            found: Some(Err((
-                io::ErrorKind::Interrupted,
-                "the group scan was dropped unrun".into(),
-            ))),
-        });
+        // Dropped outside the lock: each drop wakes an asker.
+        drop(asked);
     }
 }
 
@@ -148,8 +148,32 @@ mod tests {
             .unwrap()
     }
 
+    /// An ask for this group makes its pass panic.
+    pub(super) const PANIC_PGID: u32 = u32::MAX;
+
+    /// The census is process-wide: a pass made to panic fails every ask it took.
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pass_that_panics_fails_its_asks_and_the_next_ask_gets_a_pass() {
+        let _serial = SERIAL.lock().await;
+        // Before: `scanning` stayed set after the panic, and every ask (this one's
+        // second try included) waited forever.
+        let bounded =
+            |pgid| tokio::time::timeout(std::time::Duration::from_secs(10), running(pgid));
+        let asked = bounded(PANIC_PGID)
+            .await
+            .expect("no pass runs after a panic");
+        assert!(asked.is_err(), "the panicking pass answered: {asked:?}");
+        let next = bounded(std::process::id())
+            .await
+            .expect("no pass runs after a panic");
+        assert!(next.is_ok(), "{next:?}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_asks_share_passes_and_each_gets_its_own_group() {
+        let _serial = SERIAL.lock().await;
         let mut live = sleeper();
         let mut dead: Vec<_> = (0..20).map(|_| sleeper()).collect();
         for c in &mut dead {
