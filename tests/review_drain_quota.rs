@@ -20,6 +20,8 @@
 //! - a root-scope temp file persisted during a drain is handed back managed: its
 //!   registration as a file is a change of form, not new work (the drain refused it:
 //!   the file was moved, the guard lost, and the call failed with `Draining`).
+//! - a top-level scope whose future is dropped during the drain (a client hung up)
+//!   counts as finished in the drain report (it counted only scopes that returned).
 //! - a temp bytes charge of more than `u32::MAX` bytes at once (a write after a seek
 //!   far past the end) is charged, not refused, when the quota has room.
 
@@ -273,5 +275,43 @@ fn a_persist_during_the_drain_hands_the_file_back() {
         assert!(report.leaks.is_empty(), "{report}");
         assert!(target.exists(), "a persisted file is the caller's");
         std::fs::remove_file(&target).unwrap();
+    });
+}
+
+/// A top-level scope whose future is dropped during the drain (a client hung up) ended:
+/// the drain report counts it as finished (it counted only scopes that returned).
+#[test]
+fn a_scope_dropped_during_the_drain_counts_as_finished() {
+    scenario(Rt::Multi(2), "review-drain-dropped", async |base| {
+        let sup = Supervisor::builder()
+            .temp_base(&base)
+            .grace(std::time::Duration::from_secs(10))
+            .drain(std::time::Duration::from_secs(8))
+            .start()
+            .unwrap();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        let request = tokio::spawn(sup.scope("request", async move |s| {
+            let _t = s.temp_file().await;
+            let _ = started_tx.send(());
+            std::future::pending::<()>().await;
+        }));
+        started_rx.await.unwrap();
+        let s = sup.clone();
+        let shutdown = tokio::spawn(async move { s.shutdown().await });
+        let s = sup.clone();
+        eventually("the drain began", move || s.is_draining()).await;
+        request.abort(); // the client hung up: the request's future is dropped
+        let report = tokio::time::timeout(std::time::Duration::from_secs(5), shutdown)
+            .await
+            .expect("the drain ends when its last scope is dropped")
+            .unwrap();
+        let drain = report.drain.clone().expect("a drain ran");
+        assert_eq!(
+            (drain.scopes_at_start, drain.scopes_finished),
+            (1, 1),
+            "{drain:?}"
+        );
+        assert!(!drain.ran_out, "{drain:?}");
+        assert!(report.leaks.is_empty(), "{report}");
     });
 }

@@ -88,7 +88,8 @@ pub struct DrainReport {
     pub took: Duration,
     /// Top-level scopes running when it began.
     pub scopes_at_start: usize,
-    /// Top-level scopes that ended during it (by themselves: none was cancelled).
+    /// Top-level scopes that ended during it by themselves (returned, or their future
+    /// was dropped, as a request whose client hung up): none was cancelled.
     pub scopes_finished: usize,
     /// Whether it ended before every top-level scope had: its budget or the grace ran
     /// out, or shutdown was forced. The scopes left were then cancelled.

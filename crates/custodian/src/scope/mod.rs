@@ -268,8 +268,15 @@ impl Scope {
             let inner = parent.sup.inner.clone();
             // Taken before the admission check: a drain that begins in between either
             // waits for this scope or refuses it (see `inner::DrainState`).
-            let top = parent.shared.is_root().then(|| inner.drain.top.token());
+            let mut top = parent.shared.is_root().then(|| TopScope {
+                inner: inner.clone(),
+                _token: inner.drain.top.token(),
+                admitted: false,
+            });
             inner.admit(&parent.shared, Operation::EnterScope)?;
+            if let Some(top) = &mut top {
+                top.admitted = true;
+            }
             let id = inner.next_scope_id();
             let scope = Scope {
                 shared: parent.shared.child(id, name, grace),
@@ -279,10 +286,7 @@ impl Scope {
             let token = inner.scopes.token();
             let result = run(scope, body).instrument(span).await;
             drop(token);
-            if let Some(top) = top {
-                inner.drain.top_scope_ended(inner.cut.is_cancelled());
-                drop(top);
-            }
+            drop(top);
             result
         }
     }
@@ -388,5 +392,24 @@ impl fmt::Debug for Scope {
             .field("live", &self.live_count())
             .field("cancelled", &self.is_cancelled())
             .finish()
+    }
+}
+
+/// A top-level scope as the drain counts it: its end, returned or dropped (a request
+/// whose client hung up), is reported before its tracker token goes, so that the drain
+/// reads the count after it.
+struct TopScope {
+    inner: Arc<Inner>,
+    _token: tokio_util::task::task_tracker::TaskTrackerToken,
+    admitted: bool,
+}
+
+impl Drop for TopScope {
+    fn drop(&mut self) {
+        if self.admitted {
+            self.inner
+                .drain
+                .top_scope_ended(self.inner.cut.is_cancelled());
+        }
     }
 }
