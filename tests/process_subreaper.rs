@@ -11,58 +11,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use custodian::Supervisor;
-use custodian_suite::{is_isolated, run_isolated, zombie_children};
+use custodian_suite::{
+    is_isolated, mentioning, poll_until, ppid, run_isolated, sleeps, zombie_children,
+};
 
 const ISOLATED: &str = "CUSTODIAN_SUBREAPER_ISOLATED";
-
-/// Pids of processes (zombies included) whose command line holds `needle`.
-fn mentioning(needle: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        if String::from_utf8_lossy(&cmd)
-            .replace('\0', " ")
-            .contains(needle)
-        {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// Running `sleep` processes (not the shells whose scripts mention them) given `sleep n`.
-fn sleeps(n: &str) -> Vec<u32> {
-    let comm = |p: u32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
-    let mut v = mentioning(&format!("sleep {n}"));
-    v.retain(|&p| comm(p).trim() == "sleep");
-    v
-}
-
-fn ppid(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-fn poll(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while !f() {
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    true
-}
 
 /// A unique sleep length for this run and `n`.
 fn secs(n: u32) -> String {
@@ -98,7 +51,7 @@ fn wait_adopted(n: &str) {
             .any(|&p| ppid(p) == Some(me) || ppid(p).and_then(ppid) == Some(me))
     };
     assert!(
-        poll(Duration::from_secs(10), adopted),
+        poll_until(Duration::from_secs(10), adopted),
         "sleep {n} never adopted"
     );
 }
@@ -112,7 +65,7 @@ fn assert_nothing_left(ns: &[&str], when: &str) {
             .collect();
         (procs, zombie_children())
     };
-    let clean = poll(Duration::from_secs(10), || {
+    let clean = poll_until(Duration::from_secs(10), || {
         let (p, z) = left();
         p.is_empty() && z.is_empty()
     });
@@ -260,7 +213,7 @@ fn others_isolated() {
             .args(["-c", "exit 7"])
             .spawn()
             .unwrap();
-        let seen = poll(Duration::from_secs(10), || {
+        let seen = poll_until(Duration::from_secs(10), || {
             sup.adopted().unproven_zombies >= 1
         });
         assert!(seen, "a scan saw the zombie: {:?}", sup.adopted());
@@ -326,7 +279,7 @@ fn off_isolated() {
             .unwrap();
         let me = std::process::id();
         let running = || !sleeps(&a).is_empty();
-        assert!(poll(Duration::from_secs(10), running));
+        assert!(poll_until(Duration::from_secs(10), running));
         child.close().await.unwrap();
         let escaped = mentioning(&format!("sleep {a}"));
         assert!(!escaped.is_empty(), "not stopped without the opt-in");

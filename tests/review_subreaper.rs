@@ -21,44 +21,9 @@
 use std::time::{Duration, Instant};
 
 use custodian::{Operation, Supervisor};
-use custodian_suite::{is_isolated, run_isolated, zombie_children};
+use custodian_suite::{is_isolated, poll_until, ppid, run_isolated, sleeps, zombie_children};
 
 const ISOLATED: &str = "CUSTODIAN_REVIEW_SUBREAPER_ISOLATED";
-
-/// Pids of running `sleep n` processes (zombies included, not the shells naming them).
-fn sleeps(n: &str) -> Vec<u32> {
-    let needle = format!("sleep {n}");
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if comm.trim() == "sleep" && cmd.contains(&needle) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-fn ppid(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn poll(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while !f() {
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    true
-}
 
 /// A unique sleep length for this run and `n`.
 fn secs(n: u32) -> String {
@@ -96,7 +61,7 @@ fn emergency_isolated() {
     let shell = child.id().unwrap();
     let under_shell = || sleeps(&n).iter().any(|&p| ppid(p) == Some(shell));
     assert!(
-        poll(Duration::from_secs(10), under_shell),
+        poll_until(Duration::from_secs(10), under_shell),
         "sleep {n} started"
     );
     // No runtime left (the path emergency clean-up is for): no scan task to rescue it.
@@ -104,7 +69,7 @@ fn emergency_isolated() {
     let done = sup.emergency_cleanup();
     assert_eq!(done.failed, 0, "{done:?}");
     // The group's SIGKILL orphaned the sleep to us: it must be stopped and reaped too.
-    let clean = poll(Duration::from_secs(5), || {
+    let clean = poll_until(Duration::from_secs(5), || {
         sleeps(&n).is_empty() && zombie_children().is_empty()
     });
     assert!(
@@ -184,7 +149,7 @@ fn kept_guard_isolated() {
     });
     std::mem::forget(forgotten);
     // The supervisor is gone; its guards live on (one of them forever).
-    let off = poll(Duration::from_secs(5), || {
+    let off = poll_until(Duration::from_secs(5), || {
         rustix::process::child_subreaper().unwrap().is_none()
     });
     assert!(
@@ -228,7 +193,7 @@ fn dropped_release_isolated() {
     // The release's task is spawned, then dropped unrun with the runtime.
     drop(child);
     drop(rt);
-    let clean = poll(Duration::from_secs(5), || {
+    let clean = poll_until(Duration::from_secs(5), || {
         sleeps(&n).is_empty() && zombie_children().is_empty()
     });
     assert!(
@@ -265,7 +230,7 @@ fn late_grace_isolated() {
         let child = child.grace(grace).spawn().unwrap();
         let shell = child.id().unwrap();
         let started = || sleeps(&n).iter().any(|&p| ppid(p).and_then(ppid) == Some(shell));
-        assert!(poll(Duration::from_secs(10), started), "sleep {n} started");
+        assert!(poll_until(Duration::from_secs(10), started), "sleep {n} started");
         let t = Instant::now();
         child.close().await.unwrap();
         // Its SIGTERM ignored, the escapee is owed the child's grace once orphaned, not
@@ -356,7 +321,7 @@ fn many_children_isolated() {
     let kids: Vec<_> = (0..CHILDREN)
         .map(|_| sup.command("sleep").arg(&n).spawn().unwrap())
         .collect();
-    assert!(poll(Duration::from_secs(20), || sleeps(&n).len() == CHILDREN));
+    assert!(poll_until(Duration::from_secs(20), || sleeps(&n).len() == CHILDREN));
     let t = Instant::now();
     let done = sup.emergency_cleanup();
     let took = t.elapsed();

@@ -222,6 +222,47 @@ fn all_pids() -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// The parent of `pid`, if it exists (zombies included).
+pub fn ppid(pid: u32) -> Option<u32> {
+    stat_of(pid).map(|(_, ppid, _)| ppid)
+}
+
+/// Pids of processes whose command line holds `needle` (a zombie's is empty: zombies
+/// are counted by [`zombie_children`]).
+pub fn mentioning(needle: &str) -> Vec<u32> {
+    all_pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
+                String::from_utf8_lossy(&cmd)
+                    .replace('\0', " ")
+                    .contains(needle)
+            })
+        })
+        .collect()
+}
+
+/// Live `sleep` processes run as `sleep n` (not the shells whose scripts mention them).
+pub fn sleeps(n: &str) -> Vec<u32> {
+    let comm = |p: u32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+    let mut v = mentioning(&format!("sleep {n}"));
+    v.retain(|&p| comm(p).trim() == "sleep");
+    v
+}
+
+/// Polls `f` every 5 ms (blocking the thread) until it holds or `limit` has passed;
+/// returns whether it held.
+pub fn poll_until(limit: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now().checked_add(limit);
+    while !f() {
+        if end.is_some_and(|end| std::time::Instant::now() >= end) {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    true
+}
+
 /// Running (not zombie) processes whose process group is one of `pgids`, as
 /// `(pid, pgid)`. One scan of `/proc` for all groups.
 pub fn group_members(pgids: &[u32]) -> Vec<(u32, u32)> {
