@@ -101,13 +101,9 @@ impl Reaper {
             return Ok(());
         }
         for _ in 0..KILL_ROUNDS {
-            let n = self.signal(seq, Sig::KILL);
-            if n == 0 {
+            if self.kill_counted(seq) == 0 {
                 return Ok(());
             }
-            self.counts
-                .kill_needed
-                .fetch_add(n as u64, Ordering::Relaxed);
             if self.wait_empty(seq, Instant::now().checked_add(KILL_WAIT), None, |_| {})? {
                 return Ok(());
             }
@@ -122,13 +118,9 @@ impl Reaper {
     /// reaps. Bounded.
     pub(crate) fn kill_now(&self, seq: Option<u64>) -> io::Result<()> {
         self.scan()?;
-        let n = self.signal(seq, Sig::KILL);
-        if n == 0 {
+        if self.kill_counted(seq) == 0 {
             return Ok(());
         }
-        self.counts
-            .kill_needed
-            .fetch_add(n as u64, Ordering::Relaxed);
         let until = Instant::now().checked_add(EMERGENCY_WAIT);
         if self.wait_empty(seq, until, None, |r| {
             r.signal(seq, Sig::KILL);
@@ -140,6 +132,16 @@ impl Reaper {
                 "adopted processes did not exit after SIGKILL",
             ))
         }
+    }
+
+    /// SIGKILL to what is adopted from `seq` (all if `None`), counted as needing it;
+    /// returns how many were signalled.
+    fn kill_counted(&self, seq: Option<u64>) -> usize {
+        let n = self.signal(seq, Sig::KILL);
+        self.counts
+            .kill_needed
+            .fetch_add(n as u64, Ordering::Relaxed);
+        n
     }
 
     /// SIGKILL to what is adopted from `seq` now, without a scan or a wait (constant
