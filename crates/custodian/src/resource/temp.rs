@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::task::JoinHandle;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::error::{Error, Operation, Result};
 use crate::inner::Inner;
@@ -260,7 +261,7 @@ enum State<T> {
     },
     /// The unit runs on the blocking pool; `root` names the root in a join error.
     Running {
-        unit: JoinHandle<Result<T>>,
+        unit: Unit<Result<T>>,
         root: PathBuf,
     },
     Done,
@@ -398,16 +399,37 @@ impl<T> fmt::Debug for Create<T> {
 /// Runs `unit` on the blocking pool, where it completes even if the returned handle is
 /// dropped, in the caller's `tracing` context (its subscriber and current span): the
 /// unit's `acquired` / `released` events are the caller's, as if emitted inline.
-pub(crate) fn spawn_unit<R, F>(inner: &Inner, unit: F) -> tokio::task::JoinHandle<R>
+///
+/// Shutdown waits for the unit as it waits for scopes: its output travels with a token
+/// of the scopes' tracker, dropped after the output. A guard made for a caller that has
+/// gone (its future dropped) is then dropped, and so released, before shutdown reclaims
+/// what is left: never reported as a leak.
+pub(crate) fn spawn_unit<R, F>(inner: &Inner, unit: F) -> Unit<R>
 where
     R: Send + 'static,
     F: FnOnce() -> R + Send + 'static,
 {
     let dispatch = tracing::dispatcher::get_default(Clone::clone);
     let span = tracing::Span::current();
-    inner.handle.spawn_blocking(move || {
-        tracing::dispatcher::with_default(&dispatch, || span.in_scope(unit))
-    })
+    let tracked = inner.scopes.token();
+    Unit(inner.handle.spawn_blocking(move || {
+        let out = tracing::dispatcher::with_default(&dispatch, || span.in_scope(unit));
+        // Fields drop in order: the output (a guard nobody waits for) before the token.
+        (out, tracked)
+    }))
+}
+
+/// The handle of a unit started by [`spawn_unit`]: resolves to its output.
+pub(crate) struct Unit<R>(JoinHandle<(R, TaskTrackerToken)>);
+
+impl<R> Future for Unit<R> {
+    type Output = std::result::Result<R, tokio::task::JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.map(|(out, _tracked)| out))
+    }
 }
 
 impl fmt::Debug for TempBuilder {
