@@ -13,10 +13,10 @@
 
 use std::time::Duration;
 
-use custodian::{Error, Supervisor};
+use tokio_custodian::{Error, Supervisor};
 
 #[tokio::main]
-async fn main() -> custodian::Result<()> {
+async fn main() -> tokio_custodian::Result<()> {
     let sup = Supervisor::builder().start()?;
 
     // 1. Nesting: the inner scope's temp file is removed when the inner scope returns.
@@ -25,7 +25,7 @@ async fn main() -> custodian::Result<()> {
             let path = request
                 .scope("decode", async |decode| {
                     let tmp = decode.temp().suffix(".pcm").file().await?;
-                    custodian::Result::Ok(tmp.path().to_path_buf()) // `tmp` is not closed
+                    tokio_custodian::Result::Ok(tmp.path().to_path_buf()) // `tmp` is not closed
                 })
                 .await??;
             println!(
@@ -33,22 +33,22 @@ async fn main() -> custodian::Result<()> {
                 path.exists()
             );
             assert!(!path.exists());
-            custodian::Result::Ok(path)
+            tokio_custodian::Result::Ok(path)
         })
         .await??;
     println!("request done; spooled to {}", spooled.display());
 
     // 2. Cancellation with a grace period: a body that ignores it is dropped after 50 ms.
     let root = sup.root();
-    let (tx, rx) = tokio::sync::oneshot::channel::<(custodian::Scope, std::path::PathBuf)>();
+    let (tx, rx) = tokio::sync::oneshot::channel::<(tokio_custodian::Scope, std::path::PathBuf)>();
     let stubborn = root.scope_with_grace(
         "stubborn",
         Duration::from_millis(50),
-        async |s| -> custodian::Result<()> {
+        async |s| -> tokio_custodian::Result<()> {
             let dir = s.temp_dir().await?;
             let _ = tx.send((s.clone(), dir.path().to_path_buf()));
             std::future::pending::<()>().await; // never looks at `s.cancelled()`
-            custodian::Result::Ok(())
+            tokio_custodian::Result::Ok(())
         },
     );
     let canceller = async {
@@ -85,7 +85,7 @@ async fn main() -> custodian::Result<()> {
             let tmp = s.temp_file().await?;
             let path = tmp.path().to_path_buf();
             std::mem::forget(tmp);
-            custodian::Result::Ok(path)
+            tokio_custodian::Result::Ok(path)
         })
         .await??;
     println!(

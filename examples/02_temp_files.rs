@@ -12,8 +12,8 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use custodian::Supervisor;
 use tokio::io::AsyncWriteExt;
+use tokio_custodian::Supervisor;
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path)
@@ -24,7 +24,7 @@ fn mode(path: &std::path::Path) -> u32 {
 }
 
 #[tokio::main]
-async fn main() -> custodian::Result<()> {
+async fn main() -> tokio_custodian::Result<()> {
     // A careless umask does not widen custodian's modes.
     rustix::process::umask(rustix::fs::Mode::empty());
     let sup = Supervisor::builder().start()?;

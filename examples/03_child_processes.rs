@@ -12,7 +12,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use custodian::Supervisor;
+use tokio_custodian::Supervisor;
 
 /// Whether any running (not zombie) process is in group `pgid`.
 fn group_alive(pgid: u32) -> bool {
@@ -37,7 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let t = Instant::now();
     let groups = sup
-        .scope("workers", async |s| -> custodian::Result<[u32; 3]> {
+        .scope("workers", async |s| -> tokio_custodian::Result<[u32; 3]> {
             // Collected output: runs to completion, then is released.
             let out = s
                 .command("sh")

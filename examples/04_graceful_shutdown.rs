@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use custodian::Supervisor;
 use tokio::io::AsyncWriteExt;
+use tokio_custodian::Supervisor;
 
 #[tokio::main]
-async fn main() -> custodian::Result<()> {
+async fn main() -> tokio_custodian::Result<()> {
     let sup = Supervisor::builder()
         .grace(Duration::from_secs(2))
         .handle_signals(true) // opt-in: SIGINT/SIGTERM start (then force) shutdown
@@ -39,7 +39,7 @@ async fn main() -> custodian::Result<()> {
     let counter = served.clone();
     let s = sup.clone();
     let worker = tokio::spawn(async move {
-        s.scope("worker", async move |s| -> custodian::Result<()> {
+        s.scope("worker", async move |s| -> tokio_custodian::Result<()> {
             // A scoped task: tracked by shutdown, cancelled with the scope.
             let task_scope = s.clone();
             let c = counter.clone();

@@ -11,9 +11,9 @@
 //!
 //! Run it with `cargo run --example 05_audio`.
 
-use custodian::{ResourceKind, Supervisor};
-use custodian_audio::{AudioDecoder, Limits};
 use tokio::io::AsyncWriteExt;
+use tokio_custodian::{ResourceKind, Supervisor};
+use tokio_custodian_audio::{AudioDecoder, Limits};
 
 const RATE: u32 = 16_000;
 
@@ -85,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 n += 1;
             }
             dec.close().await?;
-            Ok::<_, custodian_audio::Error>(n)
+            Ok::<_, tokio_custodian_audio::Error>(n)
         })
         .await??;
     println!("read {chunks} chunks of 100 ms");
@@ -106,11 +106,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .scope("fails", async |s| {
             let mut dec = AudioDecoder::open(&s, &good).await?;
             dec.read_i16(RATE as usize / 10).await?;
-            Err::<(), _>(custodian_audio::Error::from(custodian::Error::Resource {
-                op: custodian::Operation::Decode,
-                path: good.clone(),
-                message: "the recogniser crashed".into(),
-            }))
+            Err::<(), _>(tokio_custodian_audio::Error::from(
+                tokio_custodian::Error::Resource {
+                    op: tokio_custodian::Operation::Decode,
+                    path: good.clone(),
+                    message: "the recogniser crashed".into(),
+                },
+            ))
         })
         .await?;
     println!("failing consumer: {}", failed.unwrap_err());

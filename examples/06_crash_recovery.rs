@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use custodian::Supervisor;
+use tokio_custodian::Supervisor;
 
 /// Whether any running (not zombie) process is in process group `pgid`.
 fn group_alive(pgid: u32) -> bool {
@@ -36,7 +36,7 @@ fn group_alive(pgid: u32) -> bool {
 }
 
 /// The first copy: acquires resources, then waits to be SIGKILLed.
-async fn owner(state: &Path, base: &Path) -> custodian::Result<()> {
+async fn owner(state: &Path, base: &Path) -> tokio_custodian::Result<()> {
     let sup = Supervisor::builder()
         .state_dir(state)
         .temp_base(base)

@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use custodian::{Retry, Supervisor};
 use tokio::io::AsyncWriteExt;
+use tokio_custodian::{Retry, Supervisor};
 
 fn counter(path: &Path) -> u64 {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -23,7 +23,12 @@ fn counter(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-async fn bump(sup: &Supervisor, state: &Path, lock: &Path, who: &str) -> custodian::Result<()> {
+async fn bump(
+    sup: &Supervisor,
+    state: &Path,
+    lock: &Path,
+    who: &str,
+) -> tokio_custodian::Result<()> {
     let policy = Retry::new()
         .attempts(50)
         .base_delay(Duration::from_millis(1));
@@ -34,7 +39,7 @@ async fn bump(sup: &Supervisor, state: &Path, lock: &Path, who: &str) -> custodi
     if let Some(l) = sup
         .live()
         .iter()
-        .find(|l| l.kind == custodian::ResourceKind::Lock)
+        .find(|l| l.kind == tokio_custodian::ResourceKind::Lock)
     {
         println!("{who}: holds `{}` (taken at line {})", l.label, l.site.line);
     }
@@ -45,7 +50,7 @@ async fn bump(sup: &Supervisor, state: &Path, lock: &Path, who: &str) -> custodi
 }
 
 #[tokio::main]
-async fn main() -> custodian::Result<()> {
+async fn main() -> tokio_custodian::Result<()> {
     let sup = Supervisor::builder().start()?;
     let dir: PathBuf = sup.temp_root().join("service");
     std::fs::create_dir(&dir).expect("create the service dir");
@@ -57,7 +62,7 @@ async fn main() -> custodian::Result<()> {
             for _ in 0..5 {
                 bump(&sup, &state, &lock, who).await?;
             }
-            custodian::Result::Ok(())
+            tokio_custodian::Result::Ok(())
         })
     });
     for w in workers {

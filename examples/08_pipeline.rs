@@ -16,9 +16,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use custodian::{Scope, Supervisor};
-use custodian_audio::AudioDecoder;
 use tokio::io::AsyncWriteExt;
+use tokio_custodian::{Scope, Supervisor};
+use tokio_custodian_audio::AudioDecoder;
 
 /// A 16-bit mono PCM WAV of `frames` samples of a 440 Hz tone at 16 kHz.
 fn wav(frames: u32) -> Vec<u8> {

@@ -1,7 +1,7 @@
 //! An audio-ingest HTTP service (axum) in which every request owns what it acquires.
 //!
 //! `POST /ingest` runs one custodian scope per request: the upload is streamed into a
-//! managed temp file, decoded by a managed `custodian_audio` decoder, and handed to a
+//! managed temp file, decoded by a managed `tokio_custodian_audio` decoder, and handed to a
 //! managed child (`sox FILE -n stat` when `sox` is installed, else `gzip -c FILE`) with a
 //! deadline; the answer is the audio's metadata as JSON. A malformed WAV is a 422 whose
 //! message names no path (the private temp root stays private). Quotas are the
@@ -24,11 +24,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use custodian::{Quota, ResourceKind, Scope, Supervisor};
-use custodian_audio::AudioDecoder;
 use futures_core::Stream;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
+use tokio_custodian::{Quota, ResourceKind, Scope, Supervisor};
+use tokio_custodian_audio::AudioDecoder;
 
 #[path = "http_service/raw.rs"]
 mod raw;
@@ -70,11 +70,11 @@ impl IntoResponse for Failure {
 /// Maps a custodian error to a response. Its full text (paths included) is logged; the
 /// client gets `Error::public()`, which names no path: a quota or a stop in progress is
 /// a 503, anything else a 500.
-fn internal(e: custodian::Error) -> Failure {
+fn internal(e: tokio_custodian::Error) -> Failure {
     eprintln!("ingest: {e}");
     let (status, what) = match e {
-        custodian::Error::QuotaExceeded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
-        custodian::Error::ShuttingDown { .. } => (StatusCode::SERVICE_UNAVAILABLE, "cut off"),
+        tokio_custodian::Error::QuotaExceeded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        tokio_custodian::Error::ShuttingDown { .. } => (StatusCode::SERVICE_UNAVAILABLE, "cut off"),
         _ if e.is_cancellation() => (StatusCode::SERVICE_UNAVAILABLE, "cut off"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
@@ -92,8 +92,8 @@ pub(crate) fn io_failed(e: std::io::Error) -> Failure {
 
 /// Bad audio is the client's fault (422); the message keeps the kind of problem and drops
 /// the path, which lies under the private temp root.
-fn bad_audio(e: custodian_audio::Error) -> Failure {
-    use custodian_audio::Error as A;
+fn bad_audio(e: tokio_custodian_audio::Error) -> Failure {
+    use tokio_custodian_audio::Error as A;
     let detail = match e {
         A::Malformed { op, message, .. } => format!("{op}: malformed: {message}"),
         A::Unsupported { op, what, .. } => format!("{op}: unsupported: {what}"),
@@ -147,7 +147,10 @@ async fn ingest(State(app): State<App>, body: Body) -> Response {
         Ok(Err(failure)) => failure.into_response(),
         // The scope was refused before the work began (the service is stopping): safe to
         // retry elsewhere. A scope cut off later is `cut off`, from `internal`.
-        Err(e @ (custodian::Error::Draining { .. } | custodian::Error::ShuttingDown { .. })) => {
+        Err(
+            e @ (tokio_custodian::Error::Draining { .. }
+            | tokio_custodian::Error::ShuttingDown { .. }),
+        ) => {
             let f = Failure(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "refused",

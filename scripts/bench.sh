@@ -43,17 +43,17 @@ for l in sys.stdin:
 } | tee "$summary"
 
 echo "== building (release)"
-cargo bench --no-run -p custodian -p custodian-audio >/dev/null 2>&1 ||
-  cargo bench --no-run -p custodian -p custodian-audio
-pairs_exe=$(exe custodian pairs)
-audio_exe=$(exe custodian-audio pairs_audio)
-memory_exe=$(exe custodian memory)
+cargo bench --no-run -p tokio-custodian -p tokio-custodian-audio >/dev/null 2>&1 ||
+  cargo bench --no-run -p tokio-custodian -p tokio-custodian-audio
+pairs_exe=$(exe tokio-custodian pairs)
+audio_exe=$(exe tokio-custodian-audio pairs_audio)
+memory_exe=$(exe tokio-custodian memory)
 
 if ((${#pairs[@]} == 0)); then
   echo "== 1. criterion (interleaved per operation), ratio of medians" | tee -a "$summary"
   rm -rf target/criterion # no stale groups from older runs in the summary
-  cargo bench -q -p custodian --bench core --bench process -- "${crit[@]}" >"$report/criterion.txt" 2>&1
-  cargo bench -q -p custodian-audio --bench decode -- "${crit[@]}" >>"$report/criterion.txt" 2>&1
+  cargo bench -q -p tokio-custodian --bench core --bench process -- "${crit[@]}" >"$report/criterion.txt" 2>&1
+  cargo bench -q -p tokio-custodian-audio --bench decode -- "${crit[@]}" >>"$report/criterion.txt" 2>&1
   python3 - <<'PY' | tee -a "$summary"
 import json, pathlib
 root = pathlib.Path("target/criterion")

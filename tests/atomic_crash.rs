@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use custodian::Supervisor;
 use custodian_suite::{entries, scratch_dir};
+use tokio_custodian::Supervisor;
 
 /// Set (to the target path) in the child that writes in a loop.
 const CHILD: &str = "CUSTODIAN_ATOMIC_CRASH_CHILD";
@@ -46,7 +46,7 @@ fn random_below(n: u64) -> u64 {
 fn temps(dir: &Path) -> Vec<String> {
     entries(dir)
         .into_iter()
-        .filter(|n| n.starts_with(custodian::ATOMIC_TEMP_PREFIX))
+        .filter(|n| n.starts_with(tokio_custodian::ATOMIC_TEMP_PREFIX))
         .collect()
 }
 
@@ -116,7 +116,7 @@ fn sigkill_at_random_points_leaves_a_whole_version() {
         let strays: Vec<_> = entries(&dir)
             .into_iter()
             .filter(|n| {
-                n != "target" && n != "roots" && !n.starts_with(custodian::ATOMIC_TEMP_PREFIX)
+                n != "target" && n != "roots" && !n.starts_with(tokio_custodian::ATOMIC_TEMP_PREFIX)
             })
             .collect();
         assert!(strays.is_empty(), "unexpected names: {strays:?}");
@@ -131,7 +131,7 @@ fn sigkill_at_random_points_leaves_a_whole_version() {
     );
     // A kill between `linkat` and `renameat` leaves a named temp file: the sweep takes it.
     let before = temps(&dir).len();
-    let swept = custodian::AtomicFile::sweep(&dir, Duration::ZERO).unwrap();
+    let swept = tokio_custodian::AtomicFile::sweep(&dir, Duration::ZERO).unwrap();
     assert_eq!(swept, before);
     assert!(temps(&dir).is_empty(), "the sweep left some");
     eprintln!(

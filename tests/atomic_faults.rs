@@ -8,9 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use custodian::{Operation, Supervisor};
 use custodian_suite::{entries, scratch_dir};
 use tokio::io::AsyncWriteExt;
+use tokio_custodian::{Operation, Supervisor};
 
 const CHILD: &str = "CUSTODIAN_ATOMIC_FAULTS_CHILD";
 

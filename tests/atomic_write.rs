@@ -9,9 +9,9 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-use custodian::{AtomicFile, Durability, Operation, ReleasePath, ResourceKind, Supervisor};
 use custodian_suite::{Rt, entries, scenario};
 use tokio::io::AsyncWriteExt;
+use tokio_custodian::{AtomicFile, Durability, Operation, ReleasePath, ResourceKind, Supervisor};
 
 fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path)
@@ -25,7 +25,7 @@ fn mode(path: &Path) -> u32 {
 fn temps(dir: &Path) -> Vec<String> {
     entries(dir)
         .into_iter()
-        .filter(|n| n.starts_with(custodian::ATOMIC_TEMP_PREFIX))
+        .filter(|n| n.starts_with(tokio_custodian::ATOMIC_TEMP_PREFIX))
         .collect()
 }
 

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use common::{Guard, KINDS, Kind};
-use custodian::{ReleasePath, ResourceKind, Scope, Supervisor};
 use custodian_suite::{Rt, assert_fds_settle, entries, eventually, exists, open_fds, scenario};
 use proptest::prelude::*;
+use tokio_custodian::{ReleasePath, ResourceKind, Scope, Supervisor};
 
-async fn acquire(s: &Scope, kind: Kind) -> custodian::Result<Guard> {
+async fn acquire(s: &Scope, kind: Kind) -> tokio_custodian::Result<Guard> {
     Ok(match kind {
         Kind::File => Guard::File(s.open("/dev/null").await?),
         Kind::Temp => Guard::Temp(s.temp_file().await?),

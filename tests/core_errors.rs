@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use custodian::{Error, Operation, ResourceKind, Supervisor};
 use custodian_suite::{Rt, entries, exists, open_fds, scenario};
 use tokio::io::AsyncWriteExt;
+use tokio_custodian::{Error, Operation, ResourceKind, Supervisor};
 
 /// The raw OS error behind a custodian error.
 fn errno(e: &Error) -> Option<i32> {

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Case, KINDS, Kind};
-use custodian::{ReleasePath, Supervisor};
 use custodian_suite::{Rt, entries, exists, open_fds, scenario};
+use tokio_custodian::{ReleasePath, Supervisor};
 
 #[test]
 fn a_forgotten_guard_is_reclaimed_at_scope_end_with_its_site() {
@@ -96,7 +96,7 @@ fn a_forgotten_guard_in_the_root_scope_is_reclaimed_at_shutdown() {
 fn a_guard_kept_alive_by_a_cycle_is_reclaimed() {
     use std::sync::{Arc, Mutex};
     struct Node {
-        _file: custodian::TempFile,
+        _file: tokio_custodian::TempFile,
         next: Mutex<Option<Arc<Node>>>,
     }
     scenario(Rt::Current, "cycle", async |base| {

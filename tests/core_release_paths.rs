@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Case, Guard, KINDS};
-use custodian::{CancelReason, Error, ReleasePath};
 use custodian_suite::{Rt, eventually, exists, open_fds, scenario};
 use tokio::sync::oneshot;
+use tokio_custodian::{CancelReason, Error, ReleasePath};
 
 #[test]
 fn close_releases_and_reports() {
@@ -233,7 +233,7 @@ fn cancelling_a_parent_scope_releases_a_cooperative_child() {
 fn cancelling_a_parent_drops_a_stubborn_child_after_the_grace_period() {
     scenario(Rt::Paused, "parent-cancel-grace", async |base| {
         for kind in KINDS {
-            let b = custodian::Supervisor::builder().grace(Duration::from_secs(5));
+            let b = tokio_custodian::Supervisor::builder().grace(Duration::from_secs(5));
             let c = Case::start_with(&base, kind, b).await;
             let t0 = tokio::time::Instant::now();
             let (r, path) = c
@@ -331,7 +331,7 @@ fn shutdown_cancels_running_scopes() {
 fn last_handle_dropped_without_shutdown() {
     scenario(Rt::Current, "emergency", async |base| {
         let fds = open_fds();
-        let sup = custodian::Supervisor::builder()
+        let sup = tokio_custodian::Supervisor::builder()
             .temp_base(&base)
             .start()
             .unwrap();

@@ -5,8 +5,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 use std::process::Command;
 
-use custodian::{Error, Operation, ReleasePath, ResourceKind, Supervisor};
 use custodian_suite::{Rt, entries, exists, scenario};
+use tokio_custodian::{Error, Operation, ReleasePath, ResourceKind, Supervisor};
 
 /// Whether `nobody` (uid/gid 65534, no groups) can read `path`; `None` if `setpriv` is
 /// missing.

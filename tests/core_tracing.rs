@@ -6,8 +6,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use custodian::{ResourceKind, Supervisor};
 use custodian_suite::{Rt, scenario};
+use tokio_custodian::{ResourceKind, Supervisor};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 

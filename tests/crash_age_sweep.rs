@@ -1,4 +1,4 @@
-//! The age sweep (`custodian::clean_older_than`, issue 10): old, new, locked, symlinked
+//! The age sweep (`tokio_custodian::clean_older_than`, issue 10): old, new, locked, symlinked
 //! and mounted entries of a base directory, each handled as specified, in a dry run and
 //! for real. Runs isolated in a private mount namespace (it mounts a tmpfs in the base).
 
@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use custodian::AgeKeptReason;
 use custodian_suite::{is_isolated, run_isolated, scratch_dir};
+use tokio_custodian::AgeKeptReason;
 
 const ISOLATED: &str = "CUSTODIAN_AGE_SWEEP_ISOLATED";
 
@@ -58,7 +58,8 @@ fn age_sweep_isolated() {
         (mnt.clone(), AgeKeptReason::MountPoint),
     ];
     for dry_run in [true, false] {
-        let report = custodian::clean_older_than(&base, Duration::from_secs(1), dry_run).unwrap();
+        let report =
+            tokio_custodian::clean_older_than(&base, Duration::from_secs(1), dry_run).unwrap();
         assert_eq!(report.removed, removed, "dry run {dry_run}: {report:?}");
         let mut got: Vec<_> = report
             .kept

@@ -67,9 +67,9 @@ fn sweep_by_new_supervisor(
     rt: &tokio::runtime::Runtime,
     state: &Path,
     base: &Path,
-) -> custodian::SweepReport {
+) -> tokio_custodian::SweepReport {
     rt.block_on(async {
-        let sup = custodian::Supervisor::builder()
+        let sup = tokio_custodian::Supervisor::builder()
             .state_dir(state)
             .temp_base(base)
             .reap_abandoned(false)
@@ -174,7 +174,7 @@ fn crash_cycles_isolated() {
             .filter(|s| {
                 !matches!(
                     s.reason,
-                    custodian::SkipReason::OwnerAlive | custodian::SkipReason::Locked
+                    tokio_custodian::SkipReason::OwnerAlive | tokio_custodian::SkipReason::Locked
                 )
             })
             .count();

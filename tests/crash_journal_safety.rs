@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use custodian::{SkipReason, SweepReport};
 use custodian_suite::{pid_running, scratch_dir, serial};
+use tokio_custodian::{SkipReason, SweepReport};
 
 fn fnv(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -124,7 +124,7 @@ fn sleeper() -> Child {
 }
 
 fn sweep(state: &Path) -> SweepReport {
-    custodian::sweep_with_grace(state, Duration::from_secs(2)).unwrap()
+    tokio_custodian::sweep_with_grace(state, Duration::from_secs(2)).unwrap()
 }
 
 fn has(report: &SweepReport, f: impl Fn(&SkipReason) -> bool) -> bool {
@@ -187,7 +187,7 @@ fn after_a_reboot_children_are_assumed_gone_and_files_are_cleaned() {
     assert_eq!(report.dead_owners.len(), 1, "{report}");
     assert_eq!(
         report.dead_owners[0].proof,
-        custodian::DeathProof::OtherBoot
+        tokio_custodian::DeathProof::OtherBoot
     );
     assert!(
         pid_running(pid),
@@ -277,24 +277,24 @@ fn a_symlinked_state_dir_is_refused() {
     std::fs::write(state.join("canary"), b"keep").unwrap();
     let link = scratch.join("link");
     symlink(&state, &link).unwrap();
-    let err = custodian::sweep(&link).unwrap_err();
-    assert_eq!(err.operation(), custodian::Operation::Sweep);
+    let err = tokio_custodian::sweep(&link).unwrap_err();
+    assert_eq!(err.operation(), tokio_custodian::Operation::Sweep);
     assert_eq!(err.path(), Some(link.as_path()));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let err = rt.block_on(async {
-        custodian::Supervisor::builder()
+        tokio_custodian::Supervisor::builder()
             .state_dir(&link)
             .temp_base(&scratch)
             .start()
             .unwrap_err()
     });
-    assert_eq!(err.operation(), custodian::Operation::OpenJournal);
+    assert_eq!(err.operation(), tokio_custodian::Operation::OpenJournal);
     // A state dir others can enter is refused too.
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let err = custodian::sweep(&state).unwrap_err();
+    let err = tokio_custodian::sweep(&state).unwrap_err();
     assert_eq!(err.io_kind(), Some(std::io::ErrorKind::PermissionDenied));
     assert_eq!(std::fs::read(state.join("canary")).unwrap(), b"keep");
     assert_eq!(

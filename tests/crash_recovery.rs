@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use custodian::Supervisor;
 use custodian_suite::LineChild;
+use tokio_custodian::Supervisor;
 
 const OWNER: &str = env!("CARGO_BIN_EXE_custodian-test-owner");
 

@@ -9,11 +9,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::task::Poll;
 
-use custodian::{
-    CreateTempDir, CreateTempFile, PersistError, ResourceKind, Supervisor, TempDir, TempFile,
-};
 use custodian_suite::{Rt, entries, exists, scenario};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio_custodian::{
+    CreateTempDir, CreateTempFile, PersistError, ResourceKind, Supervisor, TempDir, TempFile,
+};
 
 fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path)
@@ -24,7 +24,7 @@ fn mode(path: &Path) -> u32 {
 }
 
 /// The live entry with `id`: its scope and path.
-fn live(sup: &Supervisor, id: custodian::ResourceId) -> Option<(String, Option<PathBuf>)> {
+fn live(sup: &Supervisor, id: tokio_custodian::ResourceId) -> Option<(String, Option<PathBuf>)> {
     sup.live()
         .into_iter()
         .find(|r| r.id == id)
@@ -158,7 +158,7 @@ fn persist_noclobber_refuses_an_existing_target_and_hands_the_guard_back() {
                     assert!(exists(path));
                 }
                 assert_eq!(std::fs::read(f.path()).unwrap(), b"mine");
-                Ok::<_, custodian::Error>((f.path().to_path_buf(), d.path().to_path_buf()))
+                Ok::<_, tokio_custodian::Error>((f.path().to_path_buf(), d.path().to_path_buf()))
             })
             .await
             .unwrap()
@@ -242,7 +242,7 @@ fn a_move_across_file_systems_hands_the_guard_back_still_managed() {
                 assert_eq!(std::fs::read(f.path()).unwrap(), b"data");
                 assert!(exists(&d.path().join("a")));
                 assert!(entries(&shm).is_empty(), "nothing half-copied");
-                Ok::<_, custodian::Error>(sup.stats())
+                Ok::<_, tokio_custodian::Error>(sup.stats())
             })
             .await
             .unwrap()

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use custodian::{GaveUp, Operation, ResourceKind, Retry, Supervisor};
 use custodian_suite::{Rt, scenario};
+use tokio_custodian::{GaveUp, Operation, ResourceKind, Retry, Supervisor};
 
 const CHILD: &str = "CUSTODIAN_LOCK_CHILD";
 

@@ -10,8 +10,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use custodian::{Cleanup, Error, Operation, Reclaim, ReleasePath, ResourceKind, Supervisor};
 use custodian_suite::{Rt, entries, eventually, exists, open_fds, scenario};
+use tokio_custodian::{Cleanup, Error, Operation, Reclaim, ReleasePath, ResourceKind, Supervisor};
 
 /// A resource whose clean-up is whatever the test says.
 struct Scripted(Box<dyn FnOnce() -> Cleanup + Send + Sync>);
@@ -88,12 +88,12 @@ fn a_panicking_clean_up_is_reported_as_a_panic() {
 
 #[test]
 fn audio_io_errors_keep_their_kind_when_folded_into_custodian_errors() {
-    let e = custodian_audio::Error::Io {
-        op: custodian_audio::Op::Open,
+    let e = tokio_custodian_audio::Error::Io {
+        op: tokio_custodian_audio::Op::Open,
         path: "in.wav".into(),
         source: io::Error::from_raw_os_error(24),
     };
-    let e = custodian::Error::from(e);
+    let e = tokio_custodian::Error::from(e);
     assert_eq!(e.io_kind(), Some(io::Error::from_raw_os_error(24).kind()));
     assert_eq!(e.path(), Some(std::path::Path::new("in.wav")));
 }
@@ -327,7 +327,7 @@ fn emfile_retry_child() {
     scenario(Rt::Multi(2), "emfile-retry", async |base| {
         let sup = Supervisor::builder().temp_base(&base).start().unwrap();
         sup.reaped_at_start().await;
-        let dirs: Vec<custodian::TempDir> = {
+        let dirs: Vec<tokio_custodian::TempDir> = {
             let mut v = Vec::new();
             for _ in 0..8 {
                 let d = sup.temp_dir().await.unwrap();
@@ -452,10 +452,10 @@ fn a_hook_budget_longer_than_the_grace_is_cut_at_the_deadline() {
         assert_eq!(report.hooks[1].name, "slow");
         assert_eq!(
             report.hooks[1].outcome,
-            custodian::HookOutcome::Cut,
+            tokio_custodian::HookOutcome::Cut,
             "{outcomes:?}"
         );
-        assert_eq!(report.reason, custodian::CancelReason::Deadline);
+        assert_eq!(report.reason, tokio_custodian::CancelReason::Deadline);
     });
 }
 

@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use custodian::{Cleanup, PanicCleanup, Reclaim, ResourceKind, Supervisor};
 use custodian_suite::{Rt, eventually, exists, scenario};
+use tokio_custodian::{Cleanup, PanicCleanup, Reclaim, ResourceKind, Supervisor};
 
 /// Releasing it takes a lock, as a decoder's state or a file slot does.
 struct NeedsLock(Arc<Mutex<()>>);

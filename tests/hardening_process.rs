@@ -14,12 +14,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use custodian::{ManagedChild, Scope, Supervisor};
 use custodian_suite::{
     group_members, pid_exists, pid_running, scratch_dir, serial_process_test, wait_group_size,
 };
 use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
+use tokio_custodian::{ManagedChild, Scope, Supervisor};
 
 const SETTLE: Duration = Duration::from_secs(5);
 
@@ -207,7 +207,7 @@ fn scope_holding_a_stubborn_child(
     sup: &Supervisor,
 ) -> (
     oneshot::Receiver<u32>,
-    tokio::task::JoinHandle<custodian::Result<()>>,
+    tokio::task::JoinHandle<tokio_custodian::Result<()>>,
 ) {
     let (tx, rx) = oneshot::channel();
     let s = sup.clone();

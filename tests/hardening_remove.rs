@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use custodian::Supervisor;
 use custodian_suite::{LineChild, entries, exists, open_fds, scratch_dir};
 use rustix::fs::{AtFlags, Mode, OFlags, StatxAttributes, StatxFlags};
+use tokio_custodian::Supervisor;
 
 const CHILD: &str = "CUSTODIAN_HARDENING_REMOVE_CHILD";
 const OWNER: &str = env!("CARGO_BIN_EXE_custodian-test-owner");

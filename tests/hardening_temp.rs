@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use custodian::{Operation, ResourceKind, Supervisor, TempDir, TempFile};
 use custodian_suite::{Rt, entries, eventually, exists, scenario, scratch_dir};
 use tokio::io::AsyncWriteExt;
+use tokio_custodian::{Operation, ResourceKind, Supervisor, TempDir, TempFile};
 
 /// Set (to the test's name) in the child process that runs one isolated test.
 const CHILD: &str = "CUSTODIAN_HARDENING_TEMP_CHILD";
@@ -462,7 +462,7 @@ fn a_failed_persist_hands_the_guard_back_still_managed_in_its_scope() {
                 }
                 assert_eq!(sup.live()[0].label, "report", "the label is kept");
                 assert!(complete(d.path()), "the dir is untouched");
-                Ok::<_, custodian::Error>((f.path().to_path_buf(), d.path().to_path_buf()))
+                Ok::<_, tokio_custodian::Error>((f.path().to_path_buf(), d.path().to_path_buf()))
             })
             .await
             .unwrap()

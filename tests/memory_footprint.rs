@@ -7,8 +7,8 @@
 
 use std::alloc::System;
 
-use custodian::{Cleanup, Reclaim, ResourceKind, Supervisor};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use tokio_custodian::{Cleanup, Reclaim, ResourceKind, Supervisor};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -109,7 +109,7 @@ async fn ingest_like(sup: &Supervisor, wav: &[u8]) {
         let mut t = s.temp().suffix(".wav").file().await.unwrap();
         t.write_all(wav).await.unwrap();
         t.flush().await.unwrap();
-        let mut d = custodian_audio::AudioDecoder::open(&s, t.path())
+        let mut d = tokio_custodian_audio::AudioDecoder::open(&s, t.path())
             .await
             .unwrap();
         assert_eq!(d.read_all::<i16>().await.unwrap().len(), 4000);

@@ -5,11 +5,11 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use custodian::{Operation, ReleasePath, ResourceKind, Supervisor};
 use custodian_suite::{
     group_members, pid_exists, serial_process_test, wait_group_size, wait_groups_gone,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_custodian::{Operation, ReleasePath, ResourceKind, Supervisor};
 
 const SETTLE: Duration = Duration::from_secs(5);
 

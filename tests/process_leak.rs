@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use custodian::{ReleasePath, ResourceKind, Supervisor};
 use custodian_suite::{group_members, pid_exists, serial_process_test};
+use tokio_custodian::{ReleasePath, ResourceKind, Supervisor};
 
 #[test]
 fn a_forgotten_guard_is_stopped_at_scope_end_and_counted_as_a_leak() {

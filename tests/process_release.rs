@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use custodian::{ReleasePath, ResourceKind, Supervisor};
 use custodian_suite::{group_alive, pid_exists, serial_process_test};
 use tokio::sync::oneshot;
+use tokio_custodian::{ReleasePath, ResourceKind, Supervisor};
 
 fn released(sup: &Supervisor, path: ReleasePath) -> u64 {
     let s = sup.stats();
@@ -171,7 +171,7 @@ fn parent_scope_cancellation_releases_the_child() {
                 };
                 let (r, pid) = tokio::join!(inner, cancel);
                 assert!(
-                    matches!(r, Err(custodian::Error::Cancelled { .. })),
+                    matches!(r, Err(tokio_custodian::Error::Cancelled { .. })),
                     "{r:?}"
                 );
                 assert!(

@@ -10,10 +10,10 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use custodian::Supervisor;
 use custodian_suite::{
     is_isolated, mentioning, poll_until, ppid, run_isolated, sleeps, zombie_children,
 };
+use tokio_custodian::Supervisor;
 
 const ISOLATED: &str = "CUSTODIAN_SUBREAPER_ISOLATED";
 
@@ -284,9 +284,9 @@ fn off_isolated() {
         let escaped = mentioning(&format!("sleep {a}"));
         assert!(!escaped.is_empty(), "not stopped without the opt-in");
         assert!(escaped.iter().all(|&p| ppid(p) != Some(me)));
-        assert_eq!(sup.adopted(), custodian::AdoptionStats::default());
+        assert_eq!(sup.adopted(), tokio_custodian::AdoptionStats::default());
         let report = sup.shutdown().await;
-        assert_eq!(report.adopted, custodian::AdoptionStats::default());
+        assert_eq!(report.adopted, tokio_custodian::AdoptionStats::default());
         for p in escaped {
             let pid = rustix::process::Pid::from_raw(p as i32).unwrap();
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);

@@ -7,9 +7,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use custodian::{Cleanup, Error, Operation, Quota, Reclaim, ReleasePath, ResourceKind, Supervisor};
 use custodian_suite::{Rt, entries, eventually, is_isolated, run_isolated, scenario};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio_custodian::{
+    Cleanup, Error, Operation, Quota, Reclaim, ReleasePath, ResourceKind, Supervisor,
+};
 
 fn one_temp_file() -> Quota {
     Quota::live(ResourceKind::TempFile, 1)
@@ -374,7 +376,7 @@ fn fd_quota_under_a_low_rlimit() {
     }
     use rustix::process::{Resource, getrlimit, setrlimit};
     let burst = async |sup: &Supervisor| {
-        let mut tasks: Vec<tokio::task::JoinHandle<custodian::Result<()>>> = Vec::new();
+        let mut tasks: Vec<tokio::task::JoinHandle<tokio_custodian::Result<()>>> = Vec::new();
         for _ in 0..64 {
             let s = sup.clone();
             tasks.push(tokio::spawn(async move {
@@ -382,7 +384,7 @@ fn fd_quota_under_a_low_rlimit() {
                     let mut f = s.temp_file().await?;
                     f.write_all(b"RIFF....WAVE").await.unwrap();
                     tokio::time::sleep(Duration::from_millis(5)).await;
-                    custodian::Result::Ok(())
+                    tokio_custodian::Result::Ok(())
                 })
                 .await?
             }));

@@ -11,8 +11,8 @@
 //!   that counts two quotas (an fds quota and a live temp files quota) used to take the
 //!   first and wait for the second, starving a holder of the second that needed the
 //!   first: a deadlock.
-//! - `Error::public()` of a decoder's error (custodian-audio's, converted into
-//!   `custodian::Error::Resource`) names no path: the conversion put the audio error's
+//! - `Error::public()` of a decoder's error (tokio-custodian-audio's, converted into
+//!   `tokio_custodian::Error::Resource`) names no path: the conversion put the audio error's
 //!   full text, path included, in the message that `public()` prints.
 //! - `Supervisor::draining()` completes on `force()` too: forcing cancels every scope,
 //!   so a server must stop accepting then, and new top-level work is refused rather
@@ -25,9 +25,9 @@
 //! - a temp bytes charge of more than `u32::MAX` bytes at once (a write after a seek
 //!   far past the end) is charged, not refused, when the quota has room.
 
-use custodian::{Quota, ResourceKind, Supervisor};
 use custodian_suite::{Rt, entries, eventually, scenario};
 use tokio::io::AsyncWriteExt;
+use tokio_custodian::{Quota, ResourceKind, Supervisor};
 
 async fn waiting(sup: &Supervisor, n: u64) {
     let s = sup.clone();
@@ -170,11 +170,11 @@ fn a_decoder_error_made_public_names_no_path() {
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        let e = custodian_audio::AudioDecoder::open(&sup.root(), upload.path())
+        let e = tokio_custodian_audio::AudioDecoder::open(&sup.root(), upload.path())
             .await
             .map(drop)
             .expect_err("not a WAV");
-        let e = custodian::Error::from(e);
+        let e = tokio_custodian::Error::from(e);
         assert!(e.to_string().contains(&root), "the full text names it: {e}");
         let public = e.public().to_string();
         assert!(
@@ -202,7 +202,10 @@ fn force_alone_fires_draining() {
             .expect("draining() completes once the supervisor is forced");
         assert!(sup.is_draining());
         let r = sup.scope("late", async |_| ()).await;
-        assert!(matches!(r, Err(custodian::Error::Draining { .. })), "{r:?}");
+        assert!(
+            matches!(r, Err(tokio_custodian::Error::Draining { .. })),
+            "{r:?}"
+        );
         let report = sup.shutdown().await;
         assert!(report.forced && report.drain.is_none());
     });

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use custodian::Supervisor;
 use custodian_suite::{wait_group_size, wait_groups_gone};
+use tokio_custodian::Supervisor;
 
 const SETTLE: Duration = Duration::from_secs(5);
 
@@ -32,7 +32,7 @@ fn marker(tag: &str, n: usize) -> PathBuf {
 
 /// A child whose leader dies on SIGTERM while a member (TERM ignored) lives on for
 /// [`MEMBER_LIFE`] seconds, then touches `marker`. Waits until all three run.
-fn victim(sup: &Supervisor, marker: &Path) -> custodian::ManagedChild {
+fn victim(sup: &Supervisor, marker: &Path) -> tokio_custodian::ManagedChild {
     let script = format!(
         "(trap '' TERM; sleep {MEMBER_LIFE}; touch '{}') & exec sleep 1000",
         marker.display()
@@ -176,7 +176,7 @@ fn lifo_pops_racing_sweeps_and_transfers_release_each_resource_once() {
         // Drops, on another task, the dirs the scopes moved to the root.
         let dropper = tokio::spawn(async move {
             while let Some(d) = rx.recv().await {
-                drop::<custodian::TempDir>(d);
+                drop::<tokio_custodian::TempDir>(d);
                 tokio::task::yield_now().await;
             }
         });
@@ -224,7 +224,7 @@ fn lifo_pops_racing_sweeps_and_transfers_release_each_resource_once() {
         }
         drop(tx);
         dropper.await.unwrap();
-        let s = sup.stats().kind(custodian::ResourceKind::TempDir);
+        let s = sup.stats().kind(tokio_custodian::ResourceKind::TempDir);
         assert_eq!(s.created, 4 * 25 * 6);
         assert_eq!((s.released_total(), s.live), (s.created, 0), "{s:?}");
         let report = sup.shutdown().await;
@@ -237,7 +237,7 @@ fn lifo_pops_racing_sweeps_and_transfers_release_each_resource_once() {
             report
                 .leaks
                 .iter()
-                .all(|l| l.released_by == custodian::ReleasePath::ScopeEnd
+                .all(|l| l.released_by == tokio_custodian::ReleasePath::ScopeEnd
                     && l.path.as_ref().is_some_and(|p| !p.exists())),
             "{report}"
         );
@@ -269,7 +269,7 @@ fn a_temp_dir_dropped_just_before_shutdown_is_removed_before_the_report() {
         assert!(report.is_clean() && report.cleanups_finished, "{report}");
         assert!(report.temp_root_error.is_none(), "{report}");
         assert!(!path.exists() && !report.temp_root.exists());
-        let s = report.stats.kind(custodian::ResourceKind::TempDir);
+        let s = report.stats.kind(tokio_custodian::ResourceKind::TempDir);
         assert_eq!(
             (s.created, s.released_total(), s.live, s.failures),
             (1, 1, 0, 0)

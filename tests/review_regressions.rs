@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use custodian::{Cleanup, Error, Reclaim, ResourceKind, Supervisor};
+use tokio_custodian::{Cleanup, Error, Reclaim, ResourceKind, Supervisor};
 
 /// A `close()` that the caller gives up on (a timeout) must not leave the child running:
 /// the stop continues as its own task, and the scope and shutdown still wait for it.

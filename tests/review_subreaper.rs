@@ -20,8 +20,8 @@
 
 use std::time::{Duration, Instant};
 
-use custodian::{Operation, Supervisor};
 use custodian_suite::{is_isolated, poll_until, ppid, run_isolated, sleeps, zombie_children};
+use tokio_custodian::{Operation, Supervisor};
 
 const ISOLATED: &str = "CUSTODIAN_REVIEW_SUBREAPER_ISOLATED";
 

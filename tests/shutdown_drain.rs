@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use custodian::{CancelReason, Error, Supervisor};
 use custodian_suite::{Rt, is_isolated, run_isolated, scenario};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Notify, oneshot};
+use tokio_custodian::{CancelReason, Error, Supervisor};
 
 /// Generous: a loaded 2-core CI machine.
 const SLACK: Duration = Duration::from_secs(3);
@@ -23,7 +23,7 @@ async fn request(
     name: String,
     entered: oneshot::Sender<()>,
     go: Arc<Notify>,
-) -> custodian::Result<Option<CancelReason>> {
+) -> tokio_custodian::Result<Option<CancelReason>> {
     sup.scope(&name, async move |s| {
         let wait = go.notified();
         let _ = entered.send(());
@@ -41,7 +41,7 @@ async fn request(
         n?;
         let task = s.spawn(async { 7 })?;
         assert_eq!(task.await.unwrap(), 7);
-        custodian::Result::Ok(s.cancel_reason())
+        tokio_custodian::Result::Ok(s.cancel_reason())
     })
     .await?
 }
@@ -78,7 +78,7 @@ fn requests_in_flight_acquire_during_the_drain_and_new_work_is_refused() {
             matches!(
                 refused,
                 Error::Draining {
-                    op: custodian::Operation::EnterScope
+                    op: tokio_custodian::Operation::EnterScope
                 }
             ),
             "{refused}"
@@ -117,7 +117,7 @@ fn requests_in_flight_acquire_during_the_drain_and_new_work_is_refused() {
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["drain"]["scopes_finished"], 4);
         assert_eq!(json["drain"]["ran_out"], false);
-        let back: custodian::ShutdownReport = serde_json::from_value(json).unwrap();
+        let back: tokio_custodian::ShutdownReport = serde_json::from_value(json).unwrap();
         assert_eq!(back.drain, report.drain);
         assert!(report.to_string().contains("drain: 4 of 4"), "{report}");
         // Nothing is accepted after shutdown.
@@ -170,7 +170,7 @@ fn without_a_drain_shutdown_cancels_at_once_as_before() {
 fn stuck(
     sup: &Supervisor,
     entered: oneshot::Sender<()>,
-) -> tokio::task::JoinHandle<custodian::Result<()>> {
+) -> tokio::task::JoinHandle<tokio_custodian::Result<()>> {
     let s = sup.clone();
     tokio::spawn(async move {
         s.scope("stuck", async move |s| {

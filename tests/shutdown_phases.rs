@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use custodian::{CancelReason, Error, HookOutcome, Operation, PanicCleanup, Supervisor};
 use tokio::sync::oneshot;
+use tokio_custodian::{CancelReason, Error, HookOutcome, Operation, PanicCleanup, Supervisor};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scopes_and_hooks_observe_the_graceful_reason() {
@@ -36,7 +36,7 @@ async fn scopes_and_hooks_observe_the_graceful_reason() {
 
 /// Dropped at the deadline: its drop reads the reason the scope was cut with.
 struct ReadsReasonOnDrop(
-    custodian::Scope,
+    tokio_custodian::Scope,
     Arc<std::sync::Mutex<Option<CancelReason>>>,
 );
 
@@ -205,7 +205,8 @@ async fn emergency_cleanup_is_idempotent_and_refuses_new_work() {
     let s = sup.stats();
     assert!(s.is_consistent());
     assert_eq!(
-        s.kind(custodian::ResourceKind::TempFile).released_total(),
+        s.kind(tokio_custodian::ResourceKind::TempFile)
+            .released_total(),
         1
     );
     let report = sup.shutdown().await;
@@ -257,7 +258,7 @@ async fn the_report_is_a_table_and_round_trips_through_json() {
     }
     assert_eq!(report.failed_hooks()[0].name, "slow");
     let json = serde_json::to_string(&report).unwrap();
-    let back: custodian::ShutdownReport = serde_json::from_str(&json).unwrap();
+    let back: tokio_custodian::ShutdownReport = serde_json::from_str(&json).unwrap();
     assert_eq!(back.hooks, report.hooks);
     assert_eq!(back.reason, report.reason);
     assert_eq!(back.alive_at_shutdown.len(), 1);

@@ -10,8 +10,8 @@
 use std::io::Write;
 use std::time::Duration;
 
-use custodian::{PanicCleanup, Supervisor};
 use tokio::io::AsyncWriteExt;
+use tokio_custodian::{PanicCleanup, Supervisor};
 
 #[path = "custodian-test-owner/children.rs"]
 mod children;
@@ -76,7 +76,7 @@ async fn signalled(scenario: &str) {
     let s = sup.clone();
     let (entered, worker_in) = tokio::sync::oneshot::channel();
     let worker = tokio::spawn(async move {
-        s.scope("worker", async |s| -> custodian::Result<()> {
+        s.scope("worker", async |s| -> tokio_custodian::Result<()> {
             let _t = s.temp_file().await?;
             let task_scope = s.clone();
             let _task = s.spawn(async move { task_scope.cancelled().await })?;

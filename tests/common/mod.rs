@@ -6,8 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use custodian::{ManagedFile, ResourceId, ResourceKind, Scope, Supervisor, TempDir, TempFile};
 use custodian_suite::{entries, eventually, exists, open_fds};
+use tokio_custodian::{
+    ManagedFile, ResourceId, ResourceKind, Scope, Supervisor, TempDir, TempFile,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -65,7 +67,7 @@ impl Guard {
         }
     }
 
-    pub async fn close(self) -> custodian::Result<()> {
+    pub async fn close(self) -> tokio_custodian::Result<()> {
         match self {
             Guard::File(g) => g.close().await,
             Guard::Temp(g) => g.close().await,
@@ -76,7 +78,7 @@ impl Guard {
 
 /// Acquires one resource of `kind` in `s`. A managed file is created in `files` (outside
 /// the temp root); a temp dir gets a small tree so that its removal is recursive.
-pub async fn acquire(s: &Scope, kind: Kind, files: &Path) -> custodian::Result<Guard> {
+pub async fn acquire(s: &Scope, kind: Kind, files: &Path) -> tokio_custodian::Result<Guard> {
     static N: AtomicU64 = AtomicU64::new(0);
     Ok(match kind {
         Kind::File => {
@@ -103,10 +105,10 @@ pub struct Case {
 
 impl Case {
     pub async fn start(base: &Path, kind: Kind) -> Case {
-        Self::start_with(base, kind, custodian::Supervisor::builder()).await
+        Self::start_with(base, kind, tokio_custodian::Supervisor::builder()).await
     }
 
-    pub async fn start_with(base: &Path, kind: Kind, b: custodian::Builder) -> Case {
+    pub async fn start_with(base: &Path, kind: Kind, b: tokio_custodian::Builder) -> Case {
         let sup = b.temp_base(base).start().unwrap();
         // The start-up reap runs on the blocking pool: let it close its fds before the
         // fd baseline is taken.
@@ -139,7 +141,7 @@ impl Case {
     /// gone (a managed file is never deleted), its fd closed, the counters add up.
     /// `at_once`: the clean-up must already be finished (a scope returned); otherwise it
     /// may still be running on the blocking pool.
-    pub async fn released(&self, path: &Path, by: custodian::ReleasePath, at_once: bool) {
+    pub async fn released(&self, path: &Path, by: tokio_custodian::ReleasePath, at_once: bool) {
         let what = format!("{:?} released by {by}", self.kind);
         if self.kind == Kind::File {
             assert!(exists(path), "{what}: a managed file is never deleted");
@@ -167,7 +169,7 @@ impl Case {
     }
 
     /// Shuts down and removes the managed files; returns the report.
-    pub async fn finish(self) -> custodian::ShutdownReport {
+    pub async fn finish(self) -> tokio_custodian::ShutdownReport {
         let report = self.sup.shutdown().await;
         assert!(!exists(self.sup.temp_root()), "temp root removed");
         assert!(report.stats.is_consistent(), "{report}");

@@ -17,7 +17,7 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let sup = custodian::Supervisor::builder()
+        let sup = tokio_custodian::Supervisor::builder()
             .state_dir(state)
             .temp_base(base)
             .reap_abandoned(false)

@@ -15,7 +15,7 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let sup = custodian::Supervisor::builder()
+        let sup = tokio_custodian::Supervisor::builder()
             .start()
             .expect("supervisor");
         let s2 = sup.clone();

@@ -2,7 +2,7 @@
 //! (registered in a scope, decoding on the blocking pool) against raw symphonia on the
 //! calling thread, in the same run.
 //!
-//! Run: `cargo bench -p custodian-audio --bench decode`. The ratio is
+//! Run: `cargo bench -p tokio-custodian-audio --bench decode`. The ratio is
 //! `raw time / managed time` (1.0 means no overhead).
 
 // criterion's macros generate undocumented items.
@@ -79,9 +79,9 @@ fn raw(path: &Path) -> Vec<i16> {
 }
 
 /// The managed decoder's `read_all`, as a user would call it.
-fn managed(rt: &tokio::runtime::Runtime, root: &custodian::Scope, path: &Path) -> Vec<i16> {
+fn managed(rt: &tokio::runtime::Runtime, root: &tokio_custodian::Scope, path: &Path) -> Vec<i16> {
     rt.block_on(async {
-        let mut dec = custodian_audio::AudioDecoder::open(root, path)
+        let mut dec = tokio_custodian_audio::AudioDecoder::open(root, path)
             .await
             .unwrap();
         let v: Vec<i16> = dec.read_all().await.unwrap();
@@ -92,7 +92,7 @@ fn managed(rt: &tokio::runtime::Runtime, root: &custodian::Scope, path: &Path) -
 
 /// Alternates raw and managed runs so that drift of a shared VM hits both alike; prints
 /// the median of the per-pair ratios (raw time / managed time).
-fn interleaved(rt: &tokio::runtime::Runtime, root: &custodian::Scope, path: &Path) {
+fn interleaved(rt: &tokio::runtime::Runtime, root: &tokio_custodian::Scope, path: &Path) {
     let mut ratios = Vec::new();
     for i in 0..41 {
         let t = std::time::Instant::now();
@@ -122,7 +122,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let sup = rt.block_on(async { custodian::Supervisor::builder().start().unwrap() });
+    let sup = rt.block_on(async { tokio_custodian::Supervisor::builder().start().unwrap() });
     let root = sup.root();
     assert_eq!(raw(&path).len(), FRAMES * 2);
     interleaved(&rt, &root, &path);
@@ -141,7 +141,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("managed_read_all", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let mut dec = custodian_audio::AudioDecoder::open(&root, &path)
+                let mut dec = tokio_custodian_audio::AudioDecoder::open(&root, &path)
                     .await
                     .unwrap();
                 let v: Vec<i16> = dec.read_all().await.unwrap();
@@ -154,7 +154,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("managed_chunks_{chunk}"), |b| {
             b.iter(|| {
                 rt.block_on(async {
-                    let mut dec = custodian_audio::AudioDecoder::open(&root, &path)
+                    let mut dec = tokio_custodian_audio::AudioDecoder::open(&root, &path)
                         .await
                         .unwrap();
                     let mut n = 0;

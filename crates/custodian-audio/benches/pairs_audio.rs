@@ -5,7 +5,7 @@
 //! A time ratio of 1.05× is a throughput of 0.95× the raw one.
 //!
 //! Modes as in custodian's `benches/harness/mod.rs` (`time`, `count`, `list`):
-//! `cargo bench -p custodian-audio --bench pairs_audio -- time 11`.
+//! `cargo bench -p tokio-custodian-audio --bench pairs_audio -- time 11`.
 
 #![allow(missing_docs)]
 
@@ -107,7 +107,7 @@ fn main() {
     assert_eq!(raw_chunks(&path), FRAMES * 2);
     let base = path.parent().unwrap().to_path_buf();
     let sup = rt.block_on(async {
-        custodian::Supervisor::builder()
+        tokio_custodian::Supervisor::builder()
             .temp_base(base)
             .start()
             .unwrap()
@@ -122,7 +122,7 @@ fn main() {
                 (
                     "managed",
                     per_op!((root.clone(), path.clone()), |s| {
-                        let mut dec = custodian_audio::AudioDecoder::open(&s.0, &*s.1)
+                        let mut dec = tokio_custodian_audio::AudioDecoder::open(&s.0, &*s.1)
                             .await
                             .unwrap();
                         let mut n = 0;

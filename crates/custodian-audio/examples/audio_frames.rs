@@ -4,12 +4,12 @@
 //! per chunk; halfway through, the "recogniser" fails. The failure ends the scope, and the
 //! decoder's file is closed anyway: the stats at the end show it released, with no leak.
 //!
-//! Run: `cargo run -p custodian-audio --example audio_frames`
+//! Run: `cargo run -p tokio-custodian-audio --example audio_frames`
 
 use std::time::Duration;
 
-use custodian::{ResourceKind, Supervisor};
-use custodian_audio::AudioDecoder;
+use tokio_custodian::{ResourceKind, Supervisor};
+use tokio_custodian_audio::AudioDecoder;
 
 const RATE: u32 = 16_000;
 
@@ -64,10 +64,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             loop {
                 let chunk = dec.read_i16(chunk_frames).await?;
                 if chunk.is_empty() {
-                    return Ok::<_, custodian::Error>(n);
+                    return Ok::<_, tokio_custodian::Error>(n);
                 }
-                let level = recognise(n, &chunk).map_err(|m| custodian::Error::Resource {
-                    op: custodian::Operation::Decode,
+                let level = recognise(n, &chunk).map_err(|m| tokio_custodian::Error::Resource {
+                    op: tokio_custodian::Operation::Decode,
                     path: dec.path().to_path_buf(),
                     message: m,
                 })?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use custodian::{Registration, ResourceId, ResourceKind, Scope};
+use tokio_custodian::{Registration, ResourceId, ResourceKind, Scope};
 
 use crate::engine;
 use crate::error::{Error, Fail, Op, Result, panic_message};
@@ -43,8 +43,8 @@ use crate::shared::{DecoderReclaim, Shared};
 /// # let mut w = hound::WavWriter::create(&path, spec)?;
 /// # for i in 0..40_000 { w.write_sample((i % 1000) as i16)?; }
 /// # w.finalize()?;
-/// use custodian_audio::AudioDecoder;
-/// let sup = custodian::Supervisor::builder().start()?;
+/// use tokio_custodian_audio::AudioDecoder;
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let frames = sup
 ///     .scope("recognise", async |s| {
 ///         let mut wav = AudioDecoder::open(&s, &path).await?; // wave.open(path)
@@ -57,11 +57,11 @@ use crate::shared::{DecoderReclaim, Shared};
 ///             }
 ///             total += chunk.len(); // feed the recogniser here; an error or panic
 ///         }                         // still closes the file
-///         Ok::<_, custodian::Error>(total)
+///         Ok::<_, tokio_custodian::Error>(total)
 ///     })
 ///     .await??;
 /// assert_eq!(frames, 40_000);
-/// assert_eq!(sup.stats().kind(custodian::ResourceKind::AudioDecoder).live, 0);
+/// assert_eq!(sup.stats().kind(tokio_custodian::ResourceKind::AudioDecoder).live, 0);
 /// # sup.shutdown().await; std::fs::remove_dir_all(dir)?; Ok(()) }
 /// ```
 #[must_use = "dropping an AudioDecoder closes it"]
@@ -90,10 +90,10 @@ impl AudioDecoder {
     /// blocking pool and closes the file.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
-    /// let err = custodian_audio::AudioDecoder::open(&sup.root(), "/").await.unwrap_err();
-    /// assert!(matches!(err, custodian_audio::Error::NotAFile { .. }));
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let err = tokio_custodian_audio::AudioDecoder::open(&sup.root(), "/").await.unwrap_err();
+    /// assert!(matches!(err, tokio_custodian_audio::Error::NotAFile { .. }));
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     #[track_caller]
@@ -119,8 +119,8 @@ impl AudioDecoder {
     /// # let path = std::env::temp_dir().join(format!("ca-lim-{}.wav", std::process::id()));
     /// # let spec = hound::WavSpec { channels: 2, sample_rate: 8_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
     /// # let mut w = hound::WavWriter::create(&path, spec)?; w.write_sample(0i16)?; w.write_sample(0i16)?; w.finalize()?;
-    /// use custodian_audio::{AudioDecoder, Error, Limits};
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// use tokio_custodian_audio::{AudioDecoder, Error, Limits};
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let mono_only = Limits::default().max_channels(1);
     /// let err = AudioDecoder::open_with(&sup.root(), &path, mono_only).await.unwrap_err();
     /// assert!(matches!(err, Error::Limit { what: "channels", value: 2, .. }));
@@ -196,8 +196,8 @@ impl AudioDecoder {
     /// # let path = std::env::temp_dir().join(format!("ca-path-{}.wav", std::process::id()));
     /// # let spec = hound::WavSpec { channels: 1, sample_rate: 8_000, bits_per_sample: 8, sample_format: hound::SampleFormat::Int };
     /// # hound::WavWriter::create(&path, spec)?.finalize()?;
-    /// let sup = custodian::Supervisor::builder().start()?;
-    /// let dec = custodian_audio::AudioDecoder::open(&sup.root(), &path).await?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let dec = tokio_custodian_audio::AudioDecoder::open(&sup.root(), &path).await?;
     /// assert_eq!(dec.path(), path);
     /// # drop(dec); sup.shutdown().await; std::fs::remove_file(path)?; Ok(()) }
     /// ```
@@ -212,10 +212,10 @@ impl AudioDecoder {
     /// # let path = std::env::temp_dir().join(format!("ca-id-{}.wav", std::process::id()));
     /// # let spec = hound::WavSpec { channels: 1, sample_rate: 8_000, bits_per_sample: 8, sample_format: hound::SampleFormat::Int };
     /// # hound::WavWriter::create(&path, spec)?.finalize()?;
-    /// let sup = custodian::Supervisor::builder().start()?;
-    /// let dec = custodian_audio::AudioDecoder::open(&sup.root(), &path).await?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let dec = tokio_custodian_audio::AudioDecoder::open(&sup.root(), &path).await?;
     /// assert_eq!(sup.live()[0].id, dec.id());
-    /// assert_eq!(sup.live()[0].kind, custodian::ResourceKind::AudioDecoder);
+    /// assert_eq!(sup.live()[0].kind, tokio_custodian::ResourceKind::AudioDecoder);
     /// # drop(dec); sup.shutdown().await; std::fs::remove_file(path)?; Ok(()) }
     /// ```
     pub fn id(&self) -> ResourceId {
@@ -229,8 +229,8 @@ impl AudioDecoder {
     /// # let path = std::env::temp_dir().join(format!("ca-reg-{}.wav", std::process::id()));
     /// # let spec = hound::WavSpec { channels: 1, sample_rate: 8_000, bits_per_sample: 8, sample_format: hound::SampleFormat::Int };
     /// # hound::WavWriter::create(&path, spec)?.finalize()?;
-    /// let sup = custodian::Supervisor::builder().start()?;
-    /// let dec = custodian_audio::AudioDecoder::open(&sup.root(), &path).await?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let dec = tokio_custodian_audio::AudioDecoder::open(&sup.root(), &path).await?;
     /// assert!(dec.registration().is_live());
     /// # drop(dec); sup.shutdown().await; std::fs::remove_file(path)?; Ok(()) }
     /// ```
@@ -319,8 +319,8 @@ impl AudioDecoder {
     /// # let mut w = hound::WavWriter::create(&path, spec)?;
     /// # for _ in 0..800 { w.write_sample(i16::MAX)?; w.write_sample(i16::MIN)?; }
     /// # w.finalize()?;
-    /// let sup = custodian::Supervisor::builder().start()?;
-    /// let mut dec = custodian_audio::AudioDecoder::open(&sup.root(), &path).await?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let mut dec = tokio_custodian_audio::AudioDecoder::open(&sup.root(), &path).await?;
     /// let first = dec.read_f32(1).await?;
     /// assert!(first[0] > 0.99 && first[1] == -1.0);
     /// let rest: Vec<i16> = dec.read_all().await?;
@@ -352,8 +352,8 @@ impl AudioDecoder {
     /// # for i in 0..16_000 { w.write_sample(i as i16)?; }
     /// # w.finalize()?;
     /// use std::time::Duration;
-    /// let sup = custodian::Supervisor::builder().start()?;
-    /// let mut dec = custodian_audio::AudioDecoder::open(&sup.root(), &path).await?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let mut dec = tokio_custodian_audio::AudioDecoder::open(&sup.root(), &path).await?;
     /// assert_eq!(dec.seek(Duration::from_millis(1500)).await?, 12_000);
     /// assert_eq!(dec.read_i16(2).await?, [12_000, 12_001]);
     /// assert_eq!(dec.position(), 12_002);
@@ -394,9 +394,9 @@ impl AudioDecoder {
     /// # let path = std::env::temp_dir().join(format!("ca-close-{}.wav", std::process::id()));
     /// # let spec = hound::WavSpec { channels: 1, sample_rate: 8_000, bits_per_sample: 8, sample_format: hound::SampleFormat::Int };
     /// # hound::WavWriter::create(&path, spec)?.finalize()?;
-    /// use custodian::{ReleasePath, ResourceKind};
-    /// let sup = custodian::Supervisor::builder().start()?;
-    /// custodian_audio::AudioDecoder::open(&sup.root(), &path).await?.close().await?;
+    /// use tokio_custodian::{ReleasePath, ResourceKind};
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// tokio_custodian_audio::AudioDecoder::open(&sup.root(), &path).await?.close().await?;
     /// assert_eq!(sup.stats().kind(ResourceKind::AudioDecoder).released(ReleasePath::Close), 1);
     /// # sup.shutdown().await; std::fs::remove_file(path)?; Ok(()) }
     /// ```

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 /// What the decoder was doing when an error happened.
 ///
 /// ```
-/// assert_eq!(custodian_audio::Op::Read.to_string(), "decode audio");
+/// assert_eq!(tokio_custodian_audio::Op::Read.to_string(), "decode audio");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -33,15 +33,15 @@ impl fmt::Display for Op {
     }
 }
 
-/// Errors of `custodian-audio`.
+/// Errors of `tokio-custodian-audio`.
 ///
 /// Malformed or hostile input is always one of these, never a panic: panics inside the
 /// decoding library are caught and reported as [`Error::Panicked`].
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-/// use custodian_audio::{AudioDecoder, Error, Op};
-/// let sup = custodian::Supervisor::builder().start()?;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// use tokio_custodian_audio::{AudioDecoder, Error, Op};
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let err = AudioDecoder::open(&sup.root(), "/no/such.wav").await.unwrap_err();
 /// assert_eq!(err.op(), Op::Open);
 /// assert_eq!(err.path(), Some(std::path::Path::new("/no/such.wav")));
@@ -126,14 +126,14 @@ pub enum Error {
     },
     /// custodian refused the registration (shutting down, scope closed).
     #[error(transparent)]
-    Custodian(#[from] custodian::Error),
+    Custodian(#[from] tokio_custodian::Error),
 }
 
 impl Error {
     /// The operation that failed.
     ///
     /// ```
-    /// # use custodian_audio::{Error, Op};
+    /// # use tokio_custodian_audio::{Error, Op};
     /// let e = Error::Released { op: Op::Read, path: "a.wav".into() };
     /// assert_eq!(e.op(), Op::Read);
     /// ```
@@ -153,7 +153,7 @@ impl Error {
     /// The file the error concerns.
     ///
     /// ```
-    /// # use custodian_audio::{Error, Op};
+    /// # use tokio_custodian_audio::{Error, Op};
     /// let e = Error::Released { op: Op::Read, path: "a.wav".into() };
     /// assert_eq!(e.path(), Some(std::path::Path::new("a.wav")));
     /// ```
@@ -193,32 +193,32 @@ impl Error {
     }
 }
 
-impl From<Error> for custodian::Error {
+impl From<Error> for tokio_custodian::Error {
     /// Folds an audio error into custodian's error, so that `?` works in scope bodies:
-    /// an I/O failure stays [`custodian::Error::Io`] with its path and `io::ErrorKind`
+    /// an I/O failure stays [`tokio_custodian::Error::Io`] with its path and `io::ErrorKind`
     /// (`EMFILE` at open is not "bad audio"); the others become
-    /// [`custodian::Error::Resource`]; all with [`custodian::Operation::Decode`].
+    /// [`tokio_custodian::Error::Resource`]; all with [`tokio_custodian::Operation::Decode`].
     ///
     /// ```
-    /// let e = custodian_audio::Error::Io {
-    ///     op: custodian_audio::Op::Open,
+    /// let e = tokio_custodian_audio::Error::Io {
+    ///     op: tokio_custodian_audio::Op::Open,
     ///     path: "a.wav".into(),
     ///     source: std::io::Error::from_raw_os_error(24), // EMFILE
     /// };
-    /// let e = custodian::Error::from(e);
+    /// let e = tokio_custodian::Error::from(e);
     /// assert_eq!(e.path(), Some(std::path::Path::new("a.wav")));
     /// assert_eq!(e.io_kind(), Some(std::io::Error::from_raw_os_error(24).kind()));
     /// ```
     fn from(e: Error) -> Self {
         match e {
             Error::Custodian(e) => e,
-            Error::Io { path, source, .. } => custodian::Error::Io {
-                op: custodian::Operation::Decode,
+            Error::Io { path, source, .. } => tokio_custodian::Error::Io {
+                op: tokio_custodian::Operation::Decode,
                 path,
                 source,
             },
-            other => custodian::Error::Resource {
-                op: custodian::Operation::Decode,
+            other => tokio_custodian::Error::Resource {
+                op: tokio_custodian::Operation::Decode,
                 message: other.detail(),
                 path: other.path().map(Path::to_path_buf).unwrap_or_default(),
             },
@@ -226,7 +226,7 @@ impl From<Error> for custodian::Error {
     }
 }
 
-/// The result type of `custodian-audio`.
+/// The result type of `tokio-custodian-audio`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// An error without its path yet: the blocking side knows what failed, the guard knows

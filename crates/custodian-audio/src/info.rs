@@ -6,7 +6,7 @@ use std::time::Duration;
 /// The container format, recognised from the file's first bytes.
 ///
 /// ```
-/// assert_eq!(custodian_audio::Container::Wav.to_string(), "wav");
+/// assert_eq!(tokio_custodian_audio::Container::Wav.to_string(), "wav");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -46,13 +46,13 @@ impl fmt::Display for Container {
 /// # let mut w = hound::WavWriter::create(&path, spec)?;
 /// # for i in 0..16_000 { w.write_sample((i % 100) as i16)?; }
 /// # w.finalize()?;
-/// let sup = custodian::Supervisor::builder().start()?;
-/// let dec = custodian_audio::AudioDecoder::open(&sup.root(), &path).await?;
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let dec = tokio_custodian_audio::AudioDecoder::open(&sup.root(), &path).await?;
 /// let info = dec.info();
 /// assert_eq!((info.sample_rate, info.channels, info.bits_per_sample), (16_000, 1, Some(16)));
 /// assert_eq!(info.total_frames, Some(16_000));
 /// assert_eq!(info.duration, Some(std::time::Duration::from_secs(1)));
-/// assert_eq!(info.container, custodian_audio::Container::Wav);
+/// assert_eq!(info.container, tokio_custodian_audio::Container::Wav);
 /// # drop(dec); sup.shutdown().await; std::fs::remove_dir_all(dir)?; Ok(()) }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
-//! # custodian-audio
+//! # tokio-custodian-audio
 //!
-//! Audio decoders as [custodian] resources. An [`AudioDecoder`] is registered in a
-//! [`custodian::Scope`] (as [`ResourceKind::AudioDecoder`](custodian::ResourceKind)) before
+//! Audio decoders as [tokio_custodian] resources. An [`AudioDecoder`] is registered in a
+//! [`tokio_custodian::Scope`] (as [`ResourceKind::AudioDecoder`](tokio_custodian::ResourceKind)) before
 //! it is opened, so its file is closed on every path: explicit close, drop, scope end,
 //! panic, a dropped future, shutdown, and a guard that was forgotten.
 //!
@@ -25,15 +25,15 @@
 //! # let mut w = hound::WavWriter::create(&path, spec)?;
 //! # for i in 0..8_000 { w.write_sample(i as i16)?; }
 //! # w.finalize()?;
-//! let sup = custodian::Supervisor::builder().start()?;
+//! let sup = tokio_custodian::Supervisor::builder().start()?;
 //! let samples = sup
 //!     .scope("transcribe", async |s| {
-//!         let mut dec = custodian_audio::AudioDecoder::open(&s, &path).await?;
-//!         Ok::<_, custodian::Error>(dec.read_all::<i16>().await?)
+//!         let mut dec = tokio_custodian_audio::AudioDecoder::open(&s, &path).await?;
+//!         Ok::<_, tokio_custodian::Error>(dec.read_all::<i16>().await?)
 //!     })
 //!     .await??;
 //! assert_eq!(samples.len(), 8_000);
-//! assert_eq!(sup.stats().kind(custodian::ResourceKind::AudioDecoder).live, 0);
+//! assert_eq!(sup.stats().kind(tokio_custodian::ResourceKind::AudioDecoder).live, 0);
 //! # sup.shutdown().await; std::fs::remove_file(path)?; Ok(()) }
 //! ```
 //!

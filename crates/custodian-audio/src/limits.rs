@@ -10,7 +10,7 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// let limits = custodian_audio::Limits::default()
+/// let limits = tokio_custodian_audio::Limits::default()
 ///     .max_channels(2)
 ///     .max_duration(Duration::from_secs(600));
 /// assert_eq!(limits.channels, 2);
@@ -51,7 +51,7 @@ impl Limits {
     /// Sets [`channels`](Self::channels).
     ///
     /// ```
-    /// let l = custodian_audio::Limits::default().max_channels(2);
+    /// let l = tokio_custodian_audio::Limits::default().max_channels(2);
     /// assert_eq!(l.channels, 2);
     /// ```
     pub fn max_channels(mut self, n: u32) -> Self {
@@ -62,7 +62,7 @@ impl Limits {
     /// Sets [`sample_rate`](Self::sample_rate).
     ///
     /// ```
-    /// let l = custodian_audio::Limits::default().max_sample_rate(48_000);
+    /// let l = tokio_custodian_audio::Limits::default().max_sample_rate(48_000);
     /// assert_eq!(l.sample_rate, 48_000);
     /// ```
     pub fn max_sample_rate(mut self, hz: u32) -> Self {
@@ -73,7 +73,7 @@ impl Limits {
     /// Sets [`frames`](Self::frames).
     ///
     /// ```
-    /// let l = custodian_audio::Limits::default().max_frames(1_000);
+    /// let l = tokio_custodian_audio::Limits::default().max_frames(1_000);
     /// assert_eq!(l.frames, 1_000);
     /// ```
     pub fn max_frames(mut self, n: u64) -> Self {
@@ -85,7 +85,7 @@ impl Limits {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let l = custodian_audio::Limits::default().max_duration(Duration::from_secs(60));
+    /// let l = tokio_custodian_audio::Limits::default().max_duration(Duration::from_secs(60));
     /// assert_eq!(l.duration, Duration::from_secs(60));
     /// ```
     pub fn max_duration(mut self, d: Duration) -> Self {
@@ -96,7 +96,7 @@ impl Limits {
     /// Sets [`bytes`](Self::bytes).
     ///
     /// ```
-    /// let l = custodian_audio::Limits::default().max_bytes(1 << 20);
+    /// let l = tokio_custodian_audio::Limits::default().max_bytes(1 << 20);
     /// assert_eq!(l.bytes, 1 << 20);
     /// ```
     pub fn max_bytes(mut self, n: u64) -> Self {
@@ -107,7 +107,7 @@ impl Limits {
     /// Sets [`chunk_bytes`](Self::chunk_bytes).
     ///
     /// ```
-    /// let l = custodian_audio::Limits::default().max_chunk_bytes(4096);
+    /// let l = tokio_custodian_audio::Limits::default().max_chunk_bytes(4096);
     /// assert_eq!(l.chunk_bytes, 4096);
     /// ```
     pub fn max_chunk_bytes(mut self, n: u64) -> Self {

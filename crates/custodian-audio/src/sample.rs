@@ -6,7 +6,7 @@ use symphonia::core::conv::{ConvertibleSample, FromSample};
 /// A sample type decoders can produce: `i16` or `f32`. Sealed.
 ///
 /// ```
-/// fn width<S: custodian_audio::Sample>() -> usize { std::mem::size_of::<S>() }
+/// fn width<S: tokio_custodian_audio::Sample>() -> usize { std::mem::size_of::<S>() }
 /// assert_eq!(width::<i16>(), 2);
 /// ```
 pub trait Sample:

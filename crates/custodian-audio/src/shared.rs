@@ -13,7 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
-use custodian::{Cleanup, Reclaim};
+use tokio_custodian::{Cleanup, Reclaim};
 
 use crate::engine::State;
 use crate::error::{Fail, panic_message};

@@ -39,8 +39,8 @@ impl AudioDecoder {
     /// use std::future::poll_fn;
     /// use std::pin::Pin;
     /// use futures_core::Stream;
-    /// let sup = custodian::Supervisor::builder().start()?;
-    /// let mut dec = custodian_audio::AudioDecoder::open(&sup.root(), &path).await?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let mut dec = tokio_custodian_audio::AudioDecoder::open(&sup.root(), &path).await?;
     /// let mut chunks = dec.chunks::<i16>(1_000);
     /// let mut sizes = Vec::new();
     /// while let Some(chunk) = poll_fn(|cx| Pin::new(&mut chunks).poll_next(cx)).await {

@@ -7,10 +7,10 @@ use std::task::Poll;
 use std::time::Duration;
 
 use common::{Dir, fds_under, long_wav, settle_fds};
-use custodian::{Error as CoreError, ReleasePath, ResourceKind, Supervisor};
-use custodian_audio::{AudioDecoder, Error};
+use tokio_custodian::{Error as CoreError, ReleasePath, ResourceKind, Supervisor};
+use tokio_custodian_audio::{AudioDecoder, Error};
 
-fn decoders(sup: &Supervisor) -> custodian::KindStats {
+fn decoders(sup: &Supervisor) -> tokio_custodian::KindStats {
     sup.stats().kind(ResourceKind::AudioDecoder)
 }
 

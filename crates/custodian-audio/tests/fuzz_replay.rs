@@ -7,8 +7,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use custodian::{ResourceKind, Supervisor};
-use custodian_audio::{AudioDecoder, Error};
+use tokio_custodian::{ResourceKind, Supervisor};
+use tokio_custodian_audio::{AudioDecoder, Error};
 
 fn inputs() -> Vec<std::path::PathBuf> {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{Chunk, Dir, chunk, fmt_body, pcm16, peak_rss_kib, riff, wav16};
-use custodian::{ResourceKind, Supervisor};
-use custodian_audio::{AudioDecoder, Error, Op};
 use custodian_suite::{fd_targets, open_fds};
+use tokio_custodian::{ResourceKind, Supervisor};
+use tokio_custodian_audio::{AudioDecoder, Error, Op};
 
 /// What a case must produce.
 #[derive(Debug, Clone, Copy)]

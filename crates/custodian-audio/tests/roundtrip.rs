@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Dir, int_samples, write_f32, write_int};
-use custodian::{ResourceKind, Supervisor};
-use custodian_audio::{AudioDecoder, Container};
+use tokio_custodian::{ResourceKind, Supervisor};
+use tokio_custodian_audio::{AudioDecoder, Container};
 
 const RATES: [u32; 5] = [8_000, 16_000, 22_050, 44_100, 48_000];
 

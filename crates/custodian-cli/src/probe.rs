@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use custodian::Supervisor;
-use custodian_audio::AudioDecoder;
 use serde::Serialize;
+use tokio_custodian::Supervisor;
+use tokio_custodian_audio::AudioDecoder;
 
 /// Options of `custodian probe`.
 #[derive(Debug, Args)]

@@ -19,10 +19,10 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use custodian::Supervisor;
 use rustix::process::{Pid, Signal};
 use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio_custodian::Supervisor;
 
 /// Options of `custodian run`.
 #[derive(Debug, Args)]

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use custodian::{AgeKeptReason, AgeReport, SweepReport};
 use serde::Serialize;
+use tokio_custodian::{AgeKeptReason, AgeReport, SweepReport};
 
 /// Options of `custodian sweep`.
 #[derive(Debug, clap::Args)]
@@ -55,10 +55,13 @@ pub(crate) async fn main(a: SweepArgs) -> u8 {
 }
 
 fn sweep(a: SweepArgs) -> u8 {
-    let state_dir = a.state_dir.clone().or_else(custodian::default_state_dir);
+    let state_dir = a
+        .state_dir
+        .clone()
+        .or_else(tokio_custodian::default_state_dir);
     let journals = match (&state_dir, a.dry_run) {
         (Some(dir), false) if dir.exists() || a.state_dir.is_some() => {
-            match custodian::sweep_with_grace(dir, a.grace) {
+            match tokio_custodian::sweep_with_grace(dir, a.grace) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     eprintln!("custodian sweep: {e}");
@@ -69,7 +72,7 @@ fn sweep(a: SweepArgs) -> u8 {
         _ => None,
     };
     let age = match (&a.base, a.older_than) {
-        (Some(base), Some(age)) => match custodian::clean_older_than(base, age, a.dry_run) {
+        (Some(base), Some(age)) => match tokio_custodian::clean_older_than(base, age, a.dry_run) {
             Ok(r) => Some(r),
             Err(e) => {
                 eprintln!("custodian sweep: {e}");

@@ -23,7 +23,7 @@ fn owner() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let sup = custodian::Supervisor::builder()
+        let sup = tokio_custodian::Supervisor::builder()
             .state_dir(PathBuf::from(state))
             .start()
             .unwrap();

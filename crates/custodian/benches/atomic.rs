@@ -7,7 +7,7 @@
 //! it prints the median and mean per variant, and the raw sequence's time per step
 //! (where durability costs: the two fsyncs). Then criterion's usual per-variant runs.
 //!
-//! `cargo bench -p custodian --bench atomic` (set `CUSTODIAN_BENCH_DIR` to bench
+//! `cargo bench -p tokio-custodian --bench atomic` (set `CUSTODIAN_BENCH_DIR` to bench
 //! another file system than the temp dir's).
 
 use std::io::Write;
@@ -58,7 +58,7 @@ fn awf(target: &Path, bytes: &[u8]) {
 
 struct Setup {
     rt: tokio::runtime::Runtime,
-    sup: custodian::Supervisor,
+    sup: tokio_custodian::Supervisor,
     dir: PathBuf,
 }
 
@@ -139,7 +139,7 @@ fn main() {
         .build()
         .unwrap();
     let sup = rt
-        .block_on(async { custodian::Supervisor::builder().start() })
+        .block_on(async { tokio_custodian::Supervisor::builder().start() })
         .unwrap();
     let s = Setup {
         rt,

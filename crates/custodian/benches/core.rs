@@ -7,7 +7,7 @@
 //! custodian's own cost rather than the disk's, and to `std::env::temp_dir()` in the
 //! `tmp` variants.
 //!
-//! Run: `cargo bench -p custodian --bench core` (or every pair, with instruction counts:
+//! Run: `cargo bench -p tokio-custodian --bench core` (or every pair, with instruction counts:
 //! `scripts/bench.sh`).
 
 use std::hint::black_box;
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use custodian::{Cleanup, Reclaim, ResourceKind, Supervisor};
+use tokio_custodian::{Cleanup, Reclaim, ResourceKind, Supervisor};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

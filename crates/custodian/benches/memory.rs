@@ -4,15 +4,15 @@
 //! so what is counted is what the registry keeps per entry (its `DashMap` slot with the
 //! growth of the table amortised, the label, the boxed reclaim, the scope's LIFO slot).
 //!
-//! Run: `cargo bench -p custodian --bench memory`.
+//! Run: `cargo bench -p tokio-custodian --bench memory`.
 
 #![allow(missing_docs)]
 
 use std::alloc::System;
 use std::hint::black_box;
 
-use custodian::{Cleanup, Reclaim, ResourceKind, Supervisor};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use tokio_custodian::{Cleanup, Reclaim, ResourceKind, Supervisor};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;

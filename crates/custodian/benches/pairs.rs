@@ -3,7 +3,7 @@
 //! side's operations alone under callgrind (`count`). See `harness/mod.rs` for the modes
 //! and `benches/README.md` for the script.
 //!
-//! Run: `cargo bench -p custodian --bench pairs -- time 11 [PAIR...]`.
+//! Run: `cargo bench -p tokio-custodian --bench pairs -- time 11 [PAIR...]`.
 //! Temp files go to `$CUSTODIAN_BENCH_DIR`, else /dev/shm (tmpfs: custodian's cost, not
 //! the disk's), else the temp dir.
 
@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use custodian::{Cleanup, Reclaim, ResourceKind, Supervisor};
 use harness::{Batch, Pair, Unit};
+use tokio_custodian::{Cleanup, Reclaim, ResourceKind, Supervisor};
 
 const NAMES: &[&str] = &[
     "registration",
@@ -90,7 +90,7 @@ fn one_shot(name: &'static str, sides: Vec<(&'static str, Batch)>) -> Pair {
     }
 }
 
-fn start(rt: &tokio::runtime::Runtime, b: custodian::Builder) -> Supervisor {
+fn start(rt: &tokio::runtime::Runtime, b: tokio_custodian::Builder) -> Supervisor {
     rt.block_on(async { b.start().unwrap() })
 }
 
@@ -307,7 +307,7 @@ fn registration_2t(sup: Supervisor) -> Pair {
             })
         })
     }
-    let reg = |r: &custodian::Scope| {
+    let reg = |r: &tokio_custodian::Scope| {
         drop(black_box(
             r.register(ResourceKind::Lock, "bench", None, Nothing)
                 .unwrap(),

@@ -1,5 +1,5 @@
 //! Spawn + wait of `true` through `ManagedChild` against raw `tokio::process` in the
-//! same run. Run: `cargo bench -p custodian --bench process`.
+//! same run. Run: `cargo bench -p tokio-custodian --bench process`.
 //!
 //! The managed path adds: the process group, a pidfd (open, epoll registration), the
 //! registry entry, waiting on the pidfd instead of SIGCHLD, the pre-reap group sweep,
@@ -8,7 +8,7 @@
 //!
 //! `spawn_wait_true_journal` compares the managed path with and without a crash journal
 //! (`Builder::state_dir`: one `write` of a child record at spawn, one at reap), the two
-//! interleaved the same way; `sweep_1000_dead_records` times `custodian::sweep` of a
+//! interleaved the same way; `sweep_1000_dead_records` times `tokio_custodian::sweep` of a
 //! journal whose dead owner recorded 1,000 children that no longer run.
 
 #![allow(missing_docs)]
@@ -41,7 +41,7 @@ fn spawn_wait(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let sup = rt.block_on(async { custodian::Supervisor::builder().start().unwrap() });
+    let sup = rt.block_on(async { tokio_custodian::Supervisor::builder().start().unwrap() });
     let raw = || async {
         let mut child = tokio::process::Command::new("true").spawn().unwrap();
         assert!(child.wait().await.unwrap().success());
@@ -79,14 +79,14 @@ fn spawn_wait_journal(c: &mut Criterion) {
         .unwrap();
     let state = std::env::temp_dir().join(format!("custodian-bench-state-{}", std::process::id()));
     let (off, on) = rt.block_on(async {
-        let off = custodian::Supervisor::builder().start().unwrap();
-        let on = custodian::Supervisor::builder()
+        let off = tokio_custodian::Supervisor::builder().start().unwrap();
+        let on = tokio_custodian::Supervisor::builder()
             .state_dir(&state)
             .start()
             .unwrap();
         (off, on)
     });
-    let run = |sup: &custodian::Supervisor| {
+    let run = |sup: &tokio_custodian::Supervisor| {
         let sup = sup.clone();
         async move {
             let mut child = sup.command("true").spawn().unwrap();
@@ -152,7 +152,7 @@ fn sweep_dead_records(c: &mut Criterion) {
                 std::fs::write(&path, &journal).unwrap();
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
                 let t = Instant::now();
-                let report = custodian::sweep(&state).unwrap();
+                let report = tokio_custodian::sweep(&state).unwrap();
                 total += t.elapsed();
                 assert_eq!(report.dead_owners.len(), 1);
                 assert!(report.stopped.is_empty());

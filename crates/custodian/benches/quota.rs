@@ -7,14 +7,14 @@
 //! mean of each and their ratio (the goal: ≤ 1.05×). Then criterion's usual runs, each
 //! iteration of one variant preceded by an untimed one of the other.
 //!
-//! `cargo bench -p custodian --bench quota` (tmpfs `/dev/shm` when it exists).
+//! `cargo bench -p tokio-custodian --bench quota` (tmpfs `/dev/shm` when it exists).
 
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use custodian::{Quota, ResourceKind, Supervisor};
+use tokio_custodian::{Quota, ResourceKind, Supervisor};
 
 fn base() -> PathBuf {
     let shm = PathBuf::from("/dev/shm");

@@ -221,9 +221,9 @@ impl Error {
     /// The operation that failed.
     ///
     /// ```
-    /// # use custodian::{Error, Operation};
+    /// # use tokio_custodian::{Error, Operation};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Error> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let err = sup.open("/no/such/file").await.unwrap_err();
     /// assert_eq!(err.operation(), Operation::OpenFile);
     /// # sup.shutdown().await; Ok(()) }
@@ -247,8 +247,8 @@ impl Error {
     /// The path the error concerns, when there is one.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), custodian::Error> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tokio_custodian::Error> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let err = sup.open("/no/such/file").await.unwrap_err();
     /// assert_eq!(err.path(), Some(std::path::Path::new("/no/such/file")));
     /// # sup.shutdown().await; Ok(()) }
@@ -266,8 +266,8 @@ impl Error {
     /// [`Error::QuotaExceeded`]).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), custodian::Error> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tokio_custodian::Error> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let err = sup.open("/no/such/file").await.unwrap_err();
     /// assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound));
     /// # sup.shutdown().await; Ok(()) }
@@ -284,7 +284,7 @@ impl Error {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let sup = custodian::Supervisor::builder().start().unwrap();
+    /// let sup = tokio_custodian::Supervisor::builder().start().unwrap();
     /// sup.shutdown().await;
     /// assert!(sup.temp_file().await.unwrap_err().is_cancellation());
     /// # }

@@ -20,8 +20,8 @@ impl ResourceId {
     /// The number behind the id.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let a = sup.temp_file().await?;
     /// let b = sup.temp_file().await?;
     /// assert!(a.id().get() < b.id().get());

@@ -17,7 +17,7 @@ pub enum ResourceKind {
     TempDir,
     /// A child process.
     Child,
-    /// An audio decoder (see the `custodian-audio` crate).
+    /// An audio decoder (see the `tokio-custodian-audio` crate).
     AudioDecoder,
     /// A file lock.
     Lock,
@@ -43,7 +43,7 @@ impl ResourceKind {
     /// A short lower-case name, as used in reports and tracing fields.
     ///
     /// ```
-    /// assert_eq!(custodian::ResourceKind::TempFile.as_str(), "temp_file");
+    /// assert_eq!(tokio_custodian::ResourceKind::TempFile.as_str(), "temp_file");
     /// ```
     pub fn as_str(self) -> &'static str {
         match self {
@@ -110,7 +110,7 @@ impl ReleasePath {
     /// Whether this path means the guard never released the resource itself.
     ///
     /// ```
-    /// use custodian::ReleasePath;
+    /// use tokio_custodian::ReleasePath;
     /// assert!(ReleasePath::ScopeEnd.is_leak());
     /// assert!(!ReleasePath::Drop.is_leak());
     /// ```
@@ -121,7 +121,7 @@ impl ReleasePath {
     /// A short lower-case name.
     ///
     /// ```
-    /// assert_eq!(custodian::ReleasePath::ScopeEnd.as_str(), "scope_end");
+    /// assert_eq!(tokio_custodian::ReleasePath::ScopeEnd.as_str(), "scope_end");
     /// ```
     pub fn as_str(self) -> &'static str {
         match self {
@@ -165,7 +165,7 @@ impl CancelReason {
     /// Whether the reason is one of the supervisor's shutdown reasons.
     ///
     /// ```
-    /// use custodian::CancelReason;
+    /// use tokio_custodian::CancelReason;
     /// assert!(CancelReason::ForcedShutdown.is_shutdown());
     /// assert!(!CancelReason::Requested.is_shutdown());
     /// ```

@@ -18,17 +18,17 @@
 //!   acquisition and release.
 //!
 //! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
 //! use tokio::io::AsyncWriteExt;
 //!
-//! let sup = custodian::Supervisor::builder().start()?;
+//! let sup = tokio_custodian::Supervisor::builder().start()?;
 //! let bytes = sup
 //!     .scope("transcode", async |s| {
 //!         let work = s.temp_dir().await?;
 //!         let mut out = s.temp_file().await?;
 //!         out.write_all(b"RIFF....WAVE").await.unwrap();
 //!         out.flush().await.unwrap();
-//!         custodian::Result::Ok(work.path().is_dir())
+//!         tokio_custodian::Result::Ok(work.path().is_dir())
 //!     })
 //!     .await??;
 //! assert!(bytes);

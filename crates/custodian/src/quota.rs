@@ -19,7 +19,7 @@ use crate::kind::ResourceKind;
 /// on every release path.
 ///
 /// ```
-/// use custodian::{Quota, ResourceKind};
+/// use tokio_custodian::{Quota, ResourceKind};
 /// let q = Quota::live(ResourceKind::Child, 4);
 /// assert_eq!(q.to_string(), "live child ≤ 4");
 /// assert_eq!(Quota::fds(64).limit(), 64);
@@ -36,7 +36,7 @@ pub struct Quota {
 #[non_exhaustive]
 pub enum QuotaOn {
     /// Live resources of one kind (any kind, including those other crates register,
-    /// such as custodian-audio's decoders).
+    /// such as tokio-custodian-audio's decoders).
     Live(ResourceKind),
     /// Open files: managed files and temp files together.
     OpenFiles,
@@ -50,8 +50,8 @@ impl Quota {
     /// At most `n` live resources of `kind`.
     ///
     /// ```
-    /// let q = custodian::Quota::live(custodian::ResourceKind::AudioDecoder, 8);
-    /// assert_eq!(q.on(), custodian::QuotaOn::Live(custodian::ResourceKind::AudioDecoder));
+    /// let q = tokio_custodian::Quota::live(tokio_custodian::ResourceKind::AudioDecoder, 8);
+    /// assert_eq!(q.on(), tokio_custodian::QuotaOn::Live(tokio_custodian::ResourceKind::AudioDecoder));
     /// ```
     pub fn live(kind: ResourceKind, n: usize) -> Quota {
         Quota::new(QuotaOn::Live(kind), n as u64)
@@ -61,7 +61,7 @@ impl Quota {
     /// [`TempFile`](crate::TempFile)s together.
     ///
     /// ```
-    /// assert_eq!(custodian::Quota::open_files(16).limit(), 16);
+    /// assert_eq!(tokio_custodian::Quota::open_files(16).limit(), 16);
     /// ```
     pub fn open_files(n: usize) -> Quota {
         Quota::new(QuotaOn::OpenFiles, n as u64)
@@ -74,7 +74,7 @@ impl Quota {
     /// acquisitions wait instead of failing with `EMFILE`.
     ///
     /// ```
-    /// assert_eq!(custodian::Quota::fds(48).to_string(), "fds ≤ 48");
+    /// assert_eq!(tokio_custodian::Quota::fds(48).to_string(), "fds ≤ 48");
     /// ```
     pub fn fds(n: usize) -> Quota {
         Quota::new(QuotaOn::Fds, n as u64)
@@ -91,7 +91,7 @@ impl Quota {
     /// refuses them (they are on disk already). Temp dirs' contents are not counted.
     ///
     /// ```
-    /// assert_eq!(custodian::Quota::temp_bytes(1 << 20).limit(), 1 << 20);
+    /// assert_eq!(tokio_custodian::Quota::temp_bytes(1 << 20).limit(), 1 << 20);
     /// ```
     pub fn temp_bytes(bytes: u64) -> Quota {
         Quota::new(QuotaOn::TempBytes, bytes)
@@ -109,7 +109,7 @@ impl Quota {
     /// What it counts.
     ///
     /// ```
-    /// assert_eq!(custodian::Quota::fds(1).on(), custodian::QuotaOn::Fds);
+    /// assert_eq!(tokio_custodian::Quota::fds(1).on(), tokio_custodian::QuotaOn::Fds);
     /// ```
     pub fn on(&self) -> QuotaOn {
         self.on
@@ -118,7 +118,7 @@ impl Quota {
     /// Its limit (resources, fds or bytes).
     ///
     /// ```
-    /// assert_eq!(custodian::Quota::open_files(3).limit(), 3);
+    /// assert_eq!(tokio_custodian::Quota::open_files(3).limit(), 3);
     /// ```
     pub fn limit(&self) -> u64 {
         self.limit

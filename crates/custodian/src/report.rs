@@ -107,8 +107,8 @@ impl ShutdownReport {
     /// Nothing leaked, nothing failed, nothing was left over, no hook overran.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// drop(sup.temp_file().await?);
     /// assert!(sup.shutdown().await.is_clean());
     /// # Ok(()) }
@@ -132,9 +132,9 @@ impl ShutdownReport {
     /// Releases during the supervisor's life, all kinds together, by release path.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// use custodian::ReleasePath;
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use tokio_custodian::ReleasePath;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// drop(sup.temp_file().await?);
     /// let _kept = sup.temp_file().await?;
     /// let r = sup.shutdown().await;
@@ -158,9 +158,9 @@ impl ShutdownReport {
     /// skipped by a forced shutdown, or panicked).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// use std::time::Duration;
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// sup.on_shutdown("slow", Duration::from_millis(10), |_| async {
     ///     tokio::time::sleep(Duration::from_secs(60)).await;
     /// })?;

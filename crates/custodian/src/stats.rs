@@ -115,10 +115,10 @@ impl KindStats {
     /// All releases, whatever the path.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// drop(sup.temp_file().await?);
-    /// let s = sup.stats().kind(custodian::ResourceKind::TempFile);
+    /// let s = sup.stats().kind(tokio_custodian::ResourceKind::TempFile);
     /// assert_eq!((s.created, s.released_total(), s.live), (1, 1, 0));
     /// # sup.shutdown().await; Ok(()) }
     /// ```
@@ -129,9 +129,9 @@ impl KindStats {
     /// Releases by one path.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// use custodian::{ReleasePath, ResourceKind};
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use tokio_custodian::{ReleasePath, ResourceKind};
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// sup.temp_file().await?.close().await?;
     /// assert_eq!(sup.stats().kind(ResourceKind::TempFile).released(ReleasePath::Close), 1);
     /// # sup.shutdown().await; Ok(()) }
@@ -167,9 +167,9 @@ impl StatsSnapshot {
     /// The counters of one kind (all zero if it never occurred).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
-    /// assert_eq!(sup.stats().kind(custodian::ResourceKind::Child).created, 0);
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// assert_eq!(sup.stats().kind(tokio_custodian::ResourceKind::Child).created, 0);
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub fn kind(&self, kind: ResourceKind) -> KindStats {
@@ -180,8 +180,8 @@ impl StatsSnapshot {
     /// acquisition or release is in flight.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let _t = sup.temp_file().await?;
     /// assert!(sup.stats().is_consistent());
     /// # sup.shutdown().await; Ok(()) }
@@ -195,8 +195,8 @@ impl StatsSnapshot {
     /// Resources registered now, all kinds together.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let _t = sup.temp_dir().await?;
     /// assert_eq!(sup.stats().live(), 1);
     /// # sup.shutdown().await; Ok(()) }
@@ -208,8 +208,8 @@ impl StatsSnapshot {
     /// Clean-ups waiting for a retry, all kinds together (see [`KindStats::pending`]).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// sup.temp_dir().await?.close().await?;
     /// assert_eq!(sup.stats().pending(), 0);
     /// # sup.shutdown().await; Ok(()) }

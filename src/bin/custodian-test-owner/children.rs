@@ -8,8 +8,8 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use custodian::{ManagedChild, PanicCleanup, Scope, Supervisor};
 use tokio::io::AsyncWriteExt;
+use tokio_custodian::{ManagedChild, PanicCleanup, Scope, Supervisor};
 
 use super::{acquire, say, start};
 
@@ -45,7 +45,7 @@ fn ignores_term(pid: u32) -> bool {
     })
 }
 
-fn quiet(c: custodian::Command) -> custodian::Command {
+fn quiet(c: tokio_custodian::Command) -> tokio_custodian::Command {
     c.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -54,7 +54,7 @@ fn quiet(c: custodian::Command) -> custodian::Command {
 /// `sleep 1000`; a shell that ignores SIGTERM (300 ms grace, so SIGKILL ends it); a shell
 /// with a grandchild. Prints each group and returns once the TERM trap is set and the
 /// grandchild runs, so that every test sees the full escalation.
-async fn spawn_children(s: &Scope) -> custodian::Result<Vec<ManagedChild>> {
+async fn spawn_children(s: &Scope) -> tokio_custodian::Result<Vec<ManagedChild>> {
     let plain = quiet(s.command("sleep").arg("1000").label("sleep")).spawn()?;
     let deaf = quiet(
         s.command("sh")
@@ -84,11 +84,11 @@ async fn spawn_children(s: &Scope) -> custodian::Result<Vec<ManagedChild>> {
 
 /// Runs a `jobs` scope holding a temp file, a temp dir with content and the children until
 /// cancelled. Returns the scope's task once everything is acquired.
-async fn jobs(sup: &Supervisor) -> tokio::task::JoinHandle<custodian::Result<()>> {
+async fn jobs(sup: &Supervisor) -> tokio::task::JoinHandle<tokio_custodian::Result<()>> {
     let s = sup.clone();
     let (entered, entered_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
-        s.scope("jobs", async |s| -> custodian::Result<()> {
+        s.scope("jobs", async |s| -> tokio_custodian::Result<()> {
             let mut t = s.temp_file().await?;
             t.write_all(b"jobs").await.expect("write");
             let d = s.temp_dir().await?;
@@ -225,7 +225,7 @@ pub(crate) async fn audio() {
             let mut f = s.temp_file().await.expect("temp file");
             f.write_all(&wav(8_000)).await.expect("write");
             f.flush().await.expect("flush");
-            let mut dec = custodian_audio::AudioDecoder::open(&s, f.path())
+            let mut dec = tokio_custodian_audio::AudioDecoder::open(&s, f.path())
                 .await
                 .expect("open the WAV");
             let first = dec.read_i16(100).await.expect("read");

@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use custodian::{ResourceKind, Supervisor};
-use custodian_audio::{AudioDecoder, Limits};
 use libfuzzer_sys::fuzz_target;
+use tokio_custodian::{ResourceKind, Supervisor};
+use tokio_custodian_audio::{AudioDecoder, Limits};
 
 struct Env {
     rt: tokio::runtime::Runtime,

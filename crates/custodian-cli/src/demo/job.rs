@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use custodian::Scope;
-use custodian_audio::AudioDecoder;
 use serde::Serialize;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio_custodian::Scope;
+use tokio_custodian_audio::AudioDecoder;
 
 /// A fault injected into one job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -307,7 +307,7 @@ pub(crate) async fn run(s: Scope, job: JobSpec) -> JobResult {
     ))
 }
 
-fn check(tool: &str, st: custodian::Result<std::process::ExitStatus>) -> Result<(), String> {
+fn check(tool: &str, st: tokio_custodian::Result<std::process::ExitStatus>) -> Result<(), String> {
     match st {
         Ok(st) if st.success() => Ok(()),
         Ok(st) => Err(format!("{tool}: {st}")),

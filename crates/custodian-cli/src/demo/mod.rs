@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use custodian::{Quota, Supervisor};
 use tokio::task::JoinSet;
+use tokio_custodian::{Quota, Supervisor};
 
 use self::job::{Fault, JobSpec};
 use self::progress::{Progress, live_by_kind};

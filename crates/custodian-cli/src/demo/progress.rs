@@ -4,8 +4,8 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use custodian::Supervisor;
 use indicatif::{ProgressBar, ProgressStyle};
+use tokio_custodian::Supervisor;
 
 /// Where progress goes.
 #[derive(Debug)]

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use custodian::{FailureRecord, LeakRecord, ShutdownReport};
 use serde::Serialize;
+use tokio_custodian::{FailureRecord, LeakRecord, ShutdownReport};
 
 /// What one job did.
 #[derive(Debug, Serialize)]

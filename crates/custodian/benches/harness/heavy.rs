@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use custodian::{ResourceKind, Supervisor};
 use tokio::io::AsyncBufReadExt;
+use tokio_custodian::{ResourceKind, Supervisor};
 
 use super::harness::{Batch, Pair, Unit, exit_if_counting};
 use super::{Nothing, base, one_shot, raw_dir};
@@ -193,7 +193,7 @@ pub(crate) fn sweep_1000() -> Pair {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
             setup_only(n);
             let t = Instant::now();
-            let report = custodian::sweep(&state).unwrap();
+            let report = tokio_custodian::sweep(&state).unwrap();
             let d = t.elapsed();
             exit_if_counting();
             assert_eq!(report.dead_owners.len(), 1);

@@ -1,4 +1,4 @@
-//! The driver shared by the pair binaries (`benches/pairs.rs`, custodian-audio's
+//! The driver shared by the pair binaries (`benches/pairs.rs`, tokio-custodian-audio's
 //! `benches/pairs_audio.rs`): one pair is a managed side and one or more raw sides, each
 //! a *batch* function that runs `n` operations and returns the time of the measured part.
 //!

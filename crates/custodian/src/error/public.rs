@@ -21,7 +21,7 @@ use super::Error;
 /// | the others | `{operation}: internal error` |
 ///
 /// ```
-/// let err = custodian::Error::Draining { op: custodian::Operation::EnterScope };
+/// let err = tokio_custodian::Error::Draining { op: tokio_custodian::Operation::EnterScope };
 /// assert_eq!(err.public().to_string(), "enter scope: the service is draining; retry elsewhere");
 /// ```
 #[derive(Debug, Clone, Copy)]
@@ -33,8 +33,8 @@ impl Error {
     /// form; send this one.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let missing = sup.temp_root().join("upload-42.wav");
     /// let err = sup.open(&missing).await.unwrap_err();
     /// assert!(err.to_string().contains(&*sup.temp_root().to_string_lossy()));

@@ -14,13 +14,13 @@ use super::Inner;
 /// [`shutdown`](Self::shutdown) before the runtime stops.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
 /// use tokio::io::AsyncWriteExt;
-/// let sup = custodian::Supervisor::builder().start()?;
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// sup.scope("request", async |s| {
 ///     let mut t = s.temp_file().await?;
 ///     t.write_all(b"intermediate").await.unwrap();
-///     custodian::Result::Ok(())
+///     tokio_custodian::Result::Ok(())
 /// })
 /// .await??;
 /// let report = sup.shutdown().await;

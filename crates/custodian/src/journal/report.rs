@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::leak::duration_ms;
 
-/// What [`custodian::sweep`](crate::sweep) or
+/// What [`tokio_custodian::sweep`](crate::sweep) or
 /// [`Supervisor::sweep`](crate::Supervisor::sweep) found in a state directory and did.
 ///
 /// ```
-/// let report = custodian::SweepReport::default();
+/// let report = tokio_custodian::SweepReport::default();
 /// assert!(report.is_clean());
 /// let json = serde_json::to_string(&report).unwrap();
 /// assert!(json.contains("\"found\":0"));

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// orphaned, then stopped and reaped by it. All zero without the opt-in.
 ///
 /// ```
-/// let s = custodian::AdoptionStats::default();
+/// let s = tokio_custodian::AdoptionStats::default();
 /// assert_eq!((s.adopted, s.live), (0, 0));
 /// assert!(serde_json::to_string(&s).unwrap().contains("\"adopted\":0"));
 /// ```

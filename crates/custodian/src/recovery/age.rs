@@ -90,11 +90,11 @@ pub enum AgeKeptReason {
 /// let base = std::env::temp_dir().join(format!("age-doc-{}", std::process::id()));
 /// std::fs::create_dir(&base).unwrap();
 /// std::fs::write(base.join("fresh"), b"x").unwrap();
-/// let report = custodian::clean_older_than(&base, Duration::from_secs(3600), false)?;
+/// let report = tokio_custodian::clean_older_than(&base, Duration::from_secs(3600), false)?;
 /// assert!(report.removed.is_empty());
-/// assert_eq!(report.kept[0].reason, custodian::AgeKeptReason::Young);
+/// assert_eq!(report.kept[0].reason, tokio_custodian::AgeKeptReason::Young);
 /// # std::fs::remove_dir_all(&base).unwrap();
-/// # Ok::<(), custodian::Error>(())
+/// # Ok::<(), tokio_custodian::Error>(())
 /// ```
 pub fn clean_older_than(base: impl AsRef<Path>, age: Duration, dry_run: bool) -> Result<AgeReport> {
     let base = base.as_ref();

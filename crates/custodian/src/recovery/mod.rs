@@ -50,11 +50,11 @@ pub use age::{AgeKept, AgeKeptReason, AgeReport, clean_older_than};
 /// let dir = std::env::temp_dir().join(format!("sweep-doc-{}", std::process::id()));
 /// std::fs::create_dir(&dir).unwrap();
 /// std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-/// let report = custodian::sweep(&dir)?;
+/// let report = tokio_custodian::sweep(&dir)?;
 /// assert_eq!(report.found, 0);
 /// println!("{report}");
 /// # std::fs::remove_dir(&dir).unwrap();
-/// # Ok::<(), custodian::Error>(())
+/// # Ok::<(), tokio_custodian::Error>(())
 /// ```
 pub fn sweep(state_dir: impl AsRef<Path>) -> Result<SweepReport> {
     sweep_with_grace(state_dir, crate::DEFAULT_CHILD_GRACE)
@@ -75,8 +75,8 @@ pub fn sweep(state_dir: impl AsRef<Path>) -> Result<SweepReport> {
 /// listed, or `/proc` cannot be read. Problems with one journal are reported, not errors.
 ///
 /// ```
-/// let err = custodian::sweep_with_grace("/no/such/state-dir", std::time::Duration::ZERO).unwrap_err();
-/// assert_eq!(err.operation(), custodian::Operation::Sweep);
+/// let err = tokio_custodian::sweep_with_grace("/no/such/state-dir", std::time::Duration::ZERO).unwrap_err();
+/// assert_eq!(err.operation(), tokio_custodian::Operation::Sweep);
 /// assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound));
 /// ```
 pub fn sweep_with_grace(state_dir: impl AsRef<Path>, grace: Duration) -> Result<SweepReport> {
@@ -381,7 +381,7 @@ fn torn_at_birth(name: &OsStr, len: usize) -> bool {
 /// root, else `None` (pass [`Builder::state_dir`](crate::Builder::state_dir) a path).
 ///
 /// ```
-/// if let Some(dir) = custodian::default_state_dir() {
+/// if let Some(dir) = tokio_custodian::default_state_dir() {
 ///     assert!(dir.ends_with("custodian"));
 /// }
 /// ```

@@ -44,7 +44,7 @@ impl fmt::Debug for Cleanup {
 /// How to release a resource without its guard.
 ///
 /// Implemented by every guard kind of custodian, and by extension crates (such as
-/// `custodian-audio`) that register their own resources with
+/// `tokio-custodian-audio`) that register their own resources with
 /// [`Scope::register`](crate::Scope::register). The registry owns the boxed value and
 /// calls exactly one of its methods exactly once.
 pub trait Reclaim: Send + Sync + 'static {

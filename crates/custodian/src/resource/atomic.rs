@@ -47,7 +47,7 @@ pub const ATOMIC_TEMP_PREFIX: &str = ".custodian-atomic-";
 /// How much a commit promises.
 ///
 /// ```
-/// assert_eq!(custodian::Durability::default(), custodian::Durability::Durable);
+/// assert_eq!(tokio_custodian::Durability::default(), tokio_custodian::Durability::Durable);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -81,9 +81,9 @@ pub enum Durability {
 /// directory (see `docs/atomic.md`: the crash journal's sweep is where it goes).
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
 /// use tokio::io::AsyncWriteExt;
-/// let sup = custodian::Supervisor::builder().start()?;
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let path = sup.temp_root().join("config.json");
 /// std::fs::write(&path, b"{\"v\":1}").unwrap();
 /// let mut f = sup.atomic_file(&path).await?;
@@ -167,8 +167,8 @@ impl AtomicFile {
     /// The target path (the temp file may have no name).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let f = sup.atomic_file(sup.temp_root().join("a")).await?;
     /// assert_eq!(f.path(), sup.temp_root().join("a"));
     /// # sup.shutdown().await; Ok(()) }
@@ -180,8 +180,8 @@ impl AtomicFile {
     /// The writer's registration (to check it is live or move it to another scope).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let f = sup.atomic_file(sup.temp_root().join("a")).await?;
     /// assert!(f.registration().is_live());
     /// # sup.shutdown().await; Ok(()) }
@@ -225,12 +225,12 @@ impl AtomicFile {
     /// removed either way.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// use tokio::io::AsyncWriteExt;
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let mut f = sup.atomic_file(sup.temp_root().join("cache")).await?;
     /// f.write_all(b"rebuildable").await.unwrap();
-    /// f.commit_with(custodian::Durability::Atomic).await?;
+    /// f.commit_with(tokio_custodian::Durability::Atomic).await?;
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub async fn commit_with(self, durability: Durability) -> Result<()> {
@@ -249,8 +249,8 @@ impl AtomicFile {
     /// As [`commit_with`](Self::commit_with).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let path = sup.temp_root().join("once");
     /// std::fs::write(&path, b"first").unwrap();
     /// let err = sup.atomic_file(&path).await?.commit_noclobber().await.unwrap_err();
@@ -278,12 +278,12 @@ impl AtomicFile {
     /// Whether `err` is a failed `fsync` of a commit (never retried on the same fd).
     ///
     /// ```
-    /// let e = custodian::Error::Io {
-    ///     op: custodian::Operation::AtomicCommit,
+    /// let e = tokio_custodian::Error::Io {
+    ///     op: tokio_custodian::Operation::AtomicCommit,
     ///     path: "x".into(),
     ///     source: std::io::Error::other("no"),
     /// };
-    /// assert!(!custodian::AtomicFile::is_fsync_failure(&e));
+    /// assert!(!tokio_custodian::AtomicFile::is_fsync_failure(&e));
     /// ```
     pub fn is_fsync_failure(err: &Error) -> bool {
         matches!(err, Error::Io { source, .. } if FsyncFailed::is(source))
@@ -305,7 +305,7 @@ impl AtomicFile {
     ///
     /// ```
     /// let dir = std::env::temp_dir();
-    /// let n = custodian::AtomicFile::sweep(&dir, std::time::Duration::from_secs(600)).unwrap();
+    /// let n = tokio_custodian::AtomicFile::sweep(&dir, std::time::Duration::from_secs(600)).unwrap();
     /// # let _ = n;
     /// ```
     pub fn sweep(dir: &Path, min_age: std::time::Duration) -> Result<usize> {

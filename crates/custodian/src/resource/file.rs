@@ -40,9 +40,9 @@ use crate::scope::{Registration, Scope};
 /// guard's operations then fail). Only the guard's small allocation leaks.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
-/// let sup = custodian::Supervisor::builder().start()?;
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let path = sup.temp_root().join("notes.txt");
 /// let mut f = sup.create(&path).await?;
 /// f.write_all(b"hello").await.unwrap();
@@ -106,8 +106,8 @@ impl ManagedFile {
     /// The path the file was opened at.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let f = sup.open("/dev/null").await?;
     /// assert_eq!(f.path(), std::path::Path::new("/dev/null"));
     /// # sup.shutdown().await; Ok(()) }
@@ -119,8 +119,8 @@ impl ManagedFile {
     /// The file's id in the registry.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let f = sup.open("/dev/null").await?;
     /// assert_eq!(sup.live()[0].id, f.id());
     /// # sup.shutdown().await; Ok(()) }
@@ -132,8 +132,8 @@ impl ManagedFile {
     /// The file's registration (to check it is still live or move it to another scope).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// assert!(sup.open("/dev/null").await?.registration().is_live());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
@@ -165,8 +165,8 @@ impl ManagedFile {
     /// If the file had already been reclaimed by its scope's end or by shutdown.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let raw: tokio::fs::File = sup.open("/dev/null").await?.into_inner()?;
     /// assert_eq!(sup.stats().live(), 0);
     /// # drop(raw); sup.shutdown().await; Ok(()) }
@@ -190,8 +190,8 @@ impl ManagedFile {
     /// of the fd, which is closed when it finishes.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// assert!(!sup.open("/dev/null").await?.metadata().await?.is_dir());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
@@ -215,9 +215,9 @@ impl ManagedFile {
     /// blocking pool it completes, unreported.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// use tokio::io::AsyncWriteExt;
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let mut f = sup.create(sup.temp_root().join("x")).await?;
     /// f.write_all(b"durable").await.unwrap();
     /// f.sync_all().await?;
@@ -246,8 +246,8 @@ impl ManagedFile {
     /// may or may not have its new length.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let mut f = sup.create(sup.temp_root().join("x")).await?;
     /// f.set_len(10).await?;
     /// assert_eq!(f.metadata().await?.len(), 10);
@@ -302,8 +302,8 @@ impl fmt::Debug for ManagedFile {
 /// [`Scope::file_options`].
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-/// let sup = custodian::Supervisor::builder().start()?;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let root = sup.root();
 /// let path = sup.temp_root().join("log");
 /// let f = root.file_options().append(true).create(true).open(&path).await?;
@@ -365,10 +365,10 @@ impl OpenOptions {
     /// [`Quota`](crate::Quota) has no room (see [`TempBuilder::no_wait`](crate::TempBuilder::no_wait)).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().quota(custodian::Quota::fds(0)).start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().quota(tokio_custodian::Quota::fds(0)).start()?;
     /// let err = sup.root().file_options().read(true).no_wait().open("/dev/null").await;
-    /// assert!(matches!(err, Err(custodian::Error::QuotaExceeded { .. })));
+    /// assert!(matches!(err, Err(tokio_custodian::Error::QuotaExceeded { .. })));
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub fn no_wait(mut self) -> Self {
@@ -554,8 +554,8 @@ impl Scope {
     /// Options for opening a file in this scope. Nothing is set: call `read`, `write`...
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let f = sup.root().file_options().read(true).open("/dev/null").await?;
     /// # drop(f); sup.shutdown().await; Ok(()) }
     /// ```
@@ -578,8 +578,8 @@ impl Scope {
     /// Cancel safe; see [`OpenOptions::open`].
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let err = sup.root().open("/no/such").await.unwrap_err();
     /// assert_eq!(err.to_string().contains("/no/such"), true);
     /// # sup.shutdown().await; Ok(()) }
@@ -602,8 +602,8 @@ impl Scope {
     /// dropped.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let f = sup.root().create(sup.temp_root().join("out")).await?;
     /// # drop(f); sup.shutdown().await; Ok(()) }
     /// ```

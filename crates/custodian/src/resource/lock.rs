@@ -52,13 +52,13 @@ pub enum LockMode {
 /// scope end, shutdown.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-/// let sup = custodian::Supervisor::builder().start()?;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let path = sup.temp_root().join("db.lock");
 /// let held = sup.file_lock(&path).acquire().await?;
 /// let busy = sup.file_lock(&path).try_acquire().await.unwrap_err();
 /// assert_eq!(busy.io_kind(), Some(std::io::ErrorKind::WouldBlock));
-/// assert_eq!(sup.live()[0].kind, custodian::ResourceKind::Lock);
+/// assert_eq!(sup.live()[0].kind, tokio_custodian::ResourceKind::Lock);
 /// held.unlock().await?;
 /// # sup.shutdown().await; Ok(()) }
 /// ```
@@ -317,9 +317,9 @@ impl Scope {
     /// Options to lock `path` (a `flock`), held by a guard registered in this scope.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// use std::time::Duration;
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let path = sup.temp_root().join("shared.lock");
     /// let a = sup.root().file_lock(&path).shared().acquire().await?;
     /// let b = sup.root().file_lock(&path).shared().try_acquire().await?;

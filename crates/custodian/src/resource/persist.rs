@@ -115,11 +115,11 @@ impl Parked {
 ///
 /// `.map_err(|e| e.error)` turns it into an [`Error`] (dropping the guard handed back,
 /// so releasing it). There is no `From` impl on purpose: a generic one would break type
-/// inference of `?` in closures that return `custodian::Result`.
+/// inference of `?` in closures that return `tokio_custodian::Result`.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-/// let sup = custodian::Supervisor::builder().start()?;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let t = sup.temp_file().await?;
 /// let e = t.persist("/no/such/dir/out").await.unwrap_err();
 /// assert_eq!(e.error.io_kind(), Some(std::io::ErrorKind::NotFound));

@@ -21,19 +21,19 @@ use crate::resource::atomic::FsyncFailed;
 /// them, where `delay` starts at `base` and doubles up to `max`.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
 /// use std::time::Duration;
-/// let sup = custodian::Supervisor::builder().start()?;
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let path = sup.temp_root().join("busy.lock");
 /// let held = sup.file_lock(&path).acquire().await?;
-/// let err = custodian::Retry::new()
+/// let err = tokio_custodian::Retry::new()
 ///     .attempts(3)
 ///     .base_delay(Duration::from_millis(1))
 ///     .run(|_| sup.file_lock(&path).try_acquire())
 ///     .await
 ///     .unwrap_err();
 /// assert_eq!(err.attempts().len(), 3);
-/// assert_eq!(err.gave_up(), custodian::GaveUp::Exhausted);
+/// assert_eq!(err.gave_up(), tokio_custodian::GaveUp::Exhausted);
 /// # drop(held); sup.shutdown().await; Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
@@ -92,12 +92,12 @@ impl Retry {
     /// (`ETXTBSY`), and never a failed `fsync` whatever its kind.
     ///
     /// ```
-    /// let busy = custodian::Error::Io {
-    ///     op: custodian::Operation::Lock,
+    /// let busy = tokio_custodian::Error::Io {
+    ///     op: tokio_custodian::Operation::Lock,
     ///     path: "x".into(),
     ///     source: std::io::ErrorKind::WouldBlock.into(),
     /// };
-    /// assert!(custodian::Retry::is_transient(&busy));
+    /// assert!(tokio_custodian::Retry::is_transient(&busy));
     /// ```
     pub fn is_transient(err: &Error) -> bool {
         let source = match err {

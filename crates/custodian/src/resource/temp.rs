@@ -30,8 +30,8 @@ use crate::sys::root::TempRoot;
 /// reports. Made by [`Scope::temp`].
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-/// let sup = custodian::Supervisor::builder().start()?;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let f = sup.root().temp().prefix("upload-").suffix(".wav").label("upload").file().await?;
 /// let name = f.path().file_name().unwrap().to_str().unwrap();
 /// assert!(name.starts_with("upload-") && name.ends_with(".wav"));
@@ -56,9 +56,9 @@ impl TempBuilder {
     /// quotas it changes nothing.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// use custodian::{Error, Quota, QuotaOn};
-    /// let sup = custodian::Supervisor::builder().quota(Quota::open_files(0)).start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use tokio_custodian::{Error, Quota, QuotaOn};
+    /// let sup = tokio_custodian::Supervisor::builder().quota(Quota::open_files(0)).start()?;
     /// let err = sup.temp().no_wait().file().await.unwrap_err();
     /// assert!(matches!(err, Error::QuotaExceeded { quota, .. } if quota.on() == QuotaOn::OpenFiles));
     /// assert!(std::fs::read_dir(sup.temp_root()).unwrap().next().is_none());
@@ -447,8 +447,8 @@ impl Scope {
     /// Options for a temp file or dir in this scope (prefix, suffix, label).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let d = sup.root().temp().prefix("work-").dir().await?;
     /// assert!(d.path().starts_with(sup.temp_root()));
     /// # sup.shutdown().await; Ok(()) }
@@ -475,12 +475,12 @@ impl Scope {
     /// See [`TempBuilder::file`].
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let path = sup
     ///     .scope("job", async |s| {
     ///         let f = s.temp_file().await?;
-    ///         custodian::Result::Ok(f.path().to_path_buf())
+    ///         tokio_custodian::Result::Ok(f.path().to_path_buf())
     ///     })
     ///     .await??;
     /// assert!(!path.exists()); // removed when the guard dropped
@@ -503,8 +503,8 @@ impl Scope {
     /// See [`TempBuilder::dir`].
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let d = sup.root().temp_dir().await?;
     /// std::fs::create_dir_all(d.path().join("a/b")).unwrap();
     /// let path = d.path().to_path_buf();

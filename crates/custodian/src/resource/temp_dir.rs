@@ -46,13 +46,13 @@ use crate::sys::root::TempRoot;
 /// dir is still removed at scope end or shutdown and reported as a leak.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-/// let sup = custodian::Supervisor::builder().start()?;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let path = sup
 ///     .scope("unpack", async |s| {
 ///         let d = s.temp_dir().await?;
 ///         std::fs::write(d.path().join("frame-0001.raw"), b"...").unwrap();
-///         custodian::Result::Ok(d.path().to_path_buf())
+///         tokio_custodian::Result::Ok(d.path().to_path_buf())
 ///     })
 ///     .await??;
 /// assert!(!path.exists()); // gone before `scope` returned
@@ -127,8 +127,8 @@ impl TempDir {
     /// The dir's path, inside the supervisor's temp root.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let d = sup.temp_dir().await?;
     /// assert!(d.path().is_dir());
     /// # sup.shutdown().await; Ok(()) }
@@ -140,8 +140,8 @@ impl TempDir {
     /// The dir's id in the registry.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let d = sup.temp_dir().await?;
     /// assert_eq!(sup.live()[0].id, d.id());
     /// # sup.shutdown().await; Ok(()) }
@@ -153,8 +153,8 @@ impl TempDir {
     /// The dir's registration (to check it is still live or move it to another scope).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// assert!(sup.temp_dir().await?.registration().is_live());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
@@ -200,8 +200,8 @@ impl TempDir {
     /// the dir is removed).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let target = std::env::temp_dir().join(format!("persist-dir-doc-{}", std::process::id()));
     /// let d = sup.temp_dir().await?;
     /// std::fs::write(d.path().join("a"), b"1").unwrap();
@@ -232,8 +232,8 @@ impl TempDir {
     /// As [`persist`](Self::persist).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let taken = sup.temp_dir().await?;
     /// let e = sup.temp_dir().await?.persist_noclobber(taken.path()).await.unwrap_err();
     /// assert_eq!(e.error.io_kind(), Some(std::io::ErrorKind::AlreadyExists));
@@ -267,8 +267,8 @@ impl TempDir {
     /// poll, it drops the guard (the dir is removed).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let path = sup.temp_dir().await?.keep().await.map_err(|e| e.error)?;
     /// assert_eq!(path.parent(), sup.temp_root().parent());
     /// sup.shutdown().await;

@@ -54,9 +54,9 @@ type Handle = tokio::fs::File;
 /// reported as a leak with its creation site.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
 /// use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-/// let sup = custodian::Supervisor::builder().start()?;
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let mut t = sup.temp_file().await?;
 /// t.write_all(b"scratch").await.unwrap();
 /// t.rewind().await.unwrap();
@@ -164,8 +164,8 @@ impl TempFile {
     /// The file's path, inside the supervisor's temp root.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let t = sup.temp_file().await?;
     /// assert_eq!(t.path().parent(), Some(sup.temp_root()));
     /// # sup.shutdown().await; Ok(()) }
@@ -177,8 +177,8 @@ impl TempFile {
     /// The file's id in the registry.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let t = sup.temp_file().await?;
     /// assert_eq!(sup.live()[0].id, t.id());
     /// # sup.shutdown().await; Ok(()) }
@@ -190,8 +190,8 @@ impl TempFile {
     /// The file's registration (to check it is still live or move it to another scope).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// assert!(sup.temp_file().await?.registration().is_live());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
@@ -245,9 +245,9 @@ impl TempFile {
     /// the file may then be at `target` (and closed), or, if the move failed, removed.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// use tokio::io::AsyncWriteExt;
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let dir = std::env::temp_dir().join(format!("persist-doc-{}", std::process::id()));
     /// std::fs::create_dir_all(&dir).unwrap();
     /// let mut t = sup.temp_file().await?;
@@ -283,8 +283,8 @@ impl TempFile {
     /// As [`persist`](Self::persist).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let taken = sup.temp_file().await?;
     /// let e = sup.temp_file().await?.persist_noclobber(taken.path()).await.unwrap_err();
     /// assert_eq!(e.error.io_kind(), Some(std::io::ErrorKind::AlreadyExists));
@@ -368,8 +368,8 @@ impl TempFile {
     /// then kept (closed) at the base under its name, unknown to custodian.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let (file, path) = sup.temp_file().await?.keep().await.map_err(|e| e.error)?;
     /// assert_eq!(path.parent(), sup.temp_root().parent());
     /// sup.shutdown().await;

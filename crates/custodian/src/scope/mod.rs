@@ -40,13 +40,13 @@ use crate::registry::{Permits, Reclaim, ScopeShared};
 /// no longer acquire anything: acquisitions fail with [`Error::ScopeClosed`](crate::Error::ScopeClosed).
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-/// let sup = custodian::Supervisor::builder().start()?;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let n = sup
 ///     .scope("job", async |s| {
 ///         let dir = s.temp_dir().await?;
 ///         tokio::fs::write(dir.path().join("a"), b"1").await.unwrap();
-///         custodian::Result::Ok(s.live_count())
+///         tokio_custodian::Result::Ok(s.live_count())
 ///     })
 ///     .await??;
 /// assert_eq!(n, 1);
@@ -75,8 +75,8 @@ impl Scope {
     /// The scope's name.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// assert_eq!(sup.root().name(), "root");
     /// # sup.shutdown().await; Ok(()) }
     /// ```
@@ -87,8 +87,8 @@ impl Scope {
     /// The supervisor this scope belongs to.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// assert_eq!(sup.root().supervisor().temp_root(), sup.temp_root());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
@@ -99,8 +99,8 @@ impl Scope {
     /// How many resources are registered to this scope now.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let root = sup.root();
     /// let f = root.temp_file().await?;
     /// assert_eq!(root.live_count(), 1);
@@ -118,9 +118,9 @@ impl Scope {
     /// dropped, which releases its guards.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// use custodian::CancelReason;
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use tokio_custodian::CancelReason;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let r = sup
     ///     .scope("s", async |s| {
     ///         s.cancel();
@@ -142,8 +142,8 @@ impl Scope {
     /// Cancel safe: dropping the future loses nothing.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let root = sup.root();
     /// root.cancel();
     /// root.cancelled().await;
@@ -157,8 +157,8 @@ impl Scope {
     /// Whether this scope has been cancelled.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// assert!(!sup.root().is_cancelled());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
@@ -169,8 +169,8 @@ impl Scope {
     /// Why this scope was cancelled, once it has been.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// assert_eq!(sup.root().cancel_reason(), None);
     /// # sup.shutdown().await; Ok(()) }
     /// ```
@@ -182,8 +182,8 @@ impl Scope {
     /// `tokio_util::sync::CancellationToken`.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let t = sup.root().token();
     /// sup.root().cancel();
     /// assert!(t.is_cancelled());
@@ -206,8 +206,8 @@ impl Scope {
     /// background).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let inner_name = sup
     ///     .scope("outer", async |outer| {
     ///         outer.scope("inner", async |inner| inner.name().to_owned()).await
@@ -238,9 +238,9 @@ impl Scope {
     /// what it owns.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// use std::time::Duration;
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let root = sup.root();
     /// let r = root
     ///     .scope_with_grace("stubborn", Duration::from_millis(10), async |s| {
@@ -248,7 +248,7 @@ impl Scope {
     ///         std::future::pending::<()>().await // ignores cancellation
     ///     })
     ///     .await;
-    /// assert!(matches!(r, Err(custodian::Error::Cancelled { .. })));
+    /// assert!(matches!(r, Err(tokio_custodian::Error::Cancelled { .. })));
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     #[track_caller]
@@ -300,15 +300,15 @@ impl Scope {
     /// [`Error::ShuttingDown`](crate::Error::ShuttingDown) or [`Error::ScopeClosed`](crate::Error::ScopeClosed); `reclaim` has then already run.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// use custodian::{Cleanup, Reclaim, ResourceKind};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use tokio_custodian::{Cleanup, Reclaim, ResourceKind};
     /// struct Nothing;
     /// impl Reclaim for Nothing {
     ///     fn reclaim(self: Box<Self>) -> Cleanup {
     ///         Cleanup::Done(Ok(()))
     ///     }
     /// }
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let reg = sup.root().register(ResourceKind::Lock, "demo lock", None, Nothing)?;
     /// assert_eq!(sup.live().len(), 1);
     /// drop(reg);
@@ -334,11 +334,11 @@ impl Scope {
     /// As [`register`](Self::register).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// # use custodian::{Cleanup, Reclaim, ResourceKind};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// # use tokio_custodian::{Cleanup, Reclaim, ResourceKind};
     /// # struct Nothing;
     /// # impl Reclaim for Nothing { fn reclaim(self: Box<Self>) -> Cleanup { Cleanup::Done(Ok(())) } }
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let site = std::panic::Location::caller();
     /// let reg = sup.root().register_at(ResourceKind::Lock, "l", None, Nothing, site)?;
     /// assert_eq!(sup.live()[0].site.line, site.line());

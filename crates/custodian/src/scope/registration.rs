@@ -18,11 +18,11 @@ use crate::scope::Scope;
 /// nothing.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-/// # use custodian::{Cleanup, Reclaim, ResourceKind};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// # use tokio_custodian::{Cleanup, Reclaim, ResourceKind};
 /// # struct Nothing;
 /// # impl Reclaim for Nothing { fn reclaim(self: Box<Self>) -> Cleanup { Cleanup::Done(Ok(())) } }
-/// let sup = custodian::Supervisor::builder().start()?;
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let reg = sup.root().register(ResourceKind::Lock, "l", None, Nothing)?;
 /// assert!(reg.is_live());
 /// reg.close().await?;
@@ -49,8 +49,8 @@ impl Registration {
     /// The resource's id in the registry.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let f = sup.temp_file().await?;
     /// assert_eq!(sup.live()[0].id, f.id());
     /// # sup.shutdown().await; Ok(()) }
@@ -63,8 +63,8 @@ impl Registration {
     /// supervisor shut down while the guard was still alive.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let escaped = sup.scope("s", async |s| s.temp_file().await).await??;
     /// assert!(!escaped.registration().is_live()); // reclaimed when its scope ended
     /// # sup.shutdown().await; Ok(()) }
@@ -79,8 +79,8 @@ impl Registration {
     /// been dropped.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let f = sup.temp_file().await?;
     /// assert_eq!(f.registration().supervisor().unwrap().temp_root(), sup.temp_root());
     /// # sup.shutdown().await; Ok(()) }
@@ -130,14 +130,14 @@ impl Registration {
     /// [`Error::ScopeClosed`] if `to` has ended, or if the resource was already reclaimed.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let root = sup.root();
     /// let kept = sup
     ///     .scope("s", async |s| {
     ///         let f = s.temp_file().await?;
     ///         f.registration().transfer(&root)?;
-    ///         custodian::Result::Ok(f)
+    ///         tokio_custodian::Result::Ok(f)
     ///     })
     ///     .await??;
     /// assert!(kept.registration().is_live());

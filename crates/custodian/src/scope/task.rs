@@ -24,8 +24,8 @@ impl Scope {
     /// [`Error::ScopeClosed`](crate::Error::ScopeClosed) with [`Operation::SpawnTask`].
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let root = sup.root();
     /// let s = root.clone();
     /// let task = root.spawn(async move {

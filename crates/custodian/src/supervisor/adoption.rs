@@ -19,9 +19,9 @@ impl Supervisor {
     /// adopted, stopped and reaped so far; all zero without it.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
-    /// assert_eq!(sup.adopted(), custodian::AdoptionStats::default());
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// assert_eq!(sup.adopted(), tokio_custodian::AdoptionStats::default());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub fn adopted(&self) -> AdoptionStats {

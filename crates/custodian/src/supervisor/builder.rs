@@ -17,9 +17,9 @@ use super::Supervisor;
 /// Configures and starts a [`Supervisor`].
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
 /// use std::time::Duration;
-/// use custodian::{ResourceKind, Supervisor};
+/// use tokio_custodian::{ResourceKind, Supervisor};
 /// let sup = Supervisor::builder()
 ///     .temp_base(std::env::temp_dir())
 ///     .grace(Duration::from_secs(2))
@@ -113,9 +113,9 @@ impl Builder {
     /// should turn it on. Saturating: `Duration::MAX` drains until the grace runs out.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// use std::time::Duration;
-    /// let sup = custodian::Supervisor::builder()
+    /// let sup = tokio_custodian::Supervisor::builder()
     ///     .grace(Duration::from_secs(10))
     ///     .drain(Duration::from_secs(6))
     ///     .start()?;
@@ -155,7 +155,7 @@ impl Builder {
     /// [`TempBuilder::no_wait`](crate::TempBuilder::no_wait) makes it fail fast
     /// instead. Synchronous acquisitions cannot wait: [`Command::spawn`](crate::Command::spawn)
     /// is refused with [`Error::QuotaExceeded`] before it forks;
-    /// [`Scope::register`](crate::Scope::register) (custodian-audio's decoders), locks and
+    /// [`Scope::register`](crate::Scope::register) (tokio-custodian-audio's decoders), locks and
     /// atomic writes are refused at registration (what they created is released at once,
     /// counted as created and released `Cancelled`).
     /// Room returns when a resource's release has
@@ -164,9 +164,9 @@ impl Builder {
     /// acquisition pays one branch.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// use custodian::{Quota, ResourceKind};
-    /// let sup = custodian::Supervisor::builder()
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use tokio_custodian::{Quota, ResourceKind};
+    /// let sup = tokio_custodian::Supervisor::builder()
     ///     .quota(Quota::live(ResourceKind::TempFile, 1))
     ///     .start()?;
     /// let first = sup.temp_file().await?;
@@ -242,9 +242,9 @@ impl Builder {
     /// descendants by it).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// let dir = std::env::temp_dir().join(format!("custodian-state-doc-{}", std::process::id()));
-    /// let sup = custodian::Supervisor::builder().state_dir(&dir).start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().state_dir(&dir).start()?;
     /// let report = sup.swept_at_start().await;
     /// assert!(report.dead_owners.is_empty());
     /// # sup.shutdown().await; drop(sup); std::fs::remove_dir(&dir).unwrap(); Ok(()) }
@@ -259,7 +259,7 @@ impl Builder {
     /// otherwise no journal.
     ///
     /// ```
-    /// let b = custodian::Supervisor::builder().default_state_dir();
+    /// let b = tokio_custodian::Supervisor::builder().default_state_dir();
     /// # drop(b);
     /// ```
     pub fn default_state_dir(mut self) -> Self {
@@ -281,8 +281,8 @@ impl Builder {
     /// `docs/processes.md` for the contract and what is not caught.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().child_subreaper(true).start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().child_subreaper(true).start()?;
     /// // `setsid` leaves the group; the shell exits at once, so the sleep is adopted.
     /// let child = sup.command("sh").args(["-c", "setsid sleep 1000 & exit 0"]).spawn()?;
     /// child.close().await?; // the adopted sleep is stopped and reaped too
@@ -308,8 +308,8 @@ impl Builder {
     /// (`/proc` not mounted: the reaper would see nothing; see [`Builder::child_subreaper`]).
     ///
     /// ```
-    /// let err = custodian::Supervisor::builder().start().unwrap_err();
-    /// assert!(matches!(err, custodian::Error::NoRuntime { .. }));
+    /// let err = tokio_custodian::Supervisor::builder().start().unwrap_err();
+    /// assert!(matches!(err, tokio_custodian::Error::NoRuntime { .. }));
     /// ```
     pub fn start(self) -> Result<Supervisor> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime {

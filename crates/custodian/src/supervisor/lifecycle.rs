@@ -27,8 +27,8 @@ impl Supervisor {
     /// Cancel safe: dropping the future only stops waiting.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let stop = sup.cancelled();
     /// sup.shutdown().await;
     /// stop.await;
@@ -42,8 +42,8 @@ impl Supervisor {
     /// it or without one, the phase where every new acquisition is refused.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// assert!(!sup.is_shutting_down());
     /// sup.shutdown().await;
     /// assert!(sup.is_shutting_down());
@@ -68,9 +68,9 @@ impl Supervisor {
     /// supervisor.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// use std::time::Duration;
-    /// let sup = custodian::Supervisor::builder().drain(Duration::from_secs(5)).start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().drain(Duration::from_secs(5)).start()?;
     /// let (done, finish) = tokio::sync::oneshot::channel::<()>();
     /// let s = sup.clone();
     /// let in_flight = tokio::spawn(async move {
@@ -83,7 +83,7 @@ impl Supervisor {
     /// stop_accepting.await;
     /// assert!(sup.is_draining());
     /// let refused = sup.scope("late request", async |_| ()).await.unwrap_err();
-    /// assert!(matches!(refused, custodian::Error::Draining { .. }));
+    /// assert!(matches!(refused, tokio_custodian::Error::Draining { .. }));
     /// done.send(()).unwrap(); // the request in flight finishes
     /// assert!(in_flight.await.unwrap().is_ok());
     /// assert_eq!(shutdown.await.unwrap().drain.unwrap().refused, 1);
@@ -97,8 +97,8 @@ impl Supervisor {
     /// shutdown) has begun. Stays `true` for the rest of its life.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// assert!(!sup.is_draining());
     /// sup.shutdown().await;
     /// assert!(sup.is_draining());
@@ -119,8 +119,8 @@ impl Supervisor {
     /// stop it, and a later call waits for the same run.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let t = sup.temp_file().await?;
     /// let report = sup.shutdown().await;
     /// assert_eq!(report.alive_at_shutdown.len(), 1);
@@ -141,12 +141,12 @@ impl Supervisor {
     /// [`shutdown_now`](Self::shutdown_now).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// sup.force();
     /// let report = sup.shutdown().await;
     /// assert!(report.forced);
-    /// assert_eq!(report.reason, custodian::CancelReason::ForcedShutdown);
+    /// assert_eq!(report.reason, tokio_custodian::CancelReason::ForcedShutdown);
     /// # Ok(()) }
     /// ```
     pub fn force(&self) {
@@ -160,9 +160,9 @@ impl Supervisor {
     /// As [`shutdown`](Self::shutdown).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// use std::time::Duration;
-    /// let sup = custodian::Supervisor::builder().grace(Duration::from_secs(60)).start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().grace(Duration::from_secs(60)).start()?;
     /// let s = sup.clone();
     /// let stuck = tokio::spawn(async move {
     ///     s.scope("stuck", async |_| std::future::pending::<()>().await).await
@@ -187,8 +187,8 @@ impl Supervisor {
     /// Cancel safe.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let s = sup.clone();
     /// tokio::spawn(async move { s.shutdown().await });
     /// let report = sup.wait_for_shutdown().await;
@@ -214,10 +214,10 @@ impl Supervisor {
     /// [`Error::ShuttingDown`](crate::Error::ShuttingDown) if shutdown has begun.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// use std::time::Duration;
-    /// use custodian::{CancelReason, HookOutcome};
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// use tokio_custodian::{CancelReason, HookOutcome};
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// sup.on_shutdown("flush", Duration::from_secs(1), |reason| async move {
     ///     assert_eq!(reason, CancelReason::Shutdown);
     /// })?;
@@ -253,8 +253,8 @@ impl Supervisor {
     /// registered (for example when the runtime has no I/O driver).
     ///
     /// ```no_run
-    /// # #[tokio::main] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// sup.install_signal_handlers()?;
     /// sup.cancelled().await; // a server would stop accepting here
     /// let report = sup.wait_for_shutdown().await;
@@ -274,8 +274,8 @@ impl Supervisor {
     /// thread for as long as the removals take; prefer [`shutdown`](Self::shutdown).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let t = sup.temp_file().await?;
     /// let done = sup.emergency_cleanup();
     /// assert_eq!((done.released, done.failed, done.temp_root_removed), (1, 0, true));
@@ -294,9 +294,9 @@ impl Supervisor {
     /// and does nothing once the supervisor is gone. Installing it twice is harmless.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// use custodian::PanicCleanup;
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use tokio_custodian::PanicCleanup;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// sup.install_panic_hook(PanicCleanup::OnAnyPanic);
     /// let t = sup.temp_file().await?;
     /// let path = t.path().to_path_buf();

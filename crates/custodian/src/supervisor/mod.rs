@@ -30,8 +30,8 @@ impl Supervisor {
     /// A builder with the defaults.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub fn builder() -> Builder {
@@ -42,8 +42,8 @@ impl Supervisor {
     /// released or the supervisor shuts down.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let t = sup.root().temp_file().await?;
     /// assert_eq!(sup.live()[0].scope, "root");
     /// # sup.shutdown().await; Ok(()) }
@@ -54,9 +54,9 @@ impl Supervisor {
     /// The private temp root (mode 0700) where temp files and dirs are created.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// use std::os::unix::fs::PermissionsExt;
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let mode = std::fs::metadata(sup.temp_root()).unwrap().permissions().mode();
     /// assert_eq!(mode & 0o777, 0o700);
     /// # sup.shutdown().await; Ok(()) }
@@ -77,8 +77,8 @@ impl Supervisor {
     /// Cancel safe: the removal runs on its own; dropping this future only stops waiting.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// for path in sup.reaped_at_start().await {
     ///     println!("cleaned up after a crash: {}", path.display());
     /// }
@@ -96,11 +96,11 @@ impl Supervisor {
     /// A snapshot of the counters.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let _t = sup.temp_file().await?;
     /// let s = sup.stats();
-    /// assert_eq!(s.kind(custodian::ResourceKind::TempFile).live, 1);
+    /// assert_eq!(s.kind(tokio_custodian::ResourceKind::TempFile).live, 1);
     /// println!("{}", serde_json::to_string(&s).unwrap());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
@@ -114,8 +114,8 @@ impl Supervisor {
     /// since start, in the order they were added (empty without quotas).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().quota(custodian::Quota::fds(8)).start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().quota(tokio_custodian::Quota::fds(8)).start()?;
     /// let _t = sup.temp_file().await?;
     /// let q = sup.quotas();
     /// assert_eq!((q[0].in_use, q[0].refused), (1, 0));
@@ -133,11 +133,11 @@ impl Supervisor {
     /// Every live resource, in acquisition order: kind, label, scope, creation site, age.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let _t = sup.temp_file().await?;
     /// let live = sup.live();
-    /// assert_eq!(live[0].kind, custodian::ResourceKind::TempFile);
+    /// assert_eq!(live[0].kind, tokio_custodian::ResourceKind::TempFile);
     /// assert!(live[0].site.file.ends_with(".rs"));
     /// # sup.shutdown().await; Ok(()) }
     /// ```
@@ -148,9 +148,9 @@ impl Supervisor {
     /// Live resources older than `older_than`, with their creation sites.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// use std::time::Duration;
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let _t = sup.temp_file().await?;
     /// assert!(sup.leaks(Duration::from_secs(3600)).is_empty());
     /// assert_eq!(sup.leaks(Duration::ZERO).len(), 1);
@@ -166,8 +166,8 @@ impl Supervisor {
     /// or alive at shutdown), most recent last; the last 1024 are kept.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// sup.scope("s", async |s| std::mem::forget(s.temp_file().await)).await?;
     /// assert_eq!(sup.leaked().len(), 1);
     /// # sup.shutdown().await; Ok(()) }
@@ -179,8 +179,8 @@ impl Supervisor {
     /// Clean-ups that failed so far, most recent last; the last 1024 are kept.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// assert!(sup.failures().is_empty());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
@@ -194,8 +194,8 @@ impl Supervisor {
     /// one that still fails when shutdown stops waiting becomes a [`FailureRecord`].
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// drop(sup.temp_dir().await?);
     /// for p in sup.pending_cleanups() {
     ///     eprintln!("still trying: {p}");

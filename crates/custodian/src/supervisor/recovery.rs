@@ -11,8 +11,8 @@ impl Supervisor {
     /// This supervisor's crash journal, if a [state dir](crate::Builder::state_dir) is set.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// assert!(sup.journal_path().is_none());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
@@ -28,8 +28,8 @@ impl Supervisor {
     /// Cancel safe: the sweep runs on its own; dropping this future only stops waiting.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// assert_eq!(sup.swept_at_start().await.found, 0);
     /// # sup.shutdown().await; Ok(()) }
     /// ```
@@ -42,14 +42,14 @@ impl Supervisor {
         }
     }
 
-    /// Sweeps the state dir now, as [`custodian::sweep`](crate::sweep) does, on the
+    /// Sweeps the state dir now, as [`tokio_custodian::sweep`](crate::sweep) does, on the
     /// blocking pool: reaps what dead owners left there. This supervisor's own journal
     /// is locked, and its owner alive, so it is never touched.
     ///
     /// # Errors
     ///
     /// [`Error::Io`] with [`Operation::Sweep`] if no state dir is set (`NotFound`), or as
-    /// [`custodian::sweep`](crate::sweep).
+    /// [`tokio_custodian::sweep`](crate::sweep).
     ///
     /// # Cancel safety
     ///
@@ -57,9 +57,9 @@ impl Supervisor {
     /// loses only the report.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// let dir = std::env::temp_dir().join(format!("custodian-sweep-doc-{}", std::process::id()));
-    /// let sup = custodian::Supervisor::builder().state_dir(&dir).start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().state_dir(&dir).start()?;
     /// let report = sup.sweep().await?;
     /// assert_eq!(report.found, 1); // its own journal, left alone
     /// assert!(report.dead_owners.is_empty());

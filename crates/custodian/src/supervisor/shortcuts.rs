@@ -37,11 +37,11 @@ impl Supervisor {
     /// finishes in the background).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let out = sup.scope("job", async |s| {
     ///     let d = s.temp_dir().await?;
-    ///     custodian::Result::Ok(d.path().exists())
+    ///     tokio_custodian::Result::Ok(d.path().exists())
     /// });
     /// assert!(out.await??);
     /// # sup.shutdown().await; Ok(()) }
@@ -65,8 +65,8 @@ impl Supervisor {
     /// As [`Scope::temp_file`], which it forwards to.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let t = sup.temp_file().await?;
     /// assert!(t.path().exists());
     /// # sup.shutdown().await; Ok(()) }
@@ -87,8 +87,8 @@ impl Supervisor {
     /// As [`Scope::temp_dir`], which it forwards to.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// assert!(sup.temp_dir().await?.path().is_dir());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
@@ -100,8 +100,8 @@ impl Supervisor {
     /// Temp file or dir options in the root scope. See [`Scope::temp`].
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let t = sup.temp().suffix(".json").file().await?;
     /// assert_eq!(t.path().extension().unwrap(), "json");
     /// # sup.shutdown().await; Ok(()) }
@@ -121,8 +121,8 @@ impl Supervisor {
     /// As [`Scope::open`], which it forwards to.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let f = sup.open("/dev/null").await?;
     /// # drop(f); sup.shutdown().await; Ok(()) }
     /// ```
@@ -143,8 +143,8 @@ impl Supervisor {
     /// As [`Scope::create`], which it forwards to.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let f = sup.create(sup.temp_root().join("out.txt")).await?;
     /// # drop(f); sup.shutdown().await; Ok(()) }
     /// ```
@@ -156,8 +156,8 @@ impl Supervisor {
     /// File options in the root scope. See [`Scope::file_options`].
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let f = sup.file_options().read(true).open("/dev/null").await?;
     /// # drop(f); sup.shutdown().await; Ok(()) }
     /// ```
@@ -168,8 +168,8 @@ impl Supervisor {
     /// A managed child process to start in the root scope. See [`Scope::command`].
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// assert!(sup.command("true").status().await?.success());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
@@ -189,8 +189,8 @@ impl Supervisor {
     /// As [`Scope::atomic_file`], which it forwards to.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let f = sup.atomic_file(sup.temp_root().join("out")).await?;
     /// f.commit().await?;
     /// # sup.shutdown().await; Ok(()) }
@@ -212,8 +212,8 @@ impl Supervisor {
     /// As [`Scope::atomic_write`], which it forwards to.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// sup.atomic_write(sup.temp_root().join("out"), "done").await?;
     /// # sup.shutdown().await; Ok(()) }
     /// ```
@@ -229,8 +229,8 @@ impl Supervisor {
     /// File lock options in the root scope. See [`Scope::file_lock`].
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let l = sup.file_lock(sup.temp_root().join("l")).acquire().await?;
     /// # drop(l); sup.shutdown().await; Ok(()) }
     /// ```

@@ -68,8 +68,8 @@ impl Scope {
     /// Cancel safe: see [`CreateAtomicFile`].
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let err = sup.root().atomic_file("/no/such/dir/x").await.unwrap_err();
     /// assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound));
     /// # sup.shutdown().await; Ok(()) }
@@ -105,8 +105,8 @@ impl Scope {
     /// See [`AtomicWrite`].
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let path = sup.temp_root().join("state");
     /// sup.root().atomic_write(&path, b"v2".to_vec()).await?;
     /// assert_eq!(std::fs::read(&path).unwrap(), b"v2");

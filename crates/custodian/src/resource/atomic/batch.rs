@@ -42,16 +42,16 @@ impl AtomicFile {
     /// every temp file is discarded; once it runs, it finishes.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// use tokio::io::AsyncWriteExt;
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let mut files = Vec::new();
     /// for name in ["a", "b", "c"] {
     ///     let mut f = sup.atomic_file(sup.temp_root().join(name)).await?;
     ///     f.write_all(name.as_bytes()).await.unwrap();
     ///     files.push(f);
     /// }
-    /// custodian::AtomicFile::commit_batch(files).await?;
+    /// tokio_custodian::AtomicFile::commit_batch(files).await?;
     /// assert_eq!(std::fs::read(sup.temp_root().join("b")).unwrap(), b"b");
     /// # sup.shutdown().await; Ok(()) }
     /// ```

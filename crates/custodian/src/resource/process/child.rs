@@ -37,8 +37,8 @@ use crate::sys::process::Sig;
 /// are adopted and stopped with the child; see `docs/processes.md`.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-/// let sup = custodian::Supervisor::builder().start()?;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let child = sup.command("sleep").arg("1000").spawn()?;
 /// let status = child.close().await?; // SIGTERM, reaped
 /// assert!(!status.success());
@@ -60,8 +60,8 @@ impl ManagedChild {
     /// The child's pid (also its process-group id) while it is not reaped; `None` after.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let mut child = sup.command("true").spawn()?;
     /// assert!(child.id().is_some());
     /// child.wait().await?;
@@ -76,8 +76,8 @@ impl ManagedChild {
     /// reports. Do not signal it yourself: once reaped, it may name another group.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let child = sup.command("true").spawn()?;
     /// assert_eq!(Some(child.process_group()), child.id());
     /// # sup.shutdown().await; Ok(()) }
@@ -89,8 +89,8 @@ impl ManagedChild {
     /// The program, as given to the command.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let c = sup.command("true").spawn()?;
     /// assert_eq!(c.program(), std::path::Path::new("true"));
     /// # drop(c);
@@ -103,8 +103,8 @@ impl ManagedChild {
     /// The child's id in the registry.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let child = sup.command("true").spawn()?;
     /// assert_eq!(sup.live()[0].id, child.resource_id());
     /// # sup.shutdown().await; Ok(()) }
@@ -116,8 +116,8 @@ impl ManagedChild {
     /// The child's registration (to check it is still live or move it to another scope).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let c = sup.command("true").spawn()?;
     /// assert!(c.registration().is_live());
     /// # drop(c);
@@ -130,8 +130,8 @@ impl ManagedChild {
     /// Takes the child's stdin, if it was piped.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// use tokio::io::AsyncWriteExt;
     /// let mut c = sup.command("cat").stdin(std::process::Stdio::piped()).spawn()?;
     /// c.take_stdin().unwrap().write_all(b"x").await.unwrap();
@@ -145,8 +145,8 @@ impl ManagedChild {
     /// Takes the child's stdout, if it was piped.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// use tokio::io::AsyncReadExt;
     /// let mut c = sup.command("echo").arg("hi").stdout(std::process::Stdio::piped()).spawn()?;
     /// let mut s = String::new();
@@ -162,8 +162,8 @@ impl ManagedChild {
     /// Takes the child's stderr, if it was piped.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let mut c = sup.command("true").spawn()?;
     /// assert!(c.take_stderr().is_none()); // inherited, not piped
     /// # drop(c);
@@ -198,8 +198,8 @@ impl ManagedChild {
     /// Cancel safe: dropping the future loses nothing, the child stays owned.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let mut child = sup.command("sh").args(["-c", "exit 7"]).spawn()?;
     /// assert_eq!(child.wait().await?.code(), Some(7));
     /// # sup.shutdown().await; Ok(()) }
@@ -230,8 +230,8 @@ impl ManagedChild {
     /// As [`wait`](Self::wait), without the deadline.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let mut child = sup.command("sleep").arg("1000").spawn()?;
     /// assert_eq!(child.try_wait()?, None);
     /// # drop(child); sup.shutdown().await; Ok(()) }
@@ -256,9 +256,9 @@ impl ManagedChild {
     /// Dropping the future drops the guard: the child is stopped.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// use std::process::Stdio;
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let child = sup.command("sh").args(["-c", "echo out; echo err >&2"])
     ///     .stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     /// let out = child.wait_with_output().await?;
@@ -295,8 +295,8 @@ impl ManagedChild {
     /// The signal's error, naming the program.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let mut c = sup.command("sleep").arg("1000").spawn()?;
     /// c.start_kill()?;
     /// assert!(!c.wait().await?.success());
@@ -317,9 +317,9 @@ impl ManagedChild {
     /// Cancel safe: the signal is sent at the first poll; a later `wait` finishes.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// use std::os::unix::process::ExitStatusExt;
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let mut child = sup.command("sleep").arg("1000").spawn()?;
     /// assert_eq!(child.kill().await?.signal(), Some(9));
     /// # sup.shutdown().await; Ok(()) }
@@ -349,8 +349,8 @@ impl ManagedChild {
     /// in the background.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let c = sup.command("sh").args(["-c", "exit 0"]).spawn()?;
     /// let _ = c.close().await?; // exit 0, or SIGTERM if it had not exited yet
     /// # sup.shutdown().await; Ok(()) }

@@ -26,7 +26,7 @@ use crate::sys::process::{death_signal_hook, pidfd_open};
 /// The grace period between SIGTERM and SIGKILL unless [`Command::grace`] sets one.
 ///
 /// ```
-/// assert_eq!(custodian::DEFAULT_CHILD_GRACE, std::time::Duration::from_secs(2));
+/// assert_eq!(tokio_custodian::DEFAULT_CHILD_GRACE, std::time::Duration::from_secs(2));
 /// ```
 pub const DEFAULT_CHILD_GRACE: Duration = Duration::from_secs(2);
 
@@ -37,8 +37,8 @@ pub const DEFAULT_CHILD_GRACE: Duration = Duration::from_secs(2);
 /// Every child starts in a process group of its own, which is what custodian stops.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-/// let sup = custodian::Supervisor::builder().start()?;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let out = sup.command("echo").arg("hello").label("greeter").output().await?;
 /// assert_eq!(out.stdout, b"hello\n");
 /// # sup.shutdown().await; Ok(()) }
@@ -72,8 +72,8 @@ impl Command {
     /// Adds an argument.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let out = sup.command("echo").arg("-n").arg("x").output().await?;
     /// assert_eq!(out.stdout, b"x");
     /// # sup.shutdown().await; Ok(()) }
@@ -86,8 +86,8 @@ impl Command {
     /// Adds arguments.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let out = sup.command("echo").args(["a", "b"]).output().await?;
     /// assert_eq!(out.stdout, b"a b\n");
     /// # sup.shutdown().await; Ok(()) }
@@ -100,8 +100,8 @@ impl Command {
     /// Sets an environment variable.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let out = sup.command("sh").args(["-c", "echo $X"]).env("X", "1").output().await?;
     /// assert_eq!(out.stdout, b"1\n");
     /// # sup.shutdown().await; Ok(()) }
@@ -114,8 +114,8 @@ impl Command {
     /// Sets environment variables.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let out = sup.command("sh").args(["-c", "echo $A$B"]).envs([("A", "1"), ("B", "2")]).output().await?;
     /// assert_eq!(out.stdout, b"12\n");
     /// # sup.shutdown().await; Ok(()) }
@@ -133,8 +133,8 @@ impl Command {
     /// Removes an environment variable.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let out = sup.command("sh").args(["-c", "echo ${HOME-unset}"]).env_remove("HOME").output().await?;
     /// assert_eq!(out.stdout, b"unset\n");
     /// # sup.shutdown().await; Ok(()) }
@@ -147,8 +147,8 @@ impl Command {
     /// Clears the environment.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let out = sup.command("/usr/bin/env").env_clear().output().await?;
     /// assert!(out.stdout.is_empty());
     /// # sup.shutdown().await; Ok(()) }
@@ -161,8 +161,8 @@ impl Command {
     /// Sets the working directory.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let out = sup.command("pwd").current_dir("/").output().await?;
     /// assert_eq!(out.stdout, b"/\n");
     /// # sup.shutdown().await; Ok(()) }
@@ -175,8 +175,8 @@ impl Command {
     /// Sets the child's stdin (inherited by default).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let mut c = sup.command("cat").stdin(std::process::Stdio::piped()).spawn()?;
     /// assert!(c.take_stdin().is_some());
     /// # drop(c);
@@ -190,8 +190,8 @@ impl Command {
     /// Sets the child's stdout (inherited by default).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let mut c = sup.command("true").stdout(std::process::Stdio::piped()).spawn()?;
     /// assert!(c.take_stdout().is_some());
     /// # drop(c);
@@ -205,8 +205,8 @@ impl Command {
     /// Sets the child's stderr (inherited by default).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let mut c = sup.command("true").stderr(std::process::Stdio::piped()).spawn()?;
     /// assert!(c.take_stderr().is_some());
     /// # drop(c);
@@ -221,8 +221,8 @@ impl Command {
     /// program by default).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let c = sup.command("sleep").arg("1000").label("transcoder").spawn()?;
     /// assert_eq!(sup.live()[0].label, "transcoder");
     /// # drop(c);
@@ -240,8 +240,8 @@ impl Command {
     /// `Duration::MAX` waits for the group as long as it takes, short of that.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let c = sup.command("sleep").arg("1000").grace(std::time::Duration::from_millis(100)).spawn()?;
     /// c.close().await?;
     /// # sup.shutdown().await; Ok(()) }
@@ -256,9 +256,9 @@ impl Command {
     /// A deadline too far to represent (`Duration::MAX`) is no deadline.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// use std::time::Duration;
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let err = sup.command("sleep").arg("1000").deadline(Duration::from_millis(50)).status().await;
     /// assert_eq!(err.unwrap_err().io_kind(), Some(std::io::ErrorKind::TimedOut));
     /// # sup.shutdown().await; Ok(()) }
@@ -275,8 +275,8 @@ impl Command {
     /// clears it.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let st = sup.command("true").kill_on_parent_death(true).status().await?;
     /// assert!(st.success());
     /// # sup.shutdown().await; Ok(()) }
@@ -299,10 +299,10 @@ impl Command {
     /// registered on error.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let err = sup.command("/no/such/program").spawn().unwrap_err();
-    /// assert_eq!(err.operation(), custodian::Operation::Spawn);
+    /// assert_eq!(err.operation(), tokio_custodian::Operation::Spawn);
     /// assert_eq!(err.path(), Some(std::path::Path::new("/no/such/program")));
     /// assert_eq!(sup.stats().live(), 0);
     /// # sup.shutdown().await; Ok(()) }
@@ -444,8 +444,8 @@ impl Command {
     /// then the rest in the background).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let out = sup.command("sh").args(["-c", "echo e >&2"]).output().await?;
     /// assert_eq!(out.stderr, b"e\n");
     /// # sup.shutdown().await; Ok(()) }
@@ -473,8 +473,8 @@ impl Command {
     /// status is lost.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let st = sup.command("sh").args(["-c", "exit 3"]).status().await?;
     /// assert_eq!(st.code(), Some(3));
     /// # sup.shutdown().await; Ok(()) }

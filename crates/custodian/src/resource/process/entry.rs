@@ -12,12 +12,12 @@ impl Scope {
     /// group) when its guard is dropped or closed, or when the scope ends.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// let sup = custodian::Supervisor::builder().start()?;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// sup.scope("job", async |s| {
     ///     let child = s.command("sleep").arg("1000").spawn()?;
     ///     assert!(child.id().is_some());
-    ///     custodian::Result::Ok(())
+    ///     tokio_custodian::Result::Ok(())
     /// })
     /// .await??; // the sleep is stopped and reaped before `scope` returns
     /// assert_eq!(sup.stats().live(), 0);

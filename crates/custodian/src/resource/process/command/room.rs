@@ -38,9 +38,9 @@ impl Command {
     /// spawn itself does not await.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> custodian::Result<()> {
-    /// use custodian::{Quota, ResourceKind};
-    /// let sup = custodian::Supervisor::builder()
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use tokio_custodian::{Quota, ResourceKind};
+    /// let sup = tokio_custodian::Supervisor::builder()
     ///     .quota(Quota::live(ResourceKind::Child, 1))
     ///     .start()?;
     /// let mut first = sup.command("sleep").arg("0.05").spawn()?;
