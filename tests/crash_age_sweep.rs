@@ -262,11 +262,19 @@ fn all_judges_every_entry_and_keeps_whatever_is_live() {
         ("tmp", Why::NotEmpty),
     ];
     for (name, why) in expect {
-        assert_eq!(kept(&report, &old.join(name)), Some(why), "{name}: {report}");
+        assert_eq!(
+            kept(&report, &old.join(name)),
+            Some(why),
+            "{name}: {report}"
+        );
         assert!(old.join(name).exists(), "{name} survives");
     }
     assert_eq!(kept(&report, &journals[0]), Some(Why::Locked), "{report}");
-    assert_eq!(kept(&report, sup.temp_root()), Some(Why::Locked), "{report}");
+    assert_eq!(
+        kept(&report, sup.temp_root()),
+        Some(Why::Locked),
+        "{report}"
+    );
     assert_eq!(kept(&report, &old), Some(Why::NotEmpty));
     assert_eq!(kept(&report, &base.join("young-dir")), Some(Why::Young));
     if is_root() {
@@ -288,7 +296,10 @@ fn all_judges_every_entry_and_keeps_whatever_is_live() {
         "{text}"
     );
     let json = serde_json::to_value(&report).unwrap();
-    assert!(json["took_ms"].is_number() && json.get("took").is_none(), "{json}");
+    assert!(
+        json["took_ms"].is_number() && json.get("took").is_none(),
+        "{json}"
+    );
     rt.block_on(async {
         drop(sup.temp_file().await.unwrap());
         sup.shutdown().await;
@@ -347,13 +358,21 @@ fn exclusions_other_users_and_symlinks_are_opt_in() {
         .run()
         .unwrap();
     assert!(base.join("link").symlink_metadata().is_err(), "{report}");
-    assert_eq!(std::fs::read(&canary).unwrap(), b"keep", "the link's target");
+    assert_eq!(
+        std::fs::read(&canary).unwrap(),
+        b"keep",
+        "the link's target"
+    );
     assert!(!base.join("theirs").exists() && !base.join("data.csv").exists());
     let err = AgeSweep::new(&base, AGE)
         .exclude("[unclosed")
         .run()
         .unwrap_err();
-    assert_eq!(err.io_kind(), Some(std::io::ErrorKind::InvalidInput), "{err}");
+    assert_eq!(
+        err.io_kind(),
+        Some(std::io::ErrorKind::InvalidInput),
+        "{err}"
+    );
     std::fs::remove_dir_all(&scratch).unwrap();
 }
 
@@ -446,7 +465,12 @@ fn dry_run_isolated() {
     }
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let (reads, seen) = poller.join().unwrap();
-    assert!(seen.is_empty(), "locks taken by a dry run: {seen:?}");
+    assert!(
+        seen.is_empty(),
+        "{} locks of ours seen during dry runs, such as {:?}",
+        seen.len(),
+        &seen[..seen.len().min(3)]
+    );
     println!("{runs} dry runs, /proc/locks read {reads} times meanwhile, no lock of ours");
     // Nothing was removed, and every root is still free to lock.
     for i in 0..300u32 {

@@ -178,4 +178,3 @@ fn state_dir_remedy(dir: &std::path::Path) -> Option<String> {
         )
     })
 }
-

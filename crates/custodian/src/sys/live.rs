@@ -138,7 +138,10 @@ mod tests {
         let got = parse_unix(text);
         assert_eq!(
             got,
-            HashSet::from([OsString::from("/run/a.sock"), OsString::from("/tmp/with space")])
+            HashSet::from([
+                OsString::from("/run/a.sock"),
+                OsString::from("/tmp/with space")
+            ])
         );
     }
 

@@ -252,7 +252,12 @@ fn finish(rules: &Rules<'_>, parent: &Frame, done: Frame) -> io::Result<Option<W
 }
 
 /// Judges one entry of `dir`. `Ok(None)`: gone meanwhile.
-fn judge(rules: &Rules<'_>, dir: &Frame, name: &OsString, rel: &Path) -> io::Result<Option<Verdict>> {
+fn judge(
+    rules: &Rules<'_>,
+    dir: &Frame,
+    name: &OsString,
+    rel: &Path,
+) -> io::Result<Option<Verdict>> {
     if let Some(pattern) = rules.excludes.matching(name, rel) {
         return Ok(Some(Verdict::Kept(Why::Excluded { pattern })));
     }
@@ -382,7 +387,8 @@ fn enter(
     if place.crosses_from(&dir.place) {
         return Ok(Verdict::Kept(Why::MountPoint));
     }
-    if !rules.opts.dry_run && rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err()
+    if !rules.opts.dry_run
+        && rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err()
     {
         return Ok(Verdict::Kept(Why::Locked));
     }
