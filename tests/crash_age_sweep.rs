@@ -197,7 +197,7 @@ fn all_judges_every_entry_and_keeps_whatever_is_live() {
     let _listener = std::os::unix::net::UnixListener::bind(old.join("sock")).unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &old.join("fifo"),
+        old.join("fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o600),
         0,

@@ -171,7 +171,7 @@ pub(super) fn run(rules: &Rules<'_>, dir: OwnedFd, report: &mut AgeReport) -> io
             path.push(&name);
             rel.push(&name);
             let verdict = judge(rules, top, &name, &rel)
-                .unwrap_or_else(|e| failed(e))
+                .unwrap_or_else(failed)
                 .unwrap_or(Verdict::Gone);
             match verdict {
                 Verdict::Enter(frame) if stack.len() > MAX_DEPTH => {
