@@ -113,6 +113,8 @@ fn the_default_mode_removes_only_custodians_own_abandoned_leftovers() {
     let canary = scratch.join("canary");
     std::fs::write(&canary, b"keep").unwrap();
     let root = abandoned_root(&base, HEX32);
+    // Inside custodian's own root a symlink is ours too: the link goes, never its target.
+    symlink(&canary, root.join("link")).unwrap();
     let temp = base.join(".custodian-atomic-0123456789abcdef");
     std::fs::write(&temp, b"torn").unwrap();
     // Other programs' old things, and the live data inside an old directory.
@@ -150,12 +152,17 @@ fn the_default_mode_removes_only_custodians_own_abandoned_leftovers() {
     std::fs::write(base.join("old-dir/written-later"), b"fresh").unwrap();
 
     let dry = tokio_custodian::clean_older_than(&base, AGE, true).unwrap();
-    assert_eq!(dry.removed.len(), 3, "{dry:?}");
+    assert_eq!(dry.removed.len(), 4, "{dry:?}");
     assert!(root.exists() && temp.exists(), "a dry run removes nothing");
     let report = tokio_custodian::clean_older_than(&base, AGE, false).unwrap();
     let mut removed = report.removed.clone();
     removed.sort();
-    let mut want = vec![root.join("left-behind"), root.clone(), temp.clone()];
+    let mut want = vec![
+        root.join("left-behind"),
+        root.join("link"),
+        root.clone(),
+        temp.clone(),
+    ];
     want.sort();
     assert_eq!(removed, want, "{report}");
     assert_eq!(dry.removed.len(), report.removed.len());
@@ -358,6 +365,7 @@ fn exclusions_other_users_and_symlinks_are_opt_in() {
         .run()
         .unwrap();
     assert!(base.join("link").symlink_metadata().is_err(), "{report}");
+    assert!(report.is_clean(), "{report}");
     assert_eq!(
         std::fs::read(&canary).unwrap(),
         b"keep",

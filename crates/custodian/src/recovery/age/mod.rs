@@ -6,7 +6,8 @@
 //!   (`<prefix><32 hex>`, a 0700 directory of this user on the base's mount, unlocked)
 //!   and atomic writers' temp files (`.custodian-atomic-<16 hex>`, a regular file of this
 //!   user, unlocked), older than the age. A root's insides are then judged entry by
-//!   entry as below (a dead owner's descendants may still be writing there).
+//!   entry as below (a dead owner's descendants may still be writing there), its
+//!   symlinks included (they are ours: the link goes, never its target).
 //!   Everything else is kept, reported as not custodian's.
 //! - **all** (`systemd-tmpfiles --clean` style, opted into): every entry at every depth
 //!   on its own (`walk.rs`): a file when its atime, mtime and ctime are all older than

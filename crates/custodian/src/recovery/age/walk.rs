@@ -133,6 +133,8 @@ struct Frame {
     /// Whether each entry is judged on its own (all mode, or inside a proven root);
     /// otherwise only custodian's own names are candidates (the default mode's base).
     each: bool,
+    /// Inside a proven root of custodian's: its symlinks are ours to remove too.
+    own: bool,
     /// Whether all its times were older than the age before the walk entered it.
     was_old: bool,
     /// Something inside was kept: it cannot be removed.
@@ -157,6 +159,7 @@ pub(super) fn run(rules: &Rules<'_>, dir: OwnedFd, report: &mut AgeReport) -> io
         fd: dir,
         name: OsString::new(),
         each: rules.opts.all,
+        own: false,
         was_old: false,
         kept: false,
     }];
@@ -283,7 +286,7 @@ fn judge(
     if let Some(why) = why {
         return Ok(Some(Verdict::Kept(why)));
     }
-    if kind == FileType::Symlink && !rules.opts.symlinks {
+    if kind == FileType::Symlink && !(rules.opts.symlinks || dir.own) {
         return Ok(Some(Verdict::Kept(Why::Symlink)));
     }
     if st.st_uid != rules.euid && !rules.opts.other_users {
@@ -304,11 +307,12 @@ fn judge(
     if kind == FileType::Directory {
         return enter(rules, dir, name, id, old).map(Some);
     }
+    let link = kind == FileType::Symlink;
     if !old {
         return Ok(Some(Verdict::Kept(Why::Young)));
     }
-    if kind == FileType::Symlink {
-        return remove_file(rules, dir.fd.as_fd(), name, id, None);
+    if link {
+        return remove_file(rules, dir.fd.as_fd(), name, id, None, true);
     }
     let file = if rules.opts.dry_run {
         None
@@ -319,7 +323,7 @@ fn judge(
             Err(e) => return Err(e.into()),
         }
     };
-    remove_file(rules, dir.fd.as_fd(), name, id, file)
+    remove_file(rules, dir.fd.as_fd(), name, id, file, false)
 }
 
 /// The default mode's base: only custodian's own names are candidates, each proven by
@@ -361,12 +365,18 @@ fn own(rules: &Rules<'_>, dir: &Frame, name: &OsString) -> io::Result<Option<Ver
             fd: proven.fd,
             name: name.clone(),
             each: true,
+            own: true,
             was_old: true,
             kept: false,
         }))),
-        Shape::AtomicTemp(_) => {
-            remove_file(rules, dir.fd.as_fd(), name, proven.id, Some(proven.fd))
-        }
+        Shape::AtomicTemp(_) => remove_file(
+            rules,
+            dir.fd.as_fd(),
+            name,
+            proven.id,
+            Some(proven.fd),
+            false,
+        ),
     }
 }
 
@@ -399,19 +409,21 @@ fn enter(
         fd,
         name: name.clone(),
         each: true,
+        own: dir.own,
         was_old,
         kept: false,
     }))
 }
 
 /// Removes a non-directory (a real sweep: `held` open, whose `flock` must be free and is
-/// held across the inode-checked `unlink`).
+/// held across the inode-checked `unlink`); `link`: a symlink is expected.
 fn remove_file(
     rules: &Rules<'_>,
     dir: BorrowedFd<'_>,
     name: &OsString,
     id: FileId,
     held: Option<OwnedFd>,
+    link: bool,
 ) -> io::Result<Option<Verdict>> {
     if rules.opts.dry_run {
         return Ok(Some(Verdict::Removed));
@@ -428,7 +440,9 @@ fn remove_file(
     }
     match remove::remove_file_at(dir, name, id)? {
         Outcome::Removed => Ok(Some(Verdict::Removed)),
+        Outcome::SymlinkRemoved if link => Ok(Some(Verdict::Removed)),
         Outcome::AlreadyGone => Ok(None),
+        // A file swapped for a symlink: the link is gone, the file it replaced was not ours.
         Outcome::SymlinkRemoved => Err(remove::replaced_error()),
     }
 }
