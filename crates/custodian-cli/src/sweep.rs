@@ -30,7 +30,7 @@ pub(crate) struct SweepArgs {
     /// what contains one; only your own entries; symlinks kept.
     #[arg(long, requires = "base")]
     all: bool,
-    /// With `--all`: never sweep entries matching this glob (a name at any depth, or with
+    /// With `--base`: never sweep entries matching this glob (a name at any depth, or with
     /// a `/` a path relative to the base). Repeatable; adds to the default exclusions
     /// (`systemd-private-*`, `.X11-unix`, `tmux-*`, `ssh-*`...).
     #[arg(long, value_name = "PAT", requires = "base")]
@@ -44,8 +44,9 @@ pub(crate) struct SweepArgs {
     /// How long a dead owner's children get after SIGTERM before SIGKILL.
     #[arg(long, value_name = "DUR", value_parser = crate::parse_duration, default_value = "5s")]
     grace: Duration,
-    /// Report what the age sweep would remove, removing nothing. The journal sweep acts
-    /// only on owners proven dead and has no dry run: it is skipped.
+    /// Report what the age sweep would remove, removing nothing and taking no lock (it
+    /// reads /proc/locks instead). The journal sweep acts only on owners proven dead and
+    /// has no dry run: it is skipped.
     #[arg(long)]
     dry_run: bool,
     /// Print the report as JSON.
