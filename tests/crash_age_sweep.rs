@@ -490,6 +490,35 @@ fn dry_run_isolated() {
 }
 
 #[test]
+fn a_tree_deeper_than_the_walk_goes_is_kept_not_a_stack_overflow() {
+    let scratch = scratch_dir("age-deep");
+    let base = scratch.join("base");
+    let mut deepest = base.clone();
+    for _ in 0..300 {
+        deepest.push("d");
+    }
+    std::fs::create_dir_all(&deepest).unwrap();
+    std::fs::write(deepest.join("f"), b"x").unwrap();
+    std::fs::write(base.join("d/old"), b"x").unwrap();
+    age_past();
+    let report = AgeSweep::new(&base, AGE).all(true).run().unwrap();
+    assert_eq!(report.removed, vec![base.join("d/old")], "{report:?}");
+    let too_deep: Vec<_> = report
+        .kept
+        .iter()
+        .filter(|k| k.reason == Why::TooDeep)
+        .collect();
+    assert_eq!(too_deep.len(), 1, "{too_deep:?}");
+    assert_eq!(
+        too_deep[0].path.components().count(),
+        base.components().count() + 257
+    );
+    assert!(deepest.join("f").exists());
+    assert!(report.is_clean());
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+#[test]
 fn mounted_entries_are_never_entered() {
     run_isolated("mounted_isolated", ISOLATED, true);
 }

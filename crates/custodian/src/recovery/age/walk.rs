@@ -471,3 +471,21 @@ fn names_of(fd: &OwnedFd) -> io::Result<Vec<OsString>> {
     names.sort_unstable_by(|a, b| b.cmp(a));
     Ok(names)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_patterns_match_at_any_depth_and_path_patterns_from_the_base() {
+        let ex = Excludes::new(["*.pid", "/top/keep-*", "a/*/c"].into_iter()).unwrap();
+        let m = |name: &str, rel: &str| ex.matching(&OsString::from(name), Path::new(rel));
+        assert_eq!(m("x.pid", "deep/down/x.pid").as_deref(), Some("*.pid"));
+        assert_eq!(m("keep-1", "top/keep-1").as_deref(), Some("/top/keep-*"));
+        assert_eq!(m("keep-1", "other/top/keep-1"), None);
+        assert_eq!(m("c", "a/b/c").as_deref(), Some("a/*/c"));
+        // `*` does not cross a `/` in a path pattern.
+        assert_eq!(m("c", "a/b/b/c"), None);
+        assert!(Excludes::new(["[unclosed"].into_iter()).is_err());
+    }
+}
