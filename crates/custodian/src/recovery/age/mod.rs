@@ -36,6 +36,7 @@ use rustix::io::Errno;
 use crate::error::{Error, Operation, Result};
 use crate::sys::live::Live;
 
+mod exclude;
 mod report;
 mod walk;
 
@@ -216,7 +217,7 @@ impl AgeSweep {
     pub fn run(&self) -> Result<AgeReport> {
         let started = Instant::now();
         let fail = |e: io::Error| Error::io(Operation::AgeSweep, &self.base, e);
-        let excludes = walk::Excludes::new(
+        let excludes = exclude::Excludes::new(
             AgeSweep::DEFAULT_EXCLUDES
                 .iter()
                 .copied()
