@@ -24,27 +24,50 @@
 //! iterative walk; a dry run takes no lock (liveness comes from `/proc/locks` alone);
 //! `/proc/locks` and `/proc/net/unix` are read once per sweep.
 
-use std::fmt;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
-
-use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
-use rustix::io::Errno;
 
 use crate::error::{Error, Operation, Result};
 use crate::sys::live::Live;
 
+mod base;
 mod exclude;
 mod report;
 mod walk;
 
+pub use base::BaseRefusal;
 pub use report::{AgeKept, AgeKeptReason, AgeReport};
 
-/// The options of an age sweep, a plain value: build it, then [`run`](Self::run) it
-/// (as often as wanted). See the module docs of `recovery/age` in
-/// `docs/crash-recovery.md` for what each mode removes.
+/// An age sweep of a base directory, for what no crash journal recorded: a plain value of
+/// options (embeddable, `Clone`), built by value, then [`run`](Self::run) (as often as
+/// wanted). "Old" means access, modification and change times all older than the age.
+///
+/// - **By default it removes only custodian's own** abandoned leftovers among the base's
+///   entries, each proven: temp roots (named `<prefix><32 hex>`, a 0700 directory of this
+///   user on the base's mount, nobody holding its lock; their insides are then judged
+///   entry by entry as below) and atomic writers' temp files
+///   ([`ATOMIC_TEMP_PREFIX`](crate::ATOMIC_TEMP_PREFIX)`<16 hex>`, unlocked). Everything
+///   else is kept ([`AgeKeptReason::NotOurs`]).
+/// - **[`all`](Self::all)** opts into a `systemd-tmpfiles --clean` style sweep: every entry
+///   at every depth on its own; a directory only when empty after its walk and old before
+///   it; never a socket, fifo or device; never a locked entry (`/proc/locks`, and an
+///   `flock` tried before removal) nor what contains it; only this user's entries unless
+///   [`other_users`](Self::other_users); symlinks only with [`symlinks`](Self::symlinks);
+///   never an excluded name ([`DEFAULT_EXCLUDES`](Self::DEFAULT_EXCLUDES),
+///   [`exclude`](Self::exclude)).
+///
+/// # Security
+///
+/// The base is opened without following a symlink in its last component and refused if
+/// others may write it, unless it is root-owned and sticky like `/tmp` ([`BaseRefusal`]).
+/// Below it everything is reached relative to directory fds: no symlink is followed, no
+/// mount crossed (by mount id), each name's inode is checked before its `unlink` or
+/// `rmdir`. A [`dry_run`](Self::dry_run) takes no lock.
+///
+/// What it cannot see: a POSIX lock held by a process in another pid namespace
+/// (`/proc/locks` hides it and it does not conflict with an `flock`), or one taken on a
+/// still-old file after the sweep read `/proc/locks`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -224,7 +247,7 @@ impl AgeSweep {
                 .chain(self.exclude.iter().map(String::as_str)),
         )
         .map_err(fail)?;
-        let dir = open_base(&self.base).map_err(fail)?;
+        let dir = base::open(&self.base).map_err(fail)?;
         let live = Live::read().map_err(fail)?;
         // Saturating: an age longer than the clock's past makes nothing old.
         let before = SystemTime::now()
@@ -250,114 +273,6 @@ impl AgeSweep {
         report.took = started.elapsed();
         Ok(report)
     }
-}
-
-/// Why an age sweep refused its base directory; the source of its [`Error::Io`], whose
-/// `Display` gives the remedy.
-///
-/// ```
-/// use std::os::unix::fs::PermissionsExt;
-/// let base = std::env::temp_dir().join(format!("age-refusal-doc-{}", std::process::id()));
-/// std::fs::create_dir(&base).unwrap();
-/// std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o777)).unwrap();
-/// let err = tokio_custodian::AgeSweep::new(&base, std::time::Duration::ZERO).run().unwrap_err();
-/// assert!(matches!(
-///     tokio_custodian::BaseRefusal::of(&err),
-///     Some(tokio_custodian::BaseRefusal::WritableByOthers { mode: 0o777, .. })
-/// ));
-/// assert!(err.to_string().contains("chmod 700"));
-/// # std::fs::remove_dir(&base).unwrap();
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BaseRefusal {
-    /// The base's last component is a symlink: it is not followed.
-    Symlink,
-    /// Others may write the base and it is not a root-owned sticky directory: another
-    /// user could swap what the sweep looks at.
-    WritableByOthers {
-        /// Its permission bits.
-        mode: u32,
-        /// Its owner.
-        uid: u32,
-        /// The base, for the remedy.
-        path: PathBuf,
-    },
-}
-
-impl BaseRefusal {
-    /// The refusal inside an error of [`AgeSweep::run`], if it is one.
-    ///
-    /// ```
-    /// let err = tokio_custodian::AgeSweep::new("/no/such/dir", std::time::Duration::ZERO)
-    ///     .run()
-    ///     .unwrap_err();
-    /// assert!(tokio_custodian::BaseRefusal::of(&err).is_none());
-    /// ```
-    pub fn of(err: &Error) -> Option<&BaseRefusal> {
-        match err {
-            Error::Io { source, .. } => source.get_ref()?.downcast_ref::<BaseRefusal>(),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for BaseRefusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BaseRefusal::Symlink => f.write_str(
-                "the base is a symlink and is not followed; name the directory it points to",
-            ),
-            BaseRefusal::WritableByOthers { mode, uid, path } => write!(
-                f,
-                "others may write the base (mode {mode:o}, owner uid {uid}) and it is not a \
-                 root-owned sticky directory like /tmp: make it private (chmod 700 {p}) or, \
-                 if it must be shared, root-owned and sticky (chown root {p}; chmod +t {p})",
-                p = path.display()
-            ),
-        }
-    }
-}
-
-impl std::error::Error for BaseRefusal {}
-
-/// Opens the base without following a symlink in its last component, and refuses it if
-/// others may write it (unless root-owned and sticky).
-fn open_base(base: &Path) -> io::Result<OwnedFd> {
-    let refuse = |kind, why| io::Error::new(kind, why);
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = match rustix::fs::openat(CWD, base, flags | OFlags::NOATIME, Mode::empty()) {
-        Err(Errno::PERM) => rustix::fs::openat(CWD, base, flags, Mode::empty()),
-        r => r,
-    };
-    let fd = match fd {
-        Ok(fd) => fd,
-        Err(e @ (Errno::LOOP | Errno::NOTDIR)) => {
-            let link = rustix::fs::statat(CWD, base, AtFlags::SYMLINK_NOFOLLOW)
-                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink);
-            return Err(if link {
-                // The kind `ELOOP` has ("filesystem loop"), which is not nameable on stable.
-                refuse(io::Error::from(Errno::LOOP).kind(), BaseRefusal::Symlink)
-            } else {
-                e.into()
-            });
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let st = rustix::fs::fstat(&fd)?;
-    let mode = st.st_mode & 0o7777;
-    let sticky_root = mode & 0o1000 != 0 && st.st_uid == 0;
-    if mode & 0o022 != 0 && !sticky_root {
-        return Err(refuse(
-            io::ErrorKind::PermissionDenied,
-            BaseRefusal::WritableByOthers {
-                mode,
-                uid: st.st_uid,
-                path: base.to_path_buf(),
-            },
-        ));
-    }
-    Ok(fd)
 }
 
 /// Removes custodian's own abandoned leftovers in `base` older than `age`: the default
