@@ -11,9 +11,9 @@ use std::time::Duration;
 use common::FreshTmp;
 use serde_json::Value;
 
-/// Setup, not an assertion: what was made before it is older than 1 s after it.
+/// Setup, not an assertion: what was made before it is older than 2 s after it.
 fn age_past() {
-    std::thread::sleep(Duration::from_millis(1150));
+    std::thread::sleep(Duration::from_millis(2150));
 }
 
 fn private_dir(p: &Path) {
@@ -45,7 +45,7 @@ fn all_sweeps_old_entries_keeps_live_and_excluded_ones() {
     std::fs::write(old.join("fresh"), b"written now").unwrap();
 
     let sweep = |extra: &[&str]| {
-        let mut c = t.cmd(&["sweep", "--json", "--older-than", "1s", "--state-dir"]);
+        let mut c = t.cmd(&["sweep", "--json", "--older-than", "2s", "--state-dir"]);
         c.arg(&state).arg("--base").arg(&base).args(extra);
         let out = c.output().unwrap();
         let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -90,7 +90,7 @@ fn all_sweeps_old_entries_keeps_live_and_excluded_ones() {
     }
     // The text report gives reasons in words.
     let out = t
-        .cmd(&["sweep", "--all", "--older-than", "1s", "--state-dir"])
+        .cmd(&["sweep", "--all", "--older-than", "2s", "--state-dir"])
         .arg(&state)
         .arg("--base")
         .arg(&base)
