@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio_custodian::{AgeKeptReason, AgeReport, SweepReport};
+use tokio_custodian::{AgeReport, AgeSweep, SweepReport};
 
 /// Options of `custodian sweep`.
 #[derive(Debug, clap::Args)]
@@ -16,18 +16,37 @@ pub(crate) struct SweepArgs {
     /// as root.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
-    /// Also remove the entries of this directory older than `--older-than` (atime, mtime
-    /// and ctime all older; locked, mounted and symlinked entries are kept).
+    /// Also remove custodian's own abandoned leftovers in this directory older than
+    /// `--older-than`: temp roots whose owner is gone (name, owner, mode 0700, mount, a free
+    /// lock) and atomic writers' temp files. Nothing else unless `--all`.
     #[arg(long, value_name = "DIR", requires = "older_than")]
     base: Option<PathBuf>,
     /// The age for `--base`, e.g. `10m`, `2h`, `7d` is `168h`.
     #[arg(long, value_name = "DUR", value_parser = crate::parse_duration, requires = "base")]
     older_than: Option<Duration>,
+    /// With `--base`: sweep other programs' entries too, like `systemd-tmpfiles --clean`:
+    /// each entry at every depth on its own (atime, mtime and ctime all older; a directory
+    /// only once empty and itself old); never a socket, fifo, device, locked entry or
+    /// what contains one; only your own entries; symlinks kept.
+    #[arg(long, requires = "base")]
+    all: bool,
+    /// With `--base`: never sweep entries matching this glob (a name at any depth, or with
+    /// a `/` a path relative to the base). Repeatable; adds to the default exclusions
+    /// (`systemd-private-*`, `.X11-unix`, `tmux-*`, `ssh-*`...).
+    #[arg(long, value_name = "PAT", requires = "base")]
+    exclude: Vec<String>,
+    /// With `--all`: sweep other users' entries too (run as root).
+    #[arg(long, requires = "all")]
+    other_users: bool,
+    /// With `--all`: remove old symlinks too (the link, never its target).
+    #[arg(long, requires = "all")]
+    symlinks: bool,
     /// How long a dead owner's children get after SIGTERM before SIGKILL.
     #[arg(long, value_name = "DUR", value_parser = crate::parse_duration, default_value = "5s")]
     grace: Duration,
-    /// Report what the age sweep would remove, removing nothing. The journal sweep acts
-    /// only on owners proven dead and has no dry run: it is skipped.
+    /// Report what the age sweep would remove, removing nothing and taking no lock (it
+    /// reads /proc/locks instead). The journal sweep acts only on owners proven dead and
+    /// has no dry run: it is skipped.
     #[arg(long)]
     dry_run: bool,
     /// Print the report as JSON.
@@ -65,6 +84,9 @@ fn sweep(a: SweepArgs) -> u8 {
                 Ok(r) => Some(r),
                 Err(e) => {
                     eprintln!("custodian sweep: {e}");
+                    if let Some(fix) = state_dir_remedy(dir) {
+                        eprintln!("custodian sweep: {fix}");
+                    }
                     return 2;
                 }
             }
@@ -72,7 +94,16 @@ fn sweep(a: SweepArgs) -> u8 {
         _ => None,
     };
     let age = match (&a.base, a.older_than) {
-        (Some(base), Some(age)) => match tokio_custodian::clean_older_than(base, age, a.dry_run) {
+        (Some(base), Some(age)) => match a
+            .exclude
+            .iter()
+            .fold(AgeSweep::new(base, age), |s, p| s.exclude(p.as_str()))
+            .all(a.all)
+            .other_users(a.other_users)
+            .symlinks(a.symlinks)
+            .dry_run(a.dry_run)
+            .run()
+        {
             Ok(r) => Some(r),
             Err(e) => {
                 eprintln!("custodian sweep: {e}");
@@ -82,11 +113,7 @@ fn sweep(a: SweepArgs) -> u8 {
         _ => None,
     };
     let clean = journals.as_ref().is_none_or(SweepReport::is_clean)
-        && age.as_ref().is_none_or(|r| {
-            r.kept
-                .iter()
-                .all(|k| !matches!(k.reason, AgeKeptReason::Failed { .. }))
-        });
+        && age.as_ref().is_none_or(AgeReport::is_clean);
     let report = Report {
         journals,
         age,
@@ -114,24 +141,7 @@ fn print_text(r: &Report, state_dir: Option<&std::path::Path>, dry_run: bool) {
         (None, None) => println!("journals: no state dir (set --state-dir)"),
     }
     if let Some(age) = &r.age {
-        let verb = if age.dry_run {
-            "would remove"
-        } else {
-            "removed"
-        };
-        println!(
-            "age sweep of {}: {verb} {}, kept {} ({:.1?})",
-            age.base.display(),
-            age.removed.len(),
-            age.kept.len(),
-            age.took
-        );
-        for p in &age.removed {
-            println!("  {verb}: {}", p.display());
-        }
-        for k in &age.kept {
-            println!("  kept: {} ({:?})", k.path.display(), k.reason);
-        }
+        print!("{age}");
     }
     println!(
         "{}",
@@ -141,4 +151,31 @@ fn print_text(r: &Report, state_dir: Option<&std::path::Path>, dry_run: bool) {
             "NOT clean: see what was skipped or failed above"
         }
     );
+}
+
+/// What to do about a state dir the journal sweep refused, if it is one it can tell:
+/// accessible to others (the journal sweep wants it private) or another user's.
+fn state_dir_remedy(dir: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(dir).ok()?;
+    if !md.is_dir() {
+        return None;
+    }
+    let euid = rustix::process::geteuid().as_raw();
+    if md.uid() != euid {
+        return Some(format!(
+            "{} belongs to uid {}: run the sweep as that user, or give it a state dir of \
+             your own (--state-dir)",
+            dir.display(),
+            md.uid()
+        ));
+    }
+    (md.mode() & 0o077 != 0).then(|| {
+        format!(
+            "{} is accessible to other users (mode {:o}); make it private: chmod 700 {}",
+            dir.display(),
+            md.mode() & 0o7777,
+            dir.display()
+        )
+    })
 }

@@ -122,7 +122,8 @@ fn the_age_sweep_reports_in_a_dry_run_and_removes_for_real() {
     std::fs::create_dir(&state).unwrap();
     std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let run = |dry: bool| {
-        let mut c = t.cmd(&["sweep", "--json", "--older-than", "0s", "--base"]);
+        // `--all`: other programs' entries (the default removes only custodian's own).
+        let mut c = t.cmd(&["sweep", "--json", "--all", "--older-than", "0s", "--base"]);
         c.arg(&base).arg("--state-dir").arg(&state);
         if dry {
             c.arg("--dry-run");
@@ -133,11 +134,13 @@ fn the_age_sweep_reports_in_a_dry_run_and_removes_for_real() {
     };
     let (code, v) = run(true);
     assert_eq!(code, Some(0), "{v}");
-    assert_eq!(v["age"]["removed"].as_array().unwrap().len(), 2, "{v}");
+    // Each entry on its own: the file, the nested dir, then the dir holding it.
+    assert_eq!(v["age"]["removed"].as_array().unwrap().len(), 3, "{v}");
     assert!(base.join("old-file").exists() && base.join("old-dir").exists());
     let (code, v) = run(false);
     assert_eq!(code, Some(0), "{v}");
-    assert_eq!(v["age"]["removed"].as_array().unwrap().len(), 2, "{v}");
+    // Each entry on its own: the file, the nested dir, then the dir holding it.
+    assert_eq!(v["age"]["removed"].as_array().unwrap().len(), 3, "{v}");
     assert!(
         std::fs::read_dir(&base).unwrap().next().is_none(),
         "base emptied"

@@ -104,7 +104,9 @@ pub use kind::{CancelReason, ReleasePath, ResourceKind};
 pub use leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Site};
 pub use quota::{Quota, QuotaOn, QuotaUsage};
 pub use reaper::AdoptionStats;
-pub use recovery::{AgeKept, AgeKeptReason, AgeReport, clean_older_than};
+#[allow(deprecated)]
+pub use recovery::clean_older_than;
+pub use recovery::{AgeKept, AgeKeptReason, AgeReport, AgeSweep, BaseRefusal};
 pub use recovery::{default_state_dir, sweep, sweep_with_grace};
 pub use registry::{Cleanup, Reclaim};
 pub use report::{DrainReport, HookOutcome, HookReport, Phase, ShutdownReport};

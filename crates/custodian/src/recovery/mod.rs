@@ -37,7 +37,9 @@ use crate::sys::orphans::{self, Fate, Marker, Recorded};
 mod age;
 mod root;
 
-pub use age::{AgeKept, AgeKeptReason, AgeReport, clean_older_than};
+#[allow(deprecated)]
+pub use age::clean_older_than;
+pub use age::{AgeKept, AgeKeptReason, AgeReport, AgeSweep, BaseRefusal};
 
 /// Sweeps `state_dir` with the default grace ([`DEFAULT_CHILD_GRACE`](crate::DEFAULT_CHILD_GRACE))
 /// between SIGTERM and SIGKILL. See [`sweep_with_grace`].

@@ -3,17 +3,10 @@
 //!
 //! A root is *abandoned* when nobody holds its `flock`: a live supervisor keeps its root
 //! locked until it is dropped, and the kernel releases the lock when its owner dies,
-//! however it dies. A root is only taken if all of these hold, checked on an fd opened
-//! without following symlinks:
-//! - its name is the supervisor's prefix followed by exactly the 32 lower-case hex digits
-//!   `root.rs` generates, and it is a directory (not a symlink);
-//! - it is on the same mount as the temp base: a directory mounted over a root's name
-//!   (however private it looks) is someone else's;
-//! - it belongs to this effective uid and its mode is exactly 0700;
-//! - it is older than `min_age` (a root a concurrent start has made but not locked yet
-//!   is young);
-//! - an exclusive `flock` on it succeeds *now*, and is held while it is removed, so two
-//!   supervisors starting together never race on one root.
+//! however it dies. A root is only taken when `ownership.rs` proves it ours and abandoned
+//! (name shape, a directory, same mount, this user, mode 0700, older than `min_age` by
+//! its ctime, and an exclusive `flock` that succeeds now and is held while it is
+//! removed, so two supervisors starting together never race on one root).
 //!
 //! Removal reuses the dirfd-relative, inode-checked code of `remove.rs`, which never
 //! enters a mount point inside the root: such a root is emptied around it, left in place
@@ -26,10 +19,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use rustix::fs::{Dir, FileType, FlockOperation, Mode, OFlags};
+use rustix::fs::{Dir, FileType, Mode, OFlags};
 
-use super::FileId;
-use super::mount::place_of;
+use super::ownership::{Lock, Shape, prove};
 use super::remove::{self, Outcome};
 
 /// Removes every abandoned root named `<prefix>*` in `base`; returns the removed paths.
@@ -44,13 +36,13 @@ pub(crate) fn reap(base: &Path, prefix: &str, min_age: Duration) -> io::Result<V
     for entry in Dir::read_from(&parent)? {
         let entry = entry?;
         let name = entry.file_name().to_bytes();
-        if is_root_name(name, prefix) && entry.file_type() != FileType::Symlink {
+        if Shape::Root(prefix).matches(name) && entry.file_type() != FileType::Symlink {
             names.push(OsString::from(std::ffi::OsStr::from_bytes(name)));
         }
     }
     let mut reaped = Vec::new();
     for name in names {
-        match reap_one(&parent, &name, min_age) {
+        match reap_one(&parent, &name, prefix, min_age) {
             Ok(true) => reaped.push(base.join(&name)),
             Ok(false) => {}
             // The root was taken (locked) but not fully removed: worth a warning.
@@ -62,70 +54,32 @@ pub(crate) fn reap(base: &Path, prefix: &str, min_age: Duration) -> io::Result<V
     Ok(reaped)
 }
 
-/// `<prefix><32 lower-case hex digits>`, the shape of every root `root.rs` creates.
-fn is_root_name(name: &[u8], prefix: &str) -> bool {
-    name.strip_prefix(prefix.as_bytes()).is_some_and(|rest| {
-        rest.len() == 32
-            && rest
-                .iter()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
-    })
-}
-
-fn reap_one(parent: &std::os::fd::OwnedFd, name: &OsString, min_age: Duration) -> io::Result<bool> {
-    let Ok(fd) = remove::open_dir_nofollow(parent, name.as_os_str()) else {
-        return Ok(false);
+fn reap_one(
+    parent: &std::os::fd::OwnedFd,
+    name: &OsString,
+    prefix: &str,
+    min_age: Duration,
+) -> io::Result<bool> {
+    let young = |st: &rustix::fs::Stat| {
+        let changed =
+            SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(st.st_ctime).unwrap_or(0));
+        SystemTime::now()
+            .duration_since(changed)
+            .is_ok_and(|age| age < min_age)
     };
-    if place_of(fd.as_fd())?.crosses_from(&place_of(parent.as_fd())?) {
-        return Ok(false);
-    }
-    let st = rustix::fs::fstat(&fd)?;
-    let mode = st.st_mode & 0o7777;
-    if st.st_uid != rustix::process::geteuid().as_raw() || mode != 0o700 {
-        return Ok(false);
-    }
-    let changed =
-        SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(st.st_ctime).unwrap_or(0));
-    if SystemTime::now()
-        .duration_since(changed)
-        .is_ok_and(|age| age < min_age)
-    {
-        return Ok(false);
-    }
-    // Held until `fd` drops, after the removal: a live owner keeps it locked.
-    if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err() {
-        return Ok(false);
-    }
-    let id = FileId::of_stat(&st);
-    remove::clear_dir(&fd, id)?;
-    Ok(remove::remove_tree_at(parent, name, id)? == Outcome::Removed)
+    let proven = match prove(parent.as_fd(), name, Shape::Root(prefix), young, Lock::Take) {
+        Ok(Ok(p)) => p,
+        // Not ours, not abandoned, or gone or not openable meanwhile: not ours to take.
+        Ok(Err(_)) | Err(_) => return Ok(false),
+    };
+    // `proven.fd` holds the lock until it drops, after the removal.
+    remove::clear_dir(&proven.fd, proven.id)?;
+    Ok(remove::remove_tree_at(parent, name, proven.id)? == Outcome::Removed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_names_of_the_generated_shape_are_candidates() {
-        let hex = "0123456789abcdef0123456789abcdef";
-        assert!(is_root_name(
-            format!("custodian-{hex}").as_bytes(),
-            "custodian-"
-        ));
-        assert!(!is_root_name(b"custodian-notes", "custodian-"));
-        assert!(!is_root_name(
-            format!("custodian-{hex}0").as_bytes(),
-            "custodian-"
-        ));
-        assert!(!is_root_name(
-            format!("custodian-{}", hex.to_uppercase()).as_bytes(),
-            "custodian-"
-        ));
-        assert!(!is_root_name(
-            format!("other-{hex}").as_bytes(),
-            "custodian-"
-        ));
-    }
 
     #[test]
     fn an_unlocked_private_root_is_reaped_and_a_locked_one_is_not() {

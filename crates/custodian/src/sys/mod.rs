@@ -7,8 +7,10 @@
 pub(crate) mod abandoned;
 pub(crate) mod create;
 pub(crate) mod journal;
+pub(crate) mod live;
 pub(crate) mod mount;
 pub(crate) mod orphans;
+pub(crate) mod ownership;
 pub(crate) mod process;
 pub(crate) mod remove;
 pub(crate) mod root;

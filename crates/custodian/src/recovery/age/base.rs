@@ -1,0 +1,120 @@
+//! The age sweep's base directory: opened without following a symlink in its last
+//! component, and refused if others may write it unless it is root-owned and sticky.
+
+use std::fmt;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::error::Error;
+
+/// Why an age sweep refused its base directory; the source of its [`Error::Io`], whose
+/// `Display` gives the remedy.
+///
+/// ```
+/// use std::os::unix::fs::PermissionsExt;
+/// let base = std::env::temp_dir().join(format!("age-refusal-doc-{}", std::process::id()));
+/// std::fs::create_dir(&base).unwrap();
+/// std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o777)).unwrap();
+/// let err = tokio_custodian::AgeSweep::new(&base, std::time::Duration::ZERO).run().unwrap_err();
+/// assert!(matches!(
+///     tokio_custodian::BaseRefusal::of(&err),
+///     Some(tokio_custodian::BaseRefusal::WritableByOthers { mode: 0o777, .. })
+/// ));
+/// assert!(err.to_string().contains("chmod 700"));
+/// # std::fs::remove_dir(&base).unwrap();
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BaseRefusal {
+    /// The base's last component is a symlink: it is not followed.
+    Symlink,
+    /// Others may write the base and it is not a root-owned sticky directory: another
+    /// user could swap what the sweep looks at.
+    WritableByOthers {
+        /// Its permission bits.
+        mode: u32,
+        /// Its owner.
+        uid: u32,
+        /// The base, for the remedy.
+        path: PathBuf,
+    },
+}
+
+impl BaseRefusal {
+    /// The refusal inside an error of [`AgeSweep::run`](crate::AgeSweep::run), if it is one.
+    ///
+    /// ```
+    /// let err = tokio_custodian::AgeSweep::new("/no/such/dir", std::time::Duration::ZERO)
+    ///     .run()
+    ///     .unwrap_err();
+    /// assert!(tokio_custodian::BaseRefusal::of(&err).is_none());
+    /// ```
+    pub fn of(err: &Error) -> Option<&BaseRefusal> {
+        match err {
+            Error::Io { source, .. } => source.get_ref()?.downcast_ref::<BaseRefusal>(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for BaseRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BaseRefusal::Symlink => f.write_str(
+                "the base is a symlink and is not followed; name the directory it points to",
+            ),
+            BaseRefusal::WritableByOthers { mode, uid, path } => write!(
+                f,
+                "others may write the base (mode {mode:o}, owner uid {uid}) and it is not a \
+                 root-owned sticky directory like /tmp: make it private (chmod 700 {p}) or, \
+                 if it must be shared, root-owned and sticky (chown root {p}; chmod +t {p})",
+                p = path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BaseRefusal {}
+
+/// Opens the base without following a symlink in its last component, and refuses it if
+/// others may write it (unless root-owned and sticky).
+pub(super) fn open(base: &Path) -> io::Result<OwnedFd> {
+    let refuse = |kind, why| io::Error::new(kind, why);
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat(CWD, base, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(Errno::PERM) => rustix::fs::openat(CWD, base, flags, Mode::empty()),
+        r => r,
+    };
+    let fd = match fd {
+        Ok(fd) => fd,
+        Err(e @ (Errno::LOOP | Errno::NOTDIR)) => {
+            let link = rustix::fs::statat(CWD, base, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink);
+            return Err(if link {
+                // The kind `ELOOP` has ("filesystem loop"), which is not nameable on stable.
+                refuse(io::Error::from(Errno::LOOP).kind(), BaseRefusal::Symlink)
+            } else {
+                e.into()
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let st = rustix::fs::fstat(&fd)?;
+    let mode = st.st_mode & 0o7777;
+    let sticky_root = mode & 0o1000 != 0 && st.st_uid == 0;
+    if mode & 0o022 != 0 && !sticky_root {
+        return Err(refuse(
+            io::ErrorKind::PermissionDenied,
+            BaseRefusal::WritableByOthers {
+                mode,
+                uid: st.st_uid,
+                path: base.to_path_buf(),
+            },
+        ));
+    }
+    Ok(fd)
+}

@@ -1,0 +1,163 @@
+//! What other processes are using right now, as the kernel lists it: the inodes someone
+//! holds a lock on (`/proc/locks`: `flock`, POSIX and OFD locks) and the paths of
+//! listening unix sockets (`/proc/net/unix`). Read once per age sweep, then asked per
+//! entry, so a sweep of any size reads each file once.
+//!
+//! What the lists can and cannot say:
+//! - `/proc/locks` names a lock's file by `major:minor:inode` of its super block. That
+//!   device is not always the `st_dev` that `stat` reports (a btrfs subvolume, an
+//!   overlayfs file), so an entry counts as locked when its *inode number* is in the
+//!   list, whatever the device: a collision with another file system's inode only keeps
+//!   more, never removes what is locked. A waiter (`->` lines) counts too.
+//! - Since Linux 4.10 `/proc/locks` shows only the locks of processes visible in the
+//!   reader's pid namespace; a real (not dry) sweep also tries an `flock` on what it
+//!   removes, which sees every holder of an `flock`.
+//! - `/proc/net/unix` names a socket by the inode of the socket itself, not of the file
+//!   it is bound to, and by the path as it was given to `bind` (possibly relative, or
+//!   renamed since). So a socket file is matched by its absolute path; any socket file
+//!   is kept anyway (the sweep never unlinks one), the list only says which are live.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::ffi::OsStringExt;
+use std::path::Path;
+
+/// The `__SO_ACCEPTCON` flag of `/proc/net/unix`: the socket is listening.
+const LISTENING: u32 = 1 << 16;
+
+/// One reading of `/proc/locks` and `/proc/net/unix`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Live {
+    locked: HashSet<u64>,
+    listening: HashSet<OsString>,
+}
+
+impl Live {
+    /// Reads both lists. Blocking (two small `/proc` files).
+    ///
+    /// # Errors
+    ///
+    /// If `/proc/locks` cannot be read: without it nothing may be called unlocked. A
+    /// missing `/proc/net/unix` (no unix socket support) is an empty list.
+    pub(crate) fn read() -> io::Result<Self> {
+        let locks = std::fs::read_to_string("/proc/locks")?;
+        let unix = match std::fs::read_to_string("/proc/net/unix") {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(Live {
+            locked: parse_locks(&locks),
+            listening: parse_unix(&unix),
+        })
+    }
+
+    /// Whether someone holds (or waits for) a lock on an inode with this number.
+    pub(crate) fn is_locked(&self, ino: u64) -> bool {
+        self.locked.contains(&ino)
+    }
+
+    /// Whether a listening unix socket is bound to this absolute path.
+    pub(crate) fn is_listening(&self, path: &Path) -> bool {
+        self.listening.contains(path.as_os_str())
+    }
+}
+
+/// The inode numbers of `/proc/locks`: lines like
+/// `1: FLOCK  ADVISORY  WRITE 1234 08:01:56789 0 EOF` (`1: -> FLOCK ...` for a waiter).
+fn parse_locks(text: &str) -> HashSet<u64> {
+    text.lines()
+        .filter_map(|line| {
+            // The first field of the form `hex:hex:decimal` is the file.
+            line.split_ascii_whitespace().find_map(|f| {
+                let mut parts = f.split(':');
+                let (maj, min, ino) = (parts.next()?, parts.next()?, parts.next()?);
+                let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+                (parts.next().is_none() && hex(maj) && hex(min))
+                    .then(|| ino.parse::<u64>().ok())
+                    .flatten()
+            })
+        })
+        .collect()
+}
+
+/// The absolute paths of listening sockets in `/proc/net/unix`: after a header, lines
+/// like `0000000000000000: 00000002 00000000 00010000 0001 01 12345 /run/x.sock`
+/// (Num, RefCount, Protocol, Flags, Type, St, Inode, Path). An abstract socket's path
+/// starts with `@`, an unbound one has none.
+fn parse_unix(text: &str) -> HashSet<OsString> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let (fields, path) = split_fields(line, 7);
+            let flags = u32::from_str_radix(fields.get(3)?, 16).ok()?;
+            (flags & LISTENING != 0 && path.starts_with('/'))
+                .then(|| OsString::from_vec(path.as_bytes().to_vec()))
+        })
+        .collect()
+}
+
+/// The first `n` whitespace-separated fields of `line`, and the rest after them (a path
+/// may contain spaces).
+fn split_fields(line: &str, n: usize) -> (Vec<&str>, &str) {
+    let mut fields = Vec::with_capacity(n);
+    let mut rest = line.trim_start();
+    while fields.len() < n && !rest.is_empty() {
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        fields.push(&rest[..end]);
+        rest = rest[end..].trim_start();
+    }
+    (fields, rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locks_are_read_by_inode_waiters_included() {
+        let text = "1: POSIX  ADVISORY  WRITE 1234 08:01:56789 0 EOF\n\
+                    2: FLOCK  ADVISORY  WRITE 99 00:1f:42 0 EOF\n\
+                    2: -> FLOCK  ADVISORY  WRITE 100 00:1f:43 0 EOF\n\
+                    3: OFDLCK ADVISORY  READ  -1 fd:00:7 0 EOF\n";
+        let got = parse_locks(text);
+        assert_eq!(got, HashSet::from([56789, 42, 43, 7]));
+        assert!(parse_locks("garbage\n\n").is_empty());
+    }
+
+    #[test]
+    fn listening_sockets_are_read_by_absolute_path() {
+        let text = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 12345 /run/a.sock\n\
+            0000000000000000: 00000002 00000000 00000000 0001 03 12346 /run/connected\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 12347 @abstract\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 12348 relative.sock\n\
+            0000000000000000: 00000003 00000000 00000000 0001 03 12349\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 12350 /tmp/with space\n";
+        let got = parse_unix(text);
+        assert_eq!(
+            got,
+            HashSet::from([
+                OsString::from("/run/a.sock"),
+                OsString::from("/tmp/with space")
+            ])
+        );
+    }
+
+    #[test]
+    fn this_process_sees_its_own_lock_and_listener() {
+        let dir = std::env::temp_dir().join(format!("custodian-live-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = std::fs::File::create(dir.join("f")).unwrap();
+        let ino = rustix::fs::fstat(&file).unwrap().st_ino;
+        assert!(!Live::read().unwrap().is_locked(ino));
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let sock = dir.join("s");
+        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let live = Live::read().unwrap();
+        assert!(live.is_locked(ino));
+        assert!(live.is_listening(&sock));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
