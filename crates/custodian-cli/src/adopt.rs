@@ -1,6 +1,9 @@
 //! The runner as child subreaper: descendants of CMD that left its process group
-//! (`setsid`, double fork) are re-parented to the runner when their parent dies, and
-//! stopped and reaped here once CMD has ended: SIGTERM, up to the grace, SIGKILL, reap.
+//! (`setsid`, double fork) are re-parented to the runner when their parent dies. Each is
+//! reaped as it exits ([`reap_exited`], on every SIGCHLD, as tini does: a long-lived
+//! entrypoint must not fill the pid table with zombies), and those still running once
+//! CMD has ended are stopped and reaped ([`reap_adopted`]): SIGTERM, up to the grace,
+//! SIGKILL, reap. As a pid namespace's PID 1 the runner is every orphan's reaper anyway.
 //!
 //! Safety of the signals: every pid acted on is a child of this process that it has not
 //! reaped yet, so the kernel cannot reuse it. The runner's only other child, CMD, is
@@ -24,6 +27,26 @@ pub(crate) fn become_subreaper() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Reaps every child of this process that has exited, except `cmd` (CMD's leader, whose
+/// wait is custodian's). Returns how many were reaped. Blocking: reads the kernel's
+/// lists of this process's children and their `stat`, not all of `/proc`.
+pub(crate) fn reap_exited(cmd: Option<u32>) -> usize {
+    let mut reaped = 0;
+    for (pid, state) in crate::os::own_children() {
+        if Some(pid) == cmd || state != 'Z' {
+            continue;
+        }
+        let Some(p) = Pid::from_raw(pid as i32) else {
+            continue;
+        };
+        // An unreaped child of ours other than CMD: adopted (see the header).
+        if let Ok(Some(_)) = rustix::process::waitpid(Some(p), WaitOptions::NOHANG) {
+            reaped += 1;
+        }
+    }
+    reaped
+}
+
 /// Stops and reaps every child this process has now, and those that become its children
 /// while it does (an adopted daemon's own children). Returns how many were adopted.
 /// Bounded: gives up `grace` + 5 s after it started (what a SIGKILL cannot stop, a
@@ -33,7 +56,7 @@ pub(crate) fn reap_adopted(grace: Duration) -> usize {
     let give_up = start.checked_add(grace.saturating_add(Duration::from_secs(5)));
     let mut seen = HashSet::new();
     loop {
-        let kids = crate::os::children();
+        let kids = crate::os::own_children();
         if kids.is_empty() {
             break;
         }
