@@ -135,9 +135,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "d" => 86400.0,
         // Compound (`1m30s`) or another unit humantime knows (`us`, `min`, `days`).
         _ => {
-            return humantime::parse_duration(s).map_err(|e| {
-                format!("invalid duration {s:?}: {e} (e.g. 10s, 500ms, 2m, 1m30s)")
-            });
+            return humantime::parse_duration(s)
+                .map_err(|e| format!("invalid duration {s:?}: {e} (e.g. 10s, 500ms, 2m, 1m30s)"));
         }
     };
     let n: f64 = num
@@ -177,7 +176,10 @@ mod tests {
     fn compound_durations_parse() {
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("1h 5m").unwrap(), Duration::from_secs(3900));
-        assert_eq!(parse_duration("2s500ms").unwrap(), Duration::from_millis(2500));
+        assert_eq!(
+            parse_duration("2s500ms").unwrap(),
+            Duration::from_millis(2500)
+        );
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
     }
 }

@@ -53,7 +53,10 @@ pub(crate) fn own_children() -> Vec<(u32, char)> {
         let mut pids = Vec::new();
         for t in &before {
             let list = std::fs::read_to_string(format!("/proc/self/task/{t}/children")).ok()?;
-            pids.extend(list.split_ascii_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            pids.extend(
+                list.split_ascii_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
         }
         (tasks()? == before).then_some(pids)
     })();

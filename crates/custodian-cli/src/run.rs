@@ -171,8 +171,7 @@ fn decide(args: &RunArgs, ran: Ran, r: &mut RunReport) {
 async fn supervise(args: &RunArgs) -> Result<Ran, String> {
     // Listen before spawning, so that a signal sent right after CMD starts is forwarded.
     let mut sigs = crate::signals::listen().map_err(|e| format!("listen for signals: {e}"))?;
-    let mut chld =
-        signal(SignalKind::child()).map_err(|e| format!("listen for SIGCHLD: {e}"))?;
+    let mut chld = signal(SignalKind::child()).map_err(|e| format!("listen for SIGCHLD: {e}"))?;
     crate::adopt::become_subreaper().map_err(|e| format!("become child subreaper: {e}"))?;
     let terminal = Terminal::on_stdin();
     let mut builder =
@@ -312,7 +311,9 @@ impl<'t> Job<'t> {
         let pidfd = child
             .id()
             .and_then(|p| Pid::from_raw(p as i32))
-            .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+            .and_then(|p| {
+                rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+            });
         let job = Job {
             terminal,
             group,
@@ -366,7 +367,6 @@ impl<'t> Job<'t> {
     fn continued(&self) {
         self.to_front();
     }
-
 }
 
 impl Drop for Job<'_> {

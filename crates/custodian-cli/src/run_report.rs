@@ -179,8 +179,14 @@ mod tests {
             ended_after_ms: 3.0,
         });
         let t = text(&r);
-        assert!(t.contains("sleep timed out by the timeout's SIGTERM"), "{t}");
-        assert!(t.contains("1 process adopted") && t.contains("1 temp byte removed"), "{t}");
+        assert!(
+            t.contains("sleep timed out by the timeout's SIGTERM"),
+            "{t}"
+        );
+        assert!(
+            t.contains("1 process adopted") && t.contains("1 temp byte removed"),
+            "{t}"
+        );
         assert!(!t.contains('(') || !t.contains("timed_out"), "{t}");
         (r.reason, r.signal, r.exit_code) = ("error", None, Some(3));
         (r.stop, r.processes_adopted) = (None, 2);

@@ -85,8 +85,8 @@ pub(crate) fn name(sig: Signal) -> String {
         (Signal::HUP, "SIGHUP"),
         (Signal::QUIT, "SIGQUIT"),
     ];
-    known
-        .iter()
-        .find(|(s, _)| *s == sig)
-        .map_or_else(|| format!("signal {}", sig.as_raw()), |(_, n)| (*n).to_owned())
+    known.iter().find(|(s, _)| *s == sig).map_or_else(
+        || format!("signal {}", sig.as_raw()),
+        |(_, n)| (*n).to_owned(),
+    )
 }

@@ -38,14 +38,23 @@ fn a_bad_report_file_is_refused_before_cmd_starts() {
     let t = FreshTmp::new("cli-report-file");
     let mark = t.0.join("cmd-ran");
     let out = t
-        .cmd(&["run", "--json", "--report-file", "/no/such/dir/r.json", "--"])
+        .cmd(&[
+            "run",
+            "--json",
+            "--report-file",
+            "/no/such/dir/r.json",
+            "--",
+        ])
         .args(["sh", "-c", "touch \"$1\"", "sh"])
         .arg(&mark)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(125));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/no/such/dir/r.json"), "the path is named: {err}");
+    assert!(
+        err.contains("/no/such/dir/r.json"),
+        "the path is named: {err}"
+    );
     assert!(!mark.exists(), "CMD did not run");
 }
 
@@ -59,7 +68,9 @@ fn the_report_goes_to_stdout_with_a_dash_after_cmds_output() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let json = stdout.strip_prefix("from-cmd\n").expect("CMD's output first");
+    let json = stdout
+        .strip_prefix("from-cmd\n")
+        .expect("CMD's output first");
     let r: serde_json::Value = serde_json::from_str(json).unwrap();
     assert_eq!(r["reason"], "completed");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "to-stderr\n");
@@ -89,13 +100,27 @@ fn text_reports_use_words_and_plurals() {
     assert!(failed.contains("0 processes adopted"), "{failed}");
     assert!(!failed.contains("(error)"), "{failed}");
     let timed = text(&[
-        "run", "--report", "text", "--timeout", "200ms", "--", "sleep", "5",
+        "run",
+        "--report",
+        "text",
+        "--timeout",
+        "200ms",
+        "--",
+        "sleep",
+        "5",
     ]);
     assert!(timed.contains("sleep timed out"), "{timed}");
     assert!(!timed.contains("timed_out"), "{timed}");
     // One escapee (a double fork leaves CMD's tree behind to the runner).
     let one = text(&[
-        "run", "--report", "text", "--grace", "300ms", "--", "sh", "-c",
+        "run",
+        "--report",
+        "text",
+        "--grace",
+        "300ms",
+        "--",
+        "sh",
+        "-c",
         "(setsid sleep 30 </dev/null >/dev/null 2>&1 &); exit 0",
     ]);
     assert!(one.contains("1 process adopted"), "{one}");
@@ -123,9 +148,15 @@ fn term_honoured_only_when_cmd_ended_within_the_grace() {
     let r = report("300ms", "trap '' TERM; sleep 2");
     assert_eq!(r["stop"]["term_honoured"], false, "{r}");
     assert_eq!(r["stop"]["kill_needed"], true, "{r}");
-    assert!(r["stop"]["ended_after_ms"].as_f64().unwrap() >= 300.0, "{r}");
+    assert!(
+        r["stop"]["ended_after_ms"].as_f64().unwrap() >= 300.0,
+        "{r}"
+    );
     // Ends on TERM at once.
     let r = report("5s", "sleep 30");
     assert_eq!(r["stop"]["term_honoured"], true, "{r}");
-    assert!(r["stop"]["ended_after_ms"].as_f64().unwrap() < 5000.0, "{r}");
+    assert!(
+        r["stop"]["ended_after_ms"].as_f64().unwrap() < 5000.0,
+        "{r}"
+    );
 }

@@ -36,7 +36,11 @@ fn zombies_of(pid: u32) -> Vec<u32> {
 
 /// Starts `cmd`, finds the runner with `runner`, and watches the runner's zombies for
 /// 1.2 s: returns the longest any one was seen a zombie, and how many are left then.
-fn watch(t: &FreshTmp, mut cmd: Command, runner: impl Fn(&Child) -> Option<u32>) -> (Duration, usize) {
+fn watch(
+    t: &FreshTmp,
+    mut cmd: Command,
+    runner: impl Fn(&Child) -> Option<u32>,
+) -> (Duration, usize) {
     let mut child = cmd.stdin(Stdio::null()).spawn().unwrap();
     let mut pid = None;
     assert!(poll(Duration::from_secs(10), || {
@@ -73,15 +77,28 @@ fn adopted_orphans_are_reaped_as_they_exit_as_a_subreaper() {
     let (longest, left) = watch(&t, cmd, |c| Some(c.id()));
     eprintln!("subreaper: longest a zombie was seen: {longest:?}");
     assert_eq!(left, 0, "zombies of the runner 1.2 s in");
-    assert!(longest < Duration::from_millis(300), "a zombie lived {longest:?}");
+    assert!(
+        longest < Duration::from_millis(300),
+        "a zombie lived {longest:?}"
+    );
 }
 
 #[test]
 fn adopted_orphans_are_reaped_as_they_exit_as_pid_1() {
     let t = FreshTmp::new("reap-pid1");
     let mut cmd = Command::new("unshare");
-    cmd.args(["-p", "-f", "--mount-proc", BIN, "run", "--", "sh", "-c", ORPHANS])
-        .env("TMPDIR", &t.0);
+    cmd.args([
+        "-p",
+        "-f",
+        "--mount-proc",
+        BIN,
+        "run",
+        "--",
+        "sh",
+        "-c",
+        ORPHANS,
+    ])
+    .env("TMPDIR", &t.0);
     let (longest, left) = watch(&t, cmd, |unshare| {
         let me = unshare.id();
         let kids = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")).ok()?;
@@ -89,5 +106,8 @@ fn adopted_orphans_are_reaped_as_they_exit_as_pid_1() {
     });
     eprintln!("PID 1: longest a zombie was seen: {longest:?}");
     assert_eq!(left, 0, "zombies of the runner 1.2 s in");
-    assert!(longest < Duration::from_millis(300), "a zombie lived {longest:?}");
+    assert!(
+        longest < Duration::from_millis(300),
+        "a zombie lived {longest:?}"
+    );
 }

@@ -78,17 +78,27 @@ fn forwards_all(t: &FreshTmp, mut cmd: Command, runner: impl Fn(&Child) -> Pid) 
     for (sig, name) in sigs {
         rustix::process::kill_process(pid, sig).unwrap();
         expect(&rx, &format!("got {name}"));
-        assert!(child.try_wait().unwrap().is_none(), "{name} killed the runner");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{name} killed the runner"
+        );
     }
     // A realtime signal (SIGRTMIN + 1 with glibc): its default action kills too.
     let pid_arg = pid.as_raw_nonzero().to_string();
     let sent = Command::new("kill").args(["-35", &pid_arg]).status();
     assert!(sent.unwrap().success());
     expect(&rx, "got 35");
-    assert!(child.try_wait().unwrap().is_none(), "signal 35 killed the runner");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "signal 35 killed the runner"
+    );
     rustix::process::kill_process(pid, Signal::TERM).unwrap();
     let st = child.wait().unwrap();
-    assert_eq!(st.code(), Some(128 + 15), "CMD died of the forwarded SIGTERM");
+    assert_eq!(
+        st.code(),
+        Some(128 + 15),
+        "CMD died of the forwarded SIGTERM"
+    );
     assert!(
         poll(Duration::from_secs(3), || t.processes().is_empty()),
         "{:?}",
@@ -110,8 +120,18 @@ fn as_pid_1_signals_the_kernel_would_drop_are_forwarded() {
     // (even from outside) unless it has a handler for it.
     let t = FreshTmp::new("sig-pid1");
     let mut cmd = Command::new("unshare");
-    cmd.args(["-p", "-f", "--mount-proc", BIN, "run", "--", "sh", "-c", TRAPS])
-        .env("TMPDIR", &t.0);
+    cmd.args([
+        "-p",
+        "-f",
+        "--mount-proc",
+        BIN,
+        "run",
+        "--",
+        "sh",
+        "-c",
+        TRAPS,
+    ])
+    .env("TMPDIR", &t.0);
     forwards_all(&t, cmd, |unshare| {
         // The runner is unshare's only child.
         let me = Pid::from_child(unshare).as_raw_nonzero().get();

@@ -45,7 +45,10 @@ fn cmd_reads_the_terminal_and_the_shell_gets_it_back() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("got hello"), "{text}");
     assert!(text.contains("runner 0"), "{text}");
-    assert!(text.contains("shell got again"), "the terminal was handed back: {text}");
+    assert!(
+        text.contains("shell got again"),
+        "the terminal was handed back: {text}"
+    );
     assert!(t.processes().is_empty(), "{:?}", t.processes());
 }
 
@@ -89,7 +92,10 @@ fn ctrl_z_stops_the_whole_job_and_fg_resumes_it() {
         .expect("util-linux script");
     let mut stdin = child.stdin.take().unwrap();
     let steps: [(&[u8], u64); 5] = [
-        (b"\"$CUSTODIAN\" run -- sh -c 'sleep 0.5; read x; echo got $x'\n", 800),
+        (
+            b"\"$CUSTODIAN\" run -- sh -c 'sleep 0.5; read x; echo got $x'\n",
+            800,
+        ),
         (b"\x1a", 500),
         (b"jobs; fg\n", 1000),
         (b"typed\n", 500),
@@ -110,8 +116,14 @@ fn ctrl_z_stops_the_whole_job_and_fg_resumes_it() {
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(finished, "hung: {text}");
-    assert!(text.contains("Stopped"), "the shell saw the job stopped: {text}");
-    assert!(text.contains("got typed"), "CMD read the terminal after fg: {text}");
+    assert!(
+        text.contains("Stopped"),
+        "the shell saw the job stopped: {text}"
+    );
+    assert!(
+        text.contains("got typed"),
+        "CMD read the terminal after fg: {text}"
+    );
     assert!(text.contains("status 0"), "{text}");
     assert!(t.processes().is_empty(), "{:?}", t.processes());
 }
