@@ -130,7 +130,7 @@ fn text_reports_use_words_and_plurals() {
 fn term_honoured_only_when_cmd_ended_within_the_grace() {
     let t = FreshTmp::new("cli-honoured");
     let report = |grace: &str, script: &str| {
-        let mut child = t
+        let child = t
             .cmd(&["run", "--json", "--grace", grace, "--", "sh", "-c", script])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
