@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 
 mod adopt;
 mod demo;
+mod job;
 mod os;
 mod probe;
 mod run;

@@ -18,16 +18,16 @@
 //! cleans up after a SIGKILLed runner.
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
+use rustix::process::Signal;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_custodian::Supervisor;
 
+use crate::job::Job;
 use crate::run_report::{ReportFormat, RunReport, Sink, Stop};
 use crate::signals::STOPPING;
 use crate::tty::Terminal;
@@ -294,89 +294,6 @@ async fn supervise(args: &RunArgs) -> Result<Ran, String> {
         return Err(format!("resources were left behind:\n{report}"));
     }
     Ok(ran)
-}
-
-/// CMD's process group as a job: signalled as a whole, given the terminal while it runs.
-struct Job<'t> {
-    terminal: Option<&'t Terminal>,
-    group: Option<Pid>,
-    /// CMD's leader, to learn that it was stopped without racing its reaping.
-    pidfd: Option<OwnedFd>,
-}
-
-impl<'t> Job<'t> {
-    fn new(terminal: Option<&'t Terminal>, child: &tokio_custodian::ManagedChild) -> Self {
-        let group = Pid::from_raw(child.process_group() as i32);
-        // The leader is unreaped (its wait has not been polled): the pid is its own.
-        let pidfd = child
-            .id()
-            .and_then(|p| Pid::from_raw(p as i32))
-            .and_then(|p| {
-                rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
-            });
-        let job = Job {
-            terminal,
-            group,
-            pidfd,
-        };
-        job.to_front();
-        job
-    }
-
-    /// Gives CMD's group the terminal if the runner's group holds it.
-    fn to_front(&self) {
-        if let (Some(t), Some(g)) = (self.terminal, self.group)
-            && t.runner_in_front()
-        {
-            let _ = t.give(g.as_raw_nonzero().get());
-        }
-    }
-
-    /// Signals the group. Only while the leader is unreaped (see the header).
-    fn signal(&self, sig: Signal) {
-        if let Some(g) = self.group {
-            let _ = rustix::process::kill_process_group(g, sig);
-        }
-    }
-
-    /// A child changed state: if CMD's leader was stopped, hand the terminal back (or
-    /// give it, if it was stopped reading the terminal before it had it).
-    fn changed(&self) {
-        let (Some(t), Some(fd), Some(g)) = (self.terminal, &self.pidfd, self.group) else {
-            return;
-        };
-        let opts = WaitIdOptions::STOPPED | WaitIdOptions::NOHANG;
-        let Ok(Some(st)) = rustix::process::waitid(WaitId::PidFd(fd.as_fd()), opts) else {
-            return;
-        };
-        let ttin = [Signal::TTIN, Signal::TTOU].map(|s| Some(s.as_raw()));
-        let group = g.as_raw_nonzero().get();
-        if ttin.contains(&st.stopping_signal()) && (t.runner_in_front() || t.in_front(group)) {
-            // Read the terminal before it was handed over: it has it now.
-            let _ = t.give(group);
-            self.signal(Signal::CONT);
-        } else if st.stopped() {
-            // Ctrl-Z: the job stops as a whole, so that the shell sees it stopped and
-            // can `fg` it; the runner's SIGCONT then comes back through `continued`.
-            t.take_back_from(group);
-            let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::STOP);
-        }
-    }
-
-    /// The runner was continued: in the foreground, CMD gets the terminal back.
-    fn continued(&self) {
-        self.to_front();
-    }
-}
-
-impl Drop for Job<'_> {
-    /// CMD's leader ended (or its wait failed): the runner's group gets the terminal
-    /// back if CMD's holds it.
-    fn drop(&mut self) {
-        if let (Some(t), Some(g)) = (self.terminal, self.group) {
-            t.take_back_from(g.as_raw_nonzero().get());
-        }
-    }
 }
 
 fn deadline(after: Duration) -> tokio::time::Instant {
