@@ -28,23 +28,52 @@ pub(crate) fn become_subreaper() -> std::io::Result<()> {
 }
 
 /// Reaps every child of this process that has exited, except `cmd` (CMD's leader, whose
-/// wait is custodian's). Returns how many were reaped. Blocking: reads the kernel's
-/// lists of this process's children and their `stat`, not all of `/proc`.
+/// wait is custodian's). Returns how many were reaped.
+///
+/// Each exited child is found by a peek (`waitid(P_ALL, WNOWAIT)`: it reaps nothing) and
+/// reaped by its pid, O(1) each, as tini's `waitpid(-1)` loop but never CMD. When the
+/// peek shows CMD (exited, not yet reaped by custodian), the others are found through
+/// the kernel's lists of this process's children instead.
 pub(crate) fn reap_exited(cmd: Option<u32>) -> usize {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     let mut reaped = 0;
-    for (pid, state) in crate::os::own_children() {
-        if Some(pid) == cmd || state != 'Z' {
-            continue;
-        }
-        let Some(p) = Pid::from_raw(pid as i32) else {
-            continue;
+    loop {
+        let Ok(status) = waitid(Id::All, peek) else {
+            // ECHILD: no child at all.
+            return reaped;
         };
-        // An unreaped child of ours other than CMD: adopted (see the header).
-        if let Ok(Some(_)) = rustix::process::waitpid(Some(p), WaitOptions::NOHANG) {
+        let Some(pid) = status.pid().and_then(|p| u32::try_from(p.as_raw()).ok()) else {
+            // None has exited.
+            return reaped;
+        };
+        if Some(pid) == cmd {
+            break;
+        }
+        if reap(pid) {
+            reaped += 1;
+        } else {
+            // Not reapable after all (reaped by someone else meanwhile): the lists decide.
+            break;
+        }
+    }
+    for (pid, state) in crate::os::own_children() {
+        if Some(pid) != cmd && state == 'Z' && reap(pid) {
             reaped += 1;
         }
     }
     reaped
+}
+
+/// Reaps `pid`, an unreaped child of ours other than CMD: adopted (see the header).
+fn reap(pid: u32) -> bool {
+    let p = i32::try_from(pid).ok().and_then(Pid::from_raw);
+    p.is_some_and(|p| {
+        matches!(
+            rustix::process::waitpid(Some(p), WaitOptions::NOHANG),
+            Ok(Some(_))
+        )
+    })
 }
 
 /// Stops and reaps every child this process has now, and those that become its children
