@@ -3,15 +3,23 @@
 //! reaped as it exits ([`reap_exited`], on every SIGCHLD, as tini does: a long-lived
 //! entrypoint must not fill the pid table with zombies), and those still running once
 //! CMD has ended are stopped and reaped ([`reap_adopted`]): SIGTERM, up to the grace,
-//! SIGKILL, reap. As a pid namespace's PID 1 the runner is every orphan's reaper anyway.
+//! SIGKILL, reap.
 //!
-//! Safety of the signals: every pid acted on is a child of this process that it has not
-//! reaped yet, so the kernel cannot reuse it. The runner's only other child, CMD, is
-//! reaped by custodian before this runs, and nothing else here reaps with `waitpid(-1)`.
+//! Why every child but CMD is the runner's to reap: the runner spawns no other child
+//! (nor does the library for it), and a subreaper is only given its own descendants.
+//! As a pid namespace's PID 1 it is also given orphans of processes that entered the
+//! namespace from outside (`docker exec`, `nsenter`); reaping their zombies is what an
+//! init must do, and once PID 1 exits the kernel kills the whole namespace anyway.
+//!
+//! Safety of the signals and waits: every pid acted on is a child of this process that
+//! it has not reaped yet, so the kernel cannot reuse it. CMD's leader is never waited
+//! for here while it runs: a `waitid(P_ALL, WNOWAIT)` only peeks at which child exited,
+//! and each is reaped by its pid; once CMD has been reaped by custodian, [`reap_adopted`]
+//! may take every child. Nothing here reaps with `waitpid(-1)`.
 //! Why not the library's opt-in (`Builder::child_subreaper`): it must prove a child was
 //! adopted from one of its managed children (other code in a library's process may wait
 //! for its own children), so an escapee that cleared its environment and left its group
-//! is not its to reap. The runner spawns no other child: everything it has is CMD's.
+//! is not its to reap. The runner has no such other code.
 //! What is not covered: a descendant still attached to a live parent outside the group
 //! is not a child of the runner and is not found; one that escapes while CMD runs gets
 //! its SIGTERM only after CMD ended, not with the forwarded signal.
