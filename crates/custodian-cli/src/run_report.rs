@@ -134,27 +134,30 @@ pub(crate) fn text(r: &RunReport) -> String {
         (_, None, Some(s)) => format!("was killed by signal {s}"),
         (_, None, None) => "did not run".to_owned(),
     };
+    let died = match (r.reason, r.signal) {
+        ("timed_out" | "stopped", Some(s)) => format!(", killed by signal {s}"),
+        _ => String::new(),
+    };
     let stop = r.stop.as_ref().map_or(String::new(), |s| {
-        let outcome = if s.kill_needed {
-            "SIGKILL was needed".to_owned()
-        } else if s.term_honoured {
-            format!("it ended {:.0} ms later", s.ended_after_ms)
-        } else {
-            format!("it ended {:.0} ms later, after the grace", s.ended_after_ms)
-        };
         let by = if s.trigger == "timeout" {
             "the timeout's SIGTERM"
         } else {
             &s.trigger
         };
-        format!(" by {by} ({outcome})")
+        let outcome = if s.kill_needed {
+            "the grace ran out: SIGKILL".to_owned()
+        } else if s.term_honoured {
+            format!("it ended {:.0} ms later{died}", s.ended_after_ms)
+        } else {
+            format!(
+                "it ended {:.0} ms later, past the grace{died}",
+                s.ended_after_ms
+            )
+        };
+        format!("; {by}: {outcome}")
     });
-    let died = match (r.reason, r.signal) {
-        ("timed_out" | "stopped", Some(s)) => format!(", killed by signal {s}"),
-        _ => String::new(),
-    };
     format!(
-        "custodian run: {cmd} {how}{stop}{died} after {:.0} ms; exit {}; {} removed; {} adopted",
+        "custodian run: {cmd} {how} after {:.0} ms{stop}; exit {}; {} removed; {} adopted",
         r.duration_ms,
         r.custodian_exit,
         count(r.temp_bytes_removed, "temp byte", "temp bytes"),
@@ -179,15 +182,14 @@ mod tests {
             ended_after_ms: 3.0,
         });
         let t = text(&r);
-        assert!(
-            t.contains("sleep timed out by the timeout's SIGTERM"),
-            "{t}"
-        );
+        let want = "sleep timed out after 0 ms; the timeout's SIGTERM: it ended 3 ms later, \
+                    killed by signal 15; exit 124;";
+        assert!(t.contains(want), "{t}");
         assert!(
             t.contains("1 process adopted") && t.contains("1 temp byte removed"),
             "{t}"
         );
-        assert!(!t.contains('(') || !t.contains("timed_out"), "{t}");
+        assert!(!t.contains('(') && !t.contains("timed_out"), "{t}");
         (r.reason, r.signal, r.exit_code) = ("error", None, Some(3));
         (r.stop, r.processes_adopted) = (None, 2);
         let t = text(&r);

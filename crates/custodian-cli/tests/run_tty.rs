@@ -6,6 +6,7 @@ mod common;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{BIN, FreshTmp, poll};
@@ -75,6 +76,21 @@ fn without_the_terminal_in_front_nothing_changes_hands() {
     assert!(text.contains("shell got typed"), "{text}");
 }
 
+/// What `out` has printed so far, read by a thread as it comes.
+fn collect(mut out: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let t = text.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = out.read(&mut buf) {
+            t.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    text
+}
+
 #[test]
 fn ctrl_z_stops_the_whole_job_and_fg_resumes_it() {
     // An interactive shell with job control on the terminal: Ctrl-Z goes to CMD's group
@@ -87,25 +103,31 @@ fn ctrl_z_stops_the_whole_job_and_fg_resumes_it() {
         .env("CUSTODIAN", BIN)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("util-linux script");
     let mut stdin = child.stdin.take().unwrap();
-    let steps: [(&[u8], u64); 5] = [
+    let text = collect(child.stdout.take().unwrap());
+    let seen = |what: &str| {
+        poll(Duration::from_secs(15), || {
+            text.lock().unwrap().contains(what)
+        })
+    };
+    // Each step waits for what the previous one printed (the line echo included).
+    let steps: [(&[u8], &str); 4] = [
         (
-            b"\"$CUSTODIAN\" run -- sh -c 'sleep 0.5; read x; echo got $x'\n",
-            800,
+            b"\"$CUSTODIAN\" run -- sh -c 'echo ready; read x; echo got $x'\n",
+            "ready\r\n",
         ),
-        (b"\x1a", 500),
-        (b"jobs; fg\n", 1000),
-        (b"typed\n", 500),
-        (b"echo status $?; exit\n", 0),
+        (b"\x1a", "Stopped"),
+        (b"fg\n", "fg\r\n"),
+        (b"typed\n", "got typed"),
     ];
-    for (bytes, pause) in steps {
-        std::thread::sleep(Duration::from_millis(300));
+    for (bytes, then) in steps {
         stdin.write_all(bytes).unwrap();
-        std::thread::sleep(Duration::from_millis(pause));
+        assert!(seen(then), "never saw {then:?}: {}", text.lock().unwrap());
     }
+    stdin.write_all(b"echo status $?; exit\n").unwrap();
     drop(stdin);
     let finished = poll(Duration::from_secs(20), || {
         child.try_wait().unwrap().is_some()
@@ -113,17 +135,9 @@ fn ctrl_z_stops_the_whole_job_and_fg_resumes_it() {
     if !finished {
         let _ = child.kill();
     }
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let _ = child.wait();
+    let text = text.lock().unwrap().clone();
     assert!(finished, "hung: {text}");
-    assert!(
-        text.contains("Stopped"),
-        "the shell saw the job stopped: {text}"
-    );
-    assert!(
-        text.contains("got typed"),
-        "CMD read the terminal after fg: {text}"
-    );
     assert!(text.contains("status 0"), "{text}");
     assert!(t.processes().is_empty(), "{:?}", t.processes());
 }
