@@ -69,9 +69,11 @@ impl<'t> Job<'t> {
             // Read the terminal before it was handed over: it has it now.
             let _ = t.give(group);
             self.signal(Signal::CONT);
-        } else if st.stopped() {
+        } else if st.stopped() && rustix::process::getpid() != Pid::INIT {
             // Ctrl-Z: the job stops as a whole, so that the shell sees it stopped and
             // can `fg` it; the runner's SIGCONT then comes back through `continued`.
+            // Not as a namespace's PID 1: the kernel ignores its SIGSTOP to itself, and
+            // there is no shell to `fg` it (tini leaves CMD stopped too).
             t.take_back_from(group);
             let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::STOP);
         }
