@@ -12,7 +12,7 @@ use common::{BIN, FreshTmp, poll};
 use rustix::process::{Pid, Signal};
 
 /// CMD: prints `ready`, then the name of each signal it traps, until SIGTERM.
-const TRAPS: &str = "for s in USR1 USR2 ALRM PIPE WINCH VTALRM XCPU 35; do \
+const TRAPS: &str = "for s in USR1 USR2 ALRM PIPE WINCH VTALRM PROF 35; do \
                      trap \"echo got $s\" $s; done; echo ready; \
                      while :; do sleep 0.05; done";
 
@@ -73,7 +73,7 @@ fn forwards_all(t: &FreshTmp, mut cmd: Command, runner: impl Fn(&Child) -> Pid) 
         (Signal::PIPE, "PIPE"),
         (Signal::WINCH, "WINCH"),
         (Signal::VTALARM, "VTALRM"),
-        (Signal::XCPU, "XCPU"),
+        (Signal::PROF, "PROF"),
     ];
     for (sig, name) in sigs {
         rustix::process::kill_process(pid, sig).unwrap();
