@@ -25,17 +25,61 @@ pub(crate) fn children() -> Vec<(u32, char)> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        // The command name is in parentheses and may hold spaces: fields follow the last ')'.
-        let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
-            continue;
-        };
-        let mut f = rest.split_whitespace();
-        let state = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        if f.next().and_then(|p| p.parse::<u32>().ok()) == Some(me) {
+        if let Some((state, ppid)) = state_and_ppid(&stat)
+            && ppid == me
+        {
             v.push((pid, state));
         }
     }
     v
+}
+
+/// This process's children, as (pid, state letter), zombies included, from the kernel's
+/// per-thread lists (`/proc/self/task/*/children`): the cost grows with the children,
+/// not with every process. Falls back to [`children`] when a thread came or went while
+/// the lists were read (its children move to another thread) or they are missing.
+pub(crate) fn own_children() -> Vec<(u32, char)> {
+    let tasks = || -> Option<Vec<String>> {
+        let mut t: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        t.sort_unstable();
+        Some(t)
+    };
+    let listed = (|| {
+        let before = tasks()?;
+        let mut pids = Vec::new();
+        for t in &before {
+            let list = std::fs::read_to_string(format!("/proc/self/task/{t}/children")).ok()?;
+            pids.extend(
+                list.split_ascii_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+        (tasks()? == before).then_some(pids)
+    })();
+    let Some(pids) = listed else {
+        return children();
+    };
+    let me = std::process::id();
+    pids.into_iter()
+        .filter_map(|pid: u32| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (state, ppid) = state_and_ppid(&stat)?;
+            (ppid == me).then_some((pid, state))
+        })
+        .collect()
+}
+
+/// Fields 3 (state) and 4 (parent) of a `/proc/PID/stat` line; the command name is in
+/// parentheses and may hold spaces, so fields are counted after the last `)`.
+fn state_and_ppid(stat: &str) -> Option<(char, u32)> {
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    Some((state, f.next()?.parse().ok()?))
 }
 
 /// Names inside `dir`, sorted (empty if it does not exist).

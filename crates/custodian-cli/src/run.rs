@@ -1,36 +1,46 @@
-//! `custodian run [OPTIONS] -- CMD [ARGS...]`: a supervised runner.
+//! `custodian run [OPTIONS] [--] CMD [ARGS...]`: a supervised runner, and a container
+//! entrypoint.
 //!
 //! CMD runs as a managed child (its own process group) with `TMPDIR` set to a managed
-//! temp dir inside the supervisor's private root. SIGINT, SIGTERM and SIGHUP to the
-//! runner are forwarded to the group; if the group's leader has not exited `--grace`
-//! later, the group gets SIGKILL. `--timeout` sends SIGTERM, then SIGKILL `--kill-after`
-//! later (the grace when not given). Exit codes follow coreutils `timeout`.
+//! temp dir inside the supervisor's private root. Every signal that would kill the runner
+//! is forwarded to the group (`signals.rs`); after SIGINT, SIGTERM, SIGHUP or SIGQUIT, if
+//! the group's leader has not exited `--grace` later, the group gets SIGKILL. `--timeout`
+//! sends SIGTERM, then SIGKILL `--kill-after` later (the grace when not given). Exit
+//! codes follow coreutils `timeout`. On a terminal, CMD's group is made the foreground
+//! group while it runs (`tty.rs`).
 //!
 //! Signals reach the group only while its leader is unreaped (the select below polls the
 //! wait first, and only a finished wait reaps), so a group id is never reused under us.
 //! Descendants that left the group (`setsid`, double fork) are adopted by the runner as
-//! child subreaper and stopped once CMD has ended (`adopt.rs`). With `--state-dir`, the
-//! supervisor journals the run (its temp root, CMD, and `CUSTODIAN_JOURNAL` in every
-//! descendant's environment), so `custodian sweep` cleans up after a SIGKILLed runner.
+//! child subreaper (or as PID 1), reaped as they exit, and stopped once CMD has ended
+//! (`adopt.rs`). With `--state-dir`, the supervisor journals the run (its temp root, CMD,
+//! and `CUSTODIAN_JOURNAL` in every descendant's environment), so `custodian sweep`
+//! cleans up after a SIGKILLed runner.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use clap::{Args, ValueEnum};
-use rustix::process::{Pid, Signal};
-use serde::Serialize;
+use clap::Args;
+use rustix::process::Signal;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_custodian::Supervisor;
+
+use crate::job::Job;
+use crate::run_report::{ReportFormat, RunReport, Sink, Stop};
+use crate::signals::STOPPING;
+use crate::tty::Terminal;
 
 /// Options of `custodian run`.
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// After a forwarded signal, how long the group has to exit before SIGKILL.
+    /// After SIGINT, SIGTERM, SIGHUP or SIGQUIT is forwarded, how long the group has to
+    /// exit before SIGKILL (e.g. `10s`, `500ms`, `1m30s`).
     #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
     grace: Duration,
-    /// Send SIGTERM to the group after this long (exit 124 unless --preserve-status).
+    /// Send SIGTERM to the group after this long (exit 124 unless --preserve-status);
+    /// `0` disables the timeout, as in coreutils.
     #[arg(long, value_parser = crate::parse_duration)]
     timeout: Option<Duration>,
     /// After the timeout's SIGTERM, how long before SIGKILL (default: the grace).
@@ -39,13 +49,14 @@ pub(crate) struct RunArgs {
     /// Exit with CMD's status even when it timed out.
     #[arg(long)]
     preserve_status: bool,
-    /// Print a report of the run when it ends.
+    /// Print a report of the run when it ends (text when only --report-file is given).
     #[arg(long, value_enum)]
     report: Option<ReportFormat>,
     /// Same as `--report json`.
     #[arg(long)]
     json: bool,
-    /// Write the report to this file instead of standard error.
+    /// Write the report to this file instead of standard error; `-` is standard output
+    /// (after everything CMD wrote there). Opened before CMD starts.
     #[arg(long, value_name = "PATH")]
     report_file: Option<PathBuf>,
     /// Journal the run in this state directory (created 0700 if missing), so that
@@ -54,58 +65,10 @@ pub(crate) struct RunArgs {
     /// dead runners left there.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
-    /// The command and its arguments.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    /// The command and its arguments. `--` before it is optional: the first argument
+    /// that is not an option starts CMD, and everything after it is CMD's.
+    #[arg(required = true, num_args = 1.., trailing_var_arg = true, value_name = "CMD")]
     command: Vec<OsString>,
-}
-
-/// How the report is printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum ReportFormat {
-    Text,
-    Json,
-}
-
-/// How CMD was stopped, when it did not end on its own.
-#[derive(Debug, Serialize)]
-struct Stop {
-    /// `SIGINT`, `SIGTERM`, `SIGHUP` (forwarded) or `timeout`.
-    trigger: String,
-    /// The group's leader exited within the grace after the first signal.
-    term_honoured: bool,
-    /// The grace ran out and the group got SIGKILL.
-    kill_needed: bool,
-}
-
-/// The report of one run, in the spirit of a Kubernetes `terminated` status.
-#[derive(Debug, Serialize)]
-struct RunReport {
-    command: Vec<String>,
-    pid: Option<u32>,
-    exit_code: Option<i32>,
-    signal: Option<i32>,
-    /// `completed`, `error` (non-zero exit), `signalled`, `stopped`, `timed_out`,
-    /// `not_found`, `not_executable` or `failed` (custodian itself).
-    reason: &'static str,
-    /// What `custodian run` exits with.
-    custodian_exit: u8,
-    duration_ms: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stop: Option<Stop>,
-    tmpdir: Option<PathBuf>,
-    temp_bytes_removed: u64,
-    /// Descendants that had left CMD's group, adopted, stopped and reaped by the runner.
-    processes_adopted: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-fn sig_name(sig: Signal) -> &'static str {
-    match sig {
-        Signal::INT => "SIGINT",
-        Signal::HUP => "SIGHUP",
-        _ => "SIGTERM",
-    }
 }
 
 /// What happened to the child, before exit codes are decided.
@@ -124,23 +87,23 @@ struct Ran {
 /// Runs `custodian run`; returns the exit code.
 pub(crate) async fn main(args: RunArgs) -> u8 {
     let started = Instant::now();
-    let mut report = RunReport {
-        command: args
-            .command
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect(),
-        pid: None,
-        exit_code: None,
-        signal: None,
-        reason: "failed",
-        custodian_exit: 125,
-        duration_ms: 0.0,
-        stop: None,
-        tmpdir: None,
-        temp_bytes_removed: 0,
-        processes_adopted: 0,
-        error: None,
+    let command = args.command.iter();
+    let mut report = RunReport::new(command.map(|a| a.to_string_lossy().into_owned()).collect());
+    let format = match (args.json, args.report, &args.report_file) {
+        (true, ..) => Some(ReportFormat::Json),
+        (false, Some(f), _) => Some(f),
+        (false, None, Some(_)) => Some(ReportFormat::Text),
+        (false, None, None) => None,
+    };
+    // Before CMD starts: a report that cannot be written is a usage error, not news
+    // after the run.
+    let sink = match format.map(|_| Sink::open(args.report_file.as_deref())) {
+        None => None,
+        Some(Ok(sink)) => Some(sink),
+        Some(Err(e)) => {
+            eprintln!("custodian run: {e}");
+            return 125;
+        }
     };
     match supervise(&args).await {
         Ok(ran) => decide(&args, ran, &mut report),
@@ -150,48 +113,18 @@ pub(crate) async fn main(args: RunArgs) -> u8 {
     if let Some(e) = &report.error {
         eprintln!("custodian run: {e}");
     }
-    let format = if args.json {
-        Some(ReportFormat::Json)
-    } else {
-        args.report
-    };
     let text = match format {
         None => None,
         Some(ReportFormat::Json) => serde_json::to_string_pretty(&report).ok(),
-        Some(ReportFormat::Text) => Some(text_report(&report)),
+        Some(ReportFormat::Text) => Some(crate::run_report::text(&report)),
     };
-    if let Some(t) = text
-        && let Err(e) = crate::write_report(args.report_file.as_ref(), &t)
+    if let (Some(t), Some(sink)) = (text, sink)
+        && let Err(e) = sink.write(&t)
     {
-        eprintln!("custodian run: cannot write the report: {e}");
+        eprintln!("custodian run: {e}");
         return 125;
     }
     report.custodian_exit
-}
-
-fn text_report(r: &RunReport) -> String {
-    let how = match (r.exit_code, r.signal) {
-        (Some(c), _) => format!("exited {c}"),
-        (None, Some(s)) => format!("killed by signal {s}"),
-        (None, None) => "did not run".to_owned(),
-    };
-    let stop = r.stop.as_ref().map_or(String::new(), |s| {
-        let k = if s.kill_needed {
-            "SIGKILL needed"
-        } else {
-            "SIGTERM honoured"
-        };
-        format!(", stopped by {} ({k})", s.trigger)
-    });
-    format!(
-        "custodian run: {} {how} ({}) after {:.0} ms{stop}; exit {}; {} temp bytes removed; {} processes adopted",
-        r.command.first().map_or("", String::as_str),
-        r.reason,
-        r.duration_ms,
-        r.custodian_exit,
-        r.temp_bytes_removed,
-        r.processes_adopted
-    )
 }
 
 /// Exit code and reason, as coreutils `timeout` has them.
@@ -237,13 +170,10 @@ fn decide(args: &RunArgs, ran: Ran, r: &mut RunReport) {
 /// Starts the supervisor, runs CMD in a scope, and shuts down.
 async fn supervise(args: &RunArgs) -> Result<Ran, String> {
     // Listen before spawning, so that a signal sent right after CMD starts is forwarded.
-    let listen = |k: SignalKind| signal(k).map_err(|e| format!("listen for signals: {e}"));
-    let mut sigs = [
-        (Signal::INT, listen(SignalKind::interrupt())?),
-        (Signal::TERM, listen(SignalKind::terminate())?),
-        (Signal::HUP, listen(SignalKind::hangup())?),
-    ];
+    let mut sigs = crate::signals::listen().map_err(|e| format!("listen for signals: {e}"))?;
+    let mut chld = signal(SignalKind::child()).map_err(|e| format!("listen for SIGCHLD: {e}"))?;
     crate::adopt::become_subreaper().map_err(|e| format!("become child subreaper: {e}"))?;
+    let terminal = Terminal::on_stdin();
     let mut builder =
         Supervisor::builder().grace(args.grace.saturating_add(Duration::from_secs(1)));
     if let Some(dir) = &args.state_dir {
@@ -277,54 +207,61 @@ async fn supervise(args: &RunArgs) -> Result<Ran, String> {
                 }
             };
             ran.pid = child.id();
-            let group = Pid::from_raw(child.process_group() as i32);
-            let timeout = sleep_or_never(args.timeout);
+            let job = Job::new(terminal.as_ref(), &child);
+            // `--timeout 0` disables the timeout, as in coreutils.
+            let timeout = sleep_or_never(args.timeout.filter(|t| !t.is_zero()));
             let kill_at = sleep_or_never(None);
             tokio::pin!(timeout, kill_at);
+            let mut first_signal: Option<(Instant, Duration)> = None;
             let status = loop {
-                let [(_, int), (_, term), (_, hup)] = &mut sigs;
                 let got = tokio::select! {
                     biased;
                     st = child.wait() => break Some(st.map_err(|e| e.to_string())?),
                     () = &mut kill_at => break None,
-                    _ = int.recv() => Signal::INT,
-                    _ = term.recv() => Signal::TERM,
-                    _ = hup.recv() => Signal::HUP,
+                    _ = chld.recv() => {
+                        // Reaps adopted orphans as they exit; CMD's leader is custodian's.
+                        ran.adopted += crate::adopt::reap_exited(ran.pid);
+                        job.changed();
+                        continue;
+                    }
+                    Some(sig) = sigs.recv() => sig,
                     () = &mut timeout, if !ran.timed_out => {
                         ran.timed_out = true;
                         Signal::TERM
                     }
                 };
+                if got == Signal::CONT {
+                    job.continued();
+                }
                 // The leader is unreaped here (its wait did not finish), so the group id
                 // is still its own.
-                if let Some(g) = group {
-                    let _ = rustix::process::kill_process_group(g, got);
+                job.signal(got);
+                if !STOPPING.contains(&got) {
+                    continue;
                 }
-                if ran.stop.is_none() {
-                    let trigger = if ran.timed_out {
-                        "timeout"
-                    } else {
-                        sig_name(got)
-                    };
-                    ran.stop = Some(Stop {
-                        trigger: trigger.to_owned(),
-                        term_honoured: false,
-                        kill_needed: false,
-                    });
+                // As coreutils `timeout`: a stopped CMD gets the signal when continued.
+                job.signal(Signal::CONT);
+                if first_signal.is_none() {
                     let grace = match (ran.timed_out, args.kill_after) {
                         (true, Some(k)) => k,
                         _ => args.grace,
                     };
+                    first_signal = Some((Instant::now(), grace));
+                    ran.stop = Some(Stop {
+                        trigger: if ran.timed_out {
+                            "timeout".to_owned()
+                        } else {
+                            crate::signals::name(got)
+                        },
+                        term_honoured: false,
+                        kill_needed: false,
+                        ended_after_ms: 0.0,
+                    });
                     kill_at.as_mut().reset(deadline(grace));
                 }
             };
             let status = match status {
-                Some(st) => {
-                    if let Some(stop) = &mut ran.stop {
-                        stop.term_honoured = true;
-                    }
-                    st
-                }
+                Some(st) => st,
                 None => {
                     if let Some(stop) = &mut ran.stop {
                         stop.kill_needed = true;
@@ -332,11 +269,18 @@ async fn supervise(args: &RunArgs) -> Result<Ran, String> {
                     child.kill().await.map_err(|e| e.to_string())?
                 }
             };
+            if let (Some(stop), Some((at, grace))) = (&mut ran.stop, first_signal) {
+                let after = at.elapsed();
+                stop.ended_after_ms = after.as_secs_f64() * 1000.0;
+                stop.term_honoured = !stop.kill_needed && after <= grace;
+            }
+            // CMD's leader ended: the runner's group gets the terminal back.
+            drop(job);
             ran.status = Some(status);
             drop(child);
             let grace = args.grace;
             let adopted = tokio::task::spawn_blocking(move || crate::adopt::reap_adopted(grace));
-            ran.adopted = adopted
+            ran.adopted += adopted
                 .await
                 .map_err(|e| format!("reap adopted processes: {e}"))?;
             ran.bytes = crate::os::tree_bytes(tmp.path());

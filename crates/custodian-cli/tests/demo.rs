@@ -205,7 +205,11 @@ fn demo_takes_its_uploads_from_a_dir() {
         .cmd(&["demo", "--inputs", "/no/such/dir"])
         .output()
         .unwrap();
-    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        missing.status.code(),
+        Some(2),
+        "an input error, not a leftover"
+    );
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/dir"));
     assert!(t.entries().is_empty(), "left in TMPDIR: {:?}", t.entries());
 }

@@ -122,8 +122,9 @@ pub(crate) async fn main(args: DemoArgs) -> u8 {
     let inputs = match inputs(&args) {
         Ok(i) => Arc::new(i),
         Err(e) => {
+            // A usage or input error (2), not "something was left over" (1).
             eprintln!("custodian demo: {e}");
-            return 1;
+            return 2;
         }
     };
     // The injected panic is part of the demo: one line, not a backtrace hint.

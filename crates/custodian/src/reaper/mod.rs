@@ -28,7 +28,8 @@
 //!   (which carries the marker) for an adopted one;
 //! - adopted processes are signalled and reaped under `state`, and only while recorded:
 //!   they are unreaped children of ours, so their pids (and group ids) are theirs;
-//! - lock order: `gate`, then `state`; neither is held across a sleep.
+//! - lock order: `gate`, then `state`; neither is held across a sleep or a read of a
+//!   process's environment (`/proc/PID/environ`, read before a scan takes them).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -47,6 +48,8 @@ pub(crate) use stop::STRAY_GRACE;
 
 /// The environment variable every managed child of a supervisor with the opt-in carries.
 pub(crate) const OWNER_VAR: &str = "CUSTODIAN_OWNER";
+/// Children's markers by (pid, start time), read before a scan takes its locks.
+type Markers = HashMap<(u32, u64), io::Result<Option<Vec<u8>>>>;
 /// How many reaped leaders are remembered for the group proof of late zombies.
 const RETIRED_KEPT: usize = 4096;
 
@@ -171,6 +174,15 @@ impl Reaper {
             .map(|(&pid, _)| pid)
             .collect();
         let kids = sys::children_of(self.me, |pid| managed.contains(&pid))?;
+        let need: Vec<Proc> = {
+            let st = self.lock();
+            kids.iter()
+                .filter(|k| !k.zombie && !st.adopted.contains_key(&k.pid))
+                .filter(|k| !st.unmarked.contains(&(k.pid, k.start)))
+                .copied()
+                .collect()
+        };
+        let mut envs = self.read_markers(need);
         let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
         let mut st = self.lock();
         let mut unproven = 0;
@@ -191,7 +203,7 @@ impl Reaper {
                 }
                 continue;
             }
-            match self.prove(&mut st, k) {
+            match self.prove(&mut st, k, &mut envs) {
                 Some(seq) => {
                     st.adopted.insert(k.pid, (k.start, seq));
                     let leader = Leader {
@@ -223,10 +235,27 @@ impl Reaper {
         Ok(strays)
     }
 
+    /// The markers of `need` (live children not adopted or found unmarked yet), read
+    /// with no lock held: a slow `/proc/PID/environ` read (up to 1 MiB, a process
+    /// mid-`execve`) must not stall spawns (the gate) or the reports (the state). Each is
+    /// kept only if the process was still the same child of ours (start time) after
+    /// its environment was read. Whether one is used is decided under the gate.
+    fn read_markers(&self, need: Vec<Proc>) -> Markers {
+        need.into_iter()
+            .filter_map(|k| {
+                let marker = sys::env_var(k.pid, OWNER_VAR.as_bytes());
+                // Read after the environment: it was this process's.
+                let same =
+                    sys::stat(k.pid).is_some_and(|p| p.ppid == self.me && p.start == k.start);
+                same.then_some(((k.pid, k.start), marker))
+            })
+            .collect()
+    }
+
     /// The sequence number of the managed child `k` (a child of ours, not managed)
-    /// provably descends from, if any. Re-reads its stat after its environment, so both
-    /// are of the process scanned.
-    fn prove(&self, st: &mut State, k: Proc) -> Option<u64> {
+    /// provably descends from, if any: by its group, or by its marker in `envs` (read
+    /// before the locks were taken, by [`read_markers`](Self::read_markers)).
+    fn prove(&self, st: &mut State, k: Proc, envs: &mut Markers) -> Option<u64> {
         // Still our child, and the same process (same start time), after the scan.
         let same = || sys::stat(k.pid).is_some_and(|p| p.ppid == self.me && p.start == k.start);
         let by_group = st.leaders.get(&k.pgid).and_then(|l| {
@@ -241,14 +270,9 @@ impl Reaper {
         if k.zombie || st.unmarked.contains(&(k.pid, k.start)) {
             return None;
         }
-        let marker = sys::env_var(k.pid, OWNER_VAR.as_bytes());
-        // Read after the environment: it was this process's.
-        let same = same();
-        if !same {
-            return None;
-        }
-        let Ok(marker) = marker else {
-            // Unknown (mid-`execve`, or unreadable): asked again at the next scan.
+        // Not read (gone or another process by then), or unknown (mid-`execve`,
+        // unreadable): asked again at the next scan.
+        let Some(Ok(marker)) = envs.remove(&(k.pid, k.start)) else {
             return None;
         };
         let seq = marker
@@ -359,6 +383,9 @@ impl Drop for Reaper {
         self.signal(None, Sig::KILL);
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 impl std::fmt::Debug for Reaper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
