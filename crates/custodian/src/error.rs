@@ -300,7 +300,43 @@ impl Error {
     }
 }
 
+impl From<Error> for io::Error {
+    /// For handlers that return `io::Result`: the kind is [`Error::io_kind`] (`Other` for
+    /// errors that are not about I/O: shutting down, cancelled...), the message is the
+    /// error's own (operation and path included), and the [`Error`] itself is the inner
+    /// error (`get_ref()`, `into_inner()` give it back).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// async fn handler(sup: &tokio_custodian::Supervisor) -> std::io::Result<()> {
+    ///     let _f = sup.open("/no/such/file").await?; // tokio_custodian::Error -> io::Error
+    ///     Ok(())
+    /// }
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let err = handler(&sup).await.unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    /// assert!(err.to_string().starts_with("open file /no/such/file: "));
+    /// let inner = err.into_inner().unwrap().downcast::<tokio_custodian::Error>().unwrap();
+    /// assert_eq!(inner.operation(), tokio_custodian::Operation::OpenFile);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    fn from(e: Error) -> Self {
+        io::Error::new(e.io_kind().unwrap_or(io::ErrorKind::Other), e)
+    }
+}
+
 /// The result type of custodian.
+///
+/// As a scope body's value, `Ok(..)` alone leaves the error type unknown (E0282):
+/// [`Supervisor::try_scope`](crate::Supervisor::try_scope) pins it, or write
+/// `Ok::<_, tokio_custodian::Error>(..)`.
+///
+/// ```
+/// fn half(n: u32) -> tokio_custodian::Result<u32> {
+///     Ok(n / 2)
+/// }
+/// assert_eq!(half(4).unwrap(), 2);
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The message of a caught panic, if it was a string.

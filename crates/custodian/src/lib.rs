@@ -23,14 +23,14 @@
 //!
 //! let sup = tokio_custodian::Supervisor::builder().start()?;
 //! let bytes = sup
-//!     .scope("transcode", async |s| {
+//!     .try_scope("transcode", async |s| {
 //!         let work = s.temp_dir().await?;
 //!         let mut out = s.temp_file().await?;
 //!         out.write_all(b"RIFF....WAVE").await.unwrap();
 //!         out.flush().await.unwrap();
-//!         tokio_custodian::Result::Ok(work.path().is_dir())
+//!         Ok(work.path().is_dir())
 //!     })
-//!     .await??;
+//!     .await?;
 //! assert!(bytes);
 //! let report = sup.shutdown().await;
 //! assert!(report.is_clean(), "{report}");
