@@ -137,7 +137,7 @@ impl Registration {
     ///     .scope("s", async |s| {
     ///         let f = s.temp_file().await?;
     ///         f.registration().transfer(&root)?;
-    ///         tokio_custodian::Result::Ok(f)
+    ///         Ok::<_, tokio_custodian::Error>(f)
     ///     })
     ///     .await??;
     /// assert!(kept.registration().is_live());
@@ -166,10 +166,10 @@ impl Drop for Registration {
         if self.done {
             return;
         }
-        if let Some(inner) = self.inner.upgrade() {
-            if let Some(p) = inner.release(self.id, None) {
-                p.clean_up_in_background(&inner);
-            }
+        if let Some(inner) = self.inner.upgrade()
+            && let Some(p) = inner.release(self.id, None)
+        {
+            p.clean_up_in_background(&inner);
         }
     }
 }
