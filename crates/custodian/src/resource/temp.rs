@@ -480,7 +480,7 @@ impl Scope {
     /// let path = sup
     ///     .scope("job", async |s| {
     ///         let f = s.temp_file().await?;
-    ///         tokio_custodian::Result::Ok(f.path().to_path_buf())
+    ///         Ok::<_, tokio_custodian::Error>(f.path().to_path_buf())
     ///     })
     ///     .await??;
     /// assert!(!path.exists()); // removed when the guard dropped

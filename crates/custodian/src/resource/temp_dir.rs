@@ -52,7 +52,7 @@ use crate::sys::root::TempRoot;
 ///     .scope("unpack", async |s| {
 ///         let d = s.temp_dir().await?;
 ///         std::fs::write(d.path().join("frame-0001.raw"), b"...").unwrap();
-///         tokio_custodian::Result::Ok(d.path().to_path_buf())
+///         Ok::<_, tokio_custodian::Error>(d.path().to_path_buf())
 ///     })
 ///     .await??;
 /// assert!(!path.exists()); // gone before `scope` returned

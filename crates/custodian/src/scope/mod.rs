@@ -46,7 +46,7 @@ use crate::registry::{Permits, Reclaim, ScopeShared};
 ///     .scope("job", async |s| {
 ///         let dir = s.temp_dir().await?;
 ///         tokio::fs::write(dir.path().join("a"), b"1").await.unwrap();
-///         tokio_custodian::Result::Ok(s.live_count())
+///         Ok::<_, tokio_custodian::Error>(s.live_count())
 ///     })
 ///     .await??;
 /// assert_eq!(n, 1);
