@@ -246,6 +246,10 @@ async fn a_truncated_upload_is_a_422() {
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
     let status = tokio::task::block_in_place(|| svc.child.wait_exit(EXIT_WITHIN));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    // The printed report names the signal that began the shutdown.
+    let stderr = svc.child.drain(Duration::from_secs(5));
+    let seen = svc.child.seen.join("\n");
+    assert!(seen.contains("began by SIGTERM"), "{seen}\n{stderr}");
     assert!(
         eventually(Duration::from_secs(5), || custodian_suite::entries(&tmp)
             .is_empty()),

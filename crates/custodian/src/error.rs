@@ -197,6 +197,32 @@ pub enum Error {
         /// The panic's message.
         message: String,
     },
+    /// A child process was refused before it started because the supervisor is shutting
+    /// down or draining. It names the program; `reason` is the refusal itself
+    /// ([`Error::ShuttingDown`] or [`Error::Draining`], with [`Operation::Spawn`]), and
+    /// [`is_cancellation`](Error::is_cancellation) is true.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use tokio_custodian::Error;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// sup.shutdown().await;
+    /// let err = sup.command("sox").arg("in.wav").spawn().unwrap_err();
+    /// assert_eq!(err.to_string(), "spawn `sox`: the supervisor is shutting down");
+    /// assert!(matches!(&err, Error::SpawnRefused { reason, .. }
+    ///     if matches!(**reason, Error::ShuttingDown { .. })));
+    /// assert!(err.is_cancellation());
+    /// assert_eq!(err.path(), Some(std::path::Path::new("sox")));
+    /// # Ok(()) }
+    /// ```
+    #[error("spawn `{}`: {}", program.display(), refusal(reason))]
+    SpawnRefused {
+        /// The program that was not started.
+        program: PathBuf,
+        /// Why: [`Error::ShuttingDown`] or [`Error::Draining`].
+        #[source]
+        reason: Box<Error>,
+    },
     /// A resource-specific failure (for example a malformed audio file), named by path.
     #[error("{op} {}: {message}", path.display())]
     Resource {
@@ -241,6 +267,7 @@ impl Error {
             | Error::CleanupPanicked { op, .. }
             | Error::Resource { op, .. } => *op,
             Error::Cancelled { .. } => Operation::EnterScope,
+            Error::SpawnRefused { .. } => Operation::Spawn,
         }
     }
 
@@ -258,6 +285,7 @@ impl Error {
             Error::Io { path, .. }
             | Error::TempRootReplaced { path, .. }
             | Error::Resource { path, .. } => Some(path),
+            Error::SpawnRefused { program, .. } => Some(program),
             _ => None,
         }
     }
@@ -290,13 +318,37 @@ impl Error {
     /// # }
     /// ```
     pub fn is_cancellation(&self) -> bool {
-        matches!(
-            self,
-            Error::Cancelled { .. }
-                | Error::ShuttingDown { .. }
-                | Error::Draining { .. }
-                | Error::ScopeClosed { .. }
-        )
+        match self {
+            Error::SpawnRefused { reason, .. } => reason.is_cancellation(),
+            e => matches!(
+                e,
+                Error::Cancelled { .. }
+                    | Error::ShuttingDown { .. }
+                    | Error::Draining { .. }
+                    | Error::ScopeClosed { .. }
+            ),
+        }
+    }
+
+    /// Names `program` in a refusal that names only the operation (shutting down,
+    /// draining); other errors are returned as they are.
+    pub(crate) fn naming_program(self, program: &Path) -> Error {
+        match self {
+            Error::ShuttingDown { .. } | Error::Draining { .. } => Error::SpawnRefused {
+                program: program.to_path_buf(),
+                reason: Box::new(self),
+            },
+            e => e,
+        }
+    }
+}
+
+/// A refusal's words without its operation (the variant's own message says `spawn`).
+fn refusal(e: &Error) -> String {
+    match e {
+        Error::ShuttingDown { .. } => "the supervisor is shutting down".to_owned(),
+        Error::Draining { .. } => "the supervisor is draining and takes no new work".to_owned(),
+        e => e.to_string(),
     }
 }
 

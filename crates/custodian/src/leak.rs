@@ -53,8 +53,8 @@ pub struct LiveResource {
     pub scope: String,
     /// Where it was acquired.
     pub site: Site,
-    /// How long it has been alive.
-    #[serde(with = "duration_ms")]
+    /// How long it has been alive (JSON: `age_ms`).
+    #[serde(with = "duration_ms", rename = "age_ms", alias = "age")]
     pub age: Duration,
     /// Its path, for files, temp files and temp dirs.
     pub path: Option<PathBuf>,
@@ -89,8 +89,8 @@ pub struct LeakRecord {
     pub scope: String,
     /// Where it was acquired.
     pub site: Site,
-    /// How long it had been alive when it was reclaimed.
-    #[serde(with = "duration_ms")]
+    /// How long it had been alive when it was reclaimed (JSON: `age_ms`).
+    #[serde(with = "duration_ms", rename = "age_ms", alias = "age")]
     pub age: Duration,
     /// Its path, if it had one.
     pub path: Option<PathBuf>,
@@ -100,9 +100,14 @@ pub struct LeakRecord {
 
 impl fmt::Display for LeakRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let by = match self.released_by {
+            ReleasePath::ScopeEnd => "at the end of its scope",
+            ReleasePath::Shutdown => "by shutdown",
+            _ => "by its scope",
+        };
         write!(
             f,
-            "{} {} `{}` leaked from scope `{}` after {:.3?}, acquired at {}, reclaimed at {}",
+            "{} {} `{}` leaked from scope `{}` after {:.3?}, acquired at {}, reclaimed {by} ({})",
             self.id, self.kind, self.label, self.scope, self.age, self.site, self.released_by
         )
     }
@@ -155,8 +160,8 @@ pub struct PendingCleanup {
     pub error_kind: String,
     /// Attempts so far.
     pub attempts: u32,
-    /// Since the first failure.
-    #[serde(with = "duration_ms")]
+    /// Since the first failure (JSON: `failing_for_ms`).
+    #[serde(with = "duration_ms", rename = "failing_for_ms", alias = "failing_for")]
     pub failing_for: Duration,
 }
 
@@ -185,6 +190,7 @@ pub(crate) mod duration_ms {
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let ms = f64::deserialize(d)?;
-        Ok(Duration::from_secs_f64((ms / 1000.0).max(0.0)))
+        // Saturating: a huge or negative value is not a reason to panic.
+        Ok(Duration::try_from_secs_f64((ms / 1000.0).max(0.0)).unwrap_or(Duration::MAX))
     }
 }

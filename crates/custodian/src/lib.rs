@@ -107,7 +107,7 @@ pub use reaper::AdoptionStats;
 pub use recovery::{AgeKept, AgeKeptReason, AgeReport, clean_older_than};
 pub use recovery::{default_state_dir, sweep, sweep_with_grace};
 pub use registry::{Cleanup, Reclaim};
-pub use report::{DrainReport, HookOutcome, HookReport, Phase, ShutdownReport};
+pub use report::{DrainReport, HookOutcome, HookReport, Phase, ShutdownCause, ShutdownReport};
 pub use resource::{ATOMIC_TEMP_PREFIX, AtomicFile, AtomicWrite, CreateAtomicFile, Durability};
 pub use resource::{AcquireLock, FileLock, GaveUp, LockMode, LockOptions, Retry, RetryError};
 pub use resource::{Command, DEFAULT_CHILD_GRACE, ManagedChild};
