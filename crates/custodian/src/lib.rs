@@ -38,25 +38,9 @@
 //! ```
 //!
 //! See `docs/architecture.md` in the repository for the promises, the flow of one
-//! resource and what is not guaranteed.
-//!
-//! ## Layout (for maintainers)
-//!
-//! The modules form layers, lowest first: `sys` (OS primitives); the vocabulary (`kind`,
-//! `error`, `id`, `leak`, `stats`, `report`); `registry` (entries, the `Reclaim`/`Cleanup`
-//! extension API, per-scope state); `inner` (the supervisor's shared state, where every
-//! release is decided; its header has the release glossary); `scope`; `resource` (one
-//! module per kind of guard); `shutdown`, `hook`, `signal`, `emergency`; `supervisor`
-//! (the public handle's methods and its builder). `crate::` paths only point down:
-//! `.ci/layers.py` checks it, and a lower layer that must reach up is handed a callback.
-//!
-//! Each type's inherent methods live in its own module, with two stated exceptions:
-//! - the acquisition methods of a resource kind stay with the kind (`Scope::temp_file`,
-//!   `Scope::temp`, `Scope::open`, `Scope::command`... in `resource/`), so that a new
-//!   kind is one new module;
-//! - [`Supervisor`] is declared in `inner` (so that scopes and guards, below the handle,
-//!   can hold one) while all its methods live in `supervisor/`; its shortcuts to the root
-//!   scope's acquisitions are together in `supervisor/shortcuts.rs`.
+//! resource, what is not guaranteed, the glossary of release paths as reports print them
+//! (`close`, `drop`, `panic`, `cancelled`, `scope_end`, `shutdown`, `detached`), and the
+//! crate's layout for maintainers.
 
 #![deny(unsafe_code)]
 
