@@ -10,6 +10,12 @@ mod public;
 pub use public::PublicError;
 
 /// What custodian was doing when an error happened.
+///
+/// ```
+/// use tokio_custodian::Operation;
+/// assert_eq!(Operation::CreateTempFile.to_string(), "create temp file");
+/// assert_eq!(Operation::Spawn.to_string(), "spawn");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Operation {
@@ -102,6 +108,17 @@ impl fmt::Display for Operation {
 /// Every variant names the operation and the path or resource it concerned. I/O failures
 /// keep the original [`io::Error`] as their [`source`](std::error::Error::source), so
 /// [`Error::io_kind`] tells `NotFound` from `PermissionDenied` from `StorageFull`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// use tokio_custodian::{Error, Operation};
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let err = sup.open("/no/such/file").await.unwrap_err();
+/// assert!(matches!(err, Error::Io { op: Operation::OpenFile, .. }));
+/// assert_eq!(err.to_string(), "open file /no/such/file: No such file or directory (os error 2)");
+/// assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound));
+/// # sup.shutdown().await; Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -74,6 +74,22 @@ impl fmt::Display for ShutdownCause {
 
 /// What [`Supervisor::shutdown`](crate::Supervisor::shutdown) did: readable as a table
 /// (`Display`), serialisable for machines.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// drop(sup.temp_file().await?);
+/// let report = sup.shutdown().await;
+/// assert!(report.is_clean());
+/// // For people: a table that begins with what began the shutdown.
+/// assert!(report.to_string().starts_with("shutdown (graceful, supervisor shutting down) began by a shutdown() call"));
+/// // For machines: JSON with durations in milliseconds.
+/// let json = serde_json::to_value(&report).unwrap();
+/// assert_eq!(json["began_by"], "call");
+/// assert_eq!(json["stats"]["kinds"]["temp_file"]["released"]["drop"], 1);
+/// assert!(json["took_ms"].as_f64().unwrap() >= 0.0);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ShutdownReport {
@@ -129,6 +145,17 @@ pub struct ShutdownReport {
 }
 
 /// How shutdown's drain phase went (see [`Builder::drain`](crate::Builder::drain)).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// use std::time::Duration;
+/// let sup = tokio_custodian::Supervisor::builder().drain(Duration::from_secs(5)).start()?;
+/// let report = sup.shutdown().await; // nothing running: the drain ends at once
+/// let drain = report.drain.expect("a drain was configured");
+/// assert_eq!((drain.scopes_at_start, drain.scopes_finished, drain.ran_out), (0, 0, false));
+/// assert_eq!(drain.budget, Duration::from_secs(5));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct DrainReport {
@@ -329,6 +356,13 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 /// How a shutdown hook ended.
+///
+/// ```
+/// use tokio_custodian::HookOutcome;
+/// assert_eq!(HookOutcome::Completed.to_string(), "completed");
+/// assert_eq!(HookOutcome::Overran.to_string(), "OVERRAN, aborted");
+/// assert_eq!(serde_json::to_string(&HookOutcome::Skipped).unwrap(), r#""skipped""#);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -347,6 +381,19 @@ pub enum HookOutcome {
 
 /// One shutdown hook's run, as listed in the
 /// [`ShutdownReport`](crate::ShutdownReport).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// use std::time::Duration;
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// sup.on_shutdown("flush", Duration::from_secs(1), |_| async {})?;
+/// let report = sup.shutdown().await;
+/// let hook = &report.hooks[0];
+/// assert_eq!((hook.name.as_str(), &hook.outcome), ("flush", &tokio_custodian::HookOutcome::Completed));
+/// assert!(hook.took <= hook.budget);
+/// assert!(hook.site.file.ends_with(".rs"));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct HookReport {
