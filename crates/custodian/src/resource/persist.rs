@@ -153,6 +153,16 @@ impl<T> PersistError<T> {
     }
 
     /// The guard handed back, if any.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let t = sup.temp_file().await?;
+    /// let err = t.persist("/no/such/dir/out.wav").await.unwrap_err();
+    /// let t = err.into_guard().expect("handed back, still managed");
+    /// assert!(t.path().exists());
+    /// # drop(t); sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn into_guard(self) -> Option<T> {
         self.guard
     }

@@ -100,6 +100,20 @@ impl Registration {
     ///
     /// The release happens at the first poll; if the future is dropped after that, the
     /// remaining clean-up still runs, unreported.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use tokio_custodian::{Cleanup, Reclaim, ReleasePath, ResourceKind};
+    /// struct Nothing;
+    /// impl Reclaim for Nothing {
+    ///     fn reclaim(self: Box<Self>) -> Cleanup { Cleanup::Done(Ok(())) }
+    /// }
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let reg = sup.root().register(ResourceKind::File, "thing", None, Nothing)?;
+    /// reg.close().await?;
+    /// assert_eq!(sup.stats().kind(ResourceKind::File).released(ReleasePath::Close), 1);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub async fn close(mut self) -> Result<()> {
         self.done = true;
         let Some(inner) = self.inner.upgrade() else {
