@@ -20,6 +20,31 @@ use std::pin::Pin;
 /// `EINTR`, `EAGAIN`, `EBUSY`) is not given up: it stays visible in
 /// [`Supervisor::pending_cleanups`](crate::Supervisor::pending_cleanups) and is run again
 /// with backoff while the supervisor runs, so it must be idempotent.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// use tokio_custodian::{Cleanup, Reclaim, ResourceKind};
+/// // A resource whose release has a slow part: it runs on the blocking pool, and the
+/// // scope does not end before it is done.
+/// struct Spool(std::path::PathBuf);
+/// impl Reclaim for Spool {
+///     fn reclaim(self: Box<Self>) -> Cleanup {
+///         let path = self.0;
+///         Cleanup::Blocking(Box::new(move || match std::fs::remove_file(&path) {
+///             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+///             _ => Ok(()), // idempotent: it may run again after a transient failure
+///         }))
+///     }
+/// }
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let path = sup.temp_root().join("spool");
+/// std::fs::write(&path, "x").unwrap();
+/// let p = path.clone();
+/// sup.scope("job", async |s| s.register(ResourceKind::File, "spool", Some(p.clone()), Spool(p)).map(drop))
+///     .await??;
+/// assert!(!path.exists());
+/// # sup.shutdown().await; Ok(()) }
+/// ```
 #[non_exhaustive]
 pub enum Cleanup {
     /// Everything was done inline.
@@ -47,6 +72,26 @@ impl fmt::Debug for Cleanup {
 /// `tokio-custodian-audio`) that register their own resources with
 /// [`Scope::register`](crate::Scope::register). The registry owns the boxed value and
 /// calls exactly one of its methods exactly once.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// use tokio_custodian::{Cleanup, Reclaim, ResourceKind};
+/// // A connection of another library, closed on every path its registration can take.
+/// struct Conn(std::net::TcpListener);
+/// impl Reclaim for Conn {
+///     fn reclaim(self: Box<Self>) -> Cleanup {
+///         drop(self.0); // constant work: close the fd
+///         Cleanup::Done(Ok(()))
+///     }
+/// }
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// let reg = sup.root().register(ResourceKind::File, "listener", None, Conn(listener))?;
+/// assert!(reg.is_live());
+/// drop(reg); // reclaimed: the listener is closed
+/// assert_eq!(sup.stats().live(), 0);
+/// # sup.shutdown().await; Ok(()) }
+/// ```
 pub trait Reclaim: Send + Sync + 'static {
     /// Releases the resource. Must not block or wait: do constant work here (close an fd,
     /// unlink one name, send a signal) and return the rest as [`Cleanup::Blocking`] or
