@@ -96,6 +96,8 @@ pub trait Reclaim: Send + Sync + 'static {
     /// Releases the resource. Must not block or wait: do constant work here (close an fd,
     /// unlink one name, send a signal) and return the rest as [`Cleanup::Blocking`] or
     /// [`Cleanup::Async`].
+    ///
+    /// See [`Reclaim`] (constant work) and [`Cleanup`] (a blocking part) for an example.
     fn reclaim(self: Box<Self>) -> Cleanup;
 
     /// Releases the resource synchronously when no runtime can run a cleanup (emergency
@@ -111,6 +113,29 @@ pub trait Reclaim: Send + Sync + 'static {
     /// report a busy resource as an error instead. custodian runs the emergency path of a
     /// panic hook on a thread of its own with a deadline, so a `reclaim_now` that does
     /// block delays the hook but cannot hang it.
+    ///
+    /// ```
+    /// use tokio_custodian::{Cleanup, Reclaim};
+    /// struct Shared(std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>);
+    /// impl Reclaim for Shared {
+    ///     fn reclaim(self: Box<Self>) -> Cleanup {
+    ///         drop(self.0.lock().unwrap().take());
+    ///         Cleanup::Done(Ok(()))
+    ///     }
+    ///     fn reclaim_now(self: Box<Self>) -> std::io::Result<()> {
+    ///         match self.0.try_lock() {
+    ///             Ok(mut f) => Ok(drop(f.take())),
+    ///             // A user holds it (maybe the panicking thread): report, never wait.
+    ///             Err(_) => Err(std::io::ErrorKind::ResourceBusy.into()),
+    ///         }
+    ///     }
+    /// }
+    /// let file = std::sync::Arc::new(std::sync::Mutex::new(Some(std::fs::File::open("/dev/null").unwrap())));
+    /// let held = file.lock().unwrap();
+    /// let busy = Box::new(Shared(file.clone())).reclaim_now().unwrap_err();
+    /// assert_eq!(busy.kind(), std::io::ErrorKind::ResourceBusy);
+    /// drop(held);
+    /// ```
     fn reclaim_now(self: Box<Self>) -> io::Result<()> {
         match self.reclaim() {
             Cleanup::Done(r) => r,
@@ -125,5 +150,24 @@ pub trait Reclaim: Send + Sync + 'static {
     /// runs it if the process exits right after the drop. A child sends SIGKILL to its
     /// group here. Called on the dropping thread, under a registry read lock: must not
     /// block or touch the registry. Default: nothing.
+    ///
+    /// ```
+    /// use tokio_custodian::{Cleanup, Reclaim};
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// // A worker told to stop at once (a flag), its join left to the clean-up.
+    /// struct Worker(std::sync::Arc<AtomicBool>);
+    /// impl Reclaim for Worker {
+    ///     fn reclaim(self: Box<Self>) -> Cleanup {
+    ///         self.0.store(true, Ordering::Release);
+    ///         Cleanup::Done(Ok(()))
+    ///     }
+    ///     fn reclaim_urgent(&self) {
+    ///         self.0.store(true, Ordering::Release); // constant work, no lock
+    ///     }
+    /// }
+    /// let stop = std::sync::Arc::new(AtomicBool::new(false));
+    /// Worker(stop.clone()).reclaim_urgent();
+    /// assert!(stop.load(Ordering::Acquire));
+    /// ```
     fn reclaim_urgent(&self) {}
 }

@@ -484,6 +484,17 @@ impl OpenOptions {
     /// the blocking pool; if the future is dropped meanwhile, the file is closed when
     /// the open finishes and is never registered. Registration happens in the poll that
     /// returns the guard.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let opts = sup.root().file_options().read(true);
+    /// let f = opts.open("/dev/null").await?; // registered before it is returned
+    /// assert_eq!(sup.live()[0].path.as_deref(), Some(std::path::Path::new("/dev/null")));
+    /// let err = opts.open("/no/such/file").await.unwrap_err();
+    /// assert_eq!(err.path(), Some(std::path::Path::new("/no/such/file")));
+    /// # drop(f); sup.shutdown().await; Ok(()) }
+    /// ```
     #[track_caller]
     pub fn open<P: AsRef<Path>>(&self, path: P) -> OpenFile {
         OpenFile {
