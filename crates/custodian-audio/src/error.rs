@@ -268,6 +268,13 @@ impl From<Error> for tokio_custodian::Error {
 }
 
 /// The result type of `tokio-custodian-audio`.
+///
+/// ```
+/// fn frames(info: &tokio_custodian_audio::AudioInfo) -> tokio_custodian_audio::Result<u64> {
+///     Ok(info.total_frames.unwrap_or(0))
+/// }
+/// # let _ = frames;
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// An error without its path yet: the blocking side knows what failed, the guard knows

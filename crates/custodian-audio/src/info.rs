@@ -109,7 +109,8 @@ impl AudioInfo {
     }
 
     /// How many frames the header declares beyond those the file holds (0 when it is
-    /// whole, or when either count is unknown). See [`is_truncated`](Self::is_truncated).
+    /// whole, or when either count is unknown). See [`is_truncated`](Self::is_truncated)
+    /// for an example.
     pub fn missing_frames(&self) -> u64 {
         match (self.container, self.declared_frames, self.total_frames) {
             (Container::Wav, Some(d), Some(t)) => d.saturating_sub(t),
