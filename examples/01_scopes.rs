@@ -25,7 +25,7 @@ async fn main() -> tokio_custodian::Result<()> {
             let path = request
                 .scope("decode", async |decode| {
                     let tmp = decode.temp().suffix(".pcm").file().await?;
-                    tokio_custodian::Result::Ok(tmp.path().to_path_buf()) // `tmp` is not closed
+                    Ok::<_, tokio_custodian::Error>(tmp.path().to_path_buf()) // `tmp` is not closed
                 })
                 .await??;
             println!(
@@ -33,7 +33,7 @@ async fn main() -> tokio_custodian::Result<()> {
                 path.exists()
             );
             assert!(!path.exists());
-            tokio_custodian::Result::Ok(path)
+            Ok::<_, tokio_custodian::Error>(path)
         })
         .await??;
     println!("request done; spooled to {}", spooled.display());
@@ -48,7 +48,7 @@ async fn main() -> tokio_custodian::Result<()> {
             let dir = s.temp_dir().await?;
             let _ = tx.send((s.clone(), dir.path().to_path_buf()));
             std::future::pending::<()>().await; // never looks at `s.cancelled()`
-            tokio_custodian::Result::Ok(())
+            Ok::<_, tokio_custodian::Error>(())
         },
     );
     let canceller = async {
@@ -85,7 +85,7 @@ async fn main() -> tokio_custodian::Result<()> {
             let tmp = s.temp_file().await?;
             let path = tmp.path().to_path_buf();
             std::mem::forget(tmp);
-            tokio_custodian::Result::Ok(path)
+            Ok::<_, tokio_custodian::Error>(path)
         })
         .await??;
     println!(

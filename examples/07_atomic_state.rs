@@ -62,7 +62,7 @@ async fn main() -> tokio_custodian::Result<()> {
             for _ in 0..5 {
                 bump(&sup, &state, &lock, who).await?;
             }
-            tokio_custodian::Result::Ok(())
+            Ok::<_, tokio_custodian::Error>(())
         })
     });
     for w in workers {

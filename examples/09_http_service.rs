@@ -3,8 +3,9 @@
 //! `POST /ingest` runs one custodian scope per request: the upload is streamed into a
 //! managed temp file, decoded by a managed `tokio_custodian_audio` decoder, and handed to a
 //! managed child (`sox FILE -n stat` when `sox` is installed, else `gzip -c FILE`) with a
-//! deadline; the answer is the audio's metadata as JSON. A malformed WAV is a 422 whose
-//! message names no path (the private temp root stays private). Quotas are the
+//! deadline; the answer is the audio's metadata as JSON. A malformed WAV, or one cut short
+//! (its header declares more frames than the upload holds), is a 422 whose message names
+//! no path (the private temp root stays private). Quotas are the
 //! backpressure: 16 uploads spool at once, the others wait their turn. `GET /stats` is the
 //! supervisor's counters and quotas. On SIGTERM the service drains: it stops accepting,
 //! lets the requests in flight finish (within 6 s of a 10 s grace), then `shutdown()`
@@ -183,6 +184,17 @@ async fn work(s: &Scope, body: Body, sox: bool) -> Result<Value, Failure> {
         .await
         .map_err(bad_audio)?;
     let info = decoder.info().clone();
+    // A recording cut short decodes fine as far as it goes: refuse it rather than answer
+    // for audio that never arrived.
+    if info.is_truncated() {
+        let (declared, present) = (info.declared_frames, info.total_frames);
+        let (declared, present) = (declared.unwrap_or(0), present.unwrap_or(0));
+        return Err(Failure(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad audio",
+            format!("truncated: the header declares {declared} frames, {present} present"),
+        ));
+    }
     let (mut frames, mut peak) = (0u64, 0u16);
     loop {
         let chunk = decoder.read_i16(16_384).await.map_err(bad_audio)?;

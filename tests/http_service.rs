@@ -215,3 +215,46 @@ async fn load_then_sigterm_mid_load_leaves_nothing() {
     stats_ok(&serde_json::from_str(last).unwrap()).unwrap();
     let _ = std::fs::remove_dir(&tmp);
 }
+
+/// A truncated upload (its header declares 48,000 frames, 14,978 arrived) is a 422 that
+/// says so and names no path; a whole one is a 200; nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_upload_is_a_422() {
+    let tmp = custodian_suite::scratch_dir("http-truncated");
+    let mut svc = http_load::start(&tmp);
+    let (addr, root) = (svc.addr, svc.temp_root.clone());
+    let mut cut = http_load::wav(48_000);
+    cut.truncate(44 + 2 * 14_978);
+    match http_load::post(addr, "/ingest", &cut, None).await {
+        Outcome::Status(422, body) => {
+            assert!(
+                body.contains("truncated")
+                    && body.contains("48000")
+                    && body.contains("14978")
+                    && !body.contains(&root),
+                "{body}"
+            );
+        }
+        o => panic!("a truncated upload got {o:?}"),
+    }
+    let whole = http_load::post(addr, "/ingest", &http_load::wav(14_978), None).await;
+    assert!(
+        matches!(&whole, Outcome::Status(200, b) if b.contains("\"frames\":14978")),
+        "{whole:?}"
+    );
+    let pid = rustix::process::Pid::from_raw(svc.child.pid() as i32).expect("a pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+    let status = tokio::task::block_in_place(|| svc.child.wait_exit(EXIT_WITHIN));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    // The printed report names the signal that began the shutdown.
+    let stderr = svc.child.drain(Duration::from_secs(5));
+    let seen = svc.child.seen.join("\n");
+    assert!(seen.contains("began by SIGTERM"), "{seen}\n{stderr}");
+    assert!(
+        eventually(Duration::from_secs(5), || custodian_suite::entries(&tmp)
+            .is_empty()),
+        "left: {:?}",
+        custodian_suite::entries(&tmp)
+    );
+    let _ = std::fs::remove_dir(&tmp);
+}

@@ -172,7 +172,7 @@ fn sigterm_stops_children_and_grandchildren_within_grace_and_leaves_nothing() {
     assert!(r["failures"].as_array().unwrap().is_empty(), "{r}");
     // Within the owner's 10 s grace; at least the 300 ms grace of the child that ignores
     // SIGTERM (it needed SIGKILL).
-    let took = r["took"].as_f64().unwrap();
+    let took = r["took_ms"].as_f64().unwrap();
     assert!((250.0..10_000.0).contains(&took), "{r}");
     let child = kind(&r, "child");
     assert_eq!(child["created"], 3, "{r}");

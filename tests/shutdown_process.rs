@@ -114,7 +114,10 @@ fn sigterm_shuts_down_gracefully_within_grace_and_leaves_nothing() {
     assert_eq!(r["scopes_finished"], true);
     assert_eq!(r["cleanups_finished"], true);
     assert!(r["temp_root_error"].is_null());
-    assert!(ms(&r["took"]) < 3000.0, "within the 3 s grace period: {r}");
+    assert!(
+        ms(&r["took_ms"]) < 3000.0,
+        "within the 3 s grace period: {r}"
+    );
     assert_eq!(hook(&r, "flush")["outcome"], "completed");
     // The root-scope guards held by main were still alive: released by shutdown, listed
     // with their creation sites.
@@ -177,7 +180,7 @@ fn a_second_sigterm_forces_shutdown_past_hooks_and_stubborn_scopes() {
     assert_eq!(r["reason"], "forced_shutdown");
     assert_eq!(hook(&r, "slow")["outcome"], "cut");
     assert_eq!(hook(&r, "flush")["outcome"], "skipped");
-    assert!(ms(&r["took"]) < 20_000.0);
+    assert!(ms(&r["took_ms"]) < 20_000.0);
 }
 
 #[test]
@@ -189,9 +192,9 @@ fn a_hook_past_its_budget_is_cut_off_and_named() {
     let r = report(&lines);
     let slow = hook(&r, "slow");
     assert_eq!(slow["outcome"], "overran");
-    assert!(ms(&slow["took"]) >= 190.0, "{slow}");
+    assert!(ms(&slow["took_ms"]) >= 190.0, "{slow}");
     assert!(
-        ms(&slow["took"]) < 10_000.0,
+        ms(&slow["took_ms"]) < 10_000.0,
         "cut near its 200 ms budget: {slow}"
     );
     // Hooks run last registered first; the earlier one still ran.
@@ -216,8 +219,8 @@ fn a_scope_ignoring_cancellation_is_released_at_the_grace_deadline() {
         .find(|p| p["name"] == "wait for scopes")
         .unwrap();
     // Grace is 500 ms (the stubborn scope's own grace is 60 s).
-    assert!(ms(&wait["took"]) >= 450.0, "{wait}");
-    assert!(ms(&r["took"]) < 15_000.0, "{r}");
+    assert!(ms(&wait["took_ms"]) >= 450.0, "{wait}");
+    assert!(ms(&r["took_ms"]) < 15_000.0, "{r}");
     // The forgotten guard of the stubborn scope was released without it.
     let leaks = r["leaks"].as_array().unwrap();
     assert!(leaks.iter().any(|l| l["scope"] == "stubborn"), "{r}");

@@ -3,7 +3,6 @@
 //! Every entry point here is called inside `catch_unwind` by the guard (see
 //! `decoder.rs`), so a panic in the library becomes an error and the state is dropped.
 
-use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +17,7 @@ use symphonia::core::probe::Hint;
 use crate::error::{Fail, Op};
 use crate::info::{AudioInfo, Container};
 use crate::limits::Limits;
+use crate::open::open_regular;
 use crate::sample::{Buffers, Queue, Sample, Samples};
 use crate::sniff::{Patched, sniff};
 
@@ -61,12 +61,7 @@ pub(crate) struct State {
 /// Opens, checks and probes `path`, and makes a decoder for its first audio track.
 pub(crate) fn open(path: &Path, limits: &Limits) -> Result<(State, AudioInfo), (Op, Fail)> {
     let open = |f| (Op::Open, f);
-    let file = File::open(path).map_err(|e| open(Fail::Io(e)))?;
-    let meta = file.metadata().map_err(|e| open(Fail::Io(e)))?;
-    if !meta.is_file() {
-        return Err(open(Fail::NotAFile));
-    }
-    let len = meta.len();
+    let (file, len) = open_regular(path).map_err(open)?;
     let sniffed = sniff(&file, len, limits).map_err(open)?;
     let probe = |f| (Op::Probe, f);
     let source = Patched::new(file, len, sniffed.patches);
@@ -111,6 +106,10 @@ pub(crate) fn open(path: &Path, limits: &Limits) -> Result<(State, AudioInfo), (
     limit("sample rate", rate.into(), limits.sample_rate.into())?;
     let exact = sniffed.wav_frames.is_some();
     let total = sniffed.wav_frames.or(p.n_frames);
+    let declared = match sniffed.wav_frames {
+        Some(_) => sniffed.wav_declared,
+        None => p.n_frames,
+    };
     if let Some(n) = total {
         limit("declared frames", n, limits.frames)?;
         let secs = n / u64::from(rate);
@@ -137,6 +136,7 @@ pub(crate) fn open(path: &Path, limits: &Limits) -> Result<(State, AudioInfo), (
         channels: channels as u16,
         bits_per_sample: p.bits_per_sample,
         total_frames: total,
+        declared_frames: declared,
         duration: total.map(|n| AudioInfo::duration_of(n, rate)),
     };
     let track = track.id;

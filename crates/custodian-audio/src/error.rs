@@ -62,13 +62,20 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// The path is not a regular file (a directory, a device...).
-    #[error("{op} {}: not a regular file", path.display())]
+    /// The path is not a regular file (a directory, a FIFO, a socket, a device): refused
+    /// at once, before any open that could wait (a FIFO is never opened for reading
+    /// without `O_NONBLOCK`, a device never opened). [`Error::io_kind`] is
+    /// [`io::ErrorKind::IsADirectory`] for a directory, [`io::ErrorKind::InvalidInput`]
+    /// otherwise.
+    #[error("{op} {}: not a regular file ({what})", path.display())]
     NotAFile {
         /// What was being done.
         op: Op,
         /// The path.
         path: PathBuf,
+        /// What it is instead, in words: `a directory`, `a FIFO`, `a socket`,
+        /// `a character device`, `a block device`.
+        what: &'static str,
     },
     /// The container or codec is not supported (or its Cargo feature is off).
     #[error("{op} {}: unsupported: {what}", path.display())]
@@ -169,6 +176,29 @@ impl Error {
             Error::Custodian(e) => e.path(),
         }
     }
+
+    /// The kind of I/O error this is, or stands for: the OS error's kind for
+    /// [`Error::Io`], [`io::ErrorKind::IsADirectory`] or [`io::ErrorKind::InvalidInput`]
+    /// for [`Error::NotAFile`], custodian's for [`Error::Custodian`]; `None` for bad
+    /// content.
+    ///
+    /// ```
+    /// # use tokio_custodian_audio::{Error, Op};
+    /// let e = Error::NotAFile { op: Op::Open, path: "/run/pipe".into(), what: "a FIFO" };
+    /// assert_eq!(e.io_kind(), Some(std::io::ErrorKind::InvalidInput));
+    /// assert_eq!(e.to_string(), "open audio /run/pipe: not a regular file (a FIFO)");
+    /// ```
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            Error::Io { source, .. } => Some(source.kind()),
+            Error::NotAFile { what, .. } if *what == "a directory" => {
+                Some(io::ErrorKind::IsADirectory)
+            }
+            Error::NotAFile { .. } => Some(io::ErrorKind::InvalidInput),
+            Error::Custodian(e) => e.io_kind(),
+            _ => None,
+        }
+    }
 }
 
 impl Error {
@@ -177,7 +207,7 @@ impl Error {
     fn detail(&self) -> String {
         let op = self.op();
         match self {
-            Error::NotAFile { .. } => format!("{op}: not a regular file"),
+            Error::NotAFile { what, .. } => format!("{op}: not a regular file ({what})"),
             Error::Unsupported { what, .. } => format!("{op}: unsupported: {what}"),
             Error::Malformed { message, .. } => format!("{op}: malformed: {message}"),
             Error::Limit {
@@ -196,7 +226,8 @@ impl Error {
 impl From<Error> for tokio_custodian::Error {
     /// Folds an audio error into custodian's error, so that `?` works in scope bodies:
     /// an I/O failure stays [`tokio_custodian::Error::Io`] with its path and `io::ErrorKind`
-    /// (`EMFILE` at open is not "bad audio"); the others become
+    /// (`EMFILE` at open is not "bad audio"), and so does a path that is not a regular
+    /// file (its kind from [`Error::io_kind`]); the others become
     /// [`tokio_custodian::Error::Resource`]; all with [`tokio_custodian::Operation::Decode`].
     ///
     /// ```
@@ -217,6 +248,16 @@ impl From<Error> for tokio_custodian::Error {
                 path,
                 source,
             },
+            Error::NotAFile { what, .. } => {
+                let kind = e.io_kind().unwrap_or(io::ErrorKind::InvalidInput);
+                let source = io::Error::new(kind, format!("not a regular file ({what})"));
+                let path = e.path().map(Path::to_path_buf).unwrap_or_default();
+                tokio_custodian::Error::Io {
+                    op: tokio_custodian::Operation::Decode,
+                    path,
+                    source,
+                }
+            }
             other => tokio_custodian::Error::Resource {
                 op: tokio_custodian::Operation::Decode,
                 message: other.detail(),
@@ -227,6 +268,13 @@ impl From<Error> for tokio_custodian::Error {
 }
 
 /// The result type of `tokio-custodian-audio`.
+///
+/// ```
+/// fn frames(info: &tokio_custodian_audio::AudioInfo) -> tokio_custodian_audio::Result<u64> {
+///     Ok(info.total_frames.unwrap_or(0))
+/// }
+/// # let _ = frames;
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// An error without its path yet: the blocking side knows what failed, the guard knows
@@ -234,7 +282,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug)]
 pub(crate) enum Fail {
     Io(io::Error),
-    NotAFile,
+    NotAFile(&'static str),
     Unsupported(String),
     Malformed(String),
     Limit {
@@ -255,7 +303,7 @@ impl Fail {
         let path = path.to_path_buf();
         match self {
             Fail::Io(source) => Error::Io { op, path, source },
-            Fail::NotAFile => Error::NotAFile { op, path },
+            Fail::NotAFile(what) => Error::NotAFile { op, path, what },
             Fail::Unsupported(what) => Error::Unsupported { op, path, what },
             Fail::Malformed(message) => Error::Malformed { op, path, message },
             Fail::Limit { what, value, limit } => Error::Limit {

@@ -73,10 +73,10 @@ impl AudioDecoder {
 
     /// Waits for the hop in flight, if any, and discards a batch it produced.
     pub(crate) fn poll_settle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.inflight.is_some() {
-            if let Ok(Outcome::Seeked(pos)) = ready!(self.poll_hop(cx)) {
-                self.position = pos;
-            }
+        if self.inflight.is_some()
+            && let Ok(Outcome::Seeked(pos)) = ready!(self.poll_hop(cx))
+        {
+            self.position = pos;
         }
         Poll::Ready(())
     }

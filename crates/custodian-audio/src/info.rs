@@ -71,11 +71,53 @@ pub struct AudioInfo {
     /// Frames in the stream, when the container declares them (for WAV: the frames the
     /// file actually holds, even if its header claims more).
     pub total_frames: Option<u64>,
+    /// Frames the header declares, when it does (`None` for a streamed WAV, whose length
+    /// field is `u32::MAX`). For WAV, more than [`total_frames`](Self::total_frames)
+    /// means the file was cut short: see [`is_truncated`](Self::is_truncated).
+    pub declared_frames: Option<u64>,
     /// `total_frames / sample_rate`.
     pub duration: Option<Duration>,
 }
 
 impl AudioInfo {
+    /// Whether the header declares more frames than the file holds (a recording or an
+    /// upload cut short). Known at open for WAV, where the frames present are counted
+    /// from the file's size; for the other containers compare
+    /// [`declared_frames`](Self::declared_frames) with the frames decoded at the end of
+    /// the stream.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let path = std::env::temp_dir().join(format!("ca-cut-{}.wav", std::process::id()));
+    /// # let spec = hound::WavSpec { channels: 1, sample_rate: 16_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    /// # let mut w = hound::WavWriter::create(&path, spec)?;
+    /// # for i in 0..48_000 { w.write_sample((i % 100) as i16)?; }
+    /// # w.finalize()?;
+    /// // A 48,000-frame recording whose last two thirds never reached the disk.
+    /// let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+    /// file.set_len(44 + 2 * 14_978)?;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let dec = tokio_custodian_audio::AudioDecoder::open(&sup.root(), &path).await?;
+    /// let info = dec.info();
+    /// assert_eq!((info.declared_frames, info.total_frames), (Some(48_000), Some(14_978)));
+    /// assert!(info.is_truncated());
+    /// assert_eq!(info.missing_frames(), 33_022);
+    /// # drop(dec); sup.shutdown().await; std::fs::remove_file(path)?; Ok(()) }
+    /// ```
+    pub fn is_truncated(&self) -> bool {
+        self.missing_frames() > 0
+    }
+
+    /// How many frames the header declares beyond those the file holds (0 when it is
+    /// whole, or when either count is unknown). See [`is_truncated`](Self::is_truncated)
+    /// for an example.
+    pub fn missing_frames(&self) -> u64 {
+        match (self.container, self.declared_frames, self.total_frames) {
+            (Container::Wav, Some(d), Some(t)) => d.saturating_sub(t),
+            _ => 0,
+        }
+    }
+
     pub(crate) fn duration_of(frames: u64, rate: u32) -> Duration {
         let rate = u64::from(rate.max(1));
         let secs = frames / rate;

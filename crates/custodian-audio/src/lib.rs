@@ -52,6 +52,7 @@ mod error;
 mod hop;
 mod info;
 mod limits;
+mod open;
 mod sample;
 mod shared;
 mod sniff;

@@ -32,6 +32,9 @@ pub(crate) struct Sniffed {
     pub(crate) patches: Vec<(u64, u32)>,
     /// Frames the `data` chunk really holds (WAV only).
     pub(crate) wav_frames: Option<u64>,
+    /// Frames the `data` chunk's header declares (WAV only; `None` for a streamed WAV,
+    /// whose length field is `u32::MAX`).
+    pub(crate) wav_declared: Option<u64>,
 }
 
 fn read_at(file: &File, buf: &mut [u8], at: u64) -> Result<(), Fail> {
@@ -68,6 +71,7 @@ pub(crate) fn sniff(file: &File, len: u64, limits: &Limits) -> Result<Sniffed, F
         container,
         patches: Vec::new(),
         wav_frames: None,
+        wav_declared: None,
     };
     let guess = match &head[..n] {
         [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'A', b'V', b'E'] => {
@@ -160,6 +164,7 @@ fn riff_wave(file: &File, base: u64, len: u64, limits: &Limits) -> Result<Sniffe
                     container: Container::Wav,
                     patches,
                     wav_frames: Some(real / align),
+                    wav_declared: (clen != u64::from(u32::MAX)).then_some(clen / align),
                 });
             }
             _ => {

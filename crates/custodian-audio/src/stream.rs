@@ -18,6 +18,8 @@ use crate::sample::Sample;
 ///
 /// Cancel safe: the decode in flight belongs to the decoder, so dropping a `next()` future
 /// (for example in `tokio::select!`) loses nothing.
+///
+/// See [`AudioDecoder::chunks`] for an example.
 #[must_use = "streams do nothing unless polled"]
 pub struct Chunks<'a, S: Sample> {
     dec: &'a mut AudioDecoder,

@@ -1,6 +1,9 @@
 //! `custodian probe FILE...`: each file through the managed decoder, one line (or one
 //! JSON object) each. Hostile input is bounded by the decoder's `Limits` (declared sizes
-//! capped before allocating, panics caught as errors) and by a per-file timeout.
+//! capped before allocating, panics caught as errors) and by a per-file timeout; a FIFO,
+//! socket or device is refused at once by the decoder, never waited on. A file cut short
+//! (its header declares more frames than it holds) is reported as truncated, and fails
+//! the run with `--strict`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +26,10 @@ pub(crate) struct ProbeArgs {
     /// damage past the header.
     #[arg(long)]
     header_only: bool,
+    /// Exit 1 when a file is truncated (its header declares more frames than it holds);
+    /// by default a truncated file is reported and what it holds is counted.
+    #[arg(long)]
+    strict: bool,
     /// Give up on a file after this long (e.g. 30s, 500ms).
     #[arg(long, default_value = "30s", value_parser = crate::parse_duration)]
     timeout: Duration,
@@ -42,12 +49,18 @@ struct Probed {
     channels: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bits_per_sample: Option<u32>,
-    /// Frames the header declares.
+    /// Frames the header declares (absent when it declares none: a streamed WAV).
     #[serde(skip_serializing_if = "Option::is_none")]
-    header_frames: Option<u64>,
+    declared_frames: Option<u64>,
+    /// Frames the file holds, as counted from its size (WAV) or declared (others).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    present_frames: Option<u64>,
     /// Frames actually decoded (absent with `--header-only`).
     #[serde(skip_serializing_if = "Option::is_none")]
     frames: Option<u64>,
+    /// The header declares more frames than the file holds (or than were decoded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncated: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     duration_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,8 +77,10 @@ impl Probed {
             sample_rate: None,
             channels: None,
             bits_per_sample: None,
-            header_frames: None,
+            declared_frames: None,
+            present_frames: None,
             frames: None,
+            truncated: None,
             duration_s: None,
             error: Some(error),
         }
@@ -77,14 +92,21 @@ impl Probed {
             return format!("{p}: error: {e}");
         }
         let opt = |v: Option<String>| v.unwrap_or_else(|| "?".to_owned());
+        let cut = match (self.truncated, self.declared_frames) {
+            (Some(true), Some(d)) => format!(
+                " truncated: the header declares {d} frames, {} present",
+                opt(self.frames.or(self.present_frames).map(|v| v.to_string()))
+            ),
+            _ => String::new(),
+        };
         format!(
-            "{p}: {} {} {} Hz {} ch {} bit {} frames {} s",
+            "{p}: {} {} {} Hz {} ch {} bit {} frames {} s{cut}",
             opt(self.container.clone()),
             opt(self.codec.clone()),
             opt(self.sample_rate.map(|v| v.to_string())),
             opt(self.channels.map(|v| v.to_string())),
             opt(self.bits_per_sample.map(|v| v.to_string())),
-            opt(self.frames.or(self.header_frames).map(|v| v.to_string())),
+            opt(self.frames.or(self.present_frames).map(|v| v.to_string())),
             opt(self.duration_s.map(|v| format!("{v:.3}"))),
         )
     }
@@ -116,6 +138,10 @@ async fn probe(sup: &Supervisor, path: PathBuf, header_only: bool) -> Probed {
             Some(n) if info.sample_rate > 0 => Some(n as f64 / f64::from(info.sample_rate)),
             _ => info.duration.map(|d| d.as_secs_f64()),
         };
+        // WAV: known from the file's size at open; others: fewer frames decoded than
+        // the header declared.
+        let short = matches!((frames, info.declared_frames), (Some(n), Some(d)) if n < d);
+        let truncated = info.is_truncated() || short;
         Ok::<_, String>(Probed {
             path: p,
             ok: true,
@@ -124,8 +150,10 @@ async fn probe(sup: &Supervisor, path: PathBuf, header_only: bool) -> Probed {
             sample_rate: Some(info.sample_rate),
             channels: Some(info.channels),
             bits_per_sample: info.bits_per_sample,
-            header_frames: info.total_frames,
+            declared_frames: info.declared_frames,
+            present_frames: info.total_frames,
             frames,
+            truncated: Some(truncated),
             duration_s,
             error: None,
         })
@@ -175,5 +203,6 @@ pub(crate) async fn main(args: ProbeArgs) -> u8 {
         eprintln!("custodian probe: resources were left behind:\n{report}");
         return 125;
     }
-    u8::from(out.iter().any(|p| !p.ok))
+    let truncated = args.strict && out.iter().any(|p| p.truncated == Some(true));
+    u8::from(truncated || out.iter().any(|p| !p.ok))
 }

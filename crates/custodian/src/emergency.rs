@@ -24,6 +24,15 @@ use crate::registry::Registry;
 pub(crate) const HOOK_BUDGET: Duration = Duration::from_secs(3);
 
 /// What an emergency clean-up did.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let _t = sup.temp_file().await?;
+/// let done: tokio_custodian::EmergencyCleanup = sup.emergency_cleanup();
+/// assert_eq!((done.released, done.failed, done.temp_root_removed, done.unfinished), (1, 0, true, false));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct EmergencyCleanup {
@@ -170,6 +179,15 @@ pub(crate) fn on_last_drop(inner: &mut Inner) {
 }
 
 /// When the panic hook installed by [`Supervisor::install_panic_hook`](crate::Supervisor::install_panic_hook) cleans up.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// use tokio_custodian::PanicCleanup;
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// // A program that treats any panic as fatal: release everything on the first one.
+/// sup.install_panic_hook(PanicCleanup::OnAnyPanic);
+/// # sup.shutdown().await; Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PanicCleanup {

@@ -10,6 +10,12 @@ mod public;
 pub use public::PublicError;
 
 /// What custodian was doing when an error happened.
+///
+/// ```
+/// use tokio_custodian::Operation;
+/// assert_eq!(Operation::CreateTempFile.to_string(), "create temp file");
+/// assert_eq!(Operation::Spawn.to_string(), "spawn");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Operation {
@@ -105,6 +111,17 @@ impl fmt::Display for Operation {
 /// Every variant names the operation and the path or resource it concerned. I/O failures
 /// keep the original [`io::Error`] as their [`source`](std::error::Error::source), so
 /// [`Error::io_kind`] tells `NotFound` from `PermissionDenied` from `StorageFull`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// use tokio_custodian::{Error, Operation};
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let err = sup.open("/no/such/file").await.unwrap_err();
+/// assert!(matches!(err, Error::Io { op: Operation::OpenFile, .. }));
+/// assert_eq!(err.to_string(), "open file /no/such/file: No such file or directory (os error 2)");
+/// assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound));
+/// # sup.shutdown().await; Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -200,6 +217,32 @@ pub enum Error {
         /// The panic's message.
         message: String,
     },
+    /// A child process was refused before it started because the supervisor is shutting
+    /// down or draining. It names the program; `reason` is the refusal itself
+    /// ([`Error::ShuttingDown`] or [`Error::Draining`], with [`Operation::Spawn`]), and
+    /// [`is_cancellation`](Error::is_cancellation) is true.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use tokio_custodian::Error;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// sup.shutdown().await;
+    /// let err = sup.command("sox").arg("in.wav").spawn().unwrap_err();
+    /// assert_eq!(err.to_string(), "spawn `sox`: the supervisor is shutting down");
+    /// assert!(matches!(&err, Error::SpawnRefused { reason, .. }
+    ///     if matches!(**reason, Error::ShuttingDown { .. })));
+    /// assert!(err.is_cancellation());
+    /// assert_eq!(err.path(), Some(std::path::Path::new("sox")));
+    /// # Ok(()) }
+    /// ```
+    #[error("spawn `{}`: {}", program.display(), refusal(reason))]
+    SpawnRefused {
+        /// The program that was not started.
+        program: PathBuf,
+        /// Why: [`Error::ShuttingDown`] or [`Error::Draining`].
+        #[source]
+        reason: Box<Error>,
+    },
     /// A resource-specific failure (for example a malformed audio file), named by path.
     #[error("{op} {}: {message}", path.display())]
     Resource {
@@ -244,6 +287,7 @@ impl Error {
             | Error::CleanupPanicked { op, .. }
             | Error::Resource { op, .. } => *op,
             Error::Cancelled { .. } => Operation::EnterScope,
+            Error::SpawnRefused { .. } => Operation::Spawn,
         }
     }
 
@@ -261,6 +305,7 @@ impl Error {
             Error::Io { path, .. }
             | Error::TempRootReplaced { path, .. }
             | Error::Resource { path, .. } => Some(path),
+            Error::SpawnRefused { program, .. } => Some(program),
             _ => None,
         }
     }
@@ -293,17 +338,77 @@ impl Error {
     /// # }
     /// ```
     pub fn is_cancellation(&self) -> bool {
-        matches!(
-            self,
-            Error::Cancelled { .. }
-                | Error::ShuttingDown { .. }
-                | Error::Draining { .. }
-                | Error::ScopeClosed { .. }
-        )
+        match self {
+            Error::SpawnRefused { reason, .. } => reason.is_cancellation(),
+            e => matches!(
+                e,
+                Error::Cancelled { .. }
+                    | Error::ShuttingDown { .. }
+                    | Error::Draining { .. }
+                    | Error::ScopeClosed { .. }
+            ),
+        }
+    }
+
+    /// Names `program` in a refusal that names only the operation (shutting down,
+    /// draining); other errors are returned as they are.
+    pub(crate) fn naming_program(self, program: &Path) -> Error {
+        match self {
+            Error::ShuttingDown { .. } | Error::Draining { .. } => Error::SpawnRefused {
+                program: program.to_path_buf(),
+                reason: Box::new(self),
+            },
+            e => e,
+        }
+    }
+}
+
+/// A refusal's words without its operation (the variant's own message says `spawn`).
+fn refusal(e: &Error) -> String {
+    match e {
+        Error::ShuttingDown { .. } => "the supervisor is shutting down".to_owned(),
+        Error::Draining { .. } => "the supervisor is draining and takes no new work".to_owned(),
+        e => e.to_string(),
+    }
+}
+
+impl From<Error> for io::Error {
+    /// For handlers that return `io::Result`: the kind is [`Error::io_kind`] (`Other` for
+    /// errors that are not about I/O: shutting down, cancelled...), the message is the
+    /// error's own (operation and path included), and the [`Error`] itself is the inner
+    /// error (`get_ref()`, `into_inner()` give it back).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// async fn handler(sup: &tokio_custodian::Supervisor) -> std::io::Result<()> {
+    ///     let _f = sup.open("/no/such/file").await?; // tokio_custodian::Error -> io::Error
+    ///     Ok(())
+    /// }
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let err = handler(&sup).await.unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    /// assert!(err.to_string().starts_with("open file /no/such/file: "));
+    /// let inner = err.into_inner().unwrap().downcast::<tokio_custodian::Error>().unwrap();
+    /// assert_eq!(inner.operation(), tokio_custodian::Operation::OpenFile);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    fn from(e: Error) -> Self {
+        io::Error::new(e.io_kind().unwrap_or(io::ErrorKind::Other), e)
     }
 }
 
 /// The result type of custodian.
+///
+/// As a scope body's value, `Ok(..)` alone leaves the error type unknown (E0282):
+/// [`Supervisor::try_scope`](crate::Supervisor::try_scope) pins it, or write
+/// `Ok::<_, tokio_custodian::Error>(..)`.
+///
+/// ```
+/// fn half(n: u32) -> tokio_custodian::Result<u32> {
+///     Ok(n / 2)
+/// }
+/// assert_eq!(half(4).unwrap(), 2);
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The message of a caught panic, if it was a string.

@@ -7,6 +7,15 @@ use serde::{Deserialize, Serialize};
 /// The identity of one registered resource, unique within its supervisor.
 ///
 /// Ids increase with acquisition order, so sorting by id gives acquisition order.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let t = sup.temp_file().await?;
+/// assert_eq!(sup.live()[0].id, t.id());
+/// assert_eq!(t.id().to_string(), format!("#{}", t.id().get()));
+/// # drop(t); sup.shutdown().await; Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ResourceId(u64);

@@ -5,6 +5,13 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// The kind of a managed resource.
+///
+/// ```
+/// use tokio_custodian::ResourceKind;
+/// assert_eq!(ResourceKind::TempDir.to_string(), "temp_dir");
+/// assert_eq!(serde_json::to_string(&ResourceKind::AudioDecoder).unwrap(), r#""audio_decoder""#);
+/// assert_eq!(ResourceKind::ALL.len(), 6);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -65,6 +72,18 @@ impl fmt::Display for ResourceKind {
 
 /// The path by which a resource was released. Every resource is released exactly once,
 /// by exactly one of these.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// use tokio_custodian::{ReleasePath, ResourceKind};
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// drop(sup.temp_file().await?);
+/// sup.temp_file().await?.close().await?;
+/// let stats = sup.stats().kind(ResourceKind::TempFile);
+/// assert_eq!((stats.released(ReleasePath::Drop), stats.released(ReleasePath::Close)), (1, 1));
+/// assert_eq!(ReleasePath::ScopeEnd.to_string(), "scope_end"); // as reports print it
+/// # sup.shutdown().await; Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -143,6 +162,21 @@ impl fmt::Display for ReleasePath {
 }
 
 /// Why a scope was cancelled.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// use tokio_custodian::CancelReason;
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let reason = sup
+///     .scope("job", async |s| {
+///         s.cancel();
+///         s.cancel_reason()
+///     })
+///     .await?;
+/// assert_eq!(reason, Some(CancelReason::Requested));
+/// assert_eq!(CancelReason::Deadline.to_string(), "shutdown grace period over");
+/// # sup.shutdown().await; Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]

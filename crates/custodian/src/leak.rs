@@ -12,6 +12,16 @@ use crate::kind::{ReleasePath, ResourceKind};
 
 /// Where a resource was acquired: the caller of the acquiring function
 /// (`#[track_caller]`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let t = sup.temp_file().await?; let line = line!();
+/// let site = &sup.live()[0].site;
+/// assert_eq!(site.line, line);
+/// assert!(site.to_string().contains(&format!(":{line}:")));
+/// # drop(t); sup.shutdown().await; Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Site {
     /// Source file.
@@ -40,6 +50,18 @@ impl fmt::Display for Site {
 
 /// A live resource, as listed by [`Supervisor::live`](crate::Supervisor::live): an
 /// `lsof` for managed resources.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let t = sup.temp().label("upload").file().await?;
+/// let live = sup.live();
+/// assert_eq!((live[0].kind, live[0].label.as_str()), (tokio_custodian::ResourceKind::TempFile, "upload"));
+/// assert_eq!(live[0].path.as_deref(), Some(t.path()));
+/// assert!(live[0].to_string().contains("temp_file `upload` in scope `root`"));
+/// assert!(serde_json::to_value(&live[0]).unwrap()["age_ms"].is_f64());
+/// # drop(t); sup.shutdown().await; Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct LiveResource {
@@ -53,8 +75,8 @@ pub struct LiveResource {
     pub scope: String,
     /// Where it was acquired.
     pub site: Site,
-    /// How long it has been alive.
-    #[serde(with = "duration_ms")]
+    /// How long it has been alive (JSON: `age_ms`).
+    #[serde(with = "duration_ms", rename = "age_ms", alias = "age")]
     pub age: Duration,
     /// Its path, for files, temp files and temp dirs.
     pub path: Option<PathBuf>,
@@ -76,6 +98,18 @@ impl fmt::Display for LiveResource {
 
 /// A resource that was released without its guard: the guard escaped its scope or was
 /// forgotten (`mem::forget`), or it was still alive at shutdown.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// use tokio_custodian::ReleasePath;
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// sup.scope("job", async |s| std::mem::forget(s.temp_file().await)).await?;
+/// let report = sup.shutdown().await;
+/// let leak = &report.leaks[0];
+/// assert_eq!((leak.scope.as_str(), leak.released_by), ("job", ReleasePath::ScopeEnd));
+/// assert!(leak.to_string().contains("reclaimed at the end of its scope (scope_end)"));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct LeakRecord {
@@ -89,8 +123,8 @@ pub struct LeakRecord {
     pub scope: String,
     /// Where it was acquired.
     pub site: Site,
-    /// How long it had been alive when it was reclaimed.
-    #[serde(with = "duration_ms")]
+    /// How long it had been alive when it was reclaimed (JSON: `age_ms`).
+    #[serde(with = "duration_ms", rename = "age_ms", alias = "age")]
     pub age: Duration,
     /// Its path, if it had one.
     pub path: Option<PathBuf>,
@@ -100,15 +134,34 @@ pub struct LeakRecord {
 
 impl fmt::Display for LeakRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let by = match self.released_by {
+            ReleasePath::ScopeEnd => "at the end of its scope",
+            ReleasePath::Shutdown => "by shutdown",
+            _ => "by its scope",
+        };
         write!(
             f,
-            "{} {} `{}` leaked from scope `{}` after {:.3?}, acquired at {}, reclaimed at {}",
+            "{} {} `{}` leaked from scope `{}` after {:.3?}, acquired at {}, reclaimed {by} ({})",
             self.id, self.kind, self.label, self.scope, self.age, self.site, self.released_by
         )
     }
 }
 
 /// A clean-up that failed.
+///
+/// ```
+/// use tokio_custodian::{FailureRecord, Supervisor};
+/// // What a clean-up that failed for good leaves in `Supervisor::failures()` and in the
+/// // shutdown report; a fresh supervisor has none.
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = Supervisor::builder().start()?;
+/// let failures: Vec<FailureRecord> = sup.failures();
+/// assert!(failures.is_empty());
+/// for f in &failures {
+///     eprintln!("{f}"); // `#id kind `label`: error`
+/// }
+/// # sup.shutdown().await; Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct FailureRecord {
@@ -138,6 +191,17 @@ impl fmt::Display for FailureRecord {
 /// `EAGAIN`, `EBUSY`) and is retried with backoff while the supervisor runs, as listed by
 /// [`Supervisor::pending_cleanups`](crate::Supervisor::pending_cleanups). If it still fails
 /// when shutdown stops waiting, it becomes a [`FailureRecord`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// // Clean-ups waiting for a retry (EMFILE, EBUSY...); none here.
+/// for p in sup.pending_cleanups() {
+///     eprintln!("{p}: {} attempts, {:?} failing", p.attempts, p.failing_for);
+/// }
+/// assert!(sup.pending_cleanups().is_empty());
+/// # sup.shutdown().await; Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct PendingCleanup {
@@ -155,8 +219,8 @@ pub struct PendingCleanup {
     pub error_kind: String,
     /// Attempts so far.
     pub attempts: u32,
-    /// Since the first failure.
-    #[serde(with = "duration_ms")]
+    /// Since the first failure (JSON: `failing_for_ms`).
+    #[serde(with = "duration_ms", rename = "failing_for_ms", alias = "failing_for")]
     pub failing_for: Duration,
 }
 
@@ -185,6 +249,7 @@ pub(crate) mod duration_ms {
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let ms = f64::deserialize(d)?;
-        Ok(Duration::from_secs_f64((ms / 1000.0).max(0.0)))
+        // Saturating: a huge or negative value is not a reason to panic.
+        Ok(Duration::try_from_secs_f64((ms / 1000.0).max(0.0)).unwrap_or(Duration::MAX))
     }
 }

@@ -23,14 +23,14 @@
 //!
 //! let sup = tokio_custodian::Supervisor::builder().start()?;
 //! let bytes = sup
-//!     .scope("transcode", async |s| {
+//!     .try_scope("transcode", async |s| {
 //!         let work = s.temp_dir().await?;
 //!         let mut out = s.temp_file().await?;
 //!         out.write_all(b"RIFF....WAVE").await.unwrap();
 //!         out.flush().await.unwrap();
-//!         tokio_custodian::Result::Ok(work.path().is_dir())
+//!         Ok(work.path().is_dir())
 //!     })
-//!     .await??;
+//!     .await?;
 //! assert!(bytes);
 //! let report = sup.shutdown().await;
 //! assert!(report.is_clean(), "{report}");
@@ -38,25 +38,9 @@
 //! ```
 //!
 //! See `docs/architecture.md` in the repository for the promises, the flow of one
-//! resource and what is not guaranteed.
-//!
-//! ## Layout (for maintainers)
-//!
-//! The modules form layers, lowest first: `sys` (OS primitives); the vocabulary (`kind`,
-//! `error`, `id`, `leak`, `stats`, `report`); `registry` (entries, the `Reclaim`/`Cleanup`
-//! extension API, per-scope state); `inner` (the supervisor's shared state, where every
-//! release is decided; its header has the release glossary); `scope`; `resource` (one
-//! module per kind of guard); `shutdown`, `hook`, `signal`, `emergency`; `supervisor`
-//! (the public handle's methods and its builder). `crate::` paths only point down:
-//! `.ci/layers.py` checks it, and a lower layer that must reach up is handed a callback.
-//!
-//! Each type's inherent methods live in its own module, with two stated exceptions:
-//! - the acquisition methods of a resource kind stay with the kind (`Scope::temp_file`,
-//!   `Scope::temp`, `Scope::open`, `Scope::command`... in `resource/`), so that a new
-//!   kind is one new module;
-//! - [`Supervisor`] is declared in `inner` (so that scopes and guards, below the handle,
-//!   can hold one) while all its methods live in `supervisor/`; its shortcuts to the root
-//!   scope's acquisitions are together in `supervisor/shortcuts.rs`.
+//! resource, what is not guaranteed, the glossary of release paths as reports print them
+//! (`close`, `drop`, `panic`, `cancelled`, `scope_end`, `shutdown`, `detached`), and the
+//! crate's layout for maintainers.
 
 #![deny(unsafe_code)]
 
@@ -109,7 +93,7 @@ pub use recovery::clean_older_than;
 pub use recovery::{AgeKept, AgeKeptReason, AgeReport, AgeSweep, BaseRefusal};
 pub use recovery::{default_state_dir, sweep, sweep_with_grace};
 pub use registry::{Cleanup, Reclaim};
-pub use report::{DrainReport, HookOutcome, HookReport, Phase, ShutdownReport};
+pub use report::{DrainReport, HookOutcome, HookReport, Phase, ShutdownCause, ShutdownReport};
 pub use resource::{ATOMIC_TEMP_PREFIX, AtomicFile, AtomicWrite, CreateAtomicFile, Durability};
 pub use resource::{AcquireLock, FileLock, GaveUp, LockMode, LockOptions, Retry, RetryError};
 pub use resource::{Command, DEFAULT_CHILD_GRACE, ManagedChild};

@@ -12,24 +12,92 @@ use crate::kind::{CancelReason, ReleasePath};
 use crate::leak::{FailureRecord, LeakRecord, LiveResource, Site, duration_ms};
 use crate::stats::StatsSnapshot;
 
-/// How long one phase of shutdown took.
+/// How long one phase of shutdown took (JSON: `{"name": ..., "took_ms": ...}`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let report = sup.shutdown().await;
+/// let names: Vec<&str> = report.phases.iter().map(|p| p.name.as_str()).collect();
+/// assert_eq!(names[0], "refuse and cancel");
+/// assert_eq!(names.last(), Some(&"remove temp root"));
+/// let json = serde_json::to_value(&report.phases[0]).unwrap();
+/// assert!(json["took_ms"].is_f64());
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Phase {
     /// The phase's name.
     pub name: String,
-    /// How long it took.
-    #[serde(with = "duration_ms")]
+    /// How long it took (JSON: `took_ms`, fractional milliseconds).
+    #[serde(with = "duration_ms", rename = "took_ms", alias = "took")]
     pub took: Duration,
+}
+
+/// What began a shutdown: the first request wins, later ones join it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// use tokio_custodian::ShutdownCause;
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let report = sup.shutdown().await;
+/// assert_eq!(report.began_by, ShutdownCause::Call);
+/// assert_eq!(report.began_by.to_string(), "a shutdown() call");
+/// assert_eq!(ShutdownCause::Signal("SIGTERM".into()).to_string(), "SIGTERM");
+/// assert_eq!(serde_json::to_string(&report.began_by).unwrap(), r#""call""#);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ShutdownCause {
+    /// [`Supervisor::shutdown`](crate::Supervisor::shutdown) or
+    /// [`shutdown_now`](crate::Supervisor::shutdown_now) was called (also what a report
+    /// from before this field was recorded reads as).
+    #[default]
+    Call,
+    /// A signal caught by the handlers of
+    /// [`Builder::handle_signals`](crate::Builder::handle_signals): its name, `SIGINT`
+    /// or `SIGTERM` (JSON: `{"signal": "SIGTERM"}`).
+    Signal(String),
+}
+
+impl fmt::Display for ShutdownCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShutdownCause::Call => f.write_str("a shutdown() call"),
+            ShutdownCause::Signal(name) => f.write_str(name),
+        }
+    }
 }
 
 /// What [`Supervisor::shutdown`](crate::Supervisor::shutdown) did: readable as a table
 /// (`Display`), serialisable for machines.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// drop(sup.temp_file().await?);
+/// let report = sup.shutdown().await;
+/// assert!(report.is_clean());
+/// // For people: a table that begins with what began the shutdown.
+/// assert!(report.to_string().starts_with("shutdown (graceful, supervisor shutting down) began by a shutdown() call"));
+/// // For machines: JSON with durations in milliseconds.
+/// let json = serde_json::to_value(&report).unwrap();
+/// assert_eq!(json["began_by"], "call");
+/// assert_eq!(json["stats"]["kinds"]["temp_file"]["released"]["drop"], 1);
+/// assert!(json["took_ms"].as_f64().unwrap() >= 0.0);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ShutdownReport {
-    /// The whole shutdown.
-    #[serde(with = "duration_ms")]
+    /// What began it: a call, or a signal (SIGINT, SIGTERM).
+    #[serde(default)]
+    pub began_by: ShutdownCause,
+    /// The whole shutdown (JSON: `took_ms`).
+    #[serde(with = "duration_ms", rename = "took_ms", alias = "took")]
     pub took: Duration,
     /// Each phase, in order.
     pub phases: Vec<Phase>,
@@ -77,14 +145,25 @@ pub struct ShutdownReport {
 }
 
 /// How shutdown's drain phase went (see [`Builder::drain`](crate::Builder::drain)).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// use std::time::Duration;
+/// let sup = tokio_custodian::Supervisor::builder().drain(Duration::from_secs(5)).start()?;
+/// let report = sup.shutdown().await; // nothing running: the drain ends at once
+/// let drain = report.drain.expect("a drain was configured");
+/// assert_eq!((drain.scopes_at_start, drain.scopes_finished, drain.ran_out), (0, 0, false));
+/// assert_eq!(drain.budget, Duration::from_secs(5));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct DrainReport {
-    /// Its budget.
-    #[serde(with = "duration_ms")]
+    /// Its budget (JSON: `budget_ms`).
+    #[serde(with = "duration_ms", rename = "budget_ms", alias = "budget")]
     pub budget: Duration,
-    /// How long it took.
-    #[serde(with = "duration_ms")]
+    /// How long it took (JSON: `took_ms`).
+    #[serde(with = "duration_ms", rename = "took_ms", alias = "took")]
     pub took: Duration,
     /// Top-level scopes running when it began.
     pub scopes_at_start: usize,
@@ -181,8 +260,8 @@ impl fmt::Display for ShutdownReport {
         let mode = if self.forced { "forced" } else { "graceful" };
         writeln!(
             f,
-            "shutdown ({mode}, {}) took {:.3?}",
-            self.reason, self.took
+            "shutdown ({mode}, {}) began by {}, took {:.3?}",
+            self.reason, self.began_by, self.took
         )?;
         writeln!(f, "  {:<24} {:>12}", "phase", "took")?;
         for p in &self.phases {
@@ -277,6 +356,13 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 /// How a shutdown hook ended.
+///
+/// ```
+/// use tokio_custodian::HookOutcome;
+/// assert_eq!(HookOutcome::Completed.to_string(), "completed");
+/// assert_eq!(HookOutcome::Overran.to_string(), "OVERRAN, aborted");
+/// assert_eq!(serde_json::to_string(&HookOutcome::Skipped).unwrap(), r#""skipped""#);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -295,16 +381,29 @@ pub enum HookOutcome {
 
 /// One shutdown hook's run, as listed in the
 /// [`ShutdownReport`](crate::ShutdownReport).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// use std::time::Duration;
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// sup.on_shutdown("flush", Duration::from_secs(1), |_| async {})?;
+/// let report = sup.shutdown().await;
+/// let hook = &report.hooks[0];
+/// assert_eq!((hook.name.as_str(), &hook.outcome), ("flush", &tokio_custodian::HookOutcome::Completed));
+/// assert!(hook.took <= hook.budget);
+/// assert!(hook.site.file.ends_with(".rs"));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct HookReport {
     /// The name it was registered with.
     pub name: String,
-    /// Its budget.
-    #[serde(with = "duration_ms")]
+    /// Its budget (JSON: `budget_ms`).
+    #[serde(with = "duration_ms", rename = "budget_ms", alias = "budget")]
     pub budget: Duration,
-    /// How long it ran.
-    #[serde(with = "duration_ms")]
+    /// How long it ran (JSON: `took_ms`).
+    #[serde(with = "duration_ms", rename = "took_ms", alias = "took")]
     pub took: Duration,
     /// How it ended.
     pub outcome: HookOutcome,

@@ -31,19 +31,26 @@ use crate::id::ResourceId;
 use crate::inner::Inner;
 use crate::kind::{CancelReason, ReleasePath};
 use crate::leak::LiveResource;
-use crate::report::{Phase, ShutdownReport};
+use crate::report::{Phase, ShutdownCause, ShutdownReport};
 
-/// The one shutdown run of `inner`: started by the first call, as its own task, so that
-/// a caller that stops waiting (its future dropped) does not cancel it; every later call
-/// waits for the same run and gets the same report.
+/// The one shutdown run of `inner`, begun by a call.
 pub(crate) async fn shutdown_once(inner: &Arc<Inner>) -> ShutdownReport {
+    shutdown_once_by(inner, ShutdownCause::Call).await
+}
+
+/// The one shutdown run of `inner`: started by the first request (whose `cause` the
+/// report names), as its own task, so that a caller that stops waiting (its future
+/// dropped) does not cancel it; every later request waits for the same run and gets the
+/// same report.
+pub(crate) async fn shutdown_once_by(inner: &Arc<Inner>, cause: ShutdownCause) -> ShutdownReport {
+    let first = cause.clone();
     let mut rx = inner
         .shutdown_run
         .get_or_init(|| {
             let (tx, rx) = tokio::sync::watch::channel(None);
             let inner = inner.clone();
             drop(inner.handle.clone().spawn(async move {
-                let report = run(inner.clone()).await;
+                let report = run(inner.clone(), first).await;
                 let _ = inner.report.set(report.clone());
                 // After the report is stored: `wait_for_shutdown` reads it.
                 inner.done.cancel();
@@ -66,7 +73,7 @@ pub(crate) async fn shutdown_once(inner: &Arc<Inner>) -> ShutdownReport {
         None => {
             let report = inner
                 .report
-                .get_or_init(|| run(inner.clone()))
+                .get_or_init(|| run(inner.clone(), cause))
                 .await
                 .clone();
             inner.done.cancel();
@@ -75,8 +82,9 @@ pub(crate) async fn shutdown_once(inner: &Arc<Inner>) -> ShutdownReport {
     }
 }
 
-pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
+pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownReport {
     let start = Instant::now();
+    tracing::info!(began_by = %began_by, "shutdown: begun");
     let grace = inner.config.grace;
     let mut phases = Vec::new();
     let mut phase = |name: &str, since: Instant| {
@@ -223,6 +231,7 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
     phase("remove temp root", t);
 
     let report = ShutdownReport {
+        began_by,
         took: start.elapsed(),
         phases,
         reason: inner.root_scope.reason().unwrap_or(reason),

@@ -9,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Operation, Result};
 use crate::inner::Inner;
-use crate::shutdown::shutdown_once;
+use crate::report::ShutdownCause;
+use crate::shutdown::shutdown_once_by;
 
 /// Installs the listeners (see `Supervisor::install_signal_handlers`).
 pub(crate) fn install(inner: &Arc<Inner>) -> Result<()> {
@@ -47,7 +48,11 @@ async fn listen_loop(
         seen += 1;
         if seen == 1 {
             tracing::info!(signal = name, "signal: starting graceful shutdown");
-            drop(tokio::spawn(async move { shutdown_once(&inner).await }));
+            // The report names the signal that began it (unless a call came first).
+            let cause = ShutdownCause::Signal(name.to_owned());
+            drop(tokio::spawn(async move {
+                shutdown_once_by(&inner, cause).await
+            }));
         } else {
             tracing::warn!(signal = name, "second signal: forcing shutdown");
             inner.force();

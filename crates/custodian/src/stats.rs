@@ -90,6 +90,16 @@ impl Stats {
 }
 
 /// Counters of one resource kind at one moment.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let _a = sup.temp_file().await?;
+/// drop(sup.temp_file().await?);
+/// let s = sup.stats().kind(tokio_custodian::ResourceKind::TempFile);
+/// assert_eq!((s.created, s.live, s.peak, s.failures), (2, 1, 2, 0));
+/// # drop(_a); sup.shutdown().await; Ok(()) }
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct KindStats {
@@ -142,6 +152,15 @@ impl KindStats {
 
     /// Releases that happened without the guard: escaped or forgotten at scope end, or
     /// still alive at shutdown.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use tokio_custodian::ResourceKind;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// sup.scope("job", async |s| std::mem::forget(s.temp_file().await)).await?;
+    /// assert_eq!(sup.stats().kind(ResourceKind::TempFile).leaked(), 1);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn leaked(&self) -> u64 {
         self.released
             .iter()
@@ -152,6 +171,18 @@ impl KindStats {
 }
 
 /// A serialisable snapshot of a supervisor's counters.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// drop(sup.temp_dir().await?);
+/// let stats = sup.stats();
+/// assert!(stats.is_consistent());
+/// assert_eq!(stats.live(), 0);
+/// let json = serde_json::to_value(&stats).unwrap();
+/// assert_eq!(json["kinds"]["temp_dir"]["created"], 1);
+/// # sup.shutdown().await; Ok(()) }
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StatsSnapshot {

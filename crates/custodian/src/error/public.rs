@@ -63,6 +63,8 @@ impl fmt::Display for PublicError<'_> {
                 write!(f, "{op}: busy ({quota} reached); retry later")
             }
             Error::Cancelled { reason, .. } => write!(f, "cancelled ({reason})"),
+            // The program may be a path: its refusal alone.
+            Error::SpawnRefused { reason, .. } => write!(f, "{}", reason.public()),
             Error::ScopeClosed { .. } => write!(f, "{op}: the request has ended"),
             // The message is meant to hold no path; its own path is scrubbed anyway, in
             // case another crate's message repeats it.

@@ -20,7 +20,7 @@ use super::Inner;
 /// sup.scope("request", async |s| {
 ///     let mut t = s.temp_file().await?;
 ///     t.write_all(b"intermediate").await.unwrap();
-///     tokio_custodian::Result::Ok(())
+///     Ok::<_, tokio_custodian::Error>(())
 /// })
 /// .await??;
 /// let report = sup.shutdown().await;

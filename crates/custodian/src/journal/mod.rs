@@ -278,10 +278,11 @@ impl Journal {
             tracing::warn!(journal = %self.path.display(), error = %e, "crash journal write failed");
         }
         state.written += 1;
-        if state.written >= COMPACT_AFTER && state.live.len() * 4 < state.written {
-            if let Err(e) = self.compact(state) {
-                tracing::warn!(journal = %self.path.display(), error = %e, "crash journal compaction failed");
-            }
+        if state.written >= COMPACT_AFTER
+            && state.live.len() * 4 < state.written
+            && let Err(e) = self.compact(state)
+        {
+            tracing::warn!(journal = %self.path.display(), error = %e, "crash journal compaction failed");
         }
     }
 

@@ -20,6 +20,31 @@ use std::pin::Pin;
 /// `EINTR`, `EAGAIN`, `EBUSY`) is not given up: it stays visible in
 /// [`Supervisor::pending_cleanups`](crate::Supervisor::pending_cleanups) and is run again
 /// with backoff while the supervisor runs, so it must be idempotent.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// use tokio_custodian::{Cleanup, Reclaim, ResourceKind};
+/// // A resource whose release has a slow part: it runs on the blocking pool, and the
+/// // scope does not end before it is done.
+/// struct Spool(std::path::PathBuf);
+/// impl Reclaim for Spool {
+///     fn reclaim(self: Box<Self>) -> Cleanup {
+///         let path = self.0;
+///         Cleanup::Blocking(Box::new(move || match std::fs::remove_file(&path) {
+///             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+///             _ => Ok(()), // idempotent: it may run again after a transient failure
+///         }))
+///     }
+/// }
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let path = sup.temp_root().join("spool");
+/// std::fs::write(&path, "x").unwrap();
+/// let p = path.clone();
+/// sup.scope("job", async |s| s.register(ResourceKind::File, "spool", Some(p.clone()), Spool(p)).map(drop))
+///     .await??;
+/// assert!(!path.exists());
+/// # sup.shutdown().await; Ok(()) }
+/// ```
 #[non_exhaustive]
 pub enum Cleanup {
     /// Everything was done inline.
@@ -47,10 +72,32 @@ impl fmt::Debug for Cleanup {
 /// `tokio-custodian-audio`) that register their own resources with
 /// [`Scope::register`](crate::Scope::register). The registry owns the boxed value and
 /// calls exactly one of its methods exactly once.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// use tokio_custodian::{Cleanup, Reclaim, ResourceKind};
+/// // A connection of another library, closed on every path its registration can take.
+/// struct Conn(std::net::TcpListener);
+/// impl Reclaim for Conn {
+///     fn reclaim(self: Box<Self>) -> Cleanup {
+///         drop(self.0); // constant work: close the fd
+///         Cleanup::Done(Ok(()))
+///     }
+/// }
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// let reg = sup.root().register(ResourceKind::File, "listener", None, Conn(listener))?;
+/// assert!(reg.is_live());
+/// drop(reg); // reclaimed: the listener is closed
+/// assert_eq!(sup.stats().live(), 0);
+/// # sup.shutdown().await; Ok(()) }
+/// ```
 pub trait Reclaim: Send + Sync + 'static {
     /// Releases the resource. Must not block or wait: do constant work here (close an fd,
     /// unlink one name, send a signal) and return the rest as [`Cleanup::Blocking`] or
     /// [`Cleanup::Async`].
+    ///
+    /// See [`Reclaim`] (constant work) and [`Cleanup`] (a blocking part) for an example.
     fn reclaim(self: Box<Self>) -> Cleanup;
 
     /// Releases the resource synchronously when no runtime can run a cleanup (emergency
@@ -66,6 +113,29 @@ pub trait Reclaim: Send + Sync + 'static {
     /// report a busy resource as an error instead. custodian runs the emergency path of a
     /// panic hook on a thread of its own with a deadline, so a `reclaim_now` that does
     /// block delays the hook but cannot hang it.
+    ///
+    /// ```
+    /// use tokio_custodian::{Cleanup, Reclaim};
+    /// struct Shared(std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>);
+    /// impl Reclaim for Shared {
+    ///     fn reclaim(self: Box<Self>) -> Cleanup {
+    ///         drop(self.0.lock().unwrap().take());
+    ///         Cleanup::Done(Ok(()))
+    ///     }
+    ///     fn reclaim_now(self: Box<Self>) -> std::io::Result<()> {
+    ///         match self.0.try_lock() {
+    ///             Ok(mut f) => Ok(drop(f.take())),
+    ///             // A user holds it (maybe the panicking thread): report, never wait.
+    ///             Err(_) => Err(std::io::ErrorKind::ResourceBusy.into()),
+    ///         }
+    ///     }
+    /// }
+    /// let file = std::sync::Arc::new(std::sync::Mutex::new(Some(std::fs::File::open("/dev/null").unwrap())));
+    /// let held = file.lock().unwrap();
+    /// let busy = Box::new(Shared(file.clone())).reclaim_now().unwrap_err();
+    /// assert_eq!(busy.kind(), std::io::ErrorKind::ResourceBusy);
+    /// drop(held);
+    /// ```
     fn reclaim_now(self: Box<Self>) -> io::Result<()> {
         match self.reclaim() {
             Cleanup::Done(r) => r,
@@ -80,5 +150,24 @@ pub trait Reclaim: Send + Sync + 'static {
     /// runs it if the process exits right after the drop. A child sends SIGKILL to its
     /// group here. Called on the dropping thread, under a registry read lock: must not
     /// block or touch the registry. Default: nothing.
+    ///
+    /// ```
+    /// use tokio_custodian::{Cleanup, Reclaim};
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// // A worker told to stop at once (a flag), its join left to the clean-up.
+    /// struct Worker(std::sync::Arc<AtomicBool>);
+    /// impl Reclaim for Worker {
+    ///     fn reclaim(self: Box<Self>) -> Cleanup {
+    ///         self.0.store(true, Ordering::Release);
+    ///         Cleanup::Done(Ok(()))
+    ///     }
+    ///     fn reclaim_urgent(&self) {
+    ///         self.0.store(true, Ordering::Release); // constant work, no lock
+    ///     }
+    /// }
+    /// let stop = std::sync::Arc::new(AtomicBool::new(false));
+    /// Worker(stop.clone()).reclaim_urgent();
+    /// assert!(stop.load(Ordering::Acquire));
+    /// ```
     fn reclaim_urgent(&self) {}
 }

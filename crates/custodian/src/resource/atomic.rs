@@ -42,6 +42,12 @@ pub(super) type Bytes = Box<dyn AsRef<[u8]> + Send>;
 /// The name prefix of an atomic write's named temp file, in the target's directory: used
 /// on a file system without `O_TMPFILE`, and for the instant between `linkat` and
 /// `renameat` of a replacing commit.
+///
+/// ```
+/// // A directory listing can leave out an atomic write in progress:
+/// let name = ".custodian-atomic-1f2e3d";
+/// assert!(name.starts_with(tokio_custodian::ATOMIC_TEMP_PREFIX));
+/// ```
 pub const ATOMIC_TEMP_PREFIX: &str = ".custodian-atomic-";
 
 /// How much a commit promises.
@@ -200,6 +206,19 @@ impl AtomicFile {
     /// # Cancel safety
     ///
     /// As [`commit_with`](Self::commit_with).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use tokio::io::AsyncWriteExt;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let target = sup.temp_root().join("state.json");
+    /// let mut f = sup.atomic_file(&target).await?;
+    /// f.write_all(b"{}").await.unwrap();
+    /// assert!(!target.exists()); // readers see the old file (none) until the commit
+    /// f.commit().await?;
+    /// assert_eq!(std::fs::read(&target).unwrap(), b"{}");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub async fn commit(self) -> Result<()> {
         self.finish(None, Durability::Durable, true).await
     }
@@ -271,6 +290,19 @@ impl AtomicFile {
     /// # Cancel safety
     ///
     /// The release happens at the first poll.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use tokio::io::AsyncWriteExt;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let target = sup.temp_root().join("state.json");
+    /// std::fs::write(&target, "old").unwrap();
+    /// let mut f = sup.atomic_file(&target).await?;
+    /// f.write_all(b"half a new").await.unwrap();
+    /// f.discard().await?; // the target keeps its old content
+    /// assert_eq!(std::fs::read_to_string(&target).unwrap(), "old");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub async fn discard(self) -> Result<()> {
         self.reg.close().await
     }

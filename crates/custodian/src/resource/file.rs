@@ -151,6 +151,18 @@ impl ManagedFile {
     ///
     /// Not cancel safe: if the future is dropped while flushing, the guard is dropped
     /// with it (the file is closed, a pending write may be lost).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use tokio::io::AsyncWriteExt;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("out.txt");
+    /// let mut f = sup.create(&path).await?;
+    /// f.write_all(b"done").await.unwrap();
+    /// f.close().await?; // flushed, closed, released as `close`
+    /// assert_eq!(std::fs::read(&path).unwrap(), b"done");
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub async fn close(mut self) -> Result<()> {
         let flushed = self.flush().await;
         let closed = self.reg.close().await;
@@ -332,30 +344,108 @@ macro_rules! flag {
 impl OpenOptions {
     flag!(
         /// Open for reading.
+        ///
+        /// ```
+        /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+        /// use tokio::io::AsyncWriteExt;
+        /// let sup = tokio_custodian::Supervisor::builder().start()?;
+        /// let f = sup.root().file_options().read(true).open("/dev/null").await?;
+        /// assert_eq!(f.path(), std::path::Path::new("/dev/null"));
+        /// # sup.shutdown().await; Ok(()) }
+        /// ```
         read
     );
     flag!(
         /// Open for writing.
+        ///
+        /// ```
+        /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+        /// use tokio::io::AsyncWriteExt;
+        /// let sup = tokio_custodian::Supervisor::builder().start()?;
+        /// let path = sup.temp_root().join("out");
+        /// let mut f = sup.root().file_options().write(true).create(true).open(&path).await?;
+        /// f.write_all(b"x").await.unwrap();
+        /// f.close().await?;
+        /// assert_eq!(std::fs::read(&path).unwrap(), b"x");
+        /// # sup.shutdown().await; Ok(()) }
+        /// ```
         write
     );
     flag!(
         /// Open for appending (implies writing).
+        ///
+        /// ```
+        /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+        /// use tokio::io::AsyncWriteExt;
+        /// let sup = tokio_custodian::Supervisor::builder().start()?;
+        /// let path = sup.temp_root().join("log");
+        /// std::fs::write(&path, "a").unwrap();
+        /// let mut f = sup.root().file_options().append(true).open(&path).await?;
+        /// f.write_all(b"b").await.unwrap();
+        /// f.close().await?;
+        /// assert_eq!(std::fs::read_to_string(&path).unwrap(), "ab");
+        /// # sup.shutdown().await; Ok(()) }
+        /// ```
         append
     );
     flag!(
         /// Truncate the file to zero length when opening it.
+        ///
+        /// ```
+        /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+        /// use tokio::io::AsyncWriteExt;
+        /// let sup = tokio_custodian::Supervisor::builder().start()?;
+        /// let path = sup.temp_root().join("state");
+        /// std::fs::write(&path, "old").unwrap();
+        /// let f = sup.root().file_options().write(true).truncate(true).open(&path).await?;
+        /// f.close().await?;
+        /// assert_eq!(std::fs::read(&path).unwrap().len(), 0);
+        /// # sup.shutdown().await; Ok(()) }
+        /// ```
         truncate
     );
     flag!(
         /// Create the file if it does not exist.
+        ///
+        /// ```
+        /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+        /// use tokio::io::AsyncWriteExt;
+        /// let sup = tokio_custodian::Supervisor::builder().start()?;
+        /// let path = sup.temp_root().join("new");
+        /// sup.root().file_options().write(true).create(true).open(&path).await?.close().await?;
+        /// assert!(path.exists());
+        /// # sup.shutdown().await; Ok(()) }
+        /// ```
         create
     );
     flag!(
         /// Create the file, failing if it exists (`O_EXCL`).
+        ///
+        /// ```
+        /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+        /// use tokio::io::AsyncWriteExt;
+        /// let sup = tokio_custodian::Supervisor::builder().start()?;
+        /// let path = sup.temp_root().join("once");
+        /// let opts = sup.root().file_options().write(true).create_new(true);
+        /// opts.open(&path).await?.close().await?;
+        /// let err = opts.open(&path).await.unwrap_err();
+        /// assert_eq!(err.io_kind(), Some(std::io::ErrorKind::AlreadyExists));
+        /// # sup.shutdown().await; Ok(()) }
+        /// ```
         create_new
     );
 
     /// The permission bits of a newly created file (before the umask).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use std::os::unix::fs::PermissionsExt;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("private");
+    /// let f = sup.root().file_options().write(true).create(true).mode(0o600).open(&path).await?;
+    /// assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o077, 0);
+    /// # drop(f); sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn mode(mut self, mode: u32) -> Self {
         self.opts.mode(mode);
         self
@@ -394,6 +484,17 @@ impl OpenOptions {
     /// the blocking pool; if the future is dropped meanwhile, the file is closed when
     /// the open finishes and is never registered. Registration happens in the poll that
     /// returns the guard.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let opts = sup.root().file_options().read(true);
+    /// let f = opts.open("/dev/null").await?; // registered before it is returned
+    /// assert_eq!(sup.live()[0].path.as_deref(), Some(std::path::Path::new("/dev/null")));
+    /// let err = opts.open("/no/such/file").await.unwrap_err();
+    /// assert_eq!(err.path(), Some(std::path::Path::new("/no/such/file")));
+    /// # drop(f); sup.shutdown().await; Ok(()) }
+    /// ```
     #[track_caller]
     pub fn open<P: AsRef<Path>>(&self, path: P) -> OpenFile {
         OpenFile {
@@ -409,6 +510,15 @@ impl OpenOptions {
 ///
 /// Nothing happens before its first poll. See [`OpenOptions::open`] for its cancel
 /// safety.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let opening: tokio_custodian::OpenFile = sup.open("/dev/null"); // nothing opened yet
+/// let f = opening.await?;
+/// assert_eq!(sup.stats().live(), 1);
+/// # drop(f); sup.shutdown().await; Ok(()) }
+/// ```
 #[must_use = "futures do nothing unless polled; a dropped one opens nothing"]
 pub struct OpenFile {
     site: &'static Location<'static>,

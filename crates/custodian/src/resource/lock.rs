@@ -38,6 +38,16 @@ use crate::resource::slot::Slot;
 use crate::scope::{Registration, Scope};
 
 /// Shared (readers) or exclusive (one writer).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let path = sup.temp_root().join("db.lock");
+/// let a = sup.file_lock(&path).shared().acquire().await?;
+/// let b = sup.file_lock(&path).shared().try_acquire().await?; // readers share it
+/// assert_eq!((a.mode(), b.mode()), (tokio_custodian::LockMode::Shared, tokio_custodian::LockMode::Shared));
+/// # drop((a, b)); sup.shutdown().await; Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LockMode {
     /// Any number of shared holders, no exclusive one.
@@ -89,16 +99,43 @@ impl Reclaim for LockReclaim {
 
 impl FileLock {
     /// The locked file's path.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("db.lock");
+    /// let lock = sup.file_lock(&path).acquire().await?;
+    /// assert_eq!(lock.path(), path);
+    /// # drop(lock); sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Shared or exclusive.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("db.lock");
+    /// let lock = sup.file_lock(&path).acquire().await?;
+    /// assert_eq!(lock.mode(), tokio_custodian::LockMode::Exclusive); // the default
+    /// # drop(lock); sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn mode(&self) -> LockMode {
         self.mode
     }
 
     /// The lock's registration.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("db.lock");
+    /// let lock = sup.file_lock(&path).acquire().await?;
+    /// assert!(lock.registration().is_live());
+    /// # drop(lock); sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn registration(&self) -> &Registration {
         &self.reg
     }
@@ -112,6 +149,16 @@ impl FileLock {
     /// # Cancel safety
     ///
     /// The lock is released at the first poll.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("db.lock");
+    /// let lock = sup.file_lock(&path).acquire().await?;
+    /// lock.unlock().await?;
+    /// sup.file_lock(&path).try_acquire().await?; // free again
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub async fn unlock(self) -> Result<()> {
         self.reg.close().await
     }
@@ -129,6 +176,16 @@ impl fmt::Debug for FileLock {
 
 /// Options for taking a [`FileLock`]; made by [`Scope::file_lock`]. Exclusive and
 /// without a timeout unless set.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let path = sup.temp_root().join("db.lock");
+/// use std::time::Duration;
+/// let opts: tokio_custodian::LockOptions = sup.file_lock(&path).shared().timeout(Duration::from_secs(1));
+/// let lock = opts.acquire().await?;
+/// # drop(lock); sup.shutdown().await; Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 #[must_use = "options do nothing until `acquire` or `try_acquire` is called"]
 pub struct LockOptions {
@@ -140,18 +197,48 @@ pub struct LockOptions {
 
 impl LockOptions {
     /// A shared lock.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("db.lock");
+    /// let _r1 = sup.file_lock(&path).shared().acquire().await?;
+    /// let _r2 = sup.file_lock(&path).shared().try_acquire().await?;
+    /// assert!(sup.file_lock(&path).exclusive().try_acquire().await.is_err());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn shared(mut self) -> Self {
         self.mode = LockMode::Shared;
         self
     }
 
     /// An exclusive lock (the default).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("db.lock");
+    /// let _w = sup.file_lock(&path).exclusive().acquire().await?;
+    /// assert!(sup.file_lock(&path).shared().try_acquire().await.is_err());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn exclusive(mut self) -> Self {
         self.mode = LockMode::Exclusive;
         self
     }
 
     /// Gives up after `timeout` with a `TimedOut` error.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("db.lock");
+    /// use std::time::Duration;
+    /// let _held = sup.file_lock(&path).acquire().await?;
+    /// let err = sup.file_lock(&path).timeout(Duration::from_millis(50)).acquire().await.unwrap_err();
+    /// assert_eq!(err.io_kind(), Some(std::io::ErrorKind::TimedOut));
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -170,6 +257,15 @@ impl LockOptions {
     ///
     /// Cancel safe: a dropped acquisition holds no lock (its fd is closed at once, or
     /// when the open on the blocking pool finishes).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("db.lock");
+    /// let lock = sup.file_lock(&path).acquire().await?; // waits while another holds it
+    /// assert_eq!(sup.live()[0].kind, tokio_custodian::ResourceKind::Lock);
+    /// # drop(lock); sup.shutdown().await; Ok(()) }
+    /// ```
     #[track_caller]
     pub fn acquire(self) -> AcquireLock {
         self.start(Location::caller(), true)
@@ -184,6 +280,16 @@ impl LockOptions {
     /// # Cancel safety
     ///
     /// As [`acquire`](Self::acquire).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("db.lock");
+    /// let _held = sup.file_lock(&path).acquire().await?;
+    /// let busy = sup.file_lock(&path).try_acquire().await.unwrap_err();
+    /// assert_eq!(busy.io_kind(), Some(std::io::ErrorKind::WouldBlock));
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     #[track_caller]
     pub fn try_acquire(self) -> AcquireLock {
         self.start(Location::caller(), false)
@@ -297,6 +403,15 @@ fn open_lock_file(path: &Path) -> io::Result<std::fs::File> {
 /// The future of [`LockOptions::acquire`] and [`LockOptions::try_acquire`].
 ///
 /// Cancel safe: see [`LockOptions::acquire`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let path = sup.temp_root().join("db.lock");
+/// let acquiring: tokio_custodian::AcquireLock = sup.file_lock(&path).acquire();
+/// let lock = acquiring.await?;
+/// # drop(lock); sup.shutdown().await; Ok(()) }
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct AcquireLock(Pin<Box<dyn Future<Output = Result<FileLock>> + Send>>);
 

@@ -153,8 +153,41 @@ impl<T> PersistError<T> {
     }
 
     /// The guard handed back, if any.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let t = sup.temp_file().await?;
+    /// let err = t.persist("/no/such/dir/out.wav").await.unwrap_err();
+    /// let t = err.into_guard().expect("handed back, still managed");
+    /// assert!(t.path().exists());
+    /// # drop(t); sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn into_guard(self) -> Option<T> {
         self.guard
+    }
+}
+
+impl<T> From<PersistError<T>> for Error {
+    /// Keeps the error and drops the guard handed back (which releases it: the temp file
+    /// or dir is removed), so that `?` works in a body returning [`Result`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let err = sup
+    ///     .try_scope("save", async |s| {
+    ///         let t = s.temp_file().await?;
+    ///         t.persist("/no/such/dir/out.wav").await?; // PersistError<TempFile> -> Error
+    ///         Ok(())
+    ///     })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound));
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    fn from(e: PersistError<T>) -> Self {
+        e.error
     }
 }
 

@@ -53,6 +53,11 @@ impl Default for Retry {
 
 impl Retry {
     /// 5 attempts, 10 ms base delay, 1 s maximum delay, no cancellation token.
+    ///
+    /// ```
+    /// let r = tokio_custodian::Retry::new(); // 5 attempts, 10 ms base, 1 s max
+    /// assert_eq!(format!("{r:?}").contains("attempts: 5"), true);
+    /// ```
     pub fn new() -> Self {
         Retry {
             attempts: 5,
@@ -63,18 +68,58 @@ impl Retry {
     }
 
     /// The number of attempts in all (at least 1).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use std::time::Duration;
+    /// use tokio_custodian::{GaveUp, Retry};
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("busy.lock");
+    /// let _held = sup.file_lock(&path).acquire().await?;
+    /// let err = Retry::new().attempts(2).base_delay(Duration::ZERO)
+    ///     .run(|_| sup.file_lock(&path).try_acquire()).await.unwrap_err();
+    /// assert_eq!(err.attempts().len(), 2);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn attempts(mut self, n: u32) -> Self {
         self.attempts = n.max(1);
         self
     }
 
     /// The first delay's upper bound.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use std::time::Duration;
+    /// use tokio_custodian::{GaveUp, Retry};
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("busy.lock");
+    /// let _held = sup.file_lock(&path).acquire().await?;
+    /// let t = std::time::Instant::now();
+    /// let _ = Retry::new().attempts(3).base_delay(Duration::from_millis(1)).max_delay(Duration::from_millis(2))
+    ///     .run(|_| sup.file_lock(&path).try_acquire()).await;
+    /// assert!(t.elapsed() < Duration::from_secs(1)); // waits of at most 1 ms, then 2 ms
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn base_delay(mut self, d: Duration) -> Self {
         self.base = d;
         self
     }
 
     /// The largest delay's upper bound.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use std::time::Duration;
+    /// use tokio_custodian::{GaveUp, Retry};
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("busy.lock");
+    /// let _held = sup.file_lock(&path).acquire().await?;
+    /// let err = Retry::new().attempts(4).base_delay(Duration::from_millis(1)).max_delay(Duration::from_millis(1))
+    ///     .run(|_| sup.file_lock(&path).try_acquire()).await.unwrap_err();
+    /// assert_eq!(err.gave_up(), GaveUp::Exhausted);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn max_delay(mut self, d: Duration) -> Self {
         self.max = d;
         self
@@ -82,6 +127,21 @@ impl Retry {
 
     /// Stops waiting (and gives up with [`GaveUp::Cancelled`]) when `token` is cancelled,
     /// for example a scope's [`token`](crate::Scope::token).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use std::time::Duration;
+    /// use tokio_custodian::{GaveUp, Retry};
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("busy.lock");
+    /// let _held = sup.file_lock(&path).acquire().await?;
+    /// let token = sup.root().token();
+    /// token.cancel();
+    /// let err = Retry::new().cancel_on(token)
+    ///     .run(|_| sup.file_lock(&path).try_acquire()).await.unwrap_err();
+    /// assert_eq!(err.gave_up(), GaveUp::Cancelled);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn cancel_on(mut self, token: CancellationToken) -> Self {
         self.cancel = Some(token);
         self
@@ -125,6 +185,19 @@ impl Retry {
     ///
     /// Cancel safe if `op`'s futures are: dropping it drops the attempt in flight or
     /// the wait.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use std::time::Duration;
+    /// use tokio_custodian::{GaveUp, Retry};
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("busy.lock");
+    /// let _held = sup.file_lock(&path).acquire().await?;
+    /// drop(_held);
+    /// // Attempt 0 finds the lock free.
+    /// let lock = Retry::new().run(|attempt| { assert_eq!(attempt, 0); sup.file_lock(&path).try_acquire() }).await.map_err(|e| e.into_last())?;
+    /// # drop(lock); sup.shutdown().await; Ok(()) }
+    /// ```
     pub async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, RetryError>
     where
         F: FnMut(u32) -> Fut,
@@ -155,6 +228,19 @@ impl Retry {
 }
 
 /// Why a [`Retry`] gave up.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// use std::time::Duration;
+/// use tokio_custodian::{GaveUp, Retry};
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let path = sup.temp_root().join("busy.lock");
+/// let _held = sup.file_lock(&path).acquire().await?;
+/// // Not transient: given up at once.
+/// let err = Retry::new().run(|_| sup.open("/no/such/file")).await.unwrap_err();
+/// assert_eq!((err.gave_up(), err.attempts().len()), (GaveUp::NotTransient, 1));
+/// # sup.shutdown().await; Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum GaveUp {
@@ -167,6 +253,19 @@ pub enum GaveUp {
 }
 
 /// The final error of a [`Retry`]: every attempt's error, oldest first.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// use std::time::Duration;
+/// use tokio_custodian::{GaveUp, Retry};
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let path = sup.temp_root().join("busy.lock");
+/// let _held = sup.file_lock(&path).acquire().await?;
+/// let err: tokio_custodian::RetryError = Retry::new().attempts(2).base_delay(Duration::ZERO)
+///     .run(|_| sup.file_lock(&path).try_acquire()).await.unwrap_err();
+/// assert!(err.to_string().contains("2 attempt"), "{err}");
+/// # sup.shutdown().await; Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct RetryError {
     attempts: Vec<Error>,
@@ -179,16 +278,54 @@ impl RetryError {
     }
 
     /// Every attempt's error, oldest first (never empty).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use std::time::Duration;
+    /// use tokio_custodian::{GaveUp, Retry};
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("busy.lock");
+    /// let _held = sup.file_lock(&path).acquire().await?;
+    /// let err = Retry::new().attempts(3).base_delay(Duration::ZERO)
+    ///     .run(|_| sup.file_lock(&path).try_acquire()).await.unwrap_err();
+    /// assert!(err.attempts().iter().all(|e| e.io_kind() == Some(std::io::ErrorKind::WouldBlock)));
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn attempts(&self) -> &[Error] {
         &self.attempts
     }
 
     /// Why it gave up.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use std::time::Duration;
+    /// use tokio_custodian::{GaveUp, Retry};
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("busy.lock");
+    /// let _held = sup.file_lock(&path).acquire().await?;
+    /// let err = Retry::new().attempts(1).run(|_| sup.file_lock(&path).try_acquire()).await.unwrap_err();
+    /// assert_eq!(err.gave_up(), GaveUp::Exhausted);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn gave_up(&self) -> GaveUp {
         self.gave_up
     }
 
     /// The last attempt's error.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use std::time::Duration;
+    /// use tokio_custodian::{GaveUp, Retry};
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let path = sup.temp_root().join("busy.lock");
+    /// let _held = sup.file_lock(&path).acquire().await?;
+    /// let err = Retry::new().attempts(1).run(|_| sup.file_lock(&path).try_acquire()).await.unwrap_err();
+    /// let last: tokio_custodian::Error = err.into_last();
+    /// assert_eq!(last.path(), Some(path.as_path()));
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn into_last(mut self) -> Error {
         self.attempts
             .pop()

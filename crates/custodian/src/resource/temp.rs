@@ -70,18 +70,42 @@ impl TempBuilder {
     }
 
     /// The start of the random name (no path separator allowed).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let t = sup.temp().prefix("upload-").file().await?;
+    /// assert!(t.path().file_name().unwrap().to_string_lossy().starts_with("upload-"));
+    /// # drop(t); sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
     }
 
     /// The end of the random name, such as an extension (no path separator allowed).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let t = sup.temp().suffix(".wav").file().await?;
+    /// assert_eq!(t.path().extension().unwrap(), "wav");
+    /// # drop(t); sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn suffix(mut self, suffix: impl Into<String>) -> Self {
         self.suffix = suffix.into();
         self
     }
 
     /// The label shown in [`live`](crate::Supervisor::live) listings and reports.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let t = sup.temp().label("spool").file().await?;
+    /// assert_eq!(sup.live()[0].label, "spool");
+    /// # drop(t); sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn label(mut self, label: impl Into<String>) -> Self {
         self.label = Some(label.into());
         self
@@ -105,6 +129,15 @@ impl TempBuilder {
     /// the future is dropped: the file is then registered and, its guard being dropped
     /// with the unit's output, released (counted as created and released; nothing is
     /// left unregistered in the root).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let builder = sup.temp().prefix("part-");
+    /// let (a, b) = (builder.file().await?, builder.file().await?); // one builder, many files
+    /// assert_ne!(a.path(), b.path());
+    /// # drop((a, b)); sup.shutdown().await; Ok(()) }
+    /// ```
     #[track_caller]
     pub fn file(&self) -> CreateTempFile {
         CreateTempFile(Create::new(
@@ -130,6 +163,15 @@ impl TempBuilder {
     ///
     /// Cancel safe, as [`file`](Self::file): a dir created for a dropped future is
     /// registered and then released (removed).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use std::os::unix::fs::PermissionsExt;
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let d = sup.temp().prefix("work-").dir().await?;
+    /// assert_eq!(std::fs::metadata(d.path()).unwrap().permissions().mode() & 0o777, 0o700);
+    /// # drop(d); sup.shutdown().await; Ok(()) }
+    /// ```
     #[track_caller]
     pub fn dir(&self) -> CreateTempDir {
         CreateTempDir(Create::new(
@@ -185,6 +227,17 @@ impl TempBuilder {
 /// Nothing happens before its first poll; from then on the creation runs as one unit on
 /// the blocking pool that completes even if this future is dropped (see the cancel
 /// safety of [`TempBuilder::file`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let creating: tokio_custodian::CreateTempFile = sup.temp_file();
+/// drop(creating); // dropped before its first poll: nothing was created
+/// assert_eq!(sup.stats().kind(tokio_custodian::ResourceKind::TempFile).created, 0);
+/// let t = sup.temp_file().await?;
+/// assert!(t.path().is_file());
+/// # drop(t); sup.shutdown().await; Ok(()) }
+/// ```
 #[must_use = "futures do nothing unless polled; a dropped one creates nothing"]
 pub struct CreateTempFile(Create<TempFile>);
 
@@ -194,6 +247,15 @@ pub struct CreateTempFile(Create<TempFile>);
 /// Nothing happens before its first poll; from then on the creation runs as one unit on
 /// the blocking pool that completes even if this future is dropped (see the cancel
 /// safety of [`TempBuilder::dir`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let creating: tokio_custodian::CreateTempDir = sup.temp_dir();
+/// let d = creating.await?;
+/// assert!(d.path().is_dir());
+/// # drop(d); sup.shutdown().await; Ok(()) }
+/// ```
 #[must_use = "futures do nothing unless polled; a dropped one creates nothing"]
 pub struct CreateTempDir(Create<TempDir>);
 
@@ -480,7 +542,7 @@ impl Scope {
     /// let path = sup
     ///     .scope("job", async |s| {
     ///         let f = s.temp_file().await?;
-    ///         tokio_custodian::Result::Ok(f.path().to_path_buf())
+    ///         Ok::<_, tokio_custodian::Error>(f.path().to_path_buf())
     ///     })
     ///     .await??;
     /// assert!(!path.exists()); // removed when the guard dropped

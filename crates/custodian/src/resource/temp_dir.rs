@@ -52,7 +52,7 @@ use crate::sys::root::TempRoot;
 ///     .scope("unpack", async |s| {
 ///         let d = s.temp_dir().await?;
 ///         std::fs::write(d.path().join("frame-0001.raw"), b"...").unwrap();
-///         tokio_custodian::Result::Ok(d.path().to_path_buf())
+///         Ok::<_, tokio_custodian::Error>(d.path().to_path_buf())
 ///     })
 ///     .await??;
 /// assert!(!path.exists()); // gone before `scope` returned
@@ -172,6 +172,17 @@ impl TempDir {
     /// # Cancel safety
     ///
     /// If dropped before it completes, the removal still finishes in the background.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let d = sup.temp_dir().await?;
+    /// std::fs::create_dir_all(d.path().join("a/b")).unwrap();
+    /// let path = d.path().to_path_buf();
+    /// d.close().await?; // the whole tree is removed before this returns
+    /// assert!(!path.exists());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub async fn close(self) -> Result<()> {
         self.reg.close().await
     }

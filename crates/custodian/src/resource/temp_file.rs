@@ -211,6 +211,16 @@ impl TempFile {
     /// Not cancel safe: dropped while flushing, the guard is dropped with it (the file is
     /// still removed, a pending write's error is lost). Once the release has started,
     /// it completes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let t = sup.temp_file().await?;
+    /// let path = t.path().to_path_buf();
+    /// t.close().await?; // removed, and any error reported here
+    /// assert!(!path.exists());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub async fn close(mut self) -> Result<()> {
         let flushed = self.flush().await;
         let closed = self.reg.close().await;

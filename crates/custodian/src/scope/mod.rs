@@ -46,7 +46,7 @@ use crate::registry::{Permits, Reclaim, ScopeShared};
 ///     .scope("job", async |s| {
 ///         let dir = s.temp_dir().await?;
 ///         tokio::fs::write(dir.path().join("a"), b"1").await.unwrap();
-///         tokio_custodian::Result::Ok(s.live_count())
+///         Ok::<_, tokio_custodian::Error>(s.live_count())
 ///     })
 ///     .await??;
 /// assert_eq!(n, 1);
@@ -223,6 +223,42 @@ impl Scope {
     {
         let grace = self.sup.inner.config.grace;
         self.scope_with_grace(name, grace, body)
+    }
+
+    /// Like [`scope`](Self::scope) for a body that returns [`Result`](crate::Result):
+    /// the body's error type is pinned to [`Error`](crate::Error) (no
+    /// `Ok::<_, tokio_custodian::Error>(..)` needed) and the two layers of result are
+    /// flattened (one `?`). See [`Supervisor::try_scope`].
+    ///
+    /// # Errors
+    ///
+    /// The body's error, or the scope's own (as [`scope`](Self::scope)).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`scope`](Self::scope).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let exists = sup
+    ///     .root()
+    ///     .try_scope("nested", async |s| Ok(s.temp_dir().await?.path().exists()))
+    ///     .await?;
+    /// assert!(exists);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn try_scope<F, T>(
+        &self,
+        name: &str,
+        body: F,
+    ) -> impl Future<Output = Result<T>> + use<F, T>
+    where
+        F: AsyncFnOnce(Scope) -> Result<T>,
+    {
+        let scope = self.scope(name, body);
+        async move { scope.await.and_then(|r| r) }
     }
 
     /// Like [`scope`](Self::scope), with its own grace period: how long the body may keep

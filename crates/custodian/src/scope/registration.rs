@@ -100,6 +100,20 @@ impl Registration {
     ///
     /// The release happens at the first poll; if the future is dropped after that, the
     /// remaining clean-up still runs, unreported.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use tokio_custodian::{Cleanup, Reclaim, ReleasePath, ResourceKind};
+    /// struct Nothing;
+    /// impl Reclaim for Nothing {
+    ///     fn reclaim(self: Box<Self>) -> Cleanup { Cleanup::Done(Ok(())) }
+    /// }
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let reg = sup.root().register(ResourceKind::File, "thing", None, Nothing)?;
+    /// reg.close().await?;
+    /// assert_eq!(sup.stats().kind(ResourceKind::File).released(ReleasePath::Close), 1);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub async fn close(mut self) -> Result<()> {
         self.done = true;
         let Some(inner) = self.inner.upgrade() else {
@@ -137,7 +151,7 @@ impl Registration {
     ///     .scope("s", async |s| {
     ///         let f = s.temp_file().await?;
     ///         f.registration().transfer(&root)?;
-    ///         tokio_custodian::Result::Ok(f)
+    ///         Ok::<_, tokio_custodian::Error>(f)
     ///     })
     ///     .await??;
     /// assert!(kept.registration().is_live());
@@ -166,10 +180,10 @@ impl Drop for Registration {
         if self.done {
             return;
         }
-        if let Some(inner) = self.inner.upgrade() {
-            if let Some(p) = inner.release(self.id, None) {
-                p.clean_up_in_background(&inner);
-            }
+        if let Some(inner) = self.inner.upgrade()
+            && let Some(p) = inner.release(self.id, None)
+        {
+            p.clean_up_in_background(&inner);
         }
     }
 }

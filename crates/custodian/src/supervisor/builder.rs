@@ -66,6 +66,15 @@ impl Default for Builder {
 impl Builder {
     /// The directory the private temp root is created in. Default:
     /// [`std::env::temp_dir`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let base = std::env::temp_dir().join(format!("doc-base-{}", std::process::id()));
+    /// std::fs::create_dir_all(&base).unwrap();
+    /// let sup = tokio_custodian::Supervisor::builder().temp_base(&base).start()?;
+    /// assert!(sup.temp_root().starts_with(&base));
+    /// # sup.shutdown().await; std::fs::remove_dir(&base).unwrap(); Ok(()) }
+    /// ```
     pub fn temp_base(mut self, dir: impl Into<PathBuf>) -> Self {
         self.temp_base = Some(dir.into());
         self
@@ -76,6 +85,16 @@ impl Builder {
     /// It also names what the start-up reaper may remove (see
     /// [`reap_abandoned`](Self::reap_abandoned)), so [`start`](Self::start) refuses a prefix
     /// shorter than 4 bytes, one made of hex digits only, or one with a `/` or NUL.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().temp_prefix("ingest-").start()?;
+    /// let name = sup.temp_root().file_name().unwrap().to_string_lossy().into_owned();
+    /// assert!(name.starts_with("ingest-"));
+    /// // Too short to name what the start-up reaper may remove:
+    /// assert!(tokio_custodian::Supervisor::builder().temp_prefix("x").start().is_err());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn temp_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -86,6 +105,21 @@ impl Builder {
     /// stop grace included) all end by this much after shutdown begins; then children
     /// get SIGKILL and what is left is reclaimed at once. Default: 5 s.
     /// `Duration::MAX` means "wait for ever".
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use std::time::Duration;
+    /// let sup = tokio_custodian::Supervisor::builder().grace(Duration::from_millis(200)).start()?;
+    /// let s = sup.clone();
+    /// let stuck = tokio::spawn(async move {
+    ///     s.scope("stuck", async |_| std::future::pending::<()>().await).await
+    /// });
+    /// tokio::task::yield_now().await;
+    /// let report = sup.shutdown().await; // the stuck scope is cut off after 200 ms
+    /// assert!(!report.scopes_finished && report.took < Duration::from_secs(5));
+    /// assert!(stuck.await.unwrap().unwrap_err().is_cancellation());
+    /// # Ok(()) }
+    /// ```
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
@@ -186,12 +220,36 @@ impl Builder {
     }
 
     /// Warn (a `tracing` event) about resources of `kind` alive longer than `age`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use std::time::Duration;
+    /// use tokio_custodian::ResourceKind;
+    /// // A child alive for more than 10 minutes is reported through `tracing` as a likely leak.
+    /// let sup = tokio_custodian::Supervisor::builder()
+    ///     .leak_after(ResourceKind::Child, Duration::from_secs(600))
+    ///     .start()?;
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn leak_after(mut self, kind: ResourceKind, age: Duration) -> Self {
         self.leak_after[kind.index()] = Some(age);
         self
     }
 
     /// Warn about resources of any kind alive longer than `age`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use std::time::Duration;
+    /// let sup = tokio_custodian::Supervisor::builder()
+    ///     .leak_after_all(Duration::from_millis(1))
+    ///     .leak_scan_interval(Duration::from_millis(5))
+    ///     .start()?;
+    /// let _held = sup.temp_file().await?;
+    /// tokio::time::sleep(Duration::from_millis(20)).await; // a warning is logged for it
+    /// assert_eq!(sup.leaks(Duration::from_millis(1)).len(), 1);
+    /// # drop(_held); sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn leak_after_all(mut self, age: Duration) -> Self {
         self.leak_after = [Some(age); ResourceKind::COUNT];
         self
@@ -199,6 +257,17 @@ impl Builder {
 
     /// How often the supervisor task looks for resources past their leak threshold.
     /// Default: 1 s; at least 1 ms.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use std::time::Duration;
+    /// // Look for resources past their threshold every 100 ms (zero would be 1 ms).
+    /// let sup = tokio_custodian::Supervisor::builder()
+    ///     .leak_after_all(Duration::from_secs(30))
+    ///     .leak_scan_interval(Duration::from_millis(100))
+    ///     .start()?;
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn leak_scan_interval(mut self, every: Duration) -> Self {
         // A zero period would make the scanner's interval panic.
         self.scan_every = every.max(Duration::from_millis(1));
@@ -207,6 +276,16 @@ impl Builder {
 
     /// Whether to listen for SIGINT and SIGTERM: the first starts a graceful shutdown,
     /// the second forces it. Default: off. See [`Supervisor::install_signal_handlers`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// // The first SIGINT/SIGTERM starts the graceful shutdown; the program waits for it.
+    /// let sup = tokio_custodian::Supervisor::builder().handle_signals(true).start()?;
+    /// # let s = sup.clone(); tokio::spawn(async move { s.shutdown().await });
+    /// let report = sup.wait_for_shutdown().await; // on a signal, `began_by` names it
+    /// println!("{report}");
+    /// # Ok(()) }
+    /// ```
     pub fn handle_signals(mut self, on: bool) -> Self {
         self.signals = on;
         self
@@ -216,6 +295,14 @@ impl Builder {
     /// prefix, same user, mode 0700, not locked by a live owner, older than
     /// [`abandoned_min_age`](Self::abandoned_min_age)): what a SIGKILLed or aborted
     /// process left behind. Default: on. [`Supervisor::reaped_at_start`] lists them.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// // Leave other processes' abandoned roots alone (a test harness sharing a temp base).
+    /// let sup = tokio_custodian::Supervisor::builder().reap_abandoned(false).start()?;
+    /// assert!(sup.reaped_at_start().await.is_empty());
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn reap_abandoned(mut self, on: bool) -> Self {
         self.reap_abandoned = on;
         self
@@ -223,6 +310,15 @@ impl Builder {
 
     /// How old an unlocked root must be before it counts as abandoned (a concurrent start
     /// creates its root a moment before locking it). Default: 10 s.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use std::time::Duration;
+    /// let sup = tokio_custodian::Supervisor::builder()
+    ///     .abandoned_min_age(Duration::from_secs(60))
+    ///     .start()?;
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
     pub fn abandoned_min_age(mut self, age: Duration) -> Self {
         self.abandoned_min_age = age;
         self

@@ -36,14 +36,19 @@ impl Supervisor {
     /// the body is dropped, its resources are released at once (a temp dir's removal
     /// finishes in the background).
     ///
+    /// A body that uses `?` must name its error type, which the compiler cannot infer
+    /// from `Ok(..)` alone (E0282): use [`try_scope`](Self::try_scope), which pins it to
+    /// [`Error`](crate::Error) and flattens the result, or write
+    /// `Ok::<_, tokio_custodian::Error>(..)` (or your own error type) as the body's value.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let out = sup.scope("job", async |s| {
     ///     let d = s.temp_dir().await?;
-    ///     tokio_custodian::Result::Ok(d.path().exists())
+    ///     Ok::<_, tokio_custodian::Error>(d.path().exists())
     /// });
-    /// assert!(out.await??);
+    /// assert!(out.await??); // the scope's result, then the body's
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     #[track_caller]
@@ -52,6 +57,43 @@ impl Supervisor {
         F: AsyncFnOnce(Scope) -> T,
     {
         self.root().scope(name, body)
+    }
+
+    /// [`scope`](Self::scope) for a body that returns [`Result`](crate::Result): its
+    /// error type is pinned to [`Error`](crate::Error), so `Ok(..)` needs no annotation,
+    /// and the scope's and the body's errors come out as one (a single `?`). Errors of
+    /// `tokio-custodian-audio` and [`PersistError`](crate::PersistError) convert with `?`.
+    ///
+    /// # Errors
+    ///
+    /// The body's error, or the scope's own (as [`scope`](Self::scope)).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`scope`](Self::scope).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let exists = sup
+    ///     .try_scope("job", async |s| {
+    ///         let d = s.temp_dir().await?;
+    ///         Ok(d.path().exists())
+    ///     })
+    ///     .await?;
+    /// assert!(exists);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn try_scope<F, T>(
+        &self,
+        name: &str,
+        body: F,
+    ) -> impl Future<Output = Result<T>> + use<F, T>
+    where
+        F: AsyncFnOnce(Scope) -> Result<T>,
+    {
+        self.root().try_scope(name, body)
     }
 
     /// Creates a temp file in the root scope. See [`Scope::temp_file`].

@@ -154,10 +154,10 @@ mod tests {
         let mut v = release
             .split(|c: char| !c.is_ascii_digit())
             .map(|n| n.parse::<u32>());
-        if let (Some(Ok(major)), Some(Ok(minor))) = (v.next(), v.next()) {
-            if (major, minor) >= (5, 8) {
-                assert!(p.mnt_id.is_some() && p.mount_root.is_some(), "{p:?}");
-            }
+        if let (Some(Ok(major)), Some(Ok(minor))) = (v.next(), v.next())
+            && (major, minor) >= (5, 8)
+        {
+            assert!(p.mnt_id.is_some() && p.mount_root.is_some(), "{p:?}");
         }
     }
 

@@ -18,6 +18,15 @@ use super::{AtomicFile, Bytes, Durability, os};
 ///
 /// Cancel safe: the temp file is opened and registered as one unit on the blocking pool;
 /// a dropped future drops (and so discards) its output.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let creating: tokio_custodian::CreateAtomicFile = sup.atomic_file(sup.temp_root().join("out"));
+/// let f = creating.await?;
+/// assert_eq!(sup.live().len(), 1); // its temp file, registered
+/// # f.discard().await?; sup.shutdown().await; Ok(()) }
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct CreateAtomicFile(Pin<Box<dyn Future<Output = Result<AtomicFile>> + Send>>);
 
@@ -38,6 +47,16 @@ impl fmt::Debug for CreateAtomicFile {
 ///
 /// Not cancel safe in the sense of [`AtomicFile::commit_with`]: once the commit runs on
 /// the blocking pool it completes; the target is the complete old or new file either way.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let target = sup.temp_root().join("config");
+/// let writing: tokio_custodian::AtomicWrite = sup.atomic_write(&target, "k = 1\n");
+/// writing.await?;
+/// assert_eq!(std::fs::read_to_string(&target).unwrap(), "k = 1\n");
+/// # sup.shutdown().await; Ok(()) }
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct AtomicWrite(Pin<Box<dyn Future<Output = Result<()>> + Send>>);
 

@@ -291,8 +291,9 @@ impl Command {
     /// # Errors
     ///
     /// [`Error::Io`] with [`Operation::Spawn`] naming the program if it is not found,
-    /// not executable or fails to start; [`Error::ShuttingDown`] or
-    /// [`Error::ScopeClosed`] (the child is then stopped);
+    /// not executable or fails to start; [`Error::SpawnRefused`] naming the program if
+    /// the supervisor is shutting down or draining, [`Error::ScopeClosed`] if the scope
+    /// has ended (a child started meanwhile is then stopped);
     /// [`Error::QuotaExceeded`](crate::Error::QuotaExceeded) if a [`Quota`](crate::Quota)
     /// that counts children has no room (checked before the fork: nothing is started;
     /// [`spawn_when_room`](Self::spawn_when_room) waits instead). Nothing stays
@@ -308,12 +309,19 @@ impl Command {
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub fn spawn(self) -> Result<ManagedChild> {
-        let permits = self.room_now()?;
+        let program = self.program.clone();
+        let permits = self.room_now().map_err(|e| e.naming_program(&program))?;
         self.spawn_with(permits)
     }
 
     /// Spawns with the quota permits already taken for the child.
-    fn spawn_with(mut self, permits: Option<Permits>) -> Result<ManagedChild> {
+    fn spawn_with(self, permits: Option<Permits>) -> Result<ManagedChild> {
+        let program = self.program.clone();
+        self.spawn_unnamed(permits)
+            .map_err(|e| e.naming_program(&program))
+    }
+
+    fn spawn_unnamed(mut self, permits: Option<Permits>) -> Result<ManagedChild> {
         let op = Operation::Spawn;
         let inner = self.scope.inner().clone();
         inner.admit(&self.scope.shared, op)?;

@@ -17,7 +17,7 @@ impl Scope {
     /// sup.scope("job", async |s| {
     ///     let child = s.command("sleep").arg("1000").spawn()?;
     ///     assert!(child.id().is_some());
-    ///     tokio_custodian::Result::Ok(())
+    ///     Ok::<_, tokio_custodian::Error>(())
     /// })
     /// .await??; // the sleep is stopped and reaped before `scope` returns
     /// assert_eq!(sup.stats().live(), 0);

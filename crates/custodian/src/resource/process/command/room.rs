@@ -1,7 +1,7 @@
 //! A child's quota room: taken before the fork, so that a refused spawn starts nothing,
 //! and waited for by the asynchronous forms (`spawn_when_room`, `output`, `status`).
 
-use crate::error::{Operation, Result};
+use crate::error::{Error, Operation, Result};
 use crate::kind::ResourceKind;
 use crate::registry::Permits;
 use crate::resource::ManagedChild;
@@ -29,7 +29,7 @@ impl Command {
     ///
     /// # Errors
     ///
-    /// As [`spawn`](Self::spawn); [`Error::ShuttingDown`](crate::Error::ShuttingDown)
+    /// As [`spawn`](Self::spawn); [`Error::SpawnRefused`](crate::Error::SpawnRefused)
     /// if shutdown cancels the root while it waits.
     ///
     /// # Cancel safety
@@ -54,11 +54,16 @@ impl Command {
     pub async fn spawn_when_room(self) -> Result<ManagedChild> {
         let (op, kind) = (Operation::Spawn, ResourceKind::Child);
         let inner = self.scope.inner().clone();
-        inner.admit(&self.scope.shared, op)?;
+        let named = |e: Error| e.naming_program(&self.program);
+        inner.admit(&self.scope.shared, op).map_err(named)?;
         let permits = match inner.quotas.as_ref().filter(|q| q.applies(kind)) {
             Some(q) => match q.take_if_room(kind) {
                 Some(p) => Some(p),
-                None => Some(q.take(kind, op, inner.root_token.clone()).await?),
+                None => Some(
+                    q.take(kind, op, inner.root_token.clone())
+                        .await
+                        .map_err(named)?,
+                ),
             },
             None => None,
         };
