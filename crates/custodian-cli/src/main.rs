@@ -10,7 +10,8 @@
 //! - `custodian probe FILE...`: opens each file through the managed decoder and prints
 //!   its format, or the typed error naming the file.
 //! - `custodian sweep`: reaps what crashed owners left (the crash journal of a state dir)
-//!   and, optionally, the old entries of a temp base.
+//!   and, optionally, custodian's own abandoned leftovers in a temp base (`--all`: every
+//!   old entry judged on its own, nothing live, locked or someone else's removed).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -69,7 +70,8 @@ enum Cmd {
     /// Open each audio file through the managed decoder and print its format, codec,
     /// rate, channels, bit depth, frames and duration, or the error naming the file.
     ///
-    /// Exits 1 when any file failed.
+    /// Exits 1 when any file failed or, with `--strict`, is truncated (fewer frames than
+    /// its header declares).
     Probe(probe::ProbeArgs),
     /// Reap what crashed owners left: for each journal in the state dir whose owner is
     /// proven dead, stop its children and remove its temp root; optionally remove a base
