@@ -48,7 +48,7 @@ import sys
 
 LAYERS = [
     ("sys", ["sys"]),
-    ("vocabulary", ["kind", "error", "id", "leak", "stats", "report", "journal", "reaper", "quota"]),
+    ("vocabulary", ["kind", "error", "id", "leak", "stats", "report", "journal", "reaper", "quota", "containment"]),
     ("registry", ["registry"]),
     ("inner", ["inner"]),
     ("scope", ["scope"]),

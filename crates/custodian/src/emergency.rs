@@ -123,6 +123,10 @@ fn end(inner: &Inner, progress: &Progress, unfinished: bool) -> EmergencyCleanup
         Some(Err(err)) => tracing::warn!(%err, "could not remove the temp root"),
         None => {}
     }
+    // The cgroup tier: the children's cgroups went with their releases.
+    if let Err(err) = inner.containment.remove() {
+        tracing::warn!(%err, "could not remove the supervisor's cgroup");
+    }
     inner.done.cancel();
     out
 }

@@ -63,6 +63,8 @@ pub enum Operation {
     Sweep,
     /// Making the process a child subreaper (`Builder::child_subreaper`).
     ChildSubreaper,
+    /// Setting up the containment tier (`Builder::containment`).
+    Containment,
 }
 
 impl fmt::Display for Operation {
@@ -93,6 +95,7 @@ impl fmt::Display for Operation {
             Operation::OpenJournal => "open crash journal",
             Operation::Sweep => "sweep state dir",
             Operation::ChildSubreaper => "become child subreaper",
+            Operation::Containment => "set up containment",
         })
     }
 }

@@ -76,6 +76,8 @@ mod quota;
 mod journal;
 // The child-subreaper opt-in: what a supervisor adopted, proven, stopped and reaped.
 mod reaper;
+// Containment tiers: the setting, the tier in force and why, the supervisor's cgroup.
+mod containment;
 // 3. The registry, its extension API (`Reclaim`, `Cleanup`) and per-scope state.
 mod registry;
 // 4. The supervisor's shared state (and the handle type pointing to it).
@@ -96,6 +98,7 @@ mod recovery;
 // 8. The public handle's methods and its builder.
 mod supervisor;
 
+pub use containment::{Containment, ContainmentTier, Unavailable};
 pub use emergency::{EmergencyCleanup, PanicCleanup};
 pub use error::{Error, Operation, PublicError, Result};
 pub use id::ResourceId;

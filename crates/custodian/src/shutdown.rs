@@ -209,6 +209,9 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
             tracing::warn!(error = %e, "shutdown: adopted processes not stopped");
         }
     }
+    // The cgroup tier: every child's cgroup is gone with its release; now the
+    // supervisor's (blocking: one `rmdir`).
+    let cgroup_error = inner.containment.remove().err().map(|e| e.to_string());
     watcher.abort();
     let t = phase("release remaining", t);
 
@@ -243,6 +246,7 @@ pub(crate) async fn run(inner: Arc<Inner>) -> ShutdownReport {
         temp_root_error,
         adopted: inner.reaper.as_ref().map(|r| r.stats()).unwrap_or_default(),
         drain,
+        cgroup_error,
     };
     tracing::info!(took = ?report.took, clean = report.is_clean(), forced = report.forced, "shutdown complete");
     report

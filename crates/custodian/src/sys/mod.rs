@@ -5,6 +5,7 @@
 //! private temp root is created exclusively and held with a `flock`.
 
 pub(crate) mod abandoned;
+pub(crate) mod cgroup;
 pub(crate) mod create;
 pub(crate) mod journal;
 pub(crate) mod mount;

@@ -38,6 +38,7 @@
 //! not found, unless the child-subreaper opt-in adopts them once orphaned (`escapees.rs`,
 //! `crate::reaper`); the parent-death signal reaches the direct child only.
 
+mod cgroup;
 mod child;
 mod command;
 mod core;
