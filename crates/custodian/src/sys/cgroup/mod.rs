@@ -14,15 +14,19 @@
 //!   gone makes the open fail (`ENOENT`), it never reaches another cgroup;
 //! - removal checks the name inside the parent's fd is still the recorded inode
 //!   (`statat`, no symlink followed), then `unlinkat(AT_REMOVEDIR)` relative to the
-//!   parent's fd; cgroupfs refuses to remove a populated cgroup (`EBUSY`).
+//!   parent's fd; cgroupfs refuses to remove a populated cgroup (`EBUSY`);
+//! - a cgroup's fds are closed once it is removed (a guard forgotten with `mem::forget`
+//!   keeps none), so "removed" is "its fds are gone".
+//!
+//! Lock order: a child's `dir`, then the supervisor's `fds`.
 
 pub(crate) mod discover;
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
@@ -35,13 +39,24 @@ use super::remove::open_dir_nofollow;
 #[derive(Debug)]
 pub(crate) struct SupervisorCgroup {
     path: PathBuf,
-    /// The process's own cgroup, where this one was created.
-    parent: OwnedFd,
     name: String,
-    dir: OwnedFd,
+    /// The process's own cgroup (where this one was created) and this one; closed once
+    /// it is removed, so that a guard kept past it keeps no fd.
+    fds: Mutex<Option<Fds>>,
     id: FileId,
     next: AtomicU64,
-    removed: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Fds {
+    parent: OwnedFd,
+    dir: OwnedFd,
+}
+
+/// Locks a cgroup's fds (`None` once removed).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each transition is one assignment: a panic cannot leave it half-made.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl SupervisorCgroup {
@@ -67,12 +82,10 @@ impl SupervisorCgroup {
         })?;
         Ok(SupervisorCgroup {
             path: own.join(&name),
-            parent,
             name,
-            dir,
+            fds: Mutex::new(Some(Fds { parent, dir })),
             id,
             next: AtomicU64::new(1),
-            removed: AtomicBool::new(false),
         })
     }
 
@@ -94,17 +107,21 @@ impl SupervisorCgroup {
         // Uniqueness only.
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let name = format!("child-{n}");
-        rustix::fs::mkdirat(&self.dir, name.as_str(), Mode::from_raw_mode(0o755))?;
-        let opened = open_dir_nofollow(&self.dir, name.as_str())
-            .map_err(io::Error::from)
-            .and_then(|dir| Ok((FileId::of_fd(&dir)?, dir)));
-        let (id, dir) = opened.inspect_err(|_| {
-            let _ = rustix::fs::unlinkat(&self.dir, name.as_str(), AtFlags::REMOVEDIR);
-        })?;
+        let (id, dir) = {
+            let fds = lock(&self.fds);
+            let sup = &fds.as_ref().ok_or(Errno::NOENT)?.dir;
+            rustix::fs::mkdirat(sup, name.as_str(), Mode::from_raw_mode(0o755))?;
+            let opened = open_dir_nofollow(sup, name.as_str())
+                .map_err(io::Error::from)
+                .and_then(|dir| Ok((FileId::of_fd(&dir)?, dir)));
+            opened.inspect_err(|_| {
+                let _ = rustix::fs::unlinkat(sup, name.as_str(), AtFlags::REMOVEDIR);
+            })?
+        };
         let child = ChildCgroup {
             sup: self.clone(),
             name,
-            dir,
+            dir: Mutex::new(Some(dir)),
             id,
             removed: AtomicBool::new(false),
         };
@@ -116,7 +133,14 @@ impl SupervisorCgroup {
     /// Removes it, if its name still is the cgroup created (once; later calls do
     /// nothing). Fails with `EBUSY` while a child cgroup or a process is left in it.
     pub(crate) fn remove(&self) -> io::Result<()> {
-        remove_checked(&self.parent, &self.name, self.id, &self.removed)
+        let mut fds = lock(&self.fds);
+        let Some(f) = fds.as_ref() else {
+            return Ok(());
+        };
+        if remove_checked(&f.parent, &self.name, self.id)? {
+            *fds = None;
+        }
+        Ok(())
     }
 
     /// Proves the tier works before it is chosen: a forked process enters a fresh child
@@ -178,7 +202,8 @@ pub(crate) struct ChildCgroup {
     /// Holds the supervisor's cgroup (and its fd) as long as a child's exists.
     sup: Arc<SupervisorCgroup>,
     name: String,
-    dir: OwnedFd,
+    /// Closed once removed: a guard kept past its release keeps no fd.
+    dir: Mutex<Option<OwnedFd>>,
     id: FileId,
     removed: AtomicBool,
 }
@@ -202,15 +227,13 @@ impl ChildCgroup {
     /// Opens one of its interface files, once proven ours: not removed, and the fd
     /// still the directory created (see the module's invariants).
     fn open(&self, file: &str, flags: OFlags) -> io::Result<OwnedFd> {
-        // Acquire: pairs with the release store of `remove_checked`.
-        if self.removed.load(Ordering::Acquire) {
-            return Err(Errno::NOENT.into());
-        }
-        if FileId::of_fd(&self.dir)? != self.id {
+        let dir = lock(&self.dir);
+        let dir = dir.as_ref().ok_or(Errno::NOENT)?;
+        if FileId::of_fd(dir)? != self.id {
             return Err(io::Error::other("the cgroup's fd is not the cgroup created"));
         }
         Ok(rustix::fs::openat(
-            &self.dir,
+            dir,
             file,
             flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
             Mode::empty(),
@@ -274,7 +297,23 @@ impl ChildCgroup {
     /// Removes it (once; later calls do nothing), if its name still is the cgroup
     /// created. `EBUSY` while a process is left in it.
     pub(crate) fn remove(&self) -> io::Result<()> {
-        remove_checked(&self.sup.dir, &self.name, self.id, &self.removed)
+        let mut dir = lock(&self.dir);
+        if dir.is_none() {
+            return Ok(());
+        }
+        let sup = lock(&self.sup.fds);
+        // The supervisor's cgroup cannot have been removed with this one in it; if its
+        // fds are gone, so is this cgroup.
+        let gone = match sup.as_ref() {
+            Some(f) => remove_checked(&f.dir, &self.name, self.id)?,
+            None => true,
+        };
+        if gone {
+            *dir = None;
+            // Release: pairs with the acquire loads of `is_removed`.
+            self.removed.store(true, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Whether it was removed.
@@ -302,25 +341,17 @@ pub(crate) fn still_populated() -> io::Error {
     )
 }
 
-fn remove_checked(parent: &OwnedFd, name: &str, id: FileId, removed: &AtomicBool) -> io::Result<()> {
-    if removed.load(Ordering::Acquire) {
-        return Ok(());
-    }
+/// Removes `name` in `parent` if it still is the cgroup `id`; `true` once ours is gone
+/// (removed now, or earlier by someone else: a name that is another cgroup now is left
+/// alone).
+fn remove_checked(parent: &OwnedFd, name: &str, id: FileId) -> io::Result<bool> {
     match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) if FileId::of_stat(&st) == id => {}
-        // Gone, or replaced by something that is not ours: nothing of ours to remove.
-        Ok(_) | Err(Errno::NOENT) => {
-            removed.store(true, Ordering::Release);
-            return Ok(());
-        }
+        Ok(_) | Err(Errno::NOENT) => return Ok(true),
         Err(e) => return Err(e.into()),
     }
     match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
-        Ok(()) | Err(Errno::NOENT) => {
-            // Release: a later `open` sees it and never reaches a reused name.
-            removed.store(true, Ordering::Release);
-            Ok(())
-        }
+        Ok(()) | Err(Errno::NOENT) => Ok(true),
         Err(e) => Err(e.into()),
     }
 }
