@@ -149,7 +149,11 @@ fn with_tier(tag: &str, body: impl AsyncFnOnce(Supervisor, PathBuf)) {
         return;
     };
     let before = our_cgroups(&parent);
-    assert_eq!(before, Vec::<String>::new(), "{tag}: left by an earlier test");
+    assert_eq!(
+        before,
+        Vec::<String>::new(),
+        "{tag}: left by an earlier test"
+    );
     let all_before = sub_cgroups(&parent);
     rt().block_on(async {
         let Some(sup) = start() else { return };
@@ -211,7 +215,11 @@ fn scope_end_kills_a_forgotten_childs_tree() {
         assert_eq!(sub_cgroups(&root), 0);
         // The forgotten guard keeps no fd: the pidfd went with the reap, the cgroup's
         // fd with its removal.
-        assert_eq!(custodian_suite::open_fds(), fds, "fds kept by a forgotten guard");
+        assert_eq!(
+            custodian_suite::open_fds(),
+            fds,
+            "fds kept by a forgotten guard"
+        );
         let report = sup.shutdown().await;
         assert!(report.failures.is_empty(), "{report}");
         assert!(!root.exists());
@@ -278,7 +286,10 @@ fn a_child_that_exits_by_itself_has_its_daemon_killed_at_wait() {
         let daemon = secs(70);
         let mut child = sup
             .command("sh")
-            .args(["-c", &format!("setsid env -i sh -c 'sleep {daemon} >/dev/null 2>&1 &'")])
+            .args([
+                "-c",
+                &format!("setsid env -i sh -c 'sleep {daemon} >/dev/null 2>&1 &'"),
+            ])
             .spawn()
             .unwrap();
         let cg = child.cgroup().unwrap();
@@ -307,10 +318,16 @@ fn without_the_tier_the_daemon_outlives_the_release() {
         let child = escape_artist(&sup.root(), 80);
         assert_eq!(child.cgroup(), None);
         let daemon = secs(80);
-        assert!(poll_until(Duration::from_secs(10), || sleeps(&daemon).len() == 1));
+        assert!(poll_until(Duration::from_secs(10), || sleeps(&daemon)
+            .len()
+            == 1));
         child.close().await.unwrap();
         let survivors = sleeps(&daemon);
-        assert_eq!(survivors.len(), 1, "the escapee was caught without a cgroup");
+        assert_eq!(
+            survivors.len(),
+            1,
+            "the escapee was caught without a cgroup"
+        );
         // Test cleanup by pid, checked to be the escapee just seen.
         for pid in survivors {
             let _ = std::process::Command::new("kill")

@@ -183,9 +183,9 @@ impl Unavailable {
 
     fn io_kind(&self) -> io::ErrorKind {
         match self {
-            Unavailable::NotMounted | Unavailable::NoOwnCgroup | Unavailable::OutsideMount { .. } => {
-                io::ErrorKind::NotFound
-            }
+            Unavailable::NotMounted
+            | Unavailable::NoOwnCgroup
+            | Unavailable::OutsideMount { .. } => io::ErrorKind::NotFound,
             Unavailable::ReadOnly { .. } => io::ErrorKind::ReadOnlyFilesystem,
             Unavailable::NotWritable { .. } | Unavailable::NoDelegation { .. } => {
                 io::ErrorKind::PermissionDenied
@@ -239,7 +239,11 @@ impl fmt::Display for Unavailable {
                 f,
                 "cannot move a process from {} into a cgroup below it: {error}{}",
                 path.display(),
-                if *nsdelegate { " (mounted with nsdelegate)" } else { "" }
+                if *nsdelegate {
+                    " (mounted with nsdelegate)"
+                } else {
+                    ""
+                }
             ),
             Unavailable::NoKill { path, error } => {
                 write!(f, "no usable cgroup.kill in {}: {error}", path.display())
@@ -252,20 +256,12 @@ impl std::error::Error for Unavailable {}
 
 /// The containment a supervisor runs with: its tier and, in the cgroup tier, the
 /// supervisor's cgroup (held by every child's cgroup too).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Contained {
     pub(crate) tier: ContainmentTier,
     pub(crate) cgroup: Option<Arc<SupervisorCgroup>>,
 }
 
-impl Default for Contained {
-    fn default() -> Self {
-        Contained {
-            tier: ContainmentTier::default(),
-            cgroup: None,
-        }
-    }
-}
 
 impl Contained {
     /// Chooses the tier for `setting` (creating and probing the supervisor's cgroup),
@@ -322,7 +318,8 @@ fn cgroup_tier() -> Result<SupervisorCgroup, Unavailable> {
             error: format!("{p}: {e}"),
         })
     };
-    let mount = discover::find_mount(&read("/proc/self/mountinfo")?).ok_or(Unavailable::NotMounted)?;
+    let mount =
+        discover::find_mount(&read("/proc/self/mountinfo")?).ok_or(Unavailable::NotMounted)?;
     let own = discover::own_cgroup(&read("/proc/self/cgroup")?).ok_or(Unavailable::NoOwnCgroup)?;
     let dir = discover::dir_of(&mount, &own).ok_or_else(|| Unavailable::OutsideMount {
         cgroup: own.clone(),

@@ -420,7 +420,10 @@ impl Builder {
             inner.swept_at_start = rx;
         }
         inner.journal = journal;
-        inner.records.stats.set_containment(containment.tier.clone());
+        inner
+            .records
+            .stats
+            .set_containment(containment.tier.clone());
         inner.containment = containment;
         if self.child_subreaper {
             let r = crate::reaper::Reaper::start().map_err(|e| {

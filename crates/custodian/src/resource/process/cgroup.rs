@@ -60,10 +60,14 @@ impl ChildCore {
         let Some(cg) = self.cgroup.get() else {
             return Ok(());
         };
-        if cg.is_removed() {
-            return Ok(());
+        if let Some(done) = self.cgroup_removed_if_empty() {
+            return done;
         }
-        cg.kill()?;
+        // Once is enough (the kernel also kills what forks while a kill is in flight);
+        // again if the reap's was skipped or failed.
+        if !cg.was_killed() {
+            cg.kill()?;
+        }
         match tokio::time::timeout(EMPTY_WAIT, wait_empty(cg)).await {
             Ok(r) => r?,
             Err(_) => return Err(still_populated()),
@@ -77,12 +81,30 @@ impl ChildCore {
         let Some(cg) = self.cgroup.get() else {
             return Ok(());
         };
-        if cg.is_removed() {
-            return Ok(());
+        if let Some(done) = self.cgroup_removed_if_empty() {
+            return done;
         }
-        cg.kill()?;
+        if !cg.was_killed() {
+            cg.kill()?;
+        }
         cg.wait_empty_blocking(EMERGENCY_WAIT)?;
         cg.remove()
+    }
+
+    /// The common case, in constant work (one read, one `rmdir`): no cgroup, already
+    /// removed, or empty and now removed. `None`: something is still in it.
+    pub(super) fn cgroup_removed_if_empty(&self) -> Option<io::Result<()>> {
+        let Some(cg) = self.cgroup.get() else {
+            return Some(Ok(()));
+        };
+        if cg.is_removed() {
+            return Some(Ok(()));
+        }
+        match cg.populated() {
+            Ok(false) => Some(cg.remove()),
+            Ok(true) => None,
+            Err(e) => Some(Err(e)),
+        }
     }
 
     /// `cgroup.kill` at once (constant work), for the urgent path.
@@ -131,4 +153,54 @@ async fn wait_empty(cg: &ChildCgroup) -> io::Result<()> {
 enum Watch {
     Event(AsyncFd<std::os::fd::OwnedFd>),
     Poll,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// The supervisor's cgroup under this process's own, or `None` without cgroup2.
+    fn sup_cgroup() -> Option<Arc<SupervisorCgroup>> {
+        let c =
+            crate::containment::Contained::choose(crate::containment::Containment::Auto).ok()?;
+        c.cgroup
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wait_for_populated_0_wakes_on_the_event_not_the_recheck() {
+        let Some(sup) = sup_cgroup() else {
+            eprintln!("skipped: no writable cgroup2");
+            return;
+        };
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.args(["-c", "setsid sleep 1000 & exec sleep 1000"]);
+        let cg = place(&mut cmd, &sup).unwrap();
+        let mut child = cmd.spawn().unwrap();
+        while std::fs::read_to_string(cg.path().join("cgroup.procs"))
+            .unwrap()
+            .lines()
+            .count()
+            < 2
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // epoll takes cgroup.events (kernfs polls): the event path, not the 5 ms polling.
+        #[allow(deprecated)]
+        let registered = AsyncFd::with_interest(cg.events().unwrap(), Interest::PRIORITY);
+        assert!(registered.is_ok(), "{:?}", registered.err());
+        drop(registered);
+        let t = Instant::now();
+        cg.kill().unwrap();
+        wait_empty(&cg).await.unwrap();
+        let took = t.elapsed();
+        child.wait().await.unwrap();
+        assert!(!cg.populated().unwrap());
+        // The re-read every 100 ms would take at least that long.
+        assert!(took < RECHECK, "woken by the re-read: {took:?}");
+        cg.remove().unwrap();
+        assert!(!cg.path().exists());
+        drop(cg);
+        sup.remove().unwrap();
+    }
 }

@@ -321,7 +321,8 @@ impl Command {
         // The cgroup tier: the child enters its own cgroup before it runs any code.
         let cgroup = match &inner.containment.cgroup {
             Some(sup) => Some(
-                super::cgroup::place(&mut self.cmd, sup).map_err(|e| Error::io(op, sup.path(), e))?,
+                super::cgroup::place(&mut self.cmd, sup)
+                    .map_err(|e| Error::io(op, sup.path(), e))?,
             ),
             None => None,
         };

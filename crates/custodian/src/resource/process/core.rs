@@ -223,7 +223,7 @@ impl<O: ProcessOs> ChildCore<O> {
         // The cgroup tier: whatever left the group (setsid, double forks) dies too.
         // Names no pid: safe before or after the reap.
         let swept = match self.cgroup.get() {
-            Some(cg) => swept.and(cg.kill()),
+            Some(cg) => swept.and(cg.kill_if_populated()),
             None => swept,
         };
         match self.os.try_reap(child)? {

@@ -23,11 +23,12 @@ impl Reclaim for ChildReclaim {
     /// stopped alongside (the same grace), even if the child itself was reaped already.
     fn reclaim(self: Box<Self>) -> Cleanup {
         if self.core.status().is_some() {
-            let cgroup = self.core.cgroup.get().is_some();
+            // Reaped (its cgroup killed then): an empty cgroup is removed inline.
+            let emptied = self.core.cgroup_removed_if_empty();
             let core = self.core.clone();
-            return match self.escapees {
-                None if !cgroup => Cleanup::Done(Ok(())),
-                e => {
+            return match (self.escapees, emptied) {
+                (None, Some(done)) => Cleanup::Done(done),
+                (e, _) => {
                     // Dropped unrun with the runtime: the escapees are killed all the same,
                     // and the cgroup emptied and removed.
                     let mut backstop = KillOnDrop(Some(core.clone()), e.clone());

@@ -25,10 +25,7 @@ pub(crate) struct Mount {
 /// whose mount point no later mount covers (a later mount on the same point, of any
 /// type, hides it).
 pub(crate) fn find_mount(mountinfo: &str) -> Option<Mount> {
-    let lines: Vec<Vec<&str>> = mountinfo
-        .lines()
-        .map(|l| l.split(' ').collect())
-        .collect();
+    let lines: Vec<Vec<&str>> = mountinfo.lines().map(|l| l.split(' ').collect()).collect();
     for (i, f) in lines.iter().enumerate().rev() {
         // id parent maj:min root point options [optional...] - type source super
         let Some(dash) = f.iter().position(|&x| x == "-") else {
@@ -70,7 +67,12 @@ pub(crate) fn dir_of(mount: &Mount, cgroup: &Path) -> Option<PathBuf> {
         return None;
     }
     let rel = cgroup.strip_prefix(&mount.root).ok()?;
-    Some(mount.point.join(rel))
+    // `join("")` would add a trailing slash.
+    Some(if rel.as_os_str().is_empty() {
+        mount.point.clone()
+    } else {
+        mount.point.join(rel)
+    })
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
@@ -79,7 +81,9 @@ fn unescape(field: &str) -> PathBuf {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
         match (b[i], octal) {
             (b'\\', Some(d)) => {
                 let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
@@ -112,6 +116,10 @@ mod tests {
         assert_eq!(m.root, Path::new("/"));
         assert!(m.nsdelegate && !m.read_only);
         assert_eq!(
+            dir_of(&m, Path::new("/")).unwrap(),
+            Path::new("/sys/fs/cgroup/unified")
+        );
+        assert_eq!(
             dir_of(&m, Path::new("/a/b")).unwrap(),
             Path::new("/sys/fs/cgroup/unified/a/b")
         );
@@ -133,8 +141,15 @@ mod tests {
         let m = find_mount("1 0 0:1 /ns\\040a /c\\134g rw - cgroup2 none rw\n").unwrap();
         assert_eq!(m.point, Path::new("/c\\g"));
         assert_eq!(m.root, Path::new("/ns a"));
-        assert_eq!(dir_of(&m, Path::new("/ns a/x")).unwrap(), Path::new("/c\\g/x"));
-        assert_eq!(dir_of(&m, Path::new("/other")), None, "outside the mount's root");
+        assert_eq!(
+            dir_of(&m, Path::new("/ns a/x")).unwrap(),
+            Path::new("/c\\g/x")
+        );
+        assert_eq!(
+            dir_of(&m, Path::new("/other")),
+            None,
+            "outside the mount's root"
+        );
         assert_eq!(dir_of(&m, Path::new("/ns a/../x")), None);
     }
 

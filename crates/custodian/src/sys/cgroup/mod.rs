@@ -124,6 +124,8 @@ impl SupervisorCgroup {
             dir: Mutex::new(Some(dir)),
             id,
             removed: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
+            emptied: AtomicBool::new(false),
         };
         // Dropped on error: the child's cgroup is removed again.
         let procs = child.open("cgroup.procs", OFlags::WRONLY)?;
@@ -206,6 +208,11 @@ pub(crate) struct ChildCgroup {
     dir: Mutex<Option<OwnedFd>>,
     id: FileId,
     removed: AtomicBool,
+    /// Set once a `cgroup.kill` write succeeded.
+    killed: AtomicBool,
+    /// Set once `populated 0` was read: final, since only a member can fork into it and
+    /// nothing here moves a process in after the spawn.
+    emptied: AtomicBool,
 }
 
 /// How long the emergency path waits for a killed cgroup to empty.
@@ -230,7 +237,9 @@ impl ChildCgroup {
         let dir = lock(&self.dir);
         let dir = dir.as_ref().ok_or(Errno::NOENT)?;
         if FileId::of_fd(dir)? != self.id {
-            return Err(io::Error::other("the cgroup's fd is not the cgroup created"));
+            return Err(io::Error::other(
+                "the cgroup's fd is not the cgroup created",
+            ));
         }
         Ok(rustix::fs::openat(
             dir,
@@ -248,7 +257,24 @@ impl ChildCgroup {
         }
         let fd = self.open("cgroup.kill", OFlags::WRONLY)?;
         rustix::io::write(&fd, b"1")?;
+        // Relaxed: a hint that saves a second write; nothing is published through it.
+        self.killed.store(true, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// `cgroup.kill` unless the cgroup is empty (a read instead of a write when the
+    /// child left nothing behind, the common case).
+    pub(crate) fn kill_if_populated(&self) -> io::Result<()> {
+        if self.populated()? {
+            self.kill()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether a `cgroup.kill` write succeeded.
+    pub(crate) fn was_killed(&self) -> bool {
+        self.killed.load(Ordering::Relaxed)
     }
 
     /// `cgroup.events` opened for reading: its `populated` line, and `POLLPRI` when it
@@ -271,8 +297,18 @@ impl ChildCgroup {
 
     /// Whether any process is left in it. A removed cgroup is empty.
     pub(crate) fn populated(&self) -> io::Result<bool> {
+        // Relaxed: a hint that saves a read; the emptiness it records is final.
+        if self.emptied.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
         match self.events() {
-            Ok(fd) => Self::populated_at(fd),
+            Ok(fd) => {
+                let populated = Self::populated_at(fd)?;
+                if !populated {
+                    self.emptied.store(true, Ordering::Relaxed);
+                }
+                Ok(populated)
+            }
             Err(e) if self.removed.load(Ordering::Acquire) => {
                 drop(e);
                 Ok(false)

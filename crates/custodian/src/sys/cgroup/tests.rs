@@ -27,9 +27,14 @@ fn probe_moves_a_forked_process_and_cleans_up() {
     let own = need_cgroup!();
     let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
     sup.probe().unwrap();
-    assert_eq!(std::fs::read_dir(sup.path()).unwrap().filter(|e| {
-        e.as_ref().unwrap().file_type().unwrap().is_dir()
-    }).count(), 0, "the probe's cgroup was removed");
+    assert_eq!(
+        std::fs::read_dir(sup.path())
+            .unwrap()
+            .filter(|e| { e.as_ref().unwrap().file_type().unwrap().is_dir() })
+            .count(),
+        0,
+        "the probe's cgroup was removed"
+    );
     let path = sup.path().to_path_buf();
     drop(sup);
     assert!(!path.exists(), "dropped: removed");
@@ -85,7 +90,10 @@ fn a_name_that_is_not_the_cgroup_created_is_left_alone() {
     // Another cgroup takes the name: removed by someone else, made again.
     std::fs::remove_dir(cg.path()).unwrap();
     std::fs::create_dir(cg.path()).unwrap();
-    assert!(cg.kill().is_err(), "cgroup.kill reached a cgroup that is not ours");
+    assert!(
+        cg.kill().is_err(),
+        "cgroup.kill reached a cgroup that is not ours"
+    );
     cg.remove().unwrap();
     assert!(cg.path().exists(), "a cgroup that is not ours was removed");
     std::fs::remove_dir(cg.path()).unwrap();
