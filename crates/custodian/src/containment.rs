@@ -262,7 +262,6 @@ pub(crate) struct Contained {
     pub(crate) cgroup: Option<Arc<SupervisorCgroup>>,
 }
 
-
 impl Contained {
     /// Chooses the tier for `setting` (creating and probing the supervisor's cgroup),
     /// and says so in a `tracing` event.

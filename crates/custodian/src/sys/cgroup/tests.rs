@@ -100,3 +100,41 @@ fn a_name_that_is_not_the_cgroup_created_is_left_alone() {
     drop(cg);
     drop(sup);
 }
+
+#[test]
+fn a_recorded_cgroup_is_killed_by_path_only_if_its_inode_matches() {
+    let own = need_cgroup!();
+    let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
+    let (cg, procs) = sup.child().unwrap();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "setsid sleep 1000 & exec sleep 1000"]);
+    // SAFETY: one raw `write` between fork and exec (see `SupervisorCgroup::probe`).
+    #[allow(unsafe_code)]
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            rustix::io::write(&procs, b"0")?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let (path, id) = (cg.path(), cg.id());
+    let wrong = FileId {
+        dev: id.dev,
+        ino: id.ino + 1,
+    };
+    let bound = Duration::from_secs(5);
+    assert_eq!(
+        kill_recorded(&path, wrong, bound).unwrap(),
+        Recorded::NotOurs
+    );
+    assert!(
+        cg.populated().unwrap(),
+        "a cgroup not proven ours was killed"
+    );
+    assert_eq!(kill_recorded(&path, id, bound).unwrap(), Recorded::Removed);
+    assert!(!path.exists());
+    child.wait().unwrap();
+    assert_eq!(kill_recorded(&path, id, bound).unwrap(), Recorded::Gone);
+    drop(cg);
+    sup.remove().unwrap();
+}
