@@ -337,3 +337,98 @@ fn without_the_tier_the_daemon_outlives_the_release() {
         sup.shutdown().await;
     });
 }
+
+#[test]
+fn the_child_is_in_its_cgroup_before_it_runs_any_code() {
+    with_tier("placement", async |sup, mount| {
+        // The child's first act is to read its own cgroup.
+        let mut child = sup
+            .command("cat")
+            .arg("/proc/self/cgroup")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let cg = child.cgroup().unwrap();
+        let mut out = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut child.take_stdout().unwrap(), &mut out)
+            .await
+            .unwrap();
+        let seen = out.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+        assert_eq!(mount.join(seen.trim_start_matches('/')), cg);
+        child.close().await.unwrap();
+        assert!(!cg.exists());
+        assert!(sup.shutdown().await.is_clean());
+    });
+}
+
+#[test]
+fn output_does_not_hang_on_an_escapee_holding_stdout() {
+    with_tier("output", async |sup, _mount| {
+        let n = secs(90);
+        let t = std::time::Instant::now();
+        // The escapee keeps stdout open: without the tier, the read waits for it.
+        let out = sup
+            .command("sh")
+            .args(["-c", &format!("setsid sleep {n} & echo hi")])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, b"hi\n");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(sleeps(&n).is_empty(), "the escapee outlived output()");
+        assert!(sup.shutdown().await.is_clean());
+    });
+}
+
+#[test]
+fn many_children_released_together_leave_no_cgroup() {
+    with_tier("many", async |sup, mount| {
+        let root = sup_cgroup(&sup);
+        let cgs = sup
+            .scope("fleet", async |s| {
+                let mut cgs = Vec::new();
+                for i in 0..8 {
+                    let child = escape_artist(&s, 100 + 3 * i);
+                    let cg = child.cgroup().unwrap();
+                    wait_started(100 + 3 * i, &cg, &mount);
+                    cgs.push(cg);
+                    std::mem::forget(child);
+                }
+                cgs
+            })
+            .await
+            .unwrap();
+        for (i, cg) in cgs.iter().enumerate() {
+            assert_gone(100 + 3 * i as u32, cg, "many");
+        }
+        assert_eq!(sub_cgroups(&root), 0);
+        let report = sup.shutdown().await;
+        assert!(report.failures.is_empty(), "{report}");
+    });
+}
+
+#[test]
+fn required_starts_with_the_cgroup_tier_here() {
+    let _serial = serial();
+    if own_cgroup_dir().is_none() {
+        eprintln!("skipped: no writable cgroup2");
+        return;
+    }
+    rt().block_on(async {
+        let Some(probe) = start() else { return };
+        probe.shutdown().await;
+        let sup = Supervisor::builder()
+            .containment(Containment::Required)
+            .start()
+            .unwrap();
+        let path = sup_cgroup(&sup);
+        assert!(path.is_dir());
+        let report = sup.shutdown().await;
+        assert!(report.is_clean(), "{report}");
+        assert!(
+            report.to_string().contains("containment: cgroup ("),
+            "{report}"
+        );
+        assert!(!path.exists());
+    });
+}
