@@ -21,6 +21,11 @@
 //! Lock order: a child's `dir`, then the supervisor's `fds`.
 
 pub(crate) mod discover;
+mod remove;
+
+use remove::remove_checked;
+#[allow(unused_imports)] // Until the crash journal records cgroups.
+pub(crate) use remove::{Recorded, kill_recorded};
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -369,91 +374,12 @@ impl Drop for ChildCgroup {
     }
 }
 
-/// What became of a recorded cgroup ([`kill_recorded`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Recorded {
-    /// It was there, proven by its inode: killed, emptied and removed.
-    Removed,
-    /// Nothing at its path: nothing to do.
-    Gone,
-    /// Something else is at its path (another inode): left alone.
-    NotOurs,
-}
-
-/// For crash recovery (the journal records a cgroup's path and [`FileId`]): opens the
-/// cgroup at `path`, proves it is the one recorded (its inode, opened with no symlink
-/// followed), writes `cgroup.kill` relative to that fd, waits at most `bound` for
-/// `populated 0` and removes it relative to its parent's fd after checking the name
-/// again. No pid is involved; a cgroup that is gone or not the one recorded is never
-/// written to.
-#[allow(dead_code)] // Until the crash journal records cgroups.
-pub(crate) fn kill_recorded(path: &Path, id: FileId, bound: Duration) -> io::Result<Recorded> {
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a cgroup path",
-        ));
-    };
-    let parent = match rustix::fs::open(
-        parent,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(Recorded::Gone),
-        Err(e) => return Err(e.into()),
-    };
-    let dir = match open_dir_nofollow(&parent, name) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(Recorded::Gone),
-        Err(e) => return Err(e.into()),
-    };
-    if FileId::of_fd(&dir)? != id {
-        return Ok(Recorded::NotOurs);
-    }
-    let at = |file: &str, flags: OFlags| {
-        rustix::fs::openat(
-            &dir,
-            file,
-            flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::empty(),
-        )
-    };
-    rustix::io::write(at("cgroup.kill", OFlags::WRONLY)?, b"1")?;
-    let events = at("cgroup.events", OFlags::RDONLY)?;
-    let until = Instant::now().checked_add(bound);
-    while ChildCgroup::populated_at(&events)? {
-        if until.is_none_or(|u| Instant::now() >= u) {
-            return Err(still_populated());
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let name = name.to_str().ok_or(Errno::INVAL)?;
-    remove_checked(&parent, name, id)?;
-    Ok(Recorded::Removed)
-}
-
 /// The error of a cgroup still populated after its kill and the wait.
 pub(crate) fn still_populated() -> io::Error {
     io::Error::new(
         io::ErrorKind::ResourceBusy,
         "the cgroup is still populated after cgroup.kill",
     )
-}
-
-/// Removes `name` in `parent` if it still is the cgroup `id`; `true` once ours is gone
-/// (removed now, or earlier by someone else: a name that is another cgroup now is left
-/// alone).
-fn remove_checked(parent: &OwnedFd, name: &str, id: FileId) -> io::Result<bool> {
-    match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) if FileId::of_stat(&st) == id => {}
-        Ok(_) | Err(Errno::NOENT) => return Ok(true),
-        Err(e) => return Err(e.into()),
-    }
-    match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
-        Ok(()) | Err(Errno::NOENT) => Ok(true),
-        Err(e) => Err(e.into()),
-    }
 }
 
 #[cfg(test)]

@@ -138,3 +138,48 @@ fn a_recorded_cgroup_is_killed_by_path_only_if_its_inode_matches() {
     drop(cg);
     sup.remove().unwrap();
 }
+
+#[test]
+fn cgroups_a_child_made_below_its_own_are_removed_with_it() {
+    let own = need_cgroup!();
+    let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
+    let (cg, procs) = sup.child().unwrap();
+    drop(procs);
+    // What a child running as root could do: nest cgroups in its own.
+    std::fs::create_dir_all(cg.path().join("a/b")).unwrap();
+    std::fs::create_dir(cg.path().join("c")).unwrap();
+    cg.remove().unwrap();
+    assert!(!cg.path().exists());
+    drop(cg);
+    // The supervisor's cgroup with a child cgroup left in it (an earlier removal failed).
+    let (left, procs) = sup.child().unwrap();
+    drop(procs);
+    let path = left.path();
+    std::mem::forget(left);
+    sup.remove().unwrap();
+    assert!(!path.exists() && !sup.path().exists());
+}
+
+#[test]
+fn a_recorded_supervisor_cgroup_is_killed_whole_and_removed_with_its_children() {
+    let own = need_cgroup!();
+    let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
+    let (cg, procs) = sup.child().unwrap();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "setsid sleep 1000 & exec sleep 1000"]);
+    // SAFETY: one raw `write` between fork and exec (see `SupervisorCgroup::probe`).
+    #[allow(unsafe_code)]
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            rustix::io::write(&procs, b"0")?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    // What recovery knows of a dead owner: its cgroup's path and inode.
+    let done = kill_recorded(sup.path(), sup.id(), Duration::from_secs(5)).unwrap();
+    assert_eq!(done, Recorded::Removed);
+    assert!(!cg.path().exists() && !sup.path().exists());
+    child.wait().unwrap();
+    drop(cg);
+}
