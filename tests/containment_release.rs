@@ -432,3 +432,25 @@ fn required_starts_with_the_cgroup_tier_here() {
         assert!(!path.exists());
     });
 }
+
+#[test]
+fn a_live_child_holds_as_many_fds_in_the_cgroup_tier_as_in_the_group_tier() {
+    with_tier("fds", async |sup, _mount| {
+        let group = Supervisor::builder().start().unwrap();
+        // Warm up both (tokio's SIGCHLD driver opens its fds at the first spawn).
+        group.command("true").status().await.unwrap();
+        sup.command("true").status().await.unwrap();
+        let held = async |s: &Supervisor| {
+            let before = custodian_suite::open_fds();
+            let child = s.command("sleep").arg("1000").spawn().unwrap();
+            let n = custodian_suite::open_fds() - before;
+            child.close().await.unwrap();
+            assert_eq!(custodian_suite::open_fds(), before, "fds left after close");
+            n
+        };
+        let (g, c) = (held(&group).await, held(&sup).await);
+        assert_eq!(c, g, "the cgroup tier holds more fds per child");
+        assert!(group.shutdown().await.is_clean());
+        assert!(sup.shutdown().await.is_clean());
+    });
+}

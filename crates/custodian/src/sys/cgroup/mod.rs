@@ -1,7 +1,7 @@
 //! cgroup v2 primitives: the supervisor's own cgroup, one cgroup per managed child,
-//! `cgroup.kill`, `cgroup.events`, removal. Everything is relative to directory fds
-//! opened when the cgroup was created, so nothing written or removed can be a cgroup
-//! found by name later.
+//! `cgroup.kill`, `cgroup.events`, removal. Everything is relative to the directory fds
+//! of the process's own cgroup and of the supervisor's, opened when the supervisor's
+//! cgroup was created; a child's cgroup is checked by inode each time it is used.
 //!
 //! Layout: `<this process's cgroup>/custodian-<pid>-<64 random bits>/child-<n>`.
 //!
@@ -9,16 +9,16 @@
 //! - every cgroup touched was created here, with `mkdirat` relative to its parent's fd,
 //!   under a name made here, and its directory's inode (unique for the boot on cgroupfs)
 //!   recorded from the fd opened right after;
-//! - `cgroup.kill` and `cgroup.events` are opened relative to that fd, after checking the
-//!   fd is still the recorded inode and the cgroup has not been removed: a cgroup that is
-//!   gone makes the open fail (`ENOENT`), it never reaches another cgroup;
+//! - `cgroup.kill` and `cgroup.events` are opened relative to the child's directory,
+//!   itself opened by name relative to the supervisor's fd (no symlink followed) and
+//!   checked to be the recorded inode: a cgroup that is gone makes the open fail, one
+//!   that took its name fails the check; neither is ever written to;
 //! - removal checks the name inside the parent's fd is still the recorded inode
 //!   (`statat`, no symlink followed), then `unlinkat(AT_REMOVEDIR)` relative to the
 //!   parent's fd; cgroupfs refuses to remove a populated cgroup (`EBUSY`);
-//! - a cgroup's fds are closed once it is removed (a guard forgotten with `mem::forget`
-//!   keeps none), so "removed" is "its fds are gone".
-//!
-//! Lock order: a child's `dir`, then the supervisor's `fds`.
+//! - a child's cgroup keeps no fd (a live child costs the fd budget its pidfd only); the
+//!   supervisor's fds are closed once it is removed (a guard forgotten with `mem::forget`
+//!   keeps none).
 
 pub(crate) mod discover;
 mod remove;
@@ -123,18 +123,22 @@ impl SupervisorCgroup {
                 let _ = rustix::fs::unlinkat(sup, name.as_str(), AtFlags::REMOVEDIR);
             })?
         };
+        let procs = rustix::fs::openat(
+            &dir,
+            "cgroup.procs",
+            OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+        );
         let child = ChildCgroup {
             sup: self.clone(),
             name,
-            dir: Mutex::new(Some(dir)),
             id,
             removed: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             emptied: AtomicBool::new(false),
         };
         // Dropped on error: the child's cgroup is removed again.
-        let procs = child.open("cgroup.procs", OFlags::WRONLY)?;
-        Ok((child, procs))
+        Ok((child, procs?))
     }
 
     /// Removes it, if its name still is the cgroup created (once; later calls do
@@ -208,9 +212,9 @@ pub(crate) enum ProbeFailure {
 pub(crate) struct ChildCgroup {
     /// Holds the supervisor's cgroup (and its fd) as long as a child's exists.
     sup: Arc<SupervisorCgroup>,
+    /// Its name in the supervisor's cgroup: each use opens it relative to the
+    /// supervisor's fd and checks the inode.
     name: String,
-    /// Closed once removed: a guard kept past its release keeps no fd.
-    dir: Mutex<Option<OwnedFd>>,
     id: FileId,
     removed: AtomicBool,
     /// Set once a `cgroup.kill` write succeeded.
@@ -236,18 +240,25 @@ impl ChildCgroup {
         self.id
     }
 
-    /// Opens one of its interface files, once proven ours: not removed, and the fd
+    /// Opens one of its interface files, once proven ours: not removed, and its name
     /// still the directory created (see the module's invariants).
     fn open(&self, file: &str, flags: OFlags) -> io::Result<OwnedFd> {
-        let dir = lock(&self.dir);
-        let dir = dir.as_ref().ok_or(Errno::NOENT)?;
-        if FileId::of_fd(dir)? != self.id {
+        // Acquire: pairs with the release store of `remove`.
+        if self.removed.load(Ordering::Acquire) {
+            return Err(Errno::NOENT.into());
+        }
+        let dir = {
+            let fds = lock(&self.sup.fds);
+            let sup = fds.as_ref().ok_or(Errno::NOENT)?;
+            open_dir_nofollow(&sup.dir, self.name.as_str())?
+        };
+        if FileId::of_fd(&dir)? != self.id {
             return Err(io::Error::other(
-                "the cgroup's fd is not the cgroup created",
+                "the cgroup's name is not the cgroup created",
             ));
         }
         Ok(rustix::fs::openat(
-            dir,
+            &dir,
             file,
             flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
             Mode::empty(),
@@ -338,8 +349,7 @@ impl ChildCgroup {
     /// Removes it (once; later calls do nothing), if its name still is the cgroup
     /// created. `EBUSY` while a process is left in it.
     pub(crate) fn remove(&self) -> io::Result<()> {
-        let mut dir = lock(&self.dir);
-        if dir.is_none() {
+        if self.is_removed() {
             return Ok(());
         }
         let sup = lock(&self.sup.fds);
@@ -350,8 +360,7 @@ impl ChildCgroup {
             None => true,
         };
         if gone {
-            *dir = None;
-            // Release: pairs with the acquire loads of `is_removed`.
+            // Release: pairs with the acquire loads of `open` and `is_removed`.
             self.removed.store(true, Ordering::Release);
         }
         Ok(())
