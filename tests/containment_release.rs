@@ -454,3 +454,30 @@ fn a_live_child_holds_as_many_fds_in_the_cgroup_tier_as_in_the_group_tier() {
         assert!(sup.shutdown().await.is_clean());
     });
 }
+
+#[test]
+fn without_a_runtime_the_last_drop_kills_and_removes_inline() {
+    let _serial = serial();
+    let Some(parent) = own_cgroup_dir() else {
+        eprintln!("skipped: no writable cgroup2");
+        return;
+    };
+    let runtime = rt();
+    let started = runtime.block_on(async {
+        let sup = start()?;
+        let child = escape_artist(&sup.root(), 130);
+        let cg = child.cgroup().unwrap();
+        wait_started(130, &cg, &mount_dir());
+        std::mem::forget(child);
+        Some((sup, cg))
+    });
+    let Some((sup, cg)) = started else { return };
+    let root = sup_cgroup(&sup);
+    // The runtime is gone: its blocking pool drops the clean-up unrun, and the drop
+    // runs it on this thread.
+    drop(runtime);
+    drop(sup);
+    assert!(!root.exists(), "the supervisor's cgroup is left");
+    assert_gone(130, &cg, "no runtime");
+    assert_eq!(our_cgroups(&parent), Vec::<String>::new());
+}
