@@ -53,7 +53,7 @@ LAYERS = [
     ("inner", ["inner"]),
     ("scope", ["scope"]),
     ("resource", ["resource"]),
-    ("lifecycle", ["shutdown", "hook", "signal", "emergency", "recovery", "drain"]),
+    ("lifecycle", ["shutdown", "hook", "signal", "emergency", "recovery", "drain", "notify"]),
     ("handle", ["supervisor"]),
 ]
 

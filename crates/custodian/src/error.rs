@@ -65,6 +65,8 @@ pub enum Operation {
     ChildSubreaper,
     /// Setting up the containment tier (`Builder::containment`).
     Containment,
+    /// Talking to the service manager (`Builder::systemd_notify`).
+    Notify,
 }
 
 impl fmt::Display for Operation {
@@ -96,6 +98,7 @@ impl fmt::Display for Operation {
             Operation::Sweep => "sweep state dir",
             Operation::ChildSubreaper => "become child subreaper",
             Operation::Containment => "set up containment",
+            Operation::Notify => "notify the service manager",
         })
     }
 }

@@ -95,6 +95,8 @@ mod signal;
 mod drain;
 // Crash recovery: the sweep of a state dir.
 mod recovery;
+// systemd's notify protocol (opt-in).
+mod notify;
 // 8. The public handle's methods and its builder.
 mod supervisor;
 

@@ -42,6 +42,7 @@ pub struct Builder {
     state_dir: Option<PathBuf>,
     child_subreaper: bool,
     containment: Containment,
+    systemd_notify: bool,
     drain: Duration,
     quotas: Vec<crate::quota::Quota>,
 }
@@ -60,6 +61,7 @@ impl Default for Builder {
             state_dir: None,
             child_subreaper: false,
             containment: Containment::Never,
+            systemd_notify: false,
             drain: Duration::ZERO,
             quotas: Vec::new(),
         }
@@ -331,6 +333,24 @@ impl Builder {
         self
     }
 
+    /// Speaks systemd's notify protocol when `NOTIFY_SOCKET` is set (a unit with
+    /// `Type=notify`): `READY=1` once `start` has succeeded, `STOPPING=1` when the drain
+    /// (or, without one, shutdown) begins, and `EXTEND_TIMEOUT_USEC` every second while
+    /// shutdown runs, asking for the rest of the [`grace`](Self::grace) plus 3 s, so that
+    /// `TimeoutStopSec` does not SIGKILL a shutdown that keeps its bound. Without
+    /// `NOTIFY_SOCKET` it does nothing. Default: off. Children inherit `NOTIFY_SOCKET`
+    /// unless their command removes it (`Command::env_remove`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().systemd_notify(true).start()?;
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn systemd_notify(mut self, on: bool) -> Self {
+        self.systemd_notify = on;
+        self
+    }
+
     /// Creates the private temp root and spawns the supervisor task.
     ///
     /// # Errors
@@ -344,7 +364,9 @@ impl Builder {
     /// (`/proc` not mounted: the reaper would see nothing; see [`Builder::child_subreaper`]),
     /// or with [`Operation::Containment`] if [`Containment::Required`] cannot be had
     /// (the path names where the missing piece was looked for;
-    /// [`Unavailable::of`](crate::Unavailable::of) tells what is missing).
+    /// [`Unavailable::of`](crate::Unavailable::of) tells what is missing), or with
+    /// [`Operation::Notify`] naming `NOTIFY_SOCKET`'s value if it is neither an absolute
+    /// path nor `@name` (see [`Builder::systemd_notify`]).
     ///
     /// ```
     /// let err = tokio_custodian::Supervisor::builder().start().unwrap_err();
@@ -358,6 +380,13 @@ impl Builder {
         check_prefix(&self.prefix).map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
         // First: a required tier that is missing leaves nothing behind.
         let containment = Contained::choose(self.containment)?;
+        let notifier = match self.systemd_notify {
+            true => crate::notify::Notifier::from_env().map_err(|e| {
+                let to = std::env::var_os("NOTIFY_SOCKET").unwrap_or_default();
+                Error::io(Operation::Notify, PathBuf::from(to), e)
+            })?,
+            false => None,
+        };
         // The journal comes first, so that the root is recorded before it exists.
         let journal = match &self.state_dir {
             None => None,
@@ -443,6 +472,9 @@ impl Builder {
         let sup = Supervisor { inner };
         if self.signals {
             sup.install_signal_handlers()?;
+        }
+        if let Some(n) = notifier {
+            crate::notify::drive(&sup.inner, n);
         }
         Ok(sup)
     }
