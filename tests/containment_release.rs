@@ -481,3 +481,16 @@ fn without_a_runtime_the_last_drop_kills_and_removes_inline() {
     assert_gone(130, &cg, "no runtime");
     assert_eq!(our_cgroups(&parent), Vec::<String>::new());
 }
+
+#[test]
+fn a_spawn_that_fails_leaves_no_cgroup() {
+    with_tier("failed spawn", async |sup, _mount| {
+        let root = sup_cgroup(&sup);
+        let err = sup.command("/no/such/program").spawn().unwrap_err();
+        assert_eq!(err.operation(), tokio_custodian::Operation::Spawn);
+        assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound));
+        assert_eq!(sub_cgroups(&root), 0, "the failed child's cgroup is left");
+        assert_eq!(zombie_children(), Vec::<u32>::new());
+        assert!(sup.shutdown().await.is_clean());
+    });
+}
