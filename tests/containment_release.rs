@@ -369,7 +369,7 @@ fn output_does_not_hang_on_an_escapee_holding_stdout() {
         // The escapee keeps stdout open: without the tier, the read waits for it.
         let out = sup
             .command("sh")
-            .args(["-c", &format!("setsid sleep {n} & echo hi")])
+            .args(["-c", &format!("setsid sleep {n} & sleep 0.2; echo hi")])
             .output()
             .await
             .unwrap();

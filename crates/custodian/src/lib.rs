@@ -115,7 +115,7 @@ pub use registry::{Cleanup, Reclaim};
 pub use report::{DrainReport, HookOutcome, HookReport, Phase, ShutdownReport};
 pub use resource::{ATOMIC_TEMP_PREFIX, AtomicFile, AtomicWrite, CreateAtomicFile, Durability};
 pub use resource::{AcquireLock, FileLock, GaveUp, LockMode, LockOptions, Retry, RetryError};
-pub use resource::{Command, DEFAULT_CHILD_GRACE, ManagedChild};
+pub use resource::{BoundedOutput, Command, DEFAULT_CHILD_GRACE, ManagedChild};
 pub use resource::{CreateTempDir, CreateTempFile, OpenFile};
 pub use resource::{ManagedFile, OpenOptions, PersistError, TempBuilder, TempDir, TempFile};
 pub use scope::{Registration, Scope};

@@ -10,6 +10,7 @@ pub(crate) mod create;
 pub(crate) mod journal;
 pub(crate) mod mount;
 pub(crate) mod orphans;
+pub(crate) mod pipes;
 pub(crate) mod process;
 pub(crate) mod remove;
 pub(crate) mod root;

@@ -44,8 +44,10 @@ mod command;
 mod core;
 mod entry;
 mod escapees;
+mod output;
 mod reclaim;
 mod spawner;
 
 pub use child::ManagedChild;
 pub use command::{Command, DEFAULT_CHILD_GRACE};
+pub use output::BoundedOutput;
