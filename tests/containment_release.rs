@@ -215,11 +215,8 @@ fn scope_end_kills_a_forgotten_childs_tree() {
         assert_eq!(sub_cgroups(&root), 0);
         // The forgotten guard keeps no fd: the pidfd went with the reap, the cgroup's
         // fd with its removal.
-        assert_eq!(
-            custodian_suite::open_fds(),
-            fds,
-            "fds kept by a forgotten guard"
-        );
+        // (Settling: a group scan's pass on the blocking pool may still hold a /proc fd.)
+        custodian_suite::assert_fds_settle(fds, "fds kept by a forgotten guard");
         let report = sup.shutdown().await;
         assert!(report.failures.is_empty(), "{report}");
         assert!(!root.exists());
@@ -440,13 +437,18 @@ fn a_live_child_holds_as_many_fds_in_the_cgroup_tier_as_in_the_group_tier() {
         // Warm up both (tokio's SIGCHLD driver opens its fds at the first spawn).
         group.command("true").status().await.unwrap();
         sup.command("true").status().await.unwrap();
+        // The least of a few tries: a group scan on the blocking pool may hold a /proc
+        // fd for a moment.
         let held = async |s: &Supervisor| {
-            let before = custodian_suite::open_fds();
-            let child = s.command("sleep").arg("1000").spawn().unwrap();
-            let n = custodian_suite::open_fds() - before;
-            child.close().await.unwrap();
-            assert_eq!(custodian_suite::open_fds(), before, "fds left after close");
-            n
+            let mut least = usize::MAX;
+            for _ in 0..5 {
+                let before = custodian_suite::open_fds();
+                let child = s.command("sleep").arg("1000").spawn().unwrap();
+                least = least.min(custodian_suite::open_fds().saturating_sub(before));
+                child.close().await.unwrap();
+                custodian_suite::assert_fds_settle(before, "fds left after close");
+            }
+            least
         };
         let (g, c) = (held(&group).await, held(&sup).await);
         assert_eq!(c, g, "the cgroup tier holds more fds per child");
