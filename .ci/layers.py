@@ -48,12 +48,12 @@ import sys
 
 LAYERS = [
     ("sys", ["sys"]),
-    ("vocabulary", ["kind", "error", "id", "leak", "stats", "report", "journal", "reaper", "quota"]),
+    ("vocabulary", ["kind", "error", "id", "leak", "stats", "report", "journal", "reaper", "quota", "containment"]),
     ("registry", ["registry"]),
     ("inner", ["inner"]),
     ("scope", ["scope"]),
     ("resource", ["resource"]),
-    ("lifecycle", ["shutdown", "hook", "signal", "emergency", "recovery", "drain"]),
+    ("lifecycle", ["shutdown", "hook", "signal", "emergency", "recovery", "drain", "notify"]),
     ("handle", ["supervisor"]),
 ]
 

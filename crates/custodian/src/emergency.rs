@@ -132,6 +132,10 @@ fn end(inner: &Inner, progress: &Progress, unfinished: bool) -> EmergencyCleanup
         Some(Err(err)) => tracing::warn!(%err, "could not remove the temp root"),
         None => {}
     }
+    // The cgroup tier: the children's cgroups went with their releases.
+    if let Err(err) = inner.containment.remove() {
+        tracing::warn!(%err, "could not remove the supervisor's cgroup");
+    }
     inner.done.cancel();
     out
 }
@@ -160,11 +164,16 @@ pub(crate) fn on_last_drop(inner: &mut Inner) {
     let registry = std::mem::take(&mut inner.registry);
     let records = inner.records.clone();
     let root = inner.take_temp_root();
+    // The cgroup tier: a forgotten guard may hold it past this drop; removed explicitly.
+    let cgroup = inner.containment.cgroup.clone();
     let job = Deferred::new(move || {
         let progress = Progress::default();
         sweep_now(&registry, &records, &progress);
         if let Some(Err(err)) = root.map(|r| r.remove()) {
             tracing::warn!(%err, "could not remove the temp root");
+        }
+        if let Some(Err(err)) = cgroup.map(|c| c.remove()) {
+            tracing::warn!(%err, "could not remove the supervisor's cgroup");
         }
         let released = progress.released.load(Ordering::Relaxed);
         if released > 0 {

@@ -71,6 +71,10 @@ pub enum Operation {
     ChildSubreaper,
     /// Sweeping a directory of its old entries ([`AgeSweep`](crate::AgeSweep)).
     AgeSweep,
+    /// Setting up the containment tier (`Builder::containment`).
+    Containment,
+    /// Talking to the service manager (`Builder::systemd_notify`).
+    Notify,
 }
 
 impl fmt::Display for Operation {
@@ -102,6 +106,8 @@ impl fmt::Display for Operation {
             Operation::Sweep => "sweep state dir",
             Operation::ChildSubreaper => "become child subreaper",
             Operation::AgeSweep => "age sweep",
+            Operation::Containment => "set up containment",
+            Operation::Notify => "notify the service manager",
         })
     }
 }

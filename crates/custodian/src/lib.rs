@@ -60,6 +60,8 @@ mod quota;
 mod journal;
 // The child-subreaper opt-in: what a supervisor adopted, proven, stopped and reaped.
 mod reaper;
+// Containment tiers: the setting, the tier in force and why, the supervisor's cgroup.
+mod containment;
 // 3. The registry, its extension API (`Reclaim`, `Cleanup`) and per-scope state.
 mod registry;
 // 4. The supervisor's shared state (and the handle type pointing to it).
@@ -77,9 +79,12 @@ mod signal;
 mod drain;
 // Crash recovery: the sweep of a state dir.
 mod recovery;
+// systemd's notify protocol (opt-in).
+mod notify;
 // 8. The public handle's methods and its builder.
 mod supervisor;
 
+pub use containment::{Containment, ContainmentTier, Unavailable};
 pub use emergency::{EmergencyCleanup, PanicCleanup};
 pub use error::{Error, Operation, PublicError, Result};
 pub use id::ResourceId;
@@ -96,7 +101,7 @@ pub use registry::{Cleanup, Reclaim};
 pub use report::{DrainReport, HookOutcome, HookReport, Phase, ShutdownCause, ShutdownReport};
 pub use resource::{ATOMIC_TEMP_PREFIX, AtomicFile, AtomicWrite, CreateAtomicFile, Durability};
 pub use resource::{AcquireLock, FileLock, GaveUp, LockMode, LockOptions, Retry, RetryError};
-pub use resource::{Command, DEFAULT_CHILD_GRACE, ManagedChild};
+pub use resource::{BoundedOutput, Command, DEFAULT_CHILD_GRACE, ManagedChild};
 pub use resource::{CreateTempDir, CreateTempFile, OpenFile};
 pub use resource::{ManagedFile, OpenOptions, PersistError, TempBuilder, TempDir, TempFile};
 pub use scope::{Registration, Scope};

@@ -142,6 +142,10 @@ pub struct ShutdownReport {
     /// off, or the shutdown forced before it began).
     #[serde(default)]
     pub drain: Option<DrainReport>,
+    /// Why the supervisor's cgroup could not be removed, if it could not (the cgroup
+    /// tier; the tier itself is in [`stats`](Self::stats)`.containment`).
+    #[serde(default)]
+    pub cgroup_error: Option<String>,
 }
 
 /// How shutdown's drain phase went (see [`Builder::drain`](crate::Builder::drain)).
@@ -200,6 +204,7 @@ impl ShutdownReport {
             && self.scopes_finished
             && self.cleanups_finished
             && self.temp_root_error.is_none()
+            && self.cgroup_error.is_none()
             && self.adopted.live == 0
             && self.stats.live() == 0
             && self
@@ -339,6 +344,11 @@ impl fmt::Display for ShutdownReport {
                 "\nadopted (child subreaper): {} adopted, {} reaped, {} needed SIGKILL, {} left, {} unproven zombies left alone",
                 a.adopted, a.reaped, a.kill_needed, a.live, a.unproven_zombies
             )?;
+        }
+        if let (crate::containment::ContainmentTier::Cgroup { path }, Some(e)) =
+            (&self.stats.containment, &self.cgroup_error)
+        {
+            writeln!(f, "\ncgroup {} NOT removed: {e}", path.display())?;
         }
         match &self.temp_root_error {
             None => writeln!(f, "\ntemp root {} removed", self.temp_root.display()),

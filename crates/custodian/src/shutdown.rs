@@ -217,6 +217,9 @@ pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownR
             tracing::warn!(error = %e, "shutdown: adopted processes not stopped");
         }
     }
+    // The cgroup tier: every child's cgroup is gone with its release; now the
+    // supervisor's (blocking: one `rmdir`).
+    let cgroup_error = inner.containment.remove().err().map(|e| e.to_string());
     watcher.abort();
     let t = phase("release remaining", t);
 
@@ -252,6 +255,7 @@ pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownR
         temp_root_error,
         adopted: inner.reaper.as_ref().map(|r| r.stats()).unwrap_or_default(),
         drain,
+        cgroup_error,
     };
     tracing::info!(took = ?report.took, clean = report.is_clean(), forced = report.forced, "shutdown complete");
     report

@@ -29,9 +29,16 @@ struct KindCounters {
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     kinds: [KindCounters; ResourceKind::COUNT],
+    /// The containment tier, set once by `start`.
+    containment: std::sync::OnceLock<crate::containment::ContainmentTier>,
 }
 
 impl Stats {
+    /// Records the containment tier in force (once, at `start`).
+    pub(crate) fn set_containment(&self, tier: crate::containment::ContainmentTier) {
+        let _ = self.containment.set(tier);
+    }
+
     pub(crate) fn created(&self, kind: ResourceKind) {
         let c = &self.kinds[kind.index()];
         c.created.fetch_add(1, Ordering::Relaxed);
@@ -85,6 +92,7 @@ impl Stats {
         StatsSnapshot {
             kinds,
             quotas: Vec::new(),
+            containment: self.containment.get().cloned().unwrap_or_default(),
         }
     }
 }
@@ -192,6 +200,17 @@ pub struct StatsSnapshot {
     /// [`Supervisor::quotas`](crate::Supervisor::quotas).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quotas: Vec<crate::quota::QuotaUsage>,
+    /// The containment tier in force, and why not a stronger one
+    /// ([`Builder::containment`](crate::Builder::containment)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// assert!(!sup.stats().containment.is_cgroup()); // not asked for
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    #[serde(default)]
+    pub containment: crate::containment::ContainmentTier,
 }
 
 impl StatsSnapshot {
@@ -276,6 +295,10 @@ impl fmt::Display for StatsSnapshot {
         }
         for q in &self.quotas {
             writeln!(f, "quota {q}")?;
+        }
+        // Said when asked for: the default (not requested) adds no line.
+        if self.containment != crate::containment::ContainmentTier::default() {
+            writeln!(f, "containment: {}", self.containment)?;
         }
         Ok(())
     }

@@ -104,6 +104,8 @@ pub(crate) struct Inner {
     pub(crate) journal: Option<Arc<crate::journal::Journal>>,
     /// The child-subreaper opt-in's reaper (`Builder::child_subreaper`).
     pub(crate) reaper: Option<Arc<crate::reaper::Reaper>>,
+    /// The containment tier and, in the cgroup tier, the supervisor's cgroup.
+    pub(crate) containment: crate::containment::Contained,
     /// The report of `start`'s crash sweep, once done (`None` inside until then).
     pub(crate) swept_at_start: tokio::sync::watch::Receiver<Option<crate::journal::SweepReport>>,
     /// The one shutdown run, started by the first `shutdown()` call.
@@ -166,6 +168,7 @@ impl Inner {
             reaped_at_start: tokio::sync::watch::channel(Some(Vec::new())).1,
             journal: None,
             reaper: None,
+            containment: Default::default(),
             swept_at_start: tokio::sync::watch::channel(Some(Default::default())).1,
             shutdown_run: std::sync::OnceLock::new(),
             cut,

@@ -15,7 +15,7 @@ pub use atomic::{ATOMIC_TEMP_PREFIX, AtomicFile, AtomicWrite, CreateAtomicFile, 
 pub use file::{ManagedFile, OpenFile, OpenOptions};
 pub use lock::{AcquireLock, FileLock, LockMode, LockOptions};
 pub use persist::PersistError;
-pub use process::{Command, DEFAULT_CHILD_GRACE, ManagedChild};
+pub use process::{BoundedOutput, Command, DEFAULT_CHILD_GRACE, ManagedChild};
 pub use retry::{GaveUp, Retry, RetryError};
 pub use temp::{CreateTempDir, CreateTempFile, TempBuilder};
 pub use temp_dir::TempDir;

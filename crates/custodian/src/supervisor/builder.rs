@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::containment::{Contained, Containment};
 use crate::error::{Error, Operation, Result};
 use crate::inner::{Config, Inner};
 use crate::journal::Journal;
@@ -40,6 +41,8 @@ pub struct Builder {
     signals: bool,
     state_dir: Option<PathBuf>,
     child_subreaper: bool,
+    containment: Containment,
+    systemd_notify: bool,
     drain: Duration,
     quotas: Vec<crate::quota::Quota>,
 }
@@ -57,6 +60,8 @@ impl Default for Builder {
             signals: false,
             state_dir: None,
             child_subreaper: false,
+            containment: Containment::Never,
+            systemd_notify: false,
             drain: Duration::ZERO,
             quotas: Vec::new(),
         }
@@ -391,6 +396,57 @@ impl Builder {
         self
     }
 
+    /// The containment tier to run managed children in (see
+    /// [`ContainmentTier`](crate::ContainmentTier)). Default: [`Containment::Never`],
+    /// the process-group tier.
+    ///
+    /// With [`Containment::Auto`] or [`Containment::Required`], `start` looks for the
+    /// cgroup2 mount in `/proc/self/mountinfo` and this process's cgroup in
+    /// `/proc/self/cgroup`, creates `<own cgroup>/custodian-<pid>-<random>`, and proves
+    /// the tier (a forked process enters a cgroup below it; `cgroup.kill` takes a write).
+    /// Then each child is spawned into a cgroup of its own (`child-<n>`) before it runs
+    /// any code, and its release ends with `cgroup.kill` and a wait for `populated 0`:
+    /// descendants that left the group (`setsid`, double forks, a cleared environment)
+    /// die with it. Empty cgroups are removed on every release path, the supervisor's
+    /// at shutdown. The tier in force, and why not the cgroup one, is in
+    /// [`StatsSnapshot::containment`](crate::StatsSnapshot::containment), the shutdown
+    /// report and a `tracing` event at start.
+    ///
+    /// Not the default in the library because a spawn into a cgroup needs a `pre_exec`
+    /// hook, which makes std fork instead of `posix_spawn`: a spawn then costs in
+    /// proportion to the parent's memory (see `docs/processes.md`). `custodian run`
+    /// uses `Auto`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// use tokio_custodian::Containment;
+    /// let sup = tokio_custodian::Supervisor::builder().containment(Containment::Auto).start()?;
+    /// println!("{}", sup.stats().containment); // cgroup (...) or process group (no cgroup: why)
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn containment(mut self, setting: Containment) -> Self {
+        self.containment = setting;
+        self
+    }
+
+    /// Speaks systemd's notify protocol when `NOTIFY_SOCKET` is set (a unit with
+    /// `Type=notify`): `READY=1` once `start` has succeeded, `STOPPING=1` when the drain
+    /// (or, without one, shutdown) begins, and `EXTEND_TIMEOUT_USEC` every second while
+    /// shutdown runs, asking for the rest of the [`grace`](Self::grace) plus 3 s, so that
+    /// `TimeoutStopSec` does not SIGKILL a shutdown that keeps its bound. Without
+    /// `NOTIFY_SOCKET` it does nothing. Default: off. Children inherit `NOTIFY_SOCKET`
+    /// unless their command removes it (`Command::env_remove`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().systemd_notify(true).start()?;
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn systemd_notify(mut self, on: bool) -> Self {
+        self.systemd_notify = on;
+        self
+    }
+
     /// Creates the private temp root and spawns the supervisor task.
     ///
     /// # Errors
@@ -401,7 +457,12 @@ impl Builder {
     /// [`Operation::OpenJournal`] naming the state dir if the journal cannot be created
     /// there (see [`Builder::state_dir`]), or with [`Operation::ChildSubreaper`] if the
     /// process cannot become a child subreaper or cannot read its own `/proc/PID/stat`
-    /// (`/proc` not mounted: the reaper would see nothing; see [`Builder::child_subreaper`]).
+    /// (`/proc` not mounted: the reaper would see nothing; see [`Builder::child_subreaper`]),
+    /// or with [`Operation::Containment`] if [`Containment::Required`] cannot be had
+    /// (the path names where the missing piece was looked for;
+    /// [`Unavailable::of`](crate::Unavailable::of) tells what is missing), or with
+    /// [`Operation::Notify`] naming `NOTIFY_SOCKET`'s value if it is neither an absolute
+    /// path nor `@name` (see [`Builder::systemd_notify`]).
     ///
     /// ```
     /// let err = tokio_custodian::Supervisor::builder().start().unwrap_err();
@@ -413,6 +474,15 @@ impl Builder {
         })?;
         let base = self.temp_base.unwrap_or_else(std::env::temp_dir);
         check_prefix(&self.prefix).map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
+        // First: a required tier that is missing leaves nothing behind.
+        let containment = Contained::choose(self.containment)?;
+        let notifier = match self.systemd_notify {
+            true => crate::notify::Notifier::from_env().map_err(|e| {
+                let to = std::env::var_os("NOTIFY_SOCKET").unwrap_or_default();
+                Error::io(Operation::Notify, PathBuf::from(to), e)
+            })?,
+            false => None,
+        };
         // The journal comes first, so that the root is recorded before it exists.
         let journal = match &self.state_dir {
             None => None,
@@ -475,6 +545,11 @@ impl Builder {
             inner.swept_at_start = rx;
         }
         inner.journal = journal;
+        inner
+            .records
+            .stats
+            .set_containment(containment.tier.clone());
+        inner.containment = containment;
         if self.child_subreaper {
             let r = crate::reaper::Reaper::start().map_err(|e| {
                 let me = PathBuf::from(format!("/proc/{}", std::process::id()));
@@ -493,6 +568,9 @@ impl Builder {
         let sup = Supervisor { inner };
         if self.signals {
             sup.install_signal_handlers()?;
+        }
+        if let Some(n) = notifier {
+            crate::notify::drive(&sup.inner, n);
         }
         Ok(sup)
     }

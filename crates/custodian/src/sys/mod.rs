@@ -5,12 +5,14 @@
 //! private temp root is created exclusively and held with a `flock`.
 
 pub(crate) mod abandoned;
+pub(crate) mod cgroup;
 pub(crate) mod create;
 pub(crate) mod journal;
 pub(crate) mod live;
 pub(crate) mod mount;
 pub(crate) mod orphans;
 pub(crate) mod ownership;
+pub(crate) mod pipes;
 pub(crate) mod process;
 pub(crate) mod remove;
 pub(crate) mod root;

@@ -86,6 +86,22 @@ impl ManagedChild {
         self.core.pid
     }
 
+    /// The cgroup the child runs in, under the cgroup containment tier
+    /// ([`Builder::containment`](crate::Builder::containment)); `None` in the
+    /// process-group tier. Removed when the child is released.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let c = sup.command("true").spawn()?;
+    /// assert_eq!(c.cgroup(), None); // the default tier: process groups
+    /// # drop(c);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn cgroup(&self) -> Option<PathBuf> {
+        self.core.cgroup.get().map(|c| c.path())
+    }
+
     /// The program, as given to the command.
     ///
     /// ```

@@ -326,6 +326,14 @@ impl Command {
         let inner = self.scope.inner().clone();
         inner.admit(&self.scope.shared, op)?;
         self.cmd.process_group(0);
+        // The cgroup tier: the child enters its own cgroup before it runs any code.
+        let cgroup = match &inner.containment.cgroup {
+            Some(sup) => Some(
+                super::cgroup::place(&mut self.cmd, sup)
+                    .map_err(|e| Error::io(op, sup.path(), e))?,
+            ),
+            None => None,
+        };
         if let Some(j) = &inner.journal {
             // How a sweep finds descendants that no record names (see `journal`).
             self.cmd.env(crate::journal::MARKER_VAR, j.marker());
@@ -386,6 +394,8 @@ impl Command {
                 failed();
                 drop(inner.handle.spawn(async move {
                     let _ = child.wait().await;
+                    // Killed and removed (if empty by then) when dropped.
+                    drop(cgroup);
                     // Reaped: the pid is no longer a managed child's.
                     if let Some(a) = adopting {
                         a.reaped(pid);
@@ -407,6 +417,9 @@ impl Command {
         }
         if let Some(a) = &adopting {
             let _ = core.reaper.set(a.reaper());
+        }
+        if let Some(cg) = cgroup {
+            let _ = core.cgroup.set(cg);
         }
         let spec = Spec {
             kind: ResourceKind::Child,

@@ -63,6 +63,9 @@ pub(crate) struct ChildCore<O: ProcessOs = RealOs> {
     /// Under the child-subreaper opt-in: told of the reap (the pid is no longer ours).
     /// Weak: a guard kept past its supervisor must not keep the process a subreaper.
     pub(crate) reaper: std::sync::OnceLock<std::sync::Weak<crate::reaper::Reaper>>,
+    /// The cgroup tier: the child's own cgroup (`cgroup.kill` at the reap; emptied and
+    /// removed by the release, see `process/cgroup.rs`).
+    pub(crate) cgroup: std::sync::OnceLock<crate::sys::cgroup::ChildCgroup>,
 }
 
 enum State<C> {
@@ -94,6 +97,7 @@ impl<O: ProcessOs> ChildCore<O> {
             os,
             journal: std::sync::OnceLock::new(),
             reaper: std::sync::OnceLock::new(),
+            cgroup: std::sync::OnceLock::new(),
         })
     }
 
@@ -216,6 +220,12 @@ impl<O: ProcessOs> ChildCore<O> {
         // The leader is a zombie, so the group id is still ours: sweep it once more.
         // A failed sweep must not keep the leader unreaped: reap, then report it.
         let swept = self.os.signal_group(self.pid, Sig::KILL);
+        // The cgroup tier: whatever left the group (setsid, double forks) dies too.
+        // Names no pid: safe before or after the reap.
+        let swept = match self.cgroup.get() {
+            Some(cg) => swept.and(cg.kill_if_populated()),
+            None => swept,
+        };
         match self.os.try_reap(child)? {
             Some(status) => {
                 // Drops the child (already reaped, so it leaves no orphan) and the pidfd.

@@ -38,13 +38,16 @@
 //! not found, unless the child-subreaper opt-in adopts them once orphaned (`escapees.rs`,
 //! `crate::reaper`); the parent-death signal reaches the direct child only.
 
+mod cgroup;
 mod child;
 mod command;
 mod core;
 mod entry;
 mod escapees;
+mod output;
 mod reclaim;
 mod spawner;
 
 pub use child::ManagedChild;
 pub use command::{Command, DEFAULT_CHILD_GRACE};
+pub use output::BoundedOutput;

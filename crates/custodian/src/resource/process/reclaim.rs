@@ -23,15 +23,23 @@ impl Reclaim for ChildReclaim {
     /// stopped alongside (the same grace), even if the child itself was reaped already.
     fn reclaim(self: Box<Self>) -> Cleanup {
         if self.core.status().is_some() {
-            return match self.escapees {
-                None => Cleanup::Done(Ok(())),
-                Some(e) => {
-                    // Dropped unrun with the runtime: the escapees are killed all the same.
-                    let mut backstop = KillOnDrop(None, Some(e.clone()));
+            // Reaped (its cgroup killed then): an empty cgroup is removed inline.
+            let emptied = self.core.cgroup_removed_if_empty();
+            let core = self.core.clone();
+            return match (self.escapees, emptied) {
+                (None, Some(done)) => Cleanup::Done(done),
+                (e, _) => {
+                    // Dropped unrun with the runtime: the escapees are killed all the same,
+                    // and the cgroup emptied and removed.
+                    let mut backstop = KillOnDrop(Some(core.clone()), e.clone());
                     Cleanup::Async(Box::pin(async move {
-                        let stopped = e.stop(true).await;
+                        let stopped = match &e {
+                            Some(e) => e.stop(true).await,
+                            None => Ok(()),
+                        };
+                        let emptied = core.cgroup_emptied().await;
                         backstop.disarm();
-                        stopped
+                        stopped.and(emptied)
                     }))
                 }
             };
@@ -44,14 +52,17 @@ impl Reclaim for ChildReclaim {
         Cleanup::Async(Box::pin(async move {
             let Some(e) = &self.escapees else {
                 let stopped = self.core.stop(self.grace, sent).await.map(drop);
+                // The cgroup tier: `populated 0`, then the cgroup removed.
+                let emptied = self.core.cgroup_emptied().await;
                 backstop.disarm();
-                return stopped;
+                return stopped.and(emptied);
             };
             let (stopped, escaped) = tokio::join!(self.core.stop(self.grace, sent), e.stop(false));
             // What escaped while the group had its grace.
             let late = e.stop(true).await;
+            let emptied = self.core.cgroup_emptied().await;
             backstop.disarm();
-            stopped.map(drop).and(escaped).and(late)
+            stopped.map(drop).and(escaped).and(late).and(emptied)
         }))
     }
 
@@ -63,7 +74,8 @@ impl Reclaim for ChildReclaim {
             None => self.core.kill_now(),
         };
         let escaped = self.escapees.as_ref().map_or(Ok(()), Escapees::kill_now);
-        killed.and(escaped)
+        let emptied = self.core.cgroup_emptied_now();
+        killed.and(escaped).and(emptied)
     }
 
     /// SIGKILL to the group at once (constant work); the wait and the reap follow in
@@ -72,6 +84,7 @@ impl Reclaim for ChildReclaim {
         if self.core.status().is_none() {
             let _ = self.core.signal(Sig::KILL);
         }
+        self.core.cgroup_kill();
         if let Some(e) = &self.escapees {
             e.kill_urgent();
         }
@@ -92,7 +105,8 @@ impl KillOnDrop {
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        if let Some(core) = self.0.take()
+        let core = self.0.take();
+        if let Some(core) = &core
             && core.status().is_none()
             && let Err(e) = core.kill_now()
         {
@@ -103,6 +117,11 @@ impl Drop for KillOnDrop {
             && let Err(err) = e.kill_now()
         {
             tracing::warn!(error = %err, "could not stop the escapees of a dropped stop task");
+        }
+        if let Some(core) = core
+            && let Err(e) = core.cgroup_emptied_now()
+        {
+            tracing::warn!(error = %e, "could not empty the cgroup of a dropped stop task");
         }
     }
 }

@@ -1,0 +1,141 @@
+//! Removing cgroups: a name checked against the inode recorded at creation, the empty
+//! cgroups below it first, and a recorded cgroup (a crash journal's path and inode)
+//! killed and removed only on that proof.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::{ChildCgroup, still_populated};
+use crate::sys::FileId;
+use crate::sys::remove::open_dir_nofollow;
+
+/// How deep [`remove_below`] goes (the kernel's own default `cgroup.max.depth` is
+/// unlimited; a child nesting deeper than this keeps its cgroups, and the removal reports
+/// `EBUSY`). Bounds the recursion, and so the stack.
+const MAX_DEPTH: usize = 32;
+
+/// What became of a recorded cgroup ([`kill_recorded`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Recorded {
+    /// It was there, proven by its inode: killed, emptied and removed.
+    Removed,
+    /// Nothing at its path: nothing to do.
+    Gone,
+    /// Something else is at its path (another inode): left alone.
+    NotOurs,
+}
+
+/// For crash recovery (the journal records a cgroup's path and [`FileId`]): opens the
+/// cgroup at `path`, proves it is the one recorded (its inode, opened with no symlink
+/// followed), writes `cgroup.kill` relative to that fd, waits at most `bound` for
+/// `populated 0` and removes it relative to its parent's fd after checking the name
+/// again. No pid is involved; a cgroup that is gone or not the one recorded is never
+/// written to.
+#[allow(dead_code)] // Until the crash journal records cgroups.
+pub(crate) fn kill_recorded(path: &Path, id: FileId, bound: Duration) -> io::Result<Recorded> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a cgroup path",
+        ));
+    };
+    let parent = match rustix::fs::open(
+        parent,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(Recorded::Gone),
+        Err(e) => return Err(e.into()),
+    };
+    let dir = match open_dir_nofollow(&parent, name) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(Recorded::Gone),
+        Err(e) => return Err(e.into()),
+    };
+    if FileId::of_fd(&dir)? != id {
+        return Ok(Recorded::NotOurs);
+    }
+    let at = |file: &str, flags: OFlags| {
+        rustix::fs::openat(
+            &dir,
+            file,
+            flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+        )
+    };
+    rustix::io::write(at("cgroup.kill", OFlags::WRONLY)?, b"1")?;
+    let events = at("cgroup.events", OFlags::RDONLY)?;
+    let until = Instant::now().checked_add(bound);
+    while ChildCgroup::populated_at(&events)? {
+        if until.is_none_or(|u| Instant::now() >= u) {
+            return Err(still_populated());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let name = name.to_str().ok_or(Errno::INVAL)?;
+    remove_checked(&parent, name, id)?;
+    Ok(Recorded::Removed)
+}
+
+/// Removes `name` in `parent` if it still is the cgroup `id`; `true` once ours is gone
+/// (removed now, or earlier by someone else: a name that is another cgroup now is left
+/// alone).
+pub(super) fn remove_checked(parent: &OwnedFd, name: &str, id: FileId) -> io::Result<bool> {
+    match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if FileId::of_stat(&st) == id => {}
+        Ok(_) | Err(Errno::NOENT) => return Ok(true),
+        Err(e) => return Err(e.into()),
+    }
+    match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT) => return Ok(true),
+        // Cgroups below it (a child made its own, or children's cgroups left): empty
+        // ones go first, then again.
+        Err(Errno::BUSY) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let dir = open_dir_nofollow(parent, name)?;
+    if FileId::of_fd(&dir)? != id {
+        return Ok(true);
+    }
+    remove_below(&dir, 0)?;
+    match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT) => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes every cgroup below `dir`, deepest first, relative to fds; a populated one
+/// fails with `EBUSY`. cgroupfs directories hold only interface files (which `rmdir`
+/// ignores) and cgroups, and only root or a delegated owner can make either.
+fn remove_below(dir: &OwnedFd, depth: usize) -> io::Result<()> {
+    if depth >= MAX_DEPTH {
+        return Err(Errno::BUSY.into());
+    }
+    let mut subs = Vec::new();
+    for e in rustix::fs::Dir::read_from(dir)? {
+        let e = e?;
+        let name = e.file_name().to_bytes();
+        if e.file_type() == FileType::Directory && name != b"." && name != b".." {
+            subs.push(e.file_name().to_owned());
+        }
+    }
+    for name in subs {
+        let sub = match open_dir_nofollow(dir, name.as_c_str()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        remove_below(&sub, depth + 1)?;
+        match rustix::fs::unlinkat(dir, name.as_c_str(), AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,185 @@
+use super::*;
+
+/// This process's cgroup directory, if cgroup2 is mounted and we can create in it.
+fn own_dir() -> Option<PathBuf> {
+    let mount = discover::find_mount(&std::fs::read_to_string("/proc/self/mountinfo").ok()?)?;
+    let own = discover::own_cgroup(&std::fs::read_to_string("/proc/self/cgroup").ok()?)?;
+    let dir = discover::dir_of(&mount, &own)?;
+    let probe = SupervisorCgroup::create(&dir).ok()?;
+    drop(probe);
+    Some(dir)
+}
+
+macro_rules! need_cgroup {
+    () => {
+        match own_dir() {
+            Some(d) => d,
+            None => {
+                eprintln!("skipped: no writable cgroup2");
+                return;
+            }
+        }
+    };
+}
+
+#[test]
+fn probe_moves_a_forked_process_and_cleans_up() {
+    let own = need_cgroup!();
+    let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
+    sup.probe().unwrap();
+    assert_eq!(
+        std::fs::read_dir(sup.path())
+            .unwrap()
+            .filter(|e| { e.as_ref().unwrap().file_type().unwrap().is_dir() })
+            .count(),
+        0,
+        "the probe's cgroup was removed"
+    );
+    let path = sup.path().to_path_buf();
+    drop(sup);
+    assert!(!path.exists(), "dropped: removed");
+}
+
+#[test]
+fn a_child_cgroup_is_killed_emptied_and_removed_by_its_fd() {
+    let own = need_cgroup!();
+    let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
+    let (cg, procs) = sup.child().unwrap();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "setsid sleep 1000 & exec sleep 1000"]);
+    // SAFETY: one raw `write` between fork and exec (see `SupervisorCgroup::probe`).
+    #[allow(unsafe_code)]
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            rustix::io::write(&procs, b"0")?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let members = cg.path().join("cgroup.procs");
+    let until = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&members).unwrap().lines().count() < 2 {
+        assert!(Instant::now() < until, "the setsid sleep never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(cg.populated().unwrap());
+    assert_eq!(
+        cg.remove().unwrap_err().raw_os_error(),
+        Some(Errno::BUSY.raw_os_error()),
+        "a populated cgroup is not removed"
+    );
+    cg.kill().unwrap();
+    child.wait().unwrap();
+    cg.wait_empty_blocking(Duration::from_secs(5)).unwrap();
+    cg.remove().unwrap();
+    assert!(!cg.path().exists());
+    // Removed: the fd no longer reaches anything, and a kill is a no-op.
+    cg.kill().unwrap();
+    assert!(!cg.populated().unwrap());
+    drop(cg);
+    sup.remove().unwrap();
+    assert!(!sup.path().exists());
+}
+
+#[test]
+fn a_name_that_is_not_the_cgroup_created_is_left_alone() {
+    let own = need_cgroup!();
+    let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
+    let (cg, procs) = sup.child().unwrap();
+    drop(procs);
+    // Another cgroup takes the name: removed by someone else, made again.
+    std::fs::remove_dir(cg.path()).unwrap();
+    std::fs::create_dir(cg.path()).unwrap();
+    assert!(
+        cg.kill().is_err(),
+        "cgroup.kill reached a cgroup that is not ours"
+    );
+    cg.remove().unwrap();
+    assert!(cg.path().exists(), "a cgroup that is not ours was removed");
+    std::fs::remove_dir(cg.path()).unwrap();
+    drop(cg);
+    drop(sup);
+}
+
+#[test]
+fn a_recorded_cgroup_is_killed_by_path_only_if_its_inode_matches() {
+    let own = need_cgroup!();
+    let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
+    let (cg, procs) = sup.child().unwrap();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "setsid sleep 1000 & exec sleep 1000"]);
+    // SAFETY: one raw `write` between fork and exec (see `SupervisorCgroup::probe`).
+    #[allow(unsafe_code)]
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            rustix::io::write(&procs, b"0")?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let (path, id) = (cg.path(), cg.id());
+    let wrong = FileId {
+        dev: id.dev,
+        ino: id.ino + 1,
+    };
+    let bound = Duration::from_secs(5);
+    assert_eq!(
+        kill_recorded(&path, wrong, bound).unwrap(),
+        Recorded::NotOurs
+    );
+    assert!(
+        cg.populated().unwrap(),
+        "a cgroup not proven ours was killed"
+    );
+    assert_eq!(kill_recorded(&path, id, bound).unwrap(), Recorded::Removed);
+    assert!(!path.exists());
+    child.wait().unwrap();
+    assert_eq!(kill_recorded(&path, id, bound).unwrap(), Recorded::Gone);
+    drop(cg);
+    sup.remove().unwrap();
+}
+
+#[test]
+fn cgroups_a_child_made_below_its_own_are_removed_with_it() {
+    let own = need_cgroup!();
+    let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
+    let (cg, procs) = sup.child().unwrap();
+    drop(procs);
+    // What a child running as root could do: nest cgroups in its own.
+    std::fs::create_dir_all(cg.path().join("a/b")).unwrap();
+    std::fs::create_dir(cg.path().join("c")).unwrap();
+    cg.remove().unwrap();
+    assert!(!cg.path().exists());
+    drop(cg);
+    // The supervisor's cgroup with a child cgroup left in it (an earlier removal failed).
+    let (left, procs) = sup.child().unwrap();
+    drop(procs);
+    let path = left.path();
+    std::mem::forget(left);
+    sup.remove().unwrap();
+    assert!(!path.exists() && !sup.path().exists());
+}
+
+#[test]
+fn a_recorded_supervisor_cgroup_is_killed_whole_and_removed_with_its_children() {
+    let own = need_cgroup!();
+    let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
+    let (cg, procs) = sup.child().unwrap();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "setsid sleep 1000 & exec sleep 1000"]);
+    // SAFETY: one raw `write` between fork and exec (see `SupervisorCgroup::probe`).
+    #[allow(unsafe_code)]
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            rustix::io::write(&procs, b"0")?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    // What recovery knows of a dead owner: its cgroup's path and inode.
+    let done = kill_recorded(sup.path(), sup.id(), Duration::from_secs(5)).unwrap();
+    assert_eq!(done, Recorded::Removed);
+    assert!(!cg.path().exists() && !sup.path().exists());
+    child.wait().unwrap();
+    drop(cg);
+}
