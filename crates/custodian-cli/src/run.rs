@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use rustix::process::Signal;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio_custodian::Supervisor;
+use tokio_custodian::{Containment, ContainmentTier, Supervisor};
 
 use crate::job::Job;
 use crate::run_report::{ReportFormat, RunReport, Sink, Stop};
@@ -65,10 +65,34 @@ pub(crate) struct RunArgs {
     /// dead runners left there.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// How CMD's tree is contained: `auto` puts it in a cgroup v2 of its own where one is
+    /// delegated (its release ends with `cgroup.kill`, which ends every descendant whatever
+    /// it did: `setsid`, double fork, a cleared environment), else in its process group;
+    /// `required` fails (exit 125) without a cgroup; `never` uses the process group only.
+    #[arg(long, value_enum, default_value = "auto")]
+    containment: ContainmentArg,
     /// The command and its arguments. `--` before it is optional: the first argument
     /// that is not an option starts CMD, and everything after it is CMD's.
     #[arg(required = true, num_args = 1.., trailing_var_arg = true, value_name = "CMD")]
     command: Vec<OsString>,
+}
+
+/// `--containment`: the library's [`Containment`], as a command-line value.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ContainmentArg {
+    Auto,
+    Required,
+    Never,
+}
+
+impl From<ContainmentArg> for Containment {
+    fn from(a: ContainmentArg) -> Self {
+        match a {
+            ContainmentArg::Auto => Containment::Auto,
+            ContainmentArg::Required => Containment::Required,
+            ContainmentArg::Never => Containment::Never,
+        }
+    }
 }
 
 /// What happened to the child, before exit codes are decided.
@@ -82,6 +106,7 @@ struct Ran {
     bytes: u64,
     adopted: usize,
     spawn_error: Option<(u8, String)>,
+    containment: Option<ContainmentTier>,
 }
 
 /// Runs `custodian run`; returns the exit code.
@@ -134,6 +159,7 @@ fn decide(args: &RunArgs, ran: Ran, r: &mut RunReport) {
     r.tmpdir = ran.tmpdir;
     r.temp_bytes_removed = ran.bytes;
     r.processes_adopted = ran.adopted;
+    r.containment = ran.containment;
     if let Some((code, e)) = ran.spawn_error {
         r.reason = match code {
             127 => "not_found",
@@ -174,12 +200,14 @@ async fn supervise(args: &RunArgs) -> Result<Ran, String> {
     let mut chld = signal(SignalKind::child()).map_err(|e| format!("listen for SIGCHLD: {e}"))?;
     crate::adopt::become_subreaper().map_err(|e| format!("become child subreaper: {e}"))?;
     let terminal = Terminal::on_stdin();
-    let mut builder =
-        Supervisor::builder().grace(args.grace.saturating_add(Duration::from_secs(1)));
+    let mut builder = Supervisor::builder()
+        .grace(args.grace.saturating_add(Duration::from_secs(1)))
+        .containment(args.containment.into());
     if let Some(dir) = &args.state_dir {
         builder = builder.state_dir(dir);
     }
     let sup = builder.start().map_err(|e| e.to_string())?;
+    let containment = sup.stats().containment;
     let ran = sup
         .scope("run", async |s| {
             let mut ran = Ran::default();
@@ -289,7 +317,8 @@ async fn supervise(args: &RunArgs) -> Result<Ran, String> {
         })
         .await;
     let report = sup.shutdown().await;
-    let ran = ran.map_err(|e| e.to_string())??;
+    let mut ran = ran.map_err(|e| e.to_string())??;
+    ran.containment = Some(containment);
     if !report.is_clean() {
         return Err(format!("resources were left behind:\n{report}"));
     }

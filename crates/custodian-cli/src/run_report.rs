@@ -50,6 +50,10 @@ pub(crate) struct RunReport {
     /// Descendants that had left CMD's group, adopted and reaped by the runner (while
     /// CMD ran, as they exited, or stopped once it had ended).
     pub(crate) processes_adopted: usize,
+    /// How CMD's tree was contained (`cgroup` with its path, or `process_group` with the
+    /// reason no cgroup was used); absent when the supervisor did not start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) containment: Option<tokio_custodian::ContainmentTier>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
 }
@@ -68,6 +72,7 @@ impl RunReport {
             tmpdir: None,
             temp_bytes_removed: 0,
             processes_adopted: 0,
+            containment: None,
             error: None,
         }
     }
