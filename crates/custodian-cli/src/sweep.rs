@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio_custodian::{AgeReport, AgeSweep, SweepReport};
+use tokio_custodian::{AgeSweep, Recovery, RecoveryReport};
 
 /// Options of `custodian sweep`.
 #[derive(Debug, clap::Args)]
@@ -54,10 +54,11 @@ pub(crate) struct SweepArgs {
     json: bool,
 }
 
+/// The JSON report: the library's [`RecoveryReport`] and, for scripts, whether it is clean.
 #[derive(Serialize)]
 struct Report {
-    journals: Option<SweepReport>,
-    age: Option<AgeReport>,
+    #[serde(flatten)]
+    recovery: RecoveryReport,
     clean: bool,
 }
 
@@ -73,54 +74,47 @@ pub(crate) async fn main(a: SweepArgs) -> u8 {
     }
 }
 
-fn sweep(a: SweepArgs) -> u8 {
-    let state_dir = a
-        .state_dir
-        .clone()
-        .or_else(tokio_custodian::default_state_dir);
-    let journals = match (&state_dir, a.dry_run) {
-        (Some(dir), false) if dir.exists() || a.state_dir.is_some() => {
-            match tokio_custodian::sweep_with_grace(dir, a.grace) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    eprintln!("custodian sweep: {e}");
-                    if let Some(fix) = state_dir_remedy(dir) {
-                        eprintln!("custodian sweep: {fix}");
-                    }
-                    return 2;
-                }
-            }
-        }
-        _ => None,
+/// The options as one [`Recovery`]: this command is a thin wrapper over
+/// [`tokio_custodian::recover`].
+fn recovery(a: &SweepArgs) -> Recovery {
+    let mut r = Recovery::new().grace(a.grace).dry_run(a.dry_run);
+    r = match &a.state_dir {
+        Some(dir) => r.state_dir(dir),
+        None => r.default_state_dir(),
     };
-    let age = match (&a.base, a.older_than) {
-        (Some(base), Some(age)) => match a
+    if let (Some(base), Some(age)) = (&a.base, a.older_than) {
+        let sweep = a
             .exclude
             .iter()
             .fold(AgeSweep::new(base, age), |s, p| s.exclude(p.as_str()))
             .all(a.all)
             .other_users(a.other_users)
-            .symlinks(a.symlinks)
-            .dry_run(a.dry_run)
-            .run()
-        {
-            Ok(r) => Some(r),
-            Err(e) => {
-                eprintln!("custodian sweep: {e}");
-                return 2;
+            .symlinks(a.symlinks);
+        r = r.temp_base(sweep);
+    }
+    r
+}
+
+fn sweep(a: SweepArgs) -> u8 {
+    let recovery = match recovery(&a).run() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("custodian sweep: {e}");
+            let dir = a
+                .state_dir
+                .clone()
+                .or_else(tokio_custodian::default_state_dir);
+            if e.operation() == tokio_custodian::Operation::Sweep
+                && let Some(fix) = dir.as_deref().and_then(state_dir_remedy)
+            {
+                eprintln!("custodian sweep: {fix}");
             }
-        },
-        _ => None,
+            return 2;
+        }
     };
-    let clean = journals.as_ref().is_none_or(SweepReport::is_clean)
-        && age.as_ref().is_none_or(AgeReport::is_clean);
-    let report = Report {
-        journals,
-        age,
-        clean,
-    };
+    let clean = recovery.is_clean();
     if a.json {
-        match serde_json::to_string_pretty(&report) {
+        match serde_json::to_string_pretty(&Report { recovery, clean }) {
             Ok(s) => println!("{s}"),
             Err(e) => {
                 eprintln!("custodian sweep: {e}");
@@ -128,29 +122,9 @@ fn sweep(a: SweepArgs) -> u8 {
             }
         }
     } else {
-        print_text(&report, state_dir.as_deref(), a.dry_run);
+        print!("{recovery}");
     }
-    u8::from(!report.clean)
-}
-
-fn print_text(r: &Report, state_dir: Option<&std::path::Path>, dry_run: bool) {
-    match (&r.journals, state_dir) {
-        (Some(j), _) => print!("{j}"),
-        (None, _) if dry_run => println!("journals: not swept (a dry run acts on nothing)"),
-        (None, Some(d)) => println!("journals: {} does not exist, nothing to sweep", d.display()),
-        (None, None) => println!("journals: no state dir (set --state-dir)"),
-    }
-    if let Some(age) = &r.age {
-        print!("{age}");
-    }
-    println!(
-        "{}",
-        if r.clean {
-            "clean"
-        } else {
-            "NOT clean: see what was skipped or failed above"
-        }
-    );
+    u8::from(!clean)
 }
 
 /// What to do about a state dir the journal sweep refused, if it is one it can tell:

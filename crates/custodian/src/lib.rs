@@ -96,6 +96,7 @@ pub use reaper::AdoptionStats;
 #[allow(deprecated)]
 pub use recovery::clean_older_than;
 pub use recovery::{AgeKept, AgeKeptReason, AgeReport, AgeSweep, BaseRefusal};
+pub use recovery::{Recovery, RecoveryReport, recover};
 pub use recovery::{default_state_dir, sweep, sweep_with_grace};
 pub use registry::{Cleanup, Reclaim};
 pub use report::{DrainReport, HookOutcome, HookReport, Phase, ShutdownCause, ShutdownReport};

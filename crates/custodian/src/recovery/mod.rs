@@ -35,11 +35,13 @@ use crate::sys::journal::{self as sys, Opened};
 use crate::sys::orphans::{self, Fate, Marker, Recorded};
 
 mod age;
+mod recover;
 mod root;
 
 #[allow(deprecated)]
 pub use age::clean_older_than;
 pub use age::{AgeKept, AgeKeptReason, AgeReport, AgeSweep, BaseRefusal};
+pub use recover::{Recovery, RecoveryReport, recover};
 
 /// Sweeps `state_dir` with the default grace ([`DEFAULT_CHILD_GRACE`](crate::DEFAULT_CHILD_GRACE))
 /// between SIGTERM and SIGKILL. See [`sweep_with_grace`].
