@@ -42,6 +42,10 @@ pub enum BaseRefusal {
         /// The base, for the remedy.
         path: PathBuf,
     },
+    /// The base is the root of the file system (`/`, however named) and the sweep
+    /// judges every entry ([`AgeSweep::all`](crate::AgeSweep::all)): it would remove the
+    /// system's own old files.
+    FileSystemRoot,
 }
 
 impl BaseRefusal {
@@ -73,6 +77,10 @@ impl fmt::Display for BaseRefusal {
                  root-owned sticky directory like /tmp: make it private (chmod 700 {p}) or, \
                  if it must be shared, root-owned and sticky (chown root {p}; chmod +t {p})",
                 p = path.display()
+            ),
+            BaseRefusal::FileSystemRoot => f.write_str(
+                "the base is the root of the file system, where sweeping every old entry \
+                 would remove the system's own files; name the directory to sweep",
             ),
         }
     }
