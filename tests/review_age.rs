@@ -51,8 +51,15 @@ fn a_listening_socket_with_a_non_utf8_name_does_not_stop_the_sweep() {
     // A listening socket inside the base with such a name is still seen as listening.
     let inside = base.join(OsStr::from_bytes(b"live-\xff.sock"));
     let _live = std::os::unix::net::UnixListener::bind(&inside).unwrap();
-    let report = AgeSweep::new(&base, Duration::ZERO).all(true).run().unwrap();
-    assert_eq!(kept(&report, &inside), Some(Why::ListeningSocket), "{report}");
+    let report = AgeSweep::new(&base, Duration::ZERO)
+        .all(true)
+        .run()
+        .unwrap();
+    assert_eq!(
+        kept(&report, &inside),
+        Some(Why::ListeningSocket),
+        "{report}"
+    );
     assert!(inside.exists());
     std::fs::remove_dir_all(&scratch).unwrap();
 }
@@ -151,7 +158,7 @@ fn exclusions_written_as_people_write_them_exclude() {
     for d in ["keep-a", "keep-b", "keep-c", "x/keep-d", "x/keep-e"] {
         assert!(base.join(d).join("f").exists(), "{d}");
     }
-    // Still an invalid pattern is an error, and `/` alone (the base) excludes nothing.
+    // An invalid path pattern is still an error.
     assert!(
         AgeSweep::new(&base, Duration::ZERO)
             .exclude("[/")
@@ -207,7 +214,11 @@ fn all_refuses_the_file_system_root() {
         .dry_run(true)
         .run()
         .expect_err("`/` with all");
-    assert_eq!(BaseRefusal::of(&err), Some(&BaseRefusal::FileSystemRoot), "{err}");
+    assert_eq!(
+        BaseRefusal::of(&err),
+        Some(&BaseRefusal::FileSystemRoot),
+        "{err}"
+    );
     assert_eq!(err.io_kind(), Some(std::io::ErrorKind::PermissionDenied));
     assert!(err.to_string().contains("root"), "{err}");
     // Also when named another way.
@@ -222,10 +233,13 @@ fn all_refuses_the_file_system_root() {
         .dry_run(true)
         .run()
         .unwrap();
-    assert!(report.removed.is_empty() || report.removed.iter().all(|p| {
-        p.components().nth(1).is_some_and(|c| {
-            c.as_os_str().as_bytes().starts_with(b"custodian-")
-                || c.as_os_str().as_bytes().starts_with(b".custodian-atomic-")
-        })
-    }));
+    assert!(
+        report.removed.is_empty()
+            || report.removed.iter().all(|p| {
+                p.components().nth(1).is_some_and(|c| {
+                    c.as_os_str().as_bytes().starts_with(b"custodian-")
+                        || c.as_os_str().as_bytes().starts_with(b".custodian-atomic-")
+                })
+            })
+    );
 }

@@ -150,7 +150,9 @@ impl AgeSweep {
 
     /// Never sweep what matches `pattern` (a glob: `*`, `?`, `[...]`, `{a,b}`): a pattern
     /// without `/` is matched against each entry's name at any depth, one with a `/`
-    /// (leading or inside) against its path relative to the base. Adds to [`DEFAULT_EXCLUDES`](Self::DEFAULT_EXCLUDES).
+    /// against its path relative to the base (a trailing `/` and a leading `./` are
+    /// dropped); one with a leading `/` also against its absolute path (the base as
+    /// given, made absolute). Adds to [`DEFAULT_EXCLUDES`](Self::DEFAULT_EXCLUDES).
     ///
     /// ```
     /// let sweep = tokio_custodian::AgeSweep::new("/tmp", std::time::Duration::from_secs(86400))
@@ -240,11 +242,13 @@ impl AgeSweep {
     pub fn run(&self) -> Result<AgeReport> {
         let started = Instant::now();
         let fail = |e: io::Error| Error::io(Operation::AgeSweep, &self.base, e);
+        let absolute = std::path::absolute(&self.base).unwrap_or_else(|_| self.base.clone());
         let excludes = exclude::Excludes::new(
             AgeSweep::DEFAULT_EXCLUDES
                 .iter()
                 .copied()
                 .chain(self.exclude.iter().map(String::as_str)),
+            &absolute,
         )
         .map_err(fail)?;
         let dir = base::open(&self.base).map_err(fail)?;
@@ -267,7 +271,7 @@ impl AgeSweep {
             euid: rustix::process::geteuid().as_raw(),
             excludes: &excludes,
             live: &live,
-            absolute: std::path::absolute(&self.base).unwrap_or_else(|_| self.base.clone()),
+            absolute,
         };
         walk::run(&rules, dir, &mut report).map_err(fail)?;
         report.took = started.elapsed();
