@@ -166,7 +166,8 @@ impl AgeSweep {
     }
 
     /// With [`all`](Self::all): also sweep entries of other users (off: only the
-    /// effective uid's are removed, others are kept and not entered).
+    /// effective uid's are removed, others are kept and not entered). Without `all` it
+    /// changes nothing: the default mode removes only this user's.
     ///
     /// ```
     /// let sweep = tokio_custodian::AgeSweep::new("/tmp", std::time::Duration::from_secs(86400))

@@ -236,7 +236,9 @@ fn judge(
     if kind == FileType::Symlink && !(rules.opts.symlinks || dir.own) {
         return Ok(Some(Verdict::Kept(Why::Symlink)));
     }
-    if st.st_uid != rules.euid && !rules.opts.other_users {
+    // `other_users` is a switch of `all`: the default mode takes only this user's, even
+    // inside a root of its own (a dead owner's child may have become another user).
+    if st.st_uid != rules.euid && !(rules.opts.all && rules.opts.other_users) {
         return Ok(Some(Verdict::Kept(Why::OtherUser { uid: st.st_uid })));
     }
     let id = FileId::of_stat(&st);
