@@ -1,5 +1,6 @@
 //! The age sweep's base directory: opened without following a symlink in its last
-//! component, and refused if others may write it unless it is root-owned and sticky.
+//! component, and refused if others may write it unless it is root-owned and sticky;
+//! with `all`, the root of the file system is refused too.
 
 use std::fmt;
 use std::io;
@@ -125,4 +126,20 @@ pub(super) fn open(base: &Path) -> io::Result<OwnedFd> {
         ));
     }
     Ok(fd)
+}
+
+/// With `all`, refuses a base that is the root of the file system (`/` however named:
+/// `/tmp/..`, a relative path): every old file of the system would be removed.
+pub(super) fn refuse_root(dir: &OwnedFd, all: bool) -> io::Result<()> {
+    if !all {
+        return Ok(());
+    }
+    let root = rustix::fs::stat("/")?;
+    if crate::sys::FileId::of_stat(&root) == crate::sys::FileId::of_fd(dir)? {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            BaseRefusal::FileSystemRoot,
+        ));
+    }
+    Ok(())
 }

@@ -60,7 +60,8 @@ pub use report::{AgeKept, AgeKeptReason, AgeReport};
 /// # Security
 ///
 /// The base is opened without following a symlink in its last component and refused if
-/// others may write it, unless it is root-owned and sticky like `/tmp` ([`BaseRefusal`]).
+/// others may write it, unless it is root-owned and sticky like `/tmp` ([`BaseRefusal`]);
+/// with [`all`](Self::all) the root of the file system is refused.
 /// Below it everything is reached relative to directory fds: no symlink is followed, no
 /// mount crossed (by mount id), each name's inode is checked before its `unlink` or
 /// `rmdir`. A [`dry_run`](Self::dry_run) takes no lock.
@@ -228,8 +229,10 @@ impl AgeSweep {
     /// [`Error::Io`] with [`Operation::AgeSweep`] naming the base when:
     /// - it is a symlink ([`BaseRefusal::Symlink`], the kind of `ELOOP`) or others may
     ///   write it without it being root-owned and sticky
-    ///   ([`BaseRefusal::WritableByOthers`], kind `PermissionDenied`), with the remedy
-    ///   in the message ([`BaseRefusal::of`] gets the reason);
+    ///   ([`BaseRefusal::WritableByOthers`], kind `PermissionDenied`), or, with
+    ///   [`all`](Self::all), it is the root of the file system
+    ///   ([`BaseRefusal::FileSystemRoot`], kind `PermissionDenied`), with the remedy in
+    ///   the message ([`BaseRefusal::of`] gets the reason);
     /// - an exclusion pattern is not a valid glob (kind `InvalidInput`);
     /// - it cannot be opened or listed, or `/proc/locks` cannot be read.
     ///
@@ -253,6 +256,7 @@ impl AgeSweep {
         )
         .map_err(fail)?;
         let dir = base::open(&self.base).map_err(fail)?;
+        base::refuse_root(&dir, self.all).map_err(fail)?;
         let live = Live::read().map_err(fail)?;
         // Saturating: an age longer than the clock's past makes nothing old.
         let before = SystemTime::now()
