@@ -243,3 +243,115 @@ fn all_refuses_the_file_system_root() {
             })
     );
 }
+
+/// What held, kept as a regression test: a directory and a file swapped for symlinks to
+/// old files of the sweeper's own outside the base, atomically and over and over while
+/// sweeps run (both modes, real and dry). Only the base's own entries may go; nothing
+/// outside, and never the link's target.
+#[test]
+fn entries_swapped_for_symlinks_mid_walk_never_lead_outside() {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (scratch, base) = base_in("review-age-swap");
+    let outside = scratch.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let mut precious = Vec::new();
+    for i in 0..50 {
+        let f = outside.join(format!("precious-{i}"));
+        std::fs::write(&f, b"keep").unwrap();
+        precious.push(f);
+    }
+    let root = "custodian-0123456789abcdef0123456789abcdef";
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (base, outside, stop) = (base.clone(), outside.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // Refill what a sweep removed, then swap each real entry with a link.
+                for name in ["dir", root] {
+                    let d = base.join(name);
+                    let _ = std::fs::create_dir(&d);
+                    let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700));
+                    let _ = std::fs::write(d.join("inside"), b"x");
+                    let link = base.join(format!("{name}.link"));
+                    let _ = std::os::unix::fs::symlink(&outside, &link);
+                }
+                let _ = std::fs::write(base.join("file"), b"x");
+                let _ =
+                    std::os::unix::fs::symlink(outside.join("precious-0"), base.join("file.link"));
+                for name in ["dir", root, "file"] {
+                    let (a, b) = (base.join(name), base.join(format!("{name}.link")));
+                    for _ in 0..20 {
+                        if renameat_with(CWD, &a, CWD, &b, RenameFlags::EXCHANGE).is_ok() {
+                            swaps += 1;
+                        }
+                    }
+                }
+            }
+            swaps
+        })
+    };
+    let start = std::time::Instant::now();
+    let (mut sweeps, mut removed) = (0, 0);
+    while start.elapsed() < Duration::from_secs(3) {
+        for (all, dry_run) in [(true, false), (false, false), (true, true)] {
+            let report = AgeSweep::new(&base, Duration::ZERO)
+                .all(all)
+                .symlinks(true)
+                .dry_run(dry_run)
+                .run()
+                .unwrap();
+            for p in &report.removed {
+                assert!(p.starts_with(&base), "{}", p.display());
+            }
+            removed += usize::from(!dry_run) * report.removed.len();
+            sweeps += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    for f in &precious {
+        assert_eq!(std::fs::read(f).unwrap(), b"keep", "{}", f.display());
+    }
+    assert!(removed > 0 && swaps > 100, "{sweeps} sweeps, {swaps} swaps");
+    println!("{sweeps} sweeps removed {removed} entries during {swaps} swaps; outside intact");
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+/// A symlinked base is refused, but a trailing `/` (as a shell completes a directory's
+/// name) or `/.` made the kernel follow the link whatever `O_NOFOLLOW` said: the sweep
+/// ran where the link pointed.
+#[test]
+fn a_symlinked_base_is_refused_however_it_is_written() {
+    let scratch = scratch_dir("review-age-link");
+    let target = scratch.join("elsewhere");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(target.join("precious"), b"keep").unwrap();
+    let link = scratch.join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let written = |tail: &str| PathBuf::from(format!("{}{tail}", link.display()));
+    for base in [
+        written(""),
+        written("/"),
+        written("//"),
+        written("/."),
+        written("/./"),
+    ] {
+        for all in [false, true] {
+            let got = AgeSweep::new(&base, Duration::ZERO).all(all).run();
+            let err = got.expect_err(&format!("{} must be refused", base.display()));
+            assert_eq!(BaseRefusal::of(&err), Some(&BaseRefusal::Symlink), "{err}");
+        }
+    }
+    assert_eq!(std::fs::read(target.join("precious")).unwrap(), b"keep");
+    // A real directory written with a trailing `/` is swept as before.
+    let real = PathBuf::from(format!("{}/", target.display()));
+    let report = AgeSweep::new(&real, Duration::ZERO)
+        .all(true)
+        .run()
+        .unwrap();
+    assert_eq!(report.removed.len(), 1, "{report}");
+    std::fs::remove_dir_all(&scratch).unwrap();
+}

@@ -92,6 +92,15 @@ impl std::error::Error for BaseRefusal {}
 /// Opens the base without following a symlink in its last component, and refuses it if
 /// others may write it (unless root-owned and sticky).
 pub(super) fn open(base: &Path) -> io::Result<OwnedFd> {
+    // A trailing `/` or `/.` makes the kernel resolve a symlink in the last component
+    // whatever `O_NOFOLLOW` says (`--base /tmp/cache/`, as a shell completes it, swept
+    // where a symlink `cache` pointed); without them the last component is the name.
+    let named: PathBuf = base.components().collect();
+    let base = if named.as_os_str().is_empty() {
+        base
+    } else {
+        &named
+    };
     let refuse = |kind, why| io::Error::new(kind, why);
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = match rustix::fs::openat(CWD, base, flags | OFlags::NOATIME, Mode::empty()) {
