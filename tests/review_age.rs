@@ -14,8 +14,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use custodian_suite::scratch_dir;
+use custodian_suite::{is_isolated, run_isolated, scratch_dir};
 use tokio_custodian::{AgeKeptReason as Why, AgeReport, AgeSweep, BaseRefusal};
+
+const ISOLATED: &str = "CUSTODIAN_REVIEW_AGE_ISOLATED";
 
 fn base_in(tag: &str) -> (PathBuf, PathBuf) {
     let scratch = scratch_dir(tag);
@@ -353,5 +355,96 @@ fn a_symlinked_base_is_refused_however_it_is_written() {
         .run()
         .unwrap();
     assert_eq!(report.removed.len(), 1, "{report}");
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+/// What held, kept as a regression test: bind mounts of the same file system (same
+/// `st_dev` as everything around them) of a file and of a directory, inside an old
+/// directory, inside a root of custodian's shape, over a root-shaped name and over an
+/// atomic temp's name: never entered, never removed, in both modes.
+#[test]
+fn same_device_bind_mounts_are_never_entered() {
+    run_isolated("bind_isolated", ISOLATED, true);
+}
+
+#[test]
+#[ignore = "run isolated by same_device_bind_mounts_are_never_entered"]
+fn bind_isolated() {
+    if !is_isolated(ISOLATED, "bind_isolated") {
+        return;
+    }
+    let (scratch, base) = base_in("review-age-bind");
+    let outside = scratch.join("outside");
+    std::fs::create_dir_all(outside.join("dir")).unwrap();
+    std::fs::write(outside.join("file"), b"keep").unwrap();
+    std::fs::write(outside.join("dir/inner"), b"keep").unwrap();
+    std::fs::set_permissions(outside.join("dir"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let root = base.join("custodian-0123456789abcdef0123456789abcdef");
+    let over_root = base.join("custodian-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    let over_temp = base.join(".custodian-atomic-0123456789abcdef");
+    for d in [base.join("old"), root.clone(), over_root.clone()] {
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    std::fs::write(&over_temp, b"x").unwrap();
+    let bind = |from: &Path, to: &Path| {
+        if !to.exists() {
+            if from.is_dir() {
+                std::fs::create_dir(to).unwrap();
+            } else {
+                std::fs::write(to, b"").unwrap();
+            }
+        }
+        let ok = std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(
+            ok.success(),
+            "mount --bind {} {}",
+            from.display(),
+            to.display()
+        );
+    };
+    let mounts = [
+        (outside.join("file"), base.join("old/file")),
+        (outside.join("dir"), base.join("old/dir")),
+        (outside.join("file"), root.join("file")),
+        (outside.join("dir"), root.join("dir")),
+        (outside.join("dir"), over_root.clone()),
+        (outside.join("file"), over_temp.clone()),
+    ];
+    for (from, to) in &mounts {
+        bind(from, to);
+    }
+    let same_dev = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).unwrap().dev() == std::fs::metadata(&base).unwrap().dev()
+    };
+    assert!(
+        mounts.iter().all(|(_, to)| same_dev(to)),
+        "bind mounts share st_dev"
+    );
+    for (all, dry_run) in [(false, true), (false, false), (true, true), (true, false)] {
+        let report = AgeSweep::new(&base, Duration::ZERO)
+            .all(all)
+            .dry_run(dry_run)
+            .run()
+            .unwrap();
+        for (_, to) in &mounts {
+            assert!(!report.removed.contains(to), "{report}");
+            assert!(
+                !report.removed.iter().any(|p| p.starts_with(to)),
+                "{report}"
+            );
+        }
+        assert_eq!(std::fs::read(outside.join("file")).unwrap(), b"keep");
+        assert_eq!(std::fs::read(outside.join("dir/inner")).unwrap(), b"keep");
+    }
+    for (_, to) in mounts.iter().rev() {
+        let _ = std::process::Command::new("umount").arg(to).status();
+    }
     std::fs::remove_dir_all(&scratch).unwrap();
 }
