@@ -448,3 +448,44 @@ fn bind_isolated() {
     }
     std::fs::remove_dir_all(&scratch).unwrap();
 }
+
+/// A directory renamed out of the base while the sweep walked it: the walk holds its fd,
+/// and went on removing there, outside the base (a user moving a project out of the
+/// way of a running sweep lost it all). The walk now stops below a directory that left
+/// the base: at most the entry being judged at the rename may still go.
+#[test]
+fn a_directory_renamed_out_of_the_base_mid_walk_is_not_followed() {
+    let (scratch, base) = base_in("review-age-renamed");
+    let sub = base.join("project/sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    const FILES: usize = 20_000;
+    for i in 0..FILES {
+        std::fs::write(sub.join(format!("f{i:05}")), b"x").unwrap();
+    }
+    let saved = scratch.join("saved");
+    let mover = {
+        let (base, saved) = (base.clone(), saved.clone());
+        std::thread::spawn(move || {
+            // The walk judges names in order: once the first is gone, it is in there.
+            let first = base.join("project/sub/f00000");
+            let start = std::time::Instant::now();
+            while first.exists() && start.elapsed() < Duration::from_secs(60) {
+                std::hint::spin_loop();
+            }
+            std::fs::rename(base.join("project"), &saved).unwrap();
+        })
+    };
+    let report = AgeSweep::new(&base, Duration::ZERO)
+        .all(true)
+        .run()
+        .unwrap();
+    mover.join().unwrap();
+    let left = std::fs::read_dir(saved.join("sub")).map_or(0, Iterator::count);
+    assert!(
+        left > FILES / 2,
+        "the sweep went on outside the base: {left} of {FILES} files left, {} removed",
+        report.removed.len()
+    );
+    assert!(!report.is_clean(), "a walk cut short is reported");
+    std::fs::remove_dir_all(&scratch).unwrap();
+}

@@ -86,6 +86,8 @@ struct Frame {
     was_old: bool,
     /// Something inside was kept: it cannot be removed.
     kept: bool,
+    /// It (or a directory above it) left the base during the walk: its walk stopped.
+    moved: bool,
 }
 
 /// What became of one entry.
@@ -109,13 +111,22 @@ pub(super) fn run(rules: &Rules<'_>, dir: OwnedFd, report: &mut AgeReport) -> io
         own: false,
         was_old: false,
         kept: false,
+        moved: false,
     }];
     let mut path = report.base.clone();
     let mut rel = PathBuf::new();
     loop {
+        // A directory on the path renamed out of the base is not followed: its fd would
+        // go on removing there (at most the entry being judged may still go).
+        let moved = !rules.opts.dry_run && !attached(&stack);
         let Some(top) = stack.last_mut() else {
             return Ok(());
         };
+        if moved && !top.moved {
+            top.moved = true;
+            top.kept = true;
+            top.todo.clear();
+        }
         if let Some(name) = top.todo.pop() {
             report.scanned += 1;
             path.push(&name);
@@ -176,6 +187,11 @@ fn fail_reason(e: &io::Error) -> Why {
 
 /// Decides a directory whose walk has ended: `None` if it is (or would be) removed.
 fn finish(rules: &Rules<'_>, parent: &Frame, done: Frame) -> io::Result<Option<Why>> {
+    if done.moved {
+        return Ok(Some(Why::Failed {
+            detail: "moved out of the base (or removed) during the sweep: not followed".into(),
+        }));
+    }
     if !done.was_old {
         return Ok(Some(Why::Young));
     }
@@ -199,6 +215,15 @@ fn finish(rules: &Rules<'_>, parent: &Frame, done: Frame) -> io::Result<Option<W
         Err(Errno::BUSY) => Ok(Some(Why::MountPoint)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether each directory on the path is still where the walk entered it (its name in
+/// its parent is still it): one `stat` per level.
+fn attached(stack: &[Frame]) -> bool {
+    stack.windows(2).all(|w| {
+        rustix::fs::statat(&w[0].fd, &w[1].name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileId::of_stat(&st) == w[1].id)
+    })
 }
 
 /// Judges one entry of `dir`. `Ok(None)`: gone meanwhile.
@@ -317,6 +342,7 @@ fn own(rules: &Rules<'_>, dir: &Frame, name: &OsString) -> io::Result<Option<Ver
             own: true,
             was_old: true,
             kept: false,
+            moved: false,
         }))),
         Shape::AtomicTemp(_) => remove_file(
             rules,
@@ -361,6 +387,7 @@ fn enter(
         own: dir.own,
         was_old,
         kept: false,
+        moved: false,
     }))
 }
 
