@@ -489,3 +489,45 @@ fn a_directory_renamed_out_of_the_base_mid_walk_is_not_followed() {
     assert!(!report.is_clean(), "a walk cut short is reported");
     std::fs::remove_dir_all(&scratch).unwrap();
 }
+
+/// What held, kept as a regression test: a root whose `flock` was taken by a process
+/// that exited and is now held only by a child that inherited the fd is live (the lock
+/// belongs to the open file, not to a pid): kept in both modes, real and dry.
+#[test]
+fn a_root_locked_through_an_inherited_fd_is_kept() {
+    let (scratch, base) = base_in("review-age-inherited");
+    let root = base.join("custodian-0123456789abcdef0123456789abcdef");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(root.join("work"), b"x").unwrap();
+    // The shell locks, starts a sleeper holding fd 9, prints its pid and exits.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec 9<"$1" && flock -x 9 && { sleep 60 9<&9 >/dev/null 2>&1 & echo $!; }"#)
+        .arg("sh")
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let pid: i32 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for (all, dry_run) in [(false, true), (false, false), (true, true), (true, false)] {
+        let report = AgeSweep::new(&base, Duration::ZERO)
+            .all(all)
+            .dry_run(dry_run)
+            .run()
+            .unwrap();
+        assert_eq!(kept(&report, &root), Some(Why::Locked), "{report}");
+        assert!(report.removed.is_empty(), "{report}");
+    }
+    assert!(root.join("work").exists());
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
