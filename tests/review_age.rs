@@ -531,3 +531,76 @@ fn a_root_locked_through_an_inherited_fd_is_kept() {
     .unwrap();
     std::fs::remove_dir_all(&scratch).unwrap();
 }
+
+/// A real sweep took the `flock` of every directory it entered, young ones too, for as
+/// long as it walked them: a live program locking its own young directory meanwhile (a
+/// custodian temp root is made with `mkdir`, `open`, `flock`; a job's work dir, a
+/// `flock -n DIR` guard) was refused. A young directory is never removed: its lock is not
+/// the sweep's to take.
+#[test]
+fn a_real_sweep_does_not_lock_young_directories() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (scratch, base) = base_in("review-age-young-lock");
+    let work = base.join("work");
+    std::fs::create_dir(&work).unwrap();
+    for i in 0..20_000 {
+        std::fs::write(work.join(format!("f{i:05}")), b"x").unwrap();
+    }
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let locker = {
+        let (work, stop) = (work.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut tries, mut refused) = (0u32, 0u32);
+            let lock = rustix::fs::FlockOperation::NonBlockingLockExclusive;
+            while !stop.load(Ordering::Relaxed) {
+                let f = std::fs::File::open(&work).unwrap();
+                tries += 1;
+                if rustix::fs::flock(&f, lock).is_err() {
+                    refused += 1;
+                }
+            }
+            (tries, refused)
+        })
+    };
+    // An hour: everything here is young, nothing is removed.
+    let mut sweeps = 0;
+    let start = std::time::Instant::now();
+    while sweeps < 3 || start.elapsed() < Duration::from_secs(1) {
+        let report = AgeSweep::new(&base, Duration::from_secs(3600))
+            .all(true)
+            .run()
+            .unwrap();
+        assert!(report.removed.is_empty(), "{report}");
+        sweeps += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (tries, refused) = locker.join().unwrap();
+    // Each sweep still tests the lock (a locked directory is not entered): for an instant.
+    assert!(
+        refused <= 2 * sweeps,
+        "{refused} of {tries} locks of a young directory refused during {sweeps} sweeps"
+    );
+    // And a young directory someone locks is still not entered: its old file stays.
+    let held = base.join("held");
+    std::fs::create_dir(&held).unwrap();
+    std::fs::write(held.join("old"), b"x").unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    std::fs::write(held.join("young"), b"x").unwrap();
+    let guard = std::fs::File::open(&held).unwrap();
+    rustix::fs::flock(&guard, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let report = AgeSweep::new(&base, Duration::from_secs(1))
+        .all(true)
+        .exclude("/work")
+        .run()
+        .unwrap();
+    assert_eq!(kept(&report, &held), Some(Why::Locked), "{report}");
+    assert!(held.join("old").exists());
+    drop(guard);
+    let report = AgeSweep::new(&base, Duration::from_secs(1))
+        .all(true)
+        .exclude("/work")
+        .run()
+        .unwrap();
+    assert_eq!(report.removed, vec![held.join("old")], "{report}");
+    std::fs::remove_dir_all(&scratch).unwrap();
+}

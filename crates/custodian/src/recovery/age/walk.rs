@@ -1,5 +1,5 @@
 //! The age sweep's walk: iterative, one frame per directory on the current path (its
-//! fd, which it holds `flock`ed in a real sweep, and its remaining names), so memory is
+//! fd, which it holds `flock`ed in a real sweep if it is old, and its remaining names), so memory is
 //! the depth plus the entries of the directories on that path; at most [`MAX_DEPTH`]
 //! levels (one fd each), deeper directories are kept and reported.
 //!
@@ -355,8 +355,8 @@ fn own(rules: &Rules<'_>, dir: &Frame, name: &OsString) -> io::Result<Option<Ver
     }
 }
 
-/// Opens a directory to walk it; in a real sweep it must take its `flock` now (held
-/// until the frame is dropped, after its `rmdir`).
+/// Opens a directory to walk it; in a real sweep its `flock` must be free now, and an old
+/// one's is held until the frame is dropped, after its `rmdir`.
 fn enter(
     rules: &Rules<'_>,
     dir: &Frame,
@@ -372,10 +372,15 @@ fn enter(
     if place.crosses_from(&dir.place) {
         return Ok(Verdict::Kept(Why::MountPoint));
     }
-    if !rules.opts.dry_run
-        && rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err()
-    {
-        return Ok(Verdict::Kept(Why::Locked));
+    if !rules.opts.dry_run {
+        if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Ok(Verdict::Kept(Why::Locked));
+        }
+        // A young directory is never removed: its lock, held while walking it, would only
+        // refuse its live owner's own `flock` (a temp root is made `mkdir`, then `flock`).
+        if !was_old {
+            rustix::fs::flock(&fd, FlockOperation::Unlock)?;
+        }
     }
     Ok(Verdict::Enter(Frame {
         todo: names_of(&fd)?,
