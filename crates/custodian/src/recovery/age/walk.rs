@@ -1,7 +1,7 @@
 //! The age sweep's walk: iterative, one frame per directory on the current path (its
-//! fd, which it holds `flock`ed in a real sweep if it is old, and its remaining names), so memory is
-//! the depth plus the entries of the directories on that path; at most [`MAX_DEPTH`]
-//! levels (one fd each), deeper directories are kept and reported.
+//! fd, which it holds `flock`ed in a real sweep if it is old, and its remaining names),
+//! so memory is the depth plus the entries of the directories on that path; at most
+//! [`MAX_DEPTH`] levels (one fd each), deeper directories are kept and reported.
 //!
 //! Each entry is judged on its own (the rules in `mod.rs`); a directory is decided after
 //! its walk, from what was kept inside and from its own times as they were *before* the
