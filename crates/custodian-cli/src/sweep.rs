@@ -27,12 +27,13 @@ pub(crate) struct SweepArgs {
     /// With `--base`: sweep other programs' entries too, like `systemd-tmpfiles --clean`:
     /// each entry at every depth on its own (atime, mtime and ctime all older; a directory
     /// only once empty and itself old); never a socket, fifo, device, locked entry or
-    /// what contains one; only your own entries; symlinks kept.
+    /// what contains one; only your own entries; symlinks kept. `/` itself is refused.
     #[arg(long, requires = "base")]
     all: bool,
     /// With `--base`: never sweep entries matching this glob (a name at any depth, or with
-    /// a `/` a path relative to the base). Repeatable; adds to the default exclusions
-    /// (`systemd-private-*`, `.X11-unix`, `tmux-*`, `ssh-*`...).
+    /// a `/` a path relative to the base, or absolute if it starts with `/`). Repeatable;
+    /// adds to the default exclusions (`systemd-private-*`, `.X11-unix`, `tmux-*`,
+    /// `ssh-*`...).
     #[arg(long, value_name = "PAT", requires = "base")]
     exclude: Vec<String>,
     /// With `--all`: sweep other users' entries too (run as root).

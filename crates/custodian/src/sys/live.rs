@@ -41,10 +41,12 @@ impl Live {
     /// If `/proc/locks` cannot be read: without it nothing may be called unlocked. A
     /// missing `/proc/net/unix` (no unix socket support) is an empty list.
     pub(crate) fn read() -> io::Result<Self> {
-        let locks = std::fs::read_to_string("/proc/locks")?;
-        let unix = match std::fs::read_to_string("/proc/net/unix") {
+        // Bytes, not text: a socket's path is whatever bytes its program bound (any user
+        // can bind one that is not UTF-8), and reading it as text failed every sweep.
+        let locks = std::fs::read("/proc/locks")?;
+        let unix = match std::fs::read("/proc/net/unix") {
             Ok(s) => s,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
         Ok(Live {
@@ -66,8 +68,10 @@ impl Live {
 
 /// The inode numbers of `/proc/locks`: lines like
 /// `1: FLOCK  ADVISORY  WRITE 1234 08:01:56789 0 EOF` (`1: -> FLOCK ...` for a waiter).
-fn parse_locks(text: &str) -> HashSet<u64> {
-    text.lines()
+fn parse_locks(text: &[u8]) -> HashSet<u64> {
+    // Every field that matters is ASCII; anything else cannot parse as one.
+    String::from_utf8_lossy(text)
+        .lines()
         .filter_map(|line| {
             // The first field of the form `hex:hex:decimal` is the file.
             line.split_ascii_whitespace().find_map(|f| {
@@ -86,27 +90,30 @@ fn parse_locks(text: &str) -> HashSet<u64> {
 /// like `0000000000000000: 00000002 00000000 00010000 0001 01 12345 /run/x.sock`
 /// (Num, RefCount, Protocol, Flags, Type, St, Inode, Path). An abstract socket's path
 /// starts with `@`, an unbound one has none.
-fn parse_unix(text: &str) -> HashSet<OsString> {
-    text.lines()
+fn parse_unix(text: &[u8]) -> HashSet<OsString> {
+    text.split(|&b| b == b'\n')
         .skip(1)
         .filter_map(|line| {
             let (fields, path) = split_fields(line, 7);
-            let flags = u32::from_str_radix(fields.get(3)?, 16).ok()?;
-            (flags & LISTENING != 0 && path.starts_with('/'))
-                .then(|| OsString::from_vec(path.as_bytes().to_vec()))
+            let flags = u32::from_str_radix(std::str::from_utf8(fields.get(3)?).ok()?, 16).ok()?;
+            (flags & LISTENING != 0 && path.starts_with(b"/"))
+                .then(|| OsString::from_vec(path.to_vec()))
         })
         .collect()
 }
 
 /// The first `n` whitespace-separated fields of `line`, and the rest after them (a path
-/// may contain spaces).
-fn split_fields(line: &str, n: usize) -> (Vec<&str>, &str) {
+/// may contain spaces, and bytes that are not UTF-8).
+fn split_fields(line: &[u8], n: usize) -> (Vec<&[u8]>, &[u8]) {
     let mut fields = Vec::with_capacity(n);
-    let mut rest = line.trim_start();
+    let mut rest = line.trim_ascii_start();
     while fields.len() < n && !rest.is_empty() {
-        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let end = rest
+            .iter()
+            .position(u8::is_ascii_whitespace)
+            .unwrap_or(rest.len());
         fields.push(&rest[..end]);
-        rest = rest[end..].trim_start();
+        rest = rest[end..].trim_ascii_start();
     }
     (fields, rest)
 }
@@ -121,26 +128,28 @@ mod tests {
                     2: FLOCK  ADVISORY  WRITE 99 00:1f:42 0 EOF\n\
                     2: -> FLOCK  ADVISORY  WRITE 100 00:1f:43 0 EOF\n\
                     3: OFDLCK ADVISORY  READ  -1 fd:00:7 0 EOF\n";
-        let got = parse_locks(text);
+        let got = parse_locks(text.as_bytes());
         assert_eq!(got, HashSet::from([56789, 42, 43, 7]));
-        assert!(parse_locks("garbage\n\n").is_empty());
+        assert!(parse_locks(b"garbage\n\xff\n").is_empty());
     }
 
     #[test]
     fn listening_sockets_are_read_by_absolute_path() {
-        let text = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+        let text = b"Num       RefCount Protocol Flags    Type St Inode Path\n\
             0000000000000000: 00000002 00000000 00010000 0001 01 12345 /run/a.sock\n\
             0000000000000000: 00000002 00000000 00000000 0001 03 12346 /run/connected\n\
             0000000000000000: 00000002 00000000 00010000 0001 01 12347 @abstract\n\
             0000000000000000: 00000002 00000000 00010000 0001 01 12348 relative.sock\n\
             0000000000000000: 00000003 00000000 00000000 0001 03 12349\n\
-            0000000000000000: 00000002 00000000 00010000 0001 01 12350 /tmp/with space\n";
+            0000000000000000: 00000002 00000000 00010000 0001 01 12350 /tmp/with space\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 12351 /tmp/\xff\n";
         let got = parse_unix(text);
         assert_eq!(
             got,
             HashSet::from([
                 OsString::from("/run/a.sock"),
-                OsString::from("/tmp/with space")
+                OsString::from("/tmp/with space"),
+                OsString::from_vec(b"/tmp/\xff".to_vec()),
             ])
         );
     }

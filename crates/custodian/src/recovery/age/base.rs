@@ -1,5 +1,6 @@
 //! The age sweep's base directory: opened without following a symlink in its last
-//! component, and refused if others may write it unless it is root-owned and sticky.
+//! component, and refused if others may write it unless it is root-owned and sticky;
+//! with `all`, the root of the file system is refused too.
 
 use std::fmt;
 use std::io;
@@ -42,6 +43,10 @@ pub enum BaseRefusal {
         /// The base, for the remedy.
         path: PathBuf,
     },
+    /// The base is the root of the file system (`/`, however named) and the sweep
+    /// judges every entry ([`AgeSweep::all`](crate::AgeSweep::all)): it would remove the
+    /// system's own old files.
+    FileSystemRoot,
 }
 
 impl BaseRefusal {
@@ -74,6 +79,10 @@ impl fmt::Display for BaseRefusal {
                  if it must be shared, root-owned and sticky (chown root {p}; chmod +t {p})",
                 p = path.display()
             ),
+            BaseRefusal::FileSystemRoot => f.write_str(
+                "the base is the root of the file system, where sweeping every old entry \
+                 would remove the system's own files; name the directory to sweep",
+            ),
         }
     }
 }
@@ -83,6 +92,15 @@ impl std::error::Error for BaseRefusal {}
 /// Opens the base without following a symlink in its last component, and refuses it if
 /// others may write it (unless root-owned and sticky).
 pub(super) fn open(base: &Path) -> io::Result<OwnedFd> {
+    // A trailing `/` or `/.` makes the kernel resolve a symlink in the last component
+    // whatever `O_NOFOLLOW` says (`--base /tmp/cache/`, as a shell completes it, swept
+    // where a symlink `cache` pointed); without them the last component is the name.
+    let named: PathBuf = base.components().collect();
+    let base = if named.as_os_str().is_empty() {
+        base
+    } else {
+        &named
+    };
     let refuse = |kind, why| io::Error::new(kind, why);
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = match rustix::fs::openat(CWD, base, flags | OFlags::NOATIME, Mode::empty()) {
@@ -117,4 +135,20 @@ pub(super) fn open(base: &Path) -> io::Result<OwnedFd> {
         ));
     }
     Ok(fd)
+}
+
+/// With `all`, refuses a base that is the root of the file system (`/` however named:
+/// `/tmp/..`, a relative path): every old file of the system would be removed.
+pub(super) fn refuse_root(dir: &OwnedFd, all: bool) -> io::Result<()> {
+    if !all {
+        return Ok(());
+    }
+    let root = rustix::fs::stat("/")?;
+    if crate::sys::FileId::of_stat(&root) == crate::sys::FileId::of_fd(dir)? {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            BaseRefusal::FileSystemRoot,
+        ));
+    }
+    Ok(())
 }

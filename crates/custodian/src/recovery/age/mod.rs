@@ -60,7 +60,8 @@ pub use report::{AgeKept, AgeKeptReason, AgeReport};
 /// # Security
 ///
 /// The base is opened without following a symlink in its last component and refused if
-/// others may write it, unless it is root-owned and sticky like `/tmp` ([`BaseRefusal`]).
+/// others may write it, unless it is root-owned and sticky like `/tmp` ([`BaseRefusal`]);
+/// with [`all`](Self::all) the root of the file system is refused.
 /// Below it everything is reached relative to directory fds: no symlink is followed, no
 /// mount crossed (by mount id), each name's inode is checked before its `unlink` or
 /// `rmdir`. A [`dry_run`](Self::dry_run) takes no lock.
@@ -150,7 +151,9 @@ impl AgeSweep {
 
     /// Never sweep what matches `pattern` (a glob: `*`, `?`, `[...]`, `{a,b}`): a pattern
     /// without `/` is matched against each entry's name at any depth, one with a `/`
-    /// (leading or inside) against its path relative to the base. Adds to [`DEFAULT_EXCLUDES`](Self::DEFAULT_EXCLUDES).
+    /// against its path relative to the base (a trailing `/` and a leading `./` are
+    /// dropped); one with a leading `/` also against its absolute path (the base as
+    /// given, made absolute). Adds to [`DEFAULT_EXCLUDES`](Self::DEFAULT_EXCLUDES).
     ///
     /// ```
     /// let sweep = tokio_custodian::AgeSweep::new("/tmp", std::time::Duration::from_secs(86400))
@@ -164,7 +167,8 @@ impl AgeSweep {
     }
 
     /// With [`all`](Self::all): also sweep entries of other users (off: only the
-    /// effective uid's are removed, others are kept and not entered).
+    /// effective uid's are removed, others are kept and not entered). Without `all` it
+    /// changes nothing: the default mode removes only this user's.
     ///
     /// ```
     /// let sweep = tokio_custodian::AgeSweep::new("/tmp", std::time::Duration::from_secs(86400))
@@ -225,8 +229,10 @@ impl AgeSweep {
     /// [`Error::Io`] with [`Operation::AgeSweep`] naming the base when:
     /// - it is a symlink ([`BaseRefusal::Symlink`], the kind of `ELOOP`) or others may
     ///   write it without it being root-owned and sticky
-    ///   ([`BaseRefusal::WritableByOthers`], kind `PermissionDenied`), with the remedy
-    ///   in the message ([`BaseRefusal::of`] gets the reason);
+    ///   ([`BaseRefusal::WritableByOthers`], kind `PermissionDenied`), or, with
+    ///   [`all`](Self::all), it is the root of the file system
+    ///   ([`BaseRefusal::FileSystemRoot`], kind `PermissionDenied`), with the remedy in
+    ///   the message ([`BaseRefusal::of`] gets the reason);
     /// - an exclusion pattern is not a valid glob (kind `InvalidInput`);
     /// - it cannot be opened or listed, or `/proc/locks` cannot be read.
     ///
@@ -240,14 +246,17 @@ impl AgeSweep {
     pub fn run(&self) -> Result<AgeReport> {
         let started = Instant::now();
         let fail = |e: io::Error| Error::io(Operation::AgeSweep, &self.base, e);
+        let absolute = std::path::absolute(&self.base).unwrap_or_else(|_| self.base.clone());
         let excludes = exclude::Excludes::new(
             AgeSweep::DEFAULT_EXCLUDES
                 .iter()
                 .copied()
                 .chain(self.exclude.iter().map(String::as_str)),
+            &absolute,
         )
         .map_err(fail)?;
         let dir = base::open(&self.base).map_err(fail)?;
+        base::refuse_root(&dir, self.all).map_err(fail)?;
         let live = Live::read().map_err(fail)?;
         // Saturating: an age longer than the clock's past makes nothing old.
         let before = SystemTime::now()
@@ -267,7 +276,7 @@ impl AgeSweep {
             euid: rustix::process::geteuid().as_raw(),
             excludes: &excludes,
             live: &live,
-            absolute: std::path::absolute(&self.base).unwrap_or_else(|_| self.base.clone()),
+            absolute,
         };
         walk::run(&rules, dir, &mut report).map_err(fail)?;
         report.took = started.elapsed();

@@ -2,7 +2,7 @@
 //! (serde, durations in milliseconds with the unit in the key).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -27,12 +27,14 @@ use crate::leak::duration_ms;
 #[non_exhaustive]
 pub struct AgeReport {
     /// The base directory.
+    #[serde(serialize_with = "lossy")]
     pub base: PathBuf,
     /// Whether nothing was removed (the report says what would have been).
     pub dry_run: bool,
     /// Whether other programs' entries were swept too ([`AgeSweep::all`](crate::AgeSweep::all)).
     pub all: bool,
     /// Entries removed (or to remove, in a dry run), children before their directory.
+    #[serde(serialize_with = "lossy_all")]
     pub removed: Vec<PathBuf>,
     /// Entries kept, and why.
     pub kept: Vec<AgeKept>,
@@ -69,6 +71,7 @@ impl AgeReport {
 #[non_exhaustive]
 pub struct AgeKept {
     /// The entry.
+    #[serde(serialize_with = "lossy")]
     pub path: PathBuf,
     /// Why it was kept.
     pub reason: AgeKeptReason,
@@ -168,18 +171,46 @@ impl fmt::Display for AgeReport {
         writeln!(
             f,
             "age sweep of {} ({mode}): {verb} {}, kept {}, looked at {} ({} ms)",
-            self.base.display(),
+            Shown(&self.base),
             self.removed.len(),
             self.kept.len(),
             self.scanned,
             self.took.as_millis()
         )?;
         for p in &self.removed {
-            writeln!(f, "  {verb}: {}", p.display())?;
+            writeln!(f, "  {verb}: {}", Shown(p))?;
         }
         for k in &self.kept {
-            writeln!(f, "  kept: {} ({})", k.path.display(), k.reason)?;
+            writeln!(f, "  kept: {} ({})", Shown(&k.path), k.reason)?;
         }
         Ok(())
     }
+}
+
+/// A path for a person: control characters escaped, so that a name cannot write lines
+/// (or terminal codes) of its own into the report.
+struct Shown<'a>(&'a Path);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.to_string_lossy().chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                fmt::Write::write_char(f, c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A path as a string, bytes that are not UTF-8 replaced: any user can make such a name
+/// in a shared base, and `PathBuf`'s own `Serialize` fails on it (the whole report lost).
+fn lossy<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
+}
+
+/// [`lossy`] for each path.
+fn lossy_all<S: serde::Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(paths.iter().map(|p| p.to_string_lossy()))
 }

@@ -1,7 +1,7 @@
 //! The age sweep's walk: iterative, one frame per directory on the current path (its
-//! fd, which it holds `flock`ed in a real sweep, and its remaining names), so memory is
-//! the depth plus the entries of the directories on that path; at most [`MAX_DEPTH`]
-//! levels (one fd each), deeper directories are kept and reported.
+//! fd, which it holds `flock`ed in a real sweep if it is old, and its remaining names),
+//! so memory is the depth plus the entries of the directories on that path; at most
+//! [`MAX_DEPTH`] levels (one fd each), deeper directories are kept and reported.
 //!
 //! Each entry is judged on its own (the rules in `mod.rs`); a directory is decided after
 //! its walk, from what was kept inside and from its own times as they were *before* the
@@ -86,6 +86,8 @@ struct Frame {
     was_old: bool,
     /// Something inside was kept: it cannot be removed.
     kept: bool,
+    /// It (or a directory above it) left the base during the walk: its walk stopped.
+    moved: bool,
 }
 
 /// What became of one entry.
@@ -109,13 +111,22 @@ pub(super) fn run(rules: &Rules<'_>, dir: OwnedFd, report: &mut AgeReport) -> io
         own: false,
         was_old: false,
         kept: false,
+        moved: false,
     }];
     let mut path = report.base.clone();
     let mut rel = PathBuf::new();
     loop {
+        // A directory on the path renamed out of the base is not followed: its fd would
+        // go on removing there (at most the entry being judged may still go).
+        let moved = !rules.opts.dry_run && !attached(&stack);
         let Some(top) = stack.last_mut() else {
             return Ok(());
         };
+        if moved && !top.moved {
+            top.moved = true;
+            top.kept = true;
+            top.todo.clear();
+        }
         if let Some(name) = top.todo.pop() {
             report.scanned += 1;
             path.push(&name);
@@ -176,6 +187,11 @@ fn fail_reason(e: &io::Error) -> Why {
 
 /// Decides a directory whose walk has ended: `None` if it is (or would be) removed.
 fn finish(rules: &Rules<'_>, parent: &Frame, done: Frame) -> io::Result<Option<Why>> {
+    if done.moved {
+        return Ok(Some(Why::Failed {
+            detail: "moved out of the base (or removed) during the sweep: not followed".into(),
+        }));
+    }
     if !done.was_old {
         return Ok(Some(Why::Young));
     }
@@ -199,6 +215,15 @@ fn finish(rules: &Rules<'_>, parent: &Frame, done: Frame) -> io::Result<Option<W
         Err(Errno::BUSY) => Ok(Some(Why::MountPoint)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether each directory on the path is still where the walk entered it (its name in
+/// its parent is still it): one `stat` per level.
+fn attached(stack: &[Frame]) -> bool {
+    stack.windows(2).all(|w| {
+        rustix::fs::statat(&w[0].fd, &w[1].name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileId::of_stat(&st) == w[1].id)
+    })
 }
 
 /// Judges one entry of `dir`. `Ok(None)`: gone meanwhile.
@@ -236,7 +261,9 @@ fn judge(
     if kind == FileType::Symlink && !(rules.opts.symlinks || dir.own) {
         return Ok(Some(Verdict::Kept(Why::Symlink)));
     }
-    if st.st_uid != rules.euid && !rules.opts.other_users {
+    // `other_users` is a switch of `all`: the default mode takes only this user's, even
+    // inside a root of its own (a dead owner's child may have become another user).
+    if st.st_uid != rules.euid && !(rules.opts.all && rules.opts.other_users) {
         return Ok(Some(Verdict::Kept(Why::OtherUser { uid: st.st_uid })));
     }
     let id = FileId::of_stat(&st);
@@ -315,6 +342,7 @@ fn own(rules: &Rules<'_>, dir: &Frame, name: &OsString) -> io::Result<Option<Ver
             own: true,
             was_old: true,
             kept: false,
+            moved: false,
         }))),
         Shape::AtomicTemp(_) => remove_file(
             rules,
@@ -327,8 +355,8 @@ fn own(rules: &Rules<'_>, dir: &Frame, name: &OsString) -> io::Result<Option<Ver
     }
 }
 
-/// Opens a directory to walk it; in a real sweep it must take its `flock` now (held
-/// until the frame is dropped, after its `rmdir`).
+/// Opens a directory to walk it; in a real sweep its `flock` must be free now, and an old
+/// one's is held until the frame is dropped, after its `rmdir`.
 fn enter(
     rules: &Rules<'_>,
     dir: &Frame,
@@ -344,10 +372,15 @@ fn enter(
     if place.crosses_from(&dir.place) {
         return Ok(Verdict::Kept(Why::MountPoint));
     }
-    if !rules.opts.dry_run
-        && rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err()
-    {
-        return Ok(Verdict::Kept(Why::Locked));
+    if !rules.opts.dry_run {
+        if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Ok(Verdict::Kept(Why::Locked));
+        }
+        // A young directory is never removed: its lock, held while walking it, would only
+        // refuse its live owner's own `flock` (a temp root is made `mkdir`, then `flock`).
+        if !was_old {
+            rustix::fs::flock(&fd, FlockOperation::Unlock)?;
+        }
     }
     Ok(Verdict::Enter(Frame {
         todo: names_of(&fd)?,
@@ -359,6 +392,7 @@ fn enter(
         own: dir.own,
         was_old,
         kept: false,
+        moved: false,
     }))
 }
 
