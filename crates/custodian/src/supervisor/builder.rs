@@ -518,9 +518,27 @@ impl Builder {
             let (prefix, min_age) = (self.prefix.clone(), self.abandoned_min_age);
             let base = base.clone();
             drop(handle.spawn_blocking(move || {
-                // Best effort: a base we cannot list fails `TempRoot::create` above.
-                let reaped = crate::sys::abandoned::reap(&base, &prefix, min_age)
-                    .unwrap_or_default();
+                // The age sweep's default mode, roots only: a root is taken only if
+                // proven ours and abandoned, and inside it each entry is judged on its
+                // own, so what a dead owner's surviving children hold (a locked file, a
+                // listening socket, a file written within `min_age`) stays, and so does
+                // the root around it. Best effort: a base we cannot list fails
+                // `TempRoot::create` above.
+                let report = crate::recovery::AgeSweep::new(&base, min_age)
+                    .root_prefix(prefix)
+                    .roots_only()
+                    .run();
+                let reaped: Vec<_> = match report {
+                    Ok(r) => r
+                        .removed
+                        .into_iter()
+                        .filter(|p| p.parent() == Some(base.as_path()))
+                        .collect(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reaping abandoned roots at start failed");
+                        Vec::new()
+                    }
+                };
                 for path in &reaped {
                     tracing::info!(root = %path.display(), "removed the temp root of a dead supervisor");
                 }

@@ -4,7 +4,6 @@
 //! swap under us: removal is relative to a directory fd and never follows a symlink, the
 //! private temp root is created exclusively and held with a `flock`.
 
-pub(crate) mod abandoned;
 pub(crate) mod cgroup;
 pub(crate) mod create;
 pub(crate) mod journal;

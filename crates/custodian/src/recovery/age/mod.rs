@@ -96,6 +96,8 @@ pub struct AgeSweep {
     symlinks: bool,
     dry_run: bool,
     root_prefix: String,
+    /// Only temp roots, not atomic temps: the start-up reap of abandoned roots.
+    roots_only: bool,
 }
 
 impl AgeSweep {
@@ -134,7 +136,14 @@ impl AgeSweep {
             symlinks: false,
             dry_run: false,
             root_prefix: "custodian-".into(),
+            roots_only: false,
         }
+    }
+
+    /// Only temp roots named `<root_prefix><32 hex>` are candidates (what `start` reaps).
+    pub(crate) fn roots_only(mut self) -> Self {
+        self.roots_only = true;
+        self
     }
 
     /// Also sweep other programs' entries, each on its own at every depth (see the type's

@@ -306,7 +306,7 @@ fn own(rules: &Rules<'_>, dir: &Frame, name: &OsString) -> io::Result<Option<Ver
     let bytes = name.as_bytes();
     let shape = if Shape::Root(&rules.opts.root_prefix).matches(bytes) {
         Shape::Root(&rules.opts.root_prefix)
-    } else if Shape::AtomicTemp(ATOMIC_TEMP_PREFIX).matches(bytes) {
+    } else if !rules.opts.roots_only && Shape::AtomicTemp(ATOMIC_TEMP_PREFIX).matches(bytes) {
         Shape::AtomicTemp(ATOMIC_TEMP_PREFIX)
     } else {
         return Ok(Some(Verdict::Kept(Why::NotOurs)));
