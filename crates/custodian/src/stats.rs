@@ -85,6 +85,7 @@ impl Stats {
         StatsSnapshot {
             kinds,
             quotas: Vec::new(),
+            journal_write_failures: 0,
         }
     }
 }
@@ -161,6 +162,12 @@ pub struct StatsSnapshot {
     /// [`Supervisor::quotas`](crate::Supervisor::quotas).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quotas: Vec<crate::quota::QuotaUsage>,
+    /// Crash journal records that could not be written (a full or read-only file
+    /// system): each leaves the journal short of a record, so a crash after it may leave
+    /// a child that no record names (the environment marker still finds it). Always 0
+    /// without a [state dir](crate::Builder::state_dir).
+    #[serde(default)]
+    pub journal_write_failures: u64,
 }
 
 impl StatsSnapshot {

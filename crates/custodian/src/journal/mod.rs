@@ -12,10 +12,12 @@
 //!    only a crash of the machine can lose it, and a reboot kills the child anyway;
 //! 3. at each reap: [`Record::Gone`]. Once [`COMPACT_AFTER`] records are written and most
 //!    children are gone, the file is rewritten (owner, root, live children) under a new
-//!    name and renamed over the old one.
+//!    name and renamed over the old one, on the blocking pool (`compact.rs`).
 //!
-//! The file is removed when the supervisor's shared state is dropped. Invariant: the
-//! writer's lock is only held for one `write` (or one compaction), never across an await.
+//! The file is removed when the supervisor's shared state is dropped, after the temp
+//! root's removal (kept if that failed). Invariant: the writer's lock is only held for
+//! one `write` (or a compaction's final `write` and `rename`, never its `fsync`), never
+//! across an await.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -28,9 +30,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::sys::FileId;
 use crate::sys::journal as sys;
 
+mod compact;
 mod report;
 
-pub use report::{DeadOwner, DeathProof, SkipReason, Skipped, StoppedGroup, SweepReport};
+pub use report::{
+    DeadOwner, DeathProof, SkipReason, Skipped, SpareReason, Spared, StoppedGroup, Survivor,
+    SurvivorReason, SweepReport,
+};
 
 /// How many records a journal takes before it may be compacted.
 pub(crate) const COMPACT_AFTER: usize = 4096;
@@ -38,10 +44,13 @@ pub(crate) const COMPACT_AFTER: usize = 4096;
 /// One journal record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Record {
+    /// Tag 1 without `pidns` (journals before it was recorded), tag 6 with it.
     Owner {
         pid: u32,
         start: u64,
         boot_id: String,
+        /// The owner's pid namespace (`/proc/self/ns/pid`'s device and inode).
+        pidns: Option<FileId>,
     },
     RootIntent {
         path: PathBuf,
@@ -50,12 +59,25 @@ pub(crate) enum Record {
         path: PathBuf,
         id: FileId,
     },
+    /// Tag 3 without `grace_ms` (older journals: the sweep's grace applies), tag 9 with it.
     Child {
         pid: u32,
         start: u64,
         pgid: u32,
+        grace_ms: Option<u64>,
     },
     Gone {
+        pid: u32,
+        start: u64,
+    },
+    /// A sweep dealt with this dead owner's processes (tag 7): nothing in this journal is
+    /// ever signalled again. `at`: seconds since the Unix epoch, for a person.
+    Swept {
+        at: u64,
+    },
+    /// A member that sweep could not stop (tag 8): later sweeps re-check this exact
+    /// identity and report it, never signal it.
+    Survivor {
         pid: u32,
         start: u64,
     },
@@ -69,10 +91,15 @@ impl Record {
                 pid,
                 start,
                 boot_id,
+                pidns,
             } => {
-                b.push(1);
+                b.push(if pidns.is_some() { 6 } else { 1 });
                 b.extend(pid.to_le_bytes());
                 b.extend(start.to_le_bytes());
+                if let Some(ns) = pidns {
+                    b.extend(ns.dev.to_le_bytes());
+                    b.extend(ns.ino.to_le_bytes());
+                }
                 b.extend(boot_id.as_bytes());
             }
             Record::Root { path, id } => {
@@ -81,11 +108,28 @@ impl Record {
                 b.extend(id.ino.to_le_bytes());
                 b.extend(path.as_os_str().as_bytes());
             }
-            Record::Child { pid, start, pgid } => {
-                b.push(3);
+            Record::Child {
+                pid,
+                start,
+                pgid,
+                grace_ms,
+            } => {
+                b.push(if grace_ms.is_some() { 9 } else { 3 });
                 b.extend(pid.to_le_bytes());
                 b.extend(start.to_le_bytes());
                 b.extend(pgid.to_le_bytes());
+                if let Some(g) = grace_ms {
+                    b.extend(g.to_le_bytes());
+                }
+            }
+            Record::Swept { at } => {
+                b.push(7);
+                b.extend(at.to_le_bytes());
+            }
+            Record::Survivor { pid, start } => {
+                b.push(8);
+                b.extend(pid.to_le_bytes());
+                b.extend(start.to_le_bytes());
             }
             Record::Gone { pid, start } => {
                 b.push(4);
@@ -110,6 +154,16 @@ impl Record {
                 pid: u32_at(1)?,
                 start: u64_at(5)?,
                 boot_id: String::from_utf8(p.get(13..)?.to_vec()).ok()?,
+                pidns: None,
+            }),
+            6 => Some(Record::Owner {
+                pid: u32_at(1)?,
+                start: u64_at(5)?,
+                pidns: Some(FileId {
+                    dev: u64_at(13)?,
+                    ino: u64_at(21)?,
+                }),
+                boot_id: String::from_utf8(p.get(29..)?.to_vec()).ok()?,
             }),
             2 => Some(Record::Root {
                 id: FileId {
@@ -123,6 +177,22 @@ impl Record {
                     pid: u32_at(1)?,
                     start: u64_at(5)?,
                     pgid: u32_at(13)?,
+                    grace_ms: None,
+                })
+            }),
+            9 => exact(25).and_then(|()| {
+                Some(Record::Child {
+                    pid: u32_at(1)?,
+                    start: u64_at(5)?,
+                    pgid: u32_at(13)?,
+                    grace_ms: Some(u64_at(17)?),
+                })
+            }),
+            7 => exact(9).and_then(|()| Some(Record::Swept { at: u64_at(1)? })),
+            8 => exact(13).and_then(|()| {
+                Some(Record::Survivor {
+                    pid: u32_at(1)?,
+                    start: u64_at(5)?,
                 })
             }),
             4 => exact(13).and_then(|()| {
@@ -151,12 +221,21 @@ pub(crate) fn marker_of(name: &OsStr) -> &[u8] {
     b.strip_suffix(sys::SUFFIX.as_bytes()).unwrap_or(b)
 }
 
+/// The suffix of a compaction's new file, `<stem>.compacting` until it is renamed over
+/// the journal: never a journal's name, so a crashed compaction's leftover is never
+/// swept as one (the sweep removes it with its dead owner's journal).
+pub(crate) const COMPACTING: &str = ".compacting";
+
 /// A supervisor's open journal.
 pub(crate) struct Journal {
     dir: OwnedFd,
     name: OsString,
     path: PathBuf,
     state: Mutex<State>,
+    /// Set when the root it records could not be removed: the file then stays.
+    kept: std::sync::atomic::AtomicBool,
+    /// Record writes that failed.
+    failed: std::sync::atomic::AtomicU64,
 }
 
 struct State {
@@ -165,8 +244,10 @@ struct State {
     header: Vec<u8>,
     /// Records in the file (for the compaction threshold).
     written: usize,
-    /// Live children by pid: their start time and group.
-    live: HashMap<u32, (u64, u32)>,
+    /// Live children by pid: their start time, group and grace (ms).
+    live: HashMap<u32, (u64, u32, u64)>,
+    /// While a compaction runs: the frames appended since its snapshot.
+    pending: Option<Vec<u8>>,
 }
 
 impl Journal {
@@ -179,6 +260,7 @@ impl Journal {
             pid,
             start,
             boot_id: sys::boot_id()?,
+            pidns: Some(sys::pid_ns()?),
         };
         let name = OsString::from(format!(
             "{pid}-{start}-{}{}",
@@ -198,11 +280,14 @@ impl Journal {
             path: state_dir.join(&name),
             dir,
             name,
+            kept: std::sync::atomic::AtomicBool::new(false),
+            failed: std::sync::atomic::AtomicU64::new(0),
             state: Mutex::new(State {
                 fd,
                 header,
                 written: 1,
                 live: HashMap::new(),
+                pending: None,
             }),
         })
     }
@@ -237,6 +322,13 @@ impl Journal {
         OsStr::from_bytes(marker_of(&self.name))
     }
 
+    /// Keeps the file when this is dropped: the root it records is still there (a
+    /// failed removal), and the next sweep, once the owner is gone, retries it.
+    pub(crate) fn keep(&self) {
+        // Relaxed: read by `drop`, after every handle is gone.
+        self.kept.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The journal file's path.
     pub(crate) fn path(&self) -> &Path {
         &self.path
@@ -244,7 +336,11 @@ impl Journal {
 
     /// Records a child just spawned (unreaped, so its `/proc` entry is its own). A
     /// failed write is logged, never fatal: the child still runs and is still owned.
-    pub(crate) fn child_started(self: &Arc<Self>, pid: u32) -> Option<ChildTicket> {
+    pub(crate) fn child_started(
+        self: &Arc<Self>,
+        pid: u32,
+        grace: std::time::Duration,
+    ) -> Option<ChildTicket> {
         let st = match sys::proc_stat(pid) {
             Ok(Some(st)) => st,
             Ok(None) => return None,
@@ -253,13 +349,16 @@ impl Journal {
                 return None;
             }
         };
+        // Saturating: a grace too long for a u64 of milliseconds is "wait for ever".
+        let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
         let rec = Record::Child {
             pid,
             start: st.start,
             pgid: st.pgid,
+            grace_ms: Some(grace_ms),
         };
         let mut state = self.lock();
-        state.live.insert(pid, (st.start, st.pgid));
+        state.live.insert(pid, (st.start, st.pgid, grace_ms));
         self.write(&mut state, &rec);
         Some(ChildTicket {
             journal: self.clone(),
@@ -273,48 +372,43 @@ impl Journal {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self, state: &mut State, rec: &Record) {
-        if let Err(e) = sys::append(state.fd.as_fd(), &sys::frame(&rec.encode())) {
+    /// Appends `rec` (one `write`, no `fsync`); a failure is logged and counted in
+    /// [`failed_writes`](Self::failed_writes), never fatal. Starts a compaction, off this
+    /// thread, once the file is long and mostly dead records.
+    fn write(self: &Arc<Self>, state: &mut State, rec: &Record) {
+        let frame = sys::frame(&rec.encode());
+        if let Err(e) = sys::append(state.fd.as_fd(), &frame) {
+            // Relaxed: a tally, read by `stats()`.
+            self.failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(journal = %self.path.display(), error = %e, "crash journal write failed");
         }
+        if let Some(p) = &mut state.pending {
+            p.extend_from_slice(&frame);
+        }
         state.written += 1;
-        if state.written >= COMPACT_AFTER && state.live.len() * 4 < state.written {
-            if let Err(e) = self.compact(state) {
-                tracing::warn!(journal = %self.path.display(), error = %e, "crash journal compaction failed");
-            }
+        if state.pending.is_none()
+            && state.written >= COMPACT_AFTER
+            && state.live.len() * 4 < state.written
+        {
+            compact::start(self, state);
         }
     }
 
-    /// Writes the header and the live children to a new locked file, fsyncs it, and
-    /// renames it over the journal. A crash at any point leaves one whole journal.
-    fn compact(&self, state: &mut State) -> io::Result<()> {
-        let mut tmp = OsString::from(".compact-");
-        tmp.push(&self.name);
-        let _ = rustix::fs::unlinkat(&self.dir, &tmp, rustix::fs::AtFlags::empty());
-        let fd = sys::create_journal(self.dir.as_fd(), &tmp)?;
-        let mut bytes = state.header.clone();
-        for (&pid, &(start, pgid)) in &state.live {
-            bytes.extend(sys::frame(&Record::Child { pid, start, pgid }.encode()));
-        }
-        let done = sys::append(fd.as_fd(), &bytes)
-            .and_then(|()| rustix::fs::fsync(&fd).map_err(io::Error::from))
-            .and_then(|()| {
-                rustix::fs::renameat(&self.dir, &tmp, &self.dir, &self.name)
-                    .map_err(io::Error::from)
-            });
-        if let Err(e) = done {
-            let _ = rustix::fs::unlinkat(&self.dir, &tmp, rustix::fs::AtFlags::empty());
-            return Err(e);
-        }
-        state.fd = fd;
-        state.written = 2 + state.live.len();
-        Ok(())
+    /// How many record writes failed (a full or read-only file system, EIO).
+    pub(crate) fn failed_writes(&self) -> u64 {
+        self.failed.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
 impl Drop for Journal {
-    /// Everything it recorded has been released (or the process is exiting): drop it.
+    /// Everything it recorded has been released (or the process is exiting): drop it,
+    /// unless the root it records is still there. The supervisor drops it only after
+    /// the root's removal has ended, on every path (shutdown, emergency, last drop).
     fn drop(&mut self) {
+        if *self.kept.get_mut() {
+            return;
+        }
         let _ = rustix::fs::unlinkat(
             &self.dir,
             OsStr::new(&self.name),
@@ -370,6 +464,7 @@ mod tests {
                 pid: 1,
                 start: 2,
                 boot_id: sys::boot_id().unwrap(),
+                pidns: None,
             },
             Record::RootIntent {
                 path: "/tmp/custodian-y".into(),
@@ -378,12 +473,27 @@ mod tests {
                 path: "/tmp/custodian-x".into(),
                 id: FileId { dev: 1, ino: 2 },
             },
+            Record::Owner {
+                pid: 1,
+                start: 2,
+                boot_id: sys::boot_id().unwrap(),
+                pidns: Some(FileId { dev: 3, ino: 4 }),
+            },
             Record::Child {
                 pid: 7,
                 start: 8,
                 pgid: 7,
+                grace_ms: None,
+            },
+            Record::Child {
+                pid: 7,
+                start: 8,
+                pgid: 7,
+                grace_ms: Some(u64::MAX),
             },
             Record::Gone { pid: 7, start: 8 },
+            Record::Swept { at: 9 },
+            Record::Survivor { pid: 7, start: 8 },
         ];
         for r in &recs {
             assert_eq!(Record::decode(&r.encode()).as_ref(), Some(r));
@@ -393,19 +503,35 @@ mod tests {
         assert_eq!(Record::decode(&[3, 1, 2]), None);
     }
 
-    #[test]
-    fn compaction_keeps_owner_root_and_live_children_and_the_lock() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn compaction_keeps_owner_root_and_live_children_and_the_lock() {
         let dir =
             std::env::temp_dir().join(format!("custodian-journal-unit-{}", std::process::id()));
         let j = Arc::new(Journal::create(&dir).unwrap());
         j.root_created(Path::new("/tmp/custodian-r"), FileId { dev: 1, ino: 2 })
             .unwrap();
         let me = std::process::id();
-        let kept = j.child_started(me).unwrap();
+        let kept = j
+            .child_started(me, std::time::Duration::from_secs(2))
+            .unwrap();
         for _ in 0..COMPACT_AFTER {
             // This process stands in for a child: started and reaped again and again.
-            j.child_started(me).unwrap().reaped();
+            j.child_started(me, std::time::Duration::from_secs(2))
+                .unwrap()
+                .reaped();
+            if j.lock().pending.is_some() {
+                break;
+            }
         }
+        // The compaction runs on the blocking pool: wait for the swap.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while j.lock().pending.is_some() {
+            assert!(std::time::Instant::now() < deadline, "never compacted");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let mut leftover = j.marker().to_os_string();
+        leftover.push(COMPACTING);
+        assert!(!dir.join(leftover).exists());
         let bytes = std::fs::read(j.path()).unwrap();
         let (frames, bad) = sys::frames(&bytes);
         assert_eq!(bad, None);
@@ -425,6 +551,28 @@ mod tests {
         let path = j.path().to_path_buf();
         drop((kept, j));
         assert!(!path.exists(), "dropped with the supervisor");
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_is_counted_never_fatal() {
+        let dir =
+            std::env::temp_dir().join(format!("custodian-journal-fail-{}", std::process::id()));
+        let j = Arc::new(Journal::create(&dir).unwrap());
+        // A read-only fd in place of the file: every write fails (EBADF).
+        j.lock().fd = rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDONLY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        assert_eq!(j.failed_writes(), 0);
+        let t = j
+            .child_started(std::process::id(), std::time::Duration::ZERO)
+            .unwrap();
+        t.reaped();
+        assert_eq!(j.failed_writes(), 2);
+        drop((t, j));
         std::fs::remove_dir(&dir).unwrap();
     }
 }

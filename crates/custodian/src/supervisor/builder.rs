@@ -39,6 +39,7 @@ pub struct Builder {
     abandoned_min_age: Duration,
     signals: bool,
     state_dir: Option<PathBuf>,
+    start_sweep_grace: Duration,
     child_subreaper: bool,
     drain: Duration,
     quotas: Vec<crate::quota::Quota>,
@@ -56,6 +57,7 @@ impl Default for Builder {
             abandoned_min_age: Duration::from_secs(10),
             signals: false,
             state_dir: None,
+            start_sweep_grace: crate::DEFAULT_CHILD_GRACE,
             child_subreaper: false,
             drain: Duration::ZERO,
             quotas: Vec::new(),
@@ -254,9 +256,26 @@ impl Builder {
         self
     }
 
+    /// The grace `start`'s sweep of the [state dir](Self::state_dir) gives a dead
+    /// owner's child between SIGTERM and SIGKILL when its record has none (journals of
+    /// older versions, and processes found by the environment marker); a child recorded
+    /// with its own [`grace`](crate::Command::grace) gets that. Default:
+    /// [`DEFAULT_CHILD_GRACE`](crate::DEFAULT_CHILD_GRACE) (2 s). A grace too long to
+    /// add to the clock waits as long as the process takes.
+    ///
+    /// ```
+    /// let b = tokio_custodian::Supervisor::builder()
+    ///     .start_sweep_grace(std::time::Duration::from_millis(500));
+    /// # drop(b);
+    /// ```
+    pub fn start_sweep_grace(mut self, grace: Duration) -> Self {
+        self.start_sweep_grace = grace;
+        self
+    }
+
     /// [`state_dir`](Self::state_dir) at [`default_state_dir`](crate::default_state_dir)
-    /// (`$XDG_RUNTIME_DIR/custodian`, or `/run/custodian` for root) if there is one;
-    /// otherwise no journal.
+    /// (`/run/custodian` for root; `$XDG_RUNTIME_DIR/custodian` when that dir is this
+    /// user's own, mode 0700) if there is one; otherwise no journal.
     ///
     /// ```
     /// let b = tokio_custodian::Supervisor::builder().default_state_dir();
@@ -365,9 +384,9 @@ impl Builder {
         if let Some(dir) = &self.state_dir {
             // On the blocking pool: stopping a dead owner's children waits for them.
             let (tx, rx) = tokio::sync::watch::channel(None);
-            let dir = dir.clone();
+            let (dir, grace) = (dir.clone(), self.start_sweep_grace);
             drop(handle.spawn_blocking(move || {
-                let report = crate::recovery::sweep(&dir).unwrap_or_else(|e| {
+                let report = crate::recovery::sweep_with_grace(&dir, grace).unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "crash sweep at start failed");
                     crate::journal::SweepReport {
                         state_dir: dir.clone(),

@@ -216,13 +216,16 @@ pub(crate) fn append(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// The names of the journal files in `dir` (regular entries ending in [`SUFFIX`]).
+/// The names of the journal files in `dir` (entries ending in [`SUFFIX`], not hidden).
 pub(crate) fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
     let mut names = Vec::new();
     for e in rustix::fs::Dir::read_from(dir)? {
         let e = e?;
         let name = e.file_name().to_bytes();
-        if name.ends_with(SUFFIX.as_bytes()) && name.len() > SUFFIX.len() {
+        // A journal's name never starts with a dot: `.compact-*.journal` is an older
+        // version's crashed compaction, not a journal.
+        if name.ends_with(SUFFIX.as_bytes()) && name.len() > SUFFIX.len() && !name.starts_with(b".")
+        {
             names.push(OsStr::from_bytes(name).to_os_string());
         }
     }
@@ -239,10 +242,12 @@ pub(crate) enum Opened {
 
 /// Opens, checks, locks and reads the journal `name` in `dir`.
 pub(crate) fn open_for_sweep(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Opened> {
+    // Read-write, appending: a sweep that dealt with the owner's processes appends its
+    // `Swept` record before it lets go.
     let fd = rustix::fs::openat(
         dir,
         name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        OFlags::RDWR | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
     let st = check_private(&fd, 0o077, "journal")?;
@@ -277,6 +282,8 @@ pub(crate) fn open_for_sweep(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Op
 pub(crate) struct ProcStat {
     /// Field 22: clock ticks since boot when it started; with the boot id, its identity.
     pub(crate) start: u64,
+    /// Field 4.
+    pub(crate) ppid: u32,
     /// Field 5.
     pub(crate) pgid: u32,
     /// Field 3: `Z` for a zombie.
@@ -292,6 +299,7 @@ pub(crate) fn parse_stat(line: &[u8]) -> Option<ProcStat> {
     // After the `)`: f[0] is field 3 (state), f[2] field 5 (pgrp), f[19] field 22.
     Some(ProcStat {
         state: *f.first()?.as_bytes().first()?,
+        ppid: f.get(1)?.parse().ok()?,
         pgid: f.get(2)?.parse().ok()?,
         start: f.get(19)?.parse().ok()?,
     })
@@ -323,6 +331,32 @@ pub(crate) fn self_start() -> io::Result<u64> {
     stat_at("/proc/self/stat")?
         .map(|s| s.start)
         .ok_or_else(|| io::ErrorKind::NotFound.into())
+}
+
+/// This process's pid namespace: the device and inode of `/proc/self/ns/pid`.
+pub(crate) fn pid_ns() -> io::Result<crate::sys::FileId> {
+    let st = rustix::fs::stat("/proc/self/ns/pid")?;
+    Ok(crate::sys::FileId::of_stat(&st))
+}
+
+/// This process and its ancestors (walking `ppid` up from `/proc/self`), with their
+/// start times: a sweep never signals them, whatever they carry.
+pub(crate) fn self_and_ancestors() -> io::Result<Vec<(u32, u64)>> {
+    let me = stat_at("/proc/self/stat")?.ok_or(io::ErrorKind::NotFound)?;
+    let mut out = vec![(std::process::id(), me.start)];
+    let mut next = me.ppid;
+    // Bounded: a pid's parent started before it, so the walk ends at pid 0; the bound
+    // only guards against a `/proc` that lies.
+    while next != 0 && out.len() < 4096 {
+        match proc_stat(next)? {
+            Some(st) => {
+                out.push((next, st.start));
+                next = st.ppid;
+            }
+            None => break,
+        }
+    }
+    Ok(out)
 }
 
 /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`), a UUID that changes at
@@ -394,7 +428,7 @@ mod tests {
     fn stat_lines_with_odd_command_names_parse() {
         let line = b"42 (a) b (c)) S 1 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0";
         let st = parse_stat(line).unwrap();
-        assert_eq!((st.state, st.pgid, st.start), (b'S', 42, 12345));
+        assert_eq!((st.state, st.ppid, st.pgid, st.start), (b'S', 1, 42, 12345));
         assert!(parse_stat(b"garbage").is_none());
         let me = proc_stat(std::process::id()).unwrap().unwrap();
         assert_eq!(me.start, self_start().unwrap());
