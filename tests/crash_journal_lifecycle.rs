@@ -624,3 +624,47 @@ fn a_journal_of_another_pid_namespace_signals_nothing() {
     drop(proc_);
     std::fs::remove_dir_all(&scratch).unwrap();
 }
+
+#[test]
+fn a_root_on_a_symlinked_base_is_recorded_resolved_and_recovered() {
+    let _s = serial();
+    let scratch = scratch_dir("lifecycle-symlinked-base");
+    let state = scratch.join("state");
+    let real = private_dir(&scratch.join("var-home"));
+    // `/home -> var/home`: a base reached through a symlink.
+    let link = scratch.join("home");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let mut owner = LineChild::spawn(
+        Command::new(OWNER)
+            .args([&state, &link])
+            .args(["1000", "1"])
+            .stdin(Stdio::null()),
+    );
+    let slow = Duration::from_secs(30);
+    let root = PathBuf::from(owner.wait_line("root ", slow).unwrap());
+    owner.wait_line("ready", slow).unwrap();
+    assert!(
+        root.starts_with(&real),
+        "recorded resolved: {}",
+        root.display()
+    );
+    owner.kill();
+    assert!(owner.wait_exit(slow).is_some());
+    let report = sweep(&state);
+    assert_eq!(report.removed, vec![root.clone()], "{report}");
+    assert!(report.is_clean() && !root.exists(), "{report}");
+    assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0, "{report}");
+    owner.drain(Duration::from_millis(100));
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+#[tokio::test]
+async fn a_relative_temp_base_is_refused() {
+    let err = tokio_custodian::Supervisor::builder()
+        .temp_base("relative/base")
+        .start()
+        .unwrap_err();
+    assert_eq!(err.operation(), tokio_custodian::Operation::CreateTempRoot);
+    assert_eq!(err.io_kind(), Some(std::io::ErrorKind::InvalidInput));
+    assert!(!Path::new("relative").exists());
+}

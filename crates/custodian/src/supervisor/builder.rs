@@ -66,8 +66,9 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// The directory the private temp root is created in. Default:
-    /// [`std::env::temp_dir`].
+    /// The directory the private temp root is created in: an absolute path, resolved
+    /// once by `start` (symlinks followed), so that the root and its journal record name
+    /// it without a symlink. Default: [`std::env::temp_dir`].
     pub fn temp_base(mut self, dir: impl Into<PathBuf>) -> Self {
         self.temp_base = Some(dir.into());
         self
@@ -319,7 +320,8 @@ impl Builder {
     /// # Errors
     ///
     /// [`Error::NoRuntime`] outside a Tokio runtime; [`Error::Io`] with
-    /// [`Operation::CreateTempRoot`] if the temp root cannot be created, or with
+    /// [`Operation::CreateTempRoot`] if the temp base is relative (`InvalidInput`) or
+    /// cannot be resolved, or the temp root cannot be created, or with
     /// [`Operation::InstallSignalHandlers`] (see [`Builder::handle_signals`]), or with
     /// [`Operation::OpenJournal`] naming the state dir if the journal cannot be created
     /// there (see [`Builder::state_dir`]), or with [`Operation::ChildSubreaper`] if the
@@ -335,6 +337,10 @@ impl Builder {
             op: Operation::CreateTempRoot,
         })?;
         let base = self.temp_base.unwrap_or_else(std::env::temp_dir);
+        // Resolved once, here: the journal records the root by a path with no symlink in
+        // it, which the sweep (that refuses symlinked components) can remove.
+        let base =
+            canonical_base(&base).map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
         check_prefix(&self.prefix).map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
         // The journal comes first, so that the root is recorded before it exists.
         let journal = match &self.state_dir {
@@ -459,4 +465,16 @@ async fn watch(inner: Weak<Inner>, token: CancellationToken, every: Duration) {
             },
         }
     }
+}
+
+/// `base`, absolute and with every symlink resolved. A relative base is refused: it
+/// would name another directory from another working directory, a sweep's included.
+fn canonical_base(base: &std::path::Path) -> std::io::Result<PathBuf> {
+    if !base.is_absolute() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the temp base must be an absolute path",
+        ));
+    }
+    std::fs::canonicalize(base)
 }
