@@ -668,3 +668,26 @@ async fn a_relative_temp_base_is_refused() {
     assert_eq!(err.io_kind(), Some(std::io::ErrorKind::InvalidInput));
     assert!(!Path::new("relative").exists());
 }
+
+#[test]
+fn a_lock_inherited_by_a_child_before_its_exec_is_waited_for() {
+    let _s = serial();
+    let scratch = scratch_dir("lifecycle-inherited-lock");
+    let state = private_dir(&scratch.join("state"));
+    let base = private_dir(&scratch.join("tmp"));
+    let dir = fake_root(&base);
+    let journal = write_journal(&state, &[dead_owner(), root(&dir)].concat());
+    // A child forked by the dead owner holds the journal's lock until its `exec`: here
+    // another open file description, released 100 ms later.
+    let held = std::fs::File::open(&journal).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        drop(held);
+    });
+    let report = sweep(&state);
+    release.join().unwrap();
+    assert_eq!(report.removed, vec![dir.clone()], "{report}");
+    assert!(!journal.exists() && report.is_clean(), "{report}");
+    std::fs::remove_dir_all(&scratch).unwrap();
+}

@@ -79,6 +79,14 @@ impl SweepReport {
 }
 
 /// A process of a dead owner's tree that a sweep could not stop.
+///
+/// ```
+/// let report = tokio_custodian::SweepReport::default();
+/// for s in &report.survivors {
+///     eprintln!("pid {} still runs: {}", s.pid, s.reason);
+/// }
+/// assert!(report.survivors.is_empty() && report.is_clean());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Survivor {
@@ -93,6 +101,12 @@ pub struct Survivor {
 }
 
 /// Why a process outlived a sweep.
+///
+/// ```
+/// use tokio_custodian::SurvivorReason;
+/// assert_eq!(SurvivorReason::SignalRefused.to_string(), "signal refused (runs as another user)");
+/// assert_eq!(serde_json::to_string(&SurvivorReason::Uninterruptible).unwrap(), "\"uninterruptible\"");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -121,6 +135,14 @@ impl fmt::Display for SurvivorReason {
 }
 
 /// A process a sweep matched and never signalled.
+///
+/// ```
+/// let report = tokio_custodian::SweepReport::default();
+/// for s in &report.spared {
+///     eprintln!("spared pid {}: {}", s.pid, s.reason);
+/// }
+/// assert!(report.spared.is_empty());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Spared {
@@ -131,6 +153,11 @@ pub struct Spared {
 }
 
 /// Why a sweep spared a process that matched.
+///
+/// ```
+/// use tokio_custodian::SpareReason;
+/// assert_eq!(SpareReason::Sweeper.to_string(), "the sweeping process itself");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -167,6 +194,10 @@ pub struct DeadOwner {
 }
 
 /// How an owner's death was proven.
+///
+/// ```
+/// assert_eq!(tokio_custodian::DeathProof::PidGone.to_string(), "pid gone");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]

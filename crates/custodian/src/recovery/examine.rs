@@ -53,7 +53,7 @@ pub(super) fn examine(
 ) -> Option<Dead> {
     let path = dir_path.join(name);
     let shown = path.display().to_string();
-    let (fd, bytes) = match sys::open_for_sweep(dir, name) {
+    let (fd, bytes) = match open_waiting_for_exec(dir, name) {
         Ok(Opened::Ready { fd, bytes }) => (fd, bytes),
         Ok(Opened::Locked) => return skipped(report, shown, SkipReason::Locked),
         // Dropped by its owner or another sweep since the listing.
@@ -211,6 +211,28 @@ pub(super) fn examine(
     })
 }
 
+/// How long a sweep waits for the lock of a journal whose owner is dead: a child the
+/// owner forked holds a copy of the journal's fd (and so its `flock`) until its `exec`,
+/// which a crash in the middle of a spawn can leave pending for a few milliseconds.
+const INHERITED_LOCK_WAIT: Duration = Duration::from_millis(500);
+
+/// [`sys::open_for_sweep`], waiting up to [`INHERITED_LOCK_WAIT`] when the journal is
+/// locked but the owner its name names is not running (a live owner holds its lock for
+/// life: that case returns at once).
+fn open_waiting_for_exec(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Opened> {
+    let until = std::time::Instant::now() + INHERITED_LOCK_WAIT;
+    loop {
+        let opened = sys::open_for_sweep(dir, name)?;
+        if !matches!(opened, Opened::Locked)
+            || std::time::Instant::now() >= until
+            || !named_owner_dead(name)
+        {
+            return Ok(opened);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The owner named by a journal's file name (`<pid>-<start>-<random>.journal`).
 fn name_owner(name: &OsStr) -> Option<(u32, u64)> {
     let stem = std::str::from_utf8(marker_of(name)).ok()?;
@@ -223,15 +245,14 @@ fn name_owner(name: &OsStr) -> Option<(u32, u64)> {
 /// nothing (the owner record is the first write), so dropping it loses nothing.
 fn torn_at_birth(name: &OsStr, len: usize) -> bool {
     // The longest owner frame: 8 bytes of header, 29 + a 36-byte boot id, 8 of checksum.
-    if len >= 8 + 29 + 36 + 8 {
-        return false;
-    }
-    let Some((pid, start)) = name_owner(name) else {
-        return false;
-    };
-    match sys::proc_stat(pid) {
+    len < 8 + 29 + 36 + 8 && named_owner_dead(name)
+}
+
+/// Whether the owner a journal's name names (`<pid>-<start>-...`) is proven not running.
+fn named_owner_dead(name: &OsStr) -> bool {
+    name_owner(name).is_some_and(|(pid, start)| match sys::proc_stat(pid) {
         Ok(None) => true,
         Ok(Some(st)) => st.start != start || st.state == b'Z',
         Err(_) => false,
-    }
+    })
 }
