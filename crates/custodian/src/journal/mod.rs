@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::sys::FileId;
 use crate::sys::journal as sys;
+use crate::sys::procfs;
 
 mod compact;
 mod record;
@@ -90,12 +91,12 @@ impl Journal {
     /// makes its owner record durable. Blocking (two `fsync`s, once per supervisor).
     pub(crate) fn create(state_dir: &Path) -> io::Result<Self> {
         let dir = sys::open_state_dir(state_dir, true)?;
-        let (pid, start) = (std::process::id(), sys::self_start()?);
+        let (pid, start) = (std::process::id(), procfs::self_start()?);
         let owner = Record::Owner {
             pid,
             start,
-            boot_id: sys::boot_id()?,
-            pidns: Some(sys::pid_ns()?),
+            boot_id: procfs::boot_id()?,
+            pidns: Some(procfs::pid_ns()?),
         };
         let name = OsString::from(format!(
             "{pid}-{start}-{}{}",
@@ -176,7 +177,7 @@ impl Journal {
         pid: u32,
         grace: std::time::Duration,
     ) -> Option<ChildTicket> {
-        let st = match sys::proc_stat(pid) {
+        let st = match procfs::proc_stat(pid) {
             Ok(Some(st)) => st,
             Ok(None) => return None,
             Err(e) => {
@@ -298,7 +299,7 @@ mod tests {
             Record::Owner {
                 pid: 1,
                 start: 2,
-                boot_id: sys::boot_id().unwrap(),
+                boot_id: procfs::boot_id().unwrap(),
                 pidns: None,
             },
             Record::RootIntent {
@@ -311,7 +312,7 @@ mod tests {
             Record::Owner {
                 pid: 1,
                 start: 2,
-                boot_id: sys::boot_id().unwrap(),
+                boot_id: procfs::boot_id().unwrap(),
                 pidns: Some(FileId { dev: 3, ino: 4 }),
             },
             Record::Child {

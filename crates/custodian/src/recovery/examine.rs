@@ -23,6 +23,7 @@ use crate::journal::{
 use crate::sys::FileId;
 use crate::sys::journal::{self as sys, Opened};
 use crate::sys::orphans::{Marker, Recorded};
+use crate::sys::procfs;
 
 use super::{skip, skipped, unlink_locked};
 
@@ -123,7 +124,7 @@ pub(super) fn examine(
     let proof = if boot_id != boot {
         DeathProof::OtherBoot
     } else {
-        match sys::proc_stat(pid) {
+        match procfs::proc_stat(pid) {
             Ok(None) => DeathProof::PidGone,
             Ok(Some(st)) if st.start != start => DeathProof::StartTimeDiffers,
             Ok(Some(st)) if st.state == b'Z' => DeathProof::Exited,
@@ -250,7 +251,7 @@ fn torn_at_birth(name: &OsStr, len: usize) -> bool {
 
 /// Whether the owner a journal's name names (`<pid>-<start>-...`) is proven not running.
 fn named_owner_dead(name: &OsStr) -> bool {
-    name_owner(name).is_some_and(|(pid, start)| match sys::proc_stat(pid) {
+    name_owner(name).is_some_and(|(pid, start)| match procfs::proc_stat(pid) {
         Ok(None) => true,
         Ok(Some(st)) => st.start != start || st.state == b'Z',
         Err(_) => false,

@@ -42,6 +42,7 @@ use crate::journal::{
 use crate::sys::FileId;
 use crate::sys::journal as sys;
 use crate::sys::orphans::{self, Fate, LeftWhy, Outcome};
+use crate::sys::procfs;
 
 mod age;
 mod examine;
@@ -102,8 +103,8 @@ pub fn sweep_with_grace(state_dir: impl AsRef<Path>, grace: Duration) -> Result<
     let started = Instant::now();
     let dir = sys::open_state_dir(path, false).map_err(fail)?;
     let names = sys::list(dir.as_fd()).map_err(fail)?;
-    let boot = sys::boot_id().map_err(fail)?;
-    let pidns = sys::pid_ns().map_err(fail)?;
+    let boot = procfs::boot_id().map_err(fail)?;
+    let pidns = procfs::pid_ns().map_err(fail)?;
     let mut report = SweepReport {
         state_dir: path.to_path_buf(),
         found: names.len(),
@@ -134,7 +135,7 @@ pub fn sweep_with_grace(state_dir: impl AsRef<Path>, grace: Duration) -> Result<
     let outcome = if groups.is_empty() && markers.is_empty() {
         Outcome::default()
     } else {
-        let spare = sys::self_and_ancestors().map_err(fail)?;
+        let spare = procfs::self_and_ancestors().map_err(fail)?;
         orphans::stop(&groups, &markers, grace, &spare).map_err(fail)?
     };
     for (k, fate) in outcome.fates.iter().enumerate() {

@@ -10,6 +10,7 @@ pub(crate) mod journal;
 pub(crate) mod mount;
 pub(crate) mod orphans;
 pub(crate) mod process;
+pub(crate) mod procfs;
 pub(crate) mod remove;
 pub(crate) mod root;
 pub(crate) mod subreaper;

@@ -31,8 +31,8 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use super::journal::{ProcStat, all_processes, proc_stat};
 use super::process::{Sig, pidfd_open, signal_process};
+use super::procfs::{ProcStat, all_processes, environ, proc_stat};
 
 /// A recorded child whose group may still run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -270,12 +270,9 @@ impl Scan<'_> {
                 if st.state == b'Z' || self.seen.contains(&(pid, st.start)) {
                     continue;
                 }
-                // A leading NUL, so that a needle (`\0NAME=VALUE\0`) matches a whole entry.
-                let mut env = vec![0u8];
-                match std::fs::File::open(format!("/proc/{pid}/environ")) {
-                    Ok(mut f) => drop(std::io::Read::read_to_end(&mut f, &mut env)),
-                    Err(_) => continue,
-                }
+                let Some(env) = environ(pid) else {
+                    continue;
+                };
                 let hit = self.markers.iter().position(|m| {
                     st.start >= m.owner_start && env.windows(m.needle.len()).any(|w| w == m.needle)
                 });
