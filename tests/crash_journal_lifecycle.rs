@@ -691,3 +691,107 @@ fn a_lock_inherited_by_a_child_before_its_exec_is_waited_for() {
     assert!(!journal.exists() && report.is_clean(), "{report}");
     std::fs::remove_dir_all(&scratch).unwrap();
 }
+
+#[test]
+fn a_journal_damaged_mid_file_is_acted_on_up_to_the_damage_then_set_aside() {
+    let _s = serial();
+    let scratch = scratch_dir("lifecycle-damaged");
+    let state = private_dir(&scratch.join("state"));
+    let before = Reaped(
+        Command::new("sleep")
+            .arg("1000")
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let after = Reaped(
+        Command::new("sleep")
+            .arg("1000")
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let (b, a) = (before.0.id(), after.0.id());
+    let mut damaged = child(a, start_time(a));
+    damaged[10] ^= 0xff; // a flipped byte in the payload: the checksum fails
+    let tail = child(b, start_time(b)); // a whole record after the damage
+    let journal = write_journal(
+        &state,
+        &[dead_owner(), child(b, start_time(b)), damaged, tail].concat(),
+    );
+    let report = sweep(&state);
+    assert!(
+        !pid_running(b),
+        "the record before the damage is acted on: {report}"
+    );
+    assert!(pid_running(a), "nothing past the damage is: {report}");
+    assert!(!report.is_clean(), "{report}");
+    let aside = state.join(format!("{}.journal.corrupt", marker()));
+    assert!(
+        !journal.exists() && aside.exists(),
+        "kept for a person: {report}"
+    );
+    assert_eq!(report.set_aside, vec![aside.clone()]);
+    // Never swept again, never deleted.
+    let report = sweep(&state);
+    assert_eq!(report.found, 0, "{report}");
+    assert!(aside.exists() && pid_running(a));
+    drop((before, after));
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+#[test]
+fn a_crashed_compactions_leftover_is_not_a_journal() {
+    let _s = serial();
+    let scratch = scratch_dir("lifecycle-compact-leftover");
+    let state = private_dir(&scratch.join("state"));
+    // An older version's name for it, half-written.
+    let old = state.join(format!(".compact-{}.journal", marker()));
+    std::fs::write(&old, b"cjr1\x05").unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let report = sweep(&state);
+    assert!(report.is_clean() && report.found == 0, "{report}");
+    // With its dead owner's journal, the sweep removes it.
+    let journal = write_journal(&state, &dead_owner());
+    let current = state.join(format!("{}.compacting", marker()));
+    std::fs::write(&current, b"").unwrap();
+    let report = sweep(&state);
+    assert!(report.is_clean(), "{report}");
+    assert!(!journal.exists() && !old.exists() && !current.exists());
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+#[test]
+fn each_child_is_given_its_recorded_grace() {
+    let _s = serial();
+    let scratch = scratch_dir("lifecycle-grace");
+    let state = private_dir(&scratch.join("state"));
+    // Ignores SIGTERM: only SIGKILL ends it, after its grace.
+    let stubborn = Reaped(
+        Command::new("sh")
+            .args(["-c", "trap '' TERM; while :; do sleep 0.05; done"])
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let pid = stubborn.0.id();
+    std::thread::sleep(Duration::from_millis(50)); // the trap is set
+    let mut p = vec![9];
+    p.extend(pid.to_le_bytes());
+    p.extend(start_time(pid).to_le_bytes());
+    p.extend(pid.to_le_bytes());
+    p.extend(100u64.to_le_bytes()); // 100 ms
+    write_journal(&state, &[dead_owner(), frame(&p)].concat());
+    let t = std::time::Instant::now();
+    // The sweep's own grace would be a minute: the record's 100 ms applies.
+    let report = tokio_custodian::sweep_with_grace(&state, Duration::from_secs(60)).unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "{:?} {report}",
+        t.elapsed()
+    );
+    assert_eq!(report.kill_needed(), 1, "{report}");
+    assert!(!pid_running(pid));
+    drop(stubborn);
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
