@@ -231,7 +231,8 @@ pub struct StoppedGroup {
     /// dead owner's marker in their environment outside any recorded group (a child
     /// killed with its owner before its record was written, or one that left its group).
     pub pgid: Option<u32>,
-    /// How many processes were signalled, each proven a member by its start time.
+    /// How many processes were signalled and ended, each proven a member by its start
+    /// time (a process that outlived the signals is a [`Survivor`], not counted here).
     pub processes: usize,
     /// Whether SIGKILL was needed after the grace period.
     pub kill_needed: bool,

@@ -59,8 +59,8 @@ pub(crate) enum Fate {
     Gone,
     /// The pid belongs to another process now: nothing was signalled.
     Reused,
-    /// Signalled; `kill_needed` if SIGTERM and the grace were not enough. `processes`
-    /// counts every member signalled, survivors included.
+    /// Members ended after its signals; `kill_needed` if SIGTERM and the grace were not
+    /// enough. `processes` counts those that ended, never a survivor.
     Stopped { processes: usize, kill_needed: bool },
 }
 
@@ -207,6 +207,10 @@ pub(crate) fn stop(
         survivors.push(left(m, why));
     }
     survivors.retain(|s| alive(s.pid, s.start));
+    // A survivor was signalled but not stopped: it is counted as a survivor only.
+    for s in &survivors {
+        count[s.group] = count[s.group].saturating_sub(1);
+    }
     let mut fates = scan.fates;
     for (i, fate) in fates.iter_mut().enumerate() {
         if *fate != Fate::Reused && count[i] > 0 {
