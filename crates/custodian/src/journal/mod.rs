@@ -96,7 +96,7 @@ impl Journal {
             pid,
             start,
             boot_id: procfs::boot_id()?,
-            pidns: Some(procfs::pid_ns()?),
+            pidns: procfs::pid_ns(),
         };
         let name = OsString::from(format!(
             "{pid}-{start}-{}{}",

@@ -49,7 +49,7 @@ pub(super) fn examine(
     dir: BorrowedFd<'_>,
     dir_path: &Path,
     name: &OsStr,
-    (boot, pidns): (&str, FileId),
+    (boot, pidns): (&str, Option<FileId>),
     report: &mut SweepReport,
 ) -> Option<Dead> {
     let path = dir_path.join(name);
@@ -118,7 +118,8 @@ pub(super) fn examine(
         );
         return skipped(report, shown, mismatch(detail));
     }
-    if owner_ns.is_some_and(|ns| ns != pidns) && boot_id == boot {
+    // Unknown on either side (a kernel without pid namespaces): nothing to compare.
+    if owner_ns.zip(pidns).is_some_and(|(a, b)| a != b) && boot_id == boot {
         return skipped(report, shown, SkipReason::OtherPidNamespace);
     }
     let proof = if boot_id != boot {

@@ -65,9 +65,10 @@ pub(crate) fn self_start() -> io::Result<u64> {
 }
 
 /// This process's pid namespace: the device and inode of `/proc/self/ns/pid`.
-pub(crate) fn pid_ns() -> io::Result<crate::sys::FileId> {
-    let st = rustix::fs::stat("/proc/self/ns/pid")?;
-    Ok(crate::sys::FileId::of_stat(&st))
+/// `None` where the kernel has no pid namespaces (no `ns/pid` link).
+pub(crate) fn pid_ns() -> Option<crate::sys::FileId> {
+    let st = rustix::fs::stat("/proc/self/ns/pid").ok()?;
+    Some(crate::sys::FileId::of_stat(&st))
 }
 
 /// This process and its ancestors (walking `ppid` up from `/proc/self`), with their
