@@ -838,3 +838,72 @@ fn measure_a_sweep_of_1000_dead_child_records() {
     );
     std::fs::remove_dir_all(&scratch).unwrap();
 }
+
+/// The inode of `pid`'s pidfd on `pidfs` (Linux 6.9+), or `None` before it.
+fn pidfd_inode(pid: u32) -> Option<u64> {
+    let fd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(pid as i32)?,
+        rustix::process::PidfdFlags::empty(),
+    )
+    .ok()?;
+    let fs = rustix::fs::fstatfs(&fd).ok()?;
+    (i128::from(fs.f_type) == 0x5049_4446).then(|| rustix::fs::fstat(&fd).unwrap().st_ino)
+}
+
+/// A child record as this version writes it with `pidfs`: grace and pidfd inode (tag 10).
+fn child_with_inode(pid: u32, start: u64, ino: u64) -> Vec<u8> {
+    let mut p = vec![10];
+    p.extend(pid.to_le_bytes());
+    p.extend(start.to_le_bytes());
+    p.extend(pid.to_le_bytes());
+    p.extend(2000u64.to_le_bytes());
+    p.extend(ino.to_le_bytes());
+    frame(&p)
+}
+
+#[test]
+fn a_recorded_pidfd_inode_tells_a_process_from_one_with_its_pid_and_start_time() {
+    let _s = serial();
+    let proc_ = Reaped(
+        Command::new("sleep")
+            .arg("1000")
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let pid = proc_.0.id();
+    let Some(ino) = pidfd_inode(pid) else {
+        eprintln!("skipped: no pidfs (Linux 6.9+)");
+        return;
+    };
+    let scratch = scratch_dir("lifecycle-pidfd-inode");
+    let state = private_dir(&scratch.join("state"));
+    // Same pid, same start time, another process's inode: not the recorded child.
+    write_journal(
+        &state,
+        &[
+            dead_owner(),
+            child_with_inode(pid, start_time(pid), ino + 1),
+        ]
+        .concat(),
+    );
+    let report = sweep(&state);
+    assert!(pid_running(pid), "{report}");
+    assert!(
+        report
+            .skipped
+            .iter()
+            .any(|s| s.reason == tokio_custodian::SkipReason::PidReused),
+        "{report}"
+    );
+    // Control: its own inode.
+    write_journal(
+        &state,
+        &[dead_owner(), child_with_inode(pid, start_time(pid), ino)].concat(),
+    );
+    let report = sweep(&state);
+    assert_eq!(report.stopped.len(), 1, "{report}");
+    assert!(poll_until(Duration::from_secs(5), || !pid_running(pid)));
+    drop(proc_);
+    std::fs::remove_dir_all(&scratch).unwrap();
+}

@@ -21,12 +21,13 @@ pub(super) fn start(journal: &Arc<Journal>, state: &mut State) {
         return;
     };
     let mut snapshot = state.header.clone();
-    for (&pid, &(start, pgid, grace_ms)) in &state.live {
+    for (&pid, &(start, pgid, grace_ms, pidfd_ino)) in &state.live {
         let rec = Record::Child {
             pid,
             start,
             pgid,
             grace_ms: Some(grace_ms),
+            pidfd_ino,
         };
         snapshot.extend(sys::frame(&rec.encode()));
     }

@@ -80,8 +80,8 @@ struct State {
     header: Vec<u8>,
     /// Records in the file (for the compaction threshold).
     written: usize,
-    /// Live children by pid: their start time, group and grace (ms).
-    live: HashMap<u32, (u64, u32, u64)>,
+    /// Live children by pid: their start time, group, grace (ms) and pidfd inode.
+    live: HashMap<u32, (u64, u32, u64, Option<u64>)>,
     /// While a compaction runs: the frames appended since its snapshot.
     pending: Option<Vec<u8>>,
 }
@@ -187,14 +187,22 @@ impl Journal {
         };
         // Saturating: a grace too long for a u64 of milliseconds is "wait for ever".
         let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        // Unreaped, so the pid is the child's: its pidfd names it.
+        let pidfd_ino = crate::sys::process::pidfd_open(pid)
+            .ok()
+            .flatten()
+            .and_then(|fd| crate::sys::process::pidfd_inode(fd.as_fd()));
         let rec = Record::Child {
             pid,
             start: st.start,
             pgid: st.pgid,
             grace_ms: Some(grace_ms),
+            pidfd_ino,
         };
         let mut state = self.lock();
-        state.live.insert(pid, (st.start, st.pgid, grace_ms));
+        state
+            .live
+            .insert(pid, (st.start, st.pgid, grace_ms, pidfd_ino));
         self.write(&mut state, &rec);
         Some(ChildTicket {
             journal: self.clone(),
@@ -320,12 +328,21 @@ mod tests {
                 start: 8,
                 pgid: 7,
                 grace_ms: None,
+                pidfd_ino: None,
             },
             Record::Child {
                 pid: 7,
                 start: 8,
                 pgid: 7,
                 grace_ms: Some(u64::MAX),
+                pidfd_ino: None,
+            },
+            Record::Child {
+                pid: 7,
+                start: 8,
+                pgid: 7,
+                grace_ms: Some(5),
+                pidfd_ino: Some(6),
             },
             Record::Gone { pid: 7, start: 8 },
             Record::Swept { at: 9 },

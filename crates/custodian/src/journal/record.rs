@@ -26,12 +26,14 @@ pub(crate) enum Record {
         path: PathBuf,
         id: FileId,
     },
-    /// Tag 3 without `grace_ms` (older journals: the sweep's grace applies), tag 9 with it.
+    /// Tag 3 without `grace_ms` (older journals: the sweep's grace applies), tag 9 with
+    /// it, tag 10 with it and the child's pidfd inode (`pidfs`, Linux 6.9+).
     Child {
         pid: u32,
         start: u64,
         pgid: u32,
         grace_ms: Option<u64>,
+        pidfd_ino: Option<u64>,
     },
     Gone {
         pid: u32,
@@ -80,13 +82,23 @@ impl Record {
                 start,
                 pgid,
                 grace_ms,
+                pidfd_ino,
             } => {
-                b.push(if grace_ms.is_some() { 9 } else { 3 });
+                let tag = match (grace_ms, pidfd_ino) {
+                    (Some(_), Some(_)) => 10,
+                    (Some(_), None) => 9,
+                    // An inode is only written with a grace (the writer records both).
+                    (None, _) => 3,
+                };
+                b.push(tag);
                 b.extend(pid.to_le_bytes());
                 b.extend(start.to_le_bytes());
                 b.extend(pgid.to_le_bytes());
                 if let Some(g) = grace_ms {
                     b.extend(g.to_le_bytes());
+                    if let Some(ino) = pidfd_ino {
+                        b.extend(ino.to_le_bytes());
+                    }
                 }
             }
             Record::Swept { at } => {
@@ -145,6 +157,7 @@ impl Record {
                     start: u64_at(5)?,
                     pgid: u32_at(13)?,
                     grace_ms: None,
+                    pidfd_ino: None,
                 })
             }),
             9 => exact(25).and_then(|()| {
@@ -153,6 +166,16 @@ impl Record {
                     start: u64_at(5)?,
                     pgid: u32_at(13)?,
                     grace_ms: Some(u64_at(17)?),
+                    pidfd_ino: None,
+                })
+            }),
+            10 => exact(33).and_then(|()| {
+                Some(Record::Child {
+                    pid: u32_at(1)?,
+                    start: u64_at(5)?,
+                    pgid: u32_at(13)?,
+                    grace_ms: Some(u64_at(17)?),
+                    pidfd_ino: Some(u64_at(25)?),
                 })
             }),
             7 => exact(9).and_then(|()| Some(Record::Swept { at: u64_at(1)? })),

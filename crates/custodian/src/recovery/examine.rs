@@ -153,8 +153,9 @@ pub(super) fn examine(
                 pid,
                 start,
                 grace_ms,
+                pidfd_ino,
                 ..
-            } => drop(live.insert((pid, start), grace_ms)),
+            } => drop(live.insert((pid, start), (grace_ms, pidfd_ino))),
             Record::Gone { pid, start } => drop(live.remove(&(pid, start))),
             Record::Swept { .. } => swept = true,
             Record::Survivor { pid, start } => survivors.push((pid, start)),
@@ -167,11 +168,12 @@ pub(super) fn examine(
     }
     let mut children: Vec<Recorded> = live
         .into_iter()
-        .map(|((pid, start), grace_ms)| Recorded {
+        .map(|((pid, start), (grace_ms, pidfd_ino))| Recorded {
             pid,
             start,
             pgid: pid,
             grace: grace_ms.map(Duration::from_millis),
+            pidfd_ino,
         })
         .collect();
     let mut needle = format!("\0{MARKER_VAR}=").into_bytes();

@@ -31,7 +31,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use super::process::{Sig, pidfd_open, signal_process};
+use super::process::{Sig, pidfd_inode, pidfd_open, signal_process};
 use super::procfs::{ProcStat, all_processes, environ, proc_stat};
 
 /// A recorded child whose group may still run.
@@ -42,6 +42,9 @@ pub(crate) struct Recorded {
     pub(crate) pgid: u32,
     /// Its own grace between SIGTERM and SIGKILL, if the journal recorded one.
     pub(crate) grace: Option<Duration>,
+    /// Its pidfd's inode (`pidfs`), if the journal recorded one: a process with its pid
+    /// and start time but another inode is another process.
+    pub(crate) pidfd_ino: Option<u64>,
 }
 
 /// A dead owner's environment marker: a running process whose environment holds
@@ -257,7 +260,7 @@ impl Scan<'_> {
             if self.fates[i] == Fate::Reused {
                 continue;
             }
-            if by_pid.get(&g.pid).is_some_and(|st| st.start != g.start) {
+            if by_pid.get(&g.pid).is_some_and(|st| st.start != g.start) || !same_inode(g) {
                 self.fates[i] = Fate::Reused;
                 continue;
             }
@@ -315,6 +318,19 @@ impl Scan<'_> {
         }
         Ok(out)
     }
+}
+
+/// Unless the record's pidfd inode names another process than the one with its pid now
+/// (checked only where both are known: a recorded inode, `pidfs` here, a process there).
+fn same_inode(g: &Recorded) -> bool {
+    let Some(ino) = g.pidfd_ino else {
+        return true;
+    };
+    let now = pidfd_open(g.pid)
+        .ok()
+        .flatten()
+        .and_then(|fd| pidfd_inode(fd.as_fd()));
+    now.is_none_or(|now| now == ino)
 }
 
 /// A pidfd for `pid`, kept only if the process behind it started at `start`.
