@@ -76,8 +76,10 @@ pub fn sweep(state_dir: impl AsRef<Path>) -> Result<SweepReport> {
 /// Reaps what dead owners left in `state_dir`: for each journal whose owner is proven
 /// dead, stops its children's process groups (SIGTERM, up to each child's recorded grace
 /// or else `grace`, SIGKILL), records that durably, removes its temp root and drops the
-/// journal. Needs no supervisor and no runtime. Blocking: it may wait up to the longest
-/// grace (plus a second per SIGKILL round) for processes to exit.
+/// journal. Needs no supervisor and no runtime. Blocking, bounded by: 500 ms for each
+/// journal locked while its owner is dead (a child holding it until its `exec`), plus
+/// the longest grace (a child's recorded one, else `grace`), plus one second after it
+/// and one per SIGKILL round (at most 8), plus the temp roots' removals.
 ///
 /// Never acts on a live owner, a locked or forged journal, records past a journal's
 /// damage, a reused pid, the sweeping process or its ancestors, or a path that is not
