@@ -3,13 +3,20 @@
 //! times creates a temp file, a temp dir with a file inside, and a child
 //! `sh -c 'sleep SECS & wait'` (a grandchild in the child's group). It prints
 //! `root PATH`, `child PID` as it goes and `ready` at the end, then waits to be killed.
+//!
+//! With a fifth argument FILES it also writes FILES files straight into its root, and
+//! after `ready` drops every guard and its last handle
+//! *without* `shutdown()`, prints `dropped`, and waits to be killed (while the root's
+//! removal runs in the background).
 
 use std::io::Write;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, state, base, secs, n] = &args[..] else {
-        panic!("usage: journal-owner STATE_DIR TEMP_BASE SECS N");
+    let (state, base, secs, n, files) = match &args[..] {
+        [_, state, base, secs, n] => (state, base, secs, n, None),
+        [_, state, base, secs, n, files] => (state, base, secs, n, Some(files)),
+        _ => panic!("usage: journal-owner STATE_DIR TEMP_BASE SECS N [FILES]"),
     };
     let n: usize = n.parse().expect("N");
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -38,8 +45,23 @@ fn main() {
             writeln!(out, "child {}", child.id().expect("pid")).expect("stdout");
             held.push((file, dir, child));
         }
+        if let Some(files) = files {
+            let files: usize = files.parse().expect("FILES");
+            for i in 0..files {
+                std::fs::write(sup.temp_root().join(format!("f{i}")), b"x").expect("write");
+            }
+        }
         writeln!(out, "ready").expect("stdout");
         out.flush().expect("stdout");
+        if files.is_some() {
+            drop(held);
+            drop(sup);
+            writeln!(out, "dropped").expect("stdout");
+            out.flush().expect("stdout");
+            loop {
+                std::future::pending::<()>().await;
+            }
+        }
         std::future::pending::<()>().await;
         drop(held);
     });

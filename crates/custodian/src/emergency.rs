@@ -129,7 +129,10 @@ fn end(inner: &Inner, progress: &Progress, unfinished: bool) -> EmergencyCleanup
     };
     match inner.remove_temp_root() {
         Some(Ok(())) => out.temp_root_removed = true,
-        Some(Err(err)) => tracing::warn!(%err, "could not remove the temp root"),
+        Some(Err(err)) => {
+            tracing::warn!(%err, "could not remove the temp root");
+            keep_journal(inner);
+        }
         None => {}
     }
     // The cgroup tier: the children's cgroups went with their releases.
@@ -138,6 +141,14 @@ fn end(inner: &Inner, progress: &Progress, unfinished: bool) -> EmergencyCleanup
     }
     inner.done.cancel();
     out
+}
+
+/// The temp root could not be removed: its journal stays when the supervisor is
+/// dropped, so that the next sweep retries once this process is gone.
+pub(crate) fn keep_journal(inner: &Inner) {
+    if let Some(j) = &inner.journal {
+        j.keep();
+    }
 }
 
 /// The last handle is gone without `shutdown()`: release what is left. The urgent,
@@ -166,15 +177,23 @@ pub(crate) fn on_last_drop(inner: &mut Inner) {
     let root = inner.take_temp_root();
     // The cgroup tier: a forgotten guard may hold it past this drop; removed explicitly.
     let cgroup = inner.containment.cgroup.clone();
+    // The journal outlives the root it records: dropped (unlinked) by the job, after the
+    // removal, so that a process killed before the job ends leaves both to the next sweep.
+    let journal = inner.journal.take();
     let job = Deferred::new(move || {
         let progress = Progress::default();
         sweep_now(&registry, &records, &progress);
         if let Some(Err(err)) = root.map(|r| r.remove()) {
             tracing::warn!(%err, "could not remove the temp root");
+            // Kept: the next sweep, once this process is gone, retries the removal.
+            if let Some(j) = &journal {
+                j.keep();
+            }
         }
         if let Some(Err(err)) = cgroup.map(|c| c.remove()) {
             tracing::warn!(%err, "could not remove the supervisor's cgroup");
         }
+        drop(journal);
         let released = progress.released.load(Ordering::Relaxed);
         if released > 0 {
             tracing::warn!(

@@ -88,7 +88,10 @@ pub use containment::{Containment, ContainmentTier, Unavailable};
 pub use emergency::{EmergencyCleanup, PanicCleanup};
 pub use error::{Error, Operation, PublicError, Result};
 pub use id::ResourceId;
-pub use journal::{DeadOwner, DeathProof, SkipReason, Skipped, StoppedGroup, SweepReport};
+pub use journal::{
+    DeadOwner, DeathProof, SkipReason, Skipped, SpareReason, Spared, StoppedGroup, Survivor,
+    SurvivorReason, SweepReport,
+};
 pub use kind::{CancelReason, ReleasePath, ResourceKind};
 pub use leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Site};
 pub use quota::{Quota, QuotaOn, QuotaUsage};

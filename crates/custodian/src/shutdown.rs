@@ -231,6 +231,10 @@ pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownR
         Err(_) => inner.remove_temp_root(),
     };
     let temp_root_error = removed.and_then(Result::err).map(|e| e.to_string());
+    if temp_root_error.is_some() {
+        // The journal outlives the root it records: kept for the next sweep.
+        crate::emergency::keep_journal(&inner);
+    }
     phase("remove temp root", t);
 
     let report = ShutdownReport {

@@ -93,6 +93,7 @@ impl Stats {
             kinds,
             quotas: Vec::new(),
             containment: self.containment.get().cloned().unwrap_or_default(),
+            journal_write_failures: 0,
         }
     }
 }
@@ -211,6 +212,12 @@ pub struct StatsSnapshot {
     /// ```
     #[serde(default)]
     pub containment: crate::containment::ContainmentTier,
+    /// Crash journal records that could not be written (a full or read-only file
+    /// system): each leaves the journal short of a record, so a crash after it may leave
+    /// a child that no record names (the environment marker still finds it). Always 0
+    /// without a [state dir](crate::Builder::state_dir).
+    #[serde(default)]
+    pub journal_write_failures: u64,
 }
 
 impl StatsSnapshot {

@@ -12,132 +12,38 @@
 //!    only a crash of the machine can lose it, and a reboot kills the child anyway;
 //! 3. at each reap: [`Record::Gone`]. Once [`COMPACT_AFTER`] records are written and most
 //!    children are gone, the file is rewritten (owner, root, live children) under a new
-//!    name and renamed over the old one.
+//!    name and renamed over the old one, on the blocking pool (`compact.rs`).
 //!
-//! The file is removed when the supervisor's shared state is dropped. Invariant: the
-//! writer's lock is only held for one `write` (or one compaction), never across an await.
+//! The file is removed when the supervisor's shared state is dropped, after the temp
+//! root's removal (kept if that failed). Invariant: the writer's lock is only held for
+//! one `write` (or a compaction's final `write` and `rename`, never its `fsync`), never
+//! across an await.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::sys::FileId;
 use crate::sys::journal as sys;
+use crate::sys::procfs;
 
+mod compact;
+mod record;
 mod report;
 
-pub use report::{DeadOwner, DeathProof, SkipReason, Skipped, StoppedGroup, SweepReport};
+pub(crate) use record::Record;
+
+pub use report::{
+    DeadOwner, DeathProof, SkipReason, Skipped, SpareReason, Spared, StoppedGroup, Survivor,
+    SurvivorReason, SweepReport,
+};
 
 /// How many records a journal takes before it may be compacted.
 pub(crate) const COMPACT_AFTER: usize = 4096;
-
-/// One journal record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Record {
-    Owner {
-        pid: u32,
-        start: u64,
-        boot_id: String,
-    },
-    RootIntent {
-        path: PathBuf,
-    },
-    Root {
-        path: PathBuf,
-        id: FileId,
-    },
-    Child {
-        pid: u32,
-        start: u64,
-        pgid: u32,
-    },
-    Gone {
-        pid: u32,
-        start: u64,
-    },
-}
-
-impl Record {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(32);
-        match self {
-            Record::Owner {
-                pid,
-                start,
-                boot_id,
-            } => {
-                b.push(1);
-                b.extend(pid.to_le_bytes());
-                b.extend(start.to_le_bytes());
-                b.extend(boot_id.as_bytes());
-            }
-            Record::Root { path, id } => {
-                b.push(2);
-                b.extend(id.dev.to_le_bytes());
-                b.extend(id.ino.to_le_bytes());
-                b.extend(path.as_os_str().as_bytes());
-            }
-            Record::Child { pid, start, pgid } => {
-                b.push(3);
-                b.extend(pid.to_le_bytes());
-                b.extend(start.to_le_bytes());
-                b.extend(pgid.to_le_bytes());
-            }
-            Record::Gone { pid, start } => {
-                b.push(4);
-                b.extend(pid.to_le_bytes());
-                b.extend(start.to_le_bytes());
-            }
-            Record::RootIntent { path } => {
-                b.push(5);
-                b.extend(path.as_os_str().as_bytes());
-            }
-        }
-        b
-    }
-
-    /// The record in `p`, or `None` if it is not one this version writes.
-    pub(crate) fn decode(p: &[u8]) -> Option<Record> {
-        let u32_at = |at: usize| Some(u32::from_le_bytes(p.get(at..at + 4)?.try_into().ok()?));
-        let u64_at = |at: usize| Some(u64::from_le_bytes(p.get(at..at + 8)?.try_into().ok()?));
-        let exact = |len: usize| (p.len() == len).then_some(());
-        match *p.first()? {
-            1 => Some(Record::Owner {
-                pid: u32_at(1)?,
-                start: u64_at(5)?,
-                boot_id: String::from_utf8(p.get(13..)?.to_vec()).ok()?,
-            }),
-            2 => Some(Record::Root {
-                id: FileId {
-                    dev: u64_at(1)?,
-                    ino: u64_at(9)?,
-                },
-                path: PathBuf::from(OsString::from_vec(p.get(17..)?.to_vec())),
-            }),
-            3 => exact(17).and_then(|()| {
-                Some(Record::Child {
-                    pid: u32_at(1)?,
-                    start: u64_at(5)?,
-                    pgid: u32_at(13)?,
-                })
-            }),
-            4 => exact(13).and_then(|()| {
-                Some(Record::Gone {
-                    pid: u32_at(1)?,
-                    start: u64_at(5)?,
-                })
-            }),
-            5 => Some(Record::RootIntent {
-                path: PathBuf::from(OsString::from_vec(p.get(1..)?.to_vec())),
-            }),
-            _ => None,
-        }
-    }
-}
 
 /// The environment variable every child of a journalled supervisor carries, valued
 /// [`Journal::marker`]: a sweep finds a dead owner's descendants by it, including a
@@ -151,12 +57,21 @@ pub(crate) fn marker_of(name: &OsStr) -> &[u8] {
     b.strip_suffix(sys::SUFFIX.as_bytes()).unwrap_or(b)
 }
 
+/// The suffix of a compaction's new file, `<stem>.compacting` until it is renamed over
+/// the journal: never a journal's name, so a crashed compaction's leftover is never
+/// swept as one (the sweep removes it with its dead owner's journal).
+pub(crate) const COMPACTING: &str = ".compacting";
+
 /// A supervisor's open journal.
 pub(crate) struct Journal {
     dir: OwnedFd,
     name: OsString,
     path: PathBuf,
     state: Mutex<State>,
+    /// Set when the root it records could not be removed: the file then stays.
+    kept: std::sync::atomic::AtomicBool,
+    /// Record writes that failed.
+    failed: std::sync::atomic::AtomicU64,
 }
 
 struct State {
@@ -165,8 +80,10 @@ struct State {
     header: Vec<u8>,
     /// Records in the file (for the compaction threshold).
     written: usize,
-    /// Live children by pid: their start time and group.
-    live: HashMap<u32, (u64, u32)>,
+    /// Live children by pid: their start time, group, grace (ms) and pidfd inode.
+    live: HashMap<u32, (u64, u32, u64, Option<u64>)>,
+    /// While a compaction runs: the frames appended since its snapshot.
+    pending: Option<Vec<u8>>,
 }
 
 impl Journal {
@@ -174,11 +91,12 @@ impl Journal {
     /// makes its owner record durable. Blocking (two `fsync`s, once per supervisor).
     pub(crate) fn create(state_dir: &Path) -> io::Result<Self> {
         let dir = sys::open_state_dir(state_dir, true)?;
-        let (pid, start) = (std::process::id(), sys::self_start()?);
+        let (pid, start) = (std::process::id(), procfs::self_start()?);
         let owner = Record::Owner {
             pid,
             start,
-            boot_id: sys::boot_id()?,
+            boot_id: procfs::boot_id()?,
+            pidns: procfs::pid_ns(),
         };
         let name = OsString::from(format!(
             "{pid}-{start}-{}{}",
@@ -198,11 +116,14 @@ impl Journal {
             path: state_dir.join(&name),
             dir,
             name,
+            kept: std::sync::atomic::AtomicBool::new(false),
+            failed: std::sync::atomic::AtomicU64::new(0),
             state: Mutex::new(State {
                 fd,
                 header,
                 written: 1,
                 live: HashMap::new(),
+                pending: None,
             }),
         })
     }
@@ -237,6 +158,13 @@ impl Journal {
         OsStr::from_bytes(marker_of(&self.name))
     }
 
+    /// Keeps the file when this is dropped: the root it records is still there (a
+    /// failed removal), and the next sweep, once the owner is gone, retries it.
+    pub(crate) fn keep(&self) {
+        // Relaxed: read by `drop`, after every handle is gone.
+        self.kept.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The journal file's path.
     pub(crate) fn path(&self) -> &Path {
         &self.path
@@ -244,8 +172,12 @@ impl Journal {
 
     /// Records a child just spawned (unreaped, so its `/proc` entry is its own). A
     /// failed write is logged, never fatal: the child still runs and is still owned.
-    pub(crate) fn child_started(self: &Arc<Self>, pid: u32) -> Option<ChildTicket> {
-        let st = match sys::proc_stat(pid) {
+    pub(crate) fn child_started(
+        self: &Arc<Self>,
+        pid: u32,
+        grace: std::time::Duration,
+    ) -> Option<ChildTicket> {
+        let st = match procfs::proc_stat(pid) {
             Ok(Some(st)) => st,
             Ok(None) => return None,
             Err(e) => {
@@ -253,13 +185,24 @@ impl Journal {
                 return None;
             }
         };
+        // Saturating: a grace too long for a u64 of milliseconds is "wait for ever".
+        let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        // Unreaped, so the pid is the child's: its pidfd names it.
+        let pidfd_ino = crate::sys::process::pidfd_open(pid)
+            .ok()
+            .flatten()
+            .and_then(|fd| crate::sys::process::pidfd_inode(fd.as_fd()));
         let rec = Record::Child {
             pid,
             start: st.start,
             pgid: st.pgid,
+            grace_ms: Some(grace_ms),
+            pidfd_ino,
         };
         let mut state = self.lock();
-        state.live.insert(pid, (st.start, st.pgid));
+        state
+            .live
+            .insert(pid, (st.start, st.pgid, grace_ms, pidfd_ino));
         self.write(&mut state, &rec);
         Some(ChildTicket {
             journal: self.clone(),
@@ -273,49 +216,43 @@ impl Journal {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self, state: &mut State, rec: &Record) {
-        if let Err(e) = sys::append(state.fd.as_fd(), &sys::frame(&rec.encode())) {
+    /// Appends `rec` (one `write`, no `fsync`); a failure is logged and counted in
+    /// [`failed_writes`](Self::failed_writes), never fatal. Starts a compaction, off this
+    /// thread, once the file is long and mostly dead records.
+    fn write(self: &Arc<Self>, state: &mut State, rec: &Record) {
+        let frame = sys::frame(&rec.encode());
+        if let Err(e) = sys::append(state.fd.as_fd(), &frame) {
+            // Relaxed: a tally, read by `stats()`.
+            self.failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(journal = %self.path.display(), error = %e, "crash journal write failed");
         }
+        if let Some(p) = &mut state.pending {
+            p.extend_from_slice(&frame);
+        }
         state.written += 1;
-        if state.written >= COMPACT_AFTER
+        if state.pending.is_none()
+            && state.written >= COMPACT_AFTER
             && state.live.len() * 4 < state.written
-            && let Err(e) = self.compact(state)
         {
-            tracing::warn!(journal = %self.path.display(), error = %e, "crash journal compaction failed");
+            compact::start(self, state);
         }
     }
 
-    /// Writes the header and the live children to a new locked file, fsyncs it, and
-    /// renames it over the journal. A crash at any point leaves one whole journal.
-    fn compact(&self, state: &mut State) -> io::Result<()> {
-        let mut tmp = OsString::from(".compact-");
-        tmp.push(&self.name);
-        let _ = rustix::fs::unlinkat(&self.dir, &tmp, rustix::fs::AtFlags::empty());
-        let fd = sys::create_journal(self.dir.as_fd(), &tmp)?;
-        let mut bytes = state.header.clone();
-        for (&pid, &(start, pgid)) in &state.live {
-            bytes.extend(sys::frame(&Record::Child { pid, start, pgid }.encode()));
-        }
-        let done = sys::append(fd.as_fd(), &bytes)
-            .and_then(|()| rustix::fs::fsync(&fd).map_err(io::Error::from))
-            .and_then(|()| {
-                rustix::fs::renameat(&self.dir, &tmp, &self.dir, &self.name)
-                    .map_err(io::Error::from)
-            });
-        if let Err(e) = done {
-            let _ = rustix::fs::unlinkat(&self.dir, &tmp, rustix::fs::AtFlags::empty());
-            return Err(e);
-        }
-        state.fd = fd;
-        state.written = 2 + state.live.len();
-        Ok(())
+    /// How many record writes failed (a full or read-only file system, EIO).
+    pub(crate) fn failed_writes(&self) -> u64 {
+        self.failed.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
 impl Drop for Journal {
-    /// Everything it recorded has been released (or the process is exiting): drop it.
+    /// Everything it recorded has been released (or the process is exiting): drop it,
+    /// unless the root it records is still there. The supervisor drops it only after
+    /// the root's removal has ended, on every path (shutdown, emergency, last drop).
     fn drop(&mut self) {
+        if *self.kept.get_mut() {
+            return;
+        }
         let _ = rustix::fs::unlinkat(
             &self.dir,
             OsStr::new(&self.name),
@@ -370,7 +307,8 @@ mod tests {
             Record::Owner {
                 pid: 1,
                 start: 2,
-                boot_id: sys::boot_id().unwrap(),
+                boot_id: procfs::boot_id().unwrap(),
+                pidns: None,
             },
             Record::RootIntent {
                 path: "/tmp/custodian-y".into(),
@@ -379,12 +317,36 @@ mod tests {
                 path: "/tmp/custodian-x".into(),
                 id: FileId { dev: 1, ino: 2 },
             },
+            Record::Owner {
+                pid: 1,
+                start: 2,
+                boot_id: procfs::boot_id().unwrap(),
+                pidns: Some(FileId { dev: 3, ino: 4 }),
+            },
             Record::Child {
                 pid: 7,
                 start: 8,
                 pgid: 7,
+                grace_ms: None,
+                pidfd_ino: None,
+            },
+            Record::Child {
+                pid: 7,
+                start: 8,
+                pgid: 7,
+                grace_ms: Some(u64::MAX),
+                pidfd_ino: None,
+            },
+            Record::Child {
+                pid: 7,
+                start: 8,
+                pgid: 7,
+                grace_ms: Some(5),
+                pidfd_ino: Some(6),
             },
             Record::Gone { pid: 7, start: 8 },
+            Record::Swept { at: 9 },
+            Record::Survivor { pid: 7, start: 8 },
         ];
         for r in &recs {
             assert_eq!(Record::decode(&r.encode()).as_ref(), Some(r));
@@ -394,19 +356,35 @@ mod tests {
         assert_eq!(Record::decode(&[3, 1, 2]), None);
     }
 
-    #[test]
-    fn compaction_keeps_owner_root_and_live_children_and_the_lock() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn compaction_keeps_owner_root_and_live_children_and_the_lock() {
         let dir =
             std::env::temp_dir().join(format!("custodian-journal-unit-{}", std::process::id()));
         let j = Arc::new(Journal::create(&dir).unwrap());
         j.root_created(Path::new("/tmp/custodian-r"), FileId { dev: 1, ino: 2 })
             .unwrap();
         let me = std::process::id();
-        let kept = j.child_started(me).unwrap();
+        let kept = j
+            .child_started(me, std::time::Duration::from_secs(2))
+            .unwrap();
         for _ in 0..COMPACT_AFTER {
             // This process stands in for a child: started and reaped again and again.
-            j.child_started(me).unwrap().reaped();
+            j.child_started(me, std::time::Duration::from_secs(2))
+                .unwrap()
+                .reaped();
+            if j.lock().pending.is_some() {
+                break;
+            }
         }
+        // The compaction runs on the blocking pool: wait for the swap.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while j.lock().pending.is_some() {
+            assert!(std::time::Instant::now() < deadline, "never compacted");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let mut leftover = j.marker().to_os_string();
+        leftover.push(COMPACTING);
+        assert!(!dir.join(leftover).exists());
         let bytes = std::fs::read(j.path()).unwrap();
         let (frames, bad) = sys::frames(&bytes);
         assert_eq!(bad, None);
@@ -426,6 +404,28 @@ mod tests {
         let path = j.path().to_path_buf();
         drop((kept, j));
         assert!(!path.exists(), "dropped with the supervisor");
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_is_counted_never_fatal() {
+        let dir =
+            std::env::temp_dir().join(format!("custodian-journal-fail-{}", std::process::id()));
+        let j = Arc::new(Journal::create(&dir).unwrap());
+        // A read-only fd in place of the file: every write fails (EBADF).
+        j.lock().fd = rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDONLY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        assert_eq!(j.failed_writes(), 0);
+        let t = j
+            .child_started(std::process::id(), std::time::Duration::ZERO)
+            .unwrap();
+        t.reaped();
+        assert_eq!(j.failed_writes(), 2);
+        drop((t, j));
         std::fs::remove_dir(&dir).unwrap();
     }
 }

@@ -15,7 +15,7 @@ use crate::leak::duration_ms;
 /// let report = tokio_custodian::SweepReport::default();
 /// assert!(report.is_clean());
 /// let json = serde_json::to_string(&report).unwrap();
-/// assert!(json.contains("\"found\":0"));
+/// assert!(json.contains("\"found\":0") && json.contains("\"took_ms\":"));
 /// println!("{report}");
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +35,21 @@ pub struct SweepReport {
     pub dropped: Vec<PathBuf>,
     /// What was left alone, and why.
     pub skipped: Vec<Skipped>,
-    /// How long the sweep took.
-    #[serde(with = "duration_ms")]
+    /// Members of dead owners' trees still running after the last SIGKILL round (or
+    /// recorded so by an earlier sweep and still running): never called stopped. Any
+    /// makes the report unclean; their journal is kept, and never signals again.
+    #[serde(default)]
+    pub survivors: Vec<Survivor>,
+    /// Damaged journals, acted on up to their damage and renamed to `<name>.corrupt`
+    /// for a person: never swept again, never deleted.
+    #[serde(default)]
+    pub set_aside: Vec<PathBuf>,
+    /// Processes that matched a dead owner's group or marker and were never signalled:
+    /// the sweeping process and its ancestors.
+    #[serde(default)]
+    pub spared: Vec<Spared>,
+    /// How long the sweep took (`took_ms` in JSON).
+    #[serde(rename = "took_ms", alias = "took", with = "duration_ms")]
     pub took: Duration,
 }
 
@@ -53,12 +66,113 @@ impl SweepReport {
 
     /// Whether nothing was skipped for a reason worth a look: skips because an owner is
     /// alive (or its journal locked) and children assumed gone after a reboot are normal.
+    /// Survivors make it unclean too.
     pub fn is_clean(&self) -> bool {
-        self.skipped.iter().all(|s| {
-            matches!(
-                s.reason,
-                SkipReason::OwnerAlive | SkipReason::Locked | SkipReason::OtherBoot
-            )
+        self.survivors.is_empty()
+            && self.skipped.iter().all(|s| {
+                matches!(
+                    s.reason,
+                    SkipReason::OwnerAlive | SkipReason::Locked | SkipReason::OtherBoot
+                )
+            })
+    }
+}
+
+/// A process of a dead owner's tree that a sweep could not stop.
+///
+/// ```
+/// let report = tokio_custodian::SweepReport::default();
+/// for s in &report.survivors {
+///     eprintln!("pid {} still runs: {}", s.pid, s.reason);
+/// }
+/// assert!(report.survivors.is_empty() && report.is_clean());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Survivor {
+    /// Its pid.
+    pub pid: u32,
+    /// Its start time, in clock ticks since boot: with the pid, its identity.
+    pub start_time: u64,
+    /// The journal that recorded its owner (kept).
+    pub journal: PathBuf,
+    /// Why it still runs.
+    pub reason: SurvivorReason,
+}
+
+/// Why a process outlived a sweep.
+///
+/// ```
+/// use tokio_custodian::SurvivorReason;
+/// assert_eq!(SurvivorReason::SignalRefused.to_string(), "signal refused (runs as another user)");
+/// assert_eq!(serde_json::to_string(&SurvivorReason::Uninterruptible).unwrap(), "\"uninterruptible\"");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SurvivorReason {
+    /// The kernel refused the signal (`EPERM`: it runs as another user now).
+    SignalRefused,
+    /// Still running after SIGKILL, in uninterruptible sleep (stuck in the kernel).
+    Uninterruptible,
+    /// Still running after every SIGKILL round.
+    StillRunning,
+    /// An earlier sweep could not stop it and it still runs; later sweeps only look.
+    StillRunningSinceEarlierSweep,
+}
+
+impl fmt::Display for SurvivorReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SurvivorReason::SignalRefused => "signal refused (runs as another user)",
+            SurvivorReason::Uninterruptible => "stuck in the kernel (uninterruptible sleep)",
+            SurvivorReason::StillRunning => "still running after SIGKILL",
+            SurvivorReason::StillRunningSinceEarlierSweep => {
+                "still running since an earlier sweep could not stop it (not signalled again)"
+            }
+        })
+    }
+}
+
+/// A process a sweep matched and never signalled.
+///
+/// ```
+/// let report = tokio_custodian::SweepReport::default();
+/// for s in &report.spared {
+///     eprintln!("spared pid {}: {}", s.pid, s.reason);
+/// }
+/// assert!(report.spared.is_empty());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Spared {
+    /// Its pid.
+    pub pid: u32,
+    /// Why it was spared.
+    pub reason: SpareReason,
+}
+
+/// Why a sweep spared a process that matched.
+///
+/// ```
+/// use tokio_custodian::SpareReason;
+/// assert_eq!(SpareReason::Sweeper.to_string(), "the sweeping process itself");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SpareReason {
+    /// It is the sweeping process.
+    Sweeper,
+    /// It is an ancestor of the sweeping process (its shell, its runner).
+    SweeperAncestor,
+}
+
+impl fmt::Display for SpareReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SpareReason::Sweeper => "the sweeping process itself",
+            SpareReason::SweeperAncestor => "an ancestor of the sweeping process",
         })
     }
 }
@@ -80,6 +194,10 @@ pub struct DeadOwner {
 }
 
 /// How an owner's death was proven.
+///
+/// ```
+/// assert_eq!(tokio_custodian::DeathProof::PidGone.to_string(), "pid gone");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -94,6 +212,17 @@ pub enum DeathProof {
     Exited,
 }
 
+impl fmt::Display for DeathProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeathProof::PidGone => "pid gone",
+            DeathProof::StartTimeDiffers => "pid reused (another start time)",
+            DeathProof::OtherBoot => "ran in another boot",
+            DeathProof::Exited => "exited (a zombie)",
+        })
+    }
+}
+
 /// A process group of a dead owner's child, stopped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -102,7 +231,8 @@ pub struct StoppedGroup {
     /// dead owner's marker in their environment outside any recorded group (a child
     /// killed with its owner before its record was written, or one that left its group).
     pub pgid: Option<u32>,
-    /// How many processes were signalled, each proven a member by its start time.
+    /// How many processes were signalled and ended, each proven a member by its start
+    /// time (a process that outlived the signals is a [`Survivor`], not counted here).
     pub processes: usize,
     /// Whether SIGKILL was needed after the grace period.
     pub kill_needed: bool,
@@ -154,6 +284,16 @@ pub enum SkipReason {
         /// Why.
         detail: String,
     },
+    /// The journal was written in another pid namespace: its pids mean nothing here,
+    /// so nothing of it is proven and nothing is done.
+    OtherPidNamespace,
+    /// A record does not match what custodian writes in its journal (a child whose
+    /// process group is not its own, a file name that is not its owner record's): the
+    /// journal is forged or damaged; nothing of it is acted on, and it is kept.
+    Mismatch {
+        /// What does not match.
+        detail: String,
+    },
     /// An operation failed; the journal is kept for the next sweep.
     Failed {
         /// The error.
@@ -174,6 +314,12 @@ impl fmt::Display for SkipReason {
             SkipReason::NoOwner => f.write_str("no valid owner record"),
             SkipReason::UnsafePath { detail } => write!(f, "unsafe path: {detail}"),
             SkipReason::NotOurs { detail } => write!(f, "not ours: {detail}"),
+            SkipReason::OtherPidNamespace => {
+                f.write_str("written in another pid namespace: nothing proven, nothing done")
+            }
+            SkipReason::Mismatch { detail } => {
+                write!(f, "does not match its journal, nothing done: {detail}")
+            }
             SkipReason::Failed { detail } => write!(f, "failed: {detail}"),
         }
     }
@@ -197,7 +343,7 @@ impl fmt::Display for SweepReport {
         for o in &self.dead_owners {
             writeln!(
                 f,
-                "  dead owner pid {} ({:?}): {}",
+                "  dead owner pid {} ({}): {}",
                 o.pid,
                 o.proof,
                 o.journal.display()
@@ -213,6 +359,12 @@ impl fmt::Display for SweepReport {
         }
         for p in &self.removed {
             writeln!(f, "  removed {}", p.display())?;
+        }
+        for s in &self.survivors {
+            writeln!(f, "  survivor pid {}: {}", s.pid, s.reason)?;
+        }
+        for s in &self.spared {
+            writeln!(f, "  spared pid {}: {}", s.pid, s.reason)?;
         }
         for s in &self.skipped {
             writeln!(f, "  skipped {}: {}", s.what, s.reason)?;

@@ -8,35 +8,48 @@
 //!    life; a concurrent sweep holds it while it works): locked means *skip*;
 //! 2. parse its records up to the first that does not check out (reported, ignored with
 //!    everything after it); no valid owner record first means *skip*;
+//!    Every record is checked against its journal (`examine.rs`: the name against the
+//!    owner record, the pid namespace, each child's group): a mismatch means *skip*;
 //! 3. the owner is dead only if its boot id differs, no process has its pid, its pid
 //!    has another start time, or it is a zombie. Otherwise *skip*, whatever else;
-//! 4. same boot: stop its children's groups (`sys/orphans.rs`: SIGTERM, grace, SIGKILL
-//!    to proven members only). Another boot: its processes died with that boot;
-//! 5. remove its temp root if the recorded path still names the recorded directory
+//! 4. same boot, and no earlier sweep dealt with it: stop its children's groups
+//!    (`sys/orphans.rs`: SIGTERM, each child's grace, SIGKILL to proven members only,
+//!    never the sweeper or its ancestors, a final look for survivors). Another boot: its
+//!    processes died with that boot;
+//! 5. make that durable before letting go: `Gone` for every child, `Survivor` for each
+//!    member still running, then `Swept`, and `fdatasync`. A journal with `Swept` never
+//!    signals again: a later sweep only looks at its survivors and retries its root;
+//! 6. remove its temp root if the recorded path still names the recorded directory
 //!    (`root.rs` in this folder: every check before the removal);
-//! 6. drop the journal, unless a step failed (it is kept for the next sweep).
+//! 7. drop the journal, unless the root could not be removed or a survivor still runs
+//!    (it is kept for the next sweep and a person); a damaged journal is renamed aside
+//!    (`<name>.corrupt`), never swept again, never deleted.
 //!
 //! [`Supervisor::sweep`]: crate::Supervisor::sweep
 
-use std::collections::BTreeMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Operation, Result};
 use crate::journal::{
-    DeadOwner, DeathProof, MARKER_VAR, Record, SkipReason, Skipped, StoppedGroup, SweepReport,
-    marker_of,
+    Record, SkipReason, Skipped, SpareReason, Spared, StoppedGroup, Survivor, SurvivorReason,
+    SweepReport,
 };
 use crate::sys::FileId;
-use crate::sys::journal::{self as sys, Opened};
-use crate::sys::orphans::{self, Fate, Marker, Recorded};
+use crate::sys::journal as sys;
+use crate::sys::orphans::{self, Fate, LeftWhy, Outcome};
+use crate::sys::procfs;
 
 mod age;
+mod examine;
 mod recover;
 mod root;
+
+use examine::Dead;
 
 #[allow(deprecated)]
 pub use age::clean_older_than;
@@ -65,12 +78,19 @@ pub fn sweep(state_dir: impl AsRef<Path>) -> Result<SweepReport> {
 }
 
 /// Reaps what dead owners left in `state_dir`: for each journal whose owner is proven
-/// dead, stops its children's process groups (SIGTERM, up to `grace`, SIGKILL), removes
-/// its temp root and drops the journal. Needs no supervisor and no runtime. Blocking:
-/// it may wait up to `grace` (plus a second per SIGKILL round) for processes to exit.
+/// dead, stops its children's process groups (SIGTERM, up to each child's recorded grace
+/// or else `grace`, SIGKILL), records that durably, removes its temp root and drops the
+/// journal. Needs no supervisor and no runtime. Blocking, bounded by: 500 ms for each
+/// journal locked while its owner is dead (a child holding it until its `exec`), plus
+/// the longest grace (a child's recorded one, else `grace`), plus one second after it
+/// and one per SIGKILL round (at most 8), plus the temp roots' removals.
 ///
-/// Never acts on a live owner, a locked or corrupt journal, a reused pid, or a path that
-/// is not the directory that was recorded; each is listed in [`SweepReport::skipped`].
+/// Never acts on a live owner, a locked or forged journal, records past a journal's
+/// damage, a reused pid, the sweeping process or its ancestors, or a path that is not
+/// the directory that was recorded; each is listed in [`SweepReport::skipped`] or
+/// [`SweepReport::spared`]. A process it cannot stop is listed in
+/// [`SweepReport::survivors`] (the report is then not clean), and its journal is kept
+/// without ever signalling again.
 ///
 /// # Errors
 ///
@@ -89,7 +109,8 @@ pub fn sweep_with_grace(state_dir: impl AsRef<Path>, grace: Duration) -> Result<
     let started = Instant::now();
     let dir = sys::open_state_dir(path, false).map_err(fail)?;
     let names = sys::list(dir.as_fd()).map_err(fail)?;
-    let boot = sys::boot_id().map_err(fail)?;
+    let boot = procfs::boot_id().map_err(fail)?;
+    let pidns = procfs::pid_ns();
     let mut report = SweepReport {
         state_dir: path.to_path_buf(),
         found: names.len(),
@@ -97,83 +118,163 @@ pub fn sweep_with_grace(state_dir: impl AsRef<Path>, grace: Duration) -> Result<
     };
     let mut dead = Vec::new();
     for name in names {
-        if let Some(d) = examine(dir.as_fd(), path, &name, &boot, &mut report) {
+        if let Some(d) = examine::examine(dir.as_fd(), path, &name, (&boot, pidns), &mut report) {
             dead.push(d);
         }
     }
     // Every dead owner's groups at once: one grace period, one `/proc` scan per round.
-    let groups: Vec<Recorded> = dead
-        .iter()
-        .flat_map(|d| d.children.iter().copied())
-        .collect();
-    let markers: Vec<Marker> = dead.iter().filter_map(|d| d.marker.clone()).collect();
-    // Nothing to look for (no dead owner of this boot): no `/proc` scan.
-    let fates = if groups.is_empty() && markers.is_empty() {
-        Vec::new()
-    } else {
-        orphans::stop(&groups, &markers, grace).map_err(fail)?
-    };
-    let (group_fates, marker_fates) = fates.split_at(groups.len());
-    let mut fates = group_fates.iter().copied();
-    for fate in marker_fates {
-        if let Fate::Stopped {
-            processes,
-            kill_needed,
-        } = *fate
-        {
-            report.stopped.push(StoppedGroup {
-                pgid: None,
-                processes,
-                kill_needed,
-            });
+    // `owners[k]`: the dead owner of group (then marker) `k`.
+    let mut owners = Vec::new();
+    let mut groups = Vec::new();
+    for (i, d) in dead.iter().enumerate() {
+        groups.extend(d.children.iter().copied());
+        owners.extend(std::iter::repeat_n(i, d.children.len()));
+    }
+    let mut markers = Vec::new();
+    for (i, d) in dead.iter().enumerate() {
+        if let Some(m) = &d.marker {
+            markers.push(m.clone());
+            owners.push(i);
         }
     }
-    for d in dead {
-        let mut ok = true;
-        for (c, fate) in d.children.iter().zip(fates.by_ref()) {
-            match fate {
-                Fate::Gone => {}
-                Fate::Reused => skip(&mut report, format!("pid {}", c.pid), SkipReason::PidReused),
-                Fate::Stopped {
-                    processes,
-                    kill_needed,
-                } => {
-                    report.stopped.push(StoppedGroup {
-                        pgid: Some(c.pgid),
-                        processes,
-                        kill_needed,
-                    });
-                }
-            }
+    // Nothing to look for (no dead owner of this boot left to deal with): no `/proc` scan.
+    let outcome = if groups.is_empty() && markers.is_empty() {
+        Outcome::default()
+    } else {
+        let spare = procfs::self_and_ancestors().map_err(fail)?;
+        orphans::stop(&groups, &markers, grace, &spare).map_err(fail)?
+    };
+    for (k, fate) in outcome.fates.iter().enumerate() {
+        let pgid = groups.get(k).map(|g| g.pgid);
+        match *fate {
+            Fate::Gone => {}
+            Fate::Reused => skip(
+                &mut report,
+                format!("pid {}", groups[k].pid),
+                SkipReason::PidReused,
+            ),
+            Fate::Stopped {
+                processes,
+                kill_needed,
+            } => report.stopped.push(StoppedGroup {
+                pgid,
+                processes,
+                kill_needed,
+            }),
         }
-        if let Some((root_path, id)) = &d.root {
-            match root::remove(root_path, *id) {
-                Ok(true) => report.removed.push(root_path.clone()),
-                Ok(false) => {}
-                // Kept for the next sweep (and a person) to look at.
-                Err(reason) => {
-                    ok = false;
-                    skip(&mut report, root_path.display().to_string(), reason);
-                }
-            }
-        }
-        if ok {
-            drop_journal(dir.as_fd(), path, &d, &mut report);
-        }
+    }
+    for s in &outcome.spared {
+        let reason = match s.why {
+            LeftWhy::Sweeper => SpareReason::Sweeper,
+            _ => SpareReason::SweeperAncestor,
+        };
+        tracing::info!(pid = s.pid, %reason, "crash sweep: spared");
+        report.spared.push(Spared { pid: s.pid, reason });
+    }
+    let mut survivors = vec![Vec::new(); dead.len()];
+    for s in &outcome.survivors {
+        let i = owners[s.group];
+        survivors[i].push((s.pid, s.start));
+        let reason = match s.why {
+            LeftWhy::Refused => SurvivorReason::SignalRefused,
+            LeftWhy::Uninterruptible => SurvivorReason::Uninterruptible,
+            _ => SurvivorReason::StillRunning,
+        };
+        survivor(&mut report, s.pid, s.start, &dead[i].path, reason);
+    }
+    for (d, new) in dead.iter().zip(&survivors) {
+        finish(dir.as_fd(), path, d, new, &mut report);
     }
     report.took = started.elapsed();
     Ok(report)
 }
 
-/// A journal whose owner is proven dead, still locked by this sweep.
-struct Dead {
-    name: std::ffi::OsString,
-    fd: std::os::fd::OwnedFd,
-    /// The root's path, and its identity once it was created.
-    root: Option<(PathBuf, Option<FileId>)>,
-    children: Vec<Recorded>,
-    /// Its children's environment marker (`None` after a reboot).
-    marker: Option<Marker>,
+fn survivor(
+    report: &mut SweepReport,
+    pid: u32,
+    start: u64,
+    journal: &Path,
+    reason: SurvivorReason,
+) {
+    tracing::warn!(pid, %reason, "crash sweep: a process survived");
+    report.survivors.push(Survivor {
+        pid,
+        start_time: start,
+        journal: journal.to_path_buf(),
+        reason,
+    });
+}
+
+/// Steps 5 to 7 for one dead owner, its processes dealt with (`new`: its survivors).
+fn finish(
+    dir: BorrowedFd<'_>,
+    dir_path: &Path,
+    d: &Dead,
+    new: &[(u32, u64)],
+    report: &mut SweepReport,
+) {
+    let mut keep = !new.is_empty();
+    // An earlier sweep's survivors: looked at by their exact identity, never signalled.
+    for &(pid, start) in &d.survivors {
+        if orphans::alive(pid, start) {
+            keep = true;
+            let reason = SurvivorReason::StillRunningSinceEarlierSweep;
+            survivor(report, pid, start, &d.path, reason);
+        }
+    }
+    let dealt_with = d.marker.is_some() || !d.children.is_empty();
+    if dealt_with
+        && !d.corrupt
+        && let Err(e) = make_durable(d, new)
+    {
+        keep = true;
+        let detail = format!("could not record the sweep in the journal: {e}");
+        skip(
+            report,
+            d.path.display().to_string(),
+            SkipReason::Failed { detail },
+        );
+    }
+    if let Some((root_path, id)) = &d.root {
+        match root::remove(root_path, *id) {
+            Ok(true) => report.removed.push(root_path.clone()),
+            Ok(false) => {}
+            // Kept for the next sweep (and a person) to look at.
+            Err(reason) => {
+                keep = true;
+                skip(report, root_path.display().to_string(), reason);
+            }
+        }
+    }
+    if d.corrupt {
+        set_aside(dir, dir_path, d, report);
+    } else if !keep {
+        unlink_locked(dir, dir_path, &d.name, &d.fd, report);
+        drop_leftovers(dir, &d.name);
+    }
+}
+
+/// Step 5: `Gone` for every child, `Survivor` for each of `survivors`, then `Swept`,
+/// appended with one `write` and made durable, before the sweep lets go of the journal.
+fn make_durable(d: &Dead, survivors: &[(u32, u64)]) -> io::Result<()> {
+    let mut bytes = Vec::new();
+    for c in &d.children {
+        let rec = Record::Gone {
+            pid: c.pid,
+            start: c.start,
+        };
+        bytes.extend(sys::frame(&rec.encode()));
+    }
+    for &(pid, start) in survivors {
+        bytes.extend(sys::frame(&Record::Survivor { pid, start }.encode()));
+    }
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    bytes.extend(sys::frame(&Record::Swept { at }.encode()));
+    sys::append(d.fd.as_fd(), &bytes)?;
+    rustix::fs::fdatasync(&d.fd)?;
+    Ok(())
 }
 
 fn skip(report: &mut SweepReport, what: String, reason: SkipReason) {
@@ -181,160 +282,21 @@ fn skip(report: &mut SweepReport, what: String, reason: SkipReason) {
     report.skipped.push(Skipped { what, reason });
 }
 
-/// [`skip`], for the early returns of [`examine`].
+/// [`skip`], for early returns.
 fn skipped<T>(report: &mut SweepReport, what: String, reason: SkipReason) -> Option<T> {
     skip(report, what, reason);
     None
 }
 
-/// Steps 1 to 3: the journal, if its owner is proven dead.
-fn examine(
-    dir: BorrowedFd<'_>,
-    dir_path: &Path,
-    name: &OsStr,
-    boot: &str,
-    report: &mut SweepReport,
-) -> Option<Dead> {
-    let path = dir_path.join(name);
-    let shown = path.display().to_string();
-    let (fd, bytes) = match sys::open_for_sweep(dir, name) {
-        Ok(Opened::Ready { fd, bytes }) => (fd, bytes),
-        Ok(Opened::Locked) => return skipped(report, shown, SkipReason::Locked),
-        // Dropped by its owner or another sweep since the listing.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput
-            ) || e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) =>
-        {
-            return skipped(
-                report,
-                shown,
-                SkipReason::NotOurs {
-                    detail: e.to_string(),
-                },
-            );
-        }
-        Err(e) => {
-            return skipped(
-                report,
-                shown,
-                SkipReason::Failed {
-                    detail: e.to_string(),
-                },
-            );
-        }
-    };
-    let (frames, bad) = sys::frames(&bytes);
-    let mut records = Vec::new();
-    let mut corrupt = bad.map(|b| (b.offset, b.why.to_owned()));
-    for (offset, payload) in frames {
-        match Record::decode(payload) {
-            Some(r) => records.push(r),
-            None => {
-                corrupt = Some((offset, "unknown record".to_owned()));
-                break;
-            }
-        }
+/// Whether `name` in `dir` still refers to `fd` (the file this sweep locked).
+fn still_ours(dir: BorrowedFd<'_>, name: &OsStr, fd: &OwnedFd) -> bool {
+    match (
+        FileId::of_fd(fd),
+        rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW),
+    ) {
+        (Ok(a), Ok(st)) => a == FileId::of_stat(&st),
+        _ => false,
     }
-    if let Some((offset, detail)) = corrupt {
-        skip(
-            report,
-            shown.clone(),
-            SkipReason::Corrupt { offset, detail },
-        );
-    }
-    let mut records = records.into_iter();
-    let Some(Record::Owner {
-        pid,
-        start,
-        boot_id,
-    }) = records.next()
-    else {
-        if torn_at_birth(name, bytes.len()) {
-            unlink_locked(dir, dir_path, name, &fd, report);
-            return None;
-        }
-        return skipped(report, shown, SkipReason::NoOwner);
-    };
-    let proof = if boot_id != boot {
-        DeathProof::OtherBoot
-    } else {
-        match sys::proc_stat(pid) {
-            Ok(None) => DeathProof::PidGone,
-            Ok(Some(st)) if st.start != start => DeathProof::StartTimeDiffers,
-            Ok(Some(st)) if st.state == b'Z' => DeathProof::Exited,
-            Ok(Some(_)) => return skipped(report, shown, SkipReason::OwnerAlive),
-            Err(e) => {
-                return skipped(
-                    report,
-                    shown,
-                    SkipReason::Failed {
-                        detail: e.to_string(),
-                    },
-                );
-            }
-        }
-    };
-    let mut root = None;
-    let mut live = BTreeMap::new();
-    for r in records {
-        match r {
-            Record::Root { path, id } => root = Some((path, Some(id))),
-            Record::RootIntent { path } => root = Some((path, None)),
-            Record::Child { pid, start, pgid } => drop(live.insert((pid, start), pgid)),
-            Record::Gone { pid, start } => drop(live.remove(&(pid, start))),
-            // A second owner record: not a journal this version writes.
-            Record::Owner { .. } => {
-                return skipped(
-                    report,
-                    shown,
-                    SkipReason::Corrupt {
-                        offset: 0,
-                        detail: "two owner records".into(),
-                    },
-                );
-            }
-        }
-    }
-    let mut children: Vec<Recorded> = live
-        .into_iter()
-        .map(|((pid, start), pgid)| Recorded { pid, start, pgid })
-        .collect();
-    let mut needle = format!("\0{MARKER_VAR}=").into_bytes();
-    needle.extend(marker_of(name));
-    needle.push(0);
-    let mut marker = Some(Marker {
-        needle,
-        owner_start: start,
-    });
-    if proof == DeathProof::OtherBoot {
-        marker = None;
-        for c in children.drain(..) {
-            skip(report, format!("pid {}", c.pid), SkipReason::OtherBoot);
-        }
-    }
-    tracing::info!(journal = %shown, pid, ?proof, "crash sweep: owner is dead");
-    report.dead_owners.push(DeadOwner {
-        journal: path,
-        pid,
-        start_time: start,
-        boot_id,
-        proof,
-    });
-    Some(Dead {
-        name: name.to_os_string(),
-        fd,
-        root,
-        children,
-        marker,
-    })
-}
-
-/// Step 6: unlinks the journal if its name still refers to the file this sweep locked.
-fn drop_journal(dir: BorrowedFd<'_>, dir_path: &Path, d: &Dead, report: &mut SweepReport) {
-    unlink_locked(dir, dir_path, &d.name, &d.fd, report);
 }
 
 /// Unlinks `name` if it still refers to `fd` (the file this sweep locked).
@@ -342,47 +304,52 @@ fn unlink_locked(
     dir: BorrowedFd<'_>,
     dir_path: &Path,
     name: &OsStr,
-    fd: &std::os::fd::OwnedFd,
+    fd: &OwnedFd,
     report: &mut SweepReport,
 ) {
-    let same = match (
-        FileId::of_fd(fd),
-        rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW),
-    ) {
-        (Ok(a), Ok(st)) => a == FileId::of_stat(&st),
-        _ => false,
-    };
-    if same && rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty()).is_ok() {
+    if still_ours(dir, name, fd)
+        && rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty()).is_ok()
+    {
         report.dropped.push(dir_path.join(name));
     }
 }
 
-/// Whether a journal without an owner record was torn at birth: shorter than one owner
-/// record, and its name's owner (`<pid>-<start>-...`) is not running. It recorded
-/// nothing (the owner record is the first write), so dropping it loses nothing.
-fn torn_at_birth(name: &OsStr, len: usize) -> bool {
-    // An owner frame: 8 bytes of header, 13 + a 36-byte boot id, 8 of checksum.
-    if len >= 8 + 13 + 36 + 8 {
-        return false;
-    }
-    let stem = String::from_utf8_lossy(marker_of(name)).into_owned();
-    let mut parts = stem.split('-');
-    let (Some(Ok(pid)), Some(Ok(start))) = (
-        parts.next().map(str::parse::<u32>),
-        parts.next().map(str::parse::<u64>),
-    ) else {
-        return false;
-    };
-    match sys::proc_stat(pid) {
-        Ok(None) => true,
-        Ok(Some(st)) => st.start != start || st.state == b'Z',
-        Err(_) => false,
+/// A damaged journal, acted on up to its damage: renamed to `<name>.corrupt` (not a
+/// journal name, so never swept again) and kept for a person.
+fn set_aside(dir: BorrowedFd<'_>, dir_path: &Path, d: &Dead, report: &mut SweepReport) {
+    let mut to = d.name.clone();
+    to.push(".corrupt");
+    let renamed = still_ours(dir, &d.name, &d.fd)
+        && rustix::fs::renameat_with(dir, &d.name, dir, &to, rustix::fs::RenameFlags::NOREPLACE)
+            .is_ok();
+    if renamed {
+        tracing::warn!(journal = %dir_path.join(&to).display(), "crash sweep: a damaged journal was set aside");
+        report.set_aside.push(dir_path.join(to));
     }
 }
 
-/// Where a service can keep its journals by default: `$XDG_RUNTIME_DIR/custodian` (a
-/// per-user tmpfs, emptied at logout and reboot) when set, else `/run/custodian` for
-/// root, else `None` (pass [`Builder::state_dir`](crate::Builder::state_dir) a path).
+/// A crashed compaction's leftover of the journal `name`, if any (today's
+/// `<stem>.compacting`, and older versions' `.compact-<name>`): its owner is dead.
+fn drop_leftovers(dir: BorrowedFd<'_>, name: &OsStr) {
+    let stem = crate::journal::marker_of(name);
+    let mut current = OsStr::from_bytes(stem).to_os_string();
+    current.push(crate::journal::COMPACTING);
+    let mut old = OsString::from(".compact-");
+    old.push(name);
+    for n in [current, old] {
+        let _ = rustix::fs::unlinkat(dir, &n, rustix::fs::AtFlags::empty());
+    }
+}
+
+/// Where a service can keep its journals by default: `/run/custodian` for root;
+/// otherwise `$XDG_RUNTIME_DIR/custodian` (a per-user tmpfs, emptied at logout and
+/// reboot) when `$XDG_RUNTIME_DIR` is an absolute path to a directory owned by this
+/// effective user with mode 0700, else `None` (pass
+/// [`Builder::state_dir`](crate::Builder::state_dir) a path).
+///
+/// An inherited `$XDG_RUNTIME_DIR` (`sudo -E`, `su` without `-`) is another user's: root
+/// never plants its journals there (the user could no longer start), and a user never
+/// trusts a runtime dir that is not their own.
 ///
 /// ```
 /// if let Some(dir) = tokio_custodian::default_state_dir() {
@@ -390,9 +357,16 @@ fn torn_at_birth(name: &OsStr, len: usize) -> bool {
 /// }
 /// ```
 pub fn default_state_dir() -> Option<PathBuf> {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if Path::new(&d).is_absolute() => Some(Path::new(&d).join("custodian")),
-        _ if rustix::process::geteuid().is_root() => Some(PathBuf::from("/run/custodian")),
-        _ => None,
+    let euid = rustix::process::geteuid();
+    if euid.is_root() {
+        return Some(PathBuf::from("/run/custodian"));
     }
+    let dir = PathBuf::from(std::env::var_os("XDG_RUNTIME_DIR")?);
+    // `lstat`: a symlink is not a runtime dir either.
+    let st = rustix::fs::lstat(&dir).ok()?;
+    let own = dir.is_absolute()
+        && rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+        && st.st_uid == euid.as_raw()
+        && st.st_mode & 0o7777 == 0o700;
+    own.then(|| dir.join("custodian"))
 }

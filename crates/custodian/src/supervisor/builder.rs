@@ -40,6 +40,7 @@ pub struct Builder {
     abandoned_min_age: Duration,
     signals: bool,
     state_dir: Option<PathBuf>,
+    start_sweep_grace: Duration,
     child_subreaper: bool,
     containment: Containment,
     systemd_notify: bool,
@@ -59,6 +60,7 @@ impl Default for Builder {
             abandoned_min_age: Duration::from_secs(10),
             signals: false,
             state_dir: None,
+            start_sweep_grace: crate::DEFAULT_CHILD_GRACE,
             child_subreaper: false,
             containment: Containment::Never,
             systemd_notify: false,
@@ -69,8 +71,9 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// The directory the private temp root is created in. Default:
-    /// [`std::env::temp_dir`].
+    /// The directory the private temp root is created in: an absolute path, resolved
+    /// once by `start` (symlinks followed), so that the root and its journal record name
+    /// it without a symlink. Default: [`std::env::temp_dir`].
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
@@ -355,9 +358,26 @@ impl Builder {
         self
     }
 
+    /// The grace `start`'s sweep of the [state dir](Self::state_dir) gives a dead
+    /// owner's child between SIGTERM and SIGKILL when its record has none (journals of
+    /// older versions, and processes found by the environment marker); a child recorded
+    /// with its own [`grace`](crate::Command::grace) gets that. Default:
+    /// [`DEFAULT_CHILD_GRACE`](crate::DEFAULT_CHILD_GRACE) (2 s). A grace too long to
+    /// add to the clock waits as long as the process takes.
+    ///
+    /// ```
+    /// let b = tokio_custodian::Supervisor::builder()
+    ///     .start_sweep_grace(std::time::Duration::from_millis(500));
+    /// # drop(b);
+    /// ```
+    pub fn start_sweep_grace(mut self, grace: Duration) -> Self {
+        self.start_sweep_grace = grace;
+        self
+    }
+
     /// [`state_dir`](Self::state_dir) at [`default_state_dir`](crate::default_state_dir)
-    /// (`$XDG_RUNTIME_DIR/custodian`, or `/run/custodian` for root) if there is one;
-    /// otherwise no journal.
+    /// (`/run/custodian` for root; `$XDG_RUNTIME_DIR/custodian` when that dir is this
+    /// user's own, mode 0700) if there is one; otherwise no journal.
     ///
     /// ```
     /// let b = tokio_custodian::Supervisor::builder().default_state_dir();
@@ -452,7 +472,8 @@ impl Builder {
     /// # Errors
     ///
     /// [`Error::NoRuntime`] outside a Tokio runtime; [`Error::Io`] with
-    /// [`Operation::CreateTempRoot`] if the temp root cannot be created, or with
+    /// [`Operation::CreateTempRoot`] if the temp base is relative (`InvalidInput`) or
+    /// cannot be resolved, or the temp root cannot be created, or with
     /// [`Operation::InstallSignalHandlers`] (see [`Builder::handle_signals`]), or with
     /// [`Operation::OpenJournal`] naming the state dir if the journal cannot be created
     /// there (see [`Builder::state_dir`]), or with [`Operation::ChildSubreaper`] if the
@@ -473,6 +494,10 @@ impl Builder {
             op: Operation::CreateTempRoot,
         })?;
         let base = self.temp_base.unwrap_or_else(std::env::temp_dir);
+        // Resolved once, here: the journal records the root by a path with no symlink in
+        // it, which the sweep (that refuses symlinked components) can remove.
+        let base =
+            canonical_base(&base).map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
         check_prefix(&self.prefix).map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
         // First: a required tier that is missing leaves nothing behind.
         let containment = Contained::choose(self.containment)?;
@@ -549,9 +574,9 @@ impl Builder {
         if let Some(dir) = &self.state_dir {
             // On the blocking pool: stopping a dead owner's children waits for them.
             let (tx, rx) = tokio::sync::watch::channel(None);
-            let dir = dir.clone();
+            let (dir, grace) = (dir.clone(), self.start_sweep_grace);
             drop(handle.spawn_blocking(move || {
-                let report = crate::recovery::sweep(&dir).unwrap_or_else(|e| {
+                let report = crate::recovery::sweep_with_grace(&dir, grace).unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "crash sweep at start failed");
                     crate::journal::SweepReport {
                         state_dir: dir.clone(),
@@ -632,4 +657,16 @@ async fn watch(inner: Weak<Inner>, token: CancellationToken, every: Duration) {
             },
         }
     }
+}
+
+/// `base`, absolute and with every symlink resolved. A relative base is refused: it
+/// would name another directory from another working directory, a sweep's included.
+fn canonical_base(base: &std::path::Path) -> std::io::Result<PathBuf> {
+    if !base.is_absolute() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the temp base must be an absolute path",
+        ));
+    }
+    std::fs::canonicalize(base)
 }

@@ -101,12 +101,14 @@ impl Supervisor {
     /// let _t = sup.temp_file().await?;
     /// let s = sup.stats();
     /// assert_eq!(s.kind(tokio_custodian::ResourceKind::TempFile).live, 1);
+    /// assert_eq!(s.journal_write_failures, 0);
     /// println!("{}", serde_json::to_string(&s).unwrap());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub fn stats(&self) -> StatsSnapshot {
         let mut s = self.inner.records.stats.snapshot();
         s.quotas = self.quotas();
+        s.journal_write_failures = self.inner.journal.as_ref().map_or(0, |j| j.failed_writes());
         s
     }
 

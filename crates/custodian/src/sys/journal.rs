@@ -1,6 +1,5 @@
 //! The crash journal's file primitives: the state directory, append-only journal files,
-//! checksummed record frames, and the `/proc` identity of a process (start time, process
-//! group, boot id).
+//! and checksummed record frames (a process's `/proc` identity is `procfs.rs`'s).
 //!
 //! Nothing here knows what a record means (that is `journal.rs`, one layer up). What is
 //! promised here:
@@ -216,13 +215,16 @@ pub(crate) fn append(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// The names of the journal files in `dir` (regular entries ending in [`SUFFIX`]).
+/// The names of the journal files in `dir` (entries ending in [`SUFFIX`], not hidden).
 pub(crate) fn list(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
     let mut names = Vec::new();
     for e in rustix::fs::Dir::read_from(dir)? {
         let e = e?;
         let name = e.file_name().to_bytes();
-        if name.ends_with(SUFFIX.as_bytes()) && name.len() > SUFFIX.len() {
+        // A journal's name never starts with a dot: `.compact-*.journal` is an older
+        // version's crashed compaction, not a journal.
+        if name.ends_with(SUFFIX.as_bytes()) && name.len() > SUFFIX.len() && !name.starts_with(b".")
+        {
             names.push(OsStr::from_bytes(name).to_os_string());
         }
     }
@@ -239,10 +241,12 @@ pub(crate) enum Opened {
 
 /// Opens, checks, locks and reads the journal `name` in `dir`.
 pub(crate) fn open_for_sweep(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Opened> {
+    // Read-write, appending: a sweep that dealt with the owner's processes appends its
+    // `Swept` record before it lets go.
     let fd = rustix::fs::openat(
         dir,
         name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        OFlags::RDWR | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
     let st = check_private(&fd, 0o077, "journal")?;
@@ -270,90 +274,6 @@ pub(crate) fn open_for_sweep(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Op
         }
     }
     Ok(Opened::Ready { fd, bytes })
-}
-
-/// What `/proc/PID/stat` says about a process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ProcStat {
-    /// Field 22: clock ticks since boot when it started; with the boot id, its identity.
-    pub(crate) start: u64,
-    /// Field 5.
-    pub(crate) pgid: u32,
-    /// Field 3: `Z` for a zombie.
-    pub(crate) state: u8,
-}
-
-/// Parses a `/proc/PID/stat` line (the command name may hold spaces and parentheses:
-/// fields are counted after the *last* `)`).
-pub(crate) fn parse_stat(line: &[u8]) -> Option<ProcStat> {
-    let close = line.iter().rposition(|&b| b == b')')?;
-    let rest = std::str::from_utf8(line.get(close + 1..)?).ok()?;
-    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
-    // After the `)`: f[0] is field 3 (state), f[2] field 5 (pgrp), f[19] field 22.
-    Some(ProcStat {
-        state: *f.first()?.as_bytes().first()?,
-        pgid: f.get(2)?.parse().ok()?,
-        start: f.get(19)?.parse().ok()?,
-    })
-}
-
-/// `/proc/PID/stat`, or `None` if there is no such process.
-pub(crate) fn proc_stat(pid: u32) -> io::Result<Option<ProcStat>> {
-    stat_at(&format!("/proc/{pid}/stat"))
-}
-
-fn stat_at(path: &str) -> io::Result<Option<ProcStat>> {
-    match std::fs::read(path) {
-        Ok(b) => parse_stat(&b).map(Some).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{path}: unparsable"))
-        }),
-        // `ESRCH`: the process exited while its directory was being read.
-        Err(e)
-            if e.kind() == io::ErrorKind::NotFound
-                || e.raw_os_error() == Some(Errno::SRCH.raw_os_error()) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// This process's start time (`/proc/self/stat` field 22).
-pub(crate) fn self_start() -> io::Result<u64> {
-    stat_at("/proc/self/stat")?
-        .map(|s| s.start)
-        .ok_or_else(|| io::ErrorKind::NotFound.into())
-}
-
-/// The kernel's boot id (`/proc/sys/kernel/random/boot_id`), a UUID that changes at
-/// every boot.
-pub(crate) fn boot_id() -> io::Result<String> {
-    Ok(std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?
-        .trim()
-        .to_owned())
-}
-
-/// Every process in `/proc` with its stat (processes that vanish mid-scan are skipped).
-pub(crate) fn all_processes() -> io::Result<Vec<(u32, ProcStat)>> {
-    let proc = rustix::fs::open(
-        "/proc",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut out = Vec::new();
-    for e in rustix::fs::Dir::read_from(&proc)? {
-        let e = e?;
-        let Some(pid) = std::str::from_utf8(e.file_name().to_bytes())
-            .ok()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if let Ok(Some(st)) = proc_stat(pid) {
-            out.push((pid, st));
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -388,16 +308,5 @@ mod tests {
                 assert!(bad.is_some());
             }
         }
-    }
-
-    #[test]
-    fn stat_lines_with_odd_command_names_parse() {
-        let line = b"42 (a) b (c)) S 1 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0";
-        let st = parse_stat(line).unwrap();
-        assert_eq!((st.state, st.pgid, st.start), (b'S', 42, 12345));
-        assert!(parse_stat(b"garbage").is_none());
-        let me = proc_stat(std::process::id()).unwrap().unwrap();
-        assert_eq!(me.start, self_start().unwrap());
-        assert_eq!(boot_id().unwrap().len(), 36);
     }
 }

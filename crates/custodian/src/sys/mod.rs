@@ -13,6 +13,7 @@ pub(crate) mod orphans;
 pub(crate) mod ownership;
 pub(crate) mod pipes;
 pub(crate) mod process;
+pub(crate) mod procfs;
 pub(crate) mod remove;
 pub(crate) mod root;
 pub(crate) mod subreaper;

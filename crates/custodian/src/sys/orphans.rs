@@ -19,15 +19,20 @@
 //! members would pass the checks above; it takes a full pid-space wrap-around between the
 //! crash and the sweep.
 //!
+//! Never signalled, whatever matches: the sweeping process and its ancestors (`spare`),
+//! reported as spared. After the last SIGKILL round, members still running (a signal
+//! refused with `EPERM`, a process stuck in the kernel) are reported as survivors, never
+//! as stopped.
+//!
 //! Blocking: this polls `/proc` (not our children, so there is nothing to wait on).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use super::journal::{ProcStat, all_processes, proc_stat};
-use super::process::{Sig, pidfd_open, signal_process};
+use super::process::{Sig, pidfd_inode, pidfd_open, signal_process};
+use super::procfs::{ProcStat, all_processes, environ, proc_stat};
 
 /// A recorded child whose group may still run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +40,11 @@ pub(crate) struct Recorded {
     pub(crate) pid: u32,
     pub(crate) start: u64,
     pub(crate) pgid: u32,
+    /// Its own grace between SIGTERM and SIGKILL, if the journal recorded one.
+    pub(crate) grace: Option<Duration>,
+    /// Its pidfd's inode (`pidfs`), if the journal recorded one: a process with its pid
+    /// and start time but another inode is another process.
+    pub(crate) pidfd_ino: Option<u64>,
 }
 
 /// A dead owner's environment marker: a running process whose environment holds
@@ -52,8 +62,45 @@ pub(crate) enum Fate {
     Gone,
     /// The pid belongs to another process now: nothing was signalled.
     Reused,
-    /// Signalled; `kill_needed` if SIGTERM and the grace were not enough.
+    /// Members ended after its signals; `kill_needed` if SIGTERM and the grace were not
+    /// enough. `processes` counts those that ended, never a survivor.
     Stopped { processes: usize, kill_needed: bool },
+}
+
+/// Why a process was left running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LeftWhy {
+    /// The sweeping process itself.
+    Sweeper,
+    /// An ancestor of the sweeping process.
+    Ancestor,
+    /// The kernel refused the signal (`EPERM`: it changed user).
+    Refused,
+    /// Still running after SIGKILL, in uninterruptible sleep (`D`): stuck in the kernel.
+    Uninterruptible,
+    /// Still running after every SIGKILL round.
+    Running,
+}
+
+/// A matched process that is still running after the stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Left {
+    pub(crate) pid: u32,
+    pub(crate) start: u64,
+    /// The group's (or marker's) index, as in the fates.
+    pub(crate) group: usize,
+    pub(crate) why: LeftWhy,
+}
+
+/// What [`stop`] did.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// The groups' then the markers' fates, in order.
+    pub(crate) fates: Vec<Fate>,
+    /// Members still running after the last SIGKILL round.
+    pub(crate) survivors: Vec<Left>,
+    /// Matches never signalled: the sweeper and its ancestors.
+    pub(crate) spared: Vec<Left>,
 }
 
 /// How many rounds of SIGKILL (each followed by a rescan for forks in flight) at most.
@@ -67,34 +114,78 @@ struct Member {
     /// `None` where the kernel has no pidfds.
     fd: Option<OwnedFd>,
     group: usize,
+    /// When its grace ends (`None`: never).
+    deadline: Option<Instant>,
+    killed: bool,
+}
+
+/// Everything one stop has looked at, so that a rescan adds only new processes.
+struct Scan<'a> {
+    groups: &'a [Recorded],
+    markers: &'a [Marker],
+    spare: &'a [(u32, u64)],
+    grace: Duration,
+    fates: Vec<Fate>,
+    seen: HashSet<(u32, u64)>,
+    spared: Vec<Left>,
 }
 
 /// Stops every recorded group, and every process carrying one of the `markers`:
-/// SIGTERM to every proven member, up to `grace` for them to exit, then SIGKILL rounds
-/// until none runs. One `/proc` scan per round serves all. The fates are the groups'
-/// then the markers', in order.
+/// SIGTERM to every proven member, up to its grace (the record's, else `grace`) for it
+/// to exit, then SIGKILL rounds until none runs or none can be killed. One `/proc` scan
+/// per round serves all. `spare` (pid, start time) is never signalled.
 pub(crate) fn stop(
     groups: &[Recorded],
     markers: &[Marker],
     grace: Duration,
-) -> io::Result<Vec<Fate>> {
+    spare: &[(u32, u64)],
+) -> io::Result<Outcome> {
     let n = groups.len() + markers.len();
-    let mut fates = vec![Fate::Gone; n];
-    let mut members = members_of(groups, markers, &mut fates, &[])?;
-    for m in &members {
-        let _ = signal_process(m.fd.as_ref().map(AsFd::as_fd), m.pid, Sig::TERM);
-    }
+    let mut scan = Scan {
+        groups,
+        markers,
+        spare,
+        grace,
+        fates: vec![Fate::Gone; n],
+        seen: HashSet::new(),
+        spared: Vec::new(),
+    };
+    let mut survivors = Vec::new();
+    let t0 = Instant::now();
+    let mut members = scan.members(t0)?;
     let mut count = vec![0usize; n];
+    let mut killed = vec![false; n];
     for m in &members {
         count[m.group] += 1;
     }
-    // `checked_add`: a grace too long to represent waits as long as it takes.
-    let until = Instant::now().checked_add(grace);
-    wait_gone(&mut members, until);
-    let mut killed = vec![false; n];
+    members.retain(|m| {
+        let r = signal_process(m.fd.as_ref().map(AsFd::as_fd), m.pid, Sig::TERM);
+        refused(m, r, &mut survivors)
+    });
+    // The graces: each member gets SIGKILL when its own ends.
+    let mut pause = Duration::from_millis(1);
+    loop {
+        members.retain(running);
+        let now = Instant::now();
+        members.retain_mut(|m| {
+            if m.killed || m.deadline.is_none_or(|d| now < d) {
+                return true;
+            }
+            m.killed = true;
+            killed[m.group] = true;
+            let r = signal_process(m.fd.as_ref().map(AsFd::as_fd), m.pid, Sig::KILL);
+            refused(m, r, &mut survivors)
+        });
+        if members.iter().all(|m| m.killed) {
+            break;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+    wait_gone(&mut members, Instant::now().checked_add(KILL_WAIT));
     for _ in 0..KILL_ROUNDS {
         // Forks in flight during the grace join the group: scan again.
-        let mut more = members_of(groups, markers, &mut fates, &members)?;
+        let mut more = scan.members(Instant::now())?;
         for m in &more {
             count[m.group] += 1;
         }
@@ -103,12 +194,27 @@ pub(crate) fn stop(
         if members.is_empty() {
             break;
         }
-        for m in &members {
+        members.retain(|m| {
             killed[m.group] = true;
-            let _ = signal_process(m.fd.as_ref().map(AsFd::as_fd), m.pid, Sig::KILL);
-        }
+            let r = signal_process(m.fd.as_ref().map(AsFd::as_fd), m.pid, Sig::KILL);
+            refused(m, r, &mut survivors)
+        });
         wait_gone(&mut members, Instant::now().checked_add(KILL_WAIT));
     }
+    // The final look: what still runs is a survivor, named with its reason.
+    for m in members.iter().filter(|m| running(m)) {
+        let why = match proc_stat(m.pid) {
+            Ok(Some(st)) if st.state == b'D' => LeftWhy::Uninterruptible,
+            _ => LeftWhy::Running,
+        };
+        survivors.push(left(m, why));
+    }
+    survivors.retain(|s| alive(s.pid, s.start));
+    // A survivor was signalled but not stopped: it is counted as a survivor only.
+    for s in &survivors {
+        count[s.group] = count[s.group].saturating_sub(1);
+    }
+    let mut fates = scan.fates;
     for (i, fate) in fates.iter_mut().enumerate() {
         if *fate != Fate::Reused && count[i] > 0 {
             *fate = Fate::Stopped {
@@ -117,77 +223,118 @@ pub(crate) fn stop(
             };
         }
     }
-    Ok(fates)
+    Ok(Outcome {
+        fates,
+        survivors,
+        spared: scan.spared,
+    })
 }
 
-/// The running, proven members of every group not known to be reused, minus `known`.
-fn members_of(
-    groups: &[Recorded],
-    markers: &[Marker],
-    fates: &mut [Fate],
-    known: &[Member],
-) -> io::Result<Vec<Member>> {
-    let procs = all_processes()?;
-    let by_pid: HashMap<u32, ProcStat> = procs.iter().copied().collect();
-    let mut out = Vec::new();
-    for (i, g) in groups.iter().enumerate() {
-        if fates[i] == Fate::Reused {
-            continue;
-        }
-        if by_pid.get(&g.pid).is_some_and(|st| st.start != g.start) {
-            fates[i] = Fate::Reused;
-            continue;
-        }
-        for &(pid, st) in &procs {
-            let is_leader = pid == g.pid && st.start == g.start;
-            let is_member = st.pgid == g.pgid && st.start >= g.start;
-            if st.state == b'Z' || !(is_leader || is_member) {
+/// Whether to keep waiting for `m` after a signal: not if the kernel refused it
+/// (`EPERM`: retrying cannot help), which makes it a survivor at once.
+fn refused(m: &Member, r: io::Result<()>, survivors: &mut Vec<Left>) -> bool {
+    let perm = matches!(&r, Err(e) if e.kind() == io::ErrorKind::PermissionDenied);
+    if perm {
+        survivors.push(left(m, LeftWhy::Refused));
+    }
+    !perm
+}
+
+fn left(m: &Member, why: LeftWhy) -> Left {
+    Left {
+        pid: m.pid,
+        start: m.start,
+        group: m.group,
+        why,
+    }
+}
+
+impl Scan<'_> {
+    /// The running, proven members of every group not known to be reused that this
+    /// stop has not seen yet; the sweeper and its ancestors go to `spared` instead.
+    fn members(&mut self, t0: Instant) -> io::Result<Vec<Member>> {
+        let procs = all_processes()?;
+        let by_pid: HashMap<u32, ProcStat> = procs.iter().copied().collect();
+        let mut found = Vec::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            if self.fates[i] == Fate::Reused {
                 continue;
             }
-            if known
-                .iter()
-                .chain(&out)
-                .any(|m| m.pid == pid && m.start == st.start)
-            {
+            if by_pid.get(&g.pid).is_some_and(|st| st.start != g.start) || !same_inode(g) {
+                self.fates[i] = Fate::Reused;
                 continue;
             }
-            if let Some(m) = open_proven(pid, st.start, i) {
+            for &(pid, st) in &procs {
+                let is_leader = pid == g.pid && st.start == g.start;
+                let is_member = st.pgid == g.pgid && st.start >= g.start;
+                if st.state != b'Z' && (is_leader || is_member) {
+                    found.push((pid, st.start, i));
+                }
+            }
+        }
+        if !self.markers.is_empty() {
+            for &(pid, st) in &procs {
+                if st.state == b'Z' || self.seen.contains(&(pid, st.start)) {
+                    continue;
+                }
+                let Some(env) = environ(pid) else {
+                    continue;
+                };
+                let hit = self.markers.iter().position(|m| {
+                    st.start >= m.owner_start && env.windows(m.needle.len()).any(|w| w == m.needle)
+                });
+                if let Some(j) = hit {
+                    found.push((pid, st.start, self.groups.len() + j));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (pid, start, group) in found {
+            if !self.seen.insert((pid, start)) {
+                continue;
+            }
+            if let Some(at) = self.spare.iter().position(|&s| s == (pid, start)) {
+                let why = if at == 0 {
+                    LeftWhy::Sweeper
+                } else {
+                    LeftWhy::Ancestor
+                };
+                self.spared.push(Left {
+                    pid,
+                    start,
+                    group,
+                    why,
+                });
+                continue;
+            }
+            let grace = self
+                .groups
+                .get(group)
+                .and_then(|g| g.grace)
+                .unwrap_or(self.grace);
+            if let Some(m) = open_proven(pid, start, group, t0.checked_add(grace)) {
                 out.push(m);
             }
         }
+        Ok(out)
     }
-    if markers.is_empty() {
-        return Ok(out);
-    }
-    for &(pid, st) in &procs {
-        if st.state == b'Z'
-            || known
-                .iter()
-                .chain(&out)
-                .any(|m| m.pid == pid && m.start == st.start)
-        {
-            continue;
-        }
-        // A leading NUL, so that a needle (`\0NAME=VALUE\0`) matches a whole entry.
-        let mut env = vec![0u8];
-        match std::fs::File::open(format!("/proc/{pid}/environ")) {
-            Ok(mut f) => drop(std::io::Read::read_to_end(&mut f, &mut env)),
-            Err(_) => continue,
-        }
-        let found = markers.iter().position(|m| {
-            st.start >= m.owner_start && env.windows(m.needle.len()).any(|w| w == m.needle)
-        });
-        if let Some(j) = found
-            && let Some(m) = open_proven(pid, st.start, groups.len() + j)
-        {
-            out.push(m);
-        }
-    }
-    Ok(out)
+}
+
+/// Unless the record's pidfd inode names another process than the one with its pid now
+/// (checked only where both are known: a recorded inode, `pidfs` here, a process there).
+fn same_inode(g: &Recorded) -> bool {
+    let Some(ino) = g.pidfd_ino else {
+        return true;
+    };
+    let now = pidfd_open(g.pid)
+        .ok()
+        .flatten()
+        .and_then(|fd| pidfd_inode(fd.as_fd()));
+    now.is_none_or(|now| now == ino)
 }
 
 /// A pidfd for `pid`, kept only if the process behind it started at `start`.
-fn open_proven(pid: u32, start: u64, group: usize) -> Option<Member> {
+fn open_proven(pid: u32, start: u64, group: usize, deadline: Option<Instant>) -> Option<Member> {
     let fd = pidfd_open(pid).ok()?;
     // Read after the open: the pidfd names the process that had `pid` at the open, so
     // a matching start time now proves it is the one we scanned.
@@ -197,11 +344,18 @@ fn open_proven(pid: u32, start: u64, group: usize) -> Option<Member> {
         start,
         fd,
         group,
+        deadline,
+        killed: false,
     })
 }
 
+/// Whether the process `(pid, start)` is running (not a zombie).
+pub(crate) fn alive(pid: u32, start: u64) -> bool {
+    matches!(proc_stat(pid), Ok(Some(st)) if st.start == start && st.state != b'Z')
+}
+
 fn running(m: &Member) -> bool {
-    matches!(proc_stat(m.pid), Ok(Some(st)) if st.start == m.start && st.state != b'Z')
+    alive(m.pid, m.start)
 }
 
 /// Polls until no member runs or `until` passes (`None`: no end).

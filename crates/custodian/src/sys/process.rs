@@ -35,6 +35,19 @@ pub(crate) fn pidfd_open(raw: u32) -> io::Result<Option<OwnedFd>> {
     }
 }
 
+/// The inode of a pidfd on `pidfs` (Linux 6.9+): one per process for the whole boot, an
+/// identity stronger than pid and start time (two processes can share a pid and a
+/// start-time tick). `None` before `pidfs` (every pidfd then shares one anonymous
+/// inode, which identifies nothing).
+pub(crate) fn pidfd_inode(fd: BorrowedFd<'_>) -> Option<u64> {
+    const PIDFS_MAGIC: i128 = 0x5049_4446;
+    let fs = rustix::fs::fstatfs(fd).ok()?;
+    if i128::from(fs.f_type) != PIDFS_MAGIC {
+        return None;
+    }
+    Some(rustix::fs::fstat(fd).ok()?.st_ino)
+}
+
 /// Signals one process, through its pidfd when there is one. A process that is already
 /// gone is not an error.
 pub(crate) fn signal_process(

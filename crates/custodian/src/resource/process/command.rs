@@ -412,7 +412,11 @@ impl Command {
             ChildCore::new(child, pid, pidfd, inner.cut.clone())
         };
         // Before `spawn` returns, without `fsync` (see `journal`): one `write`.
-        if let Some(ticket) = inner.journal.as_ref().and_then(|j| j.child_started(pid)) {
+        if let Some(ticket) = inner
+            .journal
+            .as_ref()
+            .and_then(|j| j.child_started(pid, self.grace))
+        {
             let _ = core.journal.set(ticket);
         }
         if let Some(a) = &adopting {
