@@ -122,3 +122,175 @@ fn required_without_a_cgroup_fails_before_cmd_runs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("containment"), "{err}");
 }
+
+/// A private state dir inside the test's TMPDIR.
+fn state_dir(t: &FreshTmp) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let d = t.0.join("state");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    d
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn kill_all(pids: &[u32]) {
+    for pid in pids {
+        let pid = rustix::process::Pid::from_raw(*pid as i32).unwrap();
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+#[test]
+fn after_the_runner_is_sigkilled_the_sweep_kills_its_cgroup_escapees_included() {
+    if !cgroup2_writable() {
+        eprintln!("skipped: no writable cgroup2");
+        return;
+    }
+    let t = FreshTmp::new("containment-sigkill");
+    let state = state_dir(&t);
+    // Left the group (setsid), cleared its environment (no marker, no TMPDIR), and its
+    // parent exits: only the cgroup still knows it is CMD's.
+    let (escapee, sibling) = (["sleep", "876.5432"], ["sleep", "301.2345"]);
+    let script = "setsid env -i sh -c 'trap \"\" TERM; sleep 876.5432 & exit 0' \
+                  </dev/null >/dev/null 2>&1; exec sleep 301.2345";
+    let mut runner = t
+        .cmd(&[
+            "run",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("CMD's tree", || {
+        running(&escapee).len() == 1 && running(&sibling).len() == 1
+    });
+    runner.kill().unwrap(); // SIGKILL: nothing of the runner's clean-up runs
+    runner.wait().unwrap();
+    assert_eq!(
+        running(&escapee).len(),
+        1,
+        "the escapee outlives its runner"
+    );
+
+    let out = t
+        .cmd(&[
+            "sweep",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--grace",
+            "300ms",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let left: Vec<u32> = [running(&escapee), running(&sibling)].concat();
+    kill_all(&left);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert!(left.is_empty(), "left running: {left:?}; {r}");
+    assert_eq!(out.status.code(), Some(0), "{r}");
+    let cgroups = r["journals"]["cgroups"].as_array().unwrap();
+    assert_eq!(cgroups.len(), 1, "{r}");
+    let cg = cgroups[0].as_str().unwrap();
+    assert!(!std::path::Path::new(cg).exists(), "cgroup {cg} left");
+    assert!(custodian_entries(&state).is_empty(), "journal left: {r}");
+}
+
+#[test]
+fn a_sweep_run_from_inside_the_dead_cgroup_spares_itself_and_a_sweep_from_outside_ends_it() {
+    if !cgroup2_writable() {
+        eprintln!("skipped: no writable cgroup2");
+        return;
+    }
+    let t = FreshTmp::new("containment-inside");
+    let state = state_dir(&t);
+    let (go, out_json, rc) = (t.0.join("go"), t.0.join("inside.json"), t.0.join("rc"));
+    let tail = ["sleep", "302.3456"];
+    // CMD is the operator's shell: after the runner dies, it runs the sweep itself.
+    let script = format!(
+        "while [ ! -e {go} ]; do sleep 0.02; done; \
+         {bin} sweep --state-dir {state} --grace 300ms --json > {out}; echo $? > {rc}; \
+         exec sleep 302.3456",
+        go = go.display(),
+        bin = common::BIN,
+        state = state.display(),
+        out = out_json.display(),
+        rc = rc.display()
+    );
+    let mut runner = t
+        .cmd(&[
+            "run",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    std::fs::write(&go, b"").unwrap();
+    wait_for("the inside sweep", || {
+        std::fs::read_to_string(&rc).is_ok_and(|s| s.ends_with('\n'))
+    });
+    wait_for("the shell's tail", || running(&tail).len() == 1);
+    let inside: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_json).unwrap()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&rc).unwrap().trim(),
+        "1",
+        "{inside}"
+    );
+    let skipped = inside["journals"]["skipped"].to_string();
+    assert!(skipped.contains("sweeper_inside_cgroup"), "{inside}");
+    assert!(
+        inside["journals"]["cgroups"].as_array().unwrap().is_empty(),
+        "{inside}"
+    );
+
+    let out = t
+        .cmd(&[
+            "sweep",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--grace",
+            "300ms",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let left = running(&tail);
+    kill_all(&left);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(left.is_empty(), "left running: {left:?}; {r}");
+    assert_eq!(out.status.code(), Some(0), "{r}");
+    assert_eq!(r["journals"]["cgroups"].as_array().unwrap().len(), 1, "{r}");
+    assert!(custodian_entries(&state).is_empty(), "journal left: {r}");
+}
+
+/// The state dir's entries.
+fn custodian_entries(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}

@@ -6,7 +6,9 @@
 //! 1. at start, before the temp root exists: [`Record::Owner`] (pid, start time, boot
 //!    id), then `fsync` of the file and the directory; [`Record::RootIntent`] (the
 //!    root's path, 128 random bits in its name) right before its `mkdir`, and
-//!    [`Record::Root`] (path, device, inode) right after;
+//!    [`Record::Root`] (path, device, inode) right after; with the cgroup containment
+//!    tier, [`Record::Cgroup`] (the supervisor's cgroup: path, device, inode) before any
+//!    child is spawned into a cgroup below it;
 //! 2. at each spawn, before `spawn` returns, *without* `fsync`: [`Record::Child`] (pid,
 //!    start time, process group). The page cache keeps it across a crash of the process;
 //!    only a crash of the machine can lose it, and a reboot kills the child anyway;
@@ -150,6 +152,21 @@ impl Journal {
         sys::append(state.fd.as_fd(), &frame)?;
         state.header.extend(frame);
         state.written += 2;
+        Ok(())
+    }
+
+    /// Records the supervisor's cgroup (the cgroup containment tier), with its identity,
+    /// before any child is spawned into a cgroup below it. Kept by compaction.
+    pub(crate) fn cgroup_created(&self, path: &Path, id: FileId) -> io::Result<()> {
+        let mut state = self.lock();
+        let rec = Record::Cgroup {
+            path: path.to_path_buf(),
+            id,
+        };
+        let frame = sys::frame(&rec.encode());
+        sys::append(state.fd.as_fd(), &frame)?;
+        state.header.extend(frame);
+        state.written += 1;
         Ok(())
     }
 

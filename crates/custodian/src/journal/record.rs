@@ -26,6 +26,13 @@ pub(crate) enum Record {
         path: PathBuf,
         id: FileId,
     },
+    /// The supervisor's cgroup (tag 11, the cgroup containment tier): every managed
+    /// child's cgroup is below it, so the sweep kills the whole tree by this path, proven
+    /// by its inode, with no pid involved.
+    Cgroup {
+        path: PathBuf,
+        id: FileId,
+    },
     /// Tag 3 without `grace_ms` (older journals: the sweep's grace applies), tag 9 with
     /// it, tag 10 with it and the child's pidfd inode (`pidfs`, Linux 6.9+).
     Child {
@@ -71,8 +78,12 @@ impl Record {
                 }
                 b.extend(boot_id.as_bytes());
             }
-            Record::Root { path, id } => {
-                b.push(2);
+            Record::Root { path, id } | Record::Cgroup { path, id } => {
+                b.push(if matches!(self, Record::Root { .. }) {
+                    2
+                } else {
+                    11
+                });
                 b.extend(id.dev.to_le_bytes());
                 b.extend(id.ino.to_le_bytes());
                 b.extend(path.as_os_str().as_bytes());
@@ -190,6 +201,13 @@ impl Record {
                     pid: u32_at(1)?,
                     start: u64_at(5)?,
                 })
+            }),
+            11 => Some(Record::Cgroup {
+                id: FileId {
+                    dev: u64_at(1)?,
+                    ino: u64_at(9)?,
+                },
+                path: PathBuf::from(OsString::from_vec(p.get(17..)?.to_vec())),
             }),
             5 => Some(Record::RootIntent {
                 path: PathBuf::from(OsString::from_vec(p.get(1..)?.to_vec())),

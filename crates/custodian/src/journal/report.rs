@@ -31,6 +31,11 @@ pub struct SweepReport {
     pub stopped: Vec<StoppedGroup>,
     /// Temp roots of dead owners that were removed.
     pub removed: Vec<PathBuf>,
+    /// Dead owners' cgroups (the cgroup containment tier) whose every member was killed
+    /// with `cgroup.kill` (whatever it did: `setsid`, a double fork, a cleared
+    /// environment), then removed with the cgroups below them.
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
     /// Journals dropped after everything they recorded was dealt with.
     pub dropped: Vec<PathBuf>,
     /// What was left alone, and why.
@@ -287,6 +292,11 @@ pub enum SkipReason {
     /// The journal was written in another pid namespace: its pids mean nothing here,
     /// so nothing of it is proven and nothing is done.
     OtherPidNamespace,
+    /// The sweeping process (or one of its ancestors) runs inside the dead owner's
+    /// cgroup: `cgroup.kill` would kill the sweeper, so the cgroup is left to a sweep
+    /// run from outside it (its members in the recorded groups or carrying the marker
+    /// were stopped; the journal is kept).
+    SweeperInsideCgroup,
     /// A record does not match what custodian writes in its journal (a child whose
     /// process group is not its own, a file name that is not its owner record's): the
     /// journal is forged or damaged; nothing of it is acted on, and it is kept.
@@ -314,6 +324,9 @@ impl fmt::Display for SkipReason {
             SkipReason::NoOwner => f.write_str("no valid owner record"),
             SkipReason::UnsafePath { detail } => write!(f, "unsafe path: {detail}"),
             SkipReason::NotOurs { detail } => write!(f, "not ours: {detail}"),
+            SkipReason::SweeperInsideCgroup => f.write_str(
+                "the sweeper runs inside this cgroup: left to a sweep run from outside it",
+            ),
             SkipReason::OtherPidNamespace => {
                 f.write_str("written in another pid namespace: nothing proven, nothing done")
             }
@@ -359,6 +372,9 @@ impl fmt::Display for SweepReport {
         }
         for p in &self.removed {
             writeln!(f, "  removed {}", p.display())?;
+        }
+        for p in &self.cgroups {
+            writeln!(f, "  killed and removed cgroup {}", p.display())?;
         }
         for s in &self.survivors {
             writeln!(f, "  survivor pid {}: {}", s.pid, s.reason)?;

@@ -34,6 +34,10 @@ pub(super) struct Dead {
     pub(super) fd: OwnedFd,
     /// The root's path, and its identity once it was created.
     pub(super) root: Option<(PathBuf, Option<FileId>)>,
+    /// The supervisor's cgroup (the cgroup tier): its path and identity. Kept after a
+    /// sweep (unlike `children`): a kill by path and inode cannot hit a reused pid, so a
+    /// sweep that could not finish it (run from inside it) leaves it to the next.
+    pub(super) cgroup: Option<(PathBuf, FileId)>,
     /// Children to stop (none once a sweep has dealt with them).
     pub(super) children: Vec<Recorded>,
     /// Its children's environment marker (`None` after a reboot or an earlier sweep).
@@ -136,13 +140,14 @@ pub(super) fn examine(
             }
         }
     };
-    let mut root = None;
+    let (mut root, mut cgroup) = (None, None);
     let mut live = BTreeMap::new();
     let (mut swept, mut survivors) = (false, Vec::new());
     for (offset, r) in records {
         match r {
             Record::Root { path, id } => root = Some((path, Some(id))),
             Record::RootIntent { path } => root = Some((path, None)),
+            Record::Cgroup { path, id } => cgroup = Some((path, id)),
             Record::Child { pid, pgid, .. } if pgid != pid => {
                 let detail = format!(
                     "the child record at byte {offset} names group {pgid}, not its own ({pid})"
@@ -184,6 +189,8 @@ pub(super) fn examine(
         owner_start: start,
     });
     if proof == DeathProof::OtherBoot {
+        // Cgroups do not outlive a boot.
+        cgroup = None;
         marker = None;
         survivors.clear();
         for c in children.drain(..) {
@@ -208,6 +215,7 @@ pub(super) fn examine(
         path,
         fd,
         root,
+        cgroup,
         children,
         marker,
         survivors,

@@ -45,6 +45,7 @@ use crate::sys::orphans::{self, Fate, LeftWhy, Outcome};
 use crate::sys::procfs;
 
 mod age;
+mod cgroup;
 mod examine;
 mod recover;
 mod root;
@@ -182,8 +183,15 @@ pub fn sweep_with_grace(state_dir: impl AsRef<Path>, grace: Duration) -> Result<
         };
         survivor(&mut report, s.pid, s.start, &dead[i].path, reason);
     }
+    // The cgroup tier's kill must spare the sweeper too: it may run inside the tree.
+    let spare: Vec<u32> = if dead.iter().any(|d| d.cgroup.is_some()) {
+        let chain = procfs::self_and_ancestors().map_err(fail)?;
+        chain.into_iter().map(|(pid, _)| pid).collect()
+    } else {
+        Vec::new()
+    };
     for (d, new) in dead.iter().zip(&survivors) {
-        finish(dir.as_fd(), path, d, new, &mut report);
+        finish(dir.as_fd(), path, d, (new, &spare), &mut report);
     }
     report.took = started.elapsed();
     Ok(report)
@@ -210,10 +218,17 @@ fn finish(
     dir: BorrowedFd<'_>,
     dir_path: &Path,
     d: &Dead,
-    new: &[(u32, u64)],
+    (new, spare): (&[(u32, u64)], &[u32]),
     report: &mut SweepReport,
 ) {
     let mut keep = !new.is_empty();
+    // Before the sweep is made durable: a crash after this kill and before that record
+    // only makes the next sweep find the cgroup gone (a kill by inode is idempotent).
+    if let Some((cg_path, id)) = &d.cgroup
+        && !cgroup::kill(cg_path, *id, spare, report)
+    {
+        keep = true;
+    }
     // An earlier sweep's survivors: looked at by their exact identity, never signalled.
     for &(pid, start) in &d.survivors {
         if orphans::alive(pid, start) {

@@ -527,6 +527,16 @@ impl Builder {
             let _ = root.remove();
             return Err(Error::io(Operation::OpenJournal, dir, e));
         }
+        // The cgroup tier: recorded before any child runs in it, so that a SIGKILLed
+        // owner's whole tree is killed by this path (and inode) at the next sweep.
+        if let (Some(j), Some(dir), Some(cg)) =
+            (&journal, &self.state_dir, containment.cgroup.as_ref())
+            && let Err(e) = j.cgroup_created(cg.path(), cg.id())
+        {
+            let _ = root.remove();
+            let _ = cg.remove();
+            return Err(Error::io(Operation::OpenJournal, dir, e));
+        }
         let token = CancellationToken::new();
         let config = Config {
             grace: self.grace,

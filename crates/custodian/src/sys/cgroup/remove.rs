@@ -26,18 +26,30 @@ pub(crate) enum Recorded {
     Removed,
     /// Nothing at its path: nothing to do.
     Gone,
-    /// Something else is at its path (another inode): left alone.
+    /// Something else is at its path (another inode, or not a cgroup2 directory): left
+    /// alone.
     NotOurs,
+    /// One of the `spare` processes (the sweeper, its ancestors) is a member of it or of
+    /// a cgroup below it: `cgroup.kill` would kill it, so nothing was written.
+    HoldsSpared(u32),
 }
+
+/// `CGROUP2_SUPER_MAGIC`: the `f_type` of a cgroup v2 file system.
+const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
 
 /// For crash recovery (the journal records a cgroup's path and [`FileId`]): opens the
 /// cgroup at `path`, proves it is the one recorded (its inode, opened with no symlink
 /// followed), writes `cgroup.kill` relative to that fd, waits at most `bound` for
 /// `populated 0` and removes it relative to its parent's fd after checking the name
-/// again. No pid is involved; a cgroup that is gone or not the one recorded is never
-/// written to.
-#[allow(dead_code)] // Until the crash journal records cgroups.
-pub(crate) fn kill_recorded(path: &Path, id: FileId, bound: Duration) -> io::Result<Recorded> {
+/// again. No pid is involved in the kill; a cgroup that is gone, not the one recorded,
+/// not on a cgroup2 file system, or that holds one of the `spare` processes (read from
+/// `cgroup.procs` at every level below it) is never written to.
+pub(crate) fn kill_recorded(
+    path: &Path,
+    id: FileId,
+    bound: Duration,
+    spare: &[u32],
+) -> io::Result<Recorded> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -58,8 +70,13 @@ pub(crate) fn kill_recorded(path: &Path, id: FileId, bound: Duration) -> io::Res
         Err(Errno::NOENT) => return Ok(Recorded::Gone),
         Err(e) => return Err(e.into()),
     };
-    if FileId::of_fd(&dir)? != id {
+    #[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between targets.
+    let on_cgroup2 = rustix::fs::fstatfs(&dir)?.f_type as u64 == CGROUP2_SUPER_MAGIC;
+    if FileId::of_fd(&dir)? != id || !on_cgroup2 {
         return Ok(Recorded::NotOurs);
+    }
+    if let Some(pid) = member_among(&dir, spare, 0)? {
+        return Ok(Recorded::HoldsSpared(pid));
     }
     let at = |file: &str, flags: OFlags| {
         rustix::fs::openat(
@@ -81,6 +98,52 @@ pub(crate) fn kill_recorded(path: &Path, id: FileId, bound: Duration) -> io::Res
     let name = name.to_str().ok_or(Errno::INVAL)?;
     remove_checked(&parent, name, id)?;
     Ok(Recorded::Removed)
+}
+
+/// The first of `pids` that is a member of `dir` or of a cgroup below it (at most
+/// [`MAX_DEPTH`] levels; deeper counts as a member, to be safe).
+fn member_among(dir: &OwnedFd, pids: &[u32], depth: usize) -> io::Result<Option<u32>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    if depth >= MAX_DEPTH {
+        return Ok(pids.first().copied());
+    }
+    let procs = rustix::fs::openat(
+        dir,
+        "cgroup.procs",
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )?;
+    let mut text = String::new();
+    io::Read::read_to_string(&mut std::fs::File::from(procs), &mut text)?;
+    if let Some(p) = text
+        .lines()
+        .filter_map(|l| l.trim().parse::<u32>().ok())
+        .find(|p| pids.contains(p))
+    {
+        return Ok(Some(p));
+    }
+    let mut subs = Vec::new();
+    for e in rustix::fs::Dir::read_from(dir)? {
+        let e = e?;
+        let name = e.file_name().to_bytes();
+        if e.file_type() == FileType::Directory && name != b"." && name != b".." {
+            subs.push(e.file_name().to_owned());
+        }
+    }
+    for name in subs {
+        match open_dir_nofollow(dir, name.as_c_str()) {
+            Ok(sub) => {
+                if let Some(p) = member_among(&sub, pids, depth + 1)? {
+                    return Ok(Some(p));
+                }
+            }
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
 }
 
 /// Removes `name` in `parent` if it still is the cgroup `id`; `true` once ours is gone

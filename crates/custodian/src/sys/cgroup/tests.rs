@@ -124,17 +124,23 @@ fn a_recorded_cgroup_is_killed_by_path_only_if_its_inode_matches() {
     };
     let bound = Duration::from_secs(5);
     assert_eq!(
-        kill_recorded(&path, wrong, bound).unwrap(),
+        kill_recorded(&path, wrong, bound, &[]).unwrap(),
         Recorded::NotOurs
     );
     assert!(
         cg.populated().unwrap(),
         "a cgroup not proven ours was killed"
     );
-    assert_eq!(kill_recorded(&path, id, bound).unwrap(), Recorded::Removed);
+    assert_eq!(
+        kill_recorded(&path, id, bound, &[]).unwrap(),
+        Recorded::Removed
+    );
     assert!(!path.exists());
     child.wait().unwrap();
-    assert_eq!(kill_recorded(&path, id, bound).unwrap(), Recorded::Gone);
+    assert_eq!(
+        kill_recorded(&path, id, bound, &[]).unwrap(),
+        Recorded::Gone
+    );
     drop(cg);
     sup.remove().unwrap();
 }
@@ -177,9 +183,40 @@ fn a_recorded_supervisor_cgroup_is_killed_whole_and_removed_with_its_children() 
     }
     let mut child = cmd.spawn().unwrap();
     // What recovery knows of a dead owner: its cgroup's path and inode.
-    let done = kill_recorded(sup.path(), sup.id(), Duration::from_secs(5)).unwrap();
+    let done = kill_recorded(sup.path(), sup.id(), Duration::from_secs(5), &[]).unwrap();
     assert_eq!(done, Recorded::Removed);
     assert!(!cg.path().exists() && !sup.path().exists());
+    child.wait().unwrap();
+    drop(cg);
+}
+
+#[test]
+fn a_recorded_cgroup_holding_a_spared_process_is_not_written_to() {
+    let own = need_cgroup!();
+    let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
+    let (cg, procs) = sup.child().unwrap();
+    let mut cmd = std::process::Command::new("sleep");
+    cmd.arg("1000");
+    // SAFETY: one raw `write` between fork and exec (see `SupervisorCgroup::probe`).
+    #[allow(unsafe_code)]
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            rustix::io::write(&procs, b"0")?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    // The sweeper (here: the child stands in for it) is a member of a cgroup below.
+    let done = kill_recorded(sup.path(), sup.id(), Duration::from_secs(5), &[1, pid]).unwrap();
+    assert_eq!(done, Recorded::HoldsSpared(pid));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the spared process was killed"
+    );
+    assert!(sup.path().exists());
+    let done = kill_recorded(sup.path(), sup.id(), Duration::from_secs(5), &[]).unwrap();
+    assert_eq!(done, Recorded::Removed);
     child.wait().unwrap();
     drop(cg);
 }
