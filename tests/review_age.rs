@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use custodian_suite::{is_isolated, run_isolated, scratch_dir};
+use rustix::fs::OFlags;
 use tokio_custodian::{AgeKeptReason as Why, AgeReport, AgeSweep, BaseRefusal};
 
 const ISOLATED: &str = "CUSTODIAN_REVIEW_AGE_ISOLATED";
@@ -246,6 +247,17 @@ fn all_refuses_the_file_system_root() {
     );
 }
 
+/// Writes `x` to `name` in `dir`, creating it, never through a symlink.
+fn write_nofollow(dir: &std::os::fd::OwnedFd, name: &str) -> rustix::io::Result<()> {
+    let f = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )?;
+    rustix::io::write(&f, b"x").map(drop)
+}
+
 /// What held, kept as a regression test: a directory and a file swapped for symlinks to
 /// old files of the sweeper's own outside the base, atomically and over and over while
 /// sweeps run (both modes, real and dry). Only the base's own entries may go; nothing
@@ -271,15 +283,29 @@ fn entries_swapped_for_symlinks_mid_walk_never_lead_outside() {
             let mut swaps = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 // Refill what a sweep removed, then swap each real entry with a link.
+                // The refills never follow a link: the swaps below turn these names into
+                // symlinks to `outside` at any moment.
                 for name in ["dir", root] {
                     let d = base.join(name);
-                    let _ = std::fs::create_dir(&d);
-                    let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700));
-                    let _ = std::fs::write(d.join("inside"), b"x");
+                    let _ = rustix::fs::mkdir(&d, rustix::fs::Mode::from_raw_mode(0o700));
+                    if let Ok(fd) = rustix::fs::open(
+                        &d,
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+                        rustix::fs::Mode::empty(),
+                    ) {
+                        let _ = rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o700));
+                        let _ = write_nofollow(&fd, "inside");
+                    }
                     let link = base.join(format!("{name}.link"));
                     let _ = std::os::unix::fs::symlink(&outside, &link);
                 }
-                let _ = std::fs::write(base.join("file"), b"x");
+                if let Ok(fd) = rustix::fs::open(
+                    &base,
+                    OFlags::RDONLY | OFlags::DIRECTORY,
+                    rustix::fs::Mode::empty(),
+                ) {
+                    let _ = write_nofollow(&fd, "file");
+                }
                 let _ =
                     std::os::unix::fs::symlink(outside.join("precious-0"), base.join("file.link"));
                 for name in ["dir", root, "file"] {
@@ -575,9 +601,11 @@ fn a_real_sweep_does_not_lock_young_directories() {
     }
     stop.store(true, Ordering::Relaxed);
     let (tries, refused) = locker.join().unwrap();
-    // Each sweep still tests the lock (a locked directory is not entered): for an instant.
+    // Each sweep still tests the lock (a locked directory is not entered): for an instant,
+    // which a preempted sweeper on a loaded machine stretches a little. Holding it for the
+    // walk, as before, refused 95% of the tries.
     assert!(
-        refused <= 2 * sweeps,
+        u64::from(refused) * 100 < u64::from(tries),
         "{refused} of {tries} locks of a young directory refused during {sweeps} sweeps"
     );
     // And a young directory someone locks is still not entered: its old file stays.
