@@ -20,13 +20,16 @@ fn children_under_an_fd_quota_do_not_hit_emfile() {
 }
 
 /// One request: a temp file written, then a child (`spawn`, `output` or `status` in
-/// turn), then a short hold: how it ended.
-async fn request(sup: Supervisor, i: usize) -> End {
+/// turn), then a short hold: how it ended. With `child_first`, the child runs before the
+/// temp file is created (nothing is held while waiting for the child).
+async fn request(sup: Supervisor, i: usize, child_first: bool) -> End {
     let r = tokio::time::timeout(
         STUCK,
         sup.scope("request", async move |s| {
-            let mut f = s.temp_file().await?;
-            f.write_all(b"RIFF....WAVE").await.unwrap();
+            let mut f = None;
+            if !child_first {
+                f = Some(s.temp_file().await?);
+            }
             match i % 3 {
                 0 => {
                     let mut c = s.command("true").spawn_when_room().await?;
@@ -35,12 +38,19 @@ async fn request(sup: Supervisor, i: usize) -> End {
                 1 => drop(s.command("echo").arg("hi").output().await?),
                 _ => assert!(s.command("true").status().await?.success()),
             }
+            let mut f = match f {
+                Some(f) => f,
+                None => s.temp_file().await?,
+            };
+            f.write_all(b"RIFF....WAVE").await.unwrap();
             tokio::time::sleep(Duration::from_millis(2)).await;
             tokio_custodian::Result::Ok(())
         }),
     )
-    .await
-    .expect("a request stuck for 30 s: the quota stopped the service");
+    .await;
+    let Ok(r) = r else {
+        return End::Stuck;
+    };
     match r.and_then(|r| r) {
         Ok(()) => End::Finished,
         Err(e) if refused(&e) => End::Refused,
@@ -54,6 +64,7 @@ enum End {
     Finished,
     Refused,
     Emfile,
+    Stuck,
 }
 
 /// 200 concurrent requests with children, under `Quota::fds(28)` and an fd limit 32
@@ -65,11 +76,11 @@ fn children_under_a_low_rlimit() {
         return;
     }
     use rustix::process::{Resource, getrlimit, setrlimit};
-    let burst = async |sup: &Supervisor| {
+    let burst = async |sup: &Supervisor, child_first: bool| {
         let tasks: Vec<_> = (0..200)
-            .map(|i| tokio::spawn(request(sup.clone(), i)))
+            .map(|i| tokio::spawn(request(sup.clone(), i, child_first)))
             .collect();
-        let mut ends = [0; 3];
+        let mut ends = [0; 4];
         for t in tasks {
             ends[t.await.unwrap() as usize] += 1;
         }
@@ -88,19 +99,30 @@ fn children_under_a_low_rlimit() {
         let mut low = before;
         low.current = Some(open_fds() as u64 + 32);
         setrlimit(Resource::Nofile, low).unwrap();
-        let [_, _, failed_without] = burst(&without).await;
+        // Nothing held while a child is waited for: what the undercount broke.
+        let [_, _, first_without, _] = burst(&without, true).await;
+        let [first_done, first_refused, first_with, first_stuck] = burst(&with, true).await;
+        // A temp file held while a child is waited for: what the deadlock broke.
+        let [_, _, failed_without, _] = burst(&without, false).await;
         let started = std::time::Instant::now();
-        let [finished, refusals, failed_with] = burst(&with).await;
+        let [finished, refusals, failed_with, stuck] = burst(&with, false).await;
         let took = started.elapsed();
         setrlimit(Resource::Nofile, before).unwrap();
         eprintln!(
-            "200 requests with children: {failed_without} EMFILE without a quota; with \
-             fds(28): {failed_with} EMFILE, {finished} finished, {refusals} refused, in \
-             {took:.2?}; {}",
+            "200 requests, child first: {first_without} EMFILE without a quota; with fds(28): \
+             {first_with} EMFILE, {first_done} finished, {first_refused} refused, \
+             {first_stuck} stuck"
+        );
+        assert!(first_without > 0, "the limit was not low enough to matter");
+        assert_eq!((first_with, first_stuck), (0, 0), "EMFILE, stuck");
+        eprintln!(
+            "200 requests, temp file held: {failed_without} EMFILE without a quota; with \
+             fds(28): {failed_with} EMFILE, {finished} finished, {refusals} refused, {stuck} \
+             stuck, in {took:.2?}; {}",
             with.quotas()[0]
         );
         assert!(failed_without > 0, "the limit was not low enough to matter");
-        assert_eq!(failed_with, 0);
+        assert_eq!((failed_with, stuck), (0, 0), "EMFILE, stuck");
         let q = &with.quotas()[0];
         assert_eq!((q.in_use, q.waiting), (0, 0), "{q}");
         assert!(without.shutdown().await.is_clean());

@@ -40,7 +40,7 @@ pub enum QuotaOn {
     Live(ResourceKind),
     /// Open files: managed files and temp files together.
     OpenFiles,
-    /// File descriptors held by guards, all kinds together (see [`Quota::fds`]).
+    /// File descriptors held for guards, all kinds together (see [`Quota::fds`]).
     Fds,
     /// Bytes of temp files on disk (see [`Quota::temp_bytes`]).
     TempBytes,
@@ -67,11 +67,16 @@ impl Quota {
         Quota::new(QuotaOn::OpenFiles, n as u64)
     }
 
-    /// At most `n` file descriptors held by guards: one per managed file, temp file,
-    /// lock and audio decoder, one per child (its pidfd); a temp dir holds none. Pipes
-    /// to a child's stdio, taken out of its guard, are the caller's and not counted.
-    /// Keep `n` below `RLIMIT_NOFILE` minus what the rest of the process uses, so that
-    /// acquisitions wait instead of failing with `EMFILE`.
+    /// At most `n` file descriptors held for guards, counted from the code path that
+    /// holds them, at its peak: one per managed file, temp file, lock and audio
+    /// decoder; two per atomic file (its temp file and the target's directory); five
+    /// per child (custodian's pidfd, tokio's own, and the three its stop's `/proc` scan
+    /// opens); a temp dir holds none. A spawn takes, until it has forked, the child's
+    /// five plus two for std's exec error pipe and two per stdio stream set (a pipe),
+    /// then keeps the five and one per pipe its guard holds (until the child's release;
+    /// a pipe kept after it is the caller's). Keep `n` below `RLIMIT_NOFILE` minus what
+    /// the rest of the process uses, so that acquisitions wait instead of failing with
+    /// `EMFILE`.
     ///
     /// ```
     /// assert_eq!(tokio_custodian::Quota::fds(48).to_string(), "fds ≤ 48");
