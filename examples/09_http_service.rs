@@ -243,7 +243,10 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .quota(Quota::open_files(IN_FLIGHT))
         .quota(Quota::live(ResourceKind::AudioDecoder, IN_FLIGHT))
         .quota(Quota::live(ResourceKind::Child, IN_FLIGHT))
-        .quota(Quota::fds(3 * IN_FLIGHT))
+        // A request holds at most 15 fds at once as `Quota::fds` counts them: its upload,
+        // then its decoder's file, then its tool's spawn (13 until it has forked: the
+        // child's 5, the exec error pipe, three stdio pipes; 7 after).
+        .quota(Quota::fds(16 * IN_FLIGHT))
         .quota(Quota::temp_bytes(256 << 20))
         .handle_signals(true)
         .start()?;

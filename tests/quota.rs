@@ -93,9 +93,14 @@ fn a_dropped_waiting_acquisition_takes_nothing() {
             .start()
             .unwrap();
         let held = sup.temp_file().await.unwrap();
-        // Dropped while waiting (by the timeout), and as an aborted task.
-        let r = tokio::time::timeout(Duration::from_millis(30), sup.temp_file()).await;
-        assert!(r.is_err(), "it had to wait");
+        // Dropped while waiting (by the timeout), and as an aborted task; each in a task
+        // of its own, which holds nothing (this one, holding the room, would be refused:
+        // it would wait for itself).
+        let s = sup.clone();
+        let r = tokio::spawn(async move {
+            tokio::time::timeout(Duration::from_millis(30), s.temp_file()).await
+        });
+        assert!(r.await.unwrap().is_err(), "it had to wait");
         let s = sup.clone();
         let t = tokio::spawn(async move { s.temp_file().await });
         waiting(&sup, 1).await;
@@ -234,7 +239,7 @@ fn room_comes_back_on_every_release_path() {
         let sup = Supervisor::builder()
             .temp_base(&base)
             .quota(one_temp_file())
-            .quota(Quota::fds(2))
+            .quota(Quota::fds(7))
             .start()
             .unwrap();
         let free = |sup: &Supervisor| sup.quotas().iter().all(|q| q.in_use == 0);
@@ -269,9 +274,10 @@ fn room_comes_back_on_every_release_path() {
             .await;
         assert!(r.is_err());
         assert!(free(&sup));
-        // a child: its room returns once it is reaped
+        // a child: its room (its two pidfds and its stop's /proc scan) returns once it
+        // is reaped
         let child = sup.command("sleep").arg("30").spawn().unwrap();
-        assert_eq!(sup.quotas()[1].in_use, 1);
+        assert_eq!(sup.quotas()[1].in_use, 5);
         drop(child);
         let s = sup.clone();
         eventually("the child's fd returned", move || free(&s)).await;

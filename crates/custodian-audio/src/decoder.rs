@@ -82,12 +82,16 @@ impl AudioDecoder {
     /// [`Error::Io`] or [`Error::NotAFile`] ([`Op::Open`]) if the file cannot be opened;
     /// [`Error::Malformed`], [`Error::Limit`], [`Error::Unsupported`] or
     /// [`Error::Panicked`] for bad content; [`Error::Custodian`] if the scope has ended or
-    /// the supervisor is shutting down. The decoder is released (and counted) either way.
+    /// the supervisor is shutting down, if its scope is cancelled while it waits for quota
+    /// room, or if a [`Quota`](tokio_custodian::Quota) that counts decoders has no room and
+    /// waiting would close a wait-for cycle (`QuotaExceeded`). It waits for room first,
+    /// as files and children do. The decoder is released (and counted) either way.
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future releases the decoder; a probe in flight finishes on the
-    /// blocking pool and closes the file.
+    /// Dropped while it waits for quota room, it takes nothing. Dropped later, it
+    /// releases the decoder; a probe in flight finishes on the blocking pool and closes
+    /// the file.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
@@ -142,13 +146,17 @@ impl AudioDecoder {
                 |n| n.to_string_lossy().into(),
             );
             let reclaim = DecoderReclaim(shared.clone());
-            let reg = scope.register_at(
-                ResourceKind::AudioDecoder,
-                label,
-                Some(path.clone()),
-                reclaim,
-                site,
-            )?;
+            // Waits for quota room (a decoder's file counts in `Quota::fds`) before the
+            // open, like the core's files and children.
+            let reg = scope
+                .register_when_room(
+                    ResourceKind::AudioDecoder,
+                    label,
+                    Some(path.clone()),
+                    reclaim,
+                    site,
+                )
+                .await?;
             let path: Arc<Path> = path.into();
             let job = {
                 let (shared, path) = (shared.clone(), path.clone());

@@ -40,7 +40,7 @@ pub enum QuotaOn {
     Live(ResourceKind),
     /// Open files: managed files and temp files together.
     OpenFiles,
-    /// File descriptors held by guards, all kinds together (see [`Quota::fds`]).
+    /// File descriptors held for guards, all kinds together (see [`Quota::fds`]).
     Fds,
     /// Bytes of temp files on disk (see [`Quota::temp_bytes`]).
     TempBytes,
@@ -67,11 +67,16 @@ impl Quota {
         Quota::new(QuotaOn::OpenFiles, n as u64)
     }
 
-    /// At most `n` file descriptors held by guards: one per managed file, temp file,
-    /// lock and audio decoder, one per child (its pidfd); a temp dir holds none. Pipes
-    /// to a child's stdio, taken out of its guard, are the caller's and not counted.
-    /// Keep `n` below `RLIMIT_NOFILE` minus what the rest of the process uses, so that
-    /// acquisitions wait instead of failing with `EMFILE`.
+    /// At most `n` file descriptors held for guards, counted from the code path that
+    /// holds them, at its peak: one per managed file, temp file, lock and audio
+    /// decoder; two per atomic file (its temp file and the target's directory); five
+    /// per child (custodian's pidfd, tokio's own, and the three its stop's `/proc` scan
+    /// opens); a temp dir holds none. A spawn takes, until it has forked, the child's
+    /// five plus two for std's exec error pipe and two per stdio stream set (a pipe),
+    /// then keeps the five and one per pipe its guard holds (until the child's release;
+    /// a pipe kept after it is the caller's). Keep `n` below `RLIMIT_NOFILE` minus what
+    /// the rest of the process uses, so that acquisitions wait instead of failing with
+    /// `EMFILE`.
     ///
     /// ```
     /// assert_eq!(tokio_custodian::Quota::fds(48).to_string(), "fds ≤ 48");
@@ -124,6 +129,18 @@ impl Quota {
         self.limit
     }
 
+    /// Refuses a limit no quota can keep (above [`MAX_LIMIT`]): the constructors
+    /// saturate, but serde reads the limit as it is written.
+    pub(crate) fn check(&self) -> std::io::Result<()> {
+        if self.limit > MAX_LIMIT {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("quota {self}: the limit is above the largest one kept ({MAX_LIMIT})"),
+            ));
+        }
+        Ok(())
+    }
+
     /// What one resource of `kind` takes from this quota when it is acquired (0: it
     /// does not apply). Temp bytes are charged by writes, not at acquisition.
     pub(crate) fn cost(&self, kind: ResourceKind) -> u32 {
@@ -132,11 +149,31 @@ impl Quota {
             QuotaOn::OpenFiles => {
                 u32::from(matches!(kind, ResourceKind::File | ResourceKind::TempFile))
             }
-            QuotaOn::Fds => u32::from(kind != ResourceKind::TempDir),
+            QuotaOn::Fds => fds_of(kind),
             QuotaOn::TempBytes => 0,
         }
     }
 }
+
+/// What one resource of `kind` holds in fds at most, as [`Quota::fds`] counts it (a
+/// spawn and an atomic file take more; see there).
+pub(crate) fn fds_of(kind: ResourceKind) -> u32 {
+    match kind {
+        ResourceKind::TempDir => 0,
+        ResourceKind::Child => CHILD_FDS,
+        _ => 1,
+    }
+}
+
+/// A live child's fds: custodian's pidfd, tokio's pidfd (its reaper's), and the three
+/// its stop's `/proc` scan opens (`/proc`, the listing's own fd, one `stat`), which run
+/// before the reap closes the two pidfds.
+pub(crate) const CHILD_FDS: u32 = 5;
+/// What a spawn holds for a moment beyond the child's fds and its stdio pipes: the
+/// exec error pipe std opens when it forks (not with `posix_spawn`; counted anyway).
+pub(crate) const SPAWN_FDS: u32 = 2;
+/// An atomic writer's fds: its temp file and the target's directory.
+pub(crate) const ATOMIC_FDS: u32 = 2;
 
 /// The largest limit a quota keeps (tokio's semaphore maximum, on 64-bit targets).
 pub(crate) const MAX_LIMIT: u64 = (usize::MAX >> 3) as u64;
@@ -166,14 +203,19 @@ pub struct QuotaUsage {
     pub waited: u64,
     /// Acquisitions (or temp-file writes) refused for lack of room, since start.
     pub refused: u64,
+    /// Of those refused, the waits refused because they would have closed a wait-for
+    /// cycle: every holder of the room waited for was itself waiting (see
+    /// [`Builder::quota`](crate::Builder::quota)).
+    #[serde(default)]
+    pub cycles: u64,
 }
 
 impl fmt::Display for QuotaUsage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {} in use, {} waiting, {} waited, {} refused",
-            self.quota, self.in_use, self.waiting, self.waited, self.refused
+            "{}: {} in use, {} waiting, {} waited, {} refused ({} to break a cycle)",
+            self.quota, self.in_use, self.waiting, self.waited, self.refused, self.cycles
         )
     }
 }

@@ -63,7 +63,7 @@ pub(crate) use clean_up::{Deferred, Released, clean_up_sweep};
 pub(crate) use drain::DrainState;
 pub use handle::Supervisor;
 pub(crate) use hooks::Hook;
-pub(crate) use quota::Quotas;
+pub(crate) use quota::{Need, Quotas, owner as quota_owner};
 pub(crate) use records::Records;
 use retry::Retrier;
 
@@ -277,10 +277,12 @@ impl Inner {
     ) -> Result<ResourceId, Error> {
         let (permits, over_quota) = match (permits, &self.quotas) {
             (Some(p), _) => (Some(Box::new(p)), None),
-            (None, Some(q)) if q.applies(spec.kind) => match q.try_take(spec.kind, spec.op) {
-                Ok(p) => (Some(Box::new(p)), None),
-                Err(e) => (None, Some(e)),
-            },
+            (None, Some(q)) if q.applies(spec.kind) => {
+                match q.try_take(spec.kind, spec.op, quota_owner(scope)) {
+                    Ok(p) => (Some(Box::new(p)), None),
+                    Err(e) => (None, Some(e)),
+                }
+            }
             (None, _) => (None, None),
         };
         let id = self.registry.next_id();

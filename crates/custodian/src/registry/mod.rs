@@ -24,10 +24,12 @@ use dashmap::DashMap;
 use crate::id::ResourceId;
 use crate::kind::ResourceKind;
 
+pub(crate) mod ledger;
 pub(crate) mod permits;
 pub(crate) mod reclaim;
 pub(crate) mod scope_state;
 
+pub(crate) use ledger::{Ledger, OwnerKey};
 pub(crate) use permits::{ByteCharge, Permits, Rule, hold_until_done};
 pub use reclaim::{Cleanup, Reclaim};
 pub(crate) use scope_state::ScopeShared;

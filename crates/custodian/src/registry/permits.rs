@@ -17,40 +17,53 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::quota::{Quota, QuotaUsage};
 use crate::registry::Cleanup;
+use crate::registry::ledger::{Ledger, OwnerKey, units};
 
 /// One quota: its semaphore (one permit per unit of the limit) and its counters.
 pub(crate) struct Rule {
     pub(crate) quota: Quota,
     pub(crate) sem: Arc<Semaphore>,
+    /// The semaphore's size: the limit, saturated to the semaphore's maximum.
+    size: u64,
     /// Acquisitions waiting now.
     pub(crate) waiting: AtomicU64,
     pub(crate) waited: AtomicU64,
     pub(crate) refused: AtomicU64,
+    /// Waits refused to break a wait-for cycle (also counted in `refused`).
+    pub(crate) cycles: AtomicU64,
 }
 
 impl Rule {
     pub(crate) fn new(quota: Quota) -> Rule {
+        // `Builder::start` refuses a larger limit (one read through serde); saturate
+        // anyway rather than let `Semaphore::new` panic.
+        let size = quota.limit().min(Semaphore::MAX_PERMITS as u64);
         Rule {
             quota,
-            // `Quota` saturates its limit to the semaphore's maximum.
-            sem: Arc::new(Semaphore::new(
-                usize::try_from(quota.limit()).unwrap_or(usize::MAX >> 3),
-            )),
+            sem: Arc::new(Semaphore::new(size as usize)),
+            size,
             waiting: AtomicU64::new(0),
             waited: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            cycles: AtomicU64::new(0),
         }
     }
 
+    /// Units taken now (resources, fds or bytes).
+    pub(crate) fn in_use(&self) -> u64 {
+        self.size
+            .saturating_sub(self.sem.available_permits() as u64)
+    }
+
     pub(crate) fn usage(&self) -> QuotaUsage {
-        let free = self.sem.available_permits() as u64;
         // Relaxed: counters for people and /stats.
         QuotaUsage {
             quota: self.quota,
-            in_use: self.quota.limit().saturating_sub(free),
+            in_use: self.in_use(),
             waiting: self.waiting.load(Ordering::Relaxed),
             waited: self.waited.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
+            cycles: self.cycles.load(Ordering::Relaxed),
         }
     }
 }
@@ -58,14 +71,54 @@ impl Rule {
 /// The quota permits of one registry entry.
 #[derive(Default)]
 pub(crate) struct Permits {
-    pub(crate) counts: Vec<OwnedSemaphorePermit>,
+    /// The count quotas' permits, by rule index.
+    pub(crate) counts: Vec<(usize, OwnedSemaphorePermit)>,
     pub(crate) bytes: Option<Arc<ByteCharge>>,
+    /// The ledger the counts were taken under: their return runs its cycle check.
+    pub(crate) ledger: Option<Arc<Ledger>>,
+    /// Whose account the counts are on (see `ledger`): `None` once the release has
+    /// begun.
+    pub(crate) owner: Option<OwnerKey>,
+}
+
+impl Permits {
+    /// Returns `n` units of rule `rule` now (what a spawn needed only for a moment).
+    pub(crate) fn shrink(&mut self, rule: usize, n: u32) {
+        let Some(k) = self.counts.iter().position(|(i, _)| *i == rule) else {
+            return;
+        };
+        let n = (n as usize).min(self.counts[k].1.num_permits());
+        if n == 0 {
+            return;
+        }
+        let part = self.counts[k].1.split(n);
+        match &self.ledger {
+            Some(ledger) => ledger.give_back(self.owner, &[(rule, n as u64)], false, || drop(part)),
+            None => drop(part),
+        }
+    }
+
+    /// Moves the counts to no one's account: the release has begun, and its clean-up
+    /// will return them whatever the owner does.
+    pub(crate) fn unattribute(&mut self) {
+        if let (Some(ledger), Some(key)) = (&self.ledger, self.owner.take()) {
+            ledger.give_back(Some(key), &units(&self.counts), true, || {});
+        }
+    }
 }
 
 impl Drop for Permits {
     fn drop(&mut self) {
         if let Some(b) = &self.bytes {
             b.release();
+        }
+        let counts = std::mem::take(&mut self.counts);
+        match self.ledger.take() {
+            // Returned room may close a wait-for cycle: the ledger checks, whoever's it was.
+            Some(ledger) if !counts.is_empty() => {
+                ledger.give_back(self.owner, &units(&counts), false, || drop(counts));
+            }
+            _ => drop(counts),
         }
     }
 }
@@ -178,9 +231,10 @@ impl ByteCharge {
 /// Keeps `permits` until `cleanup` has finished: a quota's room returns only once the
 /// resource is gone (a child reaped, a dir removed), not when its release was decided.
 pub(crate) fn hold_until_done(cleanup: Cleanup, permits: Option<Box<Permits>>) -> Cleanup {
-    let Some(permits) = permits else {
+    let Some(mut permits) = permits else {
         return cleanup;
     };
+    permits.unattribute();
     match cleanup {
         Cleanup::Done(r) => Cleanup::Done(r),
         Cleanup::Blocking(mut work) => {

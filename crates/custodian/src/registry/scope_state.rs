@@ -91,6 +91,19 @@ impl ScopeShared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The id of the top-level scope (the root's child) this one is or is nested in;
+    /// `None` for the root: whom a quota's room is charged to (see `registry::ledger`).
+    pub(crate) fn top_level_id(&self) -> Option<u64> {
+        let mut s = self;
+        loop {
+            match s.parent.as_deref() {
+                None => return None,
+                Some(p) if p.parent.is_none() => return Some(s.id),
+                Some(p) => s = p,
+            }
+        }
+    }
+
     /// Whether this is the supervisor's root scope.
     pub(crate) fn is_root(&self) -> bool {
         self.parent.is_none()

@@ -145,6 +145,7 @@ impl AtomicFile {
         opened: os::Opened,
         target: PathBuf,
         site: &'static Location<'static>,
+        permits: Option<crate::registry::Permits>,
     ) -> Result<Self> {
         let file = Slot::new(tokio::fs::File::from_std(opened.file.into()));
         let dir = Arc::new(opened.dir);
@@ -160,7 +161,7 @@ impl AtomicFile {
             site,
             op: Operation::AtomicWrite,
         };
-        let reg = scope.register_boxed(spec, Box::new(reclaim))?;
+        let reg = scope.register_with(spec, Box::new(reclaim), permits)?;
         Ok(AtomicFile {
             reg,
             file,

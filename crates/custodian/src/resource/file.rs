@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Operation, Result};
 use crate::inner::Spec;
+use crate::inner::quota_owner;
 use crate::kind::ResourceKind;
 use crate::registry::{Cleanup, Permits, Reclaim};
 use crate::resource::slot::Slot;
@@ -572,14 +573,15 @@ impl Future for OpenFile {
                     let kind = ResourceKind::File;
                     let mut permits = None;
                     if let Some(q) = inner.quotas.as_ref().filter(|q| q.applies(kind)) {
-                        permits = q.take_if_room(kind);
+                        let shared = &this.scope.shared;
+                        permits = q.take_if_room(kind, quota_owner(shared));
                         if permits.is_none() && this.wait {
-                            let take = Box::pin(q.take(kind, op, inner.root_token.clone()));
+                            let take = Box::pin(q.take(kind, op, shared, inner.root_token.clone()));
                             self.state = OpenState::Waiting { this, take };
                             continue;
                         }
                         if permits.is_none() {
-                            permits = Some(q.try_take(kind, op)?);
+                            permits = Some(q.try_take(kind, op, quota_owner(shared))?);
                         }
                     }
                     self.state = self.run(this, permits);

@@ -305,6 +305,10 @@ impl LockOptions {
                 timeout,
             } = self;
             scope.inner().admit(&scope.shared, op)?;
+            // Room for its fd before the open: waited for, as for a file.
+            let permits = (scope.inner())
+                .room(&scope.shared, ResourceKind::Lock.into(), op)
+                .await?;
             let p = path.clone();
             let file = scope
                 .inner()
@@ -366,7 +370,7 @@ impl LockOptions {
                 site,
                 op,
             };
-            let reg = scope.register_boxed(spec, Box::new(LockReclaim(slot.clone())))?;
+            let reg = scope.register_with(spec, Box::new(LockReclaim(slot.clone())), permits)?;
             Ok(FileLock {
                 reg,
                 _file: slot,

@@ -65,11 +65,10 @@ impl Parked {
         &mut self,
         sup: &Supervisor,
         kind: ResourceKind,
-        from: ResourceKind,
     ) -> Result<Option<Permits>> {
         match (sup.inner.quotas.as_ref(), self.permits.take()) {
             (Some(q), Some(held)) if q.applies(kind) => {
-                q.convert(*held, from, kind, Operation::Persist).map(Some)
+                q.convert(*held, kind, Operation::Persist).map(Some)
             }
             _ => Ok(None),
         }

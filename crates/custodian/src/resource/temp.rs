@@ -19,6 +19,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::error::{Error, Operation, Result};
 use crate::inner::Inner;
+use crate::inner::quota_owner;
 use crate::kind::ResourceKind;
 use crate::registry::Permits;
 use crate::resource::{TempDir, TempFile};
@@ -369,9 +370,10 @@ impl<T: Send + 'static> Create<T> {
         if permits.is_none()
             && let Some(q) = inner.quotas.as_ref().filter(|q| q.applies(kind))
         {
-            permits = q.take_if_room(kind);
+            let shared = &builder.scope.shared;
+            permits = q.take_if_room(kind, quota_owner(shared));
             if permits.is_none() && builder.wait {
-                let take = Box::pin(q.take(kind, op, inner.root_token.clone()));
+                let take = Box::pin(q.take(kind, op, shared, inner.root_token.clone()));
                 return Ok(State::Waiting {
                     take,
                     builder,
@@ -380,7 +382,7 @@ impl<T: Send + 'static> Create<T> {
                 });
             }
             if permits.is_none() {
-                permits = Some(q.try_take(kind, op)?);
+                permits = Some(q.try_take(kind, op, quota_owner(&builder.scope.shared))?);
             }
         }
         let unit = spawn_unit(&inner, move || {

@@ -332,10 +332,8 @@ impl TempFile {
                     )));
                 };
                 // The same open fd: its open files and fds shares carry over.
-                let (kind, from) = (ResourceKind::File, ResourceKind::TempFile);
-                let permits = parked
-                    .carry_over(sup, kind, from)
-                    .map_err(PersistError::lost)?;
+                let kind = ResourceKind::File;
+                let permits = parked.carry_over(sup, kind).map_err(PersistError::lost)?;
                 ManagedFile::register(
                     &parked.scope(sup),
                     file,

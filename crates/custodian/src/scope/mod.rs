@@ -10,6 +10,7 @@
 //! - lock order: the scope's state, then a registry shard.
 
 mod registration;
+mod room;
 mod run;
 mod task;
 

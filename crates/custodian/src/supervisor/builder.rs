@@ -189,17 +189,23 @@ impl Builder {
     /// [`Scope::create`](crate::Scope::create),
     /// [`Command::spawn_when_room`](crate::Command::spawn_when_room),
     /// [`Command::output`](crate::Command::output) and
-    /// [`Command::status`](crate::Command::status) — **waits** for room, first come first
+    /// [`Command::status`](crate::Command::status), file locks, atomic files and
+    /// [`Scope::register_when_room`](crate::Scope::register_when_room)
+    /// (tokio-custodian-audio's decoders) — **waits** for room, first come first
     /// served in each quota and holding no quota's room while it waits for another's,
     /// before creating anything; dropping it while it waits takes nothing (a
     /// resource that can never fit, under a limit of 0, is refused at once). It
-    /// stops waiting with [`Error::ShuttingDown`] when shutdown cancels the root.
-    /// [`TempBuilder::no_wait`](crate::TempBuilder::no_wait) makes it fail fast
-    /// instead. Synchronous acquisitions cannot wait: [`Command::spawn`](crate::Command::spawn)
-    /// is refused with [`Error::QuotaExceeded`] before it forks;
-    /// [`Scope::register`](crate::Scope::register) (tokio-custodian-audio's decoders), locks and
-    /// atomic writes are refused at registration (what they created is released at once,
-    /// counted as created and released `Cancelled`).
+    /// stops waiting with [`Error::ShuttingDown`] when shutdown cancels the root, and
+    /// with [`Error::Cancelled`] as soon as its scope is cancelled. A wait that would
+    /// close a wait-for cycle — its request (top-level scope) holds room, and every
+    /// holder of the room it waits for is itself a request waiting — is refused with
+    /// [`Error::QuotaExceeded`] instead, so quotas never stop a service (see
+    /// docs/services.md). [`TempBuilder::no_wait`](crate::TempBuilder::no_wait) makes
+    /// it fail fast instead. Synchronous acquisitions cannot wait:
+    /// [`Command::spawn`](crate::Command::spawn) is refused with
+    /// [`Error::QuotaExceeded`] before it forks; [`Scope::register`](crate::Scope::register)
+    /// is refused at registration (what it created is released at once, counted as
+    /// created and released `Cancelled`).
     /// Room returns when a resource's release has
     /// finished (a child reaped, a dir removed), on every release path.
     /// [`Supervisor::quotas`] counts use, waits and refusals. Without quotas an
@@ -473,7 +479,9 @@ impl Builder {
     ///
     /// [`Error::NoRuntime`] outside a Tokio runtime; [`Error::Io`] with
     /// [`Operation::CreateTempRoot`] if the temp base is relative (`InvalidInput`) or
-    /// cannot be resolved, or the temp root cannot be created, or with
+    /// cannot be resolved, or the temp root cannot be created, or a quota's limit is
+    /// above the largest kept (`InvalidInput`, checked before anything is created: a
+    /// [`Quota`](crate::Quota) read through serde keeps its limit as written), or with
     /// [`Operation::InstallSignalHandlers`] (see [`Builder::handle_signals`]), or with
     /// [`Operation::OpenJournal`] naming the state dir if the journal cannot be created
     /// there (see [`Builder::state_dir`]), or with [`Operation::ChildSubreaper`] if the
@@ -499,6 +507,11 @@ impl Builder {
         let base =
             canonical_base(&base).map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
         check_prefix(&self.prefix).map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
+        // Before anything is created: a quota read through serde may hold any limit.
+        for q in &self.quotas {
+            q.check()
+                .map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
+        }
         // First: a required tier that is missing leaves nothing behind.
         let containment = Contained::choose(self.containment)?;
         let notifier = match self.systemd_notify {

@@ -10,6 +10,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::error::{Error, Operation, Result};
+use crate::inner::Need;
+use crate::kind::ResourceKind;
+use crate::quota::ATOMIC_FDS;
 use crate::scope::Scope;
 
 use super::{AtomicFile, Bytes, Durability, os};
@@ -100,12 +103,18 @@ impl Scope {
         CreateAtomicFile(Box::pin(async move {
             let op = Operation::AtomicWrite;
             scope.inner().admit(&scope.shared, op)?;
+            // Room for its two fds (the temp file, the directory) before the opens.
+            let need = Need {
+                kind: ResourceKind::TempFile,
+                fds: Some(ATOMIC_FDS),
+            };
+            let permits = scope.inner().room(&scope.shared, need, op).await?;
             let handle = scope.inner().handle.clone();
             // Open and register as one unit: a dropped future leaves nothing unregistered.
             handle
                 .spawn_blocking(move || {
                     let opened = os::open_temp(&target).map_err(|e| Error::io(op, &target, e))?;
-                    AtomicFile::register(&scope, opened, target, site)
+                    AtomicFile::register(&scope, opened, target, site, permits)
                 })
                 .await
                 .map_err(|e| Error::io(op, "atomic write", io::Error::other(e)))?

@@ -53,6 +53,9 @@ pub struct Command {
     deadline: Option<Duration>,
     death_signal: bool,
     site: &'static Location<'static>,
+    /// Which of stdin, stdout and stderr were set (bits 0 to 2): each may be a pipe, whose
+    /// two fds a spawn holds for a moment (see `command/room.rs`).
+    stdio: u8,
 }
 
 impl Command {
@@ -66,6 +69,7 @@ impl Command {
             deadline: None,
             death_signal: false,
             site,
+            stdio: 0,
         }
     }
 
@@ -184,6 +188,7 @@ impl Command {
     /// ```
     pub fn stdin(mut self, cfg: impl Into<Stdio>) -> Self {
         self.cmd.stdin(cfg);
+        self.stdio |= 1 << 0;
         self
     }
 
@@ -199,6 +204,7 @@ impl Command {
     /// ```
     pub fn stdout(mut self, cfg: impl Into<Stdio>) -> Self {
         self.cmd.stdout(cfg);
+        self.stdio |= 1 << 1;
         self
     }
 
@@ -214,6 +220,7 @@ impl Command {
     /// ```
     pub fn stderr(mut self, cfg: impl Into<Stdio>) -> Self {
         self.cmd.stderr(cfg);
+        self.stdio |= 1 << 2;
         self
     }
 
@@ -323,6 +330,7 @@ impl Command {
 
     fn spawn_unnamed(mut self, permits: Option<Permits>) -> Result<ManagedChild> {
         let op = Operation::Spawn;
+        let peak = self.need().fds.unwrap_or(crate::quota::CHILD_FDS);
         let inner = self.scope.inner().clone();
         inner.admit(&self.scope.shared, op)?;
         self.cmd.process_group(0);
@@ -406,6 +414,11 @@ impl Command {
         };
         let (stdin, stdout, stderr) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        // Forked: the spawn's transient fds are closed; the guard keeps its pipes.
+        let kept = [stdin.is_some(), stdout.is_some(), stderr.is_some()];
+        let mut permits = permits;
+        let kept = kept.iter().filter(|k| **k).count();
+        Command::settle_room(&inner, permits.as_mut(), peak, kept);
         let core = {
             let _rt = inner.handle.enter();
             // The stop's grace ends when shutdown stops waiting, whoever runs the stop.

@@ -1,14 +1,47 @@
 //! A child's quota room: taken before the fork, so that a refused spawn starts nothing,
 //! and waited for by the asynchronous forms (`spawn_when_room`, `output`, `status`).
+//!
+//! In `Quota::fds` a spawn takes what it holds at its peak, before the fork: the child's
+//! share (`quota::CHILD_FDS`: its pidfd, tokio's, the fds of its stop's `/proc` scan),
+//! the exec error pipe std opens when it forks, and two per stdio stream set (a pipe).
+//! Once forked, it returns the pipe's child ends and the error pipe, and keeps the
+//! child's share plus one per pipe the guard holds.
 
 use crate::error::{Error, Operation, Result};
+use crate::inner::{Inner, Need, quota_owner};
 use crate::kind::ResourceKind;
+use crate::quota::{CHILD_FDS, SPAWN_FDS};
 use crate::registry::Permits;
 use crate::resource::ManagedChild;
 
 use super::Command;
 
 impl Command {
+    /// What a spawn of this command needs, at its peak.
+    pub(super) fn need(&self) -> Need {
+        let streams = self.stdio.count_ones();
+        Need {
+            kind: ResourceKind::Child,
+            fds: Some(CHILD_FDS + SPAWN_FDS + 2 * streams),
+        }
+    }
+
+    /// Returns what the spawn needed only for a moment: it keeps `CHILD_FDS` and one fd
+    /// per pipe its guard holds (`kept`).
+    pub(super) fn settle_room(
+        inner: &Inner,
+        permits: Option<&mut Permits>,
+        peak: u32,
+        kept: usize,
+    ) {
+        let (Some(p), Some(rule)) = (permits, inner.quotas.as_ref().and_then(|q| q.fds_rule()))
+        else {
+            return;
+        };
+        let keep = CHILD_FDS + u32::try_from(kept).unwrap_or(3);
+        p.shrink(rule, peak.saturating_sub(keep));
+    }
+
     /// The child's quota permits now, or `Error::QuotaExceeded` (`None` without quotas
     /// that count children).
     pub(super) fn room_now(&self) -> Result<Option<Permits>> {
@@ -16,7 +49,11 @@ impl Command {
         let inner = self.scope.inner();
         inner.admit(&self.scope.shared, op)?;
         match inner.quotas.as_ref().filter(|q| q.applies(kind)) {
-            Some(q) => Ok(Some(q.try_take(kind, op)?)),
+            Some(q) => Ok(Some(q.try_take(
+                self.need(),
+                op,
+                quota_owner(&self.scope.shared),
+            )?)),
             None => Ok(None),
         }
     }
@@ -30,7 +67,11 @@ impl Command {
     /// # Errors
     ///
     /// As [`spawn`](Self::spawn); [`Error::SpawnRefused`](crate::Error::SpawnRefused)
-    /// if shutdown cancels the root while it waits.
+    /// if shutdown cancels the root while it waits, [`Error::Cancelled`](crate::Error::Cancelled)
+    /// if its scope is cancelled meanwhile, and
+    /// [`Error::QuotaExceeded`](crate::Error::QuotaExceeded) if waiting would close a
+    /// wait-for cycle (its request holds room and every holder of the room it needs is
+    /// itself waiting: see [`Builder::quota`](crate::Builder::quota)).
     ///
     /// # Cancel safety
     ///
@@ -56,11 +97,12 @@ impl Command {
         let inner = self.scope.inner().clone();
         let named = |e: Error| e.naming_program(&self.program);
         inner.admit(&self.scope.shared, op).map_err(named)?;
+        let shared = &self.scope.shared;
         let permits = match inner.quotas.as_ref().filter(|q| q.applies(kind)) {
-            Some(q) => match q.take_if_room(kind) {
+            Some(q) => match q.take_if_room(self.need(), quota_owner(shared)) {
                 Some(p) => Some(p),
                 None => Some(
-                    q.take(kind, op, inner.root_token.clone())
+                    q.take(self.need(), op, shared, inner.root_token.clone())
                         .await
                         .map_err(named)?,
                 ),
