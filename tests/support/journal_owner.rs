@@ -28,6 +28,8 @@ fn main() {
             .state_dir(state)
             .temp_base(base)
             .reap_abandoned(false)
+            // Off where a test recovers many dead owners in one call afterwards.
+            .sweep_at_start(std::env::var_os("CUSTODIAN_TEST_NO_START_SWEEP").is_none())
             .start()
             .expect("supervisor");
         let mut out = std::io::stdout();

@@ -41,6 +41,7 @@ pub struct Builder {
     signals: bool,
     state_dir: Option<PathBuf>,
     start_sweep_grace: Duration,
+    sweep_at_start: bool,
     child_subreaper: bool,
     containment: Containment,
     systemd_notify: bool,
@@ -61,6 +62,7 @@ impl Default for Builder {
             signals: false,
             state_dir: None,
             start_sweep_grace: crate::DEFAULT_CHILD_GRACE,
+            sweep_at_start: true,
             child_subreaper: false,
             containment: Containment::Never,
             systemd_notify: false,
@@ -381,6 +383,22 @@ impl Builder {
         self
     }
 
+    /// Whether [`start`](Self::start) sweeps the [state dir](Self::state_dir) for dead
+    /// owners' journals (on the blocking pool; see
+    /// [`swept_at_start`](crate::Supervisor::swept_at_start)). Default: on. Turn it off
+    /// where recovery runs on its own, before the service (a unit's
+    /// `ExecStartPre=custodian sweep`, or [`recover`](crate::recover)); the journal is
+    /// still written.
+    ///
+    /// ```
+    /// let b = tokio_custodian::Supervisor::builder().sweep_at_start(false);
+    /// # drop(b);
+    /// ```
+    pub fn sweep_at_start(mut self, on: bool) -> Self {
+        self.sweep_at_start = on;
+        self
+    }
+
     /// [`state_dir`](Self::state_dir) at [`default_state_dir`](crate::default_state_dir)
     /// (`/run/custodian` for root; `$XDG_RUNTIME_DIR/custodian` when that dir is this
     /// user's own, mode 0700) if there is one; otherwise no journal.
@@ -594,7 +612,7 @@ impl Builder {
             }));
             inner.reaped_at_start = rx;
         }
-        if let Some(dir) = &self.state_dir {
+        if let Some(dir) = self.state_dir.as_ref().filter(|_| self.sweep_at_start) {
             // On the blocking pool: stopping a dead owner's children waits for them.
             let (tx, rx) = tokio::sync::watch::channel(None);
             let (dir, grace) = (dir.clone(), self.start_sweep_grace);
