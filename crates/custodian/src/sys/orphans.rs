@@ -153,6 +153,9 @@ pub(crate) fn stop(
     let mut survivors = Vec::new();
     let t0 = Instant::now();
     let mut members = scan.members(t0)?;
+    // Nothing matched: nothing can fork into a group or carry a marker meanwhile (a
+    // fork in flight comes from a member), so one `/proc` scan is the whole sweep.
+    let found = !members.is_empty();
     let mut count = vec![0usize; n];
     let mut killed = vec![false; n];
     for m in &members {
@@ -183,7 +186,7 @@ pub(crate) fn stop(
         pause = (pause * 2).min(Duration::from_millis(20));
     }
     wait_gone(&mut members, Instant::now().checked_add(KILL_WAIT));
-    for _ in 0..KILL_ROUNDS {
+    for _ in 0..if found { KILL_ROUNDS } else { 0 } {
         // Forks in flight during the grace join the group: scan again.
         let mut more = scan.members(Instant::now())?;
         for m in &more {
