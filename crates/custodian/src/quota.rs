@@ -31,6 +31,12 @@ pub struct Quota {
 }
 
 /// What a [`Quota`] counts.
+///
+/// ```
+/// use tokio_custodian::{Quota, QuotaOn};
+/// assert_eq!(Quota::fds(64).on(), QuotaOn::Fds);
+/// assert_eq!(Quota::open_files(32).on(), QuotaOn::OpenFiles);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -190,6 +196,18 @@ impl fmt::Display for Quota {
 }
 
 /// One quota's use, in [`Supervisor::quotas`](crate::Supervisor::quotas) (serde).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder()
+///     .quota(tokio_custodian::Quota::fds(64))
+///     .start()?;
+/// let _file = sup.temp_file().await?;
+/// let usage = &sup.quotas()[0];
+/// assert_eq!((usage.in_use, usage.waiting, usage.refused), (1, 0, 0));
+/// println!("{usage}");
+/// # drop(_file); sup.shutdown().await; Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct QuotaUsage {

@@ -60,11 +60,21 @@ pub struct SweepReport {
 
 impl SweepReport {
     /// Groups that ended within the grace period after SIGTERM.
+    ///
+    /// ```
+    /// let report = tokio_custodian::SweepReport::default();
+    /// assert_eq!(report.term_honoured() + report.kill_needed(), report.stopped.len());
+    /// ```
     pub fn term_honoured(&self) -> usize {
         self.stopped.iter().filter(|g| !g.kill_needed).count()
     }
 
     /// Groups that needed SIGKILL.
+    ///
+    /// ```
+    /// let report = tokio_custodian::SweepReport::default();
+    /// assert_eq!(report.term_honoured() + report.kill_needed(), report.stopped.len());
+    /// ```
     pub fn kill_needed(&self) -> usize {
         self.stopped.iter().filter(|g| g.kill_needed).count()
     }
@@ -72,6 +82,19 @@ impl SweepReport {
     /// Whether nothing was skipped for a reason worth a look: skips because an owner is
     /// alive (or its journal locked) and children assumed gone after a reboot are normal.
     /// Survivors make it unclean too.
+    ///
+    /// ```
+    /// # fn main() -> tokio_custodian::Result<()> {
+    /// # let dir = std::env::temp_dir().join(format!("clean-doc-{}", std::process::id()));
+    /// # std::fs::create_dir(&dir).unwrap();
+    /// # std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    /// let report = tokio_custodian::Recovery::new().state_dir(&dir).run()?;
+    /// let journals = report.journals.unwrap();
+    /// if !journals.is_clean() {
+    ///     eprintln!("{journals}"); // what was skipped, and why; who survived
+    /// }
+    /// # std::fs::remove_dir(&dir).unwrap(); Ok(()) }
+    /// ```
     pub fn is_clean(&self) -> bool {
         self.survivors.is_empty()
             && self.skipped.iter().all(|s| {
@@ -183,6 +206,13 @@ impl fmt::Display for SpareReason {
 }
 
 /// An owner proven dead.
+///
+/// ```
+/// let report = tokio_custodian::SweepReport::default();
+/// for o in &report.dead_owners {
+///     println!("pid {} ({}), journal {}", o.pid, o.proof, o.journal.display());
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct DeadOwner {
@@ -229,6 +259,13 @@ impl fmt::Display for DeathProof {
 }
 
 /// A process group of a dead owner's child, stopped.
+///
+/// ```
+/// let report = tokio_custodian::SweepReport::default();
+/// for g in &report.stopped {
+///     println!("group {:?}: {} process(es), SIGKILL needed: {}", g.pgid, g.processes, g.kill_needed);
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StoppedGroup {
@@ -244,6 +281,13 @@ pub struct StoppedGroup {
 }
 
 /// Something a sweep left alone.
+///
+/// ```
+/// let report = tokio_custodian::SweepReport::default();
+/// for s in &report.skipped {
+///     println!("left {} alone: {}", s.what, s.reason);
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Skipped {
@@ -254,6 +298,13 @@ pub struct Skipped {
 }
 
 /// Why a sweep left something alone.
+///
+/// ```
+/// use tokio_custodian::SkipReason;
+/// assert_eq!(SkipReason::OwnerAlive.to_string(), "owner alive");
+/// let why = SkipReason::Failed { detail: "EIO".into() };
+/// assert!(why.to_string().contains("EIO"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]

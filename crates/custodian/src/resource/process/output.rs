@@ -23,6 +23,15 @@ use crate::sys::pipes;
 
 /// What [`Command::bounded_output`] and [`ManagedChild::wait_with_bounded_output`]
 /// collected.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let out = sup.command("echo").arg("hi").bounded_output().await?;
+/// assert_eq!((out.stdout.as_slice(), out.cut, out.timed_out), (&b"hi\n"[..], false, false));
+/// assert!(out.status.success() && out.holders.is_empty());
+/// # sup.shutdown().await; Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BoundedOutput {
