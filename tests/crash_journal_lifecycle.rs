@@ -113,7 +113,9 @@ fn fake_root(parent: &Path) -> PathBuf {
 }
 
 fn sweep(state: &Path) -> SweepReport {
-    tokio_custodian::sweep_with_grace(state, Duration::from_secs(2)).unwrap()
+    let recovery = tokio_custodian::Recovery::new().state_dir(state);
+    let report = recovery.grace(Duration::from_secs(2)).run().unwrap();
+    report.journals.expect("a state dir was given")
 }
 
 /// This test binary, running its `role` test as `role`.
@@ -788,7 +790,9 @@ fn each_child_is_given_its_recorded_grace() {
     write_journal(&state, &[dead_owner(), frame(&p)].concat());
     let t = std::time::Instant::now();
     // The sweep's own grace would be a minute: the record's 100 ms applies.
-    let report = tokio_custodian::sweep_with_grace(&state, Duration::from_secs(60)).unwrap();
+    let recovery = tokio_custodian::Recovery::new().state_dir(&state);
+    let report = recovery.grace(Duration::from_secs(60)).run().unwrap();
+    let report = report.journals.unwrap();
     assert!(
         t.elapsed() < Duration::from_secs(20),
         "{:?} {report}",

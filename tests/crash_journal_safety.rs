@@ -124,7 +124,9 @@ fn sleeper() -> Child {
 }
 
 fn sweep(state: &Path) -> SweepReport {
-    tokio_custodian::sweep_with_grace(state, Duration::from_secs(2)).unwrap()
+    let recovery = tokio_custodian::Recovery::new().state_dir(state);
+    let report = recovery.grace(Duration::from_secs(2)).run().unwrap();
+    report.journals.expect("a state dir was given")
 }
 
 fn has(report: &SweepReport, f: impl Fn(&SkipReason) -> bool) -> bool {
@@ -277,7 +279,10 @@ fn a_symlinked_state_dir_is_refused() {
     std::fs::write(state.join("canary"), b"keep").unwrap();
     let link = scratch.join("link");
     symlink(&state, &link).unwrap();
-    let err = tokio_custodian::sweep(&link).unwrap_err();
+    let err = tokio_custodian::Recovery::new()
+        .state_dir(&link)
+        .run()
+        .unwrap_err();
     assert_eq!(err.operation(), tokio_custodian::Operation::Sweep);
     assert_eq!(err.path(), Some(link.as_path()));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -294,7 +299,10 @@ fn a_symlinked_state_dir_is_refused() {
     assert_eq!(err.operation(), tokio_custodian::Operation::OpenJournal);
     // A state dir others can enter is refused too.
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let err = tokio_custodian::sweep(&state).unwrap_err();
+    let err = tokio_custodian::Recovery::new()
+        .state_dir(&state)
+        .run()
+        .unwrap_err();
     assert_eq!(err.io_kind(), Some(std::io::ErrorKind::PermissionDenied));
     assert_eq!(std::fs::read(state.join("canary")).unwrap(), b"keep");
     assert_eq!(

@@ -152,7 +152,11 @@ fn sweep_dead_records(c: &mut Criterion) {
                 std::fs::write(&path, &journal).unwrap();
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
                 let t = Instant::now();
-                let report = tokio_custodian::sweep(&state).unwrap();
+                let report =
+                    tokio_custodian::recover(tokio_custodian::Recovery::new().state_dir(&state))
+                        .unwrap()
+                        .journals
+                        .unwrap();
                 total += t.elapsed();
                 assert_eq!(report.dead_owners.len(), 1);
                 assert!(report.stopped.is_empty());

@@ -98,9 +98,11 @@ pub use quota::{Quota, QuotaOn, QuotaUsage};
 pub use reaper::AdoptionStats;
 #[allow(deprecated)]
 pub use recovery::clean_older_than;
+pub use recovery::default_state_dir;
 pub use recovery::{AgeKept, AgeKeptReason, AgeReport, AgeSweep, BaseRefusal};
 pub use recovery::{Recovery, RecoveryReport, recover};
-pub use recovery::{default_state_dir, sweep, sweep_with_grace};
+#[allow(deprecated)]
+pub use recovery::{sweep, sweep_with_grace};
 pub use registry::{Cleanup, Reclaim};
 pub use report::{DrainReport, HookOutcome, HookReport, Phase, ShutdownCause, ShutdownReport};
 pub use resource::{ATOMIC_TEMP_PREFIX, AtomicFile, AtomicWrite, CreateAtomicFile, Durability};

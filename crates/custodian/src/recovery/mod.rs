@@ -74,8 +74,9 @@ pub use recover::{Recovery, RecoveryReport, recover};
 /// # std::fs::remove_dir(&dir).unwrap();
 /// # Ok::<(), tokio_custodian::Error>(())
 /// ```
+#[deprecated(note = "use `tokio_custodian::recover(Recovery::new().state_dir(dir))`")]
 pub fn sweep(state_dir: impl AsRef<Path>) -> Result<SweepReport> {
-    sweep_with_grace(state_dir, crate::DEFAULT_CHILD_GRACE)
+    sweep_journals(state_dir.as_ref(), crate::DEFAULT_CHILD_GRACE)
 }
 
 /// Reaps what dead owners left in `state_dir`: for each journal whose owner is proven
@@ -104,8 +105,14 @@ pub fn sweep(state_dir: impl AsRef<Path>) -> Result<SweepReport> {
 /// assert_eq!(err.operation(), tokio_custodian::Operation::Sweep);
 /// assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound));
 /// ```
+#[deprecated(note = "use `tokio_custodian::recover(Recovery::new().state_dir(dir).grace(grace))`")]
 pub fn sweep_with_grace(state_dir: impl AsRef<Path>, grace: Duration) -> Result<SweepReport> {
-    let path = state_dir.as_ref();
+    sweep_journals(state_dir.as_ref(), grace)
+}
+
+/// The journal sweep behind [`recover`], `start`, and the deprecated [`sweep`] and
+/// [`sweep_with_grace`] (whose docs say what it does).
+pub(crate) fn sweep_journals(path: &Path, grace: Duration) -> Result<SweepReport> {
     let fail = |e: io::Error| Error::io(Operation::Sweep, path, e);
     let started = Instant::now();
     let dir = sys::open_state_dir(path, false).map_err(fail)?;

@@ -159,7 +159,7 @@ pub fn recover(options: Recovery) -> Result<RecoveryReport> {
     let started = Instant::now();
     let grace = options.grace.unwrap_or(crate::DEFAULT_CHILD_GRACE);
     let journals = match &options.state_dir {
-        Some(dir) if !options.dry_run => Some(super::sweep_with_grace(dir, grace)?),
+        Some(dir) if !options.dry_run => Some(super::sweep_journals(dir, grace)?),
         _ => None,
     };
     let age = match options.temp_base {

@@ -617,7 +617,7 @@ impl Builder {
             let (tx, rx) = tokio::sync::watch::channel(None);
             let (dir, grace) = (dir.clone(), self.start_sweep_grace);
             drop(handle.spawn_blocking(move || {
-                let report = crate::recovery::sweep_with_grace(&dir, grace).unwrap_or_else(|e| {
+                let report = crate::recovery::sweep_journals(&dir, grace).unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "crash sweep at start failed");
                     crate::journal::SweepReport {
                         state_dir: dir.clone(),

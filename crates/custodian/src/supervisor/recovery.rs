@@ -80,7 +80,9 @@ impl Supervisor {
         let swept = self
             .inner
             .handle
-            .spawn_blocking(move || crate::recovery::sweep(&dir))
+            .spawn_blocking(move || {
+                crate::recovery::sweep_journals(&dir, crate::DEFAULT_CHILD_GRACE)
+            })
             .await;
         swept.map_err(|e| Error::io(Operation::Sweep, "", std::io::Error::other(e)))?
     }
