@@ -303,8 +303,9 @@ impl Contained {
         }
     }
 
-    /// Removes the supervisor's cgroup (shutdown, emergency): once every child's cgroup
-    /// is gone; otherwise it stays, and the error says so.
+    /// Removes the supervisor's cgroup (shutdown, emergency), killing first what escaped
+    /// into it from a child's cgroup; if something is still left, it stays, and the
+    /// error says so.
     pub(crate) fn remove(&self) -> io::Result<()> {
         self.cgroup.as_ref().map_or(Ok(()), |c| c.remove())
     }
