@@ -75,7 +75,19 @@ impl<'t> Job<'t> {
             // Not as a namespace's PID 1: the kernel ignores its SIGSTOP to itself, and
             // there is no shell to `fg` it (tini leaves CMD stopped too).
             t.take_back_from(group);
-            let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::STOP);
+            // SIGTSTP, not SIGSTOP: the kernel discards it when the runner's group is
+            // orphaned (no job-control shell could continue it: the runner leads its
+            // terminal's session), where SIGSTOP would hang the terminal for good. To
+            // this thread, so that it has stopped (or been discarded) when `raise`
+            // returns.
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGTSTP);
+            // Continued, or never stopped: a terminal stop CMD got as it would have
+            // been ignored had it been the runner's, so it goes on in front.
+            let tty_stops = [Signal::TSTP, Signal::TTIN, Signal::TTOU].map(|s| Some(s.as_raw()));
+            if tty_stops.contains(&st.stopping_signal()) {
+                self.to_front();
+                self.signal(Signal::CONT);
+            }
         }
     }
 

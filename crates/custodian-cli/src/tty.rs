@@ -5,7 +5,9 @@
 //! The runner gives the terminal to CMD's group only if its own group holds it (it was
 //! started in the foreground of an interactive shell), and takes it back when CMD exits
 //! or is stopped (Ctrl-Z): it then stops itself, so that the shell sees the job stopped,
-//! and gives the terminal to CMD again when continued in the foreground (`fg`). When
+//! and gives the terminal to CMD again when continued in the foreground (`fg`). With no
+//! shell to `fg` it (the runner leads the terminal's session: `ssh -t`, `docker exec
+//! -it`), the kernel ignores the runner's SIGTSTP, and CMD goes on in front. When
 //! the runner is not in the foreground (a background job, a pipeline's non-first part
 //! run by a shell without job control, a service without a terminal), nothing changes
 //! hands, and CMD behaves as the runner itself would.

@@ -127,8 +127,8 @@ pub enum Unavailable {
     NotMounted,
     /// The process has no cgroup v2 (`/proc/self/cgroup` has no `0::` line).
     NoOwnCgroup,
-    /// The process's cgroup is not visible under the cgroup2 mount (another cgroup
-    /// namespace's mount).
+    /// The process's cgroup is not visible under any cgroup2 mount (another cgroup
+    /// namespace's mount, a bind mount of another subtree); `mount` is the last listed.
     OutsideMount {
         /// The process's cgroup.
         cgroup: PathBuf,
@@ -303,8 +303,9 @@ impl Contained {
         }
     }
 
-    /// Removes the supervisor's cgroup (shutdown, emergency): once every child's cgroup
-    /// is gone; otherwise it stays, and the error says so.
+    /// Removes the supervisor's cgroup (shutdown, emergency), killing first what escaped
+    /// into it from a child's cgroup; if something is still left, it stays, and the
+    /// error says so.
     pub(crate) fn remove(&self) -> io::Result<()> {
         self.cgroup.as_ref().map_or(Ok(()), |c| c.remove())
     }
@@ -317,13 +318,15 @@ fn cgroup_tier() -> Result<SupervisorCgroup, Unavailable> {
             error: format!("{p}: {e}"),
         })
     };
-    let mount =
-        discover::find_mount(&read("/proc/self/mountinfo")?).ok_or(Unavailable::NotMounted)?;
+    let mounts = discover::visible_mounts(&read("/proc/self/mountinfo")?);
+    let last = mounts.first().ok_or(Unavailable::NotMounted)?;
     let own = discover::own_cgroup(&read("/proc/self/cgroup")?).ok_or(Unavailable::NoOwnCgroup)?;
-    let dir = discover::dir_of(&mount, &own).ok_or_else(|| Unavailable::OutsideMount {
-        cgroup: own.clone(),
-        mount: mount.point.clone(),
-    })?;
+    let (mount, dir) =
+        discover::choose(&mounts, &own).ok_or_else(|| Unavailable::OutsideMount {
+            cgroup: own.clone(),
+            mount: last.point.clone(),
+        })?;
+    let mount = mount.clone();
     if mount.read_only {
         return Err(Unavailable::ReadOnly { mount: mount.point });
     }

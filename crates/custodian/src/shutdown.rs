@@ -218,7 +218,8 @@ pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownR
         }
     }
     // The cgroup tier: every child's cgroup is gone with its release; now the
-    // supervisor's (blocking: one `rmdir`).
+    // supervisor's (blocking: one read and one `rmdir`, and what escaped into it killed
+    // with a wait of at most 200 ms).
     let cgroup_error = inner.containment.remove().err().map(|e| e.to_string());
     watcher.abort();
     let t = phase("release remaining", t);

@@ -24,8 +24,18 @@ pub(crate) struct Mount {
 /// The cgroup2 mount that `mountinfo` shows, if one is visible: the last cgroup2 line
 /// whose mount point no later mount covers (a later mount on the same point, of any
 /// type, hides it).
+#[cfg(test)]
 pub(crate) fn find_mount(mountinfo: &str) -> Option<Mount> {
+    visible_mounts(mountinfo).into_iter().next()
+}
+
+/// Every visible cgroup2 mount, the last listed first: those whose mount point no later
+/// mount covers (a later mount on the same point, of any type, hides it). Several show
+/// different subtrees (a bind mount of one cgroup, a namespace's own mount): the caller
+/// takes one that shows its cgroup ([`choose`]).
+pub(crate) fn visible_mounts(mountinfo: &str) -> Vec<Mount> {
     let lines: Vec<Vec<&str>> = mountinfo.lines().map(|l| l.split(' ').collect()).collect();
+    let mut found = Vec::new();
     for (i, f) in lines.iter().enumerate().rev() {
         // id parent maj:min root point options [optional...] - type source super
         let Some(dash) = f.iter().position(|&x| x == "-") else {
@@ -42,14 +52,24 @@ pub(crate) fn find_mount(mountinfo: &str) -> Option<Mount> {
             continue;
         }
         let has = |opts: &str, want: &str| opts.split(',').any(|o| o == want);
-        return Some(Mount {
+        found.push(Mount {
             point,
             root: unescape(f[3]),
             read_only: has(f[5], "ro") || has(f[dash + 3], "ro"),
             nsdelegate: has(f[dash + 3], "nsdelegate"),
         });
     }
-    None
+    found
+}
+
+/// The mount to use for `cgroup` among `mounts` ([`visible_mounts`]) and the cgroup's
+/// directory under it: the first that shows it, a writable one before a read-only one.
+/// `None` if none shows it.
+pub(crate) fn choose<'m>(mounts: &'m [Mount], cgroup: &Path) -> Option<(&'m Mount, PathBuf)> {
+    let showing = || mounts.iter().filter_map(|m| Some((m, dir_of(m, cgroup)?)));
+    showing()
+        .find(|(m, _)| !m.read_only)
+        .or_else(|| showing().next())
 }
 
 /// This process's cgroup v2 path (the `0::` line of `/proc/self/cgroup`), if it has one.
@@ -151,6 +171,36 @@ mod tests {
             "outside the mount's root"
         );
         assert_eq!(dir_of(&m, Path::new("/ns a/../x")), None);
+    }
+
+    #[test]
+    fn a_later_bind_mount_of_another_subtree_does_not_hide_the_mount() {
+        let text = format!(
+            "{HYBRID}92 41 0:38 /other /mnt/view rw - cgroup2 cgroup2 rw\n\
+             93 41 0:38 / /mnt/ro ro - cgroup2 cgroup2 rw\n"
+        );
+        let mounts = visible_mounts(&text);
+        assert_eq!(mounts.len(), 3);
+        assert_eq!(
+            mounts[0].point,
+            Path::new("/mnt/ro"),
+            "the last listed first"
+        );
+        let (m, dir) = choose(&mounts, Path::new("/a/b")).unwrap();
+        assert_eq!(
+            m.point,
+            Path::new("/sys/fs/cgroup/unified"),
+            "writable first"
+        );
+        assert_eq!(dir, Path::new("/sys/fs/cgroup/unified/a/b"));
+        let (m, dir) = choose(&mounts, Path::new("/other/x")).unwrap();
+        assert_eq!(m.point, Path::new("/mnt/view"));
+        assert_eq!(dir, Path::new("/mnt/view/x"));
+        let ro_only = format!("{HYBRID}94 41 0:38 / /sys/fs/cgroup/unified ro - cgroup2 c rw\n");
+        let mounts = visible_mounts(&ro_only);
+        assert!(choose(&mounts, Path::new("/a")).unwrap().0.read_only);
+        let view = "92 41 0:38 /other /mnt/view rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(choose(&visible_mounts(view), Path::new("/a")), None);
     }
 
     #[test]

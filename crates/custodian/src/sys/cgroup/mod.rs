@@ -141,15 +141,50 @@ impl SupervisorCgroup {
         Ok((child, procs?))
     }
 
-    /// Removes it, if its name still is the cgroup created (once; later calls do
-    /// nothing). Fails with `EBUSY` while a child cgroup or a process is left in it.
+    /// Kills what is left in it, waits at most [`EMERGENCY_WAIT`] for `populated 0`, and
+    /// removes it if its name still is the cgroup created (once; later calls do
+    /// nothing). For the end of the supervisor, once every child is released: what is
+    /// left is what escaped a child's cgroup into this one (only a member or root can
+    /// move a process here), proven ours by the fd opened at creation. Fails with
+    /// `EBUSY` while something is left in it.
     pub(crate) fn remove(&self) -> io::Result<()> {
+        self.kill_escaped()?;
         let mut fds = lock(&self.fds);
         let Some(f) = fds.as_ref() else {
             return Ok(());
         };
         if remove_checked(&f.parent, &self.name, self.id)? {
             *fds = None;
+        }
+        Ok(())
+    }
+
+    /// `cgroup.kill` if it is populated, through its directory's fd (not its name), then
+    /// the bounded wait for `populated 0`; nothing (one read) when it is empty.
+    fn kill_escaped(&self) -> io::Result<()> {
+        let events = {
+            let fds = lock(&self.fds);
+            let Some(f) = fds.as_ref() else {
+                return Ok(());
+            };
+            let at = |file: &str, flags: OFlags| {
+                let flags = flags | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+                rustix::fs::openat(&f.dir, file, flags, Mode::empty())
+            };
+            let events = at("cgroup.events", OFlags::RDONLY)?;
+            if !ChildCgroup::populated_at(&events)? {
+                return Ok(());
+            }
+            rustix::io::write(at("cgroup.kill", OFlags::WRONLY)?, b"1")?;
+            events
+        };
+        tracing::warn!(cgroup = %self.path.display(), "processes escaped into the supervisor's cgroup: killed");
+        let until = Instant::now().checked_add(EMERGENCY_WAIT);
+        while ChildCgroup::populated_at(&events)? {
+            if until.is_none_or(|u| Instant::now() >= u) {
+                return Err(still_populated());
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
         Ok(())
     }
@@ -190,7 +225,8 @@ impl SupervisorCgroup {
 }
 
 impl Drop for SupervisorCgroup {
-    /// One `rmdir` (constant work); it fails harmlessly while something is left in it.
+    /// One read and one `rmdir` (constant work) unless something escaped into it (then
+    /// its kill and a wait of at most [`EMERGENCY_WAIT`]); a failure is harmless here.
     fn drop(&mut self) {
         let _ = self.remove();
     }
