@@ -113,13 +113,17 @@ fn shutdown_isolated() {
             .start()
             .unwrap();
         let s = sup.clone();
+        let (started, entered) = tokio::sync::oneshot::channel();
         let request = tokio::spawn(async move {
             s.scope("request", async |_| {
+                let _ = started.send(());
                 tokio::time::sleep(Duration::from_millis(1500)).await;
             })
             .await
         });
-        tokio::task::yield_now().await;
+        // The drain finishes scopes in flight: this one must be in flight first (a yield
+        // was not enough on a loaded machine, and the drain refused the late scope).
+        entered.await.unwrap();
         let report = sup.shutdown().await;
         assert!(request.await.unwrap().is_ok());
         assert_eq!(report.drain.as_ref().unwrap().scopes_finished, 1);
