@@ -55,6 +55,7 @@ LAYERS = [
     ("resource", ["resource"]),
     ("lifecycle", ["shutdown", "hook", "signal", "emergency", "recovery", "drain", "notify"]),
     ("handle", ["supervisor"]),
+    ("tools", ["testing"]),
 ]
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")

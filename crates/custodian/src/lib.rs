@@ -83,6 +83,9 @@ mod recovery;
 mod notify;
 // 8. The public handle's methods and its builder.
 mod supervisor;
+// 9. Tools over the public handle: the leak check for tests.
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use containment::{Containment, ContainmentTier, Unavailable};
 pub use emergency::{EmergencyCleanup, PanicCleanup};

@@ -565,6 +565,7 @@ impl Builder {
         if self.leak_after.iter().any(Option::is_some) {
             handle.spawn(watch(Arc::downgrade(&inner), token, self.scan_every));
         }
+        super::census::enroll(&inner);
         let sup = Supervisor { inner };
         if self.signals {
             sup.install_signal_handlers()?;

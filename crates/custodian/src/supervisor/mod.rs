@@ -19,6 +19,7 @@ use crate::stats::StatsSnapshot;
 
 mod adoption;
 mod builder;
+pub(crate) mod census;
 mod lifecycle;
 mod recovery;
 mod shortcuts;
