@@ -53,7 +53,7 @@ LAYERS = [
     ("inner", ["inner"]),
     ("scope", ["scope"]),
     ("resource", ["resource"]),
-    ("lifecycle", ["shutdown", "hook", "signal", "emergency", "recovery", "drain", "notify"]),
+    ("lifecycle", ["shutdown", "hook", "signal", "emergency", "recovery", "drain", "notify", "inspect"]),
     ("handle", ["supervisor"]),
     ("tools", ["testing"]),
 ]

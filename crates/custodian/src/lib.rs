@@ -81,6 +81,8 @@ mod drain;
 mod recovery;
 // systemd's notify protocol (opt-in).
 mod notify;
+// The inspect server (opt-in) and its client.
+mod inspect;
 // 8. The public handle's methods and its builder.
 mod supervisor;
 // 9. Tools over the public handle: the leak check for tests.
@@ -91,6 +93,8 @@ pub use containment::{Containment, ContainmentTier, Unavailable};
 pub use emergency::{EmergencyCleanup, PanicCleanup};
 pub use error::{Error, Operation, PublicError, Result};
 pub use id::ResourceId;
+pub use inspect::{InspectedChild, InspectedResource, Inspection};
+pub use inspect::{inspect, sockets_in as inspect_sockets_in, sockets_of as inspect_sockets_of};
 pub use journal::{DeadOwner, DeathProof, SkipReason, Skipped, StoppedGroup, SweepReport};
 pub use kind::{CancelReason, ReleasePath, ResourceKind};
 pub use leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Site};

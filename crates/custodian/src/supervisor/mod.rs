@@ -20,6 +20,7 @@ use crate::stats::StatsSnapshot;
 mod adoption;
 mod builder;
 pub(crate) mod census;
+mod inspect;
 mod lifecycle;
 mod recovery;
 mod shortcuts;

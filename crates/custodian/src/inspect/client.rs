@@ -1,0 +1,135 @@
+//! Reading an inspect socket, and finding the sockets of a process or a state dir.
+
+use std::io::{self, Read};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{Inspection, PREFIX, SUFFIX};
+
+/// The largest answer read (a snapshot of 10,000 resources is a few MiB).
+const MAX_ANSWER: u64 = 64 << 20;
+
+/// Reads one [`Inspection`] from an inspect socket (see
+/// [`Builder::inspect`](crate::Builder::inspect)). Blocking, 5 s at most per read.
+///
+/// # Errors
+///
+/// The socket cannot be reached (`NotFound`, `ConnectionRefused` for a dead owner's,
+/// `PermissionDenied`), the answer is a refusal (`PermissionDenied`, with the server's
+/// words), too large or not a snapshot (`InvalidData`), or too slow (`WouldBlock` or
+/// `TimedOut`). Every error names the socket.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().inspect(true).start()?;
+/// let socket = sup.inspect_socket().unwrap().to_path_buf();
+/// let seen = tokio::task::spawn_blocking(move || tokio_custodian::inspect(&socket)).await.unwrap();
+/// assert_eq!(seen.unwrap().live_total, 0);
+/// let err = tokio_custodian::inspect(std::path::Path::new("/nonexistent.sock")).unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+/// # sup.shutdown().await; Ok(()) }
+/// ```
+pub fn inspect(socket: &Path) -> io::Result<Inspection> {
+    let named =
+        |e: io::Error| io::Error::new(e.kind(), format!("inspect {}: {e}", socket.display()));
+    let s = UnixStream::connect(socket).map_err(named)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(named)?;
+    let mut buf = Vec::new();
+    s.take(MAX_ANSWER + 1)
+        .read_to_end(&mut buf)
+        .map_err(named)?;
+    if buf.len() as u64 > MAX_ANSWER {
+        return Err(named(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "answer too large",
+        )));
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&buf)
+        && let Some(e) = v.get("error").and_then(|e| e.as_str())
+    {
+        return Err(named(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            e.to_owned(),
+        )));
+    }
+    serde_json::from_slice(&buf).map_err(|e| named(io::Error::new(io::ErrorKind::InvalidData, e)))
+}
+
+/// The inspect sockets process `pid` is listening on: its fds' socket inodes matched
+/// with the listening unix sockets of its network namespace (`/proc/PID/net/unix`)
+/// whose names are an inspect socket's. Proof by the kernel, not by a name alone.
+///
+/// # Errors
+///
+/// `/proc/PID/fd` cannot be read (no such process: `NotFound`; another user's:
+/// `PermissionDenied`), naming it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().inspect(true).start()?;
+/// let found = tokio_custodian::inspect_sockets_of(std::process::id()).unwrap();
+/// assert!(found.iter().any(|p| p == sup.inspect_socket().unwrap()));
+/// # sup.shutdown().await; Ok(()) }
+/// ```
+pub fn sockets_of(pid: u32) -> io::Result<Vec<PathBuf>> {
+    let fd_dir = format!("/proc/{pid}/fd");
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("read {fd_dir}: {e}"));
+    let mut inodes = std::collections::HashSet::new();
+    for e in std::fs::read_dir(&fd_dir).map_err(named)? {
+        let Ok(e) = e else { continue };
+        if let Ok(t) = std::fs::read_link(e.path())
+            && let Some(n) = t.to_str().and_then(|t| t.strip_prefix("socket:["))
+            && let Some(n) = n.strip_suffix(']').and_then(|n| n.parse::<u64>().ok())
+        {
+            inodes.insert(n);
+        }
+    }
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/unix")).map_err(named)?;
+    let mut out = Vec::new();
+    // Num RefCount Protocol Flags Type St Inode Path
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(flags), Some(inode), Some(path)) = (f.get(3), f.get(6), f.get(7)) else {
+            continue;
+        };
+        let listening = u32::from_str_radix(flags, 16).is_ok_and(|v| v & 0x0001_0000 != 0);
+        let ours = inode.parse::<u64>().is_ok_and(|i| inodes.contains(&i));
+        if listening && ours && is_socket_name(path) {
+            out.push(PathBuf::from(path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The inspect sockets in a state dir, every live owner's (a dead owner's may be left:
+/// [`inspect`] then fails with `ConnectionRefused`).
+///
+/// # Errors
+///
+/// The dir cannot be read, naming it.
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("inspect-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// assert!(tokio_custodian::inspect_sockets_in(&dir).unwrap().is_empty());
+/// # std::fs::remove_dir(&dir).unwrap();
+/// ```
+pub fn sockets_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("read {}: {e}", dir.display()));
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(named)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_str().is_some_and(is_socket_name))
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn is_socket_name(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.starts_with(PREFIX) && name.ends_with(SUFFIX)
+}
