@@ -1,6 +1,7 @@
 //! Reading an inspect socket, and finding the sockets of a process or a state dir.
 
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,7 +34,7 @@ const MAX_ANSWER: u64 = 64 << 20;
 pub fn inspect(socket: &Path) -> io::Result<Inspection> {
     let named =
         |e: io::Error| io::Error::new(e.kind(), format!("inspect {}: {e}", socket.display()));
-    let s = UnixStream::connect(socket).map_err(named)?;
+    let s = connect(socket).map_err(named)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(named)?;
     let mut buf = Vec::new();
@@ -97,7 +98,11 @@ pub fn sockets_of(pid: u32) -> io::Result<Vec<PathBuf>> {
         let listening = u32::from_str_radix(flags, 16).is_ok_and(|v| v & 0x0001_0000 != 0);
         let ours = inode.parse::<u64>().is_ok_and(|i| inodes.contains(&i));
         if listening && ours && is_socket_name(path) {
-            out.push(PathBuf::from(path));
+            // Bound through the owner's fd of its dir (a long path): reach it the same way.
+            match path.strip_prefix("/proc/self/") {
+                Some(rest) => out.push(PathBuf::from(format!("/proc/{pid}/{rest}"))),
+                None => out.push(PathBuf::from(path)),
+            }
         }
     }
     out.sort();
@@ -127,6 +132,20 @@ pub fn sockets_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
         .collect();
     out.sort();
     Ok(out)
+}
+
+/// Connects to `path`, through an fd of its dir when it is too long for an address.
+fn connect(path: &Path) -> io::Result<UnixStream> {
+    if path.as_os_str().len() < super::SUN_PATH {
+        return UnixStream::connect(path);
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return UnixStream::connect(path);
+    };
+    let fd = super::open_dir(dir)?;
+    let mut via = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    via.push(name);
+    UnixStream::connect(via)
 }
 
 fn is_socket_name(path: &str) -> bool {

@@ -17,6 +17,7 @@
 //! closed and the socket's name removed if it is still the one bound.
 
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -38,20 +39,25 @@ pub use snapshot::{InspectedChild, InspectedResource, Inspection};
 pub(crate) const MAX_CONNECTIONS: usize = 8;
 /// How long one answer may take to be written.
 pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(2);
-/// The socket names' prefix and suffix (`inspect-<pid>-<16 hex>.sock`).
+/// The socket names' prefix and suffix (`inspect-<12 hex>.sock`).
 pub(crate) const PREFIX: &str = "inspect-";
 pub(crate) const SUFFIX: &str = ".sock";
 
 /// Binds the socket in `dir` and starts serving. Runs in the supervisor's runtime.
 pub(crate) fn serve(inner: &Arc<Inner>, dir: &Path) -> io::Result<PathBuf> {
     let _rt = inner.handle.enter();
-    let name = format!(
-        "{PREFIX}{}-{}{SUFFIX}",
-        std::process::id(),
-        crate::sys::create::random_hex(8)?
-    );
-    let path = dir.join(name);
-    let listener = UnixListener::bind(&path)?;
+    let name = format!("{PREFIX}{}{SUFFIX}", crate::sys::create::random_hex(6)?);
+    let path = dir.join(&name);
+    // A socket's address holds at most 107 bytes: a longer path is bound through an fd
+    // of its dir (`/proc/self/fd/N/name`), kept open while the server runs so that
+    // `sockets_of` can name it as `/proc/PID/fd/N/name`.
+    let (listener, dir_fd) = if path.as_os_str().len() < SUN_PATH {
+        (UnixListener::bind(&path)?, None)
+    } else {
+        let fd = open_dir(dir)?;
+        let via = format!("/proc/self/fd/{}/{name}", fd.as_raw_fd());
+        (UnixListener::bind(via)?, Some(fd))
+    };
     let bound = std::fs::symlink_metadata(&path).and_then(|md| {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         Ok((md.dev(), md.ino()))
@@ -69,6 +75,7 @@ pub(crate) fn serve(inner: &Arc<Inner>, dir: &Path) -> io::Result<PathBuf> {
         bound,
         started: Instant::now(),
         owner: rustix::process::geteuid().as_raw(),
+        _dir_fd: dir_fd,
     };
     inner.handle.spawn(server.run(listener, inner.done.clone()));
     Ok(path)
@@ -80,6 +87,18 @@ struct Server {
     bound: (u64, u64),
     started: Instant,
     owner: u32,
+    /// The dir's fd a long path was bound through (see `serve`).
+    _dir_fd: Option<OwnedFd>,
+}
+
+/// The room in a unix socket address for a path (108 bytes with its NUL).
+pub(crate) const SUN_PATH: usize = 108;
+
+/// An `O_PATH` fd of a directory, to reach names in it by a short path.
+pub(crate) fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    Ok(rustix::fs::open(dir, flags, Mode::empty())?)
 }
 
 impl Server {

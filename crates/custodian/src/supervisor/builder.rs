@@ -452,7 +452,7 @@ impl Builder {
     /// Serve read-only snapshots of this supervisor on a unix socket, for `custodian
     /// inspect PID` (or `--state-dir DIR`) and [`inspect`](crate::inspect): live
     /// resources, scopes, quotas, clean-ups, the shutdown state, the containment tier.
-    /// The socket, mode 0600, is `inspect-<pid>-<random>.sock` in the state dir, or in the
+    /// The socket, mode 0600, is `inspect-<12 hex digits>.sock` in the state dir, or in the
     /// temp root without one; only the same uid or root is answered (`SO_PEERCRED`);
     /// nothing is read from clients; connections, time and size are bounded
     /// (`docs/observability.md`). Idle, it costs one parked task and no work on the hot
