@@ -174,7 +174,8 @@ fn another_uid_is_refused() {
             .unwrap()
     };
     // Let nobody reach the socket's directory; the socket itself is still 0600.
-    for d in [&tmp.0, &state] {
+    let root = socket.parent().unwrap();
+    for d in [&tmp.0, root] {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let out = as_nobody();

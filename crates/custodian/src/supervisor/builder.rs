@@ -452,8 +452,9 @@ impl Builder {
     /// Serve read-only snapshots of this supervisor on a unix socket, for `custodian
     /// inspect PID` (or `--state-dir DIR`) and [`inspect`](crate::inspect): live
     /// resources, scopes, quotas, clean-ups, the shutdown state, the containment tier.
-    /// The socket, mode 0600, is `inspect-<12 hex digits>.sock` in the state dir, or in the
-    /// temp root without one; only the same uid or root is answered (`SO_PEERCRED`);
+    /// The socket, mode 0600, is `inspect-<12 hex digits>.sock` in the temp root (0700),
+    /// so that a SIGKILLed owner's goes with its root; `custodian inspect --state-dir`
+    /// finds a state dir's live owners by their open journals. Only the same uid or root is answered (`SO_PEERCRED`);
     /// nothing is read from clients; connections, time and size are bounded
     /// (`docs/observability.md`). Idle, it costs one parked task and no work on the hot
     /// path. Default: off.
@@ -592,8 +593,9 @@ impl Builder {
         super::census::enroll(&inner);
         let sup = Supervisor { inner };
         if self.inspect {
-            let dir = self.state_dir.clone();
-            let dir = dir.unwrap_or_else(|| sup.temp_root().to_path_buf());
+            // In the temp root: what a SIGKILLed owner leaves there goes with the root
+            // (the crash sweep, the start-up reaper); a state dir would keep it.
+            let dir = sup.temp_root().to_path_buf();
             let path = crate::inspect::serve(&sup.inner, &dir)
                 .map_err(|e| Error::io(Operation::Inspect, &dir, e))?;
             let _ = sup.inner.inspect_socket.set(path);

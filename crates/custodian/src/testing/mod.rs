@@ -305,14 +305,6 @@ impl LeakCheck {
             exclusive: self.exclusive,
             ..LeakReport::default()
         };
-        for (&fd, target) in &now.fds {
-            if before.fds.get(&fd) != Some(target) {
-                r.fds.push(report::LeakedFd {
-                    fd,
-                    target: target.clone(),
-                });
-            }
-        }
         for (key, p) in &now.procs {
             if !before.procs.contains_key(key) {
                 r.processes.push(report::LeakedProcess {
@@ -347,6 +339,18 @@ impl LeakCheck {
             let (c0, t0) = old.map_or((0, 0), |o| (o.cleanups_in_flight, o.scopes_and_tasks));
             r.cleanups_in_flight += sup.cleanups_in_flight.saturating_sub(c0);
             r.tasks_running += sup.scopes_and_tasks.saturating_sub(t0);
+        }
+        for (&fd, target) in &now.fds {
+            // A leaked resource's own fd (a forgotten temp file's) is named with it.
+            let of_resource = resource_paths
+                .iter()
+                .any(|p| p.as_os_str() == target.as_str());
+            if before.fds.get(&fd) != Some(target) && !of_resource {
+                r.fds.push(report::LeakedFd {
+                    fd,
+                    target: target.clone(),
+                });
+            }
         }
         for (path, _, _) in now.paths.difference(&before.paths) {
             if resource_paths.contains(path) {
