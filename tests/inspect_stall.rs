@@ -13,13 +13,7 @@ use custodian_suite::open_fds;
 use tokio_custodian::{Cleanup, Reclaim, Registration, ResourceKind, Supervisor};
 
 /// Fd counts are process-wide: these tests run one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Noop;
 impl Reclaim for Noop {
@@ -90,7 +84,7 @@ async fn settle_to(base: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_stalled_clients_leave_no_fd_and_do_not_stall_registrations() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let sup = Supervisor::builder().inspect(true).start().unwrap();
     let socket = sup.inspect_socket().unwrap().to_path_buf();
     sup.reaped_at_start().await;
@@ -128,7 +122,7 @@ async fn a_thousand_stalled_clients_leave_no_fd_and_do_not_stall_registrations()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_readers_of_large_answers_are_cut_off() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let sup = Supervisor::builder().inspect(true).start().unwrap();
     let socket = sup.inspect_socket().unwrap().to_path_buf();
     // About 2 MB of JSON: far more than a socket buffer, so writes to a client that
@@ -183,7 +177,7 @@ async fn stalled_readers_of_large_answers_are_cut_off() {
 /// interleaved, the median of each. Nothing of the server is on the registration path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_cost_on_vs_off() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let on = Supervisor::builder().inspect(true).start().unwrap();
     let off = Supervisor::builder().start().unwrap();
     let (mut a, mut b) = (Vec::new(), Vec::new());

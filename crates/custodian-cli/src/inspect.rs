@@ -78,7 +78,7 @@ fn look(pid: Option<u32>, dir: Option<PathBuf>, socket: Option<PathBuf>) -> Roun
     };
     let found = match (pid, dir, socket) {
         (_, _, Some(s)) => Ok(vec![s]),
-        (Some(pid), _, _) => tokio_custodian::inspect_sockets_of(pid).map(|v| {
+        (Some(pid), _, _) => tokio_custodian::inspect_sockets_of(pid).inspect(|v| {
             if v.is_empty() {
                 round.errors.push(Failed {
                     socket: None,
@@ -88,7 +88,6 @@ fn look(pid: Option<u32>, dir: Option<PathBuf>, socket: Option<PathBuf>) -> Roun
                     ),
                 });
             }
-            v
         }),
         (None, Some(dir), None) => tokio_custodian::inspect_sockets_in(&dir),
         (None, None, None) => Ok(Vec::new()),

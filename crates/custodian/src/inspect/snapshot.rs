@@ -208,8 +208,8 @@ impl fmt::Display for Inspection {
         )?;
         writeln!(
             f,
-            "{:>6}  {:<12} {:<16} {:<20} {:>10}  {}",
-            "ID", "KIND", "LABEL", "SCOPE", "AGE", "SITE / PATH"
+            "{:>6}  {:<12} {:<16} {:<20} {:>10}  SITE / PATH",
+            "ID", "KIND", "LABEL", "SCOPE", "AGE"
         )?;
         for r in &self.live {
             let age = format!("{:.1?}", r.age);

@@ -1,12 +1,13 @@
 //! A leak check for tests (`testing` feature): what a test body left behind, as one set.
 //!
-//! ```
+//! ```standalone_crate
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
 //! use tokio_custodian::testing::LeakCheck;
 //! let check = LeakCheck::start(); // a snapshot
 //! let sup = tokio_custodian::Supervisor::builder().start()?;
 //! drop(sup.temp_dir().await?); // its removal runs in the background...
 //! sup.shutdown().await;
+//! drop(sup); // a supervisor holds fds (its root, its base dir) until dropped
 //! let report = check.finish().await; // ...and is waited for, not reported
 //! assert!(report.is_clean(), "{report}");
 //! # Ok(()) }
@@ -29,6 +30,12 @@
 //! Escapees: while a check runs, the process is a child subreaper (held by a count,
 //! restored after), so a `setsid` grandchild whose parent exits is re-parented to this
 //! process by the kernel and shows up as a child: proof, not a guess by name.
+//!
+//! A supervisor started inside the check holds a few fds (its root, its base dir, fds
+//! reserved for retries) until its last handle is dropped, shut down or not: drop it
+//! before `finish`.
+//!
+//! Doctests and tests run in parallel threads of one process: see below.
 //!
 //! Parallel tests: fds, processes and temp dir entries belong to the whole process, so
 //! with `--test-threads` > 1 another test's may show up. Custodian resources carry their
@@ -55,7 +62,7 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(2);
 
 /// A snapshot of what the process holds, to compare with at the end of a test.
 ///
-/// ```
+/// ```standalone_crate
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let check = tokio_custodian::testing::LeakCheck::start();
 /// let report = check.finish().await;
@@ -84,7 +91,7 @@ impl std::fmt::Debug for LeakCheck {
 
 /// Options of a [`LeakCheck`]; made by [`LeakCheck::builder`].
 ///
-/// ```
+/// ```standalone_crate
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use std::time::Duration;
 /// let check = tokio_custodian::testing::LeakCheck::builder()
@@ -105,7 +112,7 @@ pub struct LeakCheckBuilder {
 impl LeakCheckBuilder {
     /// How long `finish` waits at most for clean-ups in flight ([`DEFAULT_WAIT`]).
     ///
-    /// ```
+    /// ```standalone_crate
     /// let b = tokio_custodian::testing::LeakCheck::builder().wait(std::time::Duration::ZERO);
     /// ```
     pub fn wait(mut self, bound: Duration) -> Self {
@@ -115,7 +122,7 @@ impl LeakCheckBuilder {
 
     /// Also watch `dir` for new entries (the process temp dir is watched by default).
     ///
-    /// ```
+    /// ```standalone_crate
     /// let b = tokio_custodian::testing::LeakCheck::builder().watch_dir("/var/tmp");
     /// ```
     pub fn watch_dir(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -126,7 +133,7 @@ impl LeakCheckBuilder {
     /// Stop watching the process temp dir (`std::env::temp_dir()`), shared with every
     /// other process of the user.
     ///
-    /// ```
+    /// ```standalone_crate
     /// let b = tokio_custodian::testing::LeakCheck::builder().no_temp_dir();
     /// ```
     pub fn no_temp_dir(mut self) -> Self {
@@ -144,7 +151,7 @@ impl LeakCheckBuilder {
     ///
     /// Never: a test that panicked while holding the lock does not poison it.
     ///
-    /// ```
+    /// ```standalone_crate
     /// let b = tokio_custodian::testing::LeakCheck::builder().exclusive(true);
     /// ```
     pub fn exclusive(mut self, on: bool) -> Self {
@@ -154,7 +161,7 @@ impl LeakCheckBuilder {
 
     /// Takes the first snapshot.
     ///
-    /// ```
+    /// ```standalone_crate
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let check = tokio_custodian::testing::LeakCheck::builder().start();
     /// # assert!(check.finish().await.is_clean()); }
@@ -194,7 +201,7 @@ impl LeakCheckBuilder {
     /// If the runtime cannot be built (out of fds or threads), or if `body` panics (the
     /// lock is released, not poisoned for the next test).
     ///
-    /// ```
+    /// ```standalone_crate
     /// use tokio_custodian::testing::LeakCheck;
     /// let rt = tokio::runtime::Builder::new_current_thread();
     /// let (n, report) = LeakCheck::builder().run(rt, async || {
@@ -231,7 +238,7 @@ impl LeakCheckBuilder {
 impl LeakCheck {
     /// A check with the defaults: the process temp dir watched, [`DEFAULT_WAIT`], shared.
     ///
-    /// ```
+    /// ```standalone_crate
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let check = tokio_custodian::testing::LeakCheck::start();
     /// # assert!(check.finish().await.is_clean()); }
@@ -243,7 +250,7 @@ impl LeakCheck {
     /// A check with the defaults that runs alone among exclusive checks (see
     /// [`LeakCheckBuilder::exclusive`]).
     ///
-    /// ```
+    /// ```standalone_crate
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let check = tokio_custodian::testing::LeakCheck::exclusive();
     /// assert!(check.finish().await.exclusive);
@@ -255,7 +262,7 @@ impl LeakCheck {
 
     /// The options, to change before [`LeakCheckBuilder::start`].
     ///
-    /// ```
+    /// ```standalone_crate
     /// let b = tokio_custodian::testing::LeakCheck::builder();
     /// ```
     pub fn builder() -> LeakCheckBuilder {
@@ -278,7 +285,7 @@ impl LeakCheck {
     ///
     /// If called outside a Tokio runtime with a timer.
     ///
-    /// ```
+    /// ```standalone_crate
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let check = tokio_custodian::testing::LeakCheck::start();
     /// let report = check.finish().await;

@@ -12,7 +12,7 @@ use crate::leak::{LiveResource, PendingCleanup};
 /// at [`LeakCheck::start`](super::LeakCheck::start). `Display` for people (one line per
 /// leftover), `Serialize` for tools.
 ///
-/// ```
+/// ```standalone_crate
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let check = tokio_custodian::testing::LeakCheck::start();
 /// let report = check.finish().await;
@@ -52,16 +52,23 @@ pub struct LeakReport {
 impl LeakReport {
     /// Whether nothing was left.
     ///
-    /// ```
+    /// ```standalone_crate
     /// assert!(tokio_custodian::testing::LeakReport::default().is_clean());
     /// ```
     pub fn is_clean(&self) -> bool {
-        self.len() == 0
+        self.fds.is_empty()
+            && self.processes.is_empty()
+            && self.paths.is_empty()
+            && self.resources.is_empty()
+            && self.locks.is_empty()
+            && self.pending_cleanups.is_empty()
+            && self.cleanups_in_flight == 0
+            && self.tasks_running == 0
     }
 
     /// How many leftovers (in-flight counts count one each).
     ///
-    /// ```
+    /// ```standalone_crate
     /// assert_eq!(tokio_custodian::testing::LeakReport::default().len(), 0);
     /// ```
     pub fn len(&self) -> usize {
@@ -77,7 +84,7 @@ impl LeakReport {
 
     /// Whether nothing was left (same as [`is_clean`](Self::is_clean)).
     ///
-    /// ```
+    /// ```standalone_crate
     /// assert!(tokio_custodian::testing::LeakReport::default().is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
@@ -87,7 +94,7 @@ impl LeakReport {
 
 /// An fd left open. JSON: `{"fd": 7, "target": "/tmp/x"}`.
 ///
-/// ```
+/// ```standalone_crate
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let check = tokio_custodian::testing::LeakCheck::builder().exclusive(true).start();
 /// let f = std::fs::File::open("/dev/null").unwrap();
@@ -107,7 +114,7 @@ pub struct LeakedFd {
 
 /// A process left running (or a zombie left unreaped).
 ///
-/// ```
+/// ```standalone_crate
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let check = tokio_custodian::testing::LeakCheck::builder().exclusive(true).start();
 /// let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
@@ -136,7 +143,7 @@ pub struct LeakedProcess {
 
 /// A new entry in a watched directory or a supervisor's temp root.
 ///
-/// ```
+/// ```standalone_crate
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let dir = std::env::temp_dir().join(format!("leak-doc-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir).unwrap();
@@ -159,7 +166,7 @@ pub struct LeakedPath {
 
 /// A custodian resource still live, with the supervisor that owns it.
 ///
-/// ```
+/// ```standalone_crate
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
 /// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let check = tokio_custodian::testing::LeakCheck::builder().wait(std::time::Duration::ZERO).start();
