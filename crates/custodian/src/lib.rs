@@ -88,6 +88,9 @@ mod supervisor;
 // 9. Tools over the public handle: the leak check for tests.
 #[cfg(feature = "testing")]
 pub mod testing;
+// The stats through the `metrics` facade.
+#[cfg(feature = "metrics")]
+pub mod metrics;
 
 pub use containment::{Containment, ContainmentTier, Unavailable};
 pub use emergency::{EmergencyCleanup, PanicCleanup};
