@@ -11,8 +11,12 @@ use tokio_custodian::{ResourceKind, Supervisor};
 
 #[tokio::test]
 async fn harness_is_not_a_leak_and_a_leak_is() {
-    let check = LeakCheck::start();
-    let sup = Supervisor::builder().start().unwrap();
+    // The supervisor's temp base is a dir of this test's own, watched as the temp dir
+    // (the real one is shared with every other process of the machine).
+    let base = std::env::temp_dir().join(format!("leak-flavour-{}", std::process::id()));
+    std::fs::create_dir_all(&base).unwrap();
+    let check = LeakCheck::builder().no_temp_dir().watch_dir(&base).start();
+    let sup = Supervisor::builder().temp_base(&base).start().unwrap();
     sup.scope("work", async |s| {
         let d = s.temp_dir().await?;
         for n in 0..50 {
@@ -38,6 +42,7 @@ async fn harness_is_not_a_leak_and_a_leak_is() {
     let report = check.finish().await;
     assert!(report.is_clean(), "{report}");
     assert!(!report.exclusive);
+    std::fs::remove_dir(&base).unwrap();
 
     // And a leak in the same runtime is seen.
     let check = LeakCheck::builder().no_temp_dir().start();
