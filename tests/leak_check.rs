@@ -119,6 +119,8 @@ fn five_leaks_are_named() {
         !report.paths.iter().any(|p| p.path == forgotten_path),
         "{text}"
     );
+    // The supervisor itself, started inside the check and not dropped, is named too.
+    assert_eq!(report.supervisors, vec![sup.temp_root().to_path_buf()]);
     for needle in [
         "/etc/hostname",
         "sleep 41",

@@ -327,6 +327,9 @@ impl LeakCheck {
         let mut resource_paths = Vec::new();
         for (root, sup) in &now.sups {
             let old = before.sups.get(root);
+            if old.is_none() {
+                r.supervisors.push(root.clone());
+            }
             let was = |id| old.is_some_and(|o| o.live.iter().any(|l| l.id == id));
             for l in sup.live.iter().filter(|l| !was(l.id)) {
                 resource_paths.extend(l.path.clone());

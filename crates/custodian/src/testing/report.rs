@@ -30,6 +30,10 @@ pub struct LeakReport {
     /// New entries in the watched dirs and in every live supervisor's temp root (those
     /// of a live custodian resource are listed under `resources` instead).
     pub paths: Vec<LeakedPath>,
+    /// Supervisors started since the start and not dropped yet, by temp root: each
+    /// holds a few fds (its root, its base dir, fds reserved for retries), listed under
+    /// `fds`, until its last handle is dropped, shut down or not.
+    pub supervisors: Vec<PathBuf>,
     /// Custodian resources registered since the start and still live, every
     /// supervisor of the process included; held file locks are in `locks`.
     pub resources: Vec<LeakedResource>,
@@ -57,6 +61,7 @@ impl LeakReport {
     /// ```
     pub fn is_clean(&self) -> bool {
         self.fds.is_empty()
+            && self.supervisors.is_empty()
             && self.processes.is_empty()
             && self.paths.is_empty()
             && self.resources.is_empty()
@@ -73,6 +78,7 @@ impl LeakReport {
     /// ```
     pub fn len(&self) -> usize {
         self.fds.len()
+            + self.supervisors.len()
             + self.processes.len()
             + self.paths.len()
             + self.resources.len()
@@ -202,6 +208,13 @@ impl fmt::Display for LeakReport {
             self.len(),
             self.waited
         )?;
+        for s in &self.supervisors {
+            writeln!(
+                f,
+                "  supervisor alive (not dropped; its fds are below): {}",
+                s.display()
+            )?;
+        }
         for l in &self.fds {
             writeln!(f, "  fd {} open: {}", l.fd, l.target)?;
         }
