@@ -96,8 +96,6 @@ pub use containment::{Containment, ContainmentTier, Unavailable};
 pub use emergency::{EmergencyCleanup, PanicCleanup};
 pub use error::{Error, Operation, PublicError, Result};
 pub use id::ResourceId;
-pub use inspect::{InspectedChild, InspectedResource, Inspection};
-pub use inspect::{inspect, sockets_in as inspect_sockets_in, sockets_of as inspect_sockets_of};
 pub use journal::{DeadOwner, DeathProof, SkipReason, Skipped, StoppedGroup, SweepReport};
 pub use kind::{CancelReason, ReleasePath, ResourceKind};
 pub use leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Site};
@@ -118,6 +116,9 @@ pub use resource::{ManagedFile, OpenOptions, PersistError, TempBuilder, TempDir,
 pub use scope::{Registration, Scope};
 pub use stats::{KindStats, StatsSnapshot};
 pub use supervisor::{Builder, Supervisor};
+// The inspect server's snapshot and its client (`Builder::inspect`).
+pub use inspect::{InspectedChild, InspectedResource, Inspection};
+pub use inspect::{inspect, sockets_in as inspect_sockets_in, sockets_of as inspect_sockets_of};
 
 /// The README's example, compiled and run as a doctest so that it stays true.
 #[doc = include_str!("../../../README.md")]
