@@ -43,9 +43,11 @@ async fn main() {
         let _a = s.temp().label("upload").file().await?;
         let _b = s.temp().label("thumbnail").file().await?;
         let _c = s.command("sleep").arg("60").label("encoder").spawn()?;
-        let waiter = s.clone();
+        // Another owner (a task of its own, in the root scope) waits for the quota.
+        let waiter = sup.clone();
         let waiting = tokio::spawn(async move { waiter.temp().label("preview").file().await });
         while sup.quotas()[0].waiting == 0 {
+            assert!(!waiting.is_finished(), "the third acquisition did not wait");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let me = std::process::id().to_string();

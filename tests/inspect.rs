@@ -29,10 +29,15 @@ async fn owner() {
             .label("sleeper")
             .spawn()
             .unwrap();
-        // A third temp file waits for the quota.
-        let waiter = scope.clone();
-        tokio::spawn(async move { waiter.temp().label("gamma").file().await });
+        // A third temp file waits for the quota: asked by another owner (a task of its
+        // own, in the root scope) that holds nothing, so its wait is a plain wait (a
+        // request waiting for room it holds itself would be a refused cycle).
+        let waiter = s.clone();
+        let gamma = tokio::spawn(async move { waiter.temp().label("gamma").file().await });
+        let began = std::time::Instant::now();
         while s.quotas()[0].waiting == 0 {
+            assert!(!gamma.is_finished(), "the third acquisition did not wait");
+            assert!(began.elapsed() < Duration::from_secs(20), "never waiting");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         println!("ready {}", s.inspect_socket().unwrap().display());
