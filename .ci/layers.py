@@ -19,6 +19,8 @@ lower one:
                 processes; locks, atomic writers and the journal's guards go here).
   7. lifecycle  shutdown, hook, signal, emergency (a journal's recovery goes here).
   8. handle     supervisor: the public handle's methods and its builder.
+  9. tools      optional tools over the handle: the leak check (testing, which reads
+                supervisor::census), the metrics facade (metrics).
 
 Where a lower layer must reach up, a callback or a narrow trait is passed down (for
 example `inner::Config::on_last_drop`, set by the builder to the emergency path).
@@ -53,8 +55,9 @@ LAYERS = [
     ("inner", ["inner"]),
     ("scope", ["scope"]),
     ("resource", ["resource"]),
-    ("lifecycle", ["shutdown", "hook", "signal", "emergency", "recovery", "drain", "notify"]),
+    ("lifecycle", ["shutdown", "hook", "signal", "emergency", "recovery", "drain", "notify", "inspect"]),
     ("handle", ["supervisor"]),
+    ("tools", ["testing", "metrics"]),
 ]
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")

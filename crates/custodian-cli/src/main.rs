@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 
 mod adopt;
 mod demo;
+mod inspect;
 mod job;
 mod os;
 mod probe;
@@ -80,6 +81,14 @@ enum Cmd {
     /// Exit 0 when clean, 1 when something was skipped or could not be removed, 2 when a
     /// directory could not be swept.
     Sweep(sweep::SweepArgs),
+    /// Show what a running custodian program holds: live resources (kind, label, scope,
+    /// age, creation site, path), quotas, children, clean-ups, its state and containment
+    /// tier, read from its inspect socket (on in `run` and `demo`; a library user turns it
+    /// on with `Builder::inspect`). Read-only.
+    ///
+    /// Exits 0 when every owner answered, 1 when one did not (dead, refused, not
+    /// custodian), 2 on a usage error.
+    Inspect(inspect::InspectArgs),
 }
 
 fn main() -> ExitCode {
@@ -113,6 +122,7 @@ fn main() -> ExitCode {
             Cmd::Run(a) => run::main(a).await,
             Cmd::Probe(a) => probe::main(a).await,
             Cmd::Sweep(a) => sweep::main(a).await,
+            Cmd::Inspect(a) => inspect::main(a).await,
         }
     });
     // Background clean-ups were awaited by each command's shutdown; do not wait for

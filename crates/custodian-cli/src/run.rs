@@ -202,7 +202,8 @@ async fn supervise(args: &RunArgs) -> Result<Ran, String> {
     let terminal = Terminal::on_stdin();
     let mut builder = Supervisor::builder()
         .grace(args.grace.saturating_add(Duration::from_secs(1)))
-        .containment(args.containment.into());
+        .containment(args.containment.into())
+        .inspect(true); // `custodian inspect PID` answers for a run
     if let Some(dir) = &args.state_dir {
         builder = builder.state_dir(dir);
     }

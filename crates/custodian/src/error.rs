@@ -75,6 +75,8 @@ pub enum Operation {
     Containment,
     /// Talking to the service manager (`Builder::systemd_notify`).
     Notify,
+    /// Binding the inspect socket (`Builder::inspect`).
+    Inspect,
 }
 
 impl fmt::Display for Operation {
@@ -108,6 +110,7 @@ impl fmt::Display for Operation {
             Operation::AgeSweep => "age sweep",
             Operation::Containment => "set up containment",
             Operation::Notify => "notify the service manager",
+            Operation::Inspect => "bind the inspect socket",
         })
     }
 }

@@ -81,8 +81,16 @@ mod drain;
 mod recovery;
 // systemd's notify protocol (opt-in).
 mod notify;
+// The inspect server (opt-in) and its client.
+mod inspect;
 // 8. The public handle's methods and its builder.
 mod supervisor;
+// 9. Tools over the public handle: the leak check for tests.
+#[cfg(feature = "testing")]
+pub mod testing;
+// The stats through the `metrics` facade.
+#[cfg(feature = "metrics")]
+pub mod metrics;
 
 pub use containment::{Containment, ContainmentTier, Unavailable};
 pub use emergency::{EmergencyCleanup, PanicCleanup};
@@ -113,6 +121,9 @@ pub use resource::{ManagedFile, OpenOptions, PersistError, TempBuilder, TempDir,
 pub use scope::{Registration, Scope};
 pub use stats::{KindStats, StatsSnapshot};
 pub use supervisor::{Builder, Supervisor};
+// The inspect server's snapshot and its client (`Builder::inspect`).
+pub use inspect::{InspectedChild, InspectedResource, Inspection};
+pub use inspect::{inspect, sockets_in as inspect_sockets_in, sockets_of as inspect_sockets_of};
 
 /// The README's example, compiled and run as a doctest so that it stays true.
 #[doc = include_str!("../../../README.md")]

@@ -141,6 +141,7 @@ pub(crate) async fn main(args: DemoArgs) -> u8 {
         .temp_prefix(PREFIX)
         .grace(Duration::from_secs(3))
         .handle_signals(true)
+        .inspect(true) // `custodian inspect PID` while it runs
         .quota(Quota::temp_bytes(job::TEMP_QUOTA))
         .start()
     {

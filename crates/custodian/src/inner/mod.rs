@@ -126,6 +126,9 @@ pub(crate) struct Inner {
     pub(crate) quotas: Option<Arc<Quotas>>,
     /// Shutdown hooks, in registration order.
     pub(crate) hooks: Mutex<Vec<Hook>>,
+    /// The inspect server's socket, when `Builder::inspect` is on (the server itself is
+    /// a task holding a `Weak` to this).
+    pub(crate) inspect_socket: std::sync::OnceLock<PathBuf>,
     /// Set by whoever removes the temp root first (shutdown or emergency clean-up).
     root_removed: AtomicBool,
     shutting_down: AtomicBool,
@@ -178,6 +181,7 @@ impl Inner {
             drain: DrainState::default(),
             quotas,
             hooks: Mutex::default(),
+            inspect_socket: std::sync::OnceLock::new(),
             root_removed: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             next_scope: AtomicU64::new(1),

@@ -193,6 +193,18 @@ impl ScopeShared {
         self.token.cancel();
     }
 
+    /// The names from the root scope down to this one, joined by `/` (`root/job/step`).
+    pub(crate) fn path(&self) -> String {
+        let mut names = vec![&*self.name];
+        let mut s = self.parent.as_deref();
+        while let Some(scope) = s {
+            names.push(&*scope.name);
+            s = scope.parent.as_deref();
+        }
+        names.reverse();
+        names.join("/")
+    }
+
     /// Why this scope was cancelled: its own reason, or the nearest ancestor's.
     pub(crate) fn reason(&self) -> Option<CancelReason> {
         let mut s = Some(self);

@@ -45,6 +45,7 @@ pub struct Builder {
     child_subreaper: bool,
     containment: Containment,
     systemd_notify: bool,
+    inspect: bool,
     drain: Duration,
     quotas: Vec<crate::quota::Quota>,
 }
@@ -66,6 +67,7 @@ impl Default for Builder {
             child_subreaper: false,
             containment: Containment::Never,
             systemd_notify: false,
+            inspect: false,
             drain: Duration::ZERO,
             quotas: Vec::new(),
         }
@@ -491,6 +493,27 @@ impl Builder {
         self
     }
 
+    /// Serve read-only snapshots of this supervisor on a unix socket, for `custodian
+    /// inspect PID` (or `--state-dir DIR`) and [`inspect`](crate::inspect): live
+    /// resources, scopes, quotas, clean-ups, the shutdown state, the containment tier.
+    /// The socket, mode 0600, is `inspect-<12 hex digits>.sock` in the temp root (0700),
+    /// so that a SIGKILLed owner's goes with its root; `custodian inspect --state-dir`
+    /// finds a state dir's live owners by their open journals. Only the same uid or root is answered (`SO_PEERCRED`);
+    /// nothing is read from clients; connections, time and size are bounded
+    /// (`docs/observability.md`). Idle, it costs one parked task and no work on the hot
+    /// path. Default: off.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().inspect(true).start()?;
+    /// assert!(sup.inspect_socket().unwrap().starts_with(sup.temp_root()));
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn inspect(mut self, on: bool) -> Self {
+        self.inspect = on;
+        self
+    }
+
     /// Creates the private temp root and spawns the supervisor task.
     ///
     /// # Errors
@@ -509,7 +532,9 @@ impl Builder {
     /// (the path names where the missing piece was looked for;
     /// [`Unavailable::of`](crate::Unavailable::of) tells what is missing), or with
     /// [`Operation::Notify`] naming `NOTIFY_SOCKET`'s value if it is neither an absolute
-    /// path nor `@name` (see [`Builder::systemd_notify`]).
+    /// path nor `@name` (see [`Builder::systemd_notify`]), or with [`Operation::Inspect`]
+    /// naming the dir if the inspect socket cannot be bound there (see
+    /// [`Builder::inspect`]).
     ///
     /// ```
     /// let err = tokio_custodian::Supervisor::builder().start().unwrap_err();
@@ -649,7 +674,16 @@ impl Builder {
         if self.leak_after.iter().any(Option::is_some) {
             handle.spawn(watch(Arc::downgrade(&inner), token, self.scan_every));
         }
+        super::census::enroll(&inner);
         let sup = Supervisor { inner };
+        if self.inspect {
+            // In the temp root: what a SIGKILLed owner leaves there goes with the root
+            // (the crash sweep, the start-up reaper); a state dir would keep it.
+            let dir = sup.temp_root().to_path_buf();
+            let path = crate::inspect::serve(&sup.inner, &dir)
+                .map_err(|e| Error::io(Operation::Inspect, &dir, e))?;
+            let _ = sup.inner.inspect_socket.set(path);
+        }
         if self.signals {
             sup.install_signal_handlers()?;
         }

@@ -19,6 +19,8 @@ use crate::stats::StatsSnapshot;
 
 mod adoption;
 mod builder;
+pub(crate) mod census;
+mod inspect;
 mod lifecycle;
 mod recovery;
 mod shortcuts;

@@ -1,0 +1,172 @@
+//! Reading an inspect socket, and finding the sockets of a process or a state dir.
+
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{Inspection, PREFIX, SUFFIX};
+
+/// The largest answer read (a snapshot of 10,000 resources is a few MiB).
+const MAX_ANSWER: u64 = 64 << 20;
+
+/// Reads one [`Inspection`] from an inspect socket (see
+/// [`Builder::inspect`](crate::Builder::inspect)). Blocking, 5 s at most per read.
+///
+/// # Errors
+///
+/// The socket cannot be reached (`NotFound`, `ConnectionRefused` for a dead owner's,
+/// `PermissionDenied`), the answer is a refusal (`PermissionDenied`, with the server's
+/// words), too large or not a snapshot (`InvalidData`), or too slow (`WouldBlock` or
+/// `TimedOut`). Every error names the socket.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().inspect(true).start()?;
+/// let socket = sup.inspect_socket().unwrap().to_path_buf();
+/// let seen = tokio::task::spawn_blocking(move || tokio_custodian::inspect(&socket)).await.unwrap();
+/// assert_eq!(seen.unwrap().live_total, 0);
+/// let err = tokio_custodian::inspect(std::path::Path::new("/nonexistent.sock")).unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+/// # sup.shutdown().await; Ok(()) }
+/// ```
+pub fn inspect(socket: &Path) -> io::Result<Inspection> {
+    let named =
+        |e: io::Error| io::Error::new(e.kind(), format!("inspect {}: {e}", socket.display()));
+    let s = connect(socket).map_err(named)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(named)?;
+    let mut buf = Vec::new();
+    s.take(MAX_ANSWER + 1)
+        .read_to_end(&mut buf)
+        .map_err(named)?;
+    if buf.len() as u64 > MAX_ANSWER {
+        return Err(named(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "answer too large",
+        )));
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&buf)
+        && let Some(e) = v.get("error").and_then(|e| e.as_str())
+    {
+        return Err(named(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            e.to_owned(),
+        )));
+    }
+    serde_json::from_slice(&buf).map_err(|e| named(io::Error::new(io::ErrorKind::InvalidData, e)))
+}
+
+/// The inspect sockets process `pid` is listening on: its fds' socket inodes matched
+/// with the listening unix sockets of its network namespace (`/proc/PID/net/unix`)
+/// whose names are an inspect socket's. Proof by the kernel, not by a name alone.
+///
+/// # Errors
+///
+/// `/proc/PID/fd` cannot be read (no such process: `NotFound`; another user's:
+/// `PermissionDenied`), naming it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().inspect(true).start()?;
+/// let found = tokio_custodian::inspect_sockets_of(std::process::id()).unwrap();
+/// assert!(found.iter().any(|p| p == sup.inspect_socket().unwrap()));
+/// # sup.shutdown().await; Ok(()) }
+/// ```
+pub fn sockets_of(pid: u32) -> io::Result<Vec<PathBuf>> {
+    let fd_dir = format!("/proc/{pid}/fd");
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("read {fd_dir}: {e}"));
+    let mut inodes = std::collections::HashSet::new();
+    for e in std::fs::read_dir(&fd_dir).map_err(named)? {
+        let Ok(e) = e else { continue };
+        if let Ok(t) = std::fs::read_link(e.path())
+            && let Some(n) = t.to_str().and_then(|t| t.strip_prefix("socket:["))
+            && let Some(n) = n.strip_suffix(']').and_then(|n| n.parse::<u64>().ok())
+        {
+            inodes.insert(n);
+        }
+    }
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/unix")).map_err(named)?;
+    let mut out = Vec::new();
+    // Num RefCount Protocol Flags Type St Inode Path
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(flags), Some(inode), Some(path)) = (f.get(3), f.get(6), f.get(7)) else {
+            continue;
+        };
+        let listening = u32::from_str_radix(flags, 16).is_ok_and(|v| v & 0x0001_0000 != 0);
+        let ours = inode.parse::<u64>().is_ok_and(|i| inodes.contains(&i));
+        if listening && ours && is_socket_name(path) {
+            // Bound through the owner's fd of its dir (a long path): reach it the same way.
+            match path.strip_prefix("/proc/self/") {
+                Some(rest) => out.push(PathBuf::from(format!("/proc/{pid}/{rest}"))),
+                None => out.push(PathBuf::from(path)),
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The inspect sockets of every live owner whose state dir is `dir`: the processes
+/// holding a file in it open (a live owner holds its journal), and their sockets (see
+/// [`sockets_of`]). A dead owner holds nothing, so it is not listed. Reads the fds of
+/// every process this user may read (about 1 ms per 100 processes).
+///
+/// # Errors
+///
+/// The dir cannot be resolved, naming it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let state = std::env::temp_dir().join(format!("inspect-doc-{}", std::process::id()));
+/// let sup = tokio_custodian::Supervisor::builder().state_dir(&state).inspect(true).start()?;
+/// let found = tokio_custodian::inspect_sockets_in(&state).unwrap();
+/// assert!(found.iter().any(|p| p == sup.inspect_socket().unwrap()));
+/// # sup.shutdown().await; std::fs::remove_dir_all(&state).unwrap(); Ok(()) }
+/// ```
+pub fn sockets_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let dir = std::fs::canonicalize(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("resolve {}: {e}", dir.display())))?;
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Ok(out);
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|t| t == dir || t.parent() == Some(&*dir))
+        });
+        if holds {
+            out.extend(sockets_of(pid).unwrap_or_default());
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Connects to `path`, through an fd of its dir when it is too long for an address.
+fn connect(path: &Path) -> io::Result<UnixStream> {
+    if path.as_os_str().len() < super::SUN_PATH {
+        return UnixStream::connect(path);
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return UnixStream::connect(path);
+    };
+    let fd = super::open_dir(dir)?;
+    let mut via = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    via.push(name);
+    UnixStream::connect(via)
+}
+
+fn is_socket_name(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.starts_with(PREFIX) && name.ends_with(SUFFIX)
+}

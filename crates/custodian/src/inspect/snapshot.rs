@@ -1,0 +1,249 @@
+//! What `custodian inspect` shows: one snapshot of a supervisor, bounded in size.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::inner::Inner;
+use crate::kind::ResourceKind;
+use crate::leak::{PendingCleanup, Site};
+use crate::stats::StatsSnapshot;
+
+/// At most this many live resources are listed (all are counted in `live_total`).
+pub(crate) const MAX_LIVE: usize = 10_000;
+/// At most this many child processes are listed.
+const MAX_CHILDREN: usize = 1_000;
+
+/// A snapshot of a running supervisor, as its inspect socket answers it (see
+/// [`Builder::inspect`](crate::Builder::inspect)) and [`inspect`](crate::inspect) reads
+/// it: live resources, the scopes holding them, quota use, clean-ups, the shutdown
+/// state, the containment tier. JSON durations end in `_ms`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().inspect(true).start()?;
+/// let _t = sup.temp().label("upload").file().await?;
+/// let socket = sup.inspect_socket().unwrap().to_path_buf();
+/// let seen = tokio::task::spawn_blocking(move || tokio_custodian::inspect(&socket))
+///     .await.unwrap().unwrap();
+/// assert_eq!(seen.pid, std::process::id());
+/// assert_eq!(seen.live[0].label, "upload");
+/// assert_eq!(seen.state, "running");
+/// println!("{seen}");
+/// # sup.shutdown().await; Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Inspection {
+    /// The inspected process.
+    pub pid: u32,
+    /// Its supervisor's temp root.
+    pub temp_root: PathBuf,
+    /// The socket that answered.
+    pub socket: PathBuf,
+    /// Since the inspect server started, at the supervisor's start (JSON: `uptime_ms`).
+    #[serde(with = "crate::leak::duration_ms", rename = "uptime_ms")]
+    pub uptime: Duration,
+    /// `running`, `draining`, `shutting_down` or `shut_down`.
+    pub state: String,
+    /// The counters, quota use and waiters, and the containment tier.
+    pub stats: StatsSnapshot,
+    /// How many resources are live (`live` lists at most 10,000 of them).
+    pub live_total: usize,
+    /// Live resources, oldest first.
+    pub live: Vec<InspectedResource>,
+    /// Each scope path holding live resources, with how many (the scope tree, as far as
+    /// resources show it).
+    pub scopes: BTreeMap<String, usize>,
+    /// Clean-ups failing and retried.
+    pub pending_cleanups: Vec<PendingCleanup>,
+    /// Background clean-ups running now.
+    pub cleanups_in_flight: usize,
+    /// Scopes and scoped tasks running now.
+    pub scopes_running: usize,
+    /// The process's child processes (pid, group, command line): managed children run in
+    /// groups of their own (group = pid).
+    pub children: Vec<InspectedChild>,
+}
+
+/// A live resource in an [`Inspection`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().inspect(true).start()?;
+/// sup.scope("job", async |s| {
+///     let _d = s.temp_dir().await?;
+///     let socket = sup.inspect_socket().unwrap().to_path_buf();
+///     let seen = tokio::task::spawn_blocking(move || tokio_custodian::inspect(&socket))
+///         .await.unwrap().unwrap();
+///     assert_eq!(seen.live[0].scope, "root/job");
+///     Ok::<_, tokio_custodian::Error>(())
+/// }).await??;
+/// # sup.shutdown().await; Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct InspectedResource {
+    /// Its id in the registry.
+    pub id: u64,
+    /// Its kind.
+    pub kind: ResourceKind,
+    /// Its label.
+    pub label: String,
+    /// The path of its scope from the root (`root/job/step`).
+    pub scope: String,
+    /// Where it was acquired.
+    pub site: Site,
+    /// How long it has been alive (JSON: `age_ms`).
+    #[serde(with = "crate::leak::duration_ms", rename = "age_ms")]
+    pub age: Duration,
+    /// Its path, for files, temp files and dirs, locks.
+    pub path: Option<PathBuf>,
+}
+
+/// A child process of the inspected process.
+///
+/// ```
+/// let c: tokio_custodian::InspectedChild =
+///     serde_json::from_str(r#"{"pid":7,"pgid":7,"cmdline":"sleep 9"}"#).unwrap();
+/// assert_eq!(c.cmdline, "sleep 9");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct InspectedChild {
+    /// Its pid.
+    pub pid: u32,
+    /// Its process group.
+    pub pgid: u32,
+    /// Its command line.
+    pub cmdline: String,
+}
+
+impl Inspection {
+    /// Takes the snapshot. Blocking (reads `/proc`); the registry's shards are read one
+    /// at a time, as `Supervisor::live` does.
+    pub(crate) fn of(inner: &Inner, socket: PathBuf, uptime: Duration) -> Inspection {
+        let mut live: Vec<InspectedResource> = Vec::new();
+        let mut scopes = BTreeMap::new();
+        let mut live_total = 0;
+        for e in inner.registry.map.iter() {
+            live_total += 1;
+            let scope = e.scope.path();
+            *scopes.entry(scope.clone()).or_insert(0) += 1;
+            if live.len() < MAX_LIVE {
+                live.push(InspectedResource {
+                    id: e.key().get(),
+                    kind: e.kind,
+                    label: e.label.to_string(),
+                    scope,
+                    site: e.site.into(),
+                    age: e.born.elapsed(),
+                    path: e.path.clone(),
+                });
+            }
+        }
+        live.sort_unstable_by_key(|r| r.id);
+        let state = if inner.done.is_cancelled() {
+            "shut_down"
+        } else if inner.is_shutting_down() {
+            "shutting_down"
+        } else if inner.drain.is_draining() {
+            "draining"
+        } else {
+            "running"
+        };
+        let mut stats = inner.records.stats.snapshot();
+        stats.quotas = inner.quotas.as_ref().map(|q| q.usage()).unwrap_or_default();
+        let me = std::process::id();
+        let children = crate::sys::subreaper::children_of(me, |_| false)
+            .unwrap_or_default()
+            .into_iter()
+            .take(MAX_CHILDREN)
+            .map(|p| InspectedChild {
+                pid: p.pid,
+                pgid: p.pgid,
+                cmdline: cmdline(p.pid),
+            })
+            .collect();
+        Inspection {
+            pid: me,
+            temp_root: inner.temp_root.path().to_path_buf(),
+            socket,
+            uptime,
+            state: state.to_owned(),
+            stats,
+            live_total,
+            live,
+            scopes,
+            pending_cleanups: inner.pending_cleanups(),
+            cleanups_in_flight: inner.cleanups.len(),
+            scopes_running: inner.scopes.len(),
+            children,
+        }
+    }
+}
+
+fn cmdline(pid: u32) -> String {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(b) if !b.is_empty() => {
+            String::from_utf8_lossy(b.strip_suffix(b"\0").unwrap_or(&b)).replace('\0', " ")
+        }
+        _ => String::new(),
+    }
+}
+
+impl fmt::Display for Inspection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "pid {} ({}), up {:.1?}, temp root {}, containment: {}",
+            self.pid,
+            self.state,
+            self.uptime,
+            self.temp_root.display(),
+            self.stats.containment
+        )?;
+        writeln!(
+            f,
+            "{:>6}  {:<12} {:<16} {:<20} {:>10}  SITE / PATH",
+            "ID", "KIND", "LABEL", "SCOPE", "AGE"
+        )?;
+        for r in &self.live {
+            let age = format!("{:.1?}", r.age);
+            write!(
+                f,
+                "{:>6}  {:<12} {:<16} {:<20} {:>10}  {}",
+                r.id,
+                r.kind.as_str(),
+                r.label,
+                r.scope,
+                age,
+                r.site
+            )?;
+            if let Some(p) = &r.path {
+                write!(f, "  {}", p.display())?;
+            }
+            writeln!(f)?;
+        }
+        if self.live_total > self.live.len() {
+            writeln!(f, "  ... and {} more", self.live_total - self.live.len())?;
+        }
+        for q in &self.stats.quotas {
+            writeln!(f, "quota {q}")?;
+        }
+        for c in &self.children {
+            writeln!(f, "child pid {} (group {}): {}", c.pid, c.pgid, c.cmdline)?;
+        }
+        for p in &self.pending_cleanups {
+            writeln!(f, "clean-up retrying: {p}")?;
+        }
+        write!(
+            f,
+            "{} live, {} clean-up(s) running, {} scope(s) or task(s) running",
+            self.live_total, self.cleanups_in_flight, self.scopes_running
+        )
+    }
+}
