@@ -52,6 +52,7 @@ mod root;
 
 use examine::Dead;
 
+pub(crate) use age::check_root_prefix;
 #[allow(deprecated)]
 pub use age::clean_older_than;
 pub use age::{AgeKept, AgeKeptReason, AgeReport, AgeSweep, BaseRefusal};
