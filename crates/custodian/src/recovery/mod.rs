@@ -52,6 +52,7 @@ mod root;
 
 use examine::Dead;
 
+pub(crate) use age::check_root_prefix;
 #[allow(deprecated)]
 pub use age::clean_older_than;
 pub use age::{AgeKept, AgeKeptReason, AgeReport, AgeSweep, BaseRefusal};
@@ -85,7 +86,9 @@ pub fn sweep(state_dir: impl AsRef<Path>) -> Result<SweepReport> {
 /// journal. Needs no supervisor and no runtime. Blocking, bounded by: 500 ms for each
 /// journal locked while its owner is dead (a child holding it until its `exec`), plus
 /// the longest grace (a child's recorded one, else `grace`), plus one second after it
-/// and one per SIGKILL round (at most 8), plus the temp roots' removals.
+/// and one per SIGKILL round (at most 8), plus up to 5 s for each dead owner's cgroup
+/// whose members are slow to die after its `cgroup.kill` (only a process stuck in the
+/// kernel is), plus the temp roots' removals.
 ///
 /// Never acts on a live owner, a locked or forged journal, records past a journal's
 /// damage, a reused pid, the sweeping process or its ancestors, or a path that is not

@@ -549,7 +549,8 @@ impl Builder {
         // it, which the sweep (that refuses symlinked components) can remove.
         let base =
             canonical_base(&base).map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
-        check_prefix(&self.prefix).map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
+        crate::recovery::check_root_prefix(&self.prefix)
+            .map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
         // Before anything is created: a quota read through serde may hold any limit.
         for q in &self.quotas {
             q.check()
@@ -692,30 +693,6 @@ impl Builder {
         }
         Ok(sup)
     }
-}
-
-/// Shortest temp root prefix `start` accepts.
-const MIN_PREFIX: usize = 4;
-
-/// The prefix names the roots the start-up reaper may remove (`<prefix><32 hex digits>`):
-/// a short or all-hex prefix would let it match directories that are not custodian's.
-fn check_prefix(prefix: &str) -> std::io::Result<()> {
-    let bad = |why: &str| {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("temp root prefix {prefix:?}: {why}"),
-        ))
-    };
-    if prefix.len() < MIN_PREFIX {
-        return bad("shorter than 4 bytes");
-    }
-    if prefix.contains(['/', '\0']) {
-        return bad("contains a path separator or NUL");
-    }
-    if prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return bad("only hex digits, indistinguishable from the random part");
-    }
-    Ok(())
 }
 
 /// The supervisor task: periodic leak scans until shutdown. It holds only a weak

@@ -242,7 +242,9 @@ impl AgeSweep {
     ///   [`all`](Self::all), it is the root of the file system
     ///   ([`BaseRefusal::FileSystemRoot`], kind `PermissionDenied`), with the remedy in
     ///   the message ([`BaseRefusal::of`] gets the reason);
-    /// - an exclusion pattern is not a valid glob (kind `InvalidInput`);
+    /// - an exclusion pattern is not a valid glob, or the [root
+    ///   prefix](Self::root_prefix) is shorter than 4 bytes, holds a `/` or NUL, or is only
+    ///   hex digits (kind `InvalidInput`);
     /// - it cannot be opened or listed, or `/proc/locks` cannot be read.
     ///
     /// ```
@@ -264,6 +266,9 @@ impl AgeSweep {
             &absolute,
         )
         .map_err(fail)?;
+        // Before anything is opened: an empty, short or all-hex prefix would make other
+        // programs' directories named with 32 hex digits look like temp roots.
+        check_root_prefix(&self.root_prefix).map_err(fail)?;
         let dir = base::open(&self.base).map_err(fail)?;
         base::refuse_root(&dir, self.all).map_err(fail)?;
         let live = Live::read().map_err(fail)?;
@@ -319,4 +324,29 @@ impl AgeSweep {
 #[deprecated(note = "use `AgeSweep::new(base, age).dry_run(dry_run).run()`")]
 pub fn clean_older_than(base: impl AsRef<Path>, age: Duration, dry_run: bool) -> Result<AgeReport> {
     AgeSweep::new(base.as_ref(), age).dry_run(dry_run).run()
+}
+
+/// Shortest temp root prefix `start` and [`AgeSweep::run`] accept.
+const MIN_PREFIX: usize = 4;
+
+/// The prefix names the roots the start-up reaper may remove (`<prefix><32 hex digits>`):
+/// a short or all-hex prefix would let it match directories that are not custodian's.
+/// Checked by `start` and by every [`AgeSweep::run`] (the prefix is public there too).
+pub(crate) fn check_root_prefix(prefix: &str) -> std::io::Result<()> {
+    let bad = |why: &str| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("temp root prefix {prefix:?}: {why}"),
+        ))
+    };
+    if prefix.len() < MIN_PREFIX {
+        return bad("shorter than 4 bytes");
+    }
+    if prefix.contains(['/', '\0']) {
+        return bad("contains a path separator or NUL");
+    }
+    if prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return bad("only hex digits, indistinguishable from the random part");
+    }
+    Ok(())
 }
