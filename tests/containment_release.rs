@@ -94,11 +94,22 @@ fn escape_artist(s: &Scope, n: u32) -> ManagedChild {
 fn wait_started(n: u32, cgroup: &Path, mount_dir: &Path) {
     for k in 0..3 {
         let s = secs(n + k);
+        // The pid seen, once it is `sleep` itself (an intermediate shell's command line
+        // names the sleep too, and a process in the middle of `exec` reads as empty).
+        let mut seen = None;
         assert!(
-            poll_until(Duration::from_secs(10), || sleeps(&s).len() == 1),
+            poll_until(Duration::from_secs(10), || {
+                let found = sleeps(&s);
+                seen = found.first().copied().filter(|pid| {
+                    found.len() == 1
+                        && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                            .is_ok_and(|c| c.trim() == "sleep")
+                });
+                seen.is_some()
+            }),
             "sleep {s} never started"
         );
-        let pid = sleeps(&s)[0];
+        let pid = seen.unwrap();
         let line = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
         let inside = line.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
         assert_eq!(
