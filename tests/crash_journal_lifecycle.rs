@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use custodian_suite::journal_frame as frame;
 use custodian_suite::{LineChild, pid_running, poll_until, scratch_dir, serial};
 use tokio_custodian::{SpareReason, SurvivorReason, SweepReport};
 
@@ -22,26 +23,6 @@ const ROLE: &str = "CUSTODIAN_LIFECYCLE_ROLE";
 const STATE: &str = "CUSTODIAN_LIFECYCLE_STATE";
 const OWNER: &str = env!("CARGO_BIN_EXE_journal-owner");
 const NOBODY: &str = "65534";
-
-fn fnv(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for &b in *p {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
-}
-
-/// A record framed as `docs/crash-recovery.md` documents it.
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let len = (payload.len() as u32).to_le_bytes();
-    let mut f = b"cjr1".to_vec();
-    f.extend(len);
-    f.extend(payload);
-    f.extend(fnv(&[&len, payload]).to_le_bytes());
-    f
-}
 
 /// An owner record of an owner that is certainly dead: this process's pid, start time 1.
 fn dead_owner() -> Vec<u8> {

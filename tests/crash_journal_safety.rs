@@ -10,29 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
+use custodian_suite::journal_frame as frame;
 use custodian_suite::{pid_running, scratch_dir, serial};
 use tokio_custodian::{SkipReason, SweepReport};
-
-fn fnv(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for &b in *p {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
-}
-
-/// A record framed as the journal frames it (the format is documented in
-/// `docs/crash-recovery.md`): magic, length, payload, FNV-1a of length and payload.
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let len = (payload.len() as u32).to_le_bytes();
-    let mut f = b"cjr1".to_vec();
-    f.extend(len);
-    f.extend(payload);
-    f.extend(fnv(&[&len, payload]).to_le_bytes());
-    f
-}
 
 fn owner(pid: u32, start: u64, boot: &str) -> Vec<u8> {
     let mut p = vec![1];

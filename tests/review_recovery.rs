@@ -11,31 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use custodian_suite::journal_frame as frame;
 use custodian_suite::{pid_running, poll_until, scratch_dir, serial};
 use tokio_custodian::SweepReport;
 
 const ROLE: &str = "CUSTODIAN_REVIEW_REC_ROLE";
 const STATE: &str = "CUSTODIAN_REVIEW_REC_STATE";
-
-fn fnv(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for &b in *p {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
-}
-
-/// A record framed as `docs/crash-recovery.md` documents it.
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let len = (payload.len() as u32).to_le_bytes();
-    let mut f = b"cjr1".to_vec();
-    f.extend(len);
-    f.extend(payload);
-    f.extend(fnv(&[&len, payload]).to_le_bytes());
-    f
-}
 
 fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")

@@ -564,3 +564,20 @@ pub async fn settled_fds() -> usize {
     }
     last
 }
+
+/// A crash-journal record framed as the journal frames it (the format is documented in
+/// `docs/crash-recovery.md`): magic `cjr1`, the payload's length, the payload, and an
+/// FNV-1a of length and payload. For tests that write journals by hand (forged, torn,
+/// of another boot).
+pub fn journal_frame(payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_le_bytes();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in len.iter().chain(payload) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut f = b"cjr1".to_vec();
+    f.extend(len);
+    f.extend(payload);
+    f.extend(h.to_le_bytes());
+    f
+}
