@@ -22,6 +22,22 @@ macro_rules! need_cgroup {
     };
 }
 
+/// Spawns `prog args` into the cgroup whose `cgroup.procs` is `procs`, before it runs
+/// any code, as the cgroup tier's spawn does.
+fn spawn_into(procs: std::os::fd::OwnedFd, prog: &str, args: &[&str]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(prog);
+    cmd.args(args);
+    // SAFETY: one raw `write` between fork and exec (see `SupervisorCgroup::probe`).
+    #[allow(unsafe_code)]
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            rustix::io::write(&procs, b"0")?;
+            Ok(())
+        });
+    }
+    cmd.spawn().unwrap()
+}
+
 #[test]
 fn probe_moves_a_forked_process_and_cleans_up() {
     let own = need_cgroup!();
@@ -45,17 +61,7 @@ fn a_child_cgroup_is_killed_emptied_and_removed_by_its_fd() {
     let own = need_cgroup!();
     let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
     let (cg, procs) = sup.child().unwrap();
-    let mut cmd = std::process::Command::new("sh");
-    cmd.args(["-c", "setsid sleep 1000 & exec sleep 1000"]);
-    // SAFETY: one raw `write` between fork and exec (see `SupervisorCgroup::probe`).
-    #[allow(unsafe_code)]
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            rustix::io::write(&procs, b"0")?;
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
+    let mut child = spawn_into(procs, "sh", &["-c", "setsid sleep 1000 & exec sleep 1000"]);
     let members = cg.path().join("cgroup.procs");
     let until = Instant::now() + Duration::from_secs(10);
     while std::fs::read_to_string(&members).unwrap().lines().count() < 2 {
@@ -106,17 +112,7 @@ fn a_recorded_cgroup_is_killed_by_path_only_if_its_inode_matches() {
     let own = need_cgroup!();
     let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
     let (cg, procs) = sup.child().unwrap();
-    let mut cmd = std::process::Command::new("sh");
-    cmd.args(["-c", "setsid sleep 1000 & exec sleep 1000"]);
-    // SAFETY: one raw `write` between fork and exec (see `SupervisorCgroup::probe`).
-    #[allow(unsafe_code)]
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            rustix::io::write(&procs, b"0")?;
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
+    let mut child = spawn_into(procs, "sh", &["-c", "setsid sleep 1000 & exec sleep 1000"]);
     let (path, id) = (cg.path(), cg.id());
     let wrong = FileId {
         dev: id.dev,
@@ -171,17 +167,7 @@ fn a_recorded_supervisor_cgroup_is_killed_whole_and_removed_with_its_children() 
     let own = need_cgroup!();
     let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
     let (cg, procs) = sup.child().unwrap();
-    let mut cmd = std::process::Command::new("sh");
-    cmd.args(["-c", "setsid sleep 1000 & exec sleep 1000"]);
-    // SAFETY: one raw `write` between fork and exec (see `SupervisorCgroup::probe`).
-    #[allow(unsafe_code)]
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            rustix::io::write(&procs, b"0")?;
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
+    let mut child = spawn_into(procs, "sh", &["-c", "setsid sleep 1000 & exec sleep 1000"]);
     // What recovery knows of a dead owner: its cgroup's path and inode.
     let done = kill_recorded(sup.path(), sup.id(), Duration::from_secs(5), &[]).unwrap();
     assert_eq!(done, Recorded::Removed);
@@ -195,17 +181,7 @@ fn a_recorded_cgroup_holding_a_spared_process_is_not_written_to() {
     let own = need_cgroup!();
     let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
     let (cg, procs) = sup.child().unwrap();
-    let mut cmd = std::process::Command::new("sleep");
-    cmd.arg("1000");
-    // SAFETY: one raw `write` between fork and exec (see `SupervisorCgroup::probe`).
-    #[allow(unsafe_code)]
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            rustix::io::write(&procs, b"0")?;
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
+    let mut child = spawn_into(procs, "sleep", &["1000"]);
     let pid = child.id();
     // The sweeper (here: the child stands in for it) is a member of a cgroup below.
     let done = kill_recorded(sup.path(), sup.id(), Duration::from_secs(5), &[1, pid]).unwrap();
