@@ -54,7 +54,16 @@ async fn main() -> tokio_custodian::Result<()> {
                         return Ok(());
                     }
                     () = tokio::time::sleep(Duration::from_millis(20)) => {
-                        let mut spool = s.temp_file().await?;
+                        // Shutdown may begin between the tick and the acquisition: it
+                        // refuses new work (`ShuttingDown`), which means "stop", not failure.
+                        let mut spool = match s.temp_file().await {
+                            Ok(f) => f,
+                            Err(e) if e.is_cancellation() => {
+                                println!("worker: refused by shutdown ({e}), finishing");
+                                return Ok(());
+                            }
+                            Err(e) => return Err(e),
+                        };
                         spool.write_all(b"request body").await.expect("write");
                         counter.fetch_add(1, Ordering::Relaxed);
                     }
