@@ -322,10 +322,13 @@ impl AtomicFile {
         matches!(err, Error::Io { source, .. } if FsyncFailed::is(source))
     }
 
-    /// Removes the temp names that atomic writes killed mid-way left in `dir`: names
-    /// starting with [`ATOMIC_TEMP_PREFIX`], regular files, older than `min_age`, whose
-    /// writer is gone (every live writer holds an `flock` on its temp file, and the
-    /// kernel drops it when the writer dies). Blocking: call it from
+    /// Removes the temp names that atomic writes killed mid-way left in `dir`, each
+    /// proven by the check the [recovery](crate::recover) uses: exactly
+    /// [`ATOMIC_TEMP_PREFIX`] and 16 lower-case hex digits, a regular file (never a
+    /// symlink) on `dir`'s mount, owned by this effective uid (root too leaves other
+    /// users' files alone), older than `min_age`, and its writer gone (every live writer
+    /// holds an `flock` on its temp file, and the kernel drops it when the writer dies).
+    /// `dir` itself is not followed if it is a symlink. Blocking: call it from
     /// [`spawn_blocking`](tokio::task::spawn_blocking) in async code. Returns how many
     /// names it removed.
     ///
@@ -334,7 +337,8 @@ impl AtomicFile {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] with [`Operation::Cleanup`] naming `dir` if it cannot be read.
+    /// [`Error::Io`] with [`Operation::Cleanup`] naming `dir` if it cannot be opened or
+    /// read (a symlink: the kind of `ELOOP`).
     ///
     /// ```
     /// let dir = std::env::temp_dir();

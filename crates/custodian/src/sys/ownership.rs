@@ -1,5 +1,6 @@
 //! The one answer to "is this custodian's own, and abandoned?", asked by the reaping of
-//! abandoned roots at start-up and by the age sweep (`recovery/age/`).
+//! abandoned roots at start-up, by the age sweep (`recovery/age/`) and by
+//! `AtomicFile::sweep` (`resource/atomic/os.rs`).
 //!
 //! Something is proven ours only if all of these hold, in this order, on an fd opened
 //! without following a symlink (and checked to be the object that was looked at):

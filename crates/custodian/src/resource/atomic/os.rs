@@ -18,6 +18,7 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use rustix::fs::{AtFlags, CWD, FileType, FlockOperation, Mode, OFlags, RenameFlags};
@@ -279,44 +280,48 @@ fn link_fd(dir: &OwnedFd, file: &std::fs::File, name: &OsStr) -> io::Result<()> 
 }
 
 /// Removes the atomic-write temp names in `dir` older than `min_age` whose writer is
-/// gone (their `flock` can be taken). Returns how many it removed.
+/// gone. Each is proven ours by the one ownership check the recovery uses
+/// (`sys::ownership`): the exact generated name shape, a regular file (never a symlink),
+/// on the directory's mount, owned by this euid, old enough, and its `flock` free (every
+/// live writer holds one); it is then removed only if the name still holds that inode.
+/// `dir` is opened without following a symlink in its last component. Returns how many
+/// it removed.
 pub(crate) fn sweep(dir: &Path, min_age: std::time::Duration) -> io::Result<usize> {
-    let dirfd = rustix::fs::openat(
-        CWD,
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let now = std::time::SystemTime::now();
+    use crate::sys::ownership::{Lock, Shape, prove};
+    use crate::sys::remove::{Outcome, open_dir_nofollow};
+    let dirfd = open_dir_nofollow(CWD, dir)?;
+    // Saturating: an age longer than the clock's past makes nothing old.
+    let before = std::time::SystemTime::now()
+        .checked_sub(min_age)
+        .unwrap_or(std::time::UNIX_EPOCH)
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let young = |st: &rustix::fs::Stat| {
+        let mtime = std::time::Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec as u32);
+        mtime > before
+    };
     let mut removed = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        if !name.as_encoded_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
-            continue;
-        }
-        let fd = match rustix::fs::openat(
-            &dirfd,
-            &name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-            Mode::empty(),
+    for entry in rustix::fs::Dir::read_from(&dirfd)? {
+        let entry = entry?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        let proven = match prove(
+            dirfd.as_fd(),
+            name,
+            Shape::AtomicTemp(TEMP_PREFIX),
+            young,
+            Lock::Take,
         ) {
-            Ok(fd) => fd,
-            // Gone meanwhile, or not a file we may open (a symlink): not ours to judge.
-            Err(_) => continue,
+            Ok(Ok(p)) => p,
+            // Not ours, not abandoned, or gone meanwhile: left alone.
+            Ok(Err(_)) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
         };
-        let st = rustix::fs::fstat(&fd)?;
-        let mtime = std::time::UNIX_EPOCH
-            + std::time::Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec as u32);
-        let old = now.duration_since(mtime).is_ok_and(|age| age >= min_age);
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || !old {
-            continue;
-        }
-        if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err() {
-            continue; // a live writer holds it
-        }
-        if remove_file_at(&dirfd, &name, FileId::of_stat(&st)).is_ok() {
+        // `proven.fd` holds the lock until the name is gone.
+        if let Ok(Outcome::Removed) = remove_file_at(&dirfd, name, proven.id) {
             removed += 1;
         }
+        drop(proven);
     }
     Ok(removed)
 }
