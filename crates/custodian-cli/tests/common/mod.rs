@@ -103,3 +103,77 @@ pub fn poll(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `line` run by `sh` on a fresh pseudo-terminal (util-linux `script`), with `TMPDIR` the
+/// test's and `$CUSTODIAN` the binary; what it prints is collected as it comes.
+pub struct Pty {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    text: Arc<std::sync::Mutex<String>>,
+}
+
+impl Pty {
+    /// Starts `line` on a pseudo-terminal.
+    pub fn start(t: &FreshTmp, line: &str) -> Pty {
+        use std::process::Stdio;
+        let mut child = Command::new("script")
+            .args(["-qec", line, "/dev/null"])
+            .env("TMPDIR", &t.0)
+            .env("CUSTODIAN", BIN)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("util-linux script");
+        let stdin = child.stdin.take();
+        let mut out = child.stdout.take().expect("stdout");
+        let text = Arc::new(std::sync::Mutex::new(String::new()));
+        let t = text.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = out.read(&mut buf) {
+                t.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Pty { child, stdin, text }
+    }
+
+    /// Types `bytes` on the terminal.
+    pub fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.stdin
+            .as_mut()
+            .expect("input open")
+            .write_all(bytes)
+            .unwrap();
+    }
+
+    /// Whether the terminal shows `what` within `limit`.
+    pub fn saw(&self, what: &str, limit: Duration) -> bool {
+        poll(limit, || self.text.lock().unwrap().contains(what))
+    }
+
+    /// What the terminal has shown so far.
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Ends the input and waits up to `limit` for the session to end; a session still
+    /// running then is killed (with every process of `t`) and `false` returned.
+    pub fn finish(&mut self, t: &FreshTmp, limit: Duration) -> bool {
+        drop(self.stdin.take());
+        let finished = poll(limit, || self.child.try_wait().unwrap().is_some());
+        if !finished {
+            let _ = self.child.kill();
+            for (pid, _) in t.processes() {
+                let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+        let _ = self.child.wait();
+        finished
+    }
+}
