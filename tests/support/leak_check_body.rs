@@ -9,7 +9,7 @@ use tokio_custodian::testing::LeakCheck;
 use tokio_custodian::{ResourceKind, Supervisor};
 
 /// The runtime's own fds and threads are not leaks; a forgotten guard and a raw fd are.
-pub async fn harness_is_not_a_leak_and_a_leak_is() {
+pub(crate) async fn harness_is_not_a_leak_and_a_leak_is() {
     // The supervisor's temp base is a dir of this test's own, watched as the temp dir
     // (the real one is shared with every other process of the machine).
     let base = std::env::temp_dir().join(format!("leak-flavour-{}", std::process::id()));
