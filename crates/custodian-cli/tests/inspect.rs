@@ -75,13 +75,16 @@ fn a_run_is_inspected_by_pid_as_json_and_as_a_table() {
             .unwrap()
             .starts_with(o["temp_root"].as_str().unwrap())
     );
-    assert!(
-        o["children"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["cmdline"] == "sleep 30")
-    );
+    let sleep = o["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["cmdline"] == "sleep 30")
+        .expect("the child among the run's children");
+    // The child's entry names its process, and the process its entry.
+    assert_eq!(live[1]["pid"], sleep["pid"]);
+    assert_eq!(live[1]["pgid"], sleep["pid"]);
+    assert_eq!(sleep["resource"], live[1]["id"]);
     let socket = o["socket"].as_str().unwrap();
     let mode = std::fs::metadata(socket).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
@@ -92,7 +95,15 @@ fn a_run_is_inspected_by_pid_as_json_and_as_a_table() {
         .unwrap();
     let table = String::from_utf8(out.stdout).unwrap();
     for needle in [
-        "KIND", "temp_dir", "TMPDIR", "child", "CMD", "root/run", "sleep 30", "running",
+        "KIND",
+        "temp_dir",
+        "TMPDIR",
+        "child",
+        "CMD",
+        "root/run",
+        "sleep 30",
+        "running",
+        &format!("pid {0} group {0}", sleep["pid"]),
     ] {
         assert!(table.contains(needle), "{needle} not in {table}");
     }
