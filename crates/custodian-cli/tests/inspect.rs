@@ -163,6 +163,35 @@ fn every_owner_of_a_state_dir_and_watch() {
     stop(b);
 }
 
+/// A Ctrl-C that lands while `--watch` is reading or printing a round (not in its pause)
+/// still stops it: with a 1 ms pause, nearly every interrupt lands there.
+#[test]
+fn watch_stops_on_an_interrupt_between_pauses() {
+    let tmp = FreshTmp::new("inspect-watch-int");
+    let run = runner(&tmp, &[]);
+    let pid = run.id().to_string();
+    for _ in 0..3 {
+        let mut watch = Command::new(BIN)
+            .args(["inspect", &pid, "--json", "--watch", "1ms"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Well into its rounds (its handler installed).
+        std::thread::sleep(Duration::from_millis(500));
+        let p = rustix::process::Pid::from_raw(watch.id() as i32).unwrap();
+        rustix::process::kill_process(p, rustix::process::Signal::INT).unwrap();
+        let ended = poll(Duration::from_secs(10), || {
+            watch.try_wait().unwrap().is_some()
+        });
+        if !ended {
+            let _ = watch.kill();
+            let _ = watch.wait();
+        }
+        assert!(ended, "--watch ignored a Ctrl-C");
+    }
+    stop(run);
+}
+
 #[test]
 fn another_uid_is_refused() {
     let tmp = FreshTmp::new("inspect-uid");
