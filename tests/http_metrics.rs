@@ -140,3 +140,64 @@ async fn metrics_expose_live_created_released_quota_and_drain_state() {
     );
     let _ = std::fs::remove_dir(&tmp);
 }
+
+/// The drain as the exposition shows it: `custodian_draining 1` while a top-level scope
+/// finishes during the drain, `custodian_shutting_down 1` once shutdown has run (the
+/// service's own router stops answering when its drain begins, so this reads the
+/// exporter's rendering in-process, with the same recorder the example installs).
+#[tokio::test]
+async fn the_exposition_says_draining_then_shut_down() {
+    let prom = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = prom.handle();
+    let render = |sup: &tokio_custodian::Supervisor| {
+        metrics::with_local_recorder(&prom, || tokio_custodian::metrics::publish(sup));
+        samples(&handle.render())
+    };
+    let sup = tokio_custodian::Supervisor::builder()
+        .drain(Duration::from_secs(10))
+        .start()
+        .unwrap();
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
+    let s = sup.clone();
+    let request = tokio::spawn(async move {
+        s.scope("request", async |scope| {
+            let _spool = scope.temp_file().await.unwrap();
+            let _ = wait.await;
+        })
+        .await
+    });
+    let m = render(&sup);
+    assert_eq!(value(&m, "custodian_draining"), 0.0);
+    // (Polled on the runtime: the request runs on this thread too.)
+    for _ in 0..500 {
+        if sup.stats().live() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let s = sup.clone();
+    let shutdown = tokio::spawn(async move { s.shutdown().await });
+    for _ in 0..500 {
+        if sup.is_draining() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let m = render(&sup);
+    assert_eq!(value(&m, "custodian_draining"), 1.0);
+    assert_eq!(value(&m, "custodian_live{kind=\"temp_file\"}"), 1.0);
+    go.send(()).unwrap();
+    request.await.unwrap().unwrap();
+    let report = shutdown.await.unwrap();
+    assert!(report.is_clean(), "{report}");
+    let m = render(&sup);
+    assert_eq!(value(&m, "custodian_shutting_down"), 1.0);
+    assert_eq!(value(&m, "custodian_live{kind=\"temp_file\"}"), 0.0);
+    assert_eq!(
+        value(
+            &m,
+            "custodian_released_total{kind=\"temp_file\",by=\"drop\"}"
+        ),
+        1.0
+    );
+}
