@@ -7,15 +7,21 @@
 //! (its header declares more frames than the upload holds), is a 422 whose message names
 //! no path (the private temp root stays private). Quotas are the
 //! backpressure: 16 uploads spool at once, the others wait their turn. `GET /stats` is the
-//! supervisor's counters and quotas. On SIGTERM the service drains: it stops accepting,
+//! supervisor's counters and quotas; `GET /metrics` the same stats in Prometheus' text
+//! format (custodian's `metrics` feature, rendered by `metrics-exporter-prometheus` from
+//! the service's own router). At start the service scrapes its own `/metrics` once and
+//! checks custodian's series are in it. On SIGTERM the service drains: it stops accepting,
 //! lets the requests in flight finish (within 6 s of a 10 s grace), then `shutdown()`
 //! releases what is left and its report is printed.
 //! `POST /raw/ingest` does the same work without custodian: the benchmark's baseline.
 //!
 //! Run it with `cargo run --example 09_http_service [ADDR]` (or set `CUSTODIAN_HTTP_ADDR`;
 //! the default `127.0.0.1:0` prints the port it got), then
-//! `curl --data-binary @speech.wav http://ADDR/ingest` and `curl http://ADDR/stats`.
+//! `curl --data-binary @speech.wav http://ADDR/ingest`, `curl http://ADDR/stats` and
+//! `curl http://ADDR/metrics`. With `CUSTODIAN_HTTP_ONCE=1` (as CI runs it) it shuts
+//! down by itself after that first scrape.
 
+use std::future::IntoFuture;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -33,6 +39,8 @@ use tokio_custodian_audio::AudioDecoder;
 
 #[path = "http_service/raw.rs"]
 mod raw;
+#[path = "http_service/scrape.rs"]
+mod scrape;
 
 /// Uploads above this are refused (413) before they fill the disk.
 const MAX_UPLOAD: usize = 16 << 20;
@@ -53,6 +61,7 @@ const STALL: Duration = Duration::from_secs(5);
 struct App {
     sup: Supervisor,
     sox: bool,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 /// A failed request: a status and a message that is safe to show a client.
@@ -257,19 +266,33 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = App {
         sup: sup.clone(),
         sox,
+        metrics: scrape::install()?,
     };
     let router = Router::new()
         .route("/ingest", post(ingest))
         .route("/raw/ingest", post(raw::ingest))
         .route("/stats", get(stats))
+        .route("/metrics", get(scrape::metrics))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("listening on {}", listener.local_addr()?);
-    println!("temp root: {}", sup.temp_root().display());
+    let local = listener.local_addr()?;
     // Stop accepting once the drain begins; requests in flight finish their answer.
-    axum::serve(listener, router)
-        .with_graceful_shutdown(sup.draining())
-        .await?;
+    let serving = axum::serve(listener, router).with_graceful_shutdown(sup.draining());
+    let serving = tokio::spawn(serving.into_future());
+    // Our own first scrape, before the address is announced (so before any client).
+    let scraped = scrape::scrape_once(local).await?;
+    let series = scraped
+        .lines()
+        .filter(|l| l.starts_with("custodian_"))
+        .count();
+    println!("/metrics: {series} custodian series");
+    println!("listening on {local}");
+    println!("temp root: {}", sup.temp_root().display());
+    if std::env::var_os("CUSTODIAN_HTTP_ONCE").is_some_and(|v| v == "1") {
+        let s = sup.clone();
+        tokio::spawn(async move { s.shutdown().await });
+    }
+    serving.await??;
     let report = sup.shutdown().await;
     println!("{report}");
     println!("final stats: {}", serde_json::to_string(&report.stats)?);

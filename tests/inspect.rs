@@ -1,7 +1,9 @@
 //! The inspect server (issue 20): a real program with live temp files, a child and a
 //! quota acquisition waiting is inspected from another process; every part is named.
 //! The program is this test binary run again in "owner" mode (the `owner` test, which
-//! does nothing unless `INSPECT_OWNER` is set).
+//! does nothing unless `INSPECT_OWNER` is set). The child's entry carries its pid and
+//! group, and the scope tree shows the scope between `job` and the child's, which holds
+//! nothing itself.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -23,32 +25,45 @@ async fn owner() {
     sup.scope("job", async move |scope| {
         let a = scope.temp().label("alpha").file().await.unwrap();
         let b = scope.temp().label("beta").file().await.unwrap();
-        let child = scope
-            .command("sleep")
-            .arg("30")
-            .label("sleeper")
-            .spawn()
+        // Two scopes down, past one that holds nothing itself.
+        scope
+            .scope("stage", async |stage| {
+                stage
+                    .scope("step", async |step| {
+                        let child = step
+                            .command("sleep")
+                            .arg("30")
+                            .label("sleeper")
+                            .spawn()
+                            .unwrap();
+                        // A third temp file waits for the quota: asked by another owner (a task of its
+                        // own, in the root scope) that holds nothing, so its wait is a plain wait (a
+                        // request waiting for room it holds itself would be a refused cycle).
+                        let waiter = s.clone();
+                        let gamma =
+                            tokio::spawn(async move { waiter.temp().label("gamma").file().await });
+                        let began = std::time::Instant::now();
+                        while s.quotas()[0].waiting == 0 {
+                            assert!(!gamma.is_finished(), "the third acquisition did not wait");
+                            assert!(began.elapsed() < Duration::from_secs(20), "never waiting");
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        println!("ready {}", s.inspect_socket().unwrap().display());
+                        std::io::stdout().flush().unwrap();
+                        // Until the test closes our stdin.
+                        tokio::task::spawn_blocking(|| {
+                            let _ = std::io::stdin().read_line(&mut String::new());
+                        })
+                        .await
+                        .unwrap();
+                        drop(child);
+                    })
+                    .await
+                    .unwrap();
+            })
+            .await
             .unwrap();
-        // A third temp file waits for the quota: asked by another owner (a task of its
-        // own, in the root scope) that holds nothing, so its wait is a plain wait (a
-        // request waiting for room it holds itself would be a refused cycle).
-        let waiter = s.clone();
-        let gamma = tokio::spawn(async move { waiter.temp().label("gamma").file().await });
-        let began = std::time::Instant::now();
-        while s.quotas()[0].waiting == 0 {
-            assert!(!gamma.is_finished(), "the third acquisition did not wait");
-            assert!(began.elapsed() < Duration::from_secs(20), "never waiting");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        println!("ready {}", s.inspect_socket().unwrap().display());
-        std::io::stdout().flush().unwrap();
-        // Until the test closes our stdin.
-        tokio::task::spawn_blocking(|| {
-            let _ = std::io::stdin().read_line(&mut String::new());
-        })
-        .await
-        .unwrap();
-        drop((a, b, child));
+        drop((a, b));
     })
     .await
     .unwrap();
@@ -99,16 +114,54 @@ fn a_real_program_is_inspected_from_another_process() {
         assert!(r.path.as_ref().unwrap().starts_with(&seen.temp_root));
         assert!(r.site.file.ends_with("inspect.rs"));
     }
-    assert_eq!(by_label("sleeper").kind, ResourceKind::Child);
+    let sleeper = by_label("sleeper");
+    assert_eq!(sleeper.kind, ResourceKind::Child);
+    assert_eq!(sleeper.scope, "root/job/stage/step");
     let child = seen
         .children
         .iter()
         .find(|c| c.cmdline == "sleep 30")
         .expect("the child");
     assert_eq!(child.pgid, child.pid, "a managed child leads its own group");
+    // The entry is tied to its process: its pid, which is the sleep's (by /proc), and
+    // the process to its entry.
+    assert_eq!(sleeper.pid, Some(child.pid), "{seen}");
+    assert_eq!(sleeper.pgid, Some(child.pid));
+    assert!(!sleeper.reaped);
+    assert_eq!(
+        std::fs::read(format!("/proc/{}/cmdline", child.pid)).unwrap(),
+        b"sleep\x0030\x00"
+    );
+    assert_eq!(child.resource, Some(sleeper.id));
+    assert!(by_label("alpha").pid.is_none());
+    let table = seen.to_string();
+    let row = format!("pid {} group {}", child.pid, child.pid);
+    assert!(table.contains(&row), "{row} not in {table}");
+    assert!(
+        table.contains(&format!("[resource {}]", sleeper.id)),
+        "{table}"
+    );
     let q = &seen.stats.quotas[0];
     assert_eq!((q.in_use, q.waiting), (2, 1), "{seen}");
-    assert_eq!(seen.scopes.get("root/job"), Some(&3));
+    assert_eq!(seen.scopes.get("root/job"), Some(&2));
+    assert_eq!(seen.scopes.get("root/job/stage/step"), Some(&1));
+    // The tree: root, job (2), stage (nothing of its own), step (the child).
+    let tree: Vec<_> = seen
+        .scope_tree
+        .iter()
+        .map(|s| (s.depth, s.path.as_str(), s.live))
+        .collect();
+    assert_eq!(
+        tree,
+        [
+            (0, "root", 0),
+            (1, "root/job", 2),
+            (2, "root/job/stage", 0),
+            (3, "root/job/stage/step", 1)
+        ],
+        "{seen}"
+    );
+    assert!(table.contains("      stage #"), "{table}");
     // The JSON names each, as a tool reads it.
     let json = serde_json::to_value(&seen).unwrap();
     let labels: Vec<_> = json["live"]
@@ -119,6 +172,22 @@ fn a_real_program_is_inspected_from_another_process() {
         .collect();
     assert_eq!(labels, ["alpha", "beta", "sleeper"]);
     assert_eq!(json["stats"]["quotas"][0]["waiting"], 1);
+    assert_eq!(json["live"][2]["pid"], child.pid);
+    assert_eq!(json["live"][2]["pgid"], child.pid);
+    assert!(
+        json["live"][0].get("pid").is_none(),
+        "no pid for a temp file"
+    );
+    assert_eq!(
+        json["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["pid"] == child.pid)
+            .unwrap()["resource"],
+        sleeper.id
+    );
+    assert_eq!(json["scope_tree"][2]["name"], "stage");
     assert!(json["live"][0]["age_ms"].is_f64());
 
     drop(owner.stdin.take());

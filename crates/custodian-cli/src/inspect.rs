@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio_custodian::Inspection;
 
 /// Options of `custodian inspect`.
@@ -50,6 +51,19 @@ pub(crate) async fn main(a: InspectArgs) -> u8 {
         json,
         watch,
     } = a;
+    // Listening from before the first round: a Ctrl-C that lands while a round is read
+    // or printed is kept for the pause (`ctrl_c()` made anew per pause would lose it,
+    // and `--watch` would then run on).
+    let mut interrupt = match watch {
+        Some(_) => match signal(SignalKind::interrupt()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("custodian inspect: listening for Ctrl-C: {e}");
+                return 1;
+            }
+        },
+        None => None,
+    };
     loop {
         let (pid, dir, sock) = (pid, state_dir.clone(), socket.clone());
         let round = tokio::task::spawn_blocking(move || look(pid, dir, sock))
@@ -63,10 +77,12 @@ pub(crate) async fn main(a: InspectArgs) -> u8 {
             });
         let code = u8::from(!round.errors.is_empty() || round.owners.is_empty());
         print(&round, json, watch.is_some());
-        let Some(every) = watch else { return code };
+        let (Some(every), Some(interrupt)) = (watch, interrupt.as_mut()) else {
+            return code;
+        };
         tokio::select! {
             () = tokio::time::sleep(every) => {}
-            _ = tokio::signal::ctrl_c() => return code,
+            _ = interrupt.recv() => return code,
         }
     }
 }

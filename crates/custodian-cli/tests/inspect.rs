@@ -75,13 +75,16 @@ fn a_run_is_inspected_by_pid_as_json_and_as_a_table() {
             .unwrap()
             .starts_with(o["temp_root"].as_str().unwrap())
     );
-    assert!(
-        o["children"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["cmdline"] == "sleep 30")
-    );
+    let sleep = o["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["cmdline"] == "sleep 30")
+        .expect("the child among the run's children");
+    // The child's entry names its process, and the process its entry.
+    assert_eq!(live[1]["pid"], sleep["pid"]);
+    assert_eq!(live[1]["pgid"], sleep["pid"]);
+    assert_eq!(sleep["resource"], live[1]["id"]);
     let socket = o["socket"].as_str().unwrap();
     let mode = std::fs::metadata(socket).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
@@ -92,7 +95,15 @@ fn a_run_is_inspected_by_pid_as_json_and_as_a_table() {
         .unwrap();
     let table = String::from_utf8(out.stdout).unwrap();
     for needle in [
-        "KIND", "temp_dir", "TMPDIR", "child", "CMD", "root/run", "sleep 30", "running",
+        "KIND",
+        "temp_dir",
+        "TMPDIR",
+        "child",
+        "CMD",
+        "root/run",
+        "sleep 30",
+        "running",
+        &format!("pid {0} group {0}", sleep["pid"]),
     ] {
         assert!(table.contains(needle), "{needle} not in {table}");
     }
@@ -150,6 +161,35 @@ fn every_owner_of_a_state_dir_and_watch() {
     );
     stop(a);
     stop(b);
+}
+
+/// A Ctrl-C that lands while `--watch` is reading or printing a round (not in its pause)
+/// still stops it: with a 1 ms pause, nearly every interrupt lands there.
+#[test]
+fn watch_stops_on_an_interrupt_between_pauses() {
+    let tmp = FreshTmp::new("inspect-watch-int");
+    let run = runner(&tmp, &[]);
+    let pid = run.id().to_string();
+    for _ in 0..3 {
+        let mut watch = Command::new(BIN)
+            .args(["inspect", &pid, "--json", "--watch", "1ms"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Well into its rounds (its handler installed).
+        std::thread::sleep(Duration::from_millis(500));
+        let p = rustix::process::Pid::from_raw(watch.id() as i32).unwrap();
+        rustix::process::kill_process(p, rustix::process::Signal::INT).unwrap();
+        let ended = poll(Duration::from_secs(10), || {
+            watch.try_wait().unwrap().is_some()
+        });
+        if !ended {
+            let _ = watch.kill();
+            let _ = watch.wait();
+        }
+        assert!(ended, "--watch ignored a Ctrl-C");
+    }
+    stop(run);
 }
 
 #[test]

@@ -111,7 +111,7 @@ pub use recovery::{AgeKept, AgeKeptReason, AgeReport, AgeSweep, BaseRefusal};
 pub use recovery::{Recovery, RecoveryReport, recover};
 #[allow(deprecated)]
 pub use recovery::{sweep, sweep_with_grace};
-pub use registry::{Cleanup, Reclaim};
+pub use registry::{Cleanup, ProcessIds, Reclaim};
 pub use report::{DrainReport, HookOutcome, HookReport, Phase, ShutdownCause, ShutdownReport};
 pub use resource::{ATOMIC_TEMP_PREFIX, AtomicFile, AtomicWrite, CreateAtomicFile, Durability};
 pub use resource::{AcquireLock, FileLock, GaveUp, LockMode, LockOptions, Retry, RetryError};
@@ -122,7 +122,7 @@ pub use scope::{Registration, Scope};
 pub use stats::{KindStats, StatsSnapshot};
 pub use supervisor::{Builder, Supervisor};
 // The inspect server's snapshot and its client (`Builder::inspect`).
-pub use inspect::{InspectedChild, InspectedResource, Inspection};
+pub use inspect::{InspectedChild, InspectedResource, InspectedScope, Inspection};
 pub use inspect::{inspect, sockets_in as inspect_sockets_in, sockets_of as inspect_sockets_of};
 
 /// The README's example, compiled and run as a doctest so that it stays true.

@@ -31,9 +31,12 @@ use crate::inner::Inner;
 
 mod client;
 mod snapshot;
+mod table;
+mod tree;
 
 pub use client::{inspect, sockets_in, sockets_of};
 pub use snapshot::{InspectedChild, InspectedResource, Inspection};
+pub use tree::InspectedScope;
 
 /// Connections served at once; more are closed at accept.
 pub(crate) const MAX_CONNECTIONS: usize = 8;

@@ -1,7 +1,6 @@
 //! What `custodian inspect` shows: one snapshot of a supervisor, bounded in size.
 
-use std::collections::BTreeMap;
-use std::fmt;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,6 +10,8 @@ use crate::inner::Inner;
 use crate::kind::ResourceKind;
 use crate::leak::{PendingCleanup, Site};
 use crate::stats::StatsSnapshot;
+
+use super::tree::{InspectedScope, Scopes};
 
 /// At most this many live resources are listed (all are counted in `live_total`).
 pub(crate) const MAX_LIVE: usize = 10_000;
@@ -55,17 +56,21 @@ pub struct Inspection {
     pub live_total: usize,
     /// Live resources, oldest first.
     pub live: Vec<InspectedResource>,
-    /// Each scope path holding live resources, with how many (the scope tree, as far as
-    /// resources show it).
+    /// Each scope path holding live resources, with how many (see `scope_tree`).
     pub scopes: BTreeMap<String, usize>,
+    /// The scope tree: every scope holding a live resource, and every scope enclosing
+    /// one, parents first. A running scope that holds none and encloses none is counted
+    /// in `scopes_running` only (nothing is recorded when a scope is entered).
+    #[serde(default)]
+    pub scope_tree: Vec<InspectedScope>,
     /// Clean-ups failing and retried.
     pub pending_cleanups: Vec<PendingCleanup>,
     /// Background clean-ups running now.
     pub cleanups_in_flight: usize,
     /// Scopes and scoped tasks running now.
     pub scopes_running: usize,
-    /// The process's child processes (pid, group, command line): managed children run in
-    /// groups of their own (group = pid).
+    /// The process's child processes (pid, group, command line), managed ones with the
+    /// id of their entry: managed children run in groups of their own (group = pid).
     pub children: Vec<InspectedChild>,
 }
 
@@ -100,16 +105,29 @@ pub struct InspectedResource {
     /// How long it has been alive (JSON: `age_ms`).
     #[serde(with = "crate::leak::duration_ms", rename = "age_ms")]
     pub age: Duration,
-    /// Its path, for files, temp files and dirs, locks.
+    /// Its path, for files, temp files and dirs, locks (a child's: its program).
     pub path: Option<PathBuf>,
+    /// A child's pid (JSON: absent for other kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// A child's process group (it leads its own: the same as its pid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgid: Option<u32>,
+    /// A child's cgroup, under the cgroup containment tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<PathBuf>,
+    /// A child already reaped (its guard holds the exit status): its pid may name
+    /// another process now (JSON: absent when false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reaped: bool,
 }
 
 /// A child process of the inspected process.
 ///
 /// ```
 /// let c: tokio_custodian::InspectedChild =
-///     serde_json::from_str(r#"{"pid":7,"pgid":7,"cmdline":"sleep 9"}"#).unwrap();
-/// assert_eq!(c.cmdline, "sleep 9");
+///     serde_json::from_str(r#"{"pid":7,"pgid":7,"cmdline":"sleep 9","resource":3}"#).unwrap();
+/// assert_eq!((c.cmdline.as_str(), c.resource), ("sleep 9", Some(3)));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -120,6 +138,10 @@ pub struct InspectedChild {
     pub pgid: u32,
     /// Its command line.
     pub cmdline: String,
+    /// The id of the live resource it is (a managed child); `None` for a child custodian
+    /// does not manage.
+    #[serde(default)]
+    pub resource: Option<u64>,
 }
 
 impl Inspection {
@@ -128,12 +150,17 @@ impl Inspection {
     pub(crate) fn of(inner: &Inner, socket: PathBuf, uptime: Duration) -> Inspection {
         let mut live: Vec<InspectedResource> = Vec::new();
         let mut scopes = BTreeMap::new();
+        let mut tree = Scopes::default();
         let mut live_total = 0;
         for e in inner.registry.map.iter() {
             live_total += 1;
             let scope = e.scope.path();
             *scopes.entry(scope.clone()).or_insert(0) += 1;
+            tree.add(&e.scope);
             if live.len() < MAX_LIVE {
+                // Lock-free (see `Reclaim::process`): we hold a shard's read lock.
+                let process = e.reclaim.process();
+                let process = process.as_ref();
                 live.push(InspectedResource {
                     id: e.key().get(),
                     kind: e.kind,
@@ -142,6 +169,10 @@ impl Inspection {
                     site: e.site.into(),
                     age: e.born.elapsed(),
                     path: e.path.clone(),
+                    pid: process.map(|p| p.pid),
+                    pgid: process.and_then(|p| p.pgid),
+                    cgroup: process.and_then(|p| p.cgroup.clone()),
+                    reaped: process.is_some_and(|p| p.reaped),
                 });
             }
         }
@@ -157,6 +188,13 @@ impl Inspection {
         };
         let mut stats = inner.records.stats.snapshot();
         stats.quotas = inner.quotas.as_ref().map(|q| q.usage()).unwrap_or_default();
+        // A direct child is a managed one's only if an unreaped entry names its pid: the
+        // pid cannot be another process's until that reap.
+        let managed: HashMap<u32, u64> = live
+            .iter()
+            .filter(|r| r.kind == ResourceKind::Child && !r.reaped)
+            .filter_map(|r| Some((r.pid?, r.id)))
+            .collect();
         let me = std::process::id();
         let children = crate::sys::subreaper::children_of(me, |_| false)
             .unwrap_or_default()
@@ -166,6 +204,7 @@ impl Inspection {
                 pid: p.pid,
                 pgid: p.pgid,
                 cmdline: cmdline(p.pid),
+                resource: managed.get(&p.pid).copied(),
             })
             .collect();
         Inspection {
@@ -178,6 +217,7 @@ impl Inspection {
             live_total,
             live,
             scopes,
+            scope_tree: tree.tree(),
             pending_cleanups: inner.pending_cleanups(),
             cleanups_in_flight: inner.cleanups.len(),
             scopes_running: inner.scopes.len(),
@@ -192,58 +232,5 @@ fn cmdline(pid: u32) -> String {
             String::from_utf8_lossy(b.strip_suffix(b"\0").unwrap_or(&b)).replace('\0', " ")
         }
         _ => String::new(),
-    }
-}
-
-impl fmt::Display for Inspection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "pid {} ({}), up {:.1?}, temp root {}, containment: {}",
-            self.pid,
-            self.state,
-            self.uptime,
-            self.temp_root.display(),
-            self.stats.containment
-        )?;
-        writeln!(
-            f,
-            "{:>6}  {:<12} {:<16} {:<20} {:>10}  SITE / PATH",
-            "ID", "KIND", "LABEL", "SCOPE", "AGE"
-        )?;
-        for r in &self.live {
-            let age = format!("{:.1?}", r.age);
-            write!(
-                f,
-                "{:>6}  {:<12} {:<16} {:<20} {:>10}  {}",
-                r.id,
-                r.kind.as_str(),
-                r.label,
-                r.scope,
-                age,
-                r.site
-            )?;
-            if let Some(p) = &r.path {
-                write!(f, "  {}", p.display())?;
-            }
-            writeln!(f)?;
-        }
-        if self.live_total > self.live.len() {
-            writeln!(f, "  ... and {} more", self.live_total - self.live.len())?;
-        }
-        for q in &self.stats.quotas {
-            writeln!(f, "quota {q}")?;
-        }
-        for c in &self.children {
-            writeln!(f, "child pid {} (group {}): {}", c.pid, c.pgid, c.cmdline)?;
-        }
-        for p in &self.pending_cleanups {
-            writeln!(f, "clean-up retrying: {p}")?;
-        }
-        write!(
-            f,
-            "{} live, {} clean-up(s) running, {} scope(s) or task(s) running",
-            self.live_total, self.cleanups_in_flight, self.scopes_running
-        )
     }
 }

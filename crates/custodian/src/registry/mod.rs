@@ -31,7 +31,7 @@ pub(crate) mod scope_state;
 
 pub(crate) use ledger::{Ledger, OwnerKey};
 pub(crate) use permits::{ByteCharge, Permits, Rule, hold_until_done};
-pub use reclaim::{Cleanup, Reclaim};
+pub use reclaim::{Cleanup, ProcessIds, Reclaim};
 pub(crate) use scope_state::ScopeShared;
 
 /// One registered resource.

@@ -170,4 +170,94 @@ pub trait Reclaim: Send + Sync + 'static {
     /// assert!(stop.load(Ordering::Acquire));
     /// ```
     fn reclaim_urgent(&self) {}
+
+    /// The process this resource is, if it is one (a child: its pid, process group,
+    /// cgroup), shown beside its entry by `custodian inspect` (an
+    /// [`Inspection`](crate::Inspection)). Read at snapshot time only, never on the hot
+    /// path, under a registry read lock: must not block or touch the registry.
+    /// Default: `None`.
+    ///
+    /// ```
+    /// use tokio_custodian::{Cleanup, ProcessIds, Reclaim};
+    /// struct Worker(u32);
+    /// impl Reclaim for Worker {
+    ///     fn reclaim(self: Box<Self>) -> Cleanup {
+    ///         Cleanup::Done(Ok(())) // (stop it here)
+    ///     }
+    ///     fn process(&self) -> Option<ProcessIds> {
+    ///         Some(ProcessIds::new(self.0))
+    ///     }
+    /// }
+    /// assert_eq!(Worker(7).process().unwrap().pid, 7);
+    /// ```
+    fn process(&self) -> Option<ProcessIds> {
+        None
+    }
+}
+
+/// The process a resource is, as [`Reclaim::process`] names it.
+///
+/// ```
+/// let ids = tokio_custodian::ProcessIds::new(42).with_group(42);
+/// assert_eq!((ids.pid, ids.pgid, ids.reaped), (42, Some(42), false));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcessIds {
+    /// Its pid.
+    pub pid: u32,
+    /// Its process group, if known.
+    pub pgid: Option<u32>,
+    /// The cgroup it was started in (the cgroup containment tier), if any.
+    pub cgroup: Option<std::path::PathBuf>,
+    /// Reaped already (its guard holds the exit status): the pid may name another
+    /// process now.
+    pub reaped: bool,
+}
+
+impl ProcessIds {
+    /// A process known by its pid only.
+    ///
+    /// ```
+    /// assert_eq!(tokio_custodian::ProcessIds::new(7).pgid, None);
+    /// ```
+    pub fn new(pid: u32) -> Self {
+        ProcessIds {
+            pid,
+            pgid: None,
+            cgroup: None,
+            reaped: false,
+        }
+    }
+
+    /// With its process group.
+    ///
+    /// ```
+    /// assert_eq!(tokio_custodian::ProcessIds::new(7).with_group(7).pgid, Some(7));
+    /// ```
+    pub fn with_group(mut self, pgid: u32) -> Self {
+        self.pgid = Some(pgid);
+        self
+    }
+
+    /// With its cgroup.
+    ///
+    /// ```
+    /// let ids = tokio_custodian::ProcessIds::new(7).with_cgroup("/sys/fs/cgroup/job".into());
+    /// assert!(ids.cgroup.is_some());
+    /// ```
+    pub fn with_cgroup(mut self, path: std::path::PathBuf) -> Self {
+        self.cgroup = Some(path);
+        self
+    }
+
+    /// Marked reaped (or not).
+    ///
+    /// ```
+    /// assert!(tokio_custodian::ProcessIds::new(7).with_reaped(true).reaped);
+    /// ```
+    pub fn with_reaped(mut self, reaped: bool) -> Self {
+        self.reaped = reaped;
+        self
+    }
 }

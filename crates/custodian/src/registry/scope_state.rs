@@ -104,6 +104,11 @@ impl ScopeShared {
         }
     }
 
+    /// The scope this one is nested in; `None` for the root.
+    pub(crate) fn parent(&self) -> Option<&Arc<Self>> {
+        self.parent.as_ref()
+    }
+
     /// Whether this is the supervisor's root scope.
     pub(crate) fn is_root(&self) -> bool {
         self.parent.is_none()

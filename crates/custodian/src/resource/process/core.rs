@@ -114,6 +114,18 @@ impl<O: ProcessOs> ChildCore<O> {
         }
     }
 
+    /// Whether it has been reaped, without waiting for the state lock (for a snapshot
+    /// read under a registry lock): a busy state reads as not reaped yet.
+    pub(crate) fn reaped_now(&self) -> bool {
+        match self.state.try_lock() {
+            Ok(s) => matches!(*s, State::Reaped(_)),
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                matches!(*p.into_inner(), State::Reaped(_))
+            }
+            Err(std::sync::TryLockError::WouldBlock) => false,
+        }
+    }
+
     /// Signals the child's group, and the child itself unless it has exited, as long as
     /// it is unreaped: an exited leader (a zombie) still reserves the group's id, and
     /// what it left in the group must get the signal too. Nothing once reaped (its ids

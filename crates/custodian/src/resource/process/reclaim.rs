@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::core::ChildCore;
 use super::escapees::Escapees;
-use crate::registry::{Cleanup, Reclaim};
+use crate::registry::{Cleanup, ProcessIds, Reclaim};
 use crate::sys::process::Sig;
 
 pub(super) struct ChildReclaim {
@@ -64,6 +64,19 @@ impl Reclaim for ChildReclaim {
             backstop.disarm();
             stopped.map(drop).and(escaped).and(late).and(emptied)
         }))
+    }
+
+    /// Its pid, which is its group's id (a managed child leads its own group), and its
+    /// cgroup under the cgroup tier: read lock-free, for `inspect`.
+    fn process(&self) -> Option<ProcessIds> {
+        let core = &self.core;
+        let ids = ProcessIds::new(core.pid)
+            .with_group(core.pid)
+            .with_reaped(core.reaped_now());
+        Some(match core.cgroup.get() {
+            Some(cg) => ids.with_cgroup(cg.path()),
+            None => ids,
+        })
     }
 
     fn reclaim_now(self: Box<Self>) -> io::Result<()> {
