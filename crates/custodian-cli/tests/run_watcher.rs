@@ -121,10 +121,10 @@ fn sigkill_cycle(t: &FreshTmp, tier: &str, n: usize) -> (Duration, Option<i32>) 
         tree.len() == 2
     });
     assert!(ok, "CMD's tree did not start");
+    // Asserted after the timing: on a runner without a watcher, the tree survives.
     let watcher = children_of(rp)
         .into_iter()
-        .find(|&p| field(p, "Name").as_deref() == Some("custodian-watch"))
-        .expect("the runner's watcher");
+        .find(|&p| field(p, "Name").as_deref() == Some("custodian-watch"));
     let sh = children_of(rp)
         .into_iter()
         .find(|&p| field(p, "Name").as_deref() == Some("sh"))
@@ -143,7 +143,7 @@ fn sigkill_cycle(t: &FreshTmp, tier: &str, n: usize) -> (Duration, Option<i32>) 
     )
     .unwrap();
     let mut took = None;
-    while t0.elapsed() < Duration::from_secs(20) {
+    while t0.elapsed() < Duration::from_secs(5) {
         let empty = tree.iter().all(|&p| !running(p))
             && !root.exists()
             && std::fs::read_dir(&state).unwrap().count() == 0
@@ -164,13 +164,14 @@ fn sigkill_cycle(t: &FreshTmp, tier: &str, n: usize) -> (Duration, Option<i32>) 
     }
     assert!(
         took.is_some(),
-        "left after 20 s: processes {left:?}, root {} {}, state {:?}, cgroup {cgroup:?}",
+        "left after 5 s: processes {left:?}, root {} {}, state {:?}, cgroup {cgroup:?}",
         root.display(),
         root.exists(),
         std::fs::read_dir(&state).unwrap().count()
     );
     // The watcher, orphaned to this subreaper, exits once done: its status says whether
     // its sweep was clean.
+    let watcher = watcher.expect("the runner's watcher");
     let p = rustix::process::Pid::from_raw(watcher as i32).unwrap();
     let mut status = None;
     let ok = common::poll(Duration::from_secs(10), || {
