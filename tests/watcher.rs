@@ -366,3 +366,72 @@ fn a_sigkilled_multi_threaded_owner_is_recovered_by_its_watcher() {
         std::fs::remove_dir(&state).unwrap();
     }
 }
+
+/// `smaps_rollup`'s `Rss`, `Pss` and `Private_Dirty` of `pid`, in KiB.
+fn memory_kib(pid: u32) -> (u64, u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("Rss"), get("Pss"), get("Private_Dirty"))
+}
+
+/// The measurement behind docs/benchmarks.md ("The watcher"): what the watcher costs in
+/// memory and in `start` time, for an owner holding 256 MiB when it starts, and after
+/// the owner rewrote that memory (copy-on-write then gives the watcher its own copy).
+/// `cargo test -p custodian-suite --test watcher -- --ignored --nocapture measure`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand"]
+async fn measure_watcher_memory_and_start() {
+    let _serial = SERIAL.lock().await;
+    warm_up().await;
+    let dir = state_dir("measure");
+    let mut times = [Vec::new(), Vec::new()];
+    for round in 0..10 {
+        for (i, on) in [false, true].into_iter().enumerate() {
+            let t0 = Instant::now();
+            let sup = Supervisor::builder()
+                .state_dir(&dir)
+                .watcher(on)
+                .reap_abandoned(false)
+                .start()
+                .unwrap();
+            times[i].push(t0.elapsed());
+            sup.shutdown().await;
+            let _ = round;
+        }
+    }
+    for t in &mut times {
+        t.sort();
+    }
+    eprintln!(
+        "start, small heap: median {:?} without the watcher, {:?} with it",
+        times[0][5], times[1][5]
+    );
+    let mut heap = vec![1u8; 256 << 20];
+    let t0 = Instant::now();
+    let sup = Supervisor::builder()
+        .state_dir(&dir)
+        .watcher(true)
+        .reap_abandoned(false)
+        .start()
+        .unwrap();
+    let took = t0.elapsed();
+    let pid = sup.stats().watcher.pid.unwrap();
+    let me = std::process::id();
+    eprintln!("start with 256 MiB touched: {took:?}");
+    eprintln!("owner (rss, pss, private dirty) KiB: {:?}", memory_kib(me));
+    eprintln!("watcher at start:                    {:?}", memory_kib(pid));
+    for b in heap.iter_mut().step_by(4096) {
+        *b = 2;
+    }
+    eprintln!("watcher after the owner rewrote it:  {:?}", memory_kib(pid));
+    eprintln!("owner after rewriting:               {:?}", memory_kib(me));
+    std::hint::black_box(&heap);
+    sup.shutdown().await;
+    drop(sup);
+    std::fs::remove_dir(&dir).unwrap();
+}
