@@ -47,9 +47,12 @@ async fn assert_fds_back(before: &[String]) {
     while fds() != before && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // An fd seen in two listings 50 ms apart: not a transient one of another thread.
+    let first = fds();
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let extra: Vec<String> = fds()
         .into_iter()
-        .filter(|f| !before.contains(f))
+        .filter(|f| !before.contains(f) && first.contains(f))
         .map(|f| {
             format!(
                 "{f} -> {:?}",
@@ -229,6 +232,38 @@ async fn a_sigkilled_watcher_is_reported_and_the_owners_own_release_still_works(
     );
     assert_eq!(sup.stats().watcher.state, WatcherState::Died);
     drop(sup);
+    assert_fds_back(&before).await;
+    std::fs::remove_dir(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_dropped_without_shutdown_lets_its_watcher_go_once_the_journal_is() {
+    let _serial = SERIAL.lock().await;
+    warm_up().await;
+    let dir = state_dir("dropped");
+    let before = fds();
+    let sup = Supervisor::builder()
+        .state_dir(&dir)
+        .watcher(true)
+        .start()
+        .unwrap();
+    let pid = sup.stats().watcher.pid.unwrap();
+    let t = sup.temp_file().await.unwrap();
+    let root = sup.temp_root().to_path_buf();
+    drop((t, sup)); // the emergency path: the journal goes after the root
+    // The watcher saw its link close, waited for the journal to go, exited without
+    // acting, and the monitor task reaped it: no zombie.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "watcher {pid}: {:?}",
+            stat_field(pid, 3)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!root.exists());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     assert_fds_back(&before).await;
     std::fs::remove_dir(&dir).unwrap();
 }

@@ -534,7 +534,8 @@ impl Builder {
     /// (an init) must leave it alone. It ignores SIGTERM, SIGINT and SIGHUP (meant for
     /// this process's group or unit) and runs in a session of its own. Default: off;
     /// `custodian run --state-dir` turns it on. See `docs/processes.md` ("The
-    /// watcher") for what it costs and what it does not cover.
+    /// watcher") for what it costs and what it does not cover. Needs pidfds (Linux 5.3;
+    /// `start` fails with [`Operation::Watcher`] without them).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {

@@ -119,9 +119,18 @@ pub(crate) fn spawn(body: impl FnOnce(Watch) -> i32) -> io::Result<Link> {
         0 => child(owner, theirs, body),
         pid => {
             drop((owner, theirs));
-            let pid = u32::try_from(pid).map_err(|_| io::Error::from(Errno::INVAL))?;
-            let pidfd = crate::sys::process::pidfd_open(pid)?
-                .ok_or_else(|| io::Error::from(Errno::NOSYS))?;
+            let raw = rustix::process::Pid::from_raw(pid).ok_or(Errno::INVAL)?;
+            let pid = raw.as_raw_pid().unsigned_abs();
+            // Our unreaped child: its pid is its own until we reap it.
+            let pidfd = match rustix::process::pidfd_open(raw, PidfdFlags::empty()) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    let _ = rustix::process::kill_process(raw, rustix::process::Signal::KILL);
+                    let _ =
+                        rustix::process::waitpid(Some(raw), rustix::process::WaitOptions::empty());
+                    return Err(e.into());
+                }
+            };
             let link = Link {
                 pid,
                 pidfd,
