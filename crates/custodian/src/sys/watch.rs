@@ -182,9 +182,12 @@ impl Link {
         let Some(sock) = self.sock.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return false;
         };
-        // Before the write: the watcher may exit before `write` returns.
+        // Before the send: the watcher may exit before `send` returns.
         self.told.store(true, Ordering::SeqCst);
-        let _ = rustix::io::write(&sock, &[DONE]);
+        // `NOSIGNAL`: a watcher that died must never SIGPIPE its owner (a host that
+        // keeps the default action would die of it). A `SOCK_SEQPACKET` send raises
+        // none today (the datagram path returns the error only); this makes it certain.
+        let _ = rustix::net::send(&sock, &[DONE], rustix::net::SendFlags::NOSIGNAL);
         true
     }
 
