@@ -27,7 +27,13 @@
 //! - the watcher dies (SIGKILL, OOM): the monitor task reaps it, logs a warning and
 //!   records [`WatcherState::Died`](crate::WatcherState::Died); the owner's own releases
 //!   do not depend on it. It is not restarted: a crash is then left to the next start or
-//!   `custodian sweep`, as without a watcher.
+//!   `custodian sweep`, as without a watcher, and later `kill_on_parent_death` spawns go
+//!   back to the kernel's signal.
+//!
+//! While it watches, it also serves `Command::kill_on_parent_death` (issue 22): such a
+//! child is journalled with no grace, so the watcher's sweep SIGKILLs its group at once,
+//! and its spawn needs no `pre_exec` hook (std's `posix_spawn`, a cost that does not
+//! grow with the owner's memory).
 //!
 //! It is never one of the things a sweep kills: it is in no managed child's group or
 //! cgroup, carries no marker of this journal, is no descendant of a managed child, and
@@ -103,7 +109,9 @@ async fn monitor(link: Weak<Link>, fd: AsyncFd<OwnedFd>, pid: u32, records: Arc<
             tracing::warn!(
                 pid,
                 ended = %how,
-                "the watcher died: a crash of this process is now left to the next start or `custodian sweep`"
+                "the watcher died: a crash of this process is now left to the next start or \
+                 `custodian sweep`, and children it served `kill_on_parent_death` for no \
+                 longer die with it"
             );
             (WatcherState::Died, how)
         }
