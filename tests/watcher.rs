@@ -628,3 +628,27 @@ fn a_death_signal_child_dies_with_its_sigkilled_owner_by_the_watcher() {
         == 0));
     std::fs::remove_dir(&state).unwrap();
 }
+
+/// A supervisor with a watcher, started and shut down inside a leak check: the watcher
+/// (a child process of this one) is not a leak, because shutdown reaps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_is_not_a_leak() {
+    let _serial = SERIAL.lock().await;
+    warm_up().await;
+    let dir = state_dir("leak");
+    // The state dir is the test's, made before the check.
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let check = tokio_custodian::testing::LeakCheck::start();
+    let sup = Supervisor::builder()
+        .state_dir(&dir)
+        .watcher(true)
+        .start()
+        .unwrap();
+    sup.command("true").spawn().unwrap().close().await.unwrap();
+    sup.shutdown().await;
+    drop(sup);
+    let report = check.finish().await;
+    assert!(report.is_clean(), "{report}");
+    std::fs::remove_dir(&dir).unwrap();
+}
