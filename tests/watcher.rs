@@ -103,6 +103,10 @@ async fn the_watcher_holds_nothing_of_its_owner_and_a_clean_shutdown_reaps_it() 
     // Its own session and group: the owner's group signals and terminal miss it.
     assert_eq!(stat_field(pid, 6).unwrap(), pid.to_string(), "session");
     assert_eq!(stat_field(pid, 5).unwrap(), pid.to_string(), "group");
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+        Path::new("/")
+    );
     // 0-2 on /dev/null, its end of the link and the owner's pidfd: nothing else (no
     // journal, so no flock keeping the owner alive-looking; no listening socket).
     let mut held: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))

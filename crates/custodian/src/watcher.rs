@@ -65,6 +65,8 @@ pub(crate) fn start(
     records: Arc<Records>,
     handle: &tokio::runtime::Handle,
 ) -> io::Result<Arc<Link>> {
+    // Absolute: the watcher leaves the owner's working directory (see `sys/watch.rs`).
+    let journal = &std::path::absolute(journal)?;
     let (dir, name) = match (journal.parent(), journal.file_name()) {
         (Some(d), Some(n)) => (d.to_path_buf(), n.to_os_string()),
         _ => return Err(io::ErrorKind::InvalidInput.into()),

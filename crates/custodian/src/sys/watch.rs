@@ -24,7 +24,8 @@
 //!   inherited pipe end would keep a reader from its EOF. 0, 1 and 2 are `/dev/null`, so
 //!   that a stray write to "stderr" cannot land in a file opened later;
 //! - it is in a session and process group of its own (`setsid`): a signal to the
-//!   owner's group or its terminal's foreground group does not reach it;
+//!   owner's group or its terminal's foreground group does not reach it; its working
+//!   directory is `/` (the owner's would stay busy);
 //! - it never returns into the owner's code: it ends with `_exit`, running no
 //!   destructor of the owner's objects, no `atexit` handler; a panic in the closure is
 //!   caught and becomes exit status 101.
@@ -275,6 +276,9 @@ fn child(owner: OwnedFd, sock: OwnedFd, body: impl FnOnce(Watch) -> i32) -> ! {
         exit(120)
     };
     let _ = rustix::process::setsid();
+    // Holding the owner's working directory would keep its file system busy (a lazy
+    // unmount) for as long as the watcher lives; every path it uses is absolute.
+    let _ = rustix::process::chdir("/");
     let _ = rustix::thread::set_name(c"custodian-watch");
     if rustix::io::write(&sock, &[READY]).is_err() {
         exit(121);
