@@ -221,6 +221,7 @@ fn a_clean_run_ends_its_watcher_without_it_acting() {
     // CMD reports the runner's children while it runs: the watcher is one of them.
     let seen = t.0.join("seen");
     let script = format!("ps -o pid=,comm= --ppid $PPID > {}; exit 0", seen.display());
+    let t0 = Instant::now();
     let out = t
         .cmd(&["run", "--json", "--state-dir"])
         .arg(&state)
@@ -228,6 +229,10 @@ fn a_clean_run_ends_its_watcher_without_it_acting() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
+    // The runner's stop of what CMD left (TERM, its 10 s grace, KILL) leaves the watcher
+    // alone: it would otherwise wait the whole grace for it (it ignores TERM).
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(5), "{took:?}");
     assert_eq!(
         out.status.code(),
         Some(0),
