@@ -112,7 +112,7 @@ pub(crate) fn spawn(body: impl FnOnce(Watch) -> i32) -> io::Result<Link> {
     // before `_exit`: `child` runs only fork-safe work (see the module header: no lock
     // another thread may hold, glibc's malloc reset by its fork handlers), never returns
     // into the caller and never runs the caller's destructors. Tested by
-    // `tests/watcher.rs` (a multi-threaded owner with a subscriber, SIGKILLed).
+    // `tests/watcher_crash.rs` (a multi-threaded owner with a subscriber, SIGKILLed).
     #[allow(unsafe_code)]
     let pid = unsafe { libc::fork() };
     match pid {
