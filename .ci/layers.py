@@ -55,7 +55,7 @@ LAYERS = [
     ("inner", ["inner"]),
     ("scope", ["scope"]),
     ("resource", ["resource"]),
-    ("lifecycle", ["shutdown", "hook", "signal", "emergency", "recovery", "drain", "notify", "inspect"]),
+    ("lifecycle", ["shutdown", "hook", "signal", "emergency", "recovery", "drain", "notify", "inspect", "watcher"]),
     ("handle", ["supervisor"]),
     ("tools", ["testing", "metrics"]),
 ]

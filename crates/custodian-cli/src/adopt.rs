@@ -5,8 +5,10 @@
 //! CMD has ended are stopped and reaped ([`reap_adopted`]): SIGTERM, up to the grace,
 //! SIGKILL, reap.
 //!
-//! Why every child but CMD is the runner's to reap: the runner spawns no other child
-//! (nor does the library for it), and a subreaper is only given its own descendants.
+//! Why every child but CMD and the watcher is the runner's to reap: the runner spawns
+//! no other child (the library forks one, the watcher of `--state-dir`, which it reaps
+//! itself by its pidfd: left alone here by pid), and a subreaper is only given its own
+//! descendants.
 //! As a pid namespace's PID 1 it is also given orphans of processes that entered the
 //! namespace from outside (`docker exec`, `nsenter`); reaping their zombies is what an
 //! init must do, and once PID 1 exits the kernel kills the whole namespace anyway.
@@ -36,13 +38,14 @@ pub(crate) fn become_subreaper() -> std::io::Result<()> {
 }
 
 /// Reaps every child of this process that has exited, except `cmd` (CMD's leader, whose
-/// wait is custodian's). Returns how many were reaped.
+/// wait is custodian's) and `watcher` (the supervisor's watcher, which it reaps itself).
+/// Returns how many were reaped.
 ///
 /// Each exited child is found by a peek (`waitid(P_ALL, WNOWAIT)`: it reaps nothing) and
 /// reaped by its pid, O(1) each, as tini's `waitpid(-1)` loop but never CMD. When the
 /// peek shows CMD (exited, not yet reaped by custodian), the others are found through
 /// the kernel's lists of this process's children instead.
-pub(crate) fn reap_exited(cmd: Option<u32>) -> usize {
+pub(crate) fn reap_exited(cmd: Option<u32>, watcher: Option<u32>) -> usize {
     use nix::sys::wait::{Id, WaitPidFlag, waitid};
     let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     let mut reaped = 0;
@@ -55,7 +58,7 @@ pub(crate) fn reap_exited(cmd: Option<u32>) -> usize {
             // None has exited.
             return reaped;
         };
-        if Some(pid) == cmd {
+        if Some(pid) == cmd || Some(pid) == watcher {
             break;
         }
         if reap(pid) {
@@ -66,7 +69,7 @@ pub(crate) fn reap_exited(cmd: Option<u32>) -> usize {
         }
     }
     for (pid, state) in crate::os::own_children() {
-        if Some(pid) != cmd && state == 'Z' && reap(pid) {
+        if Some(pid) != cmd && Some(pid) != watcher && state == 'Z' && reap(pid) {
             reaped += 1;
         }
     }
@@ -84,16 +87,18 @@ fn reap(pid: u32) -> bool {
     })
 }
 
-/// Stops and reaps every child this process has now, and those that become its children
-/// while it does (an adopted daemon's own children). Returns how many were adopted.
+/// Stops and reaps every child this process has now but `watcher` (the supervisor's,
+/// which must outlive this), and those that become its children while it does (an
+/// adopted daemon's own children). Returns how many were adopted.
 /// Bounded: gives up `grace` + 5 s after it started (what a SIGKILL cannot stop, a
 /// process stuck in the kernel, is then left to the init process).
-pub(crate) fn reap_adopted(grace: Duration) -> usize {
+pub(crate) fn reap_adopted(grace: Duration, watcher: Option<u32>) -> usize {
     let start = Instant::now();
     let give_up = start.checked_add(grace.saturating_add(Duration::from_secs(5)));
     let mut seen = HashSet::new();
     loop {
-        let kids = crate::os::own_children();
+        let mut kids = crate::os::own_children();
+        kids.retain(|&(pid, _)| Some(pid) != watcher);
         if kids.is_empty() {
             break;
         }

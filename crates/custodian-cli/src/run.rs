@@ -65,6 +65,11 @@ pub(crate) struct RunArgs {
     /// dead runners left there.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// With --state-dir, do not start the watcher: a process that, if the runner is
+    /// killed, stops CMD's tree and removes its TMPDIR at once instead of at the next
+    /// `custodian sweep`.
+    #[arg(long)]
+    no_watcher: bool,
     /// How CMD's tree is contained: `auto` puts it in a cgroup v2 of its own where one is
     /// delegated (its release ends with `cgroup.kill`, which ends every descendant whatever
     /// it did: `setsid`, double fork, a cleared environment), else in its process group;
@@ -205,9 +210,11 @@ async fn supervise(args: &RunArgs) -> Result<Ran, String> {
         .containment(args.containment.into())
         .inspect(true); // `custodian inspect PID` answers for a run
     if let Some(dir) = &args.state_dir {
-        builder = builder.state_dir(dir);
+        builder = builder.state_dir(dir).watcher(!args.no_watcher);
     }
     let sup = builder.start().map_err(|e| e.to_string())?;
+    // The watcher is the runner's child too: never reaped or stopped as adopted.
+    let watcher = sup.stats().watcher.pid;
     let containment = sup.stats().containment;
     let ran = sup
         .scope("run", async |s| {
@@ -249,7 +256,7 @@ async fn supervise(args: &RunArgs) -> Result<Ran, String> {
                     () = &mut kill_at => break None,
                     _ = chld.recv() => {
                         // Reaps adopted orphans as they exit; CMD's leader is custodian's.
-                        ran.adopted += crate::adopt::reap_exited(ran.pid);
+                        ran.adopted += crate::adopt::reap_exited(ran.pid, watcher);
                         job.changed();
                         continue;
                     }
@@ -308,7 +315,8 @@ async fn supervise(args: &RunArgs) -> Result<Ran, String> {
             ran.status = Some(status);
             drop(child);
             let grace = args.grace;
-            let adopted = tokio::task::spawn_blocking(move || crate::adopt::reap_adopted(grace));
+            let adopted =
+                tokio::task::spawn_blocking(move || crate::adopt::reap_adopted(grace, watcher));
             ran.adopted += adopted
                 .await
                 .map_err(|e| format!("reap adopted processes: {e}"))?;

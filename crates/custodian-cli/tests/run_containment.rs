@@ -166,6 +166,7 @@ fn after_the_runner_is_sigkilled_the_sweep_kills_its_cgroup_escapees_included() 
     let mut runner = t
         .cmd(&[
             "run",
+            "--no-watcher",
             "--state-dir",
             state.to_str().unwrap(),
             "--",
@@ -235,6 +236,7 @@ fn a_sweep_run_from_inside_the_dead_cgroup_spares_itself_and_a_sweep_from_outsid
     let mut runner = t
         .cmd(&[
             "run",
+            "--no-watcher",
             "--state-dir",
             state.to_str().unwrap(),
             "--",

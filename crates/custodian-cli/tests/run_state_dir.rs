@@ -45,7 +45,7 @@ fn sweep_after_a_sigkilled_runner_stops_the_tree_and_removes_the_tmpdir() {
     let t = FreshTmp::new("run-state-dir");
     let state = t.0.join("state");
     let mut runner = t
-        .cmd(&["run", "--state-dir"])
+        .cmd(&["run", "--no-watcher", "--state-dir"])
         .arg(&state)
         .args(["--", "sh", "-c", "sleep 1000 & setsid sleep 1000 & wait"])
         .stdin(Stdio::null())

@@ -77,6 +77,8 @@ pub enum Operation {
     Notify,
     /// Binding the inspect socket (`Builder::inspect`).
     Inspect,
+    /// Starting the watcher (`Builder::watcher`).
+    Watcher,
 }
 
 impl fmt::Display for Operation {
@@ -111,6 +113,7 @@ impl fmt::Display for Operation {
             Operation::Containment => "set up containment",
             Operation::Notify => "notify the service manager",
             Operation::Inspect => "bind the inspect socket",
+            Operation::Watcher => "start the watcher",
         })
     }
 }

@@ -83,6 +83,8 @@ mod recovery;
 mod notify;
 // The inspect server (opt-in) and its client.
 mod inspect;
+// The watcher (opt-in): recovers this process's journal the moment it dies.
+mod watcher;
 // 8. The public handle's methods and its builder.
 mod supervisor;
 // 9. Tools over the public handle: the leak check for tests.
@@ -119,7 +121,7 @@ pub use resource::{BoundedOutput, Command, DEFAULT_CHILD_GRACE, ManagedChild};
 pub use resource::{CreateTempDir, CreateTempFile, OpenFile};
 pub use resource::{ManagedFile, OpenOptions, PersistError, TempBuilder, TempDir, TempFile};
 pub use scope::{Registration, Scope};
-pub use stats::{KindStats, StatsSnapshot};
+pub use stats::{KindStats, StatsSnapshot, WatcherState, WatcherStats};
 pub use supervisor::{Builder, Supervisor};
 // The inspect server's snapshot and its client (`Builder::inspect`).
 pub use inspect::{InspectedChild, InspectedResource, InspectedScope, Inspection};

@@ -31,12 +31,32 @@ pub(crate) struct Stats {
     kinds: [KindCounters; ResourceKind::COUNT],
     /// The containment tier, set once by `start`.
     containment: std::sync::OnceLock<crate::containment::ContainmentTier>,
+    /// The watcher's state (`Builder::watcher`): changed a few times in a
+    /// supervisor's life, never on a hot path.
+    watcher: std::sync::Mutex<WatcherStats>,
 }
 
 impl Stats {
     /// Records the containment tier in force (once, at `start`).
     pub(crate) fn set_containment(&self, tier: crate::containment::ContainmentTier) {
         let _ = self.containment.set(tier);
+    }
+
+    /// Records what is known of the watcher now.
+    pub(crate) fn set_watcher(&self, state: WatcherState, pid: Option<u32>, ended: Option<String>) {
+        let mut w = self
+            .watcher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *w = WatcherStats { state, pid, ended };
+    }
+
+    /// The watcher's state now.
+    pub(crate) fn watcher(&self) -> WatcherStats {
+        self.watcher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn created(&self, kind: ResourceKind) {
@@ -94,7 +114,80 @@ impl Stats {
             quotas: Vec::new(),
             containment: self.containment.get().cloned().unwrap_or_default(),
             journal_write_failures: 0,
+            watcher: self.watcher(),
         }
+    }
+}
+
+/// The state of a supervisor's watcher ([`Builder::watcher`](crate::Builder::watcher)):
+/// the process that recovers its crash journal if it dies without a shutdown.
+///
+/// ```
+/// use tokio_custodian::WatcherState;
+/// assert_eq!(WatcherState::default(), WatcherState::Off);
+/// assert_eq!(serde_json::to_string(&WatcherState::Died).unwrap(), "\"died\"");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WatcherState {
+    /// No watcher was asked for.
+    #[default]
+    Off,
+    /// Running, watching this process.
+    Watching,
+    /// Told that shutdown released everything; it exited without acting and was reaped.
+    Finished,
+    /// It ended while it should have been watching (SIGKILLed, or killed by the OOM
+    /// killer): a crash of this process is now left to the next start or
+    /// `custodian sweep`. A `tracing` warning said so.
+    Died,
+    /// The supervisor was dropped without a shutdown: the watcher goes once the
+    /// emergency clean-up has dropped the journal (or recovers it if this process dies
+    /// first).
+    LetGo,
+}
+
+/// What is known of the watcher: its state, pid and how it ended.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+/// let sup = tokio_custodian::Supervisor::builder().start()?;
+/// let w = sup.stats().watcher;
+/// assert_eq!((w.state, w.pid), (tokio_custodian::WatcherState::Off, None));
+/// # sup.shutdown().await; Ok(()) }
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WatcherStats {
+    /// Where it is in its life.
+    pub state: WatcherState,
+    /// Its pid while it runs (and, once it ended, the pid it had).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// How it ended: `exit 0`, `signal 9`, `reaped elsewhere`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
+}
+
+impl fmt::Display for WatcherStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            WatcherState::Off => "off",
+            WatcherState::Watching => "watching",
+            WatcherState::Finished => "finished",
+            WatcherState::Died => "DIED (a crash now waits for the next sweep)",
+            WatcherState::LetGo => "let go",
+        };
+        f.write_str(state)?;
+        if let Some(pid) = self.pid {
+            write!(f, " (pid {pid}")?;
+            if let Some(e) = &self.ended {
+                write!(f, ", {e}")?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
     }
 }
 
@@ -218,6 +311,10 @@ pub struct StatsSnapshot {
     /// without a [state dir](crate::Builder::state_dir).
     #[serde(default)]
     pub journal_write_failures: u64,
+    /// The watcher ([`Builder::watcher`](crate::Builder::watcher)): off, watching, or
+    /// how it ended.
+    #[serde(default)]
+    pub watcher: WatcherStats,
 }
 
 impl StatsSnapshot {
@@ -306,6 +403,9 @@ impl fmt::Display for StatsSnapshot {
         // Said when asked for: the default (not requested) adds no line.
         if self.containment != crate::containment::ContainmentTier::default() {
             writeln!(f, "containment: {}", self.containment)?;
+        }
+        if self.watcher.state != WatcherState::Off {
+            writeln!(f, "watcher: {}", self.watcher)?;
         }
         Ok(())
     }

@@ -106,6 +106,8 @@ pub(crate) struct Inner {
     pub(crate) reaper: Option<Arc<crate::reaper::Reaper>>,
     /// The containment tier and, in the cgroup tier, the supervisor's cgroup.
     pub(crate) containment: crate::containment::Contained,
+    /// The watcher's link (`Builder::watcher`): told `DONE` at the end of `shutdown()`.
+    pub(crate) watcher: Option<Arc<crate::sys::watch::Link>>,
     /// The report of `start`'s crash sweep, once done (`None` inside until then).
     pub(crate) swept_at_start: tokio::sync::watch::Receiver<Option<crate::journal::SweepReport>>,
     /// The one shutdown run, started by the first `shutdown()` call.
@@ -172,6 +174,7 @@ impl Inner {
             journal: None,
             reaper: None,
             containment: Default::default(),
+            watcher: None,
             swept_at_start: tokio::sync::watch::channel(Some(Default::default())).1,
             shutdown_run: std::sync::OnceLock::new(),
             cut,

@@ -49,6 +49,7 @@ mod cgroup;
 mod examine;
 mod recover;
 mod root;
+mod tree;
 
 use examine::Dead;
 
@@ -116,10 +117,24 @@ pub fn sweep_with_grace(state_dir: impl AsRef<Path>, grace: Duration) -> Result<
 /// The journal sweep behind [`recover`], `start`, and the deprecated [`sweep`] and
 /// [`sweep_with_grace`] (whose docs say what it does).
 pub(crate) fn sweep_journals(path: &Path, grace: Duration) -> Result<SweepReport> {
+    sweep_in(path, grace, None)
+}
+
+/// The watcher's sweep (`crate::watcher`): the one journal `name` of its owner, right
+/// after the owner died, with the descendants that left their groups found by their
+/// parent links while those still hold (`tree.rs`).
+pub(crate) fn sweep_one(path: &Path, name: &OsStr, grace: Duration) -> Result<SweepReport> {
+    sweep_in(path, grace, Some(name))
+}
+
+fn sweep_in(path: &Path, grace: Duration, only: Option<&OsStr>) -> Result<SweepReport> {
     let fail = |e: io::Error| Error::io(Operation::Sweep, path, e);
     let started = Instant::now();
     let dir = sys::open_state_dir(path, false).map_err(fail)?;
-    let names = sys::list(dir.as_fd()).map_err(fail)?;
+    let names = match only {
+        Some(name) => vec![name.to_os_string()],
+        None => sys::list(dir.as_fd()).map_err(fail)?,
+    };
     let boot = procfs::boot_id().map_err(fail)?;
     let pidns = procfs::pid_ns();
     let mut report = SweepReport {
@@ -140,6 +155,11 @@ pub(crate) fn sweep_journals(path: &Path, grace: Duration) -> Result<SweepReport
     for (i, d) in dead.iter().enumerate() {
         groups.extend(d.children.iter().copied());
         owners.extend(std::iter::repeat_n(i, d.children.len()));
+        if only.is_some() {
+            let escaped = tree::escapees(&d.children).map_err(fail)?;
+            owners.extend(std::iter::repeat_n(i, escaped.len()));
+            groups.extend(escaped);
+        }
     }
     let mut markers = Vec::new();
     for (i, d) in dead.iter().enumerate() {

@@ -46,6 +46,7 @@ pub struct Builder {
     containment: Containment,
     systemd_notify: bool,
     inspect: bool,
+    watcher: bool,
     drain: Duration,
     quotas: Vec<crate::quota::Quota>,
 }
@@ -68,6 +69,7 @@ impl Default for Builder {
             containment: Containment::Never,
             systemd_notify: false,
             inspect: false,
+            watcher: false,
             drain: Duration::ZERO,
             quotas: Vec::new(),
         }
@@ -514,6 +516,44 @@ impl Builder {
         self
     }
 
+    /// Starts a **watcher** with the supervisor: a small process forked from this one
+    /// that, if this process dies without a shutdown (SIGKILL, the OOM killer, an
+    /// abort), at once recovers its crash journal — stops its children's process groups
+    /// (SIGTERM, each child's grace, SIGKILL) and the descendants that left them, kills
+    /// its cgroups (the cgroup tier), removes its temp root, drops the journal — and
+    /// exits. A SIGKILLed owner's tree is then gone in milliseconds (a tree that honours
+    /// SIGTERM; one that ignores it at its grace) instead of at the next start or
+    /// `custodian sweep`. Needs a [state dir](Self::state_dir): the watcher acts on the
+    /// journal, and only with the proofs any sweep needs.
+    ///
+    /// [`shutdown`](crate::Supervisor::shutdown) ends by telling the watcher that all
+    /// was released, and reaps it. If the watcher itself dies, a `tracing` warning says
+    /// so and [`StatsSnapshot::watcher`](crate::StatsSnapshot::watcher) shows
+    /// [`WatcherState::Died`](crate::WatcherState::Died); this process's own releases
+    /// never depend on it. Its pid is in the stats: a program that reaps every child
+    /// (an init) must leave it alone. It ignores SIGTERM, SIGINT and SIGHUP (meant for
+    /// this process's group or unit) and runs in a session of its own. Default: off;
+    /// `custodian run --state-dir` turns it on. See `docs/processes.md` ("The
+    /// watcher") for what it costs and what it does not cover. Needs pidfds (Linux 5.3;
+    /// `start` fails with [`Operation::Watcher`] without them).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let dir = std::env::temp_dir().join(format!("custodian-watch-doc-{}", std::process::id()));
+    /// let sup = tokio_custodian::Supervisor::builder().state_dir(&dir).watcher(true).start()?;
+    /// assert_eq!(sup.stats().watcher.state, tokio_custodian::WatcherState::Watching);
+    /// sup.shutdown().await;
+    /// assert_eq!(sup.stats().watcher.state, tokio_custodian::WatcherState::Finished);
+    /// // Without a state dir there is no journal to watch:
+    /// let err = tokio_custodian::Supervisor::builder().watcher(true).start().unwrap_err();
+    /// assert_eq!(err.operation(), tokio_custodian::Operation::Watcher);
+    /// # drop(sup); std::fs::remove_dir(&dir).unwrap(); Ok(()) }
+    /// ```
+    pub fn watcher(mut self, on: bool) -> Self {
+        self.watcher = on;
+        self
+    }
+
     /// Creates the private temp root and spawns the supervisor task.
     ///
     /// # Errors
@@ -534,7 +574,9 @@ impl Builder {
     /// [`Operation::Notify`] naming `NOTIFY_SOCKET`'s value if it is neither an absolute
     /// path nor `@name` (see [`Builder::systemd_notify`]), or with [`Operation::Inspect`]
     /// naming the dir if the inspect socket cannot be bound there (see
-    /// [`Builder::inspect`]).
+    /// [`Builder::inspect`]), or with [`Operation::Watcher`] if the watcher is asked
+    /// for without a state dir (`InvalidInput`, an empty path, before anything is
+    /// created) or cannot be forked (naming the state dir; see [`Builder::watcher`]).
     ///
     /// ```
     /// let err = tokio_custodian::Supervisor::builder().start().unwrap_err();
@@ -555,6 +597,13 @@ impl Builder {
         for q in &self.quotas {
             q.check()
                 .map_err(|e| Error::io(Operation::CreateTempRoot, &base, e))?;
+        }
+        if self.watcher && self.state_dir.is_none() {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the watcher recovers the crash journal: it needs a state dir (Builder::state_dir)",
+            );
+            return Err(Error::io(Operation::Watcher, PathBuf::new(), e));
         }
         // First: a required tier that is missing leaves nothing behind.
         let containment = Contained::choose(self.containment)?;
@@ -660,6 +709,18 @@ impl Builder {
             .stats
             .set_containment(containment.tier.clone());
         inner.containment = containment;
+        // After the journal recorded the root and the cgroup, before any child runs: a
+        // failure drops `inner`, whose emergency path removes what was created.
+        if let (true, Some(j), Some(dir)) = (self.watcher, &inner.journal, &self.state_dir) {
+            let w = crate::watcher::start(
+                j.path(),
+                self.start_sweep_grace,
+                inner.records.clone(),
+                &handle,
+            )
+            .map_err(|e| Error::io(Operation::Watcher, dir, e))?;
+            inner.watcher = Some(w);
+        }
         if self.child_subreaper {
             let r = crate::reaper::Reaper::start().map_err(|e| {
                 let me = PathBuf::from(format!("/proc/{}", std::process::id()));

@@ -111,7 +111,8 @@ impl Supervisor {
     /// Shuts down: refuses new acquisitions, cancels every scope, waits for them up to
     /// the grace period, releases whatever is still registered (reverse acquisition
     /// order), removes the temp root, and reports. Calling it again returns the same
-    /// report.
+    /// report. With a [watcher](crate::Builder::watcher), it then tells the watcher
+    /// that everything was released and reaps it.
     ///
     /// # Cancel safety
     ///
@@ -128,7 +129,11 @@ impl Supervisor {
     /// # drop(t); Ok(()) }
     /// ```
     pub async fn shutdown(&self) -> ShutdownReport {
-        shutdown_once(&self.inner).await
+        let report = shutdown_once(&self.inner).await;
+        // Everything is released: the watcher (`Builder::watcher`) exits without acting,
+        // and is reaped before this returns.
+        crate::watcher::finish(&self.inner).await;
+        report
     }
 
     /// Forces shutdown: a shutdown that is running stops waiting (hooks are cut, scopes

@@ -17,6 +17,7 @@ pub(crate) mod procfs;
 pub(crate) mod remove;
 pub(crate) mod root;
 pub(crate) mod subreaper;
+pub(crate) mod watch;
 
 use std::os::fd::AsFd;
 

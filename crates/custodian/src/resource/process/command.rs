@@ -281,6 +281,13 @@ impl Command {
     /// It reaches the direct child only, not its descendants, and a set-user-id program
     /// clears it.
     ///
+    /// With a running [watcher](crate::Builder::watcher), the watcher serves it instead:
+    /// the child is journalled with no grace, so that the watcher kills its whole group
+    /// (SIGTERM then SIGKILL at once) within milliseconds of this process's death, and
+    /// the spawn keeps std's `posix_spawn` path, whose cost does not grow with this
+    /// process's memory. A child spawned so loses the guarantee if the watcher itself is
+    /// killed (a warning says so; later spawns use the kernel's signal again).
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// let sup = tokio_custodian::Supervisor::builder().start()?;
@@ -355,7 +362,14 @@ impl Command {
                 a.failed();
             }
         };
-        let spawned = if self.death_signal {
+        // Issue 22: a live watcher serves the death signal. The child is journalled with
+        // no grace, so the watcher SIGKILLs its whole group within milliseconds of this
+        // process's death, and the spawn stays on std's `posix_spawn` path (no hook: no
+        // fork of this process's memory, no dedicated thread).
+        let watched = self.death_signal
+            && inner.journal.is_some()
+            && inner.records.stats.watcher().state == crate::stats::WatcherState::Watching;
+        let spawned = if self.death_signal && !watched {
             let hook = death_signal_hook(rustix::process::getpid());
             // SAFETY: the hook runs between fork and exec and only makes
             // async-signal-safe raw system calls (prctl, getppid); it neither allocates
@@ -428,7 +442,7 @@ impl Command {
         if let Some(ticket) = inner
             .journal
             .as_ref()
-            .and_then(|j| j.child_started(pid, self.grace))
+            .and_then(|j| j.child_started(pid, if watched { Duration::ZERO } else { self.grace }))
         {
             let _ = core.journal.set(ticket);
         }

@@ -1,0 +1,402 @@
+//! The watcher's OS side: a process forked from its owner that outlives it, and the
+//! owner's link to it. What the watcher *does* (recover the owner's journal) is the
+//! caller's closure (the `watcher` module, layer 7); this file only makes a forked process
+//! safe to run it.
+//!
+//! Invariants of the forked child, set before the closure runs (`child`):
+//! - only the forking thread exists in it: no lock another thread could have held at the
+//!   fork may be taken. `tracing` gets a no-op default dispatcher for this thread (a
+//!   thread-local store in tracing-core 0.1.36: no lock; events then never reach the
+//!   owner's subscriber, its writer's lock, or its `EnvFilter`'s lock). Nothing here
+//!   reads `std::env` (its lock), touches stdout/stderr (their locks), or starts Tokio.
+//!   Memory allocation is allowed: glibc's `fork` takes every malloc arena's lock
+//!   before the fork and resets them in the child (`__malloc_fork_lock_parent`,
+//!   `__malloc_fork_unlock_child`), so the child's heap is consistent (jemalloc and
+//!   mimalloc do the same through `pthread_atfork`);
+//! - every inherited signal disposition is reset to the default (a Tokio signal
+//!   handler would write into an fd number that the child may have reused for a
+//!   journal), HUP/INT/QUIT/TERM/PIPE and the terminal stops are ignored (they are
+//!   meant for the owner's group, its terminal, or a unit's processes), and no signal
+//!   is blocked: only SIGKILL ends it early;
+//! - every inherited fd is closed at once (`close_range`) but the owner's pidfd and the
+//!   child's end of the link: an inherited `flock` on the journal would keep the dead
+//!   owner looking alive, an inherited listening socket would keep a port bound, an
+//!   inherited pipe end would keep a reader from its EOF. 0, 1 and 2 are `/dev/null`, so
+//!   that a stray write to "stderr" cannot land in a file opened later;
+//! - it is in a session and process group of its own (`setsid`): a signal to the
+//!   owner's group or its terminal's foreground group does not reach it; its working
+//!   directory is `/` (the owner's would stay busy);
+//! - it never returns into the owner's code: it ends with `_exit`, running no
+//!   destructor of the owner's objects, no `atexit` handler; a panic in the closure is
+//!   caught and becomes exit status 101.
+//!
+//! The link is an `AF_UNIX` `SOCK_SEQPACKET` pair: the owner writes [`DONE`] (its
+//! shutdown released everything: exit without acting); the child writes [`READY`] once
+//! set up. The owner's end closed without `DONE` (the supervisor dropped without a
+//! shutdown) tells the child to exit once the journal is gone. The owner's death is
+//! seen on the owner's pidfd, taken before the fork (`pidfd_open(getpid())`).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::io::Errno;
+use rustix::process::{PidfdFlags, WaitId, WaitIdOptions};
+
+/// Owner to watcher: everything is released, exit without acting.
+const DONE: u8 = b'D';
+/// Watcher to owner: set up (fds closed, own session), watching.
+const READY: u8 = b'R';
+/// How long `start` waits for [`READY`].
+const READY_WAIT: Duration = Duration::from_secs(5);
+/// Once the owner let go without `DONE`: how often the child looks for the journal.
+const LET_GO_POLL: Duration = Duration::from_millis(100);
+
+/// The owner's side: the watcher's pid and pidfd (taken while it is our unreaped
+/// child, so it names it), and the owner's end of the link.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pid: u32,
+    pidfd: OwnedFd,
+    sock: Mutex<Option<OwnedFd>>,
+    told: AtomicBool,
+}
+
+/// The child's side, handed to the closure.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    owner: OwnedFd,
+    sock: OwnedFd,
+}
+
+/// Why [`Watch::wait`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The owner said `DONE`.
+    Done,
+    /// The owner let go (its end closed without `DONE`) and the journal is gone.
+    Released,
+    /// The owner died without saying `DONE`.
+    OwnerDied,
+}
+
+/// How a watcher ended, as far as its owner can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reaped {
+    /// Still running.
+    Running,
+    /// Reaped here: its exit code, or the signal that killed it.
+    Exited {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+    /// Someone else reaped it (`ECHILD`): another waiter in this process.
+    ByOther,
+}
+
+/// Forks the watcher; `body` runs in it once it is set up, and its return value is the
+/// watcher's exit status. Returns when the watcher said it is ready.
+pub(crate) fn spawn(body: impl FnOnce(Watch) -> i32) -> io::Result<Link> {
+    let me = rustix::process::getpid();
+    let owner = rustix::process::pidfd_open(me, PidfdFlags::empty())?;
+    let (mine, theirs) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )?;
+    // SAFETY: `fork` is sound to call; what makes the child sound is what it does
+    // before `_exit`: `child` runs only fork-safe work (see the module header: no lock
+    // another thread may hold, glibc's malloc reset by its fork handlers), never returns
+    // into the caller and never runs the caller's destructors. Tested by
+    // `tests/watcher_crash.rs` (a multi-threaded owner with a subscriber, SIGKILLed).
+    #[allow(unsafe_code)]
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => child(owner, theirs, body),
+        pid => {
+            drop((owner, theirs));
+            let raw = rustix::process::Pid::from_raw(pid).ok_or(Errno::INVAL)?;
+            let pid = raw.as_raw_pid().unsigned_abs();
+            // Our unreaped child: its pid is its own until we reap it.
+            let pidfd = match rustix::process::pidfd_open(raw, PidfdFlags::empty()) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    let _ = rustix::process::kill_process(raw, rustix::process::Signal::KILL);
+                    let _ =
+                        rustix::process::waitpid(Some(raw), rustix::process::WaitOptions::empty());
+                    return Err(e.into());
+                }
+            };
+            let link = Link {
+                pid,
+                pidfd,
+                sock: Mutex::new(Some(mine)),
+                told: AtomicBool::new(false),
+            };
+            link.await_ready()?;
+            Ok(link)
+        }
+    }
+}
+
+impl Link {
+    /// The watcher's pid (valid while it is unreaped).
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The watcher's pidfd: readable once it has exited.
+    pub(crate) fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    fn await_ready(&self) -> io::Result<()> {
+        let guard = self.sock.lock().unwrap_or_else(|e| e.into_inner());
+        let sock = guard.as_ref().ok_or(Errno::BADF)?;
+        let mut fds = [PollFd::new(sock, PollFlags::IN)];
+        let wait = Timespec::try_from(READY_WAIT).map_err(|_| Errno::INVAL)?;
+        let got = poll(&mut fds, Some(&wait))?;
+        let mut byte = [0u8];
+        let ready =
+            got == 1 && matches!(rustix::io::read(sock, &mut byte), Ok(1)) && byte[0] == READY;
+        drop(guard);
+        if ready {
+            return Ok(());
+        }
+        // It died or hangs in its set-up: do not leave it behind.
+        let _ = rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL);
+        let _ = rustix::process::waitid(WaitId::PidFd(self.pidfd.as_fd()), WaitIdOptions::EXITED);
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the watcher did not report ready",
+        ))
+    }
+
+    /// Tells the watcher `DONE` and closes the owner's end. `false` if it was already
+    /// told (or let go).
+    pub(crate) fn tell_done(&self) -> bool {
+        let Some(sock) = self.sock.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return false;
+        };
+        // Before the send: the watcher may exit before `send` returns.
+        self.told.store(true, Ordering::SeqCst);
+        // `NOSIGNAL`: a watcher that died must never SIGPIPE its owner (a host that
+        // keeps the default action would die of it). A `SOCK_SEQPACKET` send raises
+        // none today (the datagram path returns the error only); this makes it certain.
+        let _ = rustix::net::send(&sock, &[DONE], rustix::net::SendFlags::NOSIGNAL);
+        true
+    }
+
+    /// Whether it was told `DONE`: its exit is then expected.
+    pub(crate) fn was_told(&self) -> bool {
+        self.told.load(Ordering::SeqCst)
+    }
+
+    /// SIGKILL through its pidfd (it cannot be a reused pid).
+    pub(crate) fn kill(&self) {
+        let _ = rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL);
+    }
+}
+
+/// Reaps the process behind `pidfd` (a child of ours) if it has exited.
+pub(crate) fn try_reap(pidfd: BorrowedFd<'_>) -> Reaped {
+    let opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG;
+    match rustix::process::waitid(WaitId::PidFd(pidfd), opts) {
+        Ok(Some(st)) => Reaped::Exited {
+            code: st.exit_status(),
+            signal: st.terminating_signal(),
+        },
+        Ok(None) => Reaped::Running,
+        Err(_) => Reaped::ByOther,
+    }
+}
+
+/// A duplicate of `fd`, close-on-exec.
+pub(crate) fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    Ok(rustix::io::fcntl_dupfd_cloexec(fd, 3)?)
+}
+
+impl Watch {
+    /// Waits for the owner's word or death. `journal_gone` is asked, every
+    /// [`LET_GO_POLL`], once the owner let go without `DONE`.
+    pub(crate) fn wait(&self, journal_gone: impl Fn() -> bool) -> Verdict {
+        let mut linked = true;
+        loop {
+            let (owner_ready, sock_ready) = {
+                let mut fds = [
+                    PollFd::new(&self.owner, PollFlags::IN),
+                    PollFd::new(&self.sock, PollFlags::IN),
+                ];
+                let n = if linked { 2 } else { 1 };
+                let tick = Timespec::try_from(LET_GO_POLL).ok();
+                let timeout = if linked { None } else { tick.as_ref() };
+                match poll(&mut fds[..n], timeout) {
+                    Ok(_) => {}
+                    Err(Errno::INTR) => continue,
+                    Err(_) => {
+                        // Not expected (ENOMEM): do not spin.
+                        std::thread::sleep(LET_GO_POLL);
+                        continue;
+                    }
+                }
+                (
+                    !fds[0].revents().is_empty(),
+                    linked && !fds[1].revents().is_empty(),
+                )
+            };
+            if sock_ready {
+                let mut byte = [0u8];
+                match rustix::io::read(&self.sock, &mut byte) {
+                    Ok(1) if byte[0] == DONE => return Verdict::Done,
+                    Err(Errno::INTR | Errno::AGAIN) => {}
+                    // EOF (or an error): the owner's end is closed.
+                    _ => linked = false,
+                }
+            }
+            if owner_ready {
+                return Verdict::OwnerDied;
+            }
+            if !linked && journal_gone() {
+                return Verdict::Released;
+            }
+        }
+    }
+}
+
+/// The forked child: set up (see the module header), then `body`, then `_exit`.
+fn child(owner: OwnedFd, sock: OwnedFd, body: impl FnOnce(Watch) -> i32) -> ! {
+    std::mem::forget(tracing::dispatcher::set_default(&tracing::Dispatch::none()));
+    reset_signals();
+    let Ok((owner, sock)) = keep_only(owner, sock) else {
+        exit(120)
+    };
+    let _ = rustix::process::setsid();
+    // Holding the owner's working directory would keep its file system busy (a lazy
+    // unmount) for as long as the watcher lives; every path it uses is absolute.
+    let _ = rustix::process::chdir("/");
+    let _ = rustix::thread::set_name(c"custodian-watch");
+    if rustix::io::write(&sock, &[READY]).is_err() {
+        exit(121);
+    }
+    let watch = Watch { owner, sock };
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(watch)));
+    exit(code.unwrap_or(101))
+}
+
+fn exit(code: i32) -> ! {
+    // SAFETY: `_exit` ends the process without running anything of the owner's (no
+    // destructor, no `atexit` handler, no stdio flush): always sound.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::_exit(code)
+    }
+}
+
+/// Every signal to its default action, the owner's group and terminal signals ignored,
+/// none blocked.
+fn reset_signals() {
+    // SAFETY: `sigaction` and `pthread_sigmask` with zeroed, then filled-in, plain-data
+    // structs are async-signal-safe and sound; errors (SIGKILL, SIGSTOP, the two
+    // signals glibc reserves) are ignored on purpose.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        libc::sigemptyset(&mut sa.sa_mask);
+        sa.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..=64 {
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+        sa.sa_sigaction = libc::SIG_IGN;
+        for sig in [
+            libc::SIGHUP,
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGTERM,
+            libc::SIGPIPE,
+            libc::SIGTSTP,
+            libc::SIGTTIN,
+            libc::SIGTTOU,
+        ] {
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
+}
+
+/// Closes every fd but `owner` and `sock` (moved above 2 first), then puts
+/// `/dev/null` on 0, 1 and 2.
+fn keep_only(owner: OwnedFd, sock: OwnedFd) -> io::Result<(OwnedFd, OwnedFd)> {
+    let owner = {
+        let moved = dup(owner.as_fd())?;
+        drop(owner);
+        moved
+    };
+    let sock = {
+        let moved = dup(sock.as_fd())?;
+        drop(sock);
+        moved
+    };
+    let (a, b) = (owner.as_raw_fd(), sock.as_raw_fd());
+    let (lo, hi) = (a.min(b) as u32, a.max(b) as u32);
+    close_range(0, lo - 1)?;
+    if hi > lo + 1 {
+        close_range(lo + 1, hi - 1)?;
+    }
+    close_range(hi + 1, u32::MAX)?;
+    for want in 0..3 {
+        let fd = rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDWR,
+            rustix::fs::Mode::empty(),
+        )?;
+        // The lowest free numbers: 0, 1, 2 in turn. Kept open for the process's life.
+        if fd.as_raw_fd() != want {
+            return Err(io::Error::from(Errno::BADF));
+        }
+        std::mem::forget(fd);
+    }
+    Ok((owner, sock))
+}
+
+/// `close_range(first, last, 0)` (Linux 5.9); before it, one `close` per fd up to the
+/// soft `RLIMIT_NOFILE` (at most 2^20).
+fn close_range(first: u32, last: u32) -> io::Result<()> {
+    // SAFETY: `close_range` takes plain integers; closing fds the child will never use
+    // again (it only uses the two it kept) is sound.
+    #[allow(unsafe_code)]
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            libc::c_uint::from(first),
+            libc::c_uint::from(last),
+            0 as libc::c_uint,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(err);
+    }
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1 << 20)
+        .min(1 << 20);
+    let end = u64::from(last).min(limit.saturating_sub(1));
+    for fd in u64::from(first)..=end {
+        // SAFETY: as above; a number that is not open fails with EBADF, ignored.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::close(fd as libc::c_int);
+        }
+    }
+    Ok(())
+}
