@@ -31,9 +31,13 @@ pub(crate) const CAP: usize = 1 << 18;
 pub(crate) const LOW: usize = CAP / 2;
 /// A waiting read is woken once this much (or what it asked for, if more) is queued, or
 /// when the producer stops: a reader faster than the decoder wakes once per batch, not
-/// once per piece. The first read of a decoder waits for this much, as much as it did
-/// when each read decoded ahead in its own hop.
+/// once per piece (each wake costs the producer a few µs). The first read of a decoder
+/// waits for this much, as much as it did when each read decoded ahead in its own hop;
+/// the batch doubles at each wake up to [`WAKE_MAX`], and starts again at a seek.
 pub(crate) const WAKE: usize = 1 << 16;
+/// The largest batch a waiting read is woken for: the producer still has a quarter of
+/// [`CAP`] of room to decode into while the reader wakes up.
+pub(crate) const WAKE_MAX: usize = CAP / 4 * 3;
 /// The smallest piece a producer decodes, in samples: tiny reads are served from larger
 /// pieces rather than making a piece (an allocation, two locks) each.
 pub(crate) const MIN_PIECE: usize = 1 << 12;
@@ -66,6 +70,9 @@ pub(crate) struct Ahead {
     pub(crate) piece: usize,
     /// The read waiting for the producer, and how many samples it needs.
     waiter: Option<(Waker, usize)>,
+    /// The batch a waiting read is woken for (`WAKE` doubling up to `WAKE_MAX`); zero
+    /// stands for `WAKE`.
+    batch: usize,
 }
 
 impl Ahead {
@@ -115,8 +122,12 @@ impl Ahead {
     pub(crate) fn push(&mut self, piece: Samples) -> Option<Waker> {
         self.len += piece.len();
         self.pieces.push_back(piece);
+        let batch = self.batch.max(WAKE);
         match &self.waiter {
-            Some((_, need)) if self.len >= (*need).max(WAKE) => self.waiter.take().map(|w| w.0),
+            Some((_, need)) if self.len >= (*need).max(batch) => {
+                self.batch = (batch * 2).min(WAKE_MAX);
+                self.waiter.take().map(|w| w.0)
+            }
             _ => None,
         }
     }
@@ -149,6 +160,7 @@ impl Ahead {
         self.head = 0;
         self.len = 0;
         self.end = None;
+        self.batch = 0;
     }
 }
 
@@ -182,6 +194,12 @@ mod tests {
             "less than a batch"
         );
         assert!(a.push(Samples::I16(vec![0; WAKE])).is_some());
+        // The next batch is twice as large.
+        a.take::<i16>(WAKE + 10);
+        a.wait(std::task::Waker::noop(), 10);
+        assert!(a.push(Samples::I16(vec![0; WAKE])).is_none());
+        assert!(a.push(Samples::I16(vec![0; WAKE])).is_some());
+        a.take::<i16>(2 * WAKE);
         a.wait(std::task::Waker::noop(), CAP * 2);
         assert_eq!(a.target(), CAP * 2);
         assert!(a.push(Samples::I16(vec![0; CAP])).is_none());
