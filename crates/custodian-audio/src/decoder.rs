@@ -260,7 +260,9 @@ impl AudioDecoder {
     /// fills while the caller works: pieces of the size and type of the last read, up to
     /// 256 Ki samples (512 KiB as `i16`, 1 MiB as `f32`) or one read if larger, plus one
     /// piece. A read that leaves less than half of that queued starts the next fill; a
-    /// read that finds too little waits for it (for 64 Ki samples, or all it asked for).
+    /// read that finds too little waits for all it asked for and a batch (64 Ki samples,
+    /// doubling at each such wait up to 192 Ki: a reader faster than the decoder wakes
+    /// rarely).
     /// Switching the sample type mid-stream converts what was decoded ahead from the
     /// other type (exact for 16-bit sources; from deeper sources, samples decoded ahead
     /// as `i16` keep only 16 bits). An error met while decoding ahead is returned by the
