@@ -23,7 +23,7 @@ fn read_now(dec: &mut AudioDecoder, frames: usize) -> Option<Vec<i16>> {
 
 /// 100 ms reads of 48 kHz stereo with the caller busy between them (a sleep here): the
 /// decoder fills its read-ahead meanwhile, so a run of reads longer than one hop's worth
-/// (64 Ki samples, about 7 reads) never waits. Before the background fill, the 8th read
+/// (64 Ki samples, about 7 reads) never waits. Before the background fill, the 7th read
 /// after a pause waited for a hop to the blocking pool (two thread wake-ups).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_reader_is_served_from_the_background_read_ahead() {
