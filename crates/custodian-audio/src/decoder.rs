@@ -11,7 +11,7 @@ use tokio_custodian::{Registration, ResourceId, ResourceKind, Scope};
 
 use crate::engine;
 use crate::error::{Error, Fail, Op, Result, panic_message};
-use crate::hop::{Hop, Outcome, join_fail};
+use crate::hop::{Hop, join_fail};
 use crate::info::AudioInfo;
 use crate::limits::Limits;
 use crate::sample::Sample;
@@ -256,12 +256,17 @@ impl AudioDecoder {
     /// Decodes the next `frames` frames as interleaved samples (`i16` or `f32`). Returns
     /// fewer only at the end of the stream, and an empty vector after it.
     ///
-    /// Reads of fewer than 64 Ki samples decode ahead in the same hop (64 Ki samples,
-    /// doubling at each further hop of a sequential run up to 256 Ki; a seek starts again
-    /// from 64 Ki), and the following reads are served from what was decoded, without
-    /// leaving the async thread. Switching the sample type mid-stream converts what was decoded ahead from
-    /// the other type (exact for 16-bit sources; from deeper sources, samples decoded
-    /// ahead as `i16` keep only 16 bits).
+    /// Reads are served from a read-ahead that a background hop on the blocking pool
+    /// fills while the caller works: pieces of the size and type of the last read, up to
+    /// 256 Ki samples (512 KiB as `i16`, 1 MiB as `f32`) or one read if larger, plus one
+    /// piece. A read that leaves less than half of that queued starts the next fill; a
+    /// read that finds too little waits for all it asked for and a batch (64 Ki samples,
+    /// doubling at each such wait up to 192 Ki: a reader faster than the decoder wakes
+    /// rarely).
+    /// Switching the sample type mid-stream converts what was decoded ahead from the
+    /// other type (exact for 16-bit sources; from deeper sources, samples decoded ahead
+    /// as `i16` keep only 16 bits). An error met while decoding ahead is returned by the
+    /// read that needs the frames after it; the frames before it are handed out after.
     ///
     /// # Errors
     ///
@@ -272,8 +277,9 @@ impl AudioDecoder {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: if the future is dropped, the decode in flight is kept by the guard and
-    /// its frames are returned by the next read; nothing is lost or reordered.
+    /// Cancel safe: a read takes frames only when it returns them, so if the future is
+    /// dropped, the frames decoded meanwhile are returned by the next read; nothing is lost
+    /// or reordered.
     ///
     /// See [`AudioDecoder`] for an example.
     pub async fn read<S: Sample>(&mut self, frames: usize) -> Result<Vec<S>> {
@@ -370,19 +376,16 @@ impl AudioDecoder {
     pub async fn seek(&mut self, to: Duration) -> Result<u64> {
         let rate = u128::from(self.info.sample_rate);
         let ts = u64::try_from(to.as_nanos() * rate / 1_000_000_000).unwrap_or(u64::MAX);
-        // Wait for (and drop) a read in flight: its frames are before the seek.
+        // An earlier seek first, then the decoding ahead stops: what it decoded is
+        // before the seek, and is dropped when the seek starts.
         poll_fn(|cx| self.poll_settle(cx)).await;
-        let shared = self.shared.clone();
-        self.inflight = Some(tokio::task::spawn_blocking(move || {
-            shared.with(|st, _| st.seek(ts).map(Outcome::Seeked))
-        }));
+        poll_fn(|cx| self.poll_stop(cx)).await;
+        self.start_seek(ts);
         match poll_fn(|cx| self.poll_hop(cx)).await {
-            Ok(Outcome::Seeked(pos)) => {
+            Ok(pos) => {
                 self.position = pos;
                 Ok(pos)
             }
-            // A seek hop only returns a position; treat anything else as a lost decoder.
-            Ok(Outcome::Batch(_)) => Err(Fail::Released.at(Op::Seek, &self.path)),
             Err(f) => Err(f.at(Op::Seek, &self.path)),
         }
     }

@@ -18,20 +18,13 @@ use crate::error::{Fail, Op};
 use crate::info::{AudioInfo, Container};
 use crate::limits::Limits;
 use crate::open::open_regular;
-use crate::sample::{Buffers, Queue, Sample, Samples};
+use crate::sample::{Buffers, Queue, Sample};
 use crate::sniff::{Patched, sniff};
 
 /// Largest packet (in frames) a codec may announce before its buffers are sized.
 const MAX_PACKET_FRAMES: u64 = 1 << 20;
 /// Initial reservation for reads of unknown length, in samples.
 const RESERVE_UNKNOWN: usize = 1 << 22;
-/// A read smaller than this (in samples) decodes ahead up to it, so that the next small
-/// reads are served from the queue without a hop to the blocking pool.
-pub(crate) const READ_AHEAD: usize = 1 << 16;
-/// The read-ahead doubles at each hop of a sequential reader up to this (in samples:
-/// 512 KiB as `i16`, 1 MiB as `f32`), so that a long run of small reads (100 ms frames)
-/// makes one hop per few seconds of audio; a seek starts again from [`READ_AHEAD`].
-const READ_AHEAD_MAX: usize = 1 << 18;
 /// Undecodable packets in a row before decoding gives up.
 const MAX_BAD_PACKETS: u32 = 8;
 
@@ -46,7 +39,7 @@ pub(crate) struct State {
     exact: bool,
     max_frames: u64,
     bufs: Buffers,
-    /// Decoded samples not handed out yet (read-ahead, or the rest of a packet).
+    /// Decoded samples not handed out yet: the rest of a packet.
     queue: Queue,
     /// Frames to drop after an accurate seek that landed early.
     skip: u64,
@@ -54,8 +47,6 @@ pub(crate) struct State {
     pub(crate) position: u64,
     eof: bool,
     bad: u32,
-    /// The current read-ahead, in samples (see [`READ_AHEAD_MAX`]).
-    ahead: usize,
 }
 
 /// Opens, checks and probes `path`, and makes a decoder for its first audio track.
@@ -155,7 +146,6 @@ pub(crate) fn open(path: &Path, limits: &Limits) -> Result<(State, AudioInfo), (
             position: 0,
             eof: false,
             bad: 0,
-            ahead: READ_AHEAD,
         },
         info,
     ))
@@ -178,15 +168,7 @@ impl State {
         };
         let mut out: Vec<S> = Vec::with_capacity(want.min(hint));
         self.queue.take(want, &mut out);
-        // Small reads decode ahead into the queue, more at each hop of a sequential run.
-        let ahead = if want < READ_AHEAD {
-            let now = self.ahead;
-            self.ahead = (now * 2).min(READ_AHEAD_MAX);
-            now
-        } else {
-            0
-        };
-        while (out.len() < want || self.queue.len() < ahead) && !self.eof {
+        while out.len() < want && !self.eof {
             // Acquire pairs with the Release store of the reclaim: stop promptly once the
             // decoder has been given up.
             if released.load(Ordering::Acquire) {
@@ -256,7 +238,6 @@ impl State {
     /// Moves to frame `ts`; returns the new position.
     pub(crate) fn seek(&mut self, ts: u64) -> Result<u64, Fail> {
         self.queue.clear();
-        self.ahead = READ_AHEAD;
         self.skip = 0;
         if let Some(total) = self.total.filter(|&t| ts >= t) {
             self.eof = true;
@@ -279,30 +260,9 @@ impl State {
     }
 }
 
-/// The outcome of one blocking hop, with the request it answers.
-#[derive(Debug)]
-pub(crate) struct Batch {
-    pub(crate) frames: usize,
-    pub(crate) samples: Samples,
-}
-
 impl State {
-    /// Puts samples handed out but never received back in front of the queue.
-    pub(crate) fn unread(&mut self, carry: Samples) {
-        self.position -= (carry.len() / self.channels) as u64;
-        self.queue.unread(carry);
-    }
-
-    /// Serves `frames` frames from the queue alone, if it holds them (or the stream has
-    /// ended): constant work, no decoding, safe on an async thread.
-    pub(crate) fn read_queued<S: Sample>(&mut self, frames: usize) -> Option<Vec<S>> {
-        let want = frames.saturating_mul(self.channels);
-        if self.queue.len() < want && !self.eof {
-            return None;
-        }
-        let mut out = Vec::with_capacity(want.min(self.queue.len()));
-        self.queue.take(want, &mut out);
-        self.position += (out.len() / self.channels) as u64;
-        Some(out)
+    /// Whether everything has been handed out: the stream ended and nothing is queued.
+    pub(crate) fn ended(&self) -> bool {
+        self.eof && self.queue.len() == 0
     }
 }

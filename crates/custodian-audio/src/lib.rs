@@ -46,6 +46,7 @@
 
 #![forbid(unsafe_code)]
 
+mod ahead;
 mod decoder;
 mod engine;
 mod error;

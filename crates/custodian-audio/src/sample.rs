@@ -12,6 +12,9 @@ use symphonia::core::conv::{ConvertibleSample, FromSample};
 pub trait Sample:
     ConvertibleSample + symphonia::core::sample::Sample + Send + Sync + 'static + sealed::Sealed
 {
+    /// Whether this is `f32` (the other type is `i16`).
+    #[doc(hidden)]
+    const IS_F32: bool;
     #[doc(hidden)]
     fn wrap(v: Vec<Self>) -> Samples;
     #[doc(hidden)]
@@ -101,23 +104,6 @@ impl Queue {
         }
         S::queue(self).extend_from_slice(s);
     }
-
-    /// Puts `carry` in front of what is queued.
-    pub(crate) fn unread(&mut self, carry: Samples) {
-        match carry {
-            Samples::I16(c) => self.prepend(c),
-            Samples::F32(c) => self.prepend(c),
-        }
-    }
-
-    fn prepend<S: Sample>(&mut self, mut c: Vec<S>) {
-        S::queue(self); // converts first, which resets `head`
-        let head = self.head;
-        let v = S::queue(self);
-        c.extend_from_slice(&v[head..]);
-        *v = c;
-        self.head = 0;
-    }
 }
 
 impl Samples {
@@ -125,6 +111,14 @@ impl Samples {
         match self {
             Samples::I16(v) => v.len(),
             Samples::F32(v) => v.len(),
+        }
+    }
+
+    /// Appends `k` samples from `from` on to `out`, converted to `S`.
+    pub(crate) fn copy_to<S: Sample>(&self, from: usize, k: usize, out: &mut Vec<S>) {
+        match self {
+            Samples::I16(v) => out.extend(v[from..from + k].iter().map(|&s| S::from_sample(s))),
+            Samples::F32(v) => out.extend(v[from..from + k].iter().map(|&s| S::from_sample(s))),
         }
     }
 }
@@ -137,6 +131,7 @@ fn convert<A: Copy, B: FromSample<A>>(from: &mut Vec<A>, head: usize, to: &mut V
 }
 
 impl Sample for i16 {
+    const IS_F32: bool = false;
     fn wrap(v: Vec<Self>) -> Samples {
         Samples::I16(v)
     }
@@ -159,6 +154,7 @@ impl Sample for i16 {
 }
 
 impl Sample for f32 {
+    const IS_F32: bool = true;
     fn wrap(v: Vec<Self>) -> Samples {
         Samples::F32(v)
     }
@@ -185,18 +181,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn queue_keeps_order_across_take_push_unread_and_type_switches() {
+    fn queue_keeps_order_across_take_push_and_type_switches() {
         let mut q = Queue::default();
         q.push::<i16>(&[1, 2, 3, 4]);
         let mut out = Vec::new();
         q.take::<i16>(3, &mut out);
         assert_eq!((out.as_slice(), q.len()), (&[1, 2, 3][..], 1));
         q.push::<i16>(&[5, 6]);
-        q.unread(Samples::I16(vec![-1, 0]));
         let mut f = Vec::new();
         q.take::<f32>(10, &mut f);
         let back: Vec<i16> = f.iter().map(|&s| i16::from_sample(s)).collect();
-        assert_eq!(back, [-1, 0, 4, 5, 6]);
+        assert_eq!(back, [4, 5, 6]);
         assert_eq!(q.len(), 0);
         q.push::<f32>(&[0.5]);
         q.clear();

@@ -7,7 +7,9 @@
 //!   (Acquire) by a hop under the lock before it stores a freshly opened state and between
 //!   packets, so a hop never installs or keeps decoding a state the registry gave up;
 //! - the reclaim never waits for the lock: if a hop holds it, the take is handed to the
-//!   blocking pool (`Cleanup::Blocking`), where it waits at most one packet.
+//!   blocking pool (`Cleanup::Blocking`), where it waits at most one packet;
+//! - `ahead` (the read-ahead, see `ahead.rs`) has its own lock, never held together with
+//!   `state`'s; the reclaim empties it, and reads fail once `released` is set.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,14 +17,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use tokio_custodian::{Cleanup, Reclaim};
 
+use crate::ahead::Ahead;
 use crate::engine::State;
 use crate::error::{Fail, panic_message};
-use crate::sample::Sample;
 
 #[derive(Default)]
 pub(crate) struct Shared {
     state: Mutex<Option<State>>,
     released: AtomicBool,
+    ahead: Mutex<Ahead>,
 }
 
 impl Shared {
@@ -45,15 +48,16 @@ impl Shared {
         Ok(())
     }
 
-    /// Frames already decoded, without waiting: `None` if a hop holds the lock or the
-    /// queue does not hold enough. Constant work (a copy), fit for an async thread.
-    pub(crate) fn try_queued<S: Sample>(&self, frames: usize) -> Option<Vec<S>> {
-        let mut g = match self.state.try_lock() {
-            Ok(g) => g,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
-        };
-        g.as_mut()?.read_queued(frames)
+    /// The read-ahead. Held only for a push, a take or a clear (a copy of one read at
+    /// most), so fit for an async thread; nothing under it panics but an allocation.
+    pub(crate) fn ahead(&self) -> MutexGuard<'_, Ahead> {
+        self.ahead.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the registry gave the decoder up.
+    pub(crate) fn is_released(&self) -> bool {
+        // Acquire pairs with the reclaim's Release store.
+        self.released.load(Ordering::Acquire)
     }
 
     /// Runs `f` on the state, catching panics; a panic drops the state.
@@ -86,6 +90,9 @@ impl Reclaim for DecoderReclaim {
         let shared = self.0;
         // Release: a hop that sees the flag also sees that nobody owns the state any more.
         shared.released.store(true, Ordering::Release);
+        // What was decoded ahead goes now; a producer in flight stops at its next packet
+        // and wakes a waiting read, which then sees the flag.
+        shared.ahead().clear();
         let busy = match shared.state.try_lock() {
             Ok(mut g) => {
                 drop(g.take());
@@ -115,6 +122,11 @@ impl Reclaim for DecoderReclaim {
         let shared = self.0;
         // Release: as in `reclaim`.
         shared.released.store(true, Ordering::Release);
+        // The read-ahead's lock is never held for long, but an emergency does not wait
+        // for it either: the queue then goes with the guard.
+        if let Ok(mut a) = shared.ahead.try_lock() {
+            a.clear();
+        }
         match shared.state.try_lock() {
             Ok(mut g) => drop(g.take()),
             Err(TryLockError::Poisoned(p)) => drop(p.into_inner().take()),
@@ -130,12 +142,12 @@ impl Reclaim for DecoderReclaim {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::limits::Limits;
 
     /// A minimal 16-bit mono WAV of `frames` silent frames.
-    fn wav(frames: u32) -> Vec<u8> {
+    pub(crate) fn wav(frames: u32) -> Vec<u8> {
         let mut b = b"RIFF".to_vec();
         b.extend((36 + 2 * frames).to_le_bytes());
         b.extend(b"WAVEfmt ");
