@@ -60,7 +60,7 @@ fn probe_moves_a_forked_process_and_cleans_up() {
 fn a_child_cgroup_is_killed_emptied_and_removed_by_its_fd() {
     let own = need_cgroup!();
     let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
-    let (cg, procs) = sup.child().unwrap();
+    let (cg, procs) = sup.child(&[]).unwrap();
     let mut child = spawn_into(procs, "sh", &["-c", "setsid sleep 1000 & exec sleep 1000"]);
     let members = cg.path().join("cgroup.procs");
     let until = Instant::now() + Duration::from_secs(10);
@@ -91,7 +91,7 @@ fn a_child_cgroup_is_killed_emptied_and_removed_by_its_fd() {
 fn a_name_that_is_not_the_cgroup_created_is_left_alone() {
     let own = need_cgroup!();
     let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
-    let (cg, procs) = sup.child().unwrap();
+    let (cg, procs) = sup.child(&[]).unwrap();
     drop(procs);
     // Another cgroup takes the name: removed by someone else, made again.
     std::fs::remove_dir(cg.path()).unwrap();
@@ -111,7 +111,7 @@ fn a_name_that_is_not_the_cgroup_created_is_left_alone() {
 fn a_recorded_cgroup_is_killed_by_path_only_if_its_inode_matches() {
     let own = need_cgroup!();
     let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
-    let (cg, procs) = sup.child().unwrap();
+    let (cg, procs) = sup.child(&[]).unwrap();
     let mut child = spawn_into(procs, "sh", &["-c", "setsid sleep 1000 & exec sleep 1000"]);
     let (path, id) = (cg.path(), cg.id());
     let wrong = FileId {
@@ -145,7 +145,7 @@ fn a_recorded_cgroup_is_killed_by_path_only_if_its_inode_matches() {
 fn cgroups_a_child_made_below_its_own_are_removed_with_it() {
     let own = need_cgroup!();
     let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
-    let (cg, procs) = sup.child().unwrap();
+    let (cg, procs) = sup.child(&[]).unwrap();
     drop(procs);
     // What a child running as root could do: nest cgroups in its own.
     std::fs::create_dir_all(cg.path().join("a/b")).unwrap();
@@ -154,7 +154,7 @@ fn cgroups_a_child_made_below_its_own_are_removed_with_it() {
     assert!(!cg.path().exists());
     drop(cg);
     // The supervisor's cgroup with a child cgroup left in it (an earlier removal failed).
-    let (left, procs) = sup.child().unwrap();
+    let (left, procs) = sup.child(&[]).unwrap();
     drop(procs);
     let path = left.path();
     std::mem::forget(left);
@@ -166,7 +166,7 @@ fn cgroups_a_child_made_below_its_own_are_removed_with_it() {
 fn a_recorded_supervisor_cgroup_is_killed_whole_and_removed_with_its_children() {
     let own = need_cgroup!();
     let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
-    let (cg, procs) = sup.child().unwrap();
+    let (cg, procs) = sup.child(&[]).unwrap();
     let mut child = spawn_into(procs, "sh", &["-c", "setsid sleep 1000 & exec sleep 1000"]);
     // What recovery knows of a dead owner: its cgroup's path and inode.
     let done = kill_recorded(sup.path(), sup.id(), Duration::from_secs(5), &[]).unwrap();
@@ -180,7 +180,7 @@ fn a_recorded_supervisor_cgroup_is_killed_whole_and_removed_with_its_children() 
 fn a_recorded_cgroup_holding_a_spared_process_is_not_written_to() {
     let own = need_cgroup!();
     let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
-    let (cg, procs) = sup.child().unwrap();
+    let (cg, procs) = sup.child(&[]).unwrap();
     let mut child = spawn_into(procs, "sleep", &["1000"]);
     let pid = child.id();
     // The sweeper (here: the child stands in for it) is a member of a cgroup below.
