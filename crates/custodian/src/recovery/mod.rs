@@ -235,7 +235,7 @@ fn finish(
     // Before the sweep is made durable: a crash after this kill and before that record
     // only makes the next sweep find the cgroup gone (a kill by inode is idempotent).
     if let Some((cg_path, id)) = &d.cgroup
-        && !cgroup::kill(cg_path, *id, spare, report)
+        && !cgroup::kill(cg_path, *id, &d.name, spare, report)
     {
         keep = true;
     }

@@ -43,6 +43,25 @@ use rustix::io::Errno;
 use super::FileId;
 use super::remove::open_dir_nofollow;
 
+/// A supervisor's cgroup is named `custodian-<its pid>-<64 random bits in hex>`.
+const NAME_PREFIX: &str = "custodian-";
+const NAME_RANDOM_BYTES: usize = 8;
+
+/// Whether `name` is the name of a supervisor cgroup created by process `pid` (the shape
+/// [`SupervisorCgroup::create`] gives: `custodian-<pid>-` and 16 lowercase hex digits).
+pub(crate) fn is_supervisor_name_of(name: &str, pid: u32) -> bool {
+    let Some(random) = name
+        .strip_prefix(NAME_PREFIX)
+        .and_then(|r| r.strip_prefix(&format!("{pid}-")))
+    else {
+        return false;
+    };
+    random.len() == 2 * NAME_RANDOM_BYTES
+        && random
+            .bytes()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// The cgroup the supervisor creates below its own and owns.
 #[derive(Debug)]
 pub(crate) struct SupervisorCgroup {
@@ -77,9 +96,9 @@ impl SupervisorCgroup {
             Mode::empty(),
         )?;
         let name = format!(
-            "custodian-{}-{}",
+            "{NAME_PREFIX}{}-{}",
             std::process::id(),
-            super::create::random_hex(8)?
+            super::create::random_hex(NAME_RANDOM_BYTES)?
         );
         rustix::fs::mkdirat(&parent, name.as_str(), Mode::from_raw_mode(0o755))?;
         let opened = open_dir_nofollow(&parent, name.as_str())

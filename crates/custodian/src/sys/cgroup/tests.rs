@@ -196,3 +196,25 @@ fn a_recorded_cgroup_holding_a_spared_process_is_not_written_to() {
     child.wait().unwrap();
     drop(cg);
 }
+
+#[test]
+fn a_supervisor_cgroup_s_name_is_tied_to_its_creator_s_pid() {
+    assert!(is_supervisor_name_of("custodian-42-0123456789abcdef", 42));
+    for bad in [
+        "custodian-42-0123456789abcde",   // short
+        "custodian-42-0123456789abcdef0", // long
+        "custodian-42-0123456789ABCDEF",  // not ours: upper case
+        "custodian-420-0123456789abcdef",
+        "custodian-4-0123456789abcdef",
+        "system.slice",
+        "custodian-42-",
+    ] {
+        assert!(!is_supervisor_name_of(bad, 42), "{bad}");
+    }
+    let me = std::process::id();
+    let own = need_cgroup!();
+    let sup = SupervisorCgroup::create(&own).unwrap();
+    let name = sup.path().file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(is_supervisor_name_of(&name, me), "{name}");
+    assert!(!is_supervisor_name_of(&name, me + 1));
+}
