@@ -16,6 +16,13 @@
 //! the owner's pid created, and, with the inode, to the very one it created (another
 //! owner reusing the pid later makes another inode). A name check costs nothing and needs
 //! no state.
+//!
+//! An owner killed after it made its cgroup and before its journal recorded it leaves an
+//! empty cgroup that no record names (no child runs in it before the record). The name is
+//! the proof there too: [`remove_unrecorded`] removes an *empty* `custodian-<pid>-...` of
+//! a dead owner of this sweep, in the sweeper's own cgroup and beside the recorded ones,
+//! if no process has that pid now (a live one could be a new supervisor that just made
+//! it). A populated one is never written to.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -23,7 +30,11 @@ use std::time::Duration;
 
 use crate::journal::{SkipReason, SweepReport};
 use crate::sys::FileId;
-use crate::sys::cgroup::{Recorded, is_supervisor_name_of, kill_recorded};
+use crate::sys::cgroup::{
+    Recorded, discover, is_supervisor_name_of, kill_recorded, remove_unrecorded,
+};
+
+use super::examine::Dead;
 
 use super::skip;
 
@@ -76,13 +87,57 @@ pub(super) fn kill(
     }
 }
 
+/// Removes the empty cgroups that `dead` owners of this boot made and never recorded
+/// (killed between the creation and the record), in the sweeper's own cgroup directory
+/// and in the directories of the recorded ones; see the module's docs for the proof.
+pub(super) fn remove_unrecorded_of(dead: &[Dead], report: &mut SweepReport) {
+    // Of this boot and not swept before: the marker (or a cgroup record) is kept then.
+    let live_proof = |d: &&Dead| d.marker.is_some() || d.cgroup.is_some();
+    let pids: Vec<u32> = dead
+        .iter()
+        .filter(live_proof)
+        .filter_map(|d| owner_pid(&d.name))
+        .collect();
+    if pids.is_empty() {
+        return;
+    }
+    let mut dirs: Vec<std::path::PathBuf> = discover::own_dir().into_iter().collect();
+    for d in dead {
+        if let Some(parent) = d.cgroup.as_ref().and_then(|(p, _)| p.parent())
+            && !dirs.iter().any(|x| x == parent)
+        {
+            dirs.push(parent.to_path_buf());
+        }
+    }
+    for dir in dirs {
+        match remove_unrecorded(&dir, &pids) {
+            Ok(removed) => {
+                for path in removed {
+                    tracing::info!(cgroup = %path.display(), "crash sweep: removed a dead owner's unrecorded empty cgroup");
+                    report.cgroups.push(path);
+                }
+            }
+            Err(e) => {
+                let detail = format!("removing unrecorded cgroups: {e}");
+                skip(
+                    report,
+                    dir.display().to_string(),
+                    SkipReason::Failed { detail },
+                );
+            }
+        }
+    }
+}
+
+/// The owner pid a journal's file name (`<pid>-<start>-<random>.journal`) gives.
+fn owner_pid(journal: &OsStr) -> Option<u32> {
+    journal.to_str()?.split('-').next()?.parse().ok()
+}
+
 /// Whether `path`'s last component is a supervisor cgroup's name made by the pid that
 /// the journal's file name gives its owner.
 fn named_for_owner(path: &Path, journal: &OsStr) -> bool {
-    let owner = journal
-        .to_str()
-        .and_then(|j| j.split('-').next())
-        .and_then(|p| p.parse::<u32>().ok());
+    let owner = owner_pid(journal);
     let name = path.file_name().and_then(OsStr::to_str);
     match (owner, name) {
         (Some(pid), Some(name)) => is_supervisor_name_of(name, pid),

@@ -200,6 +200,8 @@ pub(crate) fn sweep_journals(path: &Path, grace: Duration) -> Result<SweepReport
     } else {
         Vec::new()
     };
+    // Before any journal is dropped: the pids that name them come from the journals.
+    cgroup::remove_unrecorded_of(&dead, &mut report);
     for (d, new) in dead.iter().zip(&survivors) {
         finish(dir.as_fd(), path, d, (new, &spare), &mut report);
     }

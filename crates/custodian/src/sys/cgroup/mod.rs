@@ -28,7 +28,7 @@ pub(crate) use limits::{EnableError, LimitWrite};
 
 use remove::remove_checked;
 #[allow(unused_imports)] // Until the crash journal records cgroups.
-pub(crate) use remove::{Recorded, kill_recorded};
+pub(crate) use remove::{Recorded, kill_recorded, remove_unrecorded};
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};

@@ -218,3 +218,51 @@ fn a_supervisor_cgroup_s_name_is_tied_to_its_creator_s_pid() {
     assert!(is_supervisor_name_of(&name, me), "{name}");
     assert!(!is_supervisor_name_of(&name, me + 1));
 }
+
+#[test]
+fn unrecorded_cgroups_of_dead_pids_are_removed_only_when_empty() {
+    let own = need_cgroup!();
+    // A pid no process has now: a child that has exited and been reaped.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let me = std::process::id();
+    let name = |pid: u32, tag: &str| format!("custodian-{pid}-{tag:0>16}");
+    let empty = own.join(name(dead, "e1"));
+    let nested = own.join(name(dead, "e2"));
+    let busy = own.join(name(dead, "b1"));
+    let running = own.join(name(me, "r1"));
+    let odd = own.join(format!("custodian-{dead}-notours"));
+    for d in [&empty, &busy, &running, &odd] {
+        std::fs::create_dir(d).unwrap();
+    }
+    std::fs::create_dir_all(nested.join("child-1")).unwrap();
+    let mut member = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    std::fs::write(busy.join("cgroup.procs"), member.id().to_string()).unwrap();
+    let removed = remove_unrecorded(&own, &[dead, me]);
+    let left: Vec<bool> = [&empty, &nested, &busy, &running, &odd]
+        .iter()
+        .map(|d| d.exists())
+        .collect();
+    let _ = member.kill();
+    let _ = member.wait();
+    for d in [
+        &empty,
+        &nested.join("child-1"),
+        &nested,
+        &busy,
+        &running,
+        &odd,
+    ] {
+        let _ = std::fs::remove_dir(d);
+    }
+    let mut removed = removed.unwrap();
+    removed.sort();
+    let mut want = vec![empty.clone(), nested.clone()];
+    want.sort();
+    assert_eq!(removed, want);
+    assert_eq!(left, [false, false, true, true, true]);
+}
