@@ -91,9 +91,9 @@ pub enum LimitUnavailable {
         /// The cgroup that would have to enable it (this process's own).
         parent: PathBuf,
         /// Whether `parent`'s own `cgroup.controllers` lists it: `true`, the parent could
-        /// enable it (but a cgroup with processes in it, other than the root, may not);
-        /// `false`, it is not offered this far down (bound to cgroup v1, or not
-        /// delegated).
+        /// enable it (`pids` and `cpu` even with processes in it; `memory` only without,
+        /// or at the root); `false`, it is not offered this far down (bound to cgroup v1,
+        /// or not delegated).
         offered_to_parent: bool,
     },
     /// Enabling the controller in the supervisor's cgroup failed.
@@ -165,9 +165,11 @@ impl fmt::Display for LimitUnavailable {
                     parent.display()
                 )?;
                 if *offered_to_parent {
-                    f.write_str(
-                        " (offered to that cgroup, but a cgroup with processes in it may not \
-                         enable it: run the service in a leaf below a cgroup that does)",
+                    write!(
+                        f,
+                        " (offered to that cgroup, not enabled for its children: write \
+                         `+{controller}` there; `memory` cannot be enabled in a cgroup with \
+                         processes in it, other than the root)"
                     )
                 } else {
                     f.write_str(
