@@ -109,8 +109,12 @@ pub(super) fn remove_unrecorded_of(dead: &[Dead], report: &mut SweepReport) {
             dirs.push(parent.to_path_buf());
         }
     }
+    let recorded: Vec<&Path> = dead
+        .iter()
+        .filter_map(|d| Some(d.cgroup.as_ref()?.0.as_path()))
+        .collect();
     for dir in dirs {
-        match remove_unrecorded(&dir, &pids) {
+        match remove_unrecorded(&dir, &pids, &recorded) {
             Ok(removed) => {
                 for path in removed {
                     tracing::info!(cgroup = %path.display(), "crash sweep: removed a dead owner's unrecorded empty cgroup");

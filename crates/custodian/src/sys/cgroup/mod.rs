@@ -50,16 +50,23 @@ const NAME_RANDOM_BYTES: usize = 8;
 /// Whether `name` is the name of a supervisor cgroup created by process `pid` (the shape
 /// [`SupervisorCgroup::create`] gives: `custodian-<pid>-` and 16 lowercase hex digits).
 pub(crate) fn is_supervisor_name_of(name: &str, pid: u32) -> bool {
-    let Some(random) = name
-        .strip_prefix(NAME_PREFIX)
-        .and_then(|r| r.strip_prefix(&format!("{pid}-")))
-    else {
-        return false;
-    };
-    random.len() == 2 * NAME_RANDOM_BYTES
+    supervisor_name_pid(name) == Some(pid)
+}
+
+/// The creator's pid of a supervisor cgroup's name; `None` if `name` is not one.
+pub(crate) fn supervisor_name_pid(name: &str) -> Option<u32> {
+    let (pid, random) = name.strip_prefix(NAME_PREFIX)?.split_once('-')?;
+    let shaped = random.len() == 2 * NAME_RANDOM_BYTES
         && random
             .bytes()
             .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        // No sign, no leading zero: one spelling per pid.
+        && pid.bytes().all(|c| c.is_ascii_digit())
+        && !(pid.len() > 1 && pid.starts_with('0'));
+    if !shaped {
+        return None;
+    }
+    pid.parse().ok()
 }
 
 /// The cgroup the supervisor creates below its own and owns.

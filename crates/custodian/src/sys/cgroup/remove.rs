@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::{ChildCgroup, is_supervisor_name_of, still_populated};
+use super::{ChildCgroup, still_populated, supervisor_name_pid};
 use crate::sys::FileId;
 use crate::sys::remove::open_dir_nofollow;
 
@@ -106,8 +106,13 @@ pub(crate) fn kill_recorded(
 /// and no live supervisor can have made it since. What a supervisor killed between the
 /// cgroup's creation and its journal record leaves. Returns the paths removed; a
 /// populated one, one with a cgroup below it that is populated, or one whose pid runs
-/// again is left alone. Nothing outside cgroup2 is touched.
-pub(crate) fn remove_unrecorded(dir: &Path, pids: &[u32]) -> io::Result<Vec<PathBuf>> {
+/// again is left alone, and so is every path in `recorded` (killed by its record's proof
+/// instead). Nothing outside cgroup2 is touched.
+pub(crate) fn remove_unrecorded(
+    dir: &Path,
+    pids: &[u32],
+    recorded: &[&Path],
+) -> io::Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     if pids.is_empty() {
         return Ok(removed);
@@ -130,14 +135,16 @@ pub(crate) fn remove_unrecorded(dir: &Path, pids: &[u32]) -> io::Result<Vec<Path
         let Ok(name) = e.file_name().to_str() else {
             continue;
         };
-        if pids.iter().any(|&p| is_supervisor_name_of(name, p)) {
-            names.push(name.to_owned());
+        // One parse per entry, then a lookup (a sweep may hold many dead owners).
+        if let Some(pid) = supervisor_name_pid(name)
+            && pids.contains(&pid)
+            && !recorded.contains(&dir.join(name).as_path())
+        {
+            names.push((name.to_owned(), pid));
         }
     }
-    for name in names {
-        // The name's shape was checked: its pid is the number after the prefix.
-        let pid = name.split('-').nth(1).unwrap_or_default();
-        if Path::new("/proc").join(pid).exists() {
+    for (name, pid) in names {
+        if Path::new("/proc").join(pid.to_string()).exists() {
             continue;
         }
         let sub = match open_dir_nofollow(&parent, name.as_str()) {

@@ -206,6 +206,8 @@ fn a_supervisor_cgroup_s_name_is_tied_to_its_creator_s_pid() {
         "custodian-42-0123456789ABCDEF",  // not ours: upper case
         "custodian-420-0123456789abcdef",
         "custodian-4-0123456789abcdef",
+        "custodian-042-0123456789abcdef", // another spelling of 42
+        "custodian-+42-0123456789abcdef",
         "system.slice",
         "custodian-42-",
     ] {
@@ -242,7 +244,12 @@ fn unrecorded_cgroups_of_dead_pids_are_removed_only_when_empty() {
         .spawn()
         .unwrap();
     std::fs::write(busy.join("cgroup.procs"), member.id().to_string()).unwrap();
-    let removed = remove_unrecorded(&own, &[dead, me]);
+    let recorded = own.join(name(dead, "c1"));
+    std::fs::create_dir(&recorded).unwrap();
+    let removed = remove_unrecorded(&own, &[dead, me], &[recorded.as_path()]);
+    let kept = recorded.exists();
+    let _ = std::fs::remove_dir(&recorded);
+    assert!(kept, "a recorded cgroup is left to its record's proof");
     let left: Vec<bool> = [&empty, &nested, &busy, &running, &odd]
         .iter()
         .map(|d| d.exists())
