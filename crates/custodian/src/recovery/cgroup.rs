@@ -114,7 +114,12 @@ pub(super) fn remove_unrecorded_of(dead: &[Dead], report: &mut SweepReport) {
         .filter_map(|d| Some(d.cgroup.as_ref()?.0.as_path()))
         .collect();
     for dir in dirs {
-        match remove_unrecorded(&dir, &pids, &recorded) {
+        let names: Vec<&str> = recorded
+            .iter()
+            .filter(|p| p.parent() == Some(dir.as_path()))
+            .filter_map(|p| p.file_name()?.to_str())
+            .collect();
+        match remove_unrecorded(&dir, &pids, &names) {
             Ok(removed) => {
                 for path in removed {
                     tracing::info!(cgroup = %path.display(), "crash sweep: removed a dead owner's unrecorded empty cgroup");

@@ -106,12 +106,13 @@ pub(crate) fn kill_recorded(
 /// and no live supervisor can have made it since. What a supervisor killed between the
 /// cgroup's creation and its journal record leaves. Returns the paths removed; a
 /// populated one, one with a cgroup below it that is populated, or one whose pid runs
-/// again is left alone, and so is every path in `recorded` (killed by its record's proof
-/// instead). Nothing outside cgroup2 is touched.
+/// again is left alone, and so is every name in `recorded` (cgroups of `dir` that a
+/// journal records: killed by their record's proof instead). Nothing outside cgroup2 is
+/// touched.
 pub(crate) fn remove_unrecorded(
     dir: &Path,
     pids: &[u32],
-    recorded: &[&Path],
+    recorded: &[&str],
 ) -> io::Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     if pids.is_empty() {
@@ -138,7 +139,7 @@ pub(crate) fn remove_unrecorded(
         // One parse per entry, then a lookup (a sweep may hold many dead owners).
         if let Some(pid) = supervisor_name_pid(name)
             && pids.contains(&pid)
-            && !recorded.contains(&dir.join(name).as_path())
+            && !recorded.contains(&name)
         {
             names.push((name.to_owned(), pid));
         }

@@ -246,7 +246,8 @@ fn unrecorded_cgroups_of_dead_pids_are_removed_only_when_empty() {
     std::fs::write(busy.join("cgroup.procs"), member.id().to_string()).unwrap();
     let recorded = own.join(name(dead, "c1"));
     std::fs::create_dir(&recorded).unwrap();
-    let removed = remove_unrecorded(&own, &[dead, me], &[recorded.as_path()]);
+    let recorded_name = name(dead, "c1");
+    let removed = remove_unrecorded(&own, &[dead, me], &[recorded_name.as_str()]);
     let kept = recorded.exists();
     let _ = std::fs::remove_dir(&recorded);
     assert!(kept, "a recorded cgroup is left to its record's proof");
