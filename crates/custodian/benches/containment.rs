@@ -192,7 +192,9 @@ async fn recover_100(n: u64, raw: bool) -> Duration {
             .run()
             .unwrap();
         let journals = report.journals.as_ref().unwrap();
-        assert_eq!(journals.cgroups.len(), OWNERS, "{report}");
+        // More if an abandoned empty cgroup of an earlier process with one of the owners'
+        // pids was there too (removed with them).
+        assert!(journals.cgroups.len() >= OWNERS, "{report}");
     }
     let took = t.elapsed();
     exit_if_counting();

@@ -22,7 +22,9 @@
 //! the proof there too: [`remove_unrecorded`] removes an *empty* `custodian-<pid>-...` of
 //! a dead owner of this sweep, in the sweeper's own cgroup and beside the recorded ones,
 //! if no process has that pid now (a live one could be a new supervisor that just made
-//! it). A populated one is never written to.
+//! it). A populated one is never written to. An earlier process with the same pid may have
+//! made it (a supervisor that died without a journal): it is abandoned all the same (its
+//! creator no longer runs) and empty, so its removal touches no process.
 
 use std::ffi::OsStr;
 use std::path::Path;
