@@ -113,6 +113,15 @@ macro_rules! need_cgroup {
     };
 }
 
+/// A supervisor cgroup's name as the cgroup tier makes it, `custodian-<pid>-<16 hex>`,
+/// with this process's pid (the forged journals' owner) and 64 bits derived from `tag`.
+fn supervisor_name(tag: &str) -> String {
+    let h = tag.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("custodian-{}-{h:016x}", std::process::id())
+}
+
 /// A dead owner's cgroup as the cgroup tier makes it: `custodian-<pid>-<hex>` with a
 /// `child-1` below, and a member in it that ignores SIGTERM.
 struct DeadTree {
@@ -123,7 +132,7 @@ struct DeadTree {
 
 impl DeadTree {
     fn new(own: &Path, tag: &str) -> Self {
-        let sup = own.join(format!("custodian-{}-{tag}", std::process::id()));
+        let sup = own.join(supervisor_name(tag));
         let child = sup.join("child-1");
         std::fs::create_dir_all(&child).unwrap();
         let procs = child.join("cgroup.procs");
@@ -285,7 +294,9 @@ fn only_the_recorded_cgroup2_directory_is_killed() {
     let scratch = scratch_dir("review-rec-paths");
     let mut tree = DeadTree::new(&own, "paths");
     let md = std::fs::metadata(&tree.sup).unwrap();
-    let link = scratch.join("link");
+    // Named as the cgroup is: only the symlink itself tells it apart.
+    std::fs::create_dir(scratch.join("links")).unwrap();
+    let link = scratch.join("links").join(tree.sup.file_name().unwrap());
     std::os::unix::fs::symlink(&tree.sup, &link).unwrap();
     let tmpfs = scratch.join("tmpfs");
     std::fs::create_dir(&tmpfs).unwrap();
@@ -294,7 +305,7 @@ fn only_the_recorded_cgroup2_directory_is_killed() {
         .status()
         .unwrap()
         .success();
-    let fake = tmpfs.join(format!("custodian-{}-fake", std::process::id()));
+    let fake = tmpfs.join(supervisor_name("fake"));
     std::fs::create_dir(&fake).unwrap();
     std::fs::write(fake.join("cgroup.kill"), b"").unwrap();
     std::fs::write(fake.join("cgroup.events"), b"populated 0\n").unwrap();

@@ -8,6 +8,10 @@
 //! after `ready` drops every guard and its last handle
 //! *without* `shutdown()`, prints `dropped`, and waits to be killed (while the root's
 //! removal runs in the background).
+//!
+//! With `CUSTODIAN_TEST_CGROUP=1` it runs in the cgroup containment tier (required), and
+//! each child also starts an escapee that leaves its group and clears its environment:
+//! `sh -c 'setsid env -i sleep SECS & sleep SECS & wait'` (only the cgroup holds it).
 
 use std::io::Write;
 
@@ -19,6 +23,11 @@ fn main() {
         _ => panic!("usage: journal-owner STATE_DIR TEMP_BASE SECS N [FILES]"),
     };
     let n: usize = n.parse().expect("N");
+    let cgroup = std::env::var_os("CUSTODIAN_TEST_CGROUP").is_some();
+    let script = match cgroup {
+        true => format!("setsid env -i sleep {secs} & sleep {secs} & wait"),
+        false => format!("sleep {secs} & wait"),
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -30,6 +39,10 @@ fn main() {
             .reap_abandoned(false)
             // Off where a test recovers many dead owners in one call afterwards.
             .sweep_at_start(std::env::var_os("CUSTODIAN_TEST_NO_START_SWEEP").is_none())
+            .containment(match cgroup {
+                true => tokio_custodian::Containment::Required,
+                false => tokio_custodian::Containment::Never,
+            })
             .start()
             .expect("supervisor");
         let mut out = std::io::stdout();
@@ -41,7 +54,7 @@ fn main() {
             std::fs::write(dir.path().join("inside"), b"x").expect("write");
             let child = sup
                 .command("sh")
-                .args(["-c", &format!("sleep {secs} & wait")])
+                .args(["-c", &script])
                 .spawn()
                 .expect("spawn");
             writeln!(out, "child {}", child.id().expect("pid")).expect("stdout");

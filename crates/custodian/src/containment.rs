@@ -18,6 +18,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+mod limits;
+
+pub(crate) use limits::Limits;
+pub use limits::{Controller, LimitUnavailable};
+
 use crate::error::{Error, Operation};
 use crate::sys::cgroup::discover;
 use crate::sys::cgroup::{ProbeFailure, SupervisorCgroup};

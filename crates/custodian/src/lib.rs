@@ -94,7 +94,7 @@ pub mod testing;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 
-pub use containment::{Containment, ContainmentTier, Unavailable};
+pub use containment::{Containment, ContainmentTier, Controller, LimitUnavailable, Unavailable};
 pub use emergency::{EmergencyCleanup, PanicCleanup};
 pub use error::{Error, Operation, PublicError, Result};
 pub use id::ResourceId;

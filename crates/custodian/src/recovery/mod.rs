@@ -220,6 +220,8 @@ fn sweep_in(path: &Path, grace: Duration, only: Option<&OsStr>) -> Result<SweepR
     } else {
         Vec::new()
     };
+    // Before any journal is dropped: the pids that name them come from the journals.
+    cgroup::remove_unrecorded_of(&dead, &mut report);
     for (d, new) in dead.iter().zip(&survivors) {
         finish(dir.as_fd(), path, d, (new, &spare), &mut report);
     }
@@ -255,7 +257,7 @@ fn finish(
     // Before the sweep is made durable: a crash after this kill and before that record
     // only makes the next sweep find the cgroup gone (a kill by inode is idempotent).
     if let Some((cg_path, id)) = &d.cgroup
-        && !cgroup::kill(cg_path, *id, spare, report)
+        && !cgroup::kill(cg_path, *id, &d.name, spare, report)
     {
         keep = true;
     }

@@ -605,8 +605,6 @@ impl Builder {
             );
             return Err(Error::io(Operation::Watcher, PathBuf::new(), e));
         }
-        // First: a required tier that is missing leaves nothing behind.
-        let containment = Contained::choose(self.containment)?;
         let notifier = match self.systemd_notify {
             true => crate::notify::Notifier::from_env().map_err(|e| {
                 let to = std::env::var_os("NOTIFY_SOCKET").unwrap_or_default();
@@ -621,6 +619,10 @@ impl Builder {
                 Journal::create(dir).map_err(|e| Error::io(Operation::OpenJournal, dir, e))?,
             )),
         };
+        // After the journal (a required tier that is missing drops it again): an owner
+        // killed once its cgroup exists has a journal naming its pid, by which a sweep
+        // finds the cgroup even if the kill came before its record.
+        let containment = Contained::choose(self.containment)?;
         let root = TempRoot::create_with(&base, &self.prefix, |path| match &journal {
             Some(j) => j.root_intent(path),
             None => Ok(()),

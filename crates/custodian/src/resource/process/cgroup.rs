@@ -22,19 +22,23 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use super::core::ChildCore;
-use crate::sys::cgroup::{ChildCgroup, EMERGENCY_WAIT, SupervisorCgroup, still_populated};
+use crate::sys::cgroup::{
+    ChildCgroup, EMERGENCY_WAIT, LimitWrite, SupervisorCgroup, still_populated,
+};
 
 /// How long a release waits for a killed cgroup to empty before it reports it.
 const EMPTY_WAIT: Duration = Duration::from_secs(5);
 /// How often the wait re-reads `populated` even without a wake-up.
 const RECHECK: Duration = Duration::from_millis(100);
 
-/// Creates the child's cgroup and makes `cmd` enter it between fork and exec.
+/// Creates the child's cgroup with `limits` written into it (see `Command::memory_max`)
+/// and makes `cmd` enter it between fork and exec.
 pub(super) fn place(
     cmd: &mut tokio::process::Command,
     sup: &Arc<SupervisorCgroup>,
+    limits: &[LimitWrite],
 ) -> io::Result<ChildCgroup> {
-    let (cg, procs) = sup.child()?;
+    let (cg, procs) = sup.child(limits)?;
     // SAFETY: the hook runs between fork and exec and makes one raw `write` system call
     // on an fd it owns (opened before the fork, close-on-exec), then at most builds an
     // `io::Error` from an errno; it neither allocates nor takes a lock
@@ -175,7 +179,7 @@ mod tests {
         };
         let mut cmd = tokio::process::Command::new("sh");
         cmd.args(["-c", "setsid sleep 1000 & exec sleep 1000"]);
-        let cg = place(&mut cmd, &sup).unwrap();
+        let cg = place(&mut cmd, &sup, &[]).unwrap();
         let mut child = cmd.spawn().unwrap();
         while std::fs::read_to_string(cg.path().join("cgroup.procs"))
             .unwrap()

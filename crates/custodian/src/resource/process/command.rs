@@ -1,6 +1,8 @@
 //! The command builder: `tokio::process::Command` plus an owner, a grace period, a
 //! deadline and an optional parent-death signal.
 
+// Limits in the child's cgroup (memory, pids, cpu) and their setters.
+mod limits;
 // Quota room: taken before the fork, or waited for.
 mod room;
 
@@ -56,6 +58,8 @@ pub struct Command {
     /// Which of stdin, stdout and stderr were set (bits 0 to 2): each may be a pipe, whose
     /// two fds a spawn holds for a moment (see `command/room.rs`).
     stdio: u8,
+    /// `memory.max`, `pids.max`, `cpu.max` for the child's cgroup (`command/limits.rs`).
+    limits: crate::containment::Limits,
 }
 
 impl Command {
@@ -70,6 +74,7 @@ impl Command {
             death_signal: false,
             site,
             stdio: 0,
+            limits: crate::containment::Limits::default(),
         }
     }
 
@@ -310,8 +315,10 @@ impl Command {
     /// has ended (a child started meanwhile is then stopped);
     /// [`Error::QuotaExceeded`](crate::Error::QuotaExceeded) if a [`Quota`](crate::Quota)
     /// that counts children has no room (checked before the fork: nothing is started;
-    /// [`spawn_when_room`](Self::spawn_when_room) waits instead). Nothing stays
-    /// registered on error.
+    /// [`spawn_when_room`](Self::spawn_when_room) waits instead); [`Error::Io`] of kind
+    /// `Unsupported` naming the program, with a [`LimitUnavailable`](crate::LimitUnavailable)
+    /// (the controller and the cgroup), if a [limit](Self::memory_max) cannot be had
+    /// (checked before the fork: nothing is started). Nothing stays registered on error.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
@@ -340,11 +347,17 @@ impl Command {
         let peak = self.need().fds.unwrap_or(crate::quota::CHILD_FDS);
         let inner = self.scope.inner().clone();
         inner.admit(&self.scope.shared, op)?;
+        // A limit that cannot be had refuses the spawn before anything is created.
+        let limits = inner
+            .containment
+            .limit_writes(&self.limits)
+            .map_err(|e| Error::io(op, &self.program, e))?;
         self.cmd.process_group(0);
-        // The cgroup tier: the child enters its own cgroup before it runs any code.
+        // The cgroup tier: the child enters its own cgroup, its limits written, before it
+        // runs any code.
         let cgroup = match &inner.containment.cgroup {
             Some(sup) => Some(
-                super::cgroup::place(&mut self.cmd, sup)
+                super::cgroup::place(&mut self.cmd, sup, &limits)
                     .map_err(|e| Error::io(op, sup.path(), e))?,
             ),
             None => None,
@@ -547,6 +560,7 @@ impl fmt::Debug for Command {
             .field("grace", &self.grace)
             .field("deadline", &self.deadline)
             .field("kill_on_parent_death", &self.death_signal)
+            .field("limits", &self.limits)
             .finish()
     }
 }

@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::child::ManagedChild;
 use super::command::Command;
+use super::core::ChildCore;
 use crate::error::{Error, Operation, Result};
 use crate::sys::pipes;
 
@@ -50,6 +51,10 @@ pub struct BoundedOutput {
     /// Whether the command's [deadline](Command::deadline) passed: the child was
     /// stopped (SIGTERM, grace, SIGKILL).
     pub timed_out: bool,
+    /// Whether the OOM killer killed the child, under a
+    /// [`memory_max`](Command::memory_max) (as [`ManagedChild::oom_killed`]): its
+    /// `status` is then a SIGKILL that no one else sent.
+    pub oom_killed: bool,
 }
 
 impl Command {
@@ -169,7 +174,11 @@ impl ManagedChild {
             Err(e) => return Err(e),
         };
         drop((out, err));
+        let core = self.core.clone();
         self.close().await?;
+        // After the release: the count was read once more right before the cgroup's
+        // removal, so a kill counted late (by another task of the cgroup) is seen.
+        let oom_killed = oom_killed(&core);
         Ok(BoundedOutput {
             status,
             stdout: ob,
@@ -177,12 +186,50 @@ impl ManagedChild {
             cut,
             holders,
             timed_out,
+            oom_killed,
         })
+    }
+
+    /// Whether the OOM killer killed the child: it ended by SIGKILL, and its cgroup's
+    /// `memory.events` counts an OOM kill (`oom_kill`). Only under a
+    /// [`memory_max`](Command::memory_max) (the cgroup tier with the memory controller);
+    /// `false` otherwise and until the child is reaped ([`wait`](Self::wait)). The count
+    /// is kept once the child's cgroup is removed.
+    ///
+    /// A SIGKILL is what the OOM killer sends, so without this the exit status cannot
+    /// tell it from a `kill -9` or custodian's own stop.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let mut c = sup.command("sleep").arg("1000").spawn()?;
+    /// c.start_kill()?;
+    /// assert!(!c.wait().await?.success());
+    /// assert!(!c.oom_killed()); // a SIGKILL, but not the OOM killer's
+    /// # drop(c);
+    /// # sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn oom_killed(&self) -> bool {
+        oom_killed(&self.core)
     }
 
     fn err_of(&self, e: io::Error) -> Error {
         Error::io(Operation::StopChild, &self.program, e)
     }
+}
+
+/// Reaped by SIGKILL, with an OOM kill counted in its cgroup.
+fn oom_killed(core: &ChildCore) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    let killed = core
+        .status()
+        .is_some_and(|s| s.signal() == Some(rustix::process::Signal::KILL.as_raw()));
+    killed
+        && core
+            .cgroup
+            .get()
+            .and_then(|c| c.oom_kills())
+            .is_some_and(|n| n > 0)
 }
 
 /// Reads `r` to its end into `buf`, one cancel-safe `read_buf` at a time.

@@ -21,11 +21,14 @@
 //!   keeps none).
 
 pub(crate) mod discover;
+mod limits;
 mod remove;
+
+pub(crate) use limits::{EnableError, LimitWrite};
 
 use remove::remove_checked;
 #[allow(unused_imports)] // Until the crash journal records cgroups.
-pub(crate) use remove::{Recorded, kill_recorded};
+pub(crate) use remove::{Recorded, kill_recorded, remove_unrecorded};
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -39,6 +42,32 @@ use rustix::io::Errno;
 
 use super::FileId;
 use super::remove::open_dir_nofollow;
+
+/// A supervisor's cgroup is named `custodian-<its pid>-<64 random bits in hex>`.
+const NAME_PREFIX: &str = "custodian-";
+const NAME_RANDOM_BYTES: usize = 8;
+
+/// Whether `name` is the name of a supervisor cgroup created by process `pid` (the shape
+/// [`SupervisorCgroup::create`] gives: `custodian-<pid>-` and 16 lowercase hex digits).
+pub(crate) fn is_supervisor_name_of(name: &str, pid: u32) -> bool {
+    supervisor_name_pid(name) == Some(pid)
+}
+
+/// The creator's pid of a supervisor cgroup's name; `None` if `name` is not one.
+pub(crate) fn supervisor_name_pid(name: &str) -> Option<u32> {
+    let (pid, random) = name.strip_prefix(NAME_PREFIX)?.split_once('-')?;
+    let shaped = random.len() == 2 * NAME_RANDOM_BYTES
+        && random
+            .bytes()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        // No sign, no leading zero: one spelling per pid.
+        && pid.bytes().all(|c| c.is_ascii_digit())
+        && !(pid.len() > 1 && pid.starts_with('0'));
+    if !shaped {
+        return None;
+    }
+    pid.parse().ok()
+}
 
 /// The cgroup the supervisor creates below its own and owns.
 #[derive(Debug)]
@@ -74,9 +103,9 @@ impl SupervisorCgroup {
             Mode::empty(),
         )?;
         let name = format!(
-            "custodian-{}-{}",
+            "{NAME_PREFIX}{}-{}",
             std::process::id(),
-            super::create::random_hex(8)?
+            super::create::random_hex(NAME_RANDOM_BYTES)?
         );
         rustix::fs::mkdirat(&parent, name.as_str(), Mode::from_raw_mode(0o755))?;
         let opened = open_dir_nofollow(&parent, name.as_str())
@@ -106,9 +135,13 @@ impl SupervisorCgroup {
         self.id
     }
 
-    /// Creates the next child's cgroup; returns it and its `cgroup.procs` opened for
-    /// writing (what a spawned child writes `0` to, to enter it).
-    pub(crate) fn child(self: &Arc<Self>) -> io::Result<(ChildCgroup, OwnedFd)> {
+    /// Creates the next child's cgroup with `limits` written into it (their controllers
+    /// enabled first: [`enable`](Self::enable)); returns it and its `cgroup.procs` opened
+    /// for writing (what a spawned child writes `0` to, to enter it).
+    pub(crate) fn child(
+        self: &Arc<Self>,
+        limits: &[LimitWrite],
+    ) -> io::Result<(ChildCgroup, OwnedFd)> {
         // Uniqueness only.
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let name = format!("child-{n}");
@@ -119,7 +152,12 @@ impl SupervisorCgroup {
             let opened = open_dir_nofollow(sup, name.as_str())
                 .map_err(io::Error::from)
                 .and_then(|dir| Ok((FileId::of_fd(&dir)?, dir)));
-            opened.inspect_err(|_| {
+            // Before anything can enter it: the child never runs outside its limits.
+            let limited = opened.and_then(|(id, dir)| {
+                limits::write_limits(&dir, limits)?;
+                Ok((id, dir))
+            });
+            limited.inspect_err(|_| {
                 let _ = rustix::fs::unlinkat(sup, name.as_str(), AtFlags::REMOVEDIR);
             })?
         };
@@ -136,6 +174,8 @@ impl SupervisorCgroup {
             removed: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             emptied: AtomicBool::new(false),
+            memory: limits.iter().any(|l| l.controller == "memory"),
+            oom_kills: AtomicU64::new(0),
         };
         // Dropped on error: the child's cgroup is removed again.
         Ok((child, procs?))
@@ -193,7 +233,7 @@ impl SupervisorCgroup {
     /// cgroup from this process's cgroup (the delegation rules), `cgroup.kill` is there
     /// and takes a write, and the cgroup is removed. Costs one fork and no exec.
     pub(crate) fn probe(self: &Arc<Self>) -> Result<(), ProbeFailure> {
-        let (child, procs) = self.child().map_err(ProbeFailure::Create)?;
+        let (child, procs) = self.child(&[]).map_err(ProbeFailure::Create)?;
         // The success of the hook, told apart from any error of the write.
         const ENTERED: Errno = Errno::CANCELED;
         let mut cmd = std::process::Command::new("/proc/self/exe");
@@ -258,6 +298,10 @@ pub(crate) struct ChildCgroup {
     /// Set once `populated 0` was read: final, since only a member can fork into it and
     /// nothing here moves a process in after the spawn.
     emptied: AtomicBool,
+    /// Whether a memory limit was set (then `memory.events` exists and is read).
+    memory: bool,
+    /// The last `oom_kill` count read from `memory.events` (kept past the removal).
+    oom_kills: AtomicU64,
 }
 
 /// How long the emergency path waits for a killed cgroup to empty.
@@ -387,6 +431,14 @@ impl ChildCgroup {
     pub(crate) fn remove(&self) -> io::Result<()> {
         if self.is_removed() {
             return Ok(());
+        }
+        if self.memory {
+            // The last chance to read what the OOM killer did: gone with the cgroup.
+            self.refresh_oom_kills();
+            let n = self.oom_kills.load(Ordering::Relaxed);
+            if n > 0 {
+                tracing::warn!(cgroup = %self.path().display(), oom_kills = n, "the OOM killer killed in a child's cgroup");
+            }
         }
         let sup = lock(&self.sup.fds);
         // The supervisor's cgroup cannot have been removed with this one in it; if its

@@ -60,7 +60,7 @@ fn probe_moves_a_forked_process_and_cleans_up() {
 fn a_child_cgroup_is_killed_emptied_and_removed_by_its_fd() {
     let own = need_cgroup!();
     let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
-    let (cg, procs) = sup.child().unwrap();
+    let (cg, procs) = sup.child(&[]).unwrap();
     let mut child = spawn_into(procs, "sh", &["-c", "setsid sleep 1000 & exec sleep 1000"]);
     let members = cg.path().join("cgroup.procs");
     let until = Instant::now() + Duration::from_secs(10);
@@ -91,7 +91,7 @@ fn a_child_cgroup_is_killed_emptied_and_removed_by_its_fd() {
 fn a_name_that_is_not_the_cgroup_created_is_left_alone() {
     let own = need_cgroup!();
     let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
-    let (cg, procs) = sup.child().unwrap();
+    let (cg, procs) = sup.child(&[]).unwrap();
     drop(procs);
     // Another cgroup takes the name: removed by someone else, made again.
     std::fs::remove_dir(cg.path()).unwrap();
@@ -111,7 +111,7 @@ fn a_name_that_is_not_the_cgroup_created_is_left_alone() {
 fn a_recorded_cgroup_is_killed_by_path_only_if_its_inode_matches() {
     let own = need_cgroup!();
     let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
-    let (cg, procs) = sup.child().unwrap();
+    let (cg, procs) = sup.child(&[]).unwrap();
     let mut child = spawn_into(procs, "sh", &["-c", "setsid sleep 1000 & exec sleep 1000"]);
     let (path, id) = (cg.path(), cg.id());
     let wrong = FileId {
@@ -145,7 +145,7 @@ fn a_recorded_cgroup_is_killed_by_path_only_if_its_inode_matches() {
 fn cgroups_a_child_made_below_its_own_are_removed_with_it() {
     let own = need_cgroup!();
     let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
-    let (cg, procs) = sup.child().unwrap();
+    let (cg, procs) = sup.child(&[]).unwrap();
     drop(procs);
     // What a child running as root could do: nest cgroups in its own.
     std::fs::create_dir_all(cg.path().join("a/b")).unwrap();
@@ -154,7 +154,7 @@ fn cgroups_a_child_made_below_its_own_are_removed_with_it() {
     assert!(!cg.path().exists());
     drop(cg);
     // The supervisor's cgroup with a child cgroup left in it (an earlier removal failed).
-    let (left, procs) = sup.child().unwrap();
+    let (left, procs) = sup.child(&[]).unwrap();
     drop(procs);
     let path = left.path();
     std::mem::forget(left);
@@ -166,7 +166,7 @@ fn cgroups_a_child_made_below_its_own_are_removed_with_it() {
 fn a_recorded_supervisor_cgroup_is_killed_whole_and_removed_with_its_children() {
     let own = need_cgroup!();
     let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
-    let (cg, procs) = sup.child().unwrap();
+    let (cg, procs) = sup.child(&[]).unwrap();
     let mut child = spawn_into(procs, "sh", &["-c", "setsid sleep 1000 & exec sleep 1000"]);
     // What recovery knows of a dead owner: its cgroup's path and inode.
     let done = kill_recorded(sup.path(), sup.id(), Duration::from_secs(5), &[]).unwrap();
@@ -180,7 +180,7 @@ fn a_recorded_supervisor_cgroup_is_killed_whole_and_removed_with_its_children() 
 fn a_recorded_cgroup_holding_a_spared_process_is_not_written_to() {
     let own = need_cgroup!();
     let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
-    let (cg, procs) = sup.child().unwrap();
+    let (cg, procs) = sup.child(&[]).unwrap();
     let mut child = spawn_into(procs, "sleep", &["1000"]);
     let pid = child.id();
     // The sweeper (here: the child stands in for it) is a member of a cgroup below.
@@ -195,4 +195,82 @@ fn a_recorded_cgroup_holding_a_spared_process_is_not_written_to() {
     assert_eq!(done, Recorded::Removed);
     child.wait().unwrap();
     drop(cg);
+}
+
+#[test]
+fn a_supervisor_cgroup_s_name_is_tied_to_its_creator_s_pid() {
+    assert!(is_supervisor_name_of("custodian-42-0123456789abcdef", 42));
+    for bad in [
+        "custodian-42-0123456789abcde",   // short
+        "custodian-42-0123456789abcdef0", // long
+        "custodian-42-0123456789ABCDEF",  // not ours: upper case
+        "custodian-420-0123456789abcdef",
+        "custodian-4-0123456789abcdef",
+        "custodian-042-0123456789abcdef", // another spelling of 42
+        "custodian-+42-0123456789abcdef",
+        "system.slice",
+        "custodian-42-",
+    ] {
+        assert!(!is_supervisor_name_of(bad, 42), "{bad}");
+    }
+    let me = std::process::id();
+    let own = need_cgroup!();
+    let sup = SupervisorCgroup::create(&own).unwrap();
+    let name = sup.path().file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(is_supervisor_name_of(&name, me), "{name}");
+    assert!(!is_supervisor_name_of(&name, me + 1));
+}
+
+#[test]
+fn unrecorded_cgroups_of_dead_pids_are_removed_only_when_empty() {
+    let own = need_cgroup!();
+    // A pid no process has now: a child that has exited and been reaped.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let me = std::process::id();
+    let name = |pid: u32, tag: &str| format!("custodian-{pid}-{tag:0>16}");
+    let empty = own.join(name(dead, "e1"));
+    let nested = own.join(name(dead, "e2"));
+    let busy = own.join(name(dead, "b1"));
+    let running = own.join(name(me, "r1"));
+    let odd = own.join(format!("custodian-{dead}-notours"));
+    for d in [&empty, &busy, &running, &odd] {
+        std::fs::create_dir(d).unwrap();
+    }
+    std::fs::create_dir_all(nested.join("child-1")).unwrap();
+    let mut member = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    std::fs::write(busy.join("cgroup.procs"), member.id().to_string()).unwrap();
+    let recorded = own.join(name(dead, "c1"));
+    std::fs::create_dir(&recorded).unwrap();
+    let recorded_name = name(dead, "c1");
+    let removed = remove_unrecorded(&own, &[dead, me], &[recorded_name.as_str()]);
+    let kept = recorded.exists();
+    let _ = std::fs::remove_dir(&recorded);
+    assert!(kept, "a recorded cgroup is left to its record's proof");
+    let left: Vec<bool> = [&empty, &nested, &busy, &running, &odd]
+        .iter()
+        .map(|d| d.exists())
+        .collect();
+    let _ = member.kill();
+    let _ = member.wait();
+    for d in [
+        &empty,
+        &nested.join("child-1"),
+        &nested,
+        &busy,
+        &running,
+        &odd,
+    ] {
+        let _ = std::fs::remove_dir(d);
+    }
+    let mut removed = removed.unwrap();
+    removed.sort();
+    let mut want = vec![empty.clone(), nested.clone()];
+    want.sort();
+    assert_eq!(removed, want);
+    assert_eq!(left, [false, false, true, true, true]);
 }
