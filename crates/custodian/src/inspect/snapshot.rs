@@ -158,7 +158,7 @@ impl Inspection {
         let mut stats = inner.records.stats.snapshot();
         stats.quotas = inner.quotas.as_ref().map(|q| q.usage()).unwrap_or_default();
         let me = std::process::id();
-        let children = crate::sys::subreaper::children_of(me, |_| false)
+        let children = crate::sys::procfs::children_of(me, |_| false)
             .unwrap_or_default()
             .into_iter()
             .take(MAX_CHILDREN)

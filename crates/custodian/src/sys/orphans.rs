@@ -31,6 +31,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use super::marker::owner_in;
 use super::process::{Sig, pidfd_inode, pidfd_open, signal_process};
 use super::procfs::{ProcStat, all_processes, environ, proc_stat};
 
@@ -47,11 +48,12 @@ pub(crate) struct Recorded {
     pub(crate) pidfd_ino: Option<u64>,
 }
 
-/// A dead owner's environment marker: a running process whose environment holds
-/// `needle` (`\0NAME=VALUE\0`) and that started no earlier than the owner descends from it.
+/// A dead owner's marker (`sys::marker`): a running process whose environment carries a
+/// marker with this `stem` (the journal's checked name) and that started no earlier than
+/// the owner descends from it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Marker {
-    pub(crate) needle: Vec<u8>,
+    pub(crate) stem: Vec<u8>,
     pub(crate) owner_start: u64,
 }
 
@@ -257,7 +259,7 @@ impl Scan<'_> {
     /// stop has not seen yet; the sweeper and its ancestors go to `spared` instead.
     fn members(&mut self, t0: Instant) -> io::Result<Vec<Member>> {
         let procs = all_processes()?;
-        let by_pid: HashMap<u32, ProcStat> = procs.iter().copied().collect();
+        let by_pid: HashMap<u32, ProcStat> = procs.iter().map(|st| (st.pid, *st)).collect();
         let mut found = Vec::new();
         for (i, g) in self.groups.iter().enumerate() {
             if self.fates[i] == Fate::Reused {
@@ -267,27 +269,30 @@ impl Scan<'_> {
                 self.fates[i] = Fate::Reused;
                 continue;
             }
-            for &(pid, st) in &procs {
-                let is_leader = pid == g.pid && st.start == g.start;
+            for st in &procs {
+                let is_leader = st.pid == g.pid && st.start == g.start;
                 let is_member = st.pgid == g.pgid && st.start >= g.start;
-                if st.state != b'Z' && (is_leader || is_member) {
-                    found.push((pid, st.start, i));
+                if !st.zombie && (is_leader || is_member) {
+                    found.push((st.pid, st.start, i));
                 }
             }
         }
         if !self.markers.is_empty() {
-            for &(pid, st) in &procs {
-                if st.state == b'Z' || self.seen.contains(&(pid, st.start)) {
+            for st in &procs {
+                if st.zombie || self.seen.contains(&(st.pid, st.start)) {
                     continue;
                 }
-                let Some(env) = environ(pid) else {
+                let Ok(env) = environ(st.pid) else {
                     continue;
                 };
-                let hit = self.markers.iter().position(|m| {
-                    st.start >= m.owner_start && env.windows(m.needle.len()).any(|w| w == m.needle)
-                });
+                // An older version's name too: a dead owner may predate the one marker.
+                let Some(owner) = owner_in(&env, true) else {
+                    continue;
+                };
+                let hit = (self.markers.iter())
+                    .position(|m| st.start >= m.owner_start && owner.stem == m.stem);
                 if let Some(j) = hit {
-                    found.push((pid, st.start, self.groups.len() + j));
+                    found.push((st.pid, st.start, self.groups.len() + j));
                 }
             }
         }
