@@ -231,6 +231,25 @@ fn listed_children(parent: u32) -> io::Result<Option<Vec<u32>>> {
     Ok((tasks(&dir)? == before).then_some(pids))
 }
 
+/// The cgroup v2 path of `pid` (the `0::` line of `/proc/PID/cgroup`, relative to this
+/// process's cgroup namespace); `None` if it has none (no cgroup2) or is gone.
+pub(crate) fn cgroup_v2(pid: u32) -> io::Result<Option<Vec<u8>>> {
+    let text = match std::fs::read(format!("/proc/{pid}/cgroup")) {
+        Ok(t) => t,
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(Errno::SRCH.raw_os_error()) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(text
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"0::"))
+        .map(<[u8]>::to_vec))
+}
+
 /// The largest environment read: past it, a process's environment is "unknown".
 const ENVIRON_MAX: u64 = 1 << 20;
 

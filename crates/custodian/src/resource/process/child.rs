@@ -236,7 +236,17 @@ impl ManagedChild {
                 }
             },
         };
-        r.and_then(|()| self.core.reap()).map_err(|e| self.err(e))
+        r.map_err(|e| self.err(e))?;
+        // The cgroup tier: what the child left in its cgroup gets the child's own stop
+        // (SIGTERM, the grace, the kill), as a release would give it, before the reap.
+        if self.core.cgroup_populated() {
+            return self
+                .core
+                .stop(self.grace, false)
+                .await
+                .map_err(|e| self.err(e));
+        }
+        self.core.reap().map_err(|e| self.err(e))
     }
 
     /// The exit status if the child has exited (reaping it), `None` if it still runs.

@@ -101,6 +101,11 @@ impl<O: ProcessOs> ChildCore<O> {
         })
     }
 
+    /// Shutdown's cut: fires when shutdown stops waiting.
+    pub(super) fn cut(&self) -> &CancellationToken {
+        &self.cut
+    }
+
     fn lock(&self) -> MutexGuard<'_, State<O::Child>> {
         // Every transition is a single assignment: a panic cannot leave it half-made.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -128,7 +133,14 @@ impl<O: ProcessOs> ChildCore<O> {
         // The group first: it holds the leader too; the direct signal reaches a leader
         // that moved itself to another group.
         // Both are tried even if one fails (EPERM from a member that changed user).
-        let group = self.os.signal_group(self.pid, sig);
+        let mut group = self.os.signal_group(self.pid, sig);
+        // The cgroup tier: SIGKILL is one write for the whole cgroup, whatever left the
+        // group (constant work; SIGTERM to its members reads `/proc`: see `stop`).
+        if sig == Sig::KILL
+            && let Some(cg) = self.cgroup.get()
+        {
+            group = group.and(cg.kill_if_populated());
+        }
         if exited {
             return group;
         }
@@ -218,14 +230,11 @@ impl<O: ProcessOs> ChildCore<O> {
             State::Live(child) => child,
         };
         // The leader is a zombie, so the group id is still ours: sweep it once more.
-        // A failed sweep must not keep the leader unreaped: reap, then report it.
+        // A failed sweep must not keep the leader unreaped: reap, then report it. The
+        // cgroup tier's members are not killed here: a cgroup names no pid, so they get
+        // the child's own stop (SIGTERM, the grace, the kill) before or after the reap
+        // (`ManagedChild::wait`, the release), never a bare SIGKILL.
         let swept = self.os.signal_group(self.pid, Sig::KILL);
-        // The cgroup tier: whatever left the group (setsid, double forks) dies too.
-        // Names no pid: safe before or after the reap.
-        let swept = match self.cgroup.get() {
-            Some(cg) => swept.and(cg.kill_if_populated()),
-            None => swept,
-        };
         match self.os.try_reap(child)? {
             Some(status) => {
                 // Drops the child (already reaped, so it leaves no orphan) and the pidfd.
@@ -259,14 +268,22 @@ impl<O: ProcessOs> ChildCore<O> {
             // SIGKILL after the grace period may still work; if not, it reports.
             tracing::debug!(pid = self.pid, error = %e, "SIGTERM failed");
         }
+        // The cgroup tier: what left the group gets the same SIGTERM and grace.
+        if let Err(e) = self.term_cgroup().await {
+            tracing::debug!(pid = self.pid, error = %e, "SIGTERM to the cgroup failed");
+        }
         // `timeout` adds with `checked_add` and waits forever on overflow.
+        let gone = async {
+            self.group_gone().await?;
+            self.cgroup_gone().await
+        };
         let graceful = tokio::select! {
             biased;
             () = self.cut.cancelled() => {
                 tracing::debug!(pid = self.pid, "shutdown cut the grace short: SIGKILL");
                 false
             }
-            r = tokio::time::timeout(grace, self.group_gone()) => matches!(r, Ok(Ok(()))),
+            r = tokio::time::timeout(grace, gone) => matches!(r, Ok(Ok(()))),
         };
         // Anything but a clean exit within the grace period escalates: a failed wait
         // must not leave the child unkilled or unreaped (its entry is already gone).
