@@ -1,8 +1,9 @@
 //! Stopping what a managed child's descendants left adopted: SIGTERM to each adopted
 //! process and the group it leads, up to the child's grace for them to exit (each is
 //! reaped as it does), then SIGKILL rounds, each with a new scan for processes adopted
-//! meanwhile (the children of a process just killed are re-parented to us). Blocking:
-//! callers run it on the blocking pool.
+//! meanwhile (the children of a process just killed are re-parented to us), and the
+//! final look of `sys::escalate`: what is still adopted then is named, pid and reason,
+//! in the stop's error. Blocking: callers run it on the blocking pool.
 
 use std::collections::HashSet;
 use std::io;
@@ -12,13 +13,16 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::Reaper;
+use crate::sys::escalate::{Backoff, Left, LeftWhy, Policy, final_look, survivors_error};
 use crate::sys::process::{Sig, signal_group};
 
 /// The grace of processes adopted after their managed child was released.
 pub(crate) const STRAY_GRACE: Duration = Duration::from_secs(2);
-/// SIGKILL rounds at most, and how long each waits for its targets.
-const KILL_ROUNDS: usize = 8;
-const KILL_WAIT: Duration = Duration::from_millis(500);
+
+/// `grace`, then at most 8 SIGKILL rounds, each waiting 500 ms (see `sys::escalate`).
+fn policy(grace: Duration) -> Policy {
+    Policy::new(grace, 8, Duration::from_millis(500))
+}
 /// How long the emergency path waits for SIGKILLed processes to exit.
 const EMERGENCY_WAIT: Duration = Duration::from_millis(200);
 
@@ -59,7 +63,7 @@ impl Reaper {
         cut: Option<&CancellationToken>,
         mut on_scan: impl FnMut(&Self),
     ) -> io::Result<bool> {
-        let mut pause = Duration::from_millis(2);
+        let mut pause = Backoff::new(Duration::from_millis(2), Duration::from_millis(50));
         let mut quiet = 0;
         loop {
             self.scan()?;
@@ -75,8 +79,7 @@ impl Reaper {
             if until.is_some_and(|u| Instant::now() >= u) || cut.is_some_and(|c| c.is_cancelled()) {
                 return Ok(false);
             }
-            std::thread::sleep(pause);
-            pause = pause.saturating_mul(2).min(Duration::from_millis(50));
+            std::thread::sleep(pause.next_pause());
         }
     }
 
@@ -96,22 +99,53 @@ impl Reaper {
             return Ok(());
         }
         let mut termed = HashSet::new();
-        let until = Instant::now().checked_add(grace);
+        let policy = policy(grace);
+        let until = policy.grace_end(Instant::now());
         if self.wait_empty(seq, until, cut, |r| r.term_new(seq, &mut termed))? {
             return Ok(());
         }
-        for _ in 0..KILL_ROUNDS {
+        for _ in 0..policy.kill_rounds {
             if self.kill_counted(seq) == 0 {
                 return Ok(());
             }
-            if self.wait_empty(seq, Instant::now().checked_add(KILL_WAIT), None, |_| {})? {
+            if self.wait_empty(seq, policy.kill_end(), None, |_| {})? {
                 return Ok(());
             }
         }
-        Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "adopted processes did not exit after SIGKILL",
-        ))
+        Err(self.survivors(seq))
+    }
+
+    /// The final look: what of `seq` (all if `None`) is still adopted, named with its
+    /// reason, as the stop's error.
+    fn survivors(&self, seq: Option<u64>) -> io::Error {
+        let left: Vec<Left> = {
+            let st = self.lock();
+            (st.adopted.iter())
+                .filter(|(_, (_, s))| seq.is_none_or(|q| q == *s))
+                .map(|(&pid, &(start, s))| {
+                    // An unreaped child of ours: its pid is its own, so asking is safe.
+                    let refused = i32::try_from(pid)
+                        .ok()
+                        .and_then(rustix::process::Pid::from_raw)
+                        .is_some_and(|p| {
+                            rustix::process::test_kill_process(p) == Err(rustix::io::Errno::PERM)
+                        });
+                    let why = match final_look(pid, start) {
+                        _ if refused => LeftWhy::Refused,
+                        Some(why) => why,
+                        None => LeftWhy::Running,
+                    };
+                    let group = usize::try_from(s).unwrap_or(usize::MAX);
+                    Left {
+                        pid,
+                        start,
+                        group,
+                        why,
+                    }
+                })
+                .collect()
+        };
+        survivors_error("adopted processes", &left)
     }
 
     /// Emergency: SIGKILL what is adopted from `seq` (all if `None`), a brief wait, the
@@ -127,10 +161,7 @@ impl Reaper {
         })? {
             Ok(())
         } else {
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "adopted processes did not exit after SIGKILL",
-            ))
+            Err(self.survivors(seq))
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub(crate) mod cgroup;
 pub(crate) mod create;
+pub(crate) mod escalate;
 pub(crate) mod journal;
 pub(crate) mod live;
 pub(crate) mod marker;

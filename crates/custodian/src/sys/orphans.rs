@@ -20,9 +20,9 @@
 //! crash and the sweep.
 //!
 //! Never signalled, whatever matches: the sweeping process and its ancestors (`spare`),
-//! reported as spared. After the last SIGKILL round, members still running (a signal
-//! refused with `EPERM`, a process stuck in the kernel) are reported as survivors, never
-//! as stopped.
+//! reported as spared. The escalation is `sys::escalate`'s (its policy and its final
+//! look): after the last SIGKILL round, members still running (a signal refused with
+//! `EPERM`, a process stuck in the kernel) are reported as survivors, never as stopped.
 //!
 //! Blocking: this polls `/proc` (not our children, so there is nothing to wait on).
 
@@ -31,6 +31,8 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use super::escalate::{Backoff, Policy, final_look};
+pub(crate) use super::escalate::{Left, LeftWhy};
 use super::marker::owner_in;
 use super::process::{Sig, pidfd_inode, pidfd_open, signal_process};
 use super::procfs::{ProcStat, all_processes, environ, proc_stat};
@@ -69,31 +71,6 @@ pub(crate) enum Fate {
     Stopped { processes: usize, kill_needed: bool },
 }
 
-/// Why a process was left running.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LeftWhy {
-    /// The sweeping process itself.
-    Sweeper,
-    /// An ancestor of the sweeping process.
-    Ancestor,
-    /// The kernel refused the signal (`EPERM`: it changed user).
-    Refused,
-    /// Still running after SIGKILL, in uninterruptible sleep (`D`): stuck in the kernel.
-    Uninterruptible,
-    /// Still running after every SIGKILL round.
-    Running,
-}
-
-/// A matched process that is still running after the stop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Left {
-    pub(crate) pid: u32,
-    pub(crate) start: u64,
-    /// The group's (or marker's) index, as in the fates.
-    pub(crate) group: usize,
-    pub(crate) why: LeftWhy,
-}
-
 /// What [`stop`] did.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
@@ -105,10 +82,11 @@ pub(crate) struct Outcome {
     pub(crate) spared: Vec<Left>,
 }
 
-/// How many rounds of SIGKILL (each followed by a rescan for forks in flight) at most.
-const KILL_ROUNDS: usize = 8;
-/// How long one SIGKILL round waits for its targets to die.
-const KILL_WAIT: Duration = Duration::from_secs(1);
+/// At most 8 SIGKILL rounds (each after a rescan for forks in flight), each waiting 1 s
+/// for its targets; the grace is each member's own (see `sys::escalate`).
+fn policy(grace: Duration) -> Policy {
+    Policy::new(grace, 8, Duration::from_secs(1))
+}
 
 struct Member {
     pid: u32,
@@ -143,6 +121,7 @@ pub(crate) fn stop(
     spare: &[(u32, u64)],
 ) -> io::Result<Outcome> {
     let n = groups.len() + markers.len();
+    let policy = policy(grace);
     let mut scan = Scan {
         groups,
         markers,
@@ -168,7 +147,7 @@ pub(crate) fn stop(
         refused(m, r, &mut survivors)
     });
     // The graces: each member gets SIGKILL when its own ends.
-    let mut pause = Duration::from_millis(1);
+    let mut pause = Backoff::new(Duration::from_millis(1), Duration::from_millis(20));
     loop {
         members.retain(running);
         let now = Instant::now();
@@ -184,11 +163,10 @@ pub(crate) fn stop(
         if members.iter().all(|m| m.killed) {
             break;
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
+        std::thread::sleep(pause.next_pause());
     }
-    wait_gone(&mut members, Instant::now().checked_add(KILL_WAIT));
-    for _ in 0..if found { KILL_ROUNDS } else { 0 } {
+    wait_gone(&mut members, policy.kill_end());
+    for _ in 0..if found { policy.kill_rounds } else { 0 } {
         // Forks in flight during the grace join the group: scan again.
         let mut more = scan.members(Instant::now())?;
         for m in &more {
@@ -204,15 +182,13 @@ pub(crate) fn stop(
             let r = signal_process(m.fd.as_ref().map(AsFd::as_fd), m.pid, Sig::KILL);
             refused(m, r, &mut survivors)
         });
-        wait_gone(&mut members, Instant::now().checked_add(KILL_WAIT));
+        wait_gone(&mut members, policy.kill_end());
     }
     // The final look: what still runs is a survivor, named with its reason.
-    for m in members.iter().filter(|m| running(m)) {
-        let why = match proc_stat(m.pid) {
-            Ok(Some(st)) if st.state == b'D' => LeftWhy::Uninterruptible,
-            _ => LeftWhy::Running,
-        };
-        survivors.push(left(m, why));
+    for m in &members {
+        if let Some(why) = final_look(m.pid, m.start) {
+            survivors.push(left(m, why));
+        }
     }
     survivors.retain(|s| alive(s.pid, s.start));
     // A survivor was signalled but not stopped: it is counted as a survivor only.
@@ -320,7 +296,7 @@ impl Scan<'_> {
                 .get(group)
                 .and_then(|g| g.grace)
                 .unwrap_or(self.grace);
-            if let Some(m) = open_proven(pid, start, group, t0.checked_add(grace)) {
+            if let Some(m) = open_proven(pid, start, group, policy(grace).grace_end(t0)) {
                 out.push(m);
             }
         }
@@ -368,13 +344,12 @@ fn running(m: &Member) -> bool {
 
 /// Polls until no member runs or `until` passes (`None`: no end).
 fn wait_gone(members: &mut Vec<Member>, until: Option<Instant>) {
-    let mut pause = Duration::from_millis(1);
+    let mut pause = Backoff::new(Duration::from_millis(1), Duration::from_millis(20));
     loop {
         members.retain(running);
         if members.is_empty() || until.is_some_and(|u| Instant::now() >= u) {
             return;
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
+        std::thread::sleep(pause.next_pause());
     }
 }

@@ -27,6 +27,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::core::{ChildCore, ProcessOs};
 use crate::sys::cgroup::{ChildCgroup, EMERGENCY_WAIT, SupervisorCgroup, still_populated};
+use crate::sys::escalate::{Left, name_running, survivors_error};
 use crate::sys::process::{Sig, pidfd_open, signal_process};
 use crate::sys::procfs;
 
@@ -80,6 +81,26 @@ impl<O: ProcessOs> ChildCore<O> {
             .is_some_and(|cg| cg.populated().unwrap_or(true))
     }
 
+    /// The final look at the child's cgroup (`sys::escalate`): its members still
+    /// running, named (on the blocking pool: it reads `/proc`). Empty without a cgroup.
+    ///
+    /// Cancel safe: it only observes.
+    pub(super) async fn cgroup_survivors(&self) -> Vec<Left> {
+        let Some(cg) = self.cgroup.get().filter(|cg| !cg.is_removed()) else {
+            return Vec::new();
+        };
+        let dir = cg.path();
+        let named = tokio::task::spawn_blocking(move || {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            let pids: Vec<u32> = procs
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect();
+            name_running(&pids, 0)
+        });
+        named.await.unwrap_or_default()
+    }
+
     /// Completes once the child's cgroup is empty (`populated 0`); at once without one.
     ///
     /// Cancel safe: it only observes.
@@ -122,7 +143,14 @@ impl ChildCore {
         }
         match tokio::time::timeout(EMPTY_WAIT, wait_empty(cg)).await {
             Ok(r) => r?,
-            Err(_) => return Err(still_populated()),
+            Err(_) => {
+                // The final look: name what is left, if it can be named.
+                let left = self.cgroup_survivors().await;
+                if left.is_empty() {
+                    return Err(still_populated());
+                }
+                return Err(survivors_error("processes of the child's cgroup", &left));
+            }
         }
         cg.remove()
     }
