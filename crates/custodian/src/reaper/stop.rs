@@ -117,7 +117,7 @@ impl Reaper {
 
     /// The final look: what of `seq` (all if `None`) is still adopted, named with its
     /// reason, as the stop's error.
-    fn survivors(&self, seq: Option<u64>) -> io::Error {
+    pub(super) fn survivors(&self, seq: Option<u64>) -> io::Error {
         let left: Vec<Left> = {
             let st = self.lock();
             (st.adopted.iter())
