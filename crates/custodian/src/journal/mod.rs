@@ -94,14 +94,14 @@ impl Journal {
     /// makes its owner record durable. Blocking (two `fsync`s, once per supervisor).
     pub(crate) fn create(state_dir: &Path) -> io::Result<Self> {
         let dir = sys::open_state_dir(state_dir, true)?;
-        let (pid, start) = (std::process::id(), procfs::self_start()?);
+        let mark = Arc::new(OwnerMark::new()?);
+        let (pid, start) = mark.owner();
         let owner = Record::Owner {
             pid,
             start,
             boot_id: procfs::boot_id()?,
             pidns: procfs::pid_ns(),
         };
-        let mark = Arc::new(OwnerMark::new()?);
         let name = OsString::from(format!("{}{}", mark.stem(), sys::SUFFIX));
         let header = sys::frame(&owner.encode());
         let fd = sys::create_journal(dir.as_fd(), &name)?;

@@ -32,6 +32,8 @@ pub(crate) const LEGACY_VAR: &str = "CUSTODIAN_JOURNAL";
 /// A supervisor's marker: its stem and the next child's sequence number.
 #[derive(Debug)]
 pub(crate) struct OwnerMark {
+    pid: u32,
+    start: u64,
     stem: Box<str>,
     next_seq: AtomicU64,
 }
@@ -39,16 +41,19 @@ pub(crate) struct OwnerMark {
 impl OwnerMark {
     /// This process's stem, with 64 new random bits.
     pub(crate) fn new() -> io::Result<Self> {
-        let start = super::procfs::self_start()?;
-        let stem = format!(
-            "{}-{start}-{}",
-            std::process::id(),
-            super::create::random_hex(8)?
-        );
+        let (pid, start) = (std::process::id(), super::procfs::self_start()?);
+        let stem = format!("{pid}-{start}-{}", super::create::random_hex(8)?);
         Ok(OwnerMark {
+            pid,
+            start,
             stem: stem.into(),
             next_seq: AtomicU64::new(1),
         })
+    }
+
+    /// The supervisor's pid and start time, as the stem says.
+    pub(crate) fn owner(&self) -> (u32, u64) {
+        (self.pid, self.start)
     }
 
     /// `<pid>-<start>-<16 hex>`.
