@@ -1,15 +1,15 @@
 //! The one escalation: SIGTERM, a grace, SIGKILL rounds (each waiting for its targets,
 //! each after a look for forks in flight), and a final look that names every process
-//! still running by pid, start time and reason. Its policy and its final look are here;
-//! the three stops that run it each find and signal their own targets, by their own
-//! proofs (never a bare pid):
+//! still running by pid, start time and reason. The loop ([`run`]), its policy and its
+//! final look are here; each stop finds and signals its own targets ([`Targets`]), by
+//! its own proofs (never a bare pid):
 //! - recovery (`sys::orphans`): a dead owner's groups and marked processes, through
 //!   pidfds opened and proven by start time; blocking, polling `/proc`;
 //! - the subreaper's stop (`reaper/stop.rs`): adopted processes, unreaped children of
-//!   ours; blocking, reaping as they exit;
-//! - a managed child's stop (`resource/process/core.rs`, async): its group while its
-//!   leader is unreaped, and its cgroup; its final look reads the group (or the cgroup)
-//!   once the SIGKILL round is over.
+//!   ours; blocking, reaping as they exit, looking for newly adopted ones at each poll;
+//! - a managed child's stop (`resource/process/core.rs`): async (it awaits the pidfd
+//!   and the cgroup's events instead of polling), so it shares the policy and the final
+//!   look, not the loop: its group while its leader is unreaped, and its cgroup.
 //!
 //! Survivors are reported by each: recovery in its report (and the journal keeps
 //! them), the two live stops as the error of the release (`Error::Io` naming the
@@ -71,6 +71,192 @@ impl Backoff {
         let p = self.next;
         self.next = self.next.saturating_mul(2).min(self.max);
         p
+    }
+}
+
+/// What one stop escalates over: its targets, found and signalled by its own proofs.
+pub(crate) trait Targets {
+    /// One target, with whatever proves it (a pidfd, an unreaped child's record).
+    type Member;
+
+    /// The target's pid, start time and the stop's own index of what it belongs to.
+    fn id(m: &Self::Member) -> (u32, u64, usize);
+
+    /// Targets not found before, each with the end of its grace (`None`: never), the
+    /// grace counted from `t0`. Called first, then at each poll of the grace when
+    /// [`RESCAN_IN_GRACE`](Self::RESCAN_IN_GRACE), and before each SIGKILL round;
+    /// always right after [`poll`](Self::poll).
+    fn find(&mut self, t0: Instant) -> io::Result<Vec<(Self::Member, Option<Instant>)>>;
+
+    /// Signals one target. `EPERM` makes it a survivor at once (retrying cannot help).
+    fn signal(&mut self, m: &Self::Member, sig: rustix::process::Signal) -> io::Result<()>;
+
+    /// Called once per poll, before [`running`](Self::running) is asked of each (the
+    /// subreaper reaps what exited here).
+    fn poll(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Whether the target still runs.
+    fn running(&mut self, m: &Self::Member) -> bool;
+
+    /// Whether the grace was cut short (shutdown stopped waiting).
+    fn cut(&self) -> bool {
+        false
+    }
+
+    /// Whether new targets can appear during the grace (orphans re-parented to a
+    /// subreaper): looked for at each poll, and the grace ends only after two looks in
+    /// a row found nothing left.
+    const RESCAN_IN_GRACE: bool;
+}
+
+/// What [`run`] did.
+#[derive(Debug, Default)]
+pub(crate) struct Escalation {
+    /// Every target found: pid, start time, group.
+    pub(crate) found: Vec<(u32, u64, usize)>,
+    /// The groups of the targets that were sent SIGKILL.
+    pub(crate) killed: Vec<usize>,
+    /// Targets still running after the last round (or refused a signal), named.
+    pub(crate) survivors: Vec<Left>,
+}
+
+struct Entry<M> {
+    m: M,
+    deadline: Option<Instant>,
+    killed: bool,
+}
+
+/// The escalation, blocking: SIGTERM to every target found, each its own grace
+/// (SIGKILL when it ends, or at once when the grace is cut), then up to
+/// `policy.kill_rounds` SIGKILL rounds, each after a look for new targets and waiting
+/// `policy.kill_wait`; the final look names what is left. A stop that finds nothing at
+/// first does no round (nothing of it could fork).
+pub(crate) fn run<T: Targets>(t: &mut T, policy: &Policy) -> io::Result<Escalation> {
+    use rustix::process::Signal;
+    let mut out = Escalation::default();
+    let t0 = Instant::now();
+    let mut live: Vec<Entry<T::Member>> = Vec::new();
+    let add = |t: &mut T, live: &mut Vec<Entry<T::Member>>, out: &mut Escalation| {
+        let found = t.find(t0)?;
+        let any = !found.is_empty();
+        for (m, deadline) in found {
+            out.found.push(T::id(&m));
+            if kept(t.signal(&m, Signal::TERM), T::id(&m), out) {
+                live.push(Entry {
+                    m,
+                    deadline,
+                    killed: false,
+                });
+            }
+        }
+        io::Result::Ok(any)
+    };
+    t.poll()?;
+    let found = add(t, &mut live, &mut out)?;
+    let mut pause = Backoff::new(Duration::from_millis(1), Duration::from_millis(20));
+    let mut quiet = 0;
+    loop {
+        t.poll()?;
+        let new = T::RESCAN_IN_GRACE && add(t, &mut live, &mut out)?;
+        live.retain_mut(|e| t.running(&e.m));
+        let (now, cut) = (Instant::now(), t.cut());
+        let mut kept_live = Vec::with_capacity(live.len());
+        for mut e in live.drain(..) {
+            if !e.killed && (cut || e.deadline.is_some_and(|d| now >= d)) {
+                e.killed = true;
+                out.killed.push(T::id(&e.m).2);
+                if !kept(t.signal(&e.m, Signal::KILL), T::id(&e.m), &mut out) {
+                    continue;
+                }
+            }
+            kept_live.push(e);
+        }
+        live = kept_live;
+        quiet = if live.is_empty() && !new {
+            quiet + 1
+        } else {
+            0
+        };
+        let done = if T::RESCAN_IN_GRACE {
+            quiet >= 2 || (!live.is_empty() && live.iter().all(|e| e.killed))
+        } else {
+            live.iter().all(|e| e.killed)
+        };
+        if done {
+            break;
+        }
+        if quiet == 0 {
+            std::thread::sleep(pause.next_pause());
+        }
+    }
+    wait_gone(t, &mut live, policy.kill_end())?;
+    for _ in 0..if found { policy.kill_rounds } else { 0 } {
+        // Forks in flight during the grace, orphans adopted meanwhile: look again.
+        t.poll()?;
+        add(t, &mut live, &mut out)?;
+        live.retain_mut(|e| t.running(&e.m));
+        if live.is_empty() {
+            break;
+        }
+        let mut kept_live = Vec::with_capacity(live.len());
+        for e in live.drain(..) {
+            out.killed.push(T::id(&e.m).2);
+            if kept(t.signal(&e.m, Signal::KILL), T::id(&e.m), &mut out) {
+                kept_live.push(e);
+            }
+        }
+        live = kept_live;
+        wait_gone(t, &mut live, policy.kill_end())?;
+    }
+    // The final look: what still runs is a survivor, named with its reason.
+    for e in &live {
+        let (pid, start, group) = T::id(&e.m);
+        if let Some(why) = final_look(pid, start) {
+            out.survivors.push(Left {
+                pid,
+                start,
+                group,
+                why,
+            });
+        }
+    }
+    // One that refused a signal and ended after all is not a survivor.
+    out.survivors
+        .retain(|s| final_look(s.pid, s.start).is_some());
+    Ok(out)
+}
+
+/// Whether to keep waiting for `m` after a signal: not if the kernel refused it
+/// (`EPERM`), which makes it a survivor at once.
+fn kept(r: io::Result<()>, (pid, start, group): (u32, u64, usize), out: &mut Escalation) -> bool {
+    let perm = matches!(&r, Err(e) if e.kind() == io::ErrorKind::PermissionDenied);
+    if perm {
+        out.survivors.push(Left {
+            pid,
+            start,
+            group,
+            why: LeftWhy::Refused,
+        });
+    }
+    !perm
+}
+
+/// Polls until no target runs or `until` passes (`None`: no end).
+fn wait_gone<T: Targets>(
+    t: &mut T,
+    live: &mut Vec<Entry<T::Member>>,
+    until: Option<Instant>,
+) -> io::Result<()> {
+    let mut pause = Backoff::new(Duration::from_millis(1), Duration::from_millis(20));
+    loop {
+        t.poll()?;
+        live.retain_mut(|e| t.running(&e.m));
+        if live.is_empty() || until.is_some_and(|u| Instant::now() >= u) {
+            return Ok(());
+        }
+        std::thread::sleep(pause.next_pause());
     }
 }
 

@@ -20,8 +20,8 @@
 //! crash and the sweep.
 //!
 //! Never signalled, whatever matches: the sweeping process and its ancestors (`spare`),
-//! reported as spared. The escalation is `sys::escalate`'s (its policy and its final
-//! look): after the last SIGKILL round, members still running (a signal refused with
+//! reported as spared. The escalation is `sys::escalate::run` (its loop, its policy and
+//! its final look): after the last SIGKILL round, members still running (a signal refused with
 //! `EPERM`, a process stuck in the kernel) are reported as survivors, never as stopped.
 //!
 //! Blocking: this polls `/proc` (not our children, so there is nothing to wait on).
@@ -31,8 +31,8 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use super::escalate::{Backoff, Policy, final_look};
 pub(crate) use super::escalate::{Left, LeftWhy};
+use super::escalate::{Policy, Targets, run};
 use super::marker::owner_in;
 use super::process::{Sig, pidfd_inode, pidfd_open, signal_process};
 use super::procfs::{ProcStat, all_processes, environ, proc_stat};
@@ -96,7 +96,6 @@ struct Member {
     group: usize,
     /// When its grace ends (`None`: never).
     deadline: Option<Instant>,
-    killed: bool,
 }
 
 /// Everything one stop has looked at, so that a rescan adds only new processes.
@@ -131,66 +130,16 @@ pub(crate) fn stop(
         seen: HashSet::new(),
         spared: Vec::new(),
     };
-    let mut survivors = Vec::new();
-    let t0 = Instant::now();
-    let mut members = scan.members(t0)?;
-    // Nothing matched: nothing can fork into a group or carry a marker meanwhile (a
-    // fork in flight comes from a member), so one `/proc` scan is the whole sweep.
-    let found = !members.is_empty();
+    let ran = run(&mut scan, &policy)?;
     let mut count = vec![0usize; n];
     let mut killed = vec![false; n];
-    for m in &members {
-        count[m.group] += 1;
+    for &(_, _, group) in &ran.found {
+        count[group] += 1;
     }
-    members.retain(|m| {
-        let r = signal_process(m.fd.as_ref().map(AsFd::as_fd), m.pid, Sig::TERM);
-        refused(m, r, &mut survivors)
-    });
-    // The graces: each member gets SIGKILL when its own ends.
-    let mut pause = Backoff::new(Duration::from_millis(1), Duration::from_millis(20));
-    loop {
-        members.retain(running);
-        let now = Instant::now();
-        members.retain_mut(|m| {
-            if m.killed || m.deadline.is_none_or(|d| now < d) {
-                return true;
-            }
-            m.killed = true;
-            killed[m.group] = true;
-            let r = signal_process(m.fd.as_ref().map(AsFd::as_fd), m.pid, Sig::KILL);
-            refused(m, r, &mut survivors)
-        });
-        if members.iter().all(|m| m.killed) {
-            break;
-        }
-        std::thread::sleep(pause.next_pause());
+    for &group in &ran.killed {
+        killed[group] = true;
     }
-    wait_gone(&mut members, policy.kill_end());
-    for _ in 0..if found { policy.kill_rounds } else { 0 } {
-        // Forks in flight during the grace join the group: scan again.
-        let mut more = scan.members(Instant::now())?;
-        for m in &more {
-            count[m.group] += 1;
-        }
-        members.append(&mut more);
-        members.retain(running);
-        if members.is_empty() {
-            break;
-        }
-        members.retain(|m| {
-            killed[m.group] = true;
-            let r = signal_process(m.fd.as_ref().map(AsFd::as_fd), m.pid, Sig::KILL);
-            refused(m, r, &mut survivors)
-        });
-        wait_gone(&mut members, policy.kill_end());
-    }
-    // The final look: what still runs is a survivor, named with its reason.
-    for m in &members {
-        if let Some(why) = final_look(m.pid, m.start) {
-            survivors.push(left(m, why));
-        }
-    }
-    survivors.retain(|s| alive(s.pid, s.start));
+    let survivors = ran.survivors;
     // A survivor was signalled but not stopped: it is counted as a survivor only.
     for s in &survivors {
         count[s.group] = count[s.group].saturating_sub(1);
@@ -211,23 +160,35 @@ pub(crate) fn stop(
     })
 }
 
-/// Whether to keep waiting for `m` after a signal: not if the kernel refused it
-/// (`EPERM`: retrying cannot help), which makes it a survivor at once.
-fn refused(m: &Member, r: io::Result<()>, survivors: &mut Vec<Left>) -> bool {
-    let perm = matches!(&r, Err(e) if e.kind() == io::ErrorKind::PermissionDenied);
-    if perm {
-        survivors.push(left(m, LeftWhy::Refused));
-    }
-    !perm
-}
+impl Targets for Scan<'_> {
+    type Member = Member;
 
-fn left(m: &Member, why: LeftWhy) -> Left {
-    Left {
-        pid: m.pid,
-        start: m.start,
-        group: m.group,
-        why,
+    fn id(m: &Member) -> (u32, u64, usize) {
+        (m.pid, m.start, m.group)
     }
+
+    fn find(&mut self, t0: Instant) -> io::Result<Vec<(Member, Option<Instant>)>> {
+        let members = self.members(t0)?;
+        Ok(members
+            .into_iter()
+            .map(|m| {
+                let deadline = m.deadline;
+                (m, deadline)
+            })
+            .collect())
+    }
+
+    fn signal(&mut self, m: &Member, sig: Sig) -> io::Result<()> {
+        signal_process(m.fd.as_ref().map(AsFd::as_fd), m.pid, sig)
+    }
+
+    fn running(&mut self, m: &Member) -> bool {
+        alive(m.pid, m.start)
+    }
+
+    /// Not our children: nothing is re-parented to the sweeper, and a fork in flight
+    /// comes from a member (found by the rescan before each SIGKILL round).
+    const RESCAN_IN_GRACE: bool = false;
 }
 
 impl Scan<'_> {
@@ -329,27 +290,10 @@ fn open_proven(pid: u32, start: u64, group: usize, deadline: Option<Instant>) ->
         fd,
         group,
         deadline,
-        killed: false,
     })
 }
 
 /// Whether the process `(pid, start)` is running (not a zombie).
 pub(crate) fn alive(pid: u32, start: u64) -> bool {
     matches!(proc_stat(pid), Ok(Some(st)) if st.start == start && st.state != b'Z')
-}
-
-fn running(m: &Member) -> bool {
-    alive(m.pid, m.start)
-}
-
-/// Polls until no member runs or `until` passes (`None`: no end).
-fn wait_gone(members: &mut Vec<Member>, until: Option<Instant>) {
-    let mut pause = Backoff::new(Duration::from_millis(1), Duration::from_millis(20));
-    loop {
-        members.retain(running);
-        if members.is_empty() || until.is_some_and(|u| Instant::now() >= u) {
-            return;
-        }
-        std::thread::sleep(pause.next_pause());
-    }
 }
