@@ -401,4 +401,95 @@ mod tests {
         let pauses: Vec<_> = (0..5).map(|_| b.next_pause().as_millis()).collect();
         assert_eq!(pauses, [1, 2, 4, 5, 5]);
     }
+
+    /// One fake target: alive, obeys SIGTERM, refuses every signal, the first poll at
+    /// which it can be found.
+    struct T(bool, bool, bool, usize);
+
+    struct Fake {
+        targets: Vec<T>,
+        polls: usize,
+        returned: usize,
+    }
+
+    impl Targets for Fake {
+        type Member = usize;
+
+        fn id(m: &usize) -> (u32, u64, usize) {
+            // Index 3 stands for this very process (it refuses every signal).
+            if *m == 3 {
+                (std::process::id(), procfs::self_start().unwrap(), 3)
+            } else {
+                (u32::MAX - u32::try_from(*m).unwrap(), 0, *m)
+            }
+        }
+
+        fn find(&mut self, t0: Instant) -> io::Result<Vec<(usize, Option<Instant>)>> {
+            let end = t0.checked_add(Duration::from_millis(30));
+            let mut out = Vec::new();
+            while self.returned < self.targets.len() && self.targets[self.returned].3 <= self.polls
+            {
+                out.push((self.returned, end));
+                self.returned += 1;
+            }
+            Ok(out)
+        }
+
+        fn signal(&mut self, &m: &usize, sig: rustix::process::Signal) -> io::Result<()> {
+            let t = &mut self.targets[m];
+            if t.2 {
+                return Err(io::ErrorKind::PermissionDenied.into());
+            }
+            if sig == rustix::process::Signal::KILL || t.1 {
+                t.0 = false;
+            }
+            Ok(())
+        }
+
+        fn poll(&mut self) -> io::Result<()> {
+            self.polls += 1;
+            Ok(())
+        }
+
+        fn running(&mut self, &m: &usize) -> bool {
+            self.targets[m].0
+        }
+
+        const RESCAN_IN_GRACE: bool = true;
+    }
+
+    #[test]
+    fn one_loop_terms_waits_the_grace_kills_and_names_what_refused() {
+        let mut fake = Fake {
+            targets: vec![
+                T(true, true, false, 0),  // leaves on SIGTERM
+                T(true, false, false, 0), // ignores SIGTERM
+                T(true, true, false, 3),  // adopted during the grace
+                T(true, false, true, 0),  // refuses: EPERM
+            ],
+            polls: 0,
+            returned: 0,
+        };
+        let policy = Policy::new(Duration::from_millis(30), 2, Duration::from_millis(10));
+        let t0 = Instant::now();
+        let ran = run(&mut fake, &policy).unwrap();
+        assert!(
+            t0.elapsed() >= Duration::from_millis(30),
+            "the grace was waited"
+        );
+        let found: Vec<usize> = ran.found.iter().map(|f| f.2).collect();
+        assert_eq!(found, [0, 1, 2, 3]);
+        assert_eq!(
+            ran.killed,
+            [1],
+            "only the one that ignored SIGTERM needed SIGKILL"
+        );
+        assert_eq!(ran.survivors.len(), 1, "{:?}", ran.survivors);
+        let s = ran.survivors[0];
+        assert_eq!(
+            (s.pid, s.group, s.why),
+            (std::process::id(), 3, LeftWhy::Refused)
+        );
+        assert!(fake.targets.iter().take(3).all(|t| !t.0), "all stopped");
+    }
 }
