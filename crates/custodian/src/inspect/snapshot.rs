@@ -196,7 +196,7 @@ impl Inspection {
             .filter_map(|r| Some((r.pid?, r.id)))
             .collect();
         let me = std::process::id();
-        let children = crate::sys::subreaper::children_of(me, |_| false)
+        let children = crate::sys::procfs::children_of(me, |_| false)
             .unwrap_or_default()
             .into_iter()
             .take(MAX_CHILDREN)

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::sys::FileId;
 use crate::sys::journal as sys;
+use crate::sys::marker::OwnerMark;
 use crate::sys::procfs;
 
 mod compact;
@@ -47,13 +48,11 @@ pub use report::{
 /// How many records a journal takes before it may be compacted.
 pub(crate) const COMPACT_AFTER: usize = 4096;
 
-/// The environment variable every child of a journalled supervisor carries, valued
-/// [`Journal::marker`]: a sweep finds a dead owner's descendants by it, including a
-/// child killed with its owner before its record was written, and descendants that
-/// left its process group (as long as they kept the environment).
-pub(crate) const MARKER_VAR: &str = "CUSTODIAN_JOURNAL";
-
-/// The marker of the journal file `name`: its stem (`<pid>-<start>-<random>`).
+/// The owner marker's stem (`sys::marker`) that the journal file `name` names: the name
+/// without its suffix (`<pid>-<start>-<random>`). Every child of a journalled supervisor
+/// carries `CUSTODIAN_OWNER=<stem>-<seq>`: a sweep finds a dead owner's descendants by
+/// it, including a child killed with its owner before its record was written, and
+/// descendants that left its process group (as long as they kept the environment).
 pub(crate) fn marker_of(name: &OsStr) -> &[u8] {
     let b = name.as_bytes();
     b.strip_suffix(sys::SUFFIX.as_bytes()).unwrap_or(b)
@@ -66,6 +65,8 @@ pub(crate) const COMPACTING: &str = ".compacting";
 
 /// A supervisor's open journal.
 pub(crate) struct Journal {
+    /// The supervisor's owner marker; the file is named by its stem.
+    mark: Arc<OwnerMark>,
     dir: OwnedFd,
     name: OsString,
     path: PathBuf,
@@ -93,18 +94,15 @@ impl Journal {
     /// makes its owner record durable. Blocking (two `fsync`s, once per supervisor).
     pub(crate) fn create(state_dir: &Path) -> io::Result<Self> {
         let dir = sys::open_state_dir(state_dir, true)?;
-        let (pid, start) = (std::process::id(), procfs::self_start()?);
+        let mark = Arc::new(OwnerMark::new()?);
+        let (pid, start) = mark.owner();
         let owner = Record::Owner {
             pid,
             start,
             boot_id: procfs::boot_id()?,
             pidns: procfs::pid_ns(),
         };
-        let name = OsString::from(format!(
-            "{pid}-{start}-{}{}",
-            crate::sys::create::random_hex(8)?,
-            sys::SUFFIX
-        ));
+        let name = OsString::from(format!("{}{}", mark.stem(), sys::SUFFIX));
         let header = sys::frame(&owner.encode());
         let fd = sys::create_journal(dir.as_fd(), &name)?;
         let durable = sys::append(fd.as_fd(), &header)
@@ -115,6 +113,7 @@ impl Journal {
             return Err(e);
         }
         Ok(Journal {
+            mark,
             path: state_dir.join(&name),
             dir,
             name,
@@ -170,9 +169,15 @@ impl Journal {
         Ok(())
     }
 
-    /// The value of [`MARKER_VAR`] in this supervisor's children.
+    /// The stem of this supervisor's owner marker (the file's name without its suffix).
     pub(crate) fn marker(&self) -> &OsStr {
         OsStr::from_bytes(marker_of(&self.name))
+    }
+
+    /// This supervisor's owner marker, which its children carry (and the subreaper
+    /// proves adoptions by, when it is on too: one marker per supervisor).
+    pub(crate) fn mark(&self) -> &Arc<OwnerMark> {
+        &self.mark
     }
 
     /// Keeps the file when this is dropped: the root it records is still there (a

@@ -4,9 +4,9 @@
 //! supervisor's children, stops them with the managed child that spawned them, and reaps
 //! them by pid. It never reaps anything else: never `waitpid(-1)`.
 //!
-//! Every managed child gets `CUSTODIAN_OWNER=<pid>-<start>-<16 hex>-<seq>` (this
-//! process's pid and start time, 64 random bits naming the supervisor, the child's
-//! sequence number), inherited by what it forks. A child of this process (`PPid` us) is
+//! Every managed child carries the supervisor's owner marker (`sys::marker`:
+//! `CUSTODIAN_OWNER=<pid>-<start>-<16 hex>-<seq>`, the same one the crash journal's
+//! recovery matches), inherited by what it forks. A child of this process (`PPid` us) is
 //! *adopted* by this supervisor when it is not a managed child and:
 //! 1. alive, its environment carries this supervisor's marker; or
 //! 2. alive or a zombie, its process group is that of a *leader* this supervisor owns (a
@@ -34,11 +34,13 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
+use crate::sys::marker::{OwnerMark, owner_in};
 use crate::sys::process::{Sig, signal_group};
-use crate::sys::subreaper::{self as sys, Proc, SubreaperHold};
+use crate::sys::procfs::{self, ProcStat as Proc};
+use crate::sys::subreaper::{self as sys, SubreaperHold};
 
 mod stats;
 mod stop;
@@ -46,19 +48,17 @@ mod stop;
 pub use stats::AdoptionStats;
 pub(crate) use stop::STRAY_GRACE;
 
-/// The environment variable every managed child of a supervisor with the opt-in carries.
-pub(crate) const OWNER_VAR: &str = "CUSTODIAN_OWNER";
-/// Children's markers by (pid, start time), read before a scan takes its locks.
-type Markers = HashMap<(u32, u64), io::Result<Option<Vec<u8>>>>;
+/// Children's markers' sequence numbers by (pid, start time), read before a scan takes
+/// its locks: `Ok(None)` no marker of this supervisor's, `Err` unknown (unreadable).
+type Markers = HashMap<(u32, u64), io::Result<Option<u64>>>;
 /// How many reaped leaders are remembered for the group proof of late zombies.
 const RETIRED_KEPT: usize = 4096;
 
 /// A supervisor's reaper: its marker, what it owns, and the process-wide setting's hold.
 pub(crate) struct Reaper {
     me: u32,
-    /// `<pid>-<start>-<16 hex>-`: the marker before the child's sequence number.
-    prefix: Vec<u8>,
-    next_seq: AtomicU64,
+    /// The supervisor's owner marker (shared with its journal, if any).
+    mark: Arc<OwnerMark>,
     gate: RwLock<()>,
     state: Mutex<State>,
     counts: Counts,
@@ -99,18 +99,21 @@ struct State {
 }
 
 impl Reaper {
-    /// Makes this process a child subreaper and names this supervisor.
-    pub(crate) fn start() -> io::Result<Self> {
+    /// Makes this process a child subreaper; its children carry `mark` (the journal's,
+    /// when the supervisor has one: one marker per supervisor), or a new one.
+    pub(crate) fn start(mark: Option<Arc<OwnerMark>>) -> io::Result<Self> {
         let hold = sys::hold()?;
         let me = std::process::id();
         // Without a readable `/proc` (unmounted, an empty dir) every scan would find
         // nothing: orphans re-parented to us would be left, silently. Refuse instead.
-        let start = sys::stat_of(me)?.start;
-        let prefix = format!("{me}-{start}-{}-", crate::sys::create::random_hex(8)?);
+        procfs::stat_of(me)?;
+        let mark = match mark {
+            Some(m) => m,
+            None => Arc::new(OwnerMark::new()?),
+        };
         Ok(Reaper {
             me,
-            prefix: prefix.into_bytes(),
-            next_seq: AtomicU64::new(1),
+            mark,
             gate: RwLock::new(()),
             state: Mutex::new(State::default()),
             counts: Counts::default(),
@@ -126,13 +129,9 @@ impl Reaper {
     /// A new child's sequence number and marker value; `grace` is how long its adopted
     /// descendants get between SIGTERM and SIGKILL.
     pub(crate) fn marker(&self, grace: Duration) -> (u64, std::ffi::OsString) {
-        use std::os::unix::ffi::OsStringExt;
-        // Relaxed: uniqueness only.
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let (seq, value) = self.mark.next();
         self.lock().live.insert(seq, grace);
-        let mut v = self.prefix.clone();
-        v.extend(seq.to_string().bytes());
-        (seq, std::ffi::OsString::from_vec(v))
+        (seq, value)
     }
 
     /// Held from before a managed child's fork until [`managed`](Self::managed).
@@ -142,7 +141,7 @@ impl Reaper {
 
     /// Records a managed child just spawned (unreaped).
     pub(crate) fn managed(&self, pid: u32, seq: u64) {
-        let start = sys::stat(pid).map_or(0, |p| p.start);
+        let start = procfs::stat(pid).map_or(0, |p| p.start);
         let leader = Leader {
             seq,
             start,
@@ -173,7 +172,7 @@ impl Reaper {
             .filter(|(_, l)| l.managed && l.reaped_at.is_none())
             .map(|(&pid, _)| pid)
             .collect();
-        let kids = sys::children_of(self.me, |pid| managed.contains(&pid))?;
+        let kids = procfs::children_of(self.me, |pid| managed.contains(&pid))?;
         let need: Vec<Proc> = {
             let st = self.lock();
             kids.iter()
@@ -243,10 +242,15 @@ impl Reaper {
     fn read_markers(&self, need: Vec<Proc>) -> Markers {
         need.into_iter()
             .filter_map(|k| {
-                let marker = sys::env_var(k.pid, OWNER_VAR.as_bytes());
+                // The one parser; never an older version's name (no supervisor of this
+                // process wrote it).
+                let marker = procfs::environ(k.pid).map(|env| {
+                    let owner = owner_in(&env, false);
+                    owner.and_then(|o| self.mark.seq_of(&o))
+                });
                 // Read after the environment: it was this process's.
                 let same =
-                    sys::stat(k.pid).is_some_and(|p| p.ppid == self.me && p.start == k.start);
+                    procfs::stat(k.pid).is_some_and(|p| p.ppid == self.me && p.start == k.start);
                 same.then_some(((k.pid, k.start), marker))
             })
             .collect()
@@ -257,7 +261,7 @@ impl Reaper {
     /// before the locks were taken, by [`read_markers`](Self::read_markers)).
     fn prove(&self, st: &mut State, k: Proc, envs: &mut Markers) -> Option<u64> {
         // Still our child, and the same process (same start time), after the scan.
-        let same = || sys::stat(k.pid).is_some_and(|p| p.ppid == self.me && p.start == k.start);
+        let same = || procfs::stat(k.pid).is_some_and(|p| p.ppid == self.me && p.start == k.start);
         let by_group = st.leaders.get(&k.pgid).and_then(|l| {
             let joined_ours = k.pid != k.pgid
                 && k.start >= l.start
@@ -272,13 +276,9 @@ impl Reaper {
         }
         // Not read (gone or another process by then), or unknown (mid-`execve`,
         // unreadable): asked again at the next scan.
-        let Some(Ok(marker)) = envs.remove(&(k.pid, k.start)) else {
+        let Some(Ok(seq)) = envs.remove(&(k.pid, k.start)) else {
             return None;
         };
-        let seq = marker
-            .as_deref()
-            .and_then(|m| m.strip_prefix(&self.prefix[..]))
-            .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u64>().ok());
         if seq.is_none() {
             st.unmarked.insert((k.pid, k.start));
         }
@@ -295,7 +295,7 @@ impl Reaper {
             .adopted
             .iter()
             .filter(|&(&pid, &(start, _))| !seen.contains(&(pid, start)))
-            .filter(|&(&pid, &(start, _))| match sys::stat_of(pid) {
+            .filter(|&(&pid, &(start, _))| match procfs::stat_of(pid) {
                 Ok(p) => p.ppid != self.me || p.start != start,
                 Err(e) => e.kind() == io::ErrorKind::NotFound,
             })
@@ -364,7 +364,7 @@ impl Reaper {
 /// Marks `pid` reaped in `leaders` and remembers it for late zombies' group proof.
 fn retire(st: &mut State, pid: u32) {
     if let Some(l) = st.leaders.get_mut(&pid) {
-        l.reaped_at = Some(sys::now_ticks());
+        l.reaped_at = Some(procfs::now_ticks());
         st.retired.push_back(pid);
     }
     while st.retired.len() > RETIRED_KEPT {
@@ -390,7 +390,7 @@ mod tests;
 impl std::fmt::Debug for Reaper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reaper")
-            .field("marker", &String::from_utf8_lossy(&self.prefix))
+            .field("marker", &self.mark.stem())
             .finish_non_exhaustive()
     }
 }

@@ -17,9 +17,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::journal::{
-    DeadOwner, DeathProof, MARKER_VAR, Record, SkipReason, SweepReport, marker_of,
-};
+use crate::journal::{DeadOwner, DeathProof, Record, SkipReason, SweepReport, marker_of};
 use crate::sys::FileId;
 use crate::sys::journal::{self as sys, Opened};
 use crate::sys::orphans::{Marker, Recorded};
@@ -181,11 +179,9 @@ pub(super) fn examine(
             pidfd_ino,
         })
         .collect();
-    let mut needle = format!("\0{MARKER_VAR}=").into_bytes();
-    needle.extend(marker_of(name));
-    needle.push(0);
+    // The name was checked against the owner record above: its stem is that owner's.
     let mut marker = Some(Marker {
-        needle,
+        stem: marker_of(name).to_vec(),
         owner_start: start,
     });
     if proof == DeathProof::OtherBoot {

@@ -32,14 +32,14 @@ pub(super) fn escapees(children: &[Recorded]) -> io::Result<Vec<Recorded>> {
     Ok(escapees_in(children, &procs))
 }
 
-fn escapees_in(children: &[Recorded], procs: &[(u32, ProcStat)]) -> Vec<Recorded> {
-    let mut kids: HashMap<u32, Vec<(u32, ProcStat)>> = HashMap::new();
-    for &(pid, st) in procs {
-        if st.state != b'Z' {
-            kids.entry(st.ppid).or_default().push((pid, st));
+fn escapees_in(children: &[Recorded], procs: &[ProcStat]) -> Vec<Recorded> {
+    let mut kids: HashMap<u32, Vec<ProcStat>> = HashMap::new();
+    for &st in procs {
+        if !st.zombie {
+            kids.entry(st.ppid).or_default().push(st);
         }
     }
-    let by_pid: HashMap<u32, ProcStat> = procs.iter().copied().collect();
+    let by_pid: HashMap<u32, ProcStat> = procs.iter().map(|st| (st.pid, *st)).collect();
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for c in children {
@@ -49,7 +49,8 @@ fn escapees_in(children: &[Recorded], procs: &[(u32, ProcStat)]) -> Vec<Recorded
         };
         let mut stack = vec![(c.pid, st.start)];
         while let Some((parent, parent_start)) = stack.pop() {
-            for &(pid, st) in kids.get(&parent).map_or(&[][..], Vec::as_slice) {
+            for &st in kids.get(&parent).map_or(&[][..], Vec::as_slice) {
+                let pid = st.pid;
                 if st.start < parent_start || !seen.insert(pid) {
                     continue;
                 }
@@ -74,12 +75,14 @@ fn escapees_in(children: &[Recorded], procs: &[(u32, ProcStat)]) -> Vec<Recorded
 mod tests {
     use super::*;
 
-    fn st(ppid: u32, pgid: u32, start: u64) -> ProcStat {
+    fn st(pid: u32, ppid: u32, pgid: u32, start: u64) -> ProcStat {
         ProcStat {
+            pid,
             start,
             ppid,
             pgid,
             state: b'S',
+            zombie: false,
         }
     }
 
@@ -93,20 +96,20 @@ mod tests {
             pidfd_ino: None,
         };
         let procs = [
-            (1, st(0, 1, 1)),
-            (10, st(1, 10, 100)),
+            st(1, 0, 1, 1),
+            st(10, 1, 10, 100),
             // In the group: the group's own sweep finds it.
-            (11, st(10, 10, 101)),
+            st(11, 10, 10, 101),
             // `setsid`: its own group, a child of the recorded child.
-            (12, st(10, 12, 102)),
+            st(12, 10, 12, 102),
             // A grandchild through the escapee, in the escapee's group.
-            (13, st(12, 12, 103)),
+            st(13, 12, 12, 103),
             // A grandchild that left again.
-            (14, st(12, 14, 104)),
+            st(14, 12, 14, 104),
             // Older than its "parent": a reused pid, not a descendant.
-            (15, st(10, 15, 50)),
+            st(15, 10, 15, 50),
             // Unrelated.
-            (20, st(1, 20, 105)),
+            st(20, 1, 20, 105),
         ];
         let found: Vec<u32> = escapees_in(&[child], &procs)
             .iter()

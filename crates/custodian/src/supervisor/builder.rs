@@ -724,7 +724,8 @@ impl Builder {
             inner.watcher = Some(w);
         }
         if self.child_subreaper {
-            let r = crate::reaper::Reaper::start().map_err(|e| {
+            let mark = inner.journal.as_ref().map(|j| j.mark().clone());
+            let r = crate::reaper::Reaper::start(mark).map_err(|e| {
                 let me = PathBuf::from(format!("/proc/{}", std::process::id()));
                 Error::io(Operation::ChildSubreaper, &me, e)
             })?;

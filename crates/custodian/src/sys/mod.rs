@@ -6,8 +6,10 @@
 
 pub(crate) mod cgroup;
 pub(crate) mod create;
+pub(crate) mod escalate;
 pub(crate) mod journal;
 pub(crate) mod live;
+pub(crate) mod marker;
 pub(crate) mod mount;
 pub(crate) mod orphans;
 pub(crate) mod ownership;

@@ -20,9 +20,9 @@
 //! crash and the sweep.
 //!
 //! Never signalled, whatever matches: the sweeping process and its ancestors (`spare`),
-//! reported as spared. After the last SIGKILL round, members still running (a signal
-//! refused with `EPERM`, a process stuck in the kernel) are reported as survivors, never
-//! as stopped.
+//! reported as spared. The escalation is `sys::escalate::run` (its loop, its policy and
+//! its final look): after the last SIGKILL round, members still running (a signal refused with
+//! `EPERM`, a process stuck in the kernel) are reported as survivors, never as stopped.
 //!
 //! Blocking: this polls `/proc` (not our children, so there is nothing to wait on).
 
@@ -31,6 +31,9 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+pub(crate) use super::escalate::{Left, LeftWhy};
+use super::escalate::{Policy, Targets, run};
+use super::marker::owner_in;
 use super::process::{Sig, pidfd_inode, pidfd_open, signal_process};
 use super::procfs::{ProcStat, all_processes, environ, proc_stat};
 
@@ -47,11 +50,12 @@ pub(crate) struct Recorded {
     pub(crate) pidfd_ino: Option<u64>,
 }
 
-/// A dead owner's environment marker: a running process whose environment holds
-/// `needle` (`\0NAME=VALUE\0`) and that started no earlier than the owner descends from it.
+/// A dead owner's marker (`sys::marker`): a running process whose environment carries a
+/// marker with this `stem` (the journal's checked name) and that started no earlier than
+/// the owner descends from it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Marker {
-    pub(crate) needle: Vec<u8>,
+    pub(crate) stem: Vec<u8>,
     pub(crate) owner_start: u64,
 }
 
@@ -67,31 +71,6 @@ pub(crate) enum Fate {
     Stopped { processes: usize, kill_needed: bool },
 }
 
-/// Why a process was left running.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LeftWhy {
-    /// The sweeping process itself.
-    Sweeper,
-    /// An ancestor of the sweeping process.
-    Ancestor,
-    /// The kernel refused the signal (`EPERM`: it changed user).
-    Refused,
-    /// Still running after SIGKILL, in uninterruptible sleep (`D`): stuck in the kernel.
-    Uninterruptible,
-    /// Still running after every SIGKILL round.
-    Running,
-}
-
-/// A matched process that is still running after the stop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Left {
-    pub(crate) pid: u32,
-    pub(crate) start: u64,
-    /// The group's (or marker's) index, as in the fates.
-    pub(crate) group: usize,
-    pub(crate) why: LeftWhy,
-}
-
 /// What [`stop`] did.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
@@ -103,10 +82,11 @@ pub(crate) struct Outcome {
     pub(crate) spared: Vec<Left>,
 }
 
-/// How many rounds of SIGKILL (each followed by a rescan for forks in flight) at most.
-const KILL_ROUNDS: usize = 8;
-/// How long one SIGKILL round waits for its targets to die.
-const KILL_WAIT: Duration = Duration::from_secs(1);
+/// At most 8 SIGKILL rounds (each after a rescan for forks in flight), each waiting 1 s
+/// for its targets; the grace is each member's own (see `sys::escalate`).
+fn policy(grace: Duration) -> Policy {
+    Policy::new(grace, 8, Duration::from_secs(1))
+}
 
 struct Member {
     pid: u32,
@@ -116,7 +96,6 @@ struct Member {
     group: usize,
     /// When its grace ends (`None`: never).
     deadline: Option<Instant>,
-    killed: bool,
 }
 
 /// Everything one stop has looked at, so that a rescan adds only new processes.
@@ -141,6 +120,7 @@ pub(crate) fn stop(
     spare: &[(u32, u64)],
 ) -> io::Result<Outcome> {
     let n = groups.len() + markers.len();
+    let policy = policy(grace);
     let mut scan = Scan {
         groups,
         markers,
@@ -150,69 +130,16 @@ pub(crate) fn stop(
         seen: HashSet::new(),
         spared: Vec::new(),
     };
-    let mut survivors = Vec::new();
-    let t0 = Instant::now();
-    let mut members = scan.members(t0)?;
-    // Nothing matched: nothing can fork into a group or carry a marker meanwhile (a
-    // fork in flight comes from a member), so one `/proc` scan is the whole sweep.
-    let found = !members.is_empty();
+    let ran = run(&mut scan, &policy)?;
     let mut count = vec![0usize; n];
     let mut killed = vec![false; n];
-    for m in &members {
-        count[m.group] += 1;
+    for &(_, _, group) in &ran.found {
+        count[group] += 1;
     }
-    members.retain(|m| {
-        let r = signal_process(m.fd.as_ref().map(AsFd::as_fd), m.pid, Sig::TERM);
-        refused(m, r, &mut survivors)
-    });
-    // The graces: each member gets SIGKILL when its own ends.
-    let mut pause = Duration::from_millis(1);
-    loop {
-        members.retain(running);
-        let now = Instant::now();
-        members.retain_mut(|m| {
-            if m.killed || m.deadline.is_none_or(|d| now < d) {
-                return true;
-            }
-            m.killed = true;
-            killed[m.group] = true;
-            let r = signal_process(m.fd.as_ref().map(AsFd::as_fd), m.pid, Sig::KILL);
-            refused(m, r, &mut survivors)
-        });
-        if members.iter().all(|m| m.killed) {
-            break;
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
+    for &group in &ran.killed {
+        killed[group] = true;
     }
-    wait_gone(&mut members, Instant::now().checked_add(KILL_WAIT));
-    for _ in 0..if found { KILL_ROUNDS } else { 0 } {
-        // Forks in flight during the grace join the group: scan again.
-        let mut more = scan.members(Instant::now())?;
-        for m in &more {
-            count[m.group] += 1;
-        }
-        members.append(&mut more);
-        members.retain(running);
-        if members.is_empty() {
-            break;
-        }
-        members.retain(|m| {
-            killed[m.group] = true;
-            let r = signal_process(m.fd.as_ref().map(AsFd::as_fd), m.pid, Sig::KILL);
-            refused(m, r, &mut survivors)
-        });
-        wait_gone(&mut members, Instant::now().checked_add(KILL_WAIT));
-    }
-    // The final look: what still runs is a survivor, named with its reason.
-    for m in members.iter().filter(|m| running(m)) {
-        let why = match proc_stat(m.pid) {
-            Ok(Some(st)) if st.state == b'D' => LeftWhy::Uninterruptible,
-            _ => LeftWhy::Running,
-        };
-        survivors.push(left(m, why));
-    }
-    survivors.retain(|s| alive(s.pid, s.start));
+    let survivors = ran.survivors;
     // A survivor was signalled but not stopped: it is counted as a survivor only.
     for s in &survivors {
         count[s.group] = count[s.group].saturating_sub(1);
@@ -233,23 +160,35 @@ pub(crate) fn stop(
     })
 }
 
-/// Whether to keep waiting for `m` after a signal: not if the kernel refused it
-/// (`EPERM`: retrying cannot help), which makes it a survivor at once.
-fn refused(m: &Member, r: io::Result<()>, survivors: &mut Vec<Left>) -> bool {
-    let perm = matches!(&r, Err(e) if e.kind() == io::ErrorKind::PermissionDenied);
-    if perm {
-        survivors.push(left(m, LeftWhy::Refused));
-    }
-    !perm
-}
+impl Targets for Scan<'_> {
+    type Member = Member;
 
-fn left(m: &Member, why: LeftWhy) -> Left {
-    Left {
-        pid: m.pid,
-        start: m.start,
-        group: m.group,
-        why,
+    fn id(m: &Member) -> (u32, u64, usize) {
+        (m.pid, m.start, m.group)
     }
+
+    fn find(&mut self, t0: Instant) -> io::Result<Vec<(Member, Option<Instant>)>> {
+        let members = self.members(t0)?;
+        Ok(members
+            .into_iter()
+            .map(|m| {
+                let deadline = m.deadline;
+                (m, deadline)
+            })
+            .collect())
+    }
+
+    fn signal(&mut self, m: &Member, sig: Sig) -> io::Result<()> {
+        signal_process(m.fd.as_ref().map(AsFd::as_fd), m.pid, sig)
+    }
+
+    fn running(&mut self, m: &Member) -> bool {
+        alive(m.pid, m.start)
+    }
+
+    /// Not our children: nothing is re-parented to the sweeper, and a fork in flight
+    /// comes from a member (found by the rescan before each SIGKILL round).
+    const RESCAN_IN_GRACE: bool = false;
 }
 
 impl Scan<'_> {
@@ -257,7 +196,7 @@ impl Scan<'_> {
     /// stop has not seen yet; the sweeper and its ancestors go to `spared` instead.
     fn members(&mut self, t0: Instant) -> io::Result<Vec<Member>> {
         let procs = all_processes()?;
-        let by_pid: HashMap<u32, ProcStat> = procs.iter().copied().collect();
+        let by_pid: HashMap<u32, ProcStat> = procs.iter().map(|st| (st.pid, *st)).collect();
         let mut found = Vec::new();
         for (i, g) in self.groups.iter().enumerate() {
             if self.fates[i] == Fate::Reused {
@@ -267,27 +206,30 @@ impl Scan<'_> {
                 self.fates[i] = Fate::Reused;
                 continue;
             }
-            for &(pid, st) in &procs {
-                let is_leader = pid == g.pid && st.start == g.start;
+            for st in &procs {
+                let is_leader = st.pid == g.pid && st.start == g.start;
                 let is_member = st.pgid == g.pgid && st.start >= g.start;
-                if st.state != b'Z' && (is_leader || is_member) {
-                    found.push((pid, st.start, i));
+                if !st.zombie && (is_leader || is_member) {
+                    found.push((st.pid, st.start, i));
                 }
             }
         }
         if !self.markers.is_empty() {
-            for &(pid, st) in &procs {
-                if st.state == b'Z' || self.seen.contains(&(pid, st.start)) {
+            for st in &procs {
+                if st.zombie || self.seen.contains(&(st.pid, st.start)) {
                     continue;
                 }
-                let Some(env) = environ(pid) else {
+                let Ok(env) = environ(st.pid) else {
                     continue;
                 };
-                let hit = self.markers.iter().position(|m| {
-                    st.start >= m.owner_start && env.windows(m.needle.len()).any(|w| w == m.needle)
-                });
+                // An older version's name too: a dead owner may predate the one marker.
+                let Some(owner) = owner_in(&env, true) else {
+                    continue;
+                };
+                let hit = (self.markers.iter())
+                    .position(|m| st.start >= m.owner_start && owner.stem == m.stem);
                 if let Some(j) = hit {
-                    found.push((pid, st.start, self.groups.len() + j));
+                    found.push((st.pid, st.start, self.groups.len() + j));
                 }
             }
         }
@@ -315,7 +257,7 @@ impl Scan<'_> {
                 .get(group)
                 .and_then(|g| g.grace)
                 .unwrap_or(self.grace);
-            if let Some(m) = open_proven(pid, start, group, t0.checked_add(grace)) {
+            if let Some(m) = open_proven(pid, start, group, policy(grace).grace_end(t0)) {
                 out.push(m);
             }
         }
@@ -348,28 +290,10 @@ fn open_proven(pid: u32, start: u64, group: usize, deadline: Option<Instant>) ->
         fd,
         group,
         deadline,
-        killed: false,
     })
 }
 
 /// Whether the process `(pid, start)` is running (not a zombie).
 pub(crate) fn alive(pid: u32, start: u64) -> bool {
     matches!(proc_stat(pid), Ok(Some(st)) if st.start == start && st.state != b'Z')
-}
-
-fn running(m: &Member) -> bool {
-    alive(m.pid, m.start)
-}
-
-/// Polls until no member runs or `until` passes (`None`: no end).
-fn wait_gone(members: &mut Vec<Member>, until: Option<Instant>) {
-    let mut pause = Duration::from_millis(1);
-    loop {
-        members.retain(running);
-        if members.is_empty() || until.is_some_and(|u| Instant::now() >= u) {
-            return;
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
 }

@@ -10,11 +10,13 @@
 //! which is as safe for an unreaped child of ours).
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
+
+use super::procfs::{open_proc, pids_in, stat_in};
 
 pub(crate) use rustix::process::Signal as Sig;
 
@@ -129,7 +131,8 @@ pub(crate) fn has_exited(pidfd: Option<BorrowedFd<'_>>, raw: u32) -> io::Result<
 
 /// Finds running members of one process group, for a leader that has exited (a zombie)
 /// while its group may live on. `kill(-pgid, 0)` cannot tell: it succeeds as long as the
-/// zombie leader is unreaped, which is exactly when custodian asks. So `/proc` is read:
+/// zombie leader is unreaped, which is exactly when custodian asks. So `/proc` is read
+/// (through `procfs`, one `open` and one `read` per process):
 /// first the members found last time (one `stat` each while any of them runs), then,
 /// once none does, every process (a member may have forked a new one meanwhile).
 ///
@@ -181,7 +184,7 @@ impl GroupScan {
         let running = self
             .members
             .iter()
-            .any(|p| member_running(&proc, p.to_string().as_bytes(), pgid));
+            .any(|p| running_group(proc.as_fd(), p.to_string().as_bytes()) == Some(pgid));
         if !running {
             self.members.clear();
         }
@@ -207,15 +210,6 @@ impl GroupScan {
     }
 }
 
-fn open_proc() -> io::Result<OwnedFd> {
-    use rustix::fs::{Mode, OFlags};
-    Ok(rustix::fs::open(
-        "/proc",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
-}
-
 /// One pass over `/proc` for several groups at once: the running (not zombie) members
 /// of each of `pgids` that has any. Many children released together (a scope's end, a
 /// shutdown) share one pass instead of one each: a pass reads every process's `stat`,
@@ -229,14 +223,9 @@ pub(crate) fn running_members(
 ) -> io::Result<std::collections::HashMap<u32, Vec<u32>>> {
     let proc = open_proc()?;
     let mut found = std::collections::HashMap::<u32, Vec<u32>>::new();
-    for e in rustix::fs::Dir::read_from(&proc)? {
-        let e = e?;
-        let name = e.file_name().to_bytes();
-        if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
-            continue;
-        }
-        if let Some(pgrp) = running_group(&proc, name).filter(|g| pgids.contains(g))
-            && let Some(p) = std::str::from_utf8(name).ok().and_then(|n| n.parse().ok())
+    for name in pids_in(proc.as_fd())? {
+        if let Some(pgrp) = running_group(proc.as_fd(), &name).filter(|g| pgids.contains(g))
+            && let Some(p) = std::str::from_utf8(&name).ok().and_then(|n| n.parse().ok())
         {
             found.entry(pgrp).or_default().push(p);
         }
@@ -244,53 +233,9 @@ pub(crate) fn running_members(
     Ok(found)
 }
 
-/// Whether `/proc/<pid>/stat` shows a running (not zombie) process of group `pgid`.
-fn member_running(proc: &OwnedFd, pid: &[u8], pgid: u32) -> bool {
-    running_group(proc, pid) == Some(pgid)
-}
-
 /// The group of process `pid` (decimal digits) if it runs (is not a zombie).
-fn running_group(proc: &OwnedFd, pid: &[u8]) -> Option<u32> {
-    use rustix::fs::{Mode, OFlags};
-    let mut path = [0u8; 32];
-    let len = pid.len().checked_add(5).filter(|&l| l <= path.len())?;
-    path[..pid.len()].copy_from_slice(pid);
-    path[pid.len()..len].copy_from_slice(b"/stat");
-    let fd = rustix::fs::openat(
-        proc,
-        &path[..len],
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ok()?;
-    // One read returns the whole line (a few hundred bytes; the command name is at most
-    // 64 bytes).
-    let mut buf = [0u8; 1024];
-    let n = rustix::io::read(&fd, &mut buf).ok()?;
-    stat_running_group(&buf[..n])
-}
-
-/// Whether a `/proc/PID/stat` line is of a process in group `pgid` that is not a zombie
-/// (or dead). Fields after the command name, which is in parentheses and may contain
-/// anything: state, ppid, pgrp.
-#[cfg(test)]
-fn stat_is_running_member(stat: &[u8], pgid: u32) -> bool {
-    stat_running_group(stat) == Some(pgid)
-}
-
-/// The group (`pgrp`) of a `/proc/PID/stat` line's process, if it is not a zombie (or
-/// dead).
-fn stat_running_group(stat: &[u8]) -> Option<u32> {
-    let close = stat.iter().rposition(|&b| b == b')')?;
-    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
-    let mut f = rest.split_ascii_whitespace();
-    let (Some(state), Some(_ppid), Some(pgrp)) = (f.next(), f.next(), f.next()) else {
-        return None;
-    };
-    if matches!(state, "Z" | "X" | "x") {
-        return None;
-    }
-    pgrp.parse().ok()
+fn running_group(proc: BorrowedFd<'_>, pid: &[u8]) -> Option<u32> {
+    stat_in(proc, pid).filter(|st| !st.zombie).map(|st| st.pgid)
 }
 
 /// The body of the `pre_exec` hook that asks for SIGKILL when the forking thread dies.
@@ -369,16 +314,5 @@ mod tests {
         assert!(!scan.any_running().unwrap());
         assert!(scan.members.is_empty());
         child.wait().unwrap();
-    }
-
-    #[test]
-    fn stat_lines_are_parsed_past_any_command_name() {
-        assert!(stat_is_running_member(b"12 (sh) S 1 12 12 0", 12));
-        assert!(stat_is_running_member(b"13 (a) Z 1 12 (b)) S 1 12 0", 12));
-        assert!(!stat_is_running_member(b"12 (sh) Z 1 12 12 0", 12));
-        assert!(!stat_is_running_member(b"12 (sh) S 1 13 13 0", 12));
-        assert!(!stat_is_running_member(b"12 (sh) X 1 12 12 0", 12));
-        assert!(!stat_is_running_member(b"garbage", 12));
-        assert!(!stat_is_running_member(b"12 (sh) S", 12));
     }
 }

@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::leak::{LiveResource, PendingCleanup};
-use crate::sys::subreaper::{Proc, children_of};
+use crate::sys::procfs::{ProcStat as Proc, children_of};
 
 /// A process as the check names it.
 #[derive(Clone, Debug)]

@@ -9,10 +9,14 @@
 //! `CLONE_INTO_CGROUP` would avoid the fork that any `pre_exec` forces on std, but std's
 //! `Command` cannot reach it.
 //!
-//! Release: the reap (`ChildCore::reap`) writes `cgroup.kill` after the stop's TERM and
-//! grace, then the release waits for `populated 0` (`POLLPRI` on `cgroup.events`, with a
-//! re-read every 100 ms in case a wake-up is missed) and removes the cgroup. The emergency
-//! path does the same synchronously, waiting at most 200 ms.
+//! Release: the child's own stop, over the whole cgroup. SIGTERM to every member (each
+//! proven one: its pidfd opened, then `/proc/PID/cgroup` read, the signal through the
+//! pidfd), what left the process group included; the child's grace until `populated 0`
+//! (`POLLPRI` on `cgroup.events`, with a re-read every 100 ms in case a wake-up is
+//! missed); then `cgroup.kill`, `populated 0`, and the cgroup removed. The same when the
+//! child exited on its own and left members behind: `ManagedChild::wait` runs the stop
+//! before it reaps, and a release after `try_wait` runs it before the removal. The
+//! emergency path kills at once and waits at most 200 ms.
 
 use std::io;
 use std::sync::Arc;
@@ -21,10 +25,13 @@ use std::time::Duration;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use super::core::ChildCore;
+use super::core::{ChildCore, ProcessOs};
 use crate::sys::cgroup::{
     ChildCgroup, EMERGENCY_WAIT, LimitWrite, SupervisorCgroup, still_populated,
 };
+use crate::sys::escalate::{Left, name_running, survivors_error};
+use crate::sys::process::{Sig, pidfd_open, signal_process};
+use crate::sys::procfs;
 
 /// How long a release waits for a killed cgroup to empty before it reports it.
 const EMPTY_WAIT: Duration = Duration::from_secs(5);
@@ -54,27 +61,100 @@ pub(super) fn place(
     Ok(cg)
 }
 
-impl ChildCore {
-    /// The cgroup tier, after the reap: kills what is left once more, waits for
-    /// `populated 0` (at most [`EMPTY_WAIT`]) and removes the child's cgroup. Nothing
-    /// without a cgroup.
+impl<O: ProcessOs> ChildCore<O> {
+    /// The cgroup tier: SIGTERM to every proven member of the child's cgroup (on the
+    /// blocking pool: it reads `/proc`). Nothing without a cgroup, or once it was killed.
     ///
-    /// Cancel safe: a later call resumes (the kill and the removal are idempotent).
-    pub(super) async fn cgroup_emptied(&self) -> io::Result<()> {
+    /// Cancel safe: the signals go out on the blocking pool whether or not this is
+    /// awaited to the end.
+    pub(super) async fn term_cgroup(&self) -> io::Result<()> {
+        let Some(cg) = self.cgroup.get().filter(|cg| !cg.was_killed()) else {
+            return Ok(());
+        };
+        let dir = cg.path();
+        tokio::task::spawn_blocking(move || term_members(&dir))
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    /// The cgroup tier: whether something still runs in the child's cgroup (a zombie
+    /// does not count). `false` without a cgroup.
+    pub(super) fn cgroup_populated(&self) -> bool {
+        self.cgroup
+            .get()
+            .is_some_and(|cg| cg.populated().unwrap_or(true))
+    }
+
+    /// The final look at the child's cgroup (`sys::escalate`): its members still
+    /// running, named (on the blocking pool: it reads `/proc`). Empty without a cgroup.
+    ///
+    /// Cancel safe: it only observes.
+    pub(super) async fn cgroup_survivors(&self) -> Vec<Left> {
+        let Some(cg) = self.cgroup.get().filter(|cg| !cg.is_removed()) else {
+            return Vec::new();
+        };
+        let dir = cg.path();
+        let named = tokio::task::spawn_blocking(move || {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            let pids: Vec<u32> = procs
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect();
+            name_running(&pids, 0)
+        });
+        named.await.unwrap_or_default()
+    }
+
+    /// Completes once the child's cgroup is empty (`populated 0`); at once without one.
+    ///
+    /// Cancel safe: it only observes.
+    pub(super) async fn cgroup_gone(&self) -> io::Result<()> {
+        match self.cgroup.get() {
+            Some(cg) => wait_empty(cg).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl ChildCore {
+    /// The cgroup tier, after the reap: what is left in the child's cgroup gets the
+    /// child's stop unless it had it (SIGTERM, up to `grace` until `populated 0`, ended
+    /// early by shutdown's cut), then `cgroup.kill`; waits for `populated 0` (at most
+    /// [`EMPTY_WAIT`]) and removes the cgroup. Nothing without a cgroup.
+    ///
+    /// Cancel safe: a later call resumes (the signals, the kill and the removal are
+    /// idempotent).
+    pub(super) async fn cgroup_emptied(&self, grace: Duration) -> io::Result<()> {
         let Some(cg) = self.cgroup.get() else {
             return Ok(());
         };
         if let Some(done) = self.cgroup_removed_if_empty() {
             return done;
         }
-        // Once is enough (the kernel also kills what forks while a kill is in flight);
-        // again if the reap's was skipped or failed.
+        // Once is enough (the kernel also kills what forks while a kill is in flight).
         if !cg.was_killed() {
-            cg.kill()?;
+            if let Err(e) = self.term_cgroup().await {
+                tracing::debug!(cgroup = %cg.path().display(), error = %e, "SIGTERM to the cgroup failed");
+            }
+            let graceful = tokio::select! {
+                biased;
+                () = self.cut().cancelled() => false,
+                r = tokio::time::timeout(grace, wait_empty(cg)) => matches!(r, Ok(Ok(()))),
+            };
+            if !graceful {
+                cg.kill()?;
+            }
         }
         match tokio::time::timeout(EMPTY_WAIT, wait_empty(cg)).await {
             Ok(r) => r?,
-            Err(_) => return Err(still_populated()),
+            Err(_) => {
+                // The final look: name what is left, if it can be named.
+                let left = self.cgroup_survivors().await;
+                if left.is_empty() {
+                    return Err(still_populated());
+                }
+                return Err(survivors_error("processes of the child's cgroup", &left));
+            }
         }
         cg.remove()
     }
@@ -118,6 +198,53 @@ impl ChildCore {
         }
     }
 }
+
+/// SIGTERM to each process listed in the cgroup `dir`, once proven a member: its pidfd
+/// is opened, then its `/proc/PID/cgroup` must name this cgroup (its last two components,
+/// `custodian-<pid>-<random>/child-<n>`, are unique), and the signal goes through the
+/// pidfd. If the pid was reused between the listing and the open, the read names
+/// another cgroup; if the process died after the read, the pidfd's signal finds it gone:
+/// no other process is ever signalled. Without pidfds, nobody is (the kill comes later).
+/// The list is read again until it names nobody new (at most [`TERM_PASSES`] times): a
+/// member's fork that completed after a read is caught by the next.
+fn term_members(dir: &std::path::Path) -> io::Result<()> {
+    use std::os::fd::AsFd;
+    use std::os::unix::ffi::OsStrExt;
+    let parts: Vec<&[u8]> = dir.iter().map(|c| c.as_bytes()).collect();
+    let suffix = match parts.as_slice() {
+        [.., sup, child] => [b"/", *sup, b"/", *child].concat(),
+        _ => return Ok(()),
+    };
+    let mut termed = std::collections::HashSet::new();
+    for _ in 0..TERM_PASSES {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs"))?;
+        let mut new = false;
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+            let Ok(Some(fd)) = pidfd_open(pid) else {
+                continue;
+            };
+            // Its start time read after the open: with the pid, who was signalled.
+            let Some(st) = procfs::stat(pid) else {
+                continue;
+            };
+            if termed.contains(&(pid, st.start))
+                || !matches!(procfs::cgroup_v2(pid), Ok(Some(p)) if p.ends_with(&suffix))
+            {
+                continue;
+            }
+            new = true;
+            termed.insert((pid, st.start));
+            let _ = signal_process(Some(fd.as_fd()), pid, Sig::TERM);
+        }
+        if !new {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// How many times [`term_members`] reads the cgroup's list at most.
+const TERM_PASSES: usize = 16;
 
 /// Waits for `populated 0`: `POLLPRI` on `cgroup.events` where epoll takes it, a re-read
 /// every [`RECHECK`] either way.

@@ -21,8 +21,11 @@ use crate::sys::process::Sig;
 /// stop, returns the exit status), drop, the end of its scope, cancellation, shutdown.
 /// Release sends SIGTERM to the group, waits up to the grace period for the leader to
 /// exit and the group to empty, sends SIGKILL to the group, waits for the leader to
-/// exit, kills the group once more, and reaps the leader. A leader that already exited
-/// on its own (but was not waited for) still has its group stopped this way. The grace
+/// exit, looks at the group (up to 1 s for it to be gone; what survived SIGKILL is named
+/// in the release's error), kills the group once more, and reaps the leader. A leader
+/// that already exited on its own (but was not waited for) still has its group stopped
+/// this way. Under the cgroup containment tier the same stop covers the child's whole
+/// cgroup (SIGTERM to every member, `cgroup.kill`), whatever left the group. The grace
 /// ends at once when shutdown stops waiting (forced, or at its deadline). A drop does
 /// only the first signal and leaves the rest to a tracked task, so the scope does not
 /// end before the child is reaped.
@@ -202,12 +205,15 @@ impl ManagedChild {
 
     /// Waits for the child to exit and reaps it (killing whatever is left in its group
     /// first). Closes the child's stdin, if still held, so that it sees end of input.
+    /// Under the cgroup containment tier, what the child left in its cgroup first gets
+    /// the child's own stop: SIGTERM, up to the grace to exit, then SIGKILL.
     ///
     /// # Errors
     ///
     /// [`Error::Io`] with [`Operation::StopChild`] naming the program: an OS error, or
     /// `TimedOut` if the command's [deadline](super::Command::deadline) passed (the
-    /// child is then stopped and reaped before this returns).
+    /// child is then stopped and reaped before this returns), or if processes it left
+    /// survived their SIGKILL (each named by pid and reason).
     ///
     /// # Cancel safety
     ///
@@ -236,7 +242,17 @@ impl ManagedChild {
                 }
             },
         };
-        r.and_then(|()| self.core.reap()).map_err(|e| self.err(e))
+        r.map_err(|e| self.err(e))?;
+        // The cgroup tier: what the child left in its cgroup gets the child's own stop
+        // (SIGTERM, the grace, the kill), as a release would give it, before the reap.
+        if self.core.cgroup_populated() {
+            return self
+                .core
+                .stop(self.grace, false)
+                .await
+                .map_err(|e| self.err(e));
+        }
+        self.core.reap().map_err(|e| self.err(e))
     }
 
     /// The exit status if the child has exited (reaping it), `None` if it still runs.
@@ -350,14 +366,14 @@ impl ManagedChild {
     /// group to empty, then SIGKILL), reaps it and releases it; returns its exit status.
     /// If it has already been reaped, only returns its status; if it exited on its own
     /// but was not reaped, what it left in its group is stopped the same way. When it
-    /// returns, every member of the child's group has been sent SIGKILL; members other
-    /// than the child itself (grandchildren, which are not ours to wait for) finish
-    /// dying a moment later.
+    /// returns, every member of the child's group has been sent SIGKILL; after a SIGKILL
+    /// round, the stop waits up to 1 s for the group to be gone and names what is not.
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] with [`Operation::StopChild`] naming the program. The child is
-    /// released either way.
+    /// [`Error::Io`] with [`Operation::StopChild`] naming the program; `TimedOut` when
+    /// processes of the child survived SIGKILL (each named by pid and reason). The
+    /// child is released either way.
     ///
     /// # Cancel safety
     ///

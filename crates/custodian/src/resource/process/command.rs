@@ -362,13 +362,8 @@ impl Command {
             ),
             None => None,
         };
-        if let Some(j) = &inner.journal {
-            // How a sweep finds descendants that no record names (see `journal`).
-            self.cmd.env(crate::journal::MARKER_VAR, j.marker());
-        }
-        // Under the child-subreaper opt-in: how adopted descendants are proven ours.
-        let adopting = inner.reaper.as_ref();
-        let adopting = adopting.map(|r| Adopting::new(r, &mut self.cmd, self.grace));
+        // The owner marker: how recovery and the subreaper find descendants.
+        let adopting = super::escapees::mark(&inner, &mut self.cmd, self.grace);
         let gate = adopting.as_ref().map(Adopting::gate);
         let failed = || {
             if let Some(a) = &adopting {

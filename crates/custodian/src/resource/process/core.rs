@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
+use crate::sys::escalate::{Policy, survivors_error};
 use crate::sys::process::Sig;
 
 mod census;
@@ -46,6 +47,9 @@ pub(crate) use os::{LiveChild, ProcessOs, RealOs};
 const POLL_WITHOUT_PIDFD: Duration = Duration::from_millis(10);
 /// How long the emergency path waits for a SIGKILLed child to exit.
 const EMERGENCY_WAIT: Duration = Duration::from_millis(200);
+/// How long the SIGKILL round waits for the group (and cgroup) to be gone before the
+/// final look names what is left.
+const KILL_WAIT: Duration = Duration::from_secs(1);
 /// The first and the longest pause between two scans for members of a group whose
 /// leader has exited (doubling from one to the other).
 const GROUP_POLL_FIRST: Duration = Duration::from_millis(5);
@@ -101,6 +105,11 @@ impl<O: ProcessOs> ChildCore<O> {
         })
     }
 
+    /// Shutdown's cut: fires when shutdown stops waiting.
+    pub(super) fn cut(&self) -> &CancellationToken {
+        &self.cut
+    }
+
     fn lock(&self) -> MutexGuard<'_, State<O::Child>> {
         // Every transition is a single assignment: a panic cannot leave it half-made.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -140,7 +149,14 @@ impl<O: ProcessOs> ChildCore<O> {
         // The group first: it holds the leader too; the direct signal reaches a leader
         // that moved itself to another group.
         // Both are tried even if one fails (EPERM from a member that changed user).
-        let group = self.os.signal_group(self.pid, sig);
+        let mut group = self.os.signal_group(self.pid, sig);
+        // The cgroup tier: SIGKILL is one write for the whole cgroup, whatever left the
+        // group (constant work; SIGTERM to its members reads `/proc`: see `stop`).
+        if sig == Sig::KILL
+            && let Some(cg) = self.cgroup.get()
+        {
+            group = group.and(cg.kill_if_populated());
+        }
         if exited {
             return group;
         }
@@ -230,14 +246,11 @@ impl<O: ProcessOs> ChildCore<O> {
             State::Live(child) => child,
         };
         // The leader is a zombie, so the group id is still ours: sweep it once more.
-        // A failed sweep must not keep the leader unreaped: reap, then report it.
+        // A failed sweep must not keep the leader unreaped: reap, then report it. The
+        // cgroup tier's members are not killed here: a cgroup names no pid, so they get
+        // the child's own stop (SIGTERM, the grace, the kill) before or after the reap
+        // (`ManagedChild::wait`, the release), never a bare SIGKILL.
         let swept = self.os.signal_group(self.pid, Sig::KILL);
-        // The cgroup tier: whatever left the group (setsid, double forks) dies too.
-        // Names no pid: safe before or after the reap.
-        let swept = match self.cgroup.get() {
-            Some(cg) => swept.and(cg.kill_if_populated()),
-            None => swept,
-        };
         match self.os.try_reap(child)? {
             Some(status) => {
                 // Drops the child (already reaped, so it leaves no orphan) and the pidfd.
@@ -271,26 +284,65 @@ impl<O: ProcessOs> ChildCore<O> {
             // SIGKILL after the grace period may still work; if not, it reports.
             tracing::debug!(pid = self.pid, error = %e, "SIGTERM failed");
         }
+        // The cgroup tier: what left the group gets the same SIGTERM and grace.
+        if let Err(e) = self.term_cgroup().await {
+            tracing::debug!(pid = self.pid, error = %e, "SIGTERM to the cgroup failed");
+        }
+        // One SIGKILL round (the reap's own SIGKILL to the group follows it).
+        let policy = Policy::new(grace, 1, KILL_WAIT);
         // `timeout` adds with `checked_add` and waits forever on overflow.
+        let gone = async {
+            self.group_gone().await?;
+            self.cgroup_gone().await
+        };
         let graceful = tokio::select! {
             biased;
             () = self.cut.cancelled() => {
                 tracing::debug!(pid = self.pid, "shutdown cut the grace short: SIGKILL");
                 false
             }
-            r = tokio::time::timeout(grace, self.group_gone()) => matches!(r, Ok(Ok(()))),
+            r = tokio::time::timeout(policy.grace, gone) => matches!(r, Ok(Ok(()))),
         };
         // Anything but a clean exit within the grace period escalates: a failed wait
         // must not leave the child unkilled or unreaped (its entry is already gone).
         if !graceful {
             let killed = self.signal(Sig::KILL);
             let waited = self.exited().await;
+            let left = self.left_after_kill(&policy).await;
             let reaped = self.reap();
             killed?;
             waited?;
-            return reaped;
+            let status = reaped?;
+            return left.map_or(Ok(status), Err);
         }
         self.reap()
+    }
+
+    /// The final look (`sys::escalate`), with the leader exited and unreaped (so the
+    /// group id is still its own): up to the policy's SIGKILL wait for the group and
+    /// the cgroup to be gone, then what still runs is named, as an error. `None` when
+    /// nothing is left (or nothing can be looked at: no `/proc`).
+    async fn left_after_kill(&self, policy: &Policy) -> Option<io::Error> {
+        let gone = async {
+            self.group_gone().await?;
+            self.cgroup_gone().await
+        };
+        match tokio::time::timeout(policy.kill_wait, gone).await {
+            Ok(Ok(())) => return None,
+            Ok(Err(e)) => {
+                tracing::debug!(pid = self.pid, error = %e, "no final look at the group");
+                return None;
+            }
+            Err(_) => {}
+        }
+        let mut left = self.os.survivors(self.pid).await.unwrap_or_default();
+        left.extend(self.cgroup_survivors().await);
+        left.sort_unstable_by_key(|l| l.pid);
+        left.dedup_by_key(|l| l.pid);
+        for l in &left {
+            tracing::warn!(pid = l.pid, why = %l.why, "a process of a stopped child survived");
+        }
+        (!left.is_empty()).then(|| survivors_error("processes of the child", &left))
     }
 
     /// Emergency release without a runtime: SIGKILL the group, wait briefly for the

@@ -58,6 +58,27 @@ impl Escapees {
     }
 }
 
+/// Puts the supervisor's one owner marker (`sys::marker`) in `cmd`'s environment, when
+/// it has a crash journal or the child-subreaper opt-in (recovery and the subreaper find
+/// descendants by it); under the opt-in, also numbers the child for adoption.
+///
+/// The cost: any environment change makes std copy the whole environment into a new
+/// `envp` at every spawn (about 2k instructions per variable, see `docs/benchmarks.md`);
+/// one variable for both keeps it to one change.
+pub(super) fn mark(
+    inner: &crate::inner::Inner,
+    cmd: &mut tokio::process::Command,
+    grace: Duration,
+) -> Option<Adopting> {
+    if let Some(r) = &inner.reaper {
+        return Some(Adopting::new(r, cmd, grace));
+    }
+    if let Some(j) = &inner.journal {
+        cmd.env(crate::sys::marker::VAR, j.mark().next().1);
+    }
+    None
+}
+
 /// The opt-in's part of one spawn: the child's number and marker, set before the fork.
 pub(super) struct Adopting {
     reaper: Arc<Reaper>,
@@ -72,7 +93,7 @@ impl Adopting {
         grace: Duration,
     ) -> Self {
         let (seq, marker) = reaper.marker(grace);
-        cmd.env(crate::reaper::OWNER_VAR, marker);
+        cmd.env(crate::sys::marker::VAR, marker);
         Adopting {
             reaper: reaper.clone(),
             seq,

@@ -25,7 +25,7 @@ impl Reclaim for ChildReclaim {
         if self.core.status().is_some() {
             // Reaped (its cgroup killed then): an empty cgroup is removed inline.
             let emptied = self.core.cgroup_removed_if_empty();
-            let core = self.core.clone();
+            let (core, grace) = (self.core.clone(), self.grace);
             return match (self.escapees, emptied) {
                 (None, Some(done)) => Cleanup::Done(done),
                 (e, _) => {
@@ -37,7 +37,7 @@ impl Reclaim for ChildReclaim {
                             Some(e) => e.stop(true).await,
                             None => Ok(()),
                         };
-                        let emptied = core.cgroup_emptied().await;
+                        let emptied = core.cgroup_emptied(grace).await;
                         backstop.disarm();
                         stopped.and(emptied)
                     }))
@@ -53,14 +53,14 @@ impl Reclaim for ChildReclaim {
             let Some(e) = &self.escapees else {
                 let stopped = self.core.stop(self.grace, sent).await.map(drop);
                 // The cgroup tier: `populated 0`, then the cgroup removed.
-                let emptied = self.core.cgroup_emptied().await;
+                let emptied = self.core.cgroup_emptied(self.grace).await;
                 backstop.disarm();
                 return stopped.and(emptied);
             };
             let (stopped, escaped) = tokio::join!(self.core.stop(self.grace, sent), e.stop(false));
             // What escaped while the group had its grace.
             let late = e.stop(true).await;
-            let emptied = self.core.cgroup_emptied().await;
+            let emptied = self.core.cgroup_emptied(self.grace).await;
             backstop.disarm();
             stopped.map(drop).and(escaped).and(late).and(emptied)
         }))

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
 
+use crate::sys::escalate::{Left, name_running};
 use crate::sys::process::{GroupScan, Sig, has_exited, signal_group, signal_process};
 
 /// The OS calls a child's stop makes. `pid` is the child's pid, which is also its
@@ -69,6 +70,12 @@ pub(crate) trait ProcessOs: Send + Sync + 'static {
         &self,
         scan: Self::Scan,
     ) -> impl Future<Output = io::Result<(Self::Scan, io::Result<bool>)>> + Send;
+
+    /// The final look (`sys::escalate`): the processes of the group `pid` still
+    /// running, named with their reasons. Only while the leader is unreaped.
+    ///
+    /// Cancel safe: it only observes.
+    fn survivors(&self, pid: u32) -> impl Future<Output = io::Result<Vec<Left>>> + Send;
 }
 
 /// The kernel, through `crate::sys::process` and tokio.
@@ -173,5 +180,13 @@ impl ProcessOs for RealOs {
             any
         });
         Ok((scan, found))
+    }
+
+    async fn survivors(&self, pid: u32) -> io::Result<Vec<Left>> {
+        let members = super::census::running(pid).await?;
+        // Reading `/proc` blocks: on the blocking pool.
+        tokio::task::spawn_blocking(move || name_running(&members, 0))
+            .await
+            .map_err(io::Error::other)
     }
 }

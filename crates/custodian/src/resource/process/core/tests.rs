@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{ChildCore, ProcessOs};
+use super::{ChildCore, KILL_WAIT, ProcessOs};
 use crate::sys::process::Sig;
 
 /// The mock child's pid (and group id); never signalled for real.
@@ -44,6 +44,8 @@ struct World {
     /// Other running members of the group; they exit on SIGKILL.
     members: usize,
     members_obey_term: bool,
+    /// Members survive SIGKILL too (`EPERM`, stuck in the kernel).
+    members_survive_kill: bool,
     /// Every group signal fails with this.
     group_fails: Option<Errno>,
     /// Without an exit event the exit is polled, as without a pidfd.
@@ -66,6 +68,7 @@ impl Mock {
             leader_obeys_term: false,
             members: 0,
             members_obey_term: false,
+            members_survive_kill: false,
             group_fails: None,
             has_event: true,
             event: Arc::new(watch::Sender::new(false)),
@@ -146,7 +149,7 @@ impl ProcessOs for Mock {
             return Err(e.into());
         }
         w.deliver_to_leader(sig);
-        if sig == KILL || w.members_obey_term {
+        if (sig == KILL && !w.members_survive_kill) || w.members_obey_term {
             w.members = 0;
         }
         Ok(())
@@ -187,6 +190,18 @@ impl ProcessOs for Mock {
 
     async fn group_running(&self, (): ()) -> io::Result<((), io::Result<bool>)> {
         Ok(((), Ok(self.world().members > 0)))
+    }
+
+    async fn survivors(&self, _pid: u32) -> io::Result<Vec<crate::sys::escalate::Left>> {
+        let n = self.world().members;
+        Ok((0..n)
+            .map(|i| crate::sys::escalate::Left {
+                pid: 1000 + u32::try_from(i).unwrap(),
+                start: 0,
+                group: 0,
+                why: crate::sys::escalate::LeftWhy::Running,
+            })
+            .collect())
     }
 }
 
@@ -484,4 +499,29 @@ fn children_are_waited_for_stopped_and_reaped_without_waitid_p_pidfd() {
         assert!(report.cleanups_finished);
     });
     SIMULATE_LINUX_5_3.set(false);
+}
+
+#[tokio::test(start_paused = true)]
+async fn members_that_survive_sigkill_are_named_and_the_leader_is_still_reaped() {
+    // Before: the stop returned the leader's status, and the survivors went unreported.
+    let mock = Mock::new().with(|w| {
+        w.members = 2;
+        w.members_survive_kill = true;
+    });
+    let cut = CancellationToken::new();
+    let core = mock.core(&cut);
+    let t0 = Instant::now();
+    let err = core.stop(Duration::from_secs(10), false).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("2 processes of the child survived SIGKILL")
+            && msg.contains("pid 1000: still running after SIGKILL")
+            && msg.contains("pid 1001"),
+        "{msg}"
+    );
+    // The grace, then the SIGKILL round's wait: bounded.
+    assert_eq!(t0.elapsed(), Duration::from_secs(10) + KILL_WAIT);
+    assert_eq!(killed_by(core.status().expect("reaped")), Some(9));
+    assert_quiet_after_reap(&mock, &core);
 }
