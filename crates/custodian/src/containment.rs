@@ -269,18 +269,23 @@ pub(crate) struct Contained {
 
 impl Contained {
     /// Chooses the tier for `setting` (creating and probing the supervisor's cgroup),
-    /// and says so in a `tracing` event.
+    /// and says so in a `tracing` event. `intent` is given the supervisor cgroup's path
+    /// right before its `mkdir` (the crash journal records it there); an `intent` that
+    /// fails makes the cgroup tier unavailable (nothing is created).
     ///
     /// # Errors
     ///
     /// [`Containment::Required`] without the cgroup tier: [`Error::Io`] with
     /// [`Operation::Containment`], the path where the missing piece was looked for, and
     /// the [`Unavailable`] reason as the source's payload ([`Unavailable::of`]).
-    pub(crate) fn choose(setting: Containment) -> Result<Self, Error> {
+    pub(crate) fn choose_with(
+        setting: Containment,
+        intent: impl FnOnce(&std::path::Path) -> io::Result<()>,
+    ) -> Result<Self, Error> {
         if setting == Containment::Never {
             return Ok(Contained::default());
         }
-        match cgroup_tier() {
+        match cgroup_tier(intent) {
             Ok(cg) => {
                 let tier = ContainmentTier::Cgroup {
                     path: cg.path().to_path_buf(),
@@ -317,7 +322,9 @@ impl Contained {
 }
 
 /// Finds, creates and probes the supervisor's cgroup; what is missing otherwise.
-fn cgroup_tier() -> Result<SupervisorCgroup, Unavailable> {
+fn cgroup_tier(
+    intent: impl FnOnce(&std::path::Path) -> io::Result<()>,
+) -> Result<SupervisorCgroup, Unavailable> {
     let read = |p: &str| {
         std::fs::read_to_string(p).map_err(|e| Unavailable::NoProc {
             error: format!("{p}: {e}"),
@@ -335,7 +342,7 @@ fn cgroup_tier() -> Result<SupervisorCgroup, Unavailable> {
     if mount.read_only {
         return Err(Unavailable::ReadOnly { mount: mount.point });
     }
-    let cg = SupervisorCgroup::create(&dir).map_err(|e| match e.kind() {
+    let cg = SupervisorCgroup::create(&dir, intent).map_err(|e| match e.kind() {
         io::ErrorKind::ReadOnlyFilesystem => Unavailable::ReadOnly {
             mount: mount.point.clone(),
         },

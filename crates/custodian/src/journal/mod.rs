@@ -154,6 +154,16 @@ impl Journal {
         Ok(())
     }
 
+    /// Records the supervisor's cgroup's path right before it is created (the cgroup
+    /// containment tier).
+    pub(crate) fn cgroup_intent(&self, path: &Path) -> io::Result<()> {
+        let state = self.lock();
+        let rec = Record::CgroupIntent {
+            path: path.to_path_buf(),
+        };
+        sys::append(state.fd.as_fd(), &sys::frame(&rec.encode()))
+    }
+
     /// Records the supervisor's cgroup (the cgroup containment tier), with its identity,
     /// before any child is spawned into a cgroup below it. Kept by compaction.
     pub(crate) fn cgroup_created(&self, path: &Path, id: FileId) -> io::Result<()> {
@@ -334,6 +344,9 @@ mod tests {
             },
             Record::RootIntent {
                 path: "/tmp/custodian-y".into(),
+            },
+            Record::CgroupIntent {
+                path: "/sys/fs/cgroup/custodian-1-0123456789abcdef".into(),
             },
             Record::Root {
                 path: "/tmp/custodian-x".into(),

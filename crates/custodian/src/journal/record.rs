@@ -33,6 +33,11 @@ pub(crate) enum Record {
         path: PathBuf,
         id: FileId,
     },
+    /// The supervisor's cgroup, right before its `mkdir` (tag 12): an owner killed before
+    /// the [`Record::Cgroup`] that follows leaves an empty cgroup that only this names.
+    CgroupIntent {
+        path: PathBuf,
+    },
     /// Tag 3 without `grace_ms` (older journals: the sweep's grace applies), tag 9 with
     /// it, tag 10 with it and the child's pidfd inode (`pidfs`, Linux 6.9+).
     Child {
@@ -130,6 +135,10 @@ impl Record {
                 b.push(5);
                 b.extend(path.as_os_str().as_bytes());
             }
+            Record::CgroupIntent { path } => {
+                b.push(12);
+                b.extend(path.as_os_str().as_bytes());
+            }
         }
         b
     }
@@ -210,6 +219,9 @@ impl Record {
                 path: PathBuf::from(OsString::from_vec(p.get(17..)?.to_vec())),
             }),
             5 => Some(Record::RootIntent {
+                path: PathBuf::from(OsString::from_vec(p.get(1..)?.to_vec())),
+            }),
+            12 => Some(Record::CgroupIntent {
                 path: PathBuf::from(OsString::from_vec(p.get(1..)?.to_vec())),
             }),
             _ => None,

@@ -18,13 +18,10 @@
 //! no state.
 //!
 //! An owner killed after it made its cgroup and before its journal recorded it leaves an
-//! empty cgroup that no record names (no child runs in it before the record). The name is
-//! the proof there too: [`remove_unrecorded`] removes an *empty* `custodian-<pid>-...` of
-//! a dead owner of this sweep, in the sweeper's own cgroup and beside the recorded ones,
-//! if no process has that pid now (a live one could be a new supervisor that just made
-//! it). A populated one is never written to. An earlier process with the same pid may have
-//! made it (a supervisor that died without a journal): it is abandoned all the same (its
-//! creator no longer runs) and empty, so its removal touches no process.
+//! empty cgroup. Its journal names it all the same: the path is recorded right before
+//! the `mkdir` ([`remove_intended`]). That path, with the name check above, is the proof;
+//! the cgroup is removed only if empty (no child ran in it before the record that is
+//! missing), and nothing is ever written to it.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -33,10 +30,9 @@ use std::time::Duration;
 use crate::journal::{SkipReason, SweepReport};
 use crate::sys::FileId;
 use crate::sys::cgroup::{
-    Recorded, discover, is_supervisor_name_of, kill_recorded, remove_unrecorded,
+    Intended, Recorded, is_supervisor_name_of, kill_recorded,
+    remove_intended as sys_remove_intended,
 };
-
-use super::examine::Dead;
 
 use super::skip;
 
@@ -89,53 +85,41 @@ pub(super) fn kill(
     }
 }
 
-/// Removes the empty cgroups that `dead` owners of this boot made and never recorded
-/// (killed between the creation and the record), in the sweeper's own cgroup directory
-/// and in the directories of the recorded ones; see the module's docs for the proof.
-pub(super) fn remove_unrecorded_of(dead: &[Dead], report: &mut SweepReport) {
-    // Of this boot and not swept before: the marker (or a cgroup record) is kept then.
-    let live_proof = |d: &&Dead| d.marker.is_some() || d.cgroup.is_some();
-    let pids: Vec<u32> = dead
-        .iter()
-        .filter(live_proof)
-        .filter_map(|d| owner_pid(&d.name))
-        .collect();
-    if pids.is_empty() {
-        return;
+/// Removes the cgroup at `path` that the dead owner of `journal` was about to create
+/// and never recorded as created, if its name is that owner's and it is an empty cgroup.
+/// `false`: the journal must be kept for a later sweep (the removal failed).
+pub(super) fn remove_intended(path: &Path, journal: &OsStr, report: &mut SweepReport) -> bool {
+    let shown = path.display().to_string();
+    if !named_for_owner(path, journal) {
+        let detail = "the intended cgroup's name is not custodian-<the journal owner's \
+                      pid>-<random>: left alone"
+            .to_owned();
+        skip(report, shown, SkipReason::UnsafePath { detail });
+        return true;
     }
-    let mut dirs: Vec<std::path::PathBuf> = discover::own_dir().into_iter().collect();
-    for d in dead {
-        if let Some(parent) = d.cgroup.as_ref().and_then(|(p, _)| p.parent())
-            && !dirs.iter().any(|x| x == parent)
-        {
-            dirs.push(parent.to_path_buf());
+    match sys_remove_intended(path) {
+        Ok(Intended::Removed) => {
+            tracing::info!(cgroup = %shown, "crash sweep: removed a dead owner's empty, unrecorded cgroup");
+            report.cgroups.push(path.to_path_buf());
+            true
         }
-    }
-    let recorded: Vec<&Path> = dead
-        .iter()
-        .filter_map(|d| Some(d.cgroup.as_ref()?.0.as_path()))
-        .collect();
-    for dir in dirs {
-        let names: Vec<&str> = recorded
-            .iter()
-            .filter(|p| p.parent() == Some(dir.as_path()))
-            .filter_map(|p| p.file_name()?.to_str())
-            .collect();
-        match remove_unrecorded(&dir, &pids, &names) {
-            Ok(removed) => {
-                for path in removed {
-                    tracing::info!(cgroup = %path.display(), "crash sweep: removed a dead owner's unrecorded empty cgroup");
-                    report.cgroups.push(path);
-                }
-            }
-            Err(e) => {
-                let detail = format!("removing unrecorded cgroups: {e}");
-                skip(
-                    report,
-                    dir.display().to_string(),
-                    SkipReason::Failed { detail },
-                );
-            }
+        Ok(Intended::Gone) => true,
+        Ok(Intended::NotOurs) => {
+            let detail = "not a cgroup at the intended path".to_owned();
+            skip(report, shown, SkipReason::UnsafePath { detail });
+            true
+        }
+        Ok(Intended::Populated) => {
+            let detail = "the intended cgroup has members, and no child of the owner ran \
+                          there before its record: left alone"
+                .to_owned();
+            skip(report, shown, SkipReason::UnsafePath { detail });
+            true
+        }
+        Err(e) => {
+            let detail = format!("removing the intended cgroup: {e}");
+            skip(report, shown, SkipReason::Failed { detail });
+            false
         }
     }
 }
@@ -165,10 +149,12 @@ mod tests {
     #[test]
     fn a_record_naming_another_cgroup_is_never_written_to_even_with_its_inode() {
         // A real cgroup with a process in it, named as a service's would be.
-        let Some(c) = crate::containment::Contained::choose(crate::containment::Containment::Auto)
-            .ok()
-            .and_then(|c| c.cgroup)
-        else {
+        let Some(c) = crate::containment::Contained::choose_with(
+            crate::containment::Containment::Auto,
+            |_| Ok(()),
+        )
+        .ok()
+        .and_then(|c| c.cgroup) else {
             eprintln!("skipped: no writable cgroup2");
             return;
         };

@@ -36,6 +36,9 @@ pub(super) struct Dead {
     /// sweep (unlike `children`): a kill by path and inode cannot hit a reused pid, so a
     /// sweep that could not finish it (run from inside it) leaves it to the next.
     pub(super) cgroup: Option<(PathBuf, FileId)>,
+    /// The supervisor's cgroup that was about to be created and never recorded as
+    /// created (the owner died between its intent record and its cgroup record).
+    pub(super) cgroup_intent: Option<PathBuf>,
     /// Children to stop (none once a sweep has dealt with them).
     pub(super) children: Vec<Recorded>,
     /// Its children's environment marker (`None` after a reboot or an earlier sweep).
@@ -138,7 +141,7 @@ pub(super) fn examine(
             }
         }
     };
-    let (mut root, mut cgroup) = (None, None);
+    let (mut root, mut cgroup, mut cgroup_intent) = (None, None, None);
     let mut live = BTreeMap::new();
     let (mut swept, mut survivors) = (false, Vec::new());
     for (offset, r) in records {
@@ -146,6 +149,7 @@ pub(super) fn examine(
             Record::Root { path, id } => root = Some((path, Some(id))),
             Record::RootIntent { path } => root = Some((path, None)),
             Record::Cgroup { path, id } => cgroup = Some((path, id)),
+            Record::CgroupIntent { path } => cgroup_intent = Some(path),
             Record::Child { pid, pgid, .. } if pgid != pid => {
                 let detail = format!(
                     "the child record at byte {offset} names group {pgid}, not its own ({pid})"
@@ -184,9 +188,14 @@ pub(super) fn examine(
         stem: marker_of(name).to_vec(),
         owner_start: start,
     });
+    // Made, and recorded: the record's proof (its inode) applies instead.
+    if cgroup.as_ref().map(|(p, _)| p) == cgroup_intent.as_ref() {
+        cgroup_intent = None;
+    }
     if proof == DeathProof::OtherBoot {
         // Cgroups do not outlive a boot.
         cgroup = None;
+        cgroup_intent = None;
         marker = None;
         survivors.clear();
         for c in children.drain(..) {
@@ -212,6 +221,7 @@ pub(super) fn examine(
         fd,
         root,
         cgroup,
+        cgroup_intent,
         children,
         marker,
         survivors,

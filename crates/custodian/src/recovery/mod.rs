@@ -220,8 +220,6 @@ fn sweep_in(path: &Path, grace: Duration, only: Option<&OsStr>) -> Result<SweepR
     } else {
         Vec::new()
     };
-    // Before any journal is dropped: the pids that name them come from the journals.
-    cgroup::remove_unrecorded_of(&dead, &mut report);
     for (d, new) in dead.iter().zip(&survivors) {
         finish(dir.as_fd(), path, d, (new, &spare), &mut report);
     }
@@ -258,6 +256,11 @@ fn finish(
     // only makes the next sweep find the cgroup gone (a kill by inode is idempotent).
     if let Some((cg_path, id)) = &d.cgroup
         && !cgroup::kill(cg_path, *id, &d.name, spare, report)
+    {
+        keep = true;
+    }
+    if let Some(cg_path) = &d.cgroup_intent
+        && !cgroup::remove_intended(cg_path, &d.name, report)
     {
         keep = true;
     }

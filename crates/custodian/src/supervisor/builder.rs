@@ -619,10 +619,20 @@ impl Builder {
                 Journal::create(dir).map_err(|e| Error::io(Operation::OpenJournal, dir, e))?,
             )),
         };
-        // After the journal (a required tier that is missing drops it again): an owner
-        // killed once its cgroup exists has a journal naming its pid, by which a sweep
-        // finds the cgroup even if the kill came before its record.
-        let containment = Contained::choose(self.containment)?;
+        // After the journal (a required tier that is missing drops it again): the
+        // cgroup's path is recorded right before its `mkdir` and the cgroup right after
+        // (below), so an owner killed in between leaves no cgroup that no record names.
+        let mut intent_failed = None;
+        let containment = Contained::choose_with(self.containment, |path| match &journal {
+            Some(j) => j.cgroup_intent(path).inspect_err(|e| {
+                intent_failed = Some(std::io::Error::new(e.kind(), e.to_string()));
+            }),
+            None => Ok(()),
+        });
+        if let (Some(e), Some(dir)) = (intent_failed, &self.state_dir) {
+            return Err(Error::io(Operation::OpenJournal, dir, e));
+        }
+        let containment = containment?;
         let root = TempRoot::create_with(&base, &self.prefix, |path| match &journal {
             Some(j) => j.root_intent(path),
             None => Ok(()),

@@ -293,8 +293,11 @@ mod tests {
 
     /// The supervisor's cgroup under this process's own, or `None` without cgroup2.
     fn sup_cgroup() -> Option<Arc<SupervisorCgroup>> {
-        let c =
-            crate::containment::Contained::choose(crate::containment::Containment::Auto).ok()?;
+        let c = crate::containment::Contained::choose_with(
+            crate::containment::Containment::Auto,
+            |_| Ok(()),
+        )
+        .ok()?;
         c.cgroup
     }
 

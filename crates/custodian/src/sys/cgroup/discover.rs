@@ -95,15 +95,6 @@ pub(crate) fn dir_of(mount: &Mount, cgroup: &Path) -> Option<PathBuf> {
     })
 }
 
-/// This process's cgroup v2 directory, read from `/proc/self/mountinfo` and
-/// `/proc/self/cgroup` (a writable mount first); `None` if either cannot be read or the
-/// cgroup is under no visible mount.
-pub(crate) fn own_dir() -> Option<PathBuf> {
-    let mounts = visible_mounts(&std::fs::read_to_string("/proc/self/mountinfo").ok()?);
-    let own = own_cgroup(&std::fs::read_to_string("/proc/self/cgroup").ok()?)?;
-    choose(&mounts, &own).map(|(_, dir)| dir)
-}
-
 /// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
 fn unescape(field: &str) -> PathBuf {
     let b = field.as_bytes();

@@ -28,7 +28,7 @@ pub(crate) use limits::{EnableError, LimitWrite};
 
 use remove::remove_checked;
 #[allow(unused_imports)] // Until the crash journal records cgroups.
-pub(crate) use remove::{Recorded, kill_recorded, remove_unrecorded};
+pub(crate) use remove::{Intended, Recorded, kill_recorded, remove_intended};
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -95,8 +95,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl SupervisorCgroup {
     /// Creates `<own>/custodian-<pid>-<random>` (mode 0755, as cgroupfs wants) and opens
-    /// it. `own` is this process's cgroup directory.
-    pub(crate) fn create(own: &Path) -> io::Result<Self> {
+    /// it. `own` is this process's cgroup directory. `intent` is given the path right
+    /// before the `mkdir` (the crash journal records it there: an owner killed between
+    /// the two leaves no cgroup that no record names); its error fails the creation.
+    pub(crate) fn create(
+        own: &Path,
+        intent: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> io::Result<Self> {
         let parent = rustix::fs::open(
             own,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -107,6 +112,7 @@ impl SupervisorCgroup {
             std::process::id(),
             super::create::random_hex(NAME_RANDOM_BYTES)?
         );
+        intent(&own.join(&name))?;
         rustix::fs::mkdirat(&parent, name.as_str(), Mode::from_raw_mode(0o755))?;
         let opened = open_dir_nofollow(&parent, name.as_str())
             .map_err(io::Error::from)

@@ -4,13 +4,13 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::{ChildCgroup, still_populated, supervisor_name_pid};
+use super::{ChildCgroup, still_populated};
 use crate::sys::FileId;
 use crate::sys::remove::open_dir_nofollow;
 
@@ -100,78 +100,65 @@ pub(crate) fn kill_recorded(
     Ok(Recorded::Removed)
 }
 
-/// For crash recovery: removes, in the cgroup directory `dir`, each empty cgroup named
-/// as a supervisor cgroup of one of `pids` (`custodian-<pid>-<64 random bits>`) when no
-/// process has that pid now: its creator is dead (the caller proved it, from a journal)
-/// and no live supervisor can have made it since. What a supervisor killed between the
-/// cgroup's creation and its journal record leaves. Returns the paths removed; a
-/// populated one, one with a cgroup below it that is populated, or one whose pid runs
-/// again is left alone, and so is every name in `recorded` (cgroups of `dir` that a
-/// journal records: killed by their record's proof instead). Nothing outside cgroup2 is
-/// touched.
-pub(crate) fn remove_unrecorded(
-    dir: &Path,
-    pids: &[u32],
-    recorded: &[&str],
-) -> io::Result<Vec<PathBuf>> {
-    let mut removed = Vec::new();
-    if pids.is_empty() {
-        return Ok(removed);
-    }
-    let parent = rustix::fs::open(
-        dir,
+/// What became of a cgroup that a crash journal only intended ([`remove_intended`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Intended {
+    /// An empty cgroup was at the path: removed.
+    Removed,
+    /// Nothing at the path (the owner died before its `mkdir`): nothing to do.
+    Gone,
+    /// Not a cgroup2 directory at the path: left alone.
+    NotOurs,
+    /// A cgroup with members (or populated cgroups below it): nothing of custodian's ran
+    /// there before the record that the journal lacks, so it is left alone.
+    Populated,
+}
+
+/// For crash recovery: the cgroup at `path` that a dead owner's journal said it was
+/// about to create (the intent record, written right before the `mkdir`) and never
+/// recorded as created: the owner died in between, before any child ran in it. Removed
+/// only if it is a cgroup2 directory with no member and nothing populated below it;
+/// nothing is ever written to it.
+pub(crate) fn remove_intended(path: &Path) -> io::Result<Intended> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+    else {
+        return Ok(Intended::NotOurs);
+    };
+    let parent = match rustix::fs::open(
+        parent,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
-    )?;
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(Intended::Gone),
+        Err(e) => return Err(e.into()),
+    };
+    let dir = match open_dir_nofollow(&parent, name) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(Intended::Gone),
+        Err(Errno::LOOP | Errno::NOTDIR) => return Ok(Intended::NotOurs),
+        Err(e) => return Err(e.into()),
+    };
     #[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between targets.
-    if rustix::fs::fstatfs(&parent)?.f_type as u64 != CGROUP2_SUPER_MAGIC {
-        return Ok(removed);
+    if rustix::fs::fstatfs(&dir)?.f_type as u64 != CGROUP2_SUPER_MAGIC {
+        return Ok(Intended::NotOurs);
     }
-    let mut names = Vec::new();
-    for e in rustix::fs::Dir::read_from(&parent)? {
-        let e = e?;
-        if e.file_type() != FileType::Directory {
-            continue;
-        }
-        let Ok(name) = e.file_name().to_str() else {
-            continue;
-        };
-        // One parse per entry, then a lookup (a sweep may hold many dead owners).
-        if let Some(pid) = supervisor_name_pid(name)
-            && pids.contains(&pid)
-            && !recorded.contains(&name)
-        {
-            names.push((name.to_owned(), pid));
-        }
+    let events = rustix::fs::openat(
+        &dir,
+        "cgroup.events",
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )?;
+    if ChildCgroup::populated_at(&events)? {
+        return Ok(Intended::Populated);
     }
-    for (name, pid) in names {
-        if Path::new("/proc").join(pid.to_string()).exists() {
-            continue;
-        }
-        let sub = match open_dir_nofollow(&parent, name.as_str()) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let id = FileId::of_fd(&sub)?;
-        let events = rustix::fs::openat(
-            &sub,
-            "cgroup.events",
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::empty(),
-        )?;
-        if ChildCgroup::populated_at(&events)? {
-            continue;
-        }
-        // A cgroup below it still populated makes this fail with `EBUSY`: left.
-        match remove_checked(&parent, &name, id) {
-            Ok(true) => removed.push(dir.join(&name)),
-            Ok(false) => {}
-            Err(e) if e.raw_os_error() == Some(Errno::BUSY.raw_os_error()) => {}
-            Err(e) => return Err(e),
-        }
+    let id = FileId::of_fd(&dir)?;
+    match remove_checked(&parent, name, id) {
+        Ok(_) => Ok(Intended::Removed),
+        // A member arrived meanwhile: `rmdir` refuses a populated cgroup.
+        Err(e) if e.raw_os_error() == Some(Errno::BUSY.raw_os_error()) => Ok(Intended::Populated),
+        Err(e) => Err(e),
     }
-    Ok(removed)
 }
 
 /// The first of `pids` that is a member of `dir` or of a cgroup below it (at most

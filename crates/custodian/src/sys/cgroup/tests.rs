@@ -5,7 +5,7 @@ fn own_dir() -> Option<PathBuf> {
     let mount = discover::find_mount(&std::fs::read_to_string("/proc/self/mountinfo").ok()?)?;
     let own = discover::own_cgroup(&std::fs::read_to_string("/proc/self/cgroup").ok()?)?;
     let dir = discover::dir_of(&mount, &own)?;
-    let probe = SupervisorCgroup::create(&dir).ok()?;
+    let probe = SupervisorCgroup::create(&dir, |_| Ok(())).ok()?;
     drop(probe);
     Some(dir)
 }
@@ -41,7 +41,7 @@ fn spawn_into(procs: std::os::fd::OwnedFd, prog: &str, args: &[&str]) -> std::pr
 #[test]
 fn probe_moves_a_forked_process_and_cleans_up() {
     let own = need_cgroup!();
-    let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
+    let sup = Arc::new(SupervisorCgroup::create(&own, |_| Ok(())).unwrap());
     sup.probe().unwrap();
     assert_eq!(
         std::fs::read_dir(sup.path())
@@ -59,7 +59,7 @@ fn probe_moves_a_forked_process_and_cleans_up() {
 #[test]
 fn a_child_cgroup_is_killed_emptied_and_removed_by_its_fd() {
     let own = need_cgroup!();
-    let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
+    let sup = Arc::new(SupervisorCgroup::create(&own, |_| Ok(())).unwrap());
     let (cg, procs) = sup.child(&[]).unwrap();
     let mut child = spawn_into(procs, "sh", &["-c", "setsid sleep 1000 & exec sleep 1000"]);
     let members = cg.path().join("cgroup.procs");
@@ -90,7 +90,7 @@ fn a_child_cgroup_is_killed_emptied_and_removed_by_its_fd() {
 #[test]
 fn a_name_that_is_not_the_cgroup_created_is_left_alone() {
     let own = need_cgroup!();
-    let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
+    let sup = Arc::new(SupervisorCgroup::create(&own, |_| Ok(())).unwrap());
     let (cg, procs) = sup.child(&[]).unwrap();
     drop(procs);
     // Another cgroup takes the name: removed by someone else, made again.
@@ -110,7 +110,7 @@ fn a_name_that_is_not_the_cgroup_created_is_left_alone() {
 #[test]
 fn a_recorded_cgroup_is_killed_by_path_only_if_its_inode_matches() {
     let own = need_cgroup!();
-    let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
+    let sup = Arc::new(SupervisorCgroup::create(&own, |_| Ok(())).unwrap());
     let (cg, procs) = sup.child(&[]).unwrap();
     let mut child = spawn_into(procs, "sh", &["-c", "setsid sleep 1000 & exec sleep 1000"]);
     let (path, id) = (cg.path(), cg.id());
@@ -144,7 +144,7 @@ fn a_recorded_cgroup_is_killed_by_path_only_if_its_inode_matches() {
 #[test]
 fn cgroups_a_child_made_below_its_own_are_removed_with_it() {
     let own = need_cgroup!();
-    let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
+    let sup = Arc::new(SupervisorCgroup::create(&own, |_| Ok(())).unwrap());
     let (cg, procs) = sup.child(&[]).unwrap();
     drop(procs);
     // What a child running as root could do: nest cgroups in its own.
@@ -165,7 +165,7 @@ fn cgroups_a_child_made_below_its_own_are_removed_with_it() {
 #[test]
 fn a_recorded_supervisor_cgroup_is_killed_whole_and_removed_with_its_children() {
     let own = need_cgroup!();
-    let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
+    let sup = Arc::new(SupervisorCgroup::create(&own, |_| Ok(())).unwrap());
     let (cg, procs) = sup.child(&[]).unwrap();
     let mut child = spawn_into(procs, "sh", &["-c", "setsid sleep 1000 & exec sleep 1000"]);
     // What recovery knows of a dead owner: its cgroup's path and inode.
@@ -179,7 +179,7 @@ fn a_recorded_supervisor_cgroup_is_killed_whole_and_removed_with_its_children() 
 #[test]
 fn a_recorded_cgroup_holding_a_spared_process_is_not_written_to() {
     let own = need_cgroup!();
-    let sup = Arc::new(SupervisorCgroup::create(&own).unwrap());
+    let sup = Arc::new(SupervisorCgroup::create(&own, |_| Ok(())).unwrap());
     let (cg, procs) = sup.child(&[]).unwrap();
     let mut child = spawn_into(procs, "sleep", &["1000"]);
     let pid = child.id();
@@ -215,62 +215,74 @@ fn a_supervisor_cgroup_s_name_is_tied_to_its_creator_s_pid() {
     }
     let me = std::process::id();
     let own = need_cgroup!();
-    let sup = SupervisorCgroup::create(&own).unwrap();
+    let sup = SupervisorCgroup::create(&own, |_| Ok(())).unwrap();
     let name = sup.path().file_name().unwrap().to_str().unwrap().to_owned();
     assert!(is_supervisor_name_of(&name, me), "{name}");
     assert!(!is_supervisor_name_of(&name, me + 1));
 }
 
 #[test]
-fn unrecorded_cgroups_of_dead_pids_are_removed_only_when_empty() {
+fn the_intent_is_given_the_path_before_the_mkdir_and_its_error_creates_nothing() {
     let own = need_cgroup!();
-    // A pid no process has now: a child that has exited and been reaped.
-    let mut gone = std::process::Command::new("true").spawn().unwrap();
-    let dead = gone.id();
-    gone.wait().unwrap();
-    let me = std::process::id();
-    let name = |pid: u32, tag: &str| format!("custodian-{pid}-{tag:0>16}");
-    let empty = own.join(name(dead, "e1"));
-    let nested = own.join(name(dead, "e2"));
-    let busy = own.join(name(dead, "b1"));
-    let running = own.join(name(me, "r1"));
-    let odd = own.join(format!("custodian-{dead}-notours"));
-    for d in [&empty, &busy, &running, &odd] {
-        std::fs::create_dir(d).unwrap();
-    }
+    let mut seen = None;
+    let sup = SupervisorCgroup::create(&own, |p| {
+        seen = Some((p.to_path_buf(), p.exists()));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, Some((sup.path().to_path_buf(), false)));
+    drop(sup);
+    let mut refused = None;
+    let err = SupervisorCgroup::create(&own, |p| {
+        refused = Some(p.to_path_buf());
+        Err(io::Error::other("journal full"))
+    })
+    .err();
+    assert_eq!(err.map(|e| e.to_string()), Some("journal full".to_owned()));
+    assert!(
+        !refused.unwrap().exists(),
+        "made without its intent recorded"
+    );
+}
+
+#[test]
+fn an_intended_cgroup_is_removed_only_when_empty_and_a_cgroup() {
+    let own = need_cgroup!();
+    let name = |tag: &str| format!("custodian-{}-{tag:0>16}", std::process::id());
+    let empty = own.join(name("e1"));
+    let nested = own.join(name("e2"));
+    let busy = own.join(name("b1"));
+    std::fs::create_dir(&empty).unwrap();
     std::fs::create_dir_all(nested.join("child-1")).unwrap();
+    std::fs::create_dir(&busy).unwrap();
     let mut member = std::process::Command::new("sleep")
         .arg("1000")
         .spawn()
         .unwrap();
     std::fs::write(busy.join("cgroup.procs"), member.id().to_string()).unwrap();
-    let recorded = own.join(name(dead, "c1"));
-    std::fs::create_dir(&recorded).unwrap();
-    let recorded_name = name(dead, "c1");
-    let removed = remove_unrecorded(&own, &[dead, me], &[recorded_name.as_str()]);
-    let kept = recorded.exists();
-    let _ = std::fs::remove_dir(&recorded);
-    assert!(kept, "a recorded cgroup is left to its record's proof");
-    let left: Vec<bool> = [&empty, &nested, &busy, &running, &odd]
-        .iter()
-        .map(|d| d.exists())
-        .collect();
+    let results = [&empty, &nested, &busy, &own.join(name("g1"))].map(|p| remove_intended(p));
+    // Not on cgroup2: an empty directory elsewhere is never removed.
+    let plain = std::env::temp_dir().join(name("p1"));
+    std::fs::create_dir_all(&plain).unwrap();
+    let elsewhere = remove_intended(&plain);
+    let plain_left = plain.exists();
+    let _ = std::fs::remove_dir(&plain);
+    let busy_left = busy.exists();
     let _ = member.kill();
     let _ = member.wait();
-    for d in [
-        &empty,
-        &nested.join("child-1"),
-        &nested,
-        &busy,
-        &running,
-        &odd,
-    ] {
-        let _ = std::fs::remove_dir(d);
-    }
-    let mut removed = removed.unwrap();
-    removed.sort();
-    let mut want = vec![empty.clone(), nested.clone()];
-    want.sort();
-    assert_eq!(removed, want);
-    assert_eq!(left, [false, false, true, true, true]);
+    let _ = std::fs::remove_dir(&busy);
+    let results = results.map(|r| r.unwrap());
+    assert_eq!(
+        results,
+        [
+            Intended::Removed,
+            Intended::Removed,
+            Intended::Populated,
+            Intended::Gone
+        ]
+    );
+    assert!(!empty.exists() && !nested.exists());
+    assert!(busy_left, "a populated cgroup is never removed");
+    assert_eq!(elsewhere.unwrap(), Intended::NotOurs);
+    assert!(plain_left);
 }
