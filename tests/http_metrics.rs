@@ -65,8 +65,9 @@ async fn metrics_expose_live_created_released_quota_and_drain_state() {
     stalled.write_all(&[0u8; 1000]).await.unwrap();
     let open_files = "custodian_quota_in_use{quota=\"open files ≤ 16\"}";
     let mut m = scrape(addr).await;
-    for _ in 0..100 {
-        if value(&m, open_files) == 1.0 {
+    // Up to 10 s: under load the upload's first bytes may take a while to be handled.
+    for _ in 0..500 {
+        if value(&m, open_files) == 1.0 && value(&m, "custodian_live{kind=\"temp_file\"}") == 1.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
