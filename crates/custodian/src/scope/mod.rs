@@ -32,6 +32,7 @@ use tracing::Instrument;
 use crate::error::{Operation, Result};
 use crate::inner::{Inner, Spec, Supervisor};
 use crate::kind::{CancelReason, ResourceKind};
+use crate::registry::scope_name::ScopeName;
 use crate::registry::{Permits, Reclaim, ScopeShared};
 
 /// A handle to a scope: acquire resources in it, nest scopes, observe cancellation.
@@ -191,7 +192,7 @@ impl Scope {
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub fn token(&self) -> CancellationToken {
-        self.shared.token.child_token()
+        self.shared.lend_token().child_token()
     }
 
     /// Runs `body` in a scope nested in this one. See [`Supervisor::scope`].
@@ -300,7 +301,7 @@ impl Scope {
     {
         let site = Location::caller();
         let parent = self.clone();
-        let name: Box<str> = name.into();
+        let name = ScopeName::new(name);
         async move {
             let inner = parent.sup.inner.clone();
             // Taken before the admission check: a drain that begins in between either

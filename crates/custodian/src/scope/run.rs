@@ -51,15 +51,15 @@ where
     let unswept = end.unswept.take();
     sweep(&inner, &shared, ReleasePath::ScopeEnd);
     drop(unswept);
-    // Escaped handles and nested scopes must not outlive the scope.
-    shared.token.cancel();
-    shared.tracker.close();
-    shared.tracker.wait().await;
+    // Escaped handles and nested scopes must not outlive the scope. The body (and its
+    // handle) is gone: `shared` and `end` are the runner's own references.
+    shared.cancel_at_end(2);
+    shared.cleanups_done().await;
     match outcome {
         Some(Ok(v)) => Ok(v),
         Some(Err(panic)) => std::panic::resume_unwind(panic),
         None => Err(Error::Cancelled {
-            scope: shared.name.to_string(),
+            scope: String::from(&*shared.name),
             reason: shared.reason().unwrap_or(CancelReason::Requested),
         }),
     }
@@ -93,6 +93,7 @@ impl Drop for EndOnDrop {
     fn drop(&mut self) {
         if let Some(token) = self.unswept.take() {
             sweep(&self.inner, &self.shared, ReleasePath::ScopeEnd);
+            // Dropped mid-body: `CancelOnDrop` has cancelled the token already.
             self.shared.token.cancel();
             drop(token);
         }
