@@ -91,13 +91,13 @@ pub(crate) struct Registry {
     /// and [`Registry::remove_if`], which give capacity back after a burst.
     pub(crate) map: DashMap<ResourceId, Entry, BuildHasherDefault<IdHasher>>,
     next: AtomicU64,
-    /// Removals so far: every [`SHRINK_CHECK_EVERY`]th looks at the table's capacity.
-    removals: AtomicU64,
 }
 
-/// How often (in removals) the registry checks whether its table is mostly empty.
-/// Reading the capacity and the length takes every shard's read lock in turn, about
-/// 300 instructions: under 2 per removal at this rate.
+/// How often the registry checks whether its table is mostly empty: at the removal of
+/// every id that is a multiple of this (ids are sequential, so about one removal in
+/// this many, with no shared counter to update on every removal). Reading the capacity
+/// and the length takes every shard's read lock in turn, about 300 instructions: under
+/// 2 per removal at this rate.
 const SHRINK_CHECK_EVERY: u64 = 256;
 
 /// Below this capacity (in entries) the table is never shrunk: a few shards' worth of
@@ -134,7 +134,7 @@ impl Registry {
     pub(crate) fn remove(&self, id: &ResourceId) -> Option<Entry> {
         let removed = self.map.remove(id).map(|(_, e)| e);
         if removed.is_some() {
-            self.removed_one();
+            self.removed(*id);
         }
         removed
     }
@@ -147,7 +147,7 @@ impl Registry {
     ) -> Option<Entry> {
         let removed = self.map.remove_if(id, |_, e| keep_if(e)).map(|(_, e)| e);
         if removed.is_some() {
-            self.removed_one();
+            self.removed(*id);
         }
         removed
     }
@@ -158,11 +158,8 @@ impl Registry {
     /// shrink rehashes the live entries, one shard lock at a time, and is paid for by
     /// the removals that emptied the table (amortised constant work per release). No
     /// shard lock is held by the caller.
-    fn removed_one(&self) {
-        // Relaxed: a sampling counter; no data is published through it.
-        if self.removals.fetch_add(1, Ordering::Relaxed) % SHRINK_CHECK_EVERY
-            != SHRINK_CHECK_EVERY - 1
-        {
+    fn removed(&self, id: ResourceId) {
+        if !id.get().is_multiple_of(SHRINK_CHECK_EVERY) {
             return;
         }
         let capacity = self.map.capacity();

@@ -60,14 +60,10 @@ impl ScopeShared {
         Self::new(0, ScopeName::new("root"), token, None, grace)
     }
 
-    pub(crate) fn child(self: &Arc<Self>, id: u64, name: ScopeName, grace: Duration) -> Arc<Self> {
-        Self::new(
-            id,
-            name,
-            self.token.child_token(),
-            Some(self.clone()),
-            grace,
-        )
+    /// A scope nested in `parent`, which it keeps (the reference is moved in).
+    pub(crate) fn child(parent: Arc<Self>, id: u64, name: ScopeName, grace: Duration) -> Arc<Self> {
+        let token = parent.token.child_token();
+        Self::new(id, name, token, Some(parent), grace)
     }
 
     fn new(
@@ -134,8 +130,11 @@ impl ScopeShared {
         self.parent.is_none()
     }
 
+    /// Whether the scope has closed: a snapshot for a fail-fast check (admission), read
+    /// without the state lock; `push` and `adopt` decide under the lock.
     pub(crate) fn is_closed(&self) -> bool {
-        self.state().closed
+        // Acquire: pairs with the Release in `close`.
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Adds `id` to the scope's list; `false` if the scope has closed.
@@ -211,7 +210,7 @@ impl ScopeShared {
     pub(crate) fn close(&self) -> Vec<ResourceId> {
         let mut st = self.state();
         st.closed = true;
-        // Release: pairs with the Acquire in `shutdown_path`.
+        // Release: pairs with the Acquire in `shutdown_path` and `is_closed`.
         self.closed.store(true, Ordering::Release);
         std::mem::take(&mut st.resources)
     }

@@ -300,25 +300,31 @@ impl Scope {
         F: AsyncFnOnce(Scope) -> T,
     {
         let site = Location::caller();
-        let parent = self.clone();
+        let Scope {
+            shared: parent,
+            sup,
+        } = self.clone();
         let name = ScopeName::new(name);
         async move {
-            let inner = parent.sup.inner.clone();
+            // The parent's and the supervisor's references move into the new scope
+            // instead of being cloned again, and `inner` is borrowed below: each clone
+            // and drop of an `Arc` is an atomic operation on a line every scope shares.
+            let inner = sup.inner.clone();
             // Taken before the admission check: a drain that begins in between either
             // waits for this scope or refuses it (see `inner::DrainState`).
-            let mut top = parent.shared.is_root().then(|| TopScope {
-                inner: inner.clone(),
+            let mut top = parent.is_root().then(|| TopScope {
+                inner: &inner,
                 _token: inner.drain.top.token(),
                 admitted: false,
             });
-            inner.admit(&parent.shared, Operation::EnterScope)?;
+            inner.admit(&parent, Operation::EnterScope)?;
             if let Some(top) = &mut top {
                 top.admitted = true;
             }
             let id = inner.next_scope_id();
             let scope = Scope {
-                shared: parent.shared.child(id, name, grace),
-                sup: parent.sup.clone(),
+                shared: ScopeShared::child(parent, id, name, grace),
+                sup,
             };
             let span = tracing::info_span!("scope", name = &*scope.shared.name, id, site = %site);
             let token = inner.scopes.token();
@@ -436,13 +442,13 @@ impl fmt::Debug for Scope {
 /// A top-level scope as the drain counts it: its end, returned or dropped (a request
 /// whose client hung up), is reported before its tracker token goes, so that the drain
 /// reads the count after it.
-struct TopScope {
-    inner: Arc<Inner>,
+struct TopScope<'a> {
+    inner: &'a Inner,
     _token: tokio_util::task::task_tracker::TaskTrackerToken,
     admitted: bool,
 }
 
-impl Drop for TopScope {
+impl Drop for TopScope<'_> {
     fn drop(&mut self) {
         if self.admitted {
             self.inner
