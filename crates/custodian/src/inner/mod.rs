@@ -349,7 +349,7 @@ impl Inner {
     /// Releases `id` if it is still registered. `path` is `None` for a guard drop, whose
     /// path is derived from the state of the scope and thread.
     pub(crate) fn release(&self, id: ResourceId, path: Option<ReleasePath>) -> Option<Released> {
-        let entry = self.registry.remove(&id)?;
+        let (_, entry) = self.registry.remove(&id)?;
         // No shard lock is held any more (lock order: scope state, then shard).
         entry.scope.forget_top(id, &self.registry);
         let path = path.unwrap_or_else(|| entry.scope.drop_path());
@@ -364,7 +364,7 @@ impl Inner {
         scope: &Arc<ScopeShared>,
         path: ReleasePath,
     ) -> Option<Released> {
-        let entry = self
+        let (_, entry) = self
             .registry
             .remove_if(&id, |e| Arc::ptr_eq(&e.scope, scope))?;
         Some(self.retire_and_reclaim(id, entry, path))
@@ -390,7 +390,7 @@ impl Inner {
         &self,
         id: ResourceId,
     ) -> Option<(Released, ReleasePath, LiveResource)> {
-        let entry = self.registry.remove(&id)?;
+        let (_, entry) = self.registry.remove(&id)?;
         let path = entry.scope.shutdown_path();
         let record = observe::live_resource(id, &entry);
         Some((self.retire_and_reclaim(id, entry, path), path, record))
@@ -445,7 +445,7 @@ fn release_now_then<R>(
     path: Option<ReleasePath>,
     record: impl FnOnce(ResourceId, &Entry) -> R,
 ) -> Option<(bool, ReleasePath, R)> {
-    let mut entry = registry.remove(&id)?;
+    let (_, mut entry) = registry.remove(&id)?;
     let made = record(id, &entry);
     let path = path.unwrap_or_else(|| entry.scope.shutdown_path());
     // Returned once the resource is gone, below.

@@ -131,8 +131,9 @@ impl Hasher for IdHasher {
 
 impl Registry {
     /// Removes `id`'s entry: the release decision (see the module's invariants).
-    pub(crate) fn remove(&self, id: &ResourceId) -> Option<Entry> {
-        let removed = self.map.remove(id).map(|(_, e)| e);
+    #[inline]
+    pub(crate) fn remove(&self, id: &ResourceId) -> Option<(ResourceId, Entry)> {
+        let removed = self.map.remove(id);
         if removed.is_some() {
             self.removed(*id);
         }
@@ -140,12 +141,13 @@ impl Registry {
     }
 
     /// Removes `id`'s entry if `keep_if` holds for it (a sweep: still in its scope).
+    #[inline]
     pub(crate) fn remove_if(
         &self,
         id: &ResourceId,
         keep_if: impl FnOnce(&Entry) -> bool,
-    ) -> Option<Entry> {
-        let removed = self.map.remove_if(id, |_, e| keep_if(e)).map(|(_, e)| e);
+    ) -> Option<(ResourceId, Entry)> {
+        let removed = self.map.remove_if(id, |_, e| keep_if(e));
         if removed.is_some() {
             self.removed(*id);
         }
@@ -158,10 +160,15 @@ impl Registry {
     /// shrink rehashes the live entries, one shard lock at a time, and is paid for by
     /// the removals that emptied the table (amortised constant work per release). No
     /// shard lock is held by the caller.
+    #[inline]
     fn removed(&self, id: ResourceId) {
-        if !id.get().is_multiple_of(SHRINK_CHECK_EVERY) {
-            return;
+        if id.get().is_multiple_of(SHRINK_CHECK_EVERY) {
+            self.shrink_if_sparse();
         }
+    }
+
+    #[cold]
+    fn shrink_if_sparse(&self) {
         let capacity = self.map.capacity();
         if capacity > SHRINK_ABOVE && self.map.len() * 4 < capacity {
             self.map.shrink_to_fit();

@@ -55,6 +55,24 @@ struct State {
     resources: Vec<ResourceId>,
 }
 
+impl State {
+    /// Keeps the ids still registered, and gives back what the list no longer needs.
+    /// Lock order: the caller holds this scope's state; a shard is taken per lookup.
+    #[cold]
+    fn compact(&mut self, registry: &Registry) {
+        self.resources.retain(|id| registry.map.contains_key(id));
+        self.shrink();
+    }
+
+    #[cold]
+    fn shrink(&mut self) {
+        let len = self.resources.len();
+        if self.resources.capacity() > COMPACT_AT.max(4 * len) {
+            self.resources.shrink_to(2 * len);
+        }
+    }
+}
+
 impl ScopeShared {
     pub(crate) fn root(token: CancellationToken, grace: Duration) -> Arc<Self> {
         Self::new(0, ScopeName::new("root"), token, None, grace)
@@ -166,17 +184,14 @@ impl ScopeShared {
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return,
         };
-        let len = st.resources.len();
         if st.resources.last() == Some(&id) {
             st.resources.pop();
-        // Relaxed: a stale count only makes compaction a little early or late. Lock
-        // order: this scope's state, then a shard (the caller holds none).
-        } else if len >= COMPACT_AT && len > 4 * self.live.load(Ordering::Relaxed) {
-            st.resources.retain(|id| registry.map.contains_key(id));
-        }
-        let (len, cap) = (st.resources.len(), st.resources.capacity());
-        if cap >= COMPACT_AT && cap > 4 * len {
-            st.resources.shrink_to(2 * len);
+            if st.resources.capacity() > COMPACT_AT.max(4 * st.resources.len()) {
+                st.shrink();
+            }
+        // Relaxed: a stale count only makes compaction a little early or late.
+        } else if st.resources.len() >= COMPACT_AT.max(4 * self.live.load(Ordering::Relaxed)) {
+            st.compact(registry);
         }
     }
 
