@@ -46,11 +46,12 @@ async fn whatever_can_watch_a_scope_sees_its_end() {
         .unwrap();
 
     // A task spawned without a handle of the scope: it still ends with it (its grace
-    // runs from the scope's token).
-    let task = sup
+    // runs from the scope's token). Returned in a tuple: the task's handle is awaited
+    // below, not by the scope.
+    let (task,) = sup
         .root()
         .scope_with_grace("bare task", Duration::from_millis(10), async |s| {
-            s.spawn(std::future::pending::<()>()).unwrap()
+            (s.spawn(std::future::pending::<()>()).unwrap(),)
         })
         .await
         .unwrap();
