@@ -450,7 +450,9 @@ struct TopScope<'a> {
 
 impl Drop for TopScope<'_> {
     fn drop(&mut self) {
-        if self.admitted {
+        // The drain flag first: a plain atomic load, where reading `cut` locks the
+        // token's node (a scope's end outside a drain does not need it).
+        if self.admitted && self.inner.drain.is_draining() {
             self.inner
                 .drain
                 .top_scope_ended(self.inner.cut.is_cancelled());
