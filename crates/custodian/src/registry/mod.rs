@@ -68,7 +68,8 @@ impl Born {
 
     /// How long ago it was (zero if the clock reads earlier).
     pub(crate) fn elapsed(&self) -> Duration {
-        Duration::from_nanos(offset(Instant::now()).saturating_sub(self.0).max(0) as u64)
+        let nanos = offset(Instant::now()).saturating_sub(self.0);
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(0))
     }
 }
 
