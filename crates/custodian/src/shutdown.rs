@@ -22,7 +22,6 @@
 //!    the cut, and [`AFTER_CUT`] after it;
 //! 5. *remove temp root*.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,30 +46,29 @@ pub(crate) async fn shutdown_once_by(inner: &Arc<Inner>, cause: ShutdownCause) -
     let mut rx = inner
         .shutdown_run
         .get_or_init(|| {
-            let (tx, rx) = tokio::sync::watch::channel(None);
+            let (tx, rx) = tokio::sync::watch::channel(false);
             let inner = inner.clone();
             drop(inner.handle.clone().spawn(async move {
                 let report = run(inner.clone(), first).await;
-                let _ = inner.report.set(report.clone());
+                // Stored once; every waiter clones its own copy from here (one copy
+                // per caller: a report of 10k leftovers is 10k records).
+                let _ = inner.report.set(report);
                 // After the report is stored: `wait_for_shutdown` reads it.
                 inner.done.cancel();
                 // Before the waiters wake: a caller that drops its last handle right
                 // after `shutdown()` returns must find the supervisor gone, fds closed.
                 drop(inner);
-                let _ = tx.send(Some(report));
+                let _ = tx.send(true);
             }));
             rx
         })
         .clone();
-    let finished = rx
-        .wait_for(Option::is_some)
-        .await
-        .ok()
-        .and_then(|r| r.clone());
-    match finished {
-        Some(report) => report,
-        // The runtime dropped the task unrun (it is shutting down): run it here.
-        None => {
+    let finished = rx.wait_for(|done| *done).await.is_ok();
+    match inner.report.get() {
+        Some(report) if finished => report.clone(),
+        // The runtime dropped the task unrun (it is shutting down): run it here (or
+        // take the report the task stored before it was dropped).
+        _ => {
             let report = inner
                 .report
                 .get_or_init(|| run(inner.clone(), cause))
@@ -156,25 +154,26 @@ pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownR
 
     let mut ids: Vec<ResourceId> = inner.registry.map.iter().map(|e| *e.key()).collect();
     ids.sort_unstable_by(|a, b| b.cmp(a));
-    let mut snapshot: HashMap<ResourceId, LiveResource> =
-        inner.live().into_iter().map(|r| (r.id, r)).collect();
-    let released: Vec<(ResourceId, ReleasePath)> = if inner.is_forced() {
+    // One record per leftover, made from its entry as it is released (no snapshot of
+    // the whole registry beforehand): what was released by someone else in between
+    // (a scope's own sweep) is not a leftover.
+    let released: Vec<(LiveResource, ReleasePath)> = if inner.is_forced() {
         let i = inner.clone();
         tokio::task::spawn_blocking(move || {
             ids.into_iter()
-                .filter_map(|id| i.release_now(id, None).map(|(_, path)| (id, path)))
+                .filter_map(|id| i.release_now_recorded(id))
                 .collect()
         })
         .await
         .unwrap_or_default()
     } else {
-        let mut cleanups = Vec::new();
+        let mut cleanups = Vec::with_capacity(ids.len());
         let released = ids
             .into_iter()
             .filter_map(|id| {
-                let (p, path) = inner.release_for_shutdown(id)?;
+                let (p, path, record) = inner.release_for_shutdown(id)?;
                 cleanups.push(p);
-                Some((id, path))
+                Some((record, path))
             })
             .collect();
         // Children stopped before dirs are removed (see `clean_up_sweep`).
@@ -182,18 +181,14 @@ pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownR
         released
     };
     let (mut alive_at_shutdown, mut cut_off) = (Vec::new(), Vec::new());
-    for (id, path) in released {
-        // Each id is released once: its record moves into the report, no copy.
-        if let Some(r) = snapshot.remove(&id) {
-            if path.is_leak() {
-                alive_at_shutdown.push(r);
-            } else {
-                cut_off.push(r);
-            }
+    // Released newest first: walked backwards, both lists come out in id order.
+    for (r, path) in released.into_iter().rev() {
+        if path.is_leak() {
+            alive_at_shutdown.push(r);
+        } else {
+            cut_off.push(r);
         }
     }
-    alive_at_shutdown.sort_by_key(|r| r.id);
-    cut_off.sort_by_key(|r| r.id);
     inner.cleanups.close();
     // Graceful: clean-ups (a child's TERM and grace, a recursive removal, a retry) run
     // until the deadline; then `cut` makes children go straight to SIGKILL and pending

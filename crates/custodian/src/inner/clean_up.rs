@@ -82,7 +82,7 @@ impl Released {
         let (info, scope, cleanup) = self.split();
         // Taken only for work that outlives this call: each token is two atomic writes
         // on counters every thread shares, and most releases are done inline.
-        let tokens = || (j.cleanups.token(), scope.tracker.token());
+        let tokens = || (j.cleanups.token(), scope.cleanup_token());
         match cleanup {
             None | Some(Cleanup::Done(Ok(()))) => {}
             Some(Cleanup::Done(Err(e))) => j.records.record_failure(&info, &e),
@@ -126,7 +126,7 @@ impl Released {
         // The clean-up runs as its own tracked task, and the caller only awaits its
         // handle: if the caller's future is dropped (a `close()` that lost a race), the
         // clean-up still finishes, and the scope and shutdown still wait for it.
-        let tokens = (inner.cleanups.token(), scope.tracker.token());
+        let tokens = (inner.cleanups.token(), scope.cleanup_token());
         let records = inner.records.clone();
         let joined = match cleanup {
             None => return Ok(()),
@@ -288,7 +288,7 @@ pub(crate) fn clean_up_sweep(inner: &Inner, released: Vec<Released>) {
     // Held until the removals are spawned: the scopes and shutdown keep waiting.
     let hold: Vec<_> = removals
         .iter()
-        .map(|r| (inner.cleanups.token(), r.scope.tracker.token()))
+        .map(|r| (inner.cleanups.token(), r.scope.cleanup_token()))
         .collect();
     let later = Later(removals, OwnedJanitor::of(inner));
     drop(inner.handle.spawn(async move {

@@ -38,14 +38,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
-// Tokio's clock, like the leak scanner's interval (see `Entry::born`).
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Operation};
 use crate::id::ResourceId;
 use crate::kind::{CancelReason, ReleasePath, ResourceKind};
+use crate::leak::LiveResource;
 use crate::registry::{Entry, Permits, Reclaim, Registry, ScopeShared, hold_until_done};
 use crate::report::ShutdownReport;
 use crate::sys::root::TempRoot;
@@ -111,8 +110,8 @@ pub(crate) struct Inner {
     /// The report of `start`'s crash sweep, once done (`None` inside until then).
     pub(crate) swept_at_start: tokio::sync::watch::Receiver<Option<crate::journal::SweepReport>>,
     /// The one shutdown run, started by the first `shutdown()` call.
-    pub(crate) shutdown_run:
-        std::sync::OnceLock<tokio::sync::watch::Receiver<Option<ShutdownReport>>>,
+    /// `true` once it has stored its report in `report`.
+    pub(crate) shutdown_run: std::sync::OnceLock<tokio::sync::watch::Receiver<bool>>,
     /// Fires when shutdown stops waiting: a forced request or the grace deadline. Every
     /// graceful wait (scope grace, hook budget, shutdown's scope wait) selects on it.
     pub(crate) cut: CancellationToken,
@@ -255,7 +254,7 @@ impl Inner {
         if scope.is_closed() {
             return Err(Error::ScopeClosed {
                 op,
-                scope: scope.name.to_string(),
+                scope: String::from(&*scope.name),
             });
         }
         Ok(())
@@ -312,7 +311,7 @@ impl Inner {
                 label,
                 scope: scope.clone(),
                 site,
-                born: Instant::now(),
+                born: crate::registry::Born::now(),
                 path,
                 reclaim,
                 warned: AtomicBool::new(false),
@@ -332,7 +331,7 @@ impl Inner {
         } else if !scope.push(id, &self.registry) {
             Some(Error::ScopeClosed {
                 op,
-                scope: scope.name.to_string(),
+                scope: String::from(&*scope.name),
             })
         } else {
             None
@@ -353,9 +352,9 @@ impl Inner {
     /// Releases `id` if it is still registered. `path` is `None` for a guard drop, whose
     /// path is derived from the state of the scope and thread.
     pub(crate) fn release(&self, id: ResourceId, path: Option<ReleasePath>) -> Option<Released> {
-        let (_, entry) = self.registry.map.remove(&id)?;
+        let (_, entry) = self.registry.remove(&id)?;
         // No shard lock is held any more (lock order: scope state, then shard).
-        entry.scope.forget_top(id);
+        entry.scope.forget_top(id, &self.registry);
         let path = path.unwrap_or_else(|| entry.scope.drop_path());
         Some(self.retire_and_reclaim(id, entry, path))
     }
@@ -370,8 +369,7 @@ impl Inner {
     ) -> Option<Released> {
         let (_, entry) = self
             .registry
-            .map
-            .remove_if(&id, |_, e| Arc::ptr_eq(&e.scope, scope))?;
+            .remove_if(&id, |e| Arc::ptr_eq(&e.scope, scope))?;
         Some(self.retire_and_reclaim(id, entry, path))
     }
 
@@ -390,23 +388,32 @@ impl Inner {
     }
 
     /// Releases `id` for shutdown, if still registered, with the path its scope would
-    /// give it now (see `ScopeShared::shutdown_path`).
-    pub(crate) fn release_for_shutdown(&self, id: ResourceId) -> Option<(Released, ReleasePath)> {
-        let (_, entry) = self.registry.map.remove(&id)?;
+    /// give it now (see `ScopeShared::shutdown_path`), and its record for the report.
+    pub(crate) fn release_for_shutdown(
+        &self,
+        id: ResourceId,
+    ) -> Option<(Released, ReleasePath, LiveResource)> {
+        let (_, entry) = self.registry.remove(&id)?;
         let path = entry.scope.shutdown_path();
-        Some((self.retire_and_reclaim(id, entry, path), path))
+        let record = observe::live_resource(id, &entry);
+        Some((self.retire_and_reclaim(id, entry, path), path, record))
     }
 
     /// Releases `id`, if still registered, synchronously with [`Reclaim::reclaim_now`]
-    /// (forced shutdown, emergency clean-up), by `path` or, if `None`, by the path its
-    /// scope would give it now. Blocking: never call it on a worker thread of the
-    /// runtime. `Some((ok, path))` if this call released it.
-    pub(crate) fn release_now(
+    /// by the path its scope would give it now, with its record for the report (a
+    /// forced shutdown). Blocking: never call it on a worker thread of the runtime.
+    pub(crate) fn release_now_recorded(
         &self,
         id: ResourceId,
-        path: Option<ReleasePath>,
-    ) -> Option<(bool, ReleasePath)> {
-        release_now(&self.registry, &self.records, id, path)
+    ) -> Option<(LiveResource, ReleasePath)> {
+        release_now_then(
+            &self.registry,
+            &self.records,
+            id,
+            None,
+            observe::live_resource,
+        )
+        .map(|(_, path, record)| (record, path))
     }
 
     /// Removes the temp root unless it was already removed (or being removed). Blocking.
@@ -430,7 +437,19 @@ pub(crate) fn release_now(
     id: ResourceId,
     path: Option<ReleasePath>,
 ) -> Option<(bool, ReleasePath)> {
-    let (_, mut entry) = registry.map.remove(&id)?;
+    release_now_then(registry, records, id, path, |_, _| ()).map(|(ok, path, ())| (ok, path))
+}
+
+/// [`release_now`], also making `record(id, entry)` of the entry before it is retired.
+fn release_now_then<R>(
+    registry: &Registry,
+    records: &Records,
+    id: ResourceId,
+    path: Option<ReleasePath>,
+    record: impl FnOnce(ResourceId, &Entry) -> R,
+) -> Option<(bool, ReleasePath, R)> {
+    let (_, mut entry) = registry.remove(&id)?;
+    let made = record(id, &entry);
     let path = path.unwrap_or_else(|| entry.scope.shutdown_path());
     // Returned once the resource is gone, below.
     let _permits = entry.permits.take();
@@ -445,10 +464,10 @@ pub(crate) fn release_now(
             )))
         });
     match outcome {
-        Ok(()) => Some((true, path)),
+        Ok(()) => Some((true, path, made)),
         Err(e) => {
             records.record_failure(&released.split().0, &e);
-            Some((false, path))
+            Some((false, path, made))
         }
     }
 }

@@ -26,7 +26,10 @@ impl Inner {
     }
 
     pub(crate) fn leak_records(&self) -> Vec<LeakRecord> {
-        lock(&self.records.leaks).iter().cloned().collect()
+        lock(&self.records.leaks)
+            .iter()
+            .map(|n| n.record())
+            .collect()
     }
 
     pub(crate) fn failure_records(&self) -> Vec<FailureRecord> {
@@ -56,12 +59,13 @@ impl Inner {
     }
 }
 
-fn live_resource(id: ResourceId, e: &Entry) -> LiveResource {
+pub(super) fn live_resource(id: ResourceId, e: &Entry) -> LiveResource {
     LiveResource {
         id,
         kind: e.kind,
-        label: e.label.to_string(),
-        scope: e.scope.name.to_string(),
+        // `String::from(&str)`: `to_string` on a `Box<str>` would go through `Display`.
+        label: String::from(&*e.label),
+        scope: String::from(&*e.scope.name),
         site: e.site.into(),
         age: e.born.elapsed(),
         path: e.path.clone(),

@@ -4,9 +4,12 @@
 use crate::id::ResourceId;
 use crate::kind::ReleasePath;
 use crate::leak::{FailureRecord, LeakRecord, PendingCleanup};
+use crate::registry::scope_name::ScopeName;
 use crate::registry::{Entry, Reclaim};
 use crate::stats::Stats;
 use std::collections::{BTreeMap, VecDeque};
+use std::panic::Location;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -21,7 +24,7 @@ const RECORDS_KEPT: usize = 1024;
 #[derive(Default)]
 pub(crate) struct Records {
     pub(crate) stats: Stats,
-    pub(super) leaks: Mutex<VecDeque<LeakRecord>>,
+    pub(super) leaks: Mutex<VecDeque<LeakNote>>,
     pub(super) failures: Mutex<VecDeque<FailureRecord>>,
     /// Clean-ups that failed transiently, with the time of their first failure.
     retrying: Mutex<BTreeMap<ResourceId, (PendingCleanup, Instant)>>,
@@ -36,7 +39,7 @@ impl Records {
             FailureRecord {
                 id: p.id,
                 kind: p.kind,
-                label: p.label.to_string(),
+                label: String::from(&*p.label),
                 path: p.path.clone(),
                 error: error.to_string(),
             },
@@ -56,7 +59,7 @@ impl Records {
         let record = PendingCleanup {
             id: p.id,
             kind: p.kind,
-            label: p.label.to_string(),
+            label: String::from(&*p.label),
             path: p.path.clone(),
             error: error.to_string(),
             error_kind: error.kind().to_string(),
@@ -116,18 +119,20 @@ impl Records {
         self.stats.released(kind, path);
         scope.live.fetch_sub(1, Ordering::Relaxed);
         if path.is_leak() {
-            let record = LeakRecord {
-                id,
-                kind,
-                label: label.to_string(),
-                scope: scope.name.to_string(),
-                site: site.into(),
-                age: born.elapsed(),
-                path: res_path.clone(),
-                released_by: path,
-            };
-            tracing::warn!(id = id.get(), kind = kind.as_str(), label = &*label, site = %record.site, released_by = path.as_str(), "leaked resource reclaimed");
-            push_bounded(&self.leaks, record);
+            tracing::warn!(id = id.get(), kind = kind.as_str(), label = &*label, site = %site, released_by = path.as_str(), "leaked resource reclaimed");
+            push_bounded(
+                &self.leaks,
+                LeakNote {
+                    id,
+                    kind,
+                    label: label.clone(),
+                    scope: ScopeName::new(&scope.name),
+                    site,
+                    age: born.elapsed(),
+                    path: res_path.clone(),
+                    released_by: path,
+                },
+            );
         } else {
             tracing::debug!(
                 id = id.get(),
@@ -156,6 +161,37 @@ impl Records {
                 ..r.clone()
             })
             .collect()
+    }
+}
+
+/// A leak as recorded at its release: what the public [`LeakRecord`] is made of, made
+/// into one only when read (`Supervisor::leaked`, the shutdown report). Strings are
+/// not built for records that are evicted unread (only the newest [`RECORDS_KEPT`] are
+/// kept: a shutdown with 10,000 leftovers makes 10,000 of them): the site stays a
+/// `&'static Location`, a short scope name stays inline.
+pub(super) struct LeakNote {
+    id: ResourceId,
+    kind: crate::kind::ResourceKind,
+    label: Box<str>,
+    scope: ScopeName,
+    site: &'static Location<'static>,
+    age: Duration,
+    path: Option<PathBuf>,
+    released_by: ReleasePath,
+}
+
+impl LeakNote {
+    pub(super) fn record(&self) -> LeakRecord {
+        LeakRecord {
+            id: self.id,
+            kind: self.kind,
+            label: String::from(&*self.label),
+            scope: String::from(&*self.scope),
+            site: self.site.into(),
+            age: self.age,
+            path: self.path.clone(),
+            released_by: self.released_by,
+        }
     }
 }
 

@@ -9,15 +9,17 @@
 //! Lock order: the scope's state, then a registry shard (never the reverse).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::id::ResourceId;
 use crate::kind::{CancelReason, ReleasePath};
 use crate::registry::Registry;
+use crate::registry::scope_name::ScopeName;
 
 /// Compact a scope's id list when it holds more than this many ids and over half of them
 /// were already released by their guards.
@@ -25,8 +27,11 @@ const COMPACT_AT: usize = 64;
 
 pub(crate) struct ScopeShared {
     pub(crate) id: u64,
-    pub(crate) name: Box<str>,
+    pub(crate) name: ScopeName,
     pub(crate) token: CancellationToken,
+    /// Set when the token is handed out (a child token, a clone for a scoped task):
+    /// then the scope's end must cancel it, since someone may watch it.
+    token_lent: AtomicBool,
     parent: Option<Arc<ScopeShared>>,
     /// Set once by the first cancel; only the root's is raised later (by shutdown).
     reason: Mutex<Option<CancelReason>>,
@@ -37,7 +42,9 @@ pub(crate) struct ScopeShared {
     /// Resources registered to this scope now.
     pub(crate) live: AtomicUsize,
     /// Background clean-ups of this scope's resources; the scope's end waits for them.
-    pub(crate) tracker: TaskTracker,
+    /// Made by the first clean-up that outlives its release: most scopes never have one,
+    /// and a tracker is an allocation (and a drop) on every scope's path.
+    tracker: OnceLock<TaskTracker>,
     pub(crate) panicked: AtomicBool,
     pub(crate) grace: Duration,
 }
@@ -48,24 +55,38 @@ struct State {
     resources: Vec<ResourceId>,
 }
 
-impl ScopeShared {
-    pub(crate) fn root(token: CancellationToken, grace: Duration) -> Arc<Self> {
-        Self::new(0, "root".into(), token, None, grace)
+impl State {
+    /// Keeps the ids still registered, and gives back what the list no longer needs.
+    /// Lock order: the caller holds this scope's state; a shard is taken per lookup.
+    #[cold]
+    fn compact(&mut self, registry: &Registry) {
+        self.resources.retain(|id| registry.map.contains_key(id));
+        self.shrink();
     }
 
-    pub(crate) fn child(self: &Arc<Self>, id: u64, name: Box<str>, grace: Duration) -> Arc<Self> {
-        Self::new(
-            id,
-            name,
-            self.token.child_token(),
-            Some(self.clone()),
-            grace,
-        )
+    #[cold]
+    fn shrink(&mut self) {
+        let len = self.resources.len();
+        if self.resources.capacity() > COMPACT_AT.max(4 * len) {
+            self.resources.shrink_to(2 * len);
+        }
+    }
+}
+
+impl ScopeShared {
+    pub(crate) fn root(token: CancellationToken, grace: Duration) -> Arc<Self> {
+        Self::new(0, ScopeName::new("root"), token, None, grace)
+    }
+
+    /// A scope nested in `parent`, which it keeps (the reference is moved in).
+    pub(crate) fn child(parent: Arc<Self>, id: u64, name: ScopeName, grace: Duration) -> Arc<Self> {
+        let token = parent.token.child_token();
+        Self::new(id, name, token, Some(parent), grace)
     }
 
     fn new(
         id: u64,
-        name: Box<str>,
+        name: ScopeName,
         token: CancellationToken,
         parent: Option<Arc<Self>>,
         grace: Duration,
@@ -74,15 +95,33 @@ impl ScopeShared {
             id,
             name,
             token,
+            token_lent: AtomicBool::new(false),
             parent,
             reason: Mutex::new(None),
             state: Mutex::default(),
             closed: AtomicBool::new(false),
             live: AtomicUsize::new(0),
-            tracker: TaskTracker::new(),
+            tracker: OnceLock::new(),
             panicked: AtomicBool::new(false),
             grace,
         })
+    }
+
+    /// A token of the scope's clean-up tracker, for a clean-up that outlives its release.
+    pub(crate) fn cleanup_token(&self) -> TaskTrackerToken {
+        self.tracker.get_or_init(TaskTracker::new).token()
+    }
+
+    /// Waits for the background clean-ups of this scope's resources, closing the
+    /// tracker first; at once if none was ever tracked. A clean-up that takes the first
+    /// token after this has looked is one that would have taken its token after the
+    /// wait ended with an eager tracker too: released after the scope's sweep, by a
+    /// guard on another thread, it is the supervisor's `cleanups` that wait for it.
+    pub(crate) async fn cleanups_done(&self) {
+        if let Some(t) = self.tracker.get() {
+            t.close();
+            t.wait().await;
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -114,8 +153,11 @@ impl ScopeShared {
         self.parent.is_none()
     }
 
+    /// Whether the scope has closed: a snapshot for a fail-fast check (admission), read
+    /// without the state lock; `push` and `adopt` decide under the lock.
     pub(crate) fn is_closed(&self) -> bool {
-        self.state().closed
+        // Acquire: pairs with the Release in `close`.
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Adds `id` to the scope's list; `false` if the scope has closed.
@@ -133,11 +175,15 @@ impl ScopeShared {
         true
     }
 
-    /// Drops `id` from the top of the list, where a guard released in acquisition order
-    /// (the common case) finds it, so that the list does not grow until compaction has
-    /// to look every id up in the registry. Never waits: if the state is busy, or `id`
-    /// is not on top, it stays until compaction or the sweep, which skip released ids.
-    pub(crate) fn forget_top(&self, id: ResourceId) {
+    /// Drops `id` from the top of the list, where a guard released in reverse
+    /// acquisition order (the common case) finds it, so that the list does not grow
+    /// until compaction has to look every id up in the registry. Never waits: if the
+    /// state is busy it does nothing (compaction or the sweep skip released ids).
+    /// When `id` is not on top and the list holds over four times the live ids (a
+    /// burst released in acquisition order), the list is compacted and its capacity
+    /// given back: amortised constant work, as the compaction is paid for by the
+    /// releases since the last one.
+    pub(crate) fn forget_top(&self, id: ResourceId, registry: &Registry) {
         let mut st = match self.state.try_lock() {
             Ok(st) => st,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
@@ -145,6 +191,12 @@ impl ScopeShared {
         };
         if st.resources.last() == Some(&id) {
             st.resources.pop();
+            if st.resources.capacity() > COMPACT_AT.max(4 * st.resources.len()) {
+                st.shrink();
+            }
+        // Relaxed: a stale count only makes compaction a little early or late.
+        } else if st.resources.len() >= COMPACT_AT.max(4 * self.live.load(Ordering::Relaxed)) {
+            st.compact(registry);
         }
     }
 
@@ -178,9 +230,29 @@ impl ScopeShared {
     pub(crate) fn close(&self) -> Vec<ResourceId> {
         let mut st = self.state();
         st.closed = true;
-        // Release: pairs with the Acquire in `shutdown_path`.
+        // Release: pairs with the Acquire in `shutdown_path` and `is_closed`.
         self.closed.store(true, Ordering::Release);
         std::mem::take(&mut st.resources)
+    }
+
+    /// The scope's token for someone who will watch it (a child token, a scoped
+    /// task's clone): from now on the scope's end cancels it.
+    pub(crate) fn lend_token(&self) -> &CancellationToken {
+        // Release: pairs with the Acquire in `cancel_at_end`.
+        self.token_lent.store(true, Ordering::Release);
+        &self.token
+    }
+
+    /// Cancels the token at the scope's end, so that escaped handles, nested scopes and
+    /// lent tokens see it, unless nobody can: `holders` is how many references the
+    /// caller (the runner) holds. With no other reference to this state and no token
+    /// lent, no one can observe the token any more (a nested scope holds its parent,
+    /// a handle holds the state), and the cancel (its lock and waiter notification)
+    /// is skipped.
+    pub(crate) fn cancel_at_end(self: &Arc<Self>, holders: usize) {
+        if Arc::strong_count(self) > holders || self.token_lent.load(Ordering::Acquire) {
+            self.token.cancel();
+        }
     }
 
     pub(crate) fn cancel(&self, reason: CancelReason) {

@@ -32,6 +32,7 @@ use tracing::Instrument;
 use crate::error::{Operation, Result};
 use crate::inner::{Inner, Spec, Supervisor};
 use crate::kind::{CancelReason, ResourceKind};
+use crate::registry::scope_name::ScopeName;
 use crate::registry::{Permits, Reclaim, ScopeShared};
 
 /// A handle to a scope: acquire resources in it, nest scopes, observe cancellation.
@@ -191,7 +192,7 @@ impl Scope {
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub fn token(&self) -> CancellationToken {
-        self.shared.token.child_token()
+        self.shared.lend_token().child_token()
     }
 
     /// Runs `body` in a scope nested in this one. See [`Supervisor::scope`].
@@ -299,25 +300,31 @@ impl Scope {
         F: AsyncFnOnce(Scope) -> T,
     {
         let site = Location::caller();
-        let parent = self.clone();
-        let name: Box<str> = name.into();
+        let Scope {
+            shared: parent,
+            sup,
+        } = self.clone();
+        let name = ScopeName::new(name);
         async move {
-            let inner = parent.sup.inner.clone();
+            // The parent's and the supervisor's references move into the new scope
+            // instead of being cloned again, and `inner` is borrowed below: each clone
+            // and drop of an `Arc` is an atomic operation on a line every scope shares.
+            let inner = sup.inner.clone();
             // Taken before the admission check: a drain that begins in between either
             // waits for this scope or refuses it (see `inner::DrainState`).
-            let mut top = parent.shared.is_root().then(|| TopScope {
-                inner: inner.clone(),
+            let mut top = parent.is_root().then(|| TopScope {
+                inner: &inner,
                 _token: inner.drain.top.token(),
                 admitted: false,
             });
-            inner.admit(&parent.shared, Operation::EnterScope)?;
+            inner.admit(&parent, Operation::EnterScope)?;
             if let Some(top) = &mut top {
                 top.admitted = true;
             }
             let id = inner.next_scope_id();
             let scope = Scope {
-                shared: parent.shared.child(id, name, grace),
-                sup: parent.sup.clone(),
+                shared: ScopeShared::child(parent, id, name, grace),
+                sup,
             };
             let span = tracing::info_span!("scope", name = &*scope.shared.name, id, site = %site);
             let token = inner.scopes.token();
@@ -435,15 +442,17 @@ impl fmt::Debug for Scope {
 /// A top-level scope as the drain counts it: its end, returned or dropped (a request
 /// whose client hung up), is reported before its tracker token goes, so that the drain
 /// reads the count after it.
-struct TopScope {
-    inner: Arc<Inner>,
+struct TopScope<'a> {
+    inner: &'a Inner,
     _token: tokio_util::task::task_tracker::TaskTrackerToken,
     admitted: bool,
 }
 
-impl Drop for TopScope {
+impl Drop for TopScope<'_> {
     fn drop(&mut self) {
-        if self.admitted {
+        // The drain flag first: a plain atomic load, where reading `cut` locks the
+        // token's node (a scope's end outside a drain does not need it).
+        if self.admitted && self.inner.drain.is_draining() {
             self.inner
                 .drain
                 .top_scope_ended(self.inner.cut.is_cancelled());

@@ -22,13 +22,15 @@ pub(super) async fn run<F, T>(scope: Scope, body: F) -> Result<T>
 where
     F: AsyncFnOnce(Scope) -> T,
 {
+    // The runner's own references (the body gets `scope`); everything below borrows
+    // them: each clone and drop of an `Arc` is an atomic operation on a shared line.
     let shared = scope.shared.clone();
     let inner = scope.sup.inner.clone();
-    // Declared first, dropped last: if this future is dropped mid-body, the body is
-    // dropped (its guards release as `Cancelled`) before the sweep runs.
+    // Declared before the body, dropped after it: if this future is dropped mid-body,
+    // the body is dropped (its guards release as `Cancelled`) before the sweep runs.
     let mut end = EndOnDrop {
-        inner: inner.clone(),
-        shared: shared.clone(),
+        inner: &inner,
+        shared: &shared,
         unswept: Some(inner.unswept.token()),
     };
     let outcome = {
@@ -51,15 +53,15 @@ where
     let unswept = end.unswept.take();
     sweep(&inner, &shared, ReleasePath::ScopeEnd);
     drop(unswept);
-    // Escaped handles and nested scopes must not outlive the scope.
-    shared.token.cancel();
-    shared.tracker.close();
-    shared.tracker.wait().await;
+    // Escaped handles and nested scopes must not outlive the scope. The body (and its
+    // handle) is gone: `shared` is the runner's own reference.
+    shared.cancel_at_end(1);
+    shared.cleanups_done().await;
     match outcome {
         Some(Ok(v)) => Ok(v),
         Some(Err(panic)) => std::panic::resume_unwind(panic),
         None => Err(Error::Cancelled {
-            scope: shared.name.to_string(),
+            scope: String::from(&*shared.name),
             reason: shared.reason().unwrap_or(CancelReason::Requested),
         }),
     }
@@ -83,16 +85,17 @@ pub(crate) async fn grace_over(
 
 /// Sweeps the scope if the runner is dropped before it could. Holds the scope's
 /// `unswept` token until the sweep is done (`None` once the runner swept itself).
-struct EndOnDrop {
-    inner: Arc<Inner>,
-    shared: Arc<ScopeShared>,
+struct EndOnDrop<'a> {
+    inner: &'a Inner,
+    shared: &'a Arc<ScopeShared>,
     unswept: Option<TaskTrackerToken>,
 }
 
-impl Drop for EndOnDrop {
+impl Drop for EndOnDrop<'_> {
     fn drop(&mut self) {
         if let Some(token) = self.unswept.take() {
-            sweep(&self.inner, &self.shared, ReleasePath::ScopeEnd);
+            sweep(self.inner, self.shared, ReleasePath::ScopeEnd);
+            // Dropped mid-body: `CancelOnDrop` has cancelled the token already.
             self.shared.token.cancel();
             drop(token);
         }

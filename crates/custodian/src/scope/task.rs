@@ -46,7 +46,7 @@ impl Scope {
         let site = Location::caller();
         let inner = self.inner();
         inner.admit(&self.shared, Operation::SpawnTask)?;
-        let token = self.shared.token.clone();
+        let token = self.shared.lend_token().clone();
         let cut = inner.cut.clone();
         let grace = self.shared.grace;
         let tracked = inner.scopes.token();
