@@ -21,8 +21,10 @@
 //! empty cgroup that no record names (no child runs in it before the record). The name is
 //! the proof there too: [`remove_unrecorded`] removes an *empty* `custodian-<pid>-...` of
 //! a dead owner of this sweep, in the sweeper's own cgroup and beside the recorded ones,
-//! if no process has that pid now (a live one could be a new supervisor that just made
-//! it). A populated one is never written to. An earlier process with the same pid may have
+//! if no process has that pid now in any pid namespace (a live one could be a new
+//! supervisor that just made it, or one in another pid namespace sharing the directory,
+//! whose name gives its pid in its own namespace; outside the initial pid namespace not
+//! every process is visible, and nothing unrecorded is removed). A populated one is never written to. An earlier process with the same pid may have
 //! made it (a supervisor that died without a journal): it is abandoned all the same (its
 //! creator no longer runs) and empty, so its removal touches no process.
 

@@ -142,6 +142,48 @@ pub(crate) fn pid_ns() -> Option<crate::sys::FileId> {
     Some(crate::sys::FileId::of_stat(&st))
 }
 
+/// `PROC_PID_INIT_INO`: the inode of the initial pid namespace (stable kernel ABI).
+const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
+
+/// Which of `wanted` some process uses as its pid in *any* pid namespace (the `NSpid`
+/// line of `/proc/PID/status`: its pid here and in every namespace below this one).
+/// `None` if this process cannot see every process on the machine: outside the initial
+/// pid namespace, an ancestor's or a sibling's namespace is not in its `/proc`.
+/// Blocking: one `status` read per process.
+pub(crate) fn pids_in_any_namespace(
+    wanted: &[u32],
+) -> io::Result<Option<std::collections::HashSet<u32>>> {
+    if pid_ns().is_none_or(|ns| ns.ino != INIT_PID_NS_INO) {
+        return Ok(None);
+    }
+    let proc = open_proc()?;
+    let mut used = std::collections::HashSet::new();
+    for pid in pids_in(rustix::fd::AsFd::as_fd(&proc))? {
+        let mut path = pid.to_vec();
+        path.extend_from_slice(b"/status");
+        let Ok(path) = std::ffi::CString::new(path) else {
+            continue;
+        };
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+        let Ok(fd) = rustix::fs::openat(&proc, path.as_c_str(), flags, Mode::empty()) else {
+            continue; // Gone meanwhile.
+        };
+        let mut text = String::new();
+        if io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text).is_err() {
+            continue;
+        }
+        let ns = text.lines().find_map(|l| l.strip_prefix("NSpid:"));
+        // A kernel without `NSpid` (before 4.1) has no way to tell: assume the worst.
+        let Some(ns) = ns else { return Ok(None) };
+        used.extend(
+            ns.split_ascii_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .filter(|p| wanted.contains(p)),
+        );
+    }
+    Ok(Some(used))
+}
+
 /// This process and its ancestors (walking `ppid` up from `/proc/self`), with their
 /// start times: a sweep never signals them, whatever they carry.
 pub(crate) fn self_and_ancestors() -> io::Result<Vec<(u32, u64)>> {

@@ -102,8 +102,11 @@ pub(crate) fn kill_recorded(
 
 /// For crash recovery: removes, in the cgroup directory `dir`, each empty cgroup named
 /// as a supervisor cgroup of one of `pids` (`custodian-<pid>-<64 random bits>`) when no
-/// process has that pid now: its creator is dead (the caller proved it, from a journal)
-/// and no live supervisor can have made it since. What a supervisor killed between the
+/// process has that pid now, in any pid namespace (the name gives the pid in its
+/// creator's namespace, and a live supervisor in another one may share `dir`): its
+/// creator is dead (the caller proved it, from a journal) and no live supervisor can have
+/// made it since. Outside the initial pid namespace that cannot be proven (processes of
+/// an ancestor or sibling namespace are not visible), and nothing is removed. What a supervisor killed between the
 /// cgroup's creation and its journal record leaves. Returns the paths removed; a
 /// populated one, one with a cgroup below it that is populated, or one whose pid runs
 /// again is left alone, and so is every name in `recorded` (cgroups of `dir` that a
@@ -144,8 +147,18 @@ pub(crate) fn remove_unrecorded(
             names.push((name.to_owned(), pid));
         }
     }
+    if names.is_empty() {
+        return Ok(removed);
+    }
+    // The name gives its creator's pid in *its* pid namespace: a live supervisor in
+    // another namespace sharing this directory has a pid here that `/proc/<pid>` does
+    // not show. Only a pid that no process has in any namespace proves its creator dead;
+    // where not every process can be seen (outside the initial pid namespace), none is.
+    let Some(used) = crate::sys::procfs::pids_in_any_namespace(pids)? else {
+        return Ok(removed);
+    };
     for (name, pid) in names {
-        if Path::new("/proc").join(pid.to_string()).exists() {
+        if used.contains(&pid) || Path::new("/proc").join(pid.to_string()).exists() {
             continue;
         }
         let sub = match open_dir_nofollow(&parent, name.as_str()) {

@@ -269,8 +269,15 @@ fn unrecorded_cgroups_of_dead_pids_are_removed_only_when_empty() {
     }
     let mut removed = removed.unwrap();
     removed.sort();
+    // Outside the initial pid namespace a pid's absence proves nothing: nothing goes.
+    let provable = crate::sys::procfs::pids_in_any_namespace(&[])
+        .unwrap()
+        .is_some();
     let mut want = vec![empty.clone(), nested.clone()];
     want.sort();
+    if !provable {
+        want.clear();
+    }
     assert_eq!(removed, want);
-    assert_eq!(left, [false, false, true, true, true]);
+    assert_eq!(left, [!provable, !provable, true, true, true]);
 }
