@@ -105,6 +105,10 @@ struct Scan<'a> {
     spare: &'a [(u32, u64)],
     grace: Duration,
     fates: Vec<Fate>,
+    /// Groups found running at an earlier look; once their pid names another process
+    /// they are done (not looked at again) but stay stopped, not reused.
+    had: Vec<bool>,
+    done: Vec<bool>,
     seen: HashSet<(u32, u64)>,
     spared: Vec<Left>,
 }
@@ -127,6 +131,8 @@ pub(crate) fn stop(
         spare,
         grace,
         fates: vec![Fate::Gone; n],
+        had: vec![false; n],
+        done: vec![false; n],
         seen: HashSet::new(),
         spared: Vec::new(),
     };
@@ -199,11 +205,18 @@ impl Scan<'_> {
         let by_pid: HashMap<u32, ProcStat> = procs.iter().map(|st| (st.pid, *st)).collect();
         let mut found = Vec::new();
         for (i, g) in self.groups.iter().enumerate() {
-            if self.fates[i] == Fate::Reused {
+            if self.fates[i] == Fate::Reused || self.done[i] {
                 continue;
             }
             if by_pid.get(&g.pid).is_some_and(|st| st.start != g.start) || !same_inode(g) {
-                self.fates[i] = Fate::Reused;
+                // Nothing is left of the group (its id is free once its pid is reused):
+                // a group found at an earlier look (stopped by its signals, before the
+                // look of a SIGKILL round) is done, not "reused, nothing signalled".
+                if self.had[i] {
+                    self.done[i] = true;
+                } else {
+                    self.fates[i] = Fate::Reused;
+                }
                 continue;
             }
             for st in &procs {
@@ -211,6 +224,7 @@ impl Scan<'_> {
                 let is_member = st.pgid == g.pgid && st.start >= g.start;
                 if !st.zombie && (is_leader || is_member) {
                     found.push((st.pid, st.start, i));
+                    self.had[i] = true;
                 }
             }
         }
