@@ -1,8 +1,8 @@
-//! Review: recovery's removal of a dead owner's *unrecorded* empty cgroup
-//! (`custodian-<pid>-<16 hex>`, removed when "no process has that pid") must not remove
-//! a live supervisor's cgroup made in another pid namespace that shares the sweeper's
-//! cgroup directory. Its name carries its pid in *its* namespace, which the sweeper's
-//! `/proc/<pid>` knows nothing about.
+//! Review: recovery once removed a dead owner's *unrecorded* empty cgroup
+//! (`custodian-<pid>-<16 hex>`, when "no process has that pid"); that removed a live
+//! supervisor's cgroup made in another pid namespace sharing the sweeper's cgroup
+//! directory, whose name carries its pid in *its* namespace. Recovery now removes only
+//! what a journal names (the cgroup's intent record, `crash_cgroup_intent.rs`).
 //!
 //! Provoked with `unshare -p -f --mount-proc` (no cgroup namespace, so the new namespace
 //! shares this process's cgroup) and `ns_last_pid`: a process in the new namespace gets
