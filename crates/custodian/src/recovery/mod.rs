@@ -41,7 +41,7 @@ use crate::journal::{
 };
 use crate::sys::FileId;
 use crate::sys::journal as sys;
-use crate::sys::orphans::{self, Fate, LeftWhy, Outcome};
+use crate::sys::orphans::{self, Fate, LeftWhy, Outcome, Recorded};
 use crate::sys::procfs;
 
 mod age;
@@ -86,7 +86,7 @@ pub fn sweep(state_dir: impl AsRef<Path>) -> Result<SweepReport> {
 /// or else `grace`, SIGKILL), records that durably, removes its temp root and drops the
 /// journal. Needs no supervisor and no runtime. Blocking, bounded by: 500 ms for each
 /// journal locked while its owner is dead (a child holding it until its `exec`), plus
-/// the longest grace (a child's recorded one, else `grace`), plus one second after it
+/// the longest grace (a child's recorded one, at most 30 s, else `grace`), plus one second after it
 /// and one per SIGKILL round (at most 8), plus up to 5 s for each dead owner's cgroup
 /// whose members are slow to die after its `cgroup.kill` (only a process stuck in the
 /// kernel is), plus the temp roots' removals.
@@ -113,6 +113,12 @@ pub fn sweep(state_dir: impl AsRef<Path>) -> Result<SweepReport> {
 pub fn sweep_with_grace(state_dir: impl AsRef<Path>, grace: Duration) -> Result<SweepReport> {
     sweep_journals(state_dir.as_ref(), grace)
 }
+
+/// The longest a dead owner's child is given between SIGTERM and SIGKILL, whatever its
+/// record says: the owner that promised it a longer grace (or `Duration::MAX`, which a
+/// live supervisor's shutdown deadline cuts) is dead, and nothing else would bound the
+/// sweep's wait.
+pub(crate) const MAX_RECORDED_GRACE: Duration = Duration::from_secs(30);
 
 /// The journal sweep behind [`recover`], `start`, and the deprecated [`sweep`] and
 /// [`sweep_with_grace`] (whose docs say what it does).
@@ -153,7 +159,10 @@ fn sweep_in(path: &Path, grace: Duration, only: Option<&OsStr>) -> Result<SweepR
     let mut owners = Vec::new();
     let mut groups = Vec::new();
     for (i, d) in dead.iter().enumerate() {
-        groups.extend(d.children.iter().copied());
+        groups.extend(d.children.iter().map(|c| Recorded {
+            grace: c.grace.map(|g| g.min(MAX_RECORDED_GRACE)),
+            ..*c
+        }));
         owners.extend(std::iter::repeat_n(i, d.children.len()));
         if only.is_some() {
             let escaped = tree::escapees(&d.children).map_err(fail)?;
