@@ -194,6 +194,18 @@ impl Link {
         true
     }
 
+    /// Whether it still runs, asked of the kernel now (its pidfd is not readable) and not
+    /// told `DONE`: unlike the stats' state, which changes only once the monitor task
+    /// has run.
+    pub(crate) fn watching(&self) -> bool {
+        let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        !self.was_told() && matches!(poll(&mut fds, Some(&now)), Ok(0))
+    }
+
     /// Whether it was told `DONE`: its exit is then expected.
     pub(crate) fn was_told(&self) -> bool {
         self.told.load(Ordering::SeqCst)
