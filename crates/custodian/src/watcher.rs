@@ -88,6 +88,9 @@ pub(crate) fn start(
 
 /// What the forked watcher runs (see `sys/watch.rs` for what it may touch).
 fn body(w: &watch::Watch, dir: &Path, name: &OsString, journal: &PathBuf, grace: Duration) -> i32 {
+    // No `tracing` event from the sweep here: registering a callsite can block on a lock
+    // another thread of the owner held at the fork (see `recovery::SILENCED`).
+    crate::recovery::silence();
     let gone = || matches!(std::fs::symlink_metadata(journal), Err(e) if e.kind() == io::ErrorKind::NotFound);
     match w.wait(gone) {
         Verdict::Done | Verdict::Released => 0,

@@ -62,7 +62,7 @@ pub(super) fn kill(
     }
     match kill_recorded(path, id, KILL_BOUND, spare) {
         Ok(Recorded::Removed) => {
-            tracing::info!(cgroup = %shown, "crash sweep: killed and removed a dead owner's cgroup");
+            note!(info, cgroup = %shown, "crash sweep: killed and removed a dead owner's cgroup");
             report.cgroups.push(path.to_path_buf());
             true
         }
@@ -73,7 +73,7 @@ pub(super) fn kill(
             true
         }
         Ok(Recorded::HoldsSpared(pid)) => {
-            tracing::warn!(cgroup = %shown, pid, "crash sweep: the sweeper runs inside a dead owner's cgroup");
+            note!(warn, cgroup = %shown, pid, "crash sweep: the sweeper runs inside a dead owner's cgroup");
             skip(report, shown, SkipReason::SweeperInsideCgroup);
             false
         }

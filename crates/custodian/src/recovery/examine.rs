@@ -207,7 +207,7 @@ pub(super) fn examine(
         marker = None;
         children.clear();
     }
-    tracing::info!(journal = %shown, pid, %proof, swept, "crash sweep: owner is dead");
+    note!(info, journal = %shown, pid, %proof, swept, "crash sweep: owner is dead");
     report.dead_owners.push(DeadOwner {
         journal: path.clone(),
         pid,

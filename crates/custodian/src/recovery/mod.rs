@@ -44,6 +44,36 @@ use crate::sys::journal as sys;
 use crate::sys::orphans::{self, Fate, LeftWhy, Outcome, Recorded};
 use crate::sys::procfs;
 
+/// Set in the watcher's forked process only (`crate::watcher`), never in its owner: the
+/// sweep's events are then not emitted at all. A `tracing` event whose callsite the
+/// owner never hit registers it first, and with more than one dispatcher in the process
+/// `tracing-core` registers under a read lock of its dispatcher list, which another
+/// thread of the owner may have held for writing at the fork (making a `Dispatch`): the
+/// watcher blocked there for ever, holding the journal's lock
+/// (`tests/review_watcher_tracing.rs`). A no-op default dispatcher does not avoid that
+/// registration; not reaching the macro does.
+static SILENCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Silences the sweep's events in this process (the watcher's; see [`SILENCED`]).
+pub(crate) fn silence() {
+    SILENCED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the sweep's events are silenced in this process.
+pub(crate) fn silenced() -> bool {
+    SILENCED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `tracing::$level!(...)`, unless the sweep runs in the watcher (see [`SILENCED`]): the
+/// only way the recovery code emits events.
+macro_rules! note {
+    ($level:ident, $($arg:tt)+) => {
+        if !$crate::recovery::silenced() {
+            tracing::$level!($($arg)+);
+        }
+    };
+}
+
 mod age;
 mod cgroup;
 mod examine;
@@ -208,7 +238,7 @@ fn sweep_in(path: &Path, grace: Duration, only: Option<&OsStr>) -> Result<SweepR
             LeftWhy::Sweeper => SpareReason::Sweeper,
             _ => SpareReason::SweeperAncestor,
         };
-        tracing::info!(pid = s.pid, %reason, "crash sweep: spared");
+        note!(info, pid = s.pid, %reason, "crash sweep: spared");
         report.spared.push(Spared { pid: s.pid, reason });
     }
     let mut survivors = vec![Vec::new(); dead.len()];
@@ -243,7 +273,7 @@ fn survivor(
     journal: &Path,
     reason: SurvivorReason,
 ) {
-    tracing::warn!(pid, %reason, "crash sweep: a process survived");
+    note!(warn, pid, %reason, "crash sweep: a process survived");
     report.survivors.push(Survivor {
         pid,
         start_time: start,
@@ -337,7 +367,7 @@ fn make_durable(d: &Dead, survivors: &[(u32, u64)]) -> io::Result<()> {
 }
 
 fn skip(report: &mut SweepReport, what: String, reason: SkipReason) {
-    tracing::info!(what = %what, reason = %reason, "crash sweep: skipped");
+    note!(info, what = %what, reason = %reason, "crash sweep: skipped");
     report.skipped.push(Skipped { what, reason });
 }
 
@@ -382,7 +412,7 @@ fn set_aside(dir: BorrowedFd<'_>, dir_path: &Path, d: &Dead, report: &mut SweepR
         && rustix::fs::renameat_with(dir, &d.name, dir, &to, rustix::fs::RenameFlags::NOREPLACE)
             .is_ok();
     if renamed {
-        tracing::warn!(journal = %dir_path.join(&to).display(), "crash sweep: a damaged journal was set aside");
+        note!(warn, journal = %dir_path.join(&to).display(), "crash sweep: a damaged journal was set aside");
         report.set_aside.push(dir_path.join(to));
     }
 }

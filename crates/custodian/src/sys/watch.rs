@@ -7,7 +7,9 @@
 //! - only the forking thread exists in it: no lock another thread could have held at the
 //!   fork may be taken. `tracing` gets a no-op default dispatcher for this thread (a
 //!   thread-local store in tracing-core 0.1.36: no lock; events then never reach the
-//!   owner's subscriber, its writer's lock, or its `EnvFilter`'s lock). Nothing here
+//!   owner's subscriber, its writer's lock, or its `EnvFilter`'s lock). That does not
+//!   cover a callsite's first *registration*, which can take `tracing-core`'s dispatcher
+//!   list lock: the watcher's sweep emits no event at all (`recovery::silence`). Nothing here
 //!   reads `std::env` (its lock), touches stdout/stderr (their locks), or starts Tokio.
 //!   Memory allocation is allowed: glibc's `fork` takes every malloc arena's lock
 //!   before the fork and resets them in the child (`__malloc_fork_lock_parent`,
@@ -190,6 +192,18 @@ impl Link {
         // none today (the datagram path returns the error only); this makes it certain.
         let _ = rustix::net::send(&sock, &[DONE], rustix::net::SendFlags::NOSIGNAL);
         true
+    }
+
+    /// Whether it still runs, asked of the kernel now (its pidfd is not readable) and not
+    /// told `DONE`: unlike the stats' state, which changes only once the monitor task
+    /// has run.
+    pub(crate) fn watching(&self) -> bool {
+        let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        !self.was_told() && matches!(poll(&mut fds, Some(&now)), Ok(0))
     }
 
     /// Whether it was told `DONE`: its exit is then expected.

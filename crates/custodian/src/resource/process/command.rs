@@ -374,9 +374,12 @@ impl Command {
         // no grace, so the watcher SIGKILLs its whole group within milliseconds of this
         // process's death, and the spawn stays on std's `posix_spawn` path (no hook: no
         // fork of this process's memory, no dedicated thread).
+        // The watcher is asked through its pidfd: the stats say `Died` only once the
+        // monitor task has run, and a spawn in between had neither the kernel's signal
+        // nor a watcher (tests/review_watcher_death_signal.rs).
         let watched = self.death_signal
             && inner.journal.is_some()
-            && inner.records.stats.watcher().state == crate::stats::WatcherState::Watching;
+            && inner.watcher.as_ref().is_some_and(|w| w.watching());
         let spawned = if self.death_signal && !watched {
             let hook = death_signal_hook(rustix::process::getpid());
             // SAFETY: the hook runs between fork and exec and only makes
