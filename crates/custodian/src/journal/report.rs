@@ -194,6 +194,9 @@ pub enum SpareReason {
     Sweeper,
     /// It is an ancestor of the sweeping process (its shell, its runner).
     SweeperAncestor,
+    /// It is in the sweeping process's own process group: a partner of its pipeline
+    /// (`custodian sweep | tee log` run from a shell inside the dead owner's tree).
+    SweeperGroup,
 }
 
 impl fmt::Display for SpareReason {
@@ -201,6 +204,7 @@ impl fmt::Display for SpareReason {
         f.write_str(match self {
             SpareReason::Sweeper => "the sweeping process itself",
             SpareReason::SweeperAncestor => "an ancestor of the sweeping process",
+            SpareReason::SweeperGroup => "in the sweeping process's own process group",
         })
     }
 }

@@ -236,6 +236,7 @@ fn sweep_in(path: &Path, grace: Duration, only: Option<&OsStr>) -> Result<SweepR
     for s in &outcome.spared {
         let reason = match s.why {
             LeftWhy::Sweeper => SpareReason::Sweeper,
+            LeftWhy::SweeperGroup => SpareReason::SweeperGroup,
             _ => SpareReason::SweeperAncestor,
         };
         note!(info, pid = s.pid, %reason, "crash sweep: spared");

@@ -354,8 +354,8 @@ impl Builder {
     /// root and each live child; see `docs/crash-recovery.md` for when each record is
     /// durable and what the sweep proves before it acts. `start` then blocks for two
     /// `fsync`s (the owner record); a spawn costs one `write` more, a reap another.
-    /// Children get `CUSTODIAN_JOURNAL` in their environment (the sweep finds their
-    /// descendants by it).
+    /// Children get the owner marker `CUSTODIAN_OWNER` in their environment (the sweep
+    /// finds their descendants by it).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {

@@ -267,6 +267,9 @@ pub(crate) enum LeftWhy {
     Sweeper,
     /// An ancestor of the sweeping process (recovery only: never signalled).
     Ancestor,
+    /// In the sweeping process's own process group: a partner of its pipeline
+    /// (`custodian sweep | tee log`; recovery only: never signalled).
+    SweeperGroup,
     /// The kernel refused the signal (`EPERM`: it changed user).
     Refused,
     /// Still running after SIGKILL, in uninterruptible sleep (`D`): stuck in the kernel.
@@ -280,6 +283,7 @@ impl fmt::Display for LeftWhy {
         f.write_str(match self {
             LeftWhy::Sweeper => "the sweeping process",
             LeftWhy::Ancestor => "an ancestor of the sweeping process",
+            LeftWhy::SweeperGroup => "in the sweeping process's own process group",
             LeftWhy::Refused => "the signal was refused (EPERM)",
             LeftWhy::Uninterruptible => "stuck in the kernel (state D) after SIGKILL",
             LeftWhy::Running => "still running after SIGKILL",

@@ -20,7 +20,8 @@
 //! crash and the sweep.
 //!
 //! Never signalled, whatever matches: the sweeping process and its ancestors (`spare`),
-//! reported as spared. The escalation is `sys::escalate::run` (its loop, its policy and
+//! and the members of its own process group (its pipeline's partners), reported as
+//! spared. The escalation is `sys::escalate::run` (its loop, its policy and
 //! its final look): after the last SIGKILL round, members still running (a signal refused with
 //! `EPERM`, a process stuck in the kernel) are reported as survivors, never as stopped.
 //!
@@ -103,6 +104,8 @@ struct Scan<'a> {
     groups: &'a [Recorded],
     markers: &'a [Marker],
     spare: &'a [(u32, u64)],
+    /// The sweeping process's own group: its pipeline's partners are spared too.
+    own_pgid: u32,
     grace: Duration,
     fates: Vec<Fate>,
     /// Groups found running at an earlier look; once their pid names another process
@@ -129,6 +132,7 @@ pub(crate) fn stop(
         groups,
         markers,
         spare,
+        own_pgid: rustix::process::getpgrp().as_raw_pid().unsigned_abs(),
         grace,
         fates: vec![Fate::Gone; n],
         had: vec![false; n],
@@ -223,7 +227,7 @@ impl Scan<'_> {
                 let is_leader = st.pid == g.pid && st.start == g.start;
                 let is_member = st.pgid == g.pgid && st.start >= g.start;
                 if !st.zombie && (is_leader || is_member) {
-                    found.push((st.pid, st.start, i));
+                    found.push((st.pid, st.start, i, st.pgid));
                     self.had[i] = true;
                 }
             }
@@ -243,21 +247,22 @@ impl Scan<'_> {
                 let hit = (self.markers.iter())
                     .position(|m| st.start >= m.owner_start && owner.stem == m.stem);
                 if let Some(j) = hit {
-                    found.push((st.pid, st.start, self.groups.len() + j));
+                    found.push((st.pid, st.start, self.groups.len() + j, st.pgid));
                 }
             }
         }
         let mut out = Vec::new();
-        for (pid, start, group) in found {
+        for (pid, start, group, pgid) in found {
             if !self.seen.insert((pid, start)) {
                 continue;
             }
-            if let Some(at) = self.spare.iter().position(|&s| s == (pid, start)) {
-                let why = if at == 0 {
-                    LeftWhy::Sweeper
-                } else {
-                    LeftWhy::Ancestor
-                };
+            let spared = match self.spare.iter().position(|&s| s == (pid, start)) {
+                Some(0) => Some(LeftWhy::Sweeper),
+                Some(_) => Some(LeftWhy::Ancestor),
+                None if pgid == self.own_pgid => Some(LeftWhy::SweeperGroup),
+                None => None,
+            };
+            if let Some(why) = spared {
                 self.spared.push(Left {
                     pid,
                     start,
