@@ -4,7 +4,8 @@
 //! One append-only file per supervisor, `<pid>-<start time>-<random>.journal`, written
 //! through `sys/journal.rs` (one framed, checksummed record per `write`):
 //! 1. at start, before the temp root exists: [`Record::Owner`] (pid, start time, boot
-//!    id), then `fsync` of the file and the directory; [`Record::RootIntent`] (the
+//!    id), made durable (`fsync` of the file and the directory) on the blocking pool;
+//!    [`Record::RootIntent`] (the
 //!    root's path, 128 random bits in its name) right before its `mkdir`, and
 //!    [`Record::Root`] (path, device, inode) right after; with the cgroup containment
 //!    tier, [`Record::Cgroup`] (the supervisor's cgroup: path, device, inode) before any
@@ -90,8 +91,9 @@ struct State {
 }
 
 impl Journal {
-    /// Creates this supervisor's journal in `state_dir` (created 0700 if missing) and
-    /// makes its owner record durable. Blocking (two `fsync`s, once per supervisor).
+    /// Creates this supervisor's journal in `state_dir` (created 0700 if missing) with
+    /// its owner record, written but not yet durable: [`Journal::make_durable`] does the
+    /// two `fsync`s, on the blocking pool (`start` runs on a runtime thread).
     pub(crate) fn create(state_dir: &Path) -> io::Result<Self> {
         let dir = sys::open_state_dir(state_dir, true)?;
         let mark = Arc::new(OwnerMark::new()?);
@@ -105,10 +107,7 @@ impl Journal {
         let name = OsString::from(format!("{}{}", mark.stem(), sys::SUFFIX));
         let header = sys::frame(&owner.encode());
         let fd = sys::create_journal(dir.as_fd(), &name)?;
-        let durable = sys::append(fd.as_fd(), &header)
-            .and_then(|()| rustix::fs::fsync(&fd).map_err(io::Error::from))
-            .and_then(|()| rustix::fs::fsync(&dir).map_err(io::Error::from));
-        if let Err(e) = durable {
+        if let Err(e) = sys::append(fd.as_fd(), &header) {
             let _ = rustix::fs::unlinkat(&dir, &name, rustix::fs::AtFlags::empty());
             return Err(e);
         }
@@ -127,6 +126,24 @@ impl Journal {
                 pending: None,
             }),
         })
+    }
+
+    /// Makes the owner record durable: `fsync` of the file and of the state dir, so that
+    /// a machine crash cannot lose the record of a root that reached the disk. Blocking;
+    /// the writer's lock is held only to duplicate the fd. A process crash needs none of
+    /// this (the page cache keeps what was written), and a root whose record a machine
+    /// crash lost is still found by its name, mode and free lock (the start-up reap).
+    /// A failure is logged and counted in [`failed_writes`](Self::failed_writes).
+    pub(crate) fn make_durable(&self) {
+        let synced = rustix::io::dup(&self.lock().fd)
+            .and_then(|fd| rustix::fs::fsync(&fd))
+            .and_then(|()| rustix::fs::fsync(&self.dir));
+        if let Err(e) = synced {
+            // Relaxed: a tally, read by `stats()`.
+            self.failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(journal = %self.path.display(), error = %e, "crash journal: the owner record could not be made durable");
+        }
     }
 
     /// Records the temp root's path right before it is created.

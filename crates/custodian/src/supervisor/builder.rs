@@ -352,8 +352,9 @@ impl Builder {
     ///
     /// The journal records this process's identity (pid, start time, boot id), its temp
     /// root and each live child; see `docs/crash-recovery.md` for when each record is
-    /// durable and what the sweep proves before it acts. `start` then blocks for two
-    /// `fsync`s (the owner record); a spawn costs one `write` more, a reap another.
+    /// durable and what the sweep proves before it acts. `start` writes the owner record
+    /// and makes it durable (two `fsync`s) on the blocking pool; a spawn costs one
+    /// `write` more, a reap another.
     /// Children get the owner marker `CUSTODIAN_OWNER` in their environment (the sweep
     /// finds their descendants by it).
     ///
@@ -714,6 +715,11 @@ impl Builder {
                 let _ = tx.send(Some(report));
             }));
             inner.swept_at_start = rx;
+        }
+        if let Some(j) = &journal {
+            // The owner record's two `fsync`s, off the runtime thread `start` runs on.
+            let j = Arc::clone(j);
+            drop(handle.spawn_blocking(move || j.make_durable()));
         }
         inner.journal = journal;
         inner
