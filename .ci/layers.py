@@ -8,7 +8,13 @@ lower one:
   1. sys        OS primitives, no knowledge of the rest: safe removal, creation, mounts,
                 the private root, processes, abandoned roots.
   2. vocabulary kinds (kind), errors (error), ids (id), sites and records (leak),
-                counters (stats), the shutdown report (report).
+                counters (stats), the shutdown report (report), quotas' and
+                containment's settings and reasons (quota, containment).
+  2b. services  the blocking I/O the shared state drives, over sys and the
+                vocabulary: the crash journal's writer, records, compaction and sweep
+                report (journal), the child subreaper's proofs, adoptions and stops
+                (reaper). Their blocking calls run on the blocking pool or a thread of
+                their own, never on a runtime thread for long.
   3. registry   the registry, its extension API (Reclaim, Cleanup) and the per-scope
                 state its entries point to (registry/scope_state.rs).
   4. inner      the supervisor's shared state: registration and the release decision,
@@ -27,9 +33,9 @@ example `inner::Config::on_last_drop`, set by the builder to the emergency path)
 
 Where the coming features go: locks and atomic writers are resources (layer 6, built
 on guards); quotas are an admission check of the shared state (layer 4, `Inner::admit`
-and `register`); the journal is a file primitive in `sys` (1) with its record types in
-the vocabulary (2), written by `inner` (4) when it registers and releases, and read
-back by the start-up recovery (7, beside `emergency`).
+and `register`); the journal's file primitives are in `sys` (1), its writer and records in
+the services (2b), written by `inner` (4) when it registers and releases, and read back
+by recovery (7).
 
 What is checked: every `crate::NAME` in a file under src/ (outside its `#[cfg(test)] mod
 tests` block or out-of-line `#[cfg(test)] mod NAME;` file: unit tests may drive a module
@@ -50,7 +56,8 @@ import sys
 
 LAYERS = [
     ("sys", ["sys"]),
-    ("vocabulary", ["kind", "error", "id", "leak", "stats", "report", "journal", "reaper", "quota", "containment"]),
+    ("vocabulary", ["kind", "error", "id", "leak", "stats", "report", "quota", "containment"]),
+    ("services", ["journal", "reaper"]),
     ("registry", ["registry"]),
     ("inner", ["inner"]),
     ("scope", ["scope"]),

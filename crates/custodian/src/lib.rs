@@ -105,7 +105,6 @@ pub use journal::{
 pub use kind::{CancelReason, ReleasePath, ResourceKind};
 pub use leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Site};
 pub use quota::{Quota, QuotaOn, QuotaUsage};
-pub use reaper::AdoptionStats;
 #[allow(deprecated)]
 pub use recovery::clean_older_than;
 pub use recovery::default_state_dir;
@@ -121,6 +120,7 @@ pub use resource::{BoundedOutput, Command, DEFAULT_CHILD_GRACE, ManagedChild};
 pub use resource::{CreateTempDir, CreateTempFile, OpenFile};
 pub use resource::{ManagedFile, OpenOptions, PersistError, TempBuilder, TempDir, TempFile};
 pub use scope::{Registration, Scope};
+pub use stats::AdoptionStats;
 pub use stats::{KindStats, StatsSnapshot, WatcherState, WatcherStats};
 pub use supervisor::{Builder, Supervisor};
 // The inspect server's snapshot and its client (`Builder::inspect`).

@@ -137,7 +137,7 @@ pub struct ShutdownReport {
     /// What the child-subreaper opt-in adopted, stopped and reaped during the
     /// supervisor's life (all zero without it).
     #[serde(default)]
-    pub adopted: crate::reaper::AdoptionStats,
+    pub adopted: crate::stats::AdoptionStats,
     /// How the drain went; `None` without one ([`Builder::drain`](crate::Builder::drain)
     /// off, or the shutdown forced before it began).
     #[serde(default)]

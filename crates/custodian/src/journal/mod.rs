@@ -1,4 +1,4 @@
-//! The crash journal's records (layer 2): what a supervisor with a state dir writes so
+//! The crash journal's writer and records (the services layer, 2b): what a supervisor with a state dir writes so
 //! that the next start (or `custodian sweep`) can reap what it leaves if it dies.
 //!
 //! One append-only file per supervisor, `<pid>-<start time>-<random>.journal`, written

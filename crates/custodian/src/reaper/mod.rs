@@ -42,10 +42,9 @@ use crate::sys::process::{Sig, signal_group};
 use crate::sys::procfs::{self, ProcStat as Proc};
 use crate::sys::subreaper::{self as sys, SubreaperHold};
 
-mod stats;
 mod stop;
 
-pub use stats::AdoptionStats;
+use crate::stats::AdoptionStats;
 pub(crate) use stop::STRAY_GRACE;
 
 /// Children's markers' sequence numbers by (pid, start time), read before a scan takes

@@ -8,7 +8,8 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use super::Supervisor;
-use crate::reaper::{AdoptionStats, Reaper};
+use crate::reaper::Reaper;
+use crate::stats::AdoptionStats;
 
 /// How often the scan runs without a SIGCHLD: an orphan re-parented to us sends none
 /// until it exits, and only a live one can be proven by its marker.
