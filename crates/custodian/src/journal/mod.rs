@@ -135,7 +135,9 @@ impl Journal {
     /// crash lost is still found by its name, mode and free lock (the start-up reap).
     /// A failure is logged and counted in [`failed_writes`](Self::failed_writes).
     pub(crate) fn make_durable(&self) {
-        let synced = rustix::io::dup(&self.lock().fd)
+        // Close-on-exec: a child spawned meanwhile must not inherit the fd (and with it
+        // the journal's `flock`, which would make its dead owner look alive).
+        let synced = rustix::io::fcntl_dupfd_cloexec(&self.lock().fd, 0)
             .and_then(|fd| rustix::fs::fsync(&fd))
             .and_then(|()| rustix::fs::fsync(&self.dir));
         if let Err(e) = synced {
