@@ -92,7 +92,7 @@ struct State {
 
 impl Journal {
     /// Creates this supervisor's journal in `state_dir` (created 0700 if missing) with
-    /// its owner record, written but not yet durable: [`Journal::make_durable`] does the
+    /// its owner record, written but not yet durable: [`Journal::durability`] does the
     /// two `fsync`s, on the blocking pool (`start` runs on a runtime thread).
     pub(crate) fn create(state_dir: &Path) -> io::Result<Self> {
         let dir = sys::open_state_dir(state_dir, true)?;
@@ -128,23 +128,31 @@ impl Journal {
         })
     }
 
-    /// Makes the owner record durable: `fsync` of the file and of the state dir, so that
-    /// a machine crash cannot lose the record of a root that reached the disk. Blocking;
-    /// the writer's lock is held only to duplicate the fd. A process crash needs none of
-    /// this (the page cache keeps what was written), and a root whose record a machine
-    /// crash lost is still found by its name, mode and free lock (the start-up reap).
-    /// A failure is logged and counted in [`failed_writes`](Self::failed_writes).
-    pub(crate) fn make_durable(&self) {
-        // Close-on-exec: a child spawned meanwhile must not inherit the fd (and with it
-        // the journal's `flock`, which would make its dead owner look alive).
-        let synced = rustix::io::fcntl_dupfd_cloexec(&self.lock().fd, 0)
-            .and_then(|fd| rustix::fs::fsync(&fd))
-            .and_then(|()| rustix::fs::fsync(&self.dir));
-        if let Err(e) = synced {
-            // Relaxed: a tally, read by `stats()`.
-            self.failed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(journal = %self.path.display(), error = %e, "crash journal: the owner record could not be made durable");
+    /// The owner record's durability, to run off the runtime thread: `fsync` of the file
+    /// and of the state dir, so that a machine crash cannot lose the record of a root
+    /// that reached the disk. It works on duplicates of both fds (close-on-exec: a child
+    /// spawned meanwhile must not inherit the journal's `flock`), not on the journal, so
+    /// that the journal's removal at shutdown never waits for it. A failure is logged
+    /// and counted in [`failed_writes`](Self::failed_writes). A process crash needs none
+    /// of this (the page cache keeps what was written), and a root whose record a
+    /// machine crash lost is still found by its name, mode and free lock (the start-up
+    /// reap).
+    pub(crate) fn durability(self: &Arc<Self>) -> impl FnOnce() + Send + 'static {
+        let dup = |fd: std::os::fd::BorrowedFd<'_>| rustix::io::fcntl_dupfd_cloexec(fd, 0);
+        let fds = dup(self.lock().fd.as_fd()).and_then(|f| Ok((f, dup(self.dir.as_fd())?)));
+        let (weak, path) = (Arc::downgrade(self), self.path.clone());
+        move || {
+            let synced = fds.and_then(|(file, dir)| {
+                rustix::fs::fsync(&file)?;
+                rustix::fs::fsync(&dir)
+            });
+            if let Err(e) = synced {
+                if let Some(j) = weak.upgrade() {
+                    // Relaxed: a tally, read by `stats()`.
+                    j.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                tracing::warn!(journal = %path.display(), error = %e, "crash journal: the owner record could not be made durable");
+            }
         }
     }
 

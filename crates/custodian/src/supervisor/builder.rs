@@ -718,8 +718,7 @@ impl Builder {
         }
         if let Some(j) = &journal {
             // The owner record's two `fsync`s, off the runtime thread `start` runs on.
-            let j = Arc::clone(j);
-            drop(handle.spawn_blocking(move || j.make_durable()));
+            drop(handle.spawn_blocking(j.durability()));
         }
         inner.journal = journal;
         inner
