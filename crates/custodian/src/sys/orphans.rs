@@ -104,8 +104,9 @@ struct Scan<'a> {
     groups: &'a [Recorded],
     markers: &'a [Marker],
     spare: &'a [(u32, u64)],
-    /// The sweeping process's own group: its pipeline's partners are spared too.
-    own_pgid: u32,
+    /// The sweeping process's own group: its pipeline's partners are spared too (`None`:
+    /// not visible, its leader outside this pid namespace).
+    own_pgid: Option<u32>,
     grace: Duration,
     fates: Vec<Fate>,
     /// Groups found running at an earlier look; once their pid names another process
@@ -132,7 +133,8 @@ pub(crate) fn stop(
         groups,
         markers,
         spare,
-        own_pgid: rustix::process::getpgrp().as_raw_pid().unsigned_abs(),
+        // Not `getpgrp`: in a pid namespace whose group leader is outside, it is 0.
+        own_pgid: crate::sys::procfs::self_pgid(),
         grace,
         fates: vec![Fate::Gone; n],
         had: vec![false; n],
@@ -259,7 +261,7 @@ impl Scan<'_> {
             let spared = match self.spare.iter().position(|&s| s == (pid, start)) {
                 Some(0) => Some(LeftWhy::Sweeper),
                 Some(_) => Some(LeftWhy::Ancestor),
-                None if pgid == self.own_pgid => Some(LeftWhy::SweeperGroup),
+                None if Some(pgid) == self.own_pgid => Some(LeftWhy::SweeperGroup),
                 None => None,
             };
             if let Some(why) = spared {

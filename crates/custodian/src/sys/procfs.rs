@@ -135,6 +135,16 @@ pub(crate) fn self_start() -> io::Result<u64> {
         .ok_or_else(|| io::ErrorKind::NotFound.into())
 }
 
+/// This process's process group, as this pid namespace sees it: `None` if it cannot be
+/// read, or if the group's leader is outside the namespace (the kernel says 0 then).
+pub(crate) fn self_pgid() -> Option<u32> {
+    read_stat(None, b"/proc/self/stat")
+        .ok()
+        .flatten()
+        .map(|s| s.pgid)
+        .filter(|&g| g != 0)
+}
+
 /// This process's pid namespace: the device and inode of `/proc/self/ns/pid`.
 /// `None` where the kernel has no pid namespaces (no `ns/pid` link).
 pub(crate) fn pid_ns() -> Option<crate::sys::FileId> {
