@@ -135,7 +135,11 @@ impl Journal {
     /// crash lost is still found by its name, mode and free lock (the start-up reap).
     /// A failure is logged and counted in [`failed_writes`](Self::failed_writes).
     pub(crate) fn make_durable(&self) {
-        let synced = rustix::io::dup(&self.lock().fd)
+        // A statement of its own: a guard made inside the chain below would live to the
+        // end of that statement, across both `fsync`s, and keep every append (a spawn's
+        // record, on a runtime thread) waiting for them.
+        let fd = rustix::io::dup(&self.lock().fd);
+        let synced = fd
             .and_then(|fd| rustix::fs::fsync(&fd))
             .and_then(|()| rustix::fs::fsync(&self.dir));
         if let Err(e) = synced {
