@@ -138,7 +138,9 @@ impl Journal {
         // A statement of its own: a guard made inside the chain below would live to the
         // end of that statement, across both `fsync`s, and keep every append (a spawn's
         // record, on a runtime thread) waiting for them.
-        let fd = rustix::io::dup(&self.lock().fd);
+        // Close-on-exec (`dup` would not be): a child spawned meanwhile would keep the
+        // journal's open file description, so its `flock`, past its `exec`.
+        let fd = rustix::io::fcntl_dupfd_cloexec(&self.lock().fd, 0);
         let synced = fd
             .and_then(|fd| rustix::fs::fsync(&fd))
             .and_then(|()| rustix::fs::fsync(&self.dir));
