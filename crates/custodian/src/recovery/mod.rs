@@ -189,13 +189,17 @@ fn sweep_in(path: &Path, grace: Duration, only: Option<&OsStr>) -> Result<SweepR
     let mut owners = Vec::new();
     let mut groups = Vec::new();
     for (i, d) in dead.iter().enumerate() {
-        groups.extend(d.children.iter().map(|c| Recorded {
-            grace: c.grace.map(|g| g.min(MAX_RECORDED_GRACE)),
-            ..*c
-        }));
-        owners.extend(std::iter::repeat_n(i, d.children.len()));
+        // Capped before the escapees are found: each carries its child's grace.
+        let children: Vec<Recorded> = (d.children.iter())
+            .map(|c| Recorded {
+                grace: c.grace.map(|g| g.min(MAX_RECORDED_GRACE)),
+                ..*c
+            })
+            .collect();
+        groups.extend(children.iter().copied());
+        owners.extend(std::iter::repeat_n(i, children.len()));
         if only.is_some() {
-            let escaped = tree::escapees(&d.children).map_err(fail)?;
+            let escaped = tree::escapees(&children).map_err(fail)?;
             owners.extend(std::iter::repeat_n(i, escaped.len()));
             groups.extend(escaped);
         }

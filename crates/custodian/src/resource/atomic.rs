@@ -338,7 +338,8 @@ impl AtomicFile {
     /// # Errors
     ///
     /// [`Error::Io`] with [`Operation::Cleanup`] naming `dir` if it cannot be opened or
-    /// read (a symlink: the kind of `ELOOP`).
+    /// read (a symlink, not followed, is no directory: `ENOTDIR`, also through a trailing
+    /// `/`).
     ///
     /// ```
     /// let dir = std::env::temp_dir();

@@ -133,8 +133,10 @@ pub(crate) fn stop(
         groups,
         markers,
         spare,
-        // Not `getpgrp`: in a pid namespace whose group leader is outside, it is 0.
-        own_pgid: crate::sys::procfs::self_pgid(),
+        // Not `getpgrp`: in a pid namespace whose group leader is outside, it is 0. A
+        // sweeper inside a recorded group (a script without job control) spares only
+        // itself and its ancestors there: the group is the dead owner's to stop.
+        own_pgid: crate::sys::procfs::self_pgid().filter(|g| groups.iter().all(|r| r.pgid != *g)),
         grace,
         fates: vec![Fate::Gone; n],
         had: vec![false; n],

@@ -289,7 +289,10 @@ fn link_fd(dir: &OwnedFd, file: &std::fs::File, name: &OsStr) -> io::Result<()> 
 pub(crate) fn sweep(dir: &Path, min_age: std::time::Duration) -> io::Result<usize> {
     use crate::sys::ownership::{Lock, Shape, prove};
     use crate::sys::remove::{Outcome, open_dir_nofollow};
-    let dirfd = open_dir_nofollow(CWD, dir)?;
+    // Without a trailing `/` or `/.`: either makes the kernel follow a symlink in the
+    // last component whatever `O_NOFOLLOW` says (`components` drops them).
+    let dir: std::path::PathBuf = dir.components().collect();
+    let dirfd = open_dir_nofollow(CWD, &dir)?;
     // Saturating: an age longer than the clock's past makes nothing old.
     let before = std::time::SystemTime::now()
         .checked_sub(min_age)
