@@ -143,6 +143,11 @@ impl Record {
         b
     }
 
+    /// Whether `tag` is one this version writes or reads (1 to 12).
+    pub(crate) fn is_known_tag(tag: u8) -> bool {
+        (1..=12).contains(&tag)
+    }
+
     /// The record in `p`, or `None` if it is not one this version writes.
     pub(crate) fn decode(p: &[u8]) -> Option<Record> {
         let u32_at = |at: usize| Some(u32::from_le_bytes(p.get(at..at + 4)?.try_into().ok()?));

@@ -359,6 +359,15 @@ pub enum SkipReason {
         /// What does not match.
         detail: String,
     },
+    /// A whole, checksummed record of a kind this version does not know: the journal
+    /// was written by a newer version. Nothing of it is acted on, and it is kept as is
+    /// for that version's sweep.
+    NewerVersion {
+        /// Byte offset of the record.
+        offset: usize,
+        /// Its tag.
+        tag: u8,
+    },
     /// An operation failed; the journal is kept for the next sweep.
     Failed {
         /// The error.
@@ -388,6 +397,10 @@ impl fmt::Display for SkipReason {
             SkipReason::Mismatch { detail } => {
                 write!(f, "does not match its journal, nothing done: {detail}")
             }
+            SkipReason::NewerVersion { offset, tag } => write!(
+                f,
+                "written by a newer version (record tag {tag} at byte {offset}): left for it"
+            ),
             SkipReason::Failed { detail } => write!(f, "failed: {detail}"),
         }
     }

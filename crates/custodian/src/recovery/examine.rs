@@ -84,6 +84,12 @@ pub(super) fn examine(
     for (offset, payload) in frames {
         match Record::decode(payload) {
             Some(r) => records.push((offset, r)),
+            // A whole frame (its checksum holds) of a tag this version never wrote: a
+            // newer version's journal, left whole to that version (never set aside).
+            None if payload.first().is_some_and(|&t| !Record::is_known_tag(t)) => {
+                let tag = payload[0];
+                return skipped(report, shown, SkipReason::NewerVersion { offset, tag });
+            }
             None => {
                 corrupt = Some((offset, "unknown record".to_owned()));
                 break;
