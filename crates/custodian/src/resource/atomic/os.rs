@@ -26,7 +26,6 @@ use rustix::io::Errno;
 
 use crate::sys::FileId;
 use crate::sys::create::{create_file_at, random_hex};
-use crate::sys::remove::remove_file_at;
 
 use super::ATOMIC_TEMP_PREFIX as TEMP_PREFIX;
 
@@ -288,7 +287,7 @@ fn link_fd(dir: &OwnedFd, file: &std::fs::File, name: &OsStr) -> io::Result<()> 
 /// it removed.
 pub(crate) fn sweep(dir: &Path, min_age: std::time::Duration) -> io::Result<usize> {
     use crate::sys::ownership::{Lock, Shape, prove};
-    use crate::sys::remove::{Outcome, open_dir_nofollow};
+    use crate::sys::remove::open_dir_nofollow;
     // Without a trailing `/` or `/.`: either makes the kernel follow a symlink in the
     // last component whatever `O_NOFOLLOW` says (`components` drops them).
     let dir: std::path::PathBuf = dir.components().collect();
@@ -320,8 +319,11 @@ pub(crate) fn sweep(dir: &Path, min_age: std::time::Duration) -> io::Result<usiz
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        // `proven.fd` holds the lock until the name is gone.
-        if let Ok(Outcome::Removed) = remove_file_at(&dirfd, name, proven.id) {
+        // `proven.fd` holds the lock until the name is gone. Only the proven inode is
+        // unlinked: a name swapped meanwhile (for a symlink too) is left alone.
+        let same = rustix::fs::statat(&dirfd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileId::of_stat(&st) == proven.id);
+        if same && rustix::fs::unlinkat(&dirfd, name, AtFlags::empty()).is_ok() {
             removed += 1;
         }
         drop(proven);
