@@ -44,7 +44,7 @@ use crate::sys::journal as sys;
 use crate::sys::orphans::{self, Fate, LeftWhy, Outcome, Recorded};
 use crate::sys::procfs;
 
-/// Set in the watcher's forked process only (`crate::watcher`), never in its owner: the
+/// Set in the watcher's forked process only (`watcher.rs`), never in its owner: the
 /// sweep's events are then not emitted at all. A `tracing` event whose callsite the
 /// owner never hit registers it first, and with more than one dispatcher in the process
 /// `tracing-core` registers under a read lock of its dispatcher list, which another
@@ -156,7 +156,7 @@ pub(crate) fn sweep_journals(path: &Path, grace: Duration) -> Result<SweepReport
     sweep_in(path, grace, None)
 }
 
-/// The watcher's sweep (`crate::watcher`): the one journal `name` of its owner, right
+/// The watcher's sweep (`watcher.rs`): the one journal `name` of its owner, right
 /// after the owner died, with the descendants that left their groups found by their
 /// parent links while those still hold (`tree.rs`).
 pub(crate) fn sweep_one(path: &Path, name: &OsStr, grace: Duration) -> Result<SweepReport> {
