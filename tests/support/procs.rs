@@ -30,7 +30,7 @@ pub fn ppid(pid: u32) -> Option<u32> {
 }
 
 /// Pids of processes whose command line holds `needle` (a zombie's is empty: zombies
-/// are counted by [`zombie_children`]).
+/// are counted by [`zombie_children`](crate::zombie_children)).
 pub fn mentioning(needle: &str) -> Vec<u32> {
     all_pids()
         .into_iter()
