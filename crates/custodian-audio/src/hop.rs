@@ -213,7 +213,9 @@ mod tests {
             waited += 1;
         }
         let queued = dec.shared.ahead().len();
-        assert!((CAP..CAP + MIN_PIECE).contains(&queued), "{queued}");
+        // At most one piece past the cap; 100 below it when the read ran only after the
+        // producer had stopped at the cap (above `LOW`, no new producer starts).
+        assert!((CAP - 100..CAP + MIN_PIECE).contains(&queued), "{queued}");
         // The release drops what was decoded ahead.
         let shared = dec.shared.clone();
         drop(dec);
