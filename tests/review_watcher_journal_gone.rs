@@ -1,4 +1,4 @@
-//! Review (not fixed): `kill_on_parent_death` served by the watcher (issue 22) depends on
+//! Review (fixed): `kill_on_parent_death` served by the watcher (issue 22) depended on
 //! the journal file outliving the owner.
 //!
 //! A child spawned while the watcher watches gets no `PR_SET_PDEATHSIG`: only its record
@@ -6,9 +6,11 @@
 //! journal's *path* once the owner is dead; a journal removed meanwhile (an operator's
 //! `rm`, `systemd-tmpfiles` ageing a state dir under /tmp, a state dir on a file system
 //! unmounted under the service) leaves the watcher nothing to act on, and the child,
-//! which the kernel's signal would have killed, outlives its SIGKILLed owner. A fix: the
-//! owner tells the watcher each served child over the link (pid, start time), so its
-//! kill does not depend on the file.
+//! which the kernel's signal would have killed, outlived its SIGKILLed owner. The fix: the
+//! owner tells the watcher each served child over the link (pid, start time, pidfd
+//! inode), so its kill does not depend on the file; the watcher also stops the
+//! processes carrying the owner's marker (here: a second, unserved child and the
+//! `setsid` escapee it started), which no later sweep could find without the journal.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -65,16 +67,21 @@ fn owner() {
             .kill_on_parent_death(true)
             .spawn()
             .unwrap();
+        // Not served (no death signal), with an escapee that left its group.
+        let other = sup
+            .command("sh")
+            .args(["-c", "setsid sleep 300.00092 & exec sleep 300.00093"])
+            .spawn()
+            .unwrap();
         for e in std::fs::read_dir(&state).unwrap() {
             std::fs::remove_file(e.unwrap().path()).unwrap();
         }
-        println!("CHILD {}", child.id().unwrap());
+        println!("CHILD {} {}", child.id().unwrap(), other.id().unwrap());
         std::future::pending::<()>().await;
     });
 }
 
 #[test]
-#[ignore = "defect: a kill_on_parent_death child served by the watcher outlives its owner if the journal file was removed (no PR_SET_PDEATHSIG, and the watcher finds nothing by path)"]
 fn a_death_signal_child_dies_with_its_owner_even_if_the_journal_was_removed() {
     let state = std::env::temp_dir().join(format!(
         "review-watcher-journal-gone-{}",
@@ -95,24 +102,50 @@ fn a_death_signal_child_dies_with_its_owner_even_if_the_journal_was_removed() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(owner.stdout.take().unwrap()).lines();
-    let child: u32 = loop {
+    let (child, other): (u32, u32) = loop {
         let l = lines.next().expect("the owner's lines").unwrap();
         if let Some(i) = l.find("CHILD ") {
-            break l[i + 6..].trim().parse().unwrap();
+            let mut pids = l[i + 6..].split_whitespace().map(|p| p.parse().unwrap());
+            break (pids.next().unwrap(), pids.next().unwrap());
         }
     };
     let execed = poll(Duration::from_secs(5), || {
         std::fs::read_to_string(format!("/proc/{child}/comm")).is_ok_and(|c| c == "sleep\n")
+            && sleeping("300.00092").len() == 1
+            && sleeping("300.00093") == [other]
     });
     owner.kill().unwrap();
     owner.wait().unwrap();
     let gone = poll(Duration::from_secs(5), || !running(child));
-    let p = rustix::process::Pid::from_raw(child as i32).unwrap();
-    let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    let rest_gone = poll(Duration::from_secs(5), || sleeping("300.0009").is_empty());
+    let left = sleeping("300.0009");
+    for pid in left.iter().copied().chain([child]) {
+        let p = rustix::process::Pid::from_raw(pid as i32).unwrap();
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
     let _ = std::fs::remove_dir_all(&state);
     assert!(execed, "the child {child} never ran sleep");
     assert!(
         gone,
         "the kill_on_parent_death child {child} outlived its SIGKILLed owner"
     );
+    assert!(
+        rest_gone,
+        "the owner's marked processes outlived it: {left:?}"
+    );
+}
+
+/// Running (not zombie) processes whose command line holds `needle`.
+fn sleeping(needle: &str) -> Vec<u32> {
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&pid: &u32| {
+            running(pid)
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
 }

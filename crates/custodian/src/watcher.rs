@@ -9,7 +9,7 @@
 //! sweep`, for exactly this journal). `start` runs early in a service's life, when the
 //! heap is small: the fork shares the owner's pages copy-on-write, and the watcher keeps
 //! the start-time image of the pages the owner later writes (measured in
-//! `docs/processes.md`). The child is made safe to run in `sys/watch.rs` (no lock of
+//! `docs/processes.md`). The child is made safe to run in `sys/watch/` (no lock of
 //! another thread, signals reset, every fd but two closed, own session).
 //!
 //! The protocol:
@@ -33,7 +33,13 @@
 //! While it watches, it also serves `Command::kill_on_parent_death` (issue 22): such a
 //! child is journalled with no grace, so the watcher's sweep SIGKILLs its group at once,
 //! and its spawn needs no `pre_exec` hook (std's `posix_spawn`, a cost that does not
-//! grow with the owner's memory).
+//! grow with the owner's memory). The owner also tells the watcher each such child's
+//! identity (pid, start time, pidfd inode) over the link: if the journal file was
+//! removed under a live owner (an operator's `rm`, an age sweep of a state dir), the
+//! watcher still stops those children, their descendants by parent links, and every
+//! process carrying the owner's marker (`recovery::sweep_without_journal`), as the
+//! kernel's death signal would have; the root and cgroups, recorded only in the journal,
+//! are then left to the abandoned-root reap and a person.
 //!
 //! It is never one of the things a sweep kills: it is in no managed child's group or
 //! cgroup, carries no marker of this journal, is no descendant of a managed child, and
@@ -51,7 +57,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::inner::{Inner, Records};
 use crate::stats::WatcherState;
-use crate::sys::watch::{self, Link, Reaped, Verdict};
+use crate::sys::watch::{self, Link, Reaped, Served, Verdict};
 
 /// How long `shutdown` waits for the watcher to exit after `DONE` before SIGKILL (it
 /// exits within microseconds: this only bounds a watcher stuck in the kernel).
@@ -65,7 +71,7 @@ pub(crate) fn start(
     records: Arc<Records>,
     handle: &tokio::runtime::Handle,
 ) -> io::Result<Arc<Link>> {
-    // Absolute: the watcher leaves the owner's working directory (see `sys/watch.rs`).
+    // Absolute: the watcher leaves the owner's working directory (see `sys/watch/`).
     let journal = &std::path::absolute(journal)?;
     let (dir, name) = match (journal.parent(), journal.file_name()) {
         (Some(d), Some(n)) => (d.to_path_buf(), n.to_os_string()),
@@ -86,19 +92,55 @@ pub(crate) fn start(
     Ok(link)
 }
 
-/// What the forked watcher runs (see `sys/watch.rs` for what it may touch).
+/// What the forked watcher runs (see `sys/watch/` for what it may touch).
 fn body(w: &watch::Watch, dir: &Path, name: &OsString, journal: &PathBuf, grace: Duration) -> i32 {
     // No `tracing` event from the sweep here: registering a callsite can block on a lock
     // another thread of the owner held at the fork (see `recovery::SILENCED`).
     crate::recovery::silence();
     let gone = || matches!(std::fs::symlink_metadata(journal), Err(e) if e.kind() == io::ErrorKind::NotFound);
-    match w.wait(gone) {
-        Verdict::Done | Verdict::Released => 0,
-        Verdict::OwnerDied => match crate::recovery::sweep_one(dir, name, grace) {
-            Ok(report) if report.is_clean() => 0,
-            Ok(_) => 1,
-            Err(_) => 2,
-        },
+    let mut served = ServedList::default();
+    let verdict = w.wait(gone, |c| served.push(c));
+    let report = match verdict {
+        Verdict::Done | Verdict::Released => return 0,
+        // Its own emergency clean-up dropped the journal: nothing of it is left to do.
+        Verdict::OwnerDied { let_go: true } if gone() => return 0,
+        // Removed under a live owner (an operator's `rm`, a tmpfiles age sweep): what
+        // the owner told this watcher still proves its children.
+        Verdict::OwnerDied { let_go: false } if gone() => {
+            crate::recovery::sweep_without_journal(journal, &served.children, grace)
+        }
+        Verdict::OwnerDied { .. } => crate::recovery::sweep_one(dir, name, grace),
+    };
+    match report {
+        Ok(report) if report.is_clean() => 0,
+        Ok(_) => 1,
+        Err(_) => 2,
+    }
+}
+
+/// The children whose death signal the watcher serves, as the owner told it; those
+/// no longer running are dropped now and then, so a long-lived owner's list stays as
+/// long as its live children.
+#[derive(Default)]
+struct ServedList {
+    children: Vec<Served>,
+    /// The length at which the next pass drops the children that have exited.
+    prune_at: usize,
+}
+
+impl ServedList {
+    fn push(&mut self, child: Served) {
+        if self.children.len() >= self.prune_at.max(64) {
+            // Unknown (no `/proc`): kept, never dropped on a guess.
+            self.children
+                .retain(|c| match crate::sys::procfs::proc_stat(c.pid) {
+                    Ok(Some(st)) => st.start == c.start,
+                    Ok(None) => false,
+                    Err(_) => true,
+                });
+            self.prune_at = self.children.len().saturating_mul(2);
+        }
+        self.children.push(child);
     }
 }
 
@@ -176,5 +218,44 @@ fn ended(r: Reaped) -> String {
         Reaped::Exited { .. } => "ended".to_owned(),
         Reaped::Running => "still running".to_owned(),
         Reaped::ByOther => "reaped elsewhere".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The served list stays as long as the live children: exited ones are dropped
+    /// once it doubles, a running one (this test process) is kept.
+    #[test]
+    fn the_served_list_drops_exited_children_and_keeps_running_ones() {
+        let me = std::process::id();
+        let start = crate::sys::procfs::proc_stat(me).unwrap().unwrap().start;
+        let mut list = ServedList::default();
+        list.push(Served {
+            pid: me,
+            start,
+            pidfd_ino: None,
+        });
+        // Above the kernel's highest pid (2^22): never running.
+        for pid in 0..1000 {
+            list.push(Served {
+                pid: (1 << 22) + 1 + pid,
+                start: 1,
+                pidfd_ino: None,
+            });
+        }
+        assert!(list.children.len() <= 64, "{} kept", list.children.len());
+        assert_eq!(list.children[0].pid, me);
+        // This process with another start time is another process: dropped.
+        let mut list = ServedList::default();
+        for _ in 0..65 {
+            list.push(Served {
+                pid: me,
+                start: start + 1,
+                pidfd_ino: None,
+            });
+        }
+        assert_eq!(list.children.len(), 1);
     }
 }

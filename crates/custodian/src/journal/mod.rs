@@ -267,6 +267,7 @@ impl Journal {
             journal: self.clone(),
             pid,
             start: st.start,
+            pidfd_ino,
         })
     }
 
@@ -333,9 +334,19 @@ pub(crate) struct ChildTicket {
     journal: Arc<Journal>,
     pid: u32,
     start: u64,
+    pidfd_ino: Option<u64>,
 }
 
 impl ChildTicket {
+    /// The child as its record proves it: what the watcher is told of a child it serves.
+    pub(crate) fn identity(&self) -> crate::sys::watch::Served {
+        crate::sys::watch::Served {
+            pid: self.pid,
+            start: self.start,
+            pidfd_ino: self.pidfd_ino,
+        }
+    }
+
     /// The child was reaped: its pid may be reused from now on.
     pub(crate) fn reaped(&self) {
         let mut state = self.journal.lock();

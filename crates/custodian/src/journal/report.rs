@@ -368,6 +368,12 @@ pub enum SkipReason {
         /// Its tag.
         tag: u8,
     },
+    /// The journal file was removed while its owner lived (an operator's `rm`, an age
+    /// sweep of the state dir). Only the owner's watcher knows this, from what the owner
+    /// told it: it stopped the children it served, their escapees and the processes
+    /// carrying the owner's marker; the temp root and cgroups, recorded only in the
+    /// journal, were left.
+    JournalRemoved,
     /// An operation failed; the journal is kept for the next sweep.
     Failed {
         /// The error.
@@ -400,6 +406,10 @@ impl fmt::Display for SkipReason {
             SkipReason::NewerVersion { offset, tag } => write!(
                 f,
                 "written by a newer version (record tag {tag} at byte {offset}): left for it"
+            ),
+            SkipReason::JournalRemoved => f.write_str(
+                "removed under its live owner: the children it served and its marked \
+                 processes were stopped, its temp root and cgroups were left",
             ),
             SkipReason::Failed { detail } => write!(f, "failed: {detail}"),
         }

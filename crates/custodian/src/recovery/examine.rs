@@ -258,7 +258,7 @@ fn open_waiting_for_exec(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Opened
 }
 
 /// The owner named by a journal's file name (`<pid>-<start>-<random>.journal`).
-fn name_owner(name: &OsStr) -> Option<(u32, u64)> {
+pub(super) fn name_owner(name: &OsStr) -> Option<(u32, u64)> {
     let stem = std::str::from_utf8(marker_of(name)).ok()?;
     let mut parts = stem.split('-');
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))

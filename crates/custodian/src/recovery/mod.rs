@@ -80,6 +80,7 @@ mod examine;
 mod recover;
 mod root;
 mod tree;
+mod unjournalled;
 
 use examine::Dead;
 
@@ -88,6 +89,7 @@ pub(crate) use age::check_root_prefix;
 pub use age::clean_older_than;
 pub use age::{AgeKept, AgeKeptReason, AgeReport, AgeSweep, BaseRefusal};
 pub use recover::{Recovery, RecoveryReport, recover};
+pub(crate) use unjournalled::sweep_without_journal;
 
 /// Sweeps `state_dir` with the default grace ([`DEFAULT_CHILD_GRACE`](crate::DEFAULT_CHILD_GRACE))
 /// between SIGTERM and SIGKILL. See [`sweep_with_grace`].
@@ -218,12 +220,35 @@ fn sweep_in(path: &Path, grace: Duration, only: Option<&OsStr>) -> Result<SweepR
         let spare = procfs::self_and_ancestors().map_err(fail)?;
         orphans::stop(&groups, &markers, grace, &spare).map_err(fail)?
     };
+    report_outcome(&mut report, &outcome, &groups);
+    let mut survivors = vec![Vec::new(); dead.len()];
+    for s in &outcome.survivors {
+        let i = owners[s.group];
+        survivors[i].push((s.pid, s.start));
+        survivor(&mut report, s, &dead[i].path);
+    }
+    // The cgroup tier's kill must spare the sweeper too: it may run inside the tree.
+    let spare: Vec<u32> = if dead.iter().any(|d| d.cgroup.is_some()) {
+        let chain = procfs::self_and_ancestors().map_err(fail)?;
+        chain.into_iter().map(|(pid, _)| pid).collect()
+    } else {
+        Vec::new()
+    };
+    for (d, new) in dead.iter().zip(&survivors) {
+        finish(dir.as_fd(), path, d, (new, &spare), &mut report);
+    }
+    report.took = started.elapsed();
+    Ok(report)
+}
+
+/// The stopped groups, the pids reused, and the processes spared, of a stop.
+fn report_outcome(report: &mut SweepReport, outcome: &Outcome, groups: &[Recorded]) {
     for (k, fate) in outcome.fates.iter().enumerate() {
         let pgid = groups.get(k).map(|g| g.pgid);
         match *fate {
             Fate::Gone => {}
             Fate::Reused => skip(
-                &mut report,
+                report,
                 format!("pid {}", groups[k].pid),
                 SkipReason::PidReused,
             ),
@@ -246,32 +271,19 @@ fn sweep_in(path: &Path, grace: Duration, only: Option<&OsStr>) -> Result<SweepR
         note!(info, pid = s.pid, %reason, "crash sweep: spared");
         report.spared.push(Spared { pid: s.pid, reason });
     }
-    let mut survivors = vec![Vec::new(); dead.len()];
-    for s in &outcome.survivors {
-        let i = owners[s.group];
-        survivors[i].push((s.pid, s.start));
-        let reason = match s.why {
-            LeftWhy::Refused => SurvivorReason::SignalRefused,
-            LeftWhy::Uninterruptible => SurvivorReason::Uninterruptible,
-            _ => SurvivorReason::StillRunning,
-        };
-        survivor(&mut report, s.pid, s.start, &dead[i].path, reason);
-    }
-    // The cgroup tier's kill must spare the sweeper too: it may run inside the tree.
-    let spare: Vec<u32> = if dead.iter().any(|d| d.cgroup.is_some()) {
-        let chain = procfs::self_and_ancestors().map_err(fail)?;
-        chain.into_iter().map(|(pid, _)| pid).collect()
-    } else {
-        Vec::new()
-    };
-    for (d, new) in dead.iter().zip(&survivors) {
-        finish(dir.as_fd(), path, d, (new, &spare), &mut report);
-    }
-    report.took = started.elapsed();
-    Ok(report)
 }
 
-fn survivor(
+/// A member a stop could not end, reported with why.
+fn survivor(report: &mut SweepReport, s: &orphans::Left, journal: &Path) {
+    let reason = match s.why {
+        LeftWhy::Refused => SurvivorReason::SignalRefused,
+        LeftWhy::Uninterruptible => SurvivorReason::Uninterruptible,
+        _ => SurvivorReason::StillRunning,
+    };
+    earlier_survivor(report, s.pid, s.start, journal, reason);
+}
+
+fn earlier_survivor(
     report: &mut SweepReport,
     pid: u32,
     start: u64,
@@ -313,7 +325,7 @@ fn finish(
         if orphans::alive(pid, start) {
             keep = true;
             let reason = SurvivorReason::StillRunningSinceEarlierSweep;
-            survivor(report, pid, start, &d.path, reason);
+            earlier_survivor(report, pid, start, &d.path, reason);
         }
     }
     let dealt_with = d.marker.is_some() || !d.children.is_empty();

@@ -455,6 +455,14 @@ impl Command {
             .as_ref()
             .and_then(|j| j.child_started(pid, if watched { Duration::ZERO } else { self.grace }))
         {
+            // The watcher's own record of what it serves: it stops the child even if
+            // the journal file is removed under this process (`recovery/unjournalled.rs`).
+            if watched
+                && let Some(w) = &inner.watcher
+                && !w.serve(ticket.identity())
+            {
+                tracing::debug!(pid, "the watcher was not told of a child it serves");
+            }
             let _ = core.journal.set(ticket);
         }
         if let Some(a) = &adopting {

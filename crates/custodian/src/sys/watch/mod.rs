@@ -33,13 +33,19 @@
 //!   caught and becomes exit status 101.
 //!
 //! The link is an `AF_UNIX` `SOCK_SEQPACKET` pair: the owner writes [`DONE`] (its
-//! shutdown released everything: exit without acting); the child writes [`READY`] once
-//! set up. The owner's end closed without `DONE` (the supervisor dropped without a
-//! shutdown) tells the child to exit once the journal is gone. The owner's death is
-//! seen on the owner's pidfd, taken before the fork (`pidfd_open(getpid())`).
+//! shutdown released everything: exit without acting) and, for each child whose
+//! death signal the watcher serves, a [`SERVE`] message with the child's identity (so
+//! the watcher can stop it even when the journal file is gone), and [`LET_GO`] when the
+//! supervisor is dropped without a shutdown (its emergency clean-up runs: the watcher
+//! exits once the journal is gone); the child writes [`READY`] once set up. The owner's
+//! death is seen on the owner's pidfd, taken before the fork (`pidfd_open(getpid())`);
+//! its end of the link closing says nothing on its own (a dying process closes it just
+//! before its pidfd turns readable).
+
+mod setup;
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -50,6 +56,13 @@ use rustix::process::{PidfdFlags, WaitId, WaitIdOptions};
 
 /// Owner to watcher: everything is released, exit without acting.
 const DONE: u8 = b'D';
+/// Owner to watcher: `SERVE`, then a served child's pid (4 bytes), start time (8) and
+/// pidfd inode (8, 0 for none), little-endian: one `SOCK_SEQPACKET` message.
+const SERVE: u8 = b'S';
+const SERVE_LEN: usize = 21;
+/// Owner to watcher: the supervisor was dropped without a shutdown (its emergency
+/// clean-up runs): exit once the journal is gone. Sent as the owner's end closes.
+const LET_GO: u8 = b'L';
 /// Watcher to owner: set up (fds closed, own session), watching.
 const READY: u8 = b'R';
 /// How long `start` waits for [`READY`].
@@ -79,10 +92,43 @@ pub(crate) struct Watch {
 pub(crate) enum Verdict {
     /// The owner said `DONE`.
     Done,
-    /// The owner let go (its end closed without `DONE`) and the journal is gone.
+    /// The owner let go (said `LET_GO`, its end closed) and the journal is gone.
     Released,
-    /// The owner died without saying `DONE`.
-    OwnerDied,
+    /// The owner died without saying `DONE`; `let_go`: its end of the link was closed
+    /// before (the supervisor was dropped without a shutdown).
+    OwnerDied { let_go: bool },
+}
+
+/// A child whose death signal the watcher serves, as its owner told it: what recovery
+/// needs to prove it is that process (`sys::orphans::Recorded`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Served {
+    pub(crate) pid: u32,
+    pub(crate) start: u64,
+    pub(crate) pidfd_ino: Option<u64>,
+}
+
+impl Served {
+    fn encode(&self) -> [u8; SERVE_LEN] {
+        let mut m = [0u8; SERVE_LEN];
+        m[0] = SERVE;
+        m[1..5].copy_from_slice(&self.pid.to_le_bytes());
+        m[5..13].copy_from_slice(&self.start.to_le_bytes());
+        m[13..].copy_from_slice(&self.pidfd_ino.unwrap_or(0).to_le_bytes());
+        m
+    }
+
+    fn decode(m: &[u8]) -> Option<Self> {
+        if m.len() != SERVE_LEN || m[0] != SERVE {
+            return None;
+        }
+        let ino = u64::from_le_bytes(m[13..].try_into().ok()?);
+        Some(Served {
+            pid: u32::from_le_bytes(m[1..5].try_into().ok()?),
+            start: u64::from_le_bytes(m[5..13].try_into().ok()?),
+            pidfd_ino: (ino != 0).then_some(ino),
+        })
+    }
 }
 
 /// How a watcher ended, as far as its owner can tell.
@@ -206,6 +252,21 @@ impl Link {
         !self.was_told() && matches!(poll(&mut fds, Some(&now)), Ok(0))
     }
 
+    /// Tells the watcher about a child whose death signal it serves. Never blocks: a
+    /// watcher that does not read (stuck, or gone) gets nothing, and `false` says so
+    /// (the child is still in the journal, which the watcher sweeps).
+    pub(crate) fn serve(&self, child: Served) -> bool {
+        let guard = self.sock.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(sock) = guard.as_ref() else {
+            return false;
+        };
+        let flags = rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT;
+        matches!(
+            rustix::net::send(sock, &child.encode(), flags),
+            Ok(SERVE_LEN)
+        )
+    }
+
     /// Whether it was told `DONE`: its exit is then expected.
     pub(crate) fn was_told(&self) -> bool {
         self.told.load(Ordering::SeqCst)
@@ -214,6 +275,22 @@ impl Link {
     /// SIGKILL through its pidfd (it cannot be a reused pid).
     pub(crate) fn kill(&self) {
         let _ = rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL);
+    }
+}
+
+impl Drop for Link {
+    /// The supervisor let go without a shutdown: its emergency clean-up runs (see
+    /// [`LET_GO`]).
+    fn drop(&mut self) {
+        if let Some(sock) = self
+            .sock
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let flags = rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT;
+            let _ = rustix::net::send(&sock, &[LET_GO], flags);
+        }
     }
 }
 
@@ -237,9 +314,14 @@ pub(crate) fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 
 impl Watch {
     /// Waits for the owner's word or death. `journal_gone` is asked, every
-    /// [`LET_GO_POLL`], once the owner let go without `DONE`.
-    pub(crate) fn wait(&self, journal_gone: impl Fn() -> bool) -> Verdict {
-        let mut linked = true;
+    /// [`LET_GO_POLL`], once the owner let go without `DONE`; `served` is given each
+    /// child the owner said the watcher serves.
+    pub(crate) fn wait(
+        &self,
+        journal_gone: impl Fn() -> bool,
+        mut served: impl FnMut(Served),
+    ) -> Verdict {
+        let (mut linked, mut let_go) = (true, false);
         loop {
             let (owner_ready, sock_ready) = {
                 let mut fds = [
@@ -264,18 +346,30 @@ impl Watch {
                 )
             };
             if sock_ready {
-                let mut byte = [0u8];
-                match rustix::io::read(&self.sock, &mut byte) {
-                    Ok(1) if byte[0] == DONE => return Verdict::Done,
+                // One message per read (`SOCK_SEQPACKET`); a longer one would be cut.
+                let mut msg = [0u8; SERVE_LEN + 1];
+                match rustix::io::read(&self.sock, &mut msg) {
+                    Ok(1) if msg[0] == DONE => return Verdict::Done,
+                    Ok(1) if msg[0] == LET_GO => let_go = true,
+                    Ok(SERVE_LEN) => {
+                        if let Some(child) = Served::decode(&msg[..SERVE_LEN]) {
+                            served(child);
+                        }
+                    }
                     Err(Errno::INTR | Errno::AGAIN) => {}
                     // EOF (or an error): the owner's end is closed.
-                    _ => linked = false,
+                    Ok(0) | Err(_) => linked = false,
+                    // Not a message this version sends: ignored.
+                    Ok(_) => {}
                 }
+                // Every message first: the owner may have told of a child just before
+                // it died.
+                continue;
             }
             if owner_ready {
-                return Verdict::OwnerDied;
+                return Verdict::OwnerDied { let_go };
             }
-            if !linked && journal_gone() {
+            if let_go && !linked && journal_gone() {
                 return Verdict::Released;
             }
         }
@@ -284,9 +378,10 @@ impl Watch {
 
 /// The forked child: set up (see the module header), then `body`, then `_exit`.
 fn child(owner: OwnedFd, sock: OwnedFd, body: impl FnOnce(Watch) -> i32) -> ! {
+    use setup::exit;
     std::mem::forget(tracing::dispatcher::set_default(&tracing::Dispatch::none()));
-    reset_signals();
-    let Ok((owner, sock)) = keep_only(owner, sock) else {
+    setup::reset_signals();
+    let Ok((owner, sock)) = setup::keep_only(owner, sock) else {
         exit(120)
     };
     let _ = rustix::process::setsid();
@@ -300,117 +395,4 @@ fn child(owner: OwnedFd, sock: OwnedFd, body: impl FnOnce(Watch) -> i32) -> ! {
     let watch = Watch { owner, sock };
     let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(watch)));
     exit(code.unwrap_or(101))
-}
-
-fn exit(code: i32) -> ! {
-    // SAFETY: `_exit` ends the process without running anything of the owner's (no
-    // destructor, no `atexit` handler, no stdio flush): always sound.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::_exit(code)
-    }
-}
-
-/// Every signal to its default action, the owner's group and terminal signals ignored,
-/// none blocked.
-fn reset_signals() {
-    // SAFETY: `sigaction` and `pthread_sigmask` with zeroed, then filled-in, plain-data
-    // structs are async-signal-safe and sound; errors (SIGKILL, SIGSTOP, the two
-    // signals glibc reserves) are ignored on purpose.
-    #[allow(unsafe_code)]
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        libc::sigemptyset(&mut sa.sa_mask);
-        sa.sa_sigaction = libc::SIG_DFL;
-        for sig in 1..=64 {
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-        sa.sa_sigaction = libc::SIG_IGN;
-        for sig in [
-            libc::SIGHUP,
-            libc::SIGINT,
-            libc::SIGQUIT,
-            libc::SIGTERM,
-            libc::SIGPIPE,
-            libc::SIGTSTP,
-            libc::SIGTTIN,
-            libc::SIGTTOU,
-        ] {
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-    }
-}
-
-/// Closes every fd but `owner` and `sock` (moved above 2 first), then puts
-/// `/dev/null` on 0, 1 and 2.
-fn keep_only(owner: OwnedFd, sock: OwnedFd) -> io::Result<(OwnedFd, OwnedFd)> {
-    let owner = {
-        let moved = dup(owner.as_fd())?;
-        drop(owner);
-        moved
-    };
-    let sock = {
-        let moved = dup(sock.as_fd())?;
-        drop(sock);
-        moved
-    };
-    let (a, b) = (owner.as_raw_fd(), sock.as_raw_fd());
-    let (lo, hi) = (a.min(b) as u32, a.max(b) as u32);
-    close_range(0, lo - 1)?;
-    if hi > lo + 1 {
-        close_range(lo + 1, hi - 1)?;
-    }
-    close_range(hi + 1, u32::MAX)?;
-    for want in 0..3 {
-        let fd = rustix::fs::open(
-            "/dev/null",
-            rustix::fs::OFlags::RDWR,
-            rustix::fs::Mode::empty(),
-        )?;
-        // The lowest free numbers: 0, 1, 2 in turn. Kept open for the process's life.
-        if fd.as_raw_fd() != want {
-            return Err(io::Error::from(Errno::BADF));
-        }
-        std::mem::forget(fd);
-    }
-    Ok((owner, sock))
-}
-
-/// `close_range(first, last, 0)` (Linux 5.9); before it, one `close` per fd up to the
-/// soft `RLIMIT_NOFILE` (at most 2^20).
-fn close_range(first: u32, last: u32) -> io::Result<()> {
-    // SAFETY: `close_range` takes plain integers; closing fds the child will never use
-    // again (it only uses the two it kept) is sound.
-    #[allow(unsafe_code)]
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            libc::c_uint::from(first),
-            libc::c_uint::from(last),
-            0 as libc::c_uint,
-        )
-    };
-    if r == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() != Some(libc::ENOSYS) {
-        return Err(err);
-    }
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(1 << 20)
-        .min(1 << 20);
-    let end = u64::from(last).min(limit.saturating_sub(1));
-    for fd in u64::from(first)..=end {
-        // SAFETY: as above; a number that is not open fails with EBADF, ignored.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::close(fd as libc::c_int);
-        }
-    }
-    Ok(())
 }
