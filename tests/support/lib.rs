@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+pub mod journal;
 mod procs;
 pub use procs::{
     group_alive, group_members, mentioning, pid_exists, pid_running, poll_until, ppid, sleeps,
