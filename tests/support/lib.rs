@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+pub mod age;
 pub mod journal;
 mod procs;
 pub use procs::{
