@@ -4,6 +4,7 @@
 use std::path::Path;
 
 pub mod age;
+pub mod containment;
 pub mod journal;
 mod procs;
 pub use procs::{
