@@ -90,7 +90,12 @@ pub fn marker() -> String {
 
 /// Writes `bytes` as the journal named by [`marker`] in `state`, mode 0600.
 pub fn write_journal(state: &Path, bytes: &[u8]) -> PathBuf {
-    let path = state.join(format!("{}.journal", marker()));
+    write_journal_named(state, &marker(), bytes)
+}
+
+/// Writes `bytes` as the journal `<stem>.journal` in `state`, mode 0600.
+pub fn write_journal_named(state: &Path, stem: &str, bytes: &[u8]) -> PathBuf {
+    let path = state.join(format!("{stem}.journal"));
     std::fs::write(&path, bytes).expect("write the journal");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .expect("chmod the journal");
