@@ -7,67 +7,14 @@
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::Duration;
+use std::process::Command;
 
-use custodian_suite::journal_frame as frame;
+use custodian_suite::journal::{
+    child_record, dead_owner, fake_root, owner_record, root_record, root_record_with_id, sleeper,
+    start_time, sweep, write_journal,
+};
 use custodian_suite::{pid_running, scratch_dir, serial};
 use tokio_custodian::{SkipReason, SweepReport};
-
-fn owner(pid: u32, start: u64, boot: &str) -> Vec<u8> {
-    let mut p = vec![1];
-    p.extend(pid.to_le_bytes());
-    p.extend(start.to_le_bytes());
-    p.extend(boot.as_bytes());
-    frame(&p)
-}
-
-fn root(path: &Path) -> Vec<u8> {
-    let md = std::fs::symlink_metadata(path).map(|m| {
-        use std::os::unix::fs::MetadataExt;
-        (m.dev(), m.ino())
-    });
-    let (dev, ino) = md.unwrap_or((0, 0));
-    root_with_id(path, dev, ino)
-}
-
-fn root_with_id(path: &Path, dev: u64, ino: u64) -> Vec<u8> {
-    let mut p = vec![2];
-    p.extend(dev.to_le_bytes());
-    p.extend(ino.to_le_bytes());
-    p.extend(path.as_os_str().as_encoded_bytes());
-    frame(&p)
-}
-
-fn child(pid: u32, start: u64) -> Vec<u8> {
-    let mut p = vec![3];
-    p.extend(pid.to_le_bytes());
-    p.extend(start.to_le_bytes());
-    p.extend(pid.to_le_bytes());
-    frame(&p)
-}
-
-fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
-fn start_time(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    s[s.rfind(')').unwrap() + 2..]
-        .split(' ')
-        .nth(19)
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-/// An owner that is certainly dead: this process's pid with another start time.
-fn dead_owner() -> Vec<u8> {
-    owner(std::process::id(), 1, &boot_id())
-}
 
 /// A state dir (0700) and a temp base in a fresh scratch dir.
 fn dirs(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
@@ -79,36 +26,6 @@ fn dirs(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
     (scratch, state, base)
 }
 
-fn write_journal(state: &Path, bytes: &[u8]) -> PathBuf {
-    let path = state.join(format!("{}-1-0123456789abcdef.journal", std::process::id()));
-    std::fs::write(&path, bytes).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
-
-/// A private dir shaped like a temp root, with a canary file inside.
-fn fake_root(parent: &Path, hex: char) -> PathBuf {
-    let dir = parent.join(format!("custodian-{}", hex.to_string().repeat(32)));
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    std::fs::write(dir.join("canary"), b"keep").unwrap();
-    dir
-}
-
-fn sleeper() -> Child {
-    Command::new("sleep")
-        .arg("1000")
-        .process_group(0)
-        .spawn()
-        .unwrap()
-}
-
-fn sweep(state: &Path) -> SweepReport {
-    let recovery = tokio_custodian::Recovery::new().state_dir(state);
-    let report = recovery.grace(Duration::from_secs(2)).run().unwrap();
-    report.journals.expect("a state dir was given")
-}
-
 fn has(report: &SweepReport, f: impl Fn(&SkipReason) -> bool) -> bool {
     report.skipped.iter().any(|s| f(&s.reason))
 }
@@ -118,11 +35,11 @@ fn a_reused_pid_is_never_signalled_and_a_proven_one_is() {
     let _s = serial();
     let (scratch, state, _) = dirs("journal-reuse");
     let mut other = sleeper();
-    let pid = other.id();
+    let pid = other.0.id();
     // Recorded with another start time: the pid now belongs to an unrelated process.
     let journal = write_journal(
         &state,
-        &[dead_owner(), child(pid, start_time(pid) + 1)].concat(),
+        &[dead_owner(), child_record(pid, start_time(pid) + 1)].concat(),
     );
     let report = sweep(&state);
     assert!(
@@ -135,12 +52,15 @@ fn a_reused_pid_is_never_signalled_and_a_proven_one_is() {
     // Control: the same record with the right start time is acted on.
     write_journal(
         &state,
-        &[dead_owner(), child(pid, start_time(pid))].concat(),
+        &[dead_owner(), child_record(pid, start_time(pid))].concat(),
     );
     let report = sweep(&state);
     assert_eq!(report.stopped.len(), 1, "{report}");
     assert!(!report.stopped[0].kill_needed, "sleep honours SIGTERM");
-    assert!(other.wait().unwrap().code().is_none(), "killed by a signal");
+    assert!(
+        other.0.wait().unwrap().code().is_none(),
+        "killed by a signal"
+    );
     std::fs::remove_dir_all(&scratch).unwrap();
 }
 
@@ -149,19 +69,19 @@ fn after_a_reboot_children_are_assumed_gone_and_files_are_cleaned() {
     let _s = serial();
     let (scratch, state, base) = dirs("journal-reboot");
     let mut proc_ = sleeper();
-    let pid = proc_.id();
+    let pid = proc_.0.id();
     let dir = fake_root(&base, 'a');
     let other_boot = "00000000-0000-4000-8000-000000000000";
     write_journal(
         &state,
         &[
-            owner(
+            owner_record(
                 std::process::id(),
                 start_time(std::process::id()),
                 other_boot,
             ),
-            root(&dir),
-            child(pid, start_time(pid)),
+            root_record(&dir),
+            child_record(pid, start_time(pid)),
         ]
         .concat(),
     );
@@ -179,8 +99,8 @@ fn after_a_reboot_children_are_assumed_gone_and_files_are_cleaned() {
     assert!(!dir.exists(), "{report}");
     assert_eq!(report.removed, vec![dir]);
     assert!(report.is_clean(), "{report}");
-    proc_.kill().unwrap();
-    proc_.wait().unwrap();
+    proc_.0.kill().unwrap();
+    proc_.0.wait().unwrap();
     std::fs::remove_dir_all(&scratch).unwrap();
 }
 
@@ -189,9 +109,13 @@ fn torn_and_flipped_records_are_reported_never_acted_on() {
     let _s = serial();
     let (scratch, state, base) = dirs("journal-torn");
     let mut proc_ = sleeper();
-    let pid = proc_.id();
+    let pid = proc_.0.id();
     let dir = fake_root(&base, 'b');
-    let (o, r, c) = (dead_owner(), root(&dir), child(pid, start_time(pid)));
+    let (o, r, c) = (
+        dead_owner(),
+        root_record(&dir),
+        child_record(pid, start_time(pid)),
+    );
     let bounds = [0, o.len(), o.len() + r.len()];
     let whole = [o.clone(), r.clone(), c.clone()].concat();
     let root_end = o.len() + r.len();
@@ -203,7 +127,7 @@ fn torn_and_flipped_records_are_reported_never_acted_on() {
             if !dir.exists() {
                 assert_eq!(fake_root(&base, 'b'), dir);
             }
-            let mut bytes = [o.clone(), root(&dir), c.clone()].concat();
+            let mut bytes = [o.clone(), root_record(&dir), c.clone()].concat();
             edit(&mut bytes);
             write_journal(&state, &bytes);
             let report = sweep(&state);
@@ -247,8 +171,8 @@ fn torn_and_flipped_records_are_reported_never_acted_on() {
         );
     }
     assert_eq!(sweeps, 2 * whole.len());
-    proc_.kill().unwrap();
-    proc_.wait().unwrap();
+    proc_.0.kill().unwrap();
+    proc_.0.wait().unwrap();
     std::fs::remove_dir_all(&scratch).unwrap();
 }
 
@@ -366,7 +290,7 @@ fn forged_root_paths_are_refused_and_canaries_survive() {
     for (what, path, (dev, ino), refused) in cases {
         let journal = write_journal(
             &state,
-            &[dead_owner(), root_with_id(&path, dev, ino)].concat(),
+            &[dead_owner(), root_record_with_id(&path, dev, ino)].concat(),
         );
         let report = sweep(&state);
         assert!(report.removed.is_empty(), "{what}: {report}");
@@ -392,7 +316,7 @@ fn forged_root_paths_are_refused_and_canaries_survive() {
         }
     }
     // Control: the honest record of a root is acted on.
-    write_journal(&state, &[dead_owner(), root(&canary)].concat());
+    write_journal(&state, &[dead_owner(), root_record(&canary)].concat());
     let report = sweep(&state);
     assert_eq!(report.removed, vec![canary.clone()], "{report}");
     std::fs::remove_dir_all(&scratch).unwrap();

@@ -4,48 +4,19 @@
 //! descendants by it, checked against the journal's owner record, and still by an older
 //! version's `CUSTODIAN_JOURNAL=<stem>`.
 
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use custodian_suite::journal_frame as frame;
+use custodian_suite::journal::{
+    Reaped, dead_owner, private_dir, start_time, sweep, write_journal_named,
+};
 use custodian_suite::{pid_running, poll_until, scratch_dir, serial};
-use tokio_custodian::SweepReport;
 
 /// A stem of an owner that is certainly dead: this process's pid, start time 1.
 fn dead_stem() -> String {
     format!("{}-1-0123456789abcdef", std::process::id())
-}
-
-/// An owner record for `dead_stem`'s owner.
-fn dead_owner() -> Vec<u8> {
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
-    let mut p = vec![1];
-    p.extend(std::process::id().to_le_bytes());
-    p.extend(1u64.to_le_bytes());
-    p.extend(boot.trim().as_bytes());
-    frame(&p)
-}
-
-fn private_dir(path: &Path) -> PathBuf {
-    std::fs::create_dir_all(path).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).unwrap();
-    path.to_path_buf()
-}
-
-fn write_journal(state: &Path, stem: &str, bytes: &[u8]) -> PathBuf {
-    let path = state.join(format!("{stem}.journal"));
-    std::fs::write(&path, bytes).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
-
-fn sweep(state: &Path) -> SweepReport {
-    let recovery = tokio_custodian::Recovery::new().state_dir(state);
-    let report = recovery.grace(Duration::from_secs(2)).run().unwrap();
-    report.journals.expect("a state dir was given")
 }
 
 /// A sleeper in a group of its own (outside every recorded group) with `var=value`.
@@ -58,26 +29,6 @@ fn marked(var: &str, value: &str) -> Reaped {
             .spawn()
             .unwrap(),
     )
-}
-
-/// Killed and reaped when dropped, whatever the test did.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_time(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    s[s.rfind(')').unwrap() + 2..]
-        .split(' ')
-        .nth(19)
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// The `CUSTODIAN_*` variables a managed child of `builder`'s supervisor sees, and the
@@ -141,7 +92,7 @@ fn recovery_finds_a_dead_owners_descendants_by_the_one_marker_and_only_theirs() 
     let scratch = scratch_dir("marker-recovery");
     let state = private_dir(&scratch.join("state"));
     let stem = dead_stem();
-    write_journal(&state, &stem, &dead_owner());
+    write_journal_named(&state, &stem, &dead_owner());
     // Left its group, unrecorded: only the marker says whose.
     let mut escaped = marked("CUSTODIAN_OWNER", &format!("{stem}-7"));
     // An older version's name, with exactly the stem: accepted too.
@@ -188,7 +139,7 @@ fn a_journal_named_like_a_live_owners_does_not_stop_children_with_its_marker() {
     let live = format!("{me}-{}-0123456789abcdef", start_time(me));
     let victim = marked("CUSTODIAN_OWNER", &format!("{live}-1"));
     // A journal by that name in another state dir, with a dead owner's record.
-    let journal = write_journal(&state, &live, &dead_owner());
+    let journal = write_journal_named(&state, &live, &dead_owner());
     let report = sweep(&state);
     assert!(
         pid_running(victim.0.id()),

@@ -10,28 +10,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use custodian_suite::journal::{Reaped, private_dir, start_time};
 use custodian_suite::journal_frame as frame;
 use custodian_suite::{pid_running, poll_until, scratch_dir, serial};
-
-fn start_time(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    s[s.rfind(')').unwrap() + 2..]
-        .split(' ')
-        .nth(19)
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-fn private_dir(path: &Path) -> PathBuf {
-    std::fs::create_dir_all(path).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).unwrap();
-    path.to_path_buf()
-}
 
 /// A journal of a dead owner (this process, start time 1) with these child records.
 fn write_journal(state: &Path, children: &[(u32, u64)]) {
@@ -51,16 +36,6 @@ fn write_journal(state: &Path, children: &[(u32, u64)]) {
     let path = state.join(format!("{}-1-0123456789abcdef.journal", std::process::id()));
     std::fs::write(&path, bytes).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-/// Killed and reaped when dropped.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A process with exactly `pid`, through `ns_last_pid`; `None` if another fork took it.

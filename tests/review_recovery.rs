@@ -5,12 +5,15 @@
 //!
 //! Needs root and a writable cgroup2 mount; each test says so and returns otherwise.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use custodian_suite::journal::{
+    boot_id, child_record, owner_record, private_dir, start_time, write_journal,
+};
 use custodian_suite::journal_frame as frame;
 use custodian_suite::{pid_running, poll_until, scratch_dir, serial};
 use tokio_custodian::SweepReport;
@@ -18,20 +21,9 @@ use tokio_custodian::SweepReport;
 const ROLE: &str = "CUSTODIAN_REVIEW_REC_ROLE";
 const STATE: &str = "CUSTODIAN_REVIEW_REC_STATE";
 
-fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
 /// An owner record of a dead owner: this process's pid, start time 1, of `boot`.
 fn dead_owner(boot: &str) -> Vec<u8> {
-    let mut p = vec![1];
-    p.extend(std::process::id().to_le_bytes());
-    p.extend(1u64.to_le_bytes());
-    p.extend(boot.as_bytes());
-    frame(&p)
+    owner_record(std::process::id(), 1, boot)
 }
 
 /// A record with `tag` of `path`'s current identity (2: a root, 11: a cgroup).
@@ -46,39 +38,6 @@ fn path_record_as(tag: u8, path: &Path, (dev, ino): (u64, u64)) -> Vec<u8> {
     p.extend(ino.to_le_bytes());
     p.extend(path.as_os_str().as_encoded_bytes());
     frame(&p)
-}
-
-/// A child record as custodian writes it: the child leads its own group.
-fn child(pid: u32, start: u64) -> Vec<u8> {
-    let mut p = vec![3];
-    p.extend(pid.to_le_bytes());
-    p.extend(start.to_le_bytes());
-    p.extend(pid.to_le_bytes());
-    frame(&p)
-}
-
-fn start_time(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    s[s.rfind(')').unwrap() + 2..]
-        .split(' ')
-        .nth(22 - 3)
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-fn write_journal(state: &Path, bytes: &[u8]) -> PathBuf {
-    let name = format!("{}-1-0123456789abcdef.journal", std::process::id());
-    let path = state.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
-
-fn private_dir(path: &Path) -> PathBuf {
-    std::fs::create_dir_all(path).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).unwrap();
-    path.to_path_buf()
 }
 
 /// This process's cgroup2 directory, if it can make cgroups in it (root, cgroup2).
@@ -229,7 +188,7 @@ fn a_dry_run_signals_and_removes_nothing_of_a_dead_owner() {
             dead_owner(&boot_id()),
             path_record(2, &root),
             path_record(11, &tree.sup),
-            child(lp, start_time(lp)),
+            child_record(lp, start_time(lp)),
         ]
         .concat(),
     );

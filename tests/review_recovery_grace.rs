@@ -6,28 +6,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use custodian_suite::journal::{private_dir, start_time};
 use custodian_suite::journal_frame as frame;
 use custodian_suite::{poll_until, scratch_dir, serial};
-
-fn start_time(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    s[s.rfind(')').unwrap() + 2..]
-        .split(' ')
-        .nth(19)
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-fn private_dir(path: &Path) -> PathBuf {
-    std::fs::create_dir_all(path).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).unwrap();
-    path.to_path_buf()
-}
 
 #[test]
 fn a_recorded_endless_grace_does_not_block_recovery_for_ever() {

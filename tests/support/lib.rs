@@ -1,9 +1,17 @@
 //! Shared helpers for custodian's cross-crate tests: counting open fds, listing a
-//! directory, finding zombie children.
+//! directory, finding zombie children, running scenarios; the crash journals', the age
+//! sweep's and the cgroup tier's scaffolding in their modules.
 
 use std::path::Path;
 
+pub mod age;
+pub mod containment;
+mod isolated;
+pub mod journal;
+mod line_child;
 mod procs;
+pub use isolated::{is_isolated, run_isolated};
+pub use line_child::LineChild;
 pub use procs::{
     group_alive, group_members, mentioning, pid_exists, pid_running, poll_until, ppid, sleeps,
     wait_group_size, wait_groups_gone,
@@ -254,187 +262,6 @@ where
     let pgids = rt.block_on(body());
     drop(rt);
     assert_clean_after(&pgids, fds);
-}
-
-/// A child process of a test that reports on stdout: its stdout is read line by line on
-/// a thread, its stderr collected on another.
-#[derive(Debug)]
-pub struct LineChild {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    stderr: Option<std::thread::JoinHandle<String>>,
-    /// Every stdout line received so far.
-    pub seen: Vec<String>,
-}
-
-impl LineChild {
-    /// Starts `cmd` with stdout and stderr piped (stdin is the caller's choice).
-    pub fn spawn(cmd: &mut std::process::Command) -> LineChild {
-        use std::io::{BufRead, Read};
-        let mut child = cmd
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start the child");
-        let (tx, lines) = std::sync::mpsc::channel();
-        let out = child.stdout.take().expect("piped stdout");
-        std::thread::spawn(move || {
-            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        let mut err = child.stderr.take().expect("piped stderr");
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
-        LineChild {
-            child,
-            lines,
-            stderr: Some(stderr),
-            seen: Vec::new(),
-        }
-    }
-
-    /// The child's pid.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The rest of the first line starting with `prefix`, waiting up to `timeout` for it;
-    /// `Err` says what was seen instead.
-    pub fn wait_line(
-        &mut self,
-        prefix: &str,
-        timeout: std::time::Duration,
-    ) -> Result<String, String> {
-        if let Some(l) = self.seen.iter().find_map(|l| l.strip_prefix(prefix)) {
-            return Ok(l.to_owned());
-        }
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    let rest = l.strip_prefix(prefix).map(str::to_owned);
-                    self.seen.push(l);
-                    if let Some(rest) = rest {
-                        return Ok(rest);
-                    }
-                }
-                Err(e) => return Err(format!("no line `{prefix}` ({e}); seen {:?}", self.seen)),
-            }
-        }
-    }
-
-    /// Waits up to `timeout` for the child to exit and reaps it; `None` if it did not.
-    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                return Some(s);
-            }
-            if start.elapsed() > timeout {
-                return None;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    }
-
-    /// After the child exited: collects the stdout lines still in the pipe (waiting up to
-    /// `timeout` for its last writer to close it) and returns the whole stderr.
-    pub fn drain(&mut self, timeout: std::time::Duration) -> String {
-        while let Ok(l) = self.lines.recv_timeout(timeout) {
-            self.seen.push(l);
-        }
-        self.stderr
-            .take()
-            .map(|h| h.join().unwrap_or_default())
-            .unwrap_or_default()
-    }
-
-    /// Kills the child (SIGKILL).
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-/// Runs the `#[ignore]`d test `name` of the calling test binary alone, in a child
-/// process with the environment variable `env` set to `name` (see [`is_isolated`]), for a
-/// test that changes process-wide state (umask, fd limit, mounts). In a new private mount
-/// namespace if `private_mounts` (needs root: without it the test is skipped with a line
-/// on stderr, and `None` returned). Takes the [`serial`] lock: the child's pipes are fds
-/// of this process. Panics with the child's output unless exactly that test ran and
-/// passed; returns the child's pid (its scratch dirs carry it).
-pub fn run_isolated(name: &str, env: &str, private_mounts: bool) -> Option<u32> {
-    use std::process::{Command, Stdio};
-    if private_mounts && !rustix::process::geteuid().is_root() {
-        eprintln!("skipped {name}: mounting needs root");
-        return None;
-    }
-    let _serial = serial();
-    let exe = std::env::current_exe().expect("this test binary");
-    let mut cmd = if private_mounts {
-        let mut c = Command::new("unshare");
-        c.args(["--mount", "--propagation", "private", "--"])
-            .arg(&exe);
-        c
-    } else {
-        Command::new(&exe)
-    };
-    cmd.args([
-        "--exact",
-        name,
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(env, name)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let child = cmd.spawn().expect("start the isolated test");
-    // `unshare` execs the test binary in its own process: the pid is the test's.
-    let pid = child.id();
-    let out = child
-        .wait_with_output()
-        .expect("wait for the isolated test");
-    // A failed child leaves its scratch dirs (its mounts died with its namespace).
-    remove_scratch_dirs_of(pid);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "isolated test `{name}` failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(pid)
-}
-
-/// Whether this process is the child [`run_isolated`] started to run `name`. An isolated
-/// test run directly (`--ignored` without the variable) must do nothing: it would change
-/// process-wide state in the test runner's own process.
-pub fn is_isolated(env: &str, name: &str) -> bool {
-    std::env::var(env).is_ok_and(|v| v == name)
-}
-
-/// Removes the [`scratch_dir`]s that process `pid` made and left behind.
-fn remove_scratch_dirs_of(pid: u32) {
-    let tail = format!("-{pid}-");
-    let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for e in dir.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let ours = name.starts_with("custodian-suite-")
-            && name.rsplit_once('-').is_some_and(|(head, n)| {
-                n.bytes().all(|b| b.is_ascii_digit()) && format!("{head}-").ends_with(&tail)
-            });
-        if ours {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
 }
 
 /// The open fd count once it has not changed for 100 ms (at most 5 s): a baseline that

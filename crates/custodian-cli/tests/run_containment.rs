@@ -123,15 +123,6 @@ fn required_without_a_cgroup_fails_before_cmd_runs() {
     assert!(err.contains("containment"), "{err}");
 }
 
-/// A private state dir inside the test's TMPDIR.
-fn state_dir(t: &FreshTmp) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let d = t.0.join("state");
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
-    d
-}
-
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !f() {
@@ -157,52 +148,27 @@ fn after_the_runner_is_sigkilled_the_sweep_kills_its_cgroup_escapees_included() 
         return;
     }
     let t = FreshTmp::new("containment-sigkill");
-    let state = state_dir(&t);
+    let state = t.state_dir();
     // Left the group (setsid), cleared its environment (no marker, no TMPDIR), and its
     // parent exits: only the cgroup still knows it is CMD's.
     let (escapee, sibling) = (["sleep", "876.5432"], ["sleep", "301.2345"]);
     let script = "setsid env -i sh -c 'trap \"\" TERM; sleep 876.5432 & exit 0' \
                   </dev/null >/dev/null 2>&1; exec sleep 301.2345";
-    let mut runner = t
-        .cmd(&[
-            "run",
-            "--no-watcher",
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--",
-            "sh",
-            "-c",
-            script,
-        ])
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut runner = t.journaled_runner(&state, &["sh", "-c", script]);
     wait_for("CMD's tree", || {
         running(&escapee).len() == 1 && running(&sibling).len() == 1
     });
-    runner.kill().unwrap(); // SIGKILL: nothing of the runner's clean-up runs
-    runner.wait().unwrap();
+    common::sigkill(&mut runner);
     assert_eq!(
         running(&escapee).len(),
         1,
         "the escapee outlives its runner"
     );
 
-    let out = t
-        .cmd(&[
-            "sweep",
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--grace",
-            "300ms",
-            "--json",
-        ])
-        .output()
-        .unwrap();
+    let out = t.sweep(&state);
     let left: Vec<u32> = [running(&escapee), running(&sibling)].concat();
     kill_all(&left);
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let r = common::stdout_json(&out);
     assert!(left.is_empty(), "left running: {left:?}; {r}");
     assert_eq!(out.status.code(), Some(0), "{r}");
     let cgroups = r["journals"]["cgroups"].as_array().unwrap();
@@ -219,7 +185,7 @@ fn a_sweep_run_from_inside_the_dead_cgroup_spares_itself_and_a_sweep_from_outsid
         return;
     }
     let t = FreshTmp::new("containment-inside");
-    let state = state_dir(&t);
+    let state = t.state_dir();
     let (go, out_json, rc) = (t.0.join("go"), t.0.join("inside.json"), t.0.join("rc"));
     let tail = ["sleep", "302.3456"];
     // CMD is the operator's shell: after the runner dies, it runs the sweep itself.
@@ -233,23 +199,9 @@ fn a_sweep_run_from_inside_the_dead_cgroup_spares_itself_and_a_sweep_from_outsid
         out = out_json.display(),
         rc = rc.display()
     );
-    let mut runner = t
-        .cmd(&[
-            "run",
-            "--no-watcher",
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut runner = t.journaled_runner(&state, &["sh", "-c", &script]);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    runner.kill().unwrap();
-    runner.wait().unwrap();
+    common::sigkill(&mut runner);
     std::fs::write(&go, b"").unwrap();
     wait_for("the inside sweep", || {
         std::fs::read_to_string(&rc).is_ok_and(|s| s.ends_with('\n'))
@@ -269,20 +221,10 @@ fn a_sweep_run_from_inside_the_dead_cgroup_spares_itself_and_a_sweep_from_outsid
         "{inside}"
     );
 
-    let out = t
-        .cmd(&[
-            "sweep",
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--grace",
-            "300ms",
-            "--json",
-        ])
-        .output()
-        .unwrap();
+    let out = t.sweep(&state);
     let left = running(&tail);
     kill_all(&left);
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = common::stdout_json(&out);
     assert!(left.is_empty(), "left running: {left:?}; {r}");
     assert_eq!(out.status.code(), Some(0), "{r}");
     assert_eq!(r["journals"]["cgroups"].as_array().unwrap().len(), 1, "{r}");

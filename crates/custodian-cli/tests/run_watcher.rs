@@ -78,14 +78,6 @@ fn supervisor_cgroup(pid: u32) -> Option<PathBuf> {
     Some(cgroup2_mount()?.join(sup))
 }
 
-fn state_dir(t: &FreshTmp) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let d = t.0.join("state");
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
-    d
-}
-
 /// Reaps those of `pids` that were orphaned to this subreaper (by pid: other tests'
 /// children are theirs to wait for).
 fn reap(pids: &[u32]) {
@@ -98,7 +90,7 @@ fn reap(pids: &[u32]) {
 /// One cycle: start a runner, SIGKILL it, time until everything of it is gone. Returns
 /// the time and the watcher's exit status (this process is the subreaper of the orphans).
 fn sigkill_cycle(t: &FreshTmp, tier: &str, n: usize) -> (Duration, Option<i32>) {
-    let state = state_dir(t);
+    let state = t.state_dir();
     let (escapee, member) = (format!("300.{n:04}1"), format!("300.{n:04}2"));
     let script = format!("setsid env -i sleep {escapee} & sleep {member} & wait");
     let mut runner = t
@@ -217,7 +209,7 @@ fn a_sigkilled_runners_tree_root_journal_and_cgroup_are_gone_before_any_sweep() 
 fn a_clean_run_ends_its_watcher_without_it_acting() {
     rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
     let t = FreshTmp::new("watch-clean");
-    let state = state_dir(&t);
+    let state = t.state_dir();
     // CMD reports the runner's children while it runs: the watcher is one of them.
     let seen = t.0.join("seen");
     let script = format!("ps -o pid=,comm= --ppid $PPID > {}; exit 0", seen.display());
@@ -262,7 +254,7 @@ fn a_clean_run_ends_its_watcher_without_it_acting() {
 #[test]
 fn no_watcher_leaves_the_tree_to_the_sweep() {
     let t = FreshTmp::new("watch-off");
-    let state = state_dir(&t);
+    let state = t.state_dir();
     let mut runner = t
         .cmd(&["run", "--no-watcher", "--state-dir"])
         .arg(&state)

@@ -4,7 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -60,6 +60,45 @@ impl FreshTmp {
     pub fn processes(&self) -> Vec<(u32, String)> {
         processes_with_tmpdir(&self.0)
     }
+
+    /// A private (0700) state dir, `state`, in this directory.
+    pub fn state_dir(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let d = self.0.join("state");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        d
+    }
+
+    /// `custodian run --no-watcher --state-dir STATE -- CMD...` started (stdin null): a
+    /// journaled runner with no watcher, for a test to SIGKILL and then sweep after.
+    pub fn journaled_runner(&self, state: &Path, cmd: &[&str]) -> Child {
+        let state = state.to_str().unwrap();
+        let mut args = vec!["run", "--no-watcher", "--state-dir", state, "--"];
+        args.extend_from_slice(cmd);
+        self.cmd(&args).stdin(Stdio::null()).spawn().unwrap()
+    }
+
+    /// `custodian sweep --state-dir STATE --grace 300ms --json` run to its end (its report
+    /// is on stdout: [`stdout_json`]).
+    pub fn sweep(&self, state: &Path) -> Output {
+        let state = state.to_str().unwrap();
+        self.cmd(&["sweep", "--state-dir", state, "--grace", "300ms", "--json"])
+            .output()
+            .unwrap()
+    }
+}
+
+/// A command's stdout as JSON; panics with the text if it is not.
+pub fn stdout_json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// SIGKILLs `child` and reaps it: nothing of its clean-up runs.
+pub fn sigkill(child: &mut Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 impl Drop for FreshTmp {

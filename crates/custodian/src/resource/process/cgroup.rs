@@ -49,8 +49,9 @@ pub(super) fn place(
     // SAFETY: the hook runs between fork and exec and makes one raw `write` system call
     // on an fd it owns (opened before the fork, close-on-exec), then at most builds an
     // `io::Error` from an errno; it neither allocates nor takes a lock
-    // (async-signal-safe). Covered by tests/containment_release.rs (every child and its
-    // descendants are in the cgroup) and the unit tests of `sys::cgroup`.
+    // (async-signal-safe). Covered by tests/containment_release.rs and
+    // tests/containment_cgroups.rs (every child and its descendants are in the cgroup)
+    // and the unit tests of `sys::cgroup`.
     #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(move || {
