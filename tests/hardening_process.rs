@@ -67,6 +67,20 @@ async fn leader_exits_first(
         members.iter().all(|(_, ready)| dir.join(ready).exists())
     })
     .await;
+    // Each member runs one `sleep`, which must have exec'd before the group's SIGTERM: a
+    // shell's `&` child that is forked but not yet exec'd still has the TERM trap, which
+    // swallows the signal (the exec drops the pending trap), and the `sleep` then holds
+    // the group for the whole grace (seen once on a loaded machine).
+    await_until("every member's sleep runs", || {
+        let sleeping = group_members(&[pid])
+            .iter()
+            .filter(|(p, _)| {
+                std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c == "sleep\n")
+            })
+            .count();
+        sleeping == members.len()
+    })
+    .await;
     await_until("the leader is a zombie", || !pid_running(pid)).await;
     assert!(pid_exists(pid), "nobody may reap it but custodian");
     assert!(!group_members(&[pid]).is_empty(), "its group lives on");
