@@ -24,8 +24,11 @@ const MAX_DEPTH: usize = 32;
 pub(crate) enum Recorded {
     /// It was there, proven by its inode: killed, emptied and removed.
     Removed,
-    /// Nothing at its path: nothing to do.
+    /// Nothing at its path, proven on the recorded file system: nothing to do.
     Gone,
+    /// Nothing at its path, but the path does not lead to the recorded cgroup2 file
+    /// system here (not mounted there in this mount namespace): no proof it is gone.
+    Unreachable,
     /// Something else is at its path (another inode, or not a cgroup2 directory): left
     /// alone.
     NotOurs,
@@ -62,12 +65,13 @@ pub(crate) fn kill_recorded(
         Mode::empty(),
     ) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(Recorded::Gone),
+        Err(Errno::NOENT) => return gone_or_unreachable(parent, id),
         Err(e) => return Err(e.into()),
     };
     let dir = match open_dir_nofollow(&parent, name) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(Recorded::Gone),
+        Err(Errno::NOENT) if on_recorded_fs(&parent, id)? => return Ok(Recorded::Gone),
+        Err(Errno::NOENT) => return Ok(Recorded::Unreachable),
         Err(e) => return Err(e.into()),
     };
     #[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between targets.
@@ -98,6 +102,29 @@ pub(crate) fn kill_recorded(
     let name = name.to_str().ok_or(Errno::INVAL)?;
     remove_checked(&parent, name, id)?;
     Ok(Recorded::Removed)
+}
+
+/// A recorded cgroup's parent `missing` is not there: gone if the nearest directory
+/// above it that is there is on the recorded cgroup2 file system (a cgroup with cgroups
+/// below it cannot be removed, so ours went first), else not reachable from here.
+fn gone_or_unreachable(missing: &Path, id: FileId) -> io::Result<Recorded> {
+    for up in missing.ancestors().skip(1) {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        match rustix::fs::open(up, flags, Mode::empty()) {
+            Ok(fd) if on_recorded_fs(&fd, id)? => return Ok(Recorded::Gone),
+            Ok(_) => return Ok(Recorded::Unreachable),
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Recorded::Unreachable)
+}
+
+/// Whether the directory `fd` is on a cgroup2 file system with the recorded device.
+fn on_recorded_fs(fd: &OwnedFd, id: FileId) -> io::Result<bool> {
+    #[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between targets.
+    let on_cgroup2 = rustix::fs::fstatfs(fd)?.f_type as u64 == CGROUP2_SUPER_MAGIC;
+    Ok(on_cgroup2 && FileId::of_fd(fd)?.dev == id.dev)
 }
 
 /// What became of a cgroup that a crash journal only intended ([`remove_intended`]).
