@@ -17,7 +17,8 @@
 //!   unless [`AgeSweep::other_users`]; symlinks only with [`AgeSweep::symlinks`];
 //!   never an excluded name ([`AgeSweep::DEFAULT_EXCLUDES`] and [`AgeSweep::exclude`]).
 //!
-//! In both: the base is opened without following a symlink in its last component, and
+//! In both: the base is opened without following a symlink in its last component, nor
+//! through a directory or symlink of another user on its path, and
 //! refused if others may write it (unless it is root-owned and sticky, like `/tmp`);
 //! everything below is reached relative to directory fds, never following a symlink,
 //! never crossing a mount (by mount id), inode-checked before removal, with an
@@ -59,8 +60,10 @@ pub use report::{AgeKept, AgeKeptReason, AgeReport};
 ///
 /// # Security
 ///
-/// The base is opened without following a symlink in its last component and refused if
-/// others may write it, unless it is root-owned and sticky like `/tmp` ([`BaseRefusal`]);
+/// The base is opened without following a symlink in its last component, nor through a
+/// directory or symlink of another user on its path (who could point it elsewhere), and
+/// refused if others may write it, unless it is root-owned and sticky like `/tmp`
+/// ([`BaseRefusal`]);
 /// with [`all`](Self::all) the root of the file system is refused.
 /// Below it everything is reached relative to directory fds: no symlink is followed, no
 /// mount crossed (by mount id), each name's inode is checked before its `unlink` or
