@@ -182,7 +182,14 @@ fn resolve(base: &Path) -> io::Result<(OwnedFd, OsString)> {
             ".".into()
         }
     };
-    let mut dir = rustix::fs::openat(CWD, ".", flags, Mode::empty())?;
+    // An absolute path starts at `/`, whoever owns the working directory.
+    let start = if matches!(todo.front(), Some(Step::Root)) {
+        todo.pop_front();
+        "/"
+    } else {
+        "."
+    };
+    let mut dir = rustix::fs::openat(CWD, start, flags, Mode::empty())?;
     let mut prev = rustix::fs::fstat(&dir)?.st_uid;
     let mut links = 0;
     while let Some(c) = todo.pop_front() {
