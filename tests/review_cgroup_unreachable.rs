@@ -47,17 +47,19 @@ fn cgroup2() -> Option<(PathBuf, PathBuf)> {
 }
 
 /// A dead owner's journal (this process's pid, start time 1, this boot) recording the
-/// cgroup at `cgroup` with its identity.
-fn write_journal(state: &Path, cgroup: &Path) -> PathBuf {
+/// cgroup at `cgroup` with its identity, or (`intent`) only the intent to make it.
+fn write_journal(state: &Path, cgroup: &Path, intent: bool) -> PathBuf {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     let mut owner = vec![1];
     owner.extend(std::process::id().to_le_bytes());
     owner.extend(1u64.to_le_bytes());
     owner.extend(boot.trim().as_bytes());
     let md = std::fs::metadata(cgroup).unwrap();
-    let mut rec = vec![11];
-    rec.extend(md.dev().to_le_bytes());
-    rec.extend(md.ino().to_le_bytes());
+    let mut rec = vec![if intent { 12 } else { 11 }];
+    if !intent {
+        rec.extend(md.dev().to_le_bytes());
+        rec.extend(md.ino().to_le_bytes());
+    }
     rec.extend(cgroup.as_os_str().as_encoded_bytes());
     let path = state.join(format!("{}-1-0123456789abcdef.journal", std::process::id()));
     std::fs::write(&path, [frame(&owner), frame(&rec)].concat()).unwrap();
@@ -88,6 +90,57 @@ fn role() {
     assert!(!Path::new(&mount).join("cgroup.procs").exists());
     let report = sweep(Path::new(&std::env::var(STATE).unwrap()));
     println!("REPORT {}", serde_json::to_string(&report).unwrap());
+}
+
+/// The sweep of `state` in a private mount namespace without the cgroup2 `mount`.
+fn blind_sweep(mount: &Path, state: &Path) -> SweepReport {
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "role", "--ignored", "--nocapture"])
+        .env(ROLE, mount)
+        .env(STATE, state)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = text
+        .lines()
+        .find_map(|l| l.split_once("REPORT ").map(|(_, r)| r))
+        .unwrap_or_else(|| panic!("no report ({}):\n{text}", out.status));
+    serde_json::from_str(json).unwrap()
+}
+
+/// The same for a cgroup only intended (the owner died between its `mkdir` and its
+/// record): an empty cgroup, left for good with its journal dropped.
+#[test]
+fn an_intended_cgroup_whose_path_does_not_reach_cgroup2_here_is_not_taken_for_gone() {
+    let Some((mount, own)) = cgroup2() else {
+        eprintln!("skipped: needs root and a writable cgroup2 mount");
+        return;
+    };
+    let _s = serial();
+    let scratch = scratch_dir("review-cg-unreach-intent");
+    let state = scratch.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let sup = own.join(format!("custodian-{}-00000000deadc9a1", std::process::id()));
+    std::fs::create_dir(&sup).unwrap();
+    let journal = write_journal(&state, &sup, true);
+    let blind = blind_sweep(&mount, &state);
+    let kept = journal.exists();
+    let seeing = sweep(&state);
+    let left = sup.exists();
+    let _ = std::fs::remove_dir(&sup);
+    assert!(
+        kept,
+        "the journal was dropped by a sweep that could not see the cgroup: {blind}"
+    );
+    assert!(!blind.is_clean(), "{blind}");
+    assert!(!left, "the intended cgroup was left for good: {seeing}");
+    assert_eq!(seeing.cgroups, vec![sup.clone()], "{seeing}");
+    assert!(!journal.exists(), "{seeing}");
+    std::fs::remove_dir_all(&scratch).unwrap();
 }
 
 #[test]
@@ -124,22 +177,8 @@ fn a_cgroup_whose_path_does_not_reach_cgroup2_here_is_not_taken_for_gone() {
             .lines()
             .any(|l| l == pid.to_string())
     }));
-    let journal = write_journal(&state, &sup);
-
-    let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private"])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "role", "--ignored", "--nocapture"])
-        .env(ROLE, &mount)
-        .env(STATE, &state)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let blind: Option<SweepReport> = text
-        .lines()
-        .find_map(|l| l.split_once("REPORT ").map(|(_, r)| r))
-        .map(|json| serde_json::from_str(json).unwrap());
+    let journal = write_journal(&state, &sup, false);
+    let blind = blind_sweep(&mount, &state);
     let kept = journal.exists();
     // A sweep that sees the cgroup: it must still have the record to act on.
     let seeing = sweep(&state);
@@ -156,7 +195,6 @@ fn a_cgroup_whose_path_does_not_reach_cgroup2_here_is_not_taken_for_gone() {
     });
     let _ = std::fs::remove_dir(&child);
     let _ = std::fs::remove_dir(&sup);
-    let blind = blind.unwrap_or_else(|| panic!("no report ({}):\n{text}", out.status));
     assert!(
         kept,
         "the journal was dropped by a sweep that could not see the cgroup: {blind}"

@@ -118,6 +118,14 @@ pub(super) fn remove_intended(path: &Path, journal: &OsStr, report: &mut SweepRe
             true
         }
         Ok(Intended::Gone) => true,
+        Ok(Intended::Unreachable) => {
+            let detail = "nothing at the intended cgroup's path, which does not lead to a \
+                          cgroup2 file system here (another mount namespace): the journal is \
+                          kept for a sweep that can see it"
+                .to_owned();
+            skip(report, shown, SkipReason::Failed { detail });
+            false
+        }
         Ok(Intended::NotOurs) => {
             let detail = "not a cgroup at the intended path".to_owned();
             skip(report, shown, SkipReason::UnsafePath { detail });
