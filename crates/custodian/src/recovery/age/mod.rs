@@ -13,7 +13,8 @@
 //!   on its own (`walk.rs`): a file when its atime, mtime and ctime are all older than
 //!   the age; a directory when it is empty after its walk and was itself old before it.
 //!   Never a socket, fifo or device; never anything locked (`/proc/locks`, and an
-//!   `flock` tried before removal), nor what contains it; only this user's entries
+//!   `flock` tried before removal) or held open by another process (`/proc/*/fd`, read
+//!   once the first file is about to go), nor what contains it; only this user's entries
 //!   unless [`AgeSweep::other_users`]; symlinks only with [`AgeSweep::symlinks`];
 //!   never an excluded name ([`AgeSweep::DEFAULT_EXCLUDES`] and [`AgeSweep::exclude`]).
 //!
@@ -53,7 +54,8 @@ pub use report::{AgeKept, AgeKeptReason, AgeReport};
 /// - **[`all`](Self::all)** opts into a `systemd-tmpfiles --clean` style sweep: every entry
 ///   at every depth on its own; a directory only when empty after its walk and old before
 ///   it; never a socket, fifo or device; never a locked entry (`/proc/locks`, and an
-///   `flock` tried before removal) nor what contains it; only this user's entries unless
+///   `flock` tried before removal) or a file another process holds open, nor what
+///   contains it; only this user's entries unless
 ///   [`other_users`](Self::other_users); symlinks only with [`symlinks`](Self::symlinks);
 ///   never an excluded name ([`DEFAULT_EXCLUDES`](Self::DEFAULT_EXCLUDES),
 ///   [`exclude`](Self::exclude)).
@@ -294,6 +296,7 @@ impl AgeSweep {
             excludes: &excludes,
             live: &live,
             absolute,
+            open: std::cell::OnceCell::new(),
         };
         walk::run(&rules, dir, &mut report).map_err(fail)?;
         report.took = started.elapsed();

@@ -8,6 +8,8 @@
 //! walk (reading and emptying it changes them). Entries are opened with `O_NOATIME`
 //! where allowed, so that a dry run does not make old directories young.
 
+use std::cell::OnceCell;
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -41,6 +43,8 @@ pub(super) struct Rules<'a> {
     pub(super) live: &'a Live,
     /// The base as an absolute path (listening sockets are listed by path).
     pub(super) absolute: PathBuf,
+    /// The files other processes hold open, read at the first file about to be removed.
+    pub(super) open: OnceCell<io::Result<HashSet<FileId>>>,
 }
 
 impl Rules<'_> {
@@ -56,6 +60,14 @@ impl Rules<'_> {
             && older(st.st_mtime as i64, st.st_mtime_nsec as i64)
             && older(st.st_ctime as i64, st.st_ctime_nsec as i64);
         all
+    }
+
+    /// Whether another process holds the file `id` open (an unreadable `/proc` says yes).
+    fn is_open(&self, id: FileId) -> bool {
+        match self.open.get_or_init(crate::sys::live::open_files) {
+            Ok(open) => open.contains(&id),
+            Err(_) => true,
+        }
     }
 
     fn lock(&self) -> Lock<'_> {
@@ -406,6 +418,10 @@ fn remove_file(
     held: Option<OwnedFd>,
     link: bool,
 ) -> io::Result<Option<Verdict>> {
+    // Held open by a live process (a dead owner's child writing its `TMPDIR`): in use.
+    if !link && rules.is_open(id) {
+        return Ok(Some(Verdict::Kept(Why::Open)));
+    }
     if rules.opts.dry_run {
         return Ok(Some(Verdict::Removed));
     }
