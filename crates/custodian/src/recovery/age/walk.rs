@@ -262,6 +262,9 @@ fn judge(
         FileType::Socket if rules.live.is_listening(&rules.absolute.join(rel)) => {
             Some(Why::ListeningSocket)
         }
+        // A dead owner's inspect socket, in its proven root: ours, and nobody listens
+        // (kept, it kept the root for good after every SIGKILLed `custodian run`).
+        FileType::Socket if dir.own && is_inspect_socket(name) => None,
         FileType::Socket => Some(Why::Socket),
         FileType::Fifo => Some(Why::Fifo),
         FileType::CharacterDevice | FileType::BlockDevice => Some(Why::Device),
@@ -300,7 +303,8 @@ fn judge(
     if link {
         return remove_file(rules, dir.fd.as_fd(), name, id, None, true);
     }
-    let file = if rules.opts.dry_run {
+    // A socket cannot be opened (nor locked): its inode check is the unlink's.
+    let file = if rules.opts.dry_run || kind == FileType::Socket {
         None
     } else {
         match open_nofollow(dir.fd.as_fd(), name, OFlags::NONBLOCK | OFlags::NOCTTY) {
@@ -310,6 +314,16 @@ fn judge(
         }
     };
     remove_file(rules, dir.fd.as_fd(), name, id, file, false)
+}
+
+/// Whether `name` is an inspect socket's (`inspect-<12 hex>.sock`, `inspect/mod.rs`).
+fn is_inspect_socket(name: &OsString) -> bool {
+    use crate::inspect::{PREFIX, SUFFIX};
+    let hex = name
+        .as_bytes()
+        .strip_prefix(PREFIX.as_bytes())
+        .and_then(|r| r.strip_suffix(SUFFIX.as_bytes()));
+    hex.is_some_and(|h| h.len() == 12 && h.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 /// The default mode's base: only custodian's own names are candidates, each proven by
