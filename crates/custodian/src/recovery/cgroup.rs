@@ -17,6 +17,11 @@
 //! owner reusing the pid later makes another inode). A name check costs nothing and needs
 //! no state.
 //!
+//! Absence needs proof as well: nothing at the recorded path counts as gone only when the
+//! nearest directory on that path is on the recorded cgroup2 file system (its device). A
+//! sweeper whose mount namespace has cgroup2 elsewhere or nowhere sees no cgroup at the
+//! path while its members run on: it keeps the journal for a sweep that can see them.
+//!
 //! An owner killed after it made its cgroup and before its journal recorded it leaves an
 //! empty cgroup. Its journal names it all the same: the path is recorded right before
 //! the `mkdir` ([`remove_intended`]). That path, with the name check above, is the proof;
@@ -67,6 +72,15 @@ pub(super) fn kill(
             true
         }
         Ok(Recorded::Gone) => true,
+        Ok(Recorded::Unreachable) => {
+            let detail = "nothing at the recorded cgroup's path, which does not lead to \
+                          the cgroup2 file system it was made on (not mounted there in this \
+                          mount namespace): no proof it is gone, the journal is kept for a \
+                          sweep that can see it"
+                .to_owned();
+            skip(report, shown, SkipReason::Failed { detail });
+            false
+        }
         Ok(Recorded::NotOurs) => {
             let detail = "another cgroup (or not a cgroup) is at the recorded path".to_owned();
             skip(report, shown, SkipReason::UnsafePath { detail });
@@ -104,6 +118,14 @@ pub(super) fn remove_intended(path: &Path, journal: &OsStr, report: &mut SweepRe
             true
         }
         Ok(Intended::Gone) => true,
+        Ok(Intended::Unreachable) => {
+            let detail = "nothing at the intended cgroup's path, which does not lead to a \
+                          cgroup2 file system here (another mount namespace): the journal is \
+                          kept for a sweep that can see it"
+                .to_owned();
+            skip(report, shown, SkipReason::Failed { detail });
+            false
+        }
         Ok(Intended::NotOurs) => {
             let detail = "not a cgroup at the intended path".to_owned();
             skip(report, shown, SkipReason::UnsafePath { detail });

@@ -18,7 +18,9 @@
 //!    processes died with that boot;
 //! 5. make that durable before letting go: `Gone` for every child, `Survivor` for each
 //!    member still running, then `Swept`, and `fdatasync`. A journal with `Swept` never
-//!    signals again: a later sweep only looks at its survivors and retries its root;
+//!    signals again: a later sweep only looks at its survivors and retries its root. A
+//!    failed append (a full file system) never keeps a journal by itself: one kept
+//!    without `Swept` would act again at every sweep;
 //! 6. remove its temp root if the recorded path still names the recorded directory
 //!    (`root.rs` in this folder: every check before the removal);
 //! 7. drop the journal, unless the root could not be removed or a survivor still runs
@@ -329,18 +331,13 @@ fn finish(
         }
     }
     let dealt_with = d.marker.is_some() || !d.children.is_empty();
-    if dealt_with
-        && !d.corrupt
-        && let Err(e) = make_durable(d, new)
-    {
-        keep = true;
-        let detail = format!("could not record the sweep in the journal: {e}");
-        skip(
-            report,
-            d.path.display().to_string(),
-            SkipReason::Failed { detail },
-        );
-    }
+    // The record matters only for a journal that is kept: a failure alone never keeps
+    // it (kept without its `Swept`, it would act again at every later sweep).
+    let mut durable = if dealt_with && !d.corrupt {
+        make_durable(d, new)
+    } else {
+        Ok(())
+    };
     if let Some((root_path, id)) = &d.root {
         match root::remove(root_path, *id) {
             Ok(true) => report.removed.push(root_path.clone()),
@@ -350,6 +347,22 @@ fn finish(
                 keep = true;
                 skip(report, root_path.display().to_string(), reason);
             }
+        }
+    }
+    if keep && durable.is_err() {
+        // Once more: the root's removal may have made room (`ENOSPC`).
+        durable = make_durable(d, new);
+    }
+    if let Err(e) = durable {
+        let (shown, what) = (
+            d.path.display().to_string(),
+            if keep { "kept" } else { "dropped" },
+        );
+        let detail = format!("could not record the sweep in the journal ({what}): {e}");
+        if keep {
+            skip(report, shown, SkipReason::Failed { detail });
+        } else {
+            note!(warn, journal = %shown, %detail, "crash sweep: dropped without its record");
         }
     }
     if d.corrupt {
@@ -362,7 +375,18 @@ fn finish(
 
 /// Step 5: `Gone` for every child, `Survivor` for each of `survivors`, then `Swept`,
 /// appended with one `write` and made durable, before the sweep lets go of the journal.
+/// A failed append is cut off again (best effort): a torn frame at the end of a kept
+/// journal would make it read as damaged.
 fn make_durable(d: &Dead, survivors: &[(u32, u64)]) -> io::Result<()> {
+    let len = rustix::fs::fstat(&d.fd)?.st_size;
+    let written = append_records(d, survivors);
+    if written.is_err() {
+        let _ = rustix::fs::ftruncate(&d.fd, len.unsigned_abs());
+    }
+    written
+}
+
+fn append_records(d: &Dead, survivors: &[(u32, u64)]) -> io::Result<()> {
     let mut bytes = Vec::new();
     for c in &d.children {
         let rec = Record::Gone {

@@ -1,6 +1,7 @@
 //! What other processes are using right now, as the kernel lists it: the inodes someone
-//! holds a lock on (`/proc/locks`: `flock`, POSIX and OFD locks) and the paths of
-//! listening unix sockets (`/proc/net/unix`). Read once per age sweep, then asked per
+//! holds a lock on (`/proc/locks`: `flock`, POSIX and OFD locks), the paths of
+//! listening unix sockets (`/proc/net/unix`) and, asked separately, the files held open
+//! ([`open_files`]). Read once per age sweep, then asked per
 //! entry, so a sweep of any size reads each file once.
 //!
 //! What the lists can and cannot say:
@@ -20,8 +21,55 @@
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
+
+use super::FileId;
+
+/// The files other processes hold open right now (`/proc/PID/fd/*` of every process
+/// but this one, each followed to its file's device and inode): a file someone holds
+/// open, lock or no lock, is in use. A non-root reader sees its own user's processes
+/// only. One `statx` per open fd on the system: read once per sweep, and only once
+/// something is about to be removed.
+///
+/// # Errors
+///
+/// If `/proc` cannot be listed. A process that exits, or whose fds this process may not
+/// read, is skipped.
+pub(crate) fn open_files() -> io::Result<HashSet<FileId>> {
+    use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
+    let proc = super::procfs::open_proc()?;
+    let me = std::process::id().to_string();
+    let mut open = HashSet::new();
+    for pid in super::procfs::pids_in(proc.as_fd())? {
+        if *pid == *me.as_bytes() {
+            continue;
+        }
+        let mut path = pid.to_vec();
+        path.extend_from_slice(b"/fd");
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let Ok(fds) = rustix::fs::openat(&proc, path.as_slice(), flags, Mode::empty()) else {
+            continue;
+        };
+        let Ok(dir) = rustix::fs::Dir::read_from(&fds) else {
+            continue;
+        };
+        for e in dir.flatten() {
+            // Follows the fd's magic link to the open file itself; `DONT_SYNC`: cached
+            // attributes, never a round trip to a (possibly hung) NFS server or FUSE daemon.
+            let flags = AtFlags::STATX_DONT_SYNC;
+            if let Ok(x) = rustix::fs::statx(&fds, e.file_name(), flags, StatxFlags::INO) {
+                let dev = rustix::fs::makedev(x.stx_dev_major, x.stx_dev_minor);
+                open.insert(FileId {
+                    dev,
+                    ino: x.stx_ino,
+                });
+            }
+        }
+    }
+    Ok(open)
+}
 
 /// The `__SO_ACCEPTCON` flag of `/proc/net/unix`: the socket is listening.
 const LISTENING: u32 = 1 << 16;

@@ -27,7 +27,7 @@ use std::os::fd::AsFd;
 ///
 /// Recorded when custodian creates something so that cleanup can check that the name
 /// still refers to the same object before removing it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct FileId {
     pub(crate) dev: u64,
     pub(crate) ino: u64,

@@ -1,11 +1,15 @@
 //! The age sweep's base directory: opened without following a symlink in its last
-//! component, and refused if others may write it unless it is root-owned and sticky;
+//! component, its path resolved without a step out of another user's directory or
+//! symlink, and refused if others may write it unless it is root-owned and sticky;
 //! with `all`, the root of the file system is refused too.
 
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -47,6 +51,15 @@ pub enum BaseRefusal {
     /// judges every entry ([`AgeSweep::all`](crate::AgeSweep::all)): it would remove the
     /// system's own old files.
     FileSystemRoot,
+    /// The path to the base leads out of a directory or symlink of another user (not
+    /// root, not the sweeper), who could redirect it (swap an entry for a symlink) to a
+    /// directory of the sweeper's own.
+    ForeignPath {
+        /// The base, as given.
+        path: PathBuf,
+        /// The owner of what the path passed through.
+        uid: u32,
+    },
 }
 
 impl BaseRefusal {
@@ -79,6 +92,13 @@ impl fmt::Display for BaseRefusal {
                  if it must be shared, root-owned and sticky (chown root {p}; chmod +t {p})",
                 p = path.display()
             ),
+            BaseRefusal::ForeignPath { path, uid } => write!(
+                f,
+                "the path {} passes through a directory or symlink of uid {uid}, who could \
+                 point it at another directory; name the base by a path that only root and \
+                 you control",
+                path.display()
+            ),
             BaseRefusal::FileSystemRoot => f.write_str(
                 "the base is the root of the file system, where sweeping every old entry \
                  would remove the system's own files; name the directory to sweep",
@@ -89,8 +109,9 @@ impl fmt::Display for BaseRefusal {
 
 impl std::error::Error for BaseRefusal {}
 
-/// Opens the base without following a symlink in its last component, and refuses it if
-/// others may write it (unless root-owned and sticky).
+/// Opens the base without following a symlink in its last component, nor one another
+/// user controls anywhere on its path ([`resolve`]), and refuses it if others may write
+/// it (unless root-owned and sticky).
 pub(super) fn open(base: &Path) -> io::Result<OwnedFd> {
     // A trailing `/` or `/.` makes the kernel resolve a symlink in the last component
     // whatever `O_NOFOLLOW` says (`--base /tmp/cache/`, as a shell completes it, swept
@@ -102,15 +123,16 @@ pub(super) fn open(base: &Path) -> io::Result<OwnedFd> {
         &named
     };
     let refuse = |kind, why| io::Error::new(kind, why);
+    let (at, last) = resolve(base)?;
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = match rustix::fs::openat(CWD, base, flags | OFlags::NOATIME, Mode::empty()) {
-        Err(Errno::PERM) => rustix::fs::openat(CWD, base, flags, Mode::empty()),
+    let fd = match rustix::fs::openat(&at, &last, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(Errno::PERM) => rustix::fs::openat(&at, &last, flags, Mode::empty()),
         r => r,
     };
     let fd = match fd {
         Ok(fd) => fd,
         Err(e @ (Errno::LOOP | Errno::NOTDIR)) => {
-            let link = rustix::fs::statat(CWD, base, AtFlags::SYMLINK_NOFOLLOW)
+            let link = rustix::fs::statat(&at, &last, AtFlags::SYMLINK_NOFOLLOW)
                 .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink);
             return Err(if link {
                 // The kind `ELOOP` has ("filesystem loop"), which is not nameable on stable.
@@ -135,6 +157,91 @@ pub(super) fn open(base: &Path) -> io::Result<OwnedFd> {
         ));
     }
     Ok(fd)
+}
+
+/// Resolves `base` but its last component the way the kernel would, one component at a
+/// time relative to fds (what is checked is what is then used), refusing a step out of
+/// something another user owns into something not theirs (systemd's `CHASE_SAFE` rule,
+/// the sweeper trusted as root is): a user who owns a directory on the path could
+/// otherwise swap an entry for a symlink to a directory of the sweeper's and have that
+/// swept. Returns the directory holding the last component, and its name (`.` when the
+/// base has no last name: `/`, `.`, `..`).
+fn resolve(base: &Path) -> io::Result<(OwnedFd, OsString)> {
+    if base.as_os_str().is_empty() {
+        return Err(Errno::NOENT.into());
+    }
+    let euid = rustix::process::geteuid().as_raw();
+    let trusted = |uid: u32| uid == 0 || uid == euid;
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let step = |at: &OwnedFd, name: &OsStr| rustix::fs::openat(at, name, flags, Mode::empty());
+    let mut todo: VecDeque<Step> = steps(base).collect();
+    let last = match todo.pop_back() {
+        Some(Step::Name(last)) => last,
+        other => {
+            todo.extend(other);
+            ".".into()
+        }
+    };
+    // An absolute path starts at `/`, whoever owns the working directory.
+    let start = if matches!(todo.front(), Some(Step::Root)) {
+        todo.pop_front();
+        "/"
+    } else {
+        "."
+    };
+    let mut dir = rustix::fs::openat(CWD, start, flags, Mode::empty())?;
+    let mut prev = rustix::fs::fstat(&dir)?.st_uid;
+    let mut links = 0;
+    while let Some(c) = todo.pop_front() {
+        let next = match &c {
+            Step::Root => rustix::fs::open("/", flags, Mode::empty())?,
+            Step::Up => step(&dir, OsStr::new(".."))?,
+            Step::Name(name) => step(&dir, name)?,
+        };
+        let st = rustix::fs::fstat(&next)?;
+        if !trusted(prev) && st.st_uid != prev {
+            let why = BaseRefusal::ForeignPath {
+                path: base.to_path_buf(),
+                uid: prev,
+            };
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+        }
+        prev = st.st_uid;
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Symlink => {
+                links += 1;
+                if links > 40 {
+                    return Err(Errno::LOOP.into());
+                }
+                // Read through the link's own fd: the link just checked.
+                let target = rustix::fs::readlinkat(&next, "", Vec::new())?;
+                let target = Path::new(OsStr::from_bytes(target.as_bytes()));
+                // Its steps go first, resolved from the link's directory.
+                for s in steps(target).collect::<Vec<_>>().into_iter().rev() {
+                    todo.push_front(s);
+                }
+            }
+            FileType::Directory => dir = next,
+            _ => return Err(Errno::NOTDIR.into()),
+        }
+    }
+    Ok((dir, last))
+}
+
+/// One step of a path's resolution.
+enum Step {
+    Root,
+    Up,
+    Name(OsString),
+}
+
+fn steps(path: &Path) -> impl Iterator<Item = Step> + '_ {
+    path.components().filter_map(|c| match c {
+        Component::RootDir => Some(Step::Root),
+        Component::ParentDir => Some(Step::Up),
+        Component::Normal(n) => Some(Step::Name(n.to_os_string())),
+        Component::CurDir | Component::Prefix(_) => None,
+    })
 }
 
 /// With `all`, refuses a base that is the root of the file system (`/` however named:

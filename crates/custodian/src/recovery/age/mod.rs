@@ -13,11 +13,13 @@
 //!   on its own (`walk.rs`): a file when its atime, mtime and ctime are all older than
 //!   the age; a directory when it is empty after its walk and was itself old before it.
 //!   Never a socket, fifo or device; never anything locked (`/proc/locks`, and an
-//!   `flock` tried before removal), nor what contains it; only this user's entries
+//!   `flock` tried before removal) or held open by another process (`/proc/*/fd`, read
+//!   once the first file is about to go), nor what contains it; only this user's entries
 //!   unless [`AgeSweep::other_users`]; symlinks only with [`AgeSweep::symlinks`];
 //!   never an excluded name ([`AgeSweep::DEFAULT_EXCLUDES`] and [`AgeSweep::exclude`]).
 //!
-//! In both: the base is opened without following a symlink in its last component, and
+//! In both: the base is opened without following a symlink in its last component, nor
+//! through a directory or symlink of another user on its path, and
 //! refused if others may write it (unless it is root-owned and sticky, like `/tmp`);
 //! everything below is reached relative to directory fds, never following a symlink,
 //! never crossing a mount (by mount id), inode-checked before removal, with an
@@ -52,15 +54,18 @@ pub use report::{AgeKept, AgeKeptReason, AgeReport};
 /// - **[`all`](Self::all)** opts into a `systemd-tmpfiles --clean` style sweep: every entry
 ///   at every depth on its own; a directory only when empty after its walk and old before
 ///   it; never a socket, fifo or device; never a locked entry (`/proc/locks`, and an
-///   `flock` tried before removal) nor what contains it; only this user's entries unless
+///   `flock` tried before removal) or a file another process holds open, nor what
+///   contains it; only this user's entries unless
 ///   [`other_users`](Self::other_users); symlinks only with [`symlinks`](Self::symlinks);
 ///   never an excluded name ([`DEFAULT_EXCLUDES`](Self::DEFAULT_EXCLUDES),
 ///   [`exclude`](Self::exclude)).
 ///
 /// # Security
 ///
-/// The base is opened without following a symlink in its last component and refused if
-/// others may write it, unless it is root-owned and sticky like `/tmp` ([`BaseRefusal`]);
+/// The base is opened without following a symlink in its last component, nor through a
+/// directory or symlink of another user on its path (who could point it elsewhere), and
+/// refused if others may write it, unless it is root-owned and sticky like `/tmp`
+/// ([`BaseRefusal`]);
 /// with [`all`](Self::all) the root of the file system is refused.
 /// Below it everything is reached relative to directory fds: no symlink is followed, no
 /// mount crossed (by mount id), each name's inode is checked before its `unlink` or
@@ -291,6 +296,7 @@ impl AgeSweep {
             excludes: &excludes,
             live: &live,
             absolute,
+            open: std::cell::OnceCell::new(),
         };
         walk::run(&rules, dir, &mut report).map_err(fail)?;
         report.took = started.elapsed();

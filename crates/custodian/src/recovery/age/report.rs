@@ -98,6 +98,8 @@ pub enum AgeKeptReason {
     Special,
     /// A unix socket a process is listening on.
     ListeningSocket,
+    /// A file another process holds open (`/proc/PID/fd`), locked or not.
+    Open,
     /// A unix socket (never unlinked: it may belong to a live program).
     Socket,
     /// A named pipe (never unlinked).
@@ -141,6 +143,7 @@ impl fmt::Display for AgeKeptReason {
             AgeKeptReason::MountPoint => f.write_str("on another mount"),
             AgeKeptReason::Special => f.write_str("special file"),
             AgeKeptReason::ListeningSocket => f.write_str("listening socket"),
+            AgeKeptReason::Open => f.write_str("held open by a process"),
             AgeKeptReason::Socket => f.write_str("socket"),
             AgeKeptReason::Fifo => f.write_str("fifo"),
             AgeKeptReason::Device => f.write_str("device"),

@@ -8,6 +8,8 @@
 //! walk (reading and emptying it changes them). Entries are opened with `O_NOATIME`
 //! where allowed, so that a dry run does not make old directories young.
 
+use std::cell::OnceCell;
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -41,6 +43,8 @@ pub(super) struct Rules<'a> {
     pub(super) live: &'a Live,
     /// The base as an absolute path (listening sockets are listed by path).
     pub(super) absolute: PathBuf,
+    /// The files other processes hold open, read at the first file about to be removed.
+    pub(super) open: OnceCell<io::Result<HashSet<FileId>>>,
 }
 
 impl Rules<'_> {
@@ -56,6 +60,14 @@ impl Rules<'_> {
             && older(st.st_mtime as i64, st.st_mtime_nsec as i64)
             && older(st.st_ctime as i64, st.st_ctime_nsec as i64);
         all
+    }
+
+    /// Whether another process holds the file `id` open (an unreadable `/proc` says yes).
+    fn is_open(&self, id: FileId) -> bool {
+        match self.open.get_or_init(crate::sys::live::open_files) {
+            Ok(open) => open.contains(&id),
+            Err(_) => true,
+        }
     }
 
     fn lock(&self) -> Lock<'_> {
@@ -250,6 +262,9 @@ fn judge(
         FileType::Socket if rules.live.is_listening(&rules.absolute.join(rel)) => {
             Some(Why::ListeningSocket)
         }
+        // A dead owner's inspect socket, in its proven root: ours, and nobody listens
+        // (kept, it kept the root for good after every SIGKILLed `custodian run`).
+        FileType::Socket if dir.own && is_inspect_socket(name) => None,
         FileType::Socket => Some(Why::Socket),
         FileType::Fifo => Some(Why::Fifo),
         FileType::CharacterDevice | FileType::BlockDevice => Some(Why::Device),
@@ -288,7 +303,8 @@ fn judge(
     if link {
         return remove_file(rules, dir.fd.as_fd(), name, id, None, true);
     }
-    let file = if rules.opts.dry_run {
+    // A socket cannot be opened (nor locked): its inode check is the unlink's.
+    let file = if rules.opts.dry_run || kind == FileType::Socket {
         None
     } else {
         match open_nofollow(dir.fd.as_fd(), name, OFlags::NONBLOCK | OFlags::NOCTTY) {
@@ -298,6 +314,16 @@ fn judge(
         }
     };
     remove_file(rules, dir.fd.as_fd(), name, id, file, false)
+}
+
+/// Whether `name` is an inspect socket's (`inspect-<12 hex>.sock`, `inspect/mod.rs`).
+fn is_inspect_socket(name: &OsString) -> bool {
+    use crate::inspect::{PREFIX, SUFFIX};
+    let hex = name
+        .as_bytes()
+        .strip_prefix(PREFIX.as_bytes())
+        .and_then(|r| r.strip_suffix(SUFFIX.as_bytes()));
+    hex.is_some_and(|h| h.len() == 12 && h.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 /// The default mode's base: only custodian's own names are candidates, each proven by
@@ -406,6 +432,10 @@ fn remove_file(
     held: Option<OwnedFd>,
     link: bool,
 ) -> io::Result<Option<Verdict>> {
+    // Held open by a live process (a dead owner's child writing its `TMPDIR`): in use.
+    if !link && rules.is_open(id) {
+        return Ok(Some(Verdict::Kept(Why::Open)));
+    }
     if rules.opts.dry_run {
         return Ok(Some(Verdict::Removed));
     }

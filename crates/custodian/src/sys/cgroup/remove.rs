@@ -24,8 +24,11 @@ const MAX_DEPTH: usize = 32;
 pub(crate) enum Recorded {
     /// It was there, proven by its inode: killed, emptied and removed.
     Removed,
-    /// Nothing at its path: nothing to do.
+    /// Nothing at its path, proven on the recorded file system: nothing to do.
     Gone,
+    /// Nothing at its path, but the path does not lead to the recorded cgroup2 file
+    /// system here (not mounted there in this mount namespace): no proof it is gone.
+    Unreachable,
     /// Something else is at its path (another inode, or not a cgroup2 directory): left
     /// alone.
     NotOurs,
@@ -62,12 +65,18 @@ pub(crate) fn kill_recorded(
         Mode::empty(),
     ) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(Recorded::Gone),
+        Err(Errno::NOENT) => {
+            return Ok(match nearest_on_cgroup2(parent, Some(id))? {
+                true => Recorded::Gone,
+                false => Recorded::Unreachable,
+            });
+        }
         Err(e) => return Err(e.into()),
     };
     let dir = match open_dir_nofollow(&parent, name) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(Recorded::Gone),
+        Err(Errno::NOENT) if on_cgroup2(&parent, Some(id))? => return Ok(Recorded::Gone),
+        Err(Errno::NOENT) => return Ok(Recorded::Unreachable),
         Err(e) => return Err(e.into()),
     };
     #[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between targets.
@@ -100,6 +109,30 @@ pub(crate) fn kill_recorded(
     Ok(Recorded::Removed)
 }
 
+/// A cgroup's parent `missing` is not there: whether the nearest directory above it that
+/// is there is on cgroup2 (with the recorded device, if known). Then the cgroup is gone
+/// (a cgroup with cgroups below it cannot be removed, so ours went first); else the path
+/// does not reach cgroup2 here (another mount namespace) and proves nothing.
+fn nearest_on_cgroup2(missing: &Path, id: Option<FileId>) -> io::Result<bool> {
+    for up in missing.ancestors().skip(1) {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        match rustix::fs::open(up, flags, Mode::empty()) {
+            Ok(fd) => return on_cgroup2(&fd, id),
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(false)
+}
+
+/// Whether the directory `fd` is on a cgroup2 file system (with the recorded device, if
+/// known).
+fn on_cgroup2(fd: &OwnedFd, id: Option<FileId>) -> io::Result<bool> {
+    #[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between targets.
+    let cgroup2 = rustix::fs::fstatfs(fd)?.f_type as u64 == CGROUP2_SUPER_MAGIC;
+    Ok(cgroup2 && id.is_none_or(|id| FileId::of_fd(fd).is_ok_and(|f| f.dev == id.dev)))
+}
+
 /// What became of a cgroup that a crash journal only intended ([`remove_intended`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Intended {
@@ -107,6 +140,8 @@ pub(crate) enum Intended {
     Removed,
     /// Nothing at the path (the owner died before its `mkdir`): nothing to do.
     Gone,
+    /// Nothing at the path, which does not lead to a cgroup2 file system here: no proof.
+    Unreachable,
     /// Not a cgroup2 directory at the path: left alone.
     NotOurs,
     /// A cgroup with members (or populated cgroups below it): nothing of custodian's ran
@@ -130,12 +165,18 @@ pub(crate) fn remove_intended(path: &Path) -> io::Result<Intended> {
         Mode::empty(),
     ) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(Intended::Gone),
+        Err(Errno::NOENT) => {
+            return Ok(match nearest_on_cgroup2(parent, None)? {
+                true => Intended::Gone,
+                false => Intended::Unreachable,
+            });
+        }
         Err(e) => return Err(e.into()),
     };
     let dir = match open_dir_nofollow(&parent, name) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(Intended::Gone),
+        Err(Errno::NOENT) if on_cgroup2(&parent, None)? => return Ok(Intended::Gone),
+        Err(Errno::NOENT) => return Ok(Intended::Unreachable),
         Err(Errno::LOOP | Errno::NOTDIR) => return Ok(Intended::NotOurs),
         Err(e) => return Err(e.into()),
     };
