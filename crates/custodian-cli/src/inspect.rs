@@ -112,6 +112,18 @@ fn look(pid: Option<u32>, dir: Option<PathBuf>, socket: Option<PathBuf>) -> Roun
         Ok(sockets) => {
             for s in sockets {
                 match tokio_custodian::inspect(&s) {
+                    // The path was PID's in its mount namespace; here another process
+                    // may listen at it (`inspect` has proved the answer is its owner's).
+                    Ok(i) if pid.is_some_and(|p| p != i.pid) => {
+                        round.errors.push(Failed {
+                            socket: Some(s),
+                            error: format!(
+                                "answered by pid {}, not by process {}",
+                                i.pid,
+                                pid.unwrap_or_default()
+                            ),
+                        });
+                    }
                     Ok(i) => round.owners.push(i),
                     Err(e) => round.errors.push(Failed {
                         socket: Some(s),

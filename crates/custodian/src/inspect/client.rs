@@ -2,6 +2,7 @@
 
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,8 +19,10 @@ const MAX_ANSWER: u64 = 64 << 20;
 ///
 /// The socket cannot be reached (`NotFound`, `ConnectionRefused` for a dead owner's,
 /// `PermissionDenied`), the answer is a refusal (`PermissionDenied`, with the server's
-/// words), too large or not a snapshot (`InvalidData`), or too slow (`WouldBlock` or
-/// `TimedOut`). Every error names the socket.
+/// words), too large or not a snapshot (`InvalidData`), too slow (`WouldBlock` or
+/// `TimedOut`), or it claims a pid other than the one the kernel names as the socket's
+/// owner (`SO_PEERCRED`; `PermissionDenied`: a forged answer, or a server in another
+/// pid namespace, which cannot be verified). Every error names the socket.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
@@ -35,6 +38,8 @@ pub fn inspect(socket: &Path) -> io::Result<Inspection> {
     let named =
         |e: io::Error| io::Error::new(e.kind(), format!("inspect {}: {e}", socket.display()));
     let s = connect(socket).map_err(named)?;
+    // The kernel's word for who listens there: the answer must be that process's.
+    let owner = server_pid(&s).map_err(named)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(named)?;
     let mut buf = Vec::new();
@@ -55,7 +60,49 @@ pub fn inspect(socket: &Path) -> io::Result<Inspection> {
             e.to_owned(),
         )));
     }
-    serde_json::from_slice(&buf).map_err(|e| named(io::Error::new(io::ErrorKind::InvalidData, e)))
+    let seen: Inspection = serde_json::from_slice(&buf)
+        .map_err(|e| named(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+    if owner != Some(seen.pid) {
+        let owner = owner.map_or("not in this pid namespace".into(), |p| format!("pid {p}"));
+        return Err(named(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "the answer claims pid {}, but the socket's owner (SO_PEERCRED) is {owner}",
+                seen.pid
+            ),
+        )));
+    }
+    Ok(seen)
+}
+
+/// The pid of the process listening on the other end of `s` (`SO_PEERCRED`), `None`
+/// when it is outside this pid namespace (the kernel says 0). Not rustix's
+/// `socket_peercred`: its `Pid` is non-zero, and that 0 is a valid answer.
+fn server_pid(s: &UnixStream) -> io::Result<Option<u32>> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len =
+        libc::socklen_t::try_from(std::mem::size_of::<libc::ucred>()).map_err(io::Error::other)?;
+    // SAFETY: `s` is an open socket for the whole call; `cred` and `len` are live and
+    // writable, and `len` is `cred`'s size, so the kernel writes at most that many bytes
+    // of a plain-integer struct. Tested by `crates/custodian-cli/tests/review_inspect.rs`.
+    #[allow(unsafe_code)]
+    let r = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &raw mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u32::try_from(cred.pid).ok().filter(|&p| p != 0))
 }
 
 /// The inspect sockets process `pid` is listening on: its fds' socket inodes matched
@@ -91,10 +138,10 @@ pub fn sockets_of(pid: u32) -> io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     // Num RefCount Protocol Flags Type St Inode Path
     for line in table.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let (Some(flags), Some(inode), Some(path)) = (f.get(3), f.get(6), f.get(7)) else {
+        let Some((f, path)) = unix_fields(line) else {
             continue;
         };
+        let (flags, inode) = (f[3], f[6]);
         let listening = u32::from_str_radix(flags, 16).is_ok_and(|v| v & 0x0001_0000 != 0);
         let ours = inode.parse::<u64>().is_ok_and(|i| inodes.contains(&i));
         if listening && ours && is_socket_name(path) {
@@ -110,7 +157,8 @@ pub fn sockets_of(pid: u32) -> io::Result<Vec<PathBuf>> {
 }
 
 /// The inspect sockets of every live owner whose state dir is `dir`: the processes
-/// holding a file in it open (a live owner holds its journal), and their sockets (see
+/// holding the dir or a file in it open (a live owner holds its journal), an entry
+/// owned by the process's own effective uid, and their sockets (see
 /// [`sockets_of`]). A dead owner holds nothing, so it is not listed. Reads the fds of
 /// every process this user may read (about 1 ms per 100 processes).
 ///
@@ -140,8 +188,13 @@ pub fn sockets_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
         let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
             continue;
         };
+        // An entry of its own uid: anyone may hold an `O_PATH` fd of another user's
+        // journal or dir (only search permission on the parents is needed), and its
+        // sockets are not that owner's.
+        let Some(euid) = euid_of(pid) else { continue };
         let holds = fds.flatten().any(|fd| {
             std::fs::read_link(fd.path()).is_ok_and(|t| t == dir || t.parent() == Some(&*dir))
+                && std::fs::metadata(fd.path()).is_ok_and(|md| md.uid() == euid)
         });
         if holds {
             out.extend(sockets_of(pid).unwrap_or_default());
@@ -164,6 +217,27 @@ fn connect(path: &Path) -> io::Result<UnixStream> {
     let mut via = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
     via.push(name);
     UnixStream::connect(via)
+}
+
+/// A `/proc/net/unix` line's seven fields and its path: the rest of the line, which
+/// may hold spaces (a temp root under `TMPDIR="/tmp/my dir"`).
+fn unix_fields(line: &str) -> Option<([&str; 7], &str)> {
+    let mut f = [""; 7];
+    let mut rest = line;
+    for field in &mut f {
+        rest = rest.trim_start_matches(' ');
+        let end = rest.find(' ').unwrap_or(rest.len());
+        (*field, rest) = rest.split_at(end);
+    }
+    let path = rest.strip_prefix(' ')?;
+    Some((f, path))
+}
+
+/// The effective uid of process `pid` (`/proc/PID/status`), `None` once it is gone.
+fn euid_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let uids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    uids.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn is_socket_name(path: &str) -> bool {

@@ -1,0 +1,222 @@
+//! Review of `custodian inspect`'s trust (issue 20): which socket it believes to speak
+//! for a pid or a state dir. Each test plants what an attacker (or an unlucky setup)
+//! can: another user's process holding the state dir open, a socket answering for
+//! another pid, a socket at the owner's path in another mount namespace; and a temp
+//! root whose path holds a space (`/proc/net/unix` then splits it).
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{BIN, FreshTmp, poll};
+use serde_json::Value;
+
+fn inspect(args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(BIN)
+        .arg("inspect")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits until `custodian inspect PID` answers, and returns the answer's owner.
+fn answered(pid: u32) -> Value {
+    let mut seen = Value::Null;
+    let ok = poll(Duration::from_secs(20), || {
+        let (code, json, _) = inspect(&[&pid.to_string(), "--json"]);
+        seen = json["owners"][0].clone();
+        code == 0 && seen["live"].as_array().is_some_and(|l| l.len() == 2)
+    });
+    assert!(ok, "process {pid} never answered");
+    seen
+}
+
+fn stop(mut run: Child) {
+    let pid = rustix::process::Pid::from_raw(run.id() as i32).unwrap();
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    run.wait().unwrap();
+}
+
+/// Answers every connection with `json`, in the background, as this process.
+fn fake_server(path: &Path, json: Vec<u8>) {
+    let l = UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let _ = c.write_all(&json);
+        }
+    });
+}
+
+fn pids(json: &Value) -> Vec<u64> {
+    let owners = json["owners"].as_array().cloned().unwrap_or_default();
+    owners.iter().filter_map(|o| o["pid"].as_u64()).collect()
+}
+
+/// Root runs `custodian inspect --state-dir DIR`. Another user's process holds an
+/// `O_PATH` fd of DIR (search permission on its parents is enough to open one; here
+/// it inherits it) and runs an inspect server of its own: it is not an owner of DIR,
+/// and its answer must not be listed as one.
+#[test]
+fn state_dir_ignores_another_users_process_holding_the_dir() {
+    let tmp = FreshTmp::new("rv-insp-holder");
+    let state = tmp.0.join("state");
+    let victim = tmp
+        .cmd(&[
+            "run",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--",
+            "sleep",
+            "30",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    answered(victim.id());
+
+    let evil_tmp = tmp.0.join("evil");
+    std::fs::create_dir(&evil_tmp).unwrap();
+    std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    rustix::fs::chown(&evil_tmp, Some(rustix::fs::Uid::from_raw(65534)), None).unwrap();
+    // Without O_CLOEXEC: the attacker inherits it across setpriv's exec.
+    use rustix::fs::{Mode, OFlags};
+    let held = rustix::fs::open(&state, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+    let evil = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        .args(["run", "--", "sleep", "30"])
+        .env("TMPDIR", &evil_tmp)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(held);
+    answered(evil.id());
+    let holds = std::fs::read_dir(format!("/proc/{}/fd", evil.id()))
+        .unwrap()
+        .flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == state));
+    assert!(
+        holds,
+        "the other user's process does not hold the state dir"
+    );
+
+    let (code, json, err) = inspect(&["--state-dir", state.to_str().unwrap(), "--json"]);
+    let victim_pid = u64::from(victim.id());
+    stop(evil);
+    stop(victim);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        pids(&json),
+        [victim_pid],
+        "another user's process listed: {json}"
+    );
+}
+
+/// A socket whose answer claims a pid other than its listener's (a forged snapshot of
+/// a real owner) is refused, naming `SO_PEERCRED`.
+#[test]
+fn an_answer_claiming_another_pid_is_refused() {
+    let tmp = FreshTmp::new("rv-insp-claim");
+    let victim = tmp
+        .cmd(&["run", "--", "sleep", "30"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let real = answered(victim.id());
+    let path = tmp.0.join("inspect-000000000000.sock");
+    fake_server(&path, serde_json::to_vec(&real).unwrap());
+
+    let (code, json, err) = inspect(&["--socket", path.to_str().unwrap(), "--json"]);
+    stop(victim);
+    assert_eq!(code, 1, "a forged answer was believed: {json}");
+    assert_eq!(pids(&json), Vec::<u64>::new());
+    assert!(err.contains("SO_PEERCRED"), "{err}");
+}
+
+/// `custodian inspect PID` finds PID's socket path in `/proc/PID/net/unix`, which
+/// names it in PID's mount namespace. Here PID runs with a private tmpfs on its
+/// TMPDIR; in ours another process listens at that same path: its (truthful) answer
+/// is not PID's and must not be shown as PID's.
+#[test]
+fn inspect_pid_is_not_answered_by_the_same_path_in_another_mount_namespace() {
+    let tmp = FreshTmp::new("rv-insp-mntns");
+    let script = format!("mount -t tmpfs tmpfs \"$TMPDIR\" && exec {BIN} run -- sleep 30");
+    let victim = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .env("TMPDIR", &tmp.0)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = victim.id();
+    let mut path = None;
+    let found = poll(Duration::from_secs(20), || {
+        let table = std::fs::read_to_string(format!("/proc/{pid}/net/unix")).unwrap_or_default();
+        path = table
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(7))
+            .find(|p| p.starts_with(tmp.0.to_str().unwrap()) && p.ends_with(".sock"))
+            .map(std::path::PathBuf::from);
+        path.is_some()
+            && std::fs::read_link(format!("/proc/{pid}/exe"))
+                .is_ok_and(|e| e.ends_with("custodian"))
+    });
+    assert!(found, "the runner never bound its socket");
+    let path = path.unwrap();
+    // The same path in our namespace, answered by this test process, truthfully.
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let template = tmp
+        .cmd(&["run", "--", "sleep", "30"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut mine = answered(template.id());
+    stop(template);
+    mine["pid"] = std::process::id().into();
+    fake_server(&path, serde_json::to_vec(&mine).unwrap());
+
+    let (code, json, err) = inspect(&[&pid.to_string(), "--json"]);
+    stop(victim);
+    assert_eq!(code, 1, "another process answered for {pid}: {json}");
+    assert_eq!(pids(&json), Vec::<u64>::new());
+    assert!(err.contains(&format!("not by process {pid}")), "{err}");
+}
+
+/// A temp root under a `TMPDIR` with a space: `/proc/net/unix` prints the path as is,
+/// so the path is the rest of the line, not its eighth word.
+#[test]
+fn inspect_pid_finds_a_socket_whose_path_has_a_blank() {
+    // Short enough for a socket address (a longer path is bound through an fd of its
+    // dir, and `/proc/net/unix` then shows that `/proc/self/fd/N/...` name instead).
+    let spaced = std::env::temp_dir().join(format!("rv i {}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&spaced);
+    std::fs::create_dir(&spaced).unwrap();
+    let run = Command::new(BIN)
+        .args(["run", "--", "sleep", "30"])
+        .env("TMPDIR", &spaced)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let found = poll(Duration::from_secs(20), || {
+        let (code, json, _) = inspect(&[&run.id().to_string(), "--json"]);
+        code == 0
+            && json["owners"][0]["live"]
+                .as_array()
+                .is_some_and(|l| l.len() == 2)
+    });
+    let (_, json, err) = inspect(&[&run.id().to_string(), "--json"]);
+    stop(run);
+    std::fs::remove_dir_all(&spaced).unwrap();
+    assert!(found, "no socket found under {}: {err}", spaced.display());
+    let socket = json["owners"][0]["socket"].as_str().unwrap();
+    assert!(socket.starts_with(spaced.to_str().unwrap()), "{json}");
+}
