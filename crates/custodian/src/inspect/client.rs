@@ -1,5 +1,6 @@
 //! Reading an inspect socket, and finding the sockets of a process or a state dir.
 
+use std::collections::HashSet;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
@@ -124,7 +125,7 @@ fn server_pid(s: &UnixStream) -> io::Result<Option<u32>> {
 pub fn sockets_of(pid: u32) -> io::Result<Vec<PathBuf>> {
     let fd_dir = format!("/proc/{pid}/fd");
     let named = |e: io::Error| io::Error::new(e.kind(), format!("read {fd_dir}: {e}"));
-    let mut inodes = std::collections::HashSet::new();
+    let mut inodes = HashSet::new();
     for e in std::fs::read_dir(&fd_dir).map_err(named)? {
         let Ok(e) = e else { continue };
         if let Ok(t) = std::fs::read_link(e.path())
@@ -157,10 +158,11 @@ pub fn sockets_of(pid: u32) -> io::Result<Vec<PathBuf>> {
 }
 
 /// The inspect sockets of every live owner whose state dir is `dir`: the processes
-/// holding the dir or a file in it open (a live owner holds its journal), an entry
-/// owned by the process's own effective uid, and their sockets (see
-/// [`sockets_of`]). A dead owner holds nothing, so it is not listed. Reads the fds of
-/// every process this user may read (about 1 ms per 100 processes).
+/// holding a journal in it open (a live owner holds its own), a file owned by the
+/// process's effective uid, and of their sockets (see [`sockets_of`]) those in a temp
+/// root that journal names (a process's supervisors of other state dirs are left out).
+/// A dead owner holds nothing, so it is not listed. Reads the fds of every process this
+/// user may read (about 1 ms per 100 processes).
 ///
 /// # Errors
 ///
@@ -188,16 +190,30 @@ pub fn sockets_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
         let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
             continue;
         };
-        // An entry of its own uid: anyone may hold an `O_PATH` fd of another user's
-        // journal or dir (only search permission on the parents is needed), and its
-        // sockets are not that owner's.
+        // The temp roots named by its journals in `dir` (a live owner holds its own),
+        // read only from a file of its own uid: anyone may hold an `O_PATH` fd of
+        // another user's journal (search permission on the parents is enough).
         let Some(euid) = euid_of(pid) else { continue };
-        let holds = fds.flatten().any(|fd| {
-            std::fs::read_link(fd.path()).is_ok_and(|t| t == dir || t.parent() == Some(&*dir))
-                && std::fs::metadata(fd.path()).is_ok_and(|md| md.uid() == euid)
-        });
-        if holds {
-            out.extend(sockets_of(pid).unwrap_or_default());
+        let mut roots = HashSet::new();
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|t| t.parent() == Some(&*dir)) {
+                roots.extend(journal_roots(&fd.path(), euid));
+            }
+        }
+        if roots.is_empty() {
+            continue;
+        }
+        // Only the sockets in those roots: its other supervisors' are not `dir`'s.
+        for s in sockets_of(pid).unwrap_or_default() {
+            let Some(parent) = s.parent() else { continue };
+            // A long path is reached as `/proc/PID/fd/N/name`: N is its root.
+            let parent = match parent.starts_with("/proc/") {
+                true => std::fs::read_link(parent).unwrap_or_default(),
+                false => parent.to_path_buf(),
+            };
+            if roots.contains(&parent) {
+                out.push(s);
+            }
         }
     }
     out.sort();
@@ -238,6 +254,41 @@ fn euid_of(pid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let uids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
     uids.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The largest journal read (compaction keeps a live one far smaller).
+const MAX_JOURNAL: u64 = 16 << 20;
+
+/// The temp roots a journal, held open at `fd_path` (`/proc/PID/fd/N`), names; none
+/// unless it is a regular file owned by `uid`. Opened non-blocking (the fd may have
+/// been closed and reused for a FIFO since it was listed).
+fn journal_roots(fd_path: &Path, uid: u32) -> Vec<PathBuf> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::open(fd_path, flags, Mode::empty()) else {
+        return Vec::new();
+    };
+    let file = std::fs::File::from(fd);
+    if !file
+        .metadata()
+        .is_ok_and(|md| md.is_file() && md.uid() == uid)
+    {
+        return Vec::new();
+    }
+    let mut bytes = Vec::new();
+    if file.take(MAX_JOURNAL).read_to_end(&mut bytes).is_err() {
+        return Vec::new();
+    }
+    let (frames, _) = crate::sys::journal::frames(&bytes);
+    frames
+        .into_iter()
+        .filter_map(
+            |(_, payload)| match crate::journal::Record::decode(payload) {
+                Some(crate::journal::Record::Root { path, .. }) => Some(path),
+                _ => None,
+            },
+        )
+        .collect()
 }
 
 fn is_socket_name(path: &str) -> bool {
