@@ -220,3 +220,49 @@ fn inspect_pid_finds_a_socket_whose_path_has_a_blank() {
     let socket = json["owners"][0]["socket"].as_str().unwrap();
     assert!(socket.starts_with(spaced.to_str().unwrap()), "{json}");
 }
+
+/// A server that never accepts, its backlog full (a wedged owner, or a hostile one):
+/// `connect` used to block for ever; now `custodian inspect` gives up after 5 s.
+#[test]
+fn a_server_with_a_full_backlog_does_not_hang_the_client() {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let tmp = FreshTmp::new("rv-insp-backlog");
+    let path = tmp.0.join("inspect-000000000000.sock");
+    let addr = SocketAddrUnix::new(path.as_path()).unwrap();
+    let sock =
+        |flags| rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None);
+    let listener = sock(SocketFlags::CLOEXEC).unwrap();
+    rustix::net::bind(&listener, &addr).unwrap();
+    rustix::net::listen(&listener, 0).unwrap();
+    let mut queued = Vec::new();
+    loop {
+        let c = sock(SocketFlags::CLOEXEC | SocketFlags::NONBLOCK).unwrap();
+        match rustix::net::connect(&c, &addr) {
+            Ok(()) => queued.push(c),
+            Err(rustix::io::Errno::AGAIN) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let mut client = Command::new(BIN)
+        .args(["inspect", "--socket", path.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut code = None;
+    poll(Duration::from_secs(15), || {
+        code = client.try_wait().unwrap();
+        code.is_some()
+    });
+    if code.is_none() {
+        let _ = client.kill();
+    }
+    let out = client.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        code.and_then(|c| c.code()),
+        Some(1),
+        "still connecting after 15 s: {err}"
+    );
+    assert!(err.contains("backlog is full"), "{err}");
+    drop((queued, listener));
+}

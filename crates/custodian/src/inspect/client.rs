@@ -6,22 +6,26 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Inspection, PREFIX, SUFFIX};
+
+/// How long a connection may wait for a server whose backlog is full.
+const CONNECT_WAIT: Duration = Duration::from_secs(5);
 
 /// The largest answer read (a snapshot of 10,000 resources is a few MiB).
 const MAX_ANSWER: u64 = 64 << 20;
 
 /// Reads one [`Inspection`] from an inspect socket (see
-/// [`Builder::inspect`](crate::Builder::inspect)). Blocking, 5 s at most per read.
+/// [`Builder::inspect`](crate::Builder::inspect)). Blocking: 5 s at most to connect
+/// (a server whose backlog is full), then 5 s at most per read.
 ///
 /// # Errors
 ///
 /// The socket cannot be reached (`NotFound`, `ConnectionRefused` for a dead owner's,
 /// `PermissionDenied`), the answer is a refusal (`PermissionDenied`, with the server's
 /// words), too large or not a snapshot (`InvalidData`), too slow (`WouldBlock` or
-/// `TimedOut`), or it claims a pid other than the one the kernel names as the socket's
+/// `TimedOut`, also for a server that accepts no connection), or it claims a pid other than the one the kernel names as the socket's
 /// owner (`SO_PEERCRED`; `PermissionDenied`: a forged answer, or a server in another
 /// pid namespace, which cannot be verified). Every error names the socket.
 ///
@@ -222,17 +226,45 @@ pub fn sockets_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
 }
 
 /// Connects to `path`, through an fd of its dir when it is too long for an address.
+/// Waits at most [`CONNECT_WAIT`] for a server whose backlog is full (wedged, or one
+/// that never accepts): a blocking `connect` would wait for ever.
 fn connect(path: &Path) -> io::Result<UnixStream> {
-    if path.as_os_str().len() < super::SUN_PATH {
-        return UnixStream::connect(path);
+    let deadline = Instant::now().checked_add(CONNECT_WAIT);
+    loop {
+        match connect_once(path) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if deadline.is_none_or(|d| Instant::now() >= d) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the server accepts no connection (its backlog is full)",
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r,
+        }
     }
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return UnixStream::connect(path);
-    };
-    let fd = super::open_dir(dir)?;
-    let mut via = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-    via.push(name);
-    UnixStream::connect(via)
+}
+
+/// One non-blocking `connect` (`WouldBlock` when the backlog is full), made blocking
+/// once connected.
+fn connect_once(path: &Path) -> io::Result<UnixStream> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
+    let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
+    let long = path.as_os_str().len() >= super::SUN_PATH;
+    match (long, path.parent(), path.file_name()) {
+        (true, Some(dir), Some(name)) => {
+            let dir = super::open_dir(dir)?;
+            let mut via = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+            via.push(name);
+            rustix::net::connect(&fd, &SocketAddrUnix::new(via)?)?;
+        }
+        _ => rustix::net::connect(&fd, &SocketAddrUnix::new(path)?)?,
+    }
+    let s = UnixStream::from(fd);
+    s.set_nonblocking(false)?;
+    Ok(s)
 }
 
 /// A `/proc/net/unix` line's seven fields and its path: the rest of the line, which
