@@ -266,3 +266,43 @@ fn a_server_with_a_full_backlog_does_not_hang_the_client() {
     assert!(err.contains("backlog is full"), "{err}");
     drop((queued, listener));
 }
+
+/// A server that trickles its answer, a byte a second: the client used to wait 5 s
+/// per read, so for ever in effect; now 5 s for the whole answer.
+#[test]
+fn a_server_that_trickles_its_answer_is_cut_off() {
+    let tmp = FreshTmp::new("rv-insp-trickle");
+    let path = tmp.0.join("inspect-000000000000.sock");
+    let l = UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            std::thread::spawn(move || {
+                while c.write_all(b" ").is_ok() {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+        }
+    });
+    let mut client = Command::new(BIN)
+        .args(["inspect", "--socket", path.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut code = None;
+    poll(Duration::from_secs(15), || {
+        code = client.try_wait().unwrap();
+        code.is_some()
+    });
+    if code.is_none() {
+        let _ = client.kill();
+    }
+    let out = client.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        code.and_then(|c| c.code()),
+        Some(1),
+        "still reading after 15 s: {err}"
+    );
+    assert!(err.contains("longer than 5 s"), "{err}");
+}

@@ -12,13 +12,15 @@ use super::{Inspection, PREFIX, SUFFIX};
 
 /// How long a connection may wait for a server whose backlog is full.
 const CONNECT_WAIT: Duration = Duration::from_secs(5);
+/// How long a whole answer may take to be read (the server has 2 s to write it).
+const READ_WAIT: Duration = Duration::from_secs(5);
 
 /// The largest answer read (a snapshot of 10,000 resources is a few MiB).
 const MAX_ANSWER: u64 = 64 << 20;
 
 /// Reads one [`Inspection`] from an inspect socket (see
 /// [`Builder::inspect`](crate::Builder::inspect)). Blocking: 5 s at most to connect
-/// (a server whose backlog is full), then 5 s at most per read.
+/// (a server whose backlog is full), then 5 s at most to read the whole answer.
 ///
 /// # Errors
 ///
@@ -45,12 +47,7 @@ pub fn inspect(socket: &Path) -> io::Result<Inspection> {
     let s = connect(socket).map_err(named)?;
     // The kernel's word for who listens there: the answer must be that process's.
     let owner = server_pid(&s).map_err(named)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(named)?;
-    let mut buf = Vec::new();
-    s.take(MAX_ANSWER + 1)
-        .read_to_end(&mut buf)
-        .map_err(named)?;
+    let buf = read_answer(&s).map_err(named)?;
     if buf.len() as u64 > MAX_ANSWER {
         return Err(named(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -78,6 +75,35 @@ pub fn inspect(socket: &Path) -> io::Result<Inspection> {
         )));
     }
     Ok(seen)
+}
+
+/// Reads to the end, at most `MAX_ANSWER + 1` bytes and [`READ_WAIT`] in all: a
+/// server that trickles its answer is cut off, not waited for a read timeout per byte.
+fn read_answer(mut s: &UnixStream) -> io::Result<Vec<u8>> {
+    let deadline = Instant::now().checked_add(READ_WAIT);
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        let left = deadline.map_or(READ_WAIT, |d| d.saturating_duration_since(Instant::now()));
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the answer took longer than 5 s",
+            ));
+        }
+        s.set_read_timeout(Some(left))?;
+        match s.read(&mut chunk) {
+            Ok(0) => return Ok(buf),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() as u64 > MAX_ANSWER {
+                    return Ok(buf);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The pid of the process listening on the other end of `s` (`SO_PEERCRED`), `None`
