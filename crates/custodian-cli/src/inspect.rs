@@ -15,7 +15,8 @@ use tokio_custodian::Inspection;
 pub(crate) struct InspectArgs {
     /// The process to inspect (its inspect sockets are found through its fds).
     pid: Option<u32>,
-    /// Inspect every live owner whose socket is in this state dir.
+    /// Inspect every live owner journalled in this state dir (its socket is in its temp
+    /// root, named by its journal).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Inspect the owner of this socket.
