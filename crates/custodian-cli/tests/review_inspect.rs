@@ -306,3 +306,90 @@ fn a_server_that_trickles_its_answer_is_cut_off() {
     );
     assert!(err.contains("longer than 5 s"), "{err}");
 }
+
+/// Root runs `custodian run` with a `TMPDIR` another user may write to (not sticky:
+/// `sudo -E` from a user's own tmp dir). Between the socket's `bind` and its mode being
+/// set, that user swaps the temp root for a dir of theirs with a symlink at the
+/// socket's name (the name is public in `/proc/net/unix`). The server used to
+/// `chmod` by path, following the symlink: a root file of the user's choice became
+/// 0600. `strace` widens the window to 1.5 s so that the swap lands in it every time.
+#[test]
+fn the_socket_mode_is_never_set_through_a_planted_symlink() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("strace not installed: the bind-to-chmod window cannot be widened");
+        return;
+    }
+    let tmp = FreshTmp::new("rv-insp-chmod");
+    std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let base = tmp.0.join("base");
+    std::fs::create_dir(&base).unwrap();
+    rustix::fs::chown(&base, Some(rustix::fs::Uid::from_raw(65534)), None).unwrap();
+    let victim = tmp.0.join("victim");
+    std::fs::write(&victim, "root's\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut run = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=bind"])
+        .args([
+            "-e",
+            "inject=bind:delay_exit=1500000",
+            BIN,
+            "run",
+            "--",
+            "sleep",
+            "5",
+        ])
+        .env("TMPDIR", &base)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut bound = None;
+    let base_s = base.to_str().unwrap().to_owned();
+    poll(Duration::from_secs(10), || {
+        let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+        bound = table
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(7))
+            .find(|p| p.starts_with(&base_s) && p.contains("/inspect-"))
+            .map(str::to_owned);
+        bound.is_some()
+    });
+    let Some(socket) = bound else {
+        let _ = run.kill();
+        panic!("the runner never bound its socket under {base_s}");
+    };
+    let root = Path::new(&socket)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let swap = format!(
+        "mv {root} {base_s}/moved && mkdir {root} && ln -s {} {socket}",
+        victim.display()
+    );
+    let swapped = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+            &swap,
+        ])
+        .status()
+        .unwrap();
+    assert!(swapped.success(), "the swap failed");
+    let ended = poll(Duration::from_secs(15), || {
+        run.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = run.kill();
+    }
+    let _ = run.wait();
+    let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o644,
+        "root's file was chmodded through the planted symlink"
+    );
+}
