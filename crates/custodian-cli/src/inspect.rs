@@ -15,7 +15,8 @@ use tokio_custodian::Inspection;
 pub(crate) struct InspectArgs {
     /// The process to inspect (its inspect sockets are found through its fds).
     pid: Option<u32>,
-    /// Inspect every live owner whose socket is in this state dir.
+    /// Inspect every live owner journalled in this state dir (its socket is in its temp
+    /// root, named by its journal).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Inspect the owner of this socket.
@@ -112,6 +113,18 @@ fn look(pid: Option<u32>, dir: Option<PathBuf>, socket: Option<PathBuf>) -> Roun
         Ok(sockets) => {
             for s in sockets {
                 match tokio_custodian::inspect(&s) {
+                    // The path was PID's in its mount namespace; here another process
+                    // may listen at it (`inspect` has proved the answer is its owner's).
+                    Ok(i) if pid.is_some_and(|p| p != i.pid) => {
+                        round.errors.push(Failed {
+                            socket: Some(s),
+                            error: format!(
+                                "answered by pid {}, not by process {}",
+                                i.pid,
+                                pid.unwrap_or_default()
+                            ),
+                        });
+                    }
                     Ok(i) => round.owners.push(i),
                     Err(e) => round.errors.push(Failed {
                         socket: Some(s),

@@ -2,8 +2,8 @@
 //! answers one read-only [`Inspection`] per connection, for `custodian inspect`.
 //!
 //! Bounds, so that a slow or hostile client cannot hurt the supervisor:
-//! - the socket is mode 0600 in a 0700 directory (the state dir or the temp root), and
-//!   each peer's `SO_PEERCRED` uid must be the owner's or root's;
+//! - the socket is created mode 0600 (never chmodded by path) in a 0700 directory
+//!   (the temp root), and each peer's `SO_PEERCRED` uid must be the owner's or root's;
 //! - nothing is read from a client: the server writes one snapshot and closes;
 //! - at most [`MAX_CONNECTIONS`] connections are served at once; one more is closed at
 //!   accept (its fd is released at once), so stalled clients hold at most that many fds;
@@ -18,7 +18,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -54,24 +54,27 @@ pub(crate) fn serve(inner: &Arc<Inner>, dir: &Path) -> io::Result<PathBuf> {
     // A socket's address holds at most 107 bytes: a longer path is bound through an fd
     // of its dir (`/proc/self/fd/N/name`), kept open while the server runs so that
     // `sockets_of` can name it as `/proc/PID/fd/N/name`.
-    let (listener, dir_fd) = if path.as_os_str().len() < SUN_PATH {
-        (UnixListener::bind(&path)?, None)
+    let (via, dir_fd) = if path.as_os_str().len() < SUN_PATH {
+        (path.clone(), None)
     } else {
         let fd = open_dir(dir)?;
-        let via = format!("/proc/self/fd/{}/{name}", fd.as_raw_fd());
-        (UnixListener::bind(via)?, Some(fd))
+        (
+            PathBuf::from(format!("/proc/self/fd/{}/{name}", fd.as_raw_fd())),
+            Some(fd),
+        )
     };
-    let bound = std::fs::symlink_metadata(&path).and_then(|md| {
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        Ok((md.dev(), md.ino()))
-    });
-    let bound = match bound {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
-        }
-    };
+    let listener = bind_0600(&via)?;
+    // Never a chmod by path: had the root been swapped for another user's dir (a
+    // writable, non-sticky temp base), a symlink planted at the name would be followed.
+    // What is at the name now must be a socket to be recorded (and removed at the end).
+    let bound =
+        std::fs::symlink_metadata(&path).and_then(|md| match md.file_type().is_socket() {
+            true => Ok((md.dev(), md.ino())),
+            false => Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} is not the socket just bound", path.display()),
+            )),
+        })?;
     let server = Server {
         inner: Arc::downgrade(inner),
         path: path.clone(),
@@ -96,6 +99,18 @@ struct Server {
 
 /// The room in a unix socket address for a path (108 bytes with its NUL).
 pub(crate) const SUN_PATH: usize = 108;
+
+/// A listening socket bound at `addr`, created mode 0600: Linux gives the socket's file
+/// the mode of the socket's own inode (less the umask), set here before `bind`.
+fn bind_0600(addr: &Path) -> io::Result<UnixListener> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
+    let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
+    rustix::fs::fchmod(&fd, rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR)?;
+    rustix::net::bind(&fd, &SocketAddrUnix::new(addr)?)?;
+    rustix::net::listen(&fd, 1024)?;
+    UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
+}
 
 /// An `O_PATH` fd of a directory, to reach names in it by a short path.
 pub(crate) fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
