@@ -236,7 +236,10 @@ impl Link {
         // `NOSIGNAL`: a watcher that died must never SIGPIPE its owner (a host that
         // keeps the default action would die of it). A `SOCK_SEQPACKET` send raises
         // none today (the datagram path returns the error only); this makes it certain.
-        let _ = rustix::net::send(&sock, &[DONE], rustix::net::SendFlags::NOSIGNAL);
+        // `DONTWAIT`: this runs on a runtime worker; `serve` keeps room for this message,
+        // and a watcher that never reads it is SIGKILLed by `finish`'s bounded wait.
+        let flags = rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT;
+        let _ = rustix::net::send(&sock, &[DONE], flags);
         true
     }
 
@@ -253,13 +256,28 @@ impl Link {
     }
 
     /// Tells the watcher about a child whose death signal it serves. Never blocks: a
-    /// watcher that does not read (stuck, or gone) gets nothing, and `false` says so
-    /// (the child is still in the journal, which the watcher sweeps).
+    /// watcher that does not read (stopped, stuck, or gone) gets nothing, and `false`
+    /// says so (the child is still in the journal, which the watcher sweeps).
+    ///
+    /// Sent only while the link is writable, which a unix socket is while at most a
+    /// quarter of its send buffer is in flight (about 70 unread messages by default):
+    /// the rest stays free for the one `DONE` or `LET_GO`, which must never be lost to
+    /// a full link (tests/review_watch2_link_full.rs).
     pub(crate) fn serve(&self, child: Served) -> bool {
         let guard = self.sock.lock().unwrap_or_else(|e| e.into_inner());
         let Some(sock) = guard.as_ref() else {
             return false;
         };
+        let mut fds = [PollFd::new(sock, PollFlags::OUT)];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let room = matches!(poll(&mut fds, Some(&now)), Ok(1))
+            && fds[0].revents().contains(PollFlags::OUT);
+        if !room {
+            return false;
+        }
         let flags = rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT;
         matches!(
             rustix::net::send(sock, &child.encode(), flags),
