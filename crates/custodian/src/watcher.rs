@@ -34,7 +34,7 @@
 //! child is journalled with no grace, so the watcher's sweep SIGKILLs its group at once,
 //! and its spawn needs no `pre_exec` hook (std's `posix_spawn`, a cost that does not
 //! grow with the owner's memory). The owner also tells the watcher each such child's
-//! identity (pid, start time, pidfd inode) over the link: if the journal file was
+//! identity (pid, start time, pidfd inode) over the link, and its reap: if the journal file was
 //! removed under a live owner (an operator's `rm`, an age sweep of a state dir), the
 //! watcher still stops those children, their descendants by parent links, and every
 //! process carrying the owner's marker (`recovery::sweep_without_journal`), as the
