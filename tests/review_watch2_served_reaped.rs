@@ -73,7 +73,7 @@ fn owner() {
             .start()
             .unwrap();
         let mut victim = None;
-        for _ in 0..200 {
+        for tries in 1..=200 {
             let child = sup
                 .command("sleep")
                 .arg("300.00231")
@@ -93,7 +93,7 @@ fn owner() {
                 .spawn()
                 .unwrap();
             if v.id() == pid && stat_field(pid, 22).as_ref() == Some(&start) {
-                victim = Some(v);
+                victim = Some((v, tries));
                 break;
             }
             // Another tick: try again.
@@ -107,12 +107,13 @@ fn owner() {
         // Not waited for: this process SIGKILLs itself below, and the namespace's init
         // reaps what it leaves.
         #[allow(clippy::zombie_processes)]
-        let victim = victim.expect("no pid taken again within its start tick in 200 tries");
+        let (victim, tries) =
+            victim.expect("no pid taken again within its start tick in 200 tries");
         assert!(poll(Duration::from_secs(5), || sleeping("300.00232").len() == 1));
         for e in std::fs::read_dir(&state).unwrap() {
             std::fs::remove_file(e.unwrap().path()).unwrap();
         }
-        println!("READY {}", victim.id());
+        println!("READY {} after {tries} tries", victim.id());
         let me = rustix::process::getpid();
         let _ = rustix::process::kill_process(me, rustix::process::Signal::KILL);
         std::future::pending::<()>().await;
@@ -126,11 +127,11 @@ fn a_reaped_served_childs_pid_reused_in_the_same_tick_is_not_swept() {
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&state);
-    // `sh` is the namespace's init and outlives the owner by 5 s: its exit ends every
+    // `sh` is the namespace's init and outlives the owner by 3 s: its exit ends every
     // process left in the namespace.
     let mut ns = Command::new("unshare")
         .args(["-p", "-f", "--mount-proc", "sh", "-c"])
-        .arg("\"$0\" --exact owner --ignored --nocapture --test-threads=1; sleep 5")
+        .arg("\"$0\" --exact owner --ignored --nocapture --test-threads=1; sleep 3")
         .arg(std::env::current_exe().unwrap())
         .env(OWNER, &state)
         .stdin(Stdio::null())
@@ -140,7 +141,8 @@ fn a_reaped_served_childs_pid_reused_in_the_same_tick_is_not_swept() {
     let ready = BufReader::new(ns.stdout.take().unwrap())
         .lines()
         .map_while(Result::ok)
-        .any(|l| l.contains("READY "));
+        .find(|l| l.contains("READY "));
+    eprintln!("{ready:?}");
     // The watcher's sweep takes milliseconds; a wrong one has SIGKILLed the escapee.
     std::thread::sleep(Duration::from_secs(1));
     let escapee = sleeping("300.00232");
@@ -148,7 +150,7 @@ fn a_reaped_served_childs_pid_reused_in_the_same_tick_is_not_swept() {
     let _ = ns.wait();
     let _ = std::fs::remove_dir_all(&state);
     assert!(
-        ready,
+        ready.is_some(),
         "the owner did not get a pid reused within its start tick"
     );
     assert!(served.is_empty(), "served children left: {served:?}");
