@@ -88,6 +88,8 @@ fn owner() {
             .args(["sleep", "300.00249"])
             .stdin(Stdio::null())
             .stdout(Stdio::null());
+        // Not waited for: the test SIGKILLs this process, and init reaps it.
+        #[allow(clippy::zombie_processes)]
         let bystander = bystander.spawn().unwrap();
         assert!(poll(Duration::from_secs(5), || sleeping("300.0024").len() == 7));
         for e in std::fs::read_dir(dir(&state, "a")).unwrap() {
