@@ -34,7 +34,7 @@
 //! child is journalled with no grace, so the watcher's sweep SIGKILLs its group at once,
 //! and its spawn needs no `pre_exec` hook (std's `posix_spawn`, a cost that does not
 //! grow with the owner's memory). The owner also tells the watcher each such child's
-//! identity (pid, start time, pidfd inode) over the link: if the journal file was
+//! identity (pid, start time, pidfd inode) over the link, and its reap: if the journal file was
 //! removed under a live owner (an operator's `rm`, an age sweep of a state dir), the
 //! watcher still stops those children, their descendants by parent links, and every
 //! process carrying the owner's marker (`recovery::sweep_without_journal`), as the
@@ -57,7 +57,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::inner::{Inner, Records};
 use crate::stats::WatcherState;
-use crate::sys::watch::{self, Link, Reaped, Served, Verdict};
+use crate::sys::watch::{self, Link, Reaped, Served, Told, Verdict};
 
 /// How long `shutdown` waits for the watcher to exit after `DONE` before SIGKILL (it
 /// exits within microseconds: this only bounds a watcher stuck in the kernel).
@@ -99,7 +99,10 @@ fn body(w: &watch::Watch, dir: &Path, name: &OsString, journal: &PathBuf, grace:
     crate::recovery::silence();
     let gone = || matches!(std::fs::symlink_metadata(journal), Err(e) if e.kind() == io::ErrorKind::NotFound);
     let mut served = ServedList::default();
-    let verdict = w.wait(gone, |c| served.push(c));
+    let verdict = w.wait(gone, |word| match word {
+        Told::Serve(c) => served.push(c),
+        Told::Gone(c) => served.reaped(c),
+    });
     let report = match verdict {
         Verdict::Done | Verdict::Released => return 0,
         // Its own emergency clean-up dropped the journal: nothing of it is left to do.
@@ -141,6 +144,13 @@ impl ServedList {
             self.prune_at = self.children.len().saturating_mul(2);
         }
         self.children.push(child);
+    }
+
+    /// The owner reaped `child`: its pid may be reused from now on.
+    fn reaped(&mut self, child: Served) {
+        if let Some(i) = self.children.iter().rposition(|c| *c == child) {
+            self.children.swap_remove(i);
+        }
     }
 }
 

@@ -268,6 +268,7 @@ impl Journal {
             pid,
             start: st.start,
             pidfd_ino,
+            served_by: None,
         })
     }
 
@@ -335,6 +336,10 @@ pub(crate) struct ChildTicket {
     pid: u32,
     start: u64,
     pidfd_ino: Option<u64>,
+    /// The watcher told of this child (`Link::serve`), told again at its reap. Weak: a
+    /// child outliving its supervisor must not keep the link open (its drop says
+    /// `LET_GO`).
+    served_by: Option<std::sync::Weak<crate::sys::watch::Link>>,
 }
 
 impl ChildTicket {
@@ -347,6 +352,11 @@ impl ChildTicket {
         }
     }
 
+    /// The watcher `link` was told of this child: its reap is told too.
+    pub(crate) fn served_by(&mut self, link: &Arc<crate::sys::watch::Link>) {
+        self.served_by = Some(Arc::downgrade(link));
+    }
+
     /// The child was reaped: its pid may be reused from now on.
     pub(crate) fn reaped(&self) {
         let mut state = self.journal.lock();
@@ -356,6 +366,13 @@ impl ChildTicket {
             start: self.start,
         };
         self.journal.write(&mut state, &rec);
+        drop(state);
+        // Without it, the watcher's journal-less sweep would still take a process that
+        // got this pid within the child's start tick for it
+        // (tests/review_watch2_served_reaped.rs).
+        if let Some(link) = self.served_by.as_ref().and_then(std::sync::Weak::upgrade) {
+            link.gone(self.identity());
+        }
     }
 }
 

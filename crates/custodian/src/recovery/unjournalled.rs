@@ -5,7 +5,10 @@
 //! What is stopped, and why each is a proof:
 //! - each child whose death signal the watcher served, by the identity the owner sent
 //!   at its spawn (pid, start time, pidfd inode), so a reused pid fails it; with no
-//!   grace, as the kernel's death signal would have;
+//!   grace, as the kernel's death signal would have; one the owner reaped is not in the
+//!   list (it said `GONE`), and one whose pid now has another pidfd inode is left out
+//!   before its descendants are looked for (the escapee walk proves a parent by its pid
+//!   and start time only: a pid reused within the child's start tick would pass);
 //! - their descendants that left the group, by parent links (`tree.rs`), read right
 //!   after the death while those links still hold;
 //! - every running process carrying the owner's environment marker, whose stem is the
@@ -44,6 +47,7 @@ pub(crate) fn sweep_without_journal(
     let name = journal.file_name().unwrap_or_default();
     let children: Vec<Recorded> = served
         .iter()
+        .filter(|c| same_inode(c))
         .map(|c| Recorded {
             pid: c.pid,
             start: c.start,
@@ -71,4 +75,16 @@ pub(crate) fn sweep_without_journal(
     skip(&mut report, shown, SkipReason::JournalRemoved);
     report.took = started.elapsed();
     Ok(report)
+}
+
+/// Unless the pid now names a process with another pidfd inode than the one the owner
+/// sent (checked where both are known: an inode sent, `pidfs` here, a process there).
+fn same_inode(c: &Served) -> bool {
+    use std::os::fd::AsFd;
+    let Some(ino) = c.pidfd_ino else {
+        return true;
+    };
+    let fd = crate::sys::process::pidfd_open(c.pid).ok().flatten();
+    let now = fd.and_then(|fd| crate::sys::process::pidfd_inode(fd.as_fd()));
+    now.is_none_or(|now| now == ino)
 }

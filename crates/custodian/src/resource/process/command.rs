@@ -450,18 +450,19 @@ impl Command {
             ChildCore::new(child, pid, pidfd, inner.cut.clone())
         };
         // Before `spawn` returns, without `fsync` (see `journal`): one `write`.
-        if let Some(ticket) = inner
+        if let Some(mut ticket) = inner
             .journal
             .as_ref()
             .and_then(|j| j.child_started(pid, if watched { Duration::ZERO } else { self.grace }))
         {
             // The watcher's own record of what it serves: it stops the child even if
             // the journal file is removed under this process (`recovery/unjournalled.rs`).
-            if watched
-                && let Some(w) = &inner.watcher
-                && !w.serve(ticket.identity())
-            {
-                tracing::debug!(pid, "the watcher was not told of a child it serves");
+            if watched && let Some(w) = &inner.watcher {
+                if w.serve(ticket.identity()) {
+                    ticket.served_by(w);
+                } else {
+                    tracing::debug!(pid, "the watcher was not told of a child it serves");
+                }
             }
             let _ = core.journal.set(ticket);
         }

@@ -35,7 +35,8 @@
 //! The link is an `AF_UNIX` `SOCK_SEQPACKET` pair: the owner writes [`DONE`] (its
 //! shutdown released everything: exit without acting) and, for each child whose
 //! death signal the watcher serves, a [`SERVE`] message with the child's identity (so
-//! the watcher can stop it even when the journal file is gone), and [`LET_GO`] when the
+//! the watcher can stop it even when the journal file is gone) and a [`GONE`] message
+//! once it reaped it, and [`LET_GO`] when the
 //! supervisor is dropped without a shutdown (its emergency clean-up runs: the watcher
 //! exits once the journal is gone); the child writes [`READY`] once set up. The owner's
 //! death is seen on the owner's pidfd, taken before the fork (`pidfd_open(getpid())`);
@@ -60,6 +61,9 @@ const DONE: u8 = b'D';
 /// pidfd inode (8, 0 for none), little-endian: one `SOCK_SEQPACKET` message.
 const SERVE: u8 = b'S';
 const SERVE_LEN: usize = 21;
+/// Owner to watcher: `GONE`, then a served child's identity as in [`SERVE`]: the owner
+/// reaped it, its pid may be reused from now on (the journal's `Gone` record).
+const GONE: u8 = b'G';
 /// Owner to watcher: the supervisor was dropped without a shutdown (its emergency
 /// clean-up runs): exit once the journal is gone. Sent as the owner's end closes.
 const LET_GO: u8 = b'L';
@@ -99,6 +103,15 @@ pub(crate) enum Verdict {
     OwnerDied { let_go: bool },
 }
 
+/// What the owner told the watcher of a child whose death signal it serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Told {
+    /// Spawned: the watcher serves it.
+    Serve(Served),
+    /// Reaped by the owner: no longer the watcher's to stop.
+    Gone(Served),
+}
+
 /// A child whose death signal the watcher serves, as its owner told it: what recovery
 /// needs to prove it is that process (`sys::orphans::Recorded`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,25 +122,30 @@ pub(crate) struct Served {
 }
 
 impl Served {
-    fn encode(&self) -> [u8; SERVE_LEN] {
+    fn encode(&self, tag: u8) -> [u8; SERVE_LEN] {
         let mut m = [0u8; SERVE_LEN];
-        m[0] = SERVE;
+        m[0] = tag;
         m[1..5].copy_from_slice(&self.pid.to_le_bytes());
         m[5..13].copy_from_slice(&self.start.to_le_bytes());
         m[13..].copy_from_slice(&self.pidfd_ino.unwrap_or(0).to_le_bytes());
         m
     }
 
-    fn decode(m: &[u8]) -> Option<Self> {
-        if m.len() != SERVE_LEN || m[0] != SERVE {
+    fn decode(m: &[u8]) -> Option<Told> {
+        if m.len() != SERVE_LEN {
             return None;
         }
         let ino = u64::from_le_bytes(m[13..].try_into().ok()?);
-        Some(Served {
+        let child = Served {
             pid: u32::from_le_bytes(m[1..5].try_into().ok()?),
             start: u64::from_le_bytes(m[5..13].try_into().ok()?),
             pidfd_ino: (ino != 0).then_some(ino),
-        })
+        };
+        match m[0] {
+            SERVE => Some(Told::Serve(child)),
+            GONE => Some(Told::Gone(child)),
+            _ => None,
+        }
     }
 }
 
@@ -236,7 +254,10 @@ impl Link {
         // `NOSIGNAL`: a watcher that died must never SIGPIPE its owner (a host that
         // keeps the default action would die of it). A `SOCK_SEQPACKET` send raises
         // none today (the datagram path returns the error only); this makes it certain.
-        let _ = rustix::net::send(&sock, &[DONE], rustix::net::SendFlags::NOSIGNAL);
+        // `DONTWAIT`: this runs on a runtime worker; `serve` keeps room for this message,
+        // and a watcher that never reads it is SIGKILLed by `finish`'s bounded wait.
+        let flags = rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT;
+        let _ = rustix::net::send(&sock, &[DONE], flags);
         true
     }
 
@@ -253,18 +274,41 @@ impl Link {
     }
 
     /// Tells the watcher about a child whose death signal it serves. Never blocks: a
-    /// watcher that does not read (stuck, or gone) gets nothing, and `false` says so
-    /// (the child is still in the journal, which the watcher sweeps).
+    /// watcher that does not read (stopped, stuck, or gone) gets nothing, and `false`
+    /// says so (the child is still in the journal, which the watcher sweeps).
+    ///
+    /// Sent only while the link is writable, which a unix socket is while at most a
+    /// quarter of its send buffer is in flight (about 70 unread messages by default):
+    /// the rest stays free for the one `DONE` or `LET_GO`, which must never be lost to
+    /// a full link (tests/review_watch2_link_full.rs).
     pub(crate) fn serve(&self, child: Served) -> bool {
+        self.tell(child.encode(SERVE))
+    }
+
+    /// Tells the watcher that a child it served was reaped (its pid may be reused from
+    /// now on), as [`serve`](Self::serve) does; `false`: not told, and the watcher's
+    /// journal-less sweep proves the child by its start time and pidfd inode alone.
+    pub(crate) fn gone(&self, child: Served) -> bool {
+        self.tell(child.encode(GONE))
+    }
+
+    fn tell(&self, msg: [u8; SERVE_LEN]) -> bool {
         let guard = self.sock.lock().unwrap_or_else(|e| e.into_inner());
         let Some(sock) = guard.as_ref() else {
             return false;
         };
+        let mut fds = [PollFd::new(sock, PollFlags::OUT)];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let room = matches!(poll(&mut fds, Some(&now)), Ok(1))
+            && fds[0].revents().contains(PollFlags::OUT);
+        if !room {
+            return false;
+        }
         let flags = rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT;
-        matches!(
-            rustix::net::send(sock, &child.encode(), flags),
-            Ok(SERVE_LEN)
-        )
+        matches!(rustix::net::send(sock, &msg, flags), Ok(SERVE_LEN))
     }
 
     /// Whether it was told `DONE`: its exit is then expected.
@@ -314,12 +358,12 @@ pub(crate) fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 
 impl Watch {
     /// Waits for the owner's word or death. `journal_gone` is asked, every
-    /// [`LET_GO_POLL`], once the owner let go without `DONE`; `served` is given each
-    /// child the owner said the watcher serves.
+    /// [`LET_GO_POLL`], once the owner let go without `DONE`; `told` is given each
+    /// child the owner said the watcher serves, and each it reaped.
     pub(crate) fn wait(
         &self,
         journal_gone: impl Fn() -> bool,
-        mut served: impl FnMut(Served),
+        mut told: impl FnMut(Told),
     ) -> Verdict {
         let (mut linked, mut let_go) = (true, false);
         loop {
@@ -352,8 +396,8 @@ impl Watch {
                     Ok(1) if msg[0] == DONE => return Verdict::Done,
                     Ok(1) if msg[0] == LET_GO => let_go = true,
                     Ok(SERVE_LEN) => {
-                        if let Some(child) = Served::decode(&msg[..SERVE_LEN]) {
-                            served(child);
+                        if let Some(word) = Served::decode(&msg[..SERVE_LEN]) {
+                            told(word);
                         }
                     }
                     Err(Errno::INTR | Errno::AGAIN) => {}
