@@ -161,6 +161,11 @@ async fn monitor(link: Weak<Link>, fd: AsyncFd<OwnedFd>, pid: u32, records: Arc<
     let (state, how) = match link.upgrade() {
         // `finish` reaps it and records how it went.
         Some(l) if l.was_told() => return,
+        // Let go by the supervisor's drop: it exits once the journal is gone.
+        Some(l) if l.was_let_go() => (
+            WatcherState::LetGo,
+            ended(watch::try_reap(fd.get_ref().as_fd())),
+        ),
         Some(_) => {
             let how = ended(watch::try_reap(fd.get_ref().as_fd()));
             tracing::warn!(

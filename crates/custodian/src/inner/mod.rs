@@ -476,6 +476,11 @@ impl Drop for Inner {
     /// The last handle is gone without `shutdown()` (or while it ran, or the runtime was
     /// dropped): emergency clean-up, off this thread when a runtime can take it.
     fn drop(&mut self) {
+        // First: the fields below drop the journal before the watcher's link, and a
+        // death in between must not read as a journal removed under a live owner.
+        if let Some(w) = &self.watcher {
+            w.let_go();
+        }
         if self.report.initialized() && self.registry.map.is_empty() {
             return;
         }

@@ -82,6 +82,7 @@ pub(crate) struct Link {
     pidfd: OwnedFd,
     sock: Mutex<Option<OwnedFd>>,
     told: AtomicBool,
+    let_go: AtomicBool,
 }
 
 /// The child's side, handed to the closure.
@@ -203,6 +204,7 @@ pub(crate) fn spawn(body: impl FnOnce(Watch) -> i32) -> io::Result<Link> {
                 pidfd,
                 sock: Mutex::new(Some(mine)),
                 told: AtomicBool::new(false),
+                let_go: AtomicBool::new(false),
             };
             link.await_ready()?;
             Ok(link)
@@ -259,6 +261,25 @@ impl Link {
         let flags = rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT;
         let _ = rustix::net::send(&sock, &[DONE], flags);
         true
+    }
+
+    /// The supervisor lets go without a shutdown (its last handle is dropped: the
+    /// emergency clean-up runs, or a finished shutdown's `DONE` was cut short): says
+    /// [`LET_GO`] and closes the owner's end. Said before the journal can be dropped, so
+    /// that a death in between is not read as a journal removed under a live owner.
+    /// Never blocks (`serve` keeps room for it), never raises SIGPIPE. Idempotent.
+    pub(crate) fn let_go(&self) {
+        let Some(sock) = self.sock.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        self.let_go.store(true, Ordering::SeqCst);
+        let flags = rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT;
+        let _ = rustix::net::send(&sock, &[LET_GO], flags);
+    }
+
+    /// Whether it was told [`LET_GO`]: its exit is then expected once the journal is gone.
+    pub(crate) fn was_let_go(&self) -> bool {
+        self.let_go.load(Ordering::SeqCst)
     }
 
     /// Whether it still runs, asked of the kernel now (its pidfd is not readable) and not
@@ -323,18 +344,8 @@ impl Link {
 }
 
 impl Drop for Link {
-    /// The supervisor let go without a shutdown: its emergency clean-up runs (see
-    /// [`LET_GO`]).
     fn drop(&mut self) {
-        if let Some(sock) = self
-            .sock
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            let flags = rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT;
-            let _ = rustix::net::send(&sock, &[LET_GO], flags);
-        }
+        self.let_go();
     }
 }
 
