@@ -19,6 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use custodian_suite::{pid_running, poll_until, running_mentioning};
 use rustix::process::{Pid, Signal, kill_process};
 use tokio_custodian::Supervisor;
 
@@ -32,21 +33,6 @@ fn stat_field(pid: u32, n: usize) -> Option<String> {
     rest.split_whitespace().nth(n - 3).map(str::to_owned)
 }
 
-fn running(pid: u32) -> bool {
-    stat_field(pid, 3).is_some_and(|s| s != "Z")
-}
-
-fn poll(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while !f() {
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    true
-}
-
 fn signal(pid: u32, sig: Signal) {
     let _ = kill_process(Pid::from_raw(pid as i32).unwrap(), sig);
 }
@@ -55,7 +41,7 @@ fn signal(pid: u32, sig: Signal) {
 fn stop(watcher: u32) {
     signal(watcher, Signal::STOP);
     assert!(
-        poll(Duration::from_secs(5), || stat_field(watcher, 3)
+        poll_until(Duration::from_secs(5), || stat_field(watcher, 3)
             .is_some_and(|s| s == "T")),
         "watcher {watcher} did not stop"
     );
@@ -149,16 +135,19 @@ fn owner() {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        assert!(poll(Duration::from_secs(5), || sleeping("300.00211").len()
+        assert!(poll_until(Duration::from_secs(5), || running_mentioning(
+            "300.00211"
+        )
+        .len()
             == 1
-            && sleeping("300.00212").len() == 1));
+            && running_mentioning("300.00212").len() == 1));
         stop(watcher);
         fill(&sup).await;
         // The emergency path: the child's group is killed, the escapee (its own
         // session) is left, as it always was; the journal goes last.
         drop((child, sup));
         assert!(
-            poll(Duration::from_secs(10), || std::fs::read_dir(&state)
+            poll_until(Duration::from_secs(10), || std::fs::read_dir(&state)
                 .unwrap()
                 .next()
                 .is_none()),
@@ -195,11 +184,12 @@ fn a_dropped_supervisor_lets_its_watcher_go_even_if_the_link_was_full() {
         .find_map(|l| Some(l[l.find("WATCHER ")? + 8..].trim().parse().unwrap()));
     let status = owner.wait().unwrap();
     // The watcher (now init's) ends once it has seen its owner's end.
-    let watcher_ended = watcher.is_some_and(|w| poll(Duration::from_secs(10), || !running(w)));
+    let watcher_ended =
+        watcher.is_some_and(|w| poll_until(Duration::from_secs(10), || !pid_running(w)));
     // A sweep by it would have SIGKILLed the escapee by now.
     std::thread::sleep(Duration::from_millis(200));
-    let escapee = sleeping("300.00211");
-    for pid in sleeping("300.0021") {
+    let escapee = running_mentioning("300.00211");
+    for pid in running_mentioning("300.0021") {
         signal(pid, Signal::KILL);
     }
     let _ = std::fs::remove_dir_all(&state);
@@ -212,19 +202,4 @@ fn a_dropped_supervisor_lets_its_watcher_go_even_if_the_link_was_full() {
         "the watcher of a supervisor dropped without a shutdown stopped the escapee its \
          emergency clean-up had left: it never got LET_GO"
     );
-}
-
-/// Running (not zombie) processes whose command line holds `needle`.
-fn sleeping(needle: &str) -> Vec<u32> {
-    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&pid: &u32| {
-            running(pid)
-                && std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
-        })
-        .collect();
-    pids.sort_unstable();
-    pids
 }

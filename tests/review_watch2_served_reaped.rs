@@ -19,8 +19,9 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use custodian_suite::{poll_until, running_mentioning};
 use tokio_custodian::Supervisor;
 
 const OWNER: &str = "CUSTODIAN_REVIEW_WATCH2_SERVED_REAPED_OWNER";
@@ -29,21 +30,6 @@ fn stat_field(pid: u32, n: usize) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = stat.rsplit_once(')')?.1;
     rest.split_whitespace().nth(n - 3).map(str::to_owned)
-}
-
-fn running(pid: u32) -> bool {
-    stat_field(pid, 3).is_some_and(|s| s != "Z")
-}
-
-fn poll(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while !f() {
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    true
 }
 
 fn kill(pid: u32) {
@@ -100,7 +86,7 @@ fn owner() {
             let _ = v.kill();
             let _ = v.wait();
             // Its `setsid` child, if it got that far (none forks once `sh` is reaped).
-            for p in sleeping("300.00232") {
+            for p in running_mentioning("300.00232") {
                 kill(p);
             }
         }
@@ -109,7 +95,11 @@ fn owner() {
         #[allow(clippy::zombie_processes)]
         let (victim, tries) =
             victim.expect("no pid taken again within its start tick in 200 tries");
-        assert!(poll(Duration::from_secs(5), || sleeping("300.00232").len() == 1));
+        assert!(poll_until(Duration::from_secs(5), || running_mentioning(
+            "300.00232"
+        )
+        .len()
+            == 1));
         for e in std::fs::read_dir(&state).unwrap() {
             std::fs::remove_file(e.unwrap().path()).unwrap();
         }
@@ -145,8 +135,8 @@ fn a_reaped_served_childs_pid_reused_in_the_same_tick_is_not_swept() {
     eprintln!("{ready:?}");
     // The watcher's sweep takes milliseconds; a wrong one has SIGKILLed the escapee.
     std::thread::sleep(Duration::from_secs(1));
-    let escapee = sleeping("300.00232");
-    let served = sleeping("300.00231");
+    let escapee = running_mentioning("300.00232");
+    let served = running_mentioning("300.00231");
     let _ = ns.wait();
     let _ = std::fs::remove_dir_all(&state);
     assert!(
@@ -160,19 +150,4 @@ fn a_reaped_served_childs_pid_reused_in_the_same_tick_is_not_swept() {
         "the watcher SIGKILLed the setsid child of a process that took a reaped served \
          child's pid"
     );
-}
-
-/// Running (not zombie) processes whose command line holds `needle`.
-fn sleeping(needle: &str) -> Vec<u32> {
-    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&pid: &u32| {
-            running(pid)
-                && std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
-        })
-        .collect();
-    pids.sort_unstable();
-    pids
 }

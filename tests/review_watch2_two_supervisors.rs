@@ -7,32 +7,12 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use custodian_suite::{pid_running, poll_until, running_mentioning};
 use tokio_custodian::Supervisor;
 
 const OWNER: &str = "CUSTODIAN_REVIEW_WATCH2_TWO_SUPERVISORS_OWNER";
-
-fn stat_field(pid: u32, n: usize) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    rest.split_whitespace().nth(n - 3).map(str::to_owned)
-}
-
-fn running(pid: u32) -> bool {
-    stat_field(pid, 3).is_some_and(|s| s != "Z")
-}
-
-fn poll(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while !f() {
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    true
-}
 
 fn kill(pid: u32) {
     let p = rustix::process::Pid::from_raw(pid as i32).unwrap();
@@ -91,7 +71,11 @@ fn owner() {
         // Not waited for: the test SIGKILLs this process, and init reaps it.
         #[allow(clippy::zombie_processes)]
         let bystander = bystander.spawn().unwrap();
-        assert!(poll(Duration::from_secs(5), || sleeping("300.0024").len() == 7));
+        assert!(poll_until(Duration::from_secs(5), || running_mentioning(
+            "300.0024"
+        )
+        .len()
+            == 7));
         for e in std::fs::read_dir(dir(&state, "a")).unwrap() {
             std::fs::remove_file(e.unwrap().path()).unwrap();
         }
@@ -132,11 +116,11 @@ fn two_supervisors_watchers_each_stop_their_own_and_nothing_else() {
     let (watchers, bystander) = ([pids[0], pids[1]], pids[2]);
     owner.kill().unwrap();
     owner.wait().unwrap();
-    let stopped = poll(Duration::from_secs(10), || {
-        sleeping("300.0024") == [bystander] && watchers.iter().all(|&w| !running(w))
+    let stopped = poll_until(Duration::from_secs(10), || {
+        running_mentioning("300.0024") == [bystander] && watchers.iter().all(|&w| !pid_running(w))
     });
-    let left = sleeping("300.0024");
-    let watchers_left: Vec<u32> = watchers.into_iter().filter(|&w| running(w)).collect();
+    let left = running_mentioning("300.0024");
+    let watchers_left: Vec<u32> = watchers.into_iter().filter(|&w| pid_running(w)).collect();
     for pid in &left {
         kill(*pid);
     }
@@ -155,19 +139,4 @@ fn two_supervisors_watchers_each_stop_their_own_and_nothing_else() {
 /// Supervisor `name`'s state dir (the builder makes it, private).
 fn dir(state: &std::path::Path, name: &str) -> PathBuf {
     PathBuf::from(format!("{}-{name}", state.display()))
-}
-
-/// Running (not zombie) processes whose command line holds `needle`.
-fn sleeping(needle: &str) -> Vec<u32> {
-    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&pid: &u32| {
-            running(pid)
-                && std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
-        })
-        .collect();
-    pids.sort_unstable();
-    pids
 }

@@ -12,32 +12,12 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use custodian_suite::{pid_running, poll_until};
 use tokio_custodian::Supervisor;
 
 const OWNER: &str = "CUSTODIAN_REVIEW_WATCHER_DEATH_SIGNAL_OWNER";
-
-fn stat_field(pid: u32, n: usize) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    rest.split_whitespace().nth(n - 3).map(str::to_owned)
-}
-
-fn running(pid: u32) -> bool {
-    stat_field(pid, 3).is_some_and(|s| s != "Z")
-}
-
-fn poll(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while !f() {
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    true
-}
 
 /// The owner: a supervisor with a watcher on a current-thread runtime; the watcher is
 /// SIGKILLed, and once it has exited (the monitor task has not run: nothing yielded), a
@@ -62,7 +42,7 @@ fn owner() {
         // Our unreaped child: its pid is its own.
         let p = rustix::process::Pid::from_raw(watcher as i32).unwrap();
         rustix::process::kill_process(p, rustix::process::Signal::KILL).unwrap();
-        assert!(poll(Duration::from_secs(5), || !running(watcher)));
+        assert!(poll_until(Duration::from_secs(5), || !pid_running(watcher)));
         let child = sup
             .command("sh")
             .args(["-c", "trap '' TERM; exec sleep 300.00081"])
@@ -101,12 +81,12 @@ fn a_death_signal_child_spawned_after_its_watcher_died_dies_with_its_owner() {
             break l[i + 6..].trim().parse().unwrap();
         }
     };
-    let execed = poll(Duration::from_secs(5), || {
+    let execed = poll_until(Duration::from_secs(5), || {
         std::fs::read_to_string(format!("/proc/{child}/comm")).is_ok_and(|c| c == "sleep\n")
     });
     owner.kill().unwrap();
     owner.wait().unwrap();
-    let gone = poll(Duration::from_secs(5), || !running(child));
+    let gone = poll_until(Duration::from_secs(5), || !pid_running(child));
     let p = rustix::process::Pid::from_raw(child as i32).unwrap();
     let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
     let _ = std::fs::remove_dir_all(&state);

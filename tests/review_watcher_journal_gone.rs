@@ -15,32 +15,12 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use custodian_suite::{pid_running, poll_until, running_mentioning};
 use tokio_custodian::Supervisor;
 
 const OWNER: &str = "CUSTODIAN_REVIEW_WATCHER_JOURNAL_GONE_OWNER";
-
-fn stat_field(pid: u32, n: usize) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    rest.split_whitespace().nth(n - 3).map(str::to_owned)
-}
-
-fn running(pid: u32) -> bool {
-    stat_field(pid, 3).is_some_and(|s| s != "Z")
-}
-
-fn poll(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while !f() {
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    true
-}
 
 /// The owner: a supervisor with a watcher and a `kill_on_parent_death` child; then its
 /// journal is removed from the state dir.
@@ -109,16 +89,18 @@ fn a_death_signal_child_dies_with_its_owner_even_if_the_journal_was_removed() {
             break (pids.next().unwrap(), pids.next().unwrap());
         }
     };
-    let execed = poll(Duration::from_secs(5), || {
+    let execed = poll_until(Duration::from_secs(5), || {
         std::fs::read_to_string(format!("/proc/{child}/comm")).is_ok_and(|c| c == "sleep\n")
-            && sleeping("300.00092").len() == 1
-            && sleeping("300.00093") == [other]
+            && running_mentioning("300.00092").len() == 1
+            && running_mentioning("300.00093") == [other]
     });
     owner.kill().unwrap();
     owner.wait().unwrap();
-    let gone = poll(Duration::from_secs(5), || !running(child));
-    let rest_gone = poll(Duration::from_secs(5), || sleeping("300.0009").is_empty());
-    let left = sleeping("300.0009");
+    let gone = poll_until(Duration::from_secs(5), || !pid_running(child));
+    let rest_gone = poll_until(Duration::from_secs(5), || {
+        running_mentioning("300.0009").is_empty()
+    });
+    let left = running_mentioning("300.0009");
     for pid in left.iter().copied().chain([child]) {
         let p = rustix::process::Pid::from_raw(pid as i32).unwrap();
         let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
@@ -133,19 +115,4 @@ fn a_death_signal_child_dies_with_its_owner_even_if_the_journal_was_removed() {
         rest_gone,
         "the owner's marked processes outlived it: {left:?}"
     );
-}
-
-/// Running (not zombie) processes whose command line holds `needle`.
-fn sleeping(needle: &str) -> Vec<u32> {
-    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&pid: &u32| {
-            running(pid)
-                && std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
-        })
-        .collect();
-    pids.sort_unstable();
-    pids
 }

@@ -13,8 +13,8 @@ mod procs;
 pub use isolated::{is_isolated, run_isolated};
 pub use line_child::LineChild;
 pub use procs::{
-    group_alive, group_members, mentioning, pid_exists, pid_running, poll_until, ppid, sleeps,
-    wait_group_size, wait_groups_gone,
+    group_alive, group_members, mentioning, pid_exists, pid_running, poll_until, ppid,
+    running_mentioning, sleeps, wait_group_size, wait_groups_gone,
 };
 
 /// Open file descriptors of this process, from `/proc/self/fd`.

@@ -44,6 +44,16 @@ pub fn mentioning(needle: &str) -> Vec<u32> {
         .collect()
 }
 
+/// Running (not zombie) processes whose command line holds `needle`, sorted.
+pub fn running_mentioning(needle: &str) -> Vec<u32> {
+    let mut v: Vec<u32> = mentioning(needle)
+        .into_iter()
+        .filter(|&p| pid_running(p))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
 /// Live `sleep` processes run as `sleep n` (not the shells whose scripts mention them).
 pub fn sleeps(n: &str) -> Vec<u32> {
     let comm = |p: u32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
