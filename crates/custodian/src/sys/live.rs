@@ -21,7 +21,7 @@
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
@@ -69,6 +69,31 @@ pub(crate) fn open_files() -> io::Result<HashSet<FileId>> {
         }
     }
     Ok(open)
+}
+
+/// Whether a process listens on the unix socket `name` in `dir`, as a `connect` to it
+/// says: a path socket is reached by its inode, from any network namespace, where
+/// `/proc/net/unix` lists only the reader's. `false` only for a refused connection (no
+/// listener anywhere); `true` for an accepted one (closed at once), a full backlog or
+/// any other answer. Never blocks (a non-blocking `connect`).
+pub(crate) fn is_listened_on(dir: BorrowedFd<'_>, name: &std::ffi::OsStr) -> bool {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    use std::os::fd::AsRawFd;
+    let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
+    let Ok(fd) = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)
+    else {
+        return true;
+    };
+    // Through the directory's fd: short whatever the directory's path (108 bytes at most).
+    let mut via = std::path::PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    via.push(name);
+    let Ok(addr) = SocketAddrUnix::new(via) else {
+        return true;
+    };
+    !matches!(
+        rustix::net::connect(&fd, &addr),
+        Err(rustix::io::Errno::CONNREFUSED)
+    )
 }
 
 /// The `__SO_ACCEPTCON` flag of `/proc/net/unix`: the socket is listening.
