@@ -28,8 +28,8 @@ use std::path::Path;
 use super::FileId;
 
 /// The files other processes hold open right now (`/proc/PID/fd/*` of every process
-/// but this one, each followed to its file's device and inode): a file someone holds
-/// open, lock or no lock, is in use. A non-root reader sees its own user's processes
+/// but this one, each followed to its file's device and inode, and their working and
+/// root directories): a file someone holds open, lock or no lock, is in use. A non-root reader sees its own user's processes
 /// only. One `statx` per open fd on the system: read once per sweep, and only once
 /// something is about to be removed.
 ///
@@ -45,6 +45,19 @@ pub(crate) fn open_files() -> io::Result<HashSet<FileId>> {
     for pid in super::procfs::pids_in(proc.as_fd())? {
         if *pid == *me.as_bytes() {
             continue;
+        }
+        // Its working and root directories are in use as much as an open directory:
+        // removed, its relative paths fail (tests/review_final2_age_cwd.rs).
+        for link in [&b"/cwd"[..], b"/root"] {
+            let at = [&pid[..], link].concat();
+            let flags = AtFlags::STATX_DONT_SYNC;
+            if let Ok(x) = rustix::fs::statx(&proc, at.as_slice(), flags, StatxFlags::INO) {
+                let dev = rustix::fs::makedev(x.stx_dev_major, x.stx_dev_minor);
+                open.insert(FileId {
+                    dev,
+                    ino: x.stx_ino,
+                });
+            }
         }
         let mut path = pid.to_vec();
         path.extend_from_slice(b"/fd");

@@ -210,6 +210,10 @@ fn finish(rules: &Rules<'_>, parent: &Frame, done: Frame) -> io::Result<Option<W
     if done.kept {
         return Ok(Some(Why::NotEmpty));
     }
+    // A live process's working directory, or one it holds open, is in use even empty.
+    if rules.is_open(done.id) {
+        return Ok(Some(Why::Open));
+    }
     if rules.opts.dry_run {
         return Ok(None);
     }
