@@ -354,3 +354,35 @@ fn remove_below(dir: &OwnedFd, depth: usize) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod handle_tests {
+    use super::*;
+
+    #[test]
+    fn a_cgroup_is_found_by_its_id_until_it_is_removed() {
+        let own = (|| {
+            let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+            let mount = super::super::discover::find_mount(&mounts)?;
+            let cg = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+            let own = super::super::discover::own_cgroup(&cg)?;
+            super::super::discover::dir_of(&mount, &own)
+        })();
+        let cg = own.map(|d| d.join(format!("handle-probe-{}", std::process::id())));
+        let Some(cg) = cg.filter(|cg| std::fs::create_dir(cg).is_ok()) else {
+            eprintln!("skipped: no writable cgroup2");
+            return;
+        };
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let parent = rustix::fs::open(cg.parent().unwrap(), flags, Mode::empty()).unwrap();
+        let ino = rustix::fs::stat(&cg).unwrap().st_ino;
+        let found = exists_by_handle(&parent, ino);
+        std::fs::remove_dir(&cg).unwrap();
+        let after = exists_by_handle(&parent, ino);
+        if !rustix::process::geteuid().is_root() {
+            assert_eq!((found, after), (None, None));
+            return;
+        }
+        assert_eq!((found, after), (Some(true), Some(false)));
+    }
+}
