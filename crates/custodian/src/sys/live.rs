@@ -86,27 +86,24 @@ pub(crate) fn open_files() -> io::Result<HashSet<FileId>> {
 
 /// Whether a process listens on the unix socket `name` in `dir`, as a `connect` to it
 /// says: a path socket is reached by its inode, from any network namespace, where
-/// `/proc/net/unix` lists only the reader's. `false` only for a refused connection (no
-/// listener anywhere); `true` for an accepted one (closed at once), a full backlog or
-/// any other answer. Never blocks (a non-blocking `connect`).
-pub(crate) fn is_listened_on(dir: BorrowedFd<'_>, name: &std::ffi::OsStr) -> bool {
+/// `/proc/net/unix` lists only the reader's. `Some(false)` only for a refused
+/// connection (no listener anywhere); `Some(true)` for an accepted one (closed at once)
+/// or a full backlog; `None` for any other answer (not allowed to connect, gone). Never
+/// blocks (a non-blocking `connect`).
+pub(crate) fn is_listened_on(dir: BorrowedFd<'_>, name: &std::ffi::OsStr) -> Option<bool> {
+    use rustix::io::Errno;
     use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
     use std::os::fd::AsRawFd;
     let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
-    let Ok(fd) = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)
-    else {
-        return true;
-    };
+    let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None).ok()?;
     // Through the directory's fd: short whatever the directory's path (108 bytes at most).
     let mut via = std::path::PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
     via.push(name);
-    let Ok(addr) = SocketAddrUnix::new(via) else {
-        return true;
-    };
-    !matches!(
-        rustix::net::connect(&fd, &addr),
-        Err(rustix::io::Errno::CONNREFUSED)
-    )
+    match rustix::net::connect(&fd, &SocketAddrUnix::new(via).ok()?) {
+        Err(Errno::CONNREFUSED) => Some(false),
+        Ok(()) | Err(Errno::AGAIN) => Some(true),
+        Err(_) => None,
+    }
 }
 
 /// The `__SO_ACCEPTCON` flag of `/proc/net/unix`: the socket is listening.

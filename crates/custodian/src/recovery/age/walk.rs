@@ -271,7 +271,11 @@ fn judge(
         // even from another network namespace, which `/proc/net/unix` does not list
         // (tests/review_final2_age_netns_socket.rs).
         FileType::Socket if dir.own && is_inspect_socket(name) => {
-            is_listened_on(dir.fd.as_fd(), name).then_some(Why::ListeningSocket)
+            match is_listened_on(dir.fd.as_fd(), name) {
+                Some(false) => None,
+                Some(true) => Some(Why::ListeningSocket),
+                None => Some(Why::Socket),
+            }
         }
         FileType::Socket => Some(Why::Socket),
         FileType::Fifo => Some(Why::Fifo),
