@@ -15,8 +15,15 @@
 //!   removes, which sees every holder of an `flock`.
 //! - `/proc/net/unix` names a socket by the inode of the socket itself, not of the file
 //!   it is bound to, and by the path as it was given to `bind` (possibly relative, or
-//!   renamed since). So a socket file is matched by its absolute path; any socket file
-//!   is kept anyway (the sweep never unlinks one), the list only says which are live.
+//!   renamed since). So a socket file is matched by its absolute path; a socket file is
+//!   kept anyway (but a dead owner's inspect socket), the list only says which are live.
+//!   A listener in another network namespace is not in it: where a socket may go (that
+//!   inspect socket), a `connect` asks instead ([`is_listened_on`]).
+//! - [`open_files`] sees the processes of the reader's pid namespace (a holder outside
+//!   a container the sweeper runs in is not seen), the fd table of each thread group's
+//!   leader (a thread that unshared its table is not seen), and neither a file mapped
+//!   with its fd closed (`/proc/PID/maps` would take each process's mmap lock, which a
+//!   process stuck in a fault holds) nor one opened after the reading.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
