@@ -18,9 +18,12 @@
 //! no state.
 //!
 //! Absence needs proof as well: nothing at the recorded path counts as gone only when the
-//! nearest directory on that path is on the recorded cgroup2 file system (its device). A
-//! sweeper whose mount namespace has cgroup2 elsewhere or nowhere sees no cgroup at the
-//! path while its members run on: it keeps the journal for a sweep that can see them.
+//! nearest directory on that path is on the recorded cgroup2 file system (its device),
+//! and, for a sweeper that may ask (`CAP_DAC_READ_SEARCH`), the kernel finds no cgroup
+//! with the recorded id there (`open_by_handle_at`: a bind-mounted subtree or a cgroup
+//! namespace shows another cgroup at the path's place). A sweeper whose mount namespace
+//! has cgroup2 elsewhere or nowhere sees no cgroup at the path while its members run on:
+//! it keeps the journal for a sweep that can see them.
 //!
 //! An owner killed after it made its cgroup and before its journal recorded it leaves an
 //! empty cgroup. Its journal names it all the same: the path is recorded right before
@@ -74,9 +77,9 @@ pub(super) fn kill(
         Ok(Recorded::Gone) => true,
         Ok(Recorded::Unreachable) => {
             let detail = "nothing at the recorded cgroup's path, which does not lead to \
-                          the cgroup2 file system it was made on (not mounted there in this \
-                          mount namespace): no proof it is gone, the journal is kept for a \
-                          sweep that can see it"
+                          it here (this mount namespace has not the cgroup2 file system it \
+                          was made on there, or another cgroup at its place): no proof it \
+                          is gone, the journal is kept for a sweep that can see it"
                 .to_owned();
             skip(report, shown, SkipReason::Failed { detail });
             false

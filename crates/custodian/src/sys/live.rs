@@ -15,21 +15,28 @@
 //!   removes, which sees every holder of an `flock`.
 //! - `/proc/net/unix` names a socket by the inode of the socket itself, not of the file
 //!   it is bound to, and by the path as it was given to `bind` (possibly relative, or
-//!   renamed since). So a socket file is matched by its absolute path; any socket file
-//!   is kept anyway (the sweep never unlinks one), the list only says which are live.
+//!   renamed since). So a socket file is matched by its absolute path; a socket file is
+//!   kept anyway (but a dead owner's inspect socket), the list only says which are live.
+//!   A listener in another network namespace is not in it: where a socket may go (that
+//!   inspect socket), a `connect` asks instead ([`is_listened_on`]).
+//! - [`open_files`] sees the processes of the reader's pid namespace (a holder outside
+//!   a container the sweeper runs in is not seen), the fd table of each thread group's
+//!   leader (a thread that unshared its table is not seen), and neither a file mapped
+//!   with its fd closed (`/proc/PID/maps` would take each process's mmap lock, which a
+//!   process stuck in a fault holds) nor one opened after the reading.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
 use super::FileId;
 
 /// The files other processes hold open right now (`/proc/PID/fd/*` of every process
-/// but this one, each followed to its file's device and inode): a file someone holds
-/// open, lock or no lock, is in use. A non-root reader sees its own user's processes
+/// but this one, each followed to its file's device and inode, and their working and
+/// root directories): a file someone holds open, lock or no lock, is in use. A non-root reader sees its own user's processes
 /// only. One `statx` per open fd on the system: read once per sweep, and only once
 /// something is about to be removed.
 ///
@@ -45,6 +52,19 @@ pub(crate) fn open_files() -> io::Result<HashSet<FileId>> {
     for pid in super::procfs::pids_in(proc.as_fd())? {
         if *pid == *me.as_bytes() {
             continue;
+        }
+        // Its working and root directories are in use as much as an open directory:
+        // removed, its relative paths fail (tests/review_final2_age_cwd.rs).
+        for link in [&b"/cwd"[..], b"/root"] {
+            let at = [&pid[..], link].concat();
+            let flags = AtFlags::STATX_DONT_SYNC;
+            if let Ok(x) = rustix::fs::statx(&proc, at.as_slice(), flags, StatxFlags::INO) {
+                let dev = rustix::fs::makedev(x.stx_dev_major, x.stx_dev_minor);
+                open.insert(FileId {
+                    dev,
+                    ino: x.stx_ino,
+                });
+            }
         }
         let mut path = pid.to_vec();
         path.extend_from_slice(b"/fd");
@@ -69,6 +89,28 @@ pub(crate) fn open_files() -> io::Result<HashSet<FileId>> {
         }
     }
     Ok(open)
+}
+
+/// Whether a process listens on the unix socket `name` in `dir`, as a `connect` to it
+/// says: a path socket is reached by its inode, from any network namespace, where
+/// `/proc/net/unix` lists only the reader's. `Some(false)` only for a refused
+/// connection (no listener anywhere); `Some(true)` for an accepted one (closed at once)
+/// or a full backlog; `None` for any other answer (not allowed to connect, gone). Never
+/// blocks (a non-blocking `connect`).
+pub(crate) fn is_listened_on(dir: BorrowedFd<'_>, name: &std::ffi::OsStr) -> Option<bool> {
+    use rustix::io::Errno;
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    use std::os::fd::AsRawFd;
+    let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
+    let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None).ok()?;
+    // Through the directory's fd: short whatever the directory's path (108 bytes at most).
+    let mut via = std::path::PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    via.push(name);
+    match rustix::net::connect(&fd, &SocketAddrUnix::new(via).ok()?) {
+        Err(Errno::CONNREFUSED) => Some(false),
+        Ok(()) | Err(Errno::AGAIN) => Some(true),
+        Err(_) => None,
+    }
 }
 
 /// The `__SO_ACCEPTCON` flag of `/proc/net/unix`: the socket is listening.

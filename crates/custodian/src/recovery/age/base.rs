@@ -199,15 +199,35 @@ fn resolve(base: &Path) -> io::Result<(OwnedFd, OsString)> {
             Step::Name(name) => step(&dir, name)?,
         };
         let st = rustix::fs::fstat(&next)?;
-        if !trusted(prev) && st.st_uid != prev {
+        let foreign = |from: u32, to: &rustix::fs::Stat| {
             let why = BaseRefusal::ForeignPath {
                 path: base.to_path_buf(),
-                uid: prev,
+                uid: from,
             };
-            return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+            (!trusted(from) && to.st_uid != from)
+                .then(|| io::Error::new(io::ErrorKind::PermissionDenied, why))
+        };
+        if let Some(e) = foreign(prev, &st) {
+            return Err(e);
         }
         prev = st.st_uid;
         match FileType::from_raw_mode(st.st_mode) {
+            // A procfs "magic" link (`/proc/PID/root`, `/proc/self/fd/N`) names an object,
+            // not a path: its text, resolved from `/`, can be another mount namespace's
+            // directory (tests/review_final2_age_proc_link.rs). The kernel follows it.
+            FileType::Symlink if is_procfs(&next) => {
+                let Step::Name(name) = &c else {
+                    return Err(Errno::LOOP.into());
+                };
+                let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+                let target = rustix::fs::openat(&dir, name, flags, Mode::empty())?;
+                let tst = rustix::fs::fstat(&target)?;
+                if let Some(e) = foreign(prev, &tst) {
+                    return Err(e);
+                }
+                prev = tst.st_uid;
+                dir = target;
+            }
             FileType::Symlink => {
                 links += 1;
                 if links > 40 {
@@ -226,6 +246,12 @@ fn resolve(base: &Path) -> io::Result<(OwnedFd, OsString)> {
         }
     }
     Ok((dir, last))
+}
+
+/// Whether `fd` is on procfs.
+fn is_procfs(fd: &OwnedFd) -> bool {
+    #[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between targets.
+    rustix::fs::fstatfs(fd).is_ok_and(|fs| fs.f_type as i64 == rustix::fs::PROC_SUPER_MAGIC as i64)
 }
 
 /// One step of a path's resolution.

@@ -13,8 +13,9 @@
 //!   on its own (`walk.rs`): a file when its atime, mtime and ctime are all older than
 //!   the age; a directory when it is empty after its walk and was itself old before it.
 //!   Never a socket, fifo or device; never anything locked (`/proc/locks`, and an
-//!   `flock` tried before removal) or held open by another process (`/proc/*/fd`, read
-//!   once the first file is about to go), nor what contains it; only this user's entries
+//!   `flock` tried before removal) or held open by another process (`/proc/*/fd`, and
+//!   its working and root directories, read once the first entry is about to go), nor
+//!   what contains it; only this user's entries
 //!   unless [`AgeSweep::other_users`]; symlinks only with [`AgeSweep::symlinks`];
 //!   never an excluded name ([`AgeSweep::DEFAULT_EXCLUDES`] and [`AgeSweep::exclude`]).
 //!
@@ -54,7 +55,8 @@ pub use report::{AgeKept, AgeKeptReason, AgeReport};
 /// - **[`all`](Self::all)** opts into a `systemd-tmpfiles --clean` style sweep: every entry
 ///   at every depth on its own; a directory only when empty after its walk and old before
 ///   it; never a socket, fifo or device; never a locked entry (`/proc/locks`, and an
-///   `flock` tried before removal) or a file another process holds open, nor what
+///   `flock` tried before removal) or a file another process holds open (a directory
+///   also as its working directory), nor what
 ///   contains it; only this user's entries unless
 ///   [`other_users`](Self::other_users); symlinks only with [`symlinks`](Self::symlinks);
 ///   never an excluded name ([`DEFAULT_EXCLUDES`](Self::DEFAULT_EXCLUDES),

@@ -98,7 +98,8 @@ pub enum AgeKeptReason {
     Special,
     /// A unix socket a process is listening on.
     ListeningSocket,
-    /// A file another process holds open (`/proc/PID/fd`), locked or not.
+    /// A file another process holds open (`/proc/PID/fd`), locked or not; a directory
+    /// also when it is a process's working or root directory.
     Open,
     /// A unix socket (never unlinked: it may belong to a live program).
     Socket,
@@ -143,7 +144,7 @@ impl fmt::Display for AgeKeptReason {
             AgeKeptReason::MountPoint => f.write_str("on another mount"),
             AgeKeptReason::Special => f.write_str("special file"),
             AgeKeptReason::ListeningSocket => f.write_str("listening socket"),
-            AgeKeptReason::Open => f.write_str("held open by a process"),
+            AgeKeptReason::Open => f.write_str("in use by a process"),
             AgeKeptReason::Socket => f.write_str("socket"),
             AgeKeptReason::Fifo => f.write_str("fifo"),
             AgeKeptReason::Device => f.write_str("device"),

@@ -24,7 +24,7 @@ use super::exclude::Excludes;
 use super::{AgeKept, AgeKeptReason as Why, AgeReport, AgeSweep};
 use crate::resource::ATOMIC_TEMP_PREFIX;
 use crate::sys::FileId;
-use crate::sys::live::Live;
+use crate::sys::live::{Live, is_listened_on};
 use crate::sys::mount::{Place, place_at, place_of};
 use crate::sys::ownership::{Lock, NotOurs, Shape, prove};
 use crate::sys::remove::{self, Outcome};
@@ -210,6 +210,10 @@ fn finish(rules: &Rules<'_>, parent: &Frame, done: Frame) -> io::Result<Option<W
     if done.kept {
         return Ok(Some(Why::NotEmpty));
     }
+    // A live process's working directory, or one it holds open, is in use even empty.
+    if rules.is_open(done.id) {
+        return Ok(Some(Why::Open));
+    }
     if rules.opts.dry_run {
         return Ok(None);
     }
@@ -263,8 +267,16 @@ fn judge(
             Some(Why::ListeningSocket)
         }
         // A dead owner's inspect socket, in its proven root: ours, and nobody listens
-        // (kept, it kept the root for good after every SIGKILLed `custodian run`).
-        FileType::Socket if dir.own && is_inspect_socket(name) => None,
+        // (kept, it kept the root for good after every SIGKILLed `custodian run`), not
+        // even from another network namespace, which `/proc/net/unix` does not list
+        // (tests/review_final2_age_netns_socket.rs).
+        FileType::Socket if dir.own && is_inspect_socket(name) => {
+            match is_listened_on(dir.fd.as_fd(), name) {
+                Some(false) => None,
+                Some(true) => Some(Why::ListeningSocket),
+                None => Some(Why::Socket),
+            }
+        }
         FileType::Socket => Some(Why::Socket),
         FileType::Fifo => Some(Why::Fifo),
         FileType::CharacterDevice | FileType::BlockDevice => Some(Why::Device),

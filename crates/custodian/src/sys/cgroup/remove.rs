@@ -65,18 +65,12 @@ pub(crate) fn kill_recorded(
         Mode::empty(),
     ) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) => {
-            return Ok(match nearest_on_cgroup2(parent, Some(id))? {
-                true => Recorded::Gone,
-                false => Recorded::Unreachable,
-            });
-        }
+        Err(Errno::NOENT) => return absent(nearest(parent)?, id),
         Err(e) => return Err(e.into()),
     };
     let dir = match open_dir_nofollow(&parent, name) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) if on_cgroup2(&parent, Some(id))? => return Ok(Recorded::Gone),
-        Err(Errno::NOENT) => return Ok(Recorded::Unreachable),
+        Err(Errno::NOENT) => return absent(Some(parent), id),
         Err(e) => return Err(e.into()),
     };
     #[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between targets.
@@ -109,20 +103,76 @@ pub(crate) fn kill_recorded(
     Ok(Recorded::Removed)
 }
 
+/// Nothing at the recorded cgroup's path; `near` is the nearest directory on that path
+/// that is there. Gone only on proof: the kernel finds no cgroup with the recorded id on
+/// that file system (its file handle is stale). The path alone proves nothing, even on
+/// the recorded cgroup2 file system: a mount namespace can show another cgroup at its
+/// place (a bind-mounted subtree, a cgroup namespace's mount;
+/// tests/review_final2_cgroup_subtree.rs). Without `CAP_DAC_READ_SEARCH` the kernel
+/// will not say, and the path decides: gone when `near` is on the recorded cgroup2.
+fn absent(near: Option<OwnedFd>, id: FileId) -> io::Result<Recorded> {
+    let Some(near) = near.filter(|fd| on_cgroup2(fd, Some(id)).unwrap_or(false)) else {
+        return Ok(Recorded::Unreachable);
+    };
+    Ok(match exists_by_handle(&near, id.ino) {
+        Some(true) => Recorded::Unreachable,
+        Some(false) | None => Recorded::Gone,
+    })
+}
+
+/// Whether a cgroup with inode `ino` is on the cgroup2 file system of `fs`, wherever it
+/// is (a cgroup's file handle is its 64-bit id, its inode number; `FILEID_KERNFS`).
+/// `None` when the kernel will not say (`EPERM` without `CAP_DAC_READ_SEARCH`).
+fn exists_by_handle(fs: &OwnedFd, ino: u64) -> Option<bool> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    /// `struct file_handle` with room for a kernfs handle's 8 bytes.
+    #[repr(C)]
+    struct KernfsHandle {
+        bytes: u32,
+        kind: i32,
+        id: u64,
+    }
+    const FILEID_KERNFS: i32 = 0xfe;
+    let mut handle = KernfsHandle {
+        bytes: 8,
+        kind: FILEID_KERNFS,
+        id: ino,
+    };
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    // SAFETY: `fs` is open for the whole call; `handle` is a live, writable
+    // `struct file_handle` (`u32`, `i32`, then `handle_bytes` = 8 bytes of handle, all
+    // there), which the kernel reads `handle_bytes` of and never writes. Tested by
+    // tests/review_final2_cgroup_subtree.rs.
+    #[allow(unsafe_code)]
+    let fd = unsafe { libc::open_by_handle_at(fs.as_raw_fd(), (&raw mut handle).cast(), flags) };
+    if fd >= 0 {
+        // SAFETY: `fd` was just returned by the kernel and is owned by nothing else.
+        #[allow(unsafe_code)]
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        return Some(true);
+    }
+    (io::Error::last_os_error().raw_os_error() == Some(libc::ESTALE)).then_some(false)
+}
+
 /// A cgroup's parent `missing` is not there: whether the nearest directory above it that
 /// is there is on cgroup2 (with the recorded device, if known). Then the cgroup is gone
 /// (a cgroup with cgroups below it cannot be removed, so ours went first); else the path
 /// does not reach cgroup2 here (another mount namespace) and proves nothing.
 fn nearest_on_cgroup2(missing: &Path, id: Option<FileId>) -> io::Result<bool> {
+    nearest(missing)?.map_or(Ok(false), |fd| on_cgroup2(&fd, id))
+}
+
+/// The nearest directory above `missing` that is there.
+fn nearest(missing: &Path) -> io::Result<Option<OwnedFd>> {
     for up in missing.ancestors().skip(1) {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         match rustix::fs::open(up, flags, Mode::empty()) {
-            Ok(fd) => return on_cgroup2(&fd, id),
+            Ok(fd) => return Ok(Some(fd)),
             Err(Errno::NOENT) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 /// Whether the directory `fd` is on a cgroup2 file system (with the recorded device, if
@@ -303,4 +353,36 @@ fn remove_below(dir: &OwnedFd, depth: usize) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod handle_tests {
+    use super::*;
+
+    #[test]
+    fn a_cgroup_is_found_by_its_id_until_it_is_removed() {
+        let own = (|| {
+            let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+            let mount = super::super::discover::find_mount(&mounts)?;
+            let cg = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+            let own = super::super::discover::own_cgroup(&cg)?;
+            super::super::discover::dir_of(&mount, &own)
+        })();
+        let cg = own.map(|d| d.join(format!("handle-probe-{}", std::process::id())));
+        let Some(cg) = cg.filter(|cg| std::fs::create_dir(cg).is_ok()) else {
+            eprintln!("skipped: no writable cgroup2");
+            return;
+        };
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let parent = rustix::fs::open(cg.parent().unwrap(), flags, Mode::empty()).unwrap();
+        let ino = rustix::fs::stat(&cg).unwrap().st_ino;
+        let found = exists_by_handle(&parent, ino);
+        std::fs::remove_dir(&cg).unwrap();
+        let after = exists_by_handle(&parent, ino);
+        if !rustix::process::geteuid().is_root() {
+            assert_eq!((found, after), (None, None));
+            return;
+        }
+        assert_eq!((found, after), (Some(true), Some(false)));
+    }
 }
