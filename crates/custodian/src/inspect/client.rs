@@ -226,8 +226,10 @@ pub fn sockets_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
         let Some(euid) = euid_of(pid) else { continue };
         let mut roots = HashSet::new();
         for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).is_ok_and(|t| t.parent() == Some(&*dir)) {
-                roots.extend(journal_roots(&fd.path(), euid));
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && target.parent() == Some(&*dir)
+            {
+                roots.extend(journal_roots(&fd.path(), &target, euid));
             }
         }
         if roots.is_empty() {
@@ -317,19 +319,23 @@ fn euid_of(pid: u32) -> Option<u32> {
 /// The largest journal read (compaction keeps a live one far smaller).
 const MAX_JOURNAL: u64 = 16 << 20;
 
-/// The temp roots a journal, held open at `fd_path` (`/proc/PID/fd/N`), names; none
-/// unless it is a regular file owned by `uid`. Opened non-blocking (the fd may have
-/// been closed and reused for a FIFO since it was listed).
-fn journal_roots(fd_path: &Path, uid: u32) -> Vec<PathBuf> {
+/// The temp roots a journal, held open at `fd_path` (`/proc/PID/fd/N`) and found there
+/// as `target`, names; none unless it is a regular file owned by `uid` and still the
+/// file at `target`. Opened non-blocking (the fd may have been closed and reused for a
+/// FIFO, or another file, since its link was read).
+fn journal_roots(fd_path: &Path, target: &Path, uid: u32) -> Vec<PathBuf> {
     use rustix::fs::{Mode, OFlags};
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let Ok(fd) = rustix::fs::open(fd_path, flags, Mode::empty()) else {
         return Vec::new();
     };
     let file = std::fs::File::from(fd);
+    let same = |md: &std::fs::Metadata| {
+        std::fs::symlink_metadata(target).is_ok_and(|t| (t.dev(), t.ino()) == (md.dev(), md.ino()))
+    };
     if !file
         .metadata()
-        .is_ok_and(|md| md.is_file() && md.uid() == uid)
+        .is_ok_and(|md| md.is_file() && md.uid() == uid && same(&md))
     {
         return Vec::new();
     }
