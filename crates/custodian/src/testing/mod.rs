@@ -29,7 +29,10 @@
 //!
 //! Escapees: while a check runs, the process is a child subreaper (held by a count,
 //! restored after), so a `setsid` grandchild whose parent exits is re-parented to this
-//! process by the kernel and shows up as a child: proof, not a guess by name.
+//! process by the kernel and shows up as a child: proof, not a guess by name. The cost:
+//! such a grandchild that ends by itself during the check becomes a zombie of this
+//! process (init would have reaped it), which the check reports and does not reap (it
+//! cannot tell it from a child the test itself may still wait for).
 //!
 //! A supervisor started inside the check holds a few fds (its root, its base dir, fds
 //! reserved for retries) until its last handle is dropped, shut down or not: drop it
@@ -38,7 +41,10 @@
 //! Doctests and tests run in parallel threads of one process: see below.
 //!
 //! Parallel tests: fds, processes and temp dir entries belong to the whole process, so
-//! with `--test-threads` > 1 another test's may show up. Custodian resources carry their
+//! with `--test-threads` > 1 another test's may show up. The process temp dir is also
+//! shared with every other process of the same user on the machine: its entries from
+//! elsewhere show up too (watch a dir of the test's own, and use
+//! [`LeakCheckBuilder::no_temp_dir`], where that matters). Custodian resources carry their
 //! creation site, so those can be told apart by file and line. For exact results, use
 //! [`LeakCheck::exclusive`] in every checked test of the binary (checked tests then run
 //! one at a time) or run with `--test-threads=1`.
