@@ -84,10 +84,25 @@ fn owner() {
         .with_writer(std::io::sink)
         .with_max_level(tracing::Level::INFO)
         .init();
+    // Until the fork only: afterwards, the owner's own first events (each registers its
+    // callsite under the list's read lock) must not starve behind two writers that
+    // never let go (std's `RwLock` prefers writers; an owner hung there once, after
+    // its fork).
+    let forker = rustix::thread::gettid();
+    let forked = move || {
+        std::fs::read_to_string(format!(
+            "/proc/self/task/{}/children",
+            forker.as_raw_nonzero()
+        ))
+        .is_ok_and(|c| !c.trim().is_empty())
+    };
     for _ in 0..2 {
-        std::thread::spawn(|| {
-            loop {
-                tracing::subscriber::with_default(Slow, || {});
+        std::thread::spawn(move || {
+            // `/proc` is read every 8 dispatchers: the lock stays held most of the time.
+            while !forked() {
+                for _ in 0..8 {
+                    tracing::subscriber::with_default(Slow, || {});
+                }
             }
         });
     }
@@ -108,7 +123,7 @@ fn owner() {
 
 #[test]
 fn a_watcher_forked_while_a_dispatch_is_made_still_recovers_its_owner() {
-    for round in 0..3 {
+    for round in 0..8 {
         let state = std::env::temp_dir().join(format!(
             "review-watcher-tracing-{round}-{}",
             std::process::id()
@@ -128,10 +143,23 @@ fn a_watcher_forked_while_a_dispatch_is_made_still_recovers_its_owner() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(owner.stdout.take().unwrap()).lines();
+        // Read on a thread: an owner that hangs must fail the test, not block it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = owner.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
         let (mut watcher, mut child) = (None, None);
         while watcher.is_none() || child.is_none() {
-            let l = lines.next().expect("the owner's lines").unwrap();
+            let Ok(l) = rx.recv_timeout(Duration::from_secs(60)) else {
+                owner.kill().unwrap();
+                owner.wait().unwrap();
+                panic!("round {round}: the owner never said its watcher and child");
+            };
             if let Some(i) = l.find("WATCHER ") {
                 watcher = Some(l[i + 8..].trim().parse::<u32>().unwrap());
             } else if let Some(i) = l.find("CHILD ") {
