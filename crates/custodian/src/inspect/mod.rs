@@ -46,6 +46,17 @@ pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) const PREFIX: &str = "inspect-";
 pub(crate) const SUFFIX: &str = ".sock";
 
+/// Whether `name` has an inspect socket's shape (`inspect-<12 hex>.sock`), as `serve`
+/// names it; recovery's age sweep removes a dead owner's by it.
+pub(crate) fn is_socket_name(name: &std::ffi::OsStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let hex = name
+        .as_bytes()
+        .strip_prefix(PREFIX.as_bytes())
+        .and_then(|r| r.strip_suffix(SUFFIX.as_bytes()));
+    hex.is_some_and(|h| h.len() == 12 && h.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
 /// Binds the socket in `dir` and starts serving. Runs in the supervisor's runtime.
 pub(crate) fn serve(inner: &Arc<Inner>, dir: &Path) -> io::Result<PathBuf> {
     let _rt = inner.handle.enter();

@@ -270,7 +270,7 @@ fn judge(
         // (kept, it kept the root for good after every SIGKILLed `custodian run`), not
         // even from another network namespace, which `/proc/net/unix` does not list
         // (tests/review_final2_age_netns_socket.rs).
-        FileType::Socket if dir.own && is_inspect_socket(name) => {
+        FileType::Socket if dir.own && crate::inspect::is_socket_name(name) => {
             match is_listened_on(dir.fd.as_fd(), name) {
                 Some(false) => None,
                 Some(true) => Some(Why::ListeningSocket),
@@ -326,16 +326,6 @@ fn judge(
         }
     };
     remove_file(rules, dir.fd.as_fd(), name, id, file, false)
-}
-
-/// Whether `name` is an inspect socket's (`inspect-<12 hex>.sock`, `inspect/mod.rs`).
-fn is_inspect_socket(name: &OsString) -> bool {
-    use crate::inspect::{PREFIX, SUFFIX};
-    let hex = name
-        .as_bytes()
-        .strip_prefix(PREFIX.as_bytes())
-        .and_then(|r| r.strip_suffix(SUFFIX.as_bytes()));
-    hex.is_some_and(|h| h.len() == 12 && h.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 /// The default mode's base: only custodian's own names are candidates, each proven by
