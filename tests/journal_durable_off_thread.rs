@@ -43,6 +43,19 @@ fn the_owner_records_fsyncs_are_off_the_starting_thread() {
     owner.wait_line("ready", Duration::from_secs(30)).unwrap();
     // The blocking pool's `fsync` may come a moment after `ready`.
     std::thread::sleep(Duration::from_millis(500));
+    // The traced owner first: a SIGKILLed strace detaches its tracee, which ran on (one
+    // `journal-owner` left by every run of this test).
+    let traced = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.split_once(' ')?.0.parse::<i32>().ok());
+    if let Some(pid) = traced.and_then(rustix::process::Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        let gone = custodian_suite::poll_until(Duration::from_secs(10), || {
+            !custodian_suite::pid_running(pid.as_raw_nonzero().get().unsigned_abs())
+        });
+        assert!(gone, "the traced owner {pid:?} outlived its SIGKILL");
+    }
     owner.kill();
     let _ = owner.wait_exit(Duration::from_secs(10));
     let text = std::fs::read_to_string(&log).unwrap();
