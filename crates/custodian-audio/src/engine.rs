@@ -153,11 +153,13 @@ pub(crate) fn open(path: &Path, limits: &Limits) -> Result<(State, AudioInfo), (
 
 impl State {
     /// Decodes up to `frames` frames (fewer only at the end of the stream) as interleaved
-    /// samples. Stops early with `Released` once `released` is set.
+    /// samples into `out` (emptied first; its capacity is reused). Stops early with
+    /// `Released` once `released` is set.
     pub(crate) fn read<S: Sample>(
         &mut self,
         frames: usize,
         released: &AtomicBool,
+        mut out: Vec<S>,
     ) -> Result<Vec<S>, Fail> {
         let ch = self.channels;
         let want = frames.saturating_mul(ch);
@@ -166,7 +168,8 @@ impl State {
             Some(t) => (t.saturating_sub(self.position) as usize * ch).min(RESERVE_UNKNOWN),
             None => RESERVE_UNKNOWN,
         };
-        let mut out: Vec<S> = Vec::with_capacity(want.min(hint));
+        out.clear();
+        out.reserve(want.min(hint));
         self.queue.take(want, &mut out);
         while out.len() < want && !self.eof {
             // Acquire pairs with the Release store of the reclaim: stop promptly once the

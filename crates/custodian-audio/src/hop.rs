@@ -50,7 +50,12 @@ impl AudioDecoder {
         a.f32 = S::IS_F32;
         let v = served.then(|| {
             a.unwait();
-            a.take::<S>(want)
+            let v = a.take::<S>(want);
+            if !v.is_empty() {
+                let piece = a.piece.saturating_mul(ch);
+                a.give_spare::<S>(piece);
+            }
+            v
         });
         let start =
             !a.running && a.end.is_none() && (v.is_none() || (want > 0 && a.len() < LOW)) && {
@@ -124,14 +129,14 @@ fn produce<S: Sample>(shared: Arc<Shared>) {
     let mut running = Running(shared, false);
     let shared = &running.0;
     loop {
-        let frames = {
-            let a = shared.ahead();
+        let (frames, buf) = {
+            let mut a = shared.ahead();
             if a.stop || a.f32 != S::IS_F32 || a.end.is_some() || a.len() >= a.target() {
                 break;
             }
-            a.piece
+            (a.piece, a.take_spare::<S>())
         };
-        let r = shared.with(|st, released| Ok((st.read::<S>(frames, released)?, st.ended())));
+        let r = shared.with(|st, released| Ok((st.read::<S>(frames, released, buf)?, st.ended())));
         let mut a = shared.ahead();
         let wake = match r {
             Ok((v, ended)) => {
@@ -150,7 +155,14 @@ fn produce<S: Sample>(shared: Arc<Shared>) {
                 None
             }
         };
+        // No more pieces until a seek: the spare buffers go (outside the lock).
+        let spares = if a.end.is_some() {
+            a.take_spares()
+        } else {
+            Vec::new()
+        };
         drop(a);
+        drop(spares);
         if let Some(w) = wake {
             w.wake();
         }

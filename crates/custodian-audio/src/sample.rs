@@ -114,6 +114,14 @@ impl Samples {
         }
     }
 
+    /// Capacity, in samples.
+    pub(crate) fn capacity(&self) -> usize {
+        match self {
+            Samples::I16(v) => v.capacity(),
+            Samples::F32(v) => v.capacity(),
+        }
+    }
+
     /// Appends `k` samples from `from` on to `out`, converted to `S`.
     pub(crate) fn copy_to<S: Sample>(&self, from: usize, k: usize, out: &mut Vec<S>) {
         match self {
