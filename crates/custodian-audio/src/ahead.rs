@@ -91,6 +91,11 @@ impl Ahead {
         self.len
     }
 
+    /// Samples queued plus the capacity of the spare buffers: what the read-ahead holds.
+    pub(crate) fn held(&self) -> usize {
+        self.len + self.spare_len
+    }
+
     /// The fill at which a producer stops: `CAP`, or more for a waiting read.
     pub(crate) fn target(&self) -> usize {
         self.waiter.as_ref().map_or(CAP, |w| w.1.max(CAP))
@@ -132,9 +137,7 @@ impl Ahead {
     /// of `samples`, allocated here (on the reader's thread), if the producer may still
     /// decode and the read-ahead and its buffers stay within `CAP`.
     pub(crate) fn give_spare<S: Sample>(&mut self, samples: usize) {
-        if self.end.is_none()
-            && self.f32 == S::IS_F32
-            && samples <= CAP.saturating_sub(self.len + self.spare_len)
+        if self.end.is_none() && self.f32 == S::IS_F32 && samples <= CAP.saturating_sub(self.held())
         {
             let v = Vec::<S>::with_capacity(samples);
             self.spare_len += v.capacity();

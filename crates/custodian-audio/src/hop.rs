@@ -224,14 +224,19 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
             waited += 1;
         }
-        let queued = dec.shared.ahead().len();
+        let (queued, held) = {
+            let a = dec.shared.ahead();
+            (a.len(), a.held())
+        };
         // At most one piece past the cap; 100 below it when the read ran only after the
         // producer had stopped at the cap (above `LOW`, no new producer starts).
         assert!((CAP - 100..CAP + MIN_PIECE).contains(&queued), "{queued}");
-        // The release drops what was decoded ahead.
+        // The empty buffers left for the producer count within the same bound.
+        assert!(held < CAP + MIN_PIECE, "{held}");
+        // The release drops what was decoded ahead, and the spare buffers.
         let shared = dec.shared.clone();
         drop(dec);
-        assert_eq!(shared.ahead().len(), 0);
+        assert_eq!(shared.ahead().held(), 0);
         sup.shutdown().await;
         std::fs::remove_file(path).unwrap();
     }
