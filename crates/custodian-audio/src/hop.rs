@@ -51,9 +51,10 @@ impl AudioDecoder {
         let v = served.then(|| {
             a.unwait();
             let v = a.take::<S>(want);
-            if !v.is_empty() {
-                let piece = a.piece.saturating_mul(ch);
-                a.give_spare::<S>(piece);
+            // A read of a whole piece leaves the producer a buffer for the next one;
+            // reads smaller than a piece (`MIN_PIECE`) would leave many per piece.
+            if v.len() == want && a.piece == frames {
+                a.give_spare::<S>(want);
             }
             v
         });
