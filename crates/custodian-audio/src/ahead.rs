@@ -15,7 +15,13 @@
 //!   producer is done, on every path (see `Running` in `hop.rs`), and the waiter woken
 //!   then: a waiting read never hangs;
 //! - a producer stops before a piece once `len() >= target()`: the read-ahead holds at
-//!   most `CAP` samples (or what a waiting read asked for) plus one piece.
+//!   most `CAP` samples (or what a waiting read asked for) plus one piece;
+//! - `spare` holds empty buffers of the reads' type that the reads allocated for the
+//!   producer to decode into, only while `len() + spare_len <= CAP`: they add nothing to
+//!   that bound. They are made on the reader's thread so that the buffers the caller
+//!   frees go back to the reader's own allocator arena: a buffer the producer allocated
+//!   and the caller freed made both threads contend for the producer's arena lock (a
+//!   futex wait of the producer several times per second of audio).
 
 use std::collections::VecDeque;
 use std::task::Waker;
@@ -73,12 +79,21 @@ pub(crate) struct Ahead {
     /// The batch a waiting read is woken for (`WAKE` doubling up to `WAKE_MAX`); zero
     /// stands for `WAKE`.
     batch: usize,
+    /// Empty buffers for the producer's next pieces, made by the reads.
+    spare: Vec<Samples>,
+    /// Their capacity, in samples.
+    spare_len: usize,
 }
 
 impl Ahead {
     /// Samples queued.
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Samples queued plus the capacity of the spare buffers: what the read-ahead holds.
+    pub(crate) fn held(&self) -> usize {
+        self.len + self.spare_len
     }
 
     /// The fill at which a producer stops: `CAP`, or more for a waiting read.
@@ -116,6 +131,38 @@ impl Ahead {
             }
         }
         out
+    }
+
+    /// After a read that took samples: leaves the producer an empty buffer for one piece
+    /// of `samples`, allocated here (on the reader's thread), if the producer may still
+    /// decode and the read-ahead and its buffers stay within `CAP`.
+    pub(crate) fn give_spare<S: Sample>(&mut self, samples: usize) {
+        if self.end.is_none() && self.f32 == S::IS_F32 && samples <= CAP.saturating_sub(self.held())
+        {
+            let v = Vec::<S>::with_capacity(samples);
+            self.spare_len += v.capacity();
+            self.spare.push(S::wrap(v));
+        }
+    }
+
+    /// An empty buffer for the producer's next piece: a spare of type `S` if there is
+    /// one, else a new (empty) vector.
+    pub(crate) fn take_spare<S: Sample>(&mut self) -> Vec<S> {
+        while let Some(s) = self.spare.pop() {
+            let v = S::unwrap(s);
+            let cap = v.as_ref().map_or_else(Samples::capacity, Vec::capacity);
+            self.spare_len -= cap;
+            if let Ok(v) = v {
+                return v;
+            }
+        }
+        Vec::new()
+    }
+
+    /// Takes the spare buffers out (to drop them outside the lock).
+    pub(crate) fn take_spares(&mut self) -> Vec<Samples> {
+        self.spare_len = 0;
+        std::mem::take(&mut self.spare)
     }
 
     /// Appends a piece; returns the waiter to wake if it has what it waits for.
@@ -161,6 +208,8 @@ impl Ahead {
         self.len = 0;
         self.end = None;
         self.batch = 0;
+        self.spare.clear();
+        self.spare_len = 0;
     }
 }
 

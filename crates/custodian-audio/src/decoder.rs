@@ -262,7 +262,9 @@ impl AudioDecoder {
     /// piece. A read that leaves less than half of that queued starts the next fill; a
     /// read that finds too little waits for all it asked for and a batch (64 Ki samples,
     /// doubling at each such wait up to 192 Ki: a reader faster than the decoder wakes
-    /// rarely).
+    /// rarely). The vectors handed out are allocated by the reads, on the caller's
+    /// thread, and filled by the background hop (within the same bound), so the caller
+    /// frees them into its own allocator arena, not the decoding thread's.
     /// Switching the sample type mid-stream converts what was decoded ahead from the
     /// other type (exact for 16-bit sources; from deeper sources, samples decoded ahead
     /// as `i16` keep only 16 bits). An error met while decoding ahead is returned by the

@@ -50,7 +50,13 @@ impl AudioDecoder {
         a.f32 = S::IS_F32;
         let v = served.then(|| {
             a.unwait();
-            a.take::<S>(want)
+            let v = a.take::<S>(want);
+            // A read of a whole piece leaves the producer a buffer for the next one;
+            // reads smaller than a piece (`MIN_PIECE`) would leave many per piece.
+            if v.len() == want && a.piece == frames {
+                a.give_spare::<S>(want);
+            }
+            v
         });
         let start =
             !a.running && a.end.is_none() && (v.is_none() || (want > 0 && a.len() < LOW)) && {
@@ -124,14 +130,14 @@ fn produce<S: Sample>(shared: Arc<Shared>) {
     let mut running = Running(shared, false);
     let shared = &running.0;
     loop {
-        let frames = {
-            let a = shared.ahead();
+        let (frames, buf) = {
+            let mut a = shared.ahead();
             if a.stop || a.f32 != S::IS_F32 || a.end.is_some() || a.len() >= a.target() {
                 break;
             }
-            a.piece
+            (a.piece, a.take_spare::<S>())
         };
-        let r = shared.with(|st, released| Ok((st.read::<S>(frames, released)?, st.ended())));
+        let r = shared.with(|st, released| Ok((st.read::<S>(frames, released, buf)?, st.ended())));
         let mut a = shared.ahead();
         let wake = match r {
             Ok((v, ended)) => {
@@ -150,7 +156,14 @@ fn produce<S: Sample>(shared: Arc<Shared>) {
                 None
             }
         };
+        // No more pieces until a seek: the spare buffers go (outside the lock).
+        let spares = if a.end.is_some() {
+            a.take_spares()
+        } else {
+            Vec::new()
+        };
         drop(a);
+        drop(spares);
         if let Some(w) = wake {
             w.wake();
         }
@@ -212,14 +225,19 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
             waited += 1;
         }
-        let queued = dec.shared.ahead().len();
+        let (queued, held) = {
+            let a = dec.shared.ahead();
+            (a.len(), a.held())
+        };
         // At most one piece past the cap; 100 below it when the read ran only after the
         // producer had stopped at the cap (above `LOW`, no new producer starts).
         assert!((CAP - 100..CAP + MIN_PIECE).contains(&queued), "{queued}");
-        // The release drops what was decoded ahead.
+        // The empty buffers left for the producer count within the same bound.
+        assert!(held < CAP + MIN_PIECE, "{held}");
+        // The release drops what was decoded ahead, and the spare buffers.
         let shared = dec.shared.clone();
         drop(dec);
-        assert_eq!(shared.ahead().len(), 0);
+        assert_eq!(shared.ahead().held(), 0);
         sup.shutdown().await;
         std::fs::remove_file(path).unwrap();
     }

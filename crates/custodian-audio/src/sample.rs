@@ -42,12 +42,65 @@ pub enum Samples {
     F32(Vec<f32>),
 }
 
-/// One conversion buffer per sample type, reused across packets.
+/// One conversion buffer per sample type, reused across packets, and the rest of the
+/// last packet not handed out yet.
 #[doc(hidden)]
 #[derive(Default)]
 pub struct Buffers {
     i16: Option<SampleBuffer<i16>>,
     f32: Option<SampleBuffer<f32>>,
+    /// `samples()[from..to]` of the buffer of `f32` (if `true`) or `i16`: the rest of the
+    /// last packet, handed out from there by the next read (not copied to a queue first).
+    rest: Option<(bool, usize, usize)>,
+}
+
+impl Buffers {
+    /// Samples of the last packet not handed out yet.
+    pub(crate) fn rest_len(&self) -> usize {
+        self.rest.map_or(0, |(_, from, to)| to - from)
+    }
+
+    /// Drops the rest (a seek).
+    pub(crate) fn clear_rest(&mut self) {
+        self.rest = None;
+    }
+
+    /// Keeps `samples()[from..to]` of `S`'s buffer as the rest (none if empty).
+    pub(crate) fn set_rest<S: Sample>(&mut self, from: usize, to: usize) {
+        self.rest = (from < to).then_some((S::IS_F32, from, to));
+    }
+
+    /// A rest of the other type than `S` moves to `q` (converted when it is taken), so
+    /// that the buffer of `S` can be reused.
+    pub(crate) fn spill<S: Sample>(&mut self, q: &mut Queue) {
+        let Some((f32, from, to)) = self.rest else {
+            return;
+        };
+        if f32 == S::IS_F32 {
+            return;
+        }
+        match (f32, &self.i16, &self.f32) {
+            (false, Some(b), _) => q.push::<i16>(&b.samples()[from..to]),
+            (true, _, Some(b)) => q.push::<f32>(&b.samples()[from..to]),
+            _ => {}
+        }
+        self.rest = None;
+    }
+
+    /// Moves up to `max` samples of a rest of type `S` to `out`.
+    pub(crate) fn take_rest<S: Sample>(&mut self, max: usize, out: &mut Vec<S>) {
+        let Some((f32, from, to)) = self.rest else {
+            return;
+        };
+        if f32 != S::IS_F32 {
+            return;
+        }
+        let k = (to - from).min(max);
+        if let Some(b) = S::buffer(self) {
+            out.extend_from_slice(&b.samples()[from..from + k]);
+        }
+        self.set_rest::<S>(from + k, to);
+    }
 }
 
 impl std::fmt::Debug for Buffers {
@@ -111,6 +164,14 @@ impl Samples {
         match self {
             Samples::I16(v) => v.len(),
             Samples::F32(v) => v.len(),
+        }
+    }
+
+    /// Capacity, in samples.
+    pub(crate) fn capacity(&self) -> usize {
+        match self {
+            Samples::I16(v) => v.capacity(),
+            Samples::F32(v) => v.capacity(),
         }
     }
 
