@@ -215,7 +215,10 @@ impl<O: ProcessOs> ChildCore<O> {
     /// Cancel safe: it only observes.
     async fn group_gone(&self) -> io::Result<()> {
         self.exited().await?;
-        let mut scan = self.os.group_scan(self.pid);
+        let mut scan = match &*self.lock() {
+            State::Live(child) => self.os.group_scan(child, self.pid),
+            State::Reaped(_) => return Ok(()),
+        };
         let mut pause = GROUP_POLL_FIRST;
         loop {
             // After the reap the id may name another group: nothing left to wait for.

@@ -19,17 +19,35 @@
 //!   that never comes; the askers ask again (another runtime's shutdown must not fail
 //!   this runtime's stops: a failed scan ends a stop's grace).
 //!
+//! - a pass does not read the `stat` of an asked group's leader that its pidfd proves a
+//!   zombie of ours (exited, unreaped: `waitid(P_PIDFD, WNOWAIT)`) both before and after
+//!   the pass: a zombie never counts as running, and a pid unreaped throughout the pass
+//!   names that zombie throughout. A scope's end asks about every child at once, with
+//!   every leader a zombie: most of a pass's reads were theirs. A leader reaped meanwhile
+//!   (its pid may name another process by now) is read after the pass.
+//!
 //! Lock order: only `STATE`, never held across a pass or an await.
 
 use std::io;
-use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
+use rustix::process::{WaitId, WaitIdOptions};
+use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
 
 use crate::sys::process::running_members;
 
-/// An ask: its group, and where its pass sends the group's running members.
-type Ask = (u32, oneshot::Sender<io::Result<Vec<u32>>>);
+/// A group leader's pidfd, as its child's stop holds it.
+pub(crate) type Pidfd = Arc<AsyncFd<OwnedFd>>;
+
+/// An ask: its group, its leader's pidfd if it has one, and where its pass sends the
+/// group's running members.
+struct Ask {
+    pgid: u32,
+    leader: Option<Pidfd>,
+    tx: oneshot::Sender<io::Result<Vec<u32>>>,
+}
 
 #[derive(Default)]
 struct State {
@@ -48,15 +66,16 @@ fn lock() -> MutexGuard<'static, State> {
 }
 
 /// The running members of group `pgid` (empty: none runs), from a pass over `/proc`
-/// that started after this call. Must run inside a Tokio runtime.
+/// that started after this call; `leader` is the pidfd of the group's leader (pid
+/// `pgid`), if it has one. Must run inside a Tokio runtime.
 ///
 /// Cancel safe: dropping the future only stops waiting (the pass's answer is dropped).
-pub(crate) async fn running(pgid: u32) -> io::Result<Vec<u32>> {
+pub(crate) async fn running(pgid: u32, leader: Option<&Pidfd>) -> io::Result<Vec<u32>> {
     // A run dropped unfinished (another runtime shut down under it, or a pass panicked)
     // drops the asks it held: ask again, with a run on this runtime if none is going. A
     // few times only: this runtime may be the one shutting down.
     for _ in 0..3 {
-        if let Ok(answer) = ask(pgid).await {
+        if let Ok(answer) = ask(pgid, leader.cloned()).await {
             return answer;
         }
     }
@@ -67,11 +86,14 @@ pub(crate) async fn running(pgid: u32) -> io::Result<Vec<u32>> {
 }
 
 /// One ask: `Err` if the run that held it was dropped unfinished.
-async fn ask(pgid: u32) -> Result<io::Result<Vec<u32>>, oneshot::error::RecvError> {
+async fn ask(
+    pgid: u32,
+    leader: Option<Pidfd>,
+) -> Result<io::Result<Vec<u32>>, oneshot::error::RecvError> {
     let (tx, rx) = oneshot::channel();
     let start = {
         let mut st = lock();
-        st.asked.push((pgid, tx));
+        st.asked.push(Ask { pgid, leader, tx });
         !std::mem::replace(&mut st.scanning, true)
     };
     if start {
@@ -100,11 +122,11 @@ impl PassRun {
                 st.started += 1;
                 std::mem::take(&mut st.asked)
             };
-            let pgids: Vec<u32> = asked.iter().map(|(pgid, _)| *pgid).collect();
+            let pgids: Vec<u32> = asked.iter().map(|a| a.pgid).collect();
             #[cfg(test)]
             assert!(!pgids.contains(&tests::PANIC_PGID), "a pass panics (test)");
-            let found = running_members(&pgids);
-            for (pgid, tx) in asked {
+            let found = pass(&pgids, &asked);
+            for Ask { pgid, tx, .. } in asked {
                 let answer = match &found {
                     Ok(found) => Ok(found.get(&pgid).cloned().unwrap_or_default()),
                     Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
@@ -114,6 +136,47 @@ impl PassRun {
             }
         }
     }
+}
+
+/// One pass for `pgids`, without reading the leaders of `asked` proven zombies before
+/// and after it (see the invariants).
+fn pass(pgids: &[u32], asked: &[Ask]) -> io::Result<std::collections::HashMap<u32, Vec<u32>>> {
+    let mut zombies: Vec<(u32, &Pidfd)> = asked
+        .iter()
+        .filter_map(|a| Some((a.pgid, a.leader.as_ref()?)))
+        .filter(|(_, fd)| is_zombie(fd))
+        .collect();
+    zombies.sort_unstable_by_key(|z| z.0);
+    zombies.dedup_by_key(|z| z.0);
+    let skip = |p: u32| {
+        let zombie = zombies.binary_search_by_key(&p, |z| z.0).is_ok();
+        #[cfg(test)]
+        tests::READ.with_borrow_mut(|r| r.as_mut().map(|r| (!zombie).then(|| r.push(p))));
+        zombie
+    };
+    let mut found = running_members(pgids, skip)?;
+    for (pid, fd) in zombies {
+        if is_zombie(fd) {
+            continue;
+        }
+        // Reaped during the pass: whatever has its pid now is read like the rest.
+        if let Some(st) = crate::sys::procfs::stat(pid).filter(|st| !st.zombie)
+            && pgids.contains(&st.pgid)
+        {
+            found.entry(st.pgid).or_default().push(pid);
+        }
+    }
+    Ok(found)
+}
+
+/// Whether `fd`'s process is a zombie of ours: exited, not reaped. `false` where the
+/// kernel has no `waitid(P_PIDFD)` (Linux 5.3): its `stat` is read then.
+fn is_zombie(fd: &Pidfd) -> bool {
+    let opts = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG;
+    matches!(
+        rustix::process::waitid(WaitId::PidFd(fd.get_ref().as_fd()), opts),
+        Ok(Some(_))
+    )
 }
 
 impl Drop for PassRun {
@@ -148,6 +211,96 @@ mod tests {
             .unwrap()
     }
 
+    std::thread_local! {
+        /// The pids a pass on this thread read, while `Some`.
+        pub(super) static READ: std::cell::RefCell<Option<Vec<u32>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    fn pidfd(c: &std::process::Child) -> Pidfd {
+        let fd = crate::sys::process::pidfd_open(c.id()).unwrap().unwrap();
+        #[allow(deprecated)] // An `OwnedFd` moved in: see `LiveChild::new`.
+        Arc::new(AsyncFd::new(fd).unwrap())
+    }
+
+    /// Children killed, their groups too (while the leaders are unreaped, the ids are
+    /// theirs), and reaped, even when the test fails.
+    struct Kids(Vec<std::process::Child>);
+
+    impl Drop for Kids {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = crate::sys::process::signal_group(c.id(), crate::sys::process::Sig::KILL);
+                let _ = c.kill();
+            }
+            for c in &mut self.0 {
+                let _ = c.wait();
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pass_skips_zombie_leaders_yet_finds_what_runs_in_their_groups() {
+        let _serial = SERIAL.lock().await;
+        // 0..10: killed, unreaped: zombie leaders alone in their groups; 10: a leader
+        // that exits and leaves a running member in its group; 11: a running leader.
+        let mut kids = Kids((0..10).map(|_| sleeper()).collect());
+        kids.0.push(
+            std::process::Command::new("sh")
+                .args(["-c", "sleep 1000 & echo $!"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .process_group(0)
+                .spawn()
+                .unwrap(),
+        );
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(kids.0[10].stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let member: u32 = line.trim().parse().unwrap();
+        kids.0.push(sleeper());
+        for c in &mut kids.0[..10] {
+            c.kill().unwrap();
+        }
+        let asked: Vec<_> = kids
+            .0
+            .iter()
+            .map(|c| Ask {
+                pgid: c.id(),
+                leader: Some(pidfd(c)),
+                tx: oneshot::channel().0,
+            })
+            .collect();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !asked[..11]
+            .iter()
+            .all(|a| is_zombie(a.leader.as_ref().unwrap()))
+        {
+            assert!(
+                std::time::Instant::now() < until,
+                "the leaders never exited"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let pgids: Vec<u32> = asked.iter().map(|a| a.pgid).collect();
+        READ.set(Some(Vec::new()));
+        let found = pass(&pgids, &asked);
+        let read = READ.take().unwrap();
+        // Before: every process was read, the zombie leaders too.
+        for c in &kids.0[..11] {
+            assert!(!read.contains(&c.id()), "zombie {} read", c.id());
+        }
+        let (forked, live) = (kids.0[10].id(), kids.0[11].id());
+        assert!(read.contains(&live), "a running leader is read");
+        let found = found.unwrap();
+        assert_eq!(found.get(&forked), Some(&vec![member]), "{found:?}");
+        assert_eq!(found.get(&live), Some(&vec![live]), "{found:?}");
+        assert_eq!(found.len(), 2, "zombies alone count as gone: {found:?}");
+    }
+
     /// An ask for this group makes its pass panic.
     pub(super) const PANIC_PGID: u32 = u32::MAX;
 
@@ -160,7 +313,7 @@ mod tests {
         // Before: `scanning` stayed set after the panic, and every ask (this one's
         // second try included) waited forever.
         let bounded =
-            |pgid| tokio::time::timeout(std::time::Duration::from_secs(10), running(pgid));
+            |pgid| tokio::time::timeout(std::time::Duration::from_secs(10), running(pgid, None));
         let asked = bounded(PANIC_PGID)
             .await
             .expect("no pass runs after a panic");
@@ -183,9 +336,9 @@ mod tests {
         let before = lock().started;
         let asks = dead
             .iter()
-            .map(|c| tokio::spawn(running(c.id())))
+            .map(|c| tokio::spawn(running(c.id(), None)))
             .collect::<Vec<_>>();
-        let alive = running(live.id()).await.unwrap();
+        let alive = running(live.id(), None).await.unwrap();
         for a in asks {
             assert!(
                 a.await.unwrap().unwrap().is_empty(),
@@ -199,7 +352,7 @@ mod tests {
         live.kill().unwrap();
         live.wait().unwrap();
         assert!(
-            running(live.id()).await.unwrap().is_empty(),
+            running(live.id(), None).await.unwrap().is_empty(),
             "fresh after the kill"
         );
     }
