@@ -26,11 +26,18 @@
 //!   every leader a zombie: most of a pass's reads were theirs. A leader reaped meanwhile
 //!   (its pid may name another process by now) is read after the pass.
 //!
+//! - a pass waits, up to [`HOLD`], while children signalled together are still on their
+//!   way out ([`Exiting`]: from the release's SIGTERM to the stop's first ask): a scope's
+//!   end then makes one pass for its children rather than one for the first few to exit
+//!   and another for the rest. The wait is bounded, so a child that ignores SIGTERM
+//!   delays others' passes by at most `HOLD`.
+//!
 //! Lock order: only `STATE`, never held across a pass or an await.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use rustix::process::{WaitId, WaitIdOptions};
 use tokio::io::unix::AsyncFd;
@@ -56,9 +63,48 @@ struct State {
     /// Passes started so far.
     started: u64,
     scanning: bool,
+    /// Live [`Exiting`] tokens: stops whose children were signalled and have not asked.
+    exiting: usize,
 }
 
 static STATE: LazyLock<Mutex<State>> = LazyLock::new(Mutex::default);
+/// Told when `exiting` drops to zero.
+static EXITED: Condvar = Condvar::new();
+
+/// The longest a pass waits for children still on their way out (see the invariants):
+/// no longer than a stop's own first pause between two scans.
+const HOLD: Duration = Duration::from_millis(5);
+
+/// A child signalled to stop, whose stop has not asked about its group yet: a pass
+/// waits (up to [`HOLD`]) for its ask. Made when the release sends SIGTERM, consumed by
+/// the stop's first ask, or dropped if the stop ends (or escalates) without one.
+#[derive(Debug)]
+pub(crate) struct Exiting(bool);
+
+impl Exiting {
+    pub(crate) fn new() -> Self {
+        lock().exiting += 1;
+        Exiting(true)
+    }
+
+    /// Counts this one out, under the caller's lock.
+    fn end(&mut self, st: &mut State) {
+        if std::mem::replace(&mut self.0, false) {
+            st.exiting -= 1;
+            if st.exiting == 0 {
+                EXITED.notify_all();
+            }
+        }
+    }
+}
+
+impl Drop for Exiting {
+    fn drop(&mut self) {
+        if self.0 {
+            self.end(&mut lock());
+        }
+    }
+}
 
 fn lock() -> MutexGuard<'static, State> {
     // A list of asks, a counter and a flag, consistent at every unlock.
@@ -70,12 +116,16 @@ fn lock() -> MutexGuard<'static, State> {
 /// `pgid`), if it has one. Must run inside a Tokio runtime.
 ///
 /// Cancel safe: dropping the future only stops waiting (the pass's answer is dropped).
-pub(crate) async fn running(pgid: u32, leader: Option<&Pidfd>) -> io::Result<Vec<u32>> {
+pub(crate) async fn running(
+    pgid: u32,
+    leader: Option<&Pidfd>,
+    mut exiting: Option<Exiting>,
+) -> io::Result<Vec<u32>> {
     // A run dropped unfinished (another runtime shut down under it, or a pass panicked)
     // drops the asks it held: ask again, with a run on this runtime if none is going. A
     // few times only: this runtime may be the one shutting down.
     for _ in 0..3 {
-        if let Ok(answer) = ask(pgid, leader.cloned()).await {
+        if let Ok(answer) = ask(pgid, leader.cloned(), exiting.take()).await {
             return answer;
         }
     }
@@ -89,11 +139,16 @@ pub(crate) async fn running(pgid: u32, leader: Option<&Pidfd>) -> io::Result<Vec
 async fn ask(
     pgid: u32,
     leader: Option<Pidfd>,
+    exiting: Option<Exiting>,
 ) -> Result<io::Result<Vec<u32>>, oneshot::error::RecvError> {
     let (tx, rx) = oneshot::channel();
     let start = {
         let mut st = lock();
         st.asked.push(Ask { pgid, leader, tx });
+        // Under the same lock as the push: a pass woken by this never misses the ask.
+        if let Some(mut e) = exiting {
+            e.end(&mut st);
+        }
         !std::mem::replace(&mut st.scanning, true)
     };
     if start {
@@ -114,6 +169,16 @@ impl PassRun {
         loop {
             let asked = {
                 let mut st = lock();
+                let until = Instant::now().checked_add(HOLD);
+                while st.exiting > 0
+                    && let Some(left) = until.and_then(|u| u.checked_duration_since(Instant::now()))
+                    && !left.is_zero()
+                {
+                    st = EXITED
+                        .wait_timeout(st, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
                 if st.asked.is_empty() {
                     st.scanning = false;
                     self.finished = true;
@@ -301,6 +366,41 @@ mod tests {
         assert_eq!(found.len(), 2, "zombies alone count as gone: {found:?}");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pass_waits_a_little_for_children_still_exiting() {
+        let _serial = SERIAL.lock().await;
+        let mut dead = Kids((0..2).map(|_| sleeper()).collect());
+        for c in &mut dead.0 {
+            c.kill().unwrap();
+        }
+        let (a, b) = (dead.0[0].id(), dead.0[1].id());
+        // Two children signalled together; the first asks, the second is still exiting.
+        let (first_exiting, second_exiting) = (Exiting::new(), Exiting::new());
+        let t = std::time::Instant::now();
+        let first = tokio::spawn(running(a, None, Some(first_exiting)));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let early = first.is_finished();
+        // Before: the first ask's pass ran at once, and the second needed one more.
+        if t.elapsed() < HOLD {
+            assert!(!early, "a pass did not wait for a child still exiting");
+        }
+        assert!(
+            running(b, None, Some(second_exiting))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(first.await.unwrap().unwrap().is_empty());
+        // A child that never asks (it ignores SIGTERM) holds others' passes up only
+        // `HOLD` each.
+        let stubborn = Exiting::new();
+        let t = std::time::Instant::now();
+        assert!(running(a, None, None).await.unwrap().is_empty());
+        assert!(t.elapsed() >= HOLD, "{:?}", t.elapsed());
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        drop(stubborn);
+    }
+
     /// An ask for this group makes its pass panic.
     pub(super) const PANIC_PGID: u32 = u32::MAX;
 
@@ -312,8 +412,12 @@ mod tests {
         let _serial = SERIAL.lock().await;
         // Before: `scanning` stayed set after the panic, and every ask (this one's
         // second try included) waited forever.
-        let bounded =
-            |pgid| tokio::time::timeout(std::time::Duration::from_secs(10), running(pgid, None));
+        let bounded = |pgid| {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                running(pgid, None, None),
+            )
+        };
         let asked = bounded(PANIC_PGID)
             .await
             .expect("no pass runs after a panic");
@@ -336,9 +440,9 @@ mod tests {
         let before = lock().started;
         let asks = dead
             .iter()
-            .map(|c| tokio::spawn(running(c.id(), None)))
+            .map(|c| tokio::spawn(running(c.id(), None, None)))
             .collect::<Vec<_>>();
-        let alive = running(live.id(), None).await.unwrap();
+        let alive = running(live.id(), None, None).await.unwrap();
         for a in asks {
             assert!(
                 a.await.unwrap().unwrap().is_empty(),
@@ -352,7 +456,7 @@ mod tests {
         live.kill().unwrap();
         live.wait().unwrap();
         assert!(
-            running(live.id(), None).await.unwrap().is_empty(),
+            running(live.id(), None, None).await.unwrap().is_empty(),
             "fresh after the kill"
         );
     }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
 
+use super::census::Exiting;
 use crate::sys::escalate::{Left, name_running};
 use crate::sys::process::{GroupScan, Sig, has_exited, signal_group, signal_process};
 
@@ -59,8 +60,9 @@ pub(crate) trait ProcessOs: Send + Sync + 'static {
         exited: impl FnOnce() -> io::Result<bool> + Send,
     ) -> impl Future<Output = io::Result<bool>> + Send;
 
-    /// A new scan of the group `pid`, led by `child` (unreaped).
-    fn group_scan(&self, child: &Self::Child, pid: u32) -> Self::Scan;
+    /// A new scan of the group `pid`, led by `child` (unreaped); its first pass counts
+    /// `exiting` out (see `census.rs`).
+    fn group_scan(&self, child: &Self::Child, pid: u32, exiting: Option<Exiting>) -> Self::Scan;
 
     /// Whether any process of the scanned group still runs (a zombie does not count).
     /// The outer error is the scan's task failing, the inner one the scan itself.
@@ -91,6 +93,8 @@ const _: () = assert!(size_of::<RealOs>() == 0);
 pub(crate) struct Scan {
     group: GroupScan,
     leader: Option<super::census::Pidfd>,
+    /// Counted out by the first pass asked for.
+    exiting: Option<Exiting>,
 }
 
 /// A spawned, unreaped tokio child and its pidfd (registered with the reactor).
@@ -159,10 +163,11 @@ impl ProcessOs for RealOs {
         Ok(false)
     }
 
-    fn group_scan(&self, child: &LiveChild, pid: u32) -> Scan {
+    fn group_scan(&self, child: &LiveChild, pid: u32, exiting: Option<Exiting>) -> Scan {
         Scan {
             group: GroupScan::new(pid),
             leader: child.pidfd.clone(),
+            exiting,
         }
     }
 
@@ -183,7 +188,8 @@ impl ProcessOs for RealOs {
                 return Ok((scan, known));
             }
         }
-        let found = super::census::running(scan.group.pgid(), scan.leader.as_ref())
+        let exiting = scan.exiting.take();
+        let found = super::census::running(scan.group.pgid(), scan.leader.as_ref(), exiting)
             .await
             .map(|members| {
                 let any = !members.is_empty();
@@ -194,7 +200,7 @@ impl ProcessOs for RealOs {
     }
 
     async fn survivors(&self, pid: u32) -> io::Result<Vec<Left>> {
-        let members = super::census::running(pid, None).await?;
+        let members = super::census::running(pid, None, None).await?;
         // Reading `/proc` blocks: on the blocking pool.
         tokio::task::spawn_blocking(move || name_running(&members, 0))
             .await
