@@ -17,15 +17,13 @@
 //! - a run dropped unfinished (its runtime shut down before it ran, or a pass panicked)
 //!   drops its asks' channels and clears `scanning`, so no later ask waits for a pass
 //!   that never comes; the askers ask again (another runtime's shutdown must not fail
-//!   this runtime's stops: a failed scan ends a stop's grace).
-//!
+//!   this runtime's stops: a failed scan ends a stop's grace);
 //! - a pass does not read the `stat` of an asked group's leader that its pidfd proves a
 //!   zombie of ours (exited, unreaped: `waitid(P_PIDFD, WNOWAIT)`) both before and after
 //!   the pass: a zombie never counts as running, and a pid unreaped throughout the pass
 //!   names that zombie throughout. A scope's end asks about every child at once, with
 //!   every leader a zombie: most of a pass's reads were theirs. A leader reaped meanwhile
-//!   (its pid may name another process by now) is read after the pass.
-//!
+//!   (its pid may name another process by now) is read after the pass;
 //! - a pass waits, up to [`HOLD`], while children signalled together are still on their
 //!   way out ([`Exiting`]: from the release's SIGTERM to the stop's first ask): a scope's
 //!   end then makes one pass for its children rather than one for the first few to exit
