@@ -203,7 +203,7 @@ impl GroupScan {
         if self.known_member_running()? {
             return Ok(true);
         }
-        self.members = running_members(&[self.pgid])?
+        self.members = running_members(&[self.pgid], |_| false)?
             .remove(&self.pgid)
             .unwrap_or_default();
         Ok(!self.members.is_empty())
@@ -213,19 +213,24 @@ impl GroupScan {
 /// One pass over `/proc` for several groups at once: the running (not zombie) members
 /// of each of `pgids` that has any. Many children released together (a scope's end, a
 /// shutdown) share one pass instead of one each: a pass reads every process's `stat`,
-/// which is what costs, whatever the number of groups asked for.
+/// which is what costs, whatever the number of groups asked for. The pids `skip` says
+/// are not read: the caller has proved them zombies (see `resource::process`'s census).
 ///
 /// # Errors
 ///
 /// `/proc` cannot be opened or listed.
 pub(crate) fn running_members(
     pgids: &[u32],
+    skip: impl Fn(u32) -> bool,
 ) -> io::Result<std::collections::HashMap<u32, Vec<u32>>> {
     let proc = open_proc()?;
     let mut found = std::collections::HashMap::<u32, Vec<u32>>::new();
     for name in pids_in(proc.as_fd())? {
-        if let Some(pgrp) = running_group(proc.as_fd(), &name).filter(|g| pgids.contains(g))
-            && let Some(p) = std::str::from_utf8(&name).ok().and_then(|n| n.parse().ok())
+        let Some(p) = std::str::from_utf8(&name).ok().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if !skip(p)
+            && let Some(pgrp) = running_group(proc.as_fd(), &name).filter(|g| pgids.contains(g))
         {
             found.entry(pgrp).or_default().push(p);
         }

@@ -41,6 +41,7 @@ mod os;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use census::Exiting;
 pub(crate) use os::{LiveChild, ProcessOs, RealOs};
 
 /// How often an exit is polled for where the kernel has no pidfd (before Linux 5.3).
@@ -213,9 +214,12 @@ impl<O: ProcessOs> ChildCore<O> {
     /// be scanned (no `/proc`) counts as empty once the leader has exited.
     ///
     /// Cancel safe: it only observes.
-    async fn group_gone(&self) -> io::Result<()> {
+    async fn group_gone(&self, exiting: Option<Exiting>) -> io::Result<()> {
         self.exited().await?;
-        let mut scan = self.os.group_scan(self.pid);
+        let mut scan = match &*self.lock() {
+            State::Live(child) => self.os.group_scan(child, self.pid, exiting),
+            State::Reaped(_) => return Ok(()),
+        };
         let mut pause = GROUP_POLL_FIRST;
         loop {
             // After the reap the id may name another group: nothing left to wait for.
@@ -277,6 +281,17 @@ impl<O: ProcessOs> ChildCore<O> {
     /// Cancel safe in the sense that a later call resumes it; the child stays
     /// registered with its owner until one call completes.
     pub(crate) async fn stop(&self, grace: Duration, term_sent: bool) -> io::Result<ExitStatus> {
+        self.stop_exiting(grace, term_sent, None).await
+    }
+
+    /// [`stop`](Self::stop), for a child counted [`Exiting`] since its SIGTERM (a
+    /// release's): the first group scan counts it out.
+    pub(crate) async fn stop_exiting(
+        &self,
+        grace: Duration,
+        term_sent: bool,
+        exiting: Option<Exiting>,
+    ) -> io::Result<ExitStatus> {
         if let Some(s) = self.status() {
             return Ok(s);
         }
@@ -292,7 +307,7 @@ impl<O: ProcessOs> ChildCore<O> {
         let policy = Policy::new(grace, 1, KILL_WAIT);
         // `timeout` adds with `checked_add` and waits forever on overflow.
         let gone = async {
-            self.group_gone().await?;
+            self.group_gone(exiting).await?;
             self.cgroup_gone().await
         };
         let graceful = tokio::select! {
@@ -324,7 +339,7 @@ impl<O: ProcessOs> ChildCore<O> {
     /// nothing is left (or nothing can be looked at: no `/proc`).
     async fn left_after_kill(&self, policy: &Policy) -> Option<io::Error> {
         let gone = async {
-            self.group_gone().await?;
+            self.group_gone(None).await?;
             self.cgroup_gone().await
         };
         match tokio::time::timeout(policy.kill_wait, gone).await {

@@ -9,8 +9,9 @@
 //! 2. up to the grace period for the child to exit, observed without reaping it (the
 //!    pidfd turns readable; `waitid(WEXITED | WNOWAIT)` confirms), and for its group to
 //!    empty (scanned in `/proc`: no event tells it, and `kill(-pgid, 0)` counts the
-//!    zombie leader); the grace ends at once when shutdown stops waiting (`Inner::cut`:
-//!    forced, or the builder's grace deadline);
+//!    zombie leader; children released together share one pass, `core/census.rs`);
+//!    the grace ends at once when shutdown stops waiting (`Inner::cut`: forced, or the
+//!    builder's grace deadline);
 //! 3. SIGKILL to the group and the child, and a wait for the child's exit;
 //! 4. with the child a zombie, SIGKILL to the group once more, which catches processes
 //!    forked while the earlier signals were in flight;

@@ -4,7 +4,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::core::ChildCore;
+use super::core::{ChildCore, Exiting};
 use super::escapees::Escapees;
 use crate::registry::{Cleanup, ProcessIds, Reclaim};
 use crate::sys::process::Sig;
@@ -46,18 +46,26 @@ impl Reclaim for ChildReclaim {
         }
         // On failure the task sends it again and reports the error.
         let sent = self.core.signal(Sig::TERM).is_ok();
+        // Children released together (a scope's end) share one group scan: counted from
+        // their SIGTERM to their stop's first ask (see `core/census.rs`).
+        let exiting = sent.then(Exiting::new);
         // Captured before the first poll: if the runtime is gone and drops the task
         // unrun (or mid-way), the child is still killed and reaped, and its escapees.
         let mut backstop = KillOnDrop(Some(self.core.clone()), self.escapees.clone());
         Cleanup::Async(Box::pin(async move {
             let Some(e) = &self.escapees else {
-                let stopped = self.core.stop(self.grace, sent).await.map(drop);
+                let stopped = self
+                    .core
+                    .stop_exiting(self.grace, sent, exiting)
+                    .await
+                    .map(drop);
                 // The cgroup tier: `populated 0`, then the cgroup removed.
                 let emptied = self.core.cgroup_emptied(self.grace).await;
                 backstop.disarm();
                 return stopped.and(emptied);
             };
-            let (stopped, escaped) = tokio::join!(self.core.stop(self.grace, sent), e.stop(false));
+            let stop = self.core.stop_exiting(self.grace, sent, exiting);
+            let (stopped, escaped) = tokio::join!(stop, e.stop(false));
             // What escaped while the group had its grace.
             let late = e.stop(true).await;
             let emptied = self.core.cgroup_emptied(self.grace).await;

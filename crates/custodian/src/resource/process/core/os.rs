@@ -19,6 +19,7 @@ use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
 
+use super::census::Exiting;
 use crate::sys::escalate::{Left, name_running};
 use crate::sys::process::{GroupScan, Sig, has_exited, signal_group, signal_process};
 
@@ -59,8 +60,9 @@ pub(crate) trait ProcessOs: Send + Sync + 'static {
         exited: impl FnOnce() -> io::Result<bool> + Send,
     ) -> impl Future<Output = io::Result<bool>> + Send;
 
-    /// A new scan of the group `pid`.
-    fn group_scan(&self, pid: u32) -> Self::Scan;
+    /// A new scan of the group `pid`, led by `child` (unreaped); its first pass counts
+    /// `exiting` out (see `census.rs`).
+    fn group_scan(&self, child: &Self::Child, pid: u32, exiting: Option<Exiting>) -> Self::Scan;
 
     /// Whether any process of the scanned group still runs (a zombie does not count).
     /// The outer error is the scan's task failing, the inner one the scan itself.
@@ -84,6 +86,16 @@ pub(crate) struct RealOs;
 
 // Held in every `ChildCore`: it must cost nothing.
 const _: () = assert!(size_of::<RealOs>() == 0);
+
+/// A scan of a group: its members found last time, and its leader's pidfd (a pass
+/// need not read a leader it proves a zombie: see `census.rs`).
+#[derive(Debug)]
+pub(crate) struct Scan {
+    group: GroupScan,
+    leader: Option<super::census::Pidfd>,
+    /// Counted out by the first pass asked for.
+    exiting: Option<Exiting>,
+}
 
 /// A spawned, unreaped tokio child and its pidfd (registered with the reactor).
 #[derive(Debug)]
@@ -114,7 +126,7 @@ impl LiveChild {
 impl ProcessOs for RealOs {
     type Child = LiveChild;
     type ExitEvent = AsyncFd<OwnedFd>;
-    type Scan = GroupScan;
+    type Scan = Scan;
 
     fn has_exited(&self, child: &LiveChild, pid: u32) -> io::Result<bool> {
         has_exited(child.pidfd(), pid)
@@ -151,22 +163,24 @@ impl ProcessOs for RealOs {
         Ok(false)
     }
 
-    fn group_scan(&self, pid: u32) -> GroupScan {
-        GroupScan::new(pid)
+    fn group_scan(&self, child: &LiveChild, pid: u32, exiting: Option<Exiting>) -> Scan {
+        Scan {
+            group: GroupScan::new(pid),
+            leader: child.pidfd.clone(),
+            exiting,
+        }
     }
 
-    async fn group_running(
-        &self,
-        mut scan: GroupScan,
-    ) -> io::Result<(GroupScan, io::Result<bool>)> {
+    async fn group_running(&self, mut scan: Scan) -> io::Result<(Scan, io::Result<bool>)> {
         // Reading `/proc` blocks: on the blocking pool. The members found last time
         // first (a few `stat`s), then a full pass shared with every group asked about
         // meanwhile (a scope's end releases its children together).
-        if scan.knows_members() {
+        if scan.group.knows_members() {
+            let mut group = scan.group;
             let known;
-            (scan, known) = tokio::task::spawn_blocking(move || {
-                let running = scan.known_member_running();
-                (scan, running)
+            (scan.group, known) = tokio::task::spawn_blocking(move || {
+                let running = group.known_member_running();
+                (group, running)
             })
             .await
             .map_err(io::Error::other)?;
@@ -174,16 +188,19 @@ impl ProcessOs for RealOs {
                 return Ok((scan, known));
             }
         }
-        let found = super::census::running(scan.pgid()).await.map(|members| {
-            let any = !members.is_empty();
-            scan.set_members(members);
-            any
-        });
+        let exiting = scan.exiting.take();
+        let found = super::census::running(scan.group.pgid(), scan.leader.as_ref(), exiting)
+            .await
+            .map(|members| {
+                let any = !members.is_empty();
+                scan.group.set_members(members);
+                any
+            });
         Ok((scan, found))
     }
 
     async fn survivors(&self, pid: u32) -> io::Result<Vec<Left>> {
-        let members = super::census::running(pid).await?;
+        let members = super::census::running(pid, None, None).await?;
         // Reading `/proc` blocks: on the blocking pool.
         tokio::task::spawn_blocking(move || name_running(&members, 0))
             .await

@@ -185,7 +185,7 @@ impl ProcessOs for Mock {
         exited()
     }
 
-    fn group_scan(&self, _pid: u32) {}
+    fn group_scan(&self, (): &(), _pid: u32, _exiting: Option<super::super::Exiting>) {}
 
     async fn group_running(&self, (): ()) -> io::Result<((), io::Result<bool>)> {
         Ok(((), Ok(self.world().members > 0)))
