@@ -90,12 +90,11 @@ pub(crate) struct Inner {
     pub(crate) handle: Handle,
     /// Every background clean-up, so that shutdown can wait for them.
     pub(crate) cleanups: TaskTracker,
-    /// Every running scope, so that shutdown can wait for them.
+    /// Every scope that is running or has not swept its resources yet (and every
+    /// scoped task and acquisition unit), so that shutdown can wait for them: after
+    /// cutting scopes off, it lets them sweep before it reclaims what is left (see
+    /// `ScopeShared::shutdown_path`). A scope's clean-ups are `cleanups`' to wait for.
     pub(crate) scopes: TaskTracker,
-    /// Every scope that has not swept its resources yet: after cutting scopes off,
-    /// shutdown lets them sweep before it reclaims what is left (see
-    /// `ScopeShared::shutdown_path`).
-    pub(crate) unswept: TaskTracker,
     pub(crate) report: tokio::sync::OnceCell<ShutdownReport>,
     /// Temp roots of dead supervisors removed by `start`'s background reap, once done.
     pub(crate) reaped_at_start: tokio::sync::watch::Receiver<Option<Vec<PathBuf>>>,
@@ -167,7 +166,6 @@ impl Inner {
             handle,
             cleanups: TaskTracker::new(),
             scopes: TaskTracker::new(),
-            unswept: TaskTracker::new(),
             report: tokio::sync::OnceCell::new(),
             reaped_at_start: tokio::sync::watch::channel(Some(Vec::new())).1,
             journal: None,

@@ -112,16 +112,15 @@ impl ScopeShared {
         self.tracker.get_or_init(TaskTracker::new).token()
     }
 
-    /// Waits for the background clean-ups of this scope's resources, closing the
-    /// tracker first; at once if none was ever tracked. A clean-up that takes the first
+    /// The wait for the background clean-ups of this scope's resources, closing the
+    /// tracker first; `None` if none was ever tracked. A clean-up that takes the first
     /// token after this has looked is one that would have taken its token after the
     /// wait ended with an eager tracker too: released after the scope's sweep, by a
     /// guard on another thread, it is the supervisor's `cleanups` that wait for it.
-    pub(crate) async fn cleanups_done(&self) {
-        if let Some(t) = self.tracker.get() {
-            t.close();
-            t.wait().await;
-        }
+    pub(crate) fn cleanups_done(&self) -> Option<impl Future<Output = ()> + Send + '_> {
+        let t = self.tracker.get()?;
+        t.close();
+        Some(t.wait())
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {

@@ -327,9 +327,8 @@ impl Scope {
                 sup,
             };
             let span = tracing::info_span!("scope", name = &*scope.shared.name, id, site = %site);
-            let token = inner.scopes.token();
-            let result = run(scope, body).instrument(span).await;
-            drop(token);
+            let tracked = inner.scopes.token();
+            let result = run(scope, body, tracked).instrument(span).await;
             drop(top);
             result
         }
