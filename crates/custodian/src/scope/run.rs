@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
@@ -36,14 +36,16 @@ where
         tracked: Some(tracked),
     };
     let outcome = {
-        let mut cancel = CancelOnDrop(Some(&shared));
-        let out = BodyOrGrace {
+        // Declared before `cancel`, so dropped after it: a body dropped mid-await
+        // releases its guards as `Cancelled`.
+        let mut body = pin!(BodyOrGrace {
             body: CatchUnwind(body(scope)),
             grace: None,
             shared: &shared,
             cut: &inner.cut,
-        }
-        .await;
+        });
+        let mut cancel = CancelOnDrop(Some(&shared));
+        let out = body.as_mut().await;
         cancel.0 = None;
         if matches!(out, Some(Err(_))) {
             // Guards still held by the body are dropped below, after the unwind: tell
@@ -169,15 +171,14 @@ impl<F: Future> Future for CatchUnwind<F> {
 /// Sweeps `scope`: releases, in reverse acquisition order, everything still registered
 /// to it, and closes it to new registrations.
 pub(super) fn sweep(inner: &Inner, scope: &Arc<ScopeShared>, path: ReleasePath) {
-    let ids = scope.close();
+    let ids = scope.close(&inner.registry);
     if ids.is_empty() {
-        // Most scopes end with every guard already released (and popped, see
-        // `ScopeShared::forget_top`): nothing to release, nothing to clean up.
+        // Most scopes end with every guard already released: nothing to release,
+        // nothing to clean up.
         return;
     }
     let released: Vec<_> = ids
         .into_iter()
-        .rev()
         .filter_map(|id| inner.release_in(id, scope, path))
         .collect();
     // Children stopped before dirs are removed (see `clean_up_sweep`).
