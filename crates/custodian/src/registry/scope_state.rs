@@ -33,7 +33,15 @@ use crate::registry::scope_name::ScopeName;
 pub(crate) struct ScopeShared {
     pub(crate) id: u64,
     pub(crate) name: ScopeName,
+    /// Watched by many; cancelled only through [`cancel_token`](Self::cancel_token)
+    /// (which keeps `cancelled` true to it).
     pub(crate) token: CancellationToken,
+    /// Set (before the token is cancelled) by every cancel of this scope's token, all
+    /// of which go through this state (`cancel`, `raise`, `cancel_token`; the root's
+    /// token is the supervisor's own and is cancelled through the root scope): with
+    /// the ancestors' flags it says whether the token is cancelled without locking the
+    /// token's node (a guard's drop asks it, see `drop_path`).
+    cancelled: AtomicBool,
     /// Set when the token is handed out (a child token, a clone for a scoped task):
     /// then the scope's end must cancel it, since someone may watch it.
     token_lent: AtomicBool,
@@ -87,6 +95,7 @@ impl ScopeShared {
             id,
             name,
             token,
+            cancelled: AtomicBool::new(false),
             token_lent: AtomicBool::new(false),
             parent,
             reason: Mutex::new(None),
@@ -221,8 +230,30 @@ impl ScopeShared {
     /// is skipped.
     pub(crate) fn cancel_at_end(self: &Arc<Self>, holders: usize) {
         if Arc::strong_count(self) > holders || self.token_lent.load(Ordering::Acquire) {
-            self.token.cancel();
+            self.cancel_token();
         }
+    }
+
+    /// Cancels the scope's token (without a reason): the one way it is cancelled.
+    pub(crate) fn cancel_token(&self) {
+        // Release: pairs with the Acquire in `is_cancelled_fast`.
+        self.cancelled.store(true, Ordering::Release);
+        self.token.cancel();
+    }
+
+    /// Whether this scope's token is cancelled, from the flags of this scope and its
+    /// ancestors (a token is cancelled with its parent): a few loads, where the
+    /// token's own `is_cancelled` locks its node's mutex.
+    fn is_cancelled_fast(&self) -> bool {
+        let mut s = Some(self);
+        while let Some(scope) = s {
+            // Acquire: pairs with the Release in `cancel_token`.
+            if scope.cancelled.load(Ordering::Acquire) {
+                return true;
+            }
+            s = scope.parent.as_deref();
+        }
+        false
     }
 
     pub(crate) fn cancel(&self, reason: CancelReason) {
@@ -230,14 +261,14 @@ impl ScopeShared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get_or_insert(reason);
-        self.token.cancel();
+        self.cancel_token();
     }
 
     /// Sets the reason even if one is set (shutdown raising `Shutdown` to
     /// `ForcedShutdown` or `Deadline`), and cancels.
     pub(crate) fn raise(&self, reason: CancelReason) {
         *self.reason.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
-        self.token.cancel();
+        self.cancel_token();
     }
 
     /// The names from the root scope down to this one, joined by `/` (`root/job/step`).
@@ -288,10 +319,49 @@ impl ScopeShared {
         // Relaxed: set by the scope runner on the same task before it drops the body.
         if std::thread::panicking() || self.panicked.load(Ordering::Relaxed) {
             ReleasePath::Panic
-        } else if self.token.is_cancelled() {
+        } else if self.is_cancelled_fast() {
             ReleasePath::Cancelled
         } else {
             ReleasePath::Drop
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flags_say_what_the_tokens_say() {
+        let scopes = |cancel: usize| {
+            let root = ScopeShared::root(CancellationToken::new(), Duration::ZERO);
+            let a = ScopeShared::child(root.clone(), 1, ScopeName::new("a"), Duration::ZERO);
+            let b = ScopeShared::child(a.clone(), 2, ScopeName::new("b"), Duration::ZERO);
+            let all = [root, a, b];
+            if let Some(s) = all.get(cancel) {
+                s.cancel(CancelReason::Requested);
+            }
+            all
+        };
+        for cancel in 0..4 {
+            let all = scopes(cancel);
+            for (depth, s) in all.iter().enumerate() {
+                assert_eq!(
+                    s.is_cancelled_fast(),
+                    s.token.is_cancelled(),
+                    "{cancel} {depth}"
+                );
+                assert_eq!(s.is_cancelled_fast(), cancel <= depth, "{cancel} {depth}");
+            }
+        }
+        // A scope nested in one already cancelled is born cancelled, both ways.
+        let all = scopes(0);
+        let late = ScopeShared::child(all[2].clone(), 3, ScopeName::new("late"), Duration::ZERO);
+        assert!(late.token.is_cancelled() && late.is_cancelled_fast());
+        // The end's cancel, when someone may watch, sets the flag too.
+        let all = scopes(9);
+        let watcher = all[2].clone();
+        all[2].cancel_at_end(1);
+        assert!(watcher.token.is_cancelled() && watcher.is_cancelled_fast());
     }
 }

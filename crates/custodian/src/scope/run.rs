@@ -135,7 +135,7 @@ impl Drop for EndOnDrop<'_> {
         if let Some(token) = self.tracked.take() {
             sweep(self.inner, self.shared, ReleasePath::ScopeEnd);
             // Dropped mid-body: `CancelOnDrop` has cancelled the token already.
-            self.shared.token.cancel();
+            self.shared.cancel_token();
             drop(token);
         }
     }
