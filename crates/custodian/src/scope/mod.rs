@@ -344,7 +344,7 @@ impl Scope {
             };
             let span = tracing::info_span!("scope", name = &*scope.shared.name, id, site = %site);
             let tracked = inner.scopes.token();
-            let result = run(scope, body, tracked).instrument(span).await;
+            let result = run(scope, body, tracked, &inner).instrument(span).await;
             drop(top);
             result
         }

@@ -19,19 +19,24 @@ use crate::registry::ScopeShared;
 
 /// Runs a scope body to its end, whatever that end is. `tracked` is the scope's token
 /// of the supervisor's `scopes` tracker: it counts the scope as running until its sweep
-/// is done (shutdown waits on it, then lets cut-off scopes sweep).
-pub(super) async fn run<F, T>(scope: Scope, body: F, tracked: TaskTrackerToken) -> Result<T>
+/// is done (shutdown waits on it, then lets cut-off scopes sweep). `inner` is the
+/// caller's reference, borrowed.
+pub(super) async fn run<F, T>(
+    scope: Scope,
+    body: F,
+    tracked: TaskTrackerToken,
+    inner: &Inner,
+) -> Result<T>
 where
     F: AsyncFnOnce(Scope) -> T,
 {
-    // The runner's own references (the body gets `scope`); everything below borrows
-    // them: each clone and drop of an `Arc` is an atomic operation on a shared line.
+    // The runner's own reference to the state (the body gets `scope`); everything below
+    // borrows it: each clone and drop of an `Arc` is an atomic operation on a shared line.
     let shared = scope.shared.clone();
-    let inner = scope.sup.inner.clone();
     // Declared before the body, dropped after it: if this future is dropped mid-body,
     // the body is dropped (its guards release as `Cancelled`) before the sweep runs.
     let mut end = EndOnDrop {
-        inner: &inner,
+        inner,
         shared: &shared,
         tracked: Some(tracked),
     };
@@ -55,7 +60,7 @@ where
         out
     };
     let tracked = end.tracked.take();
-    sweep(&inner, &shared, ReleasePath::ScopeEnd);
+    sweep(inner, &shared, ReleasePath::ScopeEnd);
     drop(tracked);
     // Escaped handles and nested scopes must not outlive the scope. The body (and its
     // handle) is gone: `shared` is the runner's own reference.
