@@ -27,6 +27,9 @@ pub struct Label(Repr);
 #[derive(Clone)]
 enum Repr {
     Inline { len: u8, bytes: [u8; Label::INLINE] },
+    // Boxed on purpose: a bare `String` (24 bytes) would make the label 32 and the
+    // entry too large; a `Box<str>` would copy or shrink the caller's `String`.
+    #[allow(clippy::box_collection)]
     Heap(Box<String>),
 }
 
