@@ -2,6 +2,7 @@
 //! allocator (`stats_alloc`, requested bytes and calls, not RSS):
 //! - a scope's enter + exit makes few allocations (no clean-up tracker unless a clean-up
 //!   outlives its release);
+//! - a registration with a short label allocates nothing (no label box, no scope id list);
 //! - the registry gives its capacity back after a burst (the table and the scope's id
 //!   list), to within 2× of what the live entries need;
 //! - the per-entry cost stays within 256 B at every size, just after a table's resize
@@ -72,6 +73,60 @@ fn scope_enter_and_exit_allocates_little() {
             .await
             .unwrap();
         assert!(!dir.exists(), "{} outlived its scope", dir.display());
+        assert!(sup.shutdown().await.is_clean());
+    });
+}
+
+/// A registration and its guard's drop allocate nothing of their own for a short label
+/// (before: the label's `Box<str>`, and the scope's id list growing in steps), and a
+/// label over 14 bytes given as a `String` keeps that `String` (one box for it).
+#[test]
+fn registration_allocates_nothing_for_a_short_label() {
+    let _serial = custodian_suite::serial();
+    runtime().block_on(async {
+        let sup = Supervisor::builder().start().unwrap();
+        sup.reaped_at_start().await;
+        let root = sup.root();
+        for _ in 0..100 {
+            drop(root.register(ResourceKind::Lock, "warm", None, Nothing));
+        }
+        const N: usize = 1_000;
+        let region = Region::new(GLOBAL);
+        for _ in 0..N {
+            drop(
+                root.register(ResourceKind::Lock, "lock", None, Nothing)
+                    .unwrap(),
+            );
+        }
+        let per_op = region.change().allocations as f64 / N as f64;
+        println!("allocations per registration + drop, label of 4 bytes: {per_op:.3}");
+        assert!(per_op < 0.01, "{per_op:.3} allocations per registration");
+        // Held at once: no per-scope list grows beside the registry's table.
+        let mut held = Vec::with_capacity(N);
+        let table = Region::new(GLOBAL);
+        for _ in 0..N {
+            held.push(
+                root.register(ResourceKind::Lock, "lock", None, Nothing)
+                    .unwrap(),
+            );
+        }
+        let held_allocs = table.change().allocations;
+        println!("allocations for {N} held registrations: {held_allocs}");
+        // The table's growth only (about 8 doublings over its shards).
+        assert!(held_allocs <= 100, "{held_allocs} allocations for {N} held");
+        drop(held);
+        let long = "a label of more than fourteen bytes".to_owned();
+        let region = Region::new(GLOBAL);
+        drop(
+            root.register(ResourceKind::Lock, long, None, Nothing)
+                .unwrap(),
+        );
+        let c = region.change();
+        println!(
+            "a long label given as a String: {} allocations",
+            c.allocations
+        );
+        assert_eq!(c.allocations, 1, "the String is kept, boxed once");
         assert!(sup.shutdown().await.is_clean());
     });
 }

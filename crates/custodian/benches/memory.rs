@@ -3,7 +3,7 @@
 //! held, divided by their number, read at every size on the way (the worst is just
 //! after a table's resize); then what the registry keeps once the burst is released. The guards' own `Vec` is allocated before counting starts,
 //! so what is counted is what the registry keeps per entry (its `DashMap` slot with the
-//! growth of the table amortised, the label, the boxed reclaim, the scope's LIFO slot).
+//! growth of the table amortised, the label, the boxed reclaim).
 //!
 //! Run: `cargo bench -p tokio-custodian --bench memory`.
 

@@ -112,7 +112,7 @@ pub use recovery::{AgeKept, AgeKeptReason, AgeReport, AgeSweep, BaseRefusal};
 pub use recovery::{Recovery, RecoveryReport, recover};
 #[allow(deprecated)]
 pub use recovery::{sweep, sweep_with_grace};
-pub use registry::{Cleanup, ProcessIds, Reclaim};
+pub use registry::{Cleanup, Label, ProcessIds, Reclaim};
 pub use report::{DrainReport, HookOutcome, HookReport, Phase, ShutdownCause, ShutdownReport};
 pub use resource::{ATOMIC_TEMP_PREFIX, AtomicFile, AtomicWrite, CreateAtomicFile, Durability};
 pub use resource::{AcquireLock, FileLock, GaveUp, LockMode, LockOptions, Retry, RetryError};

@@ -146,9 +146,9 @@ pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownR
     // Scopes cut off drop their bodies and sweep as soon as they are polled. Let them:
     // what a scope releases itself gets the scope's own path, and what shutdown reclaims
     // below gets the path the scope would have given it (`ScopeShared::shutdown_path`).
-    inner.unswept.close();
+    // A scope's token of `scopes` goes once it has swept (see `scope::run`).
     if !scopes_finished {
-        let _ = tokio::time::timeout(SWEEP_WAIT, inner.unswept.wait()).await;
+        let _ = tokio::time::timeout(SWEEP_WAIT, inner.scopes.wait()).await;
     }
     let t = phase("wait for scopes", t);
 

@@ -63,7 +63,11 @@ impl Stats {
         let c = &self.kinds[kind.index()];
         c.created.fetch_add(1, Ordering::Relaxed);
         let live = c.live.fetch_add(1, Ordering::Relaxed) + 1;
-        c.peak.fetch_max(live, Ordering::Relaxed);
+        // A plain load first: the peak is rarely raised, and a read-modify-write on a
+        // line every thread shares costs its ownership even when it changes nothing.
+        if live > c.peak.load(Ordering::Relaxed) {
+            c.peak.fetch_max(live, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn released(&self, kind: ResourceKind, path: ReleasePath) {

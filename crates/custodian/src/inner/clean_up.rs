@@ -4,7 +4,7 @@
 use crate::error::{Error, Operation};
 use crate::id::ResourceId;
 use crate::kind::ResourceKind;
-use crate::registry::{Cleanup, ScopeShared};
+use crate::registry::{Cleanup, Label, ScopeShared};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -20,7 +20,7 @@ use super::{Inner, Records};
 pub(crate) struct Released {
     pub(super) id: ResourceId,
     pub(super) kind: ResourceKind,
-    pub(super) label: Box<str>,
+    pub(super) label: Label,
     pub(super) path: Option<PathBuf>,
     pub(super) scope: Arc<ScopeShared>,
     pub(super) cleanup: Option<Cleanup>,
@@ -30,7 +30,7 @@ pub(crate) struct Released {
 pub(crate) struct ReleasedInfo {
     pub(super) id: ResourceId,
     pub(super) kind: ResourceKind,
-    pub(super) label: Box<str>,
+    pub(super) label: Label,
     pub(super) path: Option<PathBuf>,
 }
 

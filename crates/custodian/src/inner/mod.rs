@@ -6,7 +6,6 @@
 //!   `remove_if` for a scope sweep) returns the entry to exactly one caller, which alone
 //!   updates the stats, emits the release event and runs the entry's [`Reclaim`];
 //! - no registry or scope lock is held while a reclaim runs or while a task is spawned;
-//! - lock order: scope state, then a registry shard (never the reverse);
 //! - a registration racing with shutdown or with its scope's end is either swept by it or
 //!   refused and reclaimed by the registering call (see [`Inner::register`]).
 //!
@@ -45,7 +44,7 @@ use crate::error::{Error, Operation};
 use crate::id::ResourceId;
 use crate::kind::{CancelReason, ReleasePath, ResourceKind};
 use crate::leak::LiveResource;
-use crate::registry::{Entry, Permits, Reclaim, Registry, ScopeShared, hold_until_done};
+use crate::registry::{Cleanup, Entry, Permits, Reclaim, Registry, ScopeShared, hold_until_done};
 use crate::report::ShutdownReport;
 use crate::sys::root::TempRoot;
 
@@ -58,7 +57,7 @@ mod quota;
 mod records;
 mod retry;
 
-pub(crate) use clean_up::{Deferred, Released, clean_up_sweep};
+pub(crate) use clean_up::{Deferred, Released, ReleasedInfo, clean_up_sweep};
 pub(crate) use drain::DrainState;
 pub use handle::Supervisor;
 pub(crate) use hooks::Hook;
@@ -90,12 +89,11 @@ pub(crate) struct Inner {
     pub(crate) handle: Handle,
     /// Every background clean-up, so that shutdown can wait for them.
     pub(crate) cleanups: TaskTracker,
-    /// Every running scope, so that shutdown can wait for them.
+    /// Every scope that is running or has not swept its resources yet (and every
+    /// scoped task and acquisition unit), so that shutdown can wait for them: after
+    /// cutting scopes off, it lets them sweep before it reclaims what is left (see
+    /// `ScopeShared::shutdown_path`). A scope's clean-ups are `cleanups`' to wait for.
     pub(crate) scopes: TaskTracker,
-    /// Every scope that has not swept its resources yet: after cutting scopes off,
-    /// shutdown lets them sweep before it reclaims what is left (see
-    /// `ScopeShared::shutdown_path`).
-    pub(crate) unswept: TaskTracker,
     pub(crate) report: tokio::sync::OnceCell<ShutdownReport>,
     /// Temp roots of dead supervisors removed by `start`'s background reap, once done.
     pub(crate) reaped_at_start: tokio::sync::watch::Receiver<Option<Vec<PathBuf>>>,
@@ -139,7 +137,7 @@ pub(crate) struct Inner {
 /// What a registration needs.
 pub(crate) struct Spec {
     pub(crate) kind: ResourceKind,
-    pub(crate) label: Box<str>,
+    pub(crate) label: crate::registry::Label,
     pub(crate) path: Option<PathBuf>,
     pub(crate) site: &'static Location<'static>,
     pub(crate) op: Operation,
@@ -167,7 +165,6 @@ impl Inner {
             handle,
             cleanups: TaskTracker::new(),
             scopes: TaskTracker::new(),
-            unswept: TaskTracker::new(),
             report: tokio::sync::OnceCell::new(),
             reaped_at_start: tokio::sync::watch::channel(Some(Vec::new())).1,
             journal: None,
@@ -303,7 +300,7 @@ impl Inner {
         // Counted before the entry is published: a sweep that removes it at once must
         // find the counts it decrements already raised (never `live` below zero).
         self.records.stats.created(kind);
-        scope.live.fetch_add(1, Ordering::Relaxed);
+        scope.count_in();
         self.registry.map.insert(
             id,
             Entry {
@@ -328,7 +325,7 @@ impl Inner {
             && let Err(e) = self.admit_while_draining(scope, op)
         {
             Some(e)
-        } else if !scope.push(id, &self.registry) {
+        } else if !scope.registered() {
             Some(Error::ScopeClosed {
                 op,
                 scope: String::from(&*scope.name),
@@ -353,8 +350,6 @@ impl Inner {
     /// path is derived from the state of the scope and thread.
     pub(crate) fn release(&self, id: ResourceId, path: Option<ReleasePath>) -> Option<Released> {
         let (_, entry) = self.registry.remove(&id)?;
-        // No shard lock is held any more (lock order: scope state, then shard).
-        entry.scope.forget_top(id, &self.registry);
         let path = path.unwrap_or_else(|| entry.scope.drop_path());
         Some(self.retire_and_reclaim(id, entry, path))
     }
@@ -373,18 +368,70 @@ impl Inner {
         Some(self.retire_and_reclaim(id, entry, path))
     }
 
-    fn retire_and_reclaim(&self, id: ResourceId, mut entry: Entry, path: ReleasePath) -> Released {
-        let permits = entry.permits.take();
-        let (mut released, reclaim) = self.records.retire(id, entry, path);
-        released.cleanup = if path == ReleasePath::Detached {
+    /// Releases `id`, if still registered, for its guard's drop: the path follows the
+    /// state of its scope and thread, and the clean-up runs in the background unless
+    /// it is done inline (then nothing is handed on: no `Released` is built).
+    pub(crate) fn release_dropped(&self, id: ResourceId) {
+        let Some((_, entry)) = self.registry.remove(&id) else {
+            return;
+        };
+        let path = entry.scope.drop_path();
+        if entry.permits.is_some() {
+            return self
+                .retire_and_reclaim(id, entry, path)
+                .clean_up_in_background(self);
+        }
+        self.records.retire(id, &entry, path);
+        let Entry {
+            kind,
+            label,
+            scope,
+            path: res_path,
+            reclaim,
+            ..
+        } = entry;
+        match reclaim.reclaim() {
+            Cleanup::Done(Ok(())) => {}
+            cleanup => Released {
+                id,
+                kind,
+                label,
+                path: res_path,
+                scope,
+                cleanup: Some(cleanup),
+            }
+            .clean_up_in_background(self),
+        }
+    }
+
+    fn retire_and_reclaim(&self, id: ResourceId, entry: Entry, path: ReleasePath) -> Released {
+        self.records.retire(id, &entry, path);
+        let Entry {
+            kind,
+            label,
+            scope,
+            path: res_path,
+            reclaim,
+            permits,
+            ..
+        } = entry;
+        let cleanup = if path == ReleasePath::Detached {
             // The guard keeps the resource; dropping the reclaim data only drops shared
             // handles. It is no longer ours: its quota permits return now.
             drop(reclaim);
+            drop(permits);
             None
         } else {
             Some(hold_until_done(reclaim.reclaim(), permits))
         };
-        released
+        Released {
+            id,
+            kind,
+            label,
+            path: res_path,
+            scope,
+            cleanup,
+        }
     }
 
     /// Releases `id` for shutdown, if still registered, with the path its scope would
@@ -448,12 +495,19 @@ fn release_now_then<R>(
     path: Option<ReleasePath>,
     record: impl FnOnce(ResourceId, &Entry) -> R,
 ) -> Option<(bool, ReleasePath, R)> {
-    let (_, mut entry) = registry.remove(&id)?;
+    let (_, entry) = registry.remove(&id)?;
     let made = record(id, &entry);
     let path = path.unwrap_or_else(|| entry.scope.shutdown_path());
-    // Returned once the resource is gone, below.
-    let _permits = entry.permits.take();
-    let (released, reclaim) = records.retire(id, entry, path);
+    records.retire(id, &entry, path);
+    let Entry {
+        kind,
+        label,
+        path: res_path,
+        reclaim,
+        // Returned once the resource is gone, below.
+        permits: _permits,
+        ..
+    } = entry;
     // A panicking `reclaim_now` (the trait is public) must not abandon the releases
     // after it: it is recorded as a failure, and the sweep goes on.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reclaim.reclaim_now()))
@@ -466,7 +520,13 @@ fn release_now_then<R>(
     match outcome {
         Ok(()) => Some((true, path, made)),
         Err(e) => {
-            records.record_failure(&released.split().0, &e);
+            let info = ReleasedInfo {
+                id,
+                kind,
+                label,
+                path: res_path,
+            };
+            records.record_failure(&info, &e);
             Some((false, path, made))
         }
     }

@@ -5,7 +5,7 @@ use crate::id::ResourceId;
 use crate::kind::ReleasePath;
 use crate::leak::{FailureRecord, LeakRecord, PendingCleanup};
 use crate::registry::scope_name::ScopeName;
-use crate::registry::{Entry, Reclaim};
+use crate::registry::{Entry, Label};
 use crate::stats::Stats;
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::Location;
@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::clean_up::{Released, ReleasedInfo};
+use super::clean_up::ReleasedInfo;
 
 /// How many leak and failure records are kept (the oldest are dropped first).
 const RECORDS_KEPT: usize = 1024;
@@ -100,12 +100,7 @@ impl Records {
     }
 
     /// The bookkeeping of a release: stats, scope count, leak record, tracing.
-    pub(super) fn retire(
-        &self,
-        id: ResourceId,
-        entry: Entry,
-        path: ReleasePath,
-    ) -> (Released, Box<dyn Reclaim>) {
+    pub(super) fn retire(&self, id: ResourceId, entry: &Entry, path: ReleasePath) {
         let Entry {
             kind,
             label,
@@ -113,13 +108,13 @@ impl Records {
             site,
             born,
             path: res_path,
-            reclaim,
             ..
         } = entry;
+        let kind = *kind;
         self.stats.released(kind, path);
         scope.live.fetch_sub(1, Ordering::Relaxed);
         if path.is_leak() {
-            tracing::warn!(id = id.get(), kind = kind.as_str(), label = &*label, site = %site, released_by = path.as_str(), "leaked resource reclaimed");
+            tracing::warn!(id = id.get(), kind = kind.as_str(), label = &**label, site = %site, released_by = path.as_str(), "leaked resource reclaimed");
             push_bounded(
                 &self.leaks,
                 LeakNote {
@@ -137,20 +132,11 @@ impl Records {
             tracing::debug!(
                 id = id.get(),
                 kind = kind.as_str(),
-                label = &*label,
+                label = &**label,
                 by = path.as_str(),
                 "released"
             );
         }
-        let released = Released {
-            id,
-            kind,
-            label,
-            path: res_path,
-            scope,
-            cleanup: None,
-        };
-        (released, reclaim)
     }
 
     pub(super) fn retrying(&self) -> Vec<PendingCleanup> {
@@ -172,7 +158,7 @@ impl Records {
 pub(super) struct LeakNote {
     id: ResourceId,
     kind: crate::kind::ResourceKind,
-    label: Box<str>,
+    label: Label,
     scope: ScopeName,
     site: &'static Location<'static>,
     age: Duration,

@@ -26,12 +26,14 @@ use dashmap::DashMap;
 use crate::id::ResourceId;
 use crate::kind::ResourceKind;
 
+pub(crate) mod label;
 pub(crate) mod ledger;
 pub(crate) mod permits;
 pub(crate) mod reclaim;
 pub(crate) mod scope_name;
 pub(crate) mod scope_state;
 
+pub use label::Label;
 pub(crate) use ledger::{Ledger, OwnerKey};
 pub(crate) use permits::{ByteCharge, Permits, Rule, hold_until_done};
 pub use reclaim::{Cleanup, ProcessIds, Reclaim};
@@ -40,7 +42,7 @@ pub(crate) use scope_state::ScopeShared;
 /// One registered resource.
 pub(crate) struct Entry {
     pub(crate) kind: ResourceKind,
-    pub(crate) label: Box<str>,
+    pub(crate) label: Label,
     pub(crate) scope: Arc<ScopeShared>,
     pub(crate) site: &'static Location<'static>,
     pub(crate) born: Born,

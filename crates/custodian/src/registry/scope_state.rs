@@ -1,12 +1,21 @@
 //! The state of one scope that the registry needs: its token and cancel reason, its
-//! LIFO list of resource ids, its closed flag, its live gauge and clean-up tracker.
+//! closed flag, its live count and clean-up tracker.
 //!
 //! It lives with the registry (below the supervisor's state and the `Scope` handle)
 //! because every entry points to its scope, and the release decision reads it (the
 //! release path of a drop or a shutdown, the gauge, the tracker). The scope runner that
 //! sweeps it is in `scope::run`.
 //!
-//! Lock order: the scope's state, then a registry shard (never the reverse).
+//! No list of a scope's resource ids is kept (a push and a pop under a lock on every
+//! registration): the registry's entries point to their scope, and a scope's sweep
+//! filters the registry by scope, only when the scope's live count says something is
+//! left (an escaped or forgotten guard: the leak path).
+//!
+//! A registration (or a transfer) racing with the scope's close: the registering side
+//! raises `live` and publishes the entry under its shard lock, then reads `closed`; the
+//! closing side sets `closed`, then reads `live` and scans the shards under their locks.
+//! Either the registering side sees `closed` (and refuses, releasing what it published)
+//! or the sweep sees the entry (both may: whoever removes the entry releases it).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -21,25 +30,28 @@ use crate::kind::{CancelReason, ReleasePath};
 use crate::registry::Registry;
 use crate::registry::scope_name::ScopeName;
 
-/// Compact a scope's id list when it holds more than this many ids and over half of them
-/// were already released by their guards.
-const COMPACT_AT: usize = 64;
-
 pub(crate) struct ScopeShared {
     pub(crate) id: u64,
     pub(crate) name: ScopeName,
+    /// Watched by many; cancelled only through [`cancel_token`](Self::cancel_token)
+    /// (which keeps `cancelled` true to it).
     pub(crate) token: CancellationToken,
+    /// Set (before the token is cancelled) by every cancel of this scope's token, all
+    /// of which go through this state (`cancel`, `raise`, `cancel_token`; the root's
+    /// token is the supervisor's own and is cancelled through the root scope): with
+    /// the ancestors' flags it says whether the token is cancelled without locking the
+    /// token's node (a guard's drop asks it, see `drop_path`).
+    cancelled: AtomicBool,
     /// Set when the token is handed out (a child token, a clone for a scoped task):
     /// then the scope's end must cancel it, since someone may watch it.
     token_lent: AtomicBool,
     parent: Option<Arc<ScopeShared>>,
     /// Set once by the first cancel; only the root's is raised later (by shutdown).
     reason: Mutex<Option<CancelReason>>,
-    state: Mutex<State>,
-    /// `state.closed`, readable without the state lock (from inside a registry shard lock,
-    /// where taking the state lock would invert the lock order).
+    /// Set once by the scope's sweep: no registration or transfer into it after that.
     closed: AtomicBool,
-    /// Resources registered to this scope now.
+    /// Resources registered to this scope now: raised before an entry is published
+    /// (SeqCst, see the module's header), lowered when it is retired.
     pub(crate) live: AtomicUsize,
     /// Background clean-ups of this scope's resources; the scope's end waits for them.
     /// Made by the first clean-up that outlives its release: most scopes never have one,
@@ -49,28 +61,16 @@ pub(crate) struct ScopeShared {
     pub(crate) grace: Duration,
 }
 
-#[derive(Default)]
-struct State {
-    closed: bool,
-    resources: Vec<ResourceId>,
-}
-
-impl State {
-    /// Keeps the ids still registered, and gives back what the list no longer needs.
-    /// Lock order: the caller holds this scope's state; a shard is taken per lookup.
-    #[cold]
-    fn compact(&mut self, registry: &Registry) {
-        self.resources.retain(|id| registry.map.contains_key(id));
-        self.shrink();
-    }
-
-    #[cold]
-    fn shrink(&mut self) {
-        let len = self.resources.len();
-        if self.resources.capacity() > COMPACT_AT.max(4 * len) {
-            self.resources.shrink_to(2 * len);
-        }
-    }
+/// What [`ScopeShared::adopt`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Adopted {
+    /// The resource is this scope's now.
+    Moved,
+    /// This scope has closed, or the resource is no longer registered: nothing moved.
+    Refused,
+    /// Moved, but this scope closed meanwhile and its sweep may have missed it: the
+    /// caller releases it (by the scope's end), unless the sweep got there first.
+    ClosedMeanwhile,
 }
 
 impl ScopeShared {
@@ -95,10 +95,10 @@ impl ScopeShared {
             id,
             name,
             token,
+            cancelled: AtomicBool::new(false),
             token_lent: AtomicBool::new(false),
             parent,
             reason: Mutex::new(None),
-            state: Mutex::default(),
             closed: AtomicBool::new(false),
             live: AtomicUsize::new(0),
             tracker: OnceLock::new(),
@@ -112,22 +112,15 @@ impl ScopeShared {
         self.tracker.get_or_init(TaskTracker::new).token()
     }
 
-    /// Waits for the background clean-ups of this scope's resources, closing the
-    /// tracker first; at once if none was ever tracked. A clean-up that takes the first
+    /// The wait for the background clean-ups of this scope's resources, closing the
+    /// tracker first; `None` if none was ever tracked. A clean-up that takes the first
     /// token after this has looked is one that would have taken its token after the
     /// wait ended with an eager tracker too: released after the scope's sweep, by a
     /// guard on another thread, it is the supervisor's `cleanups` that wait for it.
-    pub(crate) async fn cleanups_done(&self) {
-        if let Some(t) = self.tracker.get() {
-            t.close();
-            t.wait().await;
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // State is a flag and a list of ids: a panic while it is locked cannot leave it
-        // inconsistent.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(crate) fn cleanups_done(&self) -> Option<impl Future<Output = ()> + Send + '_> {
+        let t = self.tracker.get()?;
+        t.close();
+        Some(t.wait())
     }
 
     /// The id of the top-level scope (the root's child) this one is or is nested in;
@@ -153,86 +146,72 @@ impl ScopeShared {
         self.parent.is_none()
     }
 
-    /// Whether the scope has closed: a snapshot for a fail-fast check (admission), read
-    /// without the state lock; `push` and `adopt` decide under the lock.
+    /// Whether the scope has closed: a snapshot for a fail-fast check (admission);
+    /// [`registered`](Self::registered) and [`adopt`](Self::adopt) decide.
     pub(crate) fn is_closed(&self) -> bool {
-        // Acquire: pairs with the Release in `close`.
+        // Acquire: pairs with the SeqCst store in `close`.
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Adds `id` to the scope's list; `false` if the scope has closed.
-    pub(crate) fn push(&self, id: ResourceId, registry: &Registry) -> bool {
-        let mut st = self.state();
-        if st.closed {
-            return false;
-        }
-        let len = st.resources.len();
-        // Relaxed: a stale count only makes compaction a little early or late.
-        if len >= COMPACT_AT && len > 2 * self.live.load(Ordering::Relaxed) {
-            st.resources.retain(|id| registry.map.contains_key(id));
-        }
-        st.resources.push(id);
-        true
+    /// Counts a resource about to be published in the registry to this scope (before
+    /// its entry is inserted; see the module's header).
+    pub(crate) fn count_in(&self) {
+        // SeqCst: ordered with the read of `closed` in `registered` against `close`'s
+        // store then read of `live`.
+        self.live.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Drops `id` from the top of the list, where a guard released in reverse
-    /// acquisition order (the common case) finds it, so that the list does not grow
-    /// until compaction has to look every id up in the registry. Never waits: if the
-    /// state is busy it does nothing (compaction or the sweep skip released ids).
-    /// When `id` is not on top and the list holds over four times the live ids (a
-    /// burst released in acquisition order), the list is compacted and its capacity
-    /// given back: amortised constant work, as the compaction is paid for by the
-    /// releases since the last one.
-    pub(crate) fn forget_top(&self, id: ResourceId, registry: &Registry) {
-        let mut st = match self.state.try_lock() {
-            Ok(st) => st,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return,
-        };
-        if st.resources.last() == Some(&id) {
-            st.resources.pop();
-            if st.resources.capacity() > COMPACT_AT.max(4 * st.resources.len()) {
-                st.shrink();
+    /// Whether a resource counted in and then published in the registry stays
+    /// registered: `false` if the scope has closed meanwhile (the caller then releases
+    /// it, unless the sweep got there first).
+    pub(crate) fn registered(&self) -> bool {
+        // SeqCst: see `count_in`.
+        !self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Moves the registered resource `id` into this scope. The gauges move while the
+    /// entry's shard is locked, so no release can see the entry under a scope whose
+    /// count does not include it yet.
+    pub(crate) fn adopt(self: &Arc<Self>, id: ResourceId, registry: &Registry) -> Adopted {
+        if self.is_closed() {
+            return Adopted::Refused;
+        }
+        self.count_in();
+        let old = match registry.map.get_mut(&id) {
+            Some(mut e) => std::mem::replace(&mut e.scope, self.clone()),
+            None => {
+                // Relaxed: a gauge; nothing was published under this count.
+                self.live.fetch_sub(1, Ordering::Relaxed);
+                return Adopted::Refused;
             }
-        // Relaxed: a stale count only makes compaction a little early or late.
-        } else if st.resources.len() >= COMPACT_AT.max(4 * self.live.load(Ordering::Relaxed)) {
-            st.compact(registry);
-        }
-    }
-
-    /// Moves the registered resource `id` into this scope, under this scope's lock so
-    /// that a concurrent close either sweeps it or refuses it. Returns its old scope;
-    /// `None` if this scope has closed or the resource is no longer registered.
-    pub(crate) fn adopt(
-        self: &Arc<Self>,
-        id: ResourceId,
-        registry: &Registry,
-    ) -> Option<Arc<Self>> {
-        let mut st = self.state();
-        if st.closed {
-            return None;
-        }
-        // Lock order: this scope's state, then the registry shard. The gauges move while
-        // the shard is locked, so no release can see the entry under a scope whose
-        // count does not include it yet. Relaxed: gauges only.
-        let old = {
-            let mut e = registry.map.get_mut(&id)?;
-            self.live.fetch_add(1, Ordering::Relaxed);
-            let old = std::mem::replace(&mut e.scope, self.clone());
-            old.live.fetch_sub(1, Ordering::Relaxed);
-            old
         };
-        st.resources.push(id);
-        Some(old)
+        // Relaxed: the old scope's gauge (its sweep looks for entries by scope).
+        old.live.fetch_sub(1, Ordering::Relaxed);
+        if self.registered() {
+            Adopted::Moved
+        } else {
+            Adopted::ClosedMeanwhile
+        }
     }
 
-    /// Closes the scope and returns its ids, oldest first.
-    pub(crate) fn close(&self) -> Vec<ResourceId> {
-        let mut st = self.state();
-        st.closed = true;
-        // Release: pairs with the Acquire in `shutdown_path` and `is_closed`.
-        self.closed.store(true, Ordering::Release);
-        std::mem::take(&mut st.resources)
+    /// Closes the scope to new registrations and transfers, and returns the ids still
+    /// registered to it, newest first (reverse acquisition order). Only when its live
+    /// count says something is left does it look: then it filters the whole registry
+    /// (one shard's read lock at a time), a cost paid on the leak path only.
+    pub(crate) fn close(self: &Arc<Self>, registry: &Registry) -> Vec<ResourceId> {
+        // SeqCst: see the module's header.
+        self.closed.store(true, Ordering::SeqCst);
+        if self.live.load(Ordering::SeqCst) == 0 {
+            return Vec::new();
+        }
+        let mut ids: Vec<ResourceId> = registry
+            .map
+            .iter()
+            .filter(|e| Arc::ptr_eq(&e.scope, self))
+            .map(|e| *e.key())
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids
     }
 
     /// The scope's token for someone who will watch it (a child token, a scoped
@@ -251,8 +230,30 @@ impl ScopeShared {
     /// is skipped.
     pub(crate) fn cancel_at_end(self: &Arc<Self>, holders: usize) {
         if Arc::strong_count(self) > holders || self.token_lent.load(Ordering::Acquire) {
-            self.token.cancel();
+            self.cancel_token();
         }
+    }
+
+    /// Cancels the scope's token (without a reason): the one way it is cancelled.
+    pub(crate) fn cancel_token(&self) {
+        // Release: pairs with the Acquire in `is_cancelled_fast`.
+        self.cancelled.store(true, Ordering::Release);
+        self.token.cancel();
+    }
+
+    /// Whether this scope's token is cancelled, from the flags of this scope and its
+    /// ancestors (a token is cancelled with its parent): a few loads, where the
+    /// token's own `is_cancelled` locks its node's mutex.
+    fn is_cancelled_fast(&self) -> bool {
+        let mut s = Some(self);
+        while let Some(scope) = s {
+            // Acquire: pairs with the Release in `cancel_token`.
+            if scope.cancelled.load(Ordering::Acquire) {
+                return true;
+            }
+            s = scope.parent.as_deref();
+        }
+        false
     }
 
     pub(crate) fn cancel(&self, reason: CancelReason) {
@@ -260,14 +261,14 @@ impl ScopeShared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get_or_insert(reason);
-        self.token.cancel();
+        self.cancel_token();
     }
 
     /// Sets the reason even if one is set (shutdown raising `Shutdown` to
     /// `ForcedShutdown` or `Deadline`), and cancels.
     pub(crate) fn raise(&self, reason: CancelReason) {
         *self.reason.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
-        self.token.cancel();
+        self.cancel_token();
     }
 
     /// The names from the root scope down to this one, joined by `/` (`root/job/step`).
@@ -318,10 +319,49 @@ impl ScopeShared {
         // Relaxed: set by the scope runner on the same task before it drops the body.
         if std::thread::panicking() || self.panicked.load(Ordering::Relaxed) {
             ReleasePath::Panic
-        } else if self.token.is_cancelled() {
+        } else if self.is_cancelled_fast() {
             ReleasePath::Cancelled
         } else {
             ReleasePath::Drop
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flags_say_what_the_tokens_say() {
+        let scopes = |cancel: usize| {
+            let root = ScopeShared::root(CancellationToken::new(), Duration::ZERO);
+            let a = ScopeShared::child(root.clone(), 1, ScopeName::new("a"), Duration::ZERO);
+            let b = ScopeShared::child(a.clone(), 2, ScopeName::new("b"), Duration::ZERO);
+            let all = [root, a, b];
+            if let Some(s) = all.get(cancel) {
+                s.cancel(CancelReason::Requested);
+            }
+            all
+        };
+        for cancel in 0..4 {
+            let all = scopes(cancel);
+            for (depth, s) in all.iter().enumerate() {
+                assert_eq!(
+                    s.is_cancelled_fast(),
+                    s.token.is_cancelled(),
+                    "{cancel} {depth}"
+                );
+                assert_eq!(s.is_cancelled_fast(), cancel <= depth, "{cancel} {depth}");
+            }
+        }
+        // A scope nested in one already cancelled is born cancelled, both ways.
+        let all = scopes(0);
+        let late = ScopeShared::child(all[2].clone(), 3, ScopeName::new("late"), Duration::ZERO);
+        assert!(late.token.is_cancelled() && late.is_cancelled_fast());
+        // The end's cancel, when someone may watch, sets the flag too.
+        let all = scopes(9);
+        let watcher = all[2].clone();
+        all[2].cancel_at_end(1);
+        assert!(watcher.token.is_cancelled() && watcher.is_cancelled_fast());
     }
 }

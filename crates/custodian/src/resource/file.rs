@@ -294,7 +294,7 @@ impl ManagedFile {
     }
 }
 
-pub(crate) fn label_of(path: &Path) -> Box<str> {
+pub(crate) fn label_of(path: &Path) -> crate::registry::Label {
     path.file_name()
         .map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy())
         .into()

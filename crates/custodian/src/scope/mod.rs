@@ -3,11 +3,11 @@
 //! Invariants:
 //! - each scope has one `CancellationToken`, a child of its parent's (tokens per scope,
 //!   never per resource, so acquisitions never contend on a shared parent token);
-//! - a scope's resource list is LIFO in acquisition order; when the scope ends it is
-//!   closed (no more registrations) and every id still registered *to this scope* is
-//!   released in reverse order;
-//! - `scope()` does not return before the clean-ups of everything it owned have finished;
-//! - lock order: the scope's state, then a registry shard.
+//! - when a scope ends it is closed (no more registrations or transfers into it) and
+//!   every resource still registered *to this scope* is released in reverse acquisition
+//!   order (found by filtering the registry by scope, only when the scope's live count
+//!   says something is left: see `registry::scope_state`);
+//! - `scope()` does not return before the clean-ups of everything it owned have finished.
 
 mod registration;
 mod room;
@@ -33,7 +33,7 @@ use crate::error::{Operation, Result};
 use crate::inner::{Inner, Spec, Supervisor};
 use crate::kind::{CancelReason, ResourceKind};
 use crate::registry::scope_name::ScopeName;
-use crate::registry::{Permits, Reclaim, ScopeShared};
+use crate::registry::{Label, Permits, Reclaim, ScopeShared};
 
 /// A handle to a scope: acquire resources in it, nest scopes, observe cancellation.
 ///
@@ -299,11 +299,27 @@ impl Scope {
     where
         F: AsyncFnOnce(Scope) -> T,
     {
+        self.clone().into_scope(name, grace, body)
+    }
+
+    /// [`scope_with_grace`](Self::scope_with_grace) on an owned handle, whose references
+    /// move into the new scope (the supervisor's shortcuts make one for the root scope:
+    /// no clone and drop of it beside).
+    #[track_caller]
+    pub(crate) fn into_scope<F, T>(
+        self,
+        name: &str,
+        grace: Duration,
+        body: F,
+    ) -> impl Future<Output = Result<T>> + use<F, T>
+    where
+        F: AsyncFnOnce(Scope) -> T,
+    {
         let site = Location::caller();
         let Scope {
             shared: parent,
             sup,
-        } = self.clone();
+        } = self;
         let name = ScopeName::new(name);
         async move {
             // The parent's and the supervisor's references move into the new scope
@@ -327,9 +343,8 @@ impl Scope {
                 sup,
             };
             let span = tracing::info_span!("scope", name = &*scope.shared.name, id, site = %site);
-            let token = inner.scopes.token();
-            let result = run(scope, body).instrument(span).await;
-            drop(token);
+            let tracked = inner.scopes.token();
+            let result = run(scope, body, tracked, &inner).instrument(span).await;
             drop(top);
             result
         }
@@ -363,7 +378,7 @@ impl Scope {
     pub fn register(
         &self,
         kind: ResourceKind,
-        label: impl Into<String>,
+        label: impl Into<Label>,
         path: Option<PathBuf>,
         reclaim: impl Reclaim,
     ) -> Result<Registration> {
@@ -391,14 +406,14 @@ impl Scope {
     pub fn register_at(
         &self,
         kind: ResourceKind,
-        label: impl Into<String>,
+        label: impl Into<Label>,
         path: Option<PathBuf>,
         reclaim: impl Reclaim,
         site: &'static Location<'static>,
     ) -> Result<Registration> {
         let spec = Spec {
             kind,
-            label: label.into().into_boxed_str(),
+            label: label.into(),
             path,
             site,
             op: Operation::Register,

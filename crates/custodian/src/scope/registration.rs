@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::id::ResourceId;
 use crate::inner::{Inner, Supervisor};
 use crate::kind::ReleasePath;
+use crate::registry::scope_state::Adopted;
 use crate::scope::Scope;
 
 /// A resource's place in its supervisor's registry.
@@ -169,8 +170,16 @@ impl Registration {
             return Err(closed());
         }
         match to.shared.adopt(self.id, &inner.registry) {
-            Some(_) => Ok(()),
-            None => Err(closed()),
+            Adopted::Moved => Ok(()),
+            Adopted::Refused => Err(closed()),
+            Adopted::ClosedMeanwhile => {
+                // `to` closed while the resource moved in: released by `to`'s end, as
+                // if its sweep had found it (whoever removes the entry first does it).
+                if let Some(p) = inner.release_in(self.id, &to.shared, ReleasePath::ScopeEnd) {
+                    p.clean_up_in_background(&inner);
+                }
+                Err(closed())
+            }
         }
     }
 }
@@ -180,10 +189,8 @@ impl Drop for Registration {
         if self.done {
             return;
         }
-        if let Some(inner) = self.inner.upgrade()
-            && let Some(p) = inner.release(self.id, None)
-        {
-            p.clean_up_in_background(&inner);
+        if let Some(inner) = self.inner.upgrade() {
+            inner.release_dropped(self.id);
         }
     }
 }

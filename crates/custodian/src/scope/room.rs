@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use crate::error::{Operation, Result};
 use crate::inner::Spec;
 use crate::kind::ResourceKind;
-use crate::registry::Reclaim;
+use crate::registry::{Label, Reclaim};
 
 use super::{Registration, Scope};
 
@@ -56,12 +56,12 @@ impl Scope {
     pub fn register_when_room(
         &self,
         kind: ResourceKind,
-        label: impl Into<String>,
+        label: impl Into<Label>,
         path: Option<PathBuf>,
         reclaim: impl Reclaim,
         site: &'static Location<'static>,
     ) -> impl Future<Output = Result<Registration>> + Send + 'static {
-        let (scope, label) = (self.clone(), label.into().into_boxed_str());
+        let (scope, label) = (self.clone(), label.into());
         async move {
             let op = Operation::Register;
             let inner = scope.inner().clone();

@@ -17,31 +17,40 @@ use crate::inner::Inner;
 use crate::kind::{CancelReason, ReleasePath};
 use crate::registry::ScopeShared;
 
-/// Runs a scope body to its end, whatever that end is.
-pub(super) async fn run<F, T>(scope: Scope, body: F) -> Result<T>
+/// Runs a scope body to its end, whatever that end is. `tracked` is the scope's token
+/// of the supervisor's `scopes` tracker: it counts the scope as running until its sweep
+/// is done (shutdown waits on it, then lets cut-off scopes sweep). `inner` is the
+/// caller's reference, borrowed.
+pub(super) async fn run<F, T>(
+    scope: Scope,
+    body: F,
+    tracked: TaskTrackerToken,
+    inner: &Inner,
+) -> Result<T>
 where
     F: AsyncFnOnce(Scope) -> T,
 {
-    // The runner's own references (the body gets `scope`); everything below borrows
-    // them: each clone and drop of an `Arc` is an atomic operation on a shared line.
+    // The runner's own reference to the state (the body gets `scope`); everything below
+    // borrows it: each clone and drop of an `Arc` is an atomic operation on a shared line.
     let shared = scope.shared.clone();
-    let inner = scope.sup.inner.clone();
     // Declared before the body, dropped after it: if this future is dropped mid-body,
     // the body is dropped (its guards release as `Cancelled`) before the sweep runs.
     let mut end = EndOnDrop {
-        inner: &inner,
+        inner,
         shared: &shared,
-        unswept: Some(inner.unswept.token()),
+        tracked: Some(tracked),
     };
     let outcome = {
-        let body = pin!(CatchUnwind(body(scope)));
+        // Declared before `cancel`, so dropped after it: a body dropped mid-await
+        // releases its guards as `Cancelled`.
+        let mut body = pin!(BodyOrGrace {
+            body: CatchUnwind(body(scope)),
+            grace: None,
+            shared: &shared,
+            cut: &inner.cut,
+        });
         let mut cancel = CancelOnDrop(Some(&shared));
-        let grace_over = grace_over(&shared.token, shared.grace, &inner.cut);
-        let out = tokio::select! {
-            biased;
-            r = body => Some(r),
-            () = grace_over => None,
-        };
+        let out = body.as_mut().await;
         cancel.0 = None;
         if matches!(out, Some(Err(_))) {
             // Guards still held by the body are dropped below, after the unwind: tell
@@ -50,13 +59,17 @@ where
         }
         out
     };
-    let unswept = end.unswept.take();
-    sweep(&inner, &shared, ReleasePath::ScopeEnd);
-    drop(unswept);
+    let tracked = end.tracked.take();
+    sweep(inner, &shared, ReleasePath::ScopeEnd);
+    drop(tracked);
     // Escaped handles and nested scopes must not outlive the scope. The body (and its
     // handle) is gone: `shared` is the runner's own reference.
     shared.cancel_at_end(1);
-    shared.cleanups_done().await;
+    if let Some(wait) = shared.cleanups_done() {
+        // Boxed: most scopes have no clean-up left to wait for, and the wait's state
+        // would otherwise make every runner larger (it is moved, whole, into its caller).
+        Box::pin(wait).await;
+    }
     match outcome {
         Some(Ok(v)) => Ok(v),
         Some(Err(panic)) => std::panic::resume_unwind(panic),
@@ -64,6 +77,36 @@ where
             scope: String::from(&*shared.name),
             reason: shared.reason().unwrap_or(CancelReason::Requested),
         }),
+    }
+}
+
+/// The body, or the end of its grace once the scope is cancelled (`None`), whichever
+/// comes first; the body first when both are ready. The grace's wait (two cancellation
+/// waiters and a timer) is built, boxed, only when the body first has to wait: a body
+/// that completes at its first poll never pays for it, and every runner stays small
+/// (a runner is moved whole into its caller's state, each move a `memcpy` of its size).
+#[pin_project::pin_project]
+struct BodyOrGrace<'a, B> {
+    #[pin]
+    body: B,
+    grace: Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
+    shared: &'a ScopeShared,
+    cut: &'a CancellationToken,
+}
+
+impl<B: Future> Future for BodyOrGrace<'_, B> {
+    type Output = Option<B::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(v) = this.body.poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        let (shared, cut) = (*this.shared, *this.cut);
+        let grace = this
+            .grace
+            .get_or_insert_with(|| Box::pin(grace_over(&shared.token, shared.grace, cut)));
+        grace.as_mut().poll(cx).map(|()| None)
     }
 }
 
@@ -84,19 +127,20 @@ pub(crate) async fn grace_over(
 }
 
 /// Sweeps the scope if the runner is dropped before it could. Holds the scope's
-/// `unswept` token until the sweep is done (`None` once the runner swept itself).
+/// token of the `scopes` tracker until the sweep is done (`None` once the runner swept
+/// itself).
 struct EndOnDrop<'a> {
     inner: &'a Inner,
     shared: &'a Arc<ScopeShared>,
-    unswept: Option<TaskTrackerToken>,
+    tracked: Option<TaskTrackerToken>,
 }
 
 impl Drop for EndOnDrop<'_> {
     fn drop(&mut self) {
-        if let Some(token) = self.unswept.take() {
+        if let Some(token) = self.tracked.take() {
             sweep(self.inner, self.shared, ReleasePath::ScopeEnd);
             // Dropped mid-body: `CancelOnDrop` has cancelled the token already.
-            self.shared.token.cancel();
+            self.shared.cancel_token();
             drop(token);
         }
     }
@@ -132,15 +176,14 @@ impl<F: Future> Future for CatchUnwind<F> {
 /// Sweeps `scope`: releases, in reverse acquisition order, everything still registered
 /// to it, and closes it to new registrations.
 pub(super) fn sweep(inner: &Inner, scope: &Arc<ScopeShared>, path: ReleasePath) {
-    let ids = scope.close();
+    let ids = scope.close(&inner.registry);
     if ids.is_empty() {
-        // Most scopes end with every guard already released (and popped, see
-        // `ScopeShared::forget_top`): nothing to release, nothing to clean up.
+        // Most scopes end with every guard already released: nothing to release,
+        // nothing to clean up.
         return;
     }
     let released: Vec<_> = ids
         .into_iter()
-        .rev()
         .filter_map(|id| inner.release_in(id, scope, path))
         .collect();
     // Children stopped before dirs are removed (see `clean_up_sweep`).

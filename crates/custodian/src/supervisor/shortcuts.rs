@@ -56,7 +56,7 @@ impl Supervisor {
     where
         F: AsyncFnOnce(Scope) -> T,
     {
-        self.root().scope(name, body)
+        self.root().into_scope(name, self.inner.config.grace, body)
     }
 
     /// [`scope`](Self::scope) for a body that returns [`Result`](crate::Result): its
