@@ -54,18 +54,33 @@ fn a_stopped_child_in_a_batch_delays_nobody_past_its_grace_and_all_are_reaped() 
                 }
                 guards.push(stopped);
                 guards.push(forked);
-                guards.iter().map(|g| g.process_group()).collect::<Vec<u32>>()
+                guards
+                    .iter()
+                    .map(|g| g.process_group())
+                    .collect::<Vec<u32>>()
             })
             .await
             .unwrap();
         let took = t.elapsed();
         let said = std::fs::read_to_string(&done).unwrap_or_default();
         std::fs::remove_dir_all(&scratch).unwrap();
-        assert_eq!(said, "ok\n", "the member was killed before its grace was over");
-        assert!(took >= Duration::from_millis(900), "the stopped child got no grace");
+        assert_eq!(
+            said, "ok\n",
+            "the member was killed before its grace was over"
+        );
+        assert!(
+            took >= Duration::from_millis(900),
+            "the stopped child got no grace"
+        );
         assert!(took < Duration::from_secs(6), "waited too long: {took:?}");
-        assert!(group_members(&pgids).is_empty(), "a group outlived its stop");
-        assert!(pgids.iter().all(|&p| !pid_exists(p)), "a leader left unreaped");
+        assert!(
+            group_members(&pgids).is_empty(),
+            "a group outlived its stop"
+        );
+        assert!(
+            pgids.iter().all(|&p| !pid_exists(p)),
+            "a leader left unreaped"
+        );
         sup.shutdown().await;
         pgids
     });
