@@ -27,7 +27,9 @@ pub(crate) struct ProcStat {
     pub(crate) pgid: u32,
     /// Field 3: `Z` for a zombie, `D` for uninterruptible sleep.
     pub(crate) state: u8,
-    /// Exited and not reaped, or dead (state `Z`, `X` or `x`): not running.
+    /// Exited and not reaped, or dead (state `Z`, `X` or `x`): not running. A process
+    /// whose main thread exited while others run also shows `Z`, with more than one
+    /// thread (field 20): it runs, so it is no zombie.
     pub(crate) zombie: bool,
 }
 
@@ -43,18 +45,20 @@ pub(crate) fn parse_stat(line: &[u8]) -> Option<ProcStat> {
         .ok()?;
     let rest = std::str::from_utf8(line.get(close + 1..)?).ok()?;
     let mut f = rest.split_ascii_whitespace();
-    // After the `)`: field 3 (state), 4 (ppid), 5 (pgrp), then 17 more to field 22.
+    // After the `)`: field 3 (state), 4 (ppid), 5 (pgrp), then 15 more to field 20
+    // (num_threads), and 2 more to field 22.
     let state = *f.next()?.as_bytes().first()?;
     let ppid = f.next()?.parse().ok()?;
     let pgid = f.next()?.parse().ok()?;
-    let start = f.nth(16)?.parse().ok()?;
+    let threads: u32 = f.nth(14)?.parse().ok()?;
+    let start = f.nth(1)?.parse().ok()?;
     Some(ProcStat {
         pid,
         start,
         ppid,
         pgid,
         state,
-        zombie: matches!(state, b'Z' | b'X' | b'x'),
+        zombie: matches!(state, b'Z' | b'X' | b'x') && threads <= 1,
     })
 }
 
@@ -304,6 +308,9 @@ mod tests {
         );
         let z = b"42 (a) Z 7 40 40 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0";
         assert!(parse_stat(z).unwrap().zombie);
+        // Its main thread exited, another still runs: `Z`, yet two threads.
+        let z = b"42 (a) Z 7 40 40 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 2 0 12345 0 0";
+        assert!(!parse_stat(z).unwrap().zombie);
         assert!(parse_stat(b"garbage").is_none());
         assert!(parse_stat(b"12 (sh) S 1 12").is_none(), "too short");
         let me = proc_stat(std::process::id()).unwrap().unwrap();
