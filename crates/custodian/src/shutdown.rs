@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::hook::run_hooks;
 use crate::id::ResourceId;
-use crate::inner::Inner;
+use crate::inner::{Inner, ScopeNames};
 use crate::kind::{CancelReason, ReleasePath};
 use crate::leak::LiveResource;
 use crate::report::{Phase, ShutdownCause, ShutdownReport};
@@ -157,25 +157,27 @@ pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownR
     // One record per leftover, made from its entry as it is released (no snapshot of
     // the whole registry beforehand): what was released by someone else in between
     // (a scope's own sweep) is not a leftover.
+    let mut names = ScopeNames::default();
     let released: Vec<(LiveResource, ReleasePath)> = if inner.is_forced() {
         let i = inner.clone();
         tokio::task::spawn_blocking(move || {
             ids.into_iter()
-                .filter_map(|id| i.release_now_recorded(id))
+                .filter_map(|id| i.release_now_recorded(id, &mut names))
                 .collect()
         })
         .await
         .unwrap_or_default()
     } else {
-        let mut cleanups = Vec::with_capacity(ids.len());
+        let mut cleanups = Vec::new();
         let released = ids
             .into_iter()
             .filter_map(|id| {
-                let (p, path, record) = inner.release_for_shutdown(id)?;
-                cleanups.push(p);
+                let (p, path, record) = inner.release_for_shutdown(id, &mut names)?;
+                cleanups.extend(p);
                 Some((record, path))
             })
             .collect();
+        drop(names);
         // Children stopped before dirs are removed (see `clean_up_sweep`).
         crate::inner::clean_up_sweep(&inner, cleanups);
         released

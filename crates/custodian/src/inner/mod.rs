@@ -45,7 +45,7 @@ use crate::error::{Error, Operation};
 use crate::id::ResourceId;
 use crate::kind::{CancelReason, ReleasePath, ResourceKind};
 use crate::leak::LiveResource;
-use crate::registry::{Entry, Permits, Reclaim, Registry, ScopeShared, hold_until_done};
+use crate::registry::{Cleanup, Entry, Permits, Reclaim, Registry, ScopeShared, hold_until_done};
 use crate::report::ShutdownReport;
 use crate::sys::root::TempRoot;
 
@@ -62,6 +62,7 @@ pub(crate) use clean_up::{Deferred, Released, clean_up_sweep};
 pub(crate) use drain::DrainState;
 pub use handle::Supervisor;
 pub(crate) use hooks::Hook;
+pub(crate) use observe::ScopeNames;
 pub(crate) use quota::{Need, Quotas, owner as quota_owner};
 pub(crate) use records::Records;
 use retry::Retrier;
@@ -388,15 +389,45 @@ impl Inner {
     }
 
     /// Releases `id` for shutdown, if still registered, with the path its scope would
-    /// give it now (see `ScopeShared::shutdown_path`), and its record for the report.
+    /// give it now (see `ScopeShared::shutdown_path`), and its record for the report:
+    /// one record per leftover, the entry's label and path moved into it (shared by the
+    /// leak note). The clean-up left to run, if any (none once a reclaim is done and
+    /// fine: a temp file's unlink, an fd's close).
     pub(crate) fn release_for_shutdown(
         &self,
         id: ResourceId,
-    ) -> Option<(Released, ReleasePath, LiveResource)> {
-        let (_, entry) = self.registry.remove(&id)?;
+        names: &mut ScopeNames,
+    ) -> Option<(Option<Released>, ReleasePath, LiveResource)> {
+        let (_, mut entry) = self.registry.remove(&id)?;
         let path = entry.scope.shutdown_path();
-        let record = observe::live_resource(id, &entry);
-        Some((self.retire_and_reclaim(id, entry, path), path, record))
+        let permits = entry.permits.take();
+        let Entry {
+            kind,
+            label,
+            scope,
+            site,
+            born,
+            path: res_path,
+            reclaim,
+            ..
+        } = entry;
+        let age = born.elapsed();
+        let record = LiveResource::new(id, kind, label, names.get(&scope), site, age, res_path);
+        self.records.retire_recorded(&record, &scope, path);
+        let cleanup = hold_until_done(reclaim.reclaim(), permits);
+        if matches!(cleanup, Cleanup::Done(Ok(()))) {
+            return Some((None, path, record));
+        }
+        // Copies only for what may fail or is still running: its failure names them.
+        let released = Released {
+            id,
+            kind,
+            label: record.label().into(),
+            path: record.path().map(Into::into),
+            scope,
+            cleanup: Some(cleanup),
+        };
+        Some((Some(released), path, record))
     }
 
     /// Releases `id`, if still registered, synchronously with [`Reclaim::reclaim_now`]
@@ -405,14 +436,11 @@ impl Inner {
     pub(crate) fn release_now_recorded(
         &self,
         id: ResourceId,
+        names: &mut ScopeNames,
     ) -> Option<(LiveResource, ReleasePath)> {
-        release_now_then(
-            &self.registry,
-            &self.records,
-            id,
-            None,
-            observe::live_resource,
-        )
+        release_now_then(&self.registry, &self.records, id, None, |id, e| {
+            observe::live_resource(id, e, names)
+        })
         .map(|(_, path, record)| (record, path))
     }
 

@@ -180,7 +180,7 @@ impl TempFile {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let t = sup.temp_file().await?;
-    /// assert_eq!(sup.live()[0].id, t.id());
+    /// assert_eq!(sup.live()[0].id(), t.id());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub fn id(&self) -> crate::ResourceId {

@@ -385,7 +385,7 @@ impl Scope {
     /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let site = std::panic::Location::caller();
     /// let reg = sup.root().register_at(ResourceKind::Lock, "l", None, Nothing, site)?;
-    /// assert_eq!(sup.live()[0].site.line, site.line());
+    /// assert_eq!(sup.live()[0].site().line, site.line());
     /// # drop(reg); sup.shutdown().await; Ok(()) }
     /// ```
     pub fn register_at(
