@@ -44,7 +44,7 @@ use tokio_util::task::TaskTracker;
 use crate::error::{Error, Operation};
 use crate::id::ResourceId;
 use crate::kind::{CancelReason, ReleasePath, ResourceKind};
-use crate::leak::LiveResource;
+use crate::leak::{LeakRecord, LiveResource};
 use crate::registry::{Cleanup, Entry, Permits, Reclaim, Registry, ScopeShared, hold_until_done};
 use crate::report::ShutdownReport;
 use crate::sys::root::TempRoot;
@@ -62,7 +62,7 @@ pub(crate) use clean_up::{Deferred, Released, clean_up_sweep};
 pub(crate) use drain::DrainState;
 pub use handle::Supervisor;
 pub(crate) use hooks::Hook;
-pub(crate) use observe::ScopeNames;
+pub(crate) use observe::Listing;
 pub(crate) use quota::{Need, Quotas, owner as quota_owner};
 pub(crate) use records::Records;
 use retry::Retrier;
@@ -390,13 +390,14 @@ impl Inner {
 
     /// Releases `id` for shutdown, if still registered, with the path its scope would
     /// give it now (see `ScopeShared::shutdown_path`), and its record for the report:
-    /// one record per leftover, the entry's label and path moved into it (shared by the
-    /// leak note). The clean-up left to run, if any (none once a reclaim is done and
+    /// one record per leftover, the entry's label and path moved into it (a leak's note,
+    /// shared, is left to [`note_shutdown_leaks`](Self::note_shutdown_leaks)). The
+    /// clean-up left to run, if any (none once a reclaim is done and
     /// fine: a temp file's unlink, an fd's close).
     pub(crate) fn release_for_shutdown(
         &self,
         id: ResourceId,
-        names: &mut ScopeNames,
+        listing: &mut Listing,
     ) -> Option<(Option<Released>, ReleasePath, LiveResource)> {
         let (_, mut entry) = self.registry.remove(&id)?;
         let path = entry.scope.shutdown_path();
@@ -411,8 +412,8 @@ impl Inner {
             reclaim,
             ..
         } = entry;
-        let age = born.elapsed();
-        let record = LiveResource::new(id, kind, label, names.get(&scope), site, age, res_path);
+        let (name, age) = (listing.scope_name(&scope), listing.age(born));
+        let record = LiveResource::new(id, kind, label, name, site, age, res_path);
         self.records.retire_recorded(&record, &scope, path);
         let cleanup = hold_until_done(reclaim.reclaim(), permits);
         if matches!(cleanup, Cleanup::Done(Ok(()))) {
@@ -430,16 +431,28 @@ impl Inner {
         Some((Some(released), path, record))
     }
 
+    /// Notes shutdown's released leftovers that were leaks (`released`, in release
+    /// order), sharing their records, under one lock: only the newest of the bounded
+    /// leak records can stay.
+    pub(crate) fn note_shutdown_leaks(&self, released: &[(LiveResource, ReleasePath)]) {
+        self.records.note_leaks(
+            released
+                .iter()
+                .filter(|(_, path)| path.is_leak())
+                .map(|(r, path)| LeakRecord::new(r.clone(), *path)),
+        );
+    }
+
     /// Releases `id`, if still registered, synchronously with [`Reclaim::reclaim_now`]
     /// by the path its scope would give it now, with its record for the report (a
     /// forced shutdown). Blocking: never call it on a worker thread of the runtime.
     pub(crate) fn release_now_recorded(
         &self,
         id: ResourceId,
-        names: &mut ScopeNames,
+        listing: &mut Listing,
     ) -> Option<(LiveResource, ReleasePath)> {
         release_now_then(&self.registry, &self.records, id, None, |id, e| {
-            observe::live_resource(id, e, names)
+            observe::live_resource(id, e, listing)
         })
         .map(|(_, path, record)| (record, path))
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use crate::id::ResourceId;
 use crate::leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup};
-use crate::registry::{Entry, ScopeShared};
+use crate::registry::{Born, Entry, ScopeShared};
 
 use super::Inner;
 use super::records::lock;
@@ -15,12 +15,12 @@ use super::records::lock;
 impl Inner {
     /// Live resources, in acquisition order.
     pub(crate) fn live(&self) -> Vec<LiveResource> {
-        let mut names = ScopeNames::default();
+        let mut listing = Listing::new();
         let mut v: Vec<LiveResource> = self
             .registry
             .map
             .iter()
-            .map(|e| live_resource(*e.key(), e.value(), &mut names))
+            .map(|e| live_resource(*e.key(), e.value(), &mut listing))
             .collect();
         // Ids are unique: the unstable sort gives the same order, without the stable
         // sort's buffer and moves.
@@ -46,14 +46,14 @@ impl Inner {
     /// Warns once about every resource older than its kind's threshold.
     pub(crate) fn scan_leaks(&self) {
         let mut old = Vec::new();
-        let mut names = ScopeNames::default();
+        let mut listing = Listing::new();
         for e in self.registry.map.iter() {
             let Some(limit) = self.config.leak_after[e.kind.index()] else {
                 continue;
             };
             // Relaxed: the flag only deduplicates warnings.
             if e.born.elapsed() >= limit && !e.warned.swap(true, Ordering::Relaxed) {
-                old.push(live_resource(*e.key(), e.value(), &mut names));
+                old.push(live_resource(*e.key(), e.value(), &mut listing));
             }
         }
         // Logged after the iteration: no registry lock is held while the subscriber runs.
@@ -64,30 +64,44 @@ impl Inner {
 }
 
 /// A record of the entry `id`, `e` (its label and path copied: it stays registered).
-pub(super) fn live_resource(id: ResourceId, e: &Entry, names: &mut ScopeNames) -> LiveResource {
+pub(super) fn live_resource(id: ResourceId, e: &Entry, l: &mut Listing) -> LiveResource {
     LiveResource::new(
         id,
         e.kind,
         e.label.as_ref().into(),
-        names.get(&e.scope),
+        l.scope_name(&e.scope),
         e.site,
-        e.born.elapsed(),
+        l.age(e.born),
         e.path.clone(),
     )
 }
 
-/// Scope names shared by the records of one listing (or one shutdown): each scope's
-/// name becomes an `Arc<str>` once, however many of its resources are listed.
-#[derive(Default)]
-pub(crate) struct ScopeNames {
+/// What the records of one listing (or of one shutdown's leftovers) share: one reading
+/// of the clock for their ages, and each scope's name made an `Arc<str>` once, however
+/// many of its resources are listed.
+pub(crate) struct Listing {
+    now: Born,
     /// By the scope's address; the `Arc` held here keeps the address from being reused.
     seen: HashMap<usize, (Arc<ScopeShared>, Arc<str>)>,
     /// The last scope asked about, and its name: runs of one scope skip the hash.
     last: Option<(usize, Arc<str>)>,
 }
 
-impl ScopeNames {
-    pub(crate) fn get(&mut self, scope: &Arc<ScopeShared>) -> Arc<str> {
+impl Listing {
+    pub(crate) fn new() -> Listing {
+        Listing {
+            now: Born::now(),
+            seen: HashMap::new(),
+            last: None,
+        }
+    }
+
+    /// How long before this listing's instant `born` was.
+    pub(crate) fn age(&self, born: Born) -> std::time::Duration {
+        born.age_at(self.now)
+    }
+
+    pub(crate) fn scope_name(&mut self, scope: &Arc<ScopeShared>) -> Arc<str> {
         let key = Arc::as_ptr(scope) as usize;
         if let Some((k, name)) = &self.last
             && *k == key

@@ -154,7 +154,8 @@ impl Records {
     }
 
     /// [`retire`](Self::retire) of a shutdown leftover whose `record` was made from its
-    /// entry (label and path moved in): a leak's note shares that record.
+    /// entry (label and path moved in); a leak's note, sharing that record, is left to
+    /// [`note_leaks`](Self::note_leaks), once for all leftovers.
     pub(super) fn retire_recorded(
         &self,
         record: &LiveResource,
@@ -166,10 +167,6 @@ impl Records {
         scope.live.fetch_sub(1, Ordering::Relaxed);
         if path.is_leak() {
             tracing::warn!(id = record.id().get(), kind = kind.as_str(), label = record.label(), site = %record.site(), released_by = path.as_str(), "leaked resource reclaimed");
-            push_bounded(
-                &self.leaks,
-                LeakNote::Shared(LeakRecord::new(record.clone(), path)),
-            );
         } else {
             tracing::debug!(
                 id = record.id().get(),
@@ -178,6 +175,20 @@ impl Records {
                 by = path.as_str(),
                 "released"
             );
+        }
+    }
+
+    /// Notes `leaks`, in release order, under one lock: only the newest
+    /// [`RECORDS_KEPT`] are kept, so only they are taken.
+    pub(super) fn note_leaks(&self, leaks: impl DoubleEndedIterator<Item = LeakRecord>) {
+        let mut newest: Vec<LeakRecord> = leaks.rev().take(RECORDS_KEPT).collect();
+        newest.reverse();
+        let mut q = lock(&self.leaks);
+        for r in newest {
+            if q.len() == RECORDS_KEPT {
+                q.pop_front();
+            }
+            q.push_back(LeakNote::Shared(r));
         }
     }
 

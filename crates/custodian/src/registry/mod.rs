@@ -68,7 +68,13 @@ impl Born {
 
     /// How long ago it was (zero if the clock reads earlier).
     pub(crate) fn elapsed(&self) -> Duration {
-        let nanos = offset(Instant::now()).saturating_sub(self.0);
+        self.age_at(Born::now())
+    }
+
+    /// How long before `now` it was (zero if `now` is earlier): one reading of the
+    /// clock for many entries (shutdown's records of its leftovers).
+    pub(crate) fn age_at(&self, now: Born) -> Duration {
+        let nanos = now.0.saturating_sub(self.0);
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(0))
     }
 }

@@ -34,10 +34,18 @@ impl CName {
 
     pub(super) fn as_c_str(&self) -> &CStr {
         match self {
-            // Built from bytes without a NUL, then one: always valid (the fallback is
-            // never taken).
             CName::Inline { len, bytes } => {
-                CStr::from_bytes_with_nul(&bytes[..usize::from(*len)]).unwrap_or_default()
+                let b = &bytes[..usize::from(*len)];
+                debug_assert!(CStr::from_bytes_with_nul(b).is_ok());
+                // SAFETY: `new` copied `len - 1` bytes holding no NUL, and the byte at
+                // `len - 1` is the array's zero: exactly one NUL, at the end, as
+                // `from_bytes_with_nul_unchecked` requires (checked again in debug
+                // builds; the test below reads every length back). Unchecked: the
+                // release would otherwise scan the name at every removal.
+                #[allow(unsafe_code)]
+                unsafe {
+                    CStr::from_bytes_with_nul_unchecked(b)
+                }
             }
             CName::Heap(c) => c,
         }
@@ -50,7 +58,15 @@ mod tests {
 
     #[test]
     fn names_short_and_long_read_back_whole_and_nul_is_refused() {
-        for name in ["", "tmp-0123456789abcdef", &"x".repeat(47), &"y".repeat(48)] {
+        let long: Vec<String> = (0..60).map(|n| "z".repeat(n)).collect();
+        let names = [
+            "",
+            "tmp-0123456789abcdef",
+            "ünï",
+            &"x".repeat(47),
+            &"y".repeat(48),
+        ];
+        for name in names.into_iter().chain(long.iter().map(String::as_str)) {
             let n = CName::new(OsStr::new(name)).unwrap();
             assert_eq!(n.as_c_str().to_bytes(), name.as_bytes());
             assert_eq!(matches!(n, CName::Inline { .. }), name.len() < 48, "{name}");
