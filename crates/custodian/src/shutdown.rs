@@ -168,21 +168,24 @@ pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownR
         .unwrap_or_default()
     } else {
         let mut cleanups = Vec::new();
-        let released: Vec<_> = ids
-            .into_iter()
-            .filter_map(|id| {
-                let (p, path, record) = inner.release_for_shutdown(id, &mut listing)?;
-                cleanups.extend(p);
-                Some((record, path))
-            })
-            .collect();
+        let mut released = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some((p, path, record)) = inner.release_for_shutdown(id, &mut listing) else {
+                continue;
+            };
+            if let Some(p) = p {
+                cleanups.push(p);
+            }
+            released.push((record, path));
+        }
         drop(listing);
         inner.note_shutdown_leaks(&released);
         // Children stopped before dirs are removed (see `clean_up_sweep`).
         crate::inner::clean_up_sweep(&inner, cleanups);
         released
     };
-    let (mut alive_at_shutdown, mut cut_off) = (Vec::new(), Vec::new());
+    // Mostly leaks (the root's own): sized for all.
+    let (mut alive_at_shutdown, mut cut_off) = (Vec::with_capacity(released.len()), Vec::new());
     // Released newest first: walked backwards, both lists come out in id order.
     for (r, path) in released.into_iter().rev() {
         if path.is_leak() {
