@@ -53,9 +53,10 @@ impl fmt::Display for Site {
     }
 }
 
-/// What a [`LiveResource`] shares: made once per resource listed, never copied after.
+/// What a [`LiveResource`] reads: made once per resource listed, never copied after;
+/// the records of one listing or one shutdown share one allocation.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Record {
+pub(crate) struct Record {
     id: ResourceId,
     kind: ResourceKind,
     label: Box<str>,
@@ -90,10 +91,14 @@ struct Record {
 /// assert_eq!(json["label"], "upload");
 /// # drop(t); sup.shutdown().await; Ok(()) }
 /// ```
-#[derive(Clone, PartialEq, Eq)]
-pub struct LiveResource(Arc<Record>);
+#[derive(Clone)]
+pub struct LiveResource {
+    // A `Vec`, not a slice: made into a block without copying the records again.
+    block: Arc<Vec<Record>>,
+    at: usize,
+}
 
-impl LiveResource {
+impl Record {
     /// A record of a resource: `label` and `path` are moved in, `scope` shared.
     pub(crate) fn new(
         id: ResourceId,
@@ -103,8 +108,8 @@ impl LiveResource {
         site: &'static Location<'static>,
         age: Duration,
         path: Option<PathBuf>,
-    ) -> LiveResource {
-        LiveResource(Arc::new(Record {
+    ) -> Record {
+        Record {
             id,
             kind,
             label,
@@ -112,7 +117,57 @@ impl LiveResource {
             site: site.into(),
             age,
             path,
-        }))
+        }
+    }
+
+    pub(crate) fn id(&self) -> ResourceId {
+        self.id
+    }
+
+    pub(crate) fn kind(&self) -> ResourceKind {
+        self.kind
+    }
+
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub(crate) fn site(&self) -> &Site {
+        &self.site
+    }
+
+    pub(crate) fn age(&self) -> Duration {
+        self.age
+    }
+
+    pub(crate) fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
+impl LiveResource {
+    /// `record` on its own.
+    pub(crate) fn one(record: Record) -> LiveResource {
+        LiveResource {
+            block: Arc::new(vec![record]),
+            at: 0,
+        }
+    }
+
+    /// Every record of a listing, in one allocation that they share (a shutdown with
+    /// 10k leftovers makes one, not 10k).
+    pub(crate) fn all(records: Vec<Record>) -> Vec<LiveResource> {
+        let block = Arc::new(records);
+        (0..block.len())
+            .map(|at| LiveResource {
+                block: block.clone(),
+                at,
+            })
+            .collect()
+    }
+
+    fn record(&self) -> &Record {
+        &self.block[self.at]
     }
 
     /// Its id.
@@ -125,7 +180,7 @@ impl LiveResource {
     /// # drop(t); sup.shutdown().await; Ok(()) }
     /// ```
     pub fn id(&self) -> ResourceId {
-        self.0.id
+        self.record().id
     }
 
     /// Its kind.
@@ -138,7 +193,7 @@ impl LiveResource {
     /// # drop(t); sup.shutdown().await; Ok(()) }
     /// ```
     pub fn kind(&self) -> ResourceKind {
-        self.0.kind
+        self.record().kind
     }
 
     /// Its label.
@@ -151,7 +206,7 @@ impl LiveResource {
     /// # drop(t); sup.shutdown().await; Ok(()) }
     /// ```
     pub fn label(&self) -> &str {
-        &self.0.label
+        &self.record().label
     }
 
     /// The name of the scope that owns it (owned it, in a [`LeakRecord`]).
@@ -164,7 +219,7 @@ impl LiveResource {
     /// # drop(t); sup.shutdown().await; Ok(()) }
     /// ```
     pub fn scope(&self) -> &str {
-        &self.0.scope
+        &self.record().scope
     }
 
     /// Where it was acquired.
@@ -177,7 +232,7 @@ impl LiveResource {
     /// # drop(t); sup.shutdown().await; Ok(()) }
     /// ```
     pub fn site(&self) -> &Site {
-        &self.0.site
+        &self.record().site
     }
 
     /// How long it had been alive when this record was made (JSON: `age_ms`).
@@ -190,7 +245,7 @@ impl LiveResource {
     /// # drop(t); sup.shutdown().await; Ok(()) }
     /// ```
     pub fn age(&self) -> Duration {
-        self.0.age
+        self.record().age
     }
 
     /// Its path, for files, temp files and temp dirs.
@@ -203,31 +258,39 @@ impl LiveResource {
     /// # drop(t); sup.shutdown().await; Ok(()) }
     /// ```
     pub fn path(&self) -> Option<&Path> {
-        self.0.path.as_deref()
+        self.record().path.as_deref()
     }
 }
 
+impl PartialEq for LiveResource {
+    fn eq(&self, other: &Self) -> bool {
+        self.record() == other.record()
+    }
+}
+
+impl Eq for LiveResource {}
+
 impl fmt::Debug for LiveResource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        self.record().fmt(f)
     }
 }
 
 impl Serialize for LiveResource {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
+        self.record().serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for LiveResource {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Record::deserialize(d).map(|r| LiveResource(Arc::new(r)))
+        Record::deserialize(d).map(LiveResource::one)
     }
 }
 
 impl fmt::Display for LiveResource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let r = &*self.0;
+        let r = self.record();
         write!(
             f,
             "{} {} `{}` in scope `{}`, age {:.3?}, acquired at {}",
@@ -331,7 +394,7 @@ impl fmt::Display for LeakRecord {
             ReleasePath::Shutdown => "by shutdown",
             _ => "by its scope",
         };
-        let r = &*self.resource.0;
+        let r = self.resource.record();
         write!(
             f,
             "{} {} `{}` leaked from scope `{}` after {:.3?}, acquired at {}, reclaimed {by} ({})",

@@ -29,7 +29,7 @@ use crate::hook::run_hooks;
 use crate::id::ResourceId;
 use crate::inner::{Inner, Listing};
 use crate::kind::{CancelReason, ReleasePath};
-use crate::leak::LiveResource;
+use crate::leak::{LiveResource, Record};
 use crate::report::{Phase, ShutdownCause, ShutdownReport};
 
 /// The one shutdown run of `inner`, begun by a call.
@@ -157,33 +157,42 @@ pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownR
     // the whole registry beforehand): what was released by someone else in between
     // (a scope's own sweep) is not a leftover.
     let mut listing = Listing::new();
-    let released: Vec<(LiveResource, ReleasePath)> = if inner.is_forced() {
+    let forced = inner.is_forced();
+    let (records, paths): (Vec<Record>, Vec<ReleasePath>) = if forced {
         let i = inner.clone();
         tokio::task::spawn_blocking(move || {
             ids.into_iter()
                 .filter_map(|id| i.release_now_recorded(id, &mut listing))
-                .collect()
+                .unzip()
         })
         .await
         .unwrap_or_default()
     } else {
         let mut cleanups = Vec::new();
-        let mut released = Vec::with_capacity(ids.len());
+        let (mut records, mut paths) =
+            (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
         for id in ids {
-            let Some((p, path, record)) = inner.release_for_shutdown(id, &mut listing) else {
+            let Some((p, path)) = inner.release_for_shutdown(id, &mut listing, &mut records) else {
                 continue;
             };
             if let Some(p) = p {
                 cleanups.push(p);
             }
-            released.push((record, path));
+            paths.push(path);
         }
         drop(listing);
-        inner.note_shutdown_leaks(&released);
         // Children stopped before dirs are removed (see `clean_up_sweep`).
         crate::inner::clean_up_sweep(&inner, cleanups);
-        released
+        (records, paths)
     };
+    // The records of all leftovers in one allocation, shared by both lists, the leak
+    // records and every caller's report.
+    let released: Vec<(LiveResource, ReleasePath)> =
+        LiveResource::all(records).into_iter().zip(paths).collect();
+    if !forced {
+        // (A forced shutdown's releases noted theirs one by one.)
+        inner.note_shutdown_leaks(&released);
+    }
     // Mostly leaks (the root's own): sized for all.
     let (mut alive_at_shutdown, mut cut_off) = (Vec::with_capacity(released.len()), Vec::new());
     // Released newest first: walked backwards, both lists come out in id order.

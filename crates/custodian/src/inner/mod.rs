@@ -44,7 +44,7 @@ use tokio_util::task::TaskTracker;
 use crate::error::{Error, Operation};
 use crate::id::ResourceId;
 use crate::kind::{CancelReason, ReleasePath, ResourceKind};
-use crate::leak::{LeakRecord, LiveResource};
+use crate::leak::{LeakRecord, LiveResource, Record};
 use crate::registry::{Cleanup, Entry, Permits, Reclaim, Registry, ScopeShared, hold_until_done};
 use crate::report::ShutdownReport;
 use crate::sys::root::TempRoot;
@@ -389,16 +389,18 @@ impl Inner {
     }
 
     /// Releases `id` for shutdown, if still registered, with the path its scope would
-    /// give it now (see `ScopeShared::shutdown_path`), and its record for the report:
-    /// one record per leftover, the entry's label and path moved into it (a leak's note,
-    /// shared, is left to [`note_shutdown_leaks`](Self::note_shutdown_leaks)). The
-    /// clean-up left to run, if any (none once a reclaim is done and
-    /// fine: a temp file's unlink, an fd's close).
+    /// give it now (see `ScopeShared::shutdown_path`); its record for the report is
+    /// pushed onto `records`: one per leftover, the entry's label and path moved into
+    /// it (a leak's note, shared, is left to
+    /// [`note_shutdown_leaks`](Self::note_shutdown_leaks)). Returns the clean-up left
+    /// to run, if any (none once a reclaim is done and fine: a temp file's unlink, an
+    /// fd's close).
     pub(crate) fn release_for_shutdown(
         &self,
         id: ResourceId,
         listing: &mut Listing,
-    ) -> Option<(Option<Released>, ReleasePath, LiveResource)> {
+        records: &mut Vec<Record>,
+    ) -> Option<(Option<Released>, ReleasePath)> {
         let (_, mut entry) = self.registry.remove(&id)?;
         let path = entry.scope.shutdown_path();
         let permits = entry.permits.take();
@@ -413,11 +415,12 @@ impl Inner {
             ..
         } = entry;
         let (name, age) = (listing.scope_name(&scope), listing.age(born));
-        let record = LiveResource::new(id, kind, label, name, site, age, res_path);
-        self.records.retire_recorded(&record, &scope, path);
+        records.push(Record::new(id, kind, label, name, site, age, res_path));
+        let record = records.last()?;
+        self.records.retire_recorded(record, &scope, path);
         let cleanup = hold_until_done(reclaim.reclaim(), permits);
         if matches!(cleanup, Cleanup::Done(Ok(()))) {
-            return Some((None, path, record));
+            return Some((None, path));
         }
         // Copies only for what may fail or is still running: its failure names them.
         let released = Released {
@@ -428,7 +431,7 @@ impl Inner {
             scope,
             cleanup: Some(cleanup),
         };
-        Some((Some(released), path, record))
+        Some((Some(released), path))
     }
 
     /// Notes shutdown's released leftovers that were leaks (`released`, in release
@@ -450,7 +453,7 @@ impl Inner {
         &self,
         id: ResourceId,
         listing: &mut Listing,
-    ) -> Option<(LiveResource, ReleasePath)> {
+    ) -> Option<(Record, ReleasePath)> {
         release_now_then(&self.registry, &self.records, id, None, |id, e| {
             observe::live_resource(id, e, listing)
         })

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::id::ResourceId;
-use crate::leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup};
+use crate::leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Record};
 use crate::registry::{Born, Entry, ScopeShared};
 
 use super::Inner;
@@ -16,7 +16,7 @@ impl Inner {
     /// Live resources, in acquisition order.
     pub(crate) fn live(&self) -> Vec<LiveResource> {
         let mut listing = Listing::new();
-        let mut v: Vec<LiveResource> = self
+        let mut v: Vec<Record> = self
             .registry
             .map
             .iter()
@@ -24,8 +24,8 @@ impl Inner {
             .collect();
         // Ids are unique: the unstable sort gives the same order, without the stable
         // sort's buffer and moves.
-        v.sort_unstable_by_key(LiveResource::id);
-        v
+        v.sort_unstable_by_key(Record::id);
+        LiveResource::all(v)
     }
 
     pub(crate) fn leak_records(&self) -> Vec<LeakRecord> {
@@ -64,8 +64,8 @@ impl Inner {
 }
 
 /// A record of the entry `id`, `e` (its label and path copied: it stays registered).
-pub(super) fn live_resource(id: ResourceId, e: &Entry, l: &mut Listing) -> LiveResource {
-    LiveResource::new(
+pub(super) fn live_resource(id: ResourceId, e: &Entry, l: &mut Listing) -> Record {
+    Record::new(
         id,
         e.kind,
         e.label.as_ref().into(),

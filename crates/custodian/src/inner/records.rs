@@ -3,7 +3,7 @@
 
 use crate::id::ResourceId;
 use crate::kind::ReleasePath;
-use crate::leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup};
+use crate::leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Record};
 use crate::registry::scope_name::ScopeName;
 use crate::registry::{Entry, Reclaim, ScopeShared};
 use crate::stats::Stats;
@@ -156,12 +156,7 @@ impl Records {
     /// [`retire`](Self::retire) of a shutdown leftover whose `record` was made from its
     /// entry (label and path moved in); a leak's note, sharing that record, is left to
     /// [`note_leaks`](Self::note_leaks), once for all leftovers.
-    pub(super) fn retire_recorded(
-        &self,
-        record: &LiveResource,
-        scope: &ScopeShared,
-        path: ReleasePath,
-    ) {
+    pub(super) fn retire_recorded(&self, record: &Record, scope: &ScopeShared, path: ReleasePath) {
         let kind = record.kind();
         self.stats.released(kind, path);
         scope.live.fetch_sub(1, Ordering::Relaxed);
@@ -235,7 +230,7 @@ impl LeakNote {
                 path,
                 released_by,
             } => LeakRecord::new(
-                LiveResource::new(
+                LiveResource::one(Record::new(
                     *id,
                     *kind,
                     label.clone(),
@@ -243,7 +238,7 @@ impl LeakNote {
                     site,
                     *age,
                     path.clone(),
-                ),
+                )),
                 *released_by,
             ),
             LeakNote::Shared(r) => r.clone(),
