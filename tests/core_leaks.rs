@@ -44,7 +44,7 @@ fn a_forgotten_guard_is_reclaimed_at_scope_end_with_its_site() {
             assert_eq!(leak.kind(), kind.resource());
             assert_eq!(leak.scope(), "forgetful");
             assert_eq!(leak.released_by(), ReleasePath::ScopeEnd);
-            assert_eq!(leak.path().as_deref(), Some(path.as_path()));
+            assert_eq!(leak.path(), Some(path.as_path()));
             assert_eq!((&*leak.site().file, leak.site().line), (file!(), line));
             assert!(leak.to_string().contains(&format!("{}:{line}:", file!())));
             let report = c.finish().await;

@@ -301,7 +301,7 @@ fn a_failed_persist_hands_the_guard_back_still_managed_in_its_scope() {
                         .find(|r| r.id() == id)
                         .expect("still registered");
                     assert_eq!(r.scope(), "job");
-                    assert_eq!(r.path().as_deref(), Some(path));
+                    assert_eq!(r.path(), Some(path));
                     assert!(exists(path));
                 }
                 assert_eq!(sup.live()[0].label(), "report", "the label is kept");

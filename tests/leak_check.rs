@@ -107,7 +107,7 @@ fn five_leaks_are_named() {
     let r = &report.resources[0].resource;
     assert_eq!((r.kind(), r.label()), (ResourceKind::TempFile, "forgotten"));
     assert_eq!((&*r.site().file, r.site().line), (file!(), line), "{text}");
-    assert_eq!(r.path().as_deref(), Some(&*forgotten_path));
+    assert_eq!(r.path(), Some(&*forgotten_path));
     assert!(
         !report.paths.iter().any(|p| p.path == forgotten_path),
         "{text}"

@@ -73,8 +73,9 @@ pub(crate) struct Record {
 ///
 /// Shared, not owned: a clone is a reference count, so the shutdown report hands every
 /// caller the same records, and a leftover of shutdown is one record whether it is
-/// listed as alive at shutdown or as a leak. Formatting (`Display`, JSON) happens when
-/// it is printed, not when it is made.
+/// listed as alive at shutdown or as a leak. The records of one listing (or one
+/// shutdown) share one allocation: one kept keeps them all. Formatting (`Display`,
+/// JSON) happens when it is printed, not when it is made.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
