@@ -92,3 +92,35 @@ fn a_leftover_replaced_by_a_stranger_is_left_alone_and_reported_at_shutdown() {
     assert_eq!((k.failures, k.released(ReleasePath::Shutdown)), (1, 2));
     std::fs::remove_dir_all(&base).unwrap();
 }
+
+#[test]
+fn a_forced_shutdown_shares_its_records_and_reports_a_replaced_leftover() {
+    let base = scratch_dir("shared-records-forced");
+    let elsewhere = base.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let (report, path): (ShutdownReport, PathBuf) = runtime().block_on(async {
+        let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        let t = sup.temp().label("replaced").file().await.unwrap();
+        let ok = sup.temp().label("fine").file().await.unwrap();
+        let path = t.path().to_path_buf();
+        std::fs::rename(&path, elsewhere.join("orig")).unwrap();
+        std::fs::write(&path, b"stranger").unwrap();
+        let report = sup.shutdown_now().await;
+        assert!(!ok.path().exists());
+        drop((t, ok));
+        (report, path)
+    });
+    assert!(report.forced);
+    assert!(elsewhere.join("orig").exists());
+    let labels: Vec<_> = report.alive_at_shutdown.iter().map(|r| r.label()).collect();
+    assert_eq!(labels, ["replaced", "fine"]);
+    // One record per leftover: the leak records are the same records.
+    assert_eq!(report.leaks.len(), 2);
+    for (leak, alive) in report.leaks.iter().rev().zip(&report.alive_at_shutdown) {
+        assert_eq!(leak.resource(), alive);
+    }
+    assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+    assert_eq!(report.failures[0].path.as_deref(), Some(path.as_path()));
+    assert_eq!(report.failures[0].label, "replaced");
+    std::fs::remove_dir_all(&base).unwrap();
+}

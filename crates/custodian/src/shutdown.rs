@@ -161,9 +161,14 @@ pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownR
     let (records, paths): (Vec<Record>, Vec<ReleasePath>) = if forced {
         let i = inner.clone();
         tokio::task::spawn_blocking(move || {
-            ids.into_iter()
-                .filter_map(|id| i.release_now_recorded(id, &mut listing))
-                .unzip()
+            let (mut records, mut paths) =
+                (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
+            for id in ids {
+                if let Some(path) = i.release_now_recorded(id, &mut listing, &mut records) {
+                    paths.push(path);
+                }
+            }
+            (records, paths)
         })
         .await
         .unwrap_or_default()
@@ -189,10 +194,7 @@ pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownR
     // records and every caller's report.
     let released: Vec<(LiveResource, ReleasePath)> =
         LiveResource::all(records).into_iter().zip(paths).collect();
-    if !forced {
-        // (A forced shutdown's releases noted theirs one by one.)
-        inner.note_shutdown_leaks(&released);
-    }
+    inner.note_shutdown_leaks(&released);
     // Mostly leaks (the root's own): sized for all.
     let (mut alive_at_shutdown, mut cut_off) = (Vec::with_capacity(released.len()), Vec::new());
     // Released newest first: walked backwards, both lists come out in id order.

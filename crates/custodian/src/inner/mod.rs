@@ -447,17 +447,55 @@ impl Inner {
     }
 
     /// Releases `id`, if still registered, synchronously with [`Reclaim::reclaim_now`]
-    /// by the path its scope would give it now, with its record for the report (a
-    /// forced shutdown). Blocking: never call it on a worker thread of the runtime.
+    /// by the path its scope would give it now, its record pushed onto `records` as in
+    /// [`release_for_shutdown`](Self::release_for_shutdown) (a forced shutdown).
+    /// Blocking: never call it on a worker thread of the runtime.
     pub(crate) fn release_now_recorded(
         &self,
         id: ResourceId,
         listing: &mut Listing,
-    ) -> Option<(Record, ReleasePath)> {
-        release_now_then(&self.registry, &self.records, id, None, |id, e| {
-            observe::live_resource(id, e, listing)
-        })
-        .map(|(_, path, record)| (record, path))
+        records: &mut Vec<Record>,
+    ) -> Option<ReleasePath> {
+        let (_, mut entry) = self.registry.remove(&id)?;
+        let path = entry.scope.shutdown_path();
+        // Returned once the resource is gone, at the end.
+        let _permits = entry.permits.take();
+        let Entry {
+            kind,
+            label,
+            scope,
+            site,
+            born,
+            path: res_path,
+            reclaim,
+            ..
+        } = entry;
+        let (name, age) = (listing.scope_name(&scope), listing.age(born));
+        records.push(Record::new(id, kind, label, name, site, age, res_path));
+        let record = records.last()?;
+        self.records.retire_recorded(record, &scope, path);
+        // A panicking `reclaim_now` (the trait is public) must not abandon the releases
+        // after it: it is recorded as a failure, and the sweep goes on.
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reclaim.reclaim_now()))
+                .unwrap_or_else(|p| {
+                    Err(std::io::Error::other(format!(
+                        "the emergency release panicked: {}",
+                        crate::error::panic_message(p)
+                    )))
+                });
+        if let Err(e) = outcome {
+            let released = Released {
+                id,
+                kind,
+                label: record.label().into(),
+                path: record.path().map(Into::into),
+                scope,
+                cleanup: None,
+            };
+            self.records.record_failure(&released.split().0, &e);
+        }
+        Some(path)
     }
 
     /// Removes the temp root unless it was already removed (or being removed). Blocking.
