@@ -7,7 +7,8 @@ lower one:
 
   1. sys        OS primitives, no knowledge of the rest: safe removal, creation, mounts,
                 the private root, processes, abandoned roots.
-  2. vocabulary kinds (kind), errors (error), ids (id), sites and records (leak),
+  2. vocabulary kinds (kind), errors (error), ids (id), labels (label), sites and
+                records (leak),
                 counters (stats), the shutdown report (report), quotas' and
                 containment's settings and reasons (quota, containment).
   2b. services  the blocking I/O the shared state drives, over sys and the
@@ -56,7 +57,7 @@ import sys
 
 LAYERS = [
     ("sys", ["sys"]),
-    ("vocabulary", ["kind", "error", "id", "leak", "stats", "report", "quota", "containment"]),
+    ("vocabulary", ["kind", "error", "id", "label", "leak", "stats", "report", "quota", "containment"]),
     ("services", ["journal", "reaper"]),
     ("registry", ["registry"]),
     ("inner", ["inner"]),

@@ -39,9 +39,13 @@ async fn bump(
     if let Some(l) = sup
         .live()
         .iter()
-        .find(|l| l.kind == tokio_custodian::ResourceKind::Lock)
+        .find(|l| l.kind() == tokio_custodian::ResourceKind::Lock)
     {
-        println!("{who}: holds `{}` (taken at line {})", l.label, l.site.line);
+        println!(
+            "{who}: holds `{}` (taken at line {})",
+            l.label(),
+            l.site().line
+        );
     }
     let next = counter(state) + 1;
     sup.atomic_write(state, format!("{{\"count\":{next}}}"))

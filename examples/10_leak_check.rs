@@ -60,10 +60,7 @@ fn main() {
         println!("buggy job:\n{report}\n");
         assert_eq!(report.len(), 3, "{report}");
         let r = &report.resources[0].resource;
-        assert_eq!(
-            (r.kind, r.label.as_str()),
-            (ResourceKind::TempFile, "scratch")
-        );
+        assert_eq!((r.kind(), r.label()), (ResourceKind::TempFile, "scratch"));
         assert_eq!(report.fds[0].target, "/etc/hostname");
         assert_eq!(
             (report.processes[0].pid, &*report.processes[0].cmdline),

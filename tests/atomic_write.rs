@@ -45,8 +45,8 @@ fn commit_replaces_the_target_only_at_commit_and_leaves_nothing() {
         );
         let live = sup.live();
         assert_eq!(live.len(), 1);
-        assert_eq!(live[0].kind, ResourceKind::TempFile);
-        assert_eq!(live[0].label, "atomic state.json");
+        assert_eq!(live[0].kind(), ResourceKind::TempFile);
+        assert_eq!(live[0].label(), "atomic state.json");
         f.commit().await.unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"new content");
         assert_eq!(entries(&dir), vec!["state.json".to_owned()]);

@@ -40,12 +40,12 @@ fn a_forgotten_guard_is_reclaimed_at_scope_end_with_its_site() {
             let leaks = c.sup.leaked();
             assert_eq!(leaks.len(), 1, "{kind:?}");
             let leak = &leaks[0];
-            assert_eq!(leak.id, id);
-            assert_eq!(leak.kind, kind.resource());
-            assert_eq!(leak.scope, "forgetful");
-            assert_eq!(leak.released_by, ReleasePath::ScopeEnd);
-            assert_eq!(leak.path.as_deref(), Some(path.as_path()));
-            assert_eq!((leak.site.file.as_str(), leak.site.line), (file!(), line));
+            assert_eq!(leak.id(), id);
+            assert_eq!(leak.kind(), kind.resource());
+            assert_eq!(leak.scope(), "forgetful");
+            assert_eq!(leak.released_by(), ReleasePath::ScopeEnd);
+            assert_eq!(leak.path(), Some(path.as_path()));
+            assert_eq!((&*leak.site().file, leak.site().line), (file!(), line));
             assert!(leak.to_string().contains(&format!("{}:{line}:", file!())));
             let report = c.finish().await;
             assert_eq!(report.leaks, leaks, "the report lists the leak");
@@ -70,18 +70,18 @@ fn a_forgotten_guard_in_the_root_scope_is_reclaimed_at_shutdown() {
         // Listed as live with their sites while they are held.
         let live = sup.leaks(Duration::ZERO);
         assert_eq!(live.len(), 2);
-        assert_eq!((live[0].site.line, live[1].site.line), (line, dline));
-        assert_eq!(live[1].label, "frames");
+        assert_eq!((live[0].site().line, live[1].site().line), (line, dline));
+        assert_eq!(live[1].label(), "frames");
         let report = sup.shutdown().await;
         assert_eq!(report.alive_at_shutdown.len(), 2);
-        let sites: Vec<u32> = report.leaks.iter().map(|l| l.site.line).collect();
+        let sites: Vec<u32> = report.leaks.iter().map(|l| l.site().line).collect();
         // Force-released in reverse acquisition order.
         assert_eq!(sites, [dline, line]);
         assert!(
             report
                 .leaks
                 .iter()
-                .all(|l| l.released_by == ReleasePath::Shutdown)
+                .all(|l| l.released_by() == ReleasePath::Shutdown)
         );
         assert!(paths.iter().all(|p| !exists(p)));
         assert!(report.stats.is_consistent());

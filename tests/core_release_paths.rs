@@ -95,7 +95,7 @@ fn a_guard_escaping_its_scope_is_reclaimed_as_a_leak() {
             c.released(&path, ReleasePath::ScopeEnd, true).await;
             let leaks = c.sup.leaked();
             assert_eq!(leaks.len(), 1);
-            assert_eq!((leaks[0].id, leaks[0].scope.as_str()), (g.id(), "s"));
+            assert_eq!((leaks[0].id(), leaks[0].scope()), (g.id(), "s"));
             // The escaped guard no longer owns anything: using it fails (a file's close
             // reports that it was reclaimed), and nothing is released twice.
             match g {
@@ -280,9 +280,9 @@ fn shutdown_releases_what_is_still_held() {
             let path = g.path();
             let report = c.sup.shutdown().await;
             assert_eq!(report.alive_at_shutdown.len(), 1);
-            assert_eq!(report.alive_at_shutdown[0].id, g.id());
+            assert_eq!(report.alive_at_shutdown[0].id(), g.id());
             assert_eq!(report.leaks.len(), 1);
-            assert_eq!(report.leaks[0].released_by, ReleasePath::Shutdown);
+            assert_eq!(report.leaks[0].released_by(), ReleasePath::Shutdown);
             // The guard is still alive, but its resource is released.
             assert!(!g.is_live());
             c.released(&path, ReleasePath::Shutdown, true).await;
@@ -372,7 +372,7 @@ fn a_transferred_guard_outlives_its_scope() {
                 .await
                 .unwrap();
             assert!(g.is_live() && exists(&g.path()));
-            assert_eq!(c.sup.live()[0].scope, "root");
+            assert_eq!(c.sup.live()[0].scope(), "root");
             assert!(c.sup.leaked().is_empty());
             let path = g.path();
             drop(g);

@@ -27,8 +27,8 @@ fn mode(path: &Path) -> u32 {
 fn live(sup: &Supervisor, id: tokio_custodian::ResourceId) -> Option<(String, Option<PathBuf>)> {
     sup.live()
         .into_iter()
-        .find(|r| r.id == id)
-        .map(|r| (r.scope.clone(), r.path.clone()))
+        .find(|r| r.id() == id)
+        .map(|r| (r.scope().to_owned(), r.path().map(Path::to_path_buf)))
 }
 
 #[test]

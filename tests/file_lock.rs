@@ -139,12 +139,12 @@ fn exclusive_excludes_shared_shares_and_a_killed_holder_frees_it() {
             .unwrap();
         let live = sup.live();
         assert_eq!(live.len(), 1);
-        assert_eq!(live[0].kind, ResourceKind::Lock);
-        assert_eq!(live[0].label, "exclusive db.lock");
+        assert_eq!(live[0].kind(), ResourceKind::Lock);
+        assert_eq!(live[0].label(), "exclusive db.lock");
         assert!(
-            live[0].site.file.ends_with("file_lock.rs"),
+            live[0].site().file.ends_with("file_lock.rs"),
             "{:?}",
-            live[0].site
+            live[0].site()
         );
         assert!(!free_for_others(&path));
         held.unlock().await.unwrap();

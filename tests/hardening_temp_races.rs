@@ -101,7 +101,10 @@ fn creations_cancelled_at_random_points_leave_nothing_unregistered() {
             entries(root).into_iter().map(|n| root.join(n)).collect()
         };
         let registered = |sup: &Supervisor| -> BTreeSet<PathBuf> {
-            sup.live().into_iter().filter_map(|r| r.path).collect()
+            sup.live()
+                .into_iter()
+                .filter_map(|r| r.path().map(Path::to_path_buf))
+                .collect()
         };
         let mut last = (BTreeSet::new(), BTreeSet::new());
         let settled = tokio::time::timeout(Duration::from_secs(5), async {
@@ -293,12 +296,15 @@ fn a_failed_persist_hands_the_guard_back_still_managed_in_its_scope() {
                 let d = e.guard.expect("the temp dir is handed back");
                 for (id, path) in [(f.id(), f.path()), (d.id(), d.path())] {
                     let live = sup.live();
-                    let r = live.iter().find(|r| r.id == id).expect("still registered");
-                    assert_eq!(r.scope, "job");
-                    assert_eq!(r.path.as_deref(), Some(path));
+                    let r = live
+                        .iter()
+                        .find(|r| r.id() == id)
+                        .expect("still registered");
+                    assert_eq!(r.scope(), "job");
+                    assert_eq!(r.path(), Some(path));
                     assert!(exists(path));
                 }
-                assert_eq!(sup.live()[0].label, "report", "the label is kept");
+                assert_eq!(sup.live()[0].label(), "report", "the label is kept");
                 assert!(complete(d.path()), "the dir is untouched");
                 Ok::<_, tokio_custodian::Error>((f.path().to_path_buf(), d.path().to_path_buf()))
             })

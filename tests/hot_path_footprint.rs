@@ -7,8 +7,9 @@
 //!   list), to within 2× of what the live entries need;
 //! - the per-entry cost stays within 256 B at every size, just after a table's resize
 //!   included;
-//! - shutdown with many leftovers makes a bounded number of allocations for each (22.2
-//!   before: a registry snapshot beside the records, and two copies of the report).
+//! - shutdown with many leftovers makes no allocation for each (22.2 before a registry
+//!   snapshot and a copy of the report were dropped, 14.1 before the records were
+//!   shared).
 //!
 //! `cargo test -p custodian-suite --test hot_path_footprint -- --nocapture` prints the
 //! numbers.
@@ -222,9 +223,11 @@ fn bytes_per_live_entry_at_every_size() {
     });
 }
 
-/// Shutdown with `N` live temp files: the allocations it makes per leftover (its
-/// record, the leak record, the report for the caller) stay bounded: the report is not
-/// deep-copied once per step, and the registry is not snapshot on top of the records.
+/// Shutdown with `N` live temp files: it makes no allocation per leftover (14.1 before
+/// the records were shared, 1.0 with one allocation per record): the entry's label and
+/// path move into its record, the records of all leftovers share one allocation, the
+/// leak records and every caller's report share the records, and the registry is not
+/// snapshot on top of them.
 #[test]
 fn shutdown_allocates_a_bounded_amount_per_leftover() {
     const N: usize = 2_000;
@@ -245,11 +248,11 @@ fn shutdown_allocates_a_bounded_amount_per_leftover() {
         let report = sup.shutdown().await;
         let per = region.change().allocations as f64 / N as f64;
         assert_eq!(report.alive_at_shutdown.len(), N);
-        let ids: Vec<_> = report.alive_at_shutdown.iter().map(|r| r.id).collect();
+        let ids: Vec<_> = report.alive_at_shutdown.iter().map(|r| r.id()).collect();
         assert!(ids.is_sorted(), "alive_at_shutdown in acquisition order");
         assert_eq!(ids, files.iter().map(|f| f.id()).collect::<Vec<_>>());
-        println!("allocations per leftover at shutdown: {per:.1}");
-        assert!(per <= 16.0, "{per:.1} allocations per leftover");
+        println!("allocations per leftover at shutdown: {per:.2}");
+        assert!(per <= 0.5, "{per:.2} allocations per leftover");
         drop(files);
     });
 }

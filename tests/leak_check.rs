@@ -105,16 +105,9 @@ fn five_leaks_are_named() {
     assert!(report.paths.iter().any(|p| p.path == raw_temp), "{text}");
     // 5. the forgotten guard: kind, label, creation site (its path is not listed twice)
     let r = &report.resources[0].resource;
-    assert_eq!(
-        (r.kind, r.label.as_str()),
-        (ResourceKind::TempFile, "forgotten")
-    );
-    assert_eq!(
-        (r.site.file.as_str(), r.site.line),
-        (file!(), line),
-        "{text}"
-    );
-    assert_eq!(r.path.as_deref(), Some(&*forgotten_path));
+    assert_eq!((r.kind(), r.label()), (ResourceKind::TempFile, "forgotten"));
+    assert_eq!((&*r.site().file, r.site().line), (file!(), line), "{text}");
+    assert_eq!(r.path(), Some(&*forgotten_path));
     assert!(
         !report.paths.iter().any(|p| p.path == forgotten_path),
         "{text}"

@@ -29,14 +29,14 @@ fn a_forgotten_guard_is_stopped_at_scope_end_and_counted_as_a_leak() {
         );
         let leaks = sup.leaked();
         assert_eq!(leaks.len(), 1);
-        assert_eq!(leaks[0].kind, ResourceKind::Child);
-        assert_eq!(leaks[0].label, "forgotten");
+        assert_eq!(leaks[0].kind(), ResourceKind::Child);
+        assert_eq!(leaks[0].label(), "forgotten");
         assert!(
-            leaks[0].site.file.ends_with("process_leak.rs"),
+            leaks[0].site().file.ends_with("process_leak.rs"),
             "{}",
-            leaks[0].site
+            leaks[0].site()
         );
-        assert_eq!(leaks[0].released_by, ReleasePath::ScopeEnd);
+        assert_eq!(leaks[0].released_by(), ReleasePath::ScopeEnd);
         let report = sup.shutdown().await;
         assert_eq!(report.leaks.len(), 1);
         // The forgotten guard still holds the child's shared state, but the reap

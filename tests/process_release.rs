@@ -201,7 +201,7 @@ fn shutdown_releases_a_child_alive_in_the_root() {
         let pid = child.id().unwrap();
         let report = sup.shutdown().await;
         assert_eq!(report.alive_at_shutdown.len(), 1);
-        assert_eq!(report.alive_at_shutdown[0].label, "worker");
+        assert_eq!(report.alive_at_shutdown[0].label(), "worker");
         assert!(report.cleanups_finished);
         assert!(!pid_exists(pid));
         assert_eq!(released(&sup, ReleasePath::Shutdown), 1);

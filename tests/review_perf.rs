@@ -234,11 +234,10 @@ fn lifo_pops_racing_sweeps_and_transfers_release_each_resource_once() {
             .count();
         assert_eq!(report.leaks.len(), forgotten, "{report}");
         assert!(
-            report
-                .leaks
-                .iter()
-                .all(|l| l.released_by == tokio_custodian::ReleasePath::ScopeEnd
-                    && l.path.as_ref().is_some_and(|p| !p.exists())),
+            report.leaks.iter().all(
+                |l| l.released_by() == tokio_custodian::ReleasePath::ScopeEnd
+                    && l.path().as_ref().is_some_and(|p| !p.exists())
+            ),
             "{report}"
         );
         assert!(report.alive_at_shutdown.is_empty() && report.failures.is_empty());

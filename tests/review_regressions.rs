@@ -98,7 +98,7 @@ async fn transfer_racing_a_scope_end_never_outlives_the_scope() {
         let t = rx.await.unwrap();
         let moved = reg.transfer(&t).is_ok();
         ending.await.unwrap();
-        if moved && sup.live().iter().any(|r| r.scope == "T") {
+        if moved && sup.live().iter().any(|r| r.scope() == "T") {
             stuck += 1;
         }
         drop(reg);

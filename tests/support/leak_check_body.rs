@@ -56,7 +56,7 @@ pub(crate) async fn harness_is_not_a_leak_and_a_leak_is() {
         check2.finish().await
     };
     assert_eq!(report.resources.len(), 1, "{report}");
-    assert_eq!(report.resources[0].resource.kind, ResourceKind::TempFile);
+    assert_eq!(report.resources[0].resource.kind(), ResourceKind::TempFile);
     assert!(
         report.fds.iter().all(|f| f.target != "/etc/hostname"),
         "{report}"

@@ -222,8 +222,8 @@ impl AudioDecoder {
     /// # hound::WavWriter::create(&path, spec)?.finalize()?;
     /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let dec = tokio_custodian_audio::AudioDecoder::open(&sup.root(), &path).await?;
-    /// assert_eq!(sup.live()[0].id, dec.id());
-    /// assert_eq!(sup.live()[0].kind, tokio_custodian::ResourceKind::AudioDecoder);
+    /// assert_eq!(sup.live()[0].id(), dec.id());
+    /// assert_eq!(sup.live()[0].kind(), tokio_custodian::ResourceKind::AudioDecoder);
     /// # drop(dec); sup.shutdown().await; std::fs::remove_file(path)?; Ok(()) }
     /// ```
     pub fn id(&self) -> ResourceId {

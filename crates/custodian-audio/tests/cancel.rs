@@ -116,8 +116,8 @@ async fn forgotten_and_escaped_guards_are_reclaimed_at_scope_end() {
     assert_eq!((st.live, st.released(ReleasePath::ScopeEnd)), (0, 2));
     let leaks = sup.leaked();
     assert_eq!(leaks.len(), 2);
-    assert!(leaks.iter().all(|l| l.kind == ResourceKind::AudioDecoder));
-    assert!(leaks.iter().all(|l| l.site.file.ends_with("cancel.rs")));
+    assert!(leaks.iter().all(|l| l.kind() == ResourceKind::AudioDecoder));
+    assert!(leaks.iter().all(|l| l.site().file.ends_with("cancel.rs")));
     // The escaped guard fails cleanly.
     let err = escaped.read_i16(1).await.unwrap_err();
     assert!(matches!(err, Error::Released { .. }), "{err}");

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
 /// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let t = sup.temp_file().await?;
-/// assert_eq!(sup.live()[0].id, t.id());
+/// assert_eq!(sup.live()[0].id(), t.id());
 /// assert_eq!(t.id().to_string(), format!("#{}", t.id().get()));
 /// # drop(t); sup.shutdown().await; Ok(()) }
 /// ```

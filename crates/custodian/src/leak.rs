@@ -1,31 +1,37 @@
 //! Snapshots of live resources and records of leaked ones, for people and for machines.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::panic::Location;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::id::ResourceId;
 use crate::kind::{ReleasePath, ResourceKind};
+use crate::label::Label;
 
 /// Where a resource was acquired: the caller of the acquiring function
-/// (`#[track_caller]`).
+/// (`#[track_caller]`). The file borrows the compiler's `&'static` string (no copy per
+/// record); one read back from JSON owns its text.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
 /// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let t = sup.temp_file().await?; let line = line!();
-/// let site = &sup.live()[0].site;
+/// let live = sup.live();
+/// let site = live[0].site();
 /// assert_eq!(site.line, line);
+/// assert!(site.file.ends_with(".rs"));
 /// assert!(site.to_string().contains(&format!(":{line}:")));
 /// # drop(t); sup.shutdown().await; Ok(()) }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Site {
     /// Source file.
-    pub file: String,
+    pub file: Cow<'static, str>,
     /// Line, starting at 1.
     pub line: u32,
     /// Column, starting at 1.
@@ -35,7 +41,7 @@ pub struct Site {
 impl From<&'static Location<'static>> for Site {
     fn from(l: &'static Location<'static>) -> Self {
         Site {
-            file: l.file().to_owned(),
+            file: Cow::Borrowed(l.file()),
             line: l.line(),
             column: l.column(),
         }
@@ -48,48 +54,251 @@ impl fmt::Display for Site {
     }
 }
 
+/// What a [`LiveResource`] reads: made once per resource listed, never copied after;
+/// the records of one listing or one shutdown share one allocation.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Record {
+    id: ResourceId,
+    kind: ResourceKind,
+    label: Label,
+    #[serde(with = "shared_str")]
+    scope: Arc<str>,
+    site: Site,
+    #[serde(with = "duration_ms", rename = "age_ms", alias = "age")]
+    age: Duration,
+    path: Option<PathBuf>,
+}
+
 /// A live resource, as listed by [`Supervisor::live`](crate::Supervisor::live): an
 /// `lsof` for managed resources.
+///
+/// Shared, not owned: a clone is a reference count, so the shutdown report hands every
+/// caller the same records, and a leftover of shutdown is one record whether it is
+/// listed as alive at shutdown or as a leak. The records of one listing (or one
+/// shutdown) share one allocation: one kept keeps them all. Formatting (`Display`,
+/// JSON) happens when it is printed, not when it is made.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
 /// let sup = tokio_custodian::Supervisor::builder().start()?;
 /// let t = sup.temp().label("upload").file().await?;
 /// let live = sup.live();
-/// assert_eq!((live[0].kind, live[0].label.as_str()), (tokio_custodian::ResourceKind::TempFile, "upload"));
-/// assert_eq!(live[0].path.as_deref(), Some(t.path()));
+/// assert_eq!((live[0].kind(), live[0].label()), (tokio_custodian::ResourceKind::TempFile, "upload"));
+/// assert_eq!((live[0].id(), live[0].scope()), (t.id(), "root"));
+/// assert_eq!(live[0].path(), Some(t.path()));
+/// assert!(live[0].age() < std::time::Duration::from_secs(60));
 /// assert!(live[0].to_string().contains("temp_file `upload` in scope `root`"));
-/// assert!(serde_json::to_value(&live[0]).unwrap()["age_ms"].is_f64());
+/// let json = serde_json::to_value(&live[0]).unwrap();
+/// assert!(json["age_ms"].is_f64());
+/// assert_eq!(json["label"], "upload");
 /// # drop(t); sup.shutdown().await; Ok(()) }
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
+#[derive(Clone)]
 pub struct LiveResource {
+    // A `Vec`, not a slice: made into a block without copying the records again.
+    block: Arc<Vec<Record>>,
+    at: usize,
+}
+
+impl Record {
+    /// A record of a resource: `label` and `path` are moved in, `scope` shared.
+    pub(crate) fn new(
+        id: ResourceId,
+        kind: ResourceKind,
+        label: Label,
+        scope: Arc<str>,
+        site: &'static Location<'static>,
+        age: Duration,
+        path: Option<PathBuf>,
+    ) -> Record {
+        Record {
+            id,
+            kind,
+            label,
+            scope,
+            site: site.into(),
+            age,
+            path,
+        }
+    }
+
+    pub(crate) fn id(&self) -> ResourceId {
+        self.id
+    }
+
+    pub(crate) fn kind(&self) -> ResourceKind {
+        self.kind
+    }
+
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub(crate) fn site(&self) -> &Site {
+        &self.site
+    }
+
+    pub(crate) fn age(&self) -> Duration {
+        self.age
+    }
+
+    pub(crate) fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
+impl LiveResource {
+    /// `record` on its own.
+    pub(crate) fn one(record: Record) -> LiveResource {
+        LiveResource {
+            block: Arc::new(vec![record]),
+            at: 0,
+        }
+    }
+
+    /// Every record of a listing, in one allocation that they share (a shutdown with
+    /// 10k leftovers makes one, not 10k).
+    pub(crate) fn all(records: Vec<Record>) -> Vec<LiveResource> {
+        let block = Arc::new(records);
+        (0..block.len())
+            .map(|at| LiveResource {
+                block: block.clone(),
+                at,
+            })
+            .collect()
+    }
+
+    fn record(&self) -> &Record {
+        &self.block[self.at]
+    }
+
     /// Its id.
-    pub id: ResourceId,
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let t = sup.temp_file().await?;
+    /// assert_eq!(sup.live()[0].id(), t.id());
+    /// # drop(t); sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn id(&self) -> ResourceId {
+        self.record().id
+    }
+
     /// Its kind.
-    pub kind: ResourceKind,
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let t = sup.temp_dir().await?;
+    /// assert_eq!(sup.live()[0].kind(), tokio_custodian::ResourceKind::TempDir);
+    /// # drop(t); sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn kind(&self) -> ResourceKind {
+        self.record().kind
+    }
+
     /// Its label.
-    pub label: String,
-    /// The name of the scope that owns it.
-    pub scope: String,
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let t = sup.temp().label("cache").file().await?;
+    /// assert_eq!(sup.live()[0].label(), "cache");
+    /// # drop(t); sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn label(&self) -> &str {
+        &self.record().label
+    }
+
+    /// The name of the scope that owns it (owned it, in a [`LeakRecord`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let t = sup.temp_file().await?;
+    /// assert_eq!(sup.live()[0].scope(), "root");
+    /// # drop(t); sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn scope(&self) -> &str {
+        &self.record().scope
+    }
+
     /// Where it was acquired.
-    pub site: Site,
-    /// How long it has been alive (JSON: `age_ms`).
-    #[serde(with = "duration_ms", rename = "age_ms", alias = "age")]
-    pub age: Duration,
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let t = sup.temp_file().await?; let line = line!();
+    /// assert_eq!(sup.live()[0].site().line, line);
+    /// # drop(t); sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn site(&self) -> &Site {
+        &self.record().site
+    }
+
+    /// How long it had been alive when this record was made (JSON: `age_ms`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let t = sup.temp_file().await?;
+    /// assert!(sup.live()[0].age() < std::time::Duration::from_secs(60));
+    /// # drop(t); sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn age(&self) -> Duration {
+        self.record().age
+    }
+
     /// Its path, for files, temp files and temp dirs.
-    pub path: Option<PathBuf>,
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// let t = sup.temp_file().await?;
+    /// assert_eq!(sup.live()[0].path(), Some(t.path()));
+    /// # drop(t); sup.shutdown().await; Ok(()) }
+    /// ```
+    pub fn path(&self) -> Option<&Path> {
+        self.record().path.as_deref()
+    }
+}
+
+impl PartialEq for LiveResource {
+    fn eq(&self, other: &Self) -> bool {
+        self.record() == other.record()
+    }
+}
+
+impl Eq for LiveResource {}
+
+impl fmt::Debug for LiveResource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.record().fmt(f)
+    }
+}
+
+impl Serialize for LiveResource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.record().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for LiveResource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Record::deserialize(d).map(LiveResource::one)
+    }
 }
 
 impl fmt::Display for LiveResource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.record();
         write!(
             f,
             "{} {} `{}` in scope `{}`, age {:.3?}, acquired at {}",
-            self.id, self.kind, self.label, self.scope, self.age, self.site
+            r.id, r.kind, r.label, r.scope, r.age, r.site
         )?;
-        if let Some(p) = &self.path {
+        if let Some(p) = &r.path {
             write!(f, " ({})", p.display())?;
         }
         Ok(())
@@ -99,6 +308,11 @@ impl fmt::Display for LiveResource {
 /// A resource that was released without its guard: the guard escaped its scope or was
 /// forgotten (`mem::forget`), or it was still alive at shutdown.
 ///
+/// It reads as the [`LiveResource`] it was when reclaimed (`Deref`: `label()`,
+/// `scope()`, `site()`, `age()` at the release, `path()`), with the path that reclaimed
+/// it; a leftover of shutdown shares that record with the report's
+/// [`alive_at_shutdown`](crate::ShutdownReport::alive_at_shutdown).
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
 /// use tokio_custodian::ReleasePath;
@@ -106,30 +320,73 @@ impl fmt::Display for LiveResource {
 /// sup.scope("job", async |s| std::mem::forget(s.temp_file().await)).await?;
 /// let report = sup.shutdown().await;
 /// let leak = &report.leaks[0];
-/// assert_eq!((leak.scope.as_str(), leak.released_by), ("job", ReleasePath::ScopeEnd));
+/// assert_eq!((leak.scope(), leak.released_by()), ("job", ReleasePath::ScopeEnd));
 /// assert!(leak.to_string().contains("reclaimed at the end of its scope (scope_end)"));
+/// let json = serde_json::to_value(leak).unwrap();
+/// assert_eq!((json["scope"].as_str(), json["released_by"].as_str()), (Some("job"), Some("scope_end")));
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct LeakRecord {
-    /// Its id.
-    pub id: ResourceId,
-    /// Its kind.
-    pub kind: ResourceKind,
-    /// Its label.
-    pub label: String,
-    /// The scope that owned it.
-    pub scope: String,
-    /// Where it was acquired.
-    pub site: Site,
-    /// How long it had been alive when it was reclaimed (JSON: `age_ms`).
-    #[serde(with = "duration_ms", rename = "age_ms", alias = "age")]
-    pub age: Duration,
-    /// Its path, if it had one.
-    pub path: Option<PathBuf>,
+    #[serde(flatten)]
+    resource: LiveResource,
+    released_by: ReleasePath,
+}
+
+impl LeakRecord {
+    pub(crate) fn new(resource: LiveResource, released_by: ReleasePath) -> LeakRecord {
+        LeakRecord {
+            resource,
+            released_by,
+        }
+    }
+
     /// The path that reclaimed it ([`ReleasePath::ScopeEnd`] or [`ReleasePath::Shutdown`]).
-    pub released_by: ReleasePath,
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// std::mem::forget(sup.temp_file().await?);
+    /// let report = sup.shutdown().await;
+    /// assert_eq!(report.leaks[0].released_by(), tokio_custodian::ReleasePath::Shutdown);
+    /// # Ok(()) }
+    /// ```
+    pub fn released_by(&self) -> ReleasePath {
+        self.released_by
+    }
+
+    /// The resource as it was when reclaimed (the same record as the report's
+    /// `alive_at_shutdown` entry for a leftover of shutdown).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
+    /// let sup = tokio_custodian::Supervisor::builder().start()?;
+    /// std::mem::forget(sup.temp_file().await?);
+    /// let report = sup.shutdown().await;
+    /// assert_eq!(report.leaks[0].resource(), &report.alive_at_shutdown[0]);
+    /// # Ok(()) }
+    /// ```
+    pub fn resource(&self) -> &LiveResource {
+        &self.resource
+    }
+}
+
+impl std::ops::Deref for LeakRecord {
+    type Target = LiveResource;
+
+    fn deref(&self) -> &LiveResource {
+        &self.resource
+    }
+}
+
+impl fmt::Debug for LeakRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeakRecord")
+            .field("resource", &self.resource)
+            .field("released_by", &self.released_by)
+            .finish()
+    }
 }
 
 impl fmt::Display for LeakRecord {
@@ -139,10 +396,11 @@ impl fmt::Display for LeakRecord {
             ReleasePath::Shutdown => "by shutdown",
             _ => "by its scope",
         };
+        let r = self.resource.record();
         write!(
             f,
             "{} {} `{}` leaked from scope `{}` after {:.3?}, acquired at {}, reclaimed {by} ({})",
-            self.id, self.kind, self.label, self.scope, self.age, self.site, self.released_by
+            r.id, r.kind, r.label, r.scope, r.age, r.site, self.released_by
         )
     }
 }
@@ -251,5 +509,19 @@ pub(crate) mod duration_ms {
         let ms = f64::deserialize(d)?;
         // Saturating: a huge or negative value is not a reason to panic.
         Ok(Duration::try_from_secs_f64((ms / 1000.0).max(0.0)).unwrap_or(Duration::MAX))
+    }
+}
+
+mod shared_str {
+    //! An `Arc<str>` as a plain JSON string (serde's `rc` feature is not on).
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::sync::Arc;
+
+    pub(super) fn serialize<S: Serializer>(v: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+        String::deserialize(d).map(Arc::from)
     }
 }

@@ -51,6 +51,7 @@ mod sys;
 mod error;
 mod id;
 mod kind;
+mod label;
 mod leak;
 mod report;
 mod stats;
@@ -103,6 +104,7 @@ pub use journal::{
     SurvivorReason, SweepReport,
 };
 pub use kind::{CancelReason, ReleasePath, ResourceKind};
+pub use label::Label;
 pub use leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Site};
 pub use quota::{Quota, QuotaOn, QuotaUsage};
 #[allow(deprecated)]
@@ -112,7 +114,7 @@ pub use recovery::{AgeKept, AgeKeptReason, AgeReport, AgeSweep, BaseRefusal};
 pub use recovery::{Recovery, RecoveryReport, recover};
 #[allow(deprecated)]
 pub use recovery::{sweep, sweep_with_grace};
-pub use registry::{Cleanup, Label, ProcessIds, Reclaim};
+pub use registry::{Cleanup, ProcessIds, Reclaim};
 pub use report::{DrainReport, HookOutcome, HookReport, Phase, ShutdownCause, ShutdownReport};
 pub use resource::{ATOMIC_TEMP_PREFIX, AtomicFile, AtomicWrite, CreateAtomicFile, Durability};
 pub use resource::{AcquireLock, FileLock, GaveUp, LockMode, LockOptions, Retry, RetryError};

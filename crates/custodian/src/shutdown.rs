@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 
 use crate::hook::run_hooks;
 use crate::id::ResourceId;
-use crate::inner::Inner;
+use crate::inner::{Inner, Listing};
 use crate::kind::{CancelReason, ReleasePath};
-use crate::leak::LiveResource;
+use crate::leak::{LiveResource, Record};
 use crate::report::{Phase, ShutdownCause, ShutdownReport};
 
 /// The one shutdown run of `inner`, begun by a call.
@@ -152,35 +152,51 @@ pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownR
     }
     let t = phase("wait for scopes", t);
 
-    let mut ids: Vec<ResourceId> = inner.registry.map.iter().map(|e| *e.key()).collect();
-    ids.sort_unstable_by(|a, b| b.cmp(a));
+    let ids = newest_first(inner.registry.map.iter().map(|e| *e.key()).collect());
     // One record per leftover, made from its entry as it is released (no snapshot of
     // the whole registry beforehand): what was released by someone else in between
     // (a scope's own sweep) is not a leftover.
-    let released: Vec<(LiveResource, ReleasePath)> = if inner.is_forced() {
+    let mut listing = Listing::new();
+    let forced = inner.is_forced();
+    let (records, paths): (Vec<Record>, Vec<ReleasePath>) = if forced {
         let i = inner.clone();
         tokio::task::spawn_blocking(move || {
-            ids.into_iter()
-                .filter_map(|id| i.release_now_recorded(id))
-                .collect()
+            let (mut records, mut paths) =
+                (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
+            for id in ids {
+                if let Some(path) = i.release_now_recorded(id, &mut listing, &mut records) {
+                    paths.push(path);
+                }
+            }
+            (records, paths)
         })
         .await
         .unwrap_or_default()
     } else {
-        let mut cleanups = Vec::with_capacity(ids.len());
-        let released = ids
-            .into_iter()
-            .filter_map(|id| {
-                let (p, path, record) = inner.release_for_shutdown(id)?;
+        let mut cleanups = Vec::new();
+        let (mut records, mut paths) =
+            (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
+        for id in ids {
+            let Some((p, path)) = inner.release_for_shutdown(id, &mut listing, &mut records) else {
+                continue;
+            };
+            if let Some(p) = p {
                 cleanups.push(p);
-                Some((record, path))
-            })
-            .collect();
+            }
+            paths.push(path);
+        }
+        drop(listing);
         // Children stopped before dirs are removed (see `clean_up_sweep`).
         crate::inner::clean_up_sweep(&inner, cleanups);
-        released
+        (records, paths)
     };
-    let (mut alive_at_shutdown, mut cut_off) = (Vec::new(), Vec::new());
+    // The records of all leftovers in one allocation, shared by both lists, the leak
+    // records and every caller's report.
+    let released: Vec<(LiveResource, ReleasePath)> =
+        LiveResource::all(records).into_iter().zip(paths).collect();
+    inner.note_shutdown_leaks(&released);
+    // Mostly leaks (the root's own): sized for all.
+    let (mut alive_at_shutdown, mut cut_off) = (Vec::with_capacity(released.len()), Vec::new());
     // Released newest first: walked backwards, both lists come out in id order.
     for (r, path) in released.into_iter().rev() {
         if path.is_leak() {
@@ -261,6 +277,34 @@ pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownR
     report
 }
 
+/// `ids` (distinct), newest first. Ids are made in sequence, so the registry's leftovers
+/// mostly fill a range: within 4 times their number they are placed by offset in one
+/// pass (linear, a byte per id of the range), otherwise sorted.
+fn newest_first(mut ids: Vec<ResourceId>) -> Vec<ResourceId> {
+    let (Some(min), Some(max)) = (ids.iter().min(), ids.iter().max()) else {
+        return ids;
+    };
+    let (min, span) = (min.get(), max.get() - min.get());
+    match usize::try_from(span) {
+        Ok(span) if span / 4 < ids.len() => {
+            let mut seen = vec![false; span + 1];
+            for id in &ids {
+                // In `0..=span`: between `min` and `max`.
+                seen[(id.get() - min) as usize] = true;
+            }
+            ids.clear();
+            ids.extend(
+                (0..=span)
+                    .rev()
+                    .filter(|&i| seen[i])
+                    .map(|i| ResourceId::new(min + i as u64)),
+            );
+        }
+        _ => ids.sort_unstable_by(|a, b| b.cmp(a)),
+    }
+    ids
+}
+
 /// How long shutdown lets scopes that were cut off sweep their own resources.
 const SWEEP_WAIT: Duration = Duration::from_millis(250);
 
@@ -283,5 +327,29 @@ fn cut(inner: &Inner, reason: CancelReason) {
             inner.root_scope.raise(reason);
         }
         inner.fire_cut();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newest_first_orders_dense_and_sparse_ids_alike() {
+        let ids = |v: &[u64]| v.iter().map(|&n| ResourceId::new(n)).collect::<Vec<_>>();
+        for v in [
+            vec![],
+            vec![7],
+            vec![3, 9, 4, 5, 8, 6, 7],
+            vec![1, 1_000_000, 17],
+            vec![u64::MAX, 0, 5],
+            (100..10_100).rev().step_by(3).collect(),
+        ] {
+            let mut want = ids(&v);
+            want.sort_unstable_by(|a, b| b.cmp(a));
+            let mut shuffled = ids(&v);
+            shuffled.rotate_left(v.len() / 2);
+            assert_eq!(newest_first(shuffled), want, "{v:?}");
+        }
     }
 }

@@ -176,12 +176,12 @@ impl DemoReport {
                 let _ = writeln!(
                     s,
                     "  {} {:?} in scope {} at {}:{}, reclaimed by {}",
-                    l.kind.as_str(),
-                    l.label,
-                    l.scope,
-                    l.site.file,
-                    l.site.line,
-                    l.released_by.as_str()
+                    l.kind().as_str(),
+                    l.label(),
+                    l.scope(),
+                    l.site().file,
+                    l.site().line,
+                    l.released_by().as_str()
                 );
             }
         }

@@ -4,7 +4,8 @@
 use crate::error::{Error, Operation};
 use crate::id::ResourceId;
 use crate::kind::ResourceKind;
-use crate::registry::{Cleanup, Label, ScopeShared};
+use crate::label::Label;
+use crate::registry::{Cleanup, ScopeShared};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::task::task_tracker::TaskTrackerToken;

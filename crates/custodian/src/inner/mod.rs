@@ -43,7 +43,7 @@ use tokio_util::task::TaskTracker;
 use crate::error::{Error, Operation};
 use crate::id::ResourceId;
 use crate::kind::{CancelReason, ReleasePath, ResourceKind};
-use crate::leak::LiveResource;
+use crate::leak::{LeakRecord, LiveResource, Record};
 use crate::registry::{Cleanup, Entry, Permits, Reclaim, Registry, ScopeShared, hold_until_done};
 use crate::report::ShutdownReport;
 use crate::sys::root::TempRoot;
@@ -61,6 +61,7 @@ pub(crate) use clean_up::{Deferred, Released, ReleasedInfo, clean_up_sweep};
 pub(crate) use drain::DrainState;
 pub use handle::Supervisor;
 pub(crate) use hooks::Hook;
+pub(crate) use observe::Listing;
 pub(crate) use quota::{Need, Quotas, owner as quota_owner};
 pub(crate) use records::Records;
 use retry::Retrier;
@@ -137,7 +138,7 @@ pub(crate) struct Inner {
 /// What a registration needs.
 pub(crate) struct Spec {
     pub(crate) kind: ResourceKind,
-    pub(crate) label: crate::registry::Label,
+    pub(crate) label: crate::label::Label,
     pub(crate) path: Option<PathBuf>,
     pub(crate) site: &'static Location<'static>,
     pub(crate) op: Operation,
@@ -435,32 +436,113 @@ impl Inner {
     }
 
     /// Releases `id` for shutdown, if still registered, with the path its scope would
-    /// give it now (see `ScopeShared::shutdown_path`), and its record for the report.
+    /// give it now (see `ScopeShared::shutdown_path`); its record for the report is
+    /// pushed onto `records`: one per leftover, the entry's label and path moved into
+    /// it (a leak's note, shared, is left to
+    /// [`note_shutdown_leaks`](Self::note_shutdown_leaks)). Returns the clean-up left
+    /// to run, if any (none once a reclaim is done and fine: a temp file's unlink, an
+    /// fd's close).
     pub(crate) fn release_for_shutdown(
         &self,
         id: ResourceId,
-    ) -> Option<(Released, ReleasePath, LiveResource)> {
-        let (_, entry) = self.registry.remove(&id)?;
+        listing: &mut Listing,
+        records: &mut Vec<Record>,
+    ) -> Option<(Option<Released>, ReleasePath)> {
+        let (_, mut entry) = self.registry.remove(&id)?;
         let path = entry.scope.shutdown_path();
-        let record = observe::live_resource(id, &entry);
-        Some((self.retire_and_reclaim(id, entry, path), path, record))
+        let permits = entry.permits.take();
+        let Entry {
+            kind,
+            label,
+            scope,
+            site,
+            born,
+            path: res_path,
+            reclaim,
+            ..
+        } = entry;
+        let (name, age) = (listing.scope_name(&scope), listing.age(born));
+        records.push(Record::new(id, kind, label, name, site, age, res_path));
+        let record = records.last()?;
+        self.records.retire_recorded(record, &scope, path);
+        let cleanup = hold_until_done(reclaim.reclaim(), permits);
+        if matches!(cleanup, Cleanup::Done(Ok(()))) {
+            return Some((None, path));
+        }
+        // Copies only for what may fail or is still running: its failure names them.
+        let released = Released {
+            id,
+            kind,
+            label: record.label().into(),
+            path: record.path().map(Into::into),
+            scope,
+            cleanup: Some(cleanup),
+        };
+        Some((Some(released), path))
+    }
+
+    /// Notes shutdown's released leftovers that were leaks (`released`, in release
+    /// order), sharing their records, under one lock: only the newest of the bounded
+    /// leak records can stay.
+    pub(crate) fn note_shutdown_leaks(&self, released: &[(LiveResource, ReleasePath)]) {
+        self.records.note_leaks(
+            released
+                .iter()
+                .filter(|(_, path)| path.is_leak())
+                .map(|(r, path)| LeakRecord::new(r.clone(), *path)),
+        );
     }
 
     /// Releases `id`, if still registered, synchronously with [`Reclaim::reclaim_now`]
-    /// by the path its scope would give it now, with its record for the report (a
-    /// forced shutdown). Blocking: never call it on a worker thread of the runtime.
+    /// by the path its scope would give it now, its record pushed onto `records` as in
+    /// [`release_for_shutdown`](Self::release_for_shutdown) (a forced shutdown).
+    /// Blocking: never call it on a worker thread of the runtime.
     pub(crate) fn release_now_recorded(
         &self,
         id: ResourceId,
-    ) -> Option<(LiveResource, ReleasePath)> {
-        release_now_then(
-            &self.registry,
-            &self.records,
-            id,
-            None,
-            observe::live_resource,
-        )
-        .map(|(_, path, record)| (record, path))
+        listing: &mut Listing,
+        records: &mut Vec<Record>,
+    ) -> Option<ReleasePath> {
+        let (_, mut entry) = self.registry.remove(&id)?;
+        let path = entry.scope.shutdown_path();
+        // Returned once the resource is gone, at the end.
+        let _permits = entry.permits.take();
+        let Entry {
+            kind,
+            label,
+            scope,
+            site,
+            born,
+            path: res_path,
+            reclaim,
+            ..
+        } = entry;
+        let (name, age) = (listing.scope_name(&scope), listing.age(born));
+        records.push(Record::new(id, kind, label, name, site, age, res_path));
+        let record = records.last()?;
+        self.records.retire_recorded(record, &scope, path);
+        // A panicking `reclaim_now` (the trait is public) must not abandon the releases
+        // after it: it is recorded as a failure, and the sweep goes on.
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reclaim.reclaim_now()))
+                .unwrap_or_else(|p| {
+                    Err(std::io::Error::other(format!(
+                        "the emergency release panicked: {}",
+                        crate::error::panic_message(p)
+                    )))
+                });
+        if let Err(e) = outcome {
+            let released = Released {
+                id,
+                kind,
+                label: record.label().into(),
+                path: record.path().map(Into::into),
+                scope,
+                cleanup: None,
+            };
+            self.records.record_failure(&released.split().0, &e);
+        }
+        Some(path)
     }
 
     /// Removes the temp root unless it was already removed (or being removed). Blocking.

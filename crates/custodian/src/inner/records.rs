@@ -3,15 +3,16 @@
 
 use crate::id::ResourceId;
 use crate::kind::ReleasePath;
-use crate::leak::{FailureRecord, LeakRecord, PendingCleanup};
+use crate::label::Label;
+use crate::leak::{FailureRecord, LeakRecord, LiveResource, PendingCleanup, Record};
 use crate::registry::scope_name::ScopeName;
-use crate::registry::{Entry, Label};
+use crate::registry::{Entry, ScopeShared};
 use crate::stats::Stats;
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::Location;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::clean_up::ReleasedInfo;
@@ -117,7 +118,7 @@ impl Records {
             tracing::warn!(id = id.get(), kind = kind.as_str(), label = &**label, site = %site, released_by = path.as_str(), "leaked resource reclaimed");
             push_bounded(
                 &self.leaks,
-                LeakNote {
+                LeakNote::Owned {
                     id,
                     kind,
                     label: label.clone(),
@@ -139,6 +140,40 @@ impl Records {
         }
     }
 
+    /// [`retire`](Self::retire) of a shutdown leftover whose `record` was made from its
+    /// entry (label and path moved in); a leak's note, sharing that record, is left to
+    /// [`note_leaks`](Self::note_leaks), once for all leftovers.
+    pub(super) fn retire_recorded(&self, record: &Record, scope: &ScopeShared, path: ReleasePath) {
+        let kind = record.kind();
+        self.stats.released(kind, path);
+        scope.live.fetch_sub(1, Ordering::Relaxed);
+        if path.is_leak() {
+            tracing::warn!(id = record.id().get(), kind = kind.as_str(), label = record.label(), site = %record.site(), released_by = path.as_str(), "leaked resource reclaimed");
+        } else {
+            tracing::debug!(
+                id = record.id().get(),
+                kind = kind.as_str(),
+                label = record.label(),
+                by = path.as_str(),
+                "released"
+            );
+        }
+    }
+
+    /// Notes `leaks`, in release order, under one lock: only the newest
+    /// [`RECORDS_KEPT`] are kept, so only they are taken.
+    pub(super) fn note_leaks(&self, leaks: impl DoubleEndedIterator<Item = LeakRecord>) {
+        let mut newest: Vec<LeakRecord> = leaks.rev().take(RECORDS_KEPT).collect();
+        newest.reverse();
+        let mut q = lock(&self.leaks);
+        for r in newest {
+            if q.len() == RECORDS_KEPT {
+                q.pop_front();
+            }
+            q.push_back(LeakNote::Shared(r));
+        }
+    }
+
     pub(super) fn retrying(&self) -> Vec<PendingCleanup> {
         lock(&self.retrying)
             .values()
@@ -153,30 +188,47 @@ impl Records {
 /// A leak as recorded at its release: what the public [`LeakRecord`] is made of, made
 /// into one only when read (`Supervisor::leaked`, the shutdown report). Strings are
 /// not built for records that are evicted unread (only the newest [`RECORDS_KEPT`] are
-/// kept: a shutdown with 10,000 leftovers makes 10,000 of them): the site stays a
-/// `&'static Location`, a short scope name stays inline.
-pub(super) struct LeakNote {
-    id: ResourceId,
-    kind: crate::kind::ResourceKind,
-    label: Label,
-    scope: ScopeName,
-    site: &'static Location<'static>,
-    age: Duration,
-    path: Option<PathBuf>,
-    released_by: ReleasePath,
+/// kept): the site stays a `&'static Location`, a short scope name stays inline.
+/// Shutdown's leftovers share the record the report lists them with.
+pub(super) enum LeakNote {
+    Owned {
+        id: ResourceId,
+        kind: crate::kind::ResourceKind,
+        label: Label,
+        scope: ScopeName,
+        site: &'static Location<'static>,
+        age: Duration,
+        path: Option<PathBuf>,
+        released_by: ReleasePath,
+    },
+    Shared(LeakRecord),
 }
 
 impl LeakNote {
     pub(super) fn record(&self) -> LeakRecord {
-        LeakRecord {
-            id: self.id,
-            kind: self.kind,
-            label: String::from(&*self.label),
-            scope: String::from(&*self.scope),
-            site: self.site.into(),
-            age: self.age,
-            path: self.path.clone(),
-            released_by: self.released_by,
+        match self {
+            LeakNote::Owned {
+                id,
+                kind,
+                label,
+                scope,
+                site,
+                age,
+                path,
+                released_by,
+            } => LeakRecord::new(
+                LiveResource::one(Record::new(
+                    *id,
+                    *kind,
+                    label.clone(),
+                    Arc::from(&**scope),
+                    site,
+                    *age,
+                    path.clone(),
+                )),
+                *released_by,
+            ),
+            LeakNote::Shared(r) => r.clone(),
         }
     }
 }

@@ -25,15 +25,14 @@ use dashmap::DashMap;
 
 use crate::id::ResourceId;
 use crate::kind::ResourceKind;
+use crate::label::Label;
 
-pub(crate) mod label;
 pub(crate) mod ledger;
 pub(crate) mod permits;
 pub(crate) mod reclaim;
 pub(crate) mod scope_name;
 pub(crate) mod scope_state;
 
-pub use label::Label;
 pub(crate) use ledger::{Ledger, OwnerKey};
 pub(crate) use permits::{ByteCharge, Permits, Rule, hold_until_done};
 pub use reclaim::{Cleanup, ProcessIds, Reclaim};
@@ -70,7 +69,13 @@ impl Born {
 
     /// How long ago it was (zero if the clock reads earlier).
     pub(crate) fn elapsed(&self) -> Duration {
-        let nanos = offset(Instant::now()).saturating_sub(self.0);
+        self.age_at(Born::now())
+    }
+
+    /// How long before `now` it was (zero if `now` is earlier): one reading of the
+    /// clock for many entries (shutdown's records of its leftovers).
+    pub(crate) fn age_at(&self, now: Born) -> Duration {
+        let nanos = now.0.saturating_sub(self.0);
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(0))
     }
 }

@@ -123,7 +123,7 @@ impl ManagedFile {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let f = sup.open("/dev/null").await?;
-    /// assert_eq!(sup.live()[0].id, f.id());
+    /// assert_eq!(sup.live()[0].id(), f.id());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub fn id(&self) -> crate::ResourceId {
@@ -294,7 +294,7 @@ impl ManagedFile {
     }
 }
 
-pub(crate) fn label_of(path: &Path) -> crate::registry::Label {
+pub(crate) fn label_of(path: &Path) -> crate::label::Label {
     path.file_name()
         .map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy())
         .into()
@@ -491,7 +491,7 @@ impl OpenOptions {
     /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let opts = sup.root().file_options().read(true);
     /// let f = opts.open("/dev/null").await?; // registered before it is returned
-    /// assert_eq!(sup.live()[0].path.as_deref(), Some(std::path::Path::new("/dev/null")));
+    /// assert_eq!(sup.live()[0].path(), Some(std::path::Path::new("/dev/null")));
     /// let err = opts.open("/no/such/file").await.unwrap_err();
     /// assert_eq!(err.path(), Some(std::path::Path::new("/no/such/file")));
     /// # drop(f); sup.shutdown().await; Ok(()) }

@@ -68,7 +68,7 @@ pub enum LockMode {
 /// let held = sup.file_lock(&path).acquire().await?;
 /// let busy = sup.file_lock(&path).try_acquire().await.unwrap_err();
 /// assert_eq!(busy.io_kind(), Some(std::io::ErrorKind::WouldBlock));
-/// assert_eq!(sup.live()[0].kind, tokio_custodian::ResourceKind::Lock);
+/// assert_eq!(sup.live()[0].kind(), tokio_custodian::ResourceKind::Lock);
 /// held.unlock().await?;
 /// # sup.shutdown().await; Ok(()) }
 /// ```
@@ -263,7 +263,7 @@ impl LockOptions {
     /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let path = sup.temp_root().join("db.lock");
     /// let lock = sup.file_lock(&path).acquire().await?; // waits while another holds it
-    /// assert_eq!(sup.live()[0].kind, tokio_custodian::ResourceKind::Lock);
+    /// assert_eq!(sup.live()[0].kind(), tokio_custodian::ResourceKind::Lock);
     /// # drop(lock); sup.shutdown().await; Ok(()) }
     /// ```
     #[track_caller]

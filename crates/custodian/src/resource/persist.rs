@@ -31,7 +31,7 @@ use crate::sys::root::TempRoot;
 /// needed to register it again if the move fails.
 pub(crate) struct Parked {
     home: Arc<ScopeShared>,
-    label: crate::registry::Label,
+    label: crate::label::Label,
     site: &'static Location<'static>,
     /// The entry's quota permits, kept while the file is still in the root: a failed
     /// move registers it again with them (never refused for room a waiter took

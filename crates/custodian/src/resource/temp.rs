@@ -36,7 +36,7 @@ use crate::sys::root::TempRoot;
 /// let f = sup.root().temp().prefix("upload-").suffix(".wav").label("upload").file().await?;
 /// let name = f.path().file_name().unwrap().to_str().unwrap();
 /// assert!(name.starts_with("upload-") && name.ends_with(".wav"));
-/// assert_eq!(sup.live()[0].label, "upload");
+/// assert_eq!(sup.live()[0].label(), "upload");
 /// # sup.shutdown().await; Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -104,7 +104,7 @@ impl TempBuilder {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let t = sup.temp().label("spool").file().await?;
-    /// assert_eq!(sup.live()[0].label, "spool");
+    /// assert_eq!(sup.live()[0].label(), "spool");
     /// # drop(t); sup.shutdown().await; Ok(()) }
     /// ```
     pub fn label(mut self, label: impl Into<String>) -> Self {

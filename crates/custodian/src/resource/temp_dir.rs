@@ -143,7 +143,7 @@ impl TempDir {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let d = sup.temp_dir().await?;
-    /// assert_eq!(sup.live()[0].id, d.id());
+    /// assert_eq!(sup.live()[0].id(), d.id());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub fn id(&self) -> crate::ResourceId {

@@ -5,7 +5,7 @@
 //! `persist_noclobber`) flushes, then goes through the shared move unit (see
 //! [`move_out`]), which takes the entry out of the registry first.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -27,6 +27,7 @@ use crate::sys::FileId;
 use crate::sys::create::create_file_at;
 use crate::sys::remove::remove_file_at;
 use crate::sys::root::TempRoot;
+use name::CName;
 
 type Handle = tokio::fs::File;
 
@@ -73,7 +74,6 @@ pub struct TempFile {
     reg: Registration,
     file: Arc<Slot<Handle>>,
     path: PathBuf,
-    name: OsString,
     fid: FileId,
     // Weak: a forgotten guard must not keep the root's fds open.
     root: Weak<TempRoot>,
@@ -86,7 +86,7 @@ pub struct TempFile {
 struct TempFileReclaim {
     file: Arc<Slot<Handle>>,
     root: Arc<TempRoot>,
-    name: OsString,
+    name: CName,
     fid: FileId,
 }
 
@@ -113,7 +113,7 @@ impl TempFileReclaim {
         // Close the fd (an operation in flight on the blocking pool keeps its own handle
         // until it finishes), then remove the name relative to the root, checked by inode.
         drop(file);
-        Cleanup::Done(remove_file_at(self.root.fd(), &self.name, self.fid).map(drop))
+        Cleanup::Done(remove_file_at(self.root.fd(), self.name.as_c_str(), self.fid).map(drop))
     }
 }
 
@@ -137,7 +137,7 @@ impl TempFile {
         let reclaim = TempFileReclaim {
             file: slot.clone(),
             root: root.clone(),
-            name: made.name.clone(),
+            name: c_name(&made.name).map_err(|e| Error::io(op, &path, e))?,
             fid: made.id,
         };
         let spec = Spec {
@@ -155,7 +155,6 @@ impl TempFile {
             reg,
             file: slot,
             path,
-            name: made.name,
             fid: made.id,
             root: Arc::downgrade(root),
         })
@@ -180,7 +179,7 @@ impl TempFile {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let t = sup.temp_file().await?;
-    /// assert_eq!(sup.live()[0].id, t.id());
+    /// assert_eq!(sup.live()[0].id(), t.id());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub fn id(&self) -> crate::ResourceId {
@@ -437,7 +436,8 @@ impl Movable for TempFile {
     }
 
     fn name(&self) -> &OsStr {
-        &self.name
+        // The guard's path is the root's joined with the name: its last component.
+        self.path.file_name().unwrap_or_default()
     }
 
     fn fid(&self) -> FileId {
@@ -449,10 +449,16 @@ impl Movable for TempFile {
     }
 
     fn reclaim(&self, root: Arc<TempRoot>) -> Box<dyn Reclaim> {
+        // A name it was created with: the conversion cannot fail (the fallback, an
+        // empty name, would find nothing to remove).
+        let name = c_name(self.name()).unwrap_or(CName::Inline {
+            len: 1,
+            bytes: [0; _],
+        });
         Box::new(TempFileReclaim {
             file: self.file.clone(),
             root,
-            name: self.name.clone(),
+            name,
             fid: self.fid,
         })
     }
@@ -460,6 +466,17 @@ impl Movable for TempFile {
 
 // `AsyncRead`, `AsyncWrite`, `AsyncSeek`, with the temp bytes quota's accounting.
 mod async_io;
+mod name;
+
+/// `name` for the removal's system calls (`InvalidInput` if it holds a NUL).
+fn c_name(name: &OsStr) -> io::Result<CName> {
+    CName::new(name).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a NUL byte in a temp file's name",
+        )
+    })
+}
 
 impl fmt::Debug for TempFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -32,8 +32,9 @@ use tracing::Instrument;
 use crate::error::{Operation, Result};
 use crate::inner::{Inner, Spec, Supervisor};
 use crate::kind::{CancelReason, ResourceKind};
+use crate::label::Label;
 use crate::registry::scope_name::ScopeName;
-use crate::registry::{Label, Permits, Reclaim, ScopeShared};
+use crate::registry::{Permits, Reclaim, ScopeShared};
 
 /// A handle to a scope: acquire resources in it, nest scopes, observe cancellation.
 ///
@@ -400,7 +401,7 @@ impl Scope {
     /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let site = std::panic::Location::caller();
     /// let reg = sup.root().register_at(ResourceKind::Lock, "l", None, Nothing, site)?;
-    /// assert_eq!(sup.live()[0].site.line, site.line());
+    /// assert_eq!(sup.live()[0].site().line, site.line());
     /// # drop(reg); sup.shutdown().await; Ok(()) }
     /// ```
     pub fn register_at(

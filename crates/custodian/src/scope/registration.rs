@@ -53,7 +53,7 @@ impl Registration {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let f = sup.temp_file().await?;
-    /// assert_eq!(sup.live()[0].id, f.id());
+    /// assert_eq!(sup.live()[0].id(), f.id());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub fn id(&self) -> ResourceId {

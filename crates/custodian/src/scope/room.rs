@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use crate::error::{Operation, Result};
 use crate::inner::Spec;
 use crate::kind::ResourceKind;
-use crate::registry::{Label, Reclaim};
+use crate::label::Label;
+use crate::registry::Reclaim;
 
 use super::{Registration, Scope};
 

@@ -47,7 +47,7 @@ impl Supervisor {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let t = sup.root().temp_file().await?;
-    /// assert_eq!(sup.live()[0].scope, "root");
+    /// assert_eq!(sup.live()[0].scope(), "root");
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub fn root(&self) -> Scope {
@@ -141,8 +141,8 @@ impl Supervisor {
     /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let _t = sup.temp_file().await?;
     /// let live = sup.live();
-    /// assert_eq!(live[0].kind, tokio_custodian::ResourceKind::TempFile);
-    /// assert!(live[0].site.file.ends_with(".rs"));
+    /// assert_eq!(live[0].kind(), tokio_custodian::ResourceKind::TempFile);
+    /// assert!(live[0].site().file.ends_with(".rs"));
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub fn live(&self) -> Vec<LiveResource> {
@@ -162,7 +162,7 @@ impl Supervisor {
     /// ```
     pub fn leaks(&self, older_than: Duration) -> Vec<LiveResource> {
         let mut v = self.live();
-        v.retain(|r| r.age >= older_than);
+        v.retain(|r| r.age() >= older_than);
         v
     }
 

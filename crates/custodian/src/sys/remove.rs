@@ -141,8 +141,13 @@ fn moved_error() -> io::Error {
     )
 }
 
-/// Removes the non-directory `name` in `dir` if it is still the object `expect`.
-pub(crate) fn remove_file_at(dir: impl AsFd, name: &OsStr, expect: FileId) -> io::Result<Outcome> {
+/// Removes the non-directory `name` in `dir` if it is still the object `expect`. A name
+/// given as a `&CStr` goes to both system calls as it is (no copy, no NUL scan).
+pub(crate) fn remove_file_at<N: rustix::path::Arg + Copy>(
+    dir: impl AsFd,
+    name: N,
+    expect: FileId,
+) -> io::Result<Outcome> {
     let dir = dir.as_fd();
     let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,

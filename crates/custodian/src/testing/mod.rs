@@ -49,7 +49,7 @@
 //! [`LeakCheck::exclusive`] in every checked test of the binary (checked tests then run
 //! one at a time) or run with `--test-threads=1`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -336,14 +336,14 @@ impl LeakCheck {
             if old.is_none() {
                 r.supervisors.push(root.clone());
             }
-            let was = |id| old.is_some_and(|o| o.live.iter().any(|l| l.id == id));
-            for l in sup.live.iter().filter(|l| !was(l.id)) {
-                resource_paths.extend(l.path.clone());
+            let was = |id| old.is_some_and(|o| o.live.iter().any(|l| l.id() == id));
+            for l in sup.live.iter().filter(|l| !was(l.id())) {
+                resource_paths.extend(l.path().map(Path::to_path_buf));
                 let leaked = report::LeakedResource {
                     supervisor: root.clone(),
                     resource: l.clone(),
                 };
-                if l.kind == crate::kind::ResourceKind::Lock {
+                if l.kind() == crate::kind::ResourceKind::Lock {
                     r.locks.push(leaked);
                 } else {
                     r.resources.push(leaked);

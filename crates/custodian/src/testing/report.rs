@@ -178,7 +178,7 @@ pub struct LeakedPath {
 /// let check = tokio_custodian::testing::LeakCheck::builder().wait(std::time::Duration::ZERO).start();
 /// let t = sup.temp_file().await?;
 /// let report = check.finish().await;
-/// assert_eq!(report.resources[0].resource.kind, tokio_custodian::ResourceKind::TempFile);
+/// assert_eq!(report.resources[0].resource.kind(), tokio_custodian::ResourceKind::TempFile);
 /// assert_eq!(report.resources[0].supervisor, sup.temp_root());
 /// # drop(t); sup.shutdown().await; Ok(()) }
 /// ```

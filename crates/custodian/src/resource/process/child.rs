@@ -125,7 +125,7 @@ impl ManagedChild {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let child = sup.command("true").spawn()?;
-    /// assert_eq!(sup.live()[0].id, child.resource_id());
+    /// assert_eq!(sup.live()[0].id(), child.resource_id());
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     pub fn resource_id(&self) -> crate::ResourceId {

@@ -236,7 +236,7 @@ impl Command {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
     /// let sup = tokio_custodian::Supervisor::builder().start()?;
     /// let c = sup.command("sleep").arg("1000").label("transcoder").spawn()?;
-    /// assert_eq!(sup.live()[0].label, "transcoder");
+    /// assert_eq!(sup.live()[0].label(), "transcoder");
     /// # drop(c);
     /// # sup.shutdown().await; Ok(()) }
     /// ```

@@ -2,7 +2,7 @@
 //! [`clear_dir`](super::clear_dir): iterative, depth-first, fd-relative, with an
 //! explicit stack of frames (see the invariants in `remove.rs`).
 
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::AsFd;
 
@@ -301,9 +301,9 @@ pub(super) fn unlink_gone_ok<F: WalkFs>(
     }
 }
 
-pub(super) fn unlink_missing_ok(
+pub(super) fn unlink_missing_ok<N: rustix::path::Arg>(
     dir: impl AsFd,
-    name: &OsStr,
+    name: N,
     flags: AtFlags,
     ok: Outcome,
 ) -> io::Result<Outcome> {

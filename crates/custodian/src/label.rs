@@ -26,7 +26,10 @@ pub struct Label(Repr);
 /// entry it sits in must stay within 104 bytes (see `registry::tests`).
 #[derive(Clone)]
 enum Repr {
-    Inline { len: u8, bytes: [u8; Label::INLINE] },
+    Inline {
+        len: u8,
+        bytes: [u8; Label::INLINE],
+    },
     // Boxed on purpose: a bare `String` (24 bytes) would make the label 32 and the
     // entry too large; a `Box<str>` would copy or shrink the caller's `String`.
     #[allow(clippy::box_collection)]
@@ -141,6 +144,18 @@ impl PartialEq<str> for Label {
 impl PartialEq<&str> for Label {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
+    }
+}
+
+impl serde::Serialize for Label {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Label {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Label::from)
     }
 }
 
