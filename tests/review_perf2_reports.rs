@@ -192,3 +192,115 @@ fn a_forced_shutdown_cuts_a_running_scope_off_without_leak_records() {
         round_trip(&report);
     });
 }
+
+/// Shutdown racing scopes that end, sweep and drop guards on other threads: every
+/// resource reclaimed once, listed at most once, and the lists agree with the stats.
+#[test]
+fn shutdown_racing_scope_ends_and_drops_lists_each_resource_at_most_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use tokio_custodian::{Cleanup, Reclaim};
+    struct Count(Arc<Vec<AtomicU8>>, usize);
+    impl Reclaim for Count {
+        fn reclaim(self: Box<Self>) -> Cleanup {
+            self.0[self.1].fetch_add(1, Ordering::SeqCst);
+            Cleanup::Done(Ok(()))
+        }
+    }
+    for round in 0..20u64 {
+        scenario(Rt::Multi(2), "perf2-shutdown-race", async |base| {
+            let sup = Supervisor::builder()
+                .temp_base(&base)
+                .grace(Duration::from_millis(20 + round))
+                .start()
+                .unwrap();
+            const EACH: usize = 20;
+            const SCOPES: usize = 16;
+            let slots: Arc<Vec<AtomicU8>> = Arc::new(
+                (0..SCOPES * EACH + EACH)
+                    .map(|_| AtomicU8::new(0))
+                    .collect(),
+            );
+            let root = sup.root();
+            for i in 0..EACH {
+                let c = Count(slots.clone(), SCOPES * EACH + i);
+                std::mem::forget(root.register(ResourceKind::Lock, "root", None, c).unwrap());
+            }
+            let mut jobs = Vec::new();
+            let ready = Arc::new(tokio::sync::Barrier::new(SCOPES + 1));
+            for j in 0..SCOPES {
+                let (sup2, slots, ready) = (sup.clone(), slots.clone(), ready.clone());
+                jobs.push(tokio::spawn(async move {
+                    sup2.scope("job", async move |s| {
+                        let mut regs = Vec::new();
+                        for i in 0..EACH {
+                            let c = Count(slots.clone(), j * EACH + i);
+                            regs.push(s.register(ResourceKind::Lock, "j", None, c).unwrap());
+                        }
+                        ready.wait().await;
+                        let keep: Vec<_> = regs.drain(..EACH / 2).collect();
+                        std::thread::spawn(move || drop(keep));
+                        for r in regs.drain(..EACH / 4) {
+                            std::mem::forget(r);
+                        }
+                        tokio::time::sleep(Duration::from_millis((j as u64 * 7 + round) % 40))
+                            .await;
+                        regs
+                    })
+                    .await
+                }));
+            }
+            ready.wait().await;
+            tokio::time::sleep(Duration::from_millis(round % 10)).await;
+            let report = if round % 2 == 0 {
+                sup.shutdown().await
+            } else {
+                sup.shutdown_now().await
+            };
+            for j in jobs {
+                let _ = j.await;
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while slots.iter().any(|s| s.load(Ordering::SeqCst) == 0) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let counts: Vec<u8> = slots.iter().map(|s| s.load(Ordering::SeqCst)).collect();
+            assert!(counts.iter().all(|&n| n == 1), "round {round}: {counts:?}");
+            let listed: Vec<_> = report
+                .alive_at_shutdown
+                .iter()
+                .chain(&report.cut_off)
+                .map(|r| r.id())
+                .collect();
+            let unique: BTreeSet<_> = listed.iter().collect();
+            assert_eq!(unique.len(), listed.len(), "round {round}: listed twice");
+            let leaks: Vec<_> = report.leaks.iter().map(|l| l.id()).collect();
+            let unique: BTreeSet<_> = leaks.iter().collect();
+            assert_eq!(
+                unique.len(),
+                leaks.len(),
+                "round {round}: a leak recorded twice"
+            );
+            let k = report.stats.kind(ResourceKind::Lock);
+            let by = |p| k.released.get(&p).copied().unwrap_or(0) as usize;
+            assert_eq!(k.created as usize, (SCOPES + 1) * EACH);
+            assert_eq!(k.released_total(), k.created, "round {round}: {k:?}");
+            assert_eq!(by(ReleasePath::Shutdown), EACH, "round {round}: {k:?}");
+            assert!(
+                report.cut_off.len() <= by(ReleasePath::Cancelled),
+                "round {round}"
+            );
+            assert!(
+                report.alive_at_shutdown.len()
+                    <= by(ReleasePath::Shutdown) + by(ReleasePath::ScopeEnd)
+            );
+            // Every leak released is recorded (fewer than the 1024 kept).
+            assert_eq!(
+                report.leaks.len(),
+                by(ReleasePath::Shutdown) + by(ReleasePath::ScopeEnd),
+                "round {round}: {k:?}"
+            );
+            assert_eq!(sup.leaked().len(), report.leaks.len());
+        });
+    }
+}
