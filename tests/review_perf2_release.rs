@@ -336,3 +336,67 @@ fn a_scope_end_with_one_leftover_among_100k_live_entries() {
         sup.shutdown().await;
     });
 }
+
+/// A guard's drop reads its scope's cancellation from flags (its scope's and its
+/// ancestors'), not the token: the path must still say what the tokens say, for a
+/// grandparent cancelled, a scope born under a cancelled ancestor, a drop on another
+/// thread, and an uncancelled sibling.
+#[test]
+fn a_drop_is_cancelled_exactly_when_some_ancestor_is() {
+    scenario(Rt::Multi(2), "perf2-drop-path", async |base| {
+        let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        let slots = slots();
+        let paths = sup
+            .scope("a", async |a| {
+                a.scope("b", async |b| {
+                    let reg = |s: &tokio_custodian::Scope, at| {
+                        let c = Count {
+                            slots: slots.clone(),
+                            at,
+                        };
+                        s.register(ResourceKind::Lock, "p", None, c).unwrap()
+                    };
+                    let stats = || {
+                        let k = sup.stats().kind(ResourceKind::Lock);
+                        let by = |p| k.released.get(&p).copied().unwrap_or(0);
+                        (by(ReleasePath::Drop), by(ReleasePath::Cancelled))
+                    };
+                    let mut seen = Vec::new();
+                    drop(reg(&b, 0));
+                    seen.push(stats());
+                    let held = reg(&b, 1);
+                    a.cancel();
+                    std::thread::spawn(move || drop(held)).join().unwrap();
+                    seen.push(stats());
+                    // Born under a cancelled ancestor: cancelled at once.
+                    b.scope("c", async |c| {
+                        assert!(c.is_cancelled());
+                        drop(reg(&c, 2));
+                    })
+                    .await
+                    .unwrap();
+                    seen.push(stats());
+                    seen
+                })
+                .await
+                .unwrap()
+            })
+            .await
+            .unwrap();
+        assert_eq!(paths, [(1, 0), (1, 1), (1, 2)]);
+        // A sibling never cancelled: its drops are plain drops.
+        sup.scope("d", async |d| {
+            let c = Count {
+                slots: slots.clone(),
+                at: 3,
+            };
+            drop(d.register(ResourceKind::Lock, "p", None, c).unwrap());
+        })
+        .await
+        .unwrap();
+        let k = sup.stats().kind(ResourceKind::Lock);
+        assert_eq!(k.released.get(&ReleasePath::Drop), Some(&2), "{k:?}");
+        exactly_once(&slots, 4);
+        sup.shutdown().await;
+    });
+}
