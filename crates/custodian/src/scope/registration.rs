@@ -142,7 +142,11 @@ impl Registration {
     ///
     /// # Errors
     ///
-    /// [`Error::ScopeClosed`] if `to` has ended, or if the resource was already reclaimed.
+    /// [`Error::ScopeClosed`] if `to` has ended, or if the resource was already reclaimed;
+    /// the resource then stays where it was. A transfer that races with `to`'s end and
+    /// loses is not an error: the resource moved, and `to`'s end released it (as
+    /// [`ReleasePath::ScopeEnd`](crate::ReleasePath::ScopeEnd)), as if it had moved just
+    /// before.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> tokio_custodian::Result<()> {
@@ -173,12 +177,14 @@ impl Registration {
             Adopted::Moved => Ok(()),
             Adopted::Refused => Err(closed()),
             Adopted::ClosedMeanwhile => {
-                // `to` closed while the resource moved in: released by `to`'s end, as
-                // if its sweep had found it (whoever removes the entry first does it).
+                // `to` closed while the resource moved in: it moved, then `to`'s end
+                // released it, as if its sweep had found it (whoever removes the entry
+                // first does it). So the transfer succeeded: an error would tell the
+                // caller the resource stayed where it was, and it is gone.
                 if let Some(p) = inner.release_in(self.id, &to.shared, ReleasePath::ScopeEnd) {
                     p.clean_up_in_background(&inner);
                 }
-                Err(closed())
+                Ok(())
             }
         }
     }
