@@ -3,42 +3,59 @@
 //! every interleaving loom explores.
 //!
 //! The model mirrors `Inner::register` / `Inner::release` / `Inner::release_in`
-//! (`inner/mod.rs`), `ScopeShared::{push, close, adopt}` (`registry/scope_state.rs`) and the stats
-//! gauges (`stats.rs`) step for step, with loom's mutexes and atomics standing in for
-//! std's and one mutex-guarded map standing in for a `DashMap` shard (a shard is a lock
-//! around a map). It is a model, not the code itself: `DashMap` and Tokio cannot run
-//! under loom. What it proves is the protocol:
+//! (`inner/mod.rs`, `inner/release.rs`), `ScopeShared::{count_in, registered, close,
+//! adopt}` (`registry/scope_state.rs`), `Registration::transfer` and the stats gauges
+//! step for step, with loom's mutexes and atomics standing in for std's and one
+//! mutex-guarded map standing in for a `DashMap` shard (a shard is a lock around a map).
+//! It is a model, not the code itself: `DashMap` and Tokio cannot run under loom. What it
+//! proves is the protocol:
 //! - whoever *removes the entry* releases it, so every registered resource is reclaimed
 //!   exactly once, whatever races (a refused registration is reclaimed by the registrar);
 //! - counts are raised before the entry is published, so no release ever drives a `live`
 //!   gauge below zero (the old order, insert first, is caught: see the `should_panic`
 //!   test);
+//! - a scope keeps no list of its ids: its close sets `closed`, then reads its `live`
+//!   count and filters the map only when something is left, while a registration raises
+//!   `live`, publishes, then reads `closed`. Either the registration sees `closed` (and
+//!   releases what it published) or the close sees the count and finds the entry: no
+//!   entry is ever left registered to a closed scope (without the ordering, loom finds
+//!   one: see the second `should_panic` test);
 //! - a transfer moves the scope gauges under the shard lock, so they never go negative
-//!   either, and a scope's sweep never releases a resource that moved to another scope.
+//!   either, a scope's sweep never releases a resource that moved to another scope, and a
+//!   transfer that fails has left the resource where it was.
+//!
+//! The code orders the store-then-load on each side with `SeqCst` accesses (their single
+//! total order forbids both sides reading the old value). Loom models a `SeqCst` access
+//! as `AcqRel` (tokio-rs/loom#180) but models `SeqCst` fences, so the model puts a
+//! `SeqCst` fence between each side's store and load: the same guarantee, checkable.
 
 use std::collections::HashMap;
 
-use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
-/// Which order `register` uses: the fixed one (count, then publish) or the old one.
+/// Which order `register` uses: the fixed one (count, then publish, then a fence before
+/// reading `closed`), the old one (publish, then count), or the fixed one without the
+/// fences (what a `SeqCst` access is to loom).
 #[derive(Clone, Copy, PartialEq)]
 enum Order {
     CountThenPublish,
     PublishThenCount,
+    NoFence,
 }
 
 struct Scope {
-    /// `(closed, ids)`: `ScopeShared::state`.
-    state: Mutex<(bool, Vec<u64>)>,
+    /// `ScopeShared::closed`.
+    closed: AtomicBool,
+    /// `ScopeShared::live`.
     live: AtomicUsize,
 }
 
 impl Scope {
     fn new() -> Arc<Self> {
         Arc::new(Scope {
-            state: Mutex::new((false, Vec::new())),
+            closed: AtomicBool::new(false),
             live: AtomicUsize::new(0),
         })
     }
@@ -84,7 +101,7 @@ impl Core {
 
     /// `Inner::register`: `Ok` if registered, `Err` if refused (and reclaimed here).
     fn register(&self, scope: &Arc<Scope>, id: u64, reclaimed: &Arc<AtomicUsize>) -> bool {
-        if self.order == Order::CountThenPublish {
+        if self.order != Order::PublishThenCount {
             self.count(scope);
         }
         let entry = Entry {
@@ -95,7 +112,7 @@ impl Core {
         if self.order == Order::PublishThenCount {
             self.count(scope);
         }
-        let refused = self.shutting_down.load(Ordering::SeqCst) || !push(scope, id);
+        let refused = self.shutting_down.load(Ordering::SeqCst) || !self.registered(scope);
         if refused {
             self.release(id);
         }
@@ -131,16 +148,46 @@ impl Core {
         }
     }
 
-    /// `scope::shared::sweep`: close, then release what is still ours, newest first.
+    /// `ScopeShared::registered`: after publishing, is the scope still open?
+    fn registered(&self, scope: &Scope) -> bool {
+        if self.order != Order::NoFence {
+            fence(Ordering::SeqCst);
+        }
+        !scope.closed.load(Ordering::Relaxed)
+    }
+
+    /// `ScopeShared::close` then the sweep: close, then, only if the scope's count says
+    /// something is left, filter the map by scope and release what is found, newest
+    /// first.
     fn sweep(&self, scope: &Arc<Scope>) {
-        let ids = {
-            let mut st = scope.state.lock().unwrap();
-            st.0 = true;
-            std::mem::take(&mut st.1)
+        scope.closed.store(true, Ordering::Relaxed);
+        if self.order != Order::NoFence {
+            fence(Ordering::SeqCst);
+        }
+        if scope.live.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut ids: Vec<u64> = {
+            let map = self.map.lock().unwrap();
+            map.iter()
+                .filter(|(_, e)| Arc::ptr_eq(&e.scope, scope))
+                .map(|(id, _)| *id)
+                .collect()
         };
-        for id in ids.into_iter().rev() {
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        for id in ids {
             self.release_in(id, scope);
         }
+    }
+
+    /// No entry is registered to a closed scope (checked once every thread is done).
+    fn none_left_in_closed_scopes(&self) {
+        let map = self.map.lock().unwrap();
+        assert!(
+            map.values()
+                .all(|e| !e.scope.closed.load(Ordering::Relaxed)),
+            "an entry was left in a closed scope"
+        );
     }
 
     /// Shutdown's sweep: refuse, then release every entry.
@@ -152,23 +199,28 @@ impl Core {
         }
     }
 
-    /// `Registration::transfer` / `ScopeShared::adopt`: the target's lock, then the shard;
-    /// the gauges move while the shard is locked.
+    /// `Registration::transfer` / `ScopeShared::adopt`: refused by a closed target; else
+    /// the target's count is raised, the entry moves (the gauges move while the shard
+    /// is locked), and the target is read again: closed meanwhile, the resource moved
+    /// and the target's end releases it (whoever removes the entry first), which is a
+    /// transfer that succeeded.
     fn transfer(&self, id: u64, to: &Arc<Scope>) -> bool {
-        let mut st = to.state.lock().unwrap();
-        if st.0 {
+        if to.closed.load(Ordering::Acquire) {
             return false;
         }
+        to.live.fetch_add(1, Ordering::Relaxed);
         {
             let mut map = self.map.lock().unwrap();
             let Some(e) = map.get_mut(&id) else {
+                dec(&to.live, "target scope live");
                 return false;
             };
-            to.live.fetch_add(1, Ordering::Relaxed);
             let old = std::mem::replace(&mut e.scope, to.clone());
             dec(&old.live, "old scope live");
         }
-        st.1.push(id);
+        if !self.registered(to) {
+            self.release_in(id, to);
+        }
         true
     }
 
@@ -183,16 +235,6 @@ impl Core {
             assert_eq!(s.live.load(Ordering::Relaxed), 0);
         }
     }
-}
-
-/// `ScopeShared::push`.
-fn push(scope: &Scope, id: u64) -> bool {
-    let mut st = scope.state.lock().unwrap();
-    if st.0 {
-        return false;
-    }
-    st.1.push(id);
-    true
 }
 
 /// A resource registered and dropped by its guard, while its scope ends and shutdown
@@ -219,6 +261,7 @@ fn register_drop_vs_sweep_vs_shutdown(order: Order) {
         core.shutdown();
         guard.join().unwrap();
         ender.join().unwrap();
+        core.none_left_in_closed_scopes();
         // Whatever happened last, the sweeps have run: nothing may be left.
         core.sweep(&scope);
         core.shutdown();
@@ -242,6 +285,83 @@ fn every_resource_is_reclaimed_exactly_once_and_counts_never_go_negative() {
 #[should_panic(expected = "went below zero")]
 fn the_old_order_drives_live_below_zero() {
     register_drop_vs_sweep_vs_shutdown(Order::PublishThenCount);
+}
+
+/// A resource registered (its guard kept) while its scope closes: either the close
+/// finds it or the registration sees the close and releases it; never left registered
+/// to the closed scope.
+fn register_vs_close(order: Order) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    b.check(move || {
+        let core = Core::new(order);
+        let scope = Scope::new();
+        let reclaimed = Arc::new(AtomicUsize::new(0));
+        let registrar = {
+            let (core, scope, reclaimed) = (core.clone(), scope.clone(), reclaimed.clone());
+            thread::spawn(move || core.register(&scope, 1, &reclaimed))
+        };
+        core.sweep(&scope);
+        registrar.join().unwrap();
+        core.none_left_in_closed_scopes();
+        assert_eq!(reclaimed.load(Ordering::Relaxed), 1, "swept or refused");
+        core.check_quiescent(&[&scope]);
+    });
+}
+
+#[test]
+fn a_registration_racing_its_scopes_close_is_swept_or_refused() {
+    register_vs_close(Order::CountThenPublish);
+}
+
+/// The model can fail: without the fences (what a `SeqCst` access is to loom), the
+/// registration reads `closed` as still open while the close reads the count as zero,
+/// and the entry stays registered to a closed scope that nobody sweeps again.
+#[test]
+#[should_panic(expected = "left in a closed scope")]
+fn without_the_ordering_an_entry_is_left_in_a_closed_scope() {
+    register_vs_close(Order::NoFence);
+}
+
+/// A transfer into a scope while that scope ends: reclaimed exactly once; a transfer
+/// that fails left the resource in its first scope, unreleased.
+#[test]
+fn a_transfer_racing_the_target_scopes_end_moves_or_leaves_it_in_place() {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    b.check(|| {
+        let core = Core::new(Order::CountThenPublish);
+        let (from, to) = (Scope::new(), Scope::new());
+        let reclaimed = Arc::new(AtomicUsize::new(0));
+        assert!(core.register(&from, 1, &reclaimed));
+        let mover = {
+            let (core, to) = (core.clone(), to.clone());
+            thread::spawn(move || core.transfer(1, &to))
+        };
+        core.sweep(&to);
+        let moved = mover.join().unwrap();
+        core.none_left_in_closed_scopes();
+        if !moved {
+            assert_eq!(
+                reclaimed.load(Ordering::Relaxed),
+                0,
+                "a failed transfer released it"
+            );
+            assert_eq!(
+                from.live.load(Ordering::Relaxed),
+                1,
+                "still in its first scope"
+            );
+        }
+        core.release(1); // the guard's drop (nothing if the target's end got it)
+        core.sweep(&from);
+        assert_eq!(
+            reclaimed.load(Ordering::Relaxed),
+            1,
+            "reclaimed exactly once"
+        );
+        core.check_quiescent(&[&from, &to]);
+    });
 }
 
 /// A resource transferred from its scope to another while the first scope ends and a
