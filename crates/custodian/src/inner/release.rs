@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::id::ResourceId;
 use crate::kind::ReleasePath;
 use crate::leak::{LeakRecord, LiveResource, Record};
-use crate::registry::{Cleanup, Entry, Registry, ScopeShared, hold_until_done};
+use crate::registry::{Cleanup, Entry, Permits, Reclaim, Registry, ScopeShared, hold_until_done};
 
 use super::{Inner, Listing, Records, Released, ReleasedInfo};
 
@@ -114,37 +114,21 @@ impl Inner {
         listing: &mut Listing,
         records: &mut Vec<Record>,
     ) -> Option<(Option<Released>, ReleasePath)> {
-        let (_, mut entry) = self.registry.remove(&id)?;
-        let path = entry.scope.shutdown_path();
-        let permits = entry.permits.take();
-        let Entry {
-            kind,
-            label,
-            scope,
-            site,
-            born,
-            path: res_path,
-            reclaim,
-            ..
-        } = entry;
-        let (name, age) = (listing.scope_name(&scope), listing.age(born));
-        records.push(Record::new(id, kind, label, name, site, age, res_path));
-        let record = records.last()?;
-        self.records.retire_recorded(record, &scope, path);
-        let cleanup = hold_until_done(reclaim.reclaim(), permits);
+        let (taken, record) = self.take_recorded(id, listing, records)?;
+        let cleanup = hold_until_done(taken.reclaim.reclaim(), taken.permits);
         if matches!(cleanup, Cleanup::Done(Ok(()))) {
-            return Some((None, path));
+            return Some((None, taken.path));
         }
         // Copies only for what may fail or is still running: its failure names them.
         let released = Released {
             id,
-            kind,
+            kind: record.kind(),
             label: record.label().into(),
             path: record.path().map(Into::into),
-            scope,
+            scope: taken.scope,
             cleanup: Some(cleanup),
         };
-        Some((Some(released), path))
+        Some((Some(released), taken.path))
     }
 
     /// Notes shutdown's released leftovers that were leaks (`released`, in release
@@ -169,10 +153,32 @@ impl Inner {
         listing: &mut Listing,
         records: &mut Vec<Record>,
     ) -> Option<ReleasePath> {
-        let (_, mut entry) = self.registry.remove(&id)?;
+        let (taken, record) = self.take_recorded(id, listing, records)?;
+        if let Err(e) = reclaim_now_caught(taken.reclaim) {
+            let info = ReleasedInfo {
+                id,
+                kind: record.kind(),
+                label: record.label().into(),
+                path: record.path().map(Into::into),
+            };
+            self.records.record_failure(&info, &e);
+        }
+        // The permits go back once the resource is gone.
+        drop(taken.permits);
+        Some(taken.path)
+    }
+
+    /// The part of shutdown's two releases before the reclaim: removes `id`'s entry, if
+    /// still registered, pushes its record onto `records` (label and path moved in) and
+    /// retires it by the path its scope would give it now.
+    fn take_recorded<'r>(
+        &self,
+        id: ResourceId,
+        listing: &mut Listing,
+        records: &'r mut Vec<Record>,
+    ) -> Option<(Taken, &'r Record)> {
+        let (_, entry) = self.registry.remove(&id)?;
         let path = entry.scope.shutdown_path();
-        // Returned once the resource is gone, at the end.
-        let _permits = entry.permits.take();
         let Entry {
             kind,
             label,
@@ -181,58 +187,55 @@ impl Inner {
             born,
             path: res_path,
             reclaim,
+            permits,
             ..
         } = entry;
         let (name, age) = (listing.scope_name(&scope), listing.age(born));
         records.push(Record::new(id, kind, label, name, site, age, res_path));
         let record = records.last()?;
         self.records.retire_recorded(record, &scope, path);
-        // A panicking `reclaim_now` (the trait is public) must not abandon the releases
-        // after it: it is recorded as a failure, and the sweep goes on.
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reclaim.reclaim_now()))
-                .unwrap_or_else(|p| {
-                    Err(std::io::Error::other(format!(
-                        "the emergency release panicked: {}",
-                        crate::error::panic_message(p)
-                    )))
-                });
-        if let Err(e) = outcome {
-            let released = Released {
-                id,
-                kind,
-                label: record.label().into(),
-                path: record.path().map(Into::into),
-                scope,
-                cleanup: None,
-            };
-            self.records.record_failure(&released.split().0, &e);
-        }
-        Some(path)
+        let taken = Taken {
+            scope,
+            reclaim,
+            permits,
+            path,
+        };
+        Some((taken, record))
     }
 }
 
+/// What [`Inner::take_recorded`] leaves to release: the entry's parts its record did
+/// not take, and its release path.
+struct Taken {
+    scope: Arc<ScopeShared>,
+    reclaim: Box<dyn Reclaim>,
+    permits: Option<Box<Permits>>,
+    path: ReleasePath,
+}
+
+/// [`Reclaim::reclaim_now`], a panic turned into an error: the trait is public, and a
+/// panicking one must not abandon the releases after it (it is recorded as a failure,
+/// and the sweep goes on).
+fn reclaim_now_caught(reclaim: Box<dyn Reclaim>) -> std::io::Result<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reclaim.reclaim_now())).unwrap_or_else(
+        |p| {
+            Err(std::io::Error::other(format!(
+                "the emergency release panicked: {}",
+                crate::error::panic_message(p)
+            )))
+        },
+    )
+}
+
 /// [`Inner::release_now`] on the parts it needs, for the emergency path of a supervisor
-/// being dropped (which moves them out of `Inner`).
+/// being dropped (which moves them out of `Inner`). `true` if the reclaim succeeded.
 pub(crate) fn release_now(
     registry: &Registry,
     records: &Records,
     id: ResourceId,
     path: Option<ReleasePath>,
 ) -> Option<(bool, ReleasePath)> {
-    release_now_then(registry, records, id, path, |_, _| ()).map(|(ok, path, ())| (ok, path))
-}
-
-/// [`release_now`], also making `record(id, entry)` of the entry before it is retired.
-fn release_now_then<R>(
-    registry: &Registry,
-    records: &Records,
-    id: ResourceId,
-    path: Option<ReleasePath>,
-    record: impl FnOnce(ResourceId, &Entry) -> R,
-) -> Option<(bool, ReleasePath, R)> {
     let (_, entry) = registry.remove(&id)?;
-    let made = record(id, &entry);
     let path = path.unwrap_or_else(|| entry.scope.shutdown_path());
     records.retire(id, &entry, path);
     let Entry {
@@ -244,17 +247,8 @@ fn release_now_then<R>(
         permits: _permits,
         ..
     } = entry;
-    // A panicking `reclaim_now` (the trait is public) must not abandon the releases
-    // after it: it is recorded as a failure, and the sweep goes on.
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reclaim.reclaim_now()))
-        .unwrap_or_else(|p| {
-            Err(std::io::Error::other(format!(
-                "the emergency release panicked: {}",
-                crate::error::panic_message(p)
-            )))
-        });
-    match outcome {
-        Ok(()) => Some((true, path, made)),
+    match reclaim_now_caught(reclaim) {
+        Ok(()) => Some((true, path)),
         Err(e) => {
             let info = ReleasedInfo {
                 id,
@@ -263,7 +257,7 @@ fn release_now_then<R>(
                 path: res_path,
             };
             records.record_failure(&info, &e);
-            Some((false, path, made))
+            Some((false, path))
         }
     }
 }
