@@ -38,6 +38,7 @@ impl Inner {
     /// Releases `id`, if still registered, for its guard's drop: the path follows the
     /// state of its scope and thread, and the clean-up runs in the background unless
     /// it is done inline (then nothing is handed on: no `Released` is built).
+    #[inline]
     pub(crate) fn release_dropped(&self, id: ResourceId) {
         let Some((_, entry)) = self.registry.remove(&id) else {
             return;
@@ -71,6 +72,7 @@ impl Inner {
         }
     }
 
+    #[inline]
     fn retire_and_reclaim(&self, id: ResourceId, entry: Entry, path: ReleasePath) -> Released {
         self.records.retire(id, &entry, path);
         let Entry {

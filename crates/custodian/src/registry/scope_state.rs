@@ -319,11 +319,37 @@ impl ScopeShared {
         // Relaxed: set by the scope runner on the same task before it drops the body.
         if std::thread::panicking() || self.panicked.load(Ordering::Relaxed) {
             ReleasePath::Panic
-        } else if self.is_cancelled_fast() {
+        } else if self.is_cancelled_fast() && !self.ended_uncancelled() {
             ReleasePath::Cancelled
         } else {
             ReleasePath::Drop
         }
+    }
+
+    /// Whether the scope's end has begun with no cancel reason here or above: then its
+    /// token was cancelled only by the end itself (for watchers), and a guard whose
+    /// owner dropped it just before (its entry removed ahead of the sweep, the path read
+    /// after the end) was dropped, not cancelled. Read only once a flag says cancelled
+    /// (cold: kept out of every drop's path).
+    #[cold]
+    #[inline(never)]
+    fn ended_uncancelled(&self) -> bool {
+        if !self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut s = Some(self);
+        while let Some(scope) = s {
+            if scope
+                .reason
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some()
+            {
+                return false;
+            }
+            s = scope.parent.as_deref();
+        }
+        true
     }
 }
 
