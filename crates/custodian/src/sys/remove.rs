@@ -53,6 +53,8 @@ use super::FileId;
 
 mod fs;
 #[cfg(test)]
+mod mock_fs;
+#[cfg(test)]
 mod mock_tests;
 #[cfg(test)]
 pub(super) mod tests;

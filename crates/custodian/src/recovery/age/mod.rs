@@ -35,6 +35,7 @@ use crate::error::{Error, Operation, Result};
 use crate::sys::live::Live;
 
 mod base;
+mod dirs;
 mod exclude;
 mod report;
 mod walk;

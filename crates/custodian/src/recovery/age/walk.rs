@@ -17,9 +17,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rustix::fs::{AtFlags, Dir, FileType, FlockOperation, Mode, OFlags, Stat};
+use rustix::fs::{AtFlags, FileType, FlockOperation, OFlags, Stat};
 use rustix::io::Errno;
 
+use super::dirs::{names_of, open_nofollow};
 use super::exclude::Excludes;
 use super::{AgeKept, AgeKeptReason as Why, AgeReport, AgeSweep};
 use crate::resource::ATOMIC_TEMP_PREFIX;
@@ -458,29 +459,4 @@ fn remove_file(
         // A file swapped for a symlink: the link is gone, the file it replaced was not ours.
         Outcome::SymlinkRemoved => Err(remove::replaced_error()),
     }
-}
-
-/// Opens `name` in `dir` without following a symlink, with `O_NOATIME` where allowed
-/// (the owner, or `CAP_FOWNER`).
-fn open_nofollow(dir: BorrowedFd<'_>, name: &OsString, extra: OFlags) -> Result<OwnedFd, Errno> {
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | extra;
-    match rustix::fs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
-        Err(Errno::PERM) => rustix::fs::openat(dir, name, flags, Mode::empty()),
-        r => r,
-    }
-}
-
-/// The names in the open directory `fd`, read through a duplicate of it (same open file
-/// description: its `O_NOATIME` holds), sorted so that they are judged in name order.
-fn names_of(fd: &OwnedFd) -> io::Result<Vec<OsString>> {
-    let mut names = Vec::new();
-    for e in Dir::new(rustix::io::fcntl_dupfd_cloexec(fd, 0)?)? {
-        let n = e?.file_name().to_bytes().to_vec();
-        if n != b"." && n != b".." {
-            names.push(OsString::from(std::ffi::OsStr::from_bytes(&n)));
-        }
-    }
-    // Popped from the end: reverse order.
-    names.sort_unstable_by(|a, b| b.cmp(a));
-    Ok(names)
 }
