@@ -10,7 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use custodian_suite::open_fds;
-use tokio_custodian::{Cleanup, Reclaim, Registration, ResourceKind, Supervisor};
+use custodian_suite::reclaims::Nothing;
+use tokio_custodian::{Registration, ResourceKind, Supervisor};
 
 /// Fd counts are process-wide: these tests run one at a time, each with its runtime
 /// built under the lock (the leak check's exact mode), and each must leave nothing.
@@ -21,13 +22,6 @@ fn exact(body: impl AsyncFnOnce()) {
         .no_temp_dir()
         .run(rt, body);
     assert!(report.is_clean(), "{report}");
-}
-
-struct Noop;
-impl Reclaim for Noop {
-    fn reclaim(self: Box<Self>) -> Cleanup {
-        Cleanup::Done(Ok(()))
-    }
 }
 
 const CLIENT: &str = r#"
@@ -67,7 +61,9 @@ fn register_batch(sup: &Supervisor, n: usize) -> Duration {
     let root = sup.root();
     let t = Instant::now();
     for _ in 0..n {
-        let r: Registration = root.register(ResourceKind::File, "x", None, Noop).unwrap();
+        let r: Registration = root
+            .register(ResourceKind::File, "x", None, Nothing)
+            .unwrap();
         drop(r);
     }
     t.elapsed() / n as u32
@@ -140,7 +136,7 @@ fn stalled_readers_of_large_answers_are_cut_off() {
         let held: Vec<Registration> = (0..4000)
             .map(|_| {
                 sup.root()
-                    .register(ResourceKind::File, label.clone(), None, Noop)
+                    .register(ResourceKind::File, label.clone(), None, Nothing)
                     .unwrap()
             })
             .collect();

@@ -7,20 +7,12 @@
 
 use std::alloc::System;
 
+use custodian_suite::reclaims::Nothing;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
-use tokio_custodian::{Cleanup, Reclaim, ResourceKind, Supervisor};
+use tokio_custodian::{ResourceKind, Supervisor};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-/// A resource that owns nothing: what is counted is custodian's bookkeeping alone.
-struct Nothing;
-
-impl Reclaim for Nothing {
-    fn reclaim(self: Box<Self>) -> Cleanup {
-        Cleanup::Done(Ok(()))
-    }
-}
 
 /// Net heap bytes allocated since `region` began.
 fn net(region: &Region<'_, System>) -> i64 {

@@ -9,14 +9,8 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tokio_custodian::{Cleanup, Reclaim, ResourceKind, Supervisor};
-
-struct Noop;
-impl Reclaim for Noop {
-    fn reclaim(self: Box<Self>) -> Cleanup {
-        Cleanup::Done(Ok(()))
-    }
-}
+use custodian_suite::reclaims::Nothing;
+use tokio_custodian::{ResourceKind, Supervisor};
 
 /// Runs `body` alone under the leak check's exact mode: fds, paths and processes of
 /// the whole process are compared, so nothing the server opened may be left.
@@ -38,7 +32,7 @@ fn big(sup: &Supervisor) -> Vec<tokio_custodian::Registration> {
                 ResourceKind::File,
                 "padding-label-xxxxxxxxxxxxxxxx",
                 None,
-                Noop,
+                Nothing,
             )
             .unwrap()
         })

@@ -8,21 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use custodian_suite::reclaims::Count;
 use custodian_suite::{Rt, scenario};
-use tokio_custodian::{Cleanup, Reclaim, Registration, ReleasePath, ResourceKind, Supervisor};
-
-/// Counts the reclaims of resource `at` in `slots`.
-struct Count {
-    slots: Arc<Vec<AtomicU8>>,
-    at: usize,
-}
-
-impl Reclaim for Count {
-    fn reclaim(self: Box<Self>) -> Cleanup {
-        self.slots[self.at].fetch_add(1, Ordering::SeqCst);
-        Cleanup::Done(Ok(()))
-    }
-}
+use tokio_custodian::{Registration, ReleasePath, ResourceKind, Supervisor};
 
 const THREADS: usize = 4;
 const ROUNDS: usize = 300;

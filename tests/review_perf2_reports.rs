@@ -197,16 +197,9 @@ fn a_forced_shutdown_cuts_a_running_scope_off_without_leak_records() {
 /// resource reclaimed once, listed at most once, and the lists agree with the stats.
 #[test]
 fn shutdown_racing_scope_ends_and_drops_lists_each_resource_at_most_once() {
+    use custodian_suite::reclaims::Count;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU8, Ordering};
-    use tokio_custodian::{Cleanup, Reclaim};
-    struct Count(Arc<Vec<AtomicU8>>, usize);
-    impl Reclaim for Count {
-        fn reclaim(self: Box<Self>) -> Cleanup {
-            self.0[self.1].fetch_add(1, Ordering::SeqCst);
-            Cleanup::Done(Ok(()))
-        }
-    }
     for round in 0..20u64 {
         scenario(Rt::Multi(2), "perf2-shutdown-race", async |base| {
             let sup = Supervisor::builder()
@@ -223,7 +216,10 @@ fn shutdown_racing_scope_ends_and_drops_lists_each_resource_at_most_once() {
             );
             let root = sup.root();
             for i in 0..EACH {
-                let c = Count(slots.clone(), SCOPES * EACH + i);
+                let c = Count {
+                    slots: slots.clone(),
+                    at: SCOPES * EACH + i,
+                };
                 std::mem::forget(root.register(ResourceKind::Lock, "root", None, c).unwrap());
             }
             let mut jobs = Vec::new();
@@ -234,7 +230,10 @@ fn shutdown_racing_scope_ends_and_drops_lists_each_resource_at_most_once() {
                     sup2.scope("job", async move |s| {
                         let mut regs = Vec::new();
                         for i in 0..EACH {
-                            let c = Count(slots.clone(), j * EACH + i);
+                            let c = Count {
+                                slots: slots.clone(),
+                                at: j * EACH + i,
+                            };
                             regs.push(s.register(ResourceKind::Lock, "j", None, c).unwrap());
                         }
                         ready.wait().await;

@@ -10,6 +10,7 @@ mod isolated;
 pub mod journal;
 mod line_child;
 mod procs;
+pub mod reclaims;
 pub use isolated::{is_isolated, run_isolated};
 pub use line_child::LineChild;
 pub use procs::{
