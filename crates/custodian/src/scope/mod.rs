@@ -329,7 +329,9 @@ impl Scope {
             let inner = sup.inner.clone();
             // Taken before the admission check: a drain that begins in between either
             // waits for this scope or refuses it (see `inner::DrainState`).
-            let mut top = parent.is_root().then(|| TopScope {
+            // Only a drain reads the count (`drain::run` returns at once without a
+            // budget): without one, a top-level scope takes no `top` token.
+            let mut top = (parent.is_root() && inner.config.drain != Duration::ZERO).then(|| TopScope {
                 inner: &inner,
                 _token: inner.drain.top.token(),
                 admitted: false,
@@ -345,7 +347,14 @@ impl Scope {
             };
             let span = tracing::info_span!("scope", name = &*scope.shared.name, id, site = %site);
             let tracked = inner.scopes.token();
-            let result = run(scope, body, tracked, &inner).instrument(span).await;
+            // No subscriber wants the span: the runner is polled bare (entering and
+            // leaving a disabled span at every poll, and on drop, is still a cost). The
+            // runner is built in each branch: built before, it would be moved (copied).
+            let result = if span.is_disabled() {
+                run(scope, body, tracked, &inner).await
+            } else {
+                run(scope, body, tracked, &inner).instrument(span).await
+            };
             drop(top);
             result
         }
