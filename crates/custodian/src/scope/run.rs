@@ -64,7 +64,16 @@ where
     // Disarmed (it holds references and an empty `Option`: nothing to leak), which
     // spares every scope's end the call to its drop.
     std::mem::forget(end);
-    sweep(inner, &shared, ReleasePath::ScopeEnd);
+    if Arc::strong_count(&shared) == 1 {
+        // The runner's is the last reference (the body's handle, nested scopes and
+        // registry entries each hold one, and no `Weak` is ever made): nothing is left
+        // registered to the scope, and nothing can register to it or read its flags any
+        // more. No close (a SeqCst store, a locked instruction on x86), no sweep.
+        // Acquire: the other holders' drops (Release) happen before what follows.
+        std::sync::atomic::fence(Ordering::Acquire);
+    } else {
+        sweep(inner, &shared, ReleasePath::ScopeEnd);
+    }
     drop(tracked);
     // Escaped handles and nested scopes must not outlive the scope. The body (and its
     // handle) is gone: `shared` is the runner's own reference.
