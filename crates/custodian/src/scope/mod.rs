@@ -484,3 +484,6 @@ impl Drop for TopScope<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
