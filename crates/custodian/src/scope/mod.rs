@@ -355,7 +355,9 @@ impl Scope {
             } else {
                 run(scope, body, tracked, &inner).instrument(span).await
             };
-            drop(top);
+            if let Some(top) = top {
+                drop(top); // no call to the drop glue when there is none
+            }
             result
         }
     }
