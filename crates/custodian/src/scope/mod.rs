@@ -220,6 +220,7 @@ impl Scope {
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     #[track_caller]
+    #[inline]
     pub fn scope<F, T>(&self, name: &str, body: F) -> impl Future<Output = Result<T>> + use<F, T>
     where
         F: AsyncFnOnce(Scope) -> T,
@@ -291,6 +292,7 @@ impl Scope {
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     #[track_caller]
+    #[inline]
     pub fn scope_with_grace<F, T>(
         &self,
         name: &str,
@@ -306,7 +308,12 @@ impl Scope {
     /// [`scope_with_grace`](Self::scope_with_grace) on an owned handle, whose references
     /// move into the new scope (the supervisor's shortcuts make one for the root scope:
     /// no clone and drop of it beside).
+    ///
+    /// Always inlined, as its callers should be: the future it returns is large, and
+    /// returned from a call it is copied (`memcpy`) into the caller's state; built in
+    /// place, it is not (about 170 instructions a scope when it is not inlined).
     #[track_caller]
+    #[inline(always)]
     pub(crate) fn into_scope<F, T>(
         self,
         name: &str,
