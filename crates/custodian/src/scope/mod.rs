@@ -338,11 +338,12 @@ impl Scope {
             // waits for this scope or refuses it (see `inner::DrainState`).
             // Only a drain reads the count (`drain::run` returns at once without a
             // budget): without one, a top-level scope takes no `top` token.
-            let mut top = (parent.is_root() && inner.config.drain != Duration::ZERO).then(|| TopScope {
-                inner: &inner,
-                _token: inner.drain.top.token(),
-                admitted: false,
-            });
+            let mut top =
+                (parent.is_root() && inner.config.drain != Duration::ZERO).then(|| TopScope {
+                    inner: &inner,
+                    _token: inner.drain.top.token(),
+                    admitted: false,
+                });
             inner.admit(&parent, Operation::EnterScope)?;
             if let Some(top) = &mut top {
                 top.admitted = true;

@@ -57,7 +57,9 @@ async fn an_escaped_handle_is_closed_and_cancelled_at_its_scopes_end() {
     ));
     // The same scope without an escaped handle: the runner's is the last reference.
     let ended = sup
-        .scope("t", async |s| s.register(ResourceKind::Lock, "kept", None, Nothing))
+        .scope("t", async |s| {
+            s.register(ResourceKind::Lock, "kept", None, Nothing)
+        })
         .await
         .unwrap()
         .unwrap();
