@@ -474,9 +474,9 @@ impl fmt::Debug for Scope {
     }
 }
 
-/// A top-level scope as the drain counts it: its end, returned or dropped (a request
-/// whose client hung up), is reported before its tracker token goes, so that the drain
-/// reads the count after it.
+/// A top-level scope as the drain counts it (only with a drain configured): its end,
+/// returned or dropped (a request whose client hung up), is reported before its tracker
+/// token goes, so that the drain reads the count after it.
 struct TopScope<'a> {
     inner: &'a Inner,
     _token: tokio_util::task::task_tracker::TaskTrackerToken,
