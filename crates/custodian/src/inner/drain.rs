@@ -6,8 +6,9 @@
 //!   begins without one, or on `force`: it is what `Supervisor::draining` waits for;
 //! - `draining` is set before `begun` fires and never cleared: from then on the root
 //!   scope admits nothing new (no top-level scope, no root-scope resource or task);
-//! - a top-level scope holds a `top` token from before its admission check to its end, so
-//!   that the drain either sees it running or the scope sees the flag and is refused.
+//! - with a drain configured, a top-level scope holds a `top` token from before its
+//!   admission check to its end, so that the drain either sees it running or the scope
+//!   sees the flag and is refused (without one, nobody reads `top`: no token is taken).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -19,7 +20,8 @@ pub(crate) struct DrainState {
     /// Fires when the drain (or, without one, shutdown) begins.
     pub(crate) begun: CancellationToken,
     draining: AtomicBool,
-    /// Every running top-level scope (a scope whose parent is the root).
+    /// Every running top-level scope (a scope whose parent is the root), when a drain
+    /// is configured.
     pub(crate) top: TaskTracker,
     refused: AtomicU64,
     /// Top-level scopes that ended by themselves during the drain.

@@ -15,6 +15,7 @@ impl ScopeName {
     /// The longest name kept inline, in bytes.
     const INLINE: usize = 30;
 
+    #[inline]
     pub(crate) fn new(name: &str) -> ScopeName {
         match u8::try_from(name.len()) {
             Ok(len) if name.len() <= Self::INLINE => {

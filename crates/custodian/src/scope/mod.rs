@@ -220,6 +220,7 @@ impl Scope {
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     #[track_caller]
+    #[inline]
     pub fn scope<F, T>(&self, name: &str, body: F) -> impl Future<Output = Result<T>> + use<F, T>
     where
         F: AsyncFnOnce(Scope) -> T,
@@ -291,6 +292,7 @@ impl Scope {
     /// # sup.shutdown().await; Ok(()) }
     /// ```
     #[track_caller]
+    #[inline]
     pub fn scope_with_grace<F, T>(
         &self,
         name: &str,
@@ -306,7 +308,12 @@ impl Scope {
     /// [`scope_with_grace`](Self::scope_with_grace) on an owned handle, whose references
     /// move into the new scope (the supervisor's shortcuts make one for the root scope:
     /// no clone and drop of it beside).
+    ///
+    /// Always inlined, as its callers should be: the future it returns is large, and
+    /// returned from a call it is copied (`memcpy`) into the caller's state; built in
+    /// place, it is not (about 170 instructions a scope when it is not inlined).
     #[track_caller]
+    #[inline(always)]
     pub(crate) fn into_scope<F, T>(
         self,
         name: &str,
@@ -329,11 +336,14 @@ impl Scope {
             let inner = sup.inner.clone();
             // Taken before the admission check: a drain that begins in between either
             // waits for this scope or refuses it (see `inner::DrainState`).
-            let mut top = parent.is_root().then(|| TopScope {
-                inner: &inner,
-                _token: inner.drain.top.token(),
-                admitted: false,
-            });
+            // Only a drain reads the count (`drain::run` returns at once without a
+            // budget): without one, a top-level scope takes no `top` token.
+            let mut top =
+                (parent.is_root() && inner.config.drain != Duration::ZERO).then(|| TopScope {
+                    inner: &inner,
+                    _token: inner.drain.top.token(),
+                    admitted: false,
+                });
             inner.admit(&parent, Operation::EnterScope)?;
             if let Some(top) = &mut top {
                 top.admitted = true;
@@ -345,8 +355,17 @@ impl Scope {
             };
             let span = tracing::info_span!("scope", name = &*scope.shared.name, id, site = %site);
             let tracked = inner.scopes.token();
-            let result = run(scope, body, tracked, &inner).instrument(span).await;
-            drop(top);
+            // No subscriber wants the span: the runner is polled bare (entering and
+            // leaving a disabled span at every poll, and on drop, is still a cost). The
+            // runner is built in each branch: built before, it would be moved (copied).
+            let result = if span.is_disabled() {
+                run(scope, body, tracked, &inner).await
+            } else {
+                run(scope, body, tracked, &inner).instrument(span).await
+            };
+            if let Some(top) = top {
+                drop(top); // no call to the drop glue when there is none
+            }
             result
         }
     }
@@ -455,9 +474,9 @@ impl fmt::Debug for Scope {
     }
 }
 
-/// A top-level scope as the drain counts it: its end, returned or dropped (a request
-/// whose client hung up), is reported before its tracker token goes, so that the drain
-/// reads the count after it.
+/// A top-level scope as the drain counts it (only with a drain configured): its end,
+/// returned or dropped (a request whose client hung up), is reported before its tracker
+/// token goes, so that the drain reads the count after it.
 struct TopScope<'a> {
     inner: &'a Inner,
     _token: tokio_util::task::task_tracker::TaskTrackerToken,
@@ -475,3 +494,6 @@ impl Drop for TopScope<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

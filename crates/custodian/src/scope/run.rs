@@ -49,9 +49,10 @@ where
             shared: &shared,
             cut: &inner.cut,
         });
-        let mut cancel = CancelOnDrop(Some(&shared));
+        let cancel = CancelOnDrop(&shared);
         let out = body.as_mut().await;
-        cancel.0 = None;
+        // Disarmed: the body ended by itself (forgetting it leaks nothing, a reference).
+        std::mem::forget(cancel);
         if matches!(out, Some(Err(_))) {
             // Guards still held by the body are dropped below, after the unwind: tell
             // them they are released by a panic.
@@ -60,7 +61,19 @@ where
         out
     };
     let tracked = end.tracked.take();
-    sweep(inner, &shared, ReleasePath::ScopeEnd);
+    // Disarmed (it holds references and an empty `Option`: nothing to leak), which
+    // spares every scope's end the call to its drop.
+    std::mem::forget(end);
+    if Arc::strong_count(&shared) == 1 {
+        // The runner's is the last reference (the body's handle, nested scopes and
+        // registry entries each hold one, and no `Weak` is ever made): nothing is left
+        // registered to the scope, and nothing can register to it or read its flags any
+        // more. No close (a SeqCst store, a locked instruction on x86), no sweep.
+        // Acquire: the other holders' drops (Release) happen before what follows.
+        std::sync::atomic::fence(Ordering::Acquire);
+    } else {
+        sweep(inner, &shared, ReleasePath::ScopeEnd);
+    }
     drop(tracked);
     // Escaped handles and nested scopes must not outlive the scope. The body (and its
     // handle) is gone: `shared` is the runner's own reference.
@@ -146,13 +159,12 @@ impl Drop for EndOnDrop<'_> {
     }
 }
 
-struct CancelOnDrop<'a>(Option<&'a ScopeShared>);
+/// Cancels the scope if the runner is dropped mid-body (disarmed by `mem::forget`).
+struct CancelOnDrop<'a>(&'a ScopeShared);
 
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
-        if let Some(s) = self.0 {
-            s.cancel(CancelReason::Dropped);
-        }
+        self.0.cancel(CancelReason::Dropped);
     }
 }
 
@@ -175,13 +187,18 @@ impl<F: Future> Future for CatchUnwind<F> {
 
 /// Sweeps `scope`: releases, in reverse acquisition order, everything still registered
 /// to it, and closes it to new registrations.
+#[inline]
 pub(super) fn sweep(inner: &Inner, scope: &Arc<ScopeShared>, path: ReleasePath) {
-    let ids = scope.close(&inner.registry);
-    if ids.is_empty() {
-        // Most scopes end with every guard already released: nothing to release,
-        // nothing to clean up.
-        return;
+    // Most scopes end with every guard already released: nothing to release, nothing
+    // to clean up, no call.
+    if scope.close() {
+        sweep_left(inner, scope, path);
     }
+}
+
+/// The leak path of [`sweep`]: something is still registered to the closed scope.
+fn sweep_left(inner: &Inner, scope: &Arc<ScopeShared>, path: ReleasePath) {
+    let ids = scope.left(&inner.registry);
     let released: Vec<_> = ids
         .into_iter()
         .filter_map(|id| inner.release_in(id, scope, path))
