@@ -46,7 +46,8 @@ impl AudioDecoder {
             return Poll::Ready(Err(f.at(Op::Read, &self.path)));
         }
         // The producer decodes pieces of this read's size and type from now on.
-        a.piece = frames.max(MIN_PIECE / ch);
+        a.piece = frames.max(MIN_PIECE / ch).max(1);
+        a.channels = ch;
         a.f32 = S::IS_F32;
         let v = served.then(|| {
             a.unwait();
@@ -69,9 +70,10 @@ impl AudioDecoder {
         }
         drop(a);
         if start {
-            let shared = self.shared.clone();
-            // Detached: `Running` reports its end through the read-ahead.
-            drop(tokio::task::spawn_blocking(move || produce::<S>(shared)));
+            let running = Running(self.shared.clone(), false);
+            // Detached: `Running` reports its end through the read-ahead, also when the
+            // runtime drops the hop unrun.
+            drop(tokio::task::spawn_blocking(move || produce::<S>(running)));
         }
         match v {
             Some(v) => {
@@ -126,8 +128,7 @@ impl AudioDecoder {
 
 /// The producer: decodes pieces into the read-ahead until it is full, the stream ends,
 /// an error, a seek or a read of the other sample type.
-fn produce<S: Sample>(shared: Arc<Shared>) {
-    let mut running = Running(shared, false);
+fn produce<S: Sample>(mut running: Running) {
     let shared = &running.0;
     loop {
         let (frames, buf) = {
@@ -135,7 +136,7 @@ fn produce<S: Sample>(shared: Arc<Shared>) {
             if a.stop || a.f32 != S::IS_F32 || a.end.is_some() || a.len() >= a.target() {
                 break;
             }
-            (a.piece, a.take_spare::<S>())
+            (a.next_piece(), a.take_spare::<S>())
         };
         let r = shared.with(|st, released| Ok((st.read::<S>(frames, released, buf)?, st.ended())));
         let mut a = shared.ahead();
@@ -172,7 +173,8 @@ fn produce<S: Sample>(shared: Arc<Shared>) {
 }
 
 /// Marks the producer done when dropped: after its last piece, after a panic outside the
-/// decoding library's guard, or when the runtime drops the hop before it ran.
+/// decoding library's guard, or when the runtime drops the hop before it ran. Made by
+/// whoever sets `Ahead::running`, right after.
 struct Running(Arc<Shared>, bool);
 
 impl Drop for Running {
