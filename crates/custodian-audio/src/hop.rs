@@ -70,10 +70,9 @@ impl AudioDecoder {
         }
         drop(a);
         if start {
-            let running = Running(self.shared.clone(), false);
-            // Detached: `Running` reports its end through the read-ahead, also when the
-            // runtime drops the hop unrun.
-            drop(tokio::task::spawn_blocking(move || produce::<S>(running)));
+            let shared = self.shared.clone();
+            // Detached: `Running` reports its end through the read-ahead.
+            drop(tokio::task::spawn_blocking(move || produce::<S>(shared)));
         }
         match v {
             Some(v) => {
@@ -128,7 +127,8 @@ impl AudioDecoder {
 
 /// The producer: decodes pieces into the read-ahead until it is full, the stream ends,
 /// an error, a seek or a read of the other sample type.
-fn produce<S: Sample>(mut running: Running) {
+fn produce<S: Sample>(shared: Arc<Shared>) {
+    let mut running = Running(shared, false);
     let shared = &running.0;
     loop {
         let (frames, buf) = {
@@ -173,8 +173,7 @@ fn produce<S: Sample>(mut running: Running) {
 }
 
 /// Marks the producer done when dropped: after its last piece, after a panic outside the
-/// decoding library's guard, or when the runtime drops the hop before it ran. Made by
-/// whoever sets `Ahead::running`, right after.
+/// decoding library's guard, or when the runtime drops the hop before it ran.
 struct Running(Arc<Shared>, bool);
 
 impl Drop for Running {
