@@ -74,6 +74,8 @@ pub(crate) struct Ahead {
     pub(crate) f32: bool,
     /// The piece size the reads ask for, in frames.
     pub(crate) piece: usize,
+    /// Samples per frame.
+    pub(crate) channels: usize,
     /// The read waiting for the producer, and how many samples it needs.
     waiter: Option<(Waker, usize)>,
     /// The batch a waiting read is woken for (`WAKE` doubling up to `WAKE_MAX`); zero
@@ -99,6 +101,20 @@ impl Ahead {
     /// The fill at which a producer stops: `CAP`, or more for a waiting read.
     pub(crate) fn target(&self) -> usize {
         self.waiter.as_ref().map_or(CAP, |w| w.1.max(CAP))
+    }
+
+    /// The frames of the producer's next piece: the reads' size, or less so that it ends
+    /// where a read of that size will end. Reads take from the queue's head in steps of
+    /// their size, so once the queue is out of step with them (after reads of another
+    /// size) one shorter piece puts it back in step, and the pieces after it are handed
+    /// out whole, without a copy.
+    pub(crate) fn next_piece(&self) -> usize {
+        let ch = self.channels.max(1);
+        let step = self.piece.saturating_mul(ch).max(1);
+        match self.len % step {
+            0 => self.piece,
+            r => (step - r) / ch,
+        }
     }
 
     /// Hands out up to `want` samples as `S`. A whole piece of exactly that size and
@@ -231,6 +247,51 @@ mod tests {
         assert_eq!(f.len(), 3);
         assert!((f[0] - 5.0 / 32_768.0).abs() < 1e-6 && f[1] == 0.5 && f[2] == -1.0);
         assert_eq!((a.len(), a.take::<i16>(4)), (0, vec![]));
+    }
+
+    /// Pieces decoded for reads of another size (here: smaller ones) leave the queue out
+    /// of step with the reads that follow: one shorter piece puts it back in step, and
+    /// every piece after it is handed out whole (the very vector that was pushed).
+    /// Before, every later read was copied out of two pieces under the queue's lock,
+    /// for the rest of the stream.
+    #[test]
+    fn pieces_fall_back_in_step_with_the_reads() {
+        let mut a = Ahead {
+            channels: 2,
+            piece: 2_048,
+            ..Ahead::default()
+        };
+        let mut next = 0i16;
+        let mut push = |a: &mut Ahead| {
+            let n = a.next_piece() * 2;
+            let v: Vec<i16> = (0..n).map(|i| next.wrapping_add(i as i16)).collect();
+            next = next.wrapping_add(n as i16);
+            a.push(Samples::I16(v));
+        };
+        for _ in 0..5 {
+            push(&mut a);
+        }
+        // The reads now ask for 4,800 frames; the producer follows from now on.
+        a.piece = 4_800;
+        let mut expect = 0i16;
+        let (mut whole, mut reads) = (0, 0);
+        for _ in 0..12 {
+            push(&mut a);
+            while a.len() >= 9_600 {
+                let front = match a.pieces.front() {
+                    Some(Samples::I16(v)) if a.head == 0 && v.len() == 9_600 => v.as_ptr(),
+                    _ => std::ptr::null(),
+                };
+                let v = a.take::<i16>(9_600);
+                whole += usize::from(v.as_ptr() == front);
+                reads += 1;
+                assert_eq!(v[0], expect);
+                expect = expect.wrapping_add(9_600);
+            }
+        }
+        assert_eq!(a.len() % 9_600, 0);
+        // Only the reads that cover the five smaller pieces were copies (3 of them).
+        assert_eq!((whole, reads), (11, 14));
     }
 
     #[test]

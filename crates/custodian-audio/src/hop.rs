@@ -46,7 +46,8 @@ impl AudioDecoder {
             return Poll::Ready(Err(f.at(Op::Read, &self.path)));
         }
         // The producer decodes pieces of this read's size and type from now on.
-        a.piece = frames.max(MIN_PIECE / ch);
+        a.piece = frames.max(MIN_PIECE / ch).max(1);
+        a.channels = ch;
         a.f32 = S::IS_F32;
         let v = served.then(|| {
             a.unwait();
@@ -135,7 +136,7 @@ fn produce<S: Sample>(shared: Arc<Shared>) {
             if a.stop || a.f32 != S::IS_F32 || a.end.is_some() || a.len() >= a.target() {
                 break;
             }
-            (a.piece, a.take_spare::<S>())
+            (a.next_piece(), a.take_spare::<S>())
         };
         let r = shared.with(|st, released| Ok((st.read::<S>(frames, released, buf)?, st.ended())));
         let mut a = shared.ahead();

@@ -1,6 +1,6 @@
 //! The sample types a decoder hands out, and the buffers that carry them between threads.
 
-use symphonia::core::audio::SampleBuffer;
+use symphonia::core::audio::{AudioBuffer, AudioBufferRef, SampleBuffer, Signal};
 use symphonia::core::conv::{ConvertibleSample, FromSample};
 
 /// A sample type decoders can produce: `i16` or `f32`. Sealed.
@@ -182,6 +182,51 @@ impl Samples {
             Samples::F32(v) => out.extend(v[from..from + k].iter().map(|&s| S::from_sample(s))),
         }
     }
+}
+
+/// Appends the frames of a decoded packet from frame `from` on to `out`, interleaved and
+/// converted to `S` (as `SampleBuffer::copy_interleaved_ref` converts them): straight
+/// into the read's buffer, without the conversion buffer and the copy out of it. Only
+/// for mono and stereo; returns `false` (and appends nothing) for other layouts.
+pub(crate) fn interleave<S: Sample>(
+    src: &AudioBufferRef<'_>,
+    from: usize,
+    out: &mut Vec<S>,
+) -> bool {
+    match src {
+        AudioBufferRef::U8(b) => interleave_typed(b, from, out),
+        AudioBufferRef::U16(b) => interleave_typed(b, from, out),
+        AudioBufferRef::U24(b) => interleave_typed(b, from, out),
+        AudioBufferRef::U32(b) => interleave_typed(b, from, out),
+        AudioBufferRef::S8(b) => interleave_typed(b, from, out),
+        AudioBufferRef::S16(b) => interleave_typed(b, from, out),
+        AudioBufferRef::S24(b) => interleave_typed(b, from, out),
+        AudioBufferRef::S32(b) => interleave_typed(b, from, out),
+        AudioBufferRef::F32(b) => interleave_typed(b, from, out),
+        AudioBufferRef::F64(b) => interleave_typed(b, from, out),
+    }
+}
+
+fn interleave_typed<F, S>(src: &AudioBuffer<F>, from: usize, out: &mut Vec<S>) -> bool
+where
+    F: symphonia::core::sample::Sample,
+    S: FromSample<F>,
+{
+    let n = src.frames();
+    let from = from.min(n);
+    match src.spec().channels.count() {
+        1 => out.extend(src.chan(0)[from..].iter().map(|&s| S::from_sample(s))),
+        // `FlatMap` over arrays of a slice's zip has a trusted length: `extend` writes
+        // without a capacity check per sample.
+        2 => out.extend(
+            src.chan(0)[from..]
+                .iter()
+                .zip(&src.chan(1)[from..])
+                .flat_map(|(&l, &r)| [S::from_sample(l), S::from_sample(r)]),
+        ),
+        _ => return false,
+    }
+    true
 }
 
 /// Converts the rest of `from` (from `head` on) into `to`, emptying `from`.
