@@ -162,10 +162,11 @@ fn threads() -> usize {
 /// registry's leftovers mostly fill a range: within 4 times their number they are placed
 /// by offset in one pass (linear, a byte per id of the range), otherwise sorted.
 pub(super) fn newest_first(mut leftovers: Vec<Leftover>) -> Vec<Leftover> {
-    let ids = || leftovers.iter().map(|(id, _)| id.get());
-    let (Some(min), Some(max)) = (ids().min(), ids().max()) else {
+    let mut ids = leftovers.iter().map(|(id, _)| id.get());
+    let Some(first) = ids.next() else {
         return leftovers;
     };
+    let (min, max) = ids.fold((first, first), |(lo, hi), n| (lo.min(n), hi.max(n)));
     let span = max - min;
     match usize::try_from(span) {
         Ok(span) if span / 4 < leftovers.len() => {
