@@ -168,7 +168,7 @@ pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownR
     // One record per leftover, made from its entry as it is released (no snapshot of
     // the whole registry beforehand): what was released by someone else in between
     // (a scope's own sweep) is not a leftover.
-    let (records, paths): (Vec<Record>, Vec<ReleasePath>) = if inner.is_forced() {
+    let (records, paths): (Vec<Vec<Record>>, Vec<ReleasePath>) = if inner.is_forced() {
         let i = inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut listing = Listing::new();
@@ -181,20 +181,23 @@ pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownR
                     paths.push(path);
                 }
             }
-            (records, paths)
+            (vec![records], paths)
         })
         .await
         .unwrap_or_default()
     } else {
         let out = leftovers::release_graceful(&inner, leftovers).await;
+        let (records, paths, cleanups) = out.into_parts();
         // Children stopped before dirs are removed (see `clean_up_sweep`).
-        crate::inner::clean_up_sweep(&inner, out.cleanups);
-        (out.records, out.paths)
+        crate::inner::clean_up_sweep(&inner, cleanups);
+        (records, paths)
     };
-    // The records of all leftovers in one allocation, shared by both lists, the leak
-    // records and every caller's report.
-    let released: Vec<(LiveResource, ReleasePath)> =
-        LiveResource::all(records).into_iter().zip(paths).collect();
+    // The records of all leftovers in one block (a chunk per thread that released
+    // them), shared by both lists, the leak records and every caller's report.
+    let released: Vec<(LiveResource, ReleasePath)> = LiveResource::all_chunks(records)
+        .into_iter()
+        .zip(paths)
+        .collect();
     inner.note_shutdown_leaks(&released);
     // Mostly leaks (the root's own): sized for all.
     let (mut alive_at_shutdown, mut cut_off) = (Vec::with_capacity(released.len()), Vec::new());

@@ -38,25 +38,37 @@ const MAX_THREADS: usize = 4;
 
 /// What releases produced, in release order (newest first).
 pub(super) struct Outcome {
-    pub(super) records: Vec<Record>,
-    pub(super) paths: Vec<ReleasePath>,
+    /// Records in chunks, as released (never copied from one into another): a split
+    /// run adds the other threads' chunks after the one being filled.
+    done: Vec<Vec<Record>>,
+    filling: Vec<Record>,
+    paths: Vec<ReleasePath>,
     /// Clean-ups left to run (none for a temp file whose removal went fine).
-    pub(super) cleanups: Vec<Released>,
+    cleanups: Vec<Released>,
 }
 
 impl Outcome {
     fn with_capacity(n: usize) -> Outcome {
         Outcome {
-            records: Vec::with_capacity(n),
+            done: Vec::new(),
+            filling: Vec::with_capacity(n),
             paths: Vec::with_capacity(n),
             cleanups: Vec::new(),
         }
     }
 
-    fn append(&mut self, mut later: Outcome) {
-        self.records.append(&mut later.records);
-        self.paths.append(&mut later.paths);
-        self.cleanups.append(&mut later.cleanups);
+    fn append(&mut self, later: Outcome) {
+        let (records, paths, cleanups) = later.into_parts();
+        self.done.push(std::mem::take(&mut self.filling));
+        self.done.extend(records);
+        self.paths.extend(paths);
+        self.cleanups.extend(cleanups);
+    }
+
+    /// The records (in chunks, in order), their release paths and the clean-ups left.
+    pub(super) fn into_parts(mut self) -> (Vec<Vec<Record>>, Vec<ReleasePath>, Vec<Released>) {
+        self.done.push(self.filling);
+        (self.done, self.paths, self.cleanups)
     }
 }
 
@@ -98,7 +110,7 @@ fn run_end(all: &[Leftover], start: usize) -> usize {
 /// Releases `ids` in order on this thread, appending to `out`.
 fn release_run(inner: &Inner, ids: &[Leftover], listing: &mut Listing, out: &mut Outcome) {
     for &(id, _) in ids {
-        let Some((cleanup, path)) = inner.release_for_shutdown(id, listing, &mut out.records)
+        let Some((cleanup, path)) = inner.release_for_shutdown(id, listing, &mut out.filling)
         else {
             // Released by someone else meanwhile (a guard's drop, a scope's sweep).
             continue;
