@@ -194,7 +194,7 @@ pub(super) fn newest_first(mut leftovers: Vec<Leftover>) -> Vec<Leftover> {
                     .filter_map(|i| seen[i].map(|k| (ResourceId::new(min + i as u64), k))),
             );
         }
-        _ => leftovers.sort_unstable_by(|a, b| b.0.cmp(&a.0)),
+        _ => leftovers.sort_unstable_by_key(|l| std::cmp::Reverse(l.0)),
     }
     leftovers
 }
@@ -220,7 +220,7 @@ mod tests {
             (100..10_100).rev().step_by(3).collect(),
         ] {
             let mut want = ids(&v);
-            want.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            want.sort_unstable_by_key(|l| std::cmp::Reverse(l.0));
             let mut shuffled = ids(&v);
             shuffled.rotate_left(v.len() / 2);
             assert_eq!(newest_first(shuffled), want, "{v:?}");
