@@ -95,10 +95,16 @@ pub(crate) struct Record {
 /// ```
 #[derive(Clone)]
 pub struct LiveResource {
-    // A `Vec`, not a slice: made into a block without copying the records again.
-    block: Arc<Vec<Record>>,
+    // `Vec`s, not slices: made into a block without copying the records again; more
+    // than one when a shutdown released its leftovers in chunks on several threads.
+    block: Arc<Vec<Vec<Record>>>,
+    // The chunk in the top [`CHUNK_SHIFT`] bits, the index in it below.
     at: usize,
 }
+
+/// Where a record's chunk number starts in [`LiveResource`]'s `at`: 2^48 records in
+/// one chunk would take petabytes, and a shutdown makes a few chunks.
+const CHUNK_SHIFT: u32 = 48;
 
 impl Record {
     /// A record of a resource: `label` and `path` are moved in, `scope` shared.
@@ -151,7 +157,7 @@ impl LiveResource {
     /// `record` on its own.
     pub(crate) fn one(record: Record) -> LiveResource {
         LiveResource {
-            block: Arc::new(vec![record]),
+            block: Arc::new(vec![vec![record]]),
             at: 0,
         }
     }
@@ -159,17 +165,25 @@ impl LiveResource {
     /// Every record of a listing, in one allocation that they share (a shutdown with
     /// 10k leftovers makes one, not 10k).
     pub(crate) fn all(records: Vec<Record>) -> Vec<LiveResource> {
-        let block = Arc::new(records);
-        (0..block.len())
-            .map(|at| LiveResource {
+        LiveResource::all_chunks(vec![records])
+    }
+
+    /// The records of `chunks`, in order, sharing one block (a shutdown's chunks
+    /// released on several threads: none is copied into another).
+    pub(crate) fn all_chunks(chunks: Vec<Vec<Record>>) -> Vec<LiveResource> {
+        let block = Arc::new(chunks);
+        let mut all = Vec::with_capacity(block.iter().map(Vec::len).sum());
+        for (chunk, records) in block.iter().enumerate() {
+            all.extend((0..records.len()).map(|at| LiveResource {
                 block: block.clone(),
-                at,
-            })
-            .collect()
+                at: chunk << CHUNK_SHIFT | at,
+            }));
+        }
+        all
     }
 
     fn record(&self) -> &Record {
-        &self.block[self.at]
+        &self.block[self.at >> CHUNK_SHIFT][self.at & ((1 << CHUNK_SHIFT) - 1)]
     }
 
     /// Its id.
@@ -523,5 +537,39 @@ mod shared_str {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
         String::deserialize(d).map(Arc::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_in_chunks_read_back_in_order_without_a_copy() {
+        let rec = |n: u64| {
+            let label: Label = format!("r{n}").into();
+            Record::new(
+                ResourceId::new(n),
+                ResourceKind::TempFile,
+                label,
+                Arc::from("root"),
+                Location::caller(),
+                Duration::ZERO,
+                None,
+            )
+        };
+        let chunks = vec![
+            vec![rec(9), rec(8)],
+            vec![],
+            vec![rec(7)],
+            vec![rec(6), rec(5)],
+        ];
+        let all = LiveResource::all_chunks(chunks);
+        let ids: Vec<u64> = all.iter().map(|r| r.id().get()).collect();
+        assert_eq!(ids, [9, 8, 7, 6, 5]);
+        assert_eq!(all[2].label(), "r7");
+        // One block for all: a clone is a reference count.
+        assert!(all.iter().all(|r| Arc::ptr_eq(&r.block, &all[0].block)));
+        assert_eq!(all[4], all[4].clone());
     }
 }

@@ -17,7 +17,8 @@
 //! 3. *wait for scopes*: until every scope and scoped task has ended, or the cut (the
 //!    deadline raises the reason to `Deadline`); scopes cut off then sweep their own;
 //! 4. *release remaining*: everything still registered, newest first, by the path its
-//!    scope would give it (`ScopeShared::shutdown_path`); graceful: through `reclaim`,
+//!    scope would give it (`ScopeShared::shutdown_path`); graceful: through `reclaim`
+//!    (long runs of temp files in chunks on several threads, see [`leftovers`]),
 //!    forced: through `reclaim_now` on the blocking pool; then wait for the clean-ups until
 //!    the cut, and [`AFTER_CUT`] after it;
 //! 5. *remove temp root*.
@@ -26,11 +27,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::hook::run_hooks;
-use crate::id::ResourceId;
 use crate::inner::{Inner, Listing};
 use crate::kind::{CancelReason, ReleasePath};
 use crate::leak::{LiveResource, Record};
 use crate::report::{Phase, ShutdownCause, ShutdownReport};
+
+mod leftovers;
+use leftovers::newest_first;
 
 /// The one shutdown run of `inner`, begun by a call.
 pub(crate) async fn shutdown_once(inner: &Arc<Inner>) -> ShutdownReport {
@@ -152,48 +155,49 @@ pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownR
     }
     let t = phase("wait for scopes", t);
 
-    let ids = newest_first(inner.registry.map.iter().map(|e| *e.key()).collect());
+    // What is left, with its kind: runs of temp files may be released on several
+    // threads (see `leftovers`). Walked by a `retain` that keeps everything: `iter`
+    // clones a reference to its shard's guard for every entry (about 75 instructions
+    // each), `retain` walks each shard's table under one lock.
+    let mut left = Vec::with_capacity(inner.registry.map.len());
+    inner.registry.map.retain(|id, e| {
+        left.push((*id, e.kind));
+        true
+    });
+    let leftovers = newest_first(left);
     // One record per leftover, made from its entry as it is released (no snapshot of
     // the whole registry beforehand): what was released by someone else in between
     // (a scope's own sweep) is not a leftover.
-    let mut listing = Listing::new();
-    let forced = inner.is_forced();
-    let (records, paths): (Vec<Record>, Vec<ReleasePath>) = if forced {
+    let (records, paths): (Vec<Vec<Record>>, Vec<ReleasePath>) = if inner.is_forced() {
         let i = inner.clone();
         tokio::task::spawn_blocking(move || {
-            let (mut records, mut paths) =
-                (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
-            for id in ids {
+            let mut listing = Listing::new();
+            let (mut records, mut paths) = (
+                Vec::with_capacity(leftovers.len()),
+                Vec::with_capacity(leftovers.len()),
+            );
+            for (id, _) in leftovers {
                 if let Some(path) = i.release_now_recorded(id, &mut listing, &mut records) {
                     paths.push(path);
                 }
             }
-            (records, paths)
+            (vec![records], paths)
         })
         .await
         .unwrap_or_default()
     } else {
-        let mut cleanups = Vec::new();
-        let (mut records, mut paths) =
-            (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
-        for id in ids {
-            let Some((p, path)) = inner.release_for_shutdown(id, &mut listing, &mut records) else {
-                continue;
-            };
-            if let Some(p) = p {
-                cleanups.push(p);
-            }
-            paths.push(path);
-        }
-        drop(listing);
+        let out = leftovers::release_graceful(&inner, leftovers).await;
+        let (records, paths, cleanups) = out.into_parts();
         // Children stopped before dirs are removed (see `clean_up_sweep`).
         crate::inner::clean_up_sweep(&inner, cleanups);
         (records, paths)
     };
-    // The records of all leftovers in one allocation, shared by both lists, the leak
-    // records and every caller's report.
-    let released: Vec<(LiveResource, ReleasePath)> =
-        LiveResource::all(records).into_iter().zip(paths).collect();
+    // The records of all leftovers in one block (a chunk per thread that released
+    // them), shared by both lists, the leak records and every caller's report.
+    let released: Vec<(LiveResource, ReleasePath)> = LiveResource::all_chunks(records)
+        .into_iter()
+        .zip(paths)
+        .collect();
     inner.note_shutdown_leaks(&released);
     // Mostly leaks (the root's own): sized for all.
     let (mut alive_at_shutdown, mut cut_off) = (Vec::with_capacity(released.len()), Vec::new());
@@ -277,34 +281,6 @@ pub(crate) async fn run(inner: Arc<Inner>, began_by: ShutdownCause) -> ShutdownR
     report
 }
 
-/// `ids` (distinct), newest first. Ids are made in sequence, so the registry's leftovers
-/// mostly fill a range: within 4 times their number they are placed by offset in one
-/// pass (linear, a byte per id of the range), otherwise sorted.
-fn newest_first(mut ids: Vec<ResourceId>) -> Vec<ResourceId> {
-    let (Some(min), Some(max)) = (ids.iter().min(), ids.iter().max()) else {
-        return ids;
-    };
-    let (min, span) = (min.get(), max.get() - min.get());
-    match usize::try_from(span) {
-        Ok(span) if span / 4 < ids.len() => {
-            let mut seen = vec![false; span + 1];
-            for id in &ids {
-                // In `0..=span`: between `min` and `max`.
-                seen[(id.get() - min) as usize] = true;
-            }
-            ids.clear();
-            ids.extend(
-                (0..=span)
-                    .rev()
-                    .filter(|&i| seen[i])
-                    .map(|i| ResourceId::new(min + i as u64)),
-            );
-        }
-        _ => ids.sort_unstable_by(|a, b| b.cmp(a)),
-    }
-    ids
-}
-
 /// How long shutdown lets scopes that were cut off sweep their own resources.
 const SWEEP_WAIT: Duration = Duration::from_millis(250);
 
@@ -327,29 +303,5 @@ fn cut(inner: &Inner, reason: CancelReason) {
             inner.root_scope.raise(reason);
         }
         inner.fire_cut();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn newest_first_orders_dense_and_sparse_ids_alike() {
-        let ids = |v: &[u64]| v.iter().map(|&n| ResourceId::new(n)).collect::<Vec<_>>();
-        for v in [
-            vec![],
-            vec![7],
-            vec![3, 9, 4, 5, 8, 6, 7],
-            vec![1, 1_000_000, 17],
-            vec![u64::MAX, 0, 5],
-            (100..10_100).rev().step_by(3).collect(),
-        ] {
-            let mut want = ids(&v);
-            want.sort_unstable_by(|a, b| b.cmp(a));
-            let mut shuffled = ids(&v);
-            shuffled.rotate_left(v.len() / 2);
-            assert_eq!(newest_first(shuffled), want, "{v:?}");
-        }
     }
 }

@@ -80,7 +80,47 @@ pub(crate) fn shutdown_10k(name: &'static str) -> Pair {
         std::fs::remove_dir(dir).unwrap();
         d
     });
-    one_shot(name, vec![("managed", managed), ("raw_unlink", raw)])
+    // The same on as many blocking-pool threads as the managed side's shutdown splits
+    // its temp files over (the machine's, at most 4), each closing and unlinking a
+    // contiguous share: the fair floor for a release that runs in parallel.
+    let raw_par = batch(|n| async move {
+        let dir = raw_dir("unlink-par");
+        let mut files: Vec<_> = (0..FILES)
+            .map(|i| {
+                let p = dir.join(format!("f{i}"));
+                (std::fs::File::create_new(&p).unwrap(), p)
+            })
+            .collect();
+        setup_only(n);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        let size = FILES.div_ceil(threads);
+        let t = Instant::now();
+        let mut jobs = Vec::with_capacity(threads);
+        while !files.is_empty() {
+            let share = files.split_off(files.len().saturating_sub(size));
+            jobs.push(tokio::task::spawn_blocking(move || {
+                for (f, p) in share {
+                    drop(f);
+                    std::fs::remove_file(p).unwrap();
+                }
+            }));
+        }
+        for j in jobs {
+            j.await.unwrap();
+        }
+        let d = t.elapsed();
+        exit_if_counting();
+        std::fs::remove_dir(dir).unwrap();
+        d
+    });
+    one_shot(
+        name,
+        vec![
+            ("managed", managed),
+            ("raw_unlink", raw),
+            ("raw_unlink_parallel", raw_par),
+        ],
+    )
 }
 
 /// 200 `sleep` children released by their scope's end (SIGTERM to each group, reap),

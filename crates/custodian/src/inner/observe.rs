@@ -96,6 +96,16 @@ impl Listing {
         }
     }
 
+    /// An empty listing at the same instant: shutdown's chunks released on several
+    /// threads keep one reading of the clock for all their records.
+    pub(crate) fn fork(&self) -> Listing {
+        Listing {
+            now: self.now,
+            seen: HashMap::new(),
+            last: None,
+        }
+    }
+
     /// How long before this listing's instant `born` was.
     pub(crate) fn age(&self, born: Born) -> std::time::Duration {
         born.age_at(self.now)

@@ -222,7 +222,7 @@ impl TempFile {
     /// ```
     pub async fn close(mut self) -> Result<()> {
         let flushed = self.flush().await;
-        let closed = self.reg.close().await;
+        let closed = self.reg.take().close().await;
         flushed.map_err(|e| Error::io(Operation::CloseFile, &self.path, e))?;
         closed
     }
@@ -478,11 +478,56 @@ fn c_name(name: &OsStr) -> io::Result<CName> {
     })
 }
 
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        // The entry's reclaim holds the only other reference to the slot for as long
+        // as the entry exists (a re-registration after a failed persist makes a new
+        // reclaim holding one too). Alone with it, this guard's entry is gone: removed
+        // by a scope's end, by shutdown or by a move out, whose remover ran or dropped
+        // the reclaim. The registration then has nothing to find: skip its lookup (a
+        // shard lock and a probe per guard after a shutdown of many). Any other holder
+        // only means the ordinary lookup. The count fell to 1 only after the removal,
+        // and nothing the remover wrote is read here.
+        if Arc::strong_count(&self.file) == 1 {
+            self.reg.released_elsewhere();
+        }
+    }
+}
+
 impl fmt::Debug for TempFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TempFile")
             .field("id", &self.reg.id())
             .field("path", &self.path)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_guard_reclaimed_by_shutdown_drops_without_the_registry() {
+        let sup = crate::Supervisor::builder().start().unwrap();
+        let t = sup.temp_file().await.unwrap();
+        let path = t.path().to_path_buf();
+        let id = t.id();
+        let report = sup.shutdown().await;
+        assert_eq!(report.alive_at_shutdown[0].id(), id);
+        assert!(!path.exists());
+        // The shard the guard's id falls in, write-locked: a drop that looked the id
+        // up would wait for it.
+        let shard = sup.inner.registry.map.entry(id);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dropper = std::thread::spawn(move || {
+            drop(t);
+            tx.send(()).unwrap();
+        });
+        let dropped = rx.recv_timeout(Duration::from_secs(2)).is_ok();
+        drop(shard);
+        dropper.join().unwrap();
+        assert!(dropped, "the drop looked its released entry up");
+        assert_eq!(sup.stats().live(), 0);
     }
 }

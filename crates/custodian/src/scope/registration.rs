@@ -126,6 +126,24 @@ impl Registration {
         }
     }
 
+    /// Marks the resource as released by someone else, so that dropping this does not
+    /// look it up in the registry. Only for a guard that has proof its entry is gone
+    /// (a temp file alone with its slot: see `TempFile`'s `Drop`).
+    pub(crate) fn released_elsewhere(&mut self) {
+        self.done = true;
+    }
+
+    /// Takes the registration out of a guard that implements `Drop` (to `close` it),
+    /// leaving one that releases nothing.
+    pub(crate) fn take(&mut self) -> Registration {
+        let inert = Registration {
+            inner: Weak::new(),
+            id: self.id,
+            done: true,
+        };
+        std::mem::replace(self, inert)
+    }
+
     /// Gives the resource up without cleaning it up: custodian stops tracking it and the
     /// caller owns it from now on. Returns `false` if it had already been reclaimed.
     pub(crate) fn detach(mut self) -> bool {
