@@ -311,7 +311,7 @@ impl Inner {
                 scope: scope.clone(),
                 site,
                 born: crate::registry::Born::now(),
-                path,
+                path: path.map(PathBuf::into_boxed_path),
                 reclaim,
                 warned: AtomicBool::new(false),
                 permits,

@@ -125,7 +125,7 @@ impl Records {
                     scope: ScopeName::new(&scope.name),
                     site,
                     age: born.elapsed(),
-                    path: res_path.clone(),
+                    path: res_path.as_deref().map(PathBuf::from),
                     released_by: path,
                 },
             );

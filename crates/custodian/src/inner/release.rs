@@ -64,7 +64,7 @@ impl Inner {
                 id,
                 kind,
                 label,
-                path: res_path,
+                path: res_path.map(Into::into),
                 scope,
                 cleanup: Some(cleanup),
             }
@@ -97,7 +97,7 @@ impl Inner {
             id,
             kind,
             label,
-            path: res_path,
+            path: res_path.map(Into::into),
             scope,
             cleanup,
         }
@@ -193,7 +193,7 @@ impl Inner {
             ..
         } = entry;
         let (name, age) = (listing.scope_name(&scope), listing.age(born));
-        records.push(Record::new(id, kind, label, name, site, age, res_path));
+        records.push(Record::new(id, kind, label, name, site, age, res_path.map(Into::into)));
         let record = records.last()?;
         self.records.retire_recorded(record, &scope, path);
         let taken = Taken {
@@ -256,7 +256,7 @@ pub(crate) fn release_now(
                 id,
                 kind,
                 label,
-                path: res_path,
+                path: res_path.map(Into::into),
             };
             records.record_failure(&info, &e);
             Some((false, path))
