@@ -103,7 +103,7 @@ impl Records {
     /// The bookkeeping of a release: stats, scope count, leak record, tracing.
     /// Inlined into the releases: a guard's drop pays no call frame for it; a leak's
     /// record is out of line.
-    #[inline]
+    #[inline(always)]
     pub(super) fn retire(&self, id: ResourceId, entry: &Entry, path: ReleasePath) {
         let kind = entry.kind;
         self.stats.released(kind, path);
