@@ -197,7 +197,15 @@ impl Inner {
             ..
         } = entry;
         let (name, age) = (listing.scope_name(&scope), listing.age(born));
-        records.push(Record::new(id, kind, label, name, site, age, res_path.map(Into::into)));
+        records.push(Record::new(
+            id,
+            kind,
+            label,
+            name,
+            site,
+            age,
+            res_path.map(Into::into),
+        ));
         let record = records.last()?;
         self.records.retire_recorded(record, &scope, path);
         let taken = Taken {
