@@ -40,24 +40,34 @@ impl Inner {
     /// it is done inline (then nothing is handed on: no `Released` is built).
     #[inline]
     pub(crate) fn release_dropped(&self, id: ResourceId) {
-        let Some((_, entry)) = self.registry.remove(&id) else {
+        // Read in place and then taken apart, never bound whole: a binding of the
+        // entry was one more copy of its 96 bytes on every drop.
+        let removed = self.registry.remove(&id);
+        let Some((_, entry)) = &removed else {
             return;
         };
         let path = entry.scope.drop_path();
         if entry.permits.is_some() {
+            let Some((_, entry)) = removed else { return };
             return self
                 .retire_and_reclaim(id, entry, path)
                 .clean_up_in_background(self);
         }
-        self.records.retire(id, &entry, path);
-        let Entry {
-            kind,
-            label,
-            scope,
-            path: res_path,
-            reclaim,
-            ..
-        } = entry;
+        self.records.retire(id, entry, path);
+        let Some((
+            _,
+            Entry {
+                kind,
+                label,
+                scope,
+                path: res_path,
+                reclaim,
+                ..
+            },
+        )) = removed
+        else {
+            return;
+        };
         let cleanup = reclaim.reclaim();
         if matches!(cleanup, Cleanup::Done(Ok(()))) {
             // Nothing in it to drop: forgotten, the compiler emits no call of its drop
