@@ -132,15 +132,22 @@ async fn release_split(
 ) {
     let size = run.len().div_ceil(chunks);
     let first = run.start..run.start + size;
+    // The chunks' events (a leak's warning each) go where this task's would: to its
+    // subscriber and span, as if released here (a pool thread has neither).
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    let span = tracing::Span::current();
     let others: Vec<_> = (first.end..run.end)
         .step_by(size)
         .map(|s| {
             let range = s..(s + size).min(run.end);
             let (inner, all, mut listing) = (inner.clone(), all.clone(), listing.fork());
+            let (dispatch, span) = (dispatch.clone(), span.clone());
             let r = range.clone();
             let job = tokio::task::spawn_blocking(move || {
                 let mut out = Outcome::with_capacity(r.len());
-                release_run(&inner, &all[r], &mut listing, &mut out);
+                tracing::dispatcher::with_default(&dispatch, || {
+                    span.in_scope(|| release_run(&inner, &all[r], &mut listing, &mut out));
+                });
                 out
             });
             (range, job)
