@@ -19,6 +19,10 @@ pub enum ResourceKind {
     /// A file opened through custodian ([`ManagedFile`](crate::ManagedFile)).
     File,
     /// A temp file inside the private temp root ([`TempFile`](crate::TempFile)).
+    ///
+    /// At shutdown, long runs of leftovers of this kind are released on several threads,
+    /// in no order among themselves: register an extension resource under it only if
+    /// its release does not depend on the others' order (see `docs/shutdown.md`).
     TempFile,
     /// A temp dir inside the private temp root ([`TempDir`](crate::TempDir)).
     TempDir,

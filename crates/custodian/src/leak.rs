@@ -98,13 +98,11 @@ pub struct LiveResource {
     // `Vec`s, not slices: made into a block without copying the records again; more
     // than one when a shutdown released its leftovers in chunks on several threads.
     block: Arc<Vec<Vec<Record>>>,
-    // The chunk in the top [`CHUNK_SHIFT`] bits, the index in it below.
-    at: usize,
+    // The record's chunk and its index in it: `u32`s, so that the handle stays two
+    // words (4 Gi chunks or records in one would take hundreds of GB of records).
+    chunk: u32,
+    at: u32,
 }
-
-/// Where a record's chunk number starts in [`LiveResource`]'s `at`: 2^48 records in
-/// one chunk would take petabytes, and a shutdown makes a few chunks.
-const CHUNK_SHIFT: u32 = 48;
 
 impl Record {
     /// A record of a resource: `label` and `path` are moved in, `scope` shared.
@@ -158,6 +156,7 @@ impl LiveResource {
     pub(crate) fn one(record: Record) -> LiveResource {
         LiveResource {
             block: Arc::new(vec![vec![record]]),
+            chunk: 0,
             at: 0,
         }
     }
@@ -173,17 +172,18 @@ impl LiveResource {
     pub(crate) fn all_chunks(chunks: Vec<Vec<Record>>) -> Vec<LiveResource> {
         let block = Arc::new(chunks);
         let mut all = Vec::with_capacity(block.iter().map(Vec::len).sum());
-        for (chunk, records) in block.iter().enumerate() {
-            all.extend((0..records.len()).map(|at| LiveResource {
+        for (chunk, records) in (0..).zip(block.iter()) {
+            all.extend((0..).zip(records).map(|(at, _)| LiveResource {
                 block: block.clone(),
-                at: chunk << CHUNK_SHIFT | at,
+                chunk,
+                at,
             }));
         }
         all
     }
 
     fn record(&self) -> &Record {
-        &self.block[self.at >> CHUNK_SHIFT][self.at & ((1 << CHUNK_SHIFT) - 1)]
+        &self.block[self.chunk as usize][self.at as usize]
     }
 
     /// Its id.
