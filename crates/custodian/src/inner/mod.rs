@@ -280,6 +280,25 @@ impl Inner {
         reclaim: Box<dyn Reclaim>,
         permits: Option<Permits>,
     ) -> Result<ResourceId, Error> {
+        // Quotas and refusals are out of line (`register_quota`, `refuse`): the common
+        // registration, with neither, keeps a small frame (fewer spills and moves).
+        if permits.is_some() || self.quotas.is_some() {
+            return self.register_quota(scope, spec, reclaim, permits);
+        }
+        self.publish(scope, spec, reclaim, None, None)
+    }
+
+    /// [`register`](Self::register) with quotas: the permits a waiting acquisition took
+    /// (`permits`), or those taken now; else the refusal, after publishing (so that
+    /// the resource is reclaimed as every refused one is).
+    #[inline(never)]
+    fn register_quota(
+        &self,
+        scope: &Arc<ScopeShared>,
+        spec: Spec,
+        reclaim: Box<dyn Reclaim>,
+        permits: Option<Permits>,
+    ) -> Result<ResourceId, Error> {
         let (permits, over_quota) = match (permits, &self.quotas) {
             (Some(p), _) => (Some(Box::new(p)), None),
             (None, Some(q)) if q.applies(spec.kind) => {
@@ -290,6 +309,20 @@ impl Inner {
             }
             (None, _) => (None, None),
         };
+        self.publish(scope, spec, reclaim, permits, over_quota)
+    }
+
+    /// Publishes the entry, then checks again whether it may stay (see the module's
+    /// header): `is_shutting_down` and `registered` are the checks that decide.
+    #[inline(always)]
+    fn publish(
+        &self,
+        scope: &Arc<ScopeShared>,
+        spec: Spec,
+        reclaim: Box<dyn Reclaim>,
+        permits: Option<Box<Permits>>,
+        over_quota: Option<Error>,
+    ) -> Result<ResourceId, Error> {
         let id = self.registry.next_id();
         let Spec {
             kind,
@@ -311,41 +344,57 @@ impl Inner {
                 scope: scope.clone(),
                 site,
                 born: crate::registry::Born::now(),
-                path,
+                path: path.map(PathBuf::into_boxed_path),
                 reclaim,
                 warned: AtomicBool::new(false),
                 permits,
             },
         );
-        let refused = if let Some(e) = over_quota {
-            Some(e)
+        let admitted = over_quota.is_none()
+            && !self.is_shutting_down()
+            // A persisted temp file or dir registered again is a resource changing
+            // form, not new work: the drain lets it through (refused, it would be moved
+            // but lost).
+            && (op == Operation::Persist || !(scope.is_root() && self.drain.is_draining()))
+            && scope.registered();
+        if admitted {
+            Ok(id)
+        } else {
+            Err(self.refuse(id, scope, op, over_quota))
+        }
+    }
+
+    /// A published registration refused after all: its error (the first that applies),
+    /// its entry released unless a sweep got there first.
+    #[cold]
+    #[inline(never)]
+    fn refuse(
+        &self,
+        id: ResourceId,
+        scope: &ScopeShared,
+        op: Operation,
+        over_quota: Option<Error>,
+    ) -> Error {
+        let err = if let Some(e) = over_quota {
+            e
         } else if self.is_shutting_down() {
-            Some(Error::ShuttingDown { op })
-        // A persisted temp file or dir registered again is a resource changing form, not
-        // new work: the drain lets it through (refused, it would be moved but lost).
+            Error::ShuttingDown { op }
         } else if op != Operation::Persist
             && let Err(e) = self.admit_while_draining(scope, op)
         {
-            Some(e)
-        } else if !scope.registered() {
-            Some(Error::ScopeClosed {
+            e
+        } else {
+            Error::ScopeClosed {
                 op,
                 scope: String::from(&*scope.name),
-            })
-        } else {
-            None
-        };
-        match refused {
-            None => Ok(id),
-            Some(err) => {
-                // Whoever removes the entry first releases it; if a sweep got there first
-                // it has already been reclaimed.
-                if let Some(p) = self.release(id, Some(ReleasePath::Cancelled)) {
-                    p.clean_up_in_background(self);
-                }
-                Err(err)
             }
+        };
+        // Whoever removes the entry first releases it; if a sweep got there first it
+        // has already been reclaimed.
+        if let Some(p) = self.release(id, Some(ReleasePath::Cancelled)) {
+            p.clean_up_in_background(self);
         }
+        err
     }
 
     /// Removes the temp root unless it was already removed (or being removed). Blocking.

@@ -72,7 +72,7 @@ pub(super) fn live_resource(id: ResourceId, e: &Entry, l: &mut Listing) -> Recor
         l.scope_name(&e.scope),
         e.site,
         l.age(e.born),
-        e.path.clone(),
+        e.path.as_deref().map(Into::into),
     )
 }
 

@@ -101,7 +101,30 @@ impl Records {
     }
 
     /// The bookkeeping of a release: stats, scope count, leak record, tracing.
+    /// Inlined into the releases: a guard's drop pays no call frame for it; a leak's
+    /// record is out of line.
+    #[inline(always)]
     pub(super) fn retire(&self, id: ResourceId, entry: &Entry, path: ReleasePath) {
+        let kind = entry.kind;
+        self.stats.released(kind, path);
+        entry.scope.live.fetch_sub(1, Ordering::Relaxed);
+        if path.is_leak() {
+            self.note_leak(id, entry, path);
+        } else {
+            tracing::debug!(
+                id = id.get(),
+                kind = kind.as_str(),
+                label = &*entry.label,
+                by = path.as_str(),
+                "released"
+            );
+        }
+    }
+
+    /// A leaked resource was reclaimed: the warning and the bounded record.
+    #[cold]
+    #[inline(never)]
+    fn note_leak(&self, id: ResourceId, entry: &Entry, path: ReleasePath) {
         let Entry {
             kind,
             label,
@@ -112,32 +135,20 @@ impl Records {
             ..
         } = entry;
         let kind = *kind;
-        self.stats.released(kind, path);
-        scope.live.fetch_sub(1, Ordering::Relaxed);
-        if path.is_leak() {
-            tracing::warn!(id = id.get(), kind = kind.as_str(), label = &**label, site = %site, released_by = path.as_str(), "leaked resource reclaimed");
-            push_bounded(
-                &self.leaks,
-                LeakNote::Owned {
-                    id,
-                    kind,
-                    label: label.clone(),
-                    scope: ScopeName::new(&scope.name),
-                    site,
-                    age: born.elapsed(),
-                    path: res_path.clone(),
-                    released_by: path,
-                },
-            );
-        } else {
-            tracing::debug!(
-                id = id.get(),
-                kind = kind.as_str(),
-                label = &**label,
-                by = path.as_str(),
-                "released"
-            );
-        }
+        tracing::warn!(id = id.get(), kind = kind.as_str(), label = &**label, site = %site, released_by = path.as_str(), "leaked resource reclaimed");
+        push_bounded(
+            &self.leaks,
+            LeakNote::Owned {
+                id,
+                kind,
+                label: label.clone(),
+                scope: ScopeName::new(&scope.name),
+                site,
+                age: born.elapsed(),
+                path: res_path.as_deref().map(PathBuf::from),
+                released_by: path,
+            },
+        );
     }
 
     /// [`retire`](Self::retire) of a shutdown leftover whose `record` was made from its

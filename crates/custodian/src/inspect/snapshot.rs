@@ -168,7 +168,7 @@ impl Inspection {
                     scope,
                     site: e.site.into(),
                     age: e.born.elapsed(),
-                    path: e.path.clone(),
+                    path: e.path.as_deref().map(Into::into),
                     pid: process.map(|p| p.pid),
                     pgid: process.and_then(|p| p.pgid),
                     cgroup: process.and_then(|p| p.cgroup.clone()),
