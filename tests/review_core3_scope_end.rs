@@ -235,3 +235,55 @@ fn children_and_temp_paths_racing_scope_ends_leave_nothing() {
     let z = custodian_suite::zombie_children();
     assert!(z.is_empty(), "zombies: {z:?}");
 }
+
+#[test]
+fn a_reclaim_panicking_in_a_sweep_does_not_abandon_the_rest_of_the_scopes_end() {
+    // Two forgotten resources; the newer one's reclaim panics when the scope's end
+    // sweeps it (newest first). The emergency path turns such a panic into a recorded
+    // failure and goes on ("a panicking one must not abandon the releases after it").
+    // The sweep let it unwind out of the runner at once (a defect older than reg3 and
+    // scope3): the older resource stayed registered until shutdown, and the handle that
+    // escaped the body was never cancelled. Now the panic still reaches the scope's
+    // caller, after the rest of the scope's end.
+    let book = Book::new(4);
+    scenario(Rt::Multi(2), "core3-sweep-panic", async |base| {
+        let sup = Supervisor::builder().temp_base(&base).start().unwrap();
+        sup.reaped_at_start().await;
+        let escaped: Arc<Mutex<Option<Scope>>> = Arc::default();
+        let (b, s2, e2) = (book.clone(), sup.clone(), escaped.clone());
+        let ended = tokio::spawn(async move {
+            s2.scope("s", async |s| {
+                let older = Counted::new(&b, Ends::Done);
+                let newer = Counted::new(&b, Ends::Panics);
+                std::mem::forget(
+                    s.register(ResourceKind::Lock, "older", None, older)
+                        .unwrap(),
+                );
+                std::mem::forget(
+                    s.register(ResourceKind::Lock, "newer", None, newer)
+                        .unwrap(),
+                );
+                *e2.lock().unwrap() = Some(s.clone());
+            })
+            .await
+        })
+        .await;
+        assert!(
+            ended.is_err(),
+            "the reclaim's panic reaches the scope's caller"
+        );
+        let older = (
+            book.reclaimed[0].load(Ordering::SeqCst),
+            book.dropped[0].load(Ordering::SeqCst),
+        );
+        let live = sup.stats().live();
+        let cancelled = escaped.lock().unwrap().take().unwrap().is_cancelled();
+        sup.shutdown().await;
+        assert_eq!(older, (1, 1), "the older resource was left to shutdown");
+        assert_eq!(live, 0, "left registered after its scope's end");
+        assert!(
+            cancelled,
+            "the escaped handle outlived its scope uncancelled"
+        );
+    });
+}

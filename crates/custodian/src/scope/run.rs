@@ -64,6 +64,10 @@ where
     // Disarmed (it holds references and an empty `Option`: nothing to leak), which
     // spares every scope's end the call to its drop.
     std::mem::forget(end);
+    // A reclaim's panic in the sweep: resumed once the scope is swept and cancelled,
+    // before the wait for its clean-ups (held across that wait, it would make every
+    // runner's state larger).
+    let mut swept_panic = None;
     if Arc::strong_count(&shared) == 1 {
         // The runner's is the last reference (the body's handle, nested scopes and
         // registry entries each hold one, and no `Weak` is ever made): nothing is left
@@ -71,13 +75,16 @@ where
         // more. No close (a SeqCst store, a locked instruction on x86), no sweep.
         // Acquire: the other holders' drops (Release) happen before what follows.
         std::sync::atomic::fence(Ordering::Acquire);
-    } else {
-        sweep(inner, &shared, ReleasePath::ScopeEnd);
+    } else if shared.close() {
+        swept_panic = sweep_left(inner, &shared, ReleasePath::ScopeEnd);
     }
     drop(tracked);
     // Escaped handles and nested scopes must not outlive the scope. The body (and its
     // handle) is gone: `shared` is the runner's own reference.
     shared.cancel_at_end(1);
+    if let Some(panic) = swept_panic {
+        std::panic::resume_unwind(panic);
+    }
     if let Some(wait) = shared.cleanups_done() {
         // Boxed: most scopes have no clean-up left to wait for, and the wait's state
         // would otherwise make every runner larger (it is moved, whole, into its caller).
@@ -191,18 +198,35 @@ impl<F: Future> Future for CatchUnwind<F> {
 pub(super) fn sweep(inner: &Inner, scope: &Arc<ScopeShared>, path: ReleasePath) {
     // Most scopes end with every guard already released: nothing to release, nothing
     // to clean up, no call.
-    if scope.close() {
-        sweep_left(inner, scope, path);
+    if scope.close()
+        && let Some(panic) = sweep_left(inner, scope, path)
+    {
+        std::panic::resume_unwind(panic);
     }
 }
 
-/// The leak path of [`sweep`]: something is still registered to the closed scope.
-fn sweep_left(inner: &Inner, scope: &Arc<ScopeShared>, path: ReleasePath) {
+/// The leak path of [`sweep`]: something is still registered to the closed scope. A
+/// reclaim that panics (the trait is public) does not abandon the releases after it:
+/// the first panic is returned once every other resource is released and its clean-up
+/// started, for the caller to resume.
+fn sweep_left(
+    inner: &Inner,
+    scope: &Arc<ScopeShared>,
+    path: ReleasePath,
+) -> Option<Box<dyn std::any::Any + Send>> {
     let ids = scope.left(&inner.registry);
+    let mut panicked = None;
     let released: Vec<_> = ids
         .into_iter()
-        .filter_map(|id| inner.release_in(id, scope, path))
+        .filter_map(|id| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| inner.release_in(id, scope, path)))
+                .unwrap_or_else(|p| {
+                    panicked.get_or_insert(p);
+                    None
+                })
+        })
         .collect();
     // Children stopped before dirs are removed (see `clean_up_sweep`).
     crate::inner::clean_up_sweep(inner, released);
+    panicked
 }
