@@ -64,10 +64,6 @@ where
     // Disarmed (it holds references and an empty `Option`: nothing to leak), which
     // spares every scope's end the call to its drop.
     std::mem::forget(end);
-    // A reclaim's panic in the sweep: resumed once the scope is swept and cancelled,
-    // before the wait for its clean-ups (held across that wait, it would make every
-    // runner's state larger).
-    let mut swept_panic = None;
     if Arc::strong_count(&shared) == 1 {
         // The runner's is the last reference (the body's handle, nested scopes and
         // registry entries each hold one, and no `Weak` is ever made): nothing is left
@@ -75,15 +71,12 @@ where
         // more. No close (a SeqCst store, a locked instruction on x86), no sweep.
         // Acquire: the other holders' drops (Release) happen before what follows.
         std::sync::atomic::fence(Ordering::Acquire);
-    } else if shared.close() {
-        swept_panic = sweep_left(inner, &shared, ReleasePath::ScopeEnd);
-    }
-    drop(tracked);
-    // Escaped handles and nested scopes must not outlive the scope. The body (and its
-    // handle) is gone: `shared` is the runner's own reference.
-    shared.cancel_at_end(1);
-    if let Some(panic) = swept_panic {
-        std::panic::resume_unwind(panic);
+        drop(tracked);
+        // Escaped handles and nested scopes must not outlive the scope. The body (and
+        // its handle) is gone: `shared` is the runner's own reference.
+        shared.cancel_at_end(1);
+    } else {
+        end_shared(inner, &shared, tracked);
     }
     if let Some(wait) = shared.cleanups_done() {
         // Boxed: most scopes have no clean-up left to wait for, and the wait's state
@@ -143,6 +136,25 @@ pub(crate) async fn grace_over(
             tokio::time::sleep(grace).await;
         } => {}
         () = force.cancelled() => {}
+    }
+}
+
+/// The end of a scope whose state others still hold: sweeps it, lets its `scopes` token
+/// go and cancels it ([`ScopeShared::cancel_at_end`]). A reclaim's panic in the sweep is
+/// resumed after all of that (before the runner's wait for clean-ups): out of line, so
+/// that the common end, with the runner alone, holds no panic to resume.
+#[inline(never)]
+fn end_shared(inner: &Inner, shared: &Arc<ScopeShared>, tracked: Option<TaskTrackerToken>) {
+    let panicked = if shared.close() {
+        sweep_left(inner, shared, ReleasePath::ScopeEnd)
+    } else {
+        None
+    };
+    drop(tracked);
+    // Escaped handles and nested scopes must not outlive the scope.
+    shared.cancel_at_end(1);
+    if let Some(panic) = panicked {
+        std::panic::resume_unwind(panic);
     }
 }
 
