@@ -270,3 +270,80 @@ fn a_panicking_reclaim_on_a_guards_drop_still_drops_and_balances() {
         assert_eq!(made, 8);
     });
 }
+
+/// Tasks start top-level scopes in a loop while shutdown begins its drain: how many
+/// bodies started once the drain had begun, and the drain's report.
+fn drain_race() -> (usize, tokio_custodian::DrainReport) {
+    scenario(Rt::Multi(2), "core3-drain-count", async |base| {
+        let sup = Supervisor::builder()
+            .temp_base(&base)
+            .drain(Duration::from_secs(5))
+            .start()
+            .unwrap();
+        sup.reaped_at_start().await;
+        let during = Arc::new(AtomicUsize::new(0));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let (sup, during, refused) = (sup.clone(), during.clone(), refused.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let r = sup
+                        .scope("top", async |_| {
+                            if sup.is_draining() {
+                                during.fetch_add(1, Ordering::SeqCst);
+                            }
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        })
+                        .await;
+                    match r {
+                        Ok(()) => {}
+                        Err(Error::Draining { .. } | Error::ShuttingDown { .. }) => {
+                            refused.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let report = sup.shutdown().await;
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(refused.load(Ordering::SeqCst), 6);
+        let drain = report.drain.expect("a drain ran");
+        assert!(!drain.ran_out, "{drain:?}");
+        (during.load(Ordering::SeqCst), drain)
+    })
+}
+
+#[test]
+fn a_top_level_scope_whose_body_runs_during_the_drain_is_waited_for() {
+    // With a drain, a top-level scope takes its token before its admission check: a
+    // scope whose body starts once the drain has begun is one the drain waits for (its
+    // end is counted as finished), or it would have been refused.
+    for _ in 0..5 {
+        let (during, drain) = drain_race();
+        assert!(during <= drain.scopes_finished, "{during} > {drain:?}");
+    }
+}
+
+#[test]
+#[ignore = "defect (pre-existing, drain.rs): a top-level scope that ends between the \
+            drain's begin and its count is reported finished but not counted at start"]
+fn the_drain_reports_no_more_scopes_finished_than_it_counted_at_its_start() {
+    // `drain::run` raises the flag (`DrainState::begin`, which also cancels `begun`: a
+    // lock and the waiters' wake-ups), then reads the tracker's count; a scope ending
+    // in between counts itself finished (the flag is up) and drops its token before
+    // the count: the report said "6 of 5 top-level scopes finished" (scopes_at_start
+    // 5, scopes_finished 6) in 1 of 6 fresh runs on 2 loaded cores; rare after that
+    // (not seen in 150 more iterations), hence ignored rather than left flaky. An
+    // exact count needs the flag and the count in one atomic (a `fetch_or` of a flag
+    // bit into the running count returns the count at the instant the flag went up).
+    for _ in 0..30 {
+        let (_, drain) = drain_race();
+        assert!(drain.scopes_finished <= drain.scopes_at_start, "{drain:?}");
+    }
+}
