@@ -71,13 +71,13 @@ where
         // more. No close (a SeqCst store, a locked instruction on x86), no sweep.
         // Acquire: the other holders' drops (Release) happen before what follows.
         std::sync::atomic::fence(Ordering::Acquire);
+        drop(tracked);
+        // Escaped handles and nested scopes must not outlive the scope. The body (and
+        // its handle) is gone: `shared` is the runner's own reference.
+        shared.cancel_at_end(1);
     } else {
-        sweep(inner, &shared, ReleasePath::ScopeEnd);
+        end_shared(inner, &shared, tracked);
     }
-    drop(tracked);
-    // Escaped handles and nested scopes must not outlive the scope. The body (and its
-    // handle) is gone: `shared` is the runner's own reference.
-    shared.cancel_at_end(1);
     if let Some(wait) = shared.cleanups_done() {
         // Boxed: most scopes have no clean-up left to wait for, and the wait's state
         // would otherwise make every runner larger (it is moved, whole, into its caller).
@@ -139,6 +139,25 @@ pub(crate) async fn grace_over(
     }
 }
 
+/// The end of a scope whose state others still hold: sweeps it, lets its `scopes` token
+/// go and cancels it ([`ScopeShared::cancel_at_end`]). A reclaim's panic in the sweep is
+/// resumed after all of that (before the runner's wait for clean-ups): out of line, so
+/// that the common end, with the runner alone, holds no panic to resume.
+#[inline(never)]
+fn end_shared(inner: &Inner, shared: &Arc<ScopeShared>, tracked: Option<TaskTrackerToken>) {
+    let panicked = if shared.close() {
+        sweep_left(inner, shared, ReleasePath::ScopeEnd)
+    } else {
+        None
+    };
+    drop(tracked);
+    // Escaped handles and nested scopes must not outlive the scope.
+    shared.cancel_at_end(1);
+    if let Some(panic) = panicked {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// Sweeps the scope if the runner is dropped before it could. Holds the scope's
 /// token of the `scopes` tracker until the sweep is done (`None` once the runner swept
 /// itself).
@@ -191,18 +210,35 @@ impl<F: Future> Future for CatchUnwind<F> {
 pub(super) fn sweep(inner: &Inner, scope: &Arc<ScopeShared>, path: ReleasePath) {
     // Most scopes end with every guard already released: nothing to release, nothing
     // to clean up, no call.
-    if scope.close() {
-        sweep_left(inner, scope, path);
+    if scope.close()
+        && let Some(panic) = sweep_left(inner, scope, path)
+    {
+        std::panic::resume_unwind(panic);
     }
 }
 
-/// The leak path of [`sweep`]: something is still registered to the closed scope.
-fn sweep_left(inner: &Inner, scope: &Arc<ScopeShared>, path: ReleasePath) {
+/// The leak path of [`sweep`]: something is still registered to the closed scope. A
+/// reclaim that panics (the trait is public) does not abandon the releases after it:
+/// the first panic is returned once every other resource is released and its clean-up
+/// started, for the caller to resume.
+fn sweep_left(
+    inner: &Inner,
+    scope: &Arc<ScopeShared>,
+    path: ReleasePath,
+) -> Option<Box<dyn std::any::Any + Send>> {
     let ids = scope.left(&inner.registry);
+    let mut panicked = None;
     let released: Vec<_> = ids
         .into_iter()
-        .filter_map(|id| inner.release_in(id, scope, path))
+        .filter_map(|id| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| inner.release_in(id, scope, path)))
+                .unwrap_or_else(|p| {
+                    panicked.get_or_insert(p);
+                    None
+                })
+        })
         .collect();
     // Children stopped before dirs are removed (see `clean_up_sweep`).
     crate::inner::clean_up_sweep(inner, released);
+    panicked
 }
