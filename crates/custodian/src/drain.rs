@@ -23,22 +23,21 @@ pub(crate) async fn run(inner: &Inner, until: tokio::time::Instant) -> Option<Dr
     }
     let start = Instant::now();
     inner.drain.begin();
-    let top = &inner.drain.top;
     // Counted after the flag is up: no new top-level scope gets past it after this
-    // (a racing one took its token before its check, so it is counted here).
-    let scopes_at_start = top.len();
+    // (a racing one was counted before its check, so it is counted here). From this
+    // count on, each scope it includes counts itself finished as it ends.
+    let scopes_at_start = inner.drain.count_top();
     tracing::info!(
         scopes = scopes_at_start,
         budget = ?budget,
         "shutdown: draining (new top-level scopes refused)"
     );
-    top.close();
     // `cut` first: the scopes it cuts off end at once, and may all have ended by the
     // time this task wakes up; that is not a drain that completed.
     let ended = tokio::select! {
         biased;
         () = inner.cut.cancelled() => false,
-        () = top.wait() => true,
+        () = inner.drain.top_scopes_ended() => true,
         () = tokio::time::sleep_until(until) => false,
     };
     // Counted by the scopes themselves as they end: once `cut` fires, the scopes it
@@ -54,7 +53,7 @@ pub(crate) async fn run(inner: &Inner, until: tokio::time::Instant) -> Option<Dr
     };
     if report.ran_out {
         tracing::warn!(
-            left = top.len(),
+            left = inner.drain.top_len(),
             took = ?report.took,
             "shutdown: drain ran out (budget, grace or forced); cancelling the scopes left"
         );

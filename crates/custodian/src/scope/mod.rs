@@ -338,12 +338,13 @@ impl Scope {
             // waits for this scope or refuses it (see `inner::DrainState`).
             // Only a drain reads the count (`drain::run` returns at once without a
             // budget): without one, a top-level scope takes no `top` token.
-            let mut top =
-                (parent.is_root() && inner.config.drain != Duration::ZERO).then(|| TopScope {
+            let mut top = (parent.is_root() && inner.config.drain != Duration::ZERO).then(|| {
+                inner.drain.top_scope_started();
+                TopScope {
                     inner: &inner,
-                    _token: inner.drain.top.token(),
                     admitted: false,
-                });
+                }
+            });
             inner.admit(&parent, Operation::EnterScope)?;
             if let Some(top) = &mut top {
                 top.admitted = true;
@@ -475,23 +476,19 @@ impl fmt::Debug for Scope {
 }
 
 /// A top-level scope as the drain counts it (only with a drain configured): its end,
-/// returned or dropped (a request whose client hung up), is reported before its tracker
-/// token goes, so that the drain reads the count after it.
+/// returned or dropped (a request whose client hung up), leaves the count.
 struct TopScope<'a> {
     inner: &'a Inner,
-    _token: tokio_util::task::task_tracker::TaskTrackerToken,
     admitted: bool,
 }
 
 impl Drop for TopScope<'_> {
     fn drop(&mut self) {
-        // The drain flag first: a plain atomic load, where reading `cut` locks the
-        // token's node (a scope's end outside a drain does not need it).
-        if self.admitted && self.inner.drain.is_draining() {
-            self.inner
-                .drain
-                .top_scope_ended(self.inner.cut.is_cancelled());
-        }
+        // `cut` is read only when the drain counted the scope: it locks the token's node.
+        let cut = &self.inner.cut;
+        self.inner
+            .drain
+            .top_scope_ended(self.admitted, || cut.is_cancelled());
     }
 }
 

@@ -18,9 +18,9 @@ impl Reclaim for Nothing {
 /// body, and from inside one nested in it.
 async fn top_tokens(sup: &Supervisor) -> (usize, usize) {
     sup.scope("top", async |s| {
-        let outer = s.inner().drain.top.len();
+        let outer = s.inner().drain.top_len();
         let inner = s
-            .scope("nested", async |n| n.inner().drain.top.len())
+            .scope("nested", async |n| n.inner().drain.top_len())
             .await
             .unwrap();
         (outer, inner)
@@ -34,7 +34,7 @@ async fn a_top_level_scope_takes_a_drain_token_only_with_a_drain() {
     // Without a drain nobody reads the count: no token.
     let sup = Supervisor::builder().start().unwrap();
     assert_eq!(top_tokens(&sup).await, (0, 0));
-    assert_eq!(sup.inner.drain.top.len(), 0);
+    assert_eq!(sup.inner.drain.top_len(), 0);
     sup.shutdown().await;
     // With one, the top-level scope is counted (once: not its nested scope) until its end.
     let sup = Supervisor::builder()
@@ -42,7 +42,7 @@ async fn a_top_level_scope_takes_a_drain_token_only_with_a_drain() {
         .start()
         .unwrap();
     assert_eq!(top_tokens(&sup).await, (1, 1));
-    assert_eq!(sup.inner.drain.top.len(), 0);
+    assert_eq!(sup.inner.drain.top_len(), 0);
     sup.shutdown().await;
 }
 
