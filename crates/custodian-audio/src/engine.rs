@@ -298,18 +298,24 @@ impl State {
 mod tests {
     use super::*;
 
+    /// A mono WAV of 5,000 samples counting 0, 1, 2...: each read is checked by value.
+    fn counting_wav(tag: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("{tag}-{}.wav", std::process::id()));
+        let mut wav = crate::shared::tests::wav(5_000);
+        for (i, s) in wav[44..].chunks_mut(2).enumerate() {
+            s.copy_from_slice(&(i as i16).to_le_bytes());
+        }
+        std::fs::write(&path, &wav).unwrap();
+        path
+    }
+
     /// The rest of a packet (1,152 frames here) that a read does not take stays in the
     /// conversion buffer, and the next read copies it from there: once. Before, it was
     /// copied into the queue and then again out of it (about an eighth of the samples of
     /// 100 ms reads at 48 kHz went through the queue).
     #[test]
     fn the_rest_of_a_packet_is_handed_out_from_where_it_was_decoded() {
-        let path = std::env::temp_dir().join(format!("ca-rest-{}.wav", std::process::id()));
-        let mut wav = crate::shared::tests::wav(5_000);
-        for (i, s) in wav[44..].chunks_mut(2).enumerate() {
-            s.copy_from_slice(&(i as i16).to_le_bytes());
-        }
-        std::fs::write(&path, &wav).unwrap();
+        let path = counting_wav("ca-rest");
         let (mut st, _) = open(&path, &Limits::default()).unwrap();
         let live = AtomicBool::new(false);
         let v = st.read::<i16>(1_000, &live, Vec::new()).unwrap();
@@ -339,12 +345,7 @@ mod tests {
     /// time of 100 ms reads of 48 kHz stereo); only a packet split across reads is.
     #[test]
     fn whole_packets_go_straight_into_the_read() {
-        let path = std::env::temp_dir().join(format!("ca-direct-{}.wav", std::process::id()));
-        let mut wav = crate::shared::tests::wav(5_000);
-        for (i, s) in wav[44..].chunks_mut(2).enumerate() {
-            s.copy_from_slice(&(i as i16).to_le_bytes());
-        }
-        std::fs::write(&path, &wav).unwrap();
+        let path = counting_wav("ca-direct");
         let (mut st, _) = open(&path, &Limits::default()).unwrap();
         let live = AtomicBool::new(false);
         // Two packets of 1,152 frames.
