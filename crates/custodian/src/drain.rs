@@ -43,6 +43,9 @@ pub(crate) async fn run(inner: &Inner, until: tokio::time::Instant) -> Option<Dr
     // Counted by the scopes themselves as they end: once `cut` fires, the scopes it
     // cuts off end at once, on other threads, and must not count as finished.
     let scopes_finished = inner.drain.end();
+    // A scope counted just as the drain began may have been refused right after: it was
+    // not running (it noted that before it left the count the wait waited for).
+    let scopes_at_start = scopes_at_start.saturating_sub(inner.drain.refused_at_start());
     let report = DrainReport {
         budget,
         took: start.elapsed(),

@@ -35,6 +35,9 @@ pub(crate) struct DrainState {
     /// Woken when the last top-level scope the drain counted has ended.
     top_ended: Notify,
     refused: AtomicU64,
+    /// Top-level scopes the drain counted running at its start that were then refused
+    /// (their admission check came after the flag): not running, after all.
+    refused_at_start: AtomicUsize,
     /// Top-level scopes that ended by themselves during the drain.
     finished: AtomicUsize,
     /// Set when the drain is over (the scopes left are being cancelled).
@@ -55,10 +58,18 @@ impl DrainState {
     }
 
     /// A top-level scope starts (with a drain configured): counted before its admission
-    /// check.
-    pub(crate) fn top_scope_started(&self) {
+    /// check. Returns `true` when the drain had already counted the running scopes: the
+    /// flag was up before, so the admission will refuse this one, and it leaves the count
+    /// at once (refusals arriving during the drain never hold its wait).
+    pub(crate) fn top_scope_started(&self) -> bool {
         // SeqCst: before the admission's load of `draining` (see `begin`).
-        self.top.fetch_add(ONE, Ordering::SeqCst);
+        if self.top.fetch_add(ONE, Ordering::SeqCst) & COUNTED == 0 {
+            return false;
+        }
+        if self.top.fetch_sub(ONE, Ordering::SeqCst) >> 1 == 1 {
+            self.top_ended.notify_waiters();
+        }
+        true
     }
 
     /// A top-level scope counted by [`top_scope_started`](Self::top_scope_started) ended;
@@ -73,9 +84,11 @@ impl DrainState {
         loop {
             if cur & COUNTED != 0 && !noted {
                 noted = true;
-                // SeqCst: ordered after the drain's `end` store of `over`.
-                if admitted && !self.over.load(Ordering::SeqCst) && !cut.take().is_some_and(|c| c())
-                {
+                if !admitted {
+                    // Counted running at the start, then refused.
+                    self.refused_at_start.fetch_add(1, Ordering::SeqCst);
+                } else if !self.over.load(Ordering::SeqCst) && !cut.take().is_some_and(|c| c()) {
+                    // SeqCst: ordered after the drain's `end` store of `over`.
                     self.finished.fetch_add(1, Ordering::SeqCst);
                 }
             }
@@ -98,6 +111,12 @@ impl DrainState {
     /// them counts itself finished as it ends.
     pub(crate) fn count_top(&self) -> usize {
         self.top.fetch_or(COUNTED, Ordering::SeqCst) >> 1
+    }
+
+    /// How many of the scopes [`count_top`](Self::count_top) counted were refused (read
+    /// once they have ended: after the drain's wait).
+    pub(crate) fn refused_at_start(&self) -> usize {
+        self.refused_at_start.load(Ordering::SeqCst)
     }
 
     /// How many top-level scopes are running (with a drain configured).
@@ -148,7 +167,7 @@ mod tests {
 
     /// The drain's report as `drain::run` makes it: `(scopes_at_start, scopes_finished)`.
     fn report(d: &DrainState, at_start: usize) -> (usize, usize) {
-        (at_start, d.end())
+        (at_start - d.refused_at_start(), d.end())
     }
 
     #[test]
@@ -156,8 +175,8 @@ mod tests {
         // The interleaving the review saw once in six runs: the flag is up (the scope
         // is woken by `draining()`), the scope ends, then the drain counts.
         let d = DrainState::default();
-        d.top_scope_started();
-        d.top_scope_started();
+        assert!(!d.top_scope_started());
+        assert!(!d.top_scope_started());
         d.begin();
         d.top_scope_ended(true, || false);
         let at_start = d.count_top();
@@ -174,8 +193,8 @@ mod tests {
         for end_at in 0..4 {
             for cut in [false, true] {
                 let d = DrainState::default();
-                d.top_scope_started();
-                d.top_scope_started();
+                assert!(!d.top_scope_started());
+                assert!(!d.top_scope_started());
                 let end = || d.top_scope_ended(true, || false);
                 if end_at == 0 {
                     end();
@@ -203,20 +222,46 @@ mod tests {
     }
 
     #[test]
+    fn a_scope_counted_at_the_start_then_refused_is_not_in_the_count() {
+        // The review's interleaving: the scope is counted, the drain raises its flag and
+        // counts it, then the scope's admission check sees the flag and refuses it.
+        let d = DrainState::default();
+        assert!(!d.top_scope_started());
+        d.begin();
+        let at_start = d.count_top();
+        d.top_scope_ended(false, || false);
+        assert_eq!(report(&d, at_start), (0, 0));
+    }
+
+    #[test]
+    fn a_scope_started_after_the_count_leaves_it_at_once() {
+        let d = DrainState::default();
+        assert!(!d.top_scope_started());
+        d.begin();
+        assert_eq!(d.count_top(), 1);
+        // Late: refused by its admission, and not holding the drain's wait meanwhile.
+        assert!(d.top_scope_started());
+        assert_eq!(d.top_len(), 1);
+        d.top_scope_ended(true, || false);
+        assert_eq!(d.top_len(), 0);
+    }
+
+    #[test]
     fn a_refused_scope_is_never_counted_finished() {
         let d = DrainState::default();
         d.begin();
         let at_start = d.count_top();
-        // Counted before its admission check, then refused (it saw the flag).
-        d.top_scope_started();
-        d.top_scope_ended(false, || false);
+        // Started after the count: late, refused by its admission (it sees the flag),
+        // and already out of the count (its end does not call `top_scope_ended`).
+        assert!(d.top_scope_started());
         assert_eq!(report(&d, at_start), (0, 0));
+        assert_eq!(d.top_len(), 0);
     }
 
     #[tokio::test]
     async fn the_wait_ends_when_the_last_counted_scope_ends() {
         let d = std::sync::Arc::new(DrainState::default());
-        d.top_scope_started();
+        assert!(!d.top_scope_started());
         d.begin();
         assert_eq!(d.count_top(), 1);
         let waiting = tokio::spawn({

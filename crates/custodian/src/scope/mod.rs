@@ -338,13 +338,12 @@ impl Scope {
             // waits for this scope or refuses it (see `inner::DrainState`).
             // Only a drain reads the count (`drain::run` returns at once without a
             // budget): without one, a top-level scope takes no `top` token.
-            let mut top = (parent.is_root() && inner.config.drain != Duration::ZERO).then(|| {
-                inner.drain.top_scope_started();
-                TopScope {
+            let mut top =
+                (parent.is_root() && inner.config.drain != Duration::ZERO).then(|| TopScope {
                     inner: &inner,
+                    late: inner.drain.top_scope_started(),
                     admitted: false,
-                }
-            });
+                });
             inner.admit(&parent, Operation::EnterScope)?;
             if let Some(top) = &mut top {
                 top.admitted = true;
@@ -479,11 +478,16 @@ impl fmt::Debug for Scope {
 /// returned or dropped (a request whose client hung up), leaves the count.
 struct TopScope<'a> {
     inner: &'a Inner,
+    /// Started after the drain counted (so refused): it has already left the count.
+    late: bool,
     admitted: bool,
 }
 
 impl Drop for TopScope<'_> {
     fn drop(&mut self) {
+        if self.late {
+            return;
+        }
         // `cut` is read only when the drain counted the scope: it locks the token's node.
         let cut = &self.inner.cut;
         self.inner
