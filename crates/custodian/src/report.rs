@@ -172,7 +172,8 @@ pub struct DrainReport {
     /// Top-level scopes running when it began.
     pub scopes_at_start: usize,
     /// Top-level scopes that ended during it by themselves (returned, or their future
-    /// was dropped, as a request whose client hung up): none was cancelled.
+    /// was dropped, as a request whose client hung up): none was cancelled. Each was
+    /// counted in `scopes_at_start`: never more than it.
     pub scopes_finished: usize,
     /// Whether it ended before every top-level scope had: its budget or the grace ran
     /// out, or shutdown was forced. The scopes left were then cancelled.
