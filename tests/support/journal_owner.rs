@@ -12,6 +12,9 @@
 //! With `CUSTODIAN_TEST_CGROUP=1` it runs in the cgroup containment tier (required), and
 //! each child also starts an escapee that leaves its group and clears its environment:
 //! `sh -c 'setsid env -i sleep SECS & sleep SECS & wait'` (only the cgroup holds it).
+//! With `CUSTODIAN_TEST_TRAP=DIR` as well, that escapee is a shell that honours SIGTERM:
+//! it writes `DIR/ready-<its pid>` once its trap is set, and `DIR/termed-<its pid>` when
+//! SIGTERM comes, then exits.
 
 use std::io::Write;
 
@@ -24,9 +27,14 @@ fn main() {
     };
     let n: usize = n.parse().expect("N");
     let cgroup = std::env::var_os("CUSTODIAN_TEST_CGROUP").is_some();
-    let script = match cgroup {
-        true => format!("setsid env -i sleep {secs} & sleep {secs} & wait"),
-        false => format!("sleep {secs} & wait"),
+    let trap = std::env::var("CUSTODIAN_TEST_TRAP").ok();
+    let script = match (cgroup, trap) {
+        (true, Some(dir)) => format!(
+            "setsid env -i sh -c 'trap \"echo termed > {dir}/termed-$$; exit 0\" TERM; \
+             : > {dir}/ready-$$; while :; do sleep 1; done' & sleep {secs} & wait"
+        ),
+        (true, None) => format!("setsid env -i sleep {secs} & sleep {secs} & wait"),
+        (false, _) => format!("sleep {secs} & wait"),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -30,6 +30,7 @@ const NAMES: &[&str] = &[
     "temp_dir",
     "spawn",
     "journal",
+    "journal_cgroup",
     "sweep_1000",
     "leak_scan",
     "shutdown_10k",
@@ -318,6 +319,34 @@ fn build(rt: &tokio::runtime::Runtime, name: &str) -> Option<Pair> {
                 20,
                 Unit::Us,
                 vec![("journal_on", run(on)), ("journal_off", run(sup()))],
+            )
+        }
+        // The same with the cgroup tier on both sides (required: the pair fails to start
+        // without a writable cgroup2), whose children carry no owner marker.
+        "journal_cgroup" => {
+            let state = raw_dir("state");
+            let private = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+            std::fs::set_permissions(&state, private).unwrap();
+            let tier = || {
+                Supervisor::builder()
+                    .temp_base(base())
+                    .containment(tokio_custodian::Containment::Required)
+            };
+            let on = start(rt, tier().state_dir(&state));
+            let run = |s: Supervisor| {
+                per_op!(s, |s| {
+                    let mut c = s.command("true").spawn().unwrap();
+                    assert!(c.wait().await.unwrap().success());
+                })
+            };
+            pair(
+                name,
+                20,
+                Unit::Us,
+                vec![
+                    ("journal_on", run(on)),
+                    ("journal_off", run(start(rt, tier()))),
+                ],
             )
         }
         "sweep_1000" => crate::heavy::sweep_1000(),

@@ -49,7 +49,8 @@ pub struct SweepReport {
     /// for a person: never swept again, never deleted.
     #[serde(default)]
     pub set_aside: Vec<PathBuf>,
-    /// Processes that matched a dead owner's group or marker and were never signalled:
+    /// Processes that matched a dead owner's group, marker or cgroup and were never
+    /// signalled:
     /// the sweeping process and its ancestors.
     #[serde(default)]
     pub spared: Vec<Spared>,
@@ -273,9 +274,11 @@ impl fmt::Display for DeathProof {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StoppedGroup {
-    /// The group id (the recorded child's pid); `None` for the processes found by the
-    /// dead owner's marker in their environment outside any recorded group (a child
-    /// killed with its owner before its record was written, or one that left its group).
+    /// The group id (the recorded child's pid); `None` for the processes found outside
+    /// any recorded group (a child killed with its owner before its record was written,
+    /// or one that left its group) by the dead owner's marker in their environment, or,
+    /// in the cgroup tier, by its proven cgroup: one entry for the marker's, one for
+    /// the cgroup's.
     pub pgid: Option<u32>,
     /// How many processes were signalled and ended, each proven a member by its start
     /// time (a process that outlived the signals is a [`Survivor`], not counted here).
@@ -349,8 +352,8 @@ pub enum SkipReason {
     OtherPidNamespace,
     /// The sweeping process (or one of its ancestors) runs inside the dead owner's
     /// cgroup: `cgroup.kill` would kill the sweeper, so the cgroup is left to a sweep
-    /// run from outside it (its members in the recorded groups or carrying the marker
-    /// were stopped; the journal is kept).
+    /// run from outside it (its other members, in the recorded groups, carrying the
+    /// marker or found in the cgroup, were stopped; the journal is kept).
     SweeperInsideCgroup,
     /// A record does not match what custodian writes in its journal (a child whose
     /// process group is not its own, a file name that is not its owner record's): the

@@ -2,8 +2,12 @@
 //! cgroup, killed by the path and inode its journal recorded. `cgroup.kill` reaches every
 //! member of the supervisor's cgroup and of every child's cgroup below it, whatever it
 //! did (`setsid`, a double fork, a cleared environment): no pid is read, guessed or
-//! reused. The journal's groups and marker have had their SIGTERM and grace first (step
-//! 4); this ends what is left and removes the cgroups.
+//! reused. The journal's groups, its marker and the cgroup's members have had their
+//! SIGTERM and grace first (step 4, [`members_of`]): the cgroup tier's children carry
+//! no environment marker (their cgroup proves descent, and the marker would make std
+//! copy the whole environment at every spawn), so what left its group is found by its
+//! `/proc/PID/cgroup` and signalled through a pidfd, as the live release does. This ends
+//! what is left and removes the cgroups.
 //!
 //! The proof, in three parts: the recorded cgroup's name is `custodian-<owner pid>-<64
 //! random bits>`, with the pid of the journal's (dead) owner; the directory at the
@@ -38,15 +42,35 @@ use std::time::Duration;
 use crate::journal::{SkipReason, SweepReport};
 use crate::sys::FileId;
 use crate::sys::cgroup::{
-    Intended, Recorded, is_supervisor_name_of, kill_recorded,
+    Intended, Recorded, is_recorded, is_supervisor_name_of, kill_recorded,
     remove_intended as sys_remove_intended,
 };
+use crate::sys::orphans::CgroupMark;
 
+use super::examine::Dead;
 use super::skip;
 
 /// How long the members of a killed cgroup may take to be gone (`populated 0`): SIGKILL
 /// is not deferrable, so only a process stuck in the kernel takes long.
 const KILL_BOUND: Duration = Duration::from_secs(5);
+
+/// Step 4's target for the members of the dead owner's cgroup: only for an owner of this
+/// boot that no sweep has dealt with yet (it still has its marker), with the same proof
+/// as the kill (the owner's pid in the name, the recorded inode, a cgroup2 file system),
+/// checked before any member is looked for. `None` otherwise: its groups and marker are
+/// stopped as they are, and the kill below decides about the cgroup.
+pub(super) fn members_of(d: &Dead) -> Option<CgroupMark> {
+    use std::os::unix::ffi::OsStrExt;
+    let (path, id) = d.cgroup.as_ref()?;
+    let owner_start = d.marker.as_ref()?.owner_start;
+    if !named_for_owner(path, &d.name) || !is_recorded(path, *id) {
+        return None;
+    }
+    Some(CgroupMark {
+        name: path.file_name()?.as_bytes().to_vec(),
+        owner_start,
+    })
+}
 
 /// Kills and removes the cgroup at `path` if its name is a supervisor cgroup's of the
 /// owner that `journal` (`<pid>-<start>-<random>.journal`) names, it is still the one

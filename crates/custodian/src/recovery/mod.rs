@@ -14,8 +14,10 @@
 //!    has another start time, or it is a zombie. Otherwise *skip*, whatever else;
 //! 4. same boot, and no earlier sweep dealt with it: stop its children's groups
 //!    (`sys/orphans.rs`: SIGTERM, each child's grace, SIGKILL to proven members only,
-//!    never the sweeper or its ancestors, a final look for survivors). Another boot: its
-//!    processes died with that boot;
+//!    never the sweeper or its ancestors, a final look for survivors), the processes
+//!    carrying its environment marker and, in the cgroup tier, the members of its cgroup
+//!    proven by `recovery/cgroup.rs` (whatever their group or environment), all in one
+//!    grace. Another boot: its processes died with that boot;
 //! 5. make that durable before letting go: `Gone` for every child, `Survivor` for each
 //!    member still running, then `Swept`, and `fdatasync`. A journal with `Swept` never
 //!    signals again: a later sweep only looks at its survivors and retries its root. A
@@ -43,7 +45,7 @@ use crate::journal::{
 };
 use crate::sys::FileId;
 use crate::sys::journal as sys;
-use crate::sys::orphans::{self, Fate, LeftWhy, Outcome, Recorded};
+use crate::sys::orphans::{self, Fate, LeftWhy, Outcome, Recorded, Wanted};
 use crate::sys::procfs;
 
 /// Set in the watcher's forked process only (`watcher.rs`), never in its owner: the
@@ -215,12 +217,26 @@ fn sweep_in(path: &Path, grace: Duration, only: Option<&OsStr>) -> Result<SweepR
             owners.push(i);
         }
     }
+    // The cgroup tier's children carry no marker: what left their groups is found by
+    // the owner's proven cgroup, and gets its SIGTERM and grace before `cgroup.kill`.
+    let mut cgroups = Vec::new();
+    for (i, d) in dead.iter().enumerate() {
+        if let Some(c) = cgroup::members_of(d) {
+            cgroups.push(c);
+            owners.push(i);
+        }
+    }
+    let wanted = Wanted {
+        groups: &groups,
+        markers: &markers,
+        cgroups: &cgroups,
+    };
     // Nothing to look for (no dead owner of this boot left to deal with): no `/proc` scan.
-    let outcome = if groups.is_empty() && markers.is_empty() {
+    let outcome = if wanted.is_empty() {
         Outcome::default()
     } else {
         let spare = procfs::self_and_ancestors().map_err(fail)?;
-        orphans::stop(&groups, &markers, grace, &spare).map_err(fail)?
+        orphans::stop(wanted, grace, &spare).map_err(fail)?
     };
     report_outcome(&mut report, &outcome, &groups);
     let mut survivors = vec![Vec::new(); dead.len()];

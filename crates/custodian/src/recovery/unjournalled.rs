@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Operation, Result};
 use crate::journal::{SkipReason, SweepReport, marker_of};
-use crate::sys::orphans::{self, Marker, Recorded};
+use crate::sys::orphans::{self, Marker, Recorded, Wanted};
 use crate::sys::procfs;
 use crate::sys::watch::Served;
 
@@ -66,7 +66,12 @@ pub(crate) fn sweep_without_journal(
         .into_iter()
         .collect();
     let spare = procfs::self_and_ancestors().map_err(fail)?;
-    let outcome = orphans::stop(&groups, &markers, grace, &spare).map_err(fail)?;
+    let wanted = Wanted {
+        groups: &groups,
+        markers: &markers,
+        cgroups: &[],
+    };
+    let outcome = orphans::stop(wanted, grace, &spare).map_err(fail)?;
     report_outcome(&mut report, &outcome, &groups);
     for s in &outcome.survivors {
         survivor(&mut report, s, journal);

@@ -19,6 +19,12 @@
 //! members would pass the checks above; it takes a full pid-space wrap-around between the
 //! crash and the sweep.
 //!
+//! A dead owner's cgroup (the cgroup tier, whose children carry no marker) is a third
+//! kind of target: a process whose `/proc/PID/cgroup` path has the cgroup's name as a
+//! component. The caller proves the name is the owner's (the journal's record, its
+//! inode, and the owner's pid in the name; `recovery/cgroup.rs`); each member is then
+//! opened as a pidfd and checked against its start time as above.
+//!
 //! Never signalled, whatever matches: the sweeping process and its ancestors (`spare`),
 //! and the members of its own process group (its pipeline's partners), reported as
 //! spared. The escalation is `sys::escalate::run` (its loop, its policy and
@@ -36,7 +42,7 @@ pub(crate) use super::escalate::{Left, LeftWhy};
 use super::escalate::{Policy, Targets, run};
 use super::marker::owner_in;
 use super::process::{Sig, pidfd_inode, pidfd_open, signal_process};
-use super::procfs::{ProcStat, all_processes, environ, proc_stat};
+use super::procfs::{ProcStat, all_processes, cgroup_v2, environ, proc_stat};
 
 /// A recorded child whose group may still run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +66,37 @@ pub(crate) struct Marker {
     pub(crate) owner_start: u64,
 }
 
-/// What became of one recorded group (or marker).
+/// A dead owner's supervisor cgroup, proven by the caller: a running process in it (or
+/// in a cgroup below it) that started no earlier than the owner descends from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CgroupMark {
+    /// The cgroup's name (`custodian-<owner pid>-<random>`), a component of its
+    /// members' `/proc/PID/cgroup` paths.
+    pub(crate) name: Vec<u8>,
+    pub(crate) owner_start: u64,
+}
+
+/// What to stop: recorded groups, and the processes carrying a marker or in a cgroup.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Wanted<'a> {
+    pub(crate) groups: &'a [Recorded],
+    pub(crate) markers: &'a [Marker],
+    pub(crate) cgroups: &'a [CgroupMark],
+}
+
+impl Wanted<'_> {
+    /// How many targets (each gets a [`Fate`]): groups, then markers, then cgroups.
+    pub(crate) fn len(&self) -> usize {
+        self.groups.len() + self.markers.len() + self.cgroups.len()
+    }
+
+    /// Whether there is nothing to look for.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What became of one recorded group (or marker, or cgroup).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fate {
     /// Nothing of it was running.
@@ -75,7 +111,7 @@ pub(crate) enum Fate {
 /// What [`stop`] did.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
-    /// The groups' then the markers' fates, in order.
+    /// The groups', the markers' then the cgroups' fates, in order.
     pub(crate) fates: Vec<Fate>,
     /// Members still running after the last SIGKILL round.
     pub(crate) survivors: Vec<Left>,
@@ -103,6 +139,7 @@ struct Member {
 struct Scan<'a> {
     groups: &'a [Recorded],
     markers: &'a [Marker],
+    cgroups: &'a [CgroupMark],
     spare: &'a [(u32, u64)],
     /// The sweeping process's own group: its pipeline's partners are spared too (`None`:
     /// not visible, its leader outside this pid namespace).
@@ -117,21 +154,27 @@ struct Scan<'a> {
     spared: Vec<Left>,
 }
 
-/// Stops every recorded group, and every process carrying one of the `markers`:
-/// SIGTERM to every proven member, up to its grace (the record's, else `grace`) for it
-/// to exit, then SIGKILL rounds until none runs or none can be killed. One `/proc` scan
-/// per round serves all. `spare` (pid, start time) is never signalled.
+/// Stops every recorded group, every process carrying one of the markers and every
+/// process in one of the cgroups: SIGTERM to every proven member, up to its grace (the
+/// record's, else `grace`) for it to exit, then SIGKILL rounds until none runs or none
+/// can be killed. One `/proc` scan per round serves all. `spare` (pid, start time) is
+/// never signalled.
 pub(crate) fn stop(
-    groups: &[Recorded],
-    markers: &[Marker],
+    wanted: Wanted<'_>,
     grace: Duration,
     spare: &[(u32, u64)],
 ) -> io::Result<Outcome> {
-    let n = groups.len() + markers.len();
+    let Wanted {
+        groups,
+        markers,
+        cgroups,
+    } = wanted;
+    let n = wanted.len();
     let policy = policy(grace);
     let mut scan = Scan {
         groups,
         markers,
+        cgroups,
         spare,
         // Not `getpgrp`: in a pid namespace whose group leader is outside, it is 0. A
         // sweeper inside a recorded group (a script without job control) spares only
@@ -255,6 +298,22 @@ impl Scan<'_> {
                 }
             }
         }
+        if !self.cgroups.is_empty() {
+            let first = self.groups.len() + self.markers.len();
+            for st in &procs {
+                if st.zombie || self.seen.contains(&(st.pid, st.start)) {
+                    continue;
+                }
+                let Ok(Some(path)) = cgroup_v2(st.pid) else {
+                    continue;
+                };
+                let hit = (self.cgroups.iter())
+                    .position(|c| st.start >= c.owner_start && in_cgroup(&path, &c.name));
+                if let Some(j) = hit {
+                    found.push((st.pid, st.start, first + j, st.pgid));
+                }
+            }
+        }
         let mut out = Vec::new();
         for (pid, start, group, pgid) in found {
             if !self.seen.insert((pid, start)) {
@@ -288,6 +347,12 @@ impl Scan<'_> {
     }
 }
 
+/// Whether a `/proc/PID/cgroup` path (`/a/b/c`) is the cgroup `name` or below it: `name`
+/// is one of its components, whole.
+fn in_cgroup(path: &[u8], name: &[u8]) -> bool {
+    !name.is_empty() && path.split(|&b| b == b'/').any(|p| p == name)
+}
+
 /// Unless the record's pidfd inode names another process than the one with its pid now
 /// (checked only where both are known: a recorded inode, `pidfs` here, a process there).
 fn same_inode(g: &Recorded) -> bool {
@@ -319,4 +384,23 @@ fn open_proven(pid: u32, start: u64, group: usize, deadline: Option<Instant>) ->
 /// Whether the process `(pid, start)` is running (not a zombie).
 pub(crate) fn alive(pid: u32, start: u64) -> bool {
     matches!(proc_stat(pid), Ok(Some(st)) if st.start == start && st.state != b'Z')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_cgroup;
+
+    #[test]
+    fn a_cgroup_member_has_the_name_as_a_whole_component() {
+        let name = b"custodian-42-0123456789abcdef";
+        assert!(in_cgroup(b"/custodian-42-0123456789abcdef", name));
+        assert!(in_cgroup(b"/a/custodian-42-0123456789abcdef/child-3", name));
+        assert!(in_cgroup(b"/custodian-42-0123456789abcdef/child-3/x", name));
+        // Another owner's, a longer or shorter name, a name inside a component: not it.
+        assert!(!in_cgroup(b"/custodian-42-0123456789abcdeff/child-3", name));
+        assert!(!in_cgroup(b"/custodian-42-0123456789abcde/child-3", name));
+        assert!(!in_cgroup(b"/x-custodian-42-0123456789abcdef", name));
+        assert!(!in_cgroup(b"/", name));
+        assert!(!in_cgroup(b"/a//b", b""));
+    }
 }

@@ -64,7 +64,11 @@ impl Escapees {
 ///
 /// The cost: any environment change makes std copy the whole environment into a new
 /// `envp` at every spawn (about 2k instructions per variable, see `docs/benchmarks.md`);
-/// one variable for both keeps it to one change.
+/// one variable for both keeps it to one change. The cgroup tier's children go without
+/// it, unless the subreaper or a watcher needs it: their cgroup proves descent to
+/// recovery (`recovery/cgroup.rs`), and to the live release, which never read it. A
+/// watcher keeps it: the journal's record of the cgroup is the watcher's only other way
+/// to it, and the journal can be removed under the owner (`recovery/unjournalled.rs`).
 pub(super) fn mark(
     inner: &crate::inner::Inner,
     cmd: &mut tokio::process::Command,
@@ -73,7 +77,9 @@ pub(super) fn mark(
     if let Some(r) = &inner.reaper {
         return Some(Adopting::new(r, cmd, grace));
     }
-    if let Some(j) = &inner.journal {
+    if let Some(j) = &inner.journal
+        && (inner.containment.cgroup.is_none() || inner.watcher.is_some())
+    {
         cmd.env(crate::sys::marker::VAR, j.mark().next().1);
     }
     None

@@ -53,31 +53,10 @@ pub(crate) fn kill_recorded(
     bound: Duration,
     spare: &[u32],
 ) -> io::Result<Recorded> {
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a cgroup path",
-        ));
+    let (parent, dir, name) = match open_recorded(path, id)? {
+        Opened::Proven { parent, dir, name } => (parent, dir, name),
+        Opened::Other(r) => return Ok(r),
     };
-    let parent = match rustix::fs::open(
-        parent,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return absent(nearest(parent)?, id),
-        Err(e) => return Err(e.into()),
-    };
-    let dir = match open_dir_nofollow(&parent, name) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return absent(Some(parent), id),
-        Err(e) => return Err(e.into()),
-    };
-    #[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between targets.
-    let on_cgroup2 = rustix::fs::fstatfs(&dir)?.f_type as u64 == CGROUP2_SUPER_MAGIC;
-    if FileId::of_fd(&dir)? != id || !on_cgroup2 {
-        return Ok(Recorded::NotOurs);
-    }
     if let Some(pid) = member_among(&dir, spare, 0)? {
         return Ok(Recorded::HoldsSpared(pid));
     }
@@ -101,6 +80,55 @@ pub(crate) fn kill_recorded(
     let name = name.to_str().ok_or(Errno::INVAL)?;
     remove_checked(&parent, name, id)?;
     Ok(Recorded::Removed)
+}
+
+/// Whether the cgroup at `path` is the one a crash journal recorded (`id`: its inode,
+/// opened with no symlink followed, on a cgroup2 file system), as [`kill_recorded`]
+/// proves it before it writes anything.
+pub(crate) fn is_recorded(path: &Path, id: FileId) -> bool {
+    matches!(open_recorded(path, id), Ok(Opened::Proven { .. }))
+}
+
+/// What is at a recorded cgroup's path.
+enum Opened<'a> {
+    /// The recorded cgroup: its parent, itself, and its name.
+    Proven {
+        parent: OwnedFd,
+        dir: OwnedFd,
+        name: &'a std::ffi::OsStr,
+    },
+    /// Not it: gone, unreachable, or another directory.
+    Other(Recorded),
+}
+
+/// Opens the cgroup at `path` and its parent, proving it is the one recorded.
+fn open_recorded(path: &Path, id: FileId) -> io::Result<Opened<'_>> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a cgroup path",
+        ));
+    };
+    let parent = match rustix::fs::open(
+        parent,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return absent(nearest(parent)?, id).map(Opened::Other),
+        Err(e) => return Err(e.into()),
+    };
+    let dir = match open_dir_nofollow(&parent, name) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return absent(Some(parent), id).map(Opened::Other),
+        Err(e) => return Err(e.into()),
+    };
+    #[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between targets.
+    let on_cgroup2 = rustix::fs::fstatfs(&dir)?.f_type as u64 == CGROUP2_SUPER_MAGIC;
+    if FileId::of_fd(&dir)? != id || !on_cgroup2 {
+        return Ok(Opened::Other(Recorded::NotOurs));
+    }
+    Ok(Opened::Proven { parent, dir, name })
 }
 
 /// Nothing at the recorded cgroup's path; `near` is the nearest directory on that path
