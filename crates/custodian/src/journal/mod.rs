@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -229,11 +229,13 @@ impl Journal {
         &self.path
     }
 
-    /// Records a child just spawned (unreaped, so its `/proc` entry is its own). A
+    /// Records a child just spawned (unreaped, so its `/proc` entry is its own), with
+    /// the inode of `pidfd`, the spawn's pidfd for it (`None`: the kernel has none). A
     /// failed write is logged, never fatal: the child still runs and is still owned.
     pub(crate) fn child_started(
         self: &Arc<Self>,
         pid: u32,
+        pidfd: Option<BorrowedFd<'_>>,
         grace: std::time::Duration,
     ) -> Option<ChildTicket> {
         let st = match procfs::proc_stat(pid) {
@@ -246,11 +248,7 @@ impl Journal {
         };
         // Saturating: a grace too long for a u64 of milliseconds is "wait for ever".
         let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
-        // Unreaped, so the pid is the child's: its pidfd names it.
-        let pidfd_ino = crate::sys::process::pidfd_open(pid)
-            .ok()
-            .flatten()
-            .and_then(|fd| crate::sys::process::pidfd_inode(fd.as_fd()));
+        let pidfd_ino = pidfd.and_then(crate::sys::process::pidfd_inode);
         let rec = Record::Child {
             pid,
             start: st.start,
@@ -454,14 +452,23 @@ mod tests {
         j.root_created(Path::new("/tmp/custodian-r"), FileId { dev: 1, ino: 2 })
             .unwrap();
         let me = std::process::id();
+        let own = crate::sys::process::pidfd_open(me).unwrap();
         let kept = j
-            .child_started(me, std::time::Duration::from_secs(2))
+            .child_started(
+                me,
+                own.as_ref().map(AsFd::as_fd),
+                std::time::Duration::from_secs(2),
+            )
             .unwrap();
         for _ in 0..COMPACT_AFTER {
             // This process stands in for a child: started and reaped again and again.
-            j.child_started(me, std::time::Duration::from_secs(2))
-                .unwrap()
-                .reaped();
+            j.child_started(
+                me,
+                own.as_ref().map(AsFd::as_fd),
+                std::time::Duration::from_secs(2),
+            )
+            .unwrap()
+            .reaped();
             if j.lock().pending.is_some() {
                 break;
             }
@@ -511,7 +518,7 @@ mod tests {
         .unwrap();
         assert_eq!(j.failed_writes(), 0);
         let t = j
-            .child_started(std::process::id(), std::time::Duration::ZERO)
+            .child_started(std::process::id(), None, std::time::Duration::ZERO)
             .unwrap();
         t.reaped();
         assert_eq!(j.failed_writes(), 2);

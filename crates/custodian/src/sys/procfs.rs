@@ -36,22 +36,19 @@ pub(crate) struct ProcStat {
 /// Parses a `/proc/PID/stat` line (the command name may hold spaces and parentheses:
 /// fields are counted after the *last* `)`).
 pub(crate) fn parse_stat(line: &[u8]) -> Option<ProcStat> {
-    let close = line.iter().rposition(|&b| b == b')')?;
-    let open = line.iter().position(|&b| b == b'(')?;
-    let pid = std::str::from_utf8(line.get(..open)?)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let rest = std::str::from_utf8(line.get(close + 1..)?).ok()?;
-    let mut f = rest.split_ascii_whitespace();
+    let close = memchr::memrchr(b')', line)?;
+    let open = memchr::memchr(b'(', line)?;
+    let pid = decimal(line.get(..open)?.trim_ascii())?;
+    let mut f = (line.get(close + 1..)?)
+        .split(u8::is_ascii_whitespace)
+        .filter(|f| !f.is_empty());
     // After the `)`: field 3 (state), 4 (ppid), 5 (pgrp), then 15 more to field 20
     // (num_threads), and 2 more to field 22.
-    let state = *f.next()?.as_bytes().first()?;
-    let ppid = f.next()?.parse().ok()?;
-    let pgid = f.next()?.parse().ok()?;
-    let threads: u32 = f.nth(14)?.parse().ok()?;
-    let start = f.nth(1)?.parse().ok()?;
+    let state = *f.next()?.first()?;
+    let ppid = decimal(f.next()?)?;
+    let pgid = decimal(f.next()?)?;
+    let threads: u32 = decimal(f.nth(14)?)?;
+    let start = decimal(f.nth(1)?)?;
     Some(ProcStat {
         pid,
         start,
@@ -60,6 +57,19 @@ pub(crate) fn parse_stat(line: &[u8]) -> Option<ProcStat> {
         state,
         zombie: matches!(state, b'Z' | b'X' | b'x') && threads <= 1,
     })
+}
+
+/// An unsigned decimal number of ASCII digits only (no sign, no space), if it fits `T`.
+fn decimal<T: TryFrom<u64>>(digits: &[u8]) -> Option<T> {
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n = 0u64;
+    for &d in digits {
+        let d = d.checked_sub(b'0').filter(|d| *d <= 9)?;
+        n = n.checked_mul(10)?.checked_add(u64::from(d))?;
+    }
+    T::try_from(n).ok()
 }
 
 /// Room for any `stat` line: 52 fields of at most 20 digits, and a 64-byte name.
@@ -87,7 +97,15 @@ fn read_stat(dir: Option<BorrowedFd<'_>>, path: &[u8]) -> io::Result<Option<Proc
 
 /// `/proc/PID/stat`, or `None` if there is no such process.
 pub(crate) fn proc_stat(pid: u32) -> io::Result<Option<ProcStat>> {
-    read_stat(None, format!("/proc/{pid}/stat").as_bytes())
+    use std::io::Write;
+    // `/proc/4294967295/stat` is 21 bytes: no allocation.
+    let mut path = [0u8; 32];
+    let len = {
+        let mut w = &mut path[..];
+        write!(w, "/proc/{pid}/stat")?;
+        32 - w.len()
+    };
+    read_stat(None, &path[..len])
 }
 
 /// `/proc/PID/stat`, or why not (`NotFound`: no such process, or no `/proc`).
@@ -313,6 +331,15 @@ mod tests {
         assert!(!parse_stat(z).unwrap().zombie);
         assert!(parse_stat(b"garbage").is_none());
         assert!(parse_stat(b"12 (sh) S 1 12").is_none(), "too short");
+        // What `str::parse` refused is refused: signs, other characters, overflow.
+        let bad = |field: &str| format!("42 (a) S {field} 42 42 0 -1 0 0 0 0 0 0 0 0 20 0 1 0 9 0");
+        assert!(parse_stat(bad("1").as_bytes()).is_some());
+        for f in ["-1", "1x", "4294967296", "+-1", "１"] {
+            assert!(parse_stat(bad(f).as_bytes()).is_none(), "{f}");
+        }
+        assert_eq!(decimal::<u64>(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(decimal::<u64>(b"18446744073709551616"), None);
+        assert_eq!(decimal::<u32>(b""), None);
         let me = proc_stat(std::process::id()).unwrap().unwrap();
         assert_eq!(me.pid, std::process::id());
         assert_eq!(me.start, self_start().unwrap());

@@ -8,6 +8,7 @@ mod room;
 
 use std::ffi::OsStr;
 use std::fmt;
+use std::os::fd::AsFd;
 use std::panic::Location;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Output, Stdio};
@@ -444,17 +445,17 @@ impl Command {
         let mut permits = permits;
         let kept = kept.iter().filter(|k| **k).count();
         Command::settle_room(&inner, permits.as_mut(), peak, kept);
+        // Before `spawn` returns, without `fsync` (see `journal`): one `write`.
+        let ticket = inner.journal.as_ref().and_then(|j| {
+            let grace = if watched { Duration::ZERO } else { self.grace };
+            j.child_started(pid, pidfd.as_ref().map(AsFd::as_fd), grace)
+        });
         let core = {
             let _rt = inner.handle.enter();
             // The stop's grace ends when shutdown stops waiting, whoever runs the stop.
             ChildCore::new(child, pid, pidfd, inner.cut.clone())
         };
-        // Before `spawn` returns, without `fsync` (see `journal`): one `write`.
-        if let Some(mut ticket) = inner
-            .journal
-            .as_ref()
-            .and_then(|j| j.child_started(pid, if watched { Duration::ZERO } else { self.grace }))
-        {
+        if let Some(mut ticket) = ticket {
             // The watcher's own record of what it serves: it stops the child even if
             // the journal file is removed under this process (`recovery/unjournalled.rs`).
             if watched && let Some(w) = &inner.watcher {
