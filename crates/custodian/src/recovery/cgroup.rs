@@ -42,7 +42,7 @@ use std::time::Duration;
 use crate::journal::{SkipReason, SweepReport};
 use crate::sys::FileId;
 use crate::sys::cgroup::{
-    Intended, Recorded, is_supervisor_name_of, kill_recorded, may_be_recorded,
+    Intended, Recorded, is_recorded, is_supervisor_name_of, kill_recorded,
     remove_intended as sys_remove_intended,
 };
 use crate::sys::orphans::CgroupMark;
@@ -57,17 +57,13 @@ const KILL_BOUND: Duration = Duration::from_secs(5);
 /// Step 4's target for the members of the dead owner's cgroup: only for an owner of this
 /// boot that no sweep has dealt with yet (it still has its marker), with the same proof
 /// as the kill (the owner's pid in the name, the recorded inode, a cgroup2 file system),
-/// checked before any member is looked for. A sweeper that cannot see the cgroup2 file
-/// system at the recorded path (another mount namespace) goes by the name tied to the
-/// owner, as it goes by the marker's stem: its SIGTERM still reaches what left the
-/// groups, and the journal is kept for the kill. `None` otherwise (another directory at
-/// the path, the cgroup proven gone): its groups and marker are stopped as they are, and
-/// the kill below decides about the cgroup.
+/// checked before any member is looked for. `None` otherwise: its groups and marker are
+/// stopped as they are, and the kill below decides about the cgroup.
 pub(super) fn members_of(d: &Dead) -> Option<CgroupMark> {
     use std::os::unix::ffi::OsStrExt;
     let (path, id) = d.cgroup.as_ref()?;
     let owner_start = d.marker.as_ref()?.owner_start;
-    if !named_for_owner(path, &d.name) || !may_be_recorded(path, *id) {
+    if !named_for_owner(path, &d.name) || !is_recorded(path, *id) {
         return None;
     }
     Some(CgroupMark {

@@ -82,18 +82,11 @@ pub(crate) fn kill_recorded(
     Ok(Recorded::Removed)
 }
 
-/// Whether the processes in a cgroup named as the one at `path` may be the recorded
-/// cgroup's members: it is there, proven as [`kill_recorded`] proves it (`id`, its inode,
-/// opened with no symlink followed, on a cgroup2 file system), or this mount namespace
-/// cannot see the recorded cgroup2 file system at that path ([`Recorded::Unreachable`]:
-/// the name, which the caller has tied to the journal's owner, is then the only proof,
-/// as the environment marker's stem is). `false` when another directory is at the path,
-/// the cgroup is proven gone, or the path cannot be read.
-pub(crate) fn may_be_recorded(path: &Path, id: FileId) -> bool {
-    matches!(
-        open_recorded(path, id),
-        Ok(Opened::Proven { .. } | Opened::Other(Recorded::Unreachable))
-    )
+/// Whether the cgroup at `path` is the one a crash journal recorded (`id`: its inode,
+/// opened with no symlink followed, on a cgroup2 file system), as [`kill_recorded`]
+/// proves it before it writes anything.
+pub(crate) fn is_recorded(path: &Path, id: FileId) -> bool {
+    matches!(open_recorded(path, id), Ok(Opened::Proven { .. }))
 }
 
 /// What is at a recorded cgroup's path.
