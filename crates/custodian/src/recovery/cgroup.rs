@@ -59,11 +59,17 @@ const KILL_BOUND: Duration = Duration::from_secs(5);
 /// as the kill (the owner's pid in the name, the recorded inode, a cgroup2 file system),
 /// checked before any member is looked for. `None` otherwise: its groups and marker are
 /// stopped as they are, and the kill below decides about the cgroup.
-pub(super) fn members_of(d: &Dead) -> Option<CgroupMark> {
+///
+/// `None` as well when the cgroup holds one of `spare` (the sweeper and its ancestors):
+/// the sweeper's own children are in it too (a live supervisor started by the dead owner,
+/// sweeping its journal), and they are not the dead owner's to stop; the cgroup is left
+/// whole to a sweep from outside, as the kill is
+/// (tests/review_cg4_sweeper_descendants.rs).
+pub(super) fn members_of(d: &Dead, spare: &[u32]) -> Option<CgroupMark> {
     use std::os::unix::ffi::OsStrExt;
     let (path, id) = d.cgroup.as_ref()?;
     let owner_start = d.marker.as_ref()?.owner_start;
-    if !named_for_owner(path, &d.name) || !is_recorded(path, *id) {
+    if !named_for_owner(path, &d.name) || !is_recorded(path, *id, spare) {
         return None;
     }
     Some(CgroupMark {

@@ -217,11 +217,18 @@ fn sweep_in(path: &Path, grace: Duration, only: Option<&OsStr>) -> Result<SweepR
             owners.push(i);
         }
     }
+    // The cgroup tier's kill must spare the sweeper too: it may run inside the tree.
+    let spare: Vec<u32> = if dead.iter().any(|d| d.cgroup.is_some()) {
+        let chain = procfs::self_and_ancestors().map_err(fail)?;
+        chain.into_iter().map(|(pid, _)| pid).collect()
+    } else {
+        Vec::new()
+    };
     // The cgroup tier's children carry no marker: what left their groups is found by
     // the owner's proven cgroup, and gets its SIGTERM and grace before `cgroup.kill`.
     let mut cgroups = Vec::new();
     for (i, d) in dead.iter().enumerate() {
-        if let Some(c) = cgroup::members_of(d) {
+        if let Some(c) = cgroup::members_of(d, &spare) {
             cgroups.push(c);
             owners.push(i);
         }
@@ -245,13 +252,6 @@ fn sweep_in(path: &Path, grace: Duration, only: Option<&OsStr>) -> Result<SweepR
         survivors[i].push((s.pid, s.start));
         survivor(&mut report, s, &dead[i].path);
     }
-    // The cgroup tier's kill must spare the sweeper too: it may run inside the tree.
-    let spare: Vec<u32> = if dead.iter().any(|d| d.cgroup.is_some()) {
-        let chain = procfs::self_and_ancestors().map_err(fail)?;
-        chain.into_iter().map(|(pid, _)| pid).collect()
-    } else {
-        Vec::new()
-    };
     for (d, new) in dead.iter().zip(&survivors) {
         finish(dir.as_fd(), path, d, (new, &spare), &mut report);
     }

@@ -84,9 +84,14 @@ pub(crate) fn kill_recorded(
 
 /// Whether the cgroup at `path` is the one a crash journal recorded (`id`: its inode,
 /// opened with no symlink followed, on a cgroup2 file system), as [`kill_recorded`]
-/// proves it before it writes anything.
-pub(crate) fn is_recorded(path: &Path, id: FileId) -> bool {
-    matches!(open_recorded(path, id), Ok(Opened::Proven { .. }))
+/// proves it before it writes anything, and holds none of `spare` (read from
+/// `cgroup.procs` at every level below it, as the kill does): a sweeper inside it would
+/// find its own descendants there.
+pub(crate) fn is_recorded(path: &Path, id: FileId, spare: &[u32]) -> bool {
+    match open_recorded(path, id) {
+        Ok(Opened::Proven { dir, .. }) => matches!(member_among(&dir, spare, 0), Ok(None)),
+        _ => false,
+    }
 }
 
 /// What is at a recorded cgroup's path.
