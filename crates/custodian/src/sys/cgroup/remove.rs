@@ -82,16 +82,59 @@ pub(crate) fn kill_recorded(
     Ok(Recorded::Removed)
 }
 
-/// Whether the cgroup at `path` is the one a crash journal recorded (`id`: its inode,
+/// The cgroup at `path`, if it is the one a crash journal recorded (`id`: its inode,
 /// opened with no symlink followed, on a cgroup2 file system), as [`kill_recorded`]
 /// proves it before it writes anything, and holds none of `spare` (read from
 /// `cgroup.procs` at every level below it, as the kill does): a sweeper inside it would
 /// find its own descendants there.
-pub(crate) fn is_recorded(path: &Path, id: FileId, spare: &[u32]) -> bool {
+pub(crate) fn recorded_dir(path: &Path, id: FileId, spare: &[u32]) -> Option<OwnedFd> {
     match open_recorded(path, id) {
-        Ok(Opened::Proven { dir, .. }) => matches!(member_among(&dir, spare, 0), Ok(None)),
-        _ => false,
+        Ok(Opened::Proven { dir, .. }) => {
+            matches!(member_among(&dir, spare, 0), Ok(None)).then_some(dir)
+        }
+        _ => None,
     }
+}
+
+/// The pids (in this pid namespace) that the cgroup `dir` and the cgroups below it list
+/// in `cgroup.procs`, down to [`MAX_DEPTH`] levels (deeper ones are left to
+/// `cgroup.kill`). Read relative to `dir`: a path or a name proves nothing.
+pub(crate) fn procs_below(dir: &OwnedFd) -> io::Result<Vec<u32>> {
+    let mut out = Vec::new();
+    collect_procs(dir, 0, &mut out)?;
+    Ok(out)
+}
+
+fn collect_procs(dir: &OwnedFd, depth: usize, out: &mut Vec<u32>) -> io::Result<()> {
+    if depth >= MAX_DEPTH {
+        return Ok(());
+    }
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    let procs = match rustix::fs::openat(dir, "cgroup.procs", flags, Mode::empty()) {
+        Ok(fd) => fd,
+        // Removed meanwhile (a child cgroup emptied and removed by someone).
+        Err(Errno::NOENT | Errno::NODEV) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut text = String::new();
+    io::Read::read_to_string(&mut std::fs::File::from(procs), &mut text)?;
+    out.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    let mut subs = Vec::new();
+    for e in rustix::fs::Dir::read_from(dir)? {
+        let e = e?;
+        let name = e.file_name().to_bytes();
+        if e.file_type() == FileType::Directory && name != b"." && name != b".." {
+            subs.push(e.file_name().to_owned());
+        }
+    }
+    for name in subs {
+        match open_dir_nofollow(dir, name.as_c_str()) {
+            Ok(sub) => collect_procs(&sub, depth + 1, out)?,
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// What is at a recorded cgroup's path.
