@@ -248,9 +248,7 @@ fn sweep_in(path: &Path, grace: Duration, only: Option<&OsStr>) -> Result<SweepR
     report_outcome(&mut report, &outcome, &groups);
     let mut survivors = vec![Vec::new(); dead.len()];
     for s in &outcome.survivors {
-        let i = owners[s.group];
-        survivors[i].push((s.pid, s.start));
-        survivor(&mut report, s, &dead[i].path);
+        survivors[owners[s.group]].push(*s);
     }
     for (d, new) in dead.iter().zip(&survivors) {
         finish(dir.as_fd(), path, d, (new, &spare), &mut report);
@@ -322,10 +320,10 @@ fn finish(
     dir: BorrowedFd<'_>,
     dir_path: &Path,
     d: &Dead,
-    (new, spare): (&[(u32, u64)], &[u32]),
+    (new, spare): (&[orphans::Left], &[u32]),
     report: &mut SweepReport,
 ) {
-    let mut keep = !new.is_empty();
+    let mut keep = false;
     // Before the sweep is made durable: a crash after this kill and before that record
     // only makes the next sweep find the cgroup gone (a kill by inode is idempotent).
     if let Some((cg_path, id)) = &d.cgroup
@@ -333,6 +331,18 @@ fn finish(
     {
         keep = true;
     }
+    // `cgroup.kill` ends what refused the signals (`EPERM`: another user's process in the
+    // cgroup, which only the member scan signals): no longer running, it survived
+    // nothing (tests/review_cg4_refused_member.rs).
+    let new: Vec<(u32, u64)> = (new.iter())
+        .filter(|s| d.cgroup.is_none() || orphans::alive(s.pid, s.start))
+        .map(|s| {
+            survivor(report, s, &d.path);
+            (s.pid, s.start)
+        })
+        .collect();
+    let new = &new[..];
+    keep |= !new.is_empty();
     if let Some(cg_path) = &d.cgroup_intent
         && !cgroup::remove_intended(cg_path, &d.name, report)
     {
