@@ -109,16 +109,7 @@ fn collect_procs(dir: &OwnedFd, depth: usize, out: &mut Vec<u32>) -> io::Result<
     if depth >= MAX_DEPTH {
         return Ok(());
     }
-    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-    let procs = match rustix::fs::openat(dir, "cgroup.procs", flags, Mode::empty()) {
-        Ok(fd) => fd,
-        // Removed meanwhile (a child cgroup emptied and removed by someone).
-        Err(Errno::NOENT | Errno::NODEV) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut text = String::new();
-    io::Read::read_to_string(&mut std::fs::File::from(procs), &mut text)?;
-    out.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    out.extend(procs_of(dir)?);
     let mut subs = Vec::new();
     for e in rustix::fs::Dir::read_from(dir)? {
         let e = e?;
@@ -328,6 +319,29 @@ pub(crate) fn remove_intended(path: &Path) -> io::Result<Intended> {
     }
 }
 
+/// What the cgroup `dir` lists in its own `cgroup.procs`. Nothing for a threaded cgroup
+/// (`EOPNOTSUPP`: its threaded domain, above it, lists its processes;
+/// tests/review_cg4_threaded.rs) or one removed meanwhile.
+fn procs_of(dir: &OwnedFd) -> io::Result<Vec<u32>> {
+    let none = |e: &io::Error| {
+        [Errno::NOENT, Errno::NODEV, Errno::OPNOTSUPP]
+            .map(Errno::raw_os_error)
+            .contains(&e.raw_os_error().unwrap_or(0))
+    };
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    let read = rustix::fs::openat(dir, "cgroup.procs", flags, Mode::empty())
+        .map_err(io::Error::from)
+        .and_then(|fd| {
+            let mut text = String::new();
+            io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text).map(|_| text)
+        });
+    match read {
+        Ok(text) => Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+        Err(e) if none(&e) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The first of `pids` that is a member of `dir` or of a cgroup below it (at most
 /// [`MAX_DEPTH`] levels; deeper counts as a member, to be safe).
 fn member_among(dir: &OwnedFd, pids: &[u32], depth: usize) -> io::Result<Option<u32>> {
@@ -337,19 +351,7 @@ fn member_among(dir: &OwnedFd, pids: &[u32], depth: usize) -> io::Result<Option<
     if depth >= MAX_DEPTH {
         return Ok(pids.first().copied());
     }
-    let procs = rustix::fs::openat(
-        dir,
-        "cgroup.procs",
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-        Mode::empty(),
-    )?;
-    let mut text = String::new();
-    io::Read::read_to_string(&mut std::fs::File::from(procs), &mut text)?;
-    if let Some(p) = text
-        .lines()
-        .filter_map(|l| l.trim().parse::<u32>().ok())
-        .find(|p| pids.contains(p))
-    {
+    if let Some(p) = procs_of(dir)?.into_iter().find(|p| pids.contains(p)) {
         return Ok(Some(p));
     }
     let mut subs = Vec::new();
