@@ -352,8 +352,9 @@ pub enum SkipReason {
     OtherPidNamespace,
     /// The sweeping process (or one of its ancestors) runs inside the dead owner's
     /// cgroup: `cgroup.kill` would kill the sweeper, so the cgroup is left to a sweep
-    /// run from outside it (its other members, in the recorded groups, carrying the
-    /// marker or found in the cgroup, were stopped; the journal is kept).
+    /// run from outside it (its other members in the recorded groups or carrying the
+    /// marker were stopped; the cgroup's own members are not looked for from inside it,
+    /// where the sweeper's own children are too; the journal is kept).
     SweeperInsideCgroup,
     /// A record does not match what custodian writes in its journal (a child whose
     /// process group is not its own, a file name that is not its owner record's): the

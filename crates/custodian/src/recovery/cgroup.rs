@@ -5,8 +5,9 @@
 //! reused. The journal's groups, its marker and the cgroup's members have had their
 //! SIGTERM and grace first (step 4, [`members_of`]): the cgroup tier's children carry
 //! no environment marker (their cgroup proves descent, and the marker would make std
-//! copy the whole environment at every spawn), so what left its group is found by its
-//! `/proc/PID/cgroup` and signalled through a pidfd, as the live release does. This ends
+//! copy the whole environment at every spawn), so what left its group is found in the
+//! proven cgroup's `cgroup.procs` (read through its fd, at every level below it: a
+//! cgroup of the same name elsewhere is not it) and signalled through a pidfd. This ends
 //! what is left and removes the cgroups.
 //!
 //! The proof, in three parts: the recorded cgroup's name is `custodian-<owner pid>-<64
@@ -42,7 +43,7 @@ use std::time::Duration;
 use crate::journal::{SkipReason, SweepReport};
 use crate::sys::FileId;
 use crate::sys::cgroup::{
-    Intended, Recorded, is_recorded, is_supervisor_name_of, kill_recorded,
+    Intended, Recorded, is_supervisor_name_of, kill_recorded, recorded_dir,
     remove_intended as sys_remove_intended,
 };
 use crate::sys::orphans::CgroupMark;
@@ -59,15 +60,21 @@ const KILL_BOUND: Duration = Duration::from_secs(5);
 /// as the kill (the owner's pid in the name, the recorded inode, a cgroup2 file system),
 /// checked before any member is looked for. `None` otherwise: its groups and marker are
 /// stopped as they are, and the kill below decides about the cgroup.
-pub(super) fn members_of(d: &Dead) -> Option<CgroupMark> {
-    use std::os::unix::ffi::OsStrExt;
+///
+/// `None` as well when the cgroup holds one of `spare` (the sweeper and its ancestors):
+/// the sweeper's own children are in it too (a live supervisor started by the dead owner,
+/// sweeping its journal), and they are not the dead owner's to stop; the cgroup is left
+/// whole to a sweep from outside, as the kill is
+/// (tests/review_cg4_sweeper_descendants.rs).
+pub(super) fn members_of(d: &Dead, spare: &[u32]) -> Option<CgroupMark> {
     let (path, id) = d.cgroup.as_ref()?;
     let owner_start = d.marker.as_ref()?.owner_start;
-    if !named_for_owner(path, &d.name) || !is_recorded(path, *id) {
+    if !named_for_owner(path, &d.name) {
         return None;
     }
+    let dir = recorded_dir(path, *id, spare)?;
     Some(CgroupMark {
-        name: path.file_name()?.as_bytes().to_vec(),
+        dir: std::sync::Arc::new(dir),
         owner_start,
     })
 }

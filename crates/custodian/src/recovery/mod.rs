@@ -217,11 +217,18 @@ fn sweep_in(path: &Path, grace: Duration, only: Option<&OsStr>) -> Result<SweepR
             owners.push(i);
         }
     }
+    // The cgroup tier's kill must spare the sweeper too: it may run inside the tree.
+    let spare: Vec<u32> = if dead.iter().any(|d| d.cgroup.is_some()) {
+        let chain = procfs::self_and_ancestors().map_err(fail)?;
+        chain.into_iter().map(|(pid, _)| pid).collect()
+    } else {
+        Vec::new()
+    };
     // The cgroup tier's children carry no marker: what left their groups is found by
     // the owner's proven cgroup, and gets its SIGTERM and grace before `cgroup.kill`.
     let mut cgroups = Vec::new();
     for (i, d) in dead.iter().enumerate() {
-        if let Some(c) = cgroup::members_of(d) {
+        if let Some(c) = cgroup::members_of(d, &spare) {
             cgroups.push(c);
             owners.push(i);
         }
@@ -241,17 +248,8 @@ fn sweep_in(path: &Path, grace: Duration, only: Option<&OsStr>) -> Result<SweepR
     report_outcome(&mut report, &outcome, &groups);
     let mut survivors = vec![Vec::new(); dead.len()];
     for s in &outcome.survivors {
-        let i = owners[s.group];
-        survivors[i].push((s.pid, s.start));
-        survivor(&mut report, s, &dead[i].path);
+        survivors[owners[s.group]].push(*s);
     }
-    // The cgroup tier's kill must spare the sweeper too: it may run inside the tree.
-    let spare: Vec<u32> = if dead.iter().any(|d| d.cgroup.is_some()) {
-        let chain = procfs::self_and_ancestors().map_err(fail)?;
-        chain.into_iter().map(|(pid, _)| pid).collect()
-    } else {
-        Vec::new()
-    };
     for (d, new) in dead.iter().zip(&survivors) {
         finish(dir.as_fd(), path, d, (new, &spare), &mut report);
     }
@@ -322,10 +320,10 @@ fn finish(
     dir: BorrowedFd<'_>,
     dir_path: &Path,
     d: &Dead,
-    (new, spare): (&[(u32, u64)], &[u32]),
+    (new, spare): (&[orphans::Left], &[u32]),
     report: &mut SweepReport,
 ) {
-    let mut keep = !new.is_empty();
+    let mut keep = false;
     // Before the sweep is made durable: a crash after this kill and before that record
     // only makes the next sweep find the cgroup gone (a kill by inode is idempotent).
     if let Some((cg_path, id)) = &d.cgroup
@@ -333,6 +331,18 @@ fn finish(
     {
         keep = true;
     }
+    // `cgroup.kill` ends what refused the signals (`EPERM`: another user's process in the
+    // cgroup, which only the member scan signals): no longer running, it survived
+    // nothing (tests/review_cg4_refused_member.rs).
+    let new: Vec<(u32, u64)> = (new.iter())
+        .filter(|s| d.cgroup.is_none() || orphans::alive(s.pid, s.start))
+        .map(|s| {
+            survivor(report, s, &d.path);
+            (s.pid, s.start)
+        })
+        .collect();
+    let new = &new[..];
+    keep |= !new.is_empty();
     if let Some(cg_path) = &d.cgroup_intent
         && !cgroup::remove_intended(cg_path, &d.name, report)
     {

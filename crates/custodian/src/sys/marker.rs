@@ -3,9 +3,10 @@
 //!
 //! Every managed child of a supervisor with a crash journal or the child-subreaper opt-in
 //! (except, with a journal only, a child of the cgroup tier without a watcher: its cgroup
-//! proves descent, see `resource/process/escapees.rs`) is spawned with `CUSTODIAN_OWNER=<pid>-<start>-<16 hex>-<seq>`: the supervisor's pid and
-//! start time (`/proc/PID/stat` field 22), 64 random bits naming the supervisor (two in one
-//! process differ), and the child's sequence number. What the child forks inherits it.
+//! proves descent, see `resource/process/escapees.rs`; a marker the supervisor inherited
+//! is removed from it) is spawned with `CUSTODIAN_OWNER=<pid>-<start>-<16 hex>-<seq>`:
+//! the supervisor's pid and start time (`/proc/PID/stat` field 22), 64 random bits naming
+//! the supervisor (two in one process differ), and the child's sequence number. What the child forks inherits it.
 //! The part before the sequence number is the *stem*; a journal is named `<stem>.journal`.
 //! Three readers, one parser ([`owner_in`]):
 //! - the subreaper's adoption proof (`reaper`): a child of ours whose marker has this

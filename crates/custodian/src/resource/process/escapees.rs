@@ -77,12 +77,27 @@ pub(super) fn mark(
     if let Some(r) = &inner.reaper {
         return Some(Adopting::new(r, cmd, grace));
     }
-    if let Some(j) = &inner.journal
-        && (inner.containment.cgroup.is_none() || inner.watcher.is_some())
-    {
-        cmd.env(crate::sys::marker::VAR, j.mark().next().1);
+    if let Some(j) = &inner.journal {
+        if inner.containment.cgroup.is_none() || inner.watcher.is_some() {
+            cmd.env(crate::sys::marker::VAR, j.mark().next().1);
+        } else {
+            drop_inherited(cmd);
+        }
     }
     None
+}
+
+/// Keeps a marker this process inherited (it was itself a journalled owner's child) out
+/// of a child that gets none of its own: with it, the child would pass for that other
+/// owner's descendant, and its sweep (run by this process, or by anyone once that owner
+/// died) would stop the child (tests/review_cg4_sweeper_descendants.rs). Only then is the
+/// environment changed, so the common spawn stays on the copy-free path.
+fn drop_inherited(cmd: &mut tokio::process::Command) {
+    for var in [crate::sys::marker::VAR, crate::sys::marker::LEGACY_VAR] {
+        if std::env::var_os(var).is_some() {
+            cmd.env_remove(var);
+        }
+    }
 }
 
 /// The opt-in's part of one spawn: the child's number and marker, set before the fork.

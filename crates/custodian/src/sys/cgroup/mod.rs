@@ -28,7 +28,9 @@ pub(crate) use limits::{EnableError, LimitWrite};
 
 use remove::remove_checked;
 #[allow(unused_imports)] // Until the crash journal records cgroups.
-pub(crate) use remove::{Intended, Recorded, is_recorded, kill_recorded, remove_intended};
+pub(crate) use remove::{
+    Intended, Recorded, kill_recorded, procs_below, recorded_dir, remove_intended,
+};
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};

@@ -82,11 +82,50 @@ pub(crate) fn kill_recorded(
     Ok(Recorded::Removed)
 }
 
-/// Whether the cgroup at `path` is the one a crash journal recorded (`id`: its inode,
+/// The cgroup at `path`, if it is the one a crash journal recorded (`id`: its inode,
 /// opened with no symlink followed, on a cgroup2 file system), as [`kill_recorded`]
-/// proves it before it writes anything.
-pub(crate) fn is_recorded(path: &Path, id: FileId) -> bool {
-    matches!(open_recorded(path, id), Ok(Opened::Proven { .. }))
+/// proves it before it writes anything, and holds none of `spare` (read from
+/// `cgroup.procs` at every level below it, as the kill does): a sweeper inside it would
+/// find its own descendants there.
+pub(crate) fn recorded_dir(path: &Path, id: FileId, spare: &[u32]) -> Option<OwnedFd> {
+    match open_recorded(path, id) {
+        Ok(Opened::Proven { dir, .. }) => {
+            matches!(member_among(&dir, spare, 0), Ok(None)).then_some(dir)
+        }
+        _ => None,
+    }
+}
+
+/// The pids (in this pid namespace) that the cgroup `dir` and the cgroups below it list
+/// in `cgroup.procs`, down to [`MAX_DEPTH`] levels (deeper ones are left to
+/// `cgroup.kill`). Read relative to `dir`: a path or a name proves nothing.
+pub(crate) fn procs_below(dir: &OwnedFd) -> io::Result<Vec<u32>> {
+    let mut out = Vec::new();
+    collect_procs(dir, 0, &mut out)?;
+    Ok(out)
+}
+
+fn collect_procs(dir: &OwnedFd, depth: usize, out: &mut Vec<u32>) -> io::Result<()> {
+    if depth >= MAX_DEPTH {
+        return Ok(());
+    }
+    out.extend(procs_of(dir)?);
+    let mut subs = Vec::new();
+    for e in rustix::fs::Dir::read_from(dir)? {
+        let e = e?;
+        let name = e.file_name().to_bytes();
+        if e.file_type() == FileType::Directory && name != b"." && name != b".." {
+            subs.push(e.file_name().to_owned());
+        }
+    }
+    for name in subs {
+        match open_dir_nofollow(dir, name.as_c_str()) {
+            Ok(sub) => collect_procs(&sub, depth + 1, out)?,
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// What is at a recorded cgroup's path.
@@ -280,6 +319,29 @@ pub(crate) fn remove_intended(path: &Path) -> io::Result<Intended> {
     }
 }
 
+/// What the cgroup `dir` lists in its own `cgroup.procs`. Nothing for a threaded cgroup
+/// (`EOPNOTSUPP`: its threaded domain, above it, lists its processes;
+/// tests/review_cg4_threaded.rs) or one removed meanwhile.
+fn procs_of(dir: &OwnedFd) -> io::Result<Vec<u32>> {
+    let none = |e: &io::Error| {
+        [Errno::NOENT, Errno::NODEV, Errno::OPNOTSUPP]
+            .map(Errno::raw_os_error)
+            .contains(&e.raw_os_error().unwrap_or(0))
+    };
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    let read = rustix::fs::openat(dir, "cgroup.procs", flags, Mode::empty())
+        .map_err(io::Error::from)
+        .and_then(|fd| {
+            let mut text = String::new();
+            io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text).map(|_| text)
+        });
+    match read {
+        Ok(text) => Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+        Err(e) if none(&e) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The first of `pids` that is a member of `dir` or of a cgroup below it (at most
 /// [`MAX_DEPTH`] levels; deeper counts as a member, to be safe).
 fn member_among(dir: &OwnedFd, pids: &[u32], depth: usize) -> io::Result<Option<u32>> {
@@ -289,19 +351,7 @@ fn member_among(dir: &OwnedFd, pids: &[u32], depth: usize) -> io::Result<Option<
     if depth >= MAX_DEPTH {
         return Ok(pids.first().copied());
     }
-    let procs = rustix::fs::openat(
-        dir,
-        "cgroup.procs",
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-        Mode::empty(),
-    )?;
-    let mut text = String::new();
-    io::Read::read_to_string(&mut std::fs::File::from(procs), &mut text)?;
-    if let Some(p) = text
-        .lines()
-        .filter_map(|l| l.trim().parse::<u32>().ok())
-        .find(|p| pids.contains(p))
-    {
+    if let Some(p) = procs_of(dir)?.into_iter().find(|p| pids.contains(p)) {
         return Ok(Some(p));
     }
     let mut subs = Vec::new();

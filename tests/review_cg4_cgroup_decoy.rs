@@ -1,0 +1,123 @@
+//! Review of 1058ba6: the sweep found a dead owner's cgroup members by their
+//! `/proc/PID/cgroup` path having the cgroup's *name* as a component. A name is not a
+//! cgroup: another cgroup with the same name elsewhere in the hierarchy (made by anyone
+//! who may make cgroups there, root or a delegated user, and who can read the name in
+//! cgroupfs) holds processes that are not the dead owner's. They were SIGTERMed and
+//! SIGKILLed; `cgroup.kill` of the proven cgroup never reaches them. A member is now
+//! one the proven cgroup (its fd) lists in `cgroup.procs`, at any level below it.
+//!
+//! Skipped, saying so, without a writable cgroup2.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use custodian_suite::{LineChild, entries, mentioning, poll_until, scratch_dir};
+use tokio_custodian::{Containment, ContainmentTier, Recovery, Supervisor};
+
+const OWNER: &str = env!("CARGO_BIN_EXE_journal-owner");
+
+fn cgroup_parent() -> Option<PathBuf> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sup = Supervisor::builder()
+            .containment(Containment::Auto)
+            .reap_abandoned(false)
+            .start()
+            .unwrap();
+        let tier = sup.stats().containment;
+        assert!(sup.shutdown().await.is_clean());
+        match tier {
+            ContainmentTier::Cgroup { path } => path.parent().map(Path::to_path_buf),
+            other => {
+                eprintln!("skipped: no writable cgroup2 ({other})");
+                None
+            }
+        }
+    })
+}
+
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_cgroup_with_the_dead_owner_s_cgroup_name_elsewhere_is_not_its() {
+    let Some(parent) = cgroup_parent() else {
+        return;
+    };
+    let scratch = scratch_dir("cg4-decoy");
+    let (state, base) = (scratch.join("state"), scratch.join("tmp"));
+    std::fs::create_dir(&base).unwrap();
+    let secs = format!("{}", 700_000 + std::process::id());
+    let mut owner = LineChild::spawn(
+        Command::new(OWNER)
+            .args([
+                state.as_os_str(),
+                base.as_os_str(),
+                secs.as_ref(),
+                "1".as_ref(),
+            ])
+            .env("CUSTODIAN_TEST_NO_START_SWEEP", "1")
+            .env("CUSTODIAN_TEST_CGROUP", "1"),
+    );
+    let owner_pid = owner.pid();
+    owner
+        .wait_line("ready", Duration::from_secs(10))
+        .expect("ready");
+    let mut names: Vec<String> = entries(&parent);
+    names.retain(|e| e.starts_with(&format!("custodian-{owner_pid}-")));
+    assert_eq!(names.len(), 1, "{names:?}");
+    // Elsewhere: a cgroup with the same name, and a process that is no one's child of
+    // the owner, started after it.
+    let decoy_parent = parent.join(format!("review-cg4-decoy-{}", std::process::id()));
+    let decoy = decoy_parent.join(&names[0]);
+    std::fs::create_dir_all(&decoy).unwrap();
+    // In a group of its own: not a partner of the sweeper's pipeline (those are spared).
+    let mut bystander = Command::new("sleep")
+        .arg("1000")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let by_pid = bystander.id();
+    std::fs::write(decoy.join("cgroup.procs"), by_pid.to_string()).unwrap();
+    owner.kill();
+    owner
+        .wait_exit(Duration::from_secs(10))
+        .expect("the owner dies");
+
+    let report = Recovery::new()
+        .state_dir(&state)
+        .grace(Duration::from_millis(500))
+        .run();
+    std::thread::sleep(Duration::from_millis(100));
+    let bystander_alive = bystander.try_wait().unwrap().is_none() && running(by_pid);
+    // Clean up before asserting.
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    let _ = poll_until(Duration::from_secs(5), || mentioning(&secs).is_empty());
+    for pid in mentioning(&secs) {
+        let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+    let _ = std::fs::remove_dir(&decoy);
+    let _ = std::fs::remove_dir(&decoy_parent);
+    let report = report.unwrap();
+    eprintln!("{report}");
+    let _ = std::fs::remove_dir_all(&scratch);
+    assert!(
+        bystander_alive,
+        "a process in another cgroup that only shares the dead owner's cgroup name was \
+         stopped\n{report}"
+    );
+    let journals = report.journals.as_ref().unwrap();
+    assert_eq!(journals.cgroups.len(), 1, "{report}");
+    assert!(report.is_clean(), "{report}");
+}
