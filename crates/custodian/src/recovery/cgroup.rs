@@ -10,17 +10,20 @@
 //! cgroup of the same name elsewhere is not it) and signalled through a pidfd. This ends
 //! what is left and removes the cgroups.
 //!
-//! The proof, in three parts: the recorded cgroup's name is `custodian-<owner pid>-<64
-//! random bits>`, with the pid of the journal's (dead) owner; the directory at the
-//! recorded path is still the recorded inode (cgroupfs inodes are not reused within a
-//! boot); and it is on a cgroup2 file system. The inode alone proves only that the path
-//! still names the cgroup the record names, not that the record names a cgroup of
-//! custodian's: a damaged or forged record with the right inode of any cgroup (a
-//! service's slice, the sweeper's own) would have it killed whole. The name ties the
-//! record to its owner: a record can only ever lead to a cgroup that a supervisor with
-//! the owner's pid created, and, with the inode, to the very one it created (another
-//! owner reusing the pid later makes another inode). A name check costs nothing and needs
-//! no state.
+//! The proof, in three parts: the recorded cgroup's name is `custodian-<owner pid>-<owner
+//! start time>-<64 random bits>`, with the pid and start time of the journal's (dead)
+//! owner; the directory at the recorded path is still the recorded inode (cgroupfs inodes
+//! are not reused within a boot); and it is on a cgroup2 file system. The inode alone
+//! proves only that the path still names the cgroup the record names, not that the
+//! record names a cgroup of custodian's: a damaged or forged record with the right inode
+//! of any cgroup (a service's slice, the sweeper's own) would have it killed whole. The
+//! name ties the record to its owner: a record can only ever lead to a cgroup that the
+//! very process its journal names created (pid *and* start time: a journal forged with a
+//! live supervisor's pid and another start time, which makes that "owner" dead, cannot
+//! lead to the live one's cgroup; tests/review_cg4_forged_cgroup.rs), and, with the
+//! inode, to the very one it created. Names without the start time (`custodian-<pid>-
+//! <random>`, made by earlier versions) are taken with the pid alone. A name check costs
+//! nothing and needs no state.
 //!
 //! Absence needs proof as well: nothing at the recorded path counts as gone only when the
 //! nearest directory on that path is on the recorded cgroup2 file system (its device),
@@ -94,7 +97,7 @@ pub(super) fn kill(
     let shown = path.display().to_string();
     if !named_for_owner(path, journal) {
         let detail = "the recorded cgroup's name is not custodian-<the journal owner's \
-                      pid>-<random>: left alone"
+                      pid>-<its start time>-<random>: left alone"
             .to_owned();
         skip(report, shown, SkipReason::UnsafePath { detail });
         return true;
@@ -140,7 +143,7 @@ pub(super) fn remove_intended(path: &Path, journal: &OsStr, report: &mut SweepRe
     let shown = path.display().to_string();
     if !named_for_owner(path, journal) {
         let detail = "the intended cgroup's name is not custodian-<the journal owner's \
-                      pid>-<random>: left alone"
+                      pid>-<its start time>-<random>: left alone"
             .to_owned();
         skip(report, shown, SkipReason::UnsafePath { detail });
         return true;
@@ -180,18 +183,14 @@ pub(super) fn remove_intended(path: &Path, journal: &OsStr, report: &mut SweepRe
     }
 }
 
-/// The owner pid a journal's file name (`<pid>-<start>-<random>.journal`) gives.
-fn owner_pid(journal: &OsStr) -> Option<u32> {
-    journal.to_str()?.split('-').next()?.parse().ok()
-}
-
-/// Whether `path`'s last component is a supervisor cgroup's name made by the pid that
-/// the journal's file name gives its owner.
+/// Whether `path`'s last component is a supervisor cgroup's name made by the process
+/// (pid and start time) that the journal's file name (`<pid>-<start>-<random>.journal`)
+/// gives its owner.
 fn named_for_owner(path: &Path, journal: &OsStr) -> bool {
-    let owner = owner_pid(journal);
+    let owner = super::examine::name_owner(journal);
     let name = path.file_name().and_then(OsStr::to_str);
     match (owner, name) {
-        (Some(pid), Some(name)) => is_supervisor_name_of(name, pid),
+        (Some((pid, start)), Some(name)) => is_supervisor_name_of(name, pid, start),
         _ => false,
     }
 }
@@ -248,10 +247,15 @@ mod tests {
     }
 
     #[test]
-    fn the_owner_is_the_journal_name_s_pid() {
+    fn the_owner_is_the_journal_name_s_pid_and_start() {
         let j = OsStr::new("4242-99-abc.journal");
         let p = |s: &str| Path::new("/sys/fs/cgroup").join(s);
         assert!(named_for_owner(&p("custodian-4242-0123456789abcdef"), j));
+        assert!(named_for_owner(&p("custodian-4242-99-0123456789abcdef"), j));
+        assert!(!named_for_owner(
+            &p("custodian-4242-98-0123456789abcdef"),
+            j
+        ));
         assert!(!named_for_owner(&p("custodian-4243-0123456789abcdef"), j));
         assert!(!named_for_owner(&p("system.slice"), j));
         assert!(!named_for_owner(Path::new("/"), j));

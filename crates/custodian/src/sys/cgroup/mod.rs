@@ -3,7 +3,8 @@
 //! of the process's own cgroup and of the supervisor's, opened when the supervisor's
 //! cgroup was created; a child's cgroup is checked by inode each time it is used.
 //!
-//! Layout: `<this process's cgroup>/custodian-<pid>-<64 random bits>/child-<n>`.
+//! Layout: `<this process's cgroup>/custodian-<pid>-<start>-<64 random bits>/child-<n>`
+//! (`<start>`: the process's start time, `/proc/PID/stat` field 22).
 //!
 //! Invariants (the proof that a cgroup is ours before it is killed or removed):
 //! - every cgroup touched was created here, with `mkdirat` relative to its parent's fd,
@@ -45,30 +46,44 @@ use rustix::io::Errno;
 use super::FileId;
 use super::remove::open_dir_nofollow;
 
-/// A supervisor's cgroup is named `custodian-<its pid>-<64 random bits in hex>`.
+/// A supervisor's cgroup is named `custodian-<its pid>-<its start time>-<64 random bits
+/// in hex>`. The start time ties the name to one process, not only to a pid: a journal
+/// that names a live supervisor's pid with another start time (the owner it records is
+/// then "dead") cannot lead to that supervisor's cgroup (tests/review_cg4_forged_cgroup.rs).
+/// Versions before it wrote `custodian-<pid>-<random>`, still recognised.
 const NAME_PREFIX: &str = "custodian-";
 const NAME_RANDOM_BYTES: usize = 8;
 
-/// Whether `name` is the name of a supervisor cgroup created by process `pid` (the shape
-/// [`SupervisorCgroup::create`] gives: `custodian-<pid>-` and 16 lowercase hex digits).
-pub(crate) fn is_supervisor_name_of(name: &str, pid: u32) -> bool {
-    supervisor_name_pid(name) == Some(pid)
+/// Whether `name` is the name of a supervisor cgroup created by the process `pid` that
+/// started at `start` (the shape [`SupervisorCgroup::create`] gives), or by a version
+/// that did not name the start time (`custodian-<pid>-<random>`) and the pid `pid`.
+pub(crate) fn is_supervisor_name_of(name: &str, pid: u32, start: u64) -> bool {
+    supervisor_name_owner(name).is_some_and(|(p, s)| p == pid && s.is_none_or(|s| s == start))
 }
 
-/// The creator's pid of a supervisor cgroup's name; `None` if `name` is not one.
-pub(crate) fn supervisor_name_pid(name: &str) -> Option<u32> {
-    let (pid, random) = name.strip_prefix(NAME_PREFIX)?.split_once('-')?;
+/// The creator's pid and, if named, start time of a supervisor cgroup's name; `None` if
+/// `name` is not one.
+pub(crate) fn supervisor_name_owner(name: &str) -> Option<(u32, Option<u64>)> {
+    let rest = name.strip_prefix(NAME_PREFIX)?;
+    let (owner, random) = rest.rsplit_once('-')?;
     let shaped = random.len() == 2 * NAME_RANDOM_BYTES
         && random
             .bytes()
-            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
-        // No sign, no leading zero: one spelling per pid.
-        && pid.bytes().all(|c| c.is_ascii_digit())
-        && !(pid.len() > 1 && pid.starts_with('0'));
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
     if !shaped {
         return None;
     }
-    pid.parse().ok()
+    // No sign, no leading zero: one spelling per number.
+    fn number<T: std::str::FromStr>(n: &str) -> Option<T> {
+        let one_spelling = !n.is_empty()
+            && n.bytes().all(|c| c.is_ascii_digit())
+            && !(n.len() > 1 && n.starts_with('0'));
+        one_spelling.then(|| n.parse().ok())?
+    }
+    match owner.split_once('-') {
+        Some((pid, start)) => Some((number(pid)?, Some(number(start)?))),
+        None => Some((number(owner)?, None)),
+    }
 }
 
 /// The cgroup the supervisor creates below its own and owns.
@@ -96,7 +111,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SupervisorCgroup {
-    /// Creates `<own>/custodian-<pid>-<random>` (mode 0755, as cgroupfs wants) and opens
+    /// Creates `<own>/custodian-<pid>-<start>-<random>` (mode 0755, as cgroupfs wants) and opens
     /// it. `own` is this process's cgroup directory. `intent` is given the path right
     /// before the `mkdir` (the crash journal records it there: an owner killed between
     /// the two leaves no cgroup that no record names); its error fails the creation.
@@ -110,8 +125,9 @@ impl SupervisorCgroup {
             Mode::empty(),
         )?;
         let name = format!(
-            "{NAME_PREFIX}{}-{}",
+            "{NAME_PREFIX}{}-{}-{}",
             std::process::id(),
+            super::procfs::self_start()?,
             super::create::random_hex(NAME_RANDOM_BYTES)?
         );
         intent(&own.join(&name))?;

@@ -198,8 +198,18 @@ fn a_recorded_cgroup_holding_a_spared_process_is_not_written_to() {
 }
 
 #[test]
-fn a_supervisor_cgroup_s_name_is_tied_to_its_creator_s_pid() {
-    assert!(is_supervisor_name_of("custodian-42-0123456789abcdef", 42));
+fn a_supervisor_cgroup_s_name_is_tied_to_its_creator_s_pid_and_start() {
+    // A version before the start time in the name: the pid alone.
+    assert!(is_supervisor_name_of(
+        "custodian-42-0123456789abcdef",
+        42,
+        7
+    ));
+    assert!(is_supervisor_name_of(
+        "custodian-42-7-0123456789abcdef",
+        42,
+        7
+    ));
     for bad in [
         "custodian-42-0123456789abcde",   // short
         "custodian-42-0123456789abcdef0", // long
@@ -208,17 +218,24 @@ fn a_supervisor_cgroup_s_name_is_tied_to_its_creator_s_pid() {
         "custodian-4-0123456789abcdef",
         "custodian-042-0123456789abcdef", // another spelling of 42
         "custodian-+42-0123456789abcdef",
+        "custodian-42-8-0123456789abcdef", // another process with pid 42
+        "custodian-42-07-0123456789abcdef",
+        "custodian-42--0123456789abcdef",
+        "custodian-42-7-7-0123456789abcdef",
+        "custodian--7-0123456789abcdef",
         "system.slice",
         "custodian-42-",
     ] {
-        assert!(!is_supervisor_name_of(bad, 42), "{bad}");
+        assert!(!is_supervisor_name_of(bad, 42, 7), "{bad}");
     }
     let me = std::process::id();
+    let start = crate::sys::procfs::self_start().unwrap();
     let own = need_cgroup!();
     let sup = SupervisorCgroup::create(&own, |_| Ok(())).unwrap();
     let name = sup.path().file_name().unwrap().to_str().unwrap().to_owned();
-    assert!(is_supervisor_name_of(&name, me), "{name}");
-    assert!(!is_supervisor_name_of(&name, me + 1));
+    assert!(is_supervisor_name_of(&name, me, start), "{name}");
+    assert!(!is_supervisor_name_of(&name, me + 1, start));
+    assert!(!is_supervisor_name_of(&name, me, start + 1), "{name}");
 }
 
 #[test]
