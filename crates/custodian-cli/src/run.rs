@@ -14,8 +14,9 @@
 //! Descendants that left the group (`setsid`, double fork) are adopted by the runner as
 //! child subreaper (or as PID 1), reaped as they exit, and stopped once CMD has ended
 //! (`adopt.rs`). With `--state-dir`, the supervisor journals the run (its temp root, CMD,
-//! and the owner marker `CUSTODIAN_OWNER` in every descendant's environment), so
-//! `custodian sweep` cleans up after a SIGKILLed runner.
+//! its cgroup in the cgroup tier, and otherwise, or with the watcher, the owner marker
+//! `CUSTODIAN_OWNER` in every descendant's environment), so `custodian sweep` cleans up
+//! after a SIGKILLed runner.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
