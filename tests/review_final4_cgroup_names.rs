@@ -1,10 +1,10 @@
-//! Review of the supervisor cgroup's new name, `custodian-<pid>-<start>-<random>`, on
-//! the intent record's path (`recovery/cgroup.rs` `remove_intended`): a dead owner's
-//! intent leads only to an empty cgroup named with that owner's pid *and* start time,
-//! spelled as custodian spells it; another start time, another spelling of it (a leading
-//! zero), an extra field, or the old shape with another pid are left alone. The old
-//! shape with the owner's pid (`custodian-<pid>-<random>`, earlier versions) is still
-//! taken. Held at 309e8d8: kept as a regression test.
+//! Review of the supervisor cgroup's new name, `custodian-<pid>-<start>-<pidns>-<random>`,
+//! on the intent record's path (`recovery/cgroup.rs` `remove_intended`): a dead owner's
+//! intent leads only to an empty cgroup named with that owner's pid *and* start time and
+//! this pid namespace, spelled as custodian spells them; another start time or namespace,
+//! another spelling (a leading zero, a sign), an extra field, an overflow, or the old
+//! shape with another pid are left alone. The old shape with the owner's pid
+//! (`custodian-<pid>-<random>`, earlier versions) is still taken.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -62,17 +62,28 @@ fn an_intent_leads_only_to_the_owner_s_pid_and_start_as_custodian_spells_them() 
     };
     let pid = dead_pid();
     let hex = "00000000deadf4a0";
+    // This pid namespace, as the name gives it: the inode of `/proc/self/ns/pid`.
+    let ns = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+    };
     // (name, removed?)
     let cases = [
-        (format!("custodian-{pid}-7-{hex}"), true),
+        (format!("custodian-{pid}-7-{ns}-{hex}"), true),
         (format!("custodian-{pid}-{hex}"), true), // an earlier version's name
-        (format!("custodian-{pid}-8-{hex}"), false),
-        (format!("custodian-{pid}-07-{hex}"), false),
-        (format!("custodian-{pid}-+7-{hex}"), false),
-        (format!("custodian-{pid}-7-7-{hex}"), false),
-        (format!("custodian-{pid}-18446744073709551623-{hex}"), false), // 7 + 2^64
+        (format!("custodian-{pid}-7-{hex}"), false), // no namespace (9264c5e's shape)
+        (format!("custodian-{pid}-8-{ns}-{hex}"), false),
+        (format!("custodian-{pid}-7-{}-{hex}", ns + 1), false), // another namespace
+        (format!("custodian-{pid}-07-{ns}-{hex}"), false),
+        (format!("custodian-{pid}-+7-{ns}-{hex}"), false),
+        (format!("custodian-{pid}-7-0{ns}-{hex}"), false),
+        (format!("custodian-{pid}-7-7-{ns}-{hex}"), false),
         (
-            format!("custodian-{}-7-{hex}", u64::from(pid) + (1 << 32)),
+            format!("custodian-{pid}-18446744073709551623-{ns}-{hex}"),
+            false,
+        ), // 7 + 2^64
+        (
+            format!("custodian-{}-7-{ns}-{hex}", u64::from(pid) + (1 << 32)),
             false,
         ),
         (format!("custodian-{}-{hex}", pid + 1), false),
