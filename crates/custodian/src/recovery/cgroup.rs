@@ -11,8 +11,10 @@
 //! what is left and removes the cgroups.
 //!
 //! The proof, in three parts: the recorded cgroup's name is `custodian-<owner pid>-<owner
-//! start time>-<64 random bits>`, with the pid and start time of the journal's (dead)
-//! owner; the directory at the recorded path is still the recorded inode (cgroupfs inodes
+//! start time>-<pid namespace>-<64 random bits>`, with the pid and start time of the
+//! journal's (dead) owner and the sweep's own pid namespace (where the owner was proven
+//! dead: a pid and start time of another namespace's live supervisor mean another
+//! process here; tests/review_final4_cgroup_other_pidns.rs); the directory at the recorded path is still the recorded inode (cgroupfs inodes
 //! are not reused within a boot); and it is on a cgroup2 file system. The inode alone
 //! proves only that the path still names the cgroup the record names, not that the
 //! record names a cgroup of custodian's: a damaged or forged record with the right inode
@@ -46,7 +48,7 @@ use std::time::Duration;
 use crate::journal::{SkipReason, SweepReport};
 use crate::sys::FileId;
 use crate::sys::cgroup::{
-    Intended, Recorded, is_supervisor_name_of, kill_recorded, recorded_dir,
+    Intended, Recorded, is_supervisor_name_of, kill_recorded, own_pid_ns, recorded_dir,
     remove_intended as sys_remove_intended,
 };
 use crate::sys::orphans::CgroupMark;
@@ -97,7 +99,7 @@ pub(super) fn kill(
     let shown = path.display().to_string();
     if !named_for_owner(path, journal) {
         let detail = "the recorded cgroup's name is not custodian-<the journal owner's \
-                      pid>-<its start time>-<random>: left alone"
+                      pid>-<its start time>-<this pid namespace>-<random>: left alone"
             .to_owned();
         skip(report, shown, SkipReason::UnsafePath { detail });
         return true;
@@ -143,7 +145,7 @@ pub(super) fn remove_intended(path: &Path, journal: &OsStr, report: &mut SweepRe
     let shown = path.display().to_string();
     if !named_for_owner(path, journal) {
         let detail = "the intended cgroup's name is not custodian-<the journal owner's \
-                      pid>-<its start time>-<random>: left alone"
+                      pid>-<its start time>-<this pid namespace>-<random>: left alone"
             .to_owned();
         skip(report, shown, SkipReason::UnsafePath { detail });
         return true;
@@ -190,7 +192,8 @@ fn named_for_owner(path: &Path, journal: &OsStr) -> bool {
     let owner = super::examine::name_owner(journal);
     let name = path.file_name().and_then(OsStr::to_str);
     match (owner, name) {
-        (Some((pid, start)), Some(name)) => is_supervisor_name_of(name, pid, start),
+        // This sweep's namespace: the owner was proven dead by its pid and start time here.
+        (Some((pid, start)), Some(name)) => is_supervisor_name_of(name, pid, start, own_pid_ns()),
         _ => false,
     }
 }
@@ -250,10 +253,17 @@ mod tests {
     fn the_owner_is_the_journal_name_s_pid_and_start() {
         let j = OsStr::new("4242-99-abc.journal");
         let p = |s: &str| Path::new("/sys/fs/cgroup").join(s);
+        let ns = own_pid_ns();
+        let named =
+            |start: u64, ns: u64| p(&format!("custodian-4242-{start}-{ns}-0123456789abcdef"));
         assert!(named_for_owner(&p("custodian-4242-0123456789abcdef"), j));
-        assert!(named_for_owner(&p("custodian-4242-99-0123456789abcdef"), j));
+        assert!(named_for_owner(&named(99, ns), j));
+        assert!(!named_for_owner(&named(98, ns), j));
+        // Another pid namespace's pid 4242 (tests/review_final4_cgroup_other_pidns.rs).
+        assert!(!named_for_owner(&named(99, ns + 1), j));
+        // The shape of 9264c5e, without the namespace: not taken.
         assert!(!named_for_owner(
-            &p("custodian-4242-98-0123456789abcdef"),
+            &p("custodian-4242-99-0123456789abcdef"),
             j
         ));
         assert!(!named_for_owner(&p("custodian-4243-0123456789abcdef"), j));

@@ -139,7 +139,9 @@ pub(super) fn examine(
         match procfs::proc_stat(pid) {
             Ok(None) => DeathProof::PidGone,
             Ok(Some(st)) if st.start != start => DeathProof::StartTimeDiffers,
-            Ok(Some(st)) if st.state == b'Z' => DeathProof::Exited,
+            // Not the state letter alone: an owner whose main thread exited while others
+            // run shows `Z` (tests/review_final4_main_thread_exited.rs).
+            Ok(Some(st)) if st.zombie => DeathProof::Exited,
             Ok(Some(_)) => return skipped(report, shown, SkipReason::OwnerAlive),
             Err(e) => {
                 let detail = e.to_string();
@@ -276,7 +278,7 @@ fn torn_at_birth(name: &OsStr, len: usize) -> bool {
 fn named_owner_dead(name: &OsStr) -> bool {
     name_owner(name).is_some_and(|(pid, start)| match procfs::proc_stat(pid) {
         Ok(None) => true,
-        Ok(Some(st)) => st.start != start || st.state == b'Z',
+        Ok(Some(st)) => st.start != start || st.zombie,
         Err(_) => false,
     })
 }

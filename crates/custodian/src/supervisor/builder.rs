@@ -451,7 +451,7 @@ impl Builder {
     ///
     /// With [`Containment::Auto`] or [`Containment::Required`], `start` looks for the
     /// cgroup2 mount in `/proc/self/mountinfo` and this process's cgroup in
-    /// `/proc/self/cgroup`, creates `<own cgroup>/custodian-<pid>-<start>-<random>`, and proves
+    /// `/proc/self/cgroup`, creates `<own cgroup>/custodian-<pid>-<start>-<pidns>-<random>`, and proves
     /// the tier (a forked process enters a cgroup below it; `cgroup.kill` takes a write).
     /// Then each child is spawned into a cgroup of its own (`child-<n>`) before it runs
     /// any code, and its release ends with `cgroup.kill` and a wait for `populated 0`:

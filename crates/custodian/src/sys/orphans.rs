@@ -368,7 +368,9 @@ fn open_proven(pid: u32, start: u64, group: usize, deadline: Option<Instant>) ->
     // Read after the open: the pidfd names the process that had `pid` at the open, so
     // a matching start time now proves it is the one we scanned.
     let st = proc_stat(pid).ok()??;
-    (st.start == start && st.state != b'Z').then_some(Member {
+    // `zombie`, not the state letter: a process whose main thread exited while others
+    // run shows `Z` and still runs (tests/review_final4_main_thread_exited.rs).
+    (st.start == start && !st.zombie).then_some(Member {
         pid,
         start,
         fd,
@@ -379,5 +381,5 @@ fn open_proven(pid: u32, start: u64, group: usize, deadline: Option<Instant>) ->
 
 /// Whether the process `(pid, start)` is running (not a zombie).
 pub(crate) fn alive(pid: u32, start: u64) -> bool {
-    matches!(proc_stat(pid), Ok(Some(st)) if st.start == start && st.state != b'Z')
+    matches!(proc_stat(pid), Ok(Some(st)) if st.start == start && !st.zombie)
 }

@@ -176,8 +176,24 @@ pub(crate) fn pid_ns() -> Option<crate::sys::FileId> {
 
 /// This process and its ancestors (walking `ppid` up from `/proc/self`), with their
 /// start times: a sweep never signals them, whatever they carry.
+///
+/// # Errors
+/// `InvalidData` if `/proc` is another pid namespace's (`unshare -p` without
+/// `--mount-proc`): its pids are not the ones `pidfd_open` and `kill` take, so a process
+/// proven there would be another one here (tests/review_final4_foreign_proc.rs).
 pub(crate) fn self_and_ancestors() -> io::Result<Vec<(u32, u64)>> {
     let me = read_stat(None, b"/proc/self/stat")?.ok_or(io::ErrorKind::NotFound)?;
+    if me.pid != std::process::id() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "/proc is another pid namespace's (it names this process {}, not {}): \
+                 its pids cannot be signalled from here",
+                me.pid,
+                std::process::id()
+            ),
+        ));
+    }
     let mut out = vec![(std::process::id(), me.start)];
     let mut next = me.ppid;
     // Bounded: a pid's parent started before it, so the walk ends at pid 0; the bound

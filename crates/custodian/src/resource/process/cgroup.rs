@@ -202,7 +202,7 @@ impl ChildCore {
 
 /// SIGTERM to each process listed in the cgroup `dir`, once proven a member: its pidfd
 /// is opened, then its `/proc/PID/cgroup` must name this cgroup (its last two components,
-/// `custodian-<pid>-<start>-<random>/child-<n>`, are unique), and the signal goes through the
+/// `custodian-<pid>-<start>-<pidns>-<random>/child-<n>`, are unique), and the signal goes through the
 /// pidfd. If the pid was reused between the listing and the open, the read names
 /// another cgroup; if the process died after the read, the pidfd's signal finds it gone:
 /// no other process is ever signalled. Without pidfds, nobody is (the kill comes later).

@@ -3,8 +3,9 @@
 //! of the process's own cgroup and of the supervisor's, opened when the supervisor's
 //! cgroup was created; a child's cgroup is checked by inode each time it is used.
 //!
-//! Layout: `<this process's cgroup>/custodian-<pid>-<start>-<64 random bits>/child-<n>`
-//! (`<start>`: the process's start time, `/proc/PID/stat` field 22).
+//! Layout: `<this process's cgroup>/custodian-<pid>-<start>-<pidns>-<64 random bits>/child-<n>`
+//! (`<start>`: the process's start time, `/proc/PID/stat` field 22; `<pidns>`: the inode
+//! of `/proc/self/ns/pid`).
 //!
 //! Invariants (the proof that a cgroup is ours before it is killed or removed):
 //! - every cgroup touched was created here, with `mkdirat` relative to its parent's fd,
@@ -46,24 +47,30 @@ use rustix::io::Errno;
 use super::FileId;
 use super::remove::open_dir_nofollow;
 
-/// A supervisor's cgroup is named `custodian-<its pid>-<its start time>-<64 random bits
-/// in hex>`. The start time ties the name to one process, not only to a pid: a journal
-/// that names a live supervisor's pid with another start time (the owner it records is
-/// then "dead") cannot lead to that supervisor's cgroup (tests/review_cg4_forged_cgroup.rs).
-/// Versions before it wrote `custodian-<pid>-<random>`, still recognised.
+/// A supervisor's cgroup is named `custodian-<its pid>-<its start time>-<its pid
+/// namespace>-<64 random bits in hex>` (the namespace: the inode of `/proc/self/ns/pid`,
+/// 0 where there is none). The start time ties the name to one process, not only to a
+/// pid: a journal that names a live supervisor's pid with another start time (the owner
+/// it records is then "dead") cannot lead to that supervisor's cgroup
+/// (tests/review_cg4_forged_cgroup.rs). The namespace ties the pid and start time to the
+/// namespace they mean something in: a journal naming a live supervisor of another pid
+/// namespace by its pid there and its start time (its owner then "dead" here) cannot lead
+/// to its cgroup (tests/review_final4_cgroup_other_pidns.rs). Versions before them wrote
+/// `custodian-<pid>-<random>`, still recognised.
 const NAME_PREFIX: &str = "custodian-";
 const NAME_RANDOM_BYTES: usize = 8;
 
 /// Whether `name` is the name of a supervisor cgroup created by the process `pid` that
-/// started at `start` (the shape [`SupervisorCgroup::create`] gives), or by a version
-/// that did not name the start time (`custodian-<pid>-<random>`) and the pid `pid`.
-pub(crate) fn is_supervisor_name_of(name: &str, pid: u32, start: u64) -> bool {
-    supervisor_name_owner(name).is_some_and(|(p, s)| p == pid && s.is_none_or(|s| s == start))
+/// started at `start` in the pid namespace `ns` (the shape [`SupervisorCgroup::create`]
+/// gives), or by a version that named neither (`custodian-<pid>-<random>`) and the pid
+/// `pid`.
+pub(crate) fn is_supervisor_name_of(name: &str, pid: u32, start: u64, ns: u64) -> bool {
+    supervisor_name_owner(name).is_some_and(|(p, s)| p == pid && s.is_none_or(|s| s == (start, ns)))
 }
 
-/// The creator's pid and, if named, start time of a supervisor cgroup's name; `None` if
-/// `name` is not one.
-pub(crate) fn supervisor_name_owner(name: &str) -> Option<(u32, Option<u64>)> {
+/// The creator's pid and, if named, its start time and pid namespace, of a supervisor
+/// cgroup's name; `None` if `name` is not one.
+pub(crate) fn supervisor_name_owner(name: &str) -> Option<(u32, Option<(u64, u64)>)> {
     let rest = name.strip_prefix(NAME_PREFIX)?;
     let (owner, random) = rest.rsplit_once('-')?;
     let shaped = random.len() == 2 * NAME_RANDOM_BYTES
@@ -80,10 +87,19 @@ pub(crate) fn supervisor_name_owner(name: &str) -> Option<(u32, Option<u64>)> {
             && !(n.len() > 1 && n.starts_with('0'));
         one_spelling.then(|| n.parse().ok())?
     }
-    match owner.split_once('-') {
-        Some((pid, start)) => Some((number(pid)?, Some(number(start)?))),
-        None => Some((number(owner)?, None)),
+    let mut f = owner.split('-');
+    match (f.next(), f.next(), f.next(), f.next()) {
+        (Some(pid), Some(start), Some(ns), None) => {
+            Some((number(pid)?, Some((number(start)?, number(ns)?))))
+        }
+        (Some(pid), None, None, None) => Some((number(pid)?, None)),
+        _ => None,
     }
+}
+
+/// This process's pid namespace as a supervisor cgroup's name gives it (0: none).
+pub(crate) fn own_pid_ns() -> u64 {
+    super::procfs::pid_ns().map_or(0, |id| id.ino)
 }
 
 /// The cgroup the supervisor creates below its own and owns.
@@ -111,7 +127,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SupervisorCgroup {
-    /// Creates `<own>/custodian-<pid>-<start>-<random>` (mode 0755, as cgroupfs wants) and opens
+    /// Creates `<own>/custodian-<pid>-<start>-<pidns>-<random>` (mode 0755, as cgroupfs wants) and opens
     /// it. `own` is this process's cgroup directory. `intent` is given the path right
     /// before the `mkdir` (the crash journal records it there: an owner killed between
     /// the two leaves no cgroup that no record names); its error fails the creation.
@@ -125,9 +141,10 @@ impl SupervisorCgroup {
             Mode::empty(),
         )?;
         let name = format!(
-            "{NAME_PREFIX}{}-{}-{}",
+            "{NAME_PREFIX}{}-{}-{}-{}",
             std::process::id(),
             super::procfs::self_start()?,
+            own_pid_ns(),
             super::create::random_hex(NAME_RANDOM_BYTES)?
         );
         intent(&own.join(&name))?;

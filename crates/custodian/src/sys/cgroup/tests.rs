@@ -203,12 +203,14 @@ fn a_supervisor_cgroup_s_name_is_tied_to_its_creator_s_pid_and_start() {
     assert!(is_supervisor_name_of(
         "custodian-42-0123456789abcdef",
         42,
-        7
+        7,
+        5
     ));
     assert!(is_supervisor_name_of(
-        "custodian-42-7-0123456789abcdef",
+        "custodian-42-7-5-0123456789abcdef",
         42,
-        7
+        7,
+        5
     ));
     for bad in [
         "custodian-42-0123456789abcde",   // short
@@ -218,24 +220,29 @@ fn a_supervisor_cgroup_s_name_is_tied_to_its_creator_s_pid_and_start() {
         "custodian-4-0123456789abcdef",
         "custodian-042-0123456789abcdef", // another spelling of 42
         "custodian-+42-0123456789abcdef",
-        "custodian-42-8-0123456789abcdef", // another process with pid 42
-        "custodian-42-07-0123456789abcdef",
-        "custodian-42--0123456789abcdef",
-        "custodian-42-7-7-0123456789abcdef",
-        "custodian--7-0123456789abcdef",
+        "custodian-42-8-5-0123456789abcdef", // another process with pid 42
+        "custodian-42-7-6-0123456789abcdef", // pid 42 of another pid namespace
+        "custodian-42-7-0123456789abcdef",   // no namespace (9264c5e's shape)
+        "custodian-42-07-5-0123456789abcdef",
+        "custodian-42-7-05-0123456789abcdef",
+        "custodian-42--5-0123456789abcdef",
+        "custodian-42-7-5-5-0123456789abcdef",
+        "custodian--7-5-0123456789abcdef",
         "system.slice",
         "custodian-42-",
     ] {
-        assert!(!is_supervisor_name_of(bad, 42, 7), "{bad}");
+        assert!(!is_supervisor_name_of(bad, 42, 7, 5), "{bad}");
     }
     let me = std::process::id();
     let start = crate::sys::procfs::self_start().unwrap();
+    let ns = super::own_pid_ns();
     let own = need_cgroup!();
     let sup = SupervisorCgroup::create(&own, |_| Ok(())).unwrap();
     let name = sup.path().file_name().unwrap().to_str().unwrap().to_owned();
-    assert!(is_supervisor_name_of(&name, me, start), "{name}");
-    assert!(!is_supervisor_name_of(&name, me + 1, start));
-    assert!(!is_supervisor_name_of(&name, me, start + 1), "{name}");
+    assert!(is_supervisor_name_of(&name, me, start, ns), "{name}");
+    assert!(!is_supervisor_name_of(&name, me + 1, start, ns));
+    assert!(!is_supervisor_name_of(&name, me, start + 1, ns), "{name}");
+    assert!(!is_supervisor_name_of(&name, me, start, ns + 1), "{name}");
 }
 
 #[test]
