@@ -9,9 +9,10 @@
 //! Not introduced by 1058ba6: `cgroup.kill` took the same forged record before it (the
 //! commit adds the SIGTERM and grace first). Who can forge: whoever can write a 0600
 //! journal in the 0700 state dir (its user, or root). Fixed by naming the supervisor's
-//! cgroup with its creator's start time as well as its pid
-//! (`custodian-<pid>-<start>-<random>`): a record can only lead to a cgroup made by the
-//! very process its journal names, and a forged start time makes the name not match.
+//! cgroup with its creator's start time (and pid namespace) as well as its pid
+//! (`custodian-<pid>-<start>-<pidns>-<random>`): a record can only lead to a cgroup made
+//! by the very process its journal names, and a forged start time makes the name not
+//! match.
 //!
 //! Skipped, saying so, without a writable cgroup2.
 

@@ -1,4 +1,4 @@
-//! Review of the supervisor cgroup's name `custodian-<pid>-<start>-<random>` across pid
+//! Review of the supervisor cgroup's name `custodian-<pid>-<start>-<random>` (as it was) across pid
 //! namespaces. The name ties a journal to the process that made the cgroup only within
 //! one pid namespace: a live cgroup-tier supervisor in a pid namespace of its own (a
 //! container sharing the host's cgroup tree) is, say, pid 1 there. A journal forged in a

@@ -22,8 +22,9 @@
 //! name ties the record to its owner: a record can only ever lead to a cgroup that the
 //! very process its journal names created (pid *and* start time: a journal forged with a
 //! live supervisor's pid and another start time, which makes that "owner" dead, cannot
-//! lead to the live one's cgroup; tests/review_cg4_forged_cgroup.rs), and, with the
-//! inode, to the very one it created. Names without the start time (`custodian-<pid>-
+//! lead to the live one's cgroup; tests/review_cg4_forged_cgroup.rs) in this sweep's pid
+//! namespace (the name carries it too: tests/review_final4_cgroup_other_pidns.rs), and,
+//! with the inode, to the very one it created. Names without them (`custodian-<pid>-
 //! <random>`, made by earlier versions) are taken with the pid alone. A name check costs
 //! nothing and needs no state.
 //!
