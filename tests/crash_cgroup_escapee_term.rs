@@ -9,38 +9,14 @@
 //! file) and every child carried `CUSTODIAN_OWNER`. Skipped, saying so, without a
 //! writable cgroup2.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use custodian_suite::{LineChild, entries, mentioning, poll_until, scratch_dir};
-use tokio_custodian::{Containment, ContainmentTier, Recovery, Supervisor};
+use tokio_custodian::Recovery;
 
 const OWNER: &str = env!("CARGO_BIN_EXE_journal-owner");
-
-/// This process's own cgroup, where the owner's cgroups are made, or `None` without the
-/// tier.
-fn cgroup_parent() -> Option<PathBuf> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let sup = Supervisor::builder()
-            .containment(Containment::Auto)
-            .start()
-            .unwrap();
-        let tier = sup.stats().containment;
-        assert!(sup.shutdown().await.is_clean());
-        match tier {
-            ContainmentTier::Cgroup { path } => path.parent().map(Path::to_path_buf),
-            other => {
-                eprintln!("skipped: no writable cgroup2 ({other})");
-                None
-            }
-        }
-    })
-}
 
 fn with_prefix(dir: &Path, prefix: &str) -> Vec<String> {
     let mut v = entries(dir);
@@ -54,18 +30,9 @@ fn environ_has_marker(pid: u32) -> bool {
         .any(|kv| kv.starts_with(b"CUSTODIAN_OWNER=") || kv.starts_with(b"CUSTODIAN_JOURNAL="))
 }
 
-/// Whether `pid` runs (is there and not a zombie: the orphans go to an init that may
-/// not reap them).
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
-        .unwrap_or(false)
-}
-
 #[test]
 fn a_dead_owner_s_cleared_env_escapee_gets_sigterm_through_its_cgroup() {
-    let Some(parent) = cgroup_parent() else {
+    let Some(parent) = custodian_suite::containment::owners_cgroup_dir() else {
         return;
     };
     let scratch = scratch_dir("cgroup-escapee-term");
@@ -123,7 +90,7 @@ fn a_dead_owner_s_cleared_env_escapee_gets_sigterm_through_its_cgroup() {
     let journals = report.journals.as_ref().unwrap();
     let termed = with_prefix(&trap, "termed-");
     let gone = poll_until(Duration::from_secs(5), || {
-        mentioning(&secs).is_empty() && !running(escapee)
+        mentioning(&secs).is_empty() && !custodian_suite::pid_running(escapee)
     });
     let left = mentioning(&secs);
     for pid in &left {

@@ -9,48 +9,17 @@
 //! Skipped, saying so, without a writable cgroup2.
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use custodian_suite::{LineChild, entries, mentioning, poll_until, scratch_dir};
-use tokio_custodian::{Containment, ContainmentTier, Recovery, Supervisor};
+use tokio_custodian::Recovery;
 
 const OWNER: &str = env!("CARGO_BIN_EXE_journal-owner");
 
-fn cgroup_parent() -> Option<PathBuf> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let sup = Supervisor::builder()
-            .containment(Containment::Auto)
-            .reap_abandoned(false)
-            .start()
-            .unwrap();
-        let tier = sup.stats().containment;
-        assert!(sup.shutdown().await.is_clean());
-        match tier {
-            ContainmentTier::Cgroup { path } => path.parent().map(Path::to_path_buf),
-            other => {
-                eprintln!("skipped: no writable cgroup2 ({other})");
-                None
-            }
-        }
-    })
-}
-
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
-        .unwrap_or(false)
-}
-
 #[test]
 fn a_cgroup_with_the_dead_owner_s_cgroup_name_elsewhere_is_not_its() {
-    let Some(parent) = cgroup_parent() else {
+    let Some(parent) = custodian_suite::containment::owners_cgroup_dir() else {
         return;
     };
     let scratch = scratch_dir("cg4-decoy");
@@ -98,7 +67,8 @@ fn a_cgroup_with_the_dead_owner_s_cgroup_name_elsewhere_is_not_its() {
         .grace(Duration::from_millis(500))
         .run();
     std::thread::sleep(Duration::from_millis(100));
-    let bystander_alive = bystander.try_wait().unwrap().is_none() && running(by_pid);
+    let bystander_alive =
+        bystander.try_wait().unwrap().is_none() && custodian_suite::pid_running(by_pid);
     // Clean up before asserting.
     let _ = bystander.kill();
     let _ = bystander.wait();

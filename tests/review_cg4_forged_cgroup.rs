@@ -23,13 +23,6 @@ use custodian_suite::journal_frame as frame;
 use custodian_suite::{scratch_dir, serial};
 use tokio_custodian::{Containment, ContainmentTier, Recovery, Supervisor};
 
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
-        .unwrap_or(false)
-}
-
 #[test]
 fn a_forged_journal_with_a_live_supervisor_s_pid_never_reaches_its_cgroup() {
     let _s = serial();
@@ -78,7 +71,7 @@ fn a_forged_journal_with_a_live_supervisor_s_pid_never_reaches_its_cgroup() {
             .run()
             .unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let alive = child.try_wait().unwrap().is_none() && running(pid);
+        let alive = child.try_wait().unwrap().is_none() && custodian_suite::pid_running(pid);
         let cgroup_left = path.exists();
         let journal_kept = journal.exists();
         let _ = child.kill().await;

@@ -51,13 +51,6 @@ fn cgroup_parent() -> Option<PathBuf> {
     })
 }
 
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
-        .unwrap_or(false)
-}
-
 fn chown_nobody(p: &Path) {
     let uid = Some(rustix::fs::Uid::from_raw(65534));
     let gid = Some(rustix::fs::Gid::from_raw(65534));
@@ -178,8 +171,10 @@ fn a_member_the_sweeper_may_not_signal_ended_by_cgroup_kill_is_no_survivor() {
         .lines()
         .find_map(|l| l.split_once("REPORT ").map(|(_, r)| r))
         .map(|r| serde_json::from_str(r).unwrap());
-    let _ = poll_until(Duration::from_secs(5), || !running(rooted_pid));
-    let rooted_gone = !running(rooted_pid);
+    let _ = poll_until(Duration::from_secs(5), || {
+        !custodian_suite::pid_running(rooted_pid)
+    });
+    let rooted_gone = !custodian_suite::pid_running(rooted_pid);
     let journals_left = entries(&state);
     // Clean up before asserting.
     let _ = rooted.kill();

@@ -69,14 +69,6 @@ fn write_file(p: &Path, text: &str) {
     std::fs::rename(&tmp, p).unwrap();
 }
 
-/// Whether `pid` runs (there, and not a zombie).
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
-        .unwrap_or(false)
-}
-
 fn self_args() -> [&'static str; 4] {
     ["--exact", "role", "--nocapture", "--test-threads=1"]
 }
@@ -131,7 +123,8 @@ fn role() {
                     .grace(Duration::from_millis(300))
                     .run();
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                let alive = child.try_wait().unwrap().is_none() && running(pid);
+                let alive =
+                    child.try_wait().unwrap().is_none() && custodian_suite::pid_running(pid);
                 let text = match report {
                     Ok(r) => format!("{r}"),
                     Err(e) => format!("error: {e}"),
@@ -186,9 +179,9 @@ fn the_sweepers_child_survives(tag: &str, d_tier: &str, x_tier: &str) {
     let done = poll_until(Duration::from_secs(30), || dir.join("result").exists());
     let result = std::fs::read_to_string(dir.join("result")).unwrap_or_default();
     // Clean up: X and its child, then D's leftovers from outside its tree.
-    let _ = poll_until(Duration::from_secs(10), || !running(x));
+    let _ = poll_until(Duration::from_secs(10), || !custodian_suite::pid_running(x));
     for pid in [x_child, x] {
-        if running(pid) {
+        if custodian_suite::pid_running(pid) {
             let p = rustix::process::Pid::from_raw(pid as i32).unwrap();
             let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
         }

@@ -10,41 +10,17 @@
 //!
 //! Skipped, saying so, without a writable cgroup2 where a threaded cgroup can be made.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use custodian_suite::{LineChild, entries, mentioning, poll_until, scratch_dir};
-use tokio_custodian::{Containment, ContainmentTier, Recovery, Supervisor};
+use tokio_custodian::Recovery;
 
 const OWNER: &str = env!("CARGO_BIN_EXE_journal-owner");
 
-fn cgroup_parent() -> Option<PathBuf> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let sup = Supervisor::builder()
-            .containment(Containment::Auto)
-            .reap_abandoned(false)
-            .start()
-            .unwrap();
-        let tier = sup.stats().containment;
-        assert!(sup.shutdown().await.is_clean());
-        match tier {
-            ContainmentTier::Cgroup { path } => path.parent().map(Path::to_path_buf),
-            other => {
-                eprintln!("skipped: no writable cgroup2 ({other})");
-                None
-            }
-        }
-    })
-}
-
 #[test]
 fn a_threaded_cgroup_below_a_dead_owner_s_cgroup_does_not_stop_its_sweep() {
-    let Some(parent) = cgroup_parent() else {
+    let Some(parent) = custodian_suite::containment::owners_cgroup_dir() else {
         return;
     };
     let scratch = scratch_dir("cg4-threaded");

@@ -179,3 +179,29 @@ pub fn sup_cgroup(sup: &Supervisor) -> PathBuf {
         other => panic!("not the cgroup tier: {other}"),
     }
 }
+
+/// Where a cgroup-tier supervisor of this process makes its cgroup (this process's own
+/// cgroup), proven by starting one and shutting it down; `None`, saying "skipped", without
+/// the tier. Crash tests find their dead owners' cgroups there.
+pub fn owners_cgroup_dir() -> Option<PathBuf> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sup = Supervisor::builder()
+            .containment(tokio_custodian::Containment::Auto)
+            .reap_abandoned(false)
+            .start()
+            .unwrap();
+        let tier = sup.stats().containment;
+        assert!(sup.shutdown().await.is_clean());
+        match tier {
+            ContainmentTier::Cgroup { path } => path.parent().map(Path::to_path_buf),
+            other => {
+                eprintln!("skipped: no writable cgroup2 ({other})");
+                None
+            }
+        }
+    })
+}
