@@ -12,21 +12,20 @@
 //!
 //! The proof, in three parts: the recorded cgroup's name is `custodian-<owner pid>-<owner
 //! start time>-<pid namespace>-<64 random bits>`, with the pid and start time of the
-//! journal's (dead) owner and the sweep's own pid namespace (where the owner was proven
-//! dead: a pid and start time of another namespace's live supervisor mean another
-//! process here; tests/review_final4_cgroup_other_pidns.rs); the directory at the recorded path is still the recorded inode (cgroupfs inodes
-//! are not reused within a boot); and it is on a cgroup2 file system. The inode alone
-//! proves only that the path still names the cgroup the record names, not that the
-//! record names a cgroup of custodian's: a damaged or forged record with the right inode
-//! of any cgroup (a service's slice, the sweeper's own) would have it killed whole. The
-//! name ties the record to its owner: a record can only ever lead to a cgroup that the
-//! very process its journal names created (pid *and* start time: a journal forged with a
-//! live supervisor's pid and another start time, which makes that "owner" dead, cannot
-//! lead to the live one's cgroup; tests/review_cg4_forged_cgroup.rs) in this sweep's pid
-//! namespace (the name carries it too: tests/review_final4_cgroup_other_pidns.rs), and,
-//! with the inode, to the very one it created. Names without them (`custodian-<pid>-
-//! <random>`, made by earlier versions) are taken with the pid alone. A name check costs
-//! nothing and needs no state.
+//! journal's (dead) owner and the sweep's own pid namespace; the directory at the
+//! recorded path is still the recorded inode (cgroupfs inodes are not reused within a
+//! boot); and it is on a cgroup2 file system. The inode alone proves only that the path
+//! still names the cgroup the record names, not that the record names a cgroup of
+//! custodian's: a damaged or forged record with the right inode of any cgroup (a
+//! service's slice, the sweeper's own) would have it killed whole. The name ties the
+//! record to its owner: a record can only ever lead to a cgroup that the very process its
+//! journal names created, and, with the inode, to the very one it created. Pid alone is
+//! not enough: a journal forged with a live supervisor's pid and another start time makes
+//! that "owner" dead (tests/review_cg4_forged_cgroup.rs), and a pid and start time mean
+//! another process in another pid namespace, where the owner was not proven dead
+//! (tests/review_final4_cgroup_other_pidns.rs). Names without them
+//! (`custodian-<pid>-<random>`, made by earlier versions) are taken with the pid alone. A
+//! name check costs nothing and needs no state.
 //!
 //! Absence needs proof as well: nothing at the recorded path counts as gone only when the
 //! nearest directory on that path is on the recorded cgroup2 file system (its device),

@@ -127,10 +127,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SupervisorCgroup {
-    /// Creates `<own>/custodian-<pid>-<start>-<pidns>-<random>` (mode 0755, as cgroupfs wants) and opens
-    /// it. `own` is this process's cgroup directory. `intent` is given the path right
-    /// before the `mkdir` (the crash journal records it there: an owner killed between
-    /// the two leaves no cgroup that no record names); its error fails the creation.
+    /// Creates `<own>/custodian-<pid>-<start>-<pidns>-<random>` (mode 0755, as cgroupfs
+    /// wants) and opens it. `own` is this process's cgroup directory. `intent` is given
+    /// the path right before the `mkdir` (the crash journal records it there: an owner
+    /// killed between the two leaves no cgroup that no record names); its error fails the
+    /// creation.
     pub(crate) fn create(
         own: &Path,
         intent: impl FnOnce(&Path) -> io::Result<()>,
