@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use custodian_suite::containment::{cgroup_owner_args, owner_cgroup};
 use custodian_suite::{LineChild, entries, mentioning, poll_until, scratch_dir};
 use tokio_custodian::Recovery;
 
@@ -45,15 +46,7 @@ fn a_dead_owner_s_cleared_env_escapee_gets_sigterm_through_its_cgroup() {
     std::fs::create_dir(&trap).unwrap();
     let secs = format!("{}", 600_000 + std::process::id());
     let mut owner = LineChild::spawn(
-        Command::new(OWNER)
-            .args([
-                state.as_os_str(),
-                base.as_os_str(),
-                secs.as_ref(),
-                "1".as_ref(),
-            ])
-            .env("CUSTODIAN_TEST_NO_START_SWEEP", "1")
-            .env("CUSTODIAN_TEST_CGROUP", "1")
+        cgroup_owner_args(&mut Command::new(OWNER), &state, &base, &secs)
             .env("CUSTODIAN_TEST_TRAP", &trap),
     );
     let owner_pid = owner.pid();
@@ -78,8 +71,7 @@ fn a_dead_owner_s_cleared_env_escapee_gets_sigterm_through_its_cgroup() {
     owner
         .wait_exit(Duration::from_secs(10))
         .expect("the owner dies");
-    let owner_cgroups: Vec<String> = with_prefix(&parent, &format!("custodian-{owner_pid}-"));
-    assert_eq!(owner_cgroups.len(), 1, "{owner_cgroups:?}");
+    owner_cgroup(&parent, owner_pid);
 
     let report = Recovery::new()
         .state_dir(&state)

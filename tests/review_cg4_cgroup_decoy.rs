@@ -12,7 +12,8 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
-use custodian_suite::{LineChild, entries, mentioning, poll_until, scratch_dir};
+use custodian_suite::containment::{cgroup_owner_args, owner_cgroup};
+use custodian_suite::{LineChild, mentioning, poll_until, scratch_dir};
 use tokio_custodian::Recovery;
 
 const OWNER: &str = env!("CARGO_BIN_EXE_journal-owner");
@@ -26,28 +27,22 @@ fn a_cgroup_with_the_dead_owner_s_cgroup_name_elsewhere_is_not_its() {
     let (state, base) = (scratch.join("state"), scratch.join("tmp"));
     std::fs::create_dir(&base).unwrap();
     let secs = format!("{}", 700_000 + std::process::id());
-    let mut owner = LineChild::spawn(
-        Command::new(OWNER)
-            .args([
-                state.as_os_str(),
-                base.as_os_str(),
-                secs.as_ref(),
-                "1".as_ref(),
-            ])
-            .env("CUSTODIAN_TEST_NO_START_SWEEP", "1")
-            .env("CUSTODIAN_TEST_CGROUP", "1"),
-    );
+    let mut owner = LineChild::spawn(cgroup_owner_args(
+        &mut Command::new(OWNER),
+        &state,
+        &base,
+        &secs,
+    ));
     let owner_pid = owner.pid();
     owner
         .wait_line("ready", Duration::from_secs(10))
         .expect("ready");
-    let mut names: Vec<String> = entries(&parent);
-    names.retain(|e| e.starts_with(&format!("custodian-{owner_pid}-")));
-    assert_eq!(names.len(), 1, "{names:?}");
+    let sup_cg = owner_cgroup(&parent, owner_pid);
+    let name = sup_cg.file_name().unwrap();
     // Elsewhere: a cgroup with the same name, and a process that is no one's child of
     // the owner, started after it.
     let decoy_parent = parent.join(format!("review-cg4-decoy-{}", std::process::id()));
-    let decoy = decoy_parent.join(&names[0]);
+    let decoy = decoy_parent.join(name);
     std::fs::create_dir_all(&decoy).unwrap();
     // In a group of its own: not a partner of the sweeper's pipeline (those are spared).
     let mut bystander = Command::new("sleep")

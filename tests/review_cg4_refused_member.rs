@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use custodian_suite::containment::{cgroup_owner_args, owner_cgroup};
 use custodian_suite::{LineChild, entries, mentioning, poll_until, scratch_dir};
 use tokio_custodian::{Containment, ContainmentTier, Recovery, Supervisor, SweepReport};
 
@@ -111,7 +112,7 @@ fn a_member_the_sweeper_may_not_signal_ended_by_cgroup_kill_is_no_survivor() {
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
     let secs = format!("{}", 800_000 + std::process::id());
     // The owner starts in the delegated cgroup, as uid 65534.
-    let mut owner = LineChild::spawn(
+    let mut owner = LineChild::spawn(cgroup_owner_args(
         Command::new("sh")
             .args([
                 "-c",
@@ -120,24 +121,16 @@ fn a_member_the_sweeper_may_not_signal_ended_by_cgroup_kill_is_no_survivor() {
             ])
             .arg(deleg.join("cgroup.procs"))
             .args(NOBODY)
-            .arg(OWNER)
-            .args([
-                state.as_os_str(),
-                base.as_os_str(),
-                secs.as_ref(),
-                "1".as_ref(),
-            ])
-            .env("CUSTODIAN_TEST_NO_START_SWEEP", "1")
-            .env("CUSTODIAN_TEST_CGROUP", "1"),
-    );
+            .arg(OWNER),
+        &state,
+        &base,
+        &secs,
+    ));
     let owner_pid = owner.pid();
     owner
         .wait_line("ready", Duration::from_secs(10))
         .expect("ready");
-    let mut sup_cg: Vec<String> = entries(&deleg);
-    sup_cg.retain(|e| e.starts_with(&format!("custodian-{owner_pid}-")));
-    assert_eq!(sup_cg.len(), 1, "{sup_cg:?}");
-    let sup_cg = deleg.join(&sup_cg[0]);
+    let sup_cg = owner_cgroup(&deleg, owner_pid);
     let mut kids = entries(&sup_cg);
     kids.retain(|e| e.starts_with("child-"));
     assert_eq!(kids.len(), 1, "{kids:?}");

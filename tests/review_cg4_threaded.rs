@@ -13,6 +13,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use custodian_suite::containment::{cgroup_owner_args, owner_cgroup};
 use custodian_suite::{LineChild, entries, mentioning, poll_until, scratch_dir};
 use tokio_custodian::Recovery;
 
@@ -33,15 +34,7 @@ fn a_threaded_cgroup_below_a_dead_owner_s_cgroup_does_not_stop_its_sweep() {
     std::fs::create_dir(&trap).unwrap();
     let secs = format!("{}", 900_000 + std::process::id());
     let mut owner = LineChild::spawn(
-        Command::new(OWNER)
-            .args([
-                state.as_os_str(),
-                base.as_os_str(),
-                secs.as_ref(),
-                "1".as_ref(),
-            ])
-            .env("CUSTODIAN_TEST_NO_START_SWEEP", "1")
-            .env("CUSTODIAN_TEST_CGROUP", "1")
+        cgroup_owner_args(&mut Command::new(OWNER), &state, &base, &secs)
             .env("CUSTODIAN_TEST_TRAP", &trap),
     );
     let owner_pid = owner.pid();
@@ -52,10 +45,7 @@ fn a_threaded_cgroup_below_a_dead_owner_s_cgroup_does_not_stop_its_sweep() {
         poll_until(Duration::from_secs(10), || !entries(&trap).is_empty()),
         "the escapee never set its trap"
     );
-    let mut sup_cg = entries(&parent);
-    sup_cg.retain(|e| e.starts_with(&format!("custodian-{owner_pid}-")));
-    assert_eq!(sup_cg.len(), 1, "{sup_cg:?}");
-    let sup_cg = parent.join(&sup_cg[0]);
+    let sup_cg = owner_cgroup(&parent, owner_pid);
     let mut kids = entries(&sup_cg);
     kids.retain(|e| e.starts_with("child-"));
     let threaded = sup_cg.join(&kids[0]).join("threads");

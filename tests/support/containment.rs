@@ -205,3 +205,30 @@ pub fn owners_cgroup_dir() -> Option<PathBuf> {
         }
     })
 }
+
+/// A `journal-owner` of the cgroup tier with one child (see `tests/support/journal_owner.rs`):
+/// `cmd` gets its state dir, temp base, `secs` and `1`, no sweep at its start, and the tier
+/// required. The caller adds `CUSTODIAN_TEST_TRAP` for an escapee that honours SIGTERM.
+pub fn cgroup_owner_args<'a>(
+    cmd: &'a mut std::process::Command,
+    state: &Path,
+    base: &Path,
+    secs: &str,
+) -> &'a mut std::process::Command {
+    cmd.args([
+        state.as_os_str(),
+        base.as_os_str(),
+        secs.as_ref(),
+        "1".as_ref(),
+    ])
+    .env("CUSTODIAN_TEST_NO_START_SWEEP", "1")
+    .env("CUSTODIAN_TEST_CGROUP", "1")
+}
+
+/// The one supervisor cgroup under `parent` that the owner `pid` made (asserted to be one).
+pub fn owner_cgroup(parent: &Path, pid: u32) -> PathBuf {
+    let mut names = crate::entries(parent);
+    names.retain(|e| e.starts_with(&format!("custodian-{pid}-")));
+    assert_eq!(names.len(), 1, "{names:?}");
+    parent.join(&names[0])
+}
