@@ -110,15 +110,7 @@ fn collect_procs(dir: &OwnedFd, depth: usize, out: &mut Vec<u32>) -> io::Result<
         return Ok(());
     }
     out.extend(procs_of(dir)?);
-    let mut subs = Vec::new();
-    for e in rustix::fs::Dir::read_from(dir)? {
-        let e = e?;
-        let name = e.file_name().to_bytes();
-        if e.file_type() == FileType::Directory && name != b"." && name != b".." {
-            subs.push(e.file_name().to_owned());
-        }
-    }
-    for name in subs {
+    for name in sub_cgroups(dir)? {
         match open_dir_nofollow(dir, name.as_c_str()) {
             Ok(sub) => collect_procs(&sub, depth + 1, out)?,
             Err(Errno::NOENT) => {}
@@ -354,15 +346,7 @@ fn member_among(dir: &OwnedFd, pids: &[u32], depth: usize) -> io::Result<Option<
     if let Some(p) = procs_of(dir)?.into_iter().find(|p| pids.contains(p)) {
         return Ok(Some(p));
     }
-    let mut subs = Vec::new();
-    for e in rustix::fs::Dir::read_from(dir)? {
-        let e = e?;
-        let name = e.file_name().to_bytes();
-        if e.file_type() == FileType::Directory && name != b"." && name != b".." {
-            subs.push(e.file_name().to_owned());
-        }
-    }
-    for name in subs {
+    for name in sub_cgroups(dir)? {
         match open_dir_nofollow(dir, name.as_c_str()) {
             Ok(sub) => {
                 if let Some(p) = member_among(&sub, pids, depth + 1)? {
@@ -374,6 +358,20 @@ fn member_among(dir: &OwnedFd, pids: &[u32], depth: usize) -> io::Result<Option<
         }
     }
     Ok(None)
+}
+
+/// The names of the cgroups right below `dir` (its subdirectories), read before any is
+/// opened: a walk that changes the directory does not change what it reads.
+fn sub_cgroups(dir: &OwnedFd) -> io::Result<Vec<std::ffi::CString>> {
+    let mut subs = Vec::new();
+    for e in rustix::fs::Dir::read_from(dir)? {
+        let e = e?;
+        let name = e.file_name().to_bytes();
+        if e.file_type() == FileType::Directory && name != b"." && name != b".." {
+            subs.push(e.file_name().to_owned());
+        }
+    }
+    Ok(subs)
 }
 
 /// Removes `name` in `parent` if it still is the cgroup `id`; `true` once ours is gone
@@ -410,15 +408,7 @@ fn remove_below(dir: &OwnedFd, depth: usize) -> io::Result<()> {
     if depth >= MAX_DEPTH {
         return Err(Errno::BUSY.into());
     }
-    let mut subs = Vec::new();
-    for e in rustix::fs::Dir::read_from(dir)? {
-        let e = e?;
-        let name = e.file_name().to_bytes();
-        if e.file_type() == FileType::Directory && name != b"." && name != b".." {
-            subs.push(e.file_name().to_owned());
-        }
-    }
-    for name in subs {
+    for name in sub_cgroups(dir)? {
         let sub = match open_dir_nofollow(dir, name.as_c_str()) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => continue,
